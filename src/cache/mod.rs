@@ -1,0 +1,356 @@
+//! Content-addressed store of stage outputs.
+//!
+//! Layout under the cache root:
+//! - `objects/<k[0..2]>/<key>/` — a committed entry: output files plus `meta.json`, which lists
+//!   every file's size and blake3 hash. Entries appear only by an atomic directory rename.
+//! - `tmp/` — entries being written; anything left here by a killed run is ignored and swept.
+//! - `ckpt/<key>/` — checkpoints of unfinished long stages (resume after a kill).
+//! - `locks/<key>.lock` — per-stage locks so concurrent runs never compute one key twice.
+//! - `runs/<pipeline>.json` — the last plan run per pipeline, to explain what went stale.
+//! - `.lock` — shared by runs, exclusive for `gc`.
+pub mod manifest;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub const META: &str = "meta.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileMeta {
+    pub size: u64,
+    pub blake3: String,
+}
+
+/// Where and how an entry was made; informational, never part of the key.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Provenance {
+    pub robarch_version: String,
+    pub device: String,
+    pub host: String,
+    pub created_unix: u64,
+    pub wall_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EntryMeta {
+    pub key: String,
+    pub kind: String,
+    pub version: u32,
+    /// The stage id that first produced it (e.g. `train/digits/vit/pgd`), for humans.
+    pub stage: String,
+    pub params: Value,
+    pub inputs: BTreeMap<String, String>,
+    pub files: BTreeMap<String, FileMeta>,
+    /// Small stage-specific results (accuracies, parameter counts, …).
+    pub summary: Value,
+    pub provenance: Provenance,
+}
+
+/// A committed, verified entry.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub dir: PathBuf,
+    pub meta: EntryMeta,
+}
+
+impl Entry {
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+}
+
+/// Result of looking a key up.
+#[derive(Debug)]
+pub enum Lookup {
+    Hit(Entry),
+    Missing,
+    /// Present but failed verification; it has been removed.
+    Corrupt(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+}
+
+/// Hashes a file with blake3, streaming.
+pub fn hash_file(path: &Path) -> Result<(u64, String)> {
+    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((size, h.finalize().to_hex().to_string()))
+}
+
+impl Cache {
+    pub fn open(root: &Path) -> Result<Cache> {
+        for sub in ["objects", "tmp", "ckpt", "locks", "runs"] {
+            std::fs::create_dir_all(root.join(sub)).with_context(|| format!("creating cache directory {}", root.join(sub).display()))?;
+        }
+        Ok(Cache { root: root.to_path_buf() })
+    }
+
+    /// Opens an existing cache without creating anything (read-only commands).
+    pub fn existing(root: &Path) -> Option<Cache> {
+        root.join("objects").is_dir().then(|| Cache { root: root.to_path_buf() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn entry_dir(&self, key: &str) -> PathBuf {
+        self.root.join("objects").join(&key[..2]).join(key)
+    }
+
+    pub fn checkpoint_dir(&self, key: &str) -> PathBuf {
+        self.root.join("ckpt").join(key)
+    }
+
+    /// Reads and fully verifies an entry (sizes and blake3 of every file).
+    pub fn verify(&self, key: &str) -> Result<Entry, String> {
+        let dir = self.entry_dir(key);
+        let meta: EntryMeta = std::fs::read(dir.join(META))
+            .map_err(|e| format!("meta.json unreadable: {e}"))
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("meta.json invalid: {e}")))?;
+        if meta.key != key {
+            return Err(format!("meta.json names key {}", meta.key));
+        }
+        for (name, fm) in &meta.files {
+            let (size, hash) = hash_file(&dir.join(name)).map_err(|e| format!("{name}: {e:#}"))?;
+            if size != fm.size || hash != fm.blake3 {
+                return Err(format!("{name} does not match its recorded blake3"));
+            }
+        }
+        Ok(Entry { dir, meta })
+    }
+
+    /// Looks up `key`; a corrupt or partial entry is removed and reported.
+    pub fn lookup(&self, key: &str) -> Lookup {
+        if !self.entry_dir(key).exists() {
+            return Lookup::Missing;
+        }
+        match self.verify(key) {
+            Ok(e) => Lookup::Hit(e),
+            Err(why) => {
+                let _ = self.remove(key);
+                Lookup::Corrupt(why)
+            }
+        }
+    }
+
+    /// Whether an entry exists (no verification; for `status`).
+    pub fn contains(&self, key: &str) -> bool {
+        self.entry_dir(key).join(META).exists()
+    }
+
+    /// A fresh staging directory for a stage's outputs.
+    pub fn stage_dir(&self) -> Result<tempfile::TempDir> {
+        Ok(tempfile::Builder::new().prefix("entry-").tempdir_in(self.root.join("tmp"))?)
+    }
+
+    /// Hashes the staged files, writes `meta.json` and renames the directory into place.
+    pub fn commit(&self, staged: tempfile::TempDir, mut meta: EntryMeta) -> Result<Entry> {
+        let mut files = BTreeMap::new();
+        for e in walk(staged.path())? {
+            let rel = e.strip_prefix(staged.path())?.to_string_lossy().replace('\\', "/");
+            let (size, blake3) = hash_file(&e)?;
+            files.insert(rel, FileMeta { size, blake3 });
+        }
+        meta.files = files;
+        std::fs::write(staged.path().join(META), serde_json::to_vec_pretty(&meta)?)?;
+        let dest = self.entry_dir(&meta.key);
+        std::fs::create_dir_all(dest.parent().expect("entry dirs have a parent"))?;
+        if dest.exists() {
+            // A forced rerun replaces the old entry.
+            self.remove(&meta.key)?;
+        }
+        let tmp = staged.keep();
+        std::fs::rename(&tmp, &dest).with_context(|| format!("committing cache entry {}", meta.key))?;
+        Ok(Entry { dir: dest, meta })
+    }
+
+    /// Removes an entry by first renaming it out of `objects/` (so it vanishes atomically).
+    pub fn remove(&self, key: &str) -> Result<()> {
+        let dir = self.entry_dir(key);
+        if dir.exists() {
+            let trash = self.root.join("tmp").join(format!("trash-{key}-{}", std::process::id()));
+            std::fs::rename(&dir, &trash)?;
+            std::fs::remove_dir_all(&trash)?;
+        }
+        Ok(())
+    }
+
+    /// Keys of all committed entries.
+    pub fn keys(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for shard in std::fs::read_dir(self.root.join("objects"))? {
+            let shard = shard?.path();
+            if shard.is_dir() {
+                for e in std::fs::read_dir(&shard)? {
+                    out.push(e?.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Blocks until this process holds the per-stage lock for `key`.
+    pub fn lock_stage(&self, key: &str) -> Result<File> {
+        let f = File::create(self.root.join("locks").join(format!("{key}.lock")))?;
+        f.lock().context("locking cache stage")?;
+        Ok(f)
+    }
+
+    /// Shared lock held for a whole run; `gc` takes it exclusively.
+    pub fn lock_shared(&self) -> Result<File> {
+        let f = File::create(self.root.join(".lock"))?;
+        f.lock_shared().context("locking cache")?;
+        Ok(f)
+    }
+
+    pub fn lock_exclusive(&self) -> Result<File> {
+        let f = File::create(self.root.join(".lock"))?;
+        f.lock().context("locking cache")?;
+        Ok(f)
+    }
+
+    /// Deletes leftovers of killed runs in `tmp/` (only under the exclusive lock).
+    pub fn sweep_tmp(&self) -> Result<usize> {
+        let mut n = 0;
+        for e in std::fs::read_dir(self.root.join("tmp"))? {
+            let p = e?.path();
+            if p.is_dir() { std::fs::remove_dir_all(&p)? } else { std::fs::remove_file(&p)? }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Removes every entry, checkpoint and lock whose key is not in `keep`; returns (entries, bytes).
+    pub fn gc(&self, keep: &std::collections::HashSet<String>) -> Result<(usize, u64)> {
+        let mut removed = 0;
+        let mut bytes = 0;
+        for key in self.keys()? {
+            if !keep.contains(&key) {
+                bytes += walk(&self.entry_dir(&key))?.iter().map(|p| p.metadata().map(|m| m.len()).unwrap_or(0)).sum::<u64>();
+                self.remove(&key)?;
+                removed += 1;
+            }
+        }
+        for sub in ["ckpt", "locks"] {
+            for e in std::fs::read_dir(self.root.join(sub))? {
+                let p = e?.path();
+                let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                if !keep.contains(&stem) {
+                    if p.is_dir() { std::fs::remove_dir_all(&p)? } else { std::fs::remove_file(&p)? }
+                }
+            }
+        }
+        self.sweep_tmp()?;
+        Ok((removed, bytes))
+    }
+}
+
+/// All regular files below `dir`, sorted.
+pub fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(key: &str) -> EntryMeta {
+        EntryMeta {
+            key: key.into(),
+            kind: "t".into(),
+            version: 1,
+            stage: "s".into(),
+            params: Value::Null,
+            inputs: Default::default(),
+            files: Default::default(),
+            summary: Value::Null,
+            provenance: Default::default(),
+        }
+    }
+
+    fn put(c: &Cache, key: &str, content: &[u8]) -> Entry {
+        let st = c.stage_dir().unwrap();
+        std::fs::create_dir_all(st.path().join("sub")).unwrap();
+        std::fs::write(st.path().join("sub/a.bin"), content).unwrap();
+        c.commit(st, meta(key)).unwrap()
+    }
+
+    #[test]
+    fn commit_then_verify_and_corruption_is_detected_and_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Cache::open(d.path()).unwrap();
+        let key = "ab".repeat(32);
+        assert!(matches!(c.lookup(&key), Lookup::Missing));
+        let e = put(&c, &key, b"hello");
+        assert_eq!(e.meta.files["sub/a.bin"].size, 5);
+        assert!(matches!(c.lookup(&key), Lookup::Hit(_)));
+        std::fs::write(e.path("sub/a.bin"), b"hellO").unwrap();
+        assert!(matches!(c.lookup(&key), Lookup::Corrupt(_)));
+        assert!(!c.entry_dir(&key).exists(), "corrupt entry must be removed");
+        assert!(std::fs::read_dir(d.path().join("tmp")).unwrap().next().is_none(), "no leftovers");
+    }
+
+    #[test]
+    fn missing_file_or_meta_counts_as_corrupt() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Cache::open(d.path()).unwrap();
+        let key = "cd".repeat(32);
+        let e = put(&c, &key, b"x");
+        std::fs::remove_file(e.path("sub/a.bin")).unwrap();
+        assert!(matches!(c.lookup(&key), Lookup::Corrupt(_)));
+        let e = put(&c, &key, b"x");
+        std::fs::remove_file(e.path(META)).unwrap();
+        assert!(matches!(c.lookup(&key), Lookup::Corrupt(_)));
+    }
+
+    #[test]
+    fn dropped_staging_dir_leaves_nothing_and_gc_keeps_only_referenced() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Cache::open(d.path()).unwrap();
+        {
+            let st = c.stage_dir().unwrap();
+            std::fs::write(st.path().join("f"), b"partial").unwrap();
+        }
+        assert!(std::fs::read_dir(d.path().join("tmp")).unwrap().next().is_none());
+        let (k1, k2) = ("11".repeat(32), "22".repeat(32));
+        put(&c, &k1, b"1");
+        put(&c, &k2, b"2");
+        let keep = std::collections::HashSet::from([k1.clone()]);
+        let (n, _) = c.gc(&keep).unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(c.keys().unwrap(), vec![k1]);
+    }
+}

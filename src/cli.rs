@@ -1,0 +1,307 @@
+//! Command-line interface (clap). Each subcommand is a thin shell over library calls.
+use crate::cache::manifest::{diff, Manifest};
+use crate::cache::Cache;
+use crate::exec::{self, Outcome, RunOptions};
+use crate::plan::{render, Plan};
+use crate::{attacks, data, models, spec};
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser)]
+#[command(name = "robarch", version, about = "Reproducible adversarial-robustness studies: YAML pipeline -> cached stage DAG -> tables", long_about = None)]
+struct Cli {
+    /// Cache directory (content-addressed stage outputs).
+    #[arg(long, global = true, env = "ROBARCH_CACHE", default_value = "cache")]
+    cache: PathBuf,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Logs as JSON lines on stderr.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a pipeline: compute every stage not already in the cache, then write the report.
+    Run {
+        pipeline: PathBuf,
+        /// Stages run at once (CPU slots); default: number of CPU cores.
+        #[arg(short, long)]
+        jobs: Option<usize>,
+        /// libtorch threads per training/evaluation stage on CPU.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Show what would run; compute and write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Recompute stages whose id matches this glob (and everything downstream); repeatable.
+        #[arg(long, value_name = "GLOB")]
+        force: Vec<String>,
+        /// Keep running independent stages after a failure.
+        #[arg(long)]
+        keep_going: bool,
+        /// Override the pipeline's device (auto, cpu, cuda, cuda:N).
+        #[arg(long)]
+        device: Option<String>,
+        /// Where reports are written (as <dir>/<pipeline name>/).
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+    },
+    /// Per stage: cached, missing, or stale (and which parameter or input changed).
+    Status { pipeline: PathBuf },
+    /// Print the stage graph.
+    Dag {
+        pipeline: PathBuf,
+        #[arg(long, value_enum, default_value_t = DagFormat::Text)]
+        format: DagFormat,
+    },
+    /// Show a stage's key inputs (kind, version, parameters, inputs) and why it would rerun.
+    Explain { pipeline: PathBuf, stage: String },
+    /// Write the report of an already computed pipeline to the reports directory.
+    Report {
+        pipeline: PathBuf,
+        #[arg(long, default_value = "reports")]
+        reports: PathBuf,
+    },
+    /// Delete cache entries that none of the given pipelines references.
+    Gc {
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+        /// List what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List registries: models, attacks, datasets, analyses.
+    Ls {
+        #[arg(value_enum, default_value_t = Registry::Models)]
+        what: Registry,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DagFormat {
+    Text,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Registry {
+    Models,
+    Attacks,
+    Datasets,
+    Analyses,
+}
+
+fn init_logging(verbose: u8, json: bool) {
+    let level = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROBARCH_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("robarch={level}")));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(crate::progress::LogWriter).with_target(false).with_ansi(ansi);
+    let _ = if json { builder.json().try_init() } else { builder.compact().try_init() };
+}
+
+/// Runs the CLI; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.log_json);
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            crate::progress::eprintln(&format!("error: {e:#}"));
+            2
+        }
+    }
+}
+
+fn load_plan(path: &Path) -> Result<Plan> {
+    let loaded = spec::load(path)?;
+    Plan::build(&loaded)
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.cmd {
+        Cmd::Run { pipeline, jobs, threads, dry_run, force, keep_going, device, reports } => {
+            let plan = load_plan(&pipeline)?;
+            let force = force.iter().map(|g| glob::Pattern::new(g).with_context(|| format!("--force {g}: not a valid glob"))).collect::<Result<Vec<_>>>()?;
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            let cache = Cache::open(&cli.cache)?;
+            let opts = RunOptions { jobs, threads, dry_run, force, keep_going, device };
+            let summary = exec::run(&plan, &cache, &opts)?;
+            let ran = summary.count(|o| matches!(o, Outcome::Ran { .. }));
+            let cached = summary.count(|o| matches!(o, Outcome::Cached));
+            let skipped = summary.count(|o| matches!(o, Outcome::Skipped));
+            let failed = summary.failed();
+            if dry_run {
+                println!("{} stages: {} would run, {cached} cached", summary.outcomes.len(), summary.count(|o| matches!(o, Outcome::Pending)));
+                return Ok(0);
+            }
+            println!("{} stages: {ran} ran, {cached} cached, {failed} failed, {skipped} skipped", summary.outcomes.len());
+            if failed > 0 {
+                bail!("{failed} stage(s) failed (see above); fix the cause and rerun: finished stages stay cached");
+            }
+            materialize_report(&plan, &cache, &reports)?;
+            Ok(0)
+        }
+        Cmd::Status { pipeline } => {
+            let plan = load_plan(&pipeline)?;
+            let manifest = Cache::existing(&cli.cache).map(|c| Manifest::load(c.root(), &plan.name)).unwrap_or_default();
+            let cache = Cache::existing(&cli.cache);
+            for &ix in &plan.order {
+                let n = &plan.graph[ix];
+                let (state, why) = stage_state(&plan, ix, cache.as_ref(), &manifest);
+                println!("{state:<8} {}{}", n.id, if why.is_empty() { String::new() } else { format!("  ({why})") });
+            }
+            Ok(0)
+        }
+        Cmd::Dag { pipeline, format } => {
+            let plan = load_plan(&pipeline)?;
+            print!("{}", match format {
+                DagFormat::Text => render::text(&plan),
+                DagFormat::Dot => render::dot(&plan),
+                DagFormat::Mermaid => render::mermaid(&plan),
+            });
+            Ok(0)
+        }
+        Cmd::Explain { pipeline, stage } => {
+            let plan = load_plan(&pipeline)?;
+            let Some(ix) = plan.find(&stage) else {
+                let ids: Vec<&str> = plan.order.iter().map(|&i| plan.graph[i].id.as_str()).collect();
+                let hint = spec::did_you_mean(&stage, ids.iter().copied()).map(|c| format!("did you mean `{c}`? ")).unwrap_or_default();
+                bail!("no stage `{stage}` in {}; {hint}`robarch dag {}` lists them", pipeline.display(), pipeline.display());
+            };
+            let n = &plan.graph[ix];
+            let cache = Cache::existing(&cli.cache);
+            let manifest = cache.as_ref().map(|c| Manifest::load(c.root(), &plan.name)).unwrap_or_default();
+            let (state, why) = stage_state(&plan, ix, cache.as_ref(), &manifest);
+            println!("stage:   {}\nkind:    {} (version {})\nkey:     {}\nstatus:  {state}{}", n.id, n.stage.kind(), n.stage.version(), n.key, if why.is_empty() { String::new() } else { format!(" ({why})") });
+            println!("inputs:");
+            for (role, key) in &n.inputs {
+                let src = plan.order.iter().find(|&&i| plan.graph[i].key == *key).map(|&i| plan.graph[i].id.as_str()).unwrap_or("?");
+                println!("  {role}: {src} {}", &key[..12]);
+            }
+            println!("params:\n{}", serde_json::to_string_pretty(&n.stage.params())?);
+            if let Some(c) = &cache {
+                if let crate::cache::Lookup::Hit(e) = c.lookup(&n.key) {
+                    println!("entry:   {}\nsummary:\n{}", e.dir.display(), serde_json::to_string_pretty(&e.meta.summary)?);
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Report { pipeline, reports } => {
+            let plan = load_plan(&pipeline)?;
+            let cache = Cache::existing(&cli.cache).with_context(|| format!("no cache at {}; run `robarch run {}` first", cli.cache.display(), pipeline.display()))?;
+            materialize_report(&plan, &cache, &reports)?;
+            Ok(0)
+        }
+        Cmd::Gc { pipelines, dry_run } => {
+            let mut keep = std::collections::HashSet::new();
+            for p in &pipelines {
+                let plan = load_plan(p)?;
+                keep.extend(plan.order.iter().map(|&ix| plan.graph[ix].key.clone()));
+            }
+            let Some(cache) = Cache::existing(&cli.cache) else {
+                println!("no cache at {}; nothing to do", cli.cache.display());
+                return Ok(0);
+            };
+            if dry_run {
+                let doomed: Vec<String> = cache.keys()?.into_iter().filter(|k| !keep.contains(k)).collect();
+                for k in &doomed {
+                    println!("would remove {k}");
+                }
+                println!("{} entries would be removed", doomed.len());
+                return Ok(0);
+            }
+            let _lock = cache.lock_exclusive()?;
+            let (n, bytes) = cache.gc(&keep)?;
+            println!("removed {n} entries ({:.1} MiB); kept those of {} pipeline(s)", bytes as f64 / (1 << 20) as f64, pipelines.len());
+            Ok(0)
+        }
+        Cmd::Ls { what } => {
+            match what {
+                Registry::Models => {
+                    for a in models::REGISTRY {
+                        println!("{:<12} {:<8} presets: {:<22} {}", a.name, a.family, a.presets.join(","), a.about);
+                    }
+                }
+                Registry::Attacks => {
+                    for (n, about) in attacks::REGISTRY {
+                        println!("{n:<8} {about}");
+                    }
+                }
+                Registry::Datasets => {
+                    for s in data::SOURCES {
+                        println!("{s}");
+                    }
+                }
+                Registry::Analyses => {
+                    for a in spec::ANALYSES {
+                        println!("{a}");
+                    }
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// cached / missing / stale for one stage, with the reason when stale.
+fn stage_state(plan: &Plan, ix: petgraph::graph::NodeIndex, cache: Option<&Cache>, manifest: &Manifest) -> (&'static str, String) {
+    let n = &plan.graph[ix];
+    if cache.is_some_and(|c| c.contains(&n.key)) {
+        return ("cached", String::new());
+    }
+    let Some(old) = manifest.stages.get(&n.id) else { return ("missing", String::new()) };
+    let mut why = Vec::new();
+    if old.version != n.stage.version() {
+        why.push(format!("{} stage version {} -> {}", old.kind, old.version, n.stage.version()));
+    }
+    for (path, a, b) in diff(&old.params, &n.stage.params()) {
+        why.push(format!("{path}: {a} -> {b}"));
+    }
+    for (role, key) in &n.inputs {
+        if old.inputs.get(role) != Some(key) {
+            let src = plan.deps(ix).into_iter().find(|&d| plan.graph[d].key == *key).map(|d| plan.graph[d].id.clone()).unwrap_or_else(|| role.clone());
+            why.push(format!("input {src} changed"));
+        }
+    }
+    if why.is_empty() {
+        why.push("entry missing from the cache".into());
+    }
+    ("stale", why.join("; "))
+}
+
+/// Copies the report's tables from the cache to `<reports>/<pipeline name>/` and says where.
+fn materialize_report(plan: &Plan, cache: &Cache, reports: &Path) -> Result<()> {
+    let ix = plan.report().context("the pipeline has no report stage")?;
+    let key = &plan.graph[ix].key;
+    let entry = match cache.lookup(key) {
+        crate::cache::Lookup::Hit(e) => e,
+        _ => bail!("the report of `{}` is not computed yet; run `robarch run` on the pipeline first", plan.name),
+    };
+    let dest = reports.join(&plan.name);
+    std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+    let mut shown = Vec::new();
+    for f in crate::cache::walk(&entry.path(crate::stages::report::TABLES))? {
+        let name = f.file_name().expect("files have names");
+        let tmp = tempfile::NamedTempFile::new_in(&dest)?;
+        std::fs::copy(&f, tmp.path())?;
+        tmp.persist(dest.join(name))?;
+        shown.push(dest.join(name));
+    }
+    println!("report: {}", dest.display());
+    for p in &shown {
+        if p.extension().is_some_and(|e| e == "md") {
+            println!("\n{}:\n{}", p.display(), std::fs::read_to_string(p)?);
+        }
+    }
+    Ok(())
+}

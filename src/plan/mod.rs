@@ -1,0 +1,234 @@
+//! The stage graph of a pipeline: matrix expansion of the spec into stages (petgraph DAG) and
+//! content keys.
+//!
+//! A stage's key is blake3 over the canonical JSON of `{kind, version, params, inputs}`, where
+//! `params` are the parsed, default-filled parameters (serde_json sorts object keys) and `inputs`
+//! maps each input role to its stage's key. YAML formatting, key order, comments and `8/255` vs
+//! `0.0313725…` therefore never change a key; any semantic change changes it and every key
+//! downstream.
+pub mod render;
+
+use crate::attacks::{self, AttackConfig};
+use crate::cache::manifest::StageRecord;
+use crate::data::{self, DatasetParams};
+use crate::models::{self, ModelIo};
+use crate::spec::{self, Loaded, Problem};
+use crate::stages::{self, Stage};
+use crate::train::TrainParams;
+use anyhow::Result;
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+pub struct Node {
+    /// Human-readable identity, e.g. `eval/digits/vit/pgd/fgsm/test`.
+    pub id: String,
+    pub stage: Box<dyn Stage>,
+    /// Input role → key of the producing stage.
+    pub inputs: BTreeMap<String, String>,
+    pub key: String,
+}
+
+impl Node {
+    pub fn record(&self) -> StageRecord {
+        StageRecord { key: self.key.clone(), kind: self.stage.kind().into(), version: self.stage.version(), params: self.stage.params(), inputs: self.inputs.clone() }
+    }
+}
+
+pub struct Plan {
+    pub name: String,
+    pub device: String,
+    /// Edges point from producer to consumer, labelled with the consumer's input role.
+    pub graph: DiGraph<Node, String>,
+    /// Topological order.
+    pub order: Vec<NodeIndex>,
+}
+
+/// The content key of a stage.
+pub fn stage_key(kind: &str, version: u32, params: &Value, inputs: &BTreeMap<String, String>) -> String {
+    let canonical = json!({"kind": kind, "version": version, "params": params, "inputs": inputs});
+    blake3::hash(canonical.to_string().as_bytes()).to_hex().to_string()
+}
+
+fn io_of(d: &DatasetParams) -> ModelIo {
+    let (channels, classes) = match &d.synthetic {
+        Some(s) => (s.channels, s.classes),
+        None => (1, data::digits::CLASSES),
+    };
+    ModelIo { in_channels: channels as i64, image_size: d.resolution as i64, num_classes: classes as i64 }
+}
+
+/// Names become parts of stage ids and file names, so keep them simple.
+fn check_names(s: &spec::Spec, out: &mut Vec<Problem>) {
+    let ok = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    let sections: [(&str, Vec<&String>); 4] = [
+        ("datasets", s.datasets.keys().collect()),
+        ("models", s.models.keys().collect()),
+        ("training", s.training.keys().collect()),
+        ("evaluation.attacks", s.evaluation.attacks.keys().collect()),
+    ];
+    for (section, names) in sections {
+        for n in names {
+            if !ok(n) {
+                let mut path: Vec<&str> = section.split('.').collect();
+                path.push(n);
+                out.push(Problem::new(&path, "names may use only letters, digits, `_`, `.` and `-`").hint("rename the entry"));
+            }
+        }
+    }
+}
+
+impl Plan {
+    /// Expands a validated spec: datasets × models × training recipes → train stages; each
+    /// trained model × attack × split → evaluation stages; analyses per trained model; one report.
+    pub fn build(l: &Loaded) -> Result<Plan> {
+        let s = &l.spec;
+        let mut problems = Vec::new();
+        check_names(s, &mut problems);
+        let mut graph: DiGraph<Node, String> = DiGraph::new();
+        let add = |g: &mut DiGraph<Node, String>, id: String, stage: Box<dyn Stage>, inputs: Vec<(&str, NodeIndex)>| {
+            let ix = g.add_node(Node { id, stage, inputs: BTreeMap::new(), key: String::new() });
+            for (role, from) in inputs {
+                g.add_edge(from, ix, role.to_string());
+            }
+            ix
+        };
+        let attacks: Vec<(String, AttackConfig)> = s
+            .evaluation
+            .attacks
+            .iter()
+            .filter_map(|(n, a)| AttackConfig::resolve(&attacks::kind_for(n, a), a, attacks::Use::Evaluation).ok().map(|c| (n.clone(), c)))
+            .collect();
+        let (mut eval_labels, mut sparsity_labels, mut report_inputs) = (Vec::new(), Vec::new(), Vec::new());
+        for (dname, ds) in &s.datasets {
+            let Ok(dp) = data::resolve(dname, ds) else { continue };
+            let io = io_of(&dp);
+            let prep = add(&mut graph, format!("prepare/{dname}"), Box::new(stages::prepare::Prepare { dataset: dp, seed: s.seed }), vec![]);
+            for (mname, m) in &s.models {
+                let Ok(mp) = models::resolve(mname, m) else { continue };
+                let arch = models::find(&mp.arch).expect("resolved architectures exist");
+                if let Err(e) = (arch.fits)(&mp.config, &io) {
+                    problems.push(Problem::new(&["models", mname], format!("does not fit dataset `{dname}`: {e}")));
+                    continue;
+                }
+                for (tname, t) in &s.training {
+                    let attack = t.attack.as_ref().and_then(|a| AttackConfig::resolve("pgd", a, attacks::Use::Training).ok());
+                    let tp = TrainParams {
+                        model: mp.clone(),
+                        io,
+                        method: t.method,
+                        attack: if t.method == spec::TrainMethod::PgdAt { attack } else { None },
+                        attack_mode: t.attack_mode,
+                        epochs: t.epochs,
+                        batch_size: t.batch_size,
+                        optimizer: t.optimizer.clone(),
+                        schedule: t.schedule.clone(),
+                        seed: s.seed,
+                    };
+                    let base = format!("{dname}/{mname}/{tname}");
+                    let tr = add(&mut graph, format!("train/{base}"), Box::new(stages::train::Train { params: tp }), vec![("data", prep)]);
+                    let label = |role: String, attack: Option<&str>, split: Option<String>| stages::report::Labels {
+                        role,
+                        dataset: dname.clone(),
+                        model: mname.clone(),
+                        training: tname.clone(),
+                        attack: attack.map(String::from),
+                        split,
+                    };
+                    if s.analysis.iter().any(|a| a == "sparsity") {
+                        let id = format!("sparsity/{base}");
+                        let ix = add(&mut graph, id.clone(), Box::new(stages::sparsity::Sparsity), vec![("model", tr)]);
+                        sparsity_labels.push(label(id.clone(), None, None));
+                        report_inputs.push((id, ix));
+                    }
+                    for (aname, ac) in &attacks {
+                        for split in &s.evaluation.splits {
+                            let id = format!("eval/{base}/{aname}/{split}");
+                            let st = stages::evaluate::Evaluate { attack: ac.clone(), split: *split, limit: s.evaluation.limit, batch_size: s.evaluation.batch_size, seed: s.seed };
+                            let ix = add(&mut graph, id.clone(), Box::new(st), vec![("model", tr), ("data", prep)]);
+                            eval_labels.push(label(id.clone(), Some(aname), Some(split.to_string())));
+                            report_inputs.push((id, ix));
+                        }
+                    }
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(spec::located(&l.path, &l.source, &problems).into());
+        }
+        let report = stages::report::Report { spec: s.report.clone(), evals: eval_labels, sparsity: sparsity_labels };
+        let inputs: Vec<(&str, NodeIndex)> = report_inputs.iter().map(|(id, ix)| (id.as_str(), *ix)).collect();
+        add(&mut graph, "report".into(), Box::new(report), inputs);
+        let order = petgraph::algo::toposort(&graph, None).map_err(|_| anyhow::anyhow!("the stage graph has a cycle"))?;
+        for &ix in &order {
+            let inputs: BTreeMap<String, String> = graph
+                .edges_directed(ix, petgraph::Direction::Incoming)
+                .map(|e| (e.weight().clone(), graph[petgraph::visit::EdgeRef::source(&e)].key.clone()))
+                .collect();
+            let n = &graph[ix];
+            let key = stage_key(n.stage.kind(), n.stage.version(), &n.stage.params(), &inputs);
+            let n = &mut graph[ix];
+            n.inputs = inputs;
+            n.key = key;
+        }
+        Ok(Plan { name: s.name.clone(), device: s.device.clone(), graph, order })
+    }
+
+    pub fn find(&self, id: &str) -> Option<NodeIndex> {
+        self.order.iter().copied().find(|&ix| self.graph[ix].id == id)
+    }
+
+    /// Producers of `ix`'s inputs.
+    pub fn deps(&self, ix: NodeIndex) -> Vec<NodeIndex> {
+        self.graph.neighbors_directed(ix, petgraph::Direction::Incoming).collect()
+    }
+
+    /// Everything downstream of `ix`.
+    pub fn descendants(&self, ix: NodeIndex) -> Vec<NodeIndex> {
+        let mut dfs = petgraph::visit::Dfs::new(&self.graph, ix);
+        let mut out = Vec::new();
+        while let Some(n) = dfs.next(&self.graph) {
+            if n != ix {
+                out.push(n);
+            }
+        }
+        out
+    }
+
+    pub fn report(&self) -> Option<NodeIndex> {
+        self.find("report")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const A: &str = "name: t\nseed: 1\ndatasets:\n  d: {source: synthetic, resolution: 8, synthetic: {classes: 3, train_size: 30, test_size: 9}}\nmodels:\n  resnet18: {preset: tiny}\ntraining:\n  at:\n    attack: {norm: linf, eps: 8/255, steps: 2}\n    epochs: 1\n    optimizer: {name: adamw, lr: 1e-3}\nevaluation:\n  attacks:\n    clean: {}\n    fgsm: {eps: 8/255}\n";
+    // The same pipeline reformatted: reordered keys, comments, flow/block style, 8/255 as decimal.
+    const B: &str = "# comment\nname: t\nevaluation:\n  attacks:\n    fgsm:\n      eps: 0.03137254901960784   # same f64\n    clean: {}\ntraining:\n  at:\n    optimizer: {lr: 0.001, name: adamw}\n    epochs: 1\n    attack:\n      steps: 2\n      eps: 0.03137254901960784\n      norm: linf\nmodels:\n  resnet18:\n    preset: tiny\ndatasets:\n  d:\n    synthetic: {test_size: 9, train_size: 30, classes: 3}\n    resolution: 8\n    source: synthetic\nseed: 1\n";
+
+    fn keys(src: &str) -> BTreeMap<String, String> {
+        let spec = spec::parse(Path::new("x.yaml"), src).unwrap();
+        assert!(spec::validate(&spec).is_empty());
+        let l = Loaded { spec, path: "x.yaml".into(), source: src.into() };
+        let p = Plan::build(&l).unwrap();
+        p.order.iter().map(|&ix| (p.graph[ix].id.clone(), p.graph[ix].key.clone())).collect()
+    }
+
+    #[test]
+    fn keys_ignore_formatting_order_comments_and_fraction_syntax() {
+        let (a, b) = (keys(A), keys(B));
+        assert_eq!(a.len(), 1 + 1 + 2 * 2 + 1);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn changing_eps_changes_only_that_attack_and_downstream() {
+        let a = keys(A);
+        let c = keys(&A.replace("fgsm: {eps: 8/255}", "fgsm: {eps: 16/255}"));
+        let changed: Vec<&String> = a.keys().filter(|k| a[*k] != c[*k]).collect();
+        assert_eq!(changed, ["eval/d/resnet18/at/fgsm/test", "eval/d/resnet18/at/fgsm/train", "report"]);
+    }
+}

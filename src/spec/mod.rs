@@ -1,0 +1,509 @@
+//! The YAML experiment spec: typed structs (serde, `deny_unknown_fields`), loading with
+//! file:line:column errors, and semantic validation with did-you-mean hints.
+//!
+//! `docs/spec.md` documents every field; keep the two in step.
+pub mod locate;
+pub mod real;
+
+use crate::{attacks, data, models};
+pub use real::Real;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A whole pipeline file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Names the pipeline; reports go to `reports/<name>/`.
+    pub name: String,
+    /// Base seed for data splits, initialisation, shuffling and attack restarts.
+    #[serde(default)]
+    pub seed: u64,
+    /// `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`.
+    #[serde(default = "default_device")]
+    pub device: String,
+    pub datasets: BTreeMap<String, DatasetSpec>,
+    pub models: BTreeMap<String, ModelSpec>,
+    pub training: BTreeMap<String, TrainingSpec>,
+    #[serde(default)]
+    pub evaluation: EvaluationSpec,
+    /// Analyses run on every trained model (`sparsity`).
+    #[serde(default)]
+    pub analysis: Vec<String>,
+    #[serde(default)]
+    pub report: ReportSpec,
+}
+
+fn default_device() -> String {
+    "auto".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// `embedded:digits` or `synthetic`.
+    pub source: String,
+    /// Side length images are resized to (bilinear); default: the source's native size.
+    pub resolution: Option<u32>,
+    /// Keep at most this many images per split (class-balanced, seeded).
+    pub limit: Option<usize>,
+    /// Fraction held out as the test split for sources without an official split.
+    pub test_fraction: Option<Real>,
+    /// Options of the `synthetic` source.
+    pub synthetic: Option<data::synthetic::SyntheticSpec>,
+}
+
+/// An architecture from the registry, a preset, and field overrides (e.g. `depth: 2`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelSpec {
+    /// Registry name; defaults to the model's key in `models:`.
+    pub arch: Option<String>,
+    #[serde(default = "default_preset")]
+    pub preset: String,
+    #[serde(flatten)]
+    pub overrides: BTreeMap<String, serde_yaml::Value>,
+}
+
+fn default_preset() -> String {
+    "tiny".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrainMethod {
+    /// Plain empirical risk minimisation on clean inputs.
+    Standard,
+    /// Madry et al. 2018: minimise the loss on adversarial examples only.
+    PgdAt,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSpec {
+    #[serde(default = "default_method")]
+    pub method: TrainMethod,
+    /// The inner attack for adversarial training.
+    pub attack: Option<AttackSpec>,
+    pub epochs: usize,
+    #[serde(default = "default_train_batch")]
+    pub batch_size: usize,
+    pub optimizer: OptimizerSpec,
+    #[serde(default)]
+    pub schedule: ScheduleSpec,
+    /// Model mode while generating training attacks; the authors' code uses `eval`.
+    #[serde(default = "default_attack_mode")]
+    pub attack_mode: ModelMode,
+}
+
+fn default_method() -> TrainMethod {
+    TrainMethod::PgdAt
+}
+fn default_train_batch() -> usize {
+    128
+}
+fn default_attack_mode() -> ModelMode {
+    ModelMode::Eval
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelMode {
+    Train,
+    Eval,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerName {
+    Adamw,
+    Sgd,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerSpec {
+    pub name: OptimizerName,
+    pub lr: Real,
+    #[serde(default = "zero")]
+    pub weight_decay: Real,
+    /// SGD momentum.
+    #[serde(default = "default_momentum")]
+    pub momentum: Real,
+    /// AdamW betas.
+    #[serde(default = "default_betas")]
+    pub betas: (Real, Real),
+}
+
+fn zero() -> Real {
+    Real(0.0)
+}
+fn default_momentum() -> Real {
+    Real(0.9)
+}
+fn default_betas() -> (Real, Real) {
+    (Real(0.9), Real(0.999))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleName {
+    Constant,
+    Cosine,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    #[serde(default = "default_schedule")]
+    pub name: ScheduleName,
+    /// Linear warm-up from 0 over this many epochs (applied per batch).
+    #[serde(default)]
+    pub warmup_epochs: usize,
+    /// Learning-rate floor the cosine decays to.
+    #[serde(default = "zero")]
+    pub min_lr: Real,
+}
+
+fn default_schedule() -> ScheduleName {
+    ScheduleName::Constant
+}
+
+impl Default for ScheduleSpec {
+    fn default() -> Self {
+        Self { name: ScheduleName::Constant, warmup_epochs: 0, min_lr: Real(0.0) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    Linf,
+    L2,
+}
+
+/// An attack as written in the spec; `attacks::AttackConfig::resolve` fills the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackSpec {
+    /// Registry name (`clean`, `fgsm`, `pgd`); defaults to the attack's key or its prefix before `-`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub norm: Option<Norm>,
+    pub eps: Option<Real>,
+    pub steps: Option<usize>,
+    pub step_size: Option<Real>,
+    pub random_start: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Test,
+}
+
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationSpec {
+    #[serde(default = "default_splits")]
+    pub splits: Vec<Split>,
+    #[serde(default = "default_attacks")]
+    pub attacks: BTreeMap<String, AttackSpec>,
+    /// Evaluate on at most this many images per split (the first N of the prepared split).
+    pub limit: Option<usize>,
+    #[serde(default = "default_eval_batch")]
+    pub batch_size: usize,
+}
+
+fn default_splits() -> Vec<Split> {
+    vec![Split::Train, Split::Test]
+}
+fn default_attacks() -> BTreeMap<String, AttackSpec> {
+    BTreeMap::from([("clean".to_string(), AttackSpec::default())])
+}
+fn default_eval_batch() -> usize {
+    256
+}
+
+impl Default for EvaluationSpec {
+    fn default() -> Self {
+        Self { splits: default_splits(), attacks: default_attacks(), limit: None, batch_size: 256 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableKind {
+    /// Clean and robust accuracy per model and attack on the test split.
+    RobustAccuracy,
+    /// Train − test accuracy per model and attack (the robust generalization gap).
+    GeneralizationGap,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Md,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    #[serde(default = "default_tables")]
+    pub tables: Vec<TableKind>,
+    #[serde(default = "default_formats")]
+    pub formats: Vec<Format>,
+}
+
+fn default_tables() -> Vec<TableKind> {
+    vec![TableKind::RobustAccuracy, TableKind::GeneralizationGap]
+}
+fn default_formats() -> Vec<Format> {
+    vec![Format::Csv, Format::Md]
+}
+
+impl Default for ReportSpec {
+    fn default() -> Self {
+        Self { tables: default_tables(), formats: default_formats() }
+    }
+}
+
+/// Analyses known to the `analysis:` list.
+pub const ANALYSES: &[&str] = &["sparsity"];
+
+/// One problem found in a spec, located in its file.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub path: Vec<String>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    pub fn new(path: &[&str], message: impl Into<String>) -> Self {
+        Self { path: path.iter().map(|s| s.to_string()).collect(), message: message.into(), hint: None }
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// Every problem of a spec file, formatted `file:line:col: field: message (hint)`.
+#[derive(Debug, thiserror::Error)]
+pub struct SpecError {
+    pub file: PathBuf,
+    pub lines: Vec<String>,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let n = self.lines.len();
+        writeln!(f, "{} has {} problem{}:", self.file.display(), n, if n == 1 { "" } else { "s" })?;
+        for l in &self.lines {
+            writeln!(f, "  {l}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A spec together with where it came from, for error messages and the run manifest.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub spec: Spec,
+    pub path: PathBuf,
+    pub source: String,
+}
+
+/// The closest candidate to `name`, if it is close enough to be a likely typo.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::levenshtein(&name.to_lowercase(), &c.to_lowercase()), c))
+        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Reads, parses and validates a pipeline file.
+pub fn load(path: &Path) -> anyhow::Result<Loaded> {
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!("cannot read pipeline file {}: {e} (check the path; pipelines live in pipelines/)", path.display())
+    })?;
+    let spec = parse(path, &source)?;
+    let loaded = Loaded { spec, path: path.to_path_buf(), source };
+    let problems = validate(&loaded.spec);
+    if !problems.is_empty() {
+        return Err(located(path, &loaded.source, &problems).into());
+    }
+    Ok(loaded)
+}
+
+/// Parses YAML into a [`Spec`], turning serde errors into located, hinted messages.
+pub fn parse(path: &Path, source: &str) -> Result<Spec, SpecError> {
+    serde_yaml::from_str::<Spec>(source).map_err(|e| {
+        let loc = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
+        let msg = e.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        let hint = unknown_name_hint(&msg).map(|h| format!(" ({h})")).unwrap_or_default();
+        SpecError { file: path.to_path_buf(), lines: vec![format!("{}{loc}: {msg}{hint}", path.display())] }
+    })
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`" (and variants), suggests the closest.
+fn unknown_name_hint(msg: &str) -> Option<String> {
+    let start = ["unknown field `", "unknown variant `"]
+        .iter()
+        .find_map(|p| msg.find(p).map(|i| i + p.len()))?;
+    // name ` , expected one of ` cand1 ` , ` cand2 ` ...
+    let parts: Vec<&str> = msg[start..].split('`').collect();
+    let candidates = parts.iter().skip(2).step_by(2).copied();
+    did_you_mean(parts[0], candidates).map(|c| format!("did you mean `{c}`?"))
+}
+
+/// Formats problems with file:line:column.
+pub fn located(path: &Path, source: &str, problems: &[Problem]) -> SpecError {
+    let lines = problems
+        .iter()
+        .map(|p| {
+            let pos = locate::locate(source, &p.path)
+                .map(|p| format!(":{}:{}", p.line, p.col))
+                .unwrap_or_default();
+            let hint = p.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
+            format!("{}{pos}: {}: {}{hint}", path.display(), p.path.join("."), p.message)
+        })
+        .collect();
+    SpecError { file: path.to_path_buf(), lines }
+}
+
+/// Semantic checks serde cannot express: registry names, ranges, and cross-references.
+pub fn validate(spec: &Spec) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if spec.name.trim().is_empty() || spec.name.contains(['/', '\\']) {
+        out.push(Problem::new(&["name"], "must be a non-empty name without slashes").hint("e.g. `name: quickstart`"));
+    }
+    if let Err(e) = crate::exec::device::parse_device(&spec.device) {
+        out.push(Problem::new(&["device"], e).hint("use auto, cpu, cuda or cuda:N"));
+    }
+    for (section, empty) in [("datasets", spec.datasets.is_empty()), ("models", spec.models.is_empty()), ("training", spec.training.is_empty())] {
+        if empty {
+            out.push(Problem::new(&[section], "needs at least one entry"));
+        }
+    }
+    for (name, ds) in &spec.datasets {
+        if let Err(p) = data::resolve(name, ds) {
+            out.extend(p);
+        }
+    }
+    for (name, m) in &spec.models {
+        if let Err(p) = models::resolve(name, m) {
+            out.extend(p);
+        }
+    }
+    for (name, t) in &spec.training {
+        let base = ["training", name.as_str()];
+        if t.epochs == 0 {
+            out.push(Problem::new(&[base[0], base[1], "epochs"], "must be at least 1"));
+        }
+        if t.batch_size == 0 {
+            out.push(Problem::new(&[base[0], base[1], "batch_size"], "must be at least 1"));
+        }
+        if t.optimizer.lr.get() <= 0.0 {
+            out.push(Problem::new(&[base[0], base[1], "optimizer", "lr"], "must be positive"));
+        }
+        if t.optimizer.weight_decay.get() < 0.0 {
+            out.push(Problem::new(&[base[0], base[1], "optimizer", "weight_decay"], "must not be negative"));
+        }
+        if t.schedule.warmup_epochs > t.epochs {
+            out.push(Problem::new(&[base[0], base[1], "schedule", "warmup_epochs"], "is longer than `epochs`"));
+        }
+        match (t.method, &t.attack) {
+            (TrainMethod::PgdAt, None) => out.push(
+                Problem::new(&[base[0], base[1]], "method pgd-at needs an `attack`")
+                    .hint("e.g. `attack: {norm: linf, eps: 8/255, steps: 10}`"),
+            ),
+            (TrainMethod::Standard, Some(_)) => out.push(
+                Problem::new(&[base[0], base[1], "attack"], "method standard does not use an attack")
+                    .hint("remove it or set `method: pgd-at`"),
+            ),
+            (TrainMethod::PgdAt, Some(a)) => {
+                match attacks::AttackConfig::resolve("pgd", a, attacks::Use::Training) {
+                    Ok(attacks::AttackConfig::Pgd { .. }) | Ok(attacks::AttackConfig::Fgsm { .. }) => {}
+                    Ok(_) => out.push(Problem::new(&[base[0], base[1], "attack"], "adversarial training needs a perturbing attack (pgd or fgsm)")),
+                    Err((field, msg, hint)) => {
+                        let mut p = Problem::new(&[base[0], base[1], "attack", field], msg);
+                        p.hint = hint;
+                        out.push(p);
+                    }
+                }
+            }
+            (TrainMethod::Standard, None) => {}
+        }
+    }
+    if spec.evaluation.attacks.is_empty() {
+        out.push(Problem::new(&["evaluation", "attacks"], "needs at least one attack").hint("e.g. `clean: {}`"));
+    }
+    if spec.evaluation.splits.is_empty() {
+        out.push(Problem::new(&["evaluation", "splits"], "needs at least one split").hint("use [train, test]"));
+    }
+    if spec.evaluation.batch_size == 0 {
+        out.push(Problem::new(&["evaluation", "batch_size"], "must be at least 1"));
+    }
+    for (name, a) in &spec.evaluation.attacks {
+        let kind = attacks::kind_for(name, a);
+        if let Err((field, msg, hint)) = attacks::AttackConfig::resolve(&kind, a, attacks::Use::Evaluation) {
+            let path = if field == "type" && a.kind.is_none() {
+                vec!["evaluation", "attacks", name.as_str()]
+            } else {
+                vec!["evaluation", "attacks", name.as_str(), field]
+            };
+            let mut p = Problem::new(&path, msg);
+            p.hint = hint;
+            out.push(p);
+        }
+    }
+    for (i, a) in spec.analysis.iter().enumerate() {
+        if !ANALYSES.contains(&a.as_str()) {
+            let mut p = Problem::new(&["analysis"], format!("unknown analysis `{a}` (entry {})", i + 1));
+            p.hint = Some(match did_you_mean(a, ANALYSES.iter().copied()) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None => format!("known analyses: {}", ANALYSES.join(", ")),
+            });
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn did_you_mean_finds_typos_only() {
+        let c = ["resnet18", "vit", "preact_resnet18"];
+        assert_eq!(did_you_mean("resnet19", c), Some("resnet18"));
+        assert_eq!(did_you_mean("vti", c), Some("vit"));
+        assert_eq!(did_you_mean("transformer", c), None);
+    }
+
+    #[test]
+    fn serde_unknown_field_gets_a_hint() {
+        let src = "name: x\ndatasets:\n  d: {source: synthetic, resolutoin: 8}\nmodels: {}\ntraining: {}\n";
+        let e = parse(Path::new("p.yaml"), src).unwrap_err().to_string();
+        assert!(e.contains("p.yaml:3:"), "{e}");
+        assert!(e.contains("did you mean `resolution`?"), "{e}");
+    }
+}

@@ -1,0 +1,27 @@
+//! `prepare`: decode, split, subset and resize a dataset into uint8 tensors.
+use super::{Stage, StageContext};
+use crate::data::{prepared, DatasetParams};
+use anyhow::Result;
+use serde_json::{json, Value};
+
+pub struct Prepare {
+    pub dataset: DatasetParams,
+    pub seed: u64,
+}
+
+impl Stage for Prepare {
+    fn kind(&self) -> &'static str {
+        "prepare"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> Value {
+        json!({"dataset": self.dataset, "seed": self.seed})
+    }
+    fn run(&self, cx: &StageContext) -> Result<Value> {
+        let d = prepared::prepare(&self.dataset, self.seed)?;
+        prepared::save(cx.out, &d)?;
+        Ok(serde_json::to_value(&d.info)?)
+    }
+}

@@ -1,0 +1,71 @@
+//! `train`: (adversarial) training of one architecture on one prepared dataset.
+use super::{write_json, Stage, StageContext};
+use crate::data::prepared;
+use crate::models::{ModelIo, ModelParams, Network};
+use crate::train::{self, TrainParams};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::Path;
+use tch::Device;
+
+pub const WEIGHTS: &str = "model.safetensors";
+pub const MODEL_INFO: &str = "model.json";
+pub const HISTORY: &str = "history.json";
+
+pub struct Train {
+    pub params: TrainParams,
+}
+
+/// What is needed to rebuild a trained network around its weights.
+#[derive(Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub model: ModelParams,
+    pub io: ModelIo,
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+    pub num_parameters: i64,
+}
+
+/// Loads the network stored in a train stage's entry directory.
+pub fn load_network(dir: &Path, device: Device) -> Result<Network> {
+    let info: ModelInfo = serde_json::from_slice(&std::fs::read(dir.join(MODEL_INFO))?).context("reading model.json")?;
+    let mut net = Network::new(&info.model, &info.io, &info.mean, &info.std, device, 0)?;
+    net.load(&dir.join(WEIGHTS))?;
+    Ok(net)
+}
+
+impl Stage for Train {
+    fn kind(&self) -> &'static str {
+        "train"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn params(&self) -> Value {
+        serde_json::to_value(&self.params).expect("train params serialise")
+    }
+    fn uses_device(&self) -> bool {
+        true
+    }
+    fn run(&self, cx: &StageContext) -> Result<Value> {
+        let data = prepared::load(&cx.input("data")?.dir)?;
+        let (net, history) = train::train(&self.params, &data, cx.device, &cx.checkpoints, &cx.progress, &|_| {})?;
+        net.save(&cx.out.join(WEIGHTS))?;
+        let info = ModelInfo {
+            model: self.params.model.clone(),
+            io: self.params.io,
+            mean: data.info.mean.clone(),
+            std: data.info.std.clone(),
+            num_parameters: net.num_parameters(),
+        };
+        write_json(&cx.out.join(MODEL_INFO), &info)?;
+        write_json(&cx.out.join(HISTORY), &history)?;
+        let last = history.last();
+        Ok(json!({
+            "num_parameters": info.num_parameters,
+            "final_loss": last.map(|h| h.loss),
+            "final_train_accuracy": last.map(|h| h.train_accuracy),
+        }))
+    }
+}
