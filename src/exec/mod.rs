@@ -188,7 +188,7 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
     }
     let outcomes: Vec<(String, Outcome)> = plan.order.iter().map(|&ix| (plan.graph[ix].id.clone(), outcome.remove(&ix).unwrap_or(Outcome::Skipped))).collect();
     for (id, o) in &outcomes {
-        if matches!(o, Outcome::Cached | Outcome::Pending) {
+        if matches!(o, Outcome::Cached | Outcome::Pending | Outcome::Skipped) {
             report_line(id, o);
         }
     }

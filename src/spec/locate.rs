@@ -119,8 +119,8 @@ mod tests {
 
     #[test]
     fn flow_keys() {
-        assert_eq!(locate(SRC, &p("models.resnet18.depth")), Some(Pos { line: 4, col: 29 }));
-        assert_eq!(locate(SRC, &p("training.pgd.attack.eps")), Some(Pos { line: 10, col: 27 }));
+        assert_eq!(locate(SRC, &p("models.resnet18.depth")), Some(Pos { line: 4, col: 28 }));
+        assert_eq!(locate(SRC, &p("training.pgd.attack.eps")), Some(Pos { line: 10, col: 26 }));
     }
 
     #[test]

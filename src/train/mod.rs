@@ -85,6 +85,7 @@ pub fn train(p: &TrainParams, data: &Prepared, device: Device, ckpt_dir: &Path, 
             let logits = net.forward_t(&x, true);
             let loss = logits.cross_entropy_for_logits(&y);
             let loss_v = f64::try_from(&loss)?;
+            tracing::debug!(epoch, batch = b, loss = loss_v, lr, "batch");
             if !loss_v.is_finite() {
                 bail!("training diverged: loss is {loss_v} at epoch {} batch {} (lr {lr:.3e}); lower optimizer.lr or check the data", epoch + 1, b + 1);
             }
@@ -95,6 +96,10 @@ pub fn train(p: &TrainParams, data: &Prepared, device: Device, ckpt_dir: &Path, 
             correct += i64::try_from(logits.argmax(1, false).eq_tensor(&y).sum(Kind::Int64))?;
             seen += idx.size()[0] as usize;
             progress.inc(1);
+        }
+        let finite = net.vs.trainable_variables().iter().all(|t| bool::try_from(t.isfinite().all()).unwrap_or(false));
+        if !finite {
+            bail!("training diverged: weights became NaN/inf in epoch {} (lr {:.3e}); lower optimizer.lr", epoch + 1, opt.lr);
         }
         let rec = EpochRecord { epoch: epoch + 1, loss: loss_sum / seen as f64, train_accuracy: correct as f64 / seen as f64, lr: opt.lr };
         history.push(rec.clone());

@@ -1,0 +1,97 @@
+//! Helpers for integration tests: a temporary project directory and the real `robarch` binary.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A tiny, fast pipeline: 120/120 digits at 8×8, tiny ResNet, 2 epochs of PGD-AT with 2 steps.
+pub const TINY: &str = r#"name: tiny
+seed: 3
+device: cpu
+datasets:
+  digits: {source: embedded:digits, resolution: 8, limit: 120}
+models:
+  resnet18: {preset: tiny}
+training:
+  at:
+    attack: {norm: linf, eps: 8/255, steps: 2}
+    epochs: 2
+    batch_size: 32
+    optimizer: {name: adamw, lr: 2e-3}
+evaluation:
+  limit: 60
+  attacks:
+    clean: {}
+    fgsm: {eps: 8/255}
+    pgd: {eps: 8/255, steps: 3}
+analysis: [sparsity]
+"#;
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    /// `robarch <args>` in the project directory, with its own cache.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_robarch"));
+        c.current_dir(self.dir.path()).env_remove("ROBARCH_CACHE").env("ROBARCH_LOG", "robarch=info").args(args);
+        c
+    }
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    /// Runs and asserts success.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(out.status.success(), "robarch {args:?} failed:\nstdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+        out
+    }
+    /// Committed cache entries.
+    pub fn entries(&self) -> usize {
+        let objects = self.path("cache/objects");
+        if !objects.exists() {
+            return 0;
+        }
+        std::fs::read_dir(objects).unwrap().map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count()).sum()
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Stage ids on the run's stdout with the given status (`ran`, `cached`, `FAILED`, …).
+pub fn stages(o: &Output, status: &str) -> Vec<String> {
+    let mut v: Vec<String> = stdout(o)
+        .lines()
+        .filter(|l| l.split_whitespace().next() == Some(status))
+        .filter_map(|l| l.split_whitespace().last().map(String::from))
+        .filter(|id| id.contains('/') || id == "report")
+        .collect();
+    v.sort();
+    v
+}
+
+/// Directory of the cached entry of `stage`, from `robarch explain`.
+pub fn entry_dir(p: &Project, pipeline: &str, stage: &str) -> PathBuf {
+    let out = p.ok(&["explain", pipeline, stage]);
+    let line = stdout(&out).lines().find(|l| l.starts_with("entry:")).map(|l| l["entry:".len()..].trim().to_string());
+    let rel = line.unwrap_or_else(|| panic!("{stage} is not cached:\n{}", stdout(&out)));
+    let path = Path::new(&rel);
+    if path.is_absolute() { path.to_path_buf() } else { p.path(&rel) }
+}
