@@ -8,8 +8,10 @@ use std::process::Stdio;
 fn second_run_computes_nothing() {
     let p = Project::new();
     p.write("p.yaml", TINY);
-    let first = p.ok(&["run", "p.yaml"]);
+    let first = p.ok(&["run", "p.yaml", "--log-json"]);
     assert_eq!(stages(&first, "ran").len(), 10, "{}", stdout(&first));
+    let logs: Vec<serde_json::Value> = stderr(&first).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    assert!(logs.iter().any(|v| v["fields"]["message"] == "checkpoint saved"), "{logs:?}");
     assert!(p.path("reports/tiny/robust_accuracy.md").exists());
     assert!(stdout(&first).contains("report: reports/tiny"));
     let start = std::time::Instant::now();

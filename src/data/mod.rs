@@ -107,9 +107,8 @@ impl RawSplit {
     }
 }
 
-/// Indices of a class-balanced, seeded subset of at most `limit` items: classes take turns, each
-/// contributing its items in a seeded random order.
-pub fn balanced_subset(labels: &[i64], limit: usize, seed: u64) -> Vec<usize> {
+/// Indices of each class, each list in a seeded random order.
+fn shuffled_by_class(labels: &[i64], seed: u64) -> std::collections::BTreeMap<i64, Vec<usize>> {
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
     let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
@@ -120,6 +119,13 @@ pub fn balanced_subset(labels: &[i64], limit: usize, seed: u64) -> Vec<usize> {
     for v in by_class.values_mut() {
         v.shuffle(&mut rng);
     }
+    by_class
+}
+
+/// Indices of a class-balanced, seeded subset of at most `limit` items: classes take turns, each
+/// contributing its items in a seeded random order.
+pub fn balanced_subset(labels: &[i64], limit: usize, seed: u64) -> Vec<usize> {
+    let by_class = shuffled_by_class(labels, seed);
     let mut out = Vec::new();
     let mut round = 0;
     while out.len() < limit.min(labels.len()) {
@@ -138,16 +144,9 @@ pub fn balanced_subset(labels: &[i64], limit: usize, seed: u64) -> Vec<usize> {
 
 /// Splits `labels` into stratified (train, test) index lists with a seeded shuffle per class.
 pub fn stratified_split(labels: &[i64], test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    use rand::seq::SliceRandom;
-    use rand::SeedableRng;
-    let mut rng = rand_pcg::Pcg64::seed_from_u64(seed);
-    let mut by_class: std::collections::BTreeMap<i64, Vec<usize>> = Default::default();
-    for (i, &l) in labels.iter().enumerate() {
-        by_class.entry(l).or_default().push(i);
-    }
+    let by_class = shuffled_by_class(labels, seed);
     let (mut train, mut test) = (Vec::new(), Vec::new());
-    for v in by_class.values_mut() {
-        v.shuffle(&mut rng);
+    for v in by_class.values() {
         let n_test = ((v.len() as f64) * test_fraction).round() as usize;
         test.extend_from_slice(&v[..n_test]);
         train.extend_from_slice(&v[n_test..]);
