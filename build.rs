@@ -13,9 +13,16 @@ fn torch_lib_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(dir).join("lib"));
     }
     // Same interpreter choice as torch-sys: `python` inside a virtualenv, else `python3`.
-    let python = if std::env::var_os("VIRTUAL_ENV").is_some() { "python" } else { "python3" };
+    let python = if std::env::var_os("VIRTUAL_ENV").is_some() {
+        "python"
+    } else {
+        "python3"
+    };
     let out = Command::new(python)
-        .args(["-c", "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))"])
+        .args([
+            "-c",
+            "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))",
+        ])
         .output()
         .ok()?;
     if !out.status.success() {
@@ -26,12 +33,19 @@ fn torch_lib_dir() -> Option<PathBuf> {
 }
 
 fn main() {
-    for var in ["ROBARCH_TORCH_LIB", "LIBTORCH", "VIRTUAL_ENV", "LIBTORCH_USE_PYTORCH"] {
+    for var in [
+        "ROBARCH_TORCH_LIB",
+        "LIBTORCH",
+        "VIRTUAL_ENV",
+        "LIBTORCH_USE_PYTORCH",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=build.rs");
     match torch_lib_dir() {
         Some(dir) => println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display()),
-        None => println!("cargo:warning=could not locate libtorch; the binary will need LD_LIBRARY_PATH"),
+        None => println!(
+            "cargo:warning=could not locate libtorch; the binary will need LD_LIBRARY_PATH"
+        ),
     }
 }

@@ -103,10 +103,19 @@ fn init_logging(verbose: u8, json: bool) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ROBARCH_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("robarch={level}")));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROBARCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("robarch={level}")));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(crate::progress::LogWriter).with_target(false).with_ansi(ansi);
-    let _ = if json { builder.json().try_init() } else { builder.compact().try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(crate::progress::LogWriter)
+        .with_target(false)
+        .with_ansi(ansi);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.compact().try_init()
+    };
 }
 
 /// Runs the CLI; returns the process exit code.
@@ -129,22 +138,54 @@ fn load_plan(path: &Path) -> Result<Plan> {
 
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.cmd {
-        Cmd::Run { pipeline, jobs, threads, dry_run, force, keep_going, device, reports } => {
+        Cmd::Run {
+            pipeline,
+            jobs,
+            threads,
+            dry_run,
+            force,
+            keep_going,
+            device,
+            reports,
+        } => {
             let plan = load_plan(&pipeline)?;
-            let force = force.iter().map(|g| glob::Pattern::new(g).with_context(|| format!("--force {g}: not a valid glob"))).collect::<Result<Vec<_>>>()?;
-            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            let force = force
+                .iter()
+                .map(|g| {
+                    glob::Pattern::new(g).with_context(|| format!("--force {g}: not a valid glob"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let jobs = jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
             let cache = Cache::open(&cli.cache)?;
-            let opts = RunOptions { jobs, threads, dry_run, force, keep_going, device };
+            let opts = RunOptions {
+                jobs,
+                threads,
+                dry_run,
+                force,
+                keep_going,
+                device,
+            };
             let summary = exec::run(&plan, &cache, &opts)?;
             let ran = summary.count(|o| matches!(o, Outcome::Ran { .. }));
             let cached = summary.count(|o| matches!(o, Outcome::Cached));
             let skipped = summary.count(|o| matches!(o, Outcome::Skipped));
             let failed = summary.failed();
             if dry_run {
-                println!("{} stages: {} would run, {cached} cached", summary.outcomes.len(), summary.count(|o| matches!(o, Outcome::Pending)));
+                println!(
+                    "{} stages: {} would run, {cached} cached",
+                    summary.outcomes.len(),
+                    summary.count(|o| matches!(o, Outcome::Pending))
+                );
                 return Ok(0);
             }
-            println!("{} stages: {ran} ran, {cached} cached, {failed} failed, {skipped} skipped", summary.outcomes.len());
+            println!(
+                "{} stages: {ran} ran, {cached} cached, {failed} failed, {skipped} skipped",
+                summary.outcomes.len()
+            );
             if failed > 0 {
                 bail!("{failed} stage(s) failed (see above); fix the cause and rerun: finished stages stay cached");
             }
@@ -153,52 +194,107 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Cmd::Status { pipeline } => {
             let plan = load_plan(&pipeline)?;
-            let manifest = Cache::existing(&cli.cache).map(|c| Manifest::load(c.root(), &plan.name)).unwrap_or_default();
+            let manifest = Cache::existing(&cli.cache)
+                .map(|c| Manifest::load(c.root(), &plan.name))
+                .unwrap_or_default();
             let cache = Cache::existing(&cli.cache);
             for &ix in &plan.order {
                 let n = &plan.graph[ix];
                 let (state, why) = stage_state(&plan, ix, cache.as_ref(), &manifest);
-                println!("{state:<8} {}{}", n.id, if why.is_empty() { String::new() } else { format!("  ({why})") });
+                println!(
+                    "{state:<8} {}{}",
+                    n.id,
+                    if why.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  ({why})")
+                    }
+                );
             }
             Ok(0)
         }
         Cmd::Dag { pipeline, format } => {
             let plan = load_plan(&pipeline)?;
-            print!("{}", match format {
-                DagFormat::Text => render::text(&plan),
-                DagFormat::Dot => render::dot(&plan),
-                DagFormat::Mermaid => render::mermaid(&plan),
-            });
+            print!(
+                "{}",
+                match format {
+                    DagFormat::Text => render::text(&plan),
+                    DagFormat::Dot => render::dot(&plan),
+                    DagFormat::Mermaid => render::mermaid(&plan),
+                }
+            );
             Ok(0)
         }
         Cmd::Explain { pipeline, stage } => {
             let plan = load_plan(&pipeline)?;
             let Some(ix) = plan.find(&stage) else {
-                let ids: Vec<&str> = plan.order.iter().map(|&i| plan.graph[i].id.as_str()).collect();
-                let hint = spec::did_you_mean(&stage, ids.iter().copied()).map(|c| format!("did you mean `{c}`? ")).unwrap_or_default();
-                bail!("no stage `{stage}` in {}; {hint}`robarch dag {}` lists them", pipeline.display(), pipeline.display());
+                let ids: Vec<&str> = plan
+                    .order
+                    .iter()
+                    .map(|&i| plan.graph[i].id.as_str())
+                    .collect();
+                let hint = spec::did_you_mean(&stage, ids.iter().copied())
+                    .map(|c| format!("did you mean `{c}`? "))
+                    .unwrap_or_default();
+                bail!(
+                    "no stage `{stage}` in {}; {hint}`robarch dag {}` lists them",
+                    pipeline.display(),
+                    pipeline.display()
+                );
             };
             let n = &plan.graph[ix];
             let cache = Cache::existing(&cli.cache);
-            let manifest = cache.as_ref().map(|c| Manifest::load(c.root(), &plan.name)).unwrap_or_default();
+            let manifest = cache
+                .as_ref()
+                .map(|c| Manifest::load(c.root(), &plan.name))
+                .unwrap_or_default();
             let (state, why) = stage_state(&plan, ix, cache.as_ref(), &manifest);
-            println!("stage:   {}\nkind:    {} (version {})\nkey:     {}\nstatus:  {state}{}", n.id, n.stage.kind(), n.stage.version(), n.key, if why.is_empty() { String::new() } else { format!(" ({why})") });
+            println!(
+                "stage:   {}\nkind:    {} (version {})\nkey:     {}\nstatus:  {state}{}",
+                n.id,
+                n.stage.kind(),
+                n.stage.version(),
+                n.key,
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({why})")
+                }
+            );
             println!("inputs:");
             for (role, key) in &n.inputs {
-                let src = plan.order.iter().find(|&&i| plan.graph[i].key == *key).map(|&i| plan.graph[i].id.as_str()).unwrap_or("?");
+                let src = plan
+                    .order
+                    .iter()
+                    .find(|&&i| plan.graph[i].key == *key)
+                    .map(|&i| plan.graph[i].id.as_str())
+                    .unwrap_or("?");
                 println!("  {role}: {src} {}", &key[..12]);
             }
-            println!("params:\n{}", serde_json::to_string_pretty(&n.stage.params())?);
+            println!(
+                "params:\n{}",
+                serde_json::to_string_pretty(&n.stage.params())?
+            );
             if let Some(c) = &cache {
                 if let crate::cache::Lookup::Hit(e) = c.lookup(&n.key) {
-                    println!("entry:   {}\nsummary:\n{}", e.dir.display(), serde_json::to_string_pretty(&e.meta.summary)?);
+                    println!(
+                        "entry:   {}\nsummary:\n{}",
+                        e.dir.display(),
+                        serde_json::to_string_pretty(&e.meta.summary)?
+                    );
                 }
             }
             Ok(0)
         }
         Cmd::Report { pipeline, reports } => {
             let plan = load_plan(&pipeline)?;
-            let cache = Cache::existing(&cli.cache).with_context(|| format!("no cache at {}; run `robarch run {}` first", cli.cache.display(), pipeline.display()))?;
+            let cache = Cache::existing(&cli.cache).with_context(|| {
+                format!(
+                    "no cache at {}; run `robarch run {}` first",
+                    cli.cache.display(),
+                    pipeline.display()
+                )
+            })?;
             materialize_report(&plan, &cache, &reports)?;
             Ok(0)
         }
@@ -213,7 +309,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 return Ok(0);
             };
             if dry_run {
-                let doomed: Vec<String> = cache.keys()?.into_iter().filter(|k| !keep.contains(k)).collect();
+                let doomed: Vec<String> = cache
+                    .keys()?
+                    .into_iter()
+                    .filter(|k| !keep.contains(k))
+                    .collect();
                 for k in &doomed {
                     println!("would remove {k}");
                 }
@@ -222,14 +322,24 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             let _lock = cache.lock_exclusive()?;
             let (n, bytes) = cache.gc(&keep)?;
-            println!("removed {n} entries ({:.1} MiB); kept those of {} pipeline(s)", bytes as f64 / (1 << 20) as f64, pipelines.len());
+            println!(
+                "removed {n} entries ({:.1} MiB); kept those of {} pipeline(s)",
+                bytes as f64 / (1 << 20) as f64,
+                pipelines.len()
+            );
             Ok(0)
         }
         Cmd::Ls { what } => {
             match what {
                 Registry::Models => {
                     for a in models::REGISTRY {
-                        println!("{:<12} {:<8} presets: {:<22} {}", a.name, a.family, a.presets.join(","), a.about);
+                        println!(
+                            "{:<12} {:<8} presets: {:<22} {}",
+                            a.name,
+                            a.family,
+                            a.presets.join(","),
+                            a.about
+                        );
                     }
                 }
                 Registry::Attacks => {
@@ -254,22 +364,39 @@ fn dispatch(cli: Cli) -> Result<i32> {
 }
 
 /// cached / missing / stale for one stage, with the reason when stale.
-fn stage_state(plan: &Plan, ix: petgraph::graph::NodeIndex, cache: Option<&Cache>, manifest: &Manifest) -> (&'static str, String) {
+fn stage_state(
+    plan: &Plan,
+    ix: petgraph::graph::NodeIndex,
+    cache: Option<&Cache>,
+    manifest: &Manifest,
+) -> (&'static str, String) {
     let n = &plan.graph[ix];
     if cache.is_some_and(|c| c.contains(&n.key)) {
         return ("cached", String::new());
     }
-    let Some(old) = manifest.stages.get(&n.id) else { return ("missing", String::new()) };
+    let Some(old) = manifest.stages.get(&n.id) else {
+        return ("missing", String::new());
+    };
     let mut why = Vec::new();
     if old.version != n.stage.version() {
-        why.push(format!("{} stage version {} -> {}", old.kind, old.version, n.stage.version()));
+        why.push(format!(
+            "{} stage version {} -> {}",
+            old.kind,
+            old.version,
+            n.stage.version()
+        ));
     }
     for (path, a, b) in diff(&old.params, &n.stage.params()) {
         why.push(format!("{path}: {a} -> {b}"));
     }
     for (role, key) in &n.inputs {
         if old.inputs.get(role) != Some(key) {
-            let src = plan.deps(ix).into_iter().find(|&d| plan.graph[d].key == *key).map(|d| plan.graph[d].id.clone()).unwrap_or_else(|| role.clone());
+            let src = plan
+                .deps(ix)
+                .into_iter()
+                .find(|&d| plan.graph[d].key == *key)
+                .map(|d| plan.graph[d].id.clone())
+                .unwrap_or_else(|| role.clone());
             why.push(format!("input {src} changed"));
         }
     }
@@ -285,7 +412,10 @@ fn materialize_report(plan: &Plan, cache: &Cache, reports: &Path) -> Result<()> 
     let key = &plan.graph[ix].key;
     let entry = match cache.lookup(key) {
         crate::cache::Lookup::Hit(e) => e,
-        _ => bail!("the report of `{}` is not computed yet; run `robarch run` on the pipeline first", plan.name),
+        _ => bail!(
+            "the report of `{}` is not computed yet; run `robarch run` on the pipeline first",
+            plan.name
+        ),
     };
     let dest = reports.join(&plan.name);
     std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;

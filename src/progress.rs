@@ -37,7 +37,9 @@ static MULTI: std::sync::OnceLock<indicatif::MultiProgress> = std::sync::OnceLoc
 
 /// The process-wide set of progress bars; log lines are printed above it.
 pub fn multi() -> &'static indicatif::MultiProgress {
-    MULTI.get_or_init(|| indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr()))
+    MULTI.get_or_init(|| {
+        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())
+    })
 }
 
 /// Prints a line on stdout without tearing the progress bars.

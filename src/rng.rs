@@ -19,7 +19,9 @@ pub fn with_seed<T>(seed: u64, f: impl FnOnce() -> T) -> T {
 pub fn derive(seed: u64, parts: &[u64]) -> u64 {
     let mut z = seed ^ 0x9E37_79B9_7F4A_7C15;
     for &p in parts {
-        z = z.wrapping_add(p.wrapping_mul(0xBF58_476D_1CE4_E5B9)).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = z
+            .wrapping_add(p.wrapping_mul(0xBF58_476D_1CE4_E5B9))
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         z ^= z >> 31;
@@ -34,8 +36,12 @@ mod tests {
 
     #[test]
     fn seeded_draws_repeat_and_positions_differ() {
-        let a = with_seed(derive(1, &[2, 3]), || Tensor::rand([4], (Kind::Float, Device::Cpu)));
-        let b = with_seed(derive(1, &[2, 3]), || Tensor::rand([4], (Kind::Float, Device::Cpu)));
+        let a = with_seed(derive(1, &[2, 3]), || {
+            Tensor::rand([4], (Kind::Float, Device::Cpu))
+        });
+        let b = with_seed(derive(1, &[2, 3]), || {
+            Tensor::rand([4], (Kind::Float, Device::Cpu))
+        });
         assert!(a.equal(&b));
         assert_ne!(derive(1, &[2, 3]), derive(1, &[3, 2]));
         assert_ne!(derive(1, &[0]), derive(2, &[0]));

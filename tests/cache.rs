@@ -13,7 +13,12 @@ fn corrupt_entry_is_detected_and_recomputed() {
     bytes[5] ^= 0x20;
     std::fs::write(&f, bytes).unwrap();
     let out = p.ok(&["run", "p.yaml"]);
-    assert_eq!(stages(&out, "ran"), ["eval/digits/resnet18/at/pgd/test"], "{}", stdout(&out));
+    assert_eq!(
+        stages(&out, "ran"),
+        ["eval/digits/resnet18/at/pgd/test"],
+        "{}",
+        stdout(&out)
+    );
     assert!(stderr(&out).contains("corrupt"), "{}", stderr(&out));
 }
 
@@ -33,16 +38,37 @@ fn partial_entries_left_by_a_crash_are_ignored() {
 fn two_concurrent_runs_compute_each_stage_once() {
     let p = Project::new();
     p.write("p.yaml", TINY);
-    let a = p.cmd(&["run", "p.yaml", "-j", "1"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let b = p.cmd(&["run", "p.yaml", "-j", "1"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let a = p
+        .cmd(&["run", "p.yaml", "-j", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = p
+        .cmd(&["run", "p.yaml", "-j", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(a.status.success() && b.status.success(), "{}\n{}", stderr(&a), stderr(&b));
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}\n{}",
+        stderr(&a),
+        stderr(&b)
+    );
     let mut ran = stages(&a, "ran");
     ran.extend(stages(&b, "ran"));
     let total = ran.len();
     ran.sort();
     ran.dedup();
-    assert_eq!(total, ran.len(), "a stage was computed twice: {}\n{}", stdout(&a), stdout(&b));
+    assert_eq!(
+        total,
+        ran.len(),
+        "a stage was computed twice: {}\n{}",
+        stdout(&a),
+        stdout(&b)
+    );
     assert_eq!(total, 10);
     assert_eq!(p.entries(), 10);
     let third = p.ok(&["run", "p.yaml"]);
@@ -54,11 +80,18 @@ fn gc_keeps_only_entries_of_the_given_pipelines() {
     let p = Project::new();
     p.write("p.yaml", TINY);
     p.ok(&["run", "p.yaml"]);
-    p.write("q.yaml", &TINY.replace("pgd: {eps: 8/255, steps: 3}", "pgd: {eps: 8/255, steps: 4}"));
+    p.write(
+        "q.yaml",
+        &TINY.replace("pgd: {eps: 8/255, steps: 3}", "pgd: {eps: 8/255, steps: 4}"),
+    );
     p.ok(&["run", "q.yaml"]);
     assert_eq!(p.entries(), 10 + 3);
     let dry = p.ok(&["gc", "q.yaml", "--dry-run"]);
-    assert!(stdout(&dry).contains("3 entries would be removed"), "{}", stdout(&dry));
+    assert!(
+        stdout(&dry).contains("3 entries would be removed"),
+        "{}",
+        stdout(&dry)
+    );
     assert_eq!(p.entries(), 13);
     p.ok(&["gc", "q.yaml"]);
     assert_eq!(p.entries(), 10);

@@ -16,17 +16,70 @@ fn fails(p: &Project, yaml: &str, expect: &[&str]) {
 #[test]
 fn bad_input_gets_located_hinted_errors_and_writes_nothing() {
     let p = Project::new();
-    fails(&p, &TINY.replace("resnet18: {preset: tiny}", "resnet19: {preset: tiny}"), &["bad.yaml:7:3: models.resnet19: unknown architecture", "did you mean `resnet18`?"]);
-    fails(&p, &TINY.replace("fgsm: {eps: 8/255}", "fgsm: {eps: -8/255}"), &["bad.yaml:18:12: evaluation.attacks.fgsm.eps", "negative"]);
-    fails(&p, &TINY.replace("embedded:digits", "embedded:digts"), &["datasets.digits.source", "not found", "did you mean `embedded:digits`?"]);
-    fails(&p, &TINY.replace("    epochs: 2", "    epocs: 2"), &["bad.yaml:11:5", "unknown field `epocs`", "did you mean `epochs`?"]);
-    fails(&p, &TINY.replace("pgd: {eps", "pdg: {eps"), &["evaluation.attacks.pdg", "did you mean `pgd`?"]);
-    fails(&p, &TINY.replace("models:\n", "models: {oops: [\n"), &["bad.yaml:"]);
-    fails(&p, &TINY.replace("resnet18: {preset: tiny}", "resnet18: {preset: tiny, widht: 3}"), &["models.resnet18.widht", "did you mean `widths`?"]);
-    fails(&p, &TINY.replace("resnet18: {preset: tiny}", "vit: {preset: tiny, patch_size: 3}"), &["patch_size 3 does not divide the image size 8"]);
+    fails(
+        &p,
+        &TINY.replace("resnet18: {preset: tiny}", "resnet19: {preset: tiny}"),
+        &[
+            "bad.yaml:7:3: models.resnet19: unknown architecture",
+            "did you mean `resnet18`?",
+        ],
+    );
+    fails(
+        &p,
+        &TINY.replace("fgsm: {eps: 8/255}", "fgsm: {eps: -8/255}"),
+        &["bad.yaml:18:12: evaluation.attacks.fgsm.eps", "negative"],
+    );
+    fails(
+        &p,
+        &TINY.replace("embedded:digits", "embedded:digts"),
+        &[
+            "datasets.digits.source",
+            "not found",
+            "did you mean `embedded:digits`?",
+        ],
+    );
+    fails(
+        &p,
+        &TINY.replace("    epochs: 2", "    epocs: 2"),
+        &[
+            "bad.yaml:11:5",
+            "unknown field `epocs`",
+            "did you mean `epochs`?",
+        ],
+    );
+    fails(
+        &p,
+        &TINY.replace("pgd: {eps", "pdg: {eps"),
+        &["evaluation.attacks.pdg", "did you mean `pgd`?"],
+    );
+    fails(
+        &p,
+        &TINY.replace("models:\n", "models: {oops: [\n"),
+        &["bad.yaml:"],
+    );
+    fails(
+        &p,
+        &TINY.replace(
+            "resnet18: {preset: tiny}",
+            "resnet18: {preset: tiny, widht: 3}",
+        ),
+        &["models.resnet18.widht", "did you mean `widths`?"],
+    );
+    fails(
+        &p,
+        &TINY.replace(
+            "resnet18: {preset: tiny}",
+            "vit: {preset: tiny, patch_size: 3}",
+        ),
+        &["patch_size 3 does not divide the image size 8"],
+    );
     let out = p.run(&["run", "missing.yaml"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("cannot read pipeline file missing.yaml"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot read pipeline file missing.yaml"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!p.path("cache").exists());
 }
 
@@ -41,14 +94,32 @@ fn a_diverging_stage_fails_cleanly_and_keep_going_finishes_the_rest() {
     let out = p.run(&["run", "p.yaml", "--keep-going"]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("stage train/digits/resnet18/boom failed") && err.contains("diverged"), "{err}");
-    assert!(err.contains("\"lr\":1e+300"), "the failing stage's params are shown: {err}");
+    assert!(
+        err.contains("stage train/digits/resnet18/boom failed") && err.contains("diverged"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\"lr\":1e+300"),
+        "the failing stage's params are shown: {err}"
+    );
     assert_eq!(stages(&out, "FAILED"), ["train/digits/resnet18/boom"]);
-    assert_eq!(stages(&out, "skipped").len(), 8, "its evals, sparsity and the report: {}", stdout(&out));
+    assert_eq!(
+        stages(&out, "skipped").len(),
+        8,
+        "its evals, sparsity and the report: {}",
+        stdout(&out)
+    );
     assert!(stages(&out, "ran").contains(&"train/digits/resnet18/at".to_string()));
-    assert!(stages(&out, "ran").iter().any(|s| s.starts_with("eval/digits/resnet18/at/")));
+    assert!(stages(&out, "ran")
+        .iter()
+        .any(|s| s.starts_with("eval/digits/resnet18/at/")));
     let status = stdout(&p.ok(&["status", "p.yaml"]));
-    assert!(status.lines().any(|l| l.starts_with("missing") && l.ends_with("train/digits/resnet18/boom")), "{status}");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("missing") && l.ends_with("train/digits/resnet18/boom")),
+        "{status}"
+    );
 }
 
 #[test]
@@ -56,9 +127,15 @@ fn dag_renders_text_dot_and_mermaid() {
     let p = Project::new();
     p.write("p.yaml", TINY);
     let dot = stdout(&p.ok(&["dag", "p.yaml", "--format", "dot"]));
-    assert!(dot.contains("\"prepare/digits\" -> \"train/digits/resnet18/at\";"), "{dot}");
+    assert!(
+        dot.contains("\"prepare/digits\" -> \"train/digits/resnet18/at\";"),
+        "{dot}"
+    );
     let mermaid = stdout(&p.ok(&["dag", "p.yaml", "--format", "mermaid"]));
-    assert!(mermaid.starts_with("graph LR") && mermaid.matches("-->").count() == 1 + 6 * 2 + 1 + 7, "{mermaid}");
+    assert!(
+        mermaid.starts_with("graph LR") && mermaid.matches("-->").count() == 1 + 6 * 2 + 1 + 7,
+        "{mermaid}"
+    );
     let text = stdout(&p.ok(&["dag", "p.yaml"]));
     assert_eq!(text.lines().filter(|l| !l.starts_with(" ")).count(), 10);
 }
@@ -69,10 +146,17 @@ fn reformatted_pipeline_has_identical_keys() {
     p.write("a.yaml", TINY);
     let reordered = format!(
         "# the same pipeline, reformatted\n{}",
-        TINY.replace("fgsm: {eps: 8/255}", "fgsm:\n      eps: 0.03137254901960784  # 8/255").replace("seed: 3\ndevice: cpu\n", "device: cpu\nseed: 3\n")
+        TINY.replace(
+            "fgsm: {eps: 8/255}",
+            "fgsm:\n      eps: 0.03137254901960784  # 8/255"
+        )
+        .replace("seed: 3\ndevice: cpu\n", "device: cpu\nseed: 3\n")
     );
     p.write("b.yaml", &reordered);
-    assert_eq!(stdout(&p.ok(&["dag", "a.yaml"])), stdout(&p.ok(&["dag", "b.yaml"])));
+    assert_eq!(
+        stdout(&p.ok(&["dag", "a.yaml"])),
+        stdout(&p.ok(&["dag", "b.yaml"]))
+    );
 }
 
 #[test]
@@ -80,7 +164,12 @@ fn explain_and_ls_describe_stages_and_registries() {
     let p = Project::new();
     p.write("p.yaml", TINY);
     let ex = stdout(&p.ok(&["explain", "p.yaml", "eval/digits/resnet18/at/pgd/test"]));
-    assert!(ex.contains("kind:    evaluate (version 1)") && ex.contains("\"steps\": 3") && ex.contains("status:  missing"), "{ex}");
+    assert!(
+        ex.contains("kind:    evaluate (version 1)")
+            && ex.contains("\"steps\": 3")
+            && ex.contains("status:  missing"),
+        "{ex}"
+    );
     let bad = p.run(&["explain", "p.yaml", "eval/digits/resnet18/at/pgd/tset"]);
     assert!(stderr(&bad).contains("did you mean `eval/digits/resnet18/at/pgd/test`?"));
     let models = stdout(&p.ok(&["ls", "models"]));

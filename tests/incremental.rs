@@ -10,8 +10,15 @@ fn second_run_computes_nothing() {
     p.write("p.yaml", TINY);
     let first = p.ok(&["run", "p.yaml", "--log-json"]);
     assert_eq!(stages(&first, "ran").len(), 10, "{}", stdout(&first));
-    let logs: Vec<serde_json::Value> = stderr(&first).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
-    assert!(logs.iter().any(|v| v["fields"]["message"] == "checkpoint saved"), "{logs:?}");
+    let logs: Vec<serde_json::Value> = stderr(&first)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|v| v["fields"]["message"] == "checkpoint saved"),
+        "{logs:?}"
+    );
     assert!(p.path("reports/tiny/robust_accuracy.md").exists());
     assert!(stdout(&first).contains("report: reports/tiny"));
     let start = std::time::Instant::now();
@@ -28,13 +35,37 @@ fn changing_one_eps_reruns_exactly_that_attack_and_the_report() {
     let p = Project::new();
     p.write("p.yaml", TINY);
     p.ok(&["run", "p.yaml"]);
-    p.write("p.yaml", &TINY.replace("fgsm: {eps: 8/255}", "fgsm: {eps: 4/255}"));
+    p.write(
+        "p.yaml",
+        &TINY.replace("fgsm: {eps: 8/255}", "fgsm: {eps: 4/255}"),
+    );
     let status = stdout(&p.ok(&["status", "p.yaml"]));
-    let line = status.lines().find(|l| l.contains("eval/digits/resnet18/at/fgsm/test")).unwrap();
-    assert!(line.starts_with("stale") && line.contains("attack.eps: 0.03137254901960784 -> 0.01568627450980392"), "{status}");
-    assert!(status.lines().find(|l| l.ends_with("train/digits/resnet18/at")).unwrap().starts_with("cached"), "{status}");
+    let line = status
+        .lines()
+        .find(|l| l.contains("eval/digits/resnet18/at/fgsm/test"))
+        .unwrap();
+    assert!(
+        line.starts_with("stale")
+            && line.contains("attack.eps: 0.03137254901960784 -> 0.01568627450980392"),
+        "{status}"
+    );
+    assert!(
+        status
+            .lines()
+            .find(|l| l.ends_with("train/digits/resnet18/at"))
+            .unwrap()
+            .starts_with("cached"),
+        "{status}"
+    );
     let out = p.ok(&["run", "p.yaml"]);
-    assert_eq!(stages(&out, "ran"), ["eval/digits/resnet18/at/fgsm/test", "eval/digits/resnet18/at/fgsm/train", "report"]);
+    assert_eq!(
+        stages(&out, "ran"),
+        [
+            "eval/digits/resnet18/at/fgsm/test",
+            "eval/digits/resnet18/at/fgsm/train",
+            "report"
+        ]
+    );
 }
 
 #[test]
@@ -42,17 +73,28 @@ fn adding_a_model_trains_only_that_model() {
     let p = Project::new();
     p.write("p.yaml", TINY);
     p.ok(&["run", "p.yaml"]);
-    p.write("p.yaml", &TINY.replace("  resnet18: {preset: tiny}\n", "  resnet18: {preset: tiny}\n  vit: {preset: tiny, patch_size: 2}\n"));
+    p.write(
+        "p.yaml",
+        &TINY.replace(
+            "  resnet18: {preset: tiny}\n",
+            "  resnet18: {preset: tiny}\n  vit: {preset: tiny, patch_size: 2}\n",
+        ),
+    );
     let out = p.ok(&["run", "p.yaml"]);
     let ran = stages(&out, "ran");
-    assert!(ran.iter().all(|s| s.contains("/vit/") || s == "report"), "{ran:?}");
+    assert!(
+        ran.iter().all(|s| s.contains("/vit/") || s == "report"),
+        "{ran:?}"
+    );
     assert_eq!(ran.iter().filter(|s| s.starts_with("train/")).count(), 1);
     assert_eq!(ran.len(), 1 + 6 + 1 + 1, "{ran:?}");
 }
 
 #[test]
 fn kill_9_during_training_resumes_to_the_same_result() {
-    let text = TINY.replace("epochs: 2", "epochs: 4").replace("evaluation:\n", "evaluation:\n  splits: [test]\n");
+    let text = TINY
+        .replace("epochs: 2", "epochs: 4")
+        .replace("evaluation:\n", "evaluation:\n  splits: [test]\n");
     // Reference: an uninterrupted run.
     let reference = Project::new();
     reference.write("p.yaml", &text);
@@ -60,26 +102,52 @@ fn kill_9_during_training_resumes_to_the_same_result() {
 
     let p = Project::new();
     p.write("p.yaml", &text);
-    let mut child = p.cmd(&["run", "p.yaml"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = p
+        .cmd(&["run", "p.yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     // Synchronise on the log line the trainer writes once epoch 2's checkpoint is on disk.
-    let seen = lines.by_ref().map_while(Result::ok).any(|l| l.contains("checkpoint saved") && l.contains("epoch=2"));
+    let seen = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("checkpoint saved") && l.contains("epoch=2"));
     assert!(seen, "training never reported epoch 2");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(p.entries() <= 1, "only prepare may be committed before training finished");
+    assert!(
+        p.entries() <= 1,
+        "only prepare may be committed before training finished"
+    );
 
     let out = p.ok(&["run", "p.yaml"]);
-    assert!(stderr(&out).contains("resuming from checkpoint"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("epoch=3") && !stderr(&out).contains("epoch=1 "), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("resuming from checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("epoch=3") && !stderr(&out).contains("epoch=1 "),
+        "{}",
+        stderr(&out)
+    );
     let stage = "train/digits/resnet18/at";
     let a = std::fs::read(entry_dir(&p, "p.yaml", stage).join("model.safetensors")).unwrap();
-    let b = std::fs::read(entry_dir(&reference, "p.yaml", stage).join("model.safetensors")).unwrap();
+    let b =
+        std::fs::read(entry_dir(&reference, "p.yaml", stage).join("model.safetensors")).unwrap();
     assert!(a == b, "resumed weights differ from an uninterrupted run");
     for f in ["robust_accuracy.csv", "generalization_gap.csv"] {
-        assert_eq!(std::fs::read_to_string(p.path("reports/tiny").join(f)).unwrap(), std::fs::read_to_string(reference.path("reports/tiny").join(f)).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(p.path("reports/tiny").join(f)).unwrap(),
+            std::fs::read_to_string(reference.path("reports/tiny").join(f)).unwrap()
+        );
     }
-    assert!(!p.path("cache/ckpt").read_dir().unwrap().any(|_| true), "finished checkpoints are removed");
+    assert!(
+        !p.path("cache/ckpt").read_dir().unwrap().any(|_| true),
+        "finished checkpoints are removed"
+    );
 }
 
 #[test]
@@ -88,7 +156,10 @@ fn force_reruns_matching_stages_and_downstream_only() {
     p.write("p.yaml", TINY);
     p.ok(&["run", "p.yaml"]);
     let out = p.ok(&["run", "p.yaml", "--force", "sparsity/*"]);
-    assert_eq!(stages(&out, "ran"), ["report", "sparsity/digits/resnet18/at"]);
+    assert_eq!(
+        stages(&out, "ran"),
+        ["report", "sparsity/digits/resnet18/at"]
+    );
 }
 
 #[test]

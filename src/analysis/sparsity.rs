@@ -42,7 +42,9 @@ pub fn layer_type(name: &str, dims: usize) -> Option<&'static str> {
         || leaf == "bias"
         || leaf.starts_with("running_")
         || leaf == "num_batches_tracked"
-        || name.split('.').any(|p| p.starts_with("bn") || p.starts_with("norm") || p == "downsample.1");
+        || name
+            .split('.')
+            .any(|p| p.starts_with("bn") || p.starts_with("norm") || p == "downsample.1");
     if excluded {
         return None;
     }
@@ -64,12 +66,25 @@ pub fn tensor_sparsity(name: &str, layer_type: &str, w: &Tensor) -> TensorSparsi
     let n = w.numel() as f64;
     let abs = w.abs();
     let l1 = f64::try_from(abs.sum(Kind::Double)).unwrap_or(0.0);
-    let l2 = f64::try_from(w.square().sum(Kind::Double)).unwrap_or(0.0).sqrt();
+    let l2 = f64::try_from(w.square().sum(Kind::Double))
+        .unwrap_or(0.0)
+        .sqrt();
     let max = f64::try_from(abs.max()).unwrap_or(0.0);
     let ratio = if l2 > 0.0 { l1 / l2 } else { 0.0 };
-    let hoyer = if n > 1.0 && l2 > 0.0 { (n.sqrt() - ratio) / (n.sqrt() - 1.0) } else { 0.0 };
+    let hoyer = if n > 1.0 && l2 > 0.0 {
+        (n.sqrt() - ratio) / (n.sqrt() - 1.0)
+    } else {
+        0.0
+    };
     let below = f64::try_from(abs.lt(0.01 * max).sum(Kind::Double)).unwrap_or(0.0) / n;
-    TensorSparsity { name: name.into(), layer_type: layer_type.into(), numel: n as i64, hoyer, frac_below_rel_0_01: below, l1_over_l2: ratio }
+    TensorSparsity {
+        name: name.into(),
+        layer_type: layer_type.into(),
+        numel: n as i64,
+        hoyer,
+        frac_below_rel_0_01: below,
+        l1_over_l2: ratio,
+    }
 }
 
 fn aggregate<'a>(items: impl Iterator<Item = &'a TensorSparsity>) -> Aggregate {
@@ -93,11 +108,22 @@ pub fn analyse(named: &[(String, Tensor)]) -> SparsityReport {
         .filter_map(|(n, t)| layer_type(n, t.dim()).map(|lt| tensor_sparsity(n, lt, t)))
         .collect();
     let mut by_type = BTreeMap::new();
-    for lt in layers.iter().map(|l| l.layer_type.clone()).collect::<std::collections::BTreeSet<_>>() {
-        by_type.insert(lt.clone(), aggregate(layers.iter().filter(|l| l.layer_type == lt)));
+    for lt in layers
+        .iter()
+        .map(|l| l.layer_type.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        by_type.insert(
+            lt.clone(),
+            aggregate(layers.iter().filter(|l| l.layer_type == lt)),
+        );
     }
     let overall = aggregate(layers.iter());
-    SparsityReport { layers, by_type, overall }
+    SparsityReport {
+        layers,
+        by_type,
+        overall,
+    }
 }
 
 #[cfg(test)]
@@ -138,7 +164,10 @@ mod tests {
 
     #[test]
     fn aggregates_weight_by_size() {
-        let named = vec![("a.weight".to_string(), t(&[0.0, 0.0, 5.0, 0.0])), ("b.weight".to_string(), t(&[1.0; 12]))];
+        let named = vec![
+            ("a.weight".to_string(), t(&[0.0, 0.0, 5.0, 0.0])),
+            ("b.weight".to_string(), t(&[1.0; 12])),
+        ];
         let r = analyse(&named);
         assert_eq!(r.overall.numel, 16);
         assert!((r.overall.hoyer - 4.0 / 16.0).abs() < 1e-12);

@@ -17,12 +17,16 @@ pub struct PgdParams {
 /// Per-sample ℓ2 norm, shaped to broadcast over NCHW.
 fn l2_norm(t: &Tensor) -> Tensor {
     let n = t.size()[0];
-    t.reshape([n, -1]).norm_scalaropt_dim(2, [1], false).reshape([n, 1, 1, 1])
+    t.reshape([n, -1])
+        .norm_scalaropt_dim(2, [1], false)
+        .reshape([n, 1, 1, 1])
 }
 
 /// Projection onto {‖z − x‖∞ ≤ ε} ∩ [0,1]^d (exact: the two clips commute because x ∈ [0,1]).
 pub fn project_linf(x: &Tensor, adv: &Tensor, eps: f64) -> Tensor {
-    adv.max_other(&(x - eps)).min_other(&(x + eps)).clamp(0.0, 1.0)
+    adv.max_other(&(x - eps))
+        .min_other(&(x + eps))
+        .clamp(0.0, 1.0)
 }
 
 /// Rescales δ into the ℓ2 ball, then clips to [0,1] — what every reference library does; feasible
@@ -47,8 +51,19 @@ fn random_start(x: &Tensor, norm: Norm, eps: f64, seed: u64) -> Tensor {
     })
 }
 
-pub fn pgd(model: &Network, x: &Tensor, y: &Tensor, p: &PgdParams, seed: u64, train_mode: bool) -> Tensor {
-    let mut adv = if p.random_start && p.eps > 0.0 { random_start(x, p.norm, p.eps, seed) } else { x.shallow_clone() };
+pub fn pgd(
+    model: &Network,
+    x: &Tensor,
+    y: &Tensor,
+    p: &PgdParams,
+    seed: u64,
+    train_mode: bool,
+) -> Tensor {
+    let mut adv = if p.random_start && p.eps > 0.0 {
+        random_start(x, p.norm, p.eps, seed)
+    } else {
+        x.shallow_clone()
+    };
     for _ in 0..p.steps {
         let g = super::input_grad(model, &adv, y, train_mode);
         adv = tch::no_grad(|| match p.norm {

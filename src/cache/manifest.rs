@@ -50,8 +50,17 @@ fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<(String, String, String)
         (Value::Object(x), Value::Object(y)) => {
             let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             for k in keys {
-                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                walk(&p, x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), out);
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                walk(
+                    &p,
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
             }
         }
         _ if a != b => out.push((path.to_string(), a.to_string(), b.to_string())),
@@ -68,7 +77,13 @@ mod tests {
     fn diff_names_changed_leaves() {
         let a = json!({"attack": {"eps": 0.1, "steps": 10}, "split": "test"});
         let b = json!({"attack": {"eps": 0.2, "steps": 10}, "split": "test", "limit": 5});
-        assert_eq!(diff(&a, &b), vec![("attack.eps".into(), "0.1".into(), "0.2".into()), ("limit".into(), "null".into(), "5".into())]);
+        assert_eq!(
+            diff(&a, &b),
+            vec![
+                ("attack.eps".into(), "0.1".into(), "0.2".into()),
+                ("limit".into(), "null".into(), "5".into())
+            ]
+        );
         assert!(diff(&a, &a).is_empty());
     }
 }

@@ -98,14 +98,20 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
 impl Cache {
     pub fn open(root: &Path) -> Result<Cache> {
         for sub in ["objects", "tmp", "ckpt", "locks", "runs"] {
-            std::fs::create_dir_all(root.join(sub)).with_context(|| format!("creating cache directory {}", root.join(sub).display()))?;
+            std::fs::create_dir_all(root.join(sub)).with_context(|| {
+                format!("creating cache directory {}", root.join(sub).display())
+            })?;
         }
-        Ok(Cache { root: root.to_path_buf() })
+        Ok(Cache {
+            root: root.to_path_buf(),
+        })
     }
 
     /// Opens an existing cache without creating anything (read-only commands).
     pub fn existing(root: &Path) -> Option<Cache> {
-        root.join("objects").is_dir().then(|| Cache { root: root.to_path_buf() })
+        root.join("objects").is_dir().then(|| Cache {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -125,7 +131,9 @@ impl Cache {
         let dir = self.entry_dir(key);
         let meta: EntryMeta = std::fs::read(dir.join(META))
             .map_err(|e| format!("meta.json unreadable: {e}"))
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| format!("meta.json invalid: {e}")))?;
+            .and_then(|b| {
+                serde_json::from_slice(&b).map_err(|e| format!("meta.json invalid: {e}"))
+            })?;
         if meta.key != key {
             return Err(format!("meta.json names key {}", meta.key));
         }
@@ -159,14 +167,19 @@ impl Cache {
 
     /// A fresh staging directory for a stage's outputs.
     pub fn stage_dir(&self) -> Result<tempfile::TempDir> {
-        Ok(tempfile::Builder::new().prefix("entry-").tempdir_in(self.root.join("tmp"))?)
+        Ok(tempfile::Builder::new()
+            .prefix("entry-")
+            .tempdir_in(self.root.join("tmp"))?)
     }
 
     /// Hashes the staged files, writes `meta.json` and renames the directory into place.
     pub fn commit(&self, staged: tempfile::TempDir, mut meta: EntryMeta) -> Result<Entry> {
         let mut files = BTreeMap::new();
         for e in walk(staged.path())? {
-            let rel = e.strip_prefix(staged.path())?.to_string_lossy().replace('\\', "/");
+            let rel = e
+                .strip_prefix(staged.path())?
+                .to_string_lossy()
+                .replace('\\', "/");
             let (size, blake3) = hash_file(&e)?;
             files.insert(rel, FileMeta { size, blake3 });
         }
@@ -179,7 +192,8 @@ impl Cache {
             self.remove(&meta.key)?;
         }
         let tmp = staged.keep();
-        std::fs::rename(&tmp, &dest).with_context(|| format!("committing cache entry {}", meta.key))?;
+        std::fs::rename(&tmp, &dest)
+            .with_context(|| format!("committing cache entry {}", meta.key))?;
         Ok(Entry { dir: dest, meta })
     }
 
@@ -187,7 +201,10 @@ impl Cache {
     pub fn remove(&self, key: &str) -> Result<()> {
         let dir = self.entry_dir(key);
         if dir.exists() {
-            let trash = self.root.join("tmp").join(format!("trash-{key}-{}", std::process::id()));
+            let trash = self
+                .root
+                .join("tmp")
+                .join(format!("trash-{key}-{}", std::process::id()));
             std::fs::rename(&dir, &trash)?;
             std::fs::remove_dir_all(&trash)?;
         }
@@ -234,7 +251,11 @@ impl Cache {
         let mut n = 0;
         for e in std::fs::read_dir(self.root.join("tmp"))? {
             let p = e?.path();
-            if p.is_dir() { std::fs::remove_dir_all(&p)? } else { std::fs::remove_file(&p)? }
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p)?
+            } else {
+                std::fs::remove_file(&p)?
+            }
             n += 1;
         }
         Ok(n)
@@ -246,7 +267,10 @@ impl Cache {
         let mut bytes = 0;
         for key in self.keys()? {
             if !keep.contains(&key) {
-                bytes += walk(&self.entry_dir(&key))?.iter().map(|p| p.metadata().map(|m| m.len()).unwrap_or(0)).sum::<u64>();
+                bytes += walk(&self.entry_dir(&key))?
+                    .iter()
+                    .map(|p| p.metadata().map(|m| m.len()).unwrap_or(0))
+                    .sum::<u64>();
                 self.remove(&key)?;
                 removed += 1;
             }
@@ -254,9 +278,16 @@ impl Cache {
         for sub in ["ckpt", "locks"] {
             for e in std::fs::read_dir(self.root.join(sub))? {
                 let p = e?.path();
-                let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let stem = p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 if !keep.contains(&stem) {
-                    if p.is_dir() { std::fs::remove_dir_all(&p)? } else { std::fs::remove_file(&p)? }
+                    if p.is_dir() {
+                        std::fs::remove_dir_all(&p)?
+                    } else {
+                        std::fs::remove_file(&p)?
+                    }
                 }
             }
         }
@@ -320,7 +351,13 @@ mod tests {
         std::fs::write(e.path("sub/a.bin"), b"hellO").unwrap();
         assert!(matches!(c.lookup(&key), Lookup::Corrupt(_)));
         assert!(!c.entry_dir(&key).exists(), "corrupt entry must be removed");
-        assert!(std::fs::read_dir(d.path().join("tmp")).unwrap().next().is_none(), "no leftovers");
+        assert!(
+            std::fs::read_dir(d.path().join("tmp"))
+                .unwrap()
+                .next()
+                .is_none(),
+            "no leftovers"
+        );
     }
 
     #[test]
@@ -344,7 +381,10 @@ mod tests {
             let st = c.stage_dir().unwrap();
             std::fs::write(st.path().join("f"), b"partial").unwrap();
         }
-        assert!(std::fs::read_dir(d.path().join("tmp")).unwrap().next().is_none());
+        assert!(std::fs::read_dir(d.path().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none());
         let (k1, k2) = ("11".repeat(32), "22".repeat(32));
         put(&c, &k1, b"1");
         put(&c, &k2, b"2");

@@ -33,7 +33,12 @@ pub fn load_all() -> Result<RawSplit> {
         images.extend(vals[..64].iter().map(|&v| ((v * 255 + 8) / 16) as u8));
         labels.push(vals[64] as i64);
     }
-    Ok(RawSplit { images, labels, channels: 1, size: 8 })
+    Ok(RawSplit {
+        images,
+        labels,
+        channels: 1,
+        size: 8,
+    })
 }
 
 #[cfg(test)]

@@ -26,17 +26,29 @@ pub struct DatasetParams {
 pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<DatasetParams, Vec<Problem>> {
     let at = |f: &str| vec!["datasets".to_string(), name.to_string(), f.to_string()];
     let mut problems = Vec::new();
-    let mk = |path: Vec<String>, msg: String, hint: Option<String>| Problem { path, message: msg, hint };
+    let mk = |path: Vec<String>, msg: String, hint: Option<String>| Problem {
+        path,
+        message: msg,
+        hint,
+    };
     if !SOURCES.contains(&ds.source.as_str()) {
         let hint = match did_you_mean(&ds.source, SOURCES.iter().copied()) {
             Some(c) => format!("did you mean `{c}`?"),
             None => format!("known sources: {}", SOURCES.join(", ")),
         };
-        return Err(vec![mk(at("source"), format!("dataset source `{}` not found", ds.source), Some(hint))]);
+        return Err(vec![mk(
+            at("source"),
+            format!("dataset source `{}` not found", ds.source),
+            Some(hint),
+        )]);
     }
     if let Some(r) = ds.resolution {
         if !(4..=1024).contains(&r) {
-            problems.push(mk(at("resolution"), format!("{r} is out of range"), Some("use 4..=1024 pixels".into())));
+            problems.push(mk(
+                at("resolution"),
+                format!("{r} is out of range"),
+                Some("use 4..=1024 pixels".into()),
+            ));
         }
     }
     if ds.limit == Some(0) {
@@ -44,21 +56,46 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<DatasetParams, Vec<Proble
     }
     let synthetic = ds.source == "synthetic";
     if ds.synthetic.is_some() && !synthetic {
-        problems.push(mk(at("synthetic"), "only applies to `source: synthetic`".into(), Some("remove it".into())));
+        problems.push(mk(
+            at("synthetic"),
+            "only applies to `source: synthetic`".into(),
+            Some("remove it".into()),
+        ));
     }
     if synthetic && ds.test_fraction.is_some() {
-        problems.push(mk(at("test_fraction"), "does not apply to `source: synthetic`".into(), Some("set synthetic.test_size".into())));
+        problems.push(mk(
+            at("test_fraction"),
+            "does not apply to `source: synthetic`".into(),
+            Some("set synthetic.test_size".into()),
+        ));
     }
-    let test_fraction = if synthetic { None } else { Some(ds.test_fraction.map(|r| r.get()).unwrap_or(0.25)) };
+    let test_fraction = if synthetic {
+        None
+    } else {
+        Some(ds.test_fraction.map(|r| r.get()).unwrap_or(0.25))
+    };
     if let Some(f) = test_fraction {
         if !(f > 0.0 && f < 1.0) {
-            problems.push(mk(at("test_fraction"), format!("{f} is not strictly between 0 and 1"), None));
+            problems.push(mk(
+                at("test_fraction"),
+                format!("{f} is not strictly between 0 and 1"),
+                None,
+            ));
         }
     }
     let syn = synthetic.then(|| ds.synthetic.clone().unwrap_or_default());
     if let Some(s) = &syn {
         if let Err((field, msg)) = s.check() {
-            problems.push(mk(vec!["datasets".into(), name.into(), "synthetic".into(), field.into()], msg, None));
+            problems.push(mk(
+                vec![
+                    "datasets".into(),
+                    name.into(),
+                    "synthetic".into(),
+                    field.into(),
+                ],
+                msg,
+                None,
+            ));
         }
     }
     if !problems.is_empty() {
@@ -66,7 +103,10 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<DatasetParams, Vec<Proble
     }
     let (native, source_hash) = match ds.source.as_str() {
         "embedded:digits" => (digits::NATIVE_RESOLUTION, digits::source_hash()),
-        _ => (synthetic::NATIVE_RESOLUTION, synthetic::GENERATOR_VERSION.to_string()),
+        _ => (
+            synthetic::NATIVE_RESOLUTION,
+            synthetic::GENERATOR_VERSION.to_string(),
+        ),
     };
     Ok(DatasetParams {
         source: ds.source.clone(),
@@ -103,7 +143,12 @@ impl RawSplit {
         for &i in indices {
             images.extend_from_slice(self.image(i));
         }
-        RawSplit { images, labels: indices.iter().map(|&i| self.labels[i]).collect(), channels: self.channels, size: self.size }
+        RawSplit {
+            images,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            channels: self.channels,
+            size: self.size,
+        }
     }
 }
 

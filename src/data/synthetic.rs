@@ -44,7 +44,13 @@ fn d_noise() -> f64 {
 
 impl Default for SyntheticSpec {
     fn default() -> Self {
-        Self { classes: 10, train_size: 1000, test_size: 200, channels: 3, noise: 0.15 }
+        Self {
+            classes: 10,
+            train_size: 1000,
+            test_size: 200,
+            channels: 3,
+            noise: 0.15,
+        }
     }
 }
 
@@ -94,7 +100,9 @@ pub fn generate(spec: &SyntheticSpec, resolution: u32, seed: u64) -> (RawSplit, 
                     cx: rng.random_range(0.2..0.8),
                     cy: rng.random_range(0.2..0.8),
                     sigma: rng.random_range(0.08..0.25),
-                    amp: (0..spec.channels).map(|_| rng.random_range(-0.5..0.5)).collect(),
+                    amp: (0..spec.channels)
+                        .map(|_| rng.random_range(-0.5..0.5))
+                        .collect(),
                 })
                 .collect()
         })
@@ -108,7 +116,10 @@ pub fn generate(spec: &SyntheticSpec, resolution: u32, seed: u64) -> (RawSplit, 
             for c in 0..spec.channels {
                 for yy in 0..size {
                     for xx in 0..size {
-                        let (px, py) = ((xx as f64 + 0.5) / size as f64, (yy as f64 + 0.5) / size as f64);
+                        let (px, py) = (
+                            (xx as f64 + 0.5) / size as f64,
+                            (yy as f64 + 0.5) / size as f64,
+                        );
                         let mut v = 0.5;
                         for b in &patterns[class] {
                             let d2 = (px - b.cx - dx).powi(2) + (py - b.cy - dy).powi(2);
@@ -121,7 +132,12 @@ pub fn generate(spec: &SyntheticSpec, resolution: u32, seed: u64) -> (RawSplit, 
             }
             labels.push(class as i64);
         }
-        RawSplit { images, labels, channels: spec.channels, size }
+        RawSplit {
+            images,
+            labels,
+            channels: spec.channels,
+            size,
+        }
     };
     let train = make(spec.train_size, &mut rng);
     let test = make(spec.test_size, &mut rng);
@@ -134,7 +150,13 @@ mod tests {
 
     #[test]
     fn deterministic_sized_and_seed_dependent() {
-        let s = SyntheticSpec { classes: 3, train_size: 12, test_size: 6, channels: 3, noise: 0.1 };
+        let s = SyntheticSpec {
+            classes: 3,
+            train_size: 12,
+            test_size: 6,
+            channels: 3,
+            noise: 0.1,
+        };
         let (a, b) = generate(&s, 8, 1);
         assert_eq!(a.images.len(), 12 * 3 * 64);
         assert_eq!(b.len(), 6);

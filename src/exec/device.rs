@@ -32,7 +32,10 @@ pub fn resolve(choice: DeviceChoice) -> anyhow::Result<Vec<Device>> {
             (0..n).map(Device::Cuda).collect()
         }
         DeviceChoice::Cuda(Some(i)) => {
-            anyhow::ensure!(i < n, "device cuda:{i} was requested but libtorch sees {n} CUDA device(s)");
+            anyhow::ensure!(
+                i < n,
+                "device cuda:{i} was requested but libtorch sees {n} CUDA device(s)"
+            );
             vec![Device::Cuda(i)]
         }
     })

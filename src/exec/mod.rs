@@ -30,7 +30,9 @@ pub struct RunOptions {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Cached,
-    Ran { seconds: f64 },
+    Ran {
+        seconds: f64,
+    },
     /// Would run (dry run).
     Pending,
     Failed(String),
@@ -95,11 +97,20 @@ impl Slots {
 }
 
 fn host() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// Runs one stage: lock, re-check the cache (another process may have finished it), compute, commit.
-fn run_stage(plan: &Plan, cache: &Cache, ix: NodeIndex, device: Device, force: bool, bar: StageProgress) -> Result<Outcome> {
+fn run_stage(
+    plan: &Plan,
+    cache: &Cache,
+    ix: NodeIndex,
+    device: Device,
+    force: bool,
+    bar: StageProgress,
+) -> Result<Outcome> {
     let node = &plan.graph[ix];
     let _lock = cache.lock_stage(&node.key)?;
     if !force {
@@ -117,7 +128,13 @@ fn run_stage(plan: &Plan, cache: &Cache, ix: NodeIndex, device: Device, force: b
     }
     let staged = cache.stage_dir()?;
     let start = Instant::now();
-    let cx = StageContext { out: staged.path(), inputs: &inputs, device, checkpoints: cache.checkpoint_dir(&node.key), progress: bar };
+    let cx = StageContext {
+        out: staged.path(),
+        inputs: &inputs,
+        device,
+        checkpoints: cache.checkpoint_dir(&node.key),
+        progress: bar,
+    };
     let summary = node.stage.run(&cx)?;
     let seconds = start.elapsed().as_secs_f64();
     let meta = EntryMeta {
@@ -133,7 +150,10 @@ fn run_stage(plan: &Plan, cache: &Cache, ix: NodeIndex, device: Device, force: b
             robarch_version: env!("CARGO_PKG_VERSION").into(),
             device: device::describe(device),
             host: host(),
-            created_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
             wall_seconds: seconds,
         },
     };
@@ -148,8 +168,13 @@ fn run_stage(plan: &Plan, cache: &Cache, ix: NodeIndex, device: Device, force: b
 /// Executes `plan`. Stages whose entry is cached and valid are not run.
 pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> {
     let _shared = cache.lock_shared()?;
-    let choice = device::parse_device(opts.device.as_deref().unwrap_or(&plan.device)).map_err(|e| anyhow::anyhow!("{e}; use auto, cpu, cuda or cuda:N"))?;
-    let devices = if opts.dry_run { vec![Device::Cpu] } else { device::resolve(choice)? };
+    let choice = device::parse_device(opts.device.as_deref().unwrap_or(&plan.device))
+        .map_err(|e| anyhow::anyhow!("{e}; use auto, cpu, cuda or cuda:N"))?;
+    let devices = if opts.dry_run {
+        vec![Device::Cpu]
+    } else {
+        device::resolve(choice)?
+    };
     tch::set_num_threads(opts.threads as i32);
 
     // What must run: forced stages (and everything downstream), then every stage without a valid entry.
@@ -186,7 +211,16 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
     } else if !todo.is_empty() {
         schedule(plan, cache, opts, &devices, &todo, &forced, &mut outcome)?;
     }
-    let outcomes: Vec<(String, Outcome)> = plan.order.iter().map(|&ix| (plan.graph[ix].id.clone(), outcome.remove(&ix).unwrap_or(Outcome::Skipped))).collect();
+    let outcomes: Vec<(String, Outcome)> = plan
+        .order
+        .iter()
+        .map(|&ix| {
+            (
+                plan.graph[ix].id.clone(),
+                outcome.remove(&ix).unwrap_or(Outcome::Skipped),
+            )
+        })
+        .collect();
     for (id, o) in &outcomes {
         if matches!(o, Outcome::Cached | Outcome::Pending | Outcome::Skipped) {
             report_line(id, o);
@@ -196,7 +230,9 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
         let mut manifest = Manifest::load(cache.root(), &plan.name);
         for (&ix, (_, o)) in plan.order.iter().zip(&outcomes) {
             if matches!(o, Outcome::Cached | Outcome::Ran { .. }) {
-                manifest.stages.insert(plan.graph[ix].id.clone(), plan.graph[ix].record());
+                manifest
+                    .stages
+                    .insert(plan.graph[ix].id.clone(), plan.graph[ix].record());
             }
         }
         manifest.save(cache.root(), &plan.name)?;
@@ -214,15 +250,38 @@ fn schedule(
     outcome: &mut HashMap<NodeIndex, Outcome>,
 ) -> Result<()> {
     let cpu_only = devices == [Device::Cpu];
-    let mut slots = Slots { cpu_free: opts.jobs.max(1), devices_free: devices.iter().rev().copied().collect(), cpu_only, threads: opts.threads.clamp(1, opts.jobs.max(1)) };
+    let mut slots = Slots {
+        cpu_free: opts.jobs.max(1),
+        devices_free: devices.iter().rev().copied().collect(),
+        cpu_only,
+        threads: opts.threads.clamp(1, opts.jobs.max(1)),
+    };
     let todo_set: HashSet<NodeIndex> = todo.iter().copied().collect();
-    let mut waiting: HashMap<NodeIndex, usize> =
-        todo.iter().map(|&ix| (ix, plan.deps(ix).iter().filter(|d| todo_set.contains(d)).count())).collect();
+    let mut waiting: HashMap<NodeIndex, usize> = todo
+        .iter()
+        .map(|&ix| {
+            (
+                ix,
+                plan.deps(ix)
+                    .iter()
+                    .filter(|d| todo_set.contains(d))
+                    .count(),
+            )
+        })
+        .collect();
     let multi = progress::multi();
     let overall = multi.add(indicatif::ProgressBar::new(todo.len() as u64));
-    overall.set_style(indicatif::ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} stages {elapsed}").expect("static template").progress_chars("=> "));
+    overall.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:.bold} [{bar:30}] {pos}/{len} stages {elapsed}",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
+    );
     overall.set_prefix(plan.name.clone());
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(opts.jobs.max(1) + devices.len() + 1).build()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.max(1) + devices.len() + 1)
+        .build()?;
     let (tx, rx) = std::sync::mpsc::channel::<(NodeIndex, Device, Result<Outcome>)>();
     let mut running = 0usize;
     let mut stop = false;

@@ -50,38 +50,70 @@ pub struct ModelParams {
 /// Resolves `models.<name>`: registry lookup, preset, overrides, validation.
 pub fn resolve(name: &str, m: &ModelSpec) -> std::result::Result<ModelParams, Vec<Problem>> {
     let arch_name = m.arch.clone().unwrap_or_else(|| name.to_string());
-    let field = if m.arch.is_some() { vec!["models", name, "arch"] } else { vec!["models", name] };
+    let field = if m.arch.is_some() {
+        vec!["models", name, "arch"]
+    } else {
+        vec!["models", name]
+    };
     let Some(arch) = find(&arch_name) else {
         let hint = match did_you_mean(&arch_name, REGISTRY.iter().map(|a| a.name)) {
             Some(c) => format!("did you mean `{c}`?"),
-            None => format!("`robarch ls models` lists them: {}", REGISTRY.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")),
+            None => format!(
+                "`robarch ls models` lists them: {}",
+                REGISTRY
+                    .iter()
+                    .map(|a| a.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
-        let extra = if m.arch.is_none() { "; set `arch:` if the key is not a registry name" } else { "" };
-        return Err(vec![Problem::new(&field, format!("unknown architecture `{arch_name}`{extra}")).hint(hint)]);
+        let extra = if m.arch.is_none() {
+            "; set `arch:` if the key is not a registry name"
+        } else {
+            ""
+        };
+        return Err(vec![Problem::new(
+            &field,
+            format!("unknown architecture `{arch_name}`{extra}"),
+        )
+        .hint(hint)]);
     };
     let Some(mut config) = (arch.preset)(&m.preset) else {
-        return Err(vec![Problem::new(&["models", name, "preset"], format!("`{}` has no preset `{}`", arch.name, m.preset))
-            .hint(format!("presets: {}", arch.presets.join(", ")))]);
+        return Err(vec![Problem::new(
+            &["models", name, "preset"],
+            format!("`{}` has no preset `{}`", arch.name, m.preset),
+        )
+        .hint(format!("presets: {}", arch.presets.join(", ")))]);
     };
     let obj = config.as_object_mut().expect("presets are JSON objects");
     for (k, v) in &m.overrides {
-        let v: Value = serde_json::to_value(v).map_err(|e| vec![Problem::new(&["models", name, k], e.to_string())])?;
+        let v: Value = serde_json::to_value(v)
+            .map_err(|e| vec![Problem::new(&["models", name, k], e.to_string())])?;
         if !obj.contains_key(k) {
             let known: Vec<&str> = obj.keys().map(|s| s.as_str()).collect();
             let hint = match did_you_mean(k, known.iter().copied()) {
                 Some(c) => format!("did you mean `{c}`?"),
                 None => format!("{} fields: arch, preset, {}", arch.name, known.join(", ")),
             };
-            return Err(vec![Problem::new(&["models", name, k], format!("unknown field for `{}`", arch.name)).hint(hint)]);
+            return Err(vec![Problem::new(
+                &["models", name, k],
+                format!("unknown field for `{}`", arch.name),
+            )
+            .hint(hint)]);
         }
         obj.insert(k.clone(), v);
     }
     let config = (arch.check)(&config).map_err(|e| vec![Problem::new(&["models", name], e)])?;
-    Ok(ModelParams { arch: arch.name.to_string(), config })
+    Ok(ModelParams {
+        arch: arch.name.to_string(),
+        config,
+    })
 }
 
 /// Parses a JSON config into a family's typed config, with a readable error.
-pub fn parse_config<T: serde::de::DeserializeOwned + Serialize>(v: &Value) -> std::result::Result<(T, Value), String> {
+pub fn parse_config<T: serde::de::DeserializeOwned + Serialize>(
+    v: &Value,
+) -> std::result::Result<(T, Value), String> {
     let t: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
     let canon = serde_json::to_value(&t).map_err(|e| e.to_string())?;
     Ok((t, canon))
@@ -105,9 +137,20 @@ impl Network {
     /// Builds a freshly initialised network. Initialisation draws from libtorch's global
     /// generator, so it runs under the seeded-RNG lock to stay reproducible when stages run
     /// concurrently.
-    pub fn new(params: &ModelParams, io: &ModelIo, mean: &[f64], std: &[f64], device: Device, seed: u64) -> Result<Network> {
-        let arch = find(&params.arch).ok_or_else(|| anyhow::anyhow!("unknown architecture {}", params.arch))?;
-        anyhow::ensure!(mean.len() == io.in_channels as usize && std.len() == mean.len(), "normalisation needs one mean/std per channel");
+    pub fn new(
+        params: &ModelParams,
+        io: &ModelIo,
+        mean: &[f64],
+        std: &[f64],
+        device: Device,
+        seed: u64,
+    ) -> Result<Network> {
+        let arch = find(&params.arch)
+            .ok_or_else(|| anyhow::anyhow!("unknown architecture {}", params.arch))?;
+        anyhow::ensure!(
+            mean.len() == io.in_channels as usize && std.len() == mean.len(),
+            "normalisation needs one mean/std per channel"
+        );
         crate::rng::with_seed(seed, || {
             let vs = nn::VarStore::new(device);
             let root = vs.root();
@@ -120,7 +163,12 @@ impl Network {
                 s.f_copy_(&Tensor::from_slice(std).to_kind(Kind::Float).view(shape))
             })?;
             let body = (arch.build)(&root, &params.config, io)?;
-            Ok(Network { vs, mean: m, std: s, body })
+            Ok(Network {
+                vs,
+                mean: m,
+                std: s,
+                body,
+            })
         })
     }
 
@@ -130,7 +178,11 @@ impl Network {
     }
 
     pub fn num_parameters(&self) -> i64 {
-        self.vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+        self.vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum()
     }
 
     /// All tensors (parameters and buffers) by PyTorch-style dotted name.
@@ -147,7 +199,9 @@ impl Network {
     }
 
     pub fn load(&mut self, path: &std::path::Path) -> Result<()> {
-        self.vs.load(path).map_err(|e| anyhow::anyhow!("loading weights {}: {e}", path.display()))
+        self.vs
+            .load(path)
+            .map_err(|e| anyhow::anyhow!("loading weights {}: {e}", path.display()))
     }
 }
 
@@ -162,9 +216,15 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn spec(arch: Option<&str>, preset: &str, over: &[(&str, &str)]) -> ModelSpec {
-        let overrides: BTreeMap<String, serde_yaml::Value> =
-            over.iter().map(|(k, v)| (k.to_string(), serde_yaml::from_str(v).unwrap())).collect();
-        ModelSpec { arch: arch.map(String::from), preset: preset.into(), overrides }
+        let overrides: BTreeMap<String, serde_yaml::Value> = over
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_yaml::from_str(v).unwrap()))
+            .collect();
+        ModelSpec {
+            arch: arch.map(String::from),
+            preset: preset.into(),
+            overrides,
+        }
     }
 
     #[test]
@@ -181,7 +241,11 @@ mod tests {
 
     #[test]
     fn forward_shapes_and_init_is_seeded() {
-        let io = ModelIo { in_channels: 3, image_size: 16, num_classes: 7 };
+        let io = ModelIo {
+            in_channels: 3,
+            image_size: 16,
+            num_classes: 7,
+        };
         for arch in REGISTRY {
             let p = resolve(arch.name, &spec(None, "tiny", &[])).unwrap();
             let a = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], Device::Cpu, 1).unwrap();
@@ -189,25 +253,46 @@ mod tests {
             let x = Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu));
             let (ya, yb) = (a.forward_t(&x, false), b.forward_t(&x, false));
             assert_eq!(ya.size(), [2, 7], "{}", arch.name);
-            assert_eq!(f64::try_from((ya - yb).abs().max()).unwrap(), 0.0, "{} init not seeded", arch.name);
+            assert_eq!(
+                f64::try_from((ya - yb).abs().max()).unwrap(),
+                0.0,
+                "{} init not seeded",
+                arch.name
+            );
         }
     }
 
     #[test]
     fn save_load_roundtrip_uses_dotted_names() {
-        let io = ModelIo { in_channels: 1, image_size: 8, num_classes: 3 };
+        let io = ModelIo {
+            in_channels: 1,
+            image_size: 8,
+            num_classes: 3,
+        };
         let p = resolve("resnet18", &spec(None, "tiny", &[])).unwrap();
         let a = Network::new(&p, &io, &[0.1], &[0.3], Device::Cpu, 1).unwrap();
         let mut b = Network::new(&p, &io, &[0.0], &[1.0], Device::Cpu, 2).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("w.safetensors");
         a.save(&f).unwrap();
-        let names: Vec<String> = Tensor::read_safetensors(&f).unwrap().into_iter().map(|(n, _)| n).collect();
-        assert!(names.contains(&"layer1.0.conv1.weight".to_string()), "{names:?}");
+        let names: Vec<String> = Tensor::read_safetensors(&f)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert!(
+            names.contains(&"layer1.0.conv1.weight".to_string()),
+            "{names:?}"
+        );
         assert!(names.contains(&"normalize.mean".to_string()));
         b.load(&f).unwrap();
         let x = Tensor::rand([2, 1, 8, 8], (Kind::Float, Device::Cpu));
-        let d = f64::try_from((a.forward_t(&x, false) - b.forward_t(&x, false)).abs().max()).unwrap();
+        let d = f64::try_from(
+            (a.forward_t(&x, false) - b.forward_t(&x, false))
+                .abs()
+                .max(),
+        )
+        .unwrap();
         assert_eq!(d, 0.0);
     }
 }

@@ -33,8 +33,12 @@ pub static RESNET18: Arch = Arch {
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| match p {
         "tiny" => Some(json!({"layers": [1, 1, 1], "widths": [16, 32, 64], "stem": "cifar"})),
-        "cifar" => Some(json!({"layers": [2, 2, 2, 2], "widths": [64, 128, 256, 512], "stem": "cifar"})),
-        "imagenet" => Some(json!({"layers": [2, 2, 2, 2], "widths": [64, 128, 256, 512], "stem": "imagenet"})),
+        "cifar" => {
+            Some(json!({"layers": [2, 2, 2, 2], "widths": [64, 128, 256, 512], "stem": "cifar"}))
+        }
+        "imagenet" => {
+            Some(json!({"layers": [2, 2, 2, 2], "widths": [64, 128, 256, 512], "stem": "imagenet"}))
+        }
         _ => None,
     },
     check: |v| {
@@ -48,11 +52,28 @@ pub static RESNET18: Arch = Arch {
         Ok(canon)
     },
     fits: |_, _| Ok(()),
-    build: |p, v, io| Ok(Box::new(ResNet::new(p, &serde_json::from_value(v.clone())?, io))),
+    build: |p, v, io| {
+        Ok(Box::new(ResNet::new(
+            p,
+            &serde_json::from_value(v.clone())?,
+            io,
+        )))
+    },
 };
 
 fn conv(p: nn::Path, i: i64, o: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
-    nn::conv2d(p, i, o, k, ConvConfig { stride, padding, bias: false, ..Default::default() })
+    nn::conv2d(
+        p,
+        i,
+        o,
+        k,
+        ConvConfig {
+            stride,
+            padding,
+            bias: false,
+            ..Default::default()
+        },
+    )
 }
 
 #[derive(Debug)]
@@ -66,8 +87,12 @@ struct BasicBlock {
 
 impl BasicBlock {
     fn new(p: nn::Path, cin: i64, cout: i64, stride: i64) -> Self {
-        let downsample = (stride != 1 || cin != cout)
-            .then(|| (conv(&p / "downsample" / 0, cin, cout, 1, stride, 0), bn2d(&p / "downsample" / 1, cout)));
+        let downsample = (stride != 1 || cin != cout).then(|| {
+            (
+                conv(&p / "downsample" / 0, cin, cout, 1, stride, 0),
+                bn2d(&p / "downsample" / 1, cout),
+            )
+        });
         Self {
             conv1: conv(&p / "conv1", cin, cout, 3, stride, 1),
             bn1: bn2d(&p / "bn1", cout),
@@ -80,7 +105,12 @@ impl BasicBlock {
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = x.apply(&self.conv1).apply_t(&self.bn1, train).relu().apply(&self.conv2).apply_t(&self.bn2, train);
+        let y = x
+            .apply(&self.conv1)
+            .apply_t(&self.bn1, train)
+            .relu()
+            .apply(&self.conv2)
+            .apply_t(&self.bn2, train);
         let short = match &self.downsample {
             Some((c, b)) => x.apply(c).apply_t(b, train),
             None => x.shallow_clone(),
@@ -110,11 +140,22 @@ impl ResNet {
         for (stage, (&n, &w)) in c.layers.iter().zip(&c.widths).enumerate() {
             for b in 0..n {
                 let stride = if stage > 0 && b == 0 { 2 } else { 1 };
-                blocks.push(BasicBlock::new(p / format!("layer{}", stage + 1) / b, cin, w, stride));
+                blocks.push(BasicBlock::new(
+                    p / format!("layer{}", stage + 1) / b,
+                    cin,
+                    w,
+                    stride,
+                ));
                 cin = w;
             }
         }
-        Self { conv1, bn1: bn2d(p / "bn1", w0), stem: c.stem, blocks, fc: nn::linear(p / "fc", cin, io.num_classes, Default::default()) }
+        Self {
+            conv1,
+            bn1: bn2d(p / "bn1", w0),
+            stem: c.stem,
+            blocks,
+            fc: nn::linear(p / "fc", cin, io.num_classes, Default::default()),
+        }
     }
 }
 
@@ -138,18 +179,49 @@ mod tests {
     use tch::Device;
 
     fn count(preset: &str, io: ModelIo) -> i64 {
-        let spec = crate::spec::ModelSpec { arch: None, preset: preset.into(), overrides: Default::default() };
+        let spec = crate::spec::ModelSpec {
+            arch: None,
+            preset: preset.into(),
+            overrides: Default::default(),
+        };
         let p = resolve("resnet18", &spec).unwrap();
-        Network::new(&p, &io, &vec![0.5; io.in_channels as usize], &vec![0.5; io.in_channels as usize], Device::Cpu, 0)
-            .unwrap()
-            .num_parameters()
+        Network::new(
+            &p,
+            &io,
+            &vec![0.5; io.in_channels as usize],
+            &vec![0.5; io.in_channels as usize],
+            Device::Cpu,
+            0,
+        )
+        .unwrap()
+        .num_parameters()
     }
 
     #[test]
     fn parameter_counts_match_references() {
         // torchvision resnet18 (1000 classes): 11,689,512. CIFAR ResNet-18 (10 classes, 3x3 stem,
         // as in kuangliu/pytorch-cifar and the study's code): 11,173,962.
-        assert_eq!(count("imagenet", ModelIo { in_channels: 3, image_size: 224, num_classes: 1000 }), 11_689_512);
-        assert_eq!(count("cifar", ModelIo { in_channels: 3, image_size: 32, num_classes: 10 }), 11_173_962);
+        assert_eq!(
+            count(
+                "imagenet",
+                ModelIo {
+                    in_channels: 3,
+                    image_size: 224,
+                    num_classes: 1000
+                }
+            ),
+            11_689_512
+        );
+        assert_eq!(
+            count(
+                "cifar",
+                ModelIo {
+                    in_channels: 3,
+                    image_size: 32,
+                    num_classes: 10
+                }
+            ),
+            11_173_962
+        );
     }
 }

@@ -31,7 +31,13 @@ pub struct Node {
 
 impl Node {
     pub fn record(&self) -> StageRecord {
-        StageRecord { key: self.key.clone(), kind: self.stage.kind().into(), version: self.stage.version(), params: self.stage.params(), inputs: self.inputs.clone() }
+        StageRecord {
+            key: self.key.clone(),
+            kind: self.stage.kind().into(),
+            version: self.stage.version(),
+            params: self.stage.params(),
+            inputs: self.inputs.clone(),
+        }
     }
 }
 
@@ -45,9 +51,16 @@ pub struct Plan {
 }
 
 /// The content key of a stage.
-pub fn stage_key(kind: &str, version: u32, params: &Value, inputs: &BTreeMap<String, String>) -> String {
+pub fn stage_key(
+    kind: &str,
+    version: u32,
+    params: &Value,
+    inputs: &BTreeMap<String, String>,
+) -> String {
     let canonical = json!({"kind": kind, "version": version, "params": params, "inputs": inputs});
-    blake3::hash(canonical.to_string().as_bytes()).to_hex().to_string()
+    blake3::hash(canonical.to_string().as_bytes())
+        .to_hex()
+        .to_string()
 }
 
 fn io_of(d: &DatasetParams) -> ModelIo {
@@ -55,12 +68,20 @@ fn io_of(d: &DatasetParams) -> ModelIo {
         Some(s) => (s.channels, s.classes),
         None => (1, data::digits::CLASSES),
     };
-    ModelIo { in_channels: channels as i64, image_size: d.resolution as i64, num_classes: classes as i64 }
+    ModelIo {
+        in_channels: channels as i64,
+        image_size: d.resolution as i64,
+        num_classes: classes as i64,
+    }
 }
 
 /// Names become parts of stage ids and file names, so keep them simple.
 fn check_names(s: &spec::Spec, out: &mut Vec<Problem>) {
-    let ok = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    let ok = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    };
     let sections: [(&str, Vec<&String>); 4] = [
         ("datasets", s.datasets.keys().collect()),
         ("models", s.models.keys().collect()),
@@ -72,7 +93,13 @@ fn check_names(s: &spec::Spec, out: &mut Vec<Problem>) {
             if !ok(n) {
                 let mut path: Vec<&str> = section.split('.').collect();
                 path.push(n);
-                out.push(Problem::new(&path, "names may use only letters, digits, `_`, `.` and `-`").hint("rename the entry"));
+                out.push(
+                    Problem::new(
+                        &path,
+                        "names may use only letters, digits, `_`, `.` and `-`",
+                    )
+                    .hint("rename the entry"),
+                );
             }
         }
     }
@@ -86,8 +113,16 @@ impl Plan {
         let mut problems = Vec::new();
         check_names(s, &mut problems);
         let mut graph: DiGraph<Node, String> = DiGraph::new();
-        let add = |g: &mut DiGraph<Node, String>, id: String, stage: Box<dyn Stage>, inputs: Vec<(&str, NodeIndex)>| {
-            let ix = g.add_node(Node { id, stage, inputs: BTreeMap::new(), key: String::new() });
+        let add = |g: &mut DiGraph<Node, String>,
+                   id: String,
+                   stage: Box<dyn Stage>,
+                   inputs: Vec<(&str, NodeIndex)>| {
+            let ix = g.add_node(Node {
+                id,
+                stage,
+                inputs: BTreeMap::new(),
+                key: String::new(),
+            });
             for (role, from) in inputs {
                 g.add_edge(from, ix, role.to_string());
             }
@@ -97,27 +132,54 @@ impl Plan {
             .evaluation
             .attacks
             .iter()
-            .filter_map(|(n, a)| AttackConfig::resolve(&attacks::kind_for(n, a), a, attacks::Use::Evaluation).ok().map(|c| (n.clone(), c)))
+            .filter_map(|(n, a)| {
+                AttackConfig::resolve(&attacks::kind_for(n, a), a, attacks::Use::Evaluation)
+                    .ok()
+                    .map(|c| (n.clone(), c))
+            })
             .collect();
-        let (mut eval_labels, mut sparsity_labels, mut report_inputs) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut eval_labels, mut sparsity_labels, mut report_inputs) =
+            (Vec::new(), Vec::new(), Vec::new());
         for (dname, ds) in &s.datasets {
-            let Ok(dp) = data::resolve(dname, ds) else { continue };
+            let Ok(dp) = data::resolve(dname, ds) else {
+                continue;
+            };
             let io = io_of(&dp);
-            let prep = add(&mut graph, format!("prepare/{dname}"), Box::new(stages::prepare::Prepare { dataset: dp, seed: s.seed }), vec![]);
+            let prep = add(
+                &mut graph,
+                format!("prepare/{dname}"),
+                Box::new(stages::prepare::Prepare {
+                    dataset: dp,
+                    seed: s.seed,
+                }),
+                vec![],
+            );
             for (mname, m) in &s.models {
-                let Ok(mp) = models::resolve(mname, m) else { continue };
+                let Ok(mp) = models::resolve(mname, m) else {
+                    continue;
+                };
                 let arch = models::find(&mp.arch).expect("resolved architectures exist");
                 if let Err(e) = (arch.fits)(&mp.config, &io) {
-                    problems.push(Problem::new(&["models", mname], format!("does not fit dataset `{dname}`: {e}")));
+                    problems.push(Problem::new(
+                        &["models", mname],
+                        format!("does not fit dataset `{dname}`: {e}"),
+                    ));
                     continue;
                 }
                 for (tname, t) in &s.training {
-                    let attack = t.attack.as_ref().and_then(|a| AttackConfig::resolve("pgd", a, attacks::Use::Training).ok());
+                    let attack = t
+                        .attack
+                        .as_ref()
+                        .and_then(|a| AttackConfig::resolve("pgd", a, attacks::Use::Training).ok());
                     let tp = TrainParams {
                         model: mp.clone(),
                         io,
                         method: t.method,
-                        attack: if t.method == spec::TrainMethod::PgdAt { attack } else { None },
+                        attack: if t.method == spec::TrainMethod::PgdAt {
+                            attack
+                        } else {
+                            None
+                        },
                         attack_mode: t.attack_mode,
                         epochs: t.epochs,
                         batch_size: t.batch_size,
@@ -126,27 +188,54 @@ impl Plan {
                         seed: s.seed,
                     };
                     let base = format!("{dname}/{mname}/{tname}");
-                    let tr = add(&mut graph, format!("train/{base}"), Box::new(stages::train::Train { params: tp }), vec![("data", prep)]);
-                    let label = |role: String, attack: Option<&str>, split: Option<String>| stages::report::Labels {
-                        role,
-                        dataset: dname.clone(),
-                        model: mname.clone(),
-                        training: tname.clone(),
-                        attack: attack.map(String::from),
-                        split,
+                    let tr = add(
+                        &mut graph,
+                        format!("train/{base}"),
+                        Box::new(stages::train::Train { params: tp }),
+                        vec![("data", prep)],
+                    );
+                    let label = |role: String, attack: Option<&str>, split: Option<String>| {
+                        stages::report::Labels {
+                            role,
+                            dataset: dname.clone(),
+                            model: mname.clone(),
+                            training: tname.clone(),
+                            attack: attack.map(String::from),
+                            split,
+                        }
                     };
                     if s.analysis.iter().any(|a| a == "sparsity") {
                         let id = format!("sparsity/{base}");
-                        let ix = add(&mut graph, id.clone(), Box::new(stages::sparsity::Sparsity), vec![("model", tr)]);
+                        let ix = add(
+                            &mut graph,
+                            id.clone(),
+                            Box::new(stages::sparsity::Sparsity),
+                            vec![("model", tr)],
+                        );
                         sparsity_labels.push(label(id.clone(), None, None));
                         report_inputs.push((id, ix));
                     }
                     for (aname, ac) in &attacks {
                         for split in &s.evaluation.splits {
                             let id = format!("eval/{base}/{aname}/{split}");
-                            let st = stages::evaluate::Evaluate { attack: ac.clone(), split: *split, limit: s.evaluation.limit, batch_size: s.evaluation.batch_size, seed: s.seed };
-                            let ix = add(&mut graph, id.clone(), Box::new(st), vec![("model", tr), ("data", prep)]);
-                            eval_labels.push(label(id.clone(), Some(aname), Some(split.to_string())));
+                            let st = stages::evaluate::Evaluate {
+                                attack: ac.clone(),
+                                split: *split,
+                                limit: s.evaluation.limit,
+                                batch_size: s.evaluation.batch_size,
+                                seed: s.seed,
+                            };
+                            let ix = add(
+                                &mut graph,
+                                id.clone(),
+                                Box::new(st),
+                                vec![("model", tr), ("data", prep)],
+                            );
+                            eval_labels.push(label(
+                                id.clone(),
+                                Some(aname),
+                                Some(split.to_string()),
+                            ));
                             report_inputs.push((id, ix));
                         }
                     }
@@ -156,31 +245,59 @@ impl Plan {
         if !problems.is_empty() {
             return Err(spec::located(&l.path, &l.source, &problems).into());
         }
-        let report = stages::report::Report { spec: s.report.clone(), evals: eval_labels, sparsity: sparsity_labels };
-        let inputs: Vec<(&str, NodeIndex)> = report_inputs.iter().map(|(id, ix)| (id.as_str(), *ix)).collect();
+        let report = stages::report::Report {
+            spec: s.report.clone(),
+            evals: eval_labels,
+            sparsity: sparsity_labels,
+        };
+        let inputs: Vec<(&str, NodeIndex)> = report_inputs
+            .iter()
+            .map(|(id, ix)| (id.as_str(), *ix))
+            .collect();
         add(&mut graph, "report".into(), Box::new(report), inputs);
-        let order = petgraph::algo::toposort(&graph, None).map_err(|_| anyhow::anyhow!("the stage graph has a cycle"))?;
+        let order = petgraph::algo::toposort(&graph, None)
+            .map_err(|_| anyhow::anyhow!("the stage graph has a cycle"))?;
         for &ix in &order {
             let inputs: BTreeMap<String, String> = graph
                 .edges_directed(ix, petgraph::Direction::Incoming)
-                .map(|e| (e.weight().clone(), graph[petgraph::visit::EdgeRef::source(&e)].key.clone()))
+                .map(|e| {
+                    (
+                        e.weight().clone(),
+                        graph[petgraph::visit::EdgeRef::source(&e)].key.clone(),
+                    )
+                })
                 .collect();
             let n = &graph[ix];
-            let key = stage_key(n.stage.kind(), n.stage.version(), &n.stage.params(), &inputs);
+            let key = stage_key(
+                n.stage.kind(),
+                n.stage.version(),
+                &n.stage.params(),
+                &inputs,
+            );
             let n = &mut graph[ix];
             n.inputs = inputs;
             n.key = key;
         }
-        Ok(Plan { name: s.name.clone(), device: s.device.clone(), graph, order })
+        Ok(Plan {
+            name: s.name.clone(),
+            device: s.device.clone(),
+            graph,
+            order,
+        })
     }
 
     pub fn find(&self, id: &str) -> Option<NodeIndex> {
-        self.order.iter().copied().find(|&ix| self.graph[ix].id == id)
+        self.order
+            .iter()
+            .copied()
+            .find(|&ix| self.graph[ix].id == id)
     }
 
     /// Producers of `ix`'s inputs.
     pub fn deps(&self, ix: NodeIndex) -> Vec<NodeIndex> {
-        self.graph.neighbors_directed(ix, petgraph::Direction::Incoming).collect()
+        self.graph
+            .neighbors_directed(ix, petgraph::Direction::Incoming)
+            .collect()
     }
 
     /// Everything downstream of `ix`.
@@ -212,9 +329,16 @@ mod tests {
     fn keys(src: &str) -> BTreeMap<String, String> {
         let spec = spec::parse(Path::new("x.yaml"), src).unwrap();
         assert!(spec::validate(&spec).is_empty());
-        let l = Loaded { spec, path: "x.yaml".into(), source: src.into() };
+        let l = Loaded {
+            spec,
+            path: "x.yaml".into(),
+            source: src.into(),
+        };
         let p = Plan::build(&l).unwrap();
-        p.order.iter().map(|&ix| (p.graph[ix].id.clone(), p.graph[ix].key.clone())).collect()
+        p.order
+            .iter()
+            .map(|&ix| (p.graph[ix].id.clone(), p.graph[ix].key.clone()))
+            .collect()
     }
 
     #[test]
@@ -229,6 +353,13 @@ mod tests {
         let a = keys(A);
         let c = keys(&A.replace("fgsm: {eps: 8/255}", "fgsm: {eps: 16/255}"));
         let changed: Vec<&String> = a.keys().filter(|k| a[*k] != c[*k]).collect();
-        assert_eq!(changed, ["eval/d/resnet18/at/fgsm/test", "eval/d/resnet18/at/fgsm/train", "report"]);
+        assert_eq!(
+            changed,
+            [
+                "eval/d/resnet18/at/fgsm/test",
+                "eval/d/resnet18/at/fgsm/train",
+                "report"
+            ]
+        );
     }
 }

@@ -18,12 +18,20 @@ pub fn text(p: &Plan) -> String {
 }
 
 pub fn dot(p: &Plan) -> String {
-    let mut s = format!("digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n", p.name);
+    let mut s = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
+        p.name
+    );
     for &ix in &p.order {
         let _ = writeln!(s, "  \"{}\";", p.graph[ix].id);
     }
     for e in p.graph.raw_edges() {
-        let _ = writeln!(s, "  \"{}\" -> \"{}\";", p.graph[e.source()].id, p.graph[e.target()].id);
+        let _ = writeln!(
+            s,
+            "  \"{}\" -> \"{}\";",
+            p.graph[e.source()].id,
+            p.graph[e.target()].id
+        );
     }
     s.push_str("}\n");
     s
@@ -31,7 +39,8 @@ pub fn dot(p: &Plan) -> String {
 
 pub fn mermaid(p: &Plan) -> String {
     let mut s = String::from("graph LR\n");
-    let pos: std::collections::HashMap<_, _> = p.order.iter().enumerate().map(|(i, &ix)| (ix, i)).collect();
+    let pos: std::collections::HashMap<_, _> =
+        p.order.iter().enumerate().map(|(i, &ix)| (ix, i)).collect();
     for &ix in &p.order {
         let _ = writeln!(s, "  n{}[\"{}\"]", pos[&ix], p.graph[ix].id);
     }

@@ -58,7 +58,10 @@ pub fn locate(src: &str, path: &[String]) -> Option<Pos> {
         if let Some((l, c)) = flow {
             match find_flow_key(lines[l], c, seg) {
                 Some(at) => {
-                    best = Some(Pos { line: l + 1, col: at + 1 });
+                    best = Some(Pos {
+                        line: l + 1,
+                        col: at + 1,
+                    });
                     flow = Some((l, at + seg.len()));
                     continue;
                 }
@@ -85,8 +88,12 @@ pub fn locate(src: &str, path: &[String]) -> Option<Pos> {
         let line = lines[i];
         let ind = indent(line);
         let key_col = line.find(seg.as_str()).unwrap_or(ind);
-        best = Some(Pos { line: i + 1, col: key_col + 1 });
-        let after_colon = key_col + seg.len() + line[key_col + seg.len()..].find(':').unwrap_or(0) + 1;
+        best = Some(Pos {
+            line: i + 1,
+            col: key_col + 1,
+        });
+        let after_colon =
+            key_col + seg.len() + line[key_col + seg.len()..].find(':').unwrap_or(0) + 1;
         let rest = line.get(after_colon..).unwrap_or("").trim_start();
         if rest.starts_with('{') {
             flow = Some((i, line.len() - rest.len()));
@@ -113,19 +120,31 @@ mod tests {
 
     #[test]
     fn block_keys() {
-        assert_eq!(locate(SRC, &p("models.vit.dept")), Some(Pos { line: 7, col: 5 }));
+        assert_eq!(
+            locate(SRC, &p("models.vit.dept")),
+            Some(Pos { line: 7, col: 5 })
+        );
         assert_eq!(locate(SRC, &p("models")), Some(Pos { line: 3, col: 1 }));
     }
 
     #[test]
     fn flow_keys() {
-        assert_eq!(locate(SRC, &p("models.resnet18.depth")), Some(Pos { line: 4, col: 28 }));
-        assert_eq!(locate(SRC, &p("training.pgd.attack.eps")), Some(Pos { line: 10, col: 26 }));
+        assert_eq!(
+            locate(SRC, &p("models.resnet18.depth")),
+            Some(Pos { line: 4, col: 28 })
+        );
+        assert_eq!(
+            locate(SRC, &p("training.pgd.attack.eps")),
+            Some(Pos { line: 10, col: 26 })
+        );
     }
 
     #[test]
     fn missing_key_falls_back_to_ancestor() {
-        assert_eq!(locate(SRC, &p("models.vit.heads")), Some(Pos { line: 5, col: 3 }));
+        assert_eq!(
+            locate(SRC, &p("models.vit.heads")),
+            Some(Pos { line: 5, col: 3 })
+        );
         assert_eq!(locate(SRC, &p("nothing")), None);
     }
 

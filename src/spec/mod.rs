@@ -172,7 +172,11 @@ fn default_schedule() -> ScheduleName {
 
 impl Default for ScheduleSpec {
     fn default() -> Self {
-        Self { name: ScheduleName::Constant, warmup_epochs: 0, min_lr: Real(0.0) }
+        Self {
+            name: ScheduleName::Constant,
+            warmup_epochs: 0,
+            min_lr: Real(0.0),
+        }
     }
 }
 
@@ -238,7 +242,12 @@ fn default_eval_batch() -> usize {
 
 impl Default for EvaluationSpec {
     fn default() -> Self {
-        Self { splits: default_splits(), attacks: default_attacks(), limit: None, batch_size: 256 }
+        Self {
+            splits: default_splits(),
+            attacks: default_attacks(),
+            limit: None,
+            batch_size: 256,
+        }
     }
 }
 
@@ -276,7 +285,10 @@ fn default_formats() -> Vec<Format> {
 
 impl Default for ReportSpec {
     fn default() -> Self {
-        Self { tables: default_tables(), formats: default_formats() }
+        Self {
+            tables: default_tables(),
+            formats: default_formats(),
+        }
     }
 }
 
@@ -293,7 +305,11 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(path: &[&str], message: impl Into<String>) -> Self {
-        Self { path: path.iter().map(|s| s.to_string()).collect(), message: message.into(), hint: None }
+        Self {
+            path: path.iter().map(|s| s.to_string()).collect(),
+            message: message.into(),
+            hint: None,
+        }
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -311,7 +327,13 @@ pub struct SpecError {
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let n = self.lines.len();
-        writeln!(f, "{} has {} problem{}:", self.file.display(), n, if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{} has {} problem{}:",
+            self.file.display(),
+            n,
+            if n == 1 { "" } else { "s" }
+        )?;
         for l in &self.lines {
             writeln!(f, "  {l}")?;
         }
@@ -328,10 +350,18 @@ pub struct Loaded {
 }
 
 /// The closest candidate to `name`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
-        .map(|c| (strsim::levenshtein(&name.to_lowercase(), &c.to_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::levenshtein(&name.to_lowercase(), &c.to_lowercase()),
+                c,
+            )
+        })
         .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(2))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
@@ -340,10 +370,17 @@ pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str
 /// Reads, parses and validates a pipeline file.
 pub fn load(path: &Path) -> anyhow::Result<Loaded> {
     let source = std::fs::read_to_string(path).map_err(|e| {
-        anyhow::anyhow!("cannot read pipeline file {}: {e} (check the path; pipelines live in pipelines/)", path.display())
+        anyhow::anyhow!(
+            "cannot read pipeline file {}: {e} (check the path; pipelines live in pipelines/)",
+            path.display()
+        )
     })?;
     let spec = parse(path, &source)?;
-    let loaded = Loaded { spec, path: path.to_path_buf(), source };
+    let loaded = Loaded {
+        spec,
+        path: path.to_path_buf(),
+        source,
+    };
     let problems = validate(&loaded.spec);
     if !problems.is_empty() {
         return Err(located(path, &loaded.source, &problems).into());
@@ -354,11 +391,19 @@ pub fn load(path: &Path) -> anyhow::Result<Loaded> {
 /// Parses YAML into a [`Spec`], turning serde errors into located, hinted messages.
 pub fn parse(path: &Path, source: &str) -> Result<Spec, SpecError> {
     serde_yaml::from_str::<Spec>(source).map_err(|e| {
-        let loc = e.location().map(|l| format!(":{}:{}", l.line(), l.column())).unwrap_or_default();
+        let loc = e
+            .location()
+            .map(|l| format!(":{}:{}", l.line(), l.column()))
+            .unwrap_or_default();
         let msg = e.to_string();
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        let hint = unknown_name_hint(&msg).map(|h| format!(" ({h})")).unwrap_or_default();
-        SpecError { file: path.to_path_buf(), lines: vec![format!("{}{loc}: {msg}{hint}", path.display())] }
+        let hint = unknown_name_hint(&msg)
+            .map(|h| format!(" ({h})"))
+            .unwrap_or_default();
+        SpecError {
+            file: path.to_path_buf(),
+            lines: vec![format!("{}{loc}: {msg}{hint}", path.display())],
+        }
     })
 }
 
@@ -381,23 +426,42 @@ pub fn located(path: &Path, source: &str, problems: &[Problem]) -> SpecError {
             let pos = locate::locate(source, &p.path)
                 .map(|p| format!(":{}:{}", p.line, p.col))
                 .unwrap_or_default();
-            let hint = p.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
-            format!("{}{pos}: {}: {}{hint}", path.display(), p.path.join("."), p.message)
+            let hint = p
+                .hint
+                .as_ref()
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            format!(
+                "{}{pos}: {}: {}{hint}",
+                path.display(),
+                p.path.join("."),
+                p.message
+            )
         })
         .collect();
-    SpecError { file: path.to_path_buf(), lines }
+    SpecError {
+        file: path.to_path_buf(),
+        lines,
+    }
 }
 
 /// Semantic checks serde cannot express: registry names, ranges, and cross-references.
 pub fn validate(spec: &Spec) -> Vec<Problem> {
     let mut out = Vec::new();
     if spec.name.trim().is_empty() || spec.name.contains(['/', '\\']) {
-        out.push(Problem::new(&["name"], "must be a non-empty name without slashes").hint("e.g. `name: quickstart`"));
+        out.push(
+            Problem::new(&["name"], "must be a non-empty name without slashes")
+                .hint("e.g. `name: quickstart`"),
+        );
     }
     if let Err(e) = crate::exec::device::parse_device(&spec.device) {
         out.push(Problem::new(&["device"], e).hint("use auto, cpu, cuda or cuda:N"));
     }
-    for (section, empty) in [("datasets", spec.datasets.is_empty()), ("models", spec.models.is_empty()), ("training", spec.training.is_empty())] {
+    for (section, empty) in [
+        ("datasets", spec.datasets.is_empty()),
+        ("models", spec.models.is_empty()),
+        ("training", spec.training.is_empty()),
+    ] {
         if empty {
             out.push(Problem::new(&[section], "needs at least one entry"));
         }
@@ -415,19 +479,34 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     for (name, t) in &spec.training {
         let base = ["training", name.as_str()];
         if t.epochs == 0 {
-            out.push(Problem::new(&[base[0], base[1], "epochs"], "must be at least 1"));
+            out.push(Problem::new(
+                &[base[0], base[1], "epochs"],
+                "must be at least 1",
+            ));
         }
         if t.batch_size == 0 {
-            out.push(Problem::new(&[base[0], base[1], "batch_size"], "must be at least 1"));
+            out.push(Problem::new(
+                &[base[0], base[1], "batch_size"],
+                "must be at least 1",
+            ));
         }
         if t.optimizer.lr.get() <= 0.0 {
-            out.push(Problem::new(&[base[0], base[1], "optimizer", "lr"], "must be positive"));
+            out.push(Problem::new(
+                &[base[0], base[1], "optimizer", "lr"],
+                "must be positive",
+            ));
         }
         if t.optimizer.weight_decay.get() < 0.0 {
-            out.push(Problem::new(&[base[0], base[1], "optimizer", "weight_decay"], "must not be negative"));
+            out.push(Problem::new(
+                &[base[0], base[1], "optimizer", "weight_decay"],
+                "must not be negative",
+            ));
         }
         if t.schedule.warmup_epochs > t.epochs {
-            out.push(Problem::new(&[base[0], base[1], "schedule", "warmup_epochs"], "is longer than `epochs`"));
+            out.push(Problem::new(
+                &[base[0], base[1], "schedule", "warmup_epochs"],
+                "is longer than `epochs`",
+            ));
         }
         match (t.method, &t.attack) {
             (TrainMethod::PgdAt, None) => out.push(
@@ -435,13 +514,20 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
                     .hint("e.g. `attack: {norm: linf, eps: 8/255, steps: 10}`"),
             ),
             (TrainMethod::Standard, Some(_)) => out.push(
-                Problem::new(&[base[0], base[1], "attack"], "method standard does not use an attack")
-                    .hint("remove it or set `method: pgd-at`"),
+                Problem::new(
+                    &[base[0], base[1], "attack"],
+                    "method standard does not use an attack",
+                )
+                .hint("remove it or set `method: pgd-at`"),
             ),
             (TrainMethod::PgdAt, Some(a)) => {
                 match attacks::AttackConfig::resolve("pgd", a, attacks::Use::Training) {
-                    Ok(attacks::AttackConfig::Pgd { .. }) | Ok(attacks::AttackConfig::Fgsm { .. }) => {}
-                    Ok(_) => out.push(Problem::new(&[base[0], base[1], "attack"], "adversarial training needs a perturbing attack (pgd or fgsm)")),
+                    Ok(attacks::AttackConfig::Pgd { .. })
+                    | Ok(attacks::AttackConfig::Fgsm { .. }) => {}
+                    Ok(_) => out.push(Problem::new(
+                        &[base[0], base[1], "attack"],
+                        "adversarial training needs a perturbing attack (pgd or fgsm)",
+                    )),
                     Err((field, msg, hint)) => {
                         let mut p = Problem::new(&[base[0], base[1], "attack", field], msg);
                         p.hint = hint;
@@ -453,17 +539,28 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
         }
     }
     if spec.evaluation.attacks.is_empty() {
-        out.push(Problem::new(&["evaluation", "attacks"], "needs at least one attack").hint("e.g. `clean: {}`"));
+        out.push(
+            Problem::new(&["evaluation", "attacks"], "needs at least one attack")
+                .hint("e.g. `clean: {}`"),
+        );
     }
     if spec.evaluation.splits.is_empty() {
-        out.push(Problem::new(&["evaluation", "splits"], "needs at least one split").hint("use [train, test]"));
+        out.push(
+            Problem::new(&["evaluation", "splits"], "needs at least one split")
+                .hint("use [train, test]"),
+        );
     }
     if spec.evaluation.batch_size == 0 {
-        out.push(Problem::new(&["evaluation", "batch_size"], "must be at least 1"));
+        out.push(Problem::new(
+            &["evaluation", "batch_size"],
+            "must be at least 1",
+        ));
     }
     for (name, a) in &spec.evaluation.attacks {
         let kind = attacks::kind_for(name, a);
-        if let Err((field, msg, hint)) = attacks::AttackConfig::resolve(&kind, a, attacks::Use::Evaluation) {
+        if let Err((field, msg, hint)) =
+            attacks::AttackConfig::resolve(&kind, a, attacks::Use::Evaluation)
+        {
             let path = if field == "type" && a.kind.is_none() {
                 vec!["evaluation", "attacks", name.as_str()]
             } else {
@@ -476,7 +573,10 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     }
     for (i, a) in spec.analysis.iter().enumerate() {
         if !ANALYSES.contains(&a.as_str()) {
-            let mut p = Problem::new(&["analysis"], format!("unknown analysis `{a}` (entry {})", i + 1));
+            let mut p = Problem::new(
+                &["analysis"],
+                format!("unknown analysis `{a}` (entry {})", i + 1),
+            );
             p.hint = Some(match did_you_mean(a, ANALYSES.iter().copied()) {
                 Some(c) => format!("did you mean `{c}`?"),
                 None => format!("known analyses: {}", ANALYSES.join(", ")),

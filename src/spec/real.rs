@@ -18,14 +18,21 @@ impl Real {
 pub fn parse_real(text: &str) -> Result<f64, String> {
     let t = text.trim();
     let v = if let Some((a, b)) = t.split_once('/') {
-        let a: f64 = a.trim().parse().map_err(|_| format!("`{t}` is not a number or fraction like 8/255"))?;
-        let b: f64 = b.trim().parse().map_err(|_| format!("`{t}` is not a number or fraction like 8/255"))?;
+        let a: f64 = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{t}` is not a number or fraction like 8/255"))?;
+        let b: f64 = b
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{t}` is not a number or fraction like 8/255"))?;
         if b == 0.0 {
             return Err(format!("`{t}` divides by zero"));
         }
         a / b
     } else {
-        t.parse().map_err(|_| format!("`{t}` is not a number or fraction like 8/255"))?
+        t.parse()
+            .map_err(|_| format!("`{t}` is not a number or fraction like 8/255"))?
     };
     if !v.is_finite() {
         return Err(format!("`{t}` is not finite"));
@@ -42,7 +49,11 @@ impl<'de> Deserialize<'de> for Real {
                 f.write_str("a number or a fraction such as 8/255")
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Real, E> {
-                if v.is_finite() { Ok(Real(v)) } else { Err(E::custom("the number is not finite")) }
+                if v.is_finite() {
+                    Ok(Real(v))
+                } else {
+                    Err(E::custom("the number is not finite"))
+                }
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Real, E> {
                 Ok(Real(v as f64))
@@ -67,7 +78,10 @@ mod tests {
         let a: Real = serde_yaml::from_str("8/255").unwrap();
         let b: Real = serde_yaml::from_str("0.03137254901960784").unwrap();
         assert_eq!(a.0.to_bits(), b.0.to_bits());
-        assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap()
+        );
     }
 
     #[test]

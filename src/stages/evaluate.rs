@@ -46,14 +46,21 @@ impl Stage for Evaluate {
         let net = super::train::load_network(&cx.input("model")?.dir, cx.device)?;
         let data = prepared::load(&cx.input("data")?.dir)?;
         let (x_all, y_all) = data.split(self.split);
-        let n = self.limit.map_or(x_all.size()[0], |l| (l as i64).min(x_all.size()[0]));
+        let n = self
+            .limit
+            .map_or(x_all.size()[0], |l| (l as i64).min(x_all.size()[0]));
         let batches = (n as usize).div_ceil(self.batch_size);
-        cx.progress.phase(format!("{} split", self.split), batches as u64);
+        cx.progress
+            .phase(format!("{} split", self.split), batches as u64);
         let (mut clean_flags, mut robust_flags) = (Vec::new(), Vec::new());
         for b in 0..batches {
             let lo = (b * self.batch_size) as i64;
             let hi = (lo + self.batch_size as i64).min(n);
-            let x = x_all.narrow(0, lo, hi - lo).to_device(cx.device).to_kind(Kind::Float) / 255.0;
+            let x = x_all
+                .narrow(0, lo, hi - lo)
+                .to_device(cx.device)
+                .to_kind(Kind::Float)
+                / 255.0;
             let y = y_all.narrow(0, lo, hi - lo).to_device(cx.device);
             let clean = tch::no_grad(|| net.forward_t(&x, false).argmax(1, false).eq_tensor(&y));
             let robust = match self.attack {
@@ -63,8 +70,16 @@ impl Stage for Evaluate {
                     let robust = clean.zeros_like();
                     if idx.size()[0] > 0 {
                         let (xs, ys) = (x.index_select(0, &idx), y.index_select(0, &idx));
-                        let adv = self.attack.perturb(&net, &xs, &ys, crate::rng::derive(self.seed, &[b as u64]), false);
-                        let ok = tch::no_grad(|| net.forward_t(&adv, false).argmax(1, false).eq_tensor(&ys));
+                        let adv = self.attack.perturb(
+                            &net,
+                            &xs,
+                            &ys,
+                            crate::rng::derive(self.seed, &[b as u64]),
+                            false,
+                        );
+                        let ok = tch::no_grad(|| {
+                            net.forward_t(&adv, false).argmax(1, false).eq_tensor(&ys)
+                        });
                         robust.index_copy(0, &idx, &ok)
                     } else {
                         robust
@@ -77,9 +92,17 @@ impl Stage for Evaluate {
         }
         let clean = Tensor::cat(&clean_flags, 0).to_kind(Kind::Uint8);
         let robust = Tensor::cat(&robust_flags, 0).to_kind(Kind::Uint8);
-        Tensor::write_safetensors(&[("clean_correct", &clean), ("robust_correct", &robust)], cx.out.join(PER_SAMPLE))?;
-        let frac = |t: &Tensor| f64::try_from(t.to_kind(Kind::Double).mean(Kind::Double)).unwrap_or(0.0);
-        let m = EvalMetrics { n: n as usize, clean_accuracy: frac(&clean), robust_accuracy: frac(&robust) };
+        Tensor::write_safetensors(
+            &[("clean_correct", &clean), ("robust_correct", &robust)],
+            cx.out.join(PER_SAMPLE),
+        )?;
+        let frac =
+            |t: &Tensor| f64::try_from(t.to_kind(Kind::Double).mean(Kind::Double)).unwrap_or(0.0);
+        let m = EvalMetrics {
+            n: n as usize,
+            clean_accuracy: frac(&clean),
+            robust_accuracy: frac(&robust),
+        };
         write_json(&cx.out.join(METRICS), &m)?;
         Ok(serde_json::to_value(&m)?)
     }

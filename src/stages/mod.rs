@@ -29,7 +29,9 @@ pub struct StageContext<'a> {
 
 impl StageContext<'_> {
     pub fn input(&self, role: &str) -> Result<&Entry> {
-        self.inputs.get(role).with_context(|| format!("stage input `{role}` is missing"))
+        self.inputs
+            .get(role)
+            .with_context(|| format!("stage input `{role}` is missing"))
     }
 }
 
@@ -48,5 +50,6 @@ pub trait Stage: Send + Sync {
 
 /// Writes pretty JSON.
 pub fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<()> {
-    std::fs::write(path, serde_json::to_vec_pretty(v)?).with_context(|| format!("writing {}", path.display()))
+    std::fs::write(path, serde_json::to_vec_pretty(v)?)
+        .with_context(|| format!("writing {}", path.display()))
 }

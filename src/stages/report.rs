@@ -38,7 +38,9 @@ impl Stage for Report {
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let mut evals = Vec::new();
         for l in &self.evals {
-            let m: super::evaluate::EvalMetrics = serde_json::from_value(cx.input(&l.role)?.meta.summary.clone()).context("evaluation summary")?;
+            let m: super::evaluate::EvalMetrics =
+                serde_json::from_value(cx.input(&l.role)?.meta.summary.clone())
+                    .context("evaluation summary")?;
             evals.push(EvalResult {
                 dataset: l.dataset.clone(),
                 model: l.model.clone(),
@@ -53,16 +55,28 @@ impl Stage for Report {
         let mut sparsity = Vec::new();
         for l in &self.sparsity {
             let s = &cx.input(&l.role)?.meta.summary;
-            let hoyer = s["overall"]["hoyer"].as_f64().context("sparsity summary lacks overall.hoyer")?;
-            sparsity.push(SparsityResult { dataset: l.dataset.clone(), model: l.model.clone(), training: l.training.clone(), hoyer });
+            let hoyer = s["overall"]["hoyer"]
+                .as_f64()
+                .context("sparsity summary lacks overall.hoyer")?;
+            sparsity.push(SparsityResult {
+                dataset: l.dataset.clone(),
+                model: l.model.clone(),
+                training: l.training.clone(),
+                hoyer,
+            });
         }
         let dir = cx.out.join(TABLES);
         std::fs::create_dir_all(&dir)?;
         let mut written = Vec::new();
         for t in &self.spec.tables {
             let (name, mut df) = match t {
-                TableKind::RobustAccuracy => ("robust_accuracy", report::robust_accuracy(&evals, &sparsity)?),
-                TableKind::GeneralizationGap => ("generalization_gap", report::generalization_gap(&evals)?),
+                TableKind::RobustAccuracy => (
+                    "robust_accuracy",
+                    report::robust_accuracy(&evals, &sparsity)?,
+                ),
+                TableKind::GeneralizationGap => {
+                    ("generalization_gap", report::generalization_gap(&evals)?)
+                }
             };
             for f in &self.spec.formats {
                 let file = match f {
@@ -77,7 +91,10 @@ impl Stage for Report {
                         p
                     }
                 };
-                written.push(format!("{TABLES}/{}", file.file_name().unwrap().to_string_lossy()));
+                written.push(format!(
+                    "{TABLES}/{}",
+                    file.file_name().unwrap().to_string_lossy()
+                ));
             }
         }
         Ok(json!({"files": written}))

@@ -29,7 +29,8 @@ pub struct ModelInfo {
 
 /// Loads the network stored in a train stage's entry directory.
 pub fn load_network(dir: &Path, device: Device) -> Result<Network> {
-    let info: ModelInfo = serde_json::from_slice(&std::fs::read(dir.join(MODEL_INFO))?).context("reading model.json")?;
+    let info: ModelInfo = serde_json::from_slice(&std::fs::read(dir.join(MODEL_INFO))?)
+        .context("reading model.json")?;
     let mut net = Network::new(&info.model, &info.io, &info.mean, &info.std, device, 0)?;
     net.load(&dir.join(WEIGHTS))?;
     Ok(net)
@@ -50,7 +51,14 @@ impl Stage for Train {
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let data = prepared::load(&cx.input("data")?.dir)?;
-        let (net, history) = train::train(&self.params, &data, cx.device, &cx.checkpoints, &cx.progress, &|_| {})?;
+        let (net, history) = train::train(
+            &self.params,
+            &data,
+            cx.device,
+            &cx.checkpoints,
+            &cx.progress,
+            &|_| {},
+        )?;
         net.save(&cx.out.join(WEIGHTS))?;
         let info = ModelInfo {
             model: self.params.model.clone(),

@@ -20,14 +20,33 @@ fn epoch_dir(root: &Path, epoch: usize) -> PathBuf {
     root.join(format!("epoch-{epoch:05}"))
 }
 
-pub fn save(root: &Path, epoch: usize, net: &Network, opt: &Optimizer, history: &[EpochRecord]) -> Result<()> {
+pub fn save(
+    root: &Path,
+    epoch: usize,
+    net: &Network,
+    opt: &Optimizer,
+    history: &[EpochRecord],
+) -> Result<()> {
     std::fs::create_dir_all(root)?;
-    let tmp = tempfile::Builder::new().prefix(".partial-").tempdir_in(root)?;
-    let mut tensors: Vec<(String, Tensor)> = net.named_tensors().into_iter().map(|(n, t)| (format!("model.{n}"), t)).collect();
+    let tmp = tempfile::Builder::new()
+        .prefix(".partial-")
+        .tempdir_in(root)?;
+    let mut tensors: Vec<(String, Tensor)> = net
+        .named_tensors()
+        .into_iter()
+        .map(|(n, t)| (format!("model.{n}"), t))
+        .collect();
     tensors.extend(opt.state());
     Tensor::write_safetensors(&tensors, tmp.path().join("state.safetensors"))?;
-    let state = State { epoch, opt_step: opt.step, history: history.to_vec() };
-    std::fs::write(tmp.path().join("state.json"), serde_json::to_vec_pretty(&state)?)?;
+    let state = State {
+        epoch,
+        opt_step: opt.step,
+        history: history.to_vec(),
+    };
+    std::fs::write(
+        tmp.path().join("state.json"),
+        serde_json::to_vec_pretty(&state)?,
+    )?;
     let dest = epoch_dir(root, epoch);
     if dest.exists() {
         std::fs::remove_dir_all(&dest)?;
@@ -52,8 +71,14 @@ pub fn latest(root: &Path) -> Result<Option<PathBuf>> {
     let mut best = None;
     for e in std::fs::read_dir(root)? {
         let p = e?.path();
-        let is_epoch = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("epoch-"));
-        if is_epoch && p.join("state.json").exists() && best.as_ref().is_none_or(|b: &PathBuf| p > *b) {
+        let is_epoch = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("epoch-"));
+        if is_epoch
+            && p.join("state.json").exists()
+            && best.as_ref().is_none_or(|b: &PathBuf| p > *b)
+        {
             best = Some(p);
         }
     }
@@ -61,12 +86,21 @@ pub fn latest(root: &Path) -> Result<Option<PathBuf>> {
 }
 
 /// Loads a checkpoint into `net` and `opt`; returns (epochs done, history, optimiser step).
-pub fn restore(dir: &Path, net: &mut Network, opt: &mut Optimizer) -> Result<(usize, Vec<EpochRecord>, u64)> {
-    let state: State = serde_json::from_slice(&std::fs::read(dir.join("state.json"))?).context("reading checkpoint state")?;
-    let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(dir.join("state.safetensors"))?.into_iter().collect();
+pub fn restore(
+    dir: &Path,
+    net: &mut Network,
+    opt: &mut Optimizer,
+) -> Result<(usize, Vec<EpochRecord>, u64)> {
+    let state: State = serde_json::from_slice(&std::fs::read(dir.join("state.json"))?)
+        .context("reading checkpoint state")?;
+    let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(dir.join("state.safetensors"))?
+        .into_iter()
+        .collect();
     tch::no_grad(|| -> Result<()> {
         for (name, mut t) in net.named_tensors() {
-            let src = tensors.get(&format!("model.{name}")).with_context(|| format!("checkpoint lacks {name}"))?;
+            let src = tensors
+                .get(&format!("model.{name}"))
+                .with_context(|| format!("checkpoint lacks {name}"))?;
             t.f_copy_(src)?;
         }
         Ok(())

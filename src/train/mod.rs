@@ -47,8 +47,22 @@ pub struct EpochRecord {
 pub type EpochHook<'a> = &'a dyn Fn(&EpochRecord);
 
 /// Trains (or resumes training of) a model; checkpoints go under `ckpt_dir` after every epoch.
-pub fn train(p: &TrainParams, data: &Prepared, device: Device, ckpt_dir: &Path, progress: &StageProgress, on_epoch: EpochHook) -> Result<(Network, Vec<EpochRecord>)> {
-    let mut net = Network::new(&p.model, &p.io, &data.info.mean, &data.info.std, device, crate::rng::derive(p.seed, &[0]))?;
+pub fn train(
+    p: &TrainParams,
+    data: &Prepared,
+    device: Device,
+    ckpt_dir: &Path,
+    progress: &StageProgress,
+    on_epoch: EpochHook,
+) -> Result<(Network, Vec<EpochRecord>)> {
+    let mut net = Network::new(
+        &p.model,
+        &p.io,
+        &data.info.mean,
+        &data.info.std,
+        device,
+        crate::rng::derive(p.seed, &[0]),
+    )?;
     let mut opt = optim::Optimizer::new(&p.optimizer, &net.vs);
     let mut history = Vec::new();
     let mut start = 0;
@@ -65,12 +79,24 @@ pub fn train(p: &TrainParams, data: &Prepared, device: Device, ckpt_dir: &Path, 
     let steps_per_epoch = n.div_ceil(p.batch_size);
     let total = steps_per_epoch * p.epochs;
     for epoch in start..p.epochs {
-        progress.phase(format!("epoch {}/{}", epoch + 1, p.epochs), steps_per_epoch as u64);
+        progress.phase(
+            format!("epoch {}/{}", epoch + 1, p.epochs),
+            steps_per_epoch as u64,
+        );
         let mut order: Vec<i64> = (0..n as i64).collect();
-        order.shuffle(&mut rand_pcg::Pcg64::seed_from_u64(crate::rng::derive(p.seed, &[1, epoch as u64])));
+        order.shuffle(&mut rand_pcg::Pcg64::seed_from_u64(crate::rng::derive(
+            p.seed,
+            &[1, epoch as u64],
+        )));
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
         for (b, idx) in order.chunks(p.batch_size).enumerate() {
-            let lr = schedule::lr_at(&p.schedule, p.optimizer.lr.get(), epoch * steps_per_epoch + b, steps_per_epoch, total);
+            let lr = schedule::lr_at(
+                &p.schedule,
+                p.optimizer.lr.get(),
+                epoch * steps_per_epoch + b,
+                steps_per_epoch,
+                total,
+            );
             opt.lr = lr;
             let idx = Tensor::from_slice(idx).to_device(device);
             let x = x_all.index_select(0, &idx).to_kind(Kind::Float) / 255.0;
@@ -78,7 +104,8 @@ pub fn train(p: &TrainParams, data: &Prepared, device: Device, ckpt_dir: &Path, 
             let x = match (p.method, &p.attack) {
                 (TrainMethod::PgdAt, Some(a)) => {
                     let seed = crate::rng::derive(p.seed, &[2, epoch as u64, b as u64]);
-                    a.perturb(&net, &x, &y, seed, p.attack_mode == ModelMode::Train).detach()
+                    a.perturb(&net, &x, &y, seed, p.attack_mode == ModelMode::Train)
+                        .detach()
                 }
                 _ => x,
             };
@@ -97,14 +124,28 @@ pub fn train(p: &TrainParams, data: &Prepared, device: Device, ckpt_dir: &Path, 
             seen += idx.size()[0] as usize;
             progress.inc(1);
         }
-        let finite = net.vs.trainable_variables().iter().all(|t| bool::try_from(t.isfinite().all()).unwrap_or(false));
+        let finite = net
+            .vs
+            .trainable_variables()
+            .iter()
+            .all(|t| bool::try_from(t.isfinite().all()).unwrap_or(false));
         if !finite {
             bail!("training diverged: weights became NaN/inf in epoch {} (lr {:.3e}); lower optimizer.lr", epoch + 1, opt.lr);
         }
-        let rec = EpochRecord { epoch: epoch + 1, loss: loss_sum / seen as f64, train_accuracy: correct as f64 / seen as f64, lr: opt.lr };
+        let rec = EpochRecord {
+            epoch: epoch + 1,
+            loss: loss_sum / seen as f64,
+            train_accuracy: correct as f64 / seen as f64,
+            lr: opt.lr,
+        };
         history.push(rec.clone());
         checkpoint::save(ckpt_dir, epoch + 1, &net, &opt, &history)?;
-        tracing::info!(epoch = epoch + 1, loss = rec.loss, train_accuracy = rec.train_accuracy, "checkpoint saved");
+        tracing::info!(
+            epoch = epoch + 1,
+            loss = rec.loss,
+            train_accuracy = rec.train_accuracy,
+            "checkpoint saved"
+        );
         on_epoch(&rec);
     }
     Ok((net, history))

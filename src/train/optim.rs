@@ -17,11 +17,22 @@ pub struct Optimizer {
 
 impl Optimizer {
     pub fn new(spec: &OptimizerSpec, vs: &tch::nn::VarStore) -> Self {
-        let mut params: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        let mut params: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
         let m = params.iter().map(|(_, p)| p.zeros_like()).collect();
         let v = params.iter().map(|(_, p)| p.zeros_like()).collect();
-        Self { spec: spec.clone(), params, m, v, step: 0, lr: spec.lr.get() }
+        Self {
+            spec: spec.clone(),
+            params,
+            m,
+            v,
+            step: 0,
+            lr: spec.lr.get(),
+        }
     }
 
     pub fn zero_grad(&mut self) {
@@ -84,10 +95,18 @@ impl Optimizer {
         out
     }
 
-    pub fn load_state(&mut self, tensors: &std::collections::HashMap<String, Tensor>, step: u64) -> Result<()> {
+    pub fn load_state(
+        &mut self,
+        tensors: &std::collections::HashMap<String, Tensor>,
+        step: u64,
+    ) -> Result<()> {
         for (i, (n, p)) in self.params.iter().enumerate() {
-            let m = tensors.get(&format!("opt.m.{n}")).with_context(|| format!("checkpoint lacks optimiser state for {n}"))?;
-            let v = tensors.get(&format!("opt.v.{n}")).with_context(|| format!("checkpoint lacks optimiser state for {n}"))?;
+            let m = tensors
+                .get(&format!("opt.m.{n}"))
+                .with_context(|| format!("checkpoint lacks optimiser state for {n}"))?;
+            let v = tensors
+                .get(&format!("opt.v.{n}"))
+                .with_context(|| format!("checkpoint lacks optimiser state for {n}"))?;
             self.m[i] = m.to_device(p.device());
             self.v[i] = v.to_device(p.device());
         }
@@ -103,7 +122,13 @@ mod tests {
     use tch::{nn, Device, Kind};
 
     fn spec(name: OptimizerName, wd: f64) -> OptimizerSpec {
-        OptimizerSpec { name, lr: Real(0.1), weight_decay: Real(wd), momentum: Real(0.9), betas: (Real(0.9), Real(0.999)) }
+        OptimizerSpec {
+            name,
+            lr: Real(0.1),
+            weight_decay: Real(wd),
+            momentum: Real(0.9),
+            betas: (Real(0.9), Real(0.999)),
+        }
     }
 
     fn one_param(value: f64) -> (nn::VarStore, Tensor) {

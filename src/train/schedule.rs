@@ -3,7 +3,13 @@
 use crate::spec::{ScheduleName, ScheduleSpec};
 
 /// Learning rate at global step `step` (0-based) of `total` steps.
-pub fn lr_at(s: &ScheduleSpec, base: f64, step: usize, steps_per_epoch: usize, total: usize) -> f64 {
+pub fn lr_at(
+    s: &ScheduleSpec,
+    base: f64,
+    step: usize,
+    steps_per_epoch: usize,
+    total: usize,
+) -> f64 {
     let warm = s.warmup_epochs * steps_per_epoch;
     if step < warm {
         return base * (step + 1) as f64 / warm as f64;
@@ -26,7 +32,11 @@ mod tests {
 
     #[test]
     fn warmup_then_cosine_to_floor() {
-        let s = ScheduleSpec { name: ScheduleName::Cosine, warmup_epochs: 1, min_lr: Real(0.1) };
+        let s = ScheduleSpec {
+            name: ScheduleName::Cosine,
+            warmup_epochs: 1,
+            min_lr: Real(0.1),
+        };
         // 10 steps per epoch, 3 epochs.
         assert!((lr_at(&s, 1.0, 0, 10, 30) - 0.1).abs() < 1e-12);
         assert!((lr_at(&s, 1.0, 9, 10, 30) - 1.0).abs() < 1e-12);

@@ -32,7 +32,9 @@ pub struct Project {
 
 impl Project {
     pub fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
@@ -45,7 +47,10 @@ impl Project {
     /// `robarch <args>` in the project directory, with its own cache.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_robarch"));
-        c.current_dir(self.dir.path()).env_remove("ROBARCH_CACHE").env("ROBARCH_LOG", "robarch=info").args(args);
+        c.current_dir(self.dir.path())
+            .env_remove("ROBARCH_CACHE")
+            .env("ROBARCH_LOG", "robarch=info")
+            .args(args);
         c
     }
     pub fn run(&self, args: &[&str]) -> Output {
@@ -54,7 +59,12 @@ impl Project {
     /// Runs and asserts success.
     pub fn ok(&self, args: &[&str]) -> Output {
         let out = self.run(args);
-        assert!(out.status.success(), "robarch {args:?} failed:\nstdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+        assert!(
+            out.status.success(),
+            "robarch {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
         out
     }
     /// Committed cache entries.
@@ -63,7 +73,10 @@ impl Project {
         if !objects.exists() {
             return 0;
         }
-        std::fs::read_dir(objects).unwrap().map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count()).sum()
+        std::fs::read_dir(objects)
+            .unwrap()
+            .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+            .sum()
     }
 }
 
@@ -90,8 +103,15 @@ pub fn stages(o: &Output, status: &str) -> Vec<String> {
 /// Directory of the cached entry of `stage`, from `robarch explain`.
 pub fn entry_dir(p: &Project, pipeline: &str, stage: &str) -> PathBuf {
     let out = p.ok(&["explain", pipeline, stage]);
-    let line = stdout(&out).lines().find(|l| l.starts_with("entry:")).map(|l| l["entry:".len()..].trim().to_string());
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with("entry:"))
+        .map(|l| l["entry:".len()..].trim().to_string());
     let rel = line.unwrap_or_else(|| panic!("{stage} is not cached:\n{}", stdout(&out)));
     let path = Path::new(&rel);
-    if path.is_absolute() { path.to_path_buf() } else { p.path(&rel) }
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        p.path(&rel)
+    }
 }
