@@ -194,10 +194,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
         }
         Cmd::Status { pipeline } => {
             let plan = load_plan(&pipeline)?;
-            let manifest = Cache::existing(&cli.cache)
+            let cache = Cache::existing(&cli.cache);
+            let manifest = cache
+                .as_ref()
                 .map(|c| Manifest::load(c.root(), &plan.name))
                 .unwrap_or_default();
-            let cache = Cache::existing(&cli.cache);
             for &ix in &plan.order {
                 let n = &plan.graph[ix];
                 let (state, why) = stage_state(&plan, ix, cache.as_ref(), &manifest);
