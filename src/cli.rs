@@ -75,10 +75,39 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Download and unpack datasets (CIFAR-10, ImageNette) with checksum verification and resume.
+    Data {
+        #[command(subcommand)]
+        cmd: DataCmd,
+    },
     /// List registries: models, attacks, datasets, analyses.
     Ls {
         #[arg(value_enum, default_value_t = Registry::Models)]
         what: Registry,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCmd {
+    /// Fetch a dataset's official archive into DIR/<name> (a no-op when already there).
+    Fetch {
+        /// cifar10, imagenette, imagenette-160 or imagenette-320.
+        name: String,
+        /// Destination directory; pipelines look here by default.
+        #[arg(long, env = "ROBARCH_DATA", default_value = "datasets")]
+        dir: PathBuf,
+        /// Download from this URL instead of the official one.
+        #[arg(long)]
+        url: Option<String>,
+        /// Base URL of a mirror holding the archive under its official file name.
+        #[arg(long, env = "ROBARCH_DATA_MIRROR")]
+        mirror: Option<String>,
+        /// Expected MD5 of the archive, replacing the official one.
+        #[arg(long)]
+        md5: Option<String>,
+        /// Download attempts; each resumes where the previous stopped.
+        #[arg(long, default_value_t = 5)]
+        attempts: u32,
     },
 }
 
@@ -131,9 +160,17 @@ pub fn main() -> i32 {
     }
 }
 
-fn load_plan(path: &Path) -> Result<Plan> {
+/// Loads, validates and expands a pipeline. Source-file hashes are remembered under the cache
+/// directory (`state/file-hashes.json`) so unchanged datasets are not re-read on every command.
+fn load_plan(path: &Path, cache: &Path) -> Result<Plan> {
     let loaded = spec::load(path)?;
-    Plan::build(&loaded)
+    let mut hashes =
+        data::fingerprint::HashState::open(cache.join("state").join("file-hashes.json"));
+    let plan = Plan::build_with(&loaded, &mut hashes)?;
+    if let Err(e) = hashes.save() {
+        tracing::warn!(error = %e, "could not remember source-file hashes");
+    }
+    Ok(plan)
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {
@@ -148,7 +185,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             device,
             reports,
         } => {
-            let plan = load_plan(&pipeline)?;
+            let plan = load_plan(&pipeline, &cli.cache)?;
             let force = force
                 .iter()
                 .map(|g| {
@@ -193,7 +230,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Status { pipeline } => {
-            let plan = load_plan(&pipeline)?;
+            let plan = load_plan(&pipeline, &cli.cache)?;
             let cache = Cache::existing(&cli.cache);
             let manifest = cache
                 .as_ref()
@@ -215,7 +252,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Dag { pipeline, format } => {
-            let plan = load_plan(&pipeline)?;
+            let plan = load_plan(&pipeline, &cli.cache)?;
             print!(
                 "{}",
                 match format {
@@ -227,7 +264,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Explain { pipeline, stage } => {
-            let plan = load_plan(&pipeline)?;
+            let plan = load_plan(&pipeline, &cli.cache)?;
             let Some(ix) = plan.find(&stage) else {
                 let ids: Vec<&str> = plan
                     .order
@@ -288,7 +325,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Report { pipeline, reports } => {
-            let plan = load_plan(&pipeline)?;
+            let plan = load_plan(&pipeline, &cli.cache)?;
             let cache = Cache::existing(&cli.cache).with_context(|| {
                 format!(
                     "no cache at {}; run `robarch run {}` first",
@@ -302,7 +339,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Gc { pipelines, dry_run } => {
             let mut keep = std::collections::HashSet::new();
             for p in &pipelines {
-                let plan = load_plan(p)?;
+                let plan = load_plan(p, &cli.cache)?;
                 keep.extend(plan.order.iter().map(|&ix| plan.graph[ix].key.clone()));
             }
             let Some(cache) = Cache::existing(&cli.cache) else {
@@ -330,6 +367,58 @@ fn dispatch(cli: Cli) -> Result<i32> {
             );
             Ok(0)
         }
+        Cmd::Data {
+            cmd:
+                DataCmd::Fetch {
+                    name,
+                    dir,
+                    url,
+                    mirror,
+                    md5,
+                    attempts,
+                },
+        } => {
+            let Some(archive) = data::fetch::find(&name) else {
+                let names: Vec<&str> = data::fetch::ARCHIVES.iter().map(|a| a.name).collect();
+                let hint = spec::did_you_mean(&name, names.iter().copied())
+                    .map(|c| format!("did you mean `{c}`?"))
+                    .unwrap_or_else(|| format!("known: {}", names.join(", ")));
+                bail!("no downloadable dataset `{name}` ({hint})");
+            };
+            let opts = data::fetch::FetchOptions {
+                dir,
+                url,
+                mirror,
+                md5,
+                attempts,
+            };
+            let bar = crate::progress::StageProgress::new(
+                crate::progress::multi().add(indicatif::ProgressBar::new(0)),
+            );
+            let out = data::fetch::fetch(archive, &opts, &bar);
+            bar.finish();
+            match out? {
+                data::fetch::FetchOutcome::AlreadyPresent(p) => {
+                    println!("{name}: already present at {}", p.display())
+                }
+                data::fetch::FetchOutcome::Fetched {
+                    path,
+                    bytes,
+                    resumed_from,
+                } => {
+                    let resumed = if resumed_from > 0 {
+                        format!(", resumed from byte {resumed_from}")
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "{name}: fetched {bytes} bytes{resumed}, md5 verified, unpacked to {}",
+                        path.display()
+                    )
+                }
+            }
+            Ok(0)
+        }
         Cmd::Ls { what } => {
             match what {
                 Registry::Models => {
@@ -350,7 +439,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 }
                 Registry::Datasets => {
                     for s in data::SOURCES {
-                        println!("{s}");
+                        match data::fetch::find(s) {
+                            Some(a) => println!(
+                                "{s:16} {} (robarch data fetch {s})",
+                                data::fetch::data_root().join(a.dir).display()
+                            ),
+                            None if *s == "imagefolder" => {
+                                println!("{s:16} any <path>/train|val/<class>/*.jpg|png tree")
+                            }
+                            None => println!("{s:16} built in"),
+                        }
                     }
                 }
                 Registry::Analyses => {

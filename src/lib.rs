@@ -6,6 +6,7 @@
 //! [`analysis`].
 pub mod analysis;
 pub mod attacks;
+pub mod augment;
 pub mod cache;
 pub mod cli;
 pub mod data;

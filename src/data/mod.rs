@@ -1,29 +1,104 @@
-//! Datasets: sources (embedded real digits, procedural synthetic), resolution to canonical params,
+//! Datasets: sources (embedded real digits, procedural synthetic, CIFAR-10, ImageNette, any
+//! ImageFolder), resolution of a spec entry to canonical params, source fingerprints, downloads,
 //! and the prepared on-disk form (uint8 NCHW tensors in safetensors) every later stage reads.
+pub mod cifar10;
 pub mod digits;
+pub mod fetch;
+pub mod fingerprint;
+pub mod image_folder;
+pub mod loader;
 pub mod prepared;
 pub mod synthetic;
 
 use crate::spec::{did_you_mean, DatasetSpec, Problem};
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Source names accepted in `datasets.<name>.source`.
-pub const SOURCES: &[&str] = &["embedded:digits", "synthetic"];
+pub const SOURCES: &[&str] = &[
+    "embedded:digits",
+    "synthetic",
+    "cifar10",
+    "imagenette",
+    "imagenette-160",
+    "imagenette-320",
+    "imagefolder",
+];
 
-/// Canonical dataset parameters: everything that determines the prepared tensors.
+/// How a source is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Digits,
+    Synthetic,
+    Cifar10,
+    /// An ImageFolder tree; `imagenette` names classes after their WordNet ids.
+    Folder {
+        imagenette: bool,
+    },
+}
+
+pub fn source_kind(source: &str) -> Option<SourceKind> {
+    Some(match source {
+        "embedded:digits" => SourceKind::Digits,
+        "synthetic" => SourceKind::Synthetic,
+        "cifar10" => SourceKind::Cifar10,
+        "imagefolder" => SourceKind::Folder { imagenette: false },
+        s if s.starts_with("imagenette") && fetch::find(s).is_some() => {
+            SourceKind::Folder { imagenette: true }
+        }
+        _ => return None,
+    })
+}
+
+/// `limit: N` (both splits) or `limit: {train: N, test: M}`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+pub enum Limit {
+    All(usize),
+    PerSplit {
+        train: Option<usize>,
+        test: Option<usize>,
+    },
+}
+
+/// Canonical dataset parameters: everything that determines the prepared tensors. The source's
+/// location is deliberately absent (renaming a directory must not re-prepare); its content is in
+/// `source_hash`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DatasetParams {
     pub source: String,
     pub resolution: u32,
-    pub limit: Option<usize>,
+    pub train_limit: Option<usize>,
+    pub test_limit: Option<usize>,
     pub test_fraction: Option<f64>,
+    pub crop_pct: Option<f64>,
     pub synthetic: Option<synthetic::SyntheticSpec>,
-    /// blake3 of the source bytes, so changed source data re-prepares.
+    /// blake3 of the source bytes (embedded data, generator version, or file fingerprint), so
+    /// changed source data re-prepares.
     pub source_hash: String,
 }
 
-/// Checks a dataset entry and fills its defaults.
-pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<DatasetParams, Vec<Problem>> {
+/// A resolved dataset entry: canonical params plus, for file sources, where the files are.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub params: DatasetParams,
+    pub root: Option<PathBuf>,
+    /// Image channels and number of classes the prepared data will have (the models' I/O).
+    pub channels: usize,
+    pub classes: usize,
+}
+
+/// The directory a file-backed source reads: `path:` or the default under [`fetch::data_root`].
+fn source_root(ds: &DatasetSpec) -> Option<PathBuf> {
+    if let Some(p) = &ds.path {
+        return Some(PathBuf::from(p));
+    }
+    fetch::find(&ds.source).map(|a| fetch::data_root().join(a.dir))
+}
+
+/// Checks a dataset entry and fills its defaults (cheap: lists files but hashes nothing; the
+/// planner fills `source_hash` of file sources with [`fingerprint_source`]).
+pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<Resolved, Vec<Problem>> {
     let at = |f: &str| vec!["datasets".to_string(), name.to_string(), f.to_string()];
     let mut problems = Vec::new();
     let mk = |path: Vec<String>, msg: String, hint: Option<String>| Problem {
@@ -31,7 +106,7 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<DatasetParams, Vec<Proble
         message: msg,
         hint,
     };
-    if !SOURCES.contains(&ds.source.as_str()) {
+    let Some(kind) = source_kind(&ds.source) else {
         let hint = match did_you_mean(&ds.source, SOURCES.iter().copied()) {
             Some(c) => format!("did you mean `{c}`?"),
             None => format!("known sources: {}", SOURCES.join(", ")),
@@ -41,7 +116,9 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<DatasetParams, Vec<Proble
             format!("dataset source `{}` not found", ds.source),
             Some(hint),
         )]);
-    }
+    };
+    let files = matches!(kind, SourceKind::Cifar10 | SourceKind::Folder { .. });
+    let folder = matches!(kind, SourceKind::Folder { .. });
     if let Some(r) = ds.resolution {
         if !(4..=1024).contains(&r) {
             problems.push(mk(
@@ -51,29 +128,95 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<DatasetParams, Vec<Proble
             ));
         }
     }
-    if ds.limit == Some(0) {
+    let (train_limit, test_limit) = match ds.limit {
+        None => (None, None),
+        Some(Limit::All(n)) => (Some(n), Some(n)),
+        Some(Limit::PerSplit { train, test }) => (train, test),
+    };
+    if train_limit == Some(0) || test_limit == Some(0) {
         problems.push(mk(at("limit"), "must be at least 1".into(), None));
     }
-    let synthetic = ds.source == "synthetic";
-    if ds.synthetic.is_some() && !synthetic {
+    if ds.path.is_some() && !files {
+        problems.push(mk(
+            at("path"),
+            format!("source `{}` reads no files", ds.source),
+            Some("remove `path`".into()),
+        ));
+    }
+    if kind == (SourceKind::Folder { imagenette: false }) && ds.path.is_none() {
+        problems.push(mk(
+            at("source"),
+            "`imagefolder` needs a `path`".into(),
+            Some("add `path: <dir with train/ and val/ (or class dirs)>`".into()),
+        ));
+    }
+    if ds.crop_pct.is_some() && !folder {
+        problems.push(mk(
+            at("crop_pct"),
+            "only applies to image-folder sources".into(),
+            Some("remove it".into()),
+        ));
+    }
+    let crop_pct = folder.then(|| ds.crop_pct.map(|r| r.get()).unwrap_or(0.875));
+    if let Some(c) = crop_pct {
+        if !(c > 0.0 && c <= 1.0) {
+            problems.push(mk(at("crop_pct"), format!("{c} is not in (0, 1]"), None));
+        }
+    }
+    if ds.synthetic.is_some() && kind != SourceKind::Synthetic {
         problems.push(mk(
             at("synthetic"),
             "only applies to `source: synthetic`".into(),
             Some("remove it".into()),
         ));
     }
-    if synthetic && ds.test_fraction.is_some() {
-        problems.push(mk(
-            at("test_fraction"),
-            "does not apply to `source: synthetic`".into(),
-            Some("set synthetic.test_size".into()),
-        ));
+    let root = if files { source_root(ds) } else { None };
+    // Layout problems are reported against `path` when given, else against `source`.
+    let root_field = if ds.path.is_some() { "path" } else { "source" };
+    let fetch_hint = |source: &str| {
+        match fetch::find(source) {
+        Some(_) => format!(
+            "run `robarch data fetch {source}` (downloads into $ROBARCH_DATA or datasets/), or set `path:` to your copy"
+        ),
+        None => "set `path:` to a directory with train/<class>/* and val/<class>/* (or <class>/*)".into(),
     }
-    let test_fraction = if synthetic {
-        None
-    } else {
-        Some(ds.test_fraction.map(|r| r.get()).unwrap_or(0.25))
     };
+    let mut has_official_test = matches!(kind, SourceKind::Cifar10);
+    let mut folder_classes = 0;
+    match (kind, &root) {
+        (SourceKind::Cifar10, Some(r)) => {
+            if let Err(e) = cifar10::check_layout(r) {
+                problems.push(mk(at(root_field), e, Some(fetch_hint(&ds.source))));
+            }
+        }
+        (SourceKind::Folder { .. }, Some(r)) if problems.is_empty() => {
+            match image_folder::discover(r) {
+                Ok(l) => {
+                    has_official_test = l.test.is_some();
+                    folder_classes = l.train.classes.len();
+                }
+                Err(e) => problems.push(mk(
+                    at(root_field),
+                    format!("{e:#}"),
+                    Some(fetch_hint(&ds.source)),
+                )),
+            }
+        }
+        _ => {}
+    }
+    let needs_fraction = kind == SourceKind::Digits || (folder && !has_official_test);
+    if ds.test_fraction.is_some() && !needs_fraction {
+        let why = if kind == SourceKind::Synthetic {
+            (
+                "does not apply to `source: synthetic`",
+                "set synthetic.test_size",
+            )
+        } else {
+            ("this source has an official test split", "remove it")
+        };
+        problems.push(mk(at("test_fraction"), why.0.into(), Some(why.1.into())));
+    }
+    let test_fraction = needs_fraction.then(|| ds.test_fraction.map(|r| r.get()).unwrap_or(0.25));
     if let Some(f) = test_fraction {
         if !(f > 0.0 && f < 1.0) {
             problems.push(mk(
@@ -83,7 +226,7 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<DatasetParams, Vec<Proble
             ));
         }
     }
-    let syn = synthetic.then(|| ds.synthetic.clone().unwrap_or_default());
+    let syn = (kind == SourceKind::Synthetic).then(|| ds.synthetic.clone().unwrap_or_default());
     if let Some(s) = &syn {
         if let Err((field, msg)) = s.check() {
             problems.push(mk(
@@ -101,24 +244,60 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<DatasetParams, Vec<Proble
     if !problems.is_empty() {
         return Err(problems);
     }
-    let (native, source_hash) = match ds.source.as_str() {
-        "embedded:digits" => (digits::NATIVE_RESOLUTION, digits::source_hash()),
-        _ => (
-            synthetic::NATIVE_RESOLUTION,
-            synthetic::GENERATOR_VERSION.to_string(),
+    let (native, source_hash, channels, classes) = match kind {
+        SourceKind::Digits => (
+            digits::NATIVE_RESOLUTION,
+            digits::source_hash(),
+            1,
+            digits::CLASSES,
         ),
+        SourceKind::Synthetic => {
+            let s = syn.as_ref().expect("synthetic options");
+            (
+                synthetic::NATIVE_RESOLUTION,
+                synthetic::GENERATOR_VERSION.to_string(),
+                s.channels,
+                s.classes,
+            )
+        }
+        SourceKind::Cifar10 => (cifar10::NATIVE_RESOLUTION, String::new(), 3, 10),
+        SourceKind::Folder { .. } => (224, String::new(), 3, folder_classes),
     };
-    Ok(DatasetParams {
-        source: ds.source.clone(),
-        resolution: ds.resolution.unwrap_or(native),
-        limit: ds.limit,
-        test_fraction,
-        synthetic: syn,
-        source_hash,
+    Ok(Resolved {
+        params: DatasetParams {
+            source: ds.source.clone(),
+            resolution: ds.resolution.unwrap_or(native),
+            train_limit,
+            test_limit,
+            test_fraction,
+            crop_pct,
+            synthetic: syn,
+            source_hash,
+        },
+        root,
+        channels: channels as usize,
+        classes: classes as usize,
     })
 }
 
+/// Fills `source_hash` of a file-backed dataset with the fingerprint of its files' contents.
+pub fn fingerprint_source(
+    r: &mut Resolved,
+    state: &mut fingerprint::HashState,
+) -> anyhow::Result<()> {
+    let Some(root) = &r.root else {
+        return Ok(());
+    };
+    let files = match source_kind(&r.params.source) {
+        Some(SourceKind::Cifar10) => cifar10::files(root),
+        _ => image_folder::files(&image_folder::discover(root)?),
+    };
+    r.params.source_hash = state.fingerprint(root, &files)?;
+    Ok(())
+}
+
 /// Images and labels of one split before storage: uint8 pixels, NCHW.
+#[derive(Debug)]
 pub struct RawSplit {
     pub images: Vec<u8>,
     pub labels: Vec<i64>,

@@ -64,11 +64,30 @@ fn resize(x: &Tensor, res: i64) -> Tensor {
     y.round().clamp(0.0, 255.0).to_kind(Kind::Uint8)
 }
 
-/// Materialises a dataset from its canonical parameters.
-pub fn prepare(p: &DatasetParams, seed: u64) -> Result<Prepared> {
+/// Indices of the class-balanced seeded subset when `limit` is below the split's size.
+fn limited(labels: &[i64], limit: Option<usize>, seed: u64) -> Option<Vec<usize>> {
+    match limit {
+        Some(l) if l < labels.len() => Some(super::balanced_subset(labels, l, seed)),
+        _ => None,
+    }
+}
+
+/// Materialises a dataset from its canonical parameters; `root` is the directory of file-backed
+/// sources.
+pub fn prepare(p: &DatasetParams, root: Option<&Path>, seed: u64) -> Result<Prepared> {
+    use super::SourceKind;
     let split_seed = crate::rng::derive(seed, &[0xDA7A]);
-    let (train, test, classes) = match p.source.as_str() {
-        "embedded:digits" => {
+    let limit_seed = |salt: u64| crate::rng::derive(seed, &[0x11, salt]);
+    let limit =
+        |s: RawSplit, l: Option<usize>, salt: u64| match limited(&s.labels, l, limit_seed(salt)) {
+            Some(idx) => s.select(&idx),
+            None => s,
+        };
+    let root = || root.context("a file-backed dataset needs its directory");
+    let kind = super::source_kind(&p.source)
+        .with_context(|| format!("unknown dataset source {}", p.source))?;
+    let (train, test, classes) = match kind {
+        SourceKind::Digits => {
             let all = super::digits::load_all()?;
             let (tr, te) =
                 super::stratified_split(&all.labels, p.test_fraction.unwrap_or(0.25), split_seed);
@@ -80,7 +99,7 @@ pub fn prepare(p: &DatasetParams, seed: u64) -> Result<Prepared> {
                     .collect::<Vec<_>>(),
             )
         }
-        "synthetic" => {
+        SourceKind::Synthetic => {
             let s = p.synthetic.clone().unwrap_or_default();
             let (tr, te) = super::synthetic::generate(&s, p.resolution, split_seed);
             (
@@ -89,17 +108,58 @@ pub fn prepare(p: &DatasetParams, seed: u64) -> Result<Prepared> {
                 (0..s.classes).map(|c| format!("class{c}")).collect(),
             )
         }
-        other => anyhow::bail!("unknown dataset source {other}"),
+        SourceKind::Cifar10 => super::cifar10::load(root()?)?,
+        SourceKind::Folder { imagenette } => {
+            use super::image_folder::{self, FolderSplit};
+            let layout = image_folder::discover(root()?)?;
+            let classes = layout.train.classes.clone();
+            let (train, test) = match layout.test {
+                Some(t) => (layout.train, t),
+                None => {
+                    // No official held-out split: a stratified, seeded one from the single tree.
+                    let all = layout.train;
+                    let labels: Vec<i64> = all.items.iter().map(|(_, c)| *c as i64).collect();
+                    let (tr, te) = super::stratified_split(
+                        &labels,
+                        p.test_fraction.unwrap_or(0.25),
+                        split_seed,
+                    );
+                    let pick = |idx: &[usize]| FolderSplit {
+                        classes: all.classes.clone(),
+                        items: idx.iter().map(|&i| all.items[i].clone()).collect(),
+                    };
+                    (pick(&tr), pick(&te))
+                }
+            };
+            // Subsets are drawn before decoding, so `limit` also bounds the decoding work.
+            let subset = |s: FolderSplit, l: Option<usize>, salt: u64| {
+                let labels: Vec<i64> = s.items.iter().map(|(_, c)| *c as i64).collect();
+                match limited(&labels, l, limit_seed(salt)) {
+                    Some(idx) => FolderSplit {
+                        classes: s.classes.clone(),
+                        items: idx.iter().map(|&i| s.items[i].clone()).collect(),
+                    },
+                    None => s,
+                }
+            };
+            let (train, test) = (
+                subset(train, p.train_limit, 0),
+                subset(test, p.test_limit, 1),
+            );
+            let crop = p.crop_pct.unwrap_or(0.875);
+            let names = if imagenette {
+                image_folder::imagenette_names(&classes)
+            } else {
+                classes
+            };
+            (
+                image_folder::load_split(&train, p.resolution, 1.0)?,
+                image_folder::load_split(&test, p.resolution, crop)?,
+                names,
+            )
+        }
     };
-    let limit = |s: RawSplit, salt: u64| match p.limit {
-        Some(l) if l < s.len() => s.select(&super::balanced_subset(
-            &s.labels,
-            l,
-            crate::rng::derive(seed, &[0x11, salt]),
-        )),
-        _ => s,
-    };
-    let (train, test) = (limit(train, 0), limit(test, 1));
+    let (train, test) = (limit(train, p.train_limit, 0), limit(test, p.test_limit, 1));
     ensure!(
         !train.is_empty() && !test.is_empty(),
         "dataset has an empty split"
@@ -174,12 +234,14 @@ mod tests {
         let p = DatasetParams {
             source: "embedded:digits".into(),
             resolution: 16,
-            limit: Some(50),
+            train_limit: Some(50),
+            test_limit: Some(50),
             test_fraction: Some(0.25),
+            crop_pct: None,
             synthetic: None,
             source_hash: String::new(),
         };
-        let d = prepare(&p, 0).unwrap();
+        let d = prepare(&p, None, 0).unwrap();
         assert_eq!(d.train_x.size(), [50, 1, 16, 16]);
         assert_eq!(d.test_y.size(), [50]);
         assert_eq!(d.train_x.kind(), Kind::Uint8);

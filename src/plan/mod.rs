@@ -10,12 +10,12 @@ pub mod render;
 
 use crate::attacks::{self, AttackConfig};
 use crate::cache::manifest::StageRecord;
-use crate::data::{self, DatasetParams};
+use crate::data;
 use crate::models::{self, ModelIo};
 use crate::spec::{self, Loaded, Problem};
 use crate::stages::{self, Stage};
 use crate::train::TrainParams;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -63,15 +63,11 @@ pub fn stage_key(
         .to_string()
 }
 
-fn io_of(d: &DatasetParams) -> ModelIo {
-    let (channels, classes) = match &d.synthetic {
-        Some(s) => (s.channels, s.classes),
-        None => (1, data::digits::CLASSES),
-    };
+fn io_of(d: &data::Resolved) -> ModelIo {
     ModelIo {
-        in_channels: channels as i64,
-        image_size: d.resolution as i64,
-        num_classes: classes as i64,
+        in_channels: d.channels as i64,
+        image_size: d.params.resolution as i64,
+        num_classes: d.classes as i64,
     }
 }
 
@@ -109,6 +105,11 @@ impl Plan {
     /// Expands a validated spec: datasets × models × training recipes → train stages; each
     /// trained model × attack × split → evaluation stages; analyses per trained model; one report.
     pub fn build(l: &Loaded) -> Result<Plan> {
+        Self::build_with(l, &mut data::fingerprint::HashState::ephemeral())
+    }
+
+    /// [`Plan::build`] reusing remembered source-file hashes from `hashes`.
+    pub fn build_with(l: &Loaded, hashes: &mut data::fingerprint::HashState) -> Result<Plan> {
         let s = &l.spec;
         let mut problems = Vec::new();
         check_names(s, &mut problems);
@@ -141,15 +142,22 @@ impl Plan {
         let (mut eval_labels, mut sparsity_labels, mut report_inputs) =
             (Vec::new(), Vec::new(), Vec::new());
         for (dname, ds) in &s.datasets {
-            let Ok(dp) = data::resolve(dname, ds) else {
+            let Ok(mut dr) = data::resolve(dname, ds) else {
                 continue;
             };
-            let io = io_of(&dp);
+            data::fingerprint_source(&mut dr, hashes).with_context(|| {
+                format!(
+                    "{}: datasets.{dname}: hashing the source files",
+                    l.path.display()
+                )
+            })?;
+            let io = io_of(&dr);
             let prep = add(
                 &mut graph,
                 format!("prepare/{dname}"),
                 Box::new(stages::prepare::Prepare {
-                    dataset: dp,
+                    dataset: dr.params,
+                    root: dr.root,
                     seed: s.seed,
                 }),
                 vec![],
@@ -185,6 +193,11 @@ impl Plan {
                         batch_size: t.batch_size,
                         optimizer: t.optimizer.clone(),
                         schedule: t.schedule.clone(),
+                        augment: t
+                            .augment
+                            .iter()
+                            .filter_map(|a| crate::augment::Augment::from_yaml(a).ok())
+                            .collect(),
                         seed: s.seed,
                     };
                     let base = format!("{dname}/{mname}/{tname}");

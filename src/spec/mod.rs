@@ -43,12 +43,19 @@ fn default_device() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSpec {
-    /// `embedded:digits` or `synthetic`.
+    /// `embedded:digits`, `synthetic`, `cifar10`, `imagenette`, `imagenette-160`, `imagenette-320`
+    /// or `imagefolder`.
     pub source: String,
-    /// Side length images are resized to (bilinear); default: the source's native size.
+    /// Directory of a file-backed source; default `$ROBARCH_DATA/<official name>` (`datasets/`
+    /// when unset). Relative paths are relative to the working directory.
+    pub path: Option<String>,
+    /// Side length images are resized to; default: the source's native size (224 for folders).
     pub resolution: Option<u32>,
-    /// Keep at most this many images per split (class-balanced, seeded).
-    pub limit: Option<usize>,
+    /// Folder sources: the test split is resized to `resolution / crop_pct` on its shorter side and
+    /// centre-cropped (torchvision `Resize(256)` + `CenterCrop(224)` is 0.875, the default).
+    pub crop_pct: Option<Real>,
+    /// Keep at most this many images per split (class-balanced, seeded): `N` or `{train: N, test: M}`.
+    pub limit: Option<data::Limit>,
     /// Fraction held out as the test split for sources without an official split.
     pub test_fraction: Option<Real>,
     /// Options of the `synthetic` source.
@@ -95,6 +102,10 @@ pub struct TrainingSpec {
     /// Model mode while generating training attacks; the authors' code uses `eval`.
     #[serde(default = "default_attack_mode")]
     pub attack_mode: ModelMode,
+    /// Augmentation steps applied in order to every training image, e.g.
+    /// `[random_crop: {padding: 4}, hflip, autoaugment: cifar10]`.
+    #[serde(default)]
+    pub augment: Vec<serde_yaml::Value>,
 }
 
 fn default_method() -> TrainMethod {
@@ -478,6 +489,23 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     }
     for (name, t) in &spec.training {
         let base = ["training", name.as_str()];
+        for (i, a) in t.augment.iter().enumerate() {
+            let idx = i.to_string();
+            let at = [base[0], base[1], "augment", idx.as_str()];
+            match crate::augment::Augment::from_yaml(a) {
+                Err(e) => out.push(
+                    Problem::new(&at, e)
+                        .hint(format!("steps: {}", crate::augment::NAMES.join(", "))),
+                ),
+                Ok(aug) => {
+                    if let Err((field, msg)) = aug.check() {
+                        let mut p = at.to_vec();
+                        p.push(field.as_str());
+                        out.push(Problem::new(&p, msg));
+                    }
+                }
+            }
+        }
         if t.epochs == 0 {
             out.push(Problem::new(
                 &[base[0], base[1], "epochs"],

@@ -5,6 +5,8 @@ pub mod optim;
 pub mod schedule;
 
 use crate::attacks::AttackConfig;
+use crate::augment::Augment;
+use crate::data::loader::{HostData, Loader};
 use crate::data::prepared::Prepared;
 use crate::models::{ModelIo, ModelParams, Network};
 use crate::progress::StageProgress;
@@ -14,7 +16,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
 /// Canonical training parameters (part of the train stage's key).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,8 +30,14 @@ pub struct TrainParams {
     pub batch_size: usize,
     pub optimizer: OptimizerSpec,
     pub schedule: ScheduleSpec,
+    /// Training-time augmentation, applied in order (empty: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub augment: Vec<Augment>,
     pub seed: u64,
 }
+
+/// Batches assembled ahead of the training step (host memory: a few batches).
+const PREFETCH: usize = 3;
 
 /// Metrics of one finished epoch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -73,9 +81,9 @@ pub fn train(
         history = records;
         opt.step = step;
     }
-    let x_all = data.train_x.to_device(device);
-    let y_all = data.train_y.to_device(device);
-    let n = data.train_y.size()[0] as usize;
+    let host = HostData::from_tensors(&data.train_x, &data.train_y)?;
+    let steps = std::sync::Arc::new(p.augment.clone());
+    let n = host.len();
     let steps_per_epoch = n.div_ceil(p.batch_size);
     let total = steps_per_epoch * p.epochs;
     for epoch in start..p.epochs {
@@ -83,13 +91,21 @@ pub fn train(
             format!("epoch {}/{}", epoch + 1, p.epochs),
             steps_per_epoch as u64,
         );
-        let mut order: Vec<i64> = (0..n as i64).collect();
+        let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rand_pcg::Pcg64::seed_from_u64(crate::rng::derive(
             p.seed,
             &[1, epoch as u64],
         )));
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
-        for (b, idx) in order.chunks(p.batch_size).enumerate() {
+        let loader = Loader::start(
+            host.clone(),
+            order,
+            p.batch_size,
+            steps.clone(),
+            crate::rng::derive(p.seed, &[3, epoch as u64]),
+            PREFETCH,
+        );
+        for (b, batch) in loader.enumerate() {
             let lr = schedule::lr_at(
                 &p.schedule,
                 p.optimizer.lr.get(),
@@ -98,9 +114,7 @@ pub fn train(
                 total,
             );
             opt.lr = lr;
-            let idx = Tensor::from_slice(idx).to_device(device);
-            let x = x_all.index_select(0, &idx).to_kind(Kind::Float) / 255.0;
-            let y = y_all.index_select(0, &idx);
+            let (x, y) = batch.to_device(device);
             let x = match (p.method, &p.attack) {
                 (TrainMethod::PgdAt, Some(a)) => {
                     let seed = crate::rng::derive(p.seed, &[2, epoch as u64, b as u64]);
@@ -119,9 +133,9 @@ pub fn train(
             opt.zero_grad();
             loss.backward();
             opt.step();
-            loss_sum += loss_v * idx.size()[0] as f64;
+            loss_sum += loss_v * batch.len() as f64;
             correct += i64::try_from(logits.argmax(1, false).eq_tensor(&y).sum(Kind::Int64))?;
-            seen += idx.size()[0] as usize;
+            seen += batch.len();
             progress.inc(1);
         }
         let finite = net
