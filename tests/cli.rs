@@ -27,7 +27,7 @@ fn bad_input_gets_located_hinted_errors_and_writes_nothing() {
     fails(
         &p,
         &TINY.replace("fgsm: {eps: 8/255}", "fgsm: {eps: -8/255}"),
-        &["bad.yaml:18:12: evaluation.attacks.fgsm.eps", "negative"],
+        &["bad.yaml:19:12: evaluation.attacks.fgsm.eps", "negative"],
     );
     fails(
         &p,
@@ -72,6 +72,39 @@ fn bad_input_gets_located_hinted_errors_and_writes_nothing() {
             "vit: {preset: tiny, patch_size: 3}",
         ),
         &["patch_size 3 does not divide the image size 8"],
+    );
+    fails(
+        &p,
+        &TINY.replace("autoaugment: cifar10", "autoaugment: mnist"),
+        &["training.at.augment.1", "unknown variant `mnist`"],
+    );
+    fails(
+        &p,
+        &TINY.replace("random_crop: {padding: 1}", "hfilp"),
+        &[
+            "training.at.augment.0",
+            "unknown variant `hfilp`",
+            "steps: random_crop, hflip",
+        ],
+    );
+    fails(
+        &p,
+        &TINY.replace(
+            "{source: embedded:digits, resolution: 8, limit: 120}",
+            "{source: cifar10, path: nowhere, test_fraction: 0.5}",
+        ),
+        &[
+            "datasets.digits.path: directory nowhere not found",
+            "robarch data fetch cifar10",
+        ],
+    );
+    fails(
+        &p,
+        &TINY.replace(
+            "{source: embedded:digits, resolution: 8, limit: 120}",
+            "{source: imagefolder}",
+        ),
+        &["datasets.digits.source: `imagefolder` needs a `path`"],
     );
     let out = p.run(&["run", "missing.yaml"]);
     assert!(!out.status.success());

@@ -1,9 +1,12 @@
 //! Helpers for integration tests: a temporary project directory and the real `robarch` binary.
 #![allow(dead_code)]
+pub mod http;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// A tiny, fast pipeline: 120/120 digits at 8×8, tiny ResNet, 2 epochs of PGD-AT with 2 steps.
+/// A tiny, fast pipeline: 120/120 digits at 8×8, tiny ResNet, 2 epochs of PGD-AT with 2 steps,
+/// with augmentation (so resume tests also cover the seeded augmentation).
 pub const TINY: &str = r#"name: tiny
 seed: 3
 device: cpu
@@ -17,6 +20,7 @@ training:
     epochs: 2
     batch_size: 32
     optimizer: {name: adamw, lr: 2e-3}
+    augment: [random_crop: {padding: 1}, autoaugment: cifar10]
 evaluation:
   limit: 60
   attacks:
@@ -49,6 +53,8 @@ impl Project {
         let mut c = Command::new(env!("CARGO_BIN_EXE_robarch"));
         c.current_dir(self.dir.path())
             .env_remove("ROBARCH_CACHE")
+            .env_remove("ROBARCH_DATA")
+            .env_remove("ROBARCH_DATA_MIRROR")
             .env("ROBARCH_LOG", "robarch=info")
             .args(args);
         c

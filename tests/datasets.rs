@@ -1,0 +1,341 @@
+//! File-backed datasets end to end: `data fetch` against a local HTTP server (checksums, resume,
+//! idempotence), CIFAR-10 and ImageNette fixtures in their official layouts, and prepare keys
+//! that follow file contents rather than locations.
+mod common;
+use common::http::{tar_gz, Server};
+use common::{entry_dir, stages, stderr, stdout, Project};
+use md5::{Digest, Md5};
+use std::path::Path;
+
+fn md5_hex(b: &[u8]) -> String {
+    Md5::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A small CIFAR-10 in the official binary layout: 30 train and 10 test images whose pixels
+/// depend on the class, so a model can learn something.
+fn cifar_fixture(dir: &Path) {
+    let img = |class: u8, k: u8| -> Vec<u8> {
+        (0..3072u32)
+            .map(|i| ((i / 1024) as u8 * 40 + class * 20 + k).wrapping_add((i % 32) as u8))
+            .collect()
+    };
+    let train: Vec<(u8, Vec<u8>)> = (0..30u8).map(|k| (k % 10, img(k % 10, k))).collect();
+    let test: Vec<(u8, Vec<u8>)> = (0..10u8).map(|k| (k, img(k, 100))).collect();
+    robarch::data::cifar10::write_fixture(dir, &train, &test).unwrap();
+}
+
+fn cifar_archive() -> Vec<u8> {
+    let src = tempfile::tempdir().unwrap();
+    cifar_fixture(src.path());
+    tar_gz(src.path(), "cifar-10-batches-bin")
+}
+
+const ARCHIVE: &str = "/cifar-10-binary.tar.gz";
+
+#[test]
+fn fetch_downloads_verifies_unpacks_and_is_a_noop_when_present() {
+    let archive = cifar_archive();
+    let md5 = md5_hex(&archive);
+    let server = Server::start(vec![(ARCHIVE, archive.clone())], None);
+    let p = Project::new();
+    let args = [
+        "data",
+        "fetch",
+        "cifar10",
+        "--dir",
+        "datasets",
+        "--mirror",
+        &server.base,
+        "--md5",
+        &md5,
+    ];
+    let out = p.ok(&args);
+    assert!(stdout(&out).contains("md5 verified"), "{}", stdout(&out));
+    for f in [
+        "data_batch_1.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+        "batches.meta.txt",
+    ] {
+        assert!(
+            p.path("datasets/cifar-10-batches-bin").join(f).is_file(),
+            "{f}"
+        );
+    }
+    // No temporary download or unpack directory is left behind.
+    assert_eq!(
+        std::fs::read_dir(p.path("datasets/.partial"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert!(!std::fs::read_dir(p.path("datasets")).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with(".unpack")));
+    let out = p.ok(&args);
+    assert!(stdout(&out).contains("already present"), "{}", stdout(&out));
+    assert_eq!(server.requests().len(), 1, "no second download");
+    // An unknown name gets a suggestion.
+    let out = p.run(&["data", "fetch", "cifar-10"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("did you mean `cifar10`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn fetch_rejects_a_wrong_checksum_and_a_missing_file() {
+    let server = Server::start(vec![(ARCHIVE, cifar_archive())], None);
+    let p = Project::new();
+    // The official md5 cannot match the fixture archive.
+    let out = p.run(&[
+        "data",
+        "fetch",
+        "cifar10",
+        "--dir",
+        "d",
+        "--mirror",
+        &server.base,
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("checksum mismatch") && err.contains("c32a1d4ab5d03f1284b67883e8d87530"),
+        "{err}"
+    );
+    assert!(!p.path("d/cifar-10-batches-bin").exists());
+    assert_eq!(
+        std::fs::read_dir(p.path("d/.partial")).unwrap().count(),
+        0,
+        "bad download deleted"
+    );
+    let out = p.run(&[
+        "data",
+        "fetch",
+        "imagenette-160",
+        "--dir",
+        "d",
+        "--mirror",
+        &server.base,
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("HTTP 404"), "{}", stderr(&out));
+}
+
+#[test]
+fn interrupted_downloads_resume_with_range_requests() {
+    let archive = cifar_archive();
+    let md5 = md5_hex(&archive);
+    let cut = archive.len() / 3;
+    // Within one invocation: the dropped connection is retried from where it stopped.
+    let server = Server::start(vec![(ARCHIVE, archive.clone())], Some(cut));
+    let p = Project::new();
+    let out = p.ok(&[
+        "data",
+        "fetch",
+        "cifar10",
+        "--dir",
+        "d",
+        "--mirror",
+        &server.base,
+        "--md5",
+        &md5,
+    ]);
+    assert_eq!(
+        server.requests(),
+        [format!("{ARCHIVE} -"), format!("{ARCHIVE} {cut}")]
+    );
+    assert!(stdout(&out).contains("md5 verified"));
+    // Across invocations: a failed run keeps the partial file, the next one resumes it.
+    let server = Server::start(vec![(ARCHIVE, archive.clone())], Some(cut));
+    let q = Project::new();
+    let args = [
+        "data",
+        "fetch",
+        "cifar10",
+        "--dir",
+        "d",
+        "--mirror",
+        &server.base,
+        "--md5",
+        &md5,
+        "--attempts",
+        "1",
+    ];
+    let out = q.run(&args);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("rerun `robarch data fetch` to resume"),
+        "{}",
+        stderr(&out)
+    );
+    let part = q.path("d/.partial/cifar-10-binary.tar.gz.part");
+    assert_eq!(std::fs::metadata(&part).unwrap().len() as usize, cut);
+    let out = q.ok(&args);
+    assert!(
+        stdout(&out).contains(&format!("resumed from byte {cut}")),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        server.requests().last().unwrap(),
+        &format!("{ARCHIVE} {cut}")
+    );
+    assert!(q.path("d/cifar-10-batches-bin/test_batch.bin").is_file());
+}
+
+const CIFAR_PIPELINE: &str = r#"name: c
+seed: 1
+device: cpu
+datasets:
+  cifar: {source: cifar10, limit: {train: 20}}
+models:
+  resnet18: {preset: tiny}
+training:
+  std:
+    method: standard
+    epochs: 1
+    batch_size: 10
+    optimizer: {name: adamw, lr: 1e-3}
+    augment: [random_crop: {padding: 4}, hflip, autoaugment: cifar10]
+evaluation:
+  attacks:
+    clean: {}
+"#;
+
+#[test]
+fn cifar_prepare_is_keyed_by_file_contents_not_location() {
+    let p = Project::new();
+    p.write("c.yaml", CIFAR_PIPELINE);
+    // Missing data: a located error that says how to get it, and nothing cached.
+    let out = p.run(&["run", "c.yaml"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("c.yaml:5:11: datasets.cifar.source")
+            && err.contains("robarch data fetch cifar10"),
+        "{err}"
+    );
+    assert_eq!(p.entries(), 0);
+
+    cifar_fixture(&p.path("datasets/cifar-10-batches-bin"));
+    let out = p.ok(&["run", "c.yaml"]);
+    assert!(stages(&out, "ran").contains(&"prepare/cifar".to_string()));
+    let info: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(entry_dir(&p, "c.yaml", "prepare/cifar").join("dataset.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["train_size"], 20);
+    assert_eq!(info["test_size"], 10);
+    assert_eq!(info["classes"][9], "truck");
+
+    // Moving the directory and pointing the pipeline at it: nothing recomputes.
+    std::fs::create_dir_all(p.path("elsewhere")).unwrap();
+    std::fs::rename(
+        p.path("datasets/cifar-10-batches-bin"),
+        p.path("elsewhere/c10"),
+    )
+    .unwrap();
+    p.write(
+        "c.yaml",
+        &CIFAR_PIPELINE.replace("source: cifar10,", "source: cifar10, path: elsewhere/c10,"),
+    );
+    let out = p.ok(&["run", "c.yaml"]);
+    assert!(stages(&out, "ran").is_empty(), "{}", stdout(&out));
+
+    // Touching a file without changing it: re-hashed, still nothing recomputes.
+    let f = p.path("elsewhere/c10/test_batch.bin");
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let out = p.ok(&["run", "c.yaml"]);
+    assert!(stages(&out, "ran").is_empty(), "{}", stdout(&out));
+
+    // Changing one pixel byte: prepare and everything downstream rerun; status says why.
+    let mut b = std::fs::read(&f).unwrap();
+    b[100] ^= 0xFF;
+    std::fs::write(&f, b).unwrap();
+    let out = p.ok(&["status", "c.yaml"]);
+    assert!(stdout(&out).contains("source_hash"), "{}", stdout(&out));
+    let out = p.ok(&["run", "c.yaml"]);
+    let ran = stages(&out, "ran");
+    assert!(
+        ran.contains(&"prepare/cifar".to_string())
+            && ran.contains(&"train/cifar/resnet18/std".to_string()),
+        "{ran:?}"
+    );
+}
+
+fn write_jpeg(path: &Path, w: u32, h: u32, class: u8) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x * 6) as u8, (y * 6) as u8, class * 120])
+    })
+    .save_with_format(path, image::ImageFormat::Jpeg)
+    .unwrap();
+}
+
+#[test]
+fn imagenette_layout_trains_end_to_end_and_corrupt_images_fail_cleanly() {
+    let p = Project::new();
+    let root = p.path("datasets/imagenette2-160");
+    for (split, n) in [("train", 6), ("val", 3)] {
+        for (c, wnid) in ["n01440764", "n02102040"].iter().enumerate() {
+            for i in 0..n {
+                write_jpeg(
+                    &root.join(split).join(wnid).join(format!("{wnid}_{i}.JPEG")),
+                    40 + i,
+                    30,
+                    c as u8,
+                );
+            }
+        }
+    }
+    let yaml = CIFAR_PIPELINE
+        .replace(
+            "cifar: {source: cifar10, limit: {train: 20}}",
+            "nette: {source: imagenette-160, resolution: 16}",
+        )
+        .replace(
+            "[random_crop: {padding: 4}, hflip, autoaugment: cifar10]",
+            "[random_resized_crop, hflip, autoaugment: imagenet]",
+        );
+    p.write("n.yaml", &yaml);
+    p.ok(&["run", "n.yaml"]);
+    let dir = entry_dir(&p, "n.yaml", "prepare/nette");
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("dataset.json")).unwrap()).unwrap();
+    assert_eq!(
+        info["classes"],
+        serde_json::json!(["tench", "English springer"])
+    );
+    assert_eq!(
+        (info["train_size"].as_u64(), info["test_size"].as_u64()),
+        (Some(12), Some(6))
+    );
+    assert_eq!(info["channels"], 3);
+
+    // A truncated JPEG: the run fails naming the file, and no prepare entry is written.
+    let bad = root.join("val/n01440764/n01440764_0.JPEG");
+    let b = std::fs::read(&bad).unwrap();
+    std::fs::write(&bad, &b[..b.len() / 3]).unwrap();
+    let before = p.entries();
+    let out = p.run(&["run", "n.yaml"]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("FAILED") || stderr(&out).contains("n01440764_0.JPEG"));
+    assert!(
+        stderr(&out).contains("n01440764_0.JPEG") || stdout(&out).contains("n01440764_0.JPEG"),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(p.entries(), before);
+}
