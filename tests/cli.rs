@@ -216,6 +216,9 @@ fn shipped_pipelines_validate() {
     for f in std::fs::read_dir(format!("{root}/pipelines")).unwrap() {
         let f = f.unwrap().path();
         let p = Project::new();
+        // File-backed sources need their data where the pipelines look by default.
+        common::cifar_fixture(&p.path("datasets/cifar-10-batches-bin"));
+        common::imagenette_fixture(&p.path("datasets/imagenette2-320"), 2);
         let out = p.run(&["dag", f.to_str().unwrap()]);
         assert!(out.status.success(), "{}: {}", f.display(), stderr(&out));
     }

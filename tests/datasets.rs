@@ -3,25 +3,11 @@
 //! that follow file contents rather than locations.
 mod common;
 use common::http::{tar_gz, Server};
-use common::{entry_dir, stages, stderr, stdout, Project};
+use common::{cifar_fixture, entry_dir, stages, stderr, stdout, Project};
 use md5::{Digest, Md5};
-use std::path::Path;
 
 fn md5_hex(b: &[u8]) -> String {
     Md5::digest(b).iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// A small CIFAR-10 in the official binary layout: 30 train and 10 test images whose pixels
-/// depend on the class, so a model can learn something.
-fn cifar_fixture(dir: &Path) {
-    let img = |class: u8, k: u8| -> Vec<u8> {
-        (0..3072u32)
-            .map(|i| ((i / 1024) as u8 * 40 + class * 20 + k).wrapping_add((i % 32) as u8))
-            .collect()
-    };
-    let train: Vec<(u8, Vec<u8>)> = (0..30u8).map(|k| (k % 10, img(k % 10, k))).collect();
-    let test: Vec<(u8, Vec<u8>)> = (0..10u8).map(|k| (k, img(k, 100))).collect();
-    robarch::data::cifar10::write_fixture(dir, &train, &test).unwrap();
 }
 
 fn cifar_archive() -> Vec<u8> {
@@ -274,31 +260,11 @@ fn cifar_prepare_is_keyed_by_file_contents_not_location() {
     );
 }
 
-fn write_jpeg(path: &Path, w: u32, h: u32, class: u8) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([(x * 6) as u8, (y * 6) as u8, class * 120])
-    })
-    .save_with_format(path, image::ImageFormat::Jpeg)
-    .unwrap();
-}
-
 #[test]
 fn imagenette_layout_trains_end_to_end_and_corrupt_images_fail_cleanly() {
     let p = Project::new();
     let root = p.path("datasets/imagenette2-160");
-    for (split, n) in [("train", 6), ("val", 3)] {
-        for (c, wnid) in ["n01440764", "n02102040"].iter().enumerate() {
-            for i in 0..n {
-                write_jpeg(
-                    &root.join(split).join(wnid).join(format!("{wnid}_{i}.JPEG")),
-                    40 + i,
-                    30,
-                    c as u8,
-                );
-            }
-        }
-    }
+    common::imagenette_fixture(&root, 4);
     let yaml = CIFAR_PIPELINE
         .replace(
             "cifar: {source: cifar10, limit: {train: 20}}",
@@ -319,7 +285,7 @@ fn imagenette_layout_trains_end_to_end_and_corrupt_images_fail_cleanly() {
     );
     assert_eq!(
         (info["train_size"].as_u64(), info["test_size"].as_u64()),
-        (Some(12), Some(6))
+        (Some(8), Some(8))
     );
     assert_eq!(info["channels"], 3);
 

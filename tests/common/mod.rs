@@ -121,3 +121,42 @@ pub fn entry_dir(p: &Project, pipeline: &str, stage: &str) -> PathBuf {
         p.path(&rel)
     }
 }
+
+/// A small CIFAR-10 in the official binary layout: 30 train and 10 test images whose pixels
+/// depend on the class, so a model can learn something.
+pub fn cifar_fixture(dir: &Path) {
+    let img = |class: u8, k: u8| -> Vec<u8> {
+        (0..3072u32)
+            .map(|i| ((i / 1024) as u8 * 40 + class * 20 + k).wrapping_add((i % 32) as u8))
+            .collect()
+    };
+    let train: Vec<(u8, Vec<u8>)> = (0..30u8).map(|k| (k % 10, img(k % 10, k))).collect();
+    let test: Vec<(u8, Vec<u8>)> = (0..10u8).map(|k| (k, img(k, 100))).collect();
+    robarch::data::cifar10::write_fixture(dir, &train, &test).unwrap();
+}
+
+/// A `w`×`h` JPEG whose colour depends on `class`.
+pub fn write_jpeg(path: &Path, w: u32, h: u32, class: u8) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x * 6) as u8, (y * 6) as u8, class * 120])
+    })
+    .save_with_format(path, image::ImageFormat::Jpeg)
+    .unwrap();
+}
+
+/// ImageNette's layout under `root` with two classes and `n` small JPEGs per class and split.
+pub fn imagenette_fixture(root: &Path, n: u32) {
+    for split in ["train", "val"] {
+        for (c, wnid) in ["n01440764", "n02102040"].iter().enumerate() {
+            for i in 0..n {
+                write_jpeg(
+                    &root.join(split).join(wnid).join(format!("{wnid}_{i}.JPEG")),
+                    40 + i,
+                    30,
+                    c as u8,
+                );
+            }
+        }
+    }
+}
