@@ -106,6 +106,14 @@ fn bad_input_gets_located_hinted_errors_and_writes_nothing() {
         ),
         &["datasets.digits.source: `imagefolder` needs a `path`"],
     );
+    fails(
+        &p,
+        &TINY.replace("evaluation:\n", "evaluation:\n  splits: [train, val]\n"),
+        &[
+            "evaluation.splits: `val` needs a val split",
+            "set datasets.digits.val_fraction",
+        ],
+    );
     let out = p.run(&["run", "missing.yaml"]);
     assert!(!out.status.success());
     assert!(

@@ -178,7 +178,7 @@ const CIFAR_PIPELINE: &str = r#"name: c
 seed: 1
 device: cpu
 datasets:
-  cifar: {source: cifar10, limit: {train: 20}}
+  cifar: {source: cifar10, val_fraction: 0.34, limit: {train: 15}}
 models:
   resnet18: {preset: tiny}
 training:
@@ -189,6 +189,7 @@ training:
     optimizer: {name: adamw, lr: 1e-3}
     augment: [random_crop: {padding: 4}, hflip, autoaugment: cifar10]
 evaluation:
+  splits: [val, test]
   attacks:
     clean: {}
 "#;
@@ -215,7 +216,8 @@ fn cifar_prepare_is_keyed_by_file_contents_not_location() {
         &std::fs::read(entry_dir(&p, "c.yaml", "prepare/cifar").join("dataset.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(info["train_size"], 20);
+    assert_eq!(info["train_size"], 15);
+    assert_eq!(info["val_size"], 10, "one of each class's three images");
     assert_eq!(info["test_size"], 10);
     assert_eq!(info["classes"][9], "truck");
 
@@ -267,9 +269,10 @@ fn imagenette_layout_trains_end_to_end_and_corrupt_images_fail_cleanly() {
     common::imagenette_fixture(&root, 4);
     let yaml = CIFAR_PIPELINE
         .replace(
-            "cifar: {source: cifar10, limit: {train: 20}}",
+            "cifar: {source: cifar10, val_fraction: 0.34, limit: {train: 15}}",
             "nette: {source: imagenette-160, resolution: 16}",
         )
+        .replace("  splits: [val, test]\n", "")
         .replace(
             "[random_crop: {padding: 4}, hflip, autoaugment: cifar10]",
             "[random_resized_crop, hflip, autoaugment: imagenet]",

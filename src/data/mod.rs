@@ -50,13 +50,14 @@ pub fn source_kind(source: &str) -> Option<SourceKind> {
     })
 }
 
-/// `limit: N` (both splits) or `limit: {train: N, test: M}`.
+/// `limit: N` (every split) or `limit: {train: N, val: V, test: M}`.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(untagged)]
 pub enum Limit {
     All(usize),
     PerSplit {
         train: Option<usize>,
+        val: Option<usize>,
         test: Option<usize>,
     },
 }
@@ -71,6 +72,11 @@ pub struct DatasetParams {
     pub train_limit: Option<usize>,
     pub test_limit: Option<usize>,
     pub test_fraction: Option<f64>,
+    /// Fraction of the training split held out as `val` (absent: no val split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_fraction: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_limit: Option<usize>,
     pub crop_pct: Option<f64>,
     pub synthetic: Option<synthetic::SyntheticSpec>,
     /// blake3 of the source bytes (embedded data, generator version, or file fingerprint), so
@@ -128,12 +134,23 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<Resolved, Vec<Problem>> {
             ));
         }
     }
-    let (train_limit, test_limit) = match ds.limit {
-        None => (None, None),
-        Some(Limit::All(n)) => (Some(n), Some(n)),
-        Some(Limit::PerSplit { train, test }) => (train, test),
+    let (train_limit, val_limit, test_limit) = match ds.limit {
+        None => (None, None, None),
+        Some(Limit::All(n)) => (Some(n), Some(n), Some(n)),
+        Some(Limit::PerSplit { train, val, test }) => (train, val, test),
     };
-    if train_limit == Some(0) || test_limit == Some(0) {
+    let val_fraction = ds.val_fraction.map(|r| r.get());
+    if let Some(f) = val_fraction {
+        if !(f > 0.0 && f < 1.0) {
+            problems.push(mk(
+                at("val_fraction"),
+                format!("{f} is not strictly between 0 and 1"),
+                None,
+            ));
+        }
+    }
+    let val_limit = val_fraction.and(val_limit);
+    if [train_limit, val_limit, test_limit].contains(&Some(0)) {
         problems.push(mk(at("limit"), "must be at least 1".into(), None));
     }
     if ds.path.is_some() && !files {
@@ -270,6 +287,8 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<Resolved, Vec<Problem>> {
             train_limit,
             test_limit,
             test_fraction,
+            val_fraction,
+            val_limit,
             crop_pct,
             synthetic: syn,
             source_hash,

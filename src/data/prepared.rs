@@ -1,5 +1,6 @@
 //! The prepared form of a dataset: uint8 NCHW images and int64 labels per split in one
 //! safetensors file, plus `dataset.json` with shapes, class names and normalisation statistics.
+use super::image_folder::{self, FolderSplit};
 use super::{DatasetParams, RawSplit};
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,9 @@ pub struct DatasetInfo {
     pub channels: usize,
     pub resolution: u32,
     pub train_size: usize,
+    /// Size of the val split carved from train (`val_fraction`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_size: Option<usize>,
     pub test_size: usize,
     /// Per-channel mean and std of the training pixels in [0,1]; the model's first layer.
     pub mean: Vec<f64>,
@@ -25,17 +29,27 @@ pub struct DatasetInfo {
 pub struct Prepared {
     pub train_x: Tensor,
     pub train_y: Tensor,
+    /// Images and labels of the val split, when the dataset has one.
+    pub val: Option<(Tensor, Tensor)>,
     pub test_x: Tensor,
     pub test_y: Tensor,
     pub info: DatasetInfo,
 }
 
 impl Prepared {
-    pub fn split(&self, split: crate::spec::Split) -> (&Tensor, &Tensor) {
-        match split {
-            crate::spec::Split::Train => (&self.train_x, &self.train_y),
-            crate::spec::Split::Test => (&self.test_x, &self.test_y),
-        }
+    pub fn split(&self, split: crate::spec::Split) -> Result<(&Tensor, &Tensor)> {
+        use crate::spec::Split;
+        Ok(match split {
+            Split::Train => (&self.train_x, &self.train_y),
+            Split::Val => {
+                let (x, y) = self
+                    .val
+                    .as_ref()
+                    .context("the dataset has no val split; set val_fraction")?;
+                (x, y)
+            }
+            Split::Test => (&self.test_x, &self.test_y),
+        })
     }
 }
 
@@ -64,11 +78,74 @@ fn resize(x: &Tensor, res: i64) -> Tensor {
     y.round().clamp(0.0, 255.0).to_kind(Kind::Uint8)
 }
 
-/// Indices of the class-balanced seeded subset when `limit` is below the split's size.
-fn limited(labels: &[i64], limit: Option<usize>, seed: u64) -> Option<Vec<usize>> {
-    match limit {
-        Some(l) if l < labels.len() => Some(super::balanced_subset(labels, l, seed)),
-        _ => None,
+/// A split before tensors are made: something with labels that can be subset by index (decoded
+/// images, or a folder's file list, so subsets are drawn before any decoding).
+trait Items: Sized {
+    fn labels(&self) -> Vec<i64>;
+    fn pick(&self, idx: &[usize]) -> Self;
+}
+
+impl Items for RawSplit {
+    fn labels(&self) -> Vec<i64> {
+        self.labels.clone()
+    }
+    fn pick(&self, idx: &[usize]) -> Self {
+        self.select(idx)
+    }
+}
+
+impl Items for FolderSplit {
+    fn labels(&self) -> Vec<i64> {
+        self.items.iter().map(|(_, c)| *c as i64).collect()
+    }
+    fn pick(&self, idx: &[usize]) -> Self {
+        FolderSplit {
+            classes: self.classes.clone(),
+            items: idx.iter().map(|&i| self.items[i].clone()).collect(),
+        }
+    }
+}
+
+/// Train, optional val, and test items of a dataset.
+struct Splits<S> {
+    train: S,
+    val: Option<S>,
+    test: S,
+}
+
+impl<S: Items> Splits<S> {
+    /// Holds out a stratified `fraction` of `all` as the test split.
+    fn held_out(all: S, fraction: f64, seed: u64) -> (S, S) {
+        let (tr, te) = super::stratified_split(&all.labels(), fraction, seed);
+        (all.pick(&tr), all.pick(&te))
+    }
+
+    /// Carves the val split out of train (when requested), then applies the per-split limits
+    /// (class-balanced, seeded).
+    fn new(train: S, test: S, p: &DatasetParams, seed: u64) -> Self {
+        let (train, val) = match p.val_fraction {
+            Some(f) => {
+                let (tr, va) = Self::held_out(train, f, crate::rng::derive(seed, &[0x7A1]));
+                (tr, Some(va))
+            }
+            None => (train, None),
+        };
+        let limit = |s: S, l: Option<usize>, salt: u64| {
+            let labels = s.labels();
+            match l {
+                Some(l) if l < labels.len() => s.pick(&super::balanced_subset(
+                    &labels,
+                    l,
+                    crate::rng::derive(seed, &[0x11, salt]),
+                )),
+                _ => s,
+            }
+        };
+        Splits {
+            train: limit(train, p.train_limit, 0),
+            test: limit(test, p.test_limit, 1),
+            val: val.map(|v| limit(v, p.val_limit, 2)),
+        }
     }
 }
 
@@ -77,99 +154,64 @@ fn limited(labels: &[i64], limit: Option<usize>, seed: u64) -> Option<Vec<usize>
 pub fn prepare(p: &DatasetParams, root: Option<&Path>, seed: u64) -> Result<Prepared> {
     use super::SourceKind;
     let split_seed = crate::rng::derive(seed, &[0xDA7A]);
-    let limit_seed = |salt: u64| crate::rng::derive(seed, &[0x11, salt]);
-    let limit =
-        |s: RawSplit, l: Option<usize>, salt: u64| match limited(&s.labels, l, limit_seed(salt)) {
-            Some(idx) => s.select(&idx),
-            None => s,
-        };
     let root = || root.context("a file-backed dataset needs its directory");
     let kind = super::source_kind(&p.source)
         .with_context(|| format!("unknown dataset source {}", p.source))?;
-    let (train, test, classes) = match kind {
+    let test_fraction = p.test_fraction.unwrap_or(0.25);
+    let (splits, classes) = match kind {
         SourceKind::Digits => {
-            let all = super::digits::load_all()?;
-            let (tr, te) =
-                super::stratified_split(&all.labels, p.test_fraction.unwrap_or(0.25), split_seed);
-            (
-                all.select(&tr),
-                all.select(&te),
-                (0..super::digits::CLASSES)
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>(),
-            )
+            let (tr, te) = Splits::held_out(super::digits::load_all()?, test_fraction, split_seed);
+            let names = (0..super::digits::CLASSES).map(|c| c.to_string()).collect();
+            (Splits::new(tr, te, p, seed), names)
         }
         SourceKind::Synthetic => {
             let s = p.synthetic.clone().unwrap_or_default();
             let (tr, te) = super::synthetic::generate(&s, p.resolution, split_seed);
-            (
-                tr,
-                te,
-                (0..s.classes).map(|c| format!("class{c}")).collect(),
-            )
+            let names = (0..s.classes).map(|c| format!("class{c}")).collect();
+            (Splits::new(tr, te, p, seed), names)
         }
-        SourceKind::Cifar10 => super::cifar10::load(root()?)?,
+        SourceKind::Cifar10 => {
+            let (tr, te, names) = super::cifar10::load(root()?)?;
+            (Splits::new(tr, te, p, seed), names)
+        }
         SourceKind::Folder { imagenette } => {
-            use super::image_folder::{self, FolderSplit};
             let layout = image_folder::discover(root()?)?;
             let classes = layout.train.classes.clone();
-            let (train, test) = match layout.test {
+            let (tr, te) = match layout.test {
                 Some(t) => (layout.train, t),
-                None => {
-                    // No official held-out split: a stratified, seeded one from the single tree.
-                    let all = layout.train;
-                    let labels: Vec<i64> = all.items.iter().map(|(_, c)| *c as i64).collect();
-                    let (tr, te) = super::stratified_split(
-                        &labels,
-                        p.test_fraction.unwrap_or(0.25),
-                        split_seed,
-                    );
-                    let pick = |idx: &[usize]| FolderSplit {
-                        classes: all.classes.clone(),
-                        items: idx.iter().map(|&i| all.items[i].clone()).collect(),
-                    };
-                    (pick(&tr), pick(&te))
-                }
+                // No official held-out split: a stratified, seeded one from the single tree.
+                None => Splits::held_out(layout.train, test_fraction, split_seed),
             };
-            // Subsets are drawn before decoding, so `limit` also bounds the decoding work.
-            let subset = |s: FolderSplit, l: Option<usize>, salt: u64| {
-                let labels: Vec<i64> = s.items.iter().map(|(_, c)| *c as i64).collect();
-                match limited(&labels, l, limit_seed(salt)) {
-                    Some(idx) => FolderSplit {
-                        classes: s.classes.clone(),
-                        items: idx.iter().map(|&i| s.items[i].clone()).collect(),
-                    },
-                    None => s,
-                }
-            };
-            let (train, test) = (
-                subset(train, p.train_limit, 0),
-                subset(test, p.test_limit, 1),
-            );
+            let files = Splits::new(tr, te, p, seed);
+            // Training images keep the whole shorter side for random crops; val and test get
+            // the evaluation transform (resize to resolution / crop_pct, centre crop).
             let crop = p.crop_pct.unwrap_or(0.875);
+            let decode = |s: &FolderSplit, c: f64| image_folder::load_split(s, p.resolution, c);
+            let splits = Splits {
+                train: decode(&files.train, 1.0)?,
+                val: files.val.as_ref().map(|v| decode(v, crop)).transpose()?,
+                test: decode(&files.test, crop)?,
+            };
             let names = if imagenette {
                 image_folder::imagenette_names(&classes)
             } else {
                 classes
             };
-            (
-                image_folder::load_split(&train, p.resolution, 1.0)?,
-                image_folder::load_split(&test, p.resolution, crop)?,
-                names,
-            )
+            (splits, names)
         }
     };
-    let (train, test) = (limit(train, p.train_limit, 0), limit(test, p.test_limit, 1));
+    let Splits { train, val, test } = splits;
     ensure!(
-        !train.is_empty() && !test.is_empty(),
-        "dataset has an empty split"
+        !train.is_empty() && !test.is_empty() && val.as_ref().is_none_or(|v| !v.is_empty()),
+        "dataset has an empty split (lower val_fraction/test_fraction or raise limit)"
     );
-    let (train_x, train_y) = to_tensors(&train);
-    let (test_x, test_y) = to_tensors(&test);
-    let (train_x, test_x) = (
-        resize(&train_x, p.resolution as i64),
-        resize(&test_x, p.resolution as i64),
-    );
+    let tensors = |s: &RawSplit| {
+        let (x, y) = to_tensors(s);
+        (resize(&x, p.resolution as i64), y)
+    };
+    let (train_x, train_y) = tensors(&train);
+    let (test_x, test_y) = tensors(&test);
+    let val_t = val.as_ref().map(tensors);
     let f = train_x.to_kind(Kind::Double) / 255.0;
     let mean: Vec<f64> = Vec::try_from(f.mean_dim([0i64, 2, 3].as_slice(), false, Kind::Double))?;
     let std: Vec<f64> = Vec::try_from(f.std_correction([0i64, 2, 3].as_slice(), 0, false))?;
@@ -179,6 +221,7 @@ pub fn prepare(p: &DatasetParams, root: Option<&Path>, seed: u64) -> Result<Prep
         channels: train.channels,
         resolution: p.resolution,
         train_size: train.len(),
+        val_size: val.as_ref().map(|v| v.len()),
         test_size: test.len(),
         mean,
         std,
@@ -186,6 +229,7 @@ pub fn prepare(p: &DatasetParams, root: Option<&Path>, seed: u64) -> Result<Prep
     Ok(Prepared {
         train_x,
         train_y,
+        val: val_t,
         test_x,
         test_y,
         info,
@@ -193,15 +237,17 @@ pub fn prepare(p: &DatasetParams, root: Option<&Path>, seed: u64) -> Result<Prep
 }
 
 pub fn save(dir: &Path, d: &Prepared) -> Result<()> {
-    Tensor::write_safetensors(
-        &[
-            ("train_x", &d.train_x),
-            ("train_y", &d.train_y),
-            ("test_x", &d.test_x),
-            ("test_y", &d.test_y),
-        ],
-        dir.join(TENSORS),
-    )?;
+    let mut named = vec![
+        ("train_x", &d.train_x),
+        ("train_y", &d.train_y),
+        ("test_x", &d.test_x),
+        ("test_y", &d.test_y),
+    ];
+    if let Some((x, y)) = &d.val {
+        named.push(("val_x", x));
+        named.push(("val_y", y));
+    }
+    Tensor::write_safetensors(&named, dir.join(TENSORS))?;
     std::fs::write(dir.join(INFO), serde_json::to_vec_pretty(&d.info)?)?;
     Ok(())
 }
@@ -216,9 +262,14 @@ pub fn load(dir: &Path) -> Result<Prepared> {
         t.remove(n)
             .with_context(|| format!("prepared data lacks {n}"))
     };
+    let val = match info.val_size {
+        Some(_) => Some((take("val_x")?, take("val_y")?)),
+        None => None,
+    };
     Ok(Prepared {
         train_x: take("train_x")?.to_device(Device::Cpu),
         train_y: take("train_y")?,
+        val,
         test_x: take("test_x")?,
         test_y: take("test_y")?,
         info,
@@ -237,6 +288,8 @@ mod tests {
             train_limit: Some(50),
             test_limit: Some(50),
             test_fraction: Some(0.25),
+            val_fraction: None,
+            val_limit: None,
             crop_pct: None,
             synthetic: None,
             source_hash: String::new(),
@@ -255,5 +308,43 @@ mod tests {
         save(dir.path(), &d).unwrap();
         let e = load(dir.path()).unwrap();
         assert!(e.train_x.equal(&d.train_x) && e.test_y.equal(&d.test_y));
+        assert!(e.val.is_none() && e.split(crate::spec::Split::Val).is_err());
+    }
+
+    #[test]
+    fn val_split_is_carved_from_train_stratified_and_saved() {
+        let mut p = DatasetParams {
+            source: "embedded:digits".into(),
+            resolution: 8,
+            train_limit: None,
+            test_limit: None,
+            test_fraction: Some(0.25),
+            val_fraction: None,
+            val_limit: None,
+            crop_pct: None,
+            synthetic: None,
+            source_hash: String::new(),
+        };
+        let full = prepare(&p, None, 0).unwrap();
+        p.val_fraction = Some(0.2);
+        let d = prepare(&p, None, 0).unwrap();
+        let val = d.info.val_size.unwrap();
+        assert_eq!(d.info.train_size + val, full.info.train_size);
+        assert!(
+            (val as f64 / full.info.train_size as f64 - 0.2).abs() < 0.01,
+            "{val}"
+        );
+        // The test split is untouched by carving val out of train.
+        assert!(d.test_x.equal(&full.test_x));
+        // Every class is in val.
+        let (_, vy) = d.split(crate::spec::Split::Val).unwrap();
+        assert_eq!(
+            i64::try_from(vy.unique_dim(0, true, false, false).0.size()[0]).unwrap(),
+            10
+        );
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &d).unwrap();
+        let e = load(dir.path()).unwrap();
+        assert!(e.val.unwrap().1.equal(vy));
     }
 }

@@ -58,6 +58,8 @@ pub struct DatasetSpec {
     pub limit: Option<data::Limit>,
     /// Fraction held out as the test split for sources without an official split.
     pub test_fraction: Option<Real>,
+    /// Fraction of the training split held out as a `val` split (stratified, seeded).
+    pub val_fraction: Option<Real>,
     /// Options of the `synthetic` source.
     pub synthetic: Option<data::synthetic::SyntheticSpec>,
 }
@@ -216,6 +218,8 @@ pub struct AttackSpec {
 #[serde(rename_all = "lowercase")]
 pub enum Split {
     Train,
+    /// Held out from the training split by `val_fraction`.
+    Val,
     Test,
 }
 
@@ -223,6 +227,7 @@ impl fmt::Display for Split {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(match self {
             Split::Train => "train",
+            Split::Val => "val",
             Split::Test => "test",
         })
     }
@@ -480,6 +485,21 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     for (name, ds) in &spec.datasets {
         if let Err(p) = data::resolve(name, ds) {
             out.extend(p);
+        }
+    }
+    if spec.evaluation.splits.contains(&Split::Val) {
+        for (name, ds) in &spec.datasets {
+            if ds.val_fraction.is_none() {
+                out.push(
+                    Problem::new(
+                        &["evaluation", "splits"],
+                        format!("`val` needs a val split, but dataset `{name}` has none"),
+                    )
+                    .hint(format!(
+                        "set datasets.{name}.val_fraction (e.g. 0.1) or remove `val`"
+                    )),
+                );
+            }
         }
     }
     for (name, m) in &spec.models {

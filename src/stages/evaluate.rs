@@ -45,7 +45,7 @@ impl Stage for Evaluate {
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let net = super::train::load_network(&cx.input("model")?.dir, cx.device)?;
         let data = prepared::load(&cx.input("data")?.dir)?;
-        let (x_all, y_all) = data.split(self.split);
+        let (x_all, y_all) = data.split(self.split)?;
         let n = self
             .limit
             .map_or(x_all.size()[0], |l| (l as i64).min(x_all.size()[0]));
