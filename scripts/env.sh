@@ -3,6 +3,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TORCH_VERSION="2.13.0"   # tch 0.26 is built for exactly this libtorch
+# Reference implementations the tests cross-check against (torchvision: AutoAugment ops).
+PY_EXTRAS=(numpy safetensors pillow "torchvision==0.28.0")
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/robarch-target}"
 
 venv_ok() {
@@ -12,11 +14,11 @@ venv_ok() {
 if ! venv_ok; then
   echo "==> installing torch==$TORCH_VERSION into $ROOT/.venv (one time, ~2 min, ~5 GB)" >&2
   python3 -m venv "$ROOT/.venv"
-  "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check --retries 5 "torch==$TORCH_VERSION" numpy safetensors
+  "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check --retries 5 "torch==$TORCH_VERSION" "${PY_EXTRAS[@]}"
   venv_ok || { echo "error: torch==$TORCH_VERSION did not install into $ROOT/.venv" >&2; exit 1; }
 fi
-"$ROOT/.venv/bin/python" -c "import numpy, safetensors" 2>/dev/null ||
-  "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check --retries 5 numpy safetensors
+"$ROOT/.venv/bin/python" -c "import numpy, safetensors, PIL, torchvision" 2>/dev/null ||
+  "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check --retries 5 "${PY_EXTRAS[@]}"
 
 # Build through a stable path: torch-sys caches the libtorch location it found in the shared
 # CARGO_TARGET_DIR and never re-checks it, so every clone points this link at its own .venv

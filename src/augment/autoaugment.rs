@@ -132,23 +132,25 @@ impl Policy {
     }
 }
 
-/// torchvision's `torch.linspace(0, end, 10)[bin]` in float32.
-fn linspace(end: f32, bin: u8) -> f32 {
-    end * bin as f32 / 9.0
+/// `torch.linspace(start, end, 10)[bin]`, computed in double precision and rounded to float32
+/// once. torch's own float32 kernel differs from this by at most one ulp, depending on the CPU's
+/// vector width; such differences never change which pixels an operation produces.
+fn linspace(start: f64, end: f64, bin: u8) -> f32 {
+    (start + (end - start) * bin as f64 / 9.0) as f32
 }
 
 /// The magnitude of `op` at `bin` for a `w`×`h` image, and whether it gets a random sign
 /// (`AutoAugment._augmentation_space(10, [w, h])`).
 pub fn magnitude(op: Op, bin: u8, w: usize, h: usize) -> (f32, bool) {
     match op {
-        ShearX | ShearY => (linspace(0.3, bin), true),
-        TranslateX => (linspace((150.0 / 331.0 * w as f64) as f32, bin), true),
-        TranslateY => (linspace((150.0 / 331.0 * h as f64) as f32, bin), true),
-        Rotate => (linspace(30.0, bin), true),
-        Brightness | Color | Contrast | Sharpness => (linspace(0.9, bin), true),
+        ShearX | ShearY => (linspace(0.0, 0.3, bin), true),
+        TranslateX => (linspace(0.0, 150.0 / 331.0 * w as f64, bin), true),
+        TranslateY => (linspace(0.0, 150.0 / 331.0 * h as f64, bin), true),
+        Rotate => (linspace(0.0, 30.0, bin), true),
+        Brightness | Color | Contrast | Sharpness => (linspace(0.0, 0.9, bin), true),
         // 8 - round(bin / 2.25), rounding half to even as torch.round does.
         Posterize => (8.0 - (bin as f32 / 2.25).round_ties_even(), false),
-        Solarize => (255.0 - linspace(255.0, bin), false),
+        Solarize => (linspace(255.0, 0.0, bin), false),
         AutoContrast | Equalize | Invert => (0.0, false),
     }
 }
@@ -190,29 +192,26 @@ pub fn apply_op(img: &mut Image, op: Op, m: f32) {
         TranslateY => affine(img, (0.0, 0.0), 0.0, (0.0, m.trunc() as f64), (0.0, 0.0)),
         // F.rotate passes -angle to the inverse-matrix builder.
         Rotate => affine(img, (0.0, 0.0), -(m as f64), (0.0, 0.0), (0.0, 0.0)),
-        Brightness => {
-            let zeros = vec![0f32; img.data.len()];
-            blend(img, |i| zeros[i], 1.0 + m)
-        }
+        Brightness => blend(img, |_| 0.0, m),
         Color => {
             if img.c == 1 {
                 return;
             }
             let g = grayscale(img);
             let plane = img.h * img.w;
-            blend(img, |i| g[i % plane] as f32, 1.0 + m)
+            blend(img, |i| g[i % plane] as f32, m)
         }
         Contrast => {
             let g = grayscale(img);
             let mean = g.iter().map(|&v| v as f32).sum::<f32>() / g.len() as f32;
-            blend(img, |_| mean, 1.0 + m)
+            blend(img, |_| mean, m)
         }
         Sharpness => {
             if img.h <= 2 || img.w <= 2 {
                 return;
             }
             let blurred = degenerate(img);
-            blend(img, |i| blurred[i] as f32, 1.0 + m)
+            blend(img, |i| blurred[i] as f32, m)
         }
         Posterize => {
             let mask = (0xFFu32 << (8 - m as u32)) as u8;
@@ -244,10 +243,14 @@ pub fn apply_op(img: &mut Image, op: Op, m: f32) {
     }
 }
 
-/// `ratio * img + (1 - ratio) * other`, clamped, truncated to uint8 (`_blend`).
-fn blend(img: &mut Image, other: impl Fn(usize) -> f32, ratio: f32) {
+/// `ratio * img + (1 - ratio) * other` with `ratio = 1 + m`, clamped and truncated to uint8
+/// (`_blend`). As in PyTorch, the factors are formed in double precision and rounded to float32
+/// once, and the two products are separate float32 operations.
+fn blend(img: &mut Image, other: impl Fn(usize) -> f32, m: f32) {
+    let ratio = 1.0 + m as f64;
+    let (r, q) = (ratio as f32, (1.0 - ratio) as f32);
     for (i, v) in img.data.iter_mut().enumerate() {
-        *v = (ratio * *v as f32 + (1.0 - ratio) * other(i)).clamp(0.0, 255.0) as u8;
+        *v = (r * *v as f32 + q * other(i)).clamp(0.0, 255.0) as u8;
     }
 }
 
@@ -337,18 +340,32 @@ fn inverse_affine(center: (f64, f64), angle: f64, t: (f64, f64), shear: (f64, f6
     m
 }
 
-/// Nearest-neighbour affine warp with zero fill (`F.affine` / `F.rotate` on tensors).
+/// Nearest-neighbour affine warp with zero fill (`F.affine` / `F.rotate` on tensors). Source
+/// coordinates follow torchvision's float32 path step by step (`_gen_affine_grid`: theta rescaled
+/// to normalised coordinates, then `grid_sample`'s unnormalisation and round-half-to-even), so
+/// pixels whose source lies exactly between two pixels pick the same neighbour.
 fn affine(img: &mut Image, center: (f64, f64), angle: f64, t: (f64, f64), shear: (f64, f64)) {
     let m = inverse_affine(center, angle, t, shear).map(|v| v as f32);
     let (c, h, w) = (img.c, img.h, img.w);
     let (hw, hh) = (w as f32 * 0.5, h as f32 * 0.5);
+    // rescaled_theta = theta^T / [w/2, h/2]
+    let r = [
+        m[0] / hw,
+        m[1] / hw,
+        m[2] / hw,
+        m[3] / hh,
+        m[4] / hh,
+        m[5] / hh,
+    ];
     let src = img.data.to_vec();
     for y in 0..h {
-        let yc = y as f32 + 0.5 - hh;
+        let yc = -hh + 0.5 + y as f32;
         for x in 0..w {
-            let xc = x as f32 + 0.5 - hw;
-            let sx = (m[0] * xc + m[1] * yc + m[2] + hw - 0.5).round_ties_even();
-            let sy = (m[3] * xc + m[4] * yc + m[5] + hh - 0.5).round_ties_even();
+            let xc = -hw + 0.5 + x as f32;
+            let gx = xc * r[0] + yc * r[1] + r[2];
+            let gy = xc * r[3] + yc * r[4] + r[5];
+            let sx = (((gx + 1.0) * w as f32 - 1.0) / 2.0).round_ties_even();
+            let sy = (((gy + 1.0) * h as f32 - 1.0) / 2.0).round_ties_even();
             let inside = sx >= 0.0 && sy >= 0.0 && sx < w as f32 && sy < h as f32;
             for k in 0..c {
                 img.data[(k * h + y) * w + x] = if inside {
