@@ -5,6 +5,7 @@ mod common;
 use common::http::{tar_gz, Server};
 use common::{cifar_fixture, entry_dir, stages, stderr, stdout, Project};
 use md5::{Digest, Md5};
+use std::process::Output;
 
 fn md5_hex(b: &[u8]) -> String {
     Md5::digest(b).iter().map(|x| format!("{x:02x}")).collect()
@@ -18,24 +19,40 @@ fn cifar_archive() -> Vec<u8> {
 
 const ARCHIVE: &str = "/cifar-10-binary.tar.gz";
 
+/// `robarch data fetch NAME --dir DIR --mirror <server> EXTRA…`.
+fn fetch(p: &Project, name: &str, dir: &str, server: &Server, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "data",
+        "fetch",
+        name,
+        "--dir",
+        dir,
+        "--mirror",
+        &server.base,
+    ];
+    args.extend_from_slice(extra);
+    p.run(&args)
+}
+
+/// [`fetch`], asserting success.
+fn fetch_ok(p: &Project, name: &str, dir: &str, server: &Server, extra: &[&str]) -> Output {
+    let out = fetch(p, name, dir, server, extra);
+    assert!(
+        out.status.success(),
+        "fetch {name} failed:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
 #[test]
 fn fetch_downloads_verifies_unpacks_and_is_a_noop_when_present() {
     let archive = cifar_archive();
     let md5 = md5_hex(&archive);
     let server = Server::start(vec![(ARCHIVE, archive.clone())], None);
     let p = Project::new();
-    let args = [
-        "data",
-        "fetch",
-        "cifar10",
-        "--dir",
-        "datasets",
-        "--mirror",
-        &server.base,
-        "--md5",
-        &md5,
-    ];
-    let out = p.ok(&args);
+    let out = fetch_ok(&p, "cifar10", "datasets", &server, &["--md5", &md5]);
     assert!(stdout(&out).contains("md5 verified"), "{}", stdout(&out));
     for f in [
         "data_batch_1.bin",
@@ -60,7 +77,7 @@ fn fetch_downloads_verifies_unpacks_and_is_a_noop_when_present() {
         .file_name()
         .to_string_lossy()
         .starts_with(".unpack")));
-    let out = p.ok(&args);
+    let out = fetch_ok(&p, "cifar10", "datasets", &server, &["--md5", &md5]);
     assert!(stdout(&out).contains("already present"), "{}", stdout(&out));
     assert_eq!(server.requests().len(), 1, "no second download");
     // An unknown name gets a suggestion.
@@ -78,15 +95,7 @@ fn fetch_rejects_a_wrong_checksum_and_a_missing_file() {
     let server = Server::start(vec![(ARCHIVE, cifar_archive())], None);
     let p = Project::new();
     // The official md5 cannot match the fixture archive.
-    let out = p.run(&[
-        "data",
-        "fetch",
-        "cifar10",
-        "--dir",
-        "d",
-        "--mirror",
-        &server.base,
-    ]);
+    let out = fetch(&p, "cifar10", "d", &server, &[]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
@@ -99,15 +108,7 @@ fn fetch_rejects_a_wrong_checksum_and_a_missing_file() {
         0,
         "bad download deleted"
     );
-    let out = p.run(&[
-        "data",
-        "fetch",
-        "imagenette-160",
-        "--dir",
-        "d",
-        "--mirror",
-        &server.base,
-    ]);
+    let out = fetch(&p, "imagenette-160", "d", &server, &[]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("HTTP 404"), "{}", stderr(&out));
 }
@@ -120,17 +121,7 @@ fn interrupted_downloads_resume_with_range_requests() {
     // Within one invocation: the dropped connection is retried from where it stopped.
     let server = Server::start(vec![(ARCHIVE, archive.clone())], Some(cut));
     let p = Project::new();
-    let out = p.ok(&[
-        "data",
-        "fetch",
-        "cifar10",
-        "--dir",
-        "d",
-        "--mirror",
-        &server.base,
-        "--md5",
-        &md5,
-    ]);
+    let out = fetch_ok(&p, "cifar10", "d", &server, &["--md5", &md5]);
     assert_eq!(
         server.requests(),
         [format!("{ARCHIVE} -"), format!("{ARCHIVE} {cut}")]
@@ -139,20 +130,8 @@ fn interrupted_downloads_resume_with_range_requests() {
     // Across invocations: a failed run keeps the partial file, the next one resumes it.
     let server = Server::start(vec![(ARCHIVE, archive.clone())], Some(cut));
     let q = Project::new();
-    let args = [
-        "data",
-        "fetch",
-        "cifar10",
-        "--dir",
-        "d",
-        "--mirror",
-        &server.base,
-        "--md5",
-        &md5,
-        "--attempts",
-        "1",
-    ];
-    let out = q.run(&args);
+    let extra = ["--md5", &md5, "--attempts", "1"];
+    let out = fetch(&q, "cifar10", "d", &server, &extra);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("rerun `robarch data fetch` to resume"),
@@ -161,7 +140,7 @@ fn interrupted_downloads_resume_with_range_requests() {
     );
     let part = q.path("d/.partial/cifar-10-binary.tar.gz.part");
     assert_eq!(std::fs::metadata(&part).unwrap().len() as usize, cut);
-    let out = q.ok(&args);
+    let out = fetch_ok(&q, "cifar10", "d", &server, &extra);
     assert!(
         stdout(&out).contains(&format!("resumed from byte {cut}")),
         "{}",

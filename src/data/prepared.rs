@@ -280,20 +280,24 @@ pub fn load(dir: &Path) -> Result<Prepared> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn digits_prepare_resizes_limits_and_roundtrips() {
-        let p = DatasetParams {
+    fn digits(resolution: u32, limit: Option<usize>) -> DatasetParams {
+        DatasetParams {
             source: "embedded:digits".into(),
-            resolution: 16,
-            train_limit: Some(50),
-            test_limit: Some(50),
+            resolution,
+            train_limit: limit,
+            test_limit: limit,
             test_fraction: Some(0.25),
             val_fraction: None,
             val_limit: None,
             crop_pct: None,
             synthetic: None,
             source_hash: String::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn digits_prepare_resizes_limits_and_roundtrips() {
+        let p = digits(16, Some(50));
         let d = prepare(&p, None, 0).unwrap();
         assert_eq!(d.train_x.size(), [50, 1, 16, 16]);
         assert_eq!(d.test_y.size(), [50]);
@@ -313,18 +317,7 @@ mod tests {
 
     #[test]
     fn val_split_is_carved_from_train_stratified_and_saved() {
-        let mut p = DatasetParams {
-            source: "embedded:digits".into(),
-            resolution: 8,
-            train_limit: None,
-            test_limit: None,
-            test_fraction: Some(0.25),
-            val_fraction: None,
-            val_limit: None,
-            crop_pct: None,
-            synthetic: None,
-            source_hash: String::new(),
-        };
+        let mut p = digits(8, None);
         let full = prepare(&p, None, 0).unwrap();
         p.val_fraction = Some(0.2);
         let d = prepare(&p, None, 0).unwrap();
