@@ -118,8 +118,7 @@ pub fn fetch(
     let partial_dir = o.dir.join(".partial");
     std::fs::create_dir_all(&partial_dir)?;
     let part = partial_dir.join(format!("{}.part", a.file_name()));
-    let resumed_from = part.metadata().map(|m| m.len()).unwrap_or(0);
-    let bytes = download(&url, &part, o.attempts.max(1), progress)?;
+    let (bytes, resumed_from) = download(&url, &part, o.attempts.max(1), progress)?;
     let expected = o.md5.as_deref().unwrap_or(a.md5).to_ascii_lowercase();
     progress.phase("verifying md5", 0);
     let got = md5_file(&part)?;
@@ -157,13 +156,15 @@ pub fn fetch(
 }
 
 /// Downloads `url` into `part`, resuming from its current length with HTTP Range requests; retries
-/// after dropped connections. Returns the final size.
+/// after dropped connections. Returns the final size and the offset the first response of this
+/// invocation started at (non-zero when an earlier invocation's partial file was resumed).
 fn download(
     url: &str,
     part: &Path,
     attempts: u32,
     progress: &crate::progress::StageProgress,
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
+    let mut first_start = None;
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(30)))
@@ -196,9 +197,10 @@ fn download(
             206 => (OpenOptions::new().append(true).open(part)?, have),
             200 => (File::create(part)?, 0),
             // The partial file already holds everything the server has.
-            416 if have > 0 => return Ok(have),
+            416 if have > 0 => return Ok((have, *first_start.get_or_insert(have))),
             _ => bail!("{url}: HTTP {status}; check the URL (--url/--mirror) and your network"),
         };
+        first_start.get_or_insert(start);
         let total = len.map(|l| l + start);
         progress.phase(
             format!("downloading {}", url.rsplit('/').next().unwrap_or(url)),
@@ -224,7 +226,9 @@ fn download(
         file.flush()?;
         drop(file);
         match result {
-            Ok(()) if total.is_none_or(|t| t == written) => return Ok(written),
+            Ok(()) if total.is_none_or(|t| t == written) => {
+                return Ok((written, first_start.unwrap_or(0)))
+            }
             Ok(()) => {
                 tracing::warn!(attempt, written, "connection closed early; resuming");
                 last_err = Some(anyhow::anyhow!(
