@@ -89,7 +89,7 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum DataCmd {
-    /// Fetch a dataset's official archive into DIR/<name> (a no-op when already there).
+    /// Fetch a dataset's official archive into DIR/<its official directory, e.g. cifar-10-batches-bin> (a no-op when already there).
     Fetch {
         /// cifar10, imagenette, imagenette-160 or imagenette-320.
         name: String,
