@@ -89,6 +89,8 @@ pub struct DatasetParams {
 pub struct Resolved {
     pub params: DatasetParams,
     pub root: Option<PathBuf>,
+    /// The source files under `root` (what the fingerprint covers), listed once by `resolve`.
+    pub files: Vec<PathBuf>,
     /// Image channels and number of classes the prepared data will have (the models' I/O).
     pub channels: usize,
     pub classes: usize,
@@ -200,17 +202,18 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<Resolved, Vec<Problem>> {
     };
     let mut has_official_test = matches!(kind, SourceKind::Cifar10);
     let mut folder_classes = 0;
+    let mut source_files = Vec::new();
     match (kind, &root) {
-        (SourceKind::Cifar10, Some(r)) => {
-            if let Err(e) = cifar10::check_layout(r) {
-                problems.push(mk(at(root_field), e, Some(fetch_hint(&ds.source))));
-            }
-        }
+        (SourceKind::Cifar10, Some(r)) => match cifar10::check_layout(r) {
+            Ok(()) => source_files = cifar10::files(r),
+            Err(e) => problems.push(mk(at(root_field), e, Some(fetch_hint(&ds.source)))),
+        },
         (SourceKind::Folder { .. }, Some(r)) if problems.is_empty() => {
             match image_folder::discover(r) {
                 Ok(l) => {
                     has_official_test = l.test.is_some();
                     folder_classes = l.train.classes.len();
+                    source_files = image_folder::files(&l);
                 }
                 Err(e) => problems.push(mk(
                     at(root_field),
@@ -294,6 +297,7 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<Resolved, Vec<Problem>> {
             source_hash,
         },
         root,
+        files: source_files,
         channels: channels as usize,
         classes: classes as usize,
     })
@@ -307,11 +311,7 @@ pub fn fingerprint_source(
     let Some(root) = &r.root else {
         return Ok(());
     };
-    let files = match source_kind(&r.params.source) {
-        Some(SourceKind::Cifar10) => cifar10::files(root),
-        _ => image_folder::files(&image_folder::discover(root)?),
-    };
-    r.params.source_hash = state.fingerprint(root, &files)?;
+    r.params.source_hash = state.fingerprint(root, &r.files)?;
     Ok(())
 }
 

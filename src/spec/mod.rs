@@ -54,7 +54,8 @@ pub struct DatasetSpec {
     /// Folder sources: the test split is resized to `resolution / crop_pct` on its shorter side and
     /// centre-cropped (torchvision `Resize(256)` + `CenterCrop(224)` is 0.875, the default).
     pub crop_pct: Option<Real>,
-    /// Keep at most this many images per split (class-balanced, seeded): `N` or `{train: N, test: M}`.
+    /// Keep at most this many images per split (class-balanced, seeded): `N` or
+    /// `{train: N, val: V, test: M}`.
     pub limit: Option<data::Limit>,
     /// Fraction held out as the test split for sources without an official split.
     pub test_fraction: Option<Real>,
