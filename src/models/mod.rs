@@ -1,5 +1,7 @@
 //! Architectures: one file per family, a registry with named presets, and [`Network`], which wraps
 //! a family's module with the input normalisation layer so every model takes [0,1] pixels.
+pub mod deit;
+pub mod layers;
 pub mod resnet;
 pub mod vit;
 
@@ -31,10 +33,55 @@ pub struct Arch {
     /// Checks a config against the data it will see (e.g. patch size divides the image).
     pub fits: fn(&Value, &ModelIo) -> std::result::Result<(), String>,
     pub build: fn(&nn::Path, &Value, &ModelIo) -> Result<Box<dyn ModuleT>>,
+    /// The implementation the `imagenet` preset reproduces (parameter count and names).
+    pub reference: &'static str,
+}
+
+/// A family's typed config. `check_of`, `fits_of` and `build_of` turn it into an [`Arch`]'s
+/// function pointers.
+pub trait Family: serde::de::DeserializeOwned + Serialize {
+    /// Checks the config on its own (positive sizes, divisibility).
+    fn validate(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+    /// Checks the config against the data (e.g. the patch size divides the image).
+    fn fits(&self, _io: &ModelIo) -> std::result::Result<(), String> {
+        Ok(())
+    }
+    fn build(&self, p: &nn::Path, io: &ModelIo) -> Result<Box<dyn ModuleT>>;
+}
+
+pub fn check_of<T: Family>(v: &Value) -> std::result::Result<Value, String> {
+    let (c, canon) = parse_config::<T>(v)?;
+    c.validate()?;
+    Ok(canon)
+}
+
+pub fn fits_of<T: Family>(v: &Value, io: &ModelIo) -> std::result::Result<(), String> {
+    let c: T = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    c.fits(io)
+}
+
+pub fn build_of<T: Family>(p: &nn::Path, v: &Value, io: &ModelIo) -> Result<Box<dyn ModuleT>> {
+    let c: T = serde_json::from_value(v.clone())?;
+    c.build(p, io)
+}
+
+/// Fails with `msg` unless every value is at least 1.
+pub fn positive(fields: &[(&str, i64)]) -> std::result::Result<(), String> {
+    match fields.iter().find(|(_, v)| *v < 1) {
+        Some((n, v)) => Err(format!("`{n}` must be at least 1, got {v}")),
+        None => Ok(()),
+    }
 }
 
 /// Every architecture, one line each.
-pub static REGISTRY: &[&Arch] = &[&resnet::RESNET18, &vit::VIT];
+pub static REGISTRY: &[&Arch] = &[
+    &resnet::RESNET18,
+    &resnet::RESNET50,
+    &vit::VIT,
+    &deit::DEIT,
+];
 
 pub fn find(name: &str) -> Option<&'static Arch> {
     REGISTRY.iter().copied().find(|a| a.name == name)
@@ -205,10 +252,7 @@ impl Network {
     }
 }
 
-/// Batch norm with PyTorch's defaults (eps 1e-5, momentum 0.1).
-pub fn bn2d(p: nn::Path, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(p, c, Default::default())
-}
+pub use layers::bn2d;
 
 #[cfg(test)]
 mod tests {
@@ -243,14 +287,14 @@ mod tests {
     fn forward_shapes_and_init_is_seeded() {
         let io = ModelIo {
             in_channels: 3,
-            image_size: 16,
+            image_size: 32,
             num_classes: 7,
         };
         for arch in REGISTRY {
             let p = resolve(arch.name, &spec(None, "tiny", &[])).unwrap();
             let a = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], Device::Cpu, 1).unwrap();
             let b = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], Device::Cpu, 1).unwrap();
-            let x = Tensor::rand([2, 3, 16, 16], (Kind::Float, Device::Cpu));
+            let x = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
             let (ya, yb) = (a.forward_t(&x, false), b.forward_t(&x, false));
             assert_eq!(ya.size(), [2, 7], "{}", arch.name);
             assert_eq!(

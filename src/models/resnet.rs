@@ -1,6 +1,6 @@
 //! ResNet (He et al. 2016) with basic blocks, in the CIFAR variant (3×3 stem, no max-pool) and the
 //! ImageNet variant (7×7/2 stem + max-pool). Parameter names follow torchvision/timm.
-use super::{bn2d, parse_config, Arch, ModelIo};
+use super::{bn2d, build_of, check_of, fits_of, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -16,14 +16,49 @@ pub enum Stem {
     Imagenet,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Block {
+    /// Two 3×3 convolutions (ResNet-18/34).
+    Basic,
+    /// 1×1 → 3×3 → 1×1 with 4× expansion (ResNet-50/101/152).
+    Bottleneck,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResNetConfig {
     /// Blocks per stage.
     pub layers: Vec<i64>,
-    /// Channels per stage; the first stage also sets the stem width.
+    /// Channels per stage (before the bottleneck's 4× expansion); the first also sets the stem.
     pub widths: Vec<i64>,
     pub stem: Stem,
+    pub block: Block,
+}
+
+impl Family for ResNetConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.layers.is_empty() || self.layers.len() != self.widths.len() {
+            return Err("`layers` and `widths` need the same, non-zero length".into());
+        }
+        if self.layers.iter().chain(&self.widths).any(|&x| x < 1) {
+            return Err("`layers` and `widths` entries must be at least 1".into());
+        }
+        Ok(())
+    }
+    fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
+        Ok(Box::new(ResNet::new(p, self, io)))
+    }
+}
+
+fn preset(block: Block, layers: [i64; 4], p: &str) -> Option<serde_json::Value> {
+    let w = [64, 128, 256, 512];
+    match p {
+        "tiny" => Some(json!({"layers": [1, 1, 1], "widths": [16, 32, 64], "stem": "cifar", "block": block})),
+        "cifar" => Some(json!({"layers": layers, "widths": w, "stem": "cifar", "block": block})),
+        "imagenet" => Some(json!({"layers": layers, "widths": w, "stem": "imagenet", "block": block})),
+        _ => None,
+    }
 }
 
 pub static RESNET18: Arch = Arch {
@@ -31,34 +66,23 @@ pub static RESNET18: Arch = Arch {
     family: "resnet",
     about: "ResNet-18, basic blocks [2,2,2,2] (He et al. 2016)",
     presets: &["tiny", "cifar", "imagenet"],
-    preset: |p| match p {
-        "tiny" => Some(json!({"layers": [1, 1, 1], "widths": [16, 32, 64], "stem": "cifar"})),
-        "cifar" => {
-            Some(json!({"layers": [2, 2, 2, 2], "widths": [64, 128, 256, 512], "stem": "cifar"}))
-        }
-        "imagenet" => {
-            Some(json!({"layers": [2, 2, 2, 2], "widths": [64, 128, 256, 512], "stem": "imagenet"}))
-        }
-        _ => None,
-    },
-    check: |v| {
-        let (c, canon) = parse_config::<ResNetConfig>(v)?;
-        if c.layers.is_empty() || c.layers.len() != c.widths.len() {
-            return Err("`layers` and `widths` need the same, non-zero length".into());
-        }
-        if c.layers.iter().chain(&c.widths).any(|&x| x < 1) {
-            return Err("`layers` and `widths` entries must be at least 1".into());
-        }
-        Ok(canon)
-    },
-    fits: |_, _| Ok(()),
-    build: |p, v, io| {
-        Ok(Box::new(ResNet::new(
-            p,
-            &serde_json::from_value(v.clone())?,
-            io,
-        )))
-    },
+    preset: |p| preset(Block::Basic, [2, 2, 2, 2], p),
+    check: check_of::<ResNetConfig>,
+    fits: fits_of::<ResNetConfig>,
+    build: build_of::<ResNetConfig>,
+    reference: "timm/torchvision resnet18",
+};
+
+pub static RESNET50: Arch = Arch {
+    name: "resnet50",
+    family: "resnet",
+    about: "ResNet-50, bottleneck blocks [3,4,6,3] (He et al. 2016)",
+    presets: &["tiny", "cifar", "imagenet"],
+    preset: |p| preset(Block::Bottleneck, [3, 4, 6, 3], p),
+    check: check_of::<ResNetConfig>,
+    fits: fits_of::<ResNetConfig>,
+    build: build_of::<ResNetConfig>,
+    reference: "timm/torchvision resnet50",
 };
 
 fn conv(p: nn::Path, i: i64, o: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
@@ -74,6 +98,57 @@ fn conv(p: nn::Path, i: i64, o: i64, k: i64, stride: i64, padding: i64) -> nn::C
             ..Default::default()
         },
     )
+}
+
+#[derive(Debug)]
+struct Bottleneck {
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    conv2: nn::Conv2D,
+    bn2: nn::BatchNorm,
+    conv3: nn::Conv2D,
+    bn3: nn::BatchNorm,
+    downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
+}
+
+impl Bottleneck {
+    fn new(p: nn::Path, cin: i64, width: i64, stride: i64) -> Self {
+        let cout = 4 * width;
+        let downsample = (stride != 1 || cin != cout).then(|| {
+            (
+                conv(&p / "downsample" / 0, cin, cout, 1, stride, 0),
+                bn2d(&p / "downsample" / 1, cout),
+            )
+        });
+        Self {
+            conv1: conv(&p / "conv1", cin, width, 1, 1, 0),
+            bn1: bn2d(&p / "bn1", width),
+            conv2: conv(&p / "conv2", width, width, 3, stride, 1),
+            bn2: bn2d(&p / "bn2", width),
+            conv3: conv(&p / "conv3", width, cout, 1, 1, 0),
+            bn3: bn2d(&p / "bn3", cout),
+            downsample,
+        }
+    }
+}
+
+impl ModuleT for Bottleneck {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let y = x
+            .apply(&self.conv1)
+            .apply_t(&self.bn1, train)
+            .relu()
+            .apply(&self.conv2)
+            .apply_t(&self.bn2, train)
+            .relu()
+            .apply(&self.conv3)
+            .apply_t(&self.bn3, train);
+        let short = match &self.downsample {
+            Some((c, b)) => x.apply(c).apply_t(b, train),
+            None => x.shallow_clone(),
+        };
+        (y + short).relu()
+    }
 }
 
 #[derive(Debug)]
@@ -124,7 +199,7 @@ pub struct ResNet {
     conv1: nn::Conv2D,
     bn1: nn::BatchNorm,
     stem: Stem,
-    blocks: Vec<BasicBlock>,
+    blocks: Vec<Box<dyn ModuleT>>,
     fc: nn::Linear,
 }
 
@@ -135,18 +210,22 @@ impl ResNet {
             Stem::Cifar => conv(p / "conv1", io.in_channels, w0, 3, 1, 1),
             Stem::Imagenet => conv(p / "conv1", io.in_channels, w0, 7, 2, 3),
         };
-        let mut blocks = Vec::new();
+        let mut blocks: Vec<Box<dyn ModuleT>> = Vec::new();
         let mut cin = w0;
         for (stage, (&n, &w)) in c.layers.iter().zip(&c.widths).enumerate() {
             for b in 0..n {
                 let stride = if stage > 0 && b == 0 { 2 } else { 1 };
-                blocks.push(BasicBlock::new(
-                    p / format!("layer{}", stage + 1) / b,
-                    cin,
-                    w,
-                    stride,
-                ));
-                cin = w;
+                let bp = p / format!("layer{}", stage + 1) / b;
+                match c.block {
+                    Block::Basic => {
+                        blocks.push(Box::new(BasicBlock::new(bp, cin, w, stride)));
+                        cin = w;
+                    }
+                    Block::Bottleneck => {
+                        blocks.push(Box::new(Bottleneck::new(bp, cin, w, stride)));
+                        cin = 4 * w;
+                    }
+                }
             }
         }
         Self {
@@ -172,56 +251,3 @@ impl ModuleT for ResNet {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::models::{resolve, Network};
-    use tch::Device;
-
-    fn count(preset: &str, io: ModelIo) -> i64 {
-        let spec = crate::spec::ModelSpec {
-            arch: None,
-            preset: preset.into(),
-            overrides: Default::default(),
-        };
-        let p = resolve("resnet18", &spec).unwrap();
-        Network::new(
-            &p,
-            &io,
-            &vec![0.5; io.in_channels as usize],
-            &vec![0.5; io.in_channels as usize],
-            Device::Cpu,
-            0,
-        )
-        .unwrap()
-        .num_parameters()
-    }
-
-    #[test]
-    fn parameter_counts_match_references() {
-        // torchvision resnet18 (1000 classes): 11,689,512. CIFAR ResNet-18 (10 classes, 3x3 stem,
-        // as in kuangliu/pytorch-cifar and the study's code): 11,173,962.
-        assert_eq!(
-            count(
-                "imagenet",
-                ModelIo {
-                    in_channels: 3,
-                    image_size: 224,
-                    num_classes: 1000
-                }
-            ),
-            11_689_512
-        );
-        assert_eq!(
-            count(
-                "cifar",
-                ModelIo {
-                    in_channels: 3,
-                    image_size: 32,
-                    num_classes: 10
-                }
-            ),
-            11_173_962
-        );
-    }
-}

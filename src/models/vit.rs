@@ -1,7 +1,8 @@
 //! Vision Transformer (Dosovitskiy et al. 2021) in timm's layout: patch embedding, class token,
-//! learned position embedding, pre-norm blocks (multi-head self-attention, GELU MLP), final norm.
-//! Parameter names follow timm (`blocks.0.attn.qkv.weight`, …).
-use super::{parse_config, Arch, ModelIo};
+//! learned position embedding, pre-norm blocks (multi-head self-attention, GELU MLP), final norm,
+//! head on the class token. Parameter names follow timm (`blocks.0.attn.qkv.weight`, …).
+use super::layers::{self, drop_path, drop_path_rates, Attention, Mlp};
+use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -18,156 +19,137 @@ pub struct VitConfig {
     pub heads: i64,
     /// MLP hidden width = mlp_ratio × dim.
     pub mlp_ratio: f64,
+    /// Stochastic depth, rising linearly to this rate over the blocks.
+    #[serde(default)]
+    pub drop_path_rate: f64,
+    /// Dropout after the position embedding, in the MLPs and after projections.
+    #[serde(default)]
+    pub dropout: f64,
+}
+
+impl Family for VitConfig {
+    fn validate(&self) -> Result<(), String> {
+        positive(&[
+            ("patch_size", self.patch_size),
+            ("dim", self.dim),
+            ("depth", self.depth),
+            ("heads", self.heads),
+        ])?;
+        check_rates(self.mlp_ratio, self.drop_path_rate, self.dropout)?;
+        check_heads(self.dim, self.heads)
+    }
+    fn fits(&self, io: &ModelIo) -> Result<(), String> {
+        check_patch(self.patch_size, io)
+    }
+    fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
+        Ok(Box::new(Vit::new(p, self, io, false)))
+    }
+}
+
+/// Shared checks of the transformer families.
+pub fn check_rates(mlp_ratio: f64, drop_path_rate: f64, dropout: f64) -> Result<(), String> {
+    if mlp_ratio <= 0.0 {
+        return Err(format!("`mlp_ratio` must be positive, got {mlp_ratio}"));
+    }
+    for (n, v) in [("drop_path_rate", drop_path_rate), ("dropout", dropout)] {
+        if !(0.0..1.0).contains(&v) {
+            return Err(format!("`{n}` must be in [0, 1), got {v}"));
+        }
+    }
+    Ok(())
+}
+
+pub fn check_heads(dim: i64, heads: i64) -> Result<(), String> {
+    if dim % heads != 0 {
+        return Err(format!("dim {dim} is not divisible by heads {heads}"));
+    }
+    Ok(())
+}
+
+pub fn check_patch(patch: i64, io: &ModelIo) -> Result<(), String> {
+    if io.image_size % patch != 0 {
+        return Err(format!(
+            "patch_size {patch} does not divide the image size {}",
+            io.image_size
+        ));
+    }
+    Ok(())
 }
 
 pub static VIT: Arch = Arch {
     name: "vit",
     family: "vit",
-    about: "Vision Transformer; presets tiny, cifar (ViT-S/4 at 32px), imagenet (ViT-B/16)",
+    about: "Vision Transformer (Dosovitskiy et al. 2021); cifar = ViT-S/4, imagenet = ViT-B/16",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| match p {
         "tiny" => {
-            Some(json!({"patch_size": 4, "dim": 64, "depth": 2, "heads": 4, "mlp_ratio": 2.0}))
+            Some(json!({"patch_size": 4, "dim": 64, "depth": 2, "heads": 4, "mlp_ratio": 2.0, "drop_path_rate": 0.0, "dropout": 0.0}))
         }
         "cifar" => {
-            Some(json!({"patch_size": 4, "dim": 384, "depth": 12, "heads": 6, "mlp_ratio": 4.0}))
+            Some(json!({"patch_size": 4, "dim": 384, "depth": 12, "heads": 6, "mlp_ratio": 4.0, "drop_path_rate": 0.0, "dropout": 0.0}))
         }
         "imagenet" => {
-            Some(json!({"patch_size": 16, "dim": 768, "depth": 12, "heads": 12, "mlp_ratio": 4.0}))
+            Some(json!({"patch_size": 16, "dim": 768, "depth": 12, "heads": 12, "mlp_ratio": 4.0, "drop_path_rate": 0.0, "dropout": 0.0}))
         }
         _ => None,
     },
-    check: |v| {
-        let (c, canon) = parse_config::<VitConfig>(v)?;
-        if c.patch_size < 1 || c.dim < 1 || c.depth < 1 || c.heads < 1 || c.mlp_ratio <= 0.0 {
-            return Err("patch_size, dim, depth, heads and mlp_ratio must be positive".into());
-        }
-        if c.dim % c.heads != 0 {
-            return Err(format!(
-                "dim {} is not divisible by heads {}",
-                c.dim, c.heads
-            ));
-        }
-        Ok(canon)
-    },
-    fits: |v, io| {
-        let c: VitConfig = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
-        if io.image_size % c.patch_size != 0 {
-            return Err(format!(
-                "patch_size {} does not divide the image size {}",
-                c.patch_size, io.image_size
-            ));
-        }
-        Ok(())
-    },
-    build: |p, v, io| {
-        Ok(Box::new(Vit::new(
-            p,
-            &serde_json::from_value(v.clone())?,
-            io,
-        )))
-    },
+    check: check_of::<VitConfig>,
+    fits: fits_of::<VitConfig>,
+    build: build_of::<VitConfig>,
+    reference: "timm vit_base_patch16_224",
 };
 
-fn ln(p: nn::Path, d: i64) -> nn::LayerNorm {
-    // timm's ViT uses eps 1e-6.
-    nn::layer_norm(
-        p,
-        vec![d],
-        nn::LayerNormConfig {
-            eps: 1e-6,
-            ..Default::default()
-        },
-    )
-}
-
-fn linear(p: nn::Path, i: i64, o: i64) -> nn::Linear {
-    // timm initialises ViT linears with trunc_normal(std=0.02) and zero bias.
-    nn::linear(
-        p,
-        i,
-        o,
-        nn::LinearConfig {
-            ws_init: nn::Init::Randn {
-                mean: 0.0,
-                stdev: 0.02,
-            },
-            bs_init: Some(nn::Init::Const(0.0)),
-            bias: true,
-        },
-    )
-}
-
+/// A pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)).
 #[derive(Debug)]
-struct Block {
+pub struct Block {
     norm1: nn::LayerNorm,
-    qkv: nn::Linear,
-    proj: nn::Linear,
+    attn: Attention,
     norm2: nn::LayerNorm,
-    fc1: nn::Linear,
-    fc2: nn::Linear,
-    heads: i64,
+    mlp: Mlp,
+    drop_path: f64,
 }
 
 impl Block {
-    fn new(p: nn::Path, dim: i64, heads: i64, hidden: i64) -> Self {
+    pub fn new(p: nn::Path, dim: i64, heads: i64, mlp_ratio: f64, dropout: f64, drop_path: f64) -> Self {
+        let hidden = (dim as f64 * mlp_ratio) as i64;
         Self {
-            norm1: ln(&p / "norm1", dim),
-            qkv: linear(&p / "attn" / "qkv", dim, 3 * dim),
-            proj: linear(&p / "attn" / "proj", dim, dim),
-            norm2: ln(&p / "norm2", dim),
-            fc1: linear(&p / "mlp" / "fc1", dim, hidden),
-            fc2: linear(&p / "mlp" / "fc2", hidden, dim),
-            heads,
+            norm1: layers::layer_norm(&p / "norm1", dim, 1e-6),
+            attn: Attention::new(&p / "attn", dim, heads, true, 0.0, dropout),
+            norm2: layers::layer_norm(&p / "norm2", dim, 1e-6),
+            mlp: Mlp::new(&p / "mlp", dim, hidden, dim, dropout),
+            drop_path,
         }
-    }
-
-    fn attention(&self, x: &Tensor) -> Tensor {
-        let (b, n, c) = x.size3().expect("tokens are [batch, tokens, dim]");
-        let qkv = x
-            .apply(&self.qkv)
-            .reshape([b, n, 3, self.heads, c / self.heads])
-            .permute([2, 0, 3, 1, 4]);
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let y = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            None::<Tensor>,
-            0.0,
-            false,
-            None,
-            false,
-        );
-        y.transpose(1, 2).reshape([b, n, c]).apply(&self.proj)
     }
 }
 
 impl ModuleT for Block {
-    fn forward_t(&self, x: &Tensor, _train: bool) -> Tensor {
-        let x = x + self.attention(&x.apply(&self.norm1));
-        let h = x
-            .apply(&self.norm2)
-            .apply(&self.fc1)
-            .gelu("none")
-            .apply(&self.fc2);
-        x + h
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let a = self.attn.forward_t(&x.apply(&self.norm1), train);
+        let x = x + drop_path(&a, self.drop_path, train);
+        let m = self.mlp.forward_t(&x.apply(&self.norm2), train);
+        &x + drop_path(&m, self.drop_path, train)
     }
 }
 
+/// ViT, and with `distilled` DeiT's variant: a second (distillation) token with its own head,
+/// whose prediction is averaged with the class token's (timm's behaviour outside distillation).
 #[derive(Debug)]
 pub struct Vit {
     patch: nn::Conv2D,
     cls_token: Tensor,
+    dist_token: Option<Tensor>,
     pos_embed: Tensor,
     blocks: Vec<Block>,
     norm: nn::LayerNorm,
     head: nn::Linear,
+    head_dist: Option<nn::Linear>,
+    dropout: f64,
 }
 
 impl Vit {
-    pub fn new(p: &nn::Path, c: &VitConfig, io: &ModelIo) -> Self {
-        let tokens = (io.image_size / c.patch_size).pow(2) + 1;
+    pub fn new(p: &nn::Path, c: &VitConfig, io: &ModelIo, distilled: bool) -> Self {
+        let prefix = if distilled { 2 } else { 1 };
+        let tokens = (io.image_size / c.patch_size).pow(2) + prefix;
         let patch = nn::conv2d(
             p / "patch_embed" / "proj",
             io.in_channels,
@@ -178,20 +160,20 @@ impl Vit {
                 ..Default::default()
             },
         );
-        let small = nn::Init::Randn {
-            mean: 0.0,
-            stdev: 0.02,
-        };
-        let hidden = (c.dim as f64 * c.mlp_ratio).round() as i64;
+        let dpr = drop_path_rates(c.drop_path_rate, c.depth);
         Self {
             patch,
-            cls_token: p.var("cls_token", &[1, 1, c.dim], small),
-            pos_embed: p.var("pos_embed", &[1, tokens, c.dim], small),
+            cls_token: layers::trunc_normal_var(p, "cls_token", &[1, 1, c.dim], 1e-6),
+            dist_token: distilled
+                .then(|| layers::trunc_normal_var(p, "dist_token", &[1, 1, c.dim], 0.02)),
+            pos_embed: layers::trunc_normal_var(p, "pos_embed", &[1, tokens, c.dim], 0.02),
             blocks: (0..c.depth)
-                .map(|i| Block::new(p / "blocks" / i, c.dim, c.heads, hidden))
+                .map(|i| Block::new(p / "blocks" / i, c.dim, c.heads, c.mlp_ratio, c.dropout, dpr[i as usize]))
                 .collect(),
-            norm: ln(p / "norm", c.dim),
-            head: linear(p / "head", c.dim, io.num_classes),
+            norm: layers::layer_norm(p / "norm", c.dim, 1e-6),
+            head: layers::linear(p / "head", c.dim, io.num_classes, true),
+            head_dist: distilled.then(|| layers::linear(p / "head_dist", c.dim, io.num_classes, true)),
+            dropout: c.dropout,
         }
     }
 }
@@ -200,37 +182,20 @@ impl ModuleT for Vit {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let b = x.size()[0];
         let t = x.apply(&self.patch).flatten(2, -1).transpose(1, 2);
-        let cls = self.cls_token.expand([b, -1, -1], false);
-        let mut t = Tensor::cat(&[cls, t], 1) + &self.pos_embed;
+        let mut toks = vec![self.cls_token.expand([b, -1, -1], false)];
+        if let Some(d) = &self.dist_token {
+            toks.push(d.expand([b, -1, -1], false));
+        }
+        toks.push(t);
+        let mut t = layers::dropout(&(Tensor::cat(&toks, 1) + &self.pos_embed), self.dropout, train);
         for blk in &self.blocks {
             t = blk.forward_t(&t, train);
         }
-        t.apply(&self.norm).select(1, 0).apply(&self.head)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::models::{resolve, ModelIo, Network};
-    use tch::Device;
-
-    #[test]
-    fn vit_b16_parameter_count_matches_timm() {
-        // timm vit_base_patch16_224 (1000 classes): 86,567,656 parameters.
-        let spec = crate::spec::ModelSpec {
-            arch: None,
-            preset: "imagenet".into(),
-            overrides: Default::default(),
-        };
-        let p = resolve("vit", &spec).unwrap();
-        let io = ModelIo {
-            in_channels: 3,
-            image_size: 224,
-            num_classes: 1000,
-        };
-        let n = Network::new(&p, &io, &[0.5; 3], &[0.5; 3], Device::Cpu, 0)
-            .unwrap()
-            .num_parameters();
-        assert_eq!(n, 86_567_656);
+        let t = t.apply(&self.norm);
+        let y = t.select(1, 0).apply(&self.head);
+        match &self.head_dist {
+            Some(h) => (y + t.select(1, 1).apply(h)) / 2.0,
+            None => y,
+        }
     }
 }

@@ -1,0 +1,69 @@
+"""Loads weights robarch saved into the reference PyTorch implementation of each architecture and
+checks the logits match robarch's.
+
+usage: crosscheck_models.py DIR
+DIR holds, per model, NAME.json ({"arch", "family", "config", "io", "mean", "std"}),
+NAME.safetensors (robarch's weights, PyTorch-style names) and NAME.io.safetensors (inputs `x` in
+[0,1] and robarch's eval-mode logits `y`). Prints one line per model; exits 1 on any mismatch.
+"""
+import json
+import pathlib
+import sys
+
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import reference_models  # noqa: E402
+
+TOL = 1e-5
+
+
+def check(meta_path):
+    meta = json.loads(meta_path.read_text())
+    stem = meta_path.with_suffix("")
+    sd = load_file(str(stem) + ".safetensors")
+    io = load_file(str(stem) + ".io.safetensors")
+    mean = sd.pop("normalize.mean")
+    std = sd.pop("normalize.std")
+    model = reference_models.build(meta["family"], meta["config"], meta["io"])
+    ref = model.state_dict()
+    problems = []
+    for k in sorted(set(ref) - set(sd)):
+        if not k.endswith("num_batches_tracked"):
+            problems.append(f"missing in robarch: {k} {tuple(ref[k].shape)}")
+    for k in sorted(set(sd) - set(ref)):
+        problems.append(f"not in reference: {k} {tuple(sd[k].shape)}")
+    for k in sorted(set(sd) & set(ref)):
+        if sd[k].shape != ref[k].shape:
+            problems.append(f"shape {k}: robarch {tuple(sd[k].shape)} reference {tuple(ref[k].shape)}")
+    n_ref = sum(p.numel() for p in model.parameters())
+    if n_ref != meta["num_parameters"]:
+        problems.append(f"parameters: robarch {meta['num_parameters']} reference {n_ref}")
+    if problems:
+        return False, "; ".join(problems[:12])
+    model.load_state_dict(sd, strict=False)
+    model.eval()
+    with torch.no_grad():
+        y = model((io["x"] - mean) / std)
+    err = (y - io["y"]).abs().max().item()
+    scale = io["y"].abs().max().item()
+    return err <= TOL * max(1.0, scale), f"max |Δlogit| {err:.2e} (|logit| ≤ {scale:.2f}), {n_ref} parameters"
+
+
+def main():
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    failed = 0
+    for meta_path in sorted(pathlib.Path(sys.argv[1]).glob("*.json")):
+        try:
+            ok, msg = check(meta_path)
+        except Exception as e:  # a reference that cannot be built is a failure, not a crash
+            ok, msg = False, f"{type(e).__name__}: {e}"
+        failed += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {meta_path.stem}: {msg}", flush=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
