@@ -80,6 +80,28 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DataCmd,
     },
+    /// Describe an architecture at a preset: resolved config, parameter count, tensor names.
+    Model {
+        /// Registry name (see `robarch ls models`).
+        arch: String,
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+        /// Field overrides as in YAML, e.g. `--set depth=4 --set dims=[32,64]`; repeatable.
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        set: Vec<String>,
+        #[arg(long, default_value_t = 224)]
+        image_size: i64,
+        #[arg(long, default_value_t = 1000)]
+        classes: i64,
+        #[arg(long, default_value_t = 3)]
+        channels: i64,
+        /// List every tensor (parameters and buffers) with its shape.
+        #[arg(long)]
+        tensors: bool,
+        /// Save the freshly initialised weights (seed 0) as safetensors.
+        #[arg(long, value_name = "FILE")]
+        save: Option<PathBuf>,
+    },
     /// List registries: models, attacks, datasets, analyses.
     Ls {
         #[arg(value_enum, default_value_t = Registry::Models)]
@@ -419,16 +441,98 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Cmd::Model {
+            arch,
+            preset,
+            set,
+            image_size,
+            classes,
+            channels,
+            tensors,
+            save,
+        } => {
+            let mut overrides = std::collections::BTreeMap::new();
+            for kv in &set {
+                let (k, v) = kv.split_once('=').ok_or_else(|| {
+                    anyhow::anyhow!("--set {kv}: expected FIELD=VALUE, e.g. --set depth=4")
+                })?;
+                let v: serde_yaml::Value = serde_yaml::from_str(v)
+                    .map_err(|e| anyhow::anyhow!("--set {kv}: the value is not YAML: {e}"))?;
+                overrides.insert(k.to_string(), v);
+            }
+            let ms = spec::ModelSpec {
+                arch: Some(arch.clone()),
+                preset,
+                overrides,
+            };
+            let params = models::resolve(&arch, &ms).map_err(|ps| {
+                anyhow::anyhow!(
+                    "{}",
+                    ps.iter()
+                        .map(|p| {
+                            let field = p.path.last().map(String::as_str).unwrap_or("");
+                            let field = if field == arch { "" } else { field };
+                            let hint = p
+                                .hint
+                                .as_deref()
+                                .map(|h| format!(" ({h})"))
+                                .unwrap_or_default();
+                            format!(
+                                "{arch}: {field}{}{}{hint}",
+                                if field.is_empty() { "" } else { ": " },
+                                p.message
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            })?;
+            let io = models::ModelIo {
+                in_channels: channels,
+                image_size,
+                num_classes: classes,
+            };
+            let a = models::find(&params.arch).expect("resolved");
+            (a.fits)(&params.config, &io).map_err(|e| anyhow::anyhow!("{arch}: {e}"))?;
+            let c = channels as usize;
+            let net = models::Network::new(
+                &params,
+                &io,
+                &vec![0.5; c],
+                &vec![0.25; c],
+                tch::Device::Cpu,
+                0,
+            )?;
+            println!("arch: {}  ({})", a.name, a.about);
+            println!("config: {}", params.config);
+            println!("input: {channels}×{image_size}×{image_size}, {classes} classes");
+            println!("parameters: {}", net.num_parameters());
+            if tensors {
+                for (n, t) in net.named_tensors() {
+                    println!("{n} {:?}", t.size());
+                }
+            }
+            if let Some(f) = save {
+                net.save(&f)?;
+                println!("saved {}", f.display());
+            }
+            Ok(0)
+        }
         Cmd::Ls { what } => {
             match what {
                 Registry::Models => {
+                    println!(
+                        "{:<16} {:<14} {:<26} {}",
+                        "ARCH", "FAMILY", "PRESETS", "ABOUT (imagenet preset = REFERENCE)"
+                    );
                     for a in models::REGISTRY {
                         println!(
-                            "{:<12} {:<8} presets: {:<22} {}",
+                            "{:<16} {:<14} {:<26} {} (= {})",
                             a.name,
                             a.family,
                             a.presets.join(","),
-                            a.about
+                            a.about,
+                            a.reference
                         );
                     }
                 }

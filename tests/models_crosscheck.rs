@@ -88,5 +88,8 @@ fn every_architecture_matches_its_pytorch_reference() {
     println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "reference mismatch:\n{stdout}");
     let checked = stdout.lines().filter(|l| l.starts_with("ok")).count();
-    assert_eq!(checked, 2 * REGISTRY.iter().filter(|a| a.name != "torchscript").count());
+    assert_eq!(
+        checked,
+        2 * REGISTRY.iter().filter(|a| a.name != "torchscript").count()
+    );
 }

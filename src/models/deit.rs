@@ -30,15 +30,15 @@ pub static DEIT: Arch = Arch {
     about: "DeiT, distilled (Touvron et al. 2021); cifar = DeiT-S/4, imagenet = DeiT-S/16",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| match p {
-        "tiny" => {
-            Some(json!({"patch_size": 4, "dim": 64, "depth": 2, "heads": 4, "mlp_ratio": 2.0, "drop_path_rate": 0.0, "dropout": 0.0}))
-        }
-        "cifar" => {
-            Some(json!({"patch_size": 4, "dim": 384, "depth": 12, "heads": 6, "mlp_ratio": 4.0, "drop_path_rate": 0.1, "dropout": 0.0}))
-        }
-        "imagenet" => {
-            Some(json!({"patch_size": 16, "dim": 384, "depth": 12, "heads": 6, "mlp_ratio": 4.0, "drop_path_rate": 0.1, "dropout": 0.0}))
-        }
+        "tiny" => Some(
+            json!({"patch_size": 4, "dim": 64, "depth": 2, "heads": 4, "mlp_ratio": 2.0, "drop_path_rate": 0.0, "dropout": 0.0}),
+        ),
+        "cifar" => Some(
+            json!({"patch_size": 4, "dim": 384, "depth": 12, "heads": 6, "mlp_ratio": 4.0, "drop_path_rate": 0.1, "dropout": 0.0}),
+        ),
+        "imagenet" => Some(
+            json!({"patch_size": 16, "dim": 384, "depth": 12, "heads": 6, "mlp_ratio": 4.0, "drop_path_rate": 0.1, "dropout": 0.0}),
+        ),
         _ => None,
     },
     check: check_of::<DeitConfig>,

@@ -132,9 +132,7 @@ impl LayerNorm2d {
 
 impl nn::Module for LayerNorm2d {
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.permute([0, 2, 3, 1])
-            .apply(&self.0)
-            .permute([0, 3, 1, 2])
+        x.permute([0, 2, 3, 1]).apply(&self.0).permute([0, 3, 1, 2])
     }
 }
 
@@ -194,7 +192,14 @@ impl ModuleT for Mlp {
 
 /// Scaled dot-product attention over `[batch, heads, tokens, head_dim]` with an optional additive
 /// bias and attention dropout.
-pub fn sdpa(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>, drop: f64, train: bool) -> Tensor {
+pub fn sdpa(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    bias: Option<&Tensor>,
+    drop: f64,
+    train: bool,
+) -> Tensor {
     let p = if train { drop } else { 0.0 };
     Tensor::scaled_dot_product_attention(
         q,
@@ -220,7 +225,14 @@ pub struct Attention {
 }
 
 impl Attention {
-    pub fn new(p: nn::Path, dim: i64, heads: i64, qkv_bias: bool, attn_drop: f64, proj_drop: f64) -> Self {
+    pub fn new(
+        p: nn::Path,
+        dim: i64,
+        heads: i64,
+        qkv_bias: bool,
+        attn_drop: f64,
+        proj_drop: f64,
+    ) -> Self {
         Self {
             qkv: linear(&p / "qkv", dim, 3 * dim, qkv_bias),
             proj: linear(&p / "proj", dim, dim, true),
@@ -238,7 +250,14 @@ impl ModuleT for Attention {
             .apply(&self.qkv)
             .reshape([b, n, 3, self.heads, c / self.heads])
             .permute([2, 0, 3, 1, 4]);
-        let y = sdpa(&qkv.get(0), &qkv.get(1), &qkv.get(2), None, self.attn_drop, train);
+        let y = sdpa(
+            &qkv.get(0),
+            &qkv.get(1),
+            &qkv.get(2),
+            None,
+            self.attn_drop,
+            train,
+        );
         dropout(
             &y.transpose(1, 2).reshape([b, n, c]).apply(&self.proj),
             self.proj_drop,
@@ -265,7 +284,8 @@ pub fn make_divisible(v: f64, divisor: i64) -> i64 {
 
 /// Global average pool of an NCHW map to `[batch, channels]`.
 pub fn global_pool(x: &Tensor) -> Tensor {
-    x.mean_dim(&[-2i64, -1][..], false, Kind::Float).to_kind(x.kind())
+    x.mean_dim(&[-2i64, -1][..], false, Kind::Float)
+        .to_kind(x.kind())
 }
 
 /// A module that is a sequence of train-aware modules.

@@ -1,9 +1,15 @@
 //! Architectures: one file per family, a registry with named presets, and [`Network`], which wraps
 //! a family's module with the input normalisation layer so every model takes [0,1] pixels.
+pub mod convnext;
 pub mod deit;
+pub mod densenet;
 pub mod layers;
+pub mod mobilenetv2;
+pub mod preact_resnet;
 pub mod resnet;
+pub mod vgg;
 pub mod vit;
+pub mod wide_resnet;
 
 use crate::spec::{did_you_mean, ModelSpec, Problem};
 use anyhow::Result;
@@ -79,6 +85,13 @@ pub fn positive(fields: &[(&str, i64)]) -> std::result::Result<(), String> {
 pub static REGISTRY: &[&Arch] = &[
     &resnet::RESNET18,
     &resnet::RESNET50,
+    &preact_resnet::PREACT_RESNET18,
+    &wide_resnet::WRN28_10,
+    &wide_resnet::WRN34_10,
+    &vgg::VGG16_BN,
+    &densenet::DENSENET121,
+    &mobilenetv2::MOBILENETV2,
+    &convnext::CONVNEXT,
     &vit::VIT,
     &deit::DEIT,
 ];

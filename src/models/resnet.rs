@@ -54,9 +54,13 @@ impl Family for ResNetConfig {
 fn preset(block: Block, layers: [i64; 4], p: &str) -> Option<serde_json::Value> {
     let w = [64, 128, 256, 512];
     match p {
-        "tiny" => Some(json!({"layers": [1, 1, 1], "widths": [16, 32, 64], "stem": "cifar", "block": block})),
+        "tiny" => Some(
+            json!({"layers": [1, 1, 1], "widths": [16, 32, 64], "stem": "cifar", "block": block}),
+        ),
         "cifar" => Some(json!({"layers": layers, "widths": w, "stem": "cifar", "block": block})),
-        "imagenet" => Some(json!({"layers": layers, "widths": w, "stem": "imagenet", "block": block})),
+        "imagenet" => {
+            Some(json!({"layers": layers, "widths": w, "stem": "imagenet", "block": block}))
+        }
         _ => None,
     }
 }
@@ -250,4 +254,3 @@ impl ModuleT for ResNet {
         y.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
     }
 }
-

@@ -82,15 +82,15 @@ pub static VIT: Arch = Arch {
     about: "Vision Transformer (Dosovitskiy et al. 2021); cifar = ViT-S/4, imagenet = ViT-B/16",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| match p {
-        "tiny" => {
-            Some(json!({"patch_size": 4, "dim": 64, "depth": 2, "heads": 4, "mlp_ratio": 2.0, "drop_path_rate": 0.0, "dropout": 0.0}))
-        }
-        "cifar" => {
-            Some(json!({"patch_size": 4, "dim": 384, "depth": 12, "heads": 6, "mlp_ratio": 4.0, "drop_path_rate": 0.0, "dropout": 0.0}))
-        }
-        "imagenet" => {
-            Some(json!({"patch_size": 16, "dim": 768, "depth": 12, "heads": 12, "mlp_ratio": 4.0, "drop_path_rate": 0.0, "dropout": 0.0}))
-        }
+        "tiny" => Some(
+            json!({"patch_size": 4, "dim": 64, "depth": 2, "heads": 4, "mlp_ratio": 2.0, "drop_path_rate": 0.0, "dropout": 0.0}),
+        ),
+        "cifar" => Some(
+            json!({"patch_size": 4, "dim": 384, "depth": 12, "heads": 6, "mlp_ratio": 4.0, "drop_path_rate": 0.0, "dropout": 0.0}),
+        ),
+        "imagenet" => Some(
+            json!({"patch_size": 16, "dim": 768, "depth": 12, "heads": 12, "mlp_ratio": 4.0, "drop_path_rate": 0.0, "dropout": 0.0}),
+        ),
         _ => None,
     },
     check: check_of::<VitConfig>,
@@ -110,7 +110,14 @@ pub struct Block {
 }
 
 impl Block {
-    pub fn new(p: nn::Path, dim: i64, heads: i64, mlp_ratio: f64, dropout: f64, drop_path: f64) -> Self {
+    pub fn new(
+        p: nn::Path,
+        dim: i64,
+        heads: i64,
+        mlp_ratio: f64,
+        dropout: f64,
+        drop_path: f64,
+    ) -> Self {
         let hidden = (dim as f64 * mlp_ratio) as i64;
         Self {
             norm1: layers::layer_norm(&p / "norm1", dim, 1e-6),
@@ -168,11 +175,21 @@ impl Vit {
                 .then(|| layers::trunc_normal_var(p, "dist_token", &[1, 1, c.dim], 0.02)),
             pos_embed: layers::trunc_normal_var(p, "pos_embed", &[1, tokens, c.dim], 0.02),
             blocks: (0..c.depth)
-                .map(|i| Block::new(p / "blocks" / i, c.dim, c.heads, c.mlp_ratio, c.dropout, dpr[i as usize]))
+                .map(|i| {
+                    Block::new(
+                        p / "blocks" / i,
+                        c.dim,
+                        c.heads,
+                        c.mlp_ratio,
+                        c.dropout,
+                        dpr[i as usize],
+                    )
+                })
                 .collect(),
             norm: layers::layer_norm(p / "norm", c.dim, 1e-6),
             head: layers::linear(p / "head", c.dim, io.num_classes, true),
-            head_dist: distilled.then(|| layers::linear(p / "head_dist", c.dim, io.num_classes, true)),
+            head_dist: distilled
+                .then(|| layers::linear(p / "head_dist", c.dim, io.num_classes, true)),
             dropout: c.dropout,
         }
     }
@@ -187,7 +204,11 @@ impl ModuleT for Vit {
             toks.push(d.expand([b, -1, -1], false));
         }
         toks.push(t);
-        let mut t = layers::dropout(&(Tensor::cat(&toks, 1) + &self.pos_embed), self.dropout, train);
+        let mut t = layers::dropout(
+            &(Tensor::cat(&toks, 1) + &self.pos_embed),
+            self.dropout,
+            train,
+        );
         for blk in &self.blocks {
             t = blk.forward_t(&t, train);
         }

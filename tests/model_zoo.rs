@@ -1,0 +1,319 @@
+//! The model zoo: parameter counts against the reference implementations, logits shapes of every
+//! preset at 32px and 224px, and train/eval behaviour (batch-norm statistics, dropout, drop-path).
+use robarch::models::{self, ModelIo, Network, REGISTRY};
+use robarch::spec::ModelSpec;
+use std::collections::BTreeMap;
+use tch::{Device, Kind, Tensor};
+
+fn build(arch: &str, preset: &str, over: &[(&str, &str)], io: ModelIo) -> Network {
+    let overrides: BTreeMap<String, serde_yaml::Value> = over
+        .iter()
+        .map(|(k, v)| (k.to_string(), serde_yaml::from_str(v).unwrap()))
+        .collect();
+    let spec = ModelSpec {
+        arch: Some(arch.into()),
+        preset: preset.into(),
+        overrides,
+    };
+    let p = models::resolve(arch, &spec).unwrap_or_else(|e| panic!("{arch}/{preset}: {e:?}"));
+    let a = models::find(arch).unwrap();
+    (a.fits)(&p.config, &io).unwrap_or_else(|e| panic!("{arch}/{preset} at {io:?}: {e}"));
+    let c = io.in_channels as usize;
+    Network::new(&p, &io, &vec![0.5; c], &vec![0.25; c], Device::Cpu, 3).unwrap()
+}
+
+fn io(size: i64, classes: i64) -> ModelIo {
+    ModelIo {
+        in_channels: 3,
+        image_size: size,
+        num_classes: classes,
+    }
+}
+
+/// (arch, preset, image size, classes, expected parameters, source of the expected number).
+const COUNTS: &[(&str, &str, i64, i64, i64, &str)] = &[
+    (
+        "resnet18",
+        "imagenet",
+        224,
+        1000,
+        11_689_512,
+        "timm/torchvision resnet18",
+    ),
+    (
+        "resnet18",
+        "cifar",
+        32,
+        10,
+        11_173_962,
+        "kuangliu/pytorch-cifar ResNet18 (11.17M)",
+    ),
+    (
+        "resnet50",
+        "imagenet",
+        224,
+        1000,
+        25_557_032,
+        "timm/torchvision resnet50",
+    ),
+    (
+        "resnet50",
+        "cifar",
+        32,
+        10,
+        23_520_842,
+        "kuangliu/pytorch-cifar ResNet50 (23.5M)",
+    ),
+    (
+        "preact_resnet18",
+        "cifar",
+        32,
+        10,
+        11_172_170,
+        "locuslab/robust_overfitting PreActResNet18 (11.17M)",
+    ),
+    (
+        "preact_resnet18",
+        "imagenet",
+        224,
+        1000,
+        11_687_720,
+        "same network, 7×7/2 stem (torchvision resnet18 − stem BN + final BN)",
+    ),
+    (
+        "wrn28_10",
+        "cifar",
+        32,
+        10,
+        36_479_194,
+        "Zagoruyko & Komodakis 2016, WRN-28-10 (36.5M)",
+    ),
+    (
+        "wrn34_10",
+        "cifar",
+        32,
+        10,
+        46_160_474,
+        "TRADES/RobustBench WRN-34-10 (46.16M)",
+    ),
+    (
+        "wrn28_10",
+        "imagenet",
+        224,
+        1000,
+        37_115_704,
+        "same network, 7×7/2 stem, 1000 classes",
+    ),
+    (
+        "vgg16_bn",
+        "imagenet",
+        224,
+        1000,
+        138_365_992,
+        "timm/torchvision vgg16_bn",
+    ),
+    (
+        "vgg16_bn",
+        "cifar",
+        32,
+        10,
+        14_728_266,
+        "kuangliu/pytorch-cifar VGG16 (14.7M)",
+    ),
+    (
+        "densenet121",
+        "imagenet",
+        224,
+        1000,
+        7_978_856,
+        "timm/torchvision densenet121",
+    ),
+    (
+        "densenet121",
+        "cifar",
+        32,
+        10,
+        6_956_426,
+        "kuangliu DenseNet121 6,956,298 + stem BN (128) (6.96M)",
+    ),
+    (
+        "mobilenetv2",
+        "imagenet",
+        224,
+        1000,
+        3_504_872,
+        "timm mobilenetv2_100 / torchvision mobilenet_v2",
+    ),
+    (
+        "mobilenetv2",
+        "cifar",
+        32,
+        10,
+        2_236_682,
+        "chenyaofo/pytorch-cifar-models mobilenetv2_x1_0 (2.24M)",
+    ),
+    (
+        "convnext",
+        "imagenet",
+        224,
+        1000,
+        28_589_128,
+        "timm convnext_tiny",
+    ),
+    (
+        "vit",
+        "imagenet",
+        224,
+        1000,
+        86_567_656,
+        "timm vit_base_patch16_224",
+    ),
+    (
+        "vit",
+        "cifar",
+        32,
+        10,
+        21_342_346,
+        "ViT-S/4 at 32px (timm VisionTransformer, img 32, patch 4)",
+    ),
+    (
+        "deit",
+        "imagenet",
+        224,
+        1000,
+        22_436_432,
+        "timm deit_small_distilled_patch16_224",
+    ),
+];
+
+#[test]
+fn parameter_counts_match_references() {
+    let mut wrong = Vec::new();
+    for &(arch, preset, size, classes, want, source) in COUNTS {
+        let got = build(arch, preset, &[], io(size, classes)).num_parameters();
+        if got != want {
+            wrong.push(format!(
+                "{arch}/{preset}: {got} parameters, {source} has {want}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn every_family_has_a_reference_count_at_224px() {
+    for a in REGISTRY.iter().filter(|a| a.name != "torchscript") {
+        assert!(
+            COUNTS
+                .iter()
+                .any(|c| c.0 == a.name && c.1 == "imagenet" && c.2 == 224 && c.3 == 1000)
+                || a.name == "wrn34_10",
+            "{} has no 224px/1000-class count in the table",
+            a.name
+        );
+        for p in ["tiny", "cifar", "imagenet"] {
+            assert!(a.presets.contains(&p), "{} lacks preset {p}", a.name);
+        }
+    }
+}
+
+#[test]
+fn every_preset_gives_logits_at_32_and_224_px() {
+    let _guard = tch::no_grad_guard();
+    for a in REGISTRY.iter().filter(|a| a.name != "torchscript") {
+        // The paper-scale models at 224px run one image; the CIFAR presets run at their 32px.
+        for (preset, size, batch) in [
+            ("tiny", 32, 2),
+            ("tiny", 224, 2),
+            ("cifar", 32, 2),
+            ("imagenet", 32, 2),
+            ("imagenet", 224, 1),
+        ] {
+            let net = build(a.name, preset, &[], io(size, 7));
+            let x = Tensor::rand([batch, 3, size, size], (Kind::Float, Device::Cpu));
+            let y = net.forward_t(&x, false);
+            assert_eq!(y.size(), [batch, 7], "{}/{preset} at {size}px", a.name);
+            assert!(
+                bool::try_from(y.isfinite().all()).unwrap(),
+                "{}/{preset} at {size}px: non-finite logits",
+                a.name
+            );
+        }
+    }
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    f64::try_from((a - b).abs().max()).unwrap()
+}
+
+#[test]
+fn train_and_eval_modes_behave() {
+    let x = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let mut stochastic = 0;
+    let mut with_bn = 0;
+    for a in REGISTRY.iter().filter(|a| a.name != "torchscript") {
+        let tiny = (a.preset)("tiny").unwrap();
+        // Switch on every source of training-time randomness the family has.
+        let mut over: Vec<(&str, &str)> = ["drop_path_rate", "dropout"]
+            .into_iter()
+            .filter(|k| tiny.get(*k).is_some())
+            .map(|k| (k, "0.3"))
+            .collect();
+        if tiny.get("head").is_some_and(|h| h == "linear") {
+            // VGG's dropout lives in its MLP head.
+            over.extend([("head", "mlp"), ("hidden", "32")]);
+        }
+        let net = build(a.name, "tiny", &over, io(32, 5));
+        let stats = |net: &Network| -> Vec<Tensor> {
+            net.named_tensors()
+                .into_iter()
+                .filter(|(n, _)| n.ends_with("running_mean"))
+                .map(|(_, t)| t.copy())
+                .collect()
+        };
+        // Eval is deterministic and leaves batch-norm statistics alone.
+        let before = stats(&net);
+        let (e1, e2) = tch::no_grad(|| (net.forward_t(&x, false), net.forward_t(&x, false)));
+        assert_eq!(
+            max_diff(&e1, &e2),
+            0.0,
+            "{}: eval not deterministic",
+            a.name
+        );
+        for (b, t) in before.iter().zip(stats(&net)) {
+            assert_eq!(
+                max_diff(b, &t),
+                0.0,
+                "{}: eval changed BN statistics",
+                a.name
+            );
+        }
+        // Training updates them.
+        let t1 = tch::no_grad(|| net.forward_t(&x, true));
+        if !before.is_empty() {
+            with_bn += 1;
+            let moved = before
+                .iter()
+                .zip(stats(&net))
+                .any(|(b, t)| max_diff(b, &t) > 0.0);
+            assert!(moved, "{}: training did not update BN statistics", a.name);
+        }
+        if !over.is_empty() {
+            stochastic += 1;
+            tch::manual_seed(1);
+            let t2 = tch::no_grad(|| net.forward_t(&x, true));
+            tch::manual_seed(2);
+            let t3 = tch::no_grad(|| net.forward_t(&x, true));
+            assert!(
+                max_diff(&t2, &t3) > 0.0,
+                "{}: dropout/drop-path inactive in training",
+                a.name
+            );
+            let _ = t1;
+        }
+    }
+    assert!(
+        with_bn >= 8 && stochastic >= 6,
+        "{with_bn} BN families, {stochastic} stochastic"
+    );
+}
