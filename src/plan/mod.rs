@@ -174,39 +174,58 @@ impl Plan {
                     ));
                     continue;
                 }
-                for (tname, t) in &s.training {
-                    let attack = t
-                        .attack
-                        .as_ref()
-                        .and_then(|a| AttackConfig::resolve("pgd", a, attacks::Use::Training).ok());
-                    let tp = TrainParams {
-                        model: mp.clone(),
-                        io,
-                        method: t.method,
-                        attack: if t.method == spec::TrainMethod::PgdAt {
-                            attack
-                        } else {
-                            None
-                        },
-                        attack_mode: t.attack_mode,
-                        epochs: t.epochs,
-                        batch_size: t.batch_size,
-                        optimizer: t.optimizer.clone(),
-                        schedule: t.schedule.clone(),
-                        augment: t
-                            .augment
-                            .iter()
-                            .filter_map(|a| crate::augment::Augment::from_yaml(a).ok())
-                            .collect(),
-                        seed: s.seed,
-                    };
+                // Trained (or imported) models of this (dataset, model): (training name, stage).
+                let mut trained: Vec<(String, NodeIndex)> = Vec::new();
+                if mp.arch == models::torchscript::TORCHSCRIPT.name {
+                    match stages::import::Import::plan(&l.path, mname, &mp, io, hashes) {
+                        Ok(st) => {
+                            let ix = add(
+                                &mut graph,
+                                format!("import/{dname}/{mname}"),
+                                Box::new(st),
+                                vec![("data", prep)],
+                            );
+                            trained.push((stages::import::TRAINING_LABEL.to_string(), ix));
+                        }
+                        Err(p) => problems.push(p),
+                    }
+                } else {
+                    for (tname, t) in &s.training {
+                        let attack = t.attack.as_ref().and_then(|a| {
+                            AttackConfig::resolve("pgd", a, attacks::Use::Training).ok()
+                        });
+                        let tp = TrainParams {
+                            model: mp.clone(),
+                            io,
+                            method: t.method,
+                            attack: if t.method == spec::TrainMethod::PgdAt {
+                                attack
+                            } else {
+                                None
+                            },
+                            attack_mode: t.attack_mode,
+                            epochs: t.epochs,
+                            batch_size: t.batch_size,
+                            optimizer: t.optimizer.clone(),
+                            schedule: t.schedule.clone(),
+                            augment: t
+                                .augment
+                                .iter()
+                                .filter_map(|a| crate::augment::Augment::from_yaml(a).ok())
+                                .collect(),
+                            seed: s.seed,
+                        };
+                        let ix = add(
+                            &mut graph,
+                            format!("train/{dname}/{mname}/{tname}"),
+                            Box::new(stages::train::Train { params: tp }),
+                            vec![("data", prep)],
+                        );
+                        trained.push((tname.clone(), ix));
+                    }
+                }
+                for (tname, tr) in trained {
                     let base = format!("{dname}/{mname}/{tname}");
-                    let tr = add(
-                        &mut graph,
-                        format!("train/{base}"),
-                        Box::new(stages::train::Train { params: tp }),
-                        vec![("data", prep)],
-                    );
                     let label = |role: String, attack: Option<&str>, split: Option<String>| {
                         stages::report::Labels {
                             role,

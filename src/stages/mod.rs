@@ -2,6 +2,7 @@
 //! its semantics change, its canonical parameters, and `run`, which writes outputs into a staging
 //! directory the executor commits to the cache.
 pub mod evaluate;
+pub mod import;
 pub mod prepare;
 pub mod report;
 pub mod sparsity;

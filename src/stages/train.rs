@@ -31,6 +31,11 @@ pub struct ModelInfo {
 pub fn load_network(dir: &Path, device: Device) -> Result<Network> {
     let info: ModelInfo = serde_json::from_slice(&std::fs::read(dir.join(MODEL_INFO))?)
         .context("reading model.json")?;
+    if info.model.arch == crate::models::torchscript::TORCHSCRIPT.name {
+        // An imported TorchScript model: its weights live in the script file itself.
+        let model = super::import::with_file(&info.model, dir);
+        return Network::new(&model, &info.io, &info.mean, &info.std, device, 0);
+    }
     let mut net = Network::new(&info.model, &info.io, &info.mean, &info.std, device, 0)?;
     net.load(&dir.join(WEIGHTS))?;
     Ok(net)

@@ -1,0 +1,158 @@
+//! External TorchScript models: loaded with their PyTorch names, logits equal to PyTorch's, and
+//! usable in a pipeline, where an `import` stage replaces training and the attacks and analyses
+//! run on them.
+mod common;
+use common::*;
+use robarch::models::{self, ModelIo, Network};
+use std::path::{Path, PathBuf};
+use tch::{Device, Tensor};
+
+fn python() -> PathBuf {
+    let venv = std::env::var_os("VIRTUAL_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    venv.join("bin/python")
+}
+
+/// Scripts a small BN CNN for `channels`×`size`² inputs and `classes` outputs into `pt`, with
+/// random BN statistics, and writes an input batch and PyTorch's eval logits next to it.
+fn export(pt: &Path, channels: i64, size: i64, classes: i64, seed: i64) {
+    let code = format!(
+        r#"
+import torch, torch.nn as nn
+from safetensors.torch import save_file
+torch.manual_seed({seed})
+m = nn.Sequential(nn.Conv2d({channels}, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                  nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, {classes}))
+m[1].running_mean.normal_(); m[1].running_var.uniform_(0.5, 2.0)
+m.eval()
+s = torch.jit.script(m)
+s.save(r"{pt}")
+x = torch.rand(3, {channels}, {size}, {size})
+save_file({{"x": x, "y": m(x).detach()}}, r"{pt}.io.safetensors")
+"#,
+        pt = pt.display()
+    );
+    let out = std::process::Command::new(python())
+        .args(["-c", &code])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn torchscript_model_matches_pytorch_and_exposes_its_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let pt = dir.path().join("m.pt");
+    export(&pt, 3, 16, 4, 1);
+    let mut over = std::collections::BTreeMap::new();
+    over.insert(
+        "file".to_string(),
+        serde_yaml::Value::from(pt.to_string_lossy().as_ref()),
+    );
+    let spec = robarch::spec::ModelSpec {
+        arch: Some("torchscript".into()),
+        preset: "file".into(),
+        overrides: over,
+    };
+    let p = models::resolve("ext", &spec).unwrap();
+    let io = ModelIo {
+        in_channels: 3,
+        image_size: 16,
+        num_classes: 4,
+    };
+    let net = Network::new(&p, &io, &[0.0; 3], &[1.0; 3], Device::Cpu, 0).unwrap();
+    let t: Vec<(String, Tensor)> =
+        Tensor::read_safetensors(format!("{}.io.safetensors", pt.display())).unwrap();
+    let get = |n: &str| t.iter().find(|(k, _)| k == n).unwrap().1.shallow_clone();
+    let y = net.forward_t(&get("x"), false);
+    let err = f64::try_from((y - get("y")).abs().max()).unwrap();
+    assert!(err <= 1e-5, "max |Δlogit| {err}");
+    let names: Vec<String> = net.named_tensors().into_iter().map(|(n, _)| n).collect();
+    assert!(names.contains(&"0.weight".to_string()), "{names:?}");
+    assert!(names.contains(&"5.bias".to_string()), "{names:?}");
+    // 3·8·9 + 8 conv, 16 BN affine, 8·4 + 4 linear.
+    assert_eq!(net.num_parameters(), 216 + 8 + 16 + 32 + 4);
+
+    // A file that is not TorchScript, or a module with the wrong output, is named in the error.
+    std::fs::write(dir.path().join("bad.pt"), b"not a model").unwrap();
+    let mut bad = p.clone();
+    bad.config["file"] = serde_json::json!(dir.path().join("bad.pt").to_string_lossy());
+    let e = Network::new(&bad, &io, &[0.0; 3], &[1.0; 3], Device::Cpu, 0).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("bad.pt: not a loadable TorchScript file"),
+        "{e:#}"
+    );
+    let io5 = ModelIo {
+        num_classes: 5,
+        ..io
+    };
+    let e = Network::new(&p, &io5, &[0.0; 3], &[1.0; 3], Device::Cpu, 0).unwrap_err();
+    assert!(format!("{e:#}").contains("expected [2, 5] logits"), "{e:#}");
+}
+
+const PIPELINE: &str = r#"name: ext
+seed: 3
+device: cpu
+datasets:
+  digits: {source: embedded:digits, resolution: 8, limit: 60}
+models:
+  ext: {arch: torchscript, file: models/ext.pt, normalize: false}
+training:
+  std:
+    method: standard
+    epochs: 1
+    batch_size: 32
+    optimizer: {name: adamw, lr: 1e-3}
+evaluation:
+  limit: 30
+  attacks:
+    clean: {}
+    pgd: {eps: 8/255, steps: 2}
+analysis: [sparsity]
+"#;
+
+#[test]
+fn pipeline_imports_evaluates_and_reimports_on_change() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("models")).unwrap();
+    export(&p.path("models/ext.pt"), 1, 8, 10, 1);
+    p.write("p.yaml", PIPELINE);
+    let out = p.ok(&["run", "p.yaml"]);
+    let ran = stages(&out, "ran");
+    for s in [
+        "import/digits/ext",
+        "eval/digits/ext/external/clean/test",
+        "eval/digits/ext/external/pgd/test",
+        "sparsity/digits/ext/external",
+    ] {
+        assert!(ran.contains(&s.to_string()), "{s} not in {ran:?}");
+    }
+    assert!(!ran.iter().any(|s| s.starts_with("train/")), "{ran:?}");
+    assert!(entry_dir(&p, "p.yaml", "import/digits/ext")
+        .join("model.pt")
+        .is_file());
+    // Unchanged: nothing reruns.
+    assert!(stages(&p.ok(&["run", "p.yaml"]), "ran").is_empty());
+    // New weights: the import and everything downstream rerun.
+    export(&p.path("models/ext.pt"), 1, 8, 10, 2);
+    let ran = stages(&p.ok(&["run", "p.yaml"]), "ran");
+    assert!(ran.contains(&"import/digits/ext".to_string()), "{ran:?}");
+
+    // A missing file is a located spec error; nothing is written.
+    p.write(
+        "q.yaml",
+        &PIPELINE.replace("models/ext.pt", "models/nope.pt"),
+    );
+    let out = p.run(&["run", "q.yaml"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("models.ext.file") && err.contains("nope.pt"),
+        "{err}"
+    );
+}
