@@ -31,159 +31,40 @@ fn io(size: i64, classes: i64) -> ModelIo {
 }
 
 /// (arch, preset, image size, classes, expected parameters, source of the expected number).
+#[rustfmt::skip]
 const COUNTS: &[(&str, &str, i64, i64, i64, &str)] = &[
-    (
-        "resnet18",
-        "imagenet",
-        224,
-        1000,
-        11_689_512,
-        "timm/torchvision resnet18",
-    ),
-    (
-        "resnet18",
-        "cifar",
-        32,
-        10,
-        11_173_962,
-        "kuangliu/pytorch-cifar ResNet18 (11.17M)",
-    ),
-    (
-        "resnet50",
-        "imagenet",
-        224,
-        1000,
-        25_557_032,
-        "timm/torchvision resnet50",
-    ),
-    (
-        "resnet50",
-        "cifar",
-        32,
-        10,
-        23_520_842,
-        "kuangliu/pytorch-cifar ResNet50 (23.5M)",
-    ),
-    (
-        "preact_resnet18",
-        "cifar",
-        32,
-        10,
-        11_172_170,
-        "locuslab/robust_overfitting PreActResNet18 (11.17M)",
-    ),
-    (
-        "preact_resnet18",
-        "imagenet",
-        224,
-        1000,
-        11_687_720,
-        "same network, 7×7/2 stem (torchvision resnet18 − stem BN + final BN)",
-    ),
-    (
-        "wrn28_10",
-        "cifar",
-        32,
-        10,
-        36_479_194,
-        "Zagoruyko & Komodakis 2016, WRN-28-10 (36.5M)",
-    ),
-    (
-        "wrn34_10",
-        "cifar",
-        32,
-        10,
-        46_160_474,
-        "TRADES/RobustBench WRN-34-10 (46.16M)",
-    ),
-    (
-        "wrn28_10",
-        "imagenet",
-        224,
-        1000,
-        37_115_704,
-        "same network, 7×7/2 stem, 1000 classes",
-    ),
-    (
-        "vgg16_bn",
-        "imagenet",
-        224,
-        1000,
-        138_365_992,
-        "timm/torchvision vgg16_bn",
-    ),
-    (
-        "vgg16_bn",
-        "cifar",
-        32,
-        10,
-        14_728_266,
-        "kuangliu/pytorch-cifar VGG16 (14.7M)",
-    ),
-    (
-        "densenet121",
-        "imagenet",
-        224,
-        1000,
-        7_978_856,
-        "timm/torchvision densenet121",
-    ),
-    (
-        "densenet121",
-        "cifar",
-        32,
-        10,
-        6_956_426,
-        "kuangliu DenseNet121 6,956,298 + stem BN (128) (6.96M)",
-    ),
-    (
-        "mobilenetv2",
-        "imagenet",
-        224,
-        1000,
-        3_504_872,
-        "timm mobilenetv2_100 / torchvision mobilenet_v2",
-    ),
-    (
-        "mobilenetv2",
-        "cifar",
-        32,
-        10,
-        2_236_682,
-        "chenyaofo/pytorch-cifar-models mobilenetv2_x1_0 (2.24M)",
-    ),
-    (
-        "convnext",
-        "imagenet",
-        224,
-        1000,
-        28_589_128,
-        "timm convnext_tiny",
-    ),
-    (
-        "vit",
-        "imagenet",
-        224,
-        1000,
-        86_567_656,
-        "timm vit_base_patch16_224",
-    ),
-    (
-        "vit",
-        "cifar",
-        32,
-        10,
-        21_342_346,
-        "ViT-S/4 at 32px (timm VisionTransformer, img 32, patch 4)",
-    ),
-    (
-        "deit",
-        "imagenet",
-        224,
-        1000,
-        22_436_432,
-        "timm deit_small_distilled_patch16_224",
-    ),
+    ("resnet18", "imagenet", 224, 1000, 11_689_512, "timm/torchvision resnet18"),
+    ("resnet18", "cifar", 32, 10, 11_173_962, "kuangliu/pytorch-cifar ResNet18 (11.17M)"),
+    ("resnet50", "imagenet", 224, 1000, 25_557_032, "timm/torchvision resnet50"),
+    ("resnet50", "cifar", 32, 10, 23_520_842, "kuangliu/pytorch-cifar ResNet50 (23.5M)"),
+    ("preact_resnet18", "cifar", 32, 10, 11_172_170, "locuslab/robust_overfitting PreActResNet18 (11.17M)"),
+    ("preact_resnet18", "imagenet", 224, 1000, 11_687_720, "same network, 7×7/2 stem (torchvision resnet18 − stem BN + final BN)"),
+    ("wrn28_10", "cifar", 32, 10, 36_479_194, "Zagoruyko & Komodakis 2016, WRN-28-10 (36.5M)"),
+    ("wrn34_10", "cifar", 32, 10, 46_160_474, "TRADES/RobustBench WRN-34-10 (46.16M)"),
+    ("wrn28_10", "imagenet", 224, 1000, 37_115_704, "same network, 7×7/2 stem, 1000 classes"),
+    ("wrn34_10", "imagenet", 224, 1000, 46_796_984, "same network, 7×7/2 stem, 1000 classes"),
+    ("vgg16_bn", "imagenet", 224, 1000, 138_365_992, "timm/torchvision vgg16_bn"),
+    ("vgg16_bn", "cifar", 32, 10, 14_728_266, "kuangliu/pytorch-cifar VGG16 (14.7M)"),
+    ("densenet121", "imagenet", 224, 1000, 7_978_856, "timm/torchvision densenet121"),
+    ("densenet121", "cifar", 32, 10, 6_956_426, "kuangliu DenseNet121 6,956,298 + stem BN (128) (6.96M)"),
+    ("mobilenetv2", "imagenet", 224, 1000, 3_504_872, "timm mobilenetv2_100 / torchvision mobilenet_v2"),
+    ("mobilenetv2", "cifar", 32, 10, 2_236_682, "chenyaofo/pytorch-cifar-models mobilenetv2_x1_0 (2.24M)"),
+    ("regnetx", "imagenet", 224, 1000, 2_684_792, "timm regnetx_002"),
+    ("regnetx", "x_400mf", 224, 1000, 5_157_512, "timm regnetx_004"),
+    ("regnetx", "cifar", 32, 10, 2_321_946, "kuangliu/pytorch-cifar RegNetX_200MF"),
+    ("convnext", "imagenet", 224, 1000, 28_589_128, "timm convnext_tiny"),
+    ("vit", "imagenet", 224, 1000, 86_567_656, "timm vit_base_patch16_224"),
+    ("vit", "cifar", 32, 10, 21_342_346, "ViT-S/4 at 32px (timm VisionTransformer, img 32, patch 4)"),
+    ("deit", "imagenet", 224, 1000, 22_436_432, "timm deit_small_distilled_patch16_224"),
+    ("swin", "imagenet", 224, 1000, 28_288_354, "timm swin_tiny_patch4_window7_224"),
+    ("pvt_v2", "imagenet", 224, 1000, 25_362_856, "timm pvt_v2_b2"),
+    ("pvt_v2", "b0", 224, 1000, 3_666_760, "timm pvt_v2_b0"),
+    ("cait", "imagenet", 224, 1000, 11_956_264, "timm cait_xxs24_224"),
+    ("coatnet", "imagenet", 224, 1000, 25_036_820, "timm coatnet_0_224 (paper: 25M)"),
+    ("mobilevit", "imagenet", 224, 1000, 5_578_632, "timm mobilevit_s"),
+    ("mobilevit", "xs", 224, 1000, 2_317_848, "timm mobilevit_xs"),
+    ("mobilevit", "xxs", 224, 1000, 1_272_024, "timm mobilevit_xxs"),
+    // @@MORE@@
 ];
 
 #[test]
@@ -206,8 +87,7 @@ fn every_family_has_a_reference_count_at_224px() {
         assert!(
             COUNTS
                 .iter()
-                .any(|c| c.0 == a.name && c.1 == "imagenet" && c.2 == 224 && c.3 == 1000)
-                || a.name == "wrn34_10",
+                .any(|c| c.0 == a.name && c.1 == "imagenet" && c.2 == 224 && c.3 == 1000),
             "{} has no 224px/1000-class count in the table",
             a.name
         );
@@ -229,10 +109,18 @@ fn every_preset_gives_logits_at_32_and_224_px() {
             ("imagenet", 32, 2),
             ("imagenet", 224, 1),
         ] {
+            let t0 = std::time::Instant::now();
             let net = build(a.name, preset, &[], io(size, 7));
             let x = Tensor::rand([batch, 3, size, size], (Kind::Float, Device::Cpu));
+            let t1 = std::time::Instant::now();
             let y = net.forward_t(&x, false);
             assert_eq!(y.size(), [batch, 7], "{}/{preset} at {size}px", a.name);
+            println!(
+                "{}/{preset} {size}px: build {:.2}s forward {:.2}s",
+                a.name,
+                (t1 - t0).as_secs_f64(),
+                t1.elapsed().as_secs_f64()
+            );
             assert!(
                 bool::try_from(y.isfinite().all()).unwrap(),
                 "{}/{preset} at {size}px: non-finite logits",
@@ -264,6 +152,15 @@ fn train_and_eval_modes_behave() {
             over.extend([("head", "mlp"), ("hidden", "32")]);
         }
         let net = build(a.name, "tiny", &over, io(32, 5));
+        // Move every parameter off its initial value: zero-initialised last BN layers (timm's
+        // RegNet) or tiny layer scales would otherwise hide a residual branch.
+        tch::no_grad(|| {
+            for (n, mut t) in net.named_tensors() {
+                if !n.starts_with("normalize.") && !n.contains("running_") && t.requires_grad() {
+                    let _ = t.g_add_(&(t.randn_like() * 0.05));
+                }
+            }
+        });
         let stats = |net: &Network| -> Vec<Tensor> {
             net.named_tensors()
                 .into_iter()

@@ -62,9 +62,18 @@ pub fn conv2d_kaiming(
     )
 }
 
-/// Batch norm with PyTorch's defaults (eps 1e-5, momentum 0.1).
+/// Batch norm with PyTorch's defaults: eps 1e-5, momentum 0.1, weight 1, bias 0 (tch's own
+/// default draws the weight from U(0, 1)).
 pub fn bn2d(p: nn::Path, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(p, c, Default::default())
+    nn::batch_norm2d(
+        p,
+        c,
+        nn::BatchNormConfig {
+            ws_init: nn::Init::Const(1.0),
+            bs_init: nn::Init::Const(0.0),
+            ..Default::default()
+        },
+    )
 }
 
 /// Layer norm over the last dimension.

@@ -1,12 +1,18 @@
 //! Architectures: one file per family, a registry with named presets, and [`Network`], which wraps
 //! a family's module with the input normalisation layer so every model takes [0,1] pixels.
+pub mod cait;
+pub mod coatnet;
 pub mod convnext;
 pub mod deit;
 pub mod densenet;
 pub mod layers;
 pub mod mobilenetv2;
+pub mod mobilevit;
 pub mod preact_resnet;
+pub mod pvt_v2;
+pub mod regnet;
 pub mod resnet;
+pub mod swin;
 pub mod torchscript;
 pub mod vgg;
 pub mod vit;
@@ -92,9 +98,15 @@ pub static REGISTRY: &[&Arch] = &[
     &vgg::VGG16_BN,
     &densenet::DENSENET121,
     &mobilenetv2::MOBILENETV2,
+    &regnet::REGNETX,
     &convnext::CONVNEXT,
     &vit::VIT,
     &deit::DEIT,
+    &swin::SWIN,
+    &pvt_v2::PVT_V2,
+    &cait::CAIT,
+    &coatnet::COATNET,
+    &mobilevit::MOBILEVIT,
     &torchscript::TORCHSCRIPT,
 ];
 
