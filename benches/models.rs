@@ -34,10 +34,17 @@ fn args() -> Args {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get() as i32),
         device: Device::cuda_if_available(),
     };
-    let v: Vec<String> = std::env::args().skip(1).filter(|s| s != "--bench").collect();
+    let v: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|s| s != "--bench")
+        .collect();
     let mut it = v.iter();
     while let Some(k) = it.next() {
-        let mut val = || it.next().cloned().unwrap_or_else(|| panic!("{k} needs a value"));
+        let mut val = || {
+            it.next()
+                .cloned()
+                .unwrap_or_else(|| panic!("{k} needs a value"))
+        };
         match k.as_str() {
             "--arch" => a.archs = val().split(',').map(String::from).collect(),
             "--preset" => {
@@ -71,7 +78,11 @@ fn sync(d: Device) {
 fn main() {
     let a = args();
     tch::set_num_threads(a.threads);
-    let dev = if a.device == Device::Cpu { "cpu" } else { "cuda" };
+    let dev = if a.device == Device::Cpu {
+        "cpu"
+    } else {
+        "cuda"
+    };
     let python = std::env::var_os("VIRTUAL_ENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"))
@@ -151,6 +162,9 @@ fn main() {
     if !ratios.is_empty() {
         let geo = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
         let min = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
-        println!("geometric mean ratio {geo:.2}, worst {min:.2} over {} models", ratios.len());
+        println!(
+            "geometric mean ratio {geo:.2}, worst {min:.2} over {} models",
+            ratios.len()
+        );
     }
 }
