@@ -64,7 +64,11 @@ const COUNTS: &[(&str, &str, i64, i64, i64, &str)] = &[
     ("mobilevit", "imagenet", 224, 1000, 5_578_632, "timm mobilevit_s"),
     ("mobilevit", "xs", 224, 1000, 2_317_848, "timm mobilevit_xs"),
     ("mobilevit", "xxs", 224, 1000, 1_272_024, "timm mobilevit_xxs"),
-    // @@MORE@@
+    ("mixer", "imagenet", 224, 1000, 18_528_264, "timm mixer_s16_224"),
+    ("poolformer", "imagenet", 224, 1000, 11_915_176, "timm poolformer_s12"),
+    ("cct", "imagenet", 224, 1000, 22_367_273, "SHI-Labs/Compact-Transformers cct_14_7x2_224 (paper: 22.36M)"),
+    ("cct", "cifar", 32, 10, 3_760_139, "SHI-Labs/Compact-Transformers cct_7_3x1_32 (paper: 3.76M)"),
+    ("cvt", "imagenet", 224, 1000, 19_997_480, "microsoft/CvT CvT-13 = HF CvtConfig() at 1000 classes (paper: 20M)"),
 ];
 
 #[test]

@@ -1,13 +1,17 @@
 //! Architectures: one file per family, a registry with named presets, and [`Network`], which wraps
 //! a family's module with the input normalisation layer so every model takes [0,1] pixels.
 pub mod cait;
+pub mod cct;
 pub mod coatnet;
 pub mod convnext;
+pub mod cvt;
 pub mod deit;
 pub mod densenet;
 pub mod layers;
+pub mod mixer;
 pub mod mobilenetv2;
 pub mod mobilevit;
+pub mod poolformer;
 pub mod preact_resnet;
 pub mod pvt_v2;
 pub mod regnet;
@@ -105,8 +109,12 @@ pub static REGISTRY: &[&Arch] = &[
     &swin::SWIN,
     &pvt_v2::PVT_V2,
     &cait::CAIT,
+    &cct::CCT,
     &coatnet::COATNET,
+    &cvt::CVT,
     &mobilevit::MOBILEVIT,
+    &mixer::MIXER,
+    &poolformer::POOLFORMER,
     &torchscript::TORCHSCRIPT,
 ];
 
