@@ -522,8 +522,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
             match what {
                 Registry::Models => {
                     println!(
-                        "{:<16} {:<14} {:<26} {}",
-                        "ARCH", "FAMILY", "PRESETS", "ABOUT (imagenet preset = REFERENCE)"
+                        "{:<16} {:<14} {:<26} ABOUT (imagenet preset = REFERENCE)",
+                        "ARCH", "FAMILY", "PRESETS"
                     );
                     for a in models::REGISTRY {
                         println!(

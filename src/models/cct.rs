@@ -313,7 +313,7 @@ impl ModuleT for Cct {
         }
         let mut t = y.flatten(2, -1).transpose(1, 2);
         if let Some(pe) = &self.positional_emb {
-            t = t + pe;
+            t += pe;
         }
         let mut t = layers::dropout(&t, self.dropout, train);
         for b in &self.blocks {

@@ -5,6 +5,7 @@ use tch::nn::{self, ModuleT};
 use tch::{Kind, Tensor};
 
 /// A 2-d convolution with PyTorch's default initialisation.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d(
     p: nn::Path,
     cin: i64,
@@ -15,22 +16,18 @@ pub fn conv2d(
     groups: i64,
     bias: bool,
 ) -> nn::Conv2D {
-    nn::conv2d(
-        p,
-        cin,
-        cout,
-        k,
-        nn::ConvConfig {
-            stride,
-            padding,
-            groups,
-            bias,
-            ..Default::default()
-        },
-    )
+    let c = nn::ConvConfig {
+        stride,
+        padding,
+        groups,
+        bias,
+        ..Default::default()
+    };
+    nn::conv2d(p, cin, cout, k, c)
 }
 
 /// Convolution initialised as torchvision/timm CNNs do: Kaiming normal, fan-out, ReLU gain.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_kaiming(
     p: nn::Path,
     cin: i64,
@@ -41,25 +38,45 @@ pub fn conv2d_kaiming(
     groups: i64,
     bias: bool,
 ) -> nn::Conv2D {
-    nn::conv2d(
-        p,
-        cin,
-        cout,
-        k,
-        nn::ConvConfig {
-            stride,
-            padding,
-            groups,
-            bias,
-            ws_init: nn::Init::Kaiming {
-                dist: nn::init::NormalOrUniform::Normal,
-                fan: nn::init::FanInOut::FanOut,
-                non_linearity: nn::init::NonLinearity::ReLU,
-            },
-            bs_init: nn::Init::Const(0.0),
-            ..Default::default()
+    let c = nn::ConvConfig {
+        stride,
+        padding,
+        groups,
+        bias,
+        ws_init: nn::Init::Kaiming {
+            dist: nn::init::NormalOrUniform::Normal,
+            fan: nn::init::FanInOut::FanOut,
+            non_linearity: nn::init::NonLinearity::ReLU,
         },
-    )
+        bs_init: nn::Init::Const(0.0),
+        ..Default::default()
+    };
+    nn::conv2d(p, cin, cout, k, c)
+}
+
+/// timm's bias-free `create_conv2d`: symmetric padding `((stride-1) + (k-1)) / 2` and normal init
+/// with std √(2/fan-out) (timm's `_init_weight` for ByobNet/RegNet).
+pub fn conv2d_timm(
+    p: nn::Path,
+    cin: i64,
+    cout: i64,
+    k: i64,
+    stride: i64,
+    groups: i64,
+) -> nn::Conv2D {
+    let fan_out = (k * k * cout / groups).max(1);
+    let c = nn::ConvConfig {
+        stride,
+        padding: ((stride - 1) + (k - 1)) / 2,
+        groups,
+        bias: false,
+        ws_init: nn::Init::Randn {
+            mean: 0.0,
+            stdev: (2.0 / fan_out as f64).sqrt(),
+        },
+        ..Default::default()
+    };
+    nn::conv2d(p, cin, cout, k, c)
 }
 
 /// Batch norm with PyTorch's defaults: eps 1e-5, momentum 0.1, weight 1, bias 0 (tch's own

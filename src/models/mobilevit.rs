@@ -208,27 +208,7 @@ fn linear(p: nn::Path, cin: i64, cout: i64) -> nn::Linear {
     )
 }
 
-/// A bias-free convolution with timm's symmetric padding, normal init with std √(2/fan-out).
-fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, groups: i64) -> nn::Conv2D {
-    let fan_out = (k * k * cout / groups).max(1);
-    nn::conv2d(
-        p,
-        cin,
-        cout,
-        k,
-        nn::ConvConfig {
-            stride,
-            padding: ((stride - 1) + (k - 1)) / 2,
-            groups,
-            bias: false,
-            ws_init: nn::Init::Randn {
-                mean: 0.0,
-                stdev: (2.0 / fan_out as f64).sqrt(),
-            },
-            ..Default::default()
-        },
-    )
-}
+use super::layers::conv2d_timm as conv;
 
 /// timm's `ConvNormAct`: conv (`.conv`) → BatchNorm (`.bn`) → SiLU (optional).
 #[derive(Debug)]

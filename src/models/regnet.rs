@@ -228,24 +228,7 @@ struct ConvBn {
 
 impl ConvBn {
     fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, groups: i64, gamma: f64) -> Self {
-        let fan_out = (k * k * cout / groups).max(1);
-        let conv = nn::conv2d(
-            &p / "conv",
-            cin,
-            cout,
-            k,
-            nn::ConvConfig {
-                stride,
-                padding: ((stride - 1) + (k - 1)) / 2,
-                groups,
-                bias: false,
-                ws_init: nn::Init::Randn {
-                    mean: 0.0,
-                    stdev: (2.0 / fan_out as f64).sqrt(),
-                },
-                ..Default::default()
-            },
-        );
+        let conv = super::layers::conv2d_timm(&p / "conv", cin, cout, k, stride, groups);
         let bn = nn::batch_norm2d(
             &p / "bn",
             cout,

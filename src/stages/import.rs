@@ -93,7 +93,7 @@ impl Stage for Import {
         };
         // Loading checks the file is TorchScript and maps this dataset's images to its classes.
         let net = Network::new(
-            &with_file(&info.model, &cx.out),
+            &with_file(&info.model, cx.out),
             &info.io,
             &info.mean,
             &info.std,
