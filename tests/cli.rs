@@ -214,8 +214,54 @@ fn explain_and_ls_describe_stages_and_registries() {
     let bad = p.run(&["explain", "p.yaml", "eval/digits/resnet18/at/pgd/tset"]);
     assert!(stderr(&bad).contains("did you mean `eval/digits/resnet18/at/pgd/test`?"));
     let models = stdout(&p.ok(&["ls", "models"]));
-    assert!(models.contains("resnet18") && models.contains("vit"));
+    for a in ["resnet18", "vit", "pvt_v2", "coatnet", "torchscript"] {
+        assert!(models.contains(a), "{a} not in:\n{models}");
+    }
+    assert_eq!(models.lines().count(), 1 + robarch::models::REGISTRY.len());
     assert!(stdout(&p.ok(&["ls", "attacks"])).contains("pgd"));
+}
+
+#[test]
+fn model_describes_an_architecture_and_rejects_bad_fields() {
+    let p = Project::new();
+    let out = stdout(&p.ok(&["model", "pvt_v2", "--preset", "b0", "--tensors"]));
+    assert!(out.contains("parameters: 3666760"), "{out}");
+    assert!(
+        out.contains("stages.0.blocks.0.attn.sr.weight [32, 32, 8, 8]"),
+        "{out}"
+    );
+    let out = stdout(&p.ok(&[
+        "model",
+        "vit",
+        "--set",
+        "depth=3",
+        "--image-size",
+        "32",
+        "--classes",
+        "10",
+    ]));
+    assert!(out.contains("\"depth\":3"), "{out}");
+    let bad = p.run(&["model", "vit", "--set", "dept=3"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("did you mean `depth`?"),
+        "{}",
+        stderr(&bad)
+    );
+    let bad = p.run(&[
+        "model",
+        "vit",
+        "--set",
+        "patch_size=5",
+        "--image-size",
+        "32",
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("patch_size 5 does not divide the image size 32"),
+        "{}",
+        stderr(&bad)
+    );
 }
 
 #[test]
