@@ -31,7 +31,7 @@
 //!
 //! The CIFAR variant is CoAtNet-0 with a stride-1 stem: a 32px image gives stages at 16, 8, 4 and
 //! 2 pixels (the transformer stages attend over 4×4 and 2×2 maps), total stride 16.
-use super::layers::{self, drop_path, drop_path_rates, LayerNorm2d};
+use super::layers::{self, conv2d_timm as conv_eff, drop_path, drop_path_rates, LayerNorm2d};
 use super::vit::check_rates;
 use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
 
@@ -191,38 +191,6 @@ pub static COATNET: Arch = Arch {
     build: build_of::<CoAtNetConfig>,
     reference: "timm coatnet_0_224",
 };
-
-/// A convolution with timm's symmetric padding and EfficientNet-style init (normal, std
-/// √(2/fan-out), zero bias): the stem and the MBConv blocks.
-fn conv_eff(
-    p: nn::Path,
-    cin: i64,
-    cout: i64,
-    k: i64,
-    stride: i64,
-    groups: i64,
-    bias: bool,
-) -> nn::Conv2D {
-    let fan_out = (k * k * cout / groups).max(1);
-    nn::conv2d(
-        p,
-        cin,
-        cout,
-        k,
-        nn::ConvConfig {
-            stride,
-            padding: ((stride - 1) + (k - 1)) / 2,
-            groups,
-            bias,
-            ws_init: nn::Init::Randn {
-                mean: 0.0,
-                stdev: (2.0 / fan_out as f64).sqrt(),
-            },
-            bs_init: nn::Init::Const(0.0),
-            ..Default::default()
-        },
-    )
-}
 
 /// A 1×1 convolution of a transformer block, Xavier-uniform with bias `N(0, bias_std)`.
 fn conv_vit(p: nn::Path, cin: i64, cout: i64, bias_std: f64) -> nn::Conv2D {

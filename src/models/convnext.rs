@@ -3,7 +3,7 @@
 //! stages; pooled LayerNorm head. Names follow timm `convnext_tiny` (`stem.0`, `stages.1.
 //! downsample.1`, `stages.0.blocks.0.conv_dw`, `.gamma`, `head.norm`, `head.fc`). The CIFAR
 //! variant uses a 2×2 stem so a 32px image keeps 16×16 tokens in the first stage.
-use super::layers::{self, drop_path, drop_path_rates, LayerNorm2d};
+use super::layers::{self, conv2d_trunc_normal as conv, drop_path, drop_path_rates, LayerNorm2d};
 use super::{build_of, check_of, fits_of, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
@@ -87,24 +87,6 @@ pub static CONVNEXT: Arch = Arch {
     build: build_of::<ConvNextConfig>,
     reference: "timm convnext_tiny",
 };
-
-/// A convolution initialised as timm's ConvNeXt does (truncated normal 0.02, zero bias).
-fn conv(
-    p: nn::Path,
-    cin: i64,
-    cout: i64,
-    k: i64,
-    stride: i64,
-    pad: i64,
-    groups: i64,
-) -> nn::Conv2D {
-    let c = layers::conv2d(p, cin, cout, k, stride, pad, groups, true);
-    layers::trunc_normal_(&c.ws, 0.02);
-    if let Some(b) = &c.bs {
-        let _ = tch::no_grad(|| b.shallow_clone().zero_());
-    }
-    c
-}
 
 #[derive(Debug)]
 struct Block {

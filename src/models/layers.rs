@@ -54,8 +54,37 @@ pub fn conv2d_kaiming(
     nn::conv2d(p, cin, cout, k, c)
 }
 
-/// timm's bias-free `create_conv2d`: symmetric padding `((stride-1) + (k-1)) / 2` and normal init
-/// with std √(2/fan-out) (timm's `_init_weight` for ByobNet/RegNet).
+/// A convolution with normal init of std √(2/fan-out), fan-out = k²·out/groups, and zero bias:
+/// timm's `_init_weight` for EfficientNet/ByobNet/RegNet/MaxxVit and PVT-v2's init.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_fan_out(
+    p: nn::Path,
+    cin: i64,
+    cout: i64,
+    k: i64,
+    stride: i64,
+    padding: i64,
+    groups: i64,
+    bias: bool,
+) -> nn::Conv2D {
+    let fan_out = (k * k * cout / groups).max(1);
+    let c = nn::ConvConfig {
+        stride,
+        padding,
+        groups,
+        bias,
+        ws_init: nn::Init::Randn {
+            mean: 0.0,
+            stdev: (2.0 / fan_out as f64).sqrt(),
+        },
+        bs_init: nn::Init::Const(0.0),
+        ..Default::default()
+    };
+    nn::conv2d(p, cin, cout, k, c)
+}
+
+/// timm's `create_conv2d`: [`conv2d_fan_out`] with timm's symmetric padding
+/// `((stride-1) + (k-1)) / 2`.
 pub fn conv2d_timm(
     p: nn::Path,
     cin: i64,
@@ -63,20 +92,30 @@ pub fn conv2d_timm(
     k: i64,
     stride: i64,
     groups: i64,
+    bias: bool,
 ) -> nn::Conv2D {
-    let fan_out = (k * k * cout / groups).max(1);
-    let c = nn::ConvConfig {
-        stride,
-        padding: ((stride - 1) + (k - 1)) / 2,
-        groups,
-        bias: false,
-        ws_init: nn::Init::Randn {
-            mean: 0.0,
-            stdev: (2.0 / fan_out as f64).sqrt(),
-        },
-        ..Default::default()
-    };
-    nn::conv2d(p, cin, cout, k, c)
+    let padding = ((stride - 1) + (k - 1)) / 2;
+    conv2d_fan_out(p, cin, cout, k, stride, padding, groups, bias)
+}
+
+/// A convolution initialised as timm's ConvNeXt and MetaFormer do: truncated normal (std 0.02)
+/// weights, zero bias.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_trunc_normal(
+    p: nn::Path,
+    cin: i64,
+    cout: i64,
+    k: i64,
+    stride: i64,
+    padding: i64,
+    groups: i64,
+) -> nn::Conv2D {
+    let c = conv2d(p, cin, cout, k, stride, padding, groups, true);
+    trunc_normal_(&c.ws, 0.02);
+    if let Some(b) = &c.bs {
+        let _ = tch::no_grad(|| b.shallow_clone().zero_());
+    }
+    c
 }
 
 /// Batch norm with PyTorch's defaults: eps 1e-5, momentum 0.1, weight 1, bias 0 (tch's own

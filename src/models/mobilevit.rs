@@ -22,7 +22,7 @@
 //! MobileViT-XS (2,317,848), `xxs` = MobileViT-XXS (1,272,024). `cifar` is MobileViT-S with a
 //! stride-1 stem: a 32px image reaches the transformer stages at 8×8, 4×4 and 2×2 (total stride
 //! 16 instead of 32), so every stage still has at least one whole 2×2 patch.
-use super::layers::{self, drop_path, drop_path_rates, make_divisible};
+use super::layers::{self, conv2d_timm, drop_path, drop_path_rates, make_divisible};
 use super::vit::check_rates;
 use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
 
@@ -208,8 +208,6 @@ fn linear(p: nn::Path, cin: i64, cout: i64) -> nn::Linear {
     )
 }
 
-use super::layers::conv2d_timm as conv;
-
 /// timm's `ConvNormAct`: conv (`.conv`) → BatchNorm (`.bn`) → SiLU (optional).
 #[derive(Debug)]
 struct ConvBnAct {
@@ -231,7 +229,7 @@ impl ConvBnAct {
         gamma: f64,
     ) -> Self {
         Self {
-            conv: conv(&p / "conv", cin, cout, k, stride, groups),
+            conv: conv2d_timm(&p / "conv", cin, cout, k, stride, groups, false),
             bn: nn::batch_norm2d(
                 &p / "bn",
                 cout,
@@ -365,7 +363,7 @@ impl MobileVitBlock {
     fn new(p: nn::Path, c: &MobileVitConfig, chs: i64, dim: i64, depth: i64, dp: f64) -> Self {
         Self {
             conv_kxk: ConvBnAct::new(&p / "conv_kxk", chs, chs, 3, 1, 1, true, 1.0),
-            conv_1x1: conv(&p / "conv_1x1", chs, dim, 1, 1, 1),
+            conv_1x1: conv2d_timm(&p / "conv_1x1", chs, dim, 1, 1, 1, false),
             transformer: (0..depth)
                 .map(|i| {
                     TransformerLayer::new(&p / "transformer" / i, dim, c.heads, c.mlp_ratio, dp)

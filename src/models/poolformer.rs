@@ -11,7 +11,7 @@
 //!
 //! The CIFAR variant keeps PoolFormer-S12's stages with a 3×3 stride-1 stem, so a 32px image gives
 //! 32/16/8/4 feature maps (224px PoolFormer: 56/28/14/7).
-use super::layers::{self, drop_path, drop_path_rates, LayerNorm2d};
+use super::layers::{self, conv2d_trunc_normal, drop_path, drop_path_rates, LayerNorm2d};
 use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
@@ -123,16 +123,6 @@ pub static POOLFORMER: Arch = Arch {
     reference: "timm poolformer_s12",
 };
 
-/// A convolution initialised as timm's MetaFormer does (truncated normal 0.02, zero bias).
-fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, pad: i64) -> nn::Conv2D {
-    let c = layers::conv2d(p, cin, cout, k, stride, pad, 1, true);
-    layers::trunc_normal_(&c.ws, 0.02);
-    if let Some(b) = &c.bs {
-        let _ = tch::no_grad(|| b.shallow_clone().zero_());
-    }
-    c
-}
-
 /// timm's `GroupNorm1`: GroupNorm with a single group (eps 1e-5).
 fn group_norm1(p: nn::Path, c: i64) -> nn::GroupNorm {
     nn::group_norm(p, 1, c, Default::default())
@@ -158,8 +148,8 @@ impl Block {
             norm1: group_norm1(&p / "norm1", dim),
             layer_scale1: layers::layer_scale(&(&p / "layer_scale1"), "scale", dim, ls),
             norm2: group_norm1(&p / "norm2", dim),
-            fc1: conv(&p / "mlp" / "fc1", dim, 4 * dim, 1, 1, 0),
-            fc2: conv(&p / "mlp" / "fc2", 4 * dim, dim, 1, 1, 0),
+            fc1: conv2d_trunc_normal(&p / "mlp" / "fc1", dim, 4 * dim, 1, 1, 0, 1),
+            fc2: conv2d_trunc_normal(&p / "mlp" / "fc2", 4 * dim, dim, 1, 1, 0, 1),
             layer_scale2: layers::layer_scale(&(&p / "layer_scale2"), "scale", dim, ls),
             pool_size: c.pool_size,
             dropout: c.dropout,
@@ -211,7 +201,8 @@ impl PoolFormer {
         for (i, (&d, &w)) in c.depths.iter().zip(&c.dims).enumerate() {
             let sp = p / "stages" / i as i64;
             // timm: no downsampling where the width does not change.
-            let downsample = (cin != w).then(|| conv(&sp / "downsample" / "conv", cin, w, 3, 2, 1));
+            let downsample = (cin != w)
+                .then(|| conv2d_trunc_normal(&sp / "downsample" / "conv", cin, w, 3, 2, 1, 1));
             let blocks = (0..d)
                 .map(|j| {
                     k += 1;
@@ -222,13 +213,14 @@ impl PoolFormer {
             cin = w;
         }
         Self {
-            stem: conv(
+            stem: conv2d_trunc_normal(
                 p / "stem" / "conv",
                 io.in_channels,
                 c.dims[0],
                 c.stem_kernel,
                 c.stem_stride,
                 c.stem_padding,
+                1,
             ),
             stages,
             head_norm: LayerNorm2d::new(p / "head" / "norm", cin, 1e-6),

@@ -12,7 +12,7 @@
 //! The CIFAR variant keeps PVT-v2-b2's stages but embeds 32px images with a 3×3 stride-2 first
 //! patch embedding (16×16 tokens in stage 1 instead of 8×8) and reduces keys/values by (4, 2, 1, 1)
 //! so every stage attends over a 4×4 (or full) key grid, as b2's (8, 4, 2, 1) gives 7×7 at 224px.
-use super::layers::{self, drop_path, drop_path_rates};
+use super::layers::{self, conv2d_fan_out, drop_path, drop_path_rates};
 use super::vit::check_rates;
 use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
 
@@ -159,38 +159,6 @@ pub static PVT_V2: Arch = Arch {
     reference: "timm pvt_v2_b2",
 };
 
-/// A convolution initialised as timm's PVT v2 does: normal(0, √(2 / fan_out)) with
-/// fan_out = k²·out / groups, zero bias.
-fn conv(
-    p: nn::Path,
-    cin: i64,
-    cout: i64,
-    k: i64,
-    stride: i64,
-    pad: i64,
-    groups: i64,
-) -> nn::Conv2D {
-    let fan_out = k * k * cout / groups;
-    nn::conv2d(
-        p,
-        cin,
-        cout,
-        k,
-        nn::ConvConfig {
-            stride,
-            padding: pad,
-            groups,
-            bias: true,
-            ws_init: nn::Init::Randn {
-                mean: 0.0,
-                stdev: (2.0 / fan_out as f64).sqrt(),
-            },
-            bs_init: nn::Init::Const(0.0),
-            ..Default::default()
-        },
-    )
-}
-
 /// timm's `OverlapPatchEmbed`: k×k stride-s convolution with padding k/2, then LayerNorm
 /// (eps 1e-5) on the NHWC map. NCHW in, NHWC out.
 #[derive(Debug)]
@@ -202,7 +170,7 @@ struct OverlapPatchEmbed {
 impl OverlapPatchEmbed {
     fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
         Self {
-            proj: conv(&p / "proj", cin, cout, k, stride, k / 2, 1),
+            proj: conv2d_fan_out(&p / "proj", cin, cout, k, stride, k / 2, 1, true),
             norm: layers::layer_norm(&p / "norm", cout, 1e-5),
         }
     }
@@ -232,7 +200,7 @@ impl Attention {
             proj: layers::linear(&p / "proj", dim, dim, true),
             sr: (sr > 1).then(|| {
                 (
-                    conv(&p / "sr", dim, dim, sr, sr, 0, 1),
+                    conv2d_fan_out(&p / "sr", dim, dim, sr, sr, 0, 1, true),
                     layers::layer_norm(&p / "norm", dim, 1e-5),
                 )
             }),
@@ -279,7 +247,7 @@ impl Mlp {
     fn new(p: nn::Path, dim: i64, hidden: i64) -> Self {
         Self {
             fc1: layers::linear(&p / "fc1", dim, hidden, true),
-            dwconv: conv(&p / "dwconv", hidden, hidden, 3, 1, 1, hidden),
+            dwconv: conv2d_fan_out(&p / "dwconv", hidden, hidden, 3, 1, 1, hidden, true),
             fc2: layers::linear(&p / "fc2", hidden, dim, true),
         }
     }

@@ -228,7 +228,7 @@ struct ConvBn {
 
 impl ConvBn {
     fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, groups: i64, gamma: f64) -> Self {
-        let conv = super::layers::conv2d_timm(&p / "conv", cin, cout, k, stride, groups);
+        let conv = super::layers::conv2d_timm(&p / "conv", cin, cout, k, stride, groups, false);
         let bn = nn::batch_norm2d(
             &p / "bn",
             cout,

@@ -4,7 +4,7 @@ use super::{bn2d, build_of, check_of, fits_of, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tch::nn::{self, ConvConfig, ModuleT};
+use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,19 +89,9 @@ pub static RESNET50: Arch = Arch {
     reference: "timm/torchvision resnet50",
 };
 
+/// A bias-free convolution with PyTorch's default init.
 fn conv(p: nn::Path, i: i64, o: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
-    nn::conv2d(
-        p,
-        i,
-        o,
-        k,
-        ConvConfig {
-            stride,
-            padding,
-            bias: false,
-            ..Default::default()
-        },
-    )
+    super::layers::conv2d(p, i, o, k, stride, padding, 1, false)
 }
 
 #[derive(Debug)]
