@@ -1,8 +1,10 @@
-//! FGSM (Goodfellow et al. 2015): one signed-gradient step of size ε, clipped to [0,1].
-use crate::models::Network;
+//! FGSM (Goodfellow et al. 2015): one signed-gradient step of size ε on the batch-mean
+//! cross-entropy, clipped to [0,1] (torchattacks `FGSM`).
+use super::project::col;
+use super::{input_grad, Model};
 use tch::Tensor;
 
-pub fn fgsm(model: &Network, x: &Tensor, y: &Tensor, eps: f64, train_mode: bool) -> Tensor {
-    let g = super::input_grad(model, x, y, train_mode);
-    tch::no_grad(|| (x + g.sign() * eps).clamp(0.0, 1.0))
+pub fn fgsm(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor) -> Tensor {
+    let g = input_grad(model, x, y);
+    tch::no_grad(|| (x + g.sign() * col(eps, x)).clamp(0.0, 1.0))
 }

@@ -1,254 +1,105 @@
-//! Adversarial attacks on [0,1] inputs: configuration (with defaults and validation), the registry,
-//! and the shared input-gradient helper. One file per attack.
+//! Adversarial attacks on [0,1] inputs with per-sample radii: the shared model interface and
+//! gradient helper, configuration (defaults and validation, in `config`), and one file per attack.
+//! Update rules follow the reference libraries (../shared/reference-attacks.md); docs/attacks.md
+//! lists every attack's fields and defaults.
+pub mod apgd;
+pub mod autoattack;
+pub mod config;
+pub mod cw;
+pub mod fab;
 pub mod fgsm;
+pub mod loss;
+pub mod mim;
 pub mod pgd;
+pub mod project;
+pub mod square;
+
+pub use config::{kind_for, AttackClass, AttackConfig, Use, REGISTRY};
 
 use crate::models::Network;
-use crate::spec::{did_you_mean, AttackSpec, Norm};
-use serde::{Deserialize, Serialize};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
-/// Registry: name and one-line description, one line per attack.
-pub static REGISTRY: &[(&str, &str)] = &[
-    ("clean", "no perturbation: clean accuracy"),
-    (
-        "fgsm",
-        "fast gradient sign method, ℓ∞ (Goodfellow et al. 2015)",
-    ),
-    (
-        "pgd",
-        "projected gradient descent, ℓ∞ or ℓ2, random start (Madry et al. 2018)",
-    ),
-];
+/// A classifier attacked: [0,1] images in, logits out. Implemented by [`Net`] and by closures
+/// (tests use linear models and gradient-masking wrappers).
+pub trait Model {
+    fn logits(&self, x: &Tensor) -> Tensor;
+}
 
-/// Where an attack is used; only the error wording depends on it.
+impl<F: Fn(&Tensor) -> Tensor> Model for F {
+    fn logits(&self, x: &Tensor) -> Tensor {
+        self(x)
+    }
+}
+
+/// A [`Network`] in evaluation mode (`train: false`, running BN statistics) or training mode.
+pub struct Net<'a> {
+    pub net: &'a Network,
+    pub train: bool,
+}
+
+impl Model for Net<'_> {
+    fn logits(&self, x: &Tensor) -> Tensor {
+        self.net.forward_t(x, self.train)
+    }
+}
+
+/// How the gradient of a per-sample loss is reduced over the batch. Sign and per-sample-normalised
+/// steps do not care; it matters for bit-level agreement with a reference (torchattacks uses the
+/// mean, AutoAttack the sum).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Use {
-    Training,
-    Evaluation,
+pub enum Reduce {
+    Mean,
+    Sum,
 }
 
-/// A fully resolved attack: every default filled in. Its JSON is part of stage keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum AttackConfig {
-    Clean,
-    Fgsm {
-        eps: f64,
-    },
-    Pgd {
-        norm: Norm,
-        eps: f64,
-        steps: usize,
-        step_size: f64,
-        random_start: bool,
-    },
-}
-
-/// The attack type of an entry: its `type`, else its key if that is a registry name, else the
-/// key's prefix before `-`/`_` (so `pgd-linf` is a `pgd`).
-pub fn kind_for(key: &str, a: &AttackSpec) -> String {
-    if let Some(k) = &a.kind {
-        return k.clone();
-    }
-    let names = || REGISTRY.iter().map(|(n, _)| *n);
-    if names().any(|n| n == key) {
-        return key.to_string();
-    }
-    let prefix = key.split(['-', '_']).next().unwrap_or(key);
-    prefix.to_string()
-}
-
-type FieldError = (&'static str, String, Option<String>);
-
-impl AttackConfig {
-    /// Validates `a` as an attack of type `kind` and fills defaults: 10 steps, step size 2.5·ε/steps
-    /// (Madry et al.), random start on.
-    pub fn resolve(kind: &str, a: &AttackSpec, _use: Use) -> Result<Self, FieldError> {
-        let unknown = || {
-            let hint = match did_you_mean(kind, REGISTRY.iter().map(|(n, _)| *n)) {
-                Some(c) => format!("did you mean `{c}`?"),
-                None => format!(
-                    "known attacks: {}; or set `type:`",
-                    REGISTRY
-                        .iter()
-                        .map(|(n, _)| *n)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            };
-            ("type", format!("unknown attack `{kind}`"), Some(hint))
-        };
-        let eps = |required: bool| -> Result<f64, FieldError> {
-            match a.eps {
-                None if required => Err((
-                    "eps",
-                    "is required".into(),
-                    Some("e.g. `eps: 8/255`".into()),
-                )),
-                None => Ok(0.0),
-                Some(e) if e.get() < 0.0 => Err((
-                    "eps",
-                    format!("{} is negative", e.get()),
-                    Some("ε must be ≥ 0, in [0,1] pixel units".into()),
-                )),
-                Some(e) => Ok(e.get()),
-            }
-        };
-        let no = |field: &'static str, set: bool| -> Result<(), FieldError> {
-            if set {
-                Err((
-                    field,
-                    format!("does not apply to `{kind}`"),
-                    Some("remove it".into()),
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        match kind {
-            "clean" => {
-                no("norm", a.norm.is_some())?;
-                no("eps", a.eps.is_some())?;
-                no("steps", a.steps.is_some())?;
-                no("step_size", a.step_size.is_some())?;
-                no("random_start", a.random_start.is_some())?;
-                Ok(AttackConfig::Clean)
-            }
-            "fgsm" => {
-                if a.norm == Some(Norm::L2) {
-                    return Err((
-                        "norm",
-                        "FGSM is an ℓ∞ attack".into(),
-                        Some("use `type: pgd, norm: l2, steps: 1`".into()),
-                    ));
-                }
-                no("steps", a.steps.is_some())?;
-                no("step_size", a.step_size.is_some())?;
-                no("random_start", a.random_start.is_some())?;
-                Ok(AttackConfig::Fgsm { eps: eps(true)? })
-            }
-            "pgd" => {
-                let eps = eps(true)?;
-                let steps = a.steps.unwrap_or(10);
-                if steps == 0 {
-                    return Err(("steps", "must be at least 1".into(), None));
-                }
-                let step_size = a
-                    .step_size
-                    .map(|s| s.get())
-                    .unwrap_or(2.5 * eps / steps as f64);
-                if a.step_size.is_some() && step_size <= 0.0 {
-                    return Err(("step_size", "must be positive".into(), None));
-                }
-                Ok(AttackConfig::Pgd {
-                    norm: a.norm.unwrap_or(Norm::Linf),
-                    eps,
-                    steps,
-                    step_size,
-                    random_start: a.random_start.unwrap_or(true),
-                })
-            }
-            _ => Err(unknown()),
-        }
-    }
-
-    /// Adversarial examples for `(x, y)`; `seed` drives random starts. `train_mode` runs the model
-    /// in training mode while attacking (BN batch statistics).
-    pub fn perturb(
-        &self,
-        model: &Network,
-        x: &Tensor,
-        y: &Tensor,
-        seed: u64,
-        train_mode: bool,
-    ) -> Tensor {
-        match *self {
-            AttackConfig::Clean => x.shallow_clone(),
-            AttackConfig::Fgsm { eps } => fgsm::fgsm(model, x, y, eps, train_mode),
-            AttackConfig::Pgd {
-                norm,
-                eps,
-                steps,
-                step_size,
-                random_start,
-            } => pgd::pgd(
-                model,
-                x,
-                y,
-                &pgd::PgdParams {
-                    norm,
-                    eps,
-                    steps,
-                    step_size,
-                    random_start,
-                },
-                seed,
-                train_mode,
-            ),
-        }
-    }
+/// Per-sample loss `[N]`, logits, and the gradient of the reduced loss with respect to `x` only.
+pub fn loss_grad(
+    model: &dyn Model,
+    x: &Tensor,
+    reduce: Reduce,
+    loss: impl Fn(&Tensor) -> Tensor,
+) -> (Tensor, Tensor, Tensor) {
+    let x = x.detach().set_requires_grad(true);
+    let logits = model.logits(&x);
+    let l = loss(&logits);
+    let total = match reduce {
+        Reduce::Mean => l.mean(Kind::Float),
+        Reduce::Sum => l.sum(Kind::Float),
+    };
+    let g = Tensor::run_backward(&[&total], &[&x], false, false)
+        .pop()
+        .expect("one input, one gradient");
+    (l.detach(), logits.detach(), g)
 }
 
 /// Gradient of the mean cross-entropy with respect to the input only (parameters untouched).
-pub fn input_grad(model: &Network, x: &Tensor, y: &Tensor, train_mode: bool) -> Tensor {
-    let x = x.detach().set_requires_grad(true);
-    let loss = model.forward_t(&x, train_mode).cross_entropy_for_logits(y);
-    Tensor::run_backward(&[&loss], &[&x], false, false)
-        .pop()
-        .expect("one input, one gradient")
+pub fn input_grad(model: &dyn Model, x: &Tensor, y: &Tensor) -> Tensor {
+    loss_grad(model, x, Reduce::Mean, |z| loss::ce(z, y)).2
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::spec::Real;
+/// `cond ? yes : no`, elementwise with broadcasting (`cond` of any kind, non-zero = true).
+pub fn select(cond: &Tensor, yes: &Tensor, no: &Tensor) -> Tensor {
+    yes.where_self(&cond.to_kind(Kind::Bool), no)
+}
 
-    fn spec(eps: Option<f64>) -> AttackSpec {
-        AttackSpec {
-            eps: eps.map(Real),
-            ..Default::default()
-        }
-    }
+/// Per-sample correctness of `model` on `x`, `[N]` bool, without a graph.
+pub fn correct(model: &dyn Model, x: &Tensor, y: &Tensor) -> Tensor {
+    tch::no_grad(|| model.logits(x).argmax(1, false).eq_tensor(y))
+}
 
-    #[test]
-    fn kind_inference_and_defaults() {
-        assert_eq!(kind_for("pgd-linf", &spec(None)), "pgd");
-        assert_eq!(kind_for("clean", &spec(None)), "clean");
-        let c = AttackConfig::resolve("pgd", &spec(Some(8.0 / 255.0)), Use::Evaluation).unwrap();
-        assert_eq!(
-            c,
-            AttackConfig::Pgd {
-                norm: Norm::Linf,
-                eps: 8.0 / 255.0,
-                steps: 10,
-                step_size: 2.5 * 8.0 / 255.0 / 10.0,
-                random_start: true
-            }
-        );
-    }
+/// Draws random tensors reproducibly: `f` runs with libtorch's generator seeded from `seed` and
+/// `parts` (only the draws belong in `f`, not model calls).
+pub fn draw<T>(seed: u64, parts: &[u64], f: impl FnOnce() -> T) -> T {
+    crate::rng::with_seed(crate::rng::derive(seed, parts), f)
+}
 
-    #[test]
-    fn bad_attacks_name_the_field() {
-        assert_eq!(
-            AttackConfig::resolve("pgd", &spec(Some(-0.1)), Use::Evaluation)
-                .unwrap_err()
-                .0,
-            "eps"
-        );
-        assert_eq!(
-            AttackConfig::resolve("fgsm", &spec(None), Use::Evaluation)
-                .unwrap_err()
-                .0,
-            "eps"
-        );
-        let e = AttackConfig::resolve("pdg", &spec(Some(0.1)), Use::Evaluation).unwrap_err();
-        assert_eq!(e.2.as_deref(), Some("did you mean `pgd`?"));
-        assert_eq!(
-            AttackConfig::resolve("clean", &spec(Some(0.1)), Use::Evaluation)
-                .unwrap_err()
-                .0,
-            "eps"
-        );
-    }
+/// The result of an attack on a batch: adversarial images (the clean image where the attack
+/// failed) and, for compositions, which member broke each point.
+pub struct Outcome {
+    pub adv: Tensor,
+    /// For compositions (AutoAttack): member names and, per point, the index of the first member
+    /// that broke it (−1: none, or misclassified clean).
+    pub broken_by: Option<(Vec<String>, Tensor)>,
+    /// Warnings worth a user's attention (gradient-masking signs, skipped members).
+    pub notes: Vec<String>,
 }

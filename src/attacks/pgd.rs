@@ -1,77 +1,189 @@
-//! Projected gradient descent (Madry et al. 2018) for ℓ∞ and ℓ2, following the reference update
-//! rules (../shared/reference-attacks.md §1.2–1.3): signed (ℓ∞) or ℓ2-normalised steps of size α,
-//! projection onto the ε-ball, then the [0,1] box; the last iterate is returned.
-use crate::models::Network;
+//! Projected gradient descent (Madry et al. 2018) for ℓ∞, ℓ2 and ℓ1, following the reference update
+//! rules (../shared/reference-attacks.md §1.2–1.4):
+//! - ℓ∞: signed step of size α, clip to the ε-box and [0,1] (torchattacks `PGD`);
+//! - ℓ2: step α·g/(‖g‖₂+1e-10), rescale δ into the ball, clip (torchattacks `PGDL2`), with the
+//!   gradient of the batch-mean loss so trajectories agree bit for bit;
+//! - ℓ1 `slide`: SLIDE (Tramèr & Boneh 2019, `MultiRobustness/pgd_attack.py`): gradient
+//!   coordinates pointing out of the box are zeroed, the top (100 − percentile)% of |g| move by
+//!   α/#moved each (‖step‖₁ = α), Duchi projection onto the ℓ1 ball, clip;
+//! - ℓ1 `dense`: step α·g/‖g‖₁, rescale δ by min(1, ε/‖δ‖₁), clip (foolbox `L1PGD`, what the
+//!   paper's code uses).
+//!
+//! Random starts: uniform in the ℓ∞ ball; ℓ2: a random direction scaled by r·ε, r ~ U(0,1)
+//! (torchattacks); ℓ1: Laplace noise rescaled to ‖δ‖₁ = ε (MultiRobustness), then the box.
+//! Restarts run on the points not yet broken. In evaluation (`early_stop`), a point leaves the
+//! batch at its first misclassified iterate, which is kept: a point the reference's last iterate
+//! would have "un-broken" counts as broken, so the attack is never weaker, and unbroken points
+//! follow exactly the reference trajectory. In training every point takes every step and the last
+//! iterate is returned (highest loss over restarts).
+use super::project::{self, col};
+use super::{draw, loss, loss_grad, Model, Reduce};
 use crate::spec::Norm;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "name")]
+pub enum PgdLoss {
+    Ce,
+    /// Carlini–Wagner margin `−relu(z_y − max_{i≠y} z_i + κ)`.
+    Cw { kappa: f64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "name")]
+pub enum L1Step {
+    Slide { percentile: f64 },
+    Dense,
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct PgdParams {
     pub norm: Norm,
-    pub eps: f64,
     pub steps: usize,
     pub step_size: f64,
     pub random_start: bool,
+    pub restarts: usize,
+    pub loss: PgdLoss,
+    pub l1: L1Step,
+    /// Evaluation: keep a point's first misclassified iterate and stop attacking it.
+    pub early_stop: bool,
 }
 
-/// Per-sample ℓ2 norm, shaped to broadcast over NCHW.
-fn l2_norm(t: &Tensor) -> Tensor {
-    let n = t.size()[0];
-    t.reshape([n, -1])
-        .norm_scalaropt_dim(2, [1], false)
-        .reshape([n, 1, 1, 1])
-}
-
-/// Projection onto {‖z − x‖∞ ≤ ε} ∩ [0,1]^d (exact: the two clips commute because x ∈ [0,1]).
-pub fn project_linf(x: &Tensor, adv: &Tensor, eps: f64) -> Tensor {
-    adv.max_other(&(x - eps))
-        .min_other(&(x + eps))
-        .clamp(0.0, 1.0)
-}
-
-/// Rescales δ into the ℓ2 ball, then clips to [0,1] — what every reference library does; feasible
-/// but not the exact projection onto the intersection.
-pub fn project_l2(x: &Tensor, adv: &Tensor, eps: f64) -> Tensor {
-    let delta = adv - x;
-    let factor = (eps / (l2_norm(&delta) + 1e-12)).clamp_max(1.0);
-    (x + delta * factor).clamp(0.0, 1.0)
-}
-
-/// Random start: uniform in the ℓ∞ ball; for ℓ2, a random direction scaled by r·ε with r ~ U(0,1)
-/// (torchattacks' PGDL2 init).
-fn random_start(x: &Tensor, norm: Norm, eps: f64, seed: u64) -> Tensor {
-    let opts = (Kind::Float, x.device());
-    crate::rng::with_seed(seed, || match norm {
-        Norm::Linf => (x + (Tensor::rand(x.size(), opts) * 2.0 - 1.0) * eps).clamp(0.0, 1.0),
-        Norm::L2 => {
-            let z = Tensor::randn(x.size(), opts);
-            let r = Tensor::rand([x.size()[0], 1, 1, 1], opts);
-            (x + &z / (l2_norm(&z) + 1e-12) * r * eps).clamp(0.0, 1.0)
-        }
-    })
-}
-
-pub fn pgd(
-    model: &Network,
-    x: &Tensor,
-    y: &Tensor,
-    p: &PgdParams,
-    seed: u64,
-    train_mode: bool,
-) -> Tensor {
-    let mut adv = if p.random_start && p.eps > 0.0 {
-        random_start(x, p.norm, p.eps, seed)
-    } else {
-        x.shallow_clone()
-    };
-    for _ in 0..p.steps {
-        let g = super::input_grad(model, &adv, y, train_mode);
-        adv = tch::no_grad(|| match p.norm {
-            Norm::Linf => project_linf(x, &(&adv + g.sign() * p.step_size), p.eps),
-            Norm::L2 => project_l2(x, &(&adv + &g / (l2_norm(&g) + 1e-10) * p.step_size), p.eps),
-        });
+pub fn attack_loss(kind: PgdLoss, logits: &Tensor, y: &Tensor) -> Tensor {
+    match kind {
+        PgdLoss::Ce => loss::ce(logits, y),
+        PgdLoss::Cw { kappa } => loss::cw(logits, y, kappa),
     }
-    adv
+}
+
+/// A random point of the ε-ball around `x`, clipped to the box.
+pub fn random_start(x: &Tensor, norm: Norm, eps: &Tensor, seed: u64) -> Tensor {
+    let e = col(eps, x);
+    let n = x.size()[0];
+    let delta = draw(seed, &[0], || match norm {
+        Norm::Linf => (Tensor::rand_like(x) * 2.0 - 1.0) * &e,
+        Norm::L2 => {
+            let z = Tensor::randn_like(x);
+            let r = Tensor::rand([n], (x.kind(), x.device()));
+            &z / (col(&project::norm(&z, Norm::L2), x) + 1e-12) * col(&r, x) * &e
+        }
+        Norm::L1 => {
+            // Laplace(0, 1) as −sign(u)·ln(1 − 2|u|), u ~ U(−½, ½).
+            let u = Tensor::rand_like(x) - 0.5;
+            let lap = -u.sign() * (u.abs() * -2.0 + 1.0).clamp_min(1e-12).log();
+            &lap / (col(&project::norm(&lap, Norm::L1), x) + 1e-12) * &e
+        }
+    });
+    (x + delta).clamp(0.0, 1.0)
+}
+
+/// One PGD step from `adv` along gradient `g`, projected back onto the feasible set.
+pub fn step(x: &Tensor, adv: &Tensor, g: &Tensor, eps: &Tensor, p: &PgdParams) -> Tensor {
+    let a = p.step_size;
+    match p.norm {
+        Norm::Linf => project::linf(x, &(adv + g.sign() * a), eps),
+        Norm::L2 => {
+            let dir = g / (col(&project::norm(g, Norm::L2), g) + 1e-10);
+            project::l2(x, &(adv + dir * a), eps)
+        }
+        Norm::L1 => {
+            let delta = match p.l1 {
+                L1Step::Slide { percentile } => adv - x + slide_direction(adv, g, percentile) * a,
+                L1Step::Dense => {
+                    adv - x + g / (col(&project::norm(g, Norm::L1), g) + 1e-12) * a
+                }
+            };
+            let delta = match p.l1 {
+                L1Step::Slide { .. } => project::l1_ball(&delta, eps),
+                L1Step::Dense => {
+                    let n = col(&project::norm(&delta, Norm::L1), x);
+                    &delta * (col(eps, x) / (n + 1e-12)).clamp_max(1.0)
+                }
+            };
+            (x + delta).clamp(0.0, 1.0)
+        }
+    }
+}
+
+/// SLIDE's sparse direction: gradient coordinates that would leave the box are zeroed, then the
+/// coordinates with |g| at or above the per-sample `percentile` move by sign(g)/#moved (ties
+/// included, so ‖e‖₁ = 1).
+pub fn slide_direction(adv: &Tensor, g: &Tensor, percentile: f64) -> Tensor {
+    let out = adv.ge(1.0).logical_and(&g.gt(0.0)).logical_or(&adv.le(0.0).logical_and(&g.lt(0.0)));
+    let g = g.masked_fill(&out, 0.0);
+    let n = g.size()[0];
+    let a = g.abs().view([n, -1]);
+    let q = a.quantile_scalar(percentile / 100.0, 1, true, "linear");
+    let sel = a.ge_tensor(&q).logical_and(&a.gt(0.0)).to_kind(g.kind());
+    let count = sel.sum_dim_intlist([1].as_slice(), true, None).clamp_min(1.0);
+    (g.view([n, -1]).sign() * &sel / count).view(g.size().as_slice())
+}
+
+/// PGD on a batch. Returns, per point, its first misclassified iterate (evaluation) or the last
+/// iterate of the highest-loss restart (training).
+pub fn pgd(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor, p: &PgdParams, seed: u64) -> Tensor {
+    let n = x.size()[0];
+    let mut out = x.shallow_clone();
+    let mut done = Tensor::zeros([n], (Kind::Bool, x.device()));
+    let mut best_loss = Tensor::full([n], f64::NEG_INFINITY, (Kind::Float, x.device()));
+    for r in 0..p.restarts.max(1) {
+        let ids = done.logical_not().nonzero().squeeze_dim(1);
+        if ids.size()[0] == 0 {
+            break;
+        }
+        let (mut ids, mut xs, mut ys, mut es) = (
+            ids.shallow_clone(),
+            x.index_select(0, &ids),
+            y.index_select(0, &ids),
+            eps.index_select(0, &ids),
+        );
+        let mut adv = if p.random_start {
+            random_start(&xs, p.norm, &es, crate::rng::derive(seed, &[r as u64]))
+        } else {
+            xs.shallow_clone()
+        };
+        for k in 0..=p.steps {
+            let last = k == p.steps;
+            let (l, logits, g) = if last {
+                let z = tch::no_grad(|| model.logits(&adv));
+                (attack_loss(p.loss, &z, &ys), z, Tensor::new())
+            } else {
+                loss_grad(model, &adv, Reduce::Mean, |z| attack_loss(p.loss, z, &ys))
+            };
+            if p.early_stop {
+                let fooled = logits.argmax(1, false).ne_tensor(&ys);
+                if bool::try_from(fooled.any()).unwrap_or(false) {
+                    let hit = fooled.nonzero().squeeze_dim(1);
+                    let at = ids.index_select(0, &hit);
+                    out = out.index_copy(0, &at, &adv.index_select(0, &hit));
+                    done = done.index_fill(0, &at, 1);
+                    let keep = fooled.logical_not().nonzero().squeeze_dim(1);
+                    let s = |t: &Tensor| t.index_select(0, &keep);
+                    (ids, xs, ys, es, adv) = (s(&ids), s(&xs), s(&ys), s(&es), s(&adv));
+                    if ids.size()[0] == 0 {
+                        break;
+                    }
+                    if !last {
+                        let g = s(&g);
+                        adv = tch::no_grad(|| step(&xs, &adv, &g, &es, p));
+                    }
+                    continue;
+                }
+            }
+            if last {
+                // Unbroken points: the last iterate of the restart with the highest loss.
+                let prev = best_loss.index_select(0, &ids);
+                let better = l.gt_tensor(&prev).nonzero().squeeze_dim(1);
+                let at = ids.index_select(0, &better);
+                out = out.index_copy(0, &at, &adv.index_select(0, &better));
+                best_loss = best_loss.index_copy(0, &at, &l.index_select(0, &better));
+            } else {
+                adv = tch::no_grad(|| step(&xs, &adv, &g, &es, p));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -79,34 +191,67 @@ mod tests {
     use super::*;
     use tch::Device;
 
-    fn max(t: Tensor) -> f64 {
-        f64::try_from(t.max()).unwrap()
+    fn cpu() -> (Kind, Device) {
+        (Kind::Float, Device::Cpu)
     }
 
     #[test]
-    fn linf_projection_is_feasible_idempotent_and_nearest() {
-        tch::manual_seed(0);
-        let x = Tensor::rand([4, 3, 5, 5], (Kind::Float, Device::Cpu));
-        let v = &x + Tensor::randn([4, 3, 5, 5], (Kind::Float, Device::Cpu)) * 0.3;
-        let p = project_linf(&x, &v, 0.1);
-        assert!(max((&p - &x).abs()) <= 0.1 + 1e-6);
-        assert!(max(p.shallow_clone()) <= 1.0 && f64::try_from(p.min()).unwrap() >= 0.0);
-        assert!(p.equal(&project_linf(&x, &p, 0.1)));
-        // Coordinate-wise clipping is the nearest point: any other feasible point is farther.
-        let z = project_linf(&x, &(&x + Tensor::rand_like(&x) * 0.2 - 0.1), 0.1);
-        let d_p = f64::try_from((&v - &p).square().sum(Kind::Double)).unwrap();
-        let d_z = f64::try_from((&v - &z).square().sum(Kind::Double)).unwrap();
-        assert!(d_p <= d_z);
+    fn slide_direction_has_unit_l1_mass_on_the_top_coordinates_and_respects_the_box() {
+        let adv = Tensor::from_slice(&[0.5f32, 1.0, 0.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]).view([1, 10]);
+        // Largest |g| at index 1 points out of the box (adv = 1, g > 0) and index 2 (adv = 0,
+        // g < 0): both are masked, so the top-20% are indices 3 and 0.
+        let g = Tensor::from_slice(&[0.8f32, 9.0, -9.0, -0.9, 0.1, 0.2, 0.3, 0.1, 0.2, 0.1]).view([1, 10]);
+        let e = slide_direction(&adv, &g, 80.0);
+        let v = Vec::<f32>::try_from(e.flatten(0, -1)).unwrap();
+        assert_eq!(v, vec![0.5, 0.0, 0.0, -0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        let l1: f32 = v.iter().map(|a| a.abs()).sum();
+        assert!((l1 - 1.0).abs() < 1e-6);
+    }
+
+    fn linear(seed: i64) -> impl Fn(&Tensor) -> Tensor {
+        tch::manual_seed(seed);
+        let w = Tensor::randn([10, 48], cpu());
+        move |x: &Tensor| x.flatten(1, -1).matmul(&w.tr())
     }
 
     #[test]
-    fn l2_projection_rescales_only_outside_the_ball() {
-        let x = Tensor::full([2, 1, 2, 2], 0.5, (Kind::Float, Device::Cpu));
-        // sample 0: δ with ‖δ‖₂ = 0.4 (inside ε = 0.5); sample 1: ‖δ‖₂ = 0.8 (outside).
-        let d = Tensor::from_slice(&[0.2f32, 0.2, 0.2, 0.2, 0.4, 0.4, 0.4, 0.4]).view([2, 1, 2, 2]);
-        let p = project_l2(&x, &(&x + &d), 0.5);
-        let n = l2_norm(&(&p - &x)).flatten(0, -1);
-        assert!((f64::try_from(n.get(0)).unwrap() - 0.4).abs() < 1e-6);
-        assert!((f64::try_from(n.get(1)).unwrap() - 0.5).abs() < 1e-6);
+    fn every_variant_stays_feasible_and_eps_zero_is_clean() {
+        let m = linear(0);
+        let x = Tensor::rand([32, 3, 4, 4], cpu());
+        let y = tch::no_grad(|| m(&x)).argmax(1, false);
+        for (norm, eps, l1) in [
+            (Norm::Linf, 8.0 / 255.0, L1Step::Dense),
+            (Norm::L2, 0.5, L1Step::Dense),
+            (Norm::L1, 3.0, L1Step::Slide { percentile: 90.0 }),
+            (Norm::L1, 3.0, L1Step::Dense),
+        ] {
+            for early_stop in [false, true] {
+                let p = PgdParams { norm, steps: 7, step_size: 2.5 * eps / 7.0, random_start: true, restarts: 2, loss: PgdLoss::Ce, l1, early_stop };
+                let e = Tensor::full([32], eps, cpu());
+                let adv = pgd(&m, &x, &y, &e, &p, 3);
+                let d = project::norm(&(&adv - &x), norm);
+                assert!(f64::try_from(d.max()).unwrap() <= eps * (1.0 + 1e-5), "{norm:?}");
+                assert!(f64::try_from(adv.min()).unwrap() >= 0.0 && f64::try_from(adv.max()).unwrap() <= 1.0);
+                let z = Tensor::zeros([32], cpu());
+                let adv0 = pgd(&m, &x, &y, &z, &p, 3);
+                assert!(adv0.equal(&x), "ε = 0 must return the clean points ({norm:?})");
+            }
+        }
+    }
+
+    #[test]
+    fn linf_pgd_reaches_the_linear_optimum() {
+        // For a linear binary problem the optimal ℓ∞ attack is x − ε·sign(w_y − w_o) (when the box
+        // does not bind); PGD with a sign step of size ε must find it in one step.
+        let w = Tensor::from_slice(&[1.0f32, -2.0, 0.5, 0.0, 3.0, -1.0, 1.0, 1.0]).view([2, 4]);
+        let m = |x: &Tensor| x.flatten(1, -1).matmul(&w.tr());
+        let x = Tensor::full([1, 1, 2, 2], 0.5, cpu());
+        let y = Tensor::from_slice(&[0i64]);
+        let e = Tensor::from_slice(&[0.1f32]);
+        let p = PgdParams { norm: Norm::Linf, steps: 3, step_size: 0.1, random_start: false, restarts: 1, loss: PgdLoss::Ce, l1: L1Step::Dense, early_stop: false };
+        let adv = pgd(&m, &x, &y, &e, &p, 0);
+        // w_o − w_y = (2, 1, 0.5, 1) > 0: increasing the loss moves every pixel by +ε.
+        let want = Tensor::from_slice(&[0.6f32, 0.6, 0.6, 0.6]).view([1, 1, 2, 2]);
+        assert!(f64::try_from((&adv - want).abs().max()).unwrap() < 1e-6);
     }
 }

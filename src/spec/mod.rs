@@ -194,18 +194,31 @@ impl Default for ScheduleSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Norm {
     Linf,
     L2,
+    L1,
 }
 
-/// An attack as written in the spec; `attacks::AttackConfig::resolve` fills the defaults.
+impl fmt::Display for Norm {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Norm::Linf => "linf",
+            Norm::L2 => "l2",
+            Norm::L1 => "l1",
+        })
+    }
+}
+
+/// An attack as written in the spec; `attacks::AttackConfig::resolve` checks which fields apply to
+/// the attack type and fills the defaults (docs/attacks.md lists them per attack).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AttackSpec {
-    /// Registry name (`clean`, `fgsm`, `pgd`); defaults to the attack's key or its prefix before `-`.
+    /// Registry name (`pgd`, `apgd-t`, `autoattack`, …); defaults to the attack's key, or the longest
+    /// registry name the key starts with (`pgd-linf` is a `pgd`).
     #[serde(rename = "type")]
     pub kind: Option<String>,
     pub norm: Option<Norm>,
@@ -213,6 +226,33 @@ pub struct AttackSpec {
     pub steps: Option<usize>,
     pub step_size: Option<Real>,
     pub random_start: Option<bool>,
+    pub restarts: Option<usize>,
+    /// `ce` or `cw` (PGD); `ce`, `dlr` or `dlr-t` (APGD); `margin` or `ce` (Square).
+    pub loss: Option<String>,
+    /// ℓ1 PGD step: `slide` (sparse top-k, Tramèr & Boneh 2019) or `dense` (g/‖g‖₁).
+    pub l1_step: Option<String>,
+    /// SLIDE: percentile of |g| above which coordinates move (99 = the top 1%).
+    pub percentile: Option<Real>,
+    /// MIM momentum decay μ.
+    pub decay: Option<Real>,
+    /// CW / CW-loss confidence κ.
+    pub kappa: Option<Real>,
+    /// CW-ℓ2: initial trade-off constant c, binary-search rounds, Adam learning rate.
+    pub c: Option<Real>,
+    pub binary_search_steps: Option<usize>,
+    pub lr: Option<Real>,
+    /// Targeted attacks (APGD-T, FAB-T): number of target classes (the most likely after `y`).
+    pub targets: Option<usize>,
+    /// APGD: the oscillation threshold ρ; `large_eps` runs the 3ε → 2ε → ε schedule (AA's ℓ1).
+    pub rho: Option<Real>,
+    pub large_eps: Option<bool>,
+    /// Square: query budget and initial square fraction.
+    pub queries: Option<usize>,
+    pub p_init: Option<Real>,
+    /// AutoAttack composition: `standard` or `plus`.
+    pub version: Option<String>,
+    /// Robust accuracy vs ε: extra radii to evaluate this attack at (one stage each).
+    pub curve: Option<Vec<Real>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -3,7 +3,8 @@
 //! A point counts as robust only if it is classified correctly both clean and under attack, so
 //! attacks run only on clean-correct points (as AutoAttack does).
 use super::{write_json, Stage, StageContext};
-use crate::attacks::AttackConfig;
+use crate::attacks::{self, project, AttackClass, AttackConfig, Net, Use};
+use crate::spec::Norm;
 use crate::data::prepared;
 use crate::spec::Split;
 use anyhow::Result;
@@ -27,14 +28,36 @@ pub struct EvalMetrics {
     pub n: usize,
     pub clean_accuracy: f64,
     pub robust_accuracy: f64,
+    /// The attack's radius and threat-model norm (`None` for clean).
+    #[serde(default)]
+    pub eps: f64,
+    #[serde(default)]
+    pub norm: Option<Norm>,
+    #[serde(default = "iterative")]
+    pub class: AttackClass,
+    /// Compositions: robust accuracy after each member, in order (AutoAttack's log).
+    #[serde(default)]
+    pub members: Vec<(String, f64)>,
+    /// Warnings the attack raised (gradient-masking signs, skipped members).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    #[serde(default)]
+    pub seconds: f64,
 }
+
+fn iterative() -> AttackClass {
+    AttackClass::Iterative
+}
+
+/// Largest allowed overshoot of ‖δ‖_p over ε (float32 rounding of projections and rescaling).
+const EPS_SLACK: f64 = 1e-4;
 
 impl Stage for Evaluate {
     fn kind(&self) -> &'static str {
         "evaluate"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn params(&self) -> Value {
         json!({"attack": self.attack, "split": self.split, "limit": self.limit, "batch_size": self.batch_size, "seed": self.seed})
@@ -43,7 +66,9 @@ impl Stage for Evaluate {
         true
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
+        let started = std::time::Instant::now();
         let net = super::train::load_network(&cx.input("model")?.dir, cx.device)?;
+        let model = Net { net: &net, train: false };
         let data = prepared::load(&cx.input("data")?.dir)?;
         let (x_all, y_all) = data.split(self.split)?;
         let n = self
@@ -52,7 +77,9 @@ impl Stage for Evaluate {
         let batches = (n as usize).div_ceil(self.batch_size);
         cx.progress
             .phase(format!("{} split", self.split), batches as u64);
-        let (mut clean_flags, mut robust_flags) = (Vec::new(), Vec::new());
+        let (mut clean_flags, mut robust_flags, mut broken) = (Vec::new(), Vec::new(), Vec::new());
+        let mut member_names: Option<Vec<String>> = None;
+        let mut notes: Vec<String> = Vec::new();
         for b in 0..batches {
             let lo = (b * self.batch_size) as i64;
             let hi = (lo + self.batch_size as i64).min(n);
@@ -62,48 +89,94 @@ impl Stage for Evaluate {
                 .to_kind(Kind::Float)
                 / 255.0;
             let y = y_all.narrow(0, lo, hi - lo).to_device(cx.device);
-            let clean = tch::no_grad(|| net.forward_t(&x, false).argmax(1, false).eq_tensor(&y));
-            let robust = match self.attack {
-                AttackConfig::Clean => clean.shallow_clone(),
-                _ => {
-                    let idx = clean.nonzero().squeeze_dim(1);
-                    let robust = clean.zeros_like();
-                    if idx.size()[0] > 0 {
-                        let (xs, ys) = (x.index_select(0, &idx), y.index_select(0, &idx));
-                        let adv = self.attack.perturb(
-                            &net,
-                            &xs,
-                            &ys,
-                            crate::rng::derive(self.seed, &[b as u64]),
-                            false,
-                        );
-                        let ok = tch::no_grad(|| {
-                            net.forward_t(&adv, false).argmax(1, false).eq_tensor(&ys)
-                        });
-                        robust.index_copy(0, &idx, &ok)
-                    } else {
-                        robust
+            // The clean pass decides which points are attacked at all (the others are not robust).
+            let clean = attacks::correct(&model, &x, &y);
+            let mut robust = clean.zeros_like();
+            let mut by = Tensor::full([hi - lo], -1, (Kind::Int64, cx.device));
+            let idx = clean.nonzero().squeeze_dim(1);
+            if matches!(self.attack, AttackConfig::Clean) {
+                robust = clean.shallow_clone();
+            } else if idx.size()[0] > 0 {
+                let (xs, ys) = (x.index_select(0, &idx), y.index_select(0, &idx));
+                let out = self.attack.run(
+                    &model,
+                    &xs,
+                    &ys,
+                    crate::rng::derive(self.seed, &[b as u64]),
+                    Use::Evaluation,
+                );
+                self.check_feasible(&xs, &out.adv)?;
+                for note in out.notes {
+                    if !notes.contains(&note) {
+                        notes.push(note);
                     }
                 }
-            };
+                let ok = attacks::correct(&model, &out.adv, &ys);
+                robust = robust.index_copy(0, &idx, &ok);
+                if let Some((names, member)) = out.broken_by {
+                    by = by.index_copy(0, &idx, &member);
+                    member_names = Some(names);
+                }
+            }
             clean_flags.push(clean.to_device(tch::Device::Cpu));
             robust_flags.push(robust.to_device(tch::Device::Cpu));
+            broken.push(by.to_device(tch::Device::Cpu));
             cx.progress.inc(1);
         }
         let clean = Tensor::cat(&clean_flags, 0).to_kind(Kind::Uint8);
         let robust = Tensor::cat(&robust_flags, 0).to_kind(Kind::Uint8);
-        Tensor::write_safetensors(
-            &[("clean_correct", &clean), ("robust_correct", &robust)],
-            cx.out.join(PER_SAMPLE),
-        )?;
+        let by = Tensor::cat(&broken, 0);
+        let mut tensors = vec![("clean_correct", &clean), ("robust_correct", &robust)];
+        if member_names.is_some() {
+            tensors.push(("broken_by", &by));
+        }
+        Tensor::write_safetensors(&tensors, cx.out.join(PER_SAMPLE))?;
         let frac =
             |t: &Tensor| f64::try_from(t.to_kind(Kind::Double).mean(Kind::Double)).unwrap_or(0.0);
+        // Robust accuracy after each member: clean-correct points no member up to i broke.
+        let members = member_names
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let still = clean.to_kind(Kind::Bool).logical_and(&by.lt(0).logical_or(&by.gt(i as i64)));
+                (name, frac(&still))
+            })
+            .collect();
+        for note in &notes {
+            tracing::warn!(attack = ?self.attack, split = %self.split, "{note}");
+        }
         let m = EvalMetrics {
             n: n as usize,
             clean_accuracy: frac(&clean),
             robust_accuracy: frac(&robust),
+            eps: self.attack.eps(),
+            norm: self.attack.norm(),
+            class: self.attack.class(),
+            members,
+            notes,
+            seconds: started.elapsed().as_secs_f64(),
         };
         write_json(&cx.out.join(METRICS), &m)?;
         Ok(serde_json::to_value(&m)?)
+    }
+}
+
+impl Evaluate {
+    /// Every attack must return points inside its threat model: an infeasible point would report
+    /// robustness that was never tested, so it fails the stage instead of entering the cache.
+    fn check_feasible(&self, x: &Tensor, adv: &Tensor) -> Result<()> {
+        let (lo, hi) = (f64::try_from(adv.min())?, f64::try_from(adv.max())?);
+        if lo < -1e-5 || hi > 1.0 + 1e-5 {
+            anyhow::bail!("attack {:?} returned pixels outside [0,1] ({lo}..{hi}): a bug in the attack", self.attack);
+        }
+        if let Some(norm) = self.attack.norm() {
+            let eps = self.attack.eps();
+            let d = f64::try_from(project::norm(&(adv - x), norm).max())?;
+            if d > eps * (1.0 + EPS_SLACK) + 1e-6 {
+                anyhow::bail!("attack {:?} returned a perturbation of {norm} norm {d} > ε = {eps}: a bug in the attack", self.attack);
+            }
+        }
+        Ok(())
     }
 }

@@ -4,7 +4,7 @@ pub mod checkpoint;
 pub mod optim;
 pub mod schedule;
 
-use crate::attacks::AttackConfig;
+use crate::attacks::{AttackConfig, Net, Use};
 use crate::augment::Augment;
 use crate::data::loader::{HostData, Loader};
 use crate::data::prepared::Prepared;
@@ -118,7 +118,16 @@ pub fn train(
             let x = match (p.method, &p.attack) {
                 (TrainMethod::PgdAt, Some(a)) => {
                     let seed = crate::rng::derive(p.seed, &[2, epoch as u64, b as u64]);
-                    a.perturb(&net, &x, &y, seed, p.attack_mode == ModelMode::Train)
+                    a.perturb(
+                        &Net {
+                            net: &net,
+                            train: p.attack_mode == ModelMode::Train,
+                        },
+                        &x,
+                        &y,
+                        seed,
+                        Use::Training,
+                    )
                         .detach()
                 }
                 _ => x,
