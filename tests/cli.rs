@@ -27,7 +27,7 @@ fn bad_input_gets_located_hinted_errors_and_writes_nothing() {
     fails(
         &p,
         &TINY.replace("fgsm: {eps: 8/255}", "fgsm: {eps: -8/255}"),
-        &["bad.yaml:19:12: evaluation.attacks.fgsm.eps", "negative"],
+        &["bad.yaml:19:12: evaluation.attacks.fgsm.eps", "is not a radius"],
     );
     fails(
         &p,
@@ -206,7 +206,7 @@ fn explain_and_ls_describe_stages_and_registries() {
     p.write("p.yaml", TINY);
     let ex = stdout(&p.ok(&["explain", "p.yaml", "eval/digits/resnet18/at/pgd/test"]));
     assert!(
-        ex.contains("kind:    evaluate (version 1)")
+        ex.contains("kind:    evaluate (version 2)")
             && ex.contains("\"steps\": 3")
             && ex.contains("status:  missing"),
         "{ex}"

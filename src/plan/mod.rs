@@ -101,6 +101,13 @@ fn check_names(s: &spec::Spec, out: &mut Vec<Problem>) {
     }
 }
 
+/// The attack name of a curve point: `attack@ε` with ε in decimal (at most 6 places).
+pub fn curve_name(attack: &str, eps: f64) -> String {
+    let s = format!("{eps:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{attack}@{s}")
+}
+
 impl Plan {
     /// Expands a validated spec: datasets × models × training recipes → train stages; each
     /// trained model × attack × split → evaluation stages; analyses per trained model; one report.
@@ -129,16 +136,21 @@ impl Plan {
             }
             ix
         };
-        let attacks: Vec<(String, AttackConfig)> = s
-            .evaluation
-            .attacks
-            .iter()
-            .filter_map(|(n, a)| {
+        // Every attack, plus one entry per extra radius of its `curve` (named `attack@ε`).
+        let mut attacks: Vec<(String, AttackConfig)> = Vec::new();
+        for (n, a) in &s.evaluation.attacks {
+            let Ok(c) =
                 AttackConfig::resolve(&attacks::kind_for(n, a), a, attacks::Use::Evaluation)
-                    .ok()
-                    .map(|c| (n.clone(), c))
-            })
-            .collect();
+            else {
+                continue;
+            };
+            for e in a.curve.iter().flatten().map(|e| e.get()) {
+                if e != c.eps() {
+                    attacks.push((curve_name(n, e), c.with_eps(e)));
+                }
+            }
+            attacks.push((n.clone(), c));
+        }
         let (mut eval_labels, mut sparsity_labels, mut report_inputs) =
             (Vec::new(), Vec::new(), Vec::new());
         for (dname, ds) in &s.datasets {
@@ -279,6 +291,7 @@ impl Plan {
         }
         let report = stages::report::Report {
             spec: s.report.clone(),
+            groups: s.evaluation.groups.clone(),
             evals: eval_labels,
             sparsity: sparsity_labels,
         };

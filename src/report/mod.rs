@@ -1,4 +1,6 @@
 //! Paper tables from stage results: polars DataFrames written as CSV and Markdown.
+use crate::attacks::AttackClass;
+use crate::spec::Norm;
 use anyhow::{Context, Result};
 use polars::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +17,140 @@ pub struct EvalResult {
     pub n: usize,
     pub clean_accuracy: f64,
     pub robust_accuracy: f64,
+    pub eps: f64,
+    pub norm: Option<Norm>,
+    pub class: AttackClass,
+    /// Per point: survived the attack (and was classified correctly clean).
+    pub robust: Vec<bool>,
+    pub notes: Vec<String>,
+}
+
+impl EvalResult {
+    fn key(&self) -> (RowKey, String) {
+        (
+            (self.dataset.clone(), self.model.clone(), self.training.clone()),
+            self.split.clone(),
+        )
+    }
+    /// Whether this is a curve point (`attack@ε`), shown in the ε-curve table only.
+    pub fn is_curve_point(&self) -> bool {
+        self.attack.contains('@')
+    }
+}
+
+/// Group rows: for each (dataset, model, training, split) that has every member, a point is
+/// robust only if it survived every member (the per-sample worst case; across norms, the union
+/// threat model). Members missing for a key leave that group out for it.
+pub fn group_results(evals: &[EvalResult], groups: &BTreeMap<String, Vec<String>>) -> Vec<EvalResult> {
+    let mut by: BTreeMap<(RowKey, String), Vec<&EvalResult>> = BTreeMap::new();
+    for e in evals {
+        by.entry(e.key()).or_default().push(e);
+    }
+    let mut out = Vec::new();
+    for ((row, split), es) in &by {
+        for (g, members) in groups {
+            let found: Vec<&&EvalResult> = members
+                .iter()
+                .filter_map(|m| es.iter().find(|e| &e.attack == m))
+                .collect();
+            if found.len() != members.len() || found.is_empty() {
+                continue;
+            }
+            let n = found[0].robust.len();
+            if found.iter().any(|e| e.robust.len() != n) {
+                continue;
+            }
+            let robust: Vec<bool> = (0..n).map(|i| found.iter().all(|e| e.robust[i])).collect();
+            let norms: BTreeSet<Norm> = found.iter().filter_map(|e| e.norm).collect();
+            out.push(EvalResult {
+                dataset: row.0.clone(),
+                model: row.1.clone(),
+                training: row.2.clone(),
+                attack: g.clone(),
+                split: split.clone(),
+                n,
+                clean_accuracy: found[0].clean_accuracy,
+                robust_accuracy: robust.iter().filter(|&&r| r).count() as f64 / n.max(1) as f64,
+                eps: found.iter().map(|e| e.eps).fold(0.0, f64::max),
+                norm: if norms.len() == 1 { norms.into_iter().next() } else { None },
+                class: AttackClass::Iterative,
+                robust,
+                notes: Vec::new(),
+            });
+        }
+    }
+    out
+}
+
+/// Signs of gradient masking (Carlini et al. 2019, "Perform basic sanity tests") and the notes the
+/// attacks raised, one line each: within one (model, split) and one threat model (norm, ε), a
+/// single-step attack must not beat an iterative one, and a black-box attack must not beat the
+/// white-box ones.
+pub fn warnings(evals: &[EvalResult]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut by: BTreeMap<(RowKey, String), Vec<&EvalResult>> = BTreeMap::new();
+    for e in evals {
+        by.entry(e.key()).or_default().push(e);
+        for n in &e.notes {
+            out.push(format!("{}/{}/{} `{}` on {}: {n}", e.dataset, e.model, e.training, e.attack, e.split));
+        }
+    }
+    let pct = |x: f64| format!("{:.2}%", 100.0 * x);
+    for ((row, split), es) in &by {
+        let same = |a: &EvalResult, b: &EvalResult| a.norm == b.norm && (a.eps - b.eps).abs() <= 1e-12 * a.eps.max(1.0);
+        for weak in es.iter().filter(|e| matches!(e.class, AttackClass::SingleStep | AttackClass::BlackBox)) {
+            for strong in es.iter().filter(|e| e.class == AttackClass::Iterative && same(weak, e)) {
+                if weak.robust_accuracy < strong.robust_accuracy {
+                    let only: usize = (0..weak.robust.len().min(strong.robust.len()))
+                        .filter(|&i| !weak.robust[i] && strong.robust[i])
+                        .count();
+                    let what = if weak.class == AttackClass::SingleStep {
+                        "single-step attack beats iterative"
+                    } else {
+                        "black-box attack beats white-box"
+                    };
+                    out.push(format!(
+                        "{}/{}/{} on {split}: {what}: `{}` {} < `{}` {} ({only} points broken only by `{}`): a sign of gradient masking (Carlini et al. 2019)",
+                        row.0, row.1, row.2, weak.attack, pct(weak.robust_accuracy), strong.attack, pct(strong.robust_accuracy), weak.attack
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Robust accuracy (%) against ε for every attack with curve points, on every split.
+pub fn eps_curve(evals: &[EvalResult]) -> Result<DataFrame> {
+    let bases: BTreeSet<&str> = evals
+        .iter()
+        .filter(|e| e.is_curve_point())
+        .map(|e| e.attack.split('@').next().unwrap_or(""))
+        .collect();
+    let mut rows: Vec<&EvalResult> = evals
+        .iter()
+        .filter(|e| bases.contains(e.attack.split('@').next().unwrap_or("")))
+        .collect();
+    rows.sort_by(|a, b| {
+        (&a.dataset, &a.model, &a.training, a.attack.split('@').next(), &a.split)
+            .cmp(&(&b.dataset, &b.model, &b.training, b.attack.split('@').next(), &b.split))
+            .then(a.eps.total_cmp(&b.eps))
+    });
+    let col = |name: &str, f: &dyn Fn(&EvalResult) -> String| {
+        Column::new(name.into(), rows.iter().map(|e| f(e)).collect::<Vec<_>>())
+    };
+    Ok(DataFrame::new(vec![
+        col("dataset", &|e| e.dataset.clone()),
+        col("model", &|e| e.model.clone()),
+        col("training", &|e| e.training.clone()),
+        col("attack", &|e| e.attack.split('@').next().unwrap_or("").to_string()),
+        col("split", &|e| e.split.clone()),
+        Column::new("eps".into(), rows.iter().map(|e| e.eps).collect::<Vec<_>>()),
+        Column::new(
+            "robust_accuracy".into(),
+            rows.iter().map(|e| 100.0 * e.robust_accuracy).collect::<Vec<_>>(),
+        ),
+    ])?)
 }
 
 #[derive(Debug, Clone)]
@@ -47,7 +183,10 @@ fn key_cols(keys: &[RowKey]) -> Vec<Column> {
 /// Test-split accuracy (%) per (dataset, model, training): `clean`, then one column per attack,
 /// then `hoyer_sparsity` when the sparsity analysis ran.
 pub fn robust_accuracy(evals: &[EvalResult], sparsity: &[SparsityResult]) -> Result<DataFrame> {
-    let test: Vec<&EvalResult> = evals.iter().filter(|e| e.split == "test").collect();
+    let test: Vec<&EvalResult> = evals
+        .iter()
+        .filter(|e| e.split == "test" && !e.is_curve_point())
+        .collect();
     let keys: Vec<RowKey> = test
         .iter()
         .map(|e| (e.dataset.clone(), e.model.clone(), e.training.clone()))
@@ -113,7 +252,7 @@ pub fn robust_accuracy(evals: &[EvalResult], sparsity: &[SparsityResult]) -> Res
 /// Robust accuracy (%) on train and test and their gap (train − test) per model and attack.
 pub fn generalization_gap(evals: &[EvalResult]) -> Result<DataFrame> {
     let mut by: BTreeMap<(RowKey, String), (Option<f64>, Option<f64>)> = BTreeMap::new();
-    for e in evals {
+    for e in evals.iter().filter(|e| !e.is_curve_point()) {
         let slot = by
             .entry((
                 (e.dataset.clone(), e.model.clone(), e.training.clone()),
@@ -200,7 +339,87 @@ mod tests {
             n: 10,
             clean_accuracy: 0.9,
             robust_accuracy: robust,
+            eps: 0.0,
+            norm: None,
+            class: AttackClass::Iterative,
+            robust: Vec::new(),
+            notes: Vec::new(),
         }
+    }
+
+    /// An evaluation with per-sample flags (robust accuracy computed from them).
+    fn flags(attack: &str, norm: Norm, eps: f64, class: AttackClass, robust: &[u8]) -> EvalResult {
+        let robust: Vec<bool> = robust.iter().map(|&r| r == 1).collect();
+        EvalResult {
+            n: robust.len(),
+            robust_accuracy: robust.iter().filter(|&&r| r).count() as f64 / robust.len() as f64,
+            eps,
+            norm: Some(norm),
+            class,
+            robust,
+            ..ev("cnn", attack, "test", 0.0)
+        }
+    }
+
+    #[test]
+    fn groups_take_the_per_sample_worst_case_across_norms() {
+        let evals = vec![
+            flags("pgd-linf", Norm::Linf, 0.03, AttackClass::Iterative, &[1, 1, 0, 1, 0]),
+            flags("pgd-l2", Norm::L2, 0.5, AttackClass::Iterative, &[1, 0, 1, 1, 0]),
+            flags("pgd-l1", Norm::L1, 12.0, AttackClass::Iterative, &[1, 1, 1, 0, 0]),
+        ];
+        let groups = BTreeMap::from([
+            ("union".to_string(), vec!["pgd-linf".into(), "pgd-l2".into(), "pgd-l1".into()]),
+            ("linf".to_string(), vec!["pgd-linf".into()]),
+            ("missing".to_string(), vec!["pgd-linf".into(), "aa".into()]),
+        ]);
+        let g = group_results(&evals, &groups);
+        assert_eq!(g.len(), 2, "a group with a missing member is left out");
+        let union = g.iter().find(|e| e.attack == "union").unwrap();
+        assert_eq!(union.robust, vec![true, false, false, false, false]);
+        assert!((union.robust_accuracy - 0.2).abs() < 1e-12);
+        assert_eq!(union.norm, None);
+        // Worst case ≤ every member (Carlini et al.: mean of min, not min of means).
+        assert!(evals.iter().all(|e| union.robust_accuracy <= e.robust_accuracy));
+        let linf = g.iter().find(|e| e.attack == "linf").unwrap();
+        assert_eq!(linf.norm, Some(Norm::Linf));
+        assert!((linf.robust_accuracy - 0.6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn masking_warnings_fire_only_when_a_weaker_attack_wins() {
+        let pgd = flags("pgd", Norm::Linf, 0.03, AttackClass::Iterative, &[1, 1, 1, 0]);
+        let fgsm_ok = flags("fgsm", Norm::Linf, 0.03, AttackClass::SingleStep, &[1, 1, 1, 1]);
+        let fgsm_bad = flags("fgsm", Norm::Linf, 0.03, AttackClass::SingleStep, &[1, 0, 0, 1]);
+        let square_bad = flags("square", Norm::Linf, 0.03, AttackClass::BlackBox, &[0, 1, 1, 0]);
+        let other_eps = flags("square", Norm::Linf, 0.06, AttackClass::BlackBox, &[0, 0, 0, 0]);
+        assert!(warnings(&[pgd.clone(), fgsm_ok.clone(), other_eps]).is_empty());
+        let w = warnings(&[pgd.clone(), fgsm_bad]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("single-step attack beats iterative") && w[0].contains("2 points broken only by `fgsm`"), "{}", w[0]);
+        let w = warnings(&[pgd, square_bad]);
+        assert!(w[0].contains("black-box attack beats white-box"), "{w:?}");
+        let mut noted = fgsm_ok;
+        noted.notes.push("zero gradients".into());
+        assert!(warnings(&[noted])[0].ends_with("zero gradients"));
+    }
+
+    #[test]
+    fn eps_curve_lists_every_radius_in_order() {
+        let mut a = flags("pgd@0.06", Norm::Linf, 0.06, AttackClass::Iterative, &[0, 0, 0, 1]);
+        a.attack = "pgd@0.06".into();
+        let b = flags("pgd", Norm::Linf, 0.03, AttackClass::Iterative, &[1, 1, 0, 1]);
+        let c = flags("pgd@0", Norm::Linf, 0.0, AttackClass::Iterative, &[1, 1, 1, 1]);
+        let other = flags("fgsm", Norm::Linf, 0.03, AttackClass::SingleStep, &[1, 1, 1, 1]);
+        let df = eps_curve(&[a.clone(), b.clone(), c, other]).unwrap();
+        assert_eq!(df.height(), 3);
+        let md = to_markdown(&df).unwrap();
+        let lines: Vec<&str> = md.lines().skip(2).collect();
+        assert!(lines[0].contains("| pgd | test | 0.00 | 100.00 |"), "{md}");
+        assert!(lines[2].contains("| pgd | test | 0.06 | 25.00 |"), "{md}");
+        // Curve points stay out of the main table.
+        let ra = robust_accuracy(&[a, b], &[]).unwrap();
+        assert_eq!(ra.get_column_names(), ["dataset", "model", "training", "clean", "pgd"]);
     }
 
     #[test]

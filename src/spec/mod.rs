@@ -283,6 +283,10 @@ pub struct EvaluationSpec {
     pub attacks: BTreeMap<String, AttackSpec>,
     /// Evaluate on at most this many images per split (the first N of the prepared split).
     pub limit: Option<usize>,
+    /// Named groups of attacks: a point is robust for a group only if it survives every member
+    /// (per-sample worst case). A group mixing norms is the union threat model.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
     #[serde(default = "default_eval_batch")]
     pub batch_size: usize,
 }
@@ -303,6 +307,7 @@ impl Default for EvaluationSpec {
             splits: default_splits(),
             attacks: default_attacks(),
             limit: None,
+            groups: BTreeMap::new(),
             batch_size: 256,
         }
     }
@@ -315,6 +320,8 @@ pub enum TableKind {
     RobustAccuracy,
     /// Train − test accuracy per model and attack (the robust generalization gap).
     GeneralizationGap,
+    /// Robust accuracy against ε for every attack with a `curve` (one row per radius).
+    EpsCurve,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -658,6 +665,38 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
             let mut p = Problem::new(&path, msg);
             p.hint = hint;
             out.push(p);
+        }
+    }
+    for (g, members) in &spec.evaluation.groups {
+        if spec.evaluation.attacks.contains_key(g) {
+            out.push(
+                Problem::new(&["evaluation", "groups", g.as_str()], "has the name of an attack")
+                    .hint("give the group its own name"),
+            );
+        }
+        if members.is_empty() {
+            out.push(
+                Problem::new(&["evaluation", "groups", g.as_str()], "needs at least one attack")
+                    .hint("e.g. `[pgd-linf, aa-linf]`"),
+            );
+        }
+        for m in members {
+            if !spec.evaluation.attacks.contains_key(m) {
+                let mut p = Problem::new(
+                    &["evaluation", "groups", g.as_str()],
+                    format!("`{m}` is not an attack of `evaluation.attacks`"),
+                );
+                p.hint = Some(
+                    match did_you_mean(m, spec.evaluation.attacks.keys().map(|s| s.as_str())) {
+                        Some(c) => format!("did you mean `{c}`?"),
+                        None => format!(
+                            "attacks: {}",
+                            spec.evaluation.attacks.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    },
+                );
+                out.push(p);
+            }
         }
     }
     for (i, a) in spec.analysis.iter().enumerate() {

@@ -4,6 +4,7 @@ use crate::report::{self, EvalResult, SparsityResult};
 use crate::spec::{Format, ReportSpec, TableKind};
 use anyhow::{Context, Result};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 pub const TABLES: &str = "tables";
@@ -21,6 +22,8 @@ pub struct Labels {
 
 pub struct Report {
     pub spec: ReportSpec,
+    /// `evaluation.groups`: per-sample worst case over member attacks.
+    pub groups: BTreeMap<String, Vec<String>>,
     pub evals: Vec<Labels>,
     pub sparsity: Vec<Labels>,
 }
@@ -30,17 +33,29 @@ impl Stage for Report {
         "report"
     }
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn params(&self) -> Value {
-        json!({"report": self.spec, "evals": self.evals, "sparsity": self.sparsity})
+        json!({"report": self.spec, "groups": self.groups, "evals": self.evals, "sparsity": self.sparsity})
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let mut evals = Vec::new();
         for l in &self.evals {
+            let input = cx.input(&l.role)?;
             let m: super::evaluate::EvalMetrics =
-                serde_json::from_value(cx.input(&l.role)?.meta.summary.clone())
+                serde_json::from_value(input.meta.summary.clone())
                     .context("evaluation summary")?;
+            let file = input.dir.join(super::evaluate::PER_SAMPLE);
+            let flags = tch::Tensor::read_safetensors(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let robust = flags
+                .iter()
+                .find(|(n, _)| n == "robust_correct")
+                .with_context(|| format!("{} lacks robust_correct", file.display()))?;
+            let robust: Vec<bool> = Vec::<u8>::try_from(&robust.1)?
+                .into_iter()
+                .map(|v| v == 1)
+                .collect();
             evals.push(EvalResult {
                 dataset: l.dataset.clone(),
                 model: l.model.clone(),
@@ -50,6 +65,11 @@ impl Stage for Report {
                 n: m.n,
                 clean_accuracy: m.clean_accuracy,
                 robust_accuracy: m.robust_accuracy,
+                eps: m.eps,
+                norm: m.norm,
+                class: m.class,
+                robust,
+                notes: m.notes,
             });
         }
         let mut sparsity = Vec::new();
@@ -65,10 +85,20 @@ impl Stage for Report {
                 hoyer,
             });
         }
+        let grouped = report::group_results(&evals, &self.groups);
+        evals.extend(grouped);
+        let warnings = report::warnings(&evals);
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
         let dir = cx.out.join(TABLES);
         std::fs::create_dir_all(&dir)?;
         let mut written = Vec::new();
-        for t in &self.spec.tables {
+        let mut tables = self.spec.tables.clone();
+        if evals.iter().any(|e| e.is_curve_point()) && !tables.contains(&TableKind::EpsCurve) {
+            tables.push(TableKind::EpsCurve);
+        }
+        for t in &tables {
             let (name, mut df) = match t {
                 TableKind::RobustAccuracy => (
                     "robust_accuracy",
@@ -77,6 +107,7 @@ impl Stage for Report {
                 TableKind::GeneralizationGap => {
                     ("generalization_gap", report::generalization_gap(&evals)?)
                 }
+                TableKind::EpsCurve => ("eps_curve", report::eps_curve(&evals)?),
             };
             for f in &self.spec.formats {
                 let file = match f {
@@ -97,6 +128,12 @@ impl Stage for Report {
                 ));
             }
         }
-        Ok(json!({"files": written}))
+        if !warnings.is_empty() {
+            let p = dir.join("warnings.md");
+            let body: String = warnings.iter().map(|w| format!("- {w}\n")).collect();
+            std::fs::write(&p, format!("# Warnings\n\n{body}"))?;
+            written.push(format!("{TABLES}/warnings.md"));
+        }
+        Ok(json!({"files": written, "warnings": warnings}))
     }
 }
