@@ -5,7 +5,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TORCH_VERSION="2.13.0"   # tch 0.26 is built for exactly this libtorch
 # Reference implementations the tests cross-check against (torchvision: AutoAugment ops and
 # CNNs; timm: the model zoo's parameter names, counts and logits).
-PY_EXTRAS=(numpy safetensors pillow "torchvision==0.28.0" "timm==1.0.31")
+PY_EXTRAS=(numpy safetensors pillow "torchvision==0.28.0" "timm==1.0.31" scipy)
+# Reference attacks (fra31 AutoAttack's code as `pyautoattack`; torchattacks), installed without
+# their dependency pins: torchattacks pins requests~=2.25.1 and needs only torch, numpy, scipy.
+PY_NODEPS=("pyautoattack==0.2.0" "torchattacks==3.5.1")
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/robarch-target}"
 
 venv_ok() {
@@ -18,8 +21,10 @@ if ! venv_ok; then
   "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check --retries 5 "torch==$TORCH_VERSION" "${PY_EXTRAS[@]}"
   venv_ok || { echo "error: torch==$TORCH_VERSION did not install into $ROOT/.venv" >&2; exit 1; }
 fi
-"$ROOT/.venv/bin/python" -c "import numpy, safetensors, PIL, torchvision, timm" 2>/dev/null ||
+"$ROOT/.venv/bin/python" -c "import numpy, safetensors, PIL, torchvision, timm, scipy" 2>/dev/null ||
   "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check --retries 5 "${PY_EXTRAS[@]}"
+"$ROOT/.venv/bin/python" -c "import pyautoattack, torchattacks" 2>/dev/null ||
+  "$ROOT/.venv/bin/python" -m pip install -q --disable-pip-version-check --retries 5 --no-deps "${PY_NODEPS[@]}"
 
 # Build through a stable path: torch-sys caches the libtorch location it found in the shared
 # CARGO_TARGET_DIR and never re-checks it, so every clone points this link at its own .venv

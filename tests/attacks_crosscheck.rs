@@ -1,0 +1,163 @@
+//! Our attacks against the reference Python implementations on shared weights
+//! (../shared/reference-attacks.md §5.3–5.4): a model trained by a robarch pipeline is exported as
+//! safetensors and loaded into its PyTorch twin (scripts/reference_models); then
+//! - PGD ℓ∞ and ℓ2 from the clean point (no random start) must follow torchattacks' trajectory:
+//!   the same adversarial images up to float rounding, except coordinates where the gradient's
+//!   sign flips at a near-zero value, and the same predictions;
+//! - APGD-CE, APGD-T and AutoAttack `standard` (fra31 code, `pyautoattack`) must not report a higher
+//!   robust accuracy than the reference beyond the seed spread measured on both sides.
+//! The reference runs in the project's `.venv` (scripts/crosscheck_attacks.py).
+mod common;
+use common::{entry_dir, Project};
+use robarch::attacks::{self, AttackConfig, Net, Use};
+use robarch::spec::{AttackSpec, Norm, Real, Split};
+use std::path::PathBuf;
+use tch::{Device, Kind, Tensor};
+
+const SPEC: &str = r#"name: xc
+seed: 5
+device: cpu
+datasets:
+  digits: {source: embedded:digits, resolution: 8}
+models:
+  resnet18: {preset: tiny}
+training:
+  std:
+    method: standard
+    epochs: 3
+    batch_size: 64
+    optimizer: {name: adamw, lr: 3e-3}
+evaluation:
+  splits: [test]
+  limit: 8
+"#;
+
+const N: i64 = 100;
+const EPS_LINF: f64 = 0.05;
+const EPS_L2: f64 = 0.5;
+const SEEDS: [u64; 3] = [0, 1, 2];
+
+fn python() -> PathBuf {
+    let venv = std::env::var_os("VIRTUAL_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    venv.join("bin/python")
+}
+
+fn config(kind: &str, norm: Norm, eps: f64, f: impl FnOnce(&mut AttackSpec)) -> AttackConfig {
+    let mut a = AttackSpec { norm: Some(norm), eps: Some(Real(eps)), ..Default::default() };
+    f(&mut a);
+    AttackConfig::resolve(kind, &a, Use::Evaluation).unwrap()
+}
+
+fn robust_acc(model: &Net, c: &AttackConfig, x: &Tensor, y: &Tensor, seed: u64) -> f64 {
+    let clean = attacks::correct(model, x, y);
+    let idx = clean.nonzero().squeeze_dim(1);
+    let out = c.run(model, &x.index_select(0, &idx), &y.index_select(0, &idx), seed, Use::Evaluation);
+    let ok = attacks::correct(model, &out.adv, &y.index_select(0, &idx));
+    f64::try_from(ok.to_kind(Kind::Double).sum(Kind::Double)).unwrap() / x.size()[0] as f64
+}
+
+fn mean_spread(v: &[f64]) -> (f64, f64) {
+    let m = v.iter().sum::<f64>() / v.len() as f64;
+    let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    (m, hi - lo)
+}
+
+#[test]
+fn attacks_agree_with_torchattacks_and_autoattack() {
+    let p = Project::new();
+    p.write("xc.yaml", SPEC);
+    p.ok(&["run", "xc.yaml"]);
+    let train = entry_dir(&p, "xc.yaml", "train/digits/resnet18/std");
+    let prep = entry_dir(&p, "xc.yaml", "prepare/digits");
+    let net = robarch::stages::train::load_network(&train, Device::Cpu).unwrap();
+    let data = robarch::data::prepared::load(&prep).unwrap();
+    let (xs, ys) = data.split(Split::Test).unwrap();
+    let x = xs.narrow(0, 0, N).to_kind(Kind::Float) / 255.0;
+    let y = ys.narrow(0, 0, N);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The model as the Python side reads it.
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(train.join("model.json")).unwrap()).unwrap();
+    let arch = info["model"]["arch"].as_str().unwrap();
+    let meta = serde_json::json!({
+        "arch": arch, "family": robarch::models::find(arch).unwrap().family,
+        "config": info["model"]["config"], "io": info["io"], "mean": info["mean"], "std": info["std"],
+        "num_parameters": net.num_parameters(),
+    });
+    std::fs::write(d.join("model.json"), meta.to_string()).unwrap();
+    net.save(&d.join("model.safetensors")).unwrap();
+    Tensor::write_safetensors(&[("x", &x), ("y", &y)], d.join("data.safetensors")).unwrap();
+    let request = serde_json::json!({
+        "threads": 1, "batch_size": 500,
+        "pgd": [
+            {"name": "linf", "norm": "Linf", "eps": EPS_LINF, "alpha": EPS_LINF / 4.0, "steps": 5},
+            {"name": "l2", "norm": "L2", "eps": EPS_L2, "alpha": EPS_L2 / 4.0, "steps": 5},
+        ],
+        "aa": [
+            {"name": "apgd-ce", "norm": "Linf", "eps": EPS_LINF, "version": "custom", "attacks": ["apgd-ce"], "seeds": SEEDS},
+            {"name": "apgd-t", "norm": "Linf", "eps": EPS_LINF, "version": "custom", "attacks": ["apgd-t"], "seeds": [0, 1]},
+            {"name": "standard", "norm": "Linf", "eps": EPS_LINF, "version": "standard", "seeds": [0]},
+            {"name": "apgd-ce-l2", "norm": "L2", "eps": EPS_L2, "version": "custom", "attacks": ["apgd-ce"], "seeds": SEEDS},
+        ],
+    });
+    std::fs::write(d.join("request.json"), request.to_string()).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/crosscheck_attacks.py");
+    let out = std::process::Command::new(python()).arg(&script).arg(d).output().expect("running the reference");
+    println!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "reference failed");
+    let reference: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(d.join("reference.safetensors")).unwrap().into_iter().collect();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("reference.json")).unwrap()).unwrap();
+    let model = Net { net: &net, train: false };
+
+    // 1. PGD trajectories from the clean point (training usage = every step, last iterate, as
+    //    torchattacks).
+    for (name, norm, eps) in [("linf", Norm::Linf, EPS_LINF), ("l2", Norm::L2, EPS_L2)] {
+        let c = config("pgd", norm, eps, |a| {
+            a.steps = Some(5);
+            a.step_size = Some(Real(eps / 4.0));
+            a.random_start = Some(false);
+        });
+        let ours = c.perturb(&model, &x, &y, 0, Use::Training);
+        let theirs = &reference[&format!("pgd/{name}")];
+        let diff = (&ours - theirs).abs();
+        let max = f64::try_from(diff.max()).unwrap();
+        let off = f64::try_from(diff.gt(1e-5).to_kind(Kind::Double).mean(Kind::Double)).unwrap();
+        let same_pred = f64::try_from(
+            attacks::correct(&model, &ours, &y)
+                .eq_tensor(&attacks::correct(&model, theirs, &y))
+                .to_kind(Kind::Double)
+                .mean(Kind::Double),
+        )
+        .unwrap();
+        println!("PGD-{name}: max |Δx_adv| {max:.2e}, coordinates off by > 1e-5: {:.4}%, same verdict on {:.1}% of points", 100.0 * off, 100.0 * same_pred);
+        assert!(off < 0.002, "PGD-{name}: {:.3}% of coordinates differ from torchattacks", 100.0 * off);
+        assert!(same_pred >= 0.99, "PGD-{name}: verdicts differ on {:.1}% of points", 100.0 * (1.0 - same_pred));
+    }
+
+    // 2. Robust accuracy: ours ≤ reference + seed spread (both sides) + one point.
+    let checks: [(&str, AttackConfig, &[u64]); 4] = [
+        ("apgd-ce", config("apgd-ce", Norm::Linf, EPS_LINF, |_| {}), &SEEDS),
+        ("apgd-t", config("apgd-t", Norm::Linf, EPS_LINF, |_| {}), &[0, 1]),
+        ("standard", config("autoattack", Norm::Linf, EPS_LINF, |_| {}), &[0]),
+        ("apgd-ce-l2", config("apgd-ce", Norm::L2, EPS_L2, |_| {}), &SEEDS),
+    ];
+    for (name, c, seeds) in checks {
+        let ours: Vec<f64> = seeds.iter().map(|&s| robust_acc(&model, &c, &x, &y, s)).collect();
+        let theirs: Vec<f64> = summary["aa"][name]["robust_accuracy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let (om, os) = mean_spread(&ours);
+        let (tm, ts) = mean_spread(&theirs);
+        println!("{name}: robarch {:.1}% (spread {:.1}) vs reference {:.1}% (spread {:.1})", 100.0 * om, 100.0 * os, 100.0 * tm, 100.0 * ts);
+        assert!(om <= tm + os.max(ts) + 1.0 / N as f64 + 1e-9, "{name}: robarch {ours:?} weaker than the reference {theirs:?}");
+    }
+}
