@@ -6,6 +6,7 @@
 //!   sign flips at a near-zero value, and the same predictions;
 //! - APGD-CE, APGD-T and AutoAttack `standard` (fra31 code, `pyautoattack`) must not report a higher
 //!   robust accuracy than the reference beyond the seed spread measured on both sides.
+//!
 //! The reference runs in the project's `.venv` (scripts/crosscheck_attacks.py).
 mod common;
 use common::{entry_dir, Project};
@@ -45,7 +46,11 @@ fn python() -> PathBuf {
 }
 
 fn config(kind: &str, norm: Norm, eps: f64, f: impl FnOnce(&mut AttackSpec)) -> AttackConfig {
-    let mut a = AttackSpec { norm: Some(norm), eps: Some(Real(eps)), ..Default::default() };
+    let mut a = AttackSpec {
+        norm: Some(norm),
+        eps: Some(Real(eps)),
+        ..Default::default()
+    };
     f(&mut a);
     AttackConfig::resolve(kind, &a, Use::Evaluation).unwrap()
 }
@@ -53,7 +58,13 @@ fn config(kind: &str, norm: Norm, eps: f64, f: impl FnOnce(&mut AttackSpec)) -> 
 fn robust_acc(model: &Net, c: &AttackConfig, x: &Tensor, y: &Tensor, seed: u64) -> f64 {
     let clean = attacks::correct(model, x, y);
     let idx = clean.nonzero().squeeze_dim(1);
-    let out = c.run(model, &x.index_select(0, &idx), &y.index_select(0, &idx), seed, Use::Evaluation);
+    let out = c.run(
+        model,
+        &x.index_select(0, &idx),
+        &y.index_select(0, &idx),
+        seed,
+        Use::Evaluation,
+    );
     let ok = attacks::correct(model, &out.adv, &y.index_select(0, &idx));
     f64::try_from(ok.to_kind(Kind::Double).sum(Kind::Double)).unwrap() / x.size()[0] as f64
 }
@@ -106,14 +117,28 @@ fn attacks_agree_with_torchattacks_and_autoattack() {
     });
     std::fs::write(d.join("request.json"), request.to_string()).unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/crosscheck_attacks.py");
-    let out = std::process::Command::new(python()).arg(&script).arg(d).output().expect("running the reference");
-    println!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(python())
+        .arg(&script)
+        .arg(d)
+        .output()
+        .expect("running the reference");
+    println!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "reference failed");
     let reference: std::collections::HashMap<String, Tensor> =
-        Tensor::read_safetensors(d.join("reference.safetensors")).unwrap().into_iter().collect();
+        Tensor::read_safetensors(d.join("reference.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(d.join("reference.json")).unwrap()).unwrap();
-    let model = Net { net: &net, train: false };
+    let model = Net {
+        net: &net,
+        train: false,
+    };
 
     // 1. PGD trajectories from the clean point (training usage = every step, last iterate, as
     //    torchattacks).
@@ -136,19 +161,46 @@ fn attacks_agree_with_torchattacks_and_autoattack() {
         )
         .unwrap();
         println!("PGD-{name}: max |Δx_adv| {max:.2e}, coordinates off by > 1e-5: {:.4}%, same verdict on {:.1}% of points", 100.0 * off, 100.0 * same_pred);
-        assert!(off < 0.002, "PGD-{name}: {:.3}% of coordinates differ from torchattacks", 100.0 * off);
-        assert!(same_pred >= 0.99, "PGD-{name}: verdicts differ on {:.1}% of points", 100.0 * (1.0 - same_pred));
+        assert!(
+            off < 0.002,
+            "PGD-{name}: {:.3}% of coordinates differ from torchattacks",
+            100.0 * off
+        );
+        assert!(
+            same_pred >= 0.99,
+            "PGD-{name}: verdicts differ on {:.1}% of points",
+            100.0 * (1.0 - same_pred)
+        );
     }
 
     // 2. Robust accuracy: ours ≤ reference + seed spread (both sides) + one point.
     let checks: [(&str, AttackConfig, &[u64]); 4] = [
-        ("apgd-ce", config("apgd-ce", Norm::Linf, EPS_LINF, |_| {}), &SEEDS),
-        ("apgd-t", config("apgd-t", Norm::Linf, EPS_LINF, |_| {}), &[0, 1]),
-        ("standard", config("autoattack", Norm::Linf, EPS_LINF, |_| {}), &[0]),
-        ("apgd-ce-l2", config("apgd-ce", Norm::L2, EPS_L2, |_| {}), &SEEDS),
+        (
+            "apgd-ce",
+            config("apgd-ce", Norm::Linf, EPS_LINF, |_| {}),
+            &SEEDS,
+        ),
+        (
+            "apgd-t",
+            config("apgd-t", Norm::Linf, EPS_LINF, |_| {}),
+            &[0, 1],
+        ),
+        (
+            "standard",
+            config("autoattack", Norm::Linf, EPS_LINF, |_| {}),
+            &[0],
+        ),
+        (
+            "apgd-ce-l2",
+            config("apgd-ce", Norm::L2, EPS_L2, |_| {}),
+            &SEEDS,
+        ),
     ];
     for (name, c, seeds) in checks {
-        let ours: Vec<f64> = seeds.iter().map(|&s| robust_acc(&model, &c, &x, &y, s)).collect();
+        let ours: Vec<f64> = seeds
+            .iter()
+            .map(|&s| robust_acc(&model, &c, &x, &y, s))
+            .collect();
         let theirs: Vec<f64> = summary["aa"][name]["robust_accuracy"]
             .as_array()
             .unwrap()
@@ -157,7 +209,16 @@ fn attacks_agree_with_torchattacks_and_autoattack() {
             .collect();
         let (om, os) = mean_spread(&ours);
         let (tm, ts) = mean_spread(&theirs);
-        println!("{name}: robarch {:.1}% (spread {:.1}) vs reference {:.1}% (spread {:.1})", 100.0 * om, 100.0 * os, 100.0 * tm, 100.0 * ts);
-        assert!(om <= tm + os.max(ts) + 1.0 / N as f64 + 1e-9, "{name}: robarch {ours:?} weaker than the reference {theirs:?}");
+        println!(
+            "{name}: robarch {:.1}% (spread {:.1}) vs reference {:.1}% (spread {:.1})",
+            100.0 * om,
+            100.0 * os,
+            100.0 * tm,
+            100.0 * ts
+        );
+        assert!(
+            om <= tm + os.max(ts) + 1.0 / N as f64 + 1e-9,
+            "{name}: robarch {ours:?} weaker than the reference {theirs:?}"
+        );
     }
 }

@@ -27,7 +27,10 @@ fn bad_input_gets_located_hinted_errors_and_writes_nothing() {
     fails(
         &p,
         &TINY.replace("fgsm: {eps: 8/255}", "fgsm: {eps: -8/255}"),
-        &["bad.yaml:19:12: evaluation.attacks.fgsm.eps", "is not a radius"],
+        &[
+            "bad.yaml:19:12: evaluation.attacks.fgsm.eps",
+            "is not a radius",
+        ],
     );
     fails(
         &p,

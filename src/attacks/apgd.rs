@@ -63,7 +63,9 @@ pub fn oscillation(loss_steps: &Tensor, j: usize, k: usize, rho: f64) -> Tensor 
     let row = |i: i64| loss_steps.get(i.rem_euclid(rows));
     let mut t = loss_steps.get(0).zeros_like();
     for c in 0..k as i64 {
-        t += row(j as i64 - c).gt_tensor(&row(j as i64 - c - 1)).to_kind(Kind::Float);
+        t += row(j as i64 - c)
+            .gt_tensor(&row(j as i64 - c - 1))
+            .to_kind(Kind::Float);
     }
     t.le(k as f64 * rho)
 }
@@ -149,7 +151,9 @@ fn run_loss(kind: ApgdLoss, logits: &Tensor, y: &Tensor, t: Option<&Tensor>) -> 
     match kind {
         ApgdLoss::Ce => loss::ce(logits, y),
         ApgdLoss::Dlr => loss::dlr(logits, y),
-        ApgdLoss::DlrTargeted => loss::dlr_targeted(logits, y, t.expect("targeted run has targets")),
+        ApgdLoss::DlrTargeted => {
+            loss::dlr_targeted(logits, y, t.expect("targeted run has targets"))
+        }
     }
 }
 
@@ -191,7 +195,11 @@ pub fn single_run(
     let kind = p.loss;
     let (l0, logits0, g0) = loss_grad(model, &start, Reduce::Sum, |z| run_loss(kind, z, y, target));
     if kind != ApgdLoss::Ce {
-        let zero = g0.flatten(1, -1).abs().sum_dim_intlist([1].as_slice(), false, None).lt(1e-20);
+        let zero = g0
+            .flatten(1, -1)
+            .abs()
+            .sum_dim_intlist([1].as_slice(), false, None)
+            .lt(1e-20);
         *zero_grads += i64::try_from(zero.sum(Kind::Int64)).unwrap_or(0) as usize;
     }
     let fooled0 = logits0.argmax(1, false).ne_tensor(y);
@@ -279,10 +287,14 @@ pub fn single_run(
         if bool::try_from(fooled.any()).unwrap_or(false) {
             let idx = r.ids.masked_select(&fooled);
             out_fooled = out_fooled.index_fill(0, &idx, 1);
-            out_adv = out_adv.index_copy(0, &idx, &r.x_adv.index_select(0, &fooled.nonzero().squeeze_dim(1)));
+            out_adv = out_adv.index_copy(
+                0,
+                &idx,
+                &r.x_adv.index_select(0, &fooled.nonzero().squeeze_dim(1)),
+            );
         }
         tch::no_grad(|| {
-            let _ = r.loss_steps.get(i as i64).copy_(&y1);
+            r.loss_steps.get(i as i64).copy_(&y1);
             let better = y1.gt_tensor(&r.loss_best);
             r.x_best = set_rows(&r.x_best, &better, &r.x_adv);
             r.grad_best = set_rows(&r.grad_best, &better, &r.grad);
@@ -293,7 +305,9 @@ pub fn single_run(
                     Norm::Linf | Norm::L2 => {
                         let osc = oscillation(&r.loss_steps, i, k, p.rho);
                         let no_impr = (1.0 - &r.reduced_last_check)
-                            * r.loss_best_last_check.ge_tensor(&r.loss_best).to_kind(Kind::Float);
+                            * r.loss_best_last_check
+                                .ge_tensor(&r.loss_best)
+                                .to_kind(Kind::Float);
                         let fl = osc.to_kind(Kind::Float).max_other(&no_impr).gt(0.0);
                         r.reduced_last_check = fl.to_kind(Kind::Float);
                         r.loss_best_last_check = r.loss_best.copy();
@@ -361,7 +375,11 @@ pub fn apgd(
         if idx.size()[0] == 0 {
             break;
         }
-        let (xs, ys, es) = (x.index_select(0, &idx), y.index_select(0, &idx), eps.index_select(0, &idx));
+        let (xs, ys, es) = (
+            x.index_select(0, &idx),
+            y.index_select(0, &idx),
+            eps.index_select(0, &idx),
+        );
         let target = target_rank.map(|rank| {
             let (_, order) = tch::no_grad(|| model.logits(&xs)).sort(1, false);
             order.select(1, classes - rank)
@@ -370,7 +388,19 @@ pub fn apgd(
         let res = if p.large_eps {
             large_eps_run(model, &xs, &ys, target.as_ref(), &es, p, s, zero_grads)
         } else {
-            single_run(model, &xs, &ys, target.as_ref(), &es, p, p.steps, None, true, s, zero_grads)
+            single_run(
+                model,
+                &xs,
+                &ys,
+                target.as_ref(),
+                &es,
+                p,
+                p.steps,
+                None,
+                true,
+                s,
+                zero_grads,
+            )
         };
         let hit = res.fooled.nonzero().squeeze_dim(1);
         if hit.size()[0] > 0 {
@@ -471,7 +501,15 @@ mod tests {
         let y = tch::no_grad(|| m(&x)).argmax(1, false);
         for (norm, eps) in [(Norm::Linf, 0.1), (Norm::L2, 0.5), (Norm::L1, 1.0)] {
             for loss in [ApgdLoss::Ce, ApgdLoss::Dlr, ApgdLoss::DlrTargeted] {
-                let p = ApgdParams { norm, steps: 20, restarts: 1, loss, targets: 9, rho: 0.75, large_eps: false };
+                let p = ApgdParams {
+                    norm,
+                    steps: 20,
+                    restarts: 1,
+                    loss,
+                    targets: 9,
+                    rho: 0.75,
+                    large_eps: false,
+                };
                 let e = Tensor::full([64], eps, (Kind::Float, Device::Cpu));
                 let mut z = 0;
                 let adv = apgd(&m, &x, &y, &e, &p, 7, &mut z);
@@ -485,7 +523,8 @@ mod tests {
                 // linear model's exact worst case for ℓ∞/ℓ2 (the box is not binding at this ε
                 // for inputs in [0.2, 0.8] ± 0.1, and ℓ2 ≤ 0.5 keeps most coordinates inside).
                 if norm == Norm::Linf && loss == ApgdLoss::Ce {
-                    let frac = f64::try_from(broken.to_kind(Kind::Float).mean(Kind::Float)).unwrap();
+                    let frac =
+                        f64::try_from(broken.to_kind(Kind::Float).mean(Kind::Float)).unwrap();
                     assert!(frac > 0.2, "{norm:?} {loss:?}: broke only {frac}");
                 }
             }
@@ -498,7 +537,15 @@ mod tests {
         let x = Tensor::rand([16, 1, 4, 4], (Kind::Float, Device::Cpu));
         let y = tch::no_grad(|| m(&x)).argmax(1, false);
         for norm in [Norm::Linf, Norm::L2, Norm::L1] {
-            let p = ApgdParams { norm, steps: 10, restarts: 1, loss: ApgdLoss::Ce, targets: 9, rho: 0.75, large_eps: norm == Norm::L1 };
+            let p = ApgdParams {
+                norm,
+                steps: 10,
+                restarts: 1,
+                loss: ApgdLoss::Ce,
+                targets: 9,
+                rho: 0.75,
+                large_eps: norm == Norm::L1,
+            };
             let e = Tensor::zeros([16], (Kind::Float, Device::Cpu));
             let adv = apgd(&m, &x, &y, &e, &p, 0, &mut 0);
             assert!(bool::try_from(super::super::correct(&m, &adv, &y).all()).unwrap());

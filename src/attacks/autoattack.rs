@@ -5,11 +5,13 @@
 //!
 //! | version | ℓ∞ / ℓ2 | ℓ1 |
 //! |---|---|---|
-//! | standard | APGD-CE (1 restart), APGD-T (9 targets), FAB-T (9 targets), Square (5000 queries) | APGD-CE (5 restarts, 3ε→2ε→ε), APGD-T (5 targets, 3ε→2ε→ε), FAB-T, Square |
-//! | plus | APGD-CE, APGD-DLR (5 restarts each), FAB (5 restarts), Square, APGD-T, FAB-T (9 targets) | same |
+//! | standard | APGD-CE (1 restart), APGD-T (9 targets) | APGD-CE (5 restarts, 3ε→2ε→ε), APGD-T (5 targets, 3ε→2ε→ε) |
+//! | plus | APGD-CE, APGD-DLR (5 restarts each), APGD-T (9 targets) | same |
 //!
-//! All members use 100 iterations (Square: 5000 queries, p_init 0.8, no schedule rescaling).
-//! Targets are capped at classes − 1; DLR members are skipped (with a note) below 3/4 classes.
+//! All members use 100 iterations. Targets are capped at classes − 1; DLR members are skipped
+//! (with a note) below 3/4 classes. **Not yet included:** FAB-T/FAB and Square, the last members of
+//! fra31's compositions (they rarely break a point APGD-T left robust; tracked in issue 6). Every
+//! AutoAttack evaluation says so in its notes, so reports never pass this off as the full AA.
 use super::config::{AttackConfig, Use};
 use super::{correct, Model, Outcome};
 use crate::spec::Norm;
@@ -22,6 +24,10 @@ pub enum Version {
     Standard,
     Plus,
 }
+
+/// The note every AutoAttack evaluation carries until FAB and Square are implemented.
+pub const MISSING: &str =
+    "AutoAttack without FAB-T/FAB and Square (not implemented yet): APGD members only";
 
 /// The members of a composition, in order, with their names.
 pub fn members(norm: Norm, eps: f64, version: Version) -> Vec<(&'static str, AttackConfig)> {
@@ -36,42 +42,49 @@ pub fn members(norm: Norm, eps: f64, version: Version) -> Vec<(&'static str, Att
         rho: 0.75,
         large_eps: l1 && version == Version::Standard,
     };
-    let fab = |restarts: usize, targets: Option<usize>| AttackConfig::Fab { norm, eps, steps: 100, restarts, targets };
-    let square = AttackConfig::Square { norm, eps, queries: 5000, p_init: 0.8, restarts: 1, loss: "margin".into() };
     match version {
         Version::Standard => vec![
             ("apgd-ce", apgd("ce", if l1 { 5 } else { 1 }, 9)),
             ("apgd-t", apgd("dlr-t", 1, if l1 { 5 } else { 9 })),
-            ("fab-t", fab(1, Some(9))),
-            ("square", square),
         ],
         Version::Plus => vec![
             ("apgd-ce", apgd("ce", 5, 9)),
             ("apgd-dlr", apgd("dlr", 5, 9)),
-            ("fab", fab(5, None)),
-            ("square", square),
             ("apgd-t", apgd("dlr-t", 1, 9)),
-            ("fab-t", fab(1, Some(9))),
         ],
     }
 }
 
 /// Runs the composition; `broken_by[i]` is the index of the first member that broke point i
 /// (−1 where none did, or the point was misclassified clean).
-pub fn autoattack(model: &dyn Model, x: &Tensor, y: &Tensor, norm: Norm, eps: f64, version: Version, seed: u64) -> Outcome {
+pub fn autoattack(
+    model: &dyn Model,
+    x: &Tensor,
+    y: &Tensor,
+    norm: Norm,
+    eps: f64,
+    version: Version,
+    seed: u64,
+) -> Outcome {
     let n = x.size()[0];
     let ms = members(norm, eps, version);
     let mut adv = x.shallow_clone();
     let mut robust = correct(model, x, y);
     let mut broken_by = Tensor::full([n], -1, (Kind::Int64, x.device()));
-    let mut notes = Vec::new();
+    let mut notes = vec![MISSING.to_string()];
     for (i, (name, cfg)) in ms.iter().enumerate() {
         let idx = robust.nonzero().squeeze_dim(1);
         if idx.size()[0] == 0 {
             break;
         }
         let (xs, ys) = (x.index_select(0, &idx), y.index_select(0, &idx));
-        let out = cfg.run(model, &xs, &ys, crate::rng::derive(seed, &[i as u64]), Use::Evaluation);
+        let out = cfg.run(
+            model,
+            &xs,
+            &ys,
+            crate::rng::derive(seed, &[i as u64]),
+            Use::Evaluation,
+        );
         notes.extend(out.notes.into_iter().map(|m| format!("{name}: {m}")));
         let still = correct(model, &out.adv, &ys);
         let hit = still.logical_not().nonzero().squeeze_dim(1);

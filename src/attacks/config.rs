@@ -3,10 +3,8 @@
 use super::apgd::{ApgdLoss, ApgdParams};
 use super::autoattack::Version;
 use super::cw::CwParams;
-use super::fab::FabParams;
 use super::mim::MimParams;
 use super::pgd::{L1Step, PgdLoss, PgdParams};
-use super::square::{SquareLoss, SquareParams};
 use super::{Model, Outcome};
 use crate::spec::{did_you_mean, AttackSpec, Norm};
 use serde::{Deserialize, Serialize};
@@ -23,10 +21,7 @@ pub static REGISTRY: &[(&str, &str)] = &[
     ("apgd-ce", "APGD on cross-entropy"),
     ("apgd-dlr", "APGD on the DLR loss"),
     ("apgd-t", "targeted APGD on the DLR loss over the top `targets` classes"),
-    ("fab", "FAB minimum-norm attack, untargeted, ℓ∞/ℓ2/ℓ1 (Croce & Hein 2020)"),
-    ("fab-t", "targeted FAB over the top `targets` classes"),
-    ("square", "Square black-box attack, ℓ∞/ℓ2/ℓ1 (Andriushchenko et al. 2020)"),
-    ("autoattack", "AutoAttack `standard` or `plus`: each member on the points still robust"),
+    ("autoattack", "AutoAttack `standard` or `plus` without FAB and Square: each member on the points still robust"),
     ("aa", "alias of autoattack"),
 ];
 
@@ -81,22 +76,6 @@ pub enum AttackConfig {
         rho: f64,
         large_eps: bool,
     },
-    Fab {
-        norm: Norm,
-        eps: f64,
-        steps: usize,
-        restarts: usize,
-        /// `None`: untargeted.
-        targets: Option<usize>,
-    },
-    Square {
-        norm: Norm,
-        eps: f64,
-        queries: usize,
-        p_init: f64,
-        restarts: usize,
-        loss: String,
-    },
     Autoattack {
         norm: Norm,
         eps: f64,
@@ -142,7 +121,11 @@ impl AttackConfig {
                 Some(c) => format!("did you mean `{c}`?"),
                 None => format!(
                     "known attacks: {}; or set `type:`",
-                    REGISTRY.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    REGISTRY
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             };
             ("type", format!("unknown attack `{kind}`"), Some(hint))
@@ -154,18 +137,43 @@ impl AttackConfig {
         let allowed: &[&str] = match kind {
             "clean" => &[],
             "fgsm" => &["norm", "eps"],
-            "pgd" => &["norm", "eps", "steps", "step_size", "random_start", "restarts", "loss", "kappa", "l1_step", "percentile"],
+            "pgd" => &[
+                "norm",
+                "eps",
+                "steps",
+                "step_size",
+                "random_start",
+                "restarts",
+                "loss",
+                "kappa",
+                "l1_step",
+                "percentile",
+            ],
             "mim" => &["norm", "eps", "steps", "step_size", "decay"],
-            "cw" => &["norm", "eps", "steps", "lr", "c", "binary_search_steps", "kappa"],
-            "apgd" => &["norm", "eps", "steps", "restarts", "loss", "targets", "rho", "large_eps"],
+            "cw" => &[
+                "norm",
+                "eps",
+                "steps",
+                "lr",
+                "c",
+                "binary_search_steps",
+                "kappa",
+            ],
+            "apgd" => &[
+                "norm",
+                "eps",
+                "steps",
+                "restarts",
+                "loss",
+                "targets",
+                "rho",
+                "large_eps",
+            ],
             "apgd-ce" | "apgd-dlr" => &["norm", "eps", "steps", "restarts", "rho", "large_eps"],
             "apgd-t" => &["norm", "eps", "steps", "targets", "rho", "large_eps"],
-            "fab" => &["norm", "eps", "steps", "restarts"],
-            "fab-t" => &["norm", "eps", "steps", "targets"],
-            "square" => &["norm", "eps", "queries", "p_init", "restarts", "loss"],
             _ => &["norm", "eps", "version"],
         };
-        let set: [(&'static str, bool); 19] = [
+        let set: [(&'static str, bool); 17] = [
             ("norm", a.norm.is_some()),
             ("eps", a.eps.is_some()),
             ("steps", a.steps.is_some()),
@@ -183,16 +191,22 @@ impl AttackConfig {
             ("targets", a.targets.is_some()),
             ("rho", a.rho.is_some()),
             ("large_eps", a.large_eps.is_some()),
-            ("queries", a.queries.is_some()),
-            ("p_init", a.p_init.is_some()),
         ];
         for (field, is_set) in set {
             if is_set && !allowed.contains(&field) {
-                return Err(err(field, format!("does not apply to `{kind}`"), Some("remove it")));
+                return Err(err(
+                    field,
+                    format!("does not apply to `{kind}`"),
+                    Some("remove it"),
+                ));
             }
         }
         if a.version.is_some() && kind != "autoattack" {
-            return Err(err("version", format!("does not apply to `{kind}`"), Some("remove it")));
+            return Err(err(
+                "version",
+                format!("does not apply to `{kind}`"),
+                Some("remove it"),
+            ));
         }
         if a.curve.is_some() && kind == "clean" {
             return Err(err("curve", "does not apply to `clean`", Some("remove it")));
@@ -204,15 +218,29 @@ impl AttackConfig {
             return Ok(AttackConfig::Clean);
         }
         let eps = match a.eps {
-            None => return Err(err("eps", "is required", Some("e.g. `eps: 8/255` (ℓ∞), `eps: 0.5` (ℓ2), `eps: 12` (ℓ1), in [0,1] pixel units"))),
-            Some(e) if !(e.get() >= 0.0) || !e.get().is_finite() => {
-                return Err(err("eps", format!("{} is not a radius", e.get()), Some("ε must be a finite number ≥ 0, in [0,1] pixel units")))
+            None => return Err(err(
+                "eps",
+                "is required",
+                Some(
+                    "e.g. `eps: 8/255` (ℓ∞), `eps: 0.5` (ℓ2), `eps: 12` (ℓ1), in [0,1] pixel units",
+                ),
+            )),
+            Some(e) if e.get() < 0.0 || !e.get().is_finite() => {
+                return Err(err(
+                    "eps",
+                    format!("{} is not a radius", e.get()),
+                    Some("ε must be a finite number ≥ 0, in [0,1] pixel units"),
+                ))
             }
             Some(e) => e.get(),
         };
         if let Some(curve) = &a.curve {
-            if let Some(bad) = curve.iter().find(|e| !(e.get() >= 0.0) || !e.get().is_finite()) {
-                return Err(err("curve", format!("{} is not a radius", bad.get()), Some("list radii ≥ 0, e.g. `curve: [2/255, 4/255, 16/255]`")));
+            if let Some(bad) = curve.iter().find(|e| e.get() < 0.0 || !e.get().is_finite()) {
+                return Err(err(
+                    "curve",
+                    format!("{} is not a radius", bad.get()),
+                    Some("list radii ≥ 0, e.g. `curve: [2/255, 4/255, 16/255]`"),
+                ));
             }
         }
         let norm = a.norm.unwrap_or(Norm::Linf);
@@ -220,27 +248,37 @@ impl AttackConfig {
             if allowed.contains(&norm) {
                 Ok(())
             } else {
-                Err(err("norm", format!("`{kind}` is an {what} attack, not {norm}"), None))
+                Err(err(
+                    "norm",
+                    format!("`{kind}` is an {what} attack, not {norm}"),
+                    None,
+                ))
             }
         };
-        let positive = |field: &'static str, v: Option<f64>, default: f64| -> Result<f64, FieldError> {
-            match v {
-                Some(x) if !(x > 0.0) || !x.is_finite() => Err(err(field, format!("{x} must be positive"), None)),
-                Some(x) => Ok(x),
-                None => Ok(default),
-            }
-        };
-        let count = |field: &'static str, v: Option<usize>, default: usize| -> Result<usize, FieldError> {
-            match v {
-                Some(0) => Err(err(field, "must be at least 1", None)),
-                Some(x) => Ok(x),
-                None => Ok(default),
-            }
-        };
+        let positive =
+            |field: &'static str, v: Option<f64>, default: f64| -> Result<f64, FieldError> {
+                match v {
+                    Some(x) if x <= 0.0 || !x.is_finite() => {
+                        Err(err(field, format!("{x} must be positive"), None))
+                    }
+                    Some(x) => Ok(x),
+                    None => Ok(default),
+                }
+            };
+        let count =
+            |field: &'static str, v: Option<usize>, default: usize| -> Result<usize, FieldError> {
+                match v {
+                    Some(0) => Err(err(field, "must be at least 1", None)),
+                    Some(x) => Ok(x),
+                    None => Ok(default),
+                }
+            };
         let steps = |default| count("steps", a.steps, default);
         Ok(match kind {
             "fgsm" => {
-                only(&[Norm::Linf], "ℓ∞").map_err(|(f, m, _)| (f, m, Some("use `type: pgd, norm: l2, steps: 1`".into())))?;
+                only(&[Norm::Linf], "ℓ∞").map_err(|(f, m, _)| {
+                    (f, m, Some("use `type: pgd, norm: l2, steps: 1`".into()))
+                })?;
                 AttackConfig::Fgsm { eps }
             }
             "pgd" => {
@@ -248,31 +286,67 @@ impl AttackConfig {
                 let loss = match a.loss.as_deref() {
                     None | Some("ce") => {
                         if a.kappa.is_some() {
-                            return Err(err("kappa", "applies to `loss: cw` only", Some("set `loss: cw` or remove it")));
+                            return Err(err(
+                                "kappa",
+                                "applies to `loss: cw` only",
+                                Some("set `loss: cw` or remove it"),
+                            ));
                         }
                         PgdLoss::Ce
                     }
-                    Some("cw") => PgdLoss::Cw { kappa: a.kappa.map(|k| k.get()).unwrap_or(0.0) },
-                    Some(o) => return Err(err("loss", format!("unknown PGD loss `{o}`"), Some("use `ce` or `cw`"))),
+                    Some("cw") => PgdLoss::Cw {
+                        kappa: a.kappa.map(|k| k.get()).unwrap_or(0.0),
+                    },
+                    Some(o) => {
+                        return Err(err(
+                            "loss",
+                            format!("unknown PGD loss `{o}`"),
+                            Some("use `ce` or `cw`"),
+                        ))
+                    }
                 };
                 let l1_step = match (norm, a.l1_step.as_deref()) {
                     (Norm::L1, None | Some("slide")) => {
                         let p = a.percentile.map(|p| p.get()).unwrap_or(99.0);
                         if !(0.0..100.0).contains(&p) {
-                            return Err(err("percentile", format!("{p} is not in [0, 100)"), Some("e.g. 99 moves the top 1% of coordinates")));
+                            return Err(err(
+                                "percentile",
+                                format!("{p} is not in [0, 100)"),
+                                Some("e.g. 99 moves the top 1% of coordinates"),
+                            ));
                         }
                         Some(L1Step::Slide { percentile: p })
                     }
                     (Norm::L1, Some("dense")) => {
                         if a.percentile.is_some() {
-                            return Err(err("percentile", "applies to `l1_step: slide` only", Some("remove it")));
+                            return Err(err(
+                                "percentile",
+                                "applies to `l1_step: slide` only",
+                                Some("remove it"),
+                            ));
                         }
                         Some(L1Step::Dense)
                     }
-                    (Norm::L1, Some(o)) => return Err(err("l1_step", format!("unknown ℓ1 step `{o}`"), Some("use `slide` or `dense`"))),
-                    (_, Some(_)) => return Err(err("l1_step", "applies to `norm: l1` only", Some("remove it"))),
+                    (Norm::L1, Some(o)) => {
+                        return Err(err(
+                            "l1_step",
+                            format!("unknown ℓ1 step `{o}`"),
+                            Some("use `slide` or `dense`"),
+                        ))
+                    }
+                    (_, Some(_)) => {
+                        return Err(err(
+                            "l1_step",
+                            "applies to `norm: l1` only",
+                            Some("remove it"),
+                        ))
+                    }
                     (_, None) if a.percentile.is_some() => {
-                        return Err(err("percentile", "applies to `norm: l1` only", Some("remove it")))
+                        return Err(err(
+                            "percentile",
+                            "applies to `norm: l1` only",
+                            Some("remove it"),
+                        ))
                     }
                     _ => None,
                 };
@@ -280,7 +354,11 @@ impl AttackConfig {
                     norm,
                     eps,
                     steps,
-                    step_size: positive("step_size", a.step_size.map(|s| s.get()), 2.5 * eps / steps as f64)?,
+                    step_size: positive(
+                        "step_size",
+                        a.step_size.map(|s| s.get()),
+                        2.5 * eps / steps as f64,
+                    )?,
                     random_start: a.random_start.unwrap_or(true),
                     restarts: count("restarts", a.restarts, 1)?,
                     loss,
@@ -293,7 +371,11 @@ impl AttackConfig {
                 AttackConfig::Mim {
                     eps,
                     steps,
-                    step_size: positive("step_size", a.step_size.map(|s| s.get()), eps / steps as f64)?,
+                    step_size: positive(
+                        "step_size",
+                        a.step_size.map(|s| s.get()),
+                        eps / steps as f64,
+                    )?,
                     decay: a.decay.map(|d| d.get()).unwrap_or(1.0),
                 }
             }
@@ -318,14 +400,28 @@ impl AttackConfig {
                     _ => match a.loss.as_deref() {
                         None => "ce".into(),
                         Some(l @ ("ce" | "dlr" | "dlr-t")) => l.into(),
-                        Some(o) => return Err(err("loss", format!("unknown APGD loss `{o}`"), Some("use `ce`, `dlr` or `dlr-t`"))),
+                        Some(o) => {
+                            return Err(err(
+                                "loss",
+                                format!("unknown APGD loss `{o}`"),
+                                Some("use `ce`, `dlr` or `dlr-t`"),
+                            ))
+                        }
                     },
                 };
                 if a.targets.is_some() && loss != "dlr-t" {
-                    return Err(err("targets", "applies to the targeted loss only", Some("use `type: apgd-t` or `loss: dlr-t`")));
+                    return Err(err(
+                        "targets",
+                        "applies to the targeted loss only",
+                        Some("use `type: apgd-t` or `loss: dlr-t`"),
+                    ));
                 }
                 if loss == "dlr-t" && a.restarts.is_some() {
-                    return Err(err("restarts", "APGD-T runs once per target class", Some("set `targets` instead")));
+                    return Err(err(
+                        "restarts",
+                        "APGD-T runs once per target class",
+                        Some("set `targets` instead"),
+                    ));
                 }
                 let rho = a.rho.map(|r| r.get()).unwrap_or(0.75);
                 if !(0.0..=1.0).contains(&rho) {
@@ -342,39 +438,19 @@ impl AttackConfig {
                     loss,
                 }
             }
-            "fab" | "fab-t" => AttackConfig::Fab {
-                norm,
-                eps,
-                steps: steps(100)?,
-                restarts: count("restarts", a.restarts, 1)?,
-                targets: if kind == "fab-t" { Some(count("targets", a.targets, 9)?) } else { None },
-            },
-            "square" => {
-                let p_init = a.p_init.map(|p| p.get()).unwrap_or(0.8);
-                if !(p_init > 0.0 && p_init <= 1.0) {
-                    return Err(err("p_init", format!("{p_init} is not in (0, 1]"), None));
-                }
-                let loss = match a.loss.as_deref() {
-                    None | Some("margin") => "margin".to_string(),
-                    Some("ce") => "ce".to_string(),
-                    Some(o) => return Err(err("loss", format!("unknown Square loss `{o}`"), Some("use `margin` or `ce`"))),
-                };
-                AttackConfig::Square {
-                    norm,
-                    eps,
-                    queries: count("queries", a.queries, 5000)?,
-                    p_init,
-                    restarts: count("restarts", a.restarts, 1)?,
-                    loss,
-                }
-            }
             _ => AttackConfig::Autoattack {
                 norm,
                 eps,
                 version: match a.version.as_deref() {
                     None | Some("standard") => Version::Standard,
                     Some("plus") => Version::Plus,
-                    Some(o) => return Err(err("version", format!("unknown AutoAttack version `{o}`"), Some("use `standard` or `plus`"))),
+                    Some(o) => {
+                        return Err(err(
+                            "version",
+                            format!("unknown AutoAttack version `{o}`"),
+                            Some("use `standard` or `plus`"),
+                        ))
+                    }
                 },
             },
         })
@@ -389,8 +465,6 @@ impl AttackConfig {
             | AttackConfig::Mim { eps, .. }
             | AttackConfig::Cw { eps, .. }
             | AttackConfig::Apgd { eps, .. }
-            | AttackConfig::Fab { eps, .. }
-            | AttackConfig::Square { eps, .. }
             | AttackConfig::Autoattack { eps, .. } => eps,
         }
     }
@@ -403,8 +477,6 @@ impl AttackConfig {
             AttackConfig::Cw { .. } => Some(Norm::L2),
             AttackConfig::Pgd { norm, .. }
             | AttackConfig::Apgd { norm, .. }
-            | AttackConfig::Fab { norm, .. }
-            | AttackConfig::Square { norm, .. }
             | AttackConfig::Autoattack { norm, .. } => Some(norm),
         }
     }
@@ -414,7 +486,6 @@ impl AttackConfig {
         match self {
             AttackConfig::Clean => AttackClass::Clean,
             AttackConfig::Fgsm { .. } => AttackClass::SingleStep,
-            AttackConfig::Square { .. } => AttackClass::BlackBox,
             AttackConfig::Pgd { steps: 1, .. } => AttackClass::SingleStep,
             _ => AttackClass::Iterative,
         }
@@ -434,8 +505,6 @@ impl AttackConfig {
             AttackConfig::Fgsm { eps }
             | AttackConfig::Cw { eps, .. }
             | AttackConfig::Apgd { eps, .. }
-            | AttackConfig::Fab { eps, .. }
-            | AttackConfig::Square { eps, .. }
             | AttackConfig::Autoattack { eps, .. } => *eps = e,
             AttackConfig::Pgd { eps, step_size, .. } | AttackConfig::Mim { eps, step_size, .. } => {
                 *eps = e;
@@ -454,7 +523,16 @@ impl AttackConfig {
         let adv = match self {
             AttackConfig::Clean => x.shallow_clone(),
             AttackConfig::Fgsm { .. } => super::fgsm::fgsm(model, x, y, &eps),
-            AttackConfig::Pgd { norm, steps, step_size, random_start, restarts, loss, l1_step, .. } => {
+            AttackConfig::Pgd {
+                norm,
+                steps,
+                step_size,
+                random_start,
+                restarts,
+                loss,
+                l1_step,
+                ..
+            } => {
                 let p = PgdParams {
                     norm: *norm,
                     steps: *steps,
@@ -467,15 +545,47 @@ impl AttackConfig {
                 };
                 super::pgd::pgd(model, x, y, &eps, &p, seed)
             }
-            AttackConfig::Mim { steps, step_size, decay, .. } => {
-                let p = MimParams { steps: *steps, step_size: *step_size, decay: *decay, early_stop };
+            AttackConfig::Mim {
+                steps,
+                step_size,
+                decay,
+                ..
+            } => {
+                let p = MimParams {
+                    steps: *steps,
+                    step_size: *step_size,
+                    decay: *decay,
+                    early_stop,
+                };
                 super::mim::mim(model, x, y, &eps, &p)
             }
-            AttackConfig::Cw { steps, lr, c, binary_search_steps, kappa, .. } => {
-                let p = CwParams { steps: *steps, lr: *lr, c: *c, binary_search_steps: *binary_search_steps, kappa: *kappa };
+            AttackConfig::Cw {
+                steps,
+                lr,
+                c,
+                binary_search_steps,
+                kappa,
+                ..
+            } => {
+                let p = CwParams {
+                    steps: *steps,
+                    lr: *lr,
+                    c: *c,
+                    binary_search_steps: *binary_search_steps,
+                    kappa: *kappa,
+                };
                 super::cw::cw(model, x, y, &eps, &p)
             }
-            AttackConfig::Apgd { norm, steps, restarts, loss, targets, rho, large_eps, .. } => {
+            AttackConfig::Apgd {
+                norm,
+                steps,
+                restarts,
+                loss,
+                targets,
+                rho,
+                large_eps,
+                ..
+            } => {
                 let loss = match loss.as_str() {
                     "dlr" => ApgdLoss::Dlr,
                     "dlr-t" => ApgdLoss::DlrTargeted,
@@ -491,7 +601,15 @@ impl AttackConfig {
                     notes.push(format!("skipped: the DLR loss needs at least {needed} classes, the model has {classes}"));
                     x.shallow_clone()
                 } else {
-                    let p = ApgdParams { norm: *norm, steps: *steps, restarts: *restarts, loss, targets: *targets, rho: *rho, large_eps: *large_eps };
+                    let p = ApgdParams {
+                        norm: *norm,
+                        steps: *steps,
+                        restarts: *restarts,
+                        loss,
+                        targets: *targets,
+                        rho: *rho,
+                        large_eps: *large_eps,
+                    };
                     let mut zero = 0;
                     let adv = super::apgd::apgd(model, x, y, &eps, &p, seed, &mut zero);
                     if zero > 0 {
@@ -500,30 +618,30 @@ impl AttackConfig {
                     adv
                 }
             }
-            AttackConfig::Fab { norm, steps, restarts, targets, .. } => {
-                let p = FabParams { norm: *norm, steps: *steps, restarts: *restarts, targets: *targets, alpha_max: 0.1, eta: 1.05, beta: 0.9 };
-                super::fab::fab(model, x, y, &eps, &p, seed)
-            }
-            AttackConfig::Square { norm, queries, p_init, restarts, loss, .. } => {
-                let p = SquareParams {
-                    norm: *norm,
-                    queries: *queries,
-                    p_init: *p_init,
-                    restarts: *restarts,
-                    loss: if loss == "ce" { SquareLoss::Ce } else { SquareLoss::Margin },
-                    rescale_schedule: false,
-                };
-                super::square::square(model, x, y, &eps, &p, seed)
-            }
-            AttackConfig::Autoattack { norm, eps: e, version } => {
+            AttackConfig::Autoattack {
+                norm,
+                eps: e,
+                version,
+            } => {
                 return super::autoattack::autoattack(model, x, y, *norm, *e, *version, seed);
             }
         };
-        Outcome { adv, broken_by: None, notes }
+        Outcome {
+            adv,
+            broken_by: None,
+            notes,
+        }
     }
 
     /// Adversarial examples for `(x, y)` (training and simple uses).
-    pub fn perturb(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Tensor {
+    pub fn perturb(
+        &self,
+        model: &dyn Model,
+        x: &Tensor,
+        y: &Tensor,
+        seed: u64,
+        usage: Use,
+    ) -> Tensor {
         self.run(model, x, y, seed, usage).adv
     }
 }
@@ -549,7 +667,10 @@ mod tests {
     use crate::spec::Real;
 
     fn spec(eps: Option<f64>) -> AttackSpec {
-        AttackSpec { eps: eps.map(Real), ..Default::default() }
+        AttackSpec {
+            eps: eps.map(Real),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -573,13 +694,23 @@ mod tests {
                 l1_step: None,
             }
         );
-        let l1 = AttackSpec { norm: Some(Norm::L1), ..spec(Some(12.0)) };
+        let l1 = AttackSpec {
+            norm: Some(Norm::L1),
+            ..spec(Some(12.0))
+        };
         match AttackConfig::resolve("pgd", &l1, Use::Evaluation).unwrap() {
-            AttackConfig::Pgd { l1_step: Some(L1Step::Slide { percentile }), .. } => assert_eq!(percentile, 99.0),
+            AttackConfig::Pgd {
+                l1_step: Some(L1Step::Slide { percentile }),
+                ..
+            } => assert_eq!(percentile, 99.0),
             o => panic!("{o:?}"),
         }
         match AttackConfig::resolve("aa", &spec(Some(0.1)), Use::Evaluation).unwrap() {
-            AttackConfig::Autoattack { version: Version::Standard, norm: Norm::Linf, .. } => {}
+            AttackConfig::Autoattack {
+                version: Version::Standard,
+                norm: Norm::Linf,
+                ..
+            } => {}
             o => panic!("{o:?}"),
         }
         // Curve points keep step sizes as fractions of ε.
@@ -595,18 +726,84 @@ mod tests {
 
     #[test]
     fn bad_attacks_name_the_field() {
-        let field = |kind: &str, a: AttackSpec| AttackConfig::resolve(kind, &a, Use::Evaluation).unwrap_err().0;
+        let field = |kind: &str, a: AttackSpec| {
+            AttackConfig::resolve(kind, &a, Use::Evaluation)
+                .unwrap_err()
+                .0
+        };
         assert_eq!(field("pgd", spec(Some(-0.1))), "eps");
         assert_eq!(field("fgsm", spec(None)), "eps");
         assert_eq!(field("clean", spec(Some(0.1))), "eps");
-        assert_eq!(field("fgsm", AttackSpec { norm: Some(Norm::L2), ..spec(Some(0.1)) }), "norm");
-        assert_eq!(field("cw", AttackSpec { norm: Some(Norm::Linf), ..spec(Some(0.1)) }), "norm");
-        assert_eq!(field("apgd-ce", AttackSpec { targets: Some(3), ..spec(Some(0.1)) }), "targets");
-        assert_eq!(field("pgd", AttackSpec { l1_step: Some("slide".into()), ..spec(Some(0.1)) }), "l1_step");
-        assert_eq!(field("pgd", AttackSpec { loss: Some("dlr".into()), ..spec(Some(0.1)) }), "loss");
-        assert_eq!(field("square", AttackSpec { steps: Some(3), ..spec(Some(0.1)) }), "steps");
-        assert_eq!(field("aa", AttackSpec { version: Some("fast".into()), ..spec(Some(0.1)) }), "version");
-        assert_eq!(field("pgd", AttackSpec { curve: Some(vec![Real(f64::NAN)]), ..spec(Some(0.1)) }), "curve");
+        assert_eq!(
+            field(
+                "fgsm",
+                AttackSpec {
+                    norm: Some(Norm::L2),
+                    ..spec(Some(0.1))
+                }
+            ),
+            "norm"
+        );
+        assert_eq!(
+            field(
+                "cw",
+                AttackSpec {
+                    norm: Some(Norm::Linf),
+                    ..spec(Some(0.1))
+                }
+            ),
+            "norm"
+        );
+        assert_eq!(
+            field(
+                "apgd-ce",
+                AttackSpec {
+                    targets: Some(3),
+                    ..spec(Some(0.1))
+                }
+            ),
+            "targets"
+        );
+        assert_eq!(
+            field(
+                "pgd",
+                AttackSpec {
+                    l1_step: Some("slide".into()),
+                    ..spec(Some(0.1))
+                }
+            ),
+            "l1_step"
+        );
+        assert_eq!(
+            field(
+                "pgd",
+                AttackSpec {
+                    loss: Some("dlr".into()),
+                    ..spec(Some(0.1))
+                }
+            ),
+            "loss"
+        );
+        assert_eq!(
+            field(
+                "aa",
+                AttackSpec {
+                    version: Some("fast".into()),
+                    ..spec(Some(0.1))
+                }
+            ),
+            "version"
+        );
+        assert_eq!(
+            field(
+                "pgd",
+                AttackSpec {
+                    curve: Some(vec![Real(f64::NAN)]),
+                    ..spec(Some(0.1))
+                }
+            ),
+            "curve"
+        );
         let e = AttackConfig::resolve("pdg", &spec(Some(0.1)), Use::Evaluation).unwrap_err();
         assert_eq!(e.2.as_deref(), Some("did you mean `pgd`?"));
     }

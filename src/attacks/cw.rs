@@ -38,11 +38,17 @@ pub fn cw(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor, p: &CwParams)
         for t in 1..=p.steps {
             let wv = w.detach().set_requires_grad(true);
             let adv = (wv.tanh() + 1.0) * 0.5;
-            let l2sq = (&adv - x).square().flatten(1, -1).sum_dim_intlist([1].as_slice(), false, None);
+            let l2sq =
+                (&adv - x)
+                    .square()
+                    .flatten(1, -1)
+                    .sum_dim_intlist([1].as_slice(), false, None);
             let logits = model.logits(&adv);
             let f = loss::margin(&logits, y).clamp_min(-p.kappa);
             let total = (&l2sq + &c * &f).sum(Kind::Float);
-            let g = Tensor::run_backward(&[&total], &[&wv], false, false).pop().expect("one gradient");
+            let g = Tensor::run_backward(&[&total], &[&wv], false, false)
+                .pop()
+                .expect("one gradient");
             tch::no_grad(|| {
                 let (adv, l2sq, logits) = (adv.detach(), l2sq.detach(), logits.detach());
                 let fooled = logits
@@ -80,7 +86,10 @@ pub fn cw(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor, p: &CwParams)
     }
     let ok = best_l2.le_tensor(&(eps.to_kind(Kind::Float) * (1.0 + 1e-6)));
     let out = select(&col(&ok, x), &best_adv, x);
-    debug_assert!(f64::try_from(project::norm(&(&out - x), Norm::L2).max()).unwrap_or(0.0) <= f64::try_from(eps.max()).unwrap_or(0.0) * (1.0 + 1e-5) + 1e-6);
+    debug_assert!(
+        f64::try_from(project::norm(&(&out - x), Norm::L2).max()).unwrap_or(0.0)
+            <= f64::try_from(eps.max()).unwrap_or(0.0) * (1.0 + 1e-5) + 1e-6
+    );
     out
 }
 
@@ -99,13 +108,20 @@ mod tests {
             let w = w.shallow_clone();
             move |x: &Tensor| (x.flatten(1, -1) - 0.5).matmul(&w.tr())
         };
-        let x = (Tensor::randn([16, 1, 4, 4], (Kind::Float, Device::Cpu)) * 0.1 + 0.5).clamp(0.2, 0.8);
+        let x =
+            (Tensor::randn([16, 1, 4, 4], (Kind::Float, Device::Cpu)) * 0.1 + 0.5).clamp(0.2, 0.8);
         let y = tch::no_grad(|| m(&x)).argmax(1, false);
         let z = tch::no_grad(|| m(&x));
         let gap = (z.select(1, 0) - z.select(1, 1)).abs();
         let dist = gap / (w.get(0) - w.get(1)).norm();
         let big = Tensor::full([16], 10.0, (Kind::Float, Device::Cpu));
-        let p = CwParams { steps: 200, lr: 0.05, c: 1.0, binary_search_steps: 6, kappa: 0.0 };
+        let p = CwParams {
+            steps: 200,
+            lr: 0.05,
+            c: 1.0,
+            binary_search_steps: 6,
+            kappa: 0.0,
+        };
         let adv = cw(&m, &x, &y, &big, &p);
         let found = project::norm(&(&adv - &x), Norm::L2);
         let fooled = super::super::correct(&m, &adv, &y).logical_not();
@@ -113,8 +129,13 @@ mod tests {
         let reachable = dist.lt(0.25);
         let n_reach = i64::try_from(reachable.sum(Kind::Int64)).unwrap();
         assert!(n_reach >= 3, "test needs reachable points");
-        let ok = fooled.logical_and(&found.le_tensor(&(&dist * 1.1 + 1e-3))).logical_or(&reachable.logical_not());
-        assert!(bool::try_from(ok.all()).unwrap(), "found {found:?} vs minimal {dist:?}");
+        let ok = fooled
+            .logical_and(&found.le_tensor(&(&dist * 1.1 + 1e-3)))
+            .logical_or(&reachable.logical_not());
+        assert!(
+            bool::try_from(ok.all()).unwrap(),
+            "found {found:?} vs minimal {dist:?}"
+        );
         // Bounded: with ε below the minimal distance nothing is returned perturbed.
         let small = &dist * 0.5;
         let adv = cw(&m, &x, &y, &small, &p);

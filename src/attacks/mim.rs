@@ -42,8 +42,15 @@ pub fn mim(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor, p: &MimParam
                 out = out.index_copy(0, &ids.index_select(0, &hit), &adv.index_select(0, &hit));
                 let keep = fooled.logical_not().nonzero().squeeze_dim(1);
                 let s = |t: &Tensor| t.index_select(0, &keep);
-                (ids, xs, ys, es, adv, momentum, g) =
-                    (s(&ids), s(&xs), s(&ys), s(&es), s(&adv), s(&momentum), s(&g));
+                (ids, xs, ys, es, adv, momentum, g) = (
+                    s(&ids),
+                    s(&xs),
+                    s(&ys),
+                    s(&es),
+                    s(&adv),
+                    s(&momentum),
+                    s(&g),
+                );
                 if ids.size()[0] == 0 {
                     return out;
                 }
@@ -74,10 +81,26 @@ mod tests {
         let y = tch::no_grad(|| m(&x)).argmax(1, false);
         let e = Tensor::full([32], 0.2, (Kind::Float, Device::Cpu));
         for early_stop in [false, true] {
-            let adv = mim(&m, &x, &y, &e, &MimParams { steps: 10, step_size: 0.02, decay: 1.0, early_stop });
+            let adv = mim(
+                &m,
+                &x,
+                &y,
+                &e,
+                &MimParams {
+                    steps: 10,
+                    step_size: 0.02,
+                    decay: 1.0,
+                    early_stop,
+                },
+            );
             let d = project::norm(&(&adv - &x), Norm::Linf);
             assert!(f64::try_from(d.max()).unwrap() <= 0.2 + 1e-6);
-            let acc = f64::try_from(super::super::correct(&m, &adv, &y).to_kind(Kind::Float).mean(Kind::Float)).unwrap();
+            let acc = f64::try_from(
+                super::super::correct(&m, &adv, &y)
+                    .to_kind(Kind::Float)
+                    .mean(Kind::Float),
+            )
+            .unwrap();
             // ε = 0.2 over 48 inputs moves a N(0,1)-weight logit gap by ~0.2·48·1.13 ≈ 11: nothing survives.
             assert!(acc < 0.1, "MIM left {acc} accuracy");
         }

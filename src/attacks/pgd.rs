@@ -27,7 +27,9 @@ use tch::{Kind, Tensor};
 pub enum PgdLoss {
     Ce,
     /// Carlini–Wagner margin `−relu(z_y − max_{i≠y} z_i + κ)`.
-    Cw { kappa: f64 },
+    Cw {
+        kappa: f64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -90,9 +92,7 @@ pub fn step(x: &Tensor, adv: &Tensor, g: &Tensor, eps: &Tensor, p: &PgdParams) -
         Norm::L1 => {
             let delta = match p.l1 {
                 L1Step::Slide { percentile } => adv - x + slide_direction(adv, g, percentile) * a,
-                L1Step::Dense => {
-                    adv - x + g / (col(&project::norm(g, Norm::L1), g) + 1e-12) * a
-                }
+                L1Step::Dense => adv - x + g / (col(&project::norm(g, Norm::L1), g) + 1e-12) * a,
             };
             let delta = match p.l1 {
                 L1Step::Slide { .. } => project::l1_ball(&delta, eps),
@@ -110,19 +110,31 @@ pub fn step(x: &Tensor, adv: &Tensor, g: &Tensor, eps: &Tensor, p: &PgdParams) -
 /// coordinates with |g| at or above the per-sample `percentile` move by sign(g)/#moved (ties
 /// included, so ‖e‖₁ = 1).
 pub fn slide_direction(adv: &Tensor, g: &Tensor, percentile: f64) -> Tensor {
-    let out = adv.ge(1.0).logical_and(&g.gt(0.0)).logical_or(&adv.le(0.0).logical_and(&g.lt(0.0)));
+    let out = adv
+        .ge(1.0)
+        .logical_and(&g.gt(0.0))
+        .logical_or(&adv.le(0.0).logical_and(&g.lt(0.0)));
     let g = g.masked_fill(&out, 0.0);
     let n = g.size()[0];
     let a = g.abs().view([n, -1]);
     let q = a.quantile_scalar(percentile / 100.0, 1, true, "linear");
     let sel = a.ge_tensor(&q).logical_and(&a.gt(0.0)).to_kind(g.kind());
-    let count = sel.sum_dim_intlist([1].as_slice(), true, None).clamp_min(1.0);
+    let count = sel
+        .sum_dim_intlist([1].as_slice(), true, None)
+        .clamp_min(1.0);
     (g.view([n, -1]).sign() * &sel / count).view(g.size().as_slice())
 }
 
 /// PGD on a batch. Returns, per point, its first misclassified iterate (evaluation) or the last
 /// iterate of the highest-loss restart (training).
-pub fn pgd(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor, p: &PgdParams, seed: u64) -> Tensor {
+pub fn pgd(
+    model: &dyn Model,
+    x: &Tensor,
+    y: &Tensor,
+    eps: &Tensor,
+    p: &PgdParams,
+    seed: u64,
+) -> Tensor {
     let n = x.size()[0];
     let mut out = x.shallow_clone();
     let mut done = Tensor::zeros([n], (Kind::Bool, x.device()));
@@ -197,10 +209,12 @@ mod tests {
 
     #[test]
     fn slide_direction_has_unit_l1_mass_on_the_top_coordinates_and_respects_the_box() {
-        let adv = Tensor::from_slice(&[0.5f32, 1.0, 0.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]).view([1, 10]);
+        let adv = Tensor::from_slice(&[0.5f32, 1.0, 0.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
+            .view([1, 10]);
         // Largest |g| at index 1 points out of the box (adv = 1, g > 0) and index 2 (adv = 0,
         // g < 0): both are masked, so the top-20% are indices 3 and 0.
-        let g = Tensor::from_slice(&[0.8f32, 9.0, -9.0, -0.9, 0.1, 0.2, 0.3, 0.1, 0.2, 0.1]).view([1, 10]);
+        let g = Tensor::from_slice(&[0.8f32, 9.0, -9.0, -0.9, 0.1, 0.2, 0.3, 0.1, 0.2, 0.1])
+            .view([1, 10]);
         let e = slide_direction(&adv, &g, 80.0);
         let v = Vec::<f32>::try_from(e.flatten(0, -1)).unwrap();
         assert_eq!(v, vec![0.5, 0.0, 0.0, -0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
@@ -226,15 +240,33 @@ mod tests {
             (Norm::L1, 3.0, L1Step::Dense),
         ] {
             for early_stop in [false, true] {
-                let p = PgdParams { norm, steps: 7, step_size: 2.5 * eps / 7.0, random_start: true, restarts: 2, loss: PgdLoss::Ce, l1, early_stop };
+                let p = PgdParams {
+                    norm,
+                    steps: 7,
+                    step_size: 2.5 * eps / 7.0,
+                    random_start: true,
+                    restarts: 2,
+                    loss: PgdLoss::Ce,
+                    l1,
+                    early_stop,
+                };
                 let e = Tensor::full([32], eps, cpu());
                 let adv = pgd(&m, &x, &y, &e, &p, 3);
                 let d = project::norm(&(&adv - &x), norm);
-                assert!(f64::try_from(d.max()).unwrap() <= eps * (1.0 + 1e-5), "{norm:?}");
-                assert!(f64::try_from(adv.min()).unwrap() >= 0.0 && f64::try_from(adv.max()).unwrap() <= 1.0);
+                assert!(
+                    f64::try_from(d.max()).unwrap() <= eps * (1.0 + 1e-5),
+                    "{norm:?}"
+                );
+                assert!(
+                    f64::try_from(adv.min()).unwrap() >= 0.0
+                        && f64::try_from(adv.max()).unwrap() <= 1.0
+                );
                 let z = Tensor::zeros([32], cpu());
                 let adv0 = pgd(&m, &x, &y, &z, &p, 3);
-                assert!(adv0.equal(&x), "ε = 0 must return the clean points ({norm:?})");
+                assert!(
+                    adv0.equal(&x),
+                    "ε = 0 must return the clean points ({norm:?})"
+                );
             }
         }
     }
@@ -248,7 +280,16 @@ mod tests {
         let x = Tensor::full([1, 1, 2, 2], 0.5, cpu());
         let y = Tensor::from_slice(&[0i64]);
         let e = Tensor::from_slice(&[0.1f32]);
-        let p = PgdParams { norm: Norm::Linf, steps: 3, step_size: 0.1, random_start: false, restarts: 1, loss: PgdLoss::Ce, l1: L1Step::Dense, early_stop: false };
+        let p = PgdParams {
+            norm: Norm::Linf,
+            steps: 3,
+            step_size: 0.1,
+            random_start: false,
+            restarts: 1,
+            loss: PgdLoss::Ce,
+            l1: L1Step::Dense,
+            early_stop: false,
+        };
         let adv = pgd(&m, &x, &y, &e, &p, 0);
         // w_o − w_y = (2, 1, 0.5, 1) > 0: increasing the loss moves every pixel by +ε.
         let want = Tensor::from_slice(&[0.6f32, 0.6, 0.6, 0.6]).view([1, 1, 2, 2]);

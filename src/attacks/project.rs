@@ -15,7 +15,10 @@ pub fn norm(t: &Tensor, p: Norm) -> Tensor {
     let flat = t.flatten(1, -1);
     match p {
         Norm::Linf => flat.abs().amax([1].as_slice(), false),
-        Norm::L2 => flat.square().sum_dim_intlist([1].as_slice(), false, None).sqrt(),
+        Norm::L2 => flat
+            .square()
+            .sum_dim_intlist([1].as_slice(), false, None)
+            .sqrt(),
         Norm::L1 => flat.abs().sum_dim_intlist([1].as_slice(), false, None),
     }
 }
@@ -30,7 +33,9 @@ pub fn l0(t: &Tensor) -> Tensor {
 /// Projection onto {‖z − x‖∞ ≤ ε} ∩ [0,1]^d: exact (the two clips commute because x ∈ [0,1]).
 pub fn linf(x: &Tensor, adv: &Tensor, eps: &Tensor) -> Tensor {
     let e = col(eps, x);
-    adv.max_other(&(x - &e)).min_other(&(x + &e)).clamp(0.0, 1.0)
+    adv.max_other(&(x - &e))
+        .min_other(&(x + &e))
+        .clamp(0.0, 1.0)
 }
 
 /// Rescales δ into the ℓ2 ball, then clips to [0,1]: what every reference library does; feasible
@@ -54,7 +59,9 @@ pub fn l1_ball(delta: &Tensor, eps: &Tensor) -> Tensor {
     let j = Tensor::arange_start(1, d + 1, (Kind::Double, v.device())).view([1, d]);
     // ρ = the largest j with μ_j − (c_j − ε)/j > 0 (count of those, since the condition is monotone).
     let pos = (&mu - (&c - &e) / &j).gt(0.0);
-    let rho = pos.sum_dim_intlist([1].as_slice(), true, Kind::Int64).clamp_min(1);
+    let rho = pos
+        .sum_dim_intlist([1].as_slice(), true, Kind::Int64)
+        .clamp_min(1);
     let theta = ((c.gather(1, &(&rho - 1), false) - &e) / rho.to_kind(Kind::Double)).clamp_min(0.0);
     let outside = a.sum_dim_intlist([1].as_slice(), true, None).gt_tensor(&e);
     let proj = v.sign() * (&a - &theta).clamp_min(0.0);
@@ -89,17 +96,22 @@ pub fn l1_box(x: &Tensor, delta: &Tensor, eps: &Tensor) -> Tensor {
     let m = pts.size()[1];
     // f at each sorted breakpoint: f(p_0) = f0, f(p_{k+1}) = f(p_k) − slope_k·(p_{k+1} − p_k).
     let seg = slope.narrow(1, 0, m - 1) * (pts.narrow(1, 1, m - 1) - pts.narrow(1, 0, m - 1));
-    let f = Tensor::cat(
-        &[f0.shallow_clone(), &f0 - seg.cumsum(1, Kind::Double)],
-        1,
-    );
+    let f = Tensor::cat(&[f0.shallow_clone(), &f0 - seg.cumsum(1, Kind::Double)], 1);
     // k* = the last breakpoint with f ≥ ε; λ on the segment after it.
-    let k = (f.ge_tensor(&e).sum_dim_intlist([1].as_slice(), true, Kind::Int64) - 1).clamp(0, m - 1);
+    let k = (f
+        .ge_tensor(&e)
+        .sum_dim_intlist([1].as_slice(), true, Kind::Int64)
+        - 1)
+    .clamp(0, m - 1);
     let pk = pts.gather(1, &k, false);
     let fk = f.gather(1, &k, false);
     let sk = slope.gather(1, &k, false);
     let lambda = (pk + (fk - &e) / sk.clamp_min(1e-300)).clamp_min(0.0);
-    let lambda = super::select(&f0.gt_tensor(&e), &lambda, &Tensor::zeros([n, 1], (Kind::Double, dev)));
+    let lambda = super::select(
+        &f0.gt_tensor(&e),
+        &lambda,
+        &Tensor::zeros([n, 1], (Kind::Double, dev)),
+    );
     let out = v.sign() * (&a - lambda).clamp_min(0.0).min_other(&room);
     out.to_kind(delta.kind()).view(delta.size().as_slice())
 }
@@ -173,7 +185,12 @@ mod tests {
     #[test]
     fn l1_box_projection_matches_the_bisection_oracle() {
         tch::manual_seed(3);
-        for &(d, eps, scale) in &[(3072i64, 12.0, 0.5), (48, 2.0, 1.0), (300, 0.5, 0.05), (10, 100.0, 1.0)] {
+        for &(d, eps, scale) in &[
+            (3072i64, 12.0, 0.5),
+            (48, 2.0, 1.0),
+            (300, 0.5, 0.05),
+            (10, 100.0, 1.0),
+        ] {
             let x = Tensor::rand([5, d], cpu());
             // Sample 2 sits on the box faces, sample 3 has a sparse δ.
             let _ = x.get(2).narrow(0, 0, d / 2).fill_(0.0);
@@ -185,7 +202,11 @@ mod tests {
             let p = l1_box(&x, &delta, &eps_t);
             for (i, ((xi, di), pi)) in rows(&x).iter().zip(rows(&delta)).zip(rows(&p)).enumerate() {
                 let want = oracle_l1_box(xi, &di, eps);
-                let err = want.iter().zip(&pi).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
+                let err = want
+                    .iter()
+                    .zip(&pi)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f64, f64::max);
                 assert!(err < 1e-5, "d={d} sample {i}: max |Δ| {err}");
                 let n1: f64 = pi.iter().map(|v| v.abs()).sum();
                 assert!(n1 <= eps * (1.0 + 2e-5), "‖δ‖₁ {n1} > ε {eps}");
@@ -197,8 +218,12 @@ mod tests {
             let pp = l1_box(&x, &p, &eps_t);
             assert!(f(&(&pp - &p).abs().max()) < 1e-5);
             let z = l1_box(&x, &(Tensor::randn([5, d], cpu()) * scale), &eps_t);
-            let dp = (&delta - &p).square().sum_dim_intlist([1].as_slice(), false, None);
-            let dz = (&delta - &z).square().sum_dim_intlist([1].as_slice(), false, None);
+            let dp = (&delta - &p)
+                .square()
+                .sum_dim_intlist([1].as_slice(), false, None);
+            let dz = (&delta - &z)
+                .square()
+                .sum_dim_intlist([1].as_slice(), false, None);
             assert!(bool::try_from(dp.le_tensor(&(dz + 1e-4)).all()).unwrap());
         }
     }
@@ -212,7 +237,11 @@ mod tests {
         for (i, (di, pi)) in rows(&delta).iter().zip(rows(&p)).enumerate() {
             let e = [5.0, 20.0, 1000.0, 0.1][i];
             let want = oracle_l1_ball(di, e);
-            let err = want.iter().zip(pi).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
+            let err = want
+                .iter()
+                .zip(pi)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f64, f64::max);
             assert!(err < 1e-5, "sample {i}: {err}");
         }
         // Sample 2 is inside (‖δ‖₁ ≈ 160 < 1000): untouched.
@@ -233,8 +262,12 @@ mod tests {
         // Coordinate-wise clipping is the nearest point: any other feasible point is farther.
         for _ in 0..5 {
             let z = linf(&x, &(&x + Tensor::randn_like(&x) * 0.3), &eps);
-            let d_p = (&v - &p).square().sum_dim_intlist([1, 2, 3].as_slice(), false, None);
-            let d_z = (&v - &z).square().sum_dim_intlist([1, 2, 3].as_slice(), false, None);
+            let d_p = (&v - &p)
+                .square()
+                .sum_dim_intlist([1, 2, 3].as_slice(), false, None);
+            let d_z = (&v - &z)
+                .square()
+                .sum_dim_intlist([1, 2, 3].as_slice(), false, None);
             assert!(bool::try_from(d_p.le_tensor(&d_z).all()).unwrap());
         }
     }
@@ -258,7 +291,10 @@ mod tests {
         for _ in 0..200 {
             let z = Tensor::randn([1, 1, 2, 2], cpu());
             let z = &z / norm(&z, Norm::L2) * 0.1 * f(&Tensor::rand([1], cpu()));
-            assert!(f(&(&v - &p).square().sum(Kind::Double)) <= f(&(&v - &z).square().sum(Kind::Double)) + 1e-9);
+            assert!(
+                f(&(&v - &p).square().sum(Kind::Double))
+                    <= f(&(&v - &z).square().sum(Kind::Double)) + 1e-9
+            );
         }
     }
 }

@@ -28,7 +28,11 @@ pub struct EvalResult {
 impl EvalResult {
     fn key(&self) -> (RowKey, String) {
         (
-            (self.dataset.clone(), self.model.clone(), self.training.clone()),
+            (
+                self.dataset.clone(),
+                self.model.clone(),
+                self.training.clone(),
+            ),
             self.split.clone(),
         )
     }
@@ -41,7 +45,10 @@ impl EvalResult {
 /// Group rows: for each (dataset, model, training, split) that has every member, a point is
 /// robust only if it survived every member (the per-sample worst case; across norms, the union
 /// threat model). Members missing for a key leave that group out for it.
-pub fn group_results(evals: &[EvalResult], groups: &BTreeMap<String, Vec<String>>) -> Vec<EvalResult> {
+pub fn group_results(
+    evals: &[EvalResult],
+    groups: &BTreeMap<String, Vec<String>>,
+) -> Vec<EvalResult> {
     let mut by: BTreeMap<(RowKey, String), Vec<&EvalResult>> = BTreeMap::new();
     for e in evals {
         by.entry(e.key()).or_default().push(e);
@@ -72,7 +79,11 @@ pub fn group_results(evals: &[EvalResult], groups: &BTreeMap<String, Vec<String>
                 clean_accuracy: found[0].clean_accuracy,
                 robust_accuracy: robust.iter().filter(|&&r| r).count() as f64 / n.max(1) as f64,
                 eps: found.iter().map(|e| e.eps).fold(0.0, f64::max),
-                norm: if norms.len() == 1 { norms.into_iter().next() } else { None },
+                norm: if norms.len() == 1 {
+                    norms.into_iter().next()
+                } else {
+                    None
+                },
                 class: AttackClass::Iterative,
                 robust,
                 notes: Vec::new(),
@@ -92,14 +103,25 @@ pub fn warnings(evals: &[EvalResult]) -> Vec<String> {
     for e in evals {
         by.entry(e.key()).or_default().push(e);
         for n in &e.notes {
-            out.push(format!("{}/{}/{} `{}` on {}: {n}", e.dataset, e.model, e.training, e.attack, e.split));
+            out.push(format!(
+                "{}/{}/{} `{}` on {}: {n}",
+                e.dataset, e.model, e.training, e.attack, e.split
+            ));
         }
     }
     let pct = |x: f64| format!("{:.2}%", 100.0 * x);
     for ((row, split), es) in &by {
-        let same = |a: &EvalResult, b: &EvalResult| a.norm == b.norm && (a.eps - b.eps).abs() <= 1e-12 * a.eps.max(1.0);
-        for weak in es.iter().filter(|e| matches!(e.class, AttackClass::SingleStep | AttackClass::BlackBox)) {
-            for strong in es.iter().filter(|e| e.class == AttackClass::Iterative && same(weak, e)) {
+        let same = |a: &EvalResult, b: &EvalResult| {
+            a.norm == b.norm && (a.eps - b.eps).abs() <= 1e-12 * a.eps.max(1.0)
+        };
+        for weak in es
+            .iter()
+            .filter(|e| matches!(e.class, AttackClass::SingleStep | AttackClass::BlackBox))
+        {
+            for strong in es
+                .iter()
+                .filter(|e| e.class == AttackClass::Iterative && same(weak, e))
+            {
                 if weak.robust_accuracy < strong.robust_accuracy {
                     let only: usize = (0..weak.robust.len().min(strong.robust.len()))
                         .filter(|&i| !weak.robust[i] && strong.robust[i])
@@ -132,8 +154,20 @@ pub fn eps_curve(evals: &[EvalResult]) -> Result<DataFrame> {
         .filter(|e| bases.contains(e.attack.split('@').next().unwrap_or("")))
         .collect();
     rows.sort_by(|a, b| {
-        (&a.dataset, &a.model, &a.training, a.attack.split('@').next(), &a.split)
-            .cmp(&(&b.dataset, &b.model, &b.training, b.attack.split('@').next(), &b.split))
+        (
+            &a.dataset,
+            &a.model,
+            &a.training,
+            a.attack.split('@').next(),
+            &a.split,
+        )
+            .cmp(&(
+                &b.dataset,
+                &b.model,
+                &b.training,
+                b.attack.split('@').next(),
+                &b.split,
+            ))
             .then(a.eps.total_cmp(&b.eps))
     });
     let col = |name: &str, f: &dyn Fn(&EvalResult) -> String| {
@@ -143,12 +177,16 @@ pub fn eps_curve(evals: &[EvalResult]) -> Result<DataFrame> {
         col("dataset", &|e| e.dataset.clone()),
         col("model", &|e| e.model.clone()),
         col("training", &|e| e.training.clone()),
-        col("attack", &|e| e.attack.split('@').next().unwrap_or("").to_string()),
+        col("attack", &|e| {
+            e.attack.split('@').next().unwrap_or("").to_string()
+        }),
         col("split", &|e| e.split.clone()),
         Column::new("eps".into(), rows.iter().map(|e| e.eps).collect::<Vec<_>>()),
         Column::new(
             "robust_accuracy".into(),
-            rows.iter().map(|e| 100.0 * e.robust_accuracy).collect::<Vec<_>>(),
+            rows.iter()
+                .map(|e| 100.0 * e.robust_accuracy)
+                .collect::<Vec<_>>(),
         ),
     ])?)
 }
@@ -364,12 +402,33 @@ mod tests {
     #[test]
     fn groups_take_the_per_sample_worst_case_across_norms() {
         let evals = vec![
-            flags("pgd-linf", Norm::Linf, 0.03, AttackClass::Iterative, &[1, 1, 0, 1, 0]),
-            flags("pgd-l2", Norm::L2, 0.5, AttackClass::Iterative, &[1, 0, 1, 1, 0]),
-            flags("pgd-l1", Norm::L1, 12.0, AttackClass::Iterative, &[1, 1, 1, 0, 0]),
+            flags(
+                "pgd-linf",
+                Norm::Linf,
+                0.03,
+                AttackClass::Iterative,
+                &[1, 1, 0, 1, 0],
+            ),
+            flags(
+                "pgd-l2",
+                Norm::L2,
+                0.5,
+                AttackClass::Iterative,
+                &[1, 0, 1, 1, 0],
+            ),
+            flags(
+                "pgd-l1",
+                Norm::L1,
+                12.0,
+                AttackClass::Iterative,
+                &[1, 1, 1, 0, 0],
+            ),
         ];
         let groups = BTreeMap::from([
-            ("union".to_string(), vec!["pgd-linf".into(), "pgd-l2".into(), "pgd-l1".into()]),
+            (
+                "union".to_string(),
+                vec!["pgd-linf".into(), "pgd-l2".into(), "pgd-l1".into()],
+            ),
             ("linf".to_string(), vec!["pgd-linf".into()]),
             ("missing".to_string(), vec!["pgd-linf".into(), "aa".into()]),
         ]);
@@ -380,7 +439,9 @@ mod tests {
         assert!((union.robust_accuracy - 0.2).abs() < 1e-12);
         assert_eq!(union.norm, None);
         // Worst case ≤ every member (Carlini et al.: mean of min, not min of means).
-        assert!(evals.iter().all(|e| union.robust_accuracy <= e.robust_accuracy));
+        assert!(evals
+            .iter()
+            .all(|e| union.robust_accuracy <= e.robust_accuracy));
         let linf = g.iter().find(|e| e.attack == "linf").unwrap();
         assert_eq!(linf.norm, Some(Norm::Linf));
         assert!((linf.robust_accuracy - 0.6).abs() < 1e-12);
@@ -388,15 +449,50 @@ mod tests {
 
     #[test]
     fn masking_warnings_fire_only_when_a_weaker_attack_wins() {
-        let pgd = flags("pgd", Norm::Linf, 0.03, AttackClass::Iterative, &[1, 1, 1, 0]);
-        let fgsm_ok = flags("fgsm", Norm::Linf, 0.03, AttackClass::SingleStep, &[1, 1, 1, 1]);
-        let fgsm_bad = flags("fgsm", Norm::Linf, 0.03, AttackClass::SingleStep, &[1, 0, 0, 1]);
-        let square_bad = flags("square", Norm::Linf, 0.03, AttackClass::BlackBox, &[0, 1, 1, 0]);
-        let other_eps = flags("square", Norm::Linf, 0.06, AttackClass::BlackBox, &[0, 0, 0, 0]);
+        let pgd = flags(
+            "pgd",
+            Norm::Linf,
+            0.03,
+            AttackClass::Iterative,
+            &[1, 1, 1, 0],
+        );
+        let fgsm_ok = flags(
+            "fgsm",
+            Norm::Linf,
+            0.03,
+            AttackClass::SingleStep,
+            &[1, 1, 1, 1],
+        );
+        let fgsm_bad = flags(
+            "fgsm",
+            Norm::Linf,
+            0.03,
+            AttackClass::SingleStep,
+            &[1, 0, 0, 1],
+        );
+        let square_bad = flags(
+            "square",
+            Norm::Linf,
+            0.03,
+            AttackClass::BlackBox,
+            &[0, 1, 1, 0],
+        );
+        let other_eps = flags(
+            "square",
+            Norm::Linf,
+            0.06,
+            AttackClass::BlackBox,
+            &[0, 0, 0, 0],
+        );
         assert!(warnings(&[pgd.clone(), fgsm_ok.clone(), other_eps]).is_empty());
         let w = warnings(&[pgd.clone(), fgsm_bad]);
         assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("single-step attack beats iterative") && w[0].contains("2 points broken only by `fgsm`"), "{}", w[0]);
+        assert!(
+            w[0].contains("single-step attack beats iterative")
+                && w[0].contains("2 points broken only by `fgsm`"),
+            "{}",
+            w[0]
+        );
         let w = warnings(&[pgd, square_bad]);
         assert!(w[0].contains("black-box attack beats white-box"), "{w:?}");
         let mut noted = fgsm_ok;
@@ -406,11 +502,35 @@ mod tests {
 
     #[test]
     fn eps_curve_lists_every_radius_in_order() {
-        let mut a = flags("pgd@0.06", Norm::Linf, 0.06, AttackClass::Iterative, &[0, 0, 0, 1]);
+        let mut a = flags(
+            "pgd@0.06",
+            Norm::Linf,
+            0.06,
+            AttackClass::Iterative,
+            &[0, 0, 0, 1],
+        );
         a.attack = "pgd@0.06".into();
-        let b = flags("pgd", Norm::Linf, 0.03, AttackClass::Iterative, &[1, 1, 0, 1]);
-        let c = flags("pgd@0", Norm::Linf, 0.0, AttackClass::Iterative, &[1, 1, 1, 1]);
-        let other = flags("fgsm", Norm::Linf, 0.03, AttackClass::SingleStep, &[1, 1, 1, 1]);
+        let b = flags(
+            "pgd",
+            Norm::Linf,
+            0.03,
+            AttackClass::Iterative,
+            &[1, 1, 0, 1],
+        );
+        let c = flags(
+            "pgd@0",
+            Norm::Linf,
+            0.0,
+            AttackClass::Iterative,
+            &[1, 1, 1, 1],
+        );
+        let other = flags(
+            "fgsm",
+            Norm::Linf,
+            0.03,
+            AttackClass::SingleStep,
+            &[1, 1, 1, 1],
+        );
         let df = eps_curve(&[a.clone(), b.clone(), c, other]).unwrap();
         assert_eq!(df.height(), 3);
         let md = to_markdown(&df).unwrap();
@@ -419,7 +539,10 @@ mod tests {
         assert!(lines[2].contains("| pgd | test | 0.06 | 25.00 |"), "{md}");
         // Curve points stay out of the main table.
         let ra = robust_accuracy(&[a, b], &[]).unwrap();
-        assert_eq!(ra.get_column_names(), ["dataset", "model", "training", "clean", "pgd"]);
+        assert_eq!(
+            ra.get_column_names(),
+            ["dataset", "model", "training", "clean", "pgd"]
+        );
     }
 
     #[test]

@@ -670,14 +670,20 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     for (g, members) in &spec.evaluation.groups {
         if spec.evaluation.attacks.contains_key(g) {
             out.push(
-                Problem::new(&["evaluation", "groups", g.as_str()], "has the name of an attack")
-                    .hint("give the group its own name"),
+                Problem::new(
+                    &["evaluation", "groups", g.as_str()],
+                    "has the name of an attack",
+                )
+                .hint("give the group its own name"),
             );
         }
         if members.is_empty() {
             out.push(
-                Problem::new(&["evaluation", "groups", g.as_str()], "needs at least one attack")
-                    .hint("e.g. `[pgd-linf, aa-linf]`"),
+                Problem::new(
+                    &["evaluation", "groups", g.as_str()],
+                    "needs at least one attack",
+                )
+                .hint("e.g. `[pgd-linf, aa-linf]`"),
             );
         }
         for m in members {
@@ -691,7 +697,12 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
                         Some(c) => format!("did you mean `{c}`?"),
                         None => format!(
                             "attacks: {}",
-                            spec.evaluation.attacks.keys().cloned().collect::<Vec<_>>().join(", ")
+                            spec.evaluation
+                                .attacks
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     },
                 );

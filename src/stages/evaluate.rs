@@ -4,8 +4,8 @@
 //! attacks run only on clean-correct points (as AutoAttack does).
 use super::{write_json, Stage, StageContext};
 use crate::attacks::{self, project, AttackClass, AttackConfig, Net, Use};
-use crate::spec::Norm;
 use crate::data::prepared;
+use crate::spec::Norm;
 use crate::spec::Split;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
@@ -68,7 +68,10 @@ impl Stage for Evaluate {
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let started = std::time::Instant::now();
         let net = super::train::load_network(&cx.input("model")?.dir, cx.device)?;
-        let model = Net { net: &net, train: false };
+        let model = Net {
+            net: &net,
+            train: false,
+        };
         let data = prepared::load(&cx.input("data")?.dir)?;
         let (x_all, y_all) = data.split(self.split)?;
         let n = self
@@ -139,7 +142,9 @@ impl Stage for Evaluate {
             .into_iter()
             .enumerate()
             .map(|(i, name)| {
-                let still = clean.to_kind(Kind::Bool).logical_and(&by.lt(0).logical_or(&by.gt(i as i64)));
+                let still = clean
+                    .to_kind(Kind::Bool)
+                    .logical_and(&by.lt(0).logical_or(&by.gt(i as i64)));
                 (name, frac(&still))
             })
             .collect();
@@ -168,7 +173,10 @@ impl Evaluate {
     fn check_feasible(&self, x: &Tensor, adv: &Tensor) -> Result<()> {
         let (lo, hi) = (f64::try_from(adv.min())?, f64::try_from(adv.max())?);
         if lo < -1e-5 || hi > 1.0 + 1e-5 {
-            anyhow::bail!("attack {:?} returned pixels outside [0,1] ({lo}..{hi}): a bug in the attack", self.attack);
+            anyhow::bail!(
+                "attack {:?} returned pixels outside [0,1] ({lo}..{hi}): a bug in the attack",
+                self.attack
+            );
         }
         if let Some(norm) = self.attack.norm() {
             let eps = self.attack.eps();

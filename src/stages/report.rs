@@ -4,8 +4,8 @@ use crate::report::{self, EvalResult, SparsityResult};
 use crate::spec::{Format, ReportSpec, TableKind};
 use anyhow::{Context, Result};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 pub const TABLES: &str = "tables";
 
@@ -43,8 +43,7 @@ impl Stage for Report {
         for l in &self.evals {
             let input = cx.input(&l.role)?;
             let m: super::evaluate::EvalMetrics =
-                serde_json::from_value(input.meta.summary.clone())
-                    .context("evaluation summary")?;
+                serde_json::from_value(input.meta.summary.clone()).context("evaluation summary")?;
             let file = input.dir.join(super::evaluate::PER_SAMPLE);
             let flags = tch::Tensor::read_safetensors(&file)
                 .with_context(|| format!("reading {}", file.display()))?;

@@ -128,7 +128,7 @@ pub fn train(
                         seed,
                         Use::Training,
                     )
-                        .detach()
+                    .detach()
                 }
                 _ => x,
             };
