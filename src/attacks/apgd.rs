@@ -360,9 +360,11 @@ pub fn apgd(
     seed: u64,
     zero_grads: &mut usize,
 ) -> Tensor {
-    let classes = tch::no_grad(|| model.logits(&x.narrow(0, 0, x.size()[0].min(1)))).size()[1];
+    // One clean forward pass gives the class count, the points to attack and the target order.
+    let clean = tch::no_grad(|| model.logits(x));
+    let classes = clean.size()[1];
     let mut adv = x.shallow_clone();
-    let mut robust = super::correct(model, x, y);
+    let mut robust = clean.argmax(1, false).eq_tensor(y);
     let rounds: Vec<(usize, Option<i64>)> = match p.loss {
         ApgdLoss::DlrTargeted => {
             let t = p.targets.min(classes.saturating_sub(1) as usize);
@@ -381,7 +383,7 @@ pub fn apgd(
             eps.index_select(0, &idx),
         );
         let target = target_rank.map(|rank| {
-            let (_, order) = tch::no_grad(|| model.logits(&xs)).sort(1, false);
+            let (_, order) = clean.index_select(0, &idx).sort(1, false);
             order.select(1, classes - rank)
         });
         let s = crate::rng::derive(seed, &[round as u64, restart as u64]);

@@ -91,14 +91,13 @@ pub fn step(x: &Tensor, adv: &Tensor, g: &Tensor, eps: &Tensor, p: &PgdParams) -
         }
         Norm::L1 => {
             let delta = match p.l1 {
-                L1Step::Slide { percentile } => adv - x + slide_direction(adv, g, percentile) * a,
-                L1Step::Dense => adv - x + g / (col(&project::norm(g, Norm::L1), g) + 1e-12) * a,
-            };
-            let delta = match p.l1 {
-                L1Step::Slide { .. } => project::l1_ball(&delta, eps),
+                L1Step::Slide { percentile } => {
+                    project::l1_ball(&(adv - x + slide_direction(adv, g, percentile) * a), eps)
+                }
                 L1Step::Dense => {
-                    let n = col(&project::norm(&delta, Norm::L1), x);
-                    &delta * (col(eps, x) / (n + 1e-12)).clamp_max(1.0)
+                    let d = adv - x + g / (col(&project::norm(g, Norm::L1), g) + 1e-12) * a;
+                    let n = col(&project::norm(&d, Norm::L1), x);
+                    &d * (col(eps, x) / (n + 1e-12)).clamp_max(1.0)
                 }
             };
             (x + delta).clamp(0.0, 1.0)
