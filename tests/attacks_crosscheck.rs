@@ -4,8 +4,11 @@
 //! - PGD ℓ∞ and ℓ2 from the clean point (no random start) must follow torchattacks' trajectory:
 //!   the same adversarial images up to float rounding, except coordinates where the gradient's
 //!   sign flips at a near-zero value, and the same predictions;
-//! - APGD-CE, APGD-T and AutoAttack `standard` (fra31 code, `pyautoattack`) must not report a higher
-//!   robust accuracy than the reference beyond the seed spread measured on both sides.
+//! - APGD-CE, APGD-T, FAB-T, Square and AutoAttack `standard` (fra31 code, `pyautoattack`) must not
+//!   report a higher robust accuracy than the reference beyond the seed spread measured on both
+//!   sides;
+//! - FAB-T with one restart starts at the clean point and draws nothing: its per-sample verdicts
+//!   must match the reference's.
 //!
 //! The reference runs in the project's `.venv` (scripts/crosscheck_attacks.py).
 mod common;
@@ -55,7 +58,8 @@ fn config(kind: &str, norm: Norm, eps: f64, f: impl FnOnce(&mut AttackSpec)) -> 
     AttackConfig::resolve(kind, &a, Use::Evaluation).unwrap()
 }
 
-fn robust_acc(model: &Net, c: &AttackConfig, x: &Tensor, y: &Tensor, seed: u64) -> f64 {
+/// Per-sample robustness (`[N]` bool): correct on the clean point and on the attack's result.
+fn robust_flags(model: &Net, c: &AttackConfig, x: &Tensor, y: &Tensor, seed: u64) -> Tensor {
     let clean = attacks::correct(model, x, y);
     let idx = clean.nonzero().squeeze_dim(1);
     let out = c.run(
@@ -66,7 +70,11 @@ fn robust_acc(model: &Net, c: &AttackConfig, x: &Tensor, y: &Tensor, seed: u64) 
         Use::Evaluation,
     );
     let ok = attacks::correct(model, &out.adv, &y.index_select(0, &idx));
-    f64::try_from(ok.to_kind(Kind::Double).sum(Kind::Double)).unwrap() / x.size()[0] as f64
+    clean.zeros_like().index_copy(0, &idx, &ok)
+}
+
+fn fraction(t: &Tensor) -> f64 {
+    f64::try_from(t.to_kind(Kind::Double).mean(Kind::Double)).unwrap()
 }
 
 fn mean_spread(v: &[f64]) -> (f64, f64) {
@@ -113,6 +121,9 @@ fn attacks_agree_with_torchattacks_and_autoattack() {
             {"name": "apgd-t", "norm": "Linf", "eps": EPS_LINF, "version": "custom", "attacks": ["apgd-t"], "seeds": [0, 1]},
             {"name": "standard", "norm": "Linf", "eps": EPS_LINF, "version": "standard", "seeds": [0]},
             {"name": "apgd-ce-l2", "norm": "L2", "eps": EPS_L2, "version": "custom", "attacks": ["apgd-ce"], "seeds": SEEDS},
+            {"name": "fab-t", "norm": "Linf", "eps": EPS_LINF, "version": "custom", "attacks": ["fab-t"], "seeds": [0]},
+            {"name": "fab-t-l2", "norm": "L2", "eps": EPS_L2, "version": "custom", "attacks": ["fab-t"], "seeds": [0]},
+            {"name": "square", "norm": "Linf", "eps": EPS_LINF, "version": "custom", "attacks": ["square"], "seeds": [0, 1]},
         ],
     });
     std::fs::write(d.join("request.json"), request.to_string()).unwrap();
@@ -174,7 +185,7 @@ fn attacks_agree_with_torchattacks_and_autoattack() {
     }
 
     // 2. Robust accuracy: ours ≤ reference + seed spread (both sides) + one point.
-    let checks: [(&str, AttackConfig, &[u64]); 4] = [
+    let checks: [(&str, AttackConfig, &[u64]); 7] = [
         (
             "apgd-ce",
             config("apgd-ce", Norm::Linf, EPS_LINF, |_| {}),
@@ -195,12 +206,35 @@ fn attacks_agree_with_torchattacks_and_autoattack() {
             config("apgd-ce", Norm::L2, EPS_L2, |_| {}),
             &SEEDS,
         ),
+        ("fab-t", config("fab-t", Norm::Linf, EPS_LINF, |_| {}), &[0]),
+        ("fab-t-l2", config("fab-t", Norm::L2, EPS_L2, |_| {}), &[0]),
+        (
+            "square",
+            config("square", Norm::Linf, EPS_LINF, |_| {}),
+            &[0, 1],
+        ),
     ];
     for (name, c, seeds) in checks {
-        let ours: Vec<f64> = seeds
+        let t0 = std::time::Instant::now();
+        let flags: Vec<Tensor> = seeds
             .iter()
-            .map(|&s| robust_acc(&model, &c, &x, &y, s))
+            .map(|&s| robust_flags(&model, &c, &x, &y, s))
             .collect();
+        let secs = t0.elapsed().as_secs_f64();
+        let ours: Vec<f64> = flags.iter().map(fraction).collect();
+        if name.starts_with("fab-t") {
+            let theirs = reference[&format!("aa/{name}/seed0")].to_kind(Kind::Bool);
+            let same = fraction(&flags[0].eq_tensor(&theirs));
+            println!(
+                "{name}: same per-sample verdict on {:.1}% of points",
+                100.0 * same
+            );
+            assert!(
+                same >= 0.98,
+                "{name}: verdicts differ from the reference on {:.1}% of points",
+                100.0 * (1.0 - same)
+            );
+        }
         let theirs: Vec<f64> = summary["aa"][name]["robust_accuracy"]
             .as_array()
             .unwrap()
@@ -210,11 +244,17 @@ fn attacks_agree_with_torchattacks_and_autoattack() {
         let (om, os) = mean_spread(&ours);
         let (tm, ts) = mean_spread(&theirs);
         println!(
-            "{name}: robarch {:.1}% (spread {:.1}) vs reference {:.1}% (spread {:.1})",
+            "{name}: robarch {:.1}% (spread {:.1}, {secs:.1} s) vs reference {:.1}% (spread {:.1}, {:.1} s)",
             100.0 * om,
             100.0 * os,
             100.0 * tm,
-            100.0 * ts
+            100.0 * ts,
+            summary["aa"][name]["seconds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|v| v.as_f64())
+                .sum::<f64>()
         );
         assert!(
             om <= tm + os.max(ts) + 1.0 / N as f64 + 1e-9,

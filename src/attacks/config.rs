@@ -3,8 +3,10 @@
 use super::apgd::{ApgdLoss, ApgdParams};
 use super::autoattack::Version;
 use super::cw::CwParams;
+use super::fab::FabParams;
 use super::mim::MimParams;
 use super::pgd::{L1Step, PgdLoss, PgdParams};
+use super::square::{SquareLoss, SquareParams};
 use super::{Model, Outcome};
 use crate::spec::{did_you_mean, AttackSpec, Norm};
 use serde::{Deserialize, Serialize};
@@ -21,7 +23,10 @@ pub static REGISTRY: &[(&str, &str)] = &[
     ("apgd-ce", "APGD on cross-entropy"),
     ("apgd-dlr", "APGD on the DLR loss"),
     ("apgd-t", "targeted APGD on the DLR loss over the top `targets` classes"),
-    ("autoattack", "AutoAttack `standard` or `plus` without FAB and Square: each member on the points still robust"),
+    ("fab", "fast adaptive boundary attack, untargeted, ℓ∞/ℓ2/ℓ1: minimum-norm, broken if ‖δ‖ ≤ ε (Croce & Hein 2020)"),
+    ("fab-t", "targeted FAB over the top `targets` classes"),
+    ("square", "Square attack: score-based random search, no gradients, ℓ∞/ℓ2/ℓ1 (Andriushchenko et al. 2020)"),
+    ("autoattack", "AutoAttack `standard` or `plus`: each member on the points still robust (Croce & Hein 2020)"),
     ("aa", "alias of autoattack"),
 ];
 
@@ -75,6 +80,22 @@ pub enum AttackConfig {
         targets: usize,
         rho: f64,
         large_eps: bool,
+    },
+    Fab {
+        norm: Norm,
+        eps: f64,
+        steps: usize,
+        restarts: usize,
+        /// `None`: untargeted FAB; `Some(k)`: FAB-T over the top k classes after the true one.
+        targets: Option<usize>,
+    },
+    Square {
+        norm: Norm,
+        eps: f64,
+        queries: usize,
+        p_init: f64,
+        restarts: usize,
+        loss: String,
     },
     Autoattack {
         norm: Norm,
@@ -171,9 +192,12 @@ impl AttackConfig {
             ],
             "apgd-ce" | "apgd-dlr" => &["norm", "eps", "steps", "restarts", "rho", "large_eps"],
             "apgd-t" => &["norm", "eps", "steps", "targets", "rho", "large_eps"],
+            "fab" => &["norm", "eps", "steps", "restarts"],
+            "fab-t" => &["norm", "eps", "steps", "restarts", "targets"],
+            "square" => &["norm", "eps", "queries", "p_init", "restarts", "loss"],
             _ => &["norm", "eps", "version"],
         };
-        let set: [(&'static str, bool); 17] = [
+        let set: [(&'static str, bool); 19] = [
             ("norm", a.norm.is_some()),
             ("eps", a.eps.is_some()),
             ("steps", a.steps.is_some()),
@@ -191,6 +215,8 @@ impl AttackConfig {
             ("targets", a.targets.is_some()),
             ("rho", a.rho.is_some()),
             ("large_eps", a.large_eps.is_some()),
+            ("queries", a.queries.is_some()),
+            ("p_init", a.p_init.is_some()),
         ];
         for (field, is_set) in set {
             if is_set && !allowed.contains(&field) {
@@ -438,6 +464,45 @@ impl AttackConfig {
                     loss,
                 }
             }
+            "fab" | "fab-t" => AttackConfig::Fab {
+                norm,
+                eps,
+                steps: steps(100)?,
+                restarts: count("restarts", a.restarts, 1)?,
+                targets: if kind == "fab-t" {
+                    Some(count("targets", a.targets, 9)?)
+                } else {
+                    None
+                },
+            },
+            "square" => {
+                let p_init = a.p_init.map(|p| p.get()).unwrap_or(0.8);
+                if !(p_init > 0.0 && p_init <= 1.0) {
+                    return Err(err(
+                        "p_init",
+                        format!("{p_init} is not in (0, 1]"),
+                        Some("the initial fraction of pixels a window covers; AutoAttack uses 0.8"),
+                    ));
+                }
+                AttackConfig::Square {
+                    norm,
+                    eps,
+                    queries: count("queries", a.queries, 5000)?,
+                    p_init,
+                    restarts: count("restarts", a.restarts, 1)?,
+                    loss: match a.loss.as_deref() {
+                        None | Some("margin") => "margin".into(),
+                        Some("ce") => "ce".into(),
+                        Some(o) => {
+                            return Err(err(
+                                "loss",
+                                format!("unknown Square loss `{o}`"),
+                                Some("use `margin` or `ce`"),
+                            ))
+                        }
+                    },
+                }
+            }
             _ => AttackConfig::Autoattack {
                 norm,
                 eps,
@@ -465,6 +530,8 @@ impl AttackConfig {
             | AttackConfig::Mim { eps, .. }
             | AttackConfig::Cw { eps, .. }
             | AttackConfig::Apgd { eps, .. }
+            | AttackConfig::Fab { eps, .. }
+            | AttackConfig::Square { eps, .. }
             | AttackConfig::Autoattack { eps, .. } => eps,
         }
     }
@@ -477,6 +544,8 @@ impl AttackConfig {
             AttackConfig::Cw { .. } => Some(Norm::L2),
             AttackConfig::Pgd { norm, .. }
             | AttackConfig::Apgd { norm, .. }
+            | AttackConfig::Fab { norm, .. }
+            | AttackConfig::Square { norm, .. }
             | AttackConfig::Autoattack { norm, .. } => Some(norm),
         }
     }
@@ -487,6 +556,7 @@ impl AttackConfig {
             AttackConfig::Clean => AttackClass::Clean,
             AttackConfig::Fgsm { .. } => AttackClass::SingleStep,
             AttackConfig::Pgd { steps: 1, .. } => AttackClass::SingleStep,
+            AttackConfig::Square { .. } => AttackClass::BlackBox,
             _ => AttackClass::Iterative,
         }
     }
@@ -505,6 +575,8 @@ impl AttackConfig {
             AttackConfig::Fgsm { eps }
             | AttackConfig::Cw { eps, .. }
             | AttackConfig::Apgd { eps, .. }
+            | AttackConfig::Fab { eps, .. }
+            | AttackConfig::Square { eps, .. }
             | AttackConfig::Autoattack { eps, .. } => *eps = e,
             AttackConfig::Pgd { eps, step_size, .. } | AttackConfig::Mim { eps, step_size, .. } => {
                 *eps = e;
@@ -613,10 +685,50 @@ impl AttackConfig {
                     let mut zero = 0;
                     let adv = super::apgd::apgd(model, x, y, &eps, &p, seed, &mut zero);
                     if zero > 0 {
-                        notes.push(format!("{zero} points had a zero DLR gradient at the start: a sign of gradient masking (AutoAttack check_zero_gradients)"));
+                        notes.push(format!("the DLR gradient was exactly zero at the start of {zero} runs (points × restarts or targets): a sign of gradient masking (AutoAttack check_zero_gradients)"));
                     }
                     adv
                 }
+            }
+            AttackConfig::Fab {
+                norm,
+                steps,
+                restarts,
+                targets,
+                ..
+            } => {
+                let p = FabParams {
+                    norm: *norm,
+                    steps: *steps,
+                    restarts: *restarts,
+                    targets: *targets,
+                    alpha_max: 0.1,
+                    eta: 1.05,
+                    beta: 0.9,
+                };
+                super::fab::fab(model, x, y, &eps, &p, seed)
+            }
+            AttackConfig::Square {
+                norm,
+                queries,
+                p_init,
+                restarts,
+                loss,
+                ..
+            } => {
+                let p = SquareParams {
+                    norm: *norm,
+                    queries: *queries,
+                    p_init: *p_init,
+                    restarts: *restarts,
+                    loss: if loss == "ce" {
+                        SquareLoss::Ce
+                    } else {
+                        SquareLoss::Margin
+                    },
+                    rescale_schedule: false,
+                };
+                super::square::square(model, x, y, &eps, &p, seed)
             }
             AttackConfig::Autoattack {
                 norm,
@@ -713,6 +825,38 @@ mod tests {
             } => {}
             o => panic!("{o:?}"),
         }
+        let sq = AttackConfig::resolve(
+            &kind_for("square-l2", &spec(None)),
+            &AttackSpec {
+                norm: Some(Norm::L2),
+                ..spec(Some(0.5))
+            },
+            Use::Evaluation,
+        )
+        .unwrap();
+        assert_eq!(
+            sq,
+            AttackConfig::Square {
+                norm: Norm::L2,
+                eps: 0.5,
+                queries: 5000,
+                p_init: 0.8,
+                restarts: 1,
+                loss: "margin".into(),
+            }
+        );
+        assert_eq!(sq.class(), AttackClass::BlackBox);
+        assert_eq!(kind_for("fab-t-linf", &spec(None)), "fab-t");
+        assert_eq!(
+            AttackConfig::resolve("fab-t", &spec(Some(0.1)), Use::Evaluation).unwrap(),
+            AttackConfig::Fab {
+                norm: Norm::Linf,
+                eps: 0.1,
+                steps: 100,
+                restarts: 1,
+                targets: Some(9),
+            }
+        );
         // Curve points keep step sizes as fractions of ε.
         let half = c.with_eps(4.0 / 255.0);
         match half {
@@ -803,6 +947,46 @@ mod tests {
                 }
             ),
             "curve"
+        );
+        assert_eq!(
+            field(
+                "square",
+                AttackSpec {
+                    steps: Some(100),
+                    ..spec(Some(0.1))
+                }
+            ),
+            "steps"
+        );
+        assert_eq!(
+            field(
+                "square",
+                AttackSpec {
+                    p_init: Some(Real(1.5)),
+                    ..spec(Some(0.1))
+                }
+            ),
+            "p_init"
+        );
+        assert_eq!(
+            field(
+                "fab",
+                AttackSpec {
+                    targets: Some(3),
+                    ..spec(Some(0.1))
+                }
+            ),
+            "targets"
+        );
+        assert_eq!(
+            field(
+                "apgd",
+                AttackSpec {
+                    queries: Some(10),
+                    ..spec(Some(0.1))
+                }
+            ),
+            "queries"
         );
         let e = AttackConfig::resolve("pdg", &spec(Some(0.1)), Use::Evaluation).unwrap_err();
         assert_eq!(e.2.as_deref(), Some("did you mean `pgd`?"));

@@ -6,11 +6,13 @@ pub mod apgd;
 pub mod autoattack;
 pub mod config;
 pub mod cw;
+pub mod fab;
 pub mod fgsm;
 pub mod loss;
 pub mod mim;
 pub mod pgd;
 pub mod project;
+pub mod square;
 
 pub use config::{kind_for, AttackClass, AttackConfig, Use, REGISTRY};
 

@@ -118,10 +118,20 @@ pub fn warnings(evals: &[EvalResult]) -> Vec<String> {
             .iter()
             .filter(|e| matches!(e.class, AttackClass::SingleStep | AttackClass::BlackBox))
         {
-            for strong in es
+            let white = es
                 .iter()
-                .filter(|e| e.class == AttackClass::Iterative && same(weak, e))
-            {
+                .filter(|e| e.class == AttackClass::Iterative && same(weak, e));
+            // A single-step attack should lose to every iterative one; a black-box search only
+            // to the strongest white-box attack (a weak PGD may well lose to 5000 queries).
+            let strongest: Vec<&&EvalResult> = if weak.class == AttackClass::BlackBox {
+                white
+                    .min_by(|a, b| a.robust_accuracy.total_cmp(&b.robust_accuracy))
+                    .into_iter()
+                    .collect()
+            } else {
+                white.collect()
+            };
+            for strong in strongest {
                 if weak.robust_accuracy < strong.robust_accuracy {
                     let only: usize = (0..weak.robust.len().min(strong.robust.len()))
                         .filter(|&i| !weak.robust[i] && strong.robust[i])
@@ -493,8 +503,31 @@ mod tests {
             "{}",
             w[0]
         );
-        let w = warnings(&[pgd, square_bad]);
+        let w = warnings(&[pgd.clone(), square_bad.clone()]);
         assert!(w[0].contains("black-box attack beats white-box"), "{w:?}");
+        // A black-box search that only beats a weak white-box attack (not the strongest) is fine.
+        let weak_pgd = flags(
+            "pgd-2",
+            Norm::Linf,
+            0.03,
+            AttackClass::Iterative,
+            &[1, 1, 1, 1],
+        );
+        let apgd = flags(
+            "apgd",
+            Norm::Linf,
+            0.03,
+            AttackClass::Iterative,
+            &[0, 0, 1, 0],
+        );
+        assert!(warnings(&[weak_pgd.clone(), apgd, square_bad.clone()]).is_empty());
+        let w = warnings(&[weak_pgd, pgd, square_bad]);
+        assert_eq!(
+            w.len(),
+            1,
+            "one warning, against the strongest white-box: {w:?}"
+        );
+        assert!(w[0].contains("< `pgd` 75.00%"), "{w:?}");
         let mut noted = fgsm_ok;
         noted.notes.push("zero gradients".into());
         assert!(warnings(&[noted])[0].ends_with("zero gradients"));
