@@ -1,6 +1,7 @@
 """Reference side of benches/attacks.rs: times torchattacks PGD and fra31 AutoAttack's APGD
 (`pyautoattack`) on the robarch model in DIR (same files as crosscheck_attacks.py) and prints one
-JSON line: {"pgd": images/s, "apgd-ce": images/s, "apgd-t": images/s}.
+JSON line: {"pgd": images/s, "apgd-ce": images/s, "apgd-t": images/s, "aa": images/s,
+"aa_robust": robust accuracy} ("aa": AutoAttack `standard`, all four members).
 
 usage: bench_attacks.py DIR   (DIR/request.json: {"threads", "batch_size", "eps", "alpha", "steps",
 "apgd_steps", "repeats"})
@@ -46,6 +47,13 @@ def main():
         aa.apgd.n_iter = aa.apgd_targeted.n_iter = r["apgd_steps"]
         aa.apgd_targeted.n_target_classes = min(9, classes - 1)
         out[name] = n / best(lambda: aa.run_standard_evaluation(x, y, batch_size=bs), r["repeats"])
+    aa = AutoAttack(model, norm="Linf", eps=r["eps"], version="standard", seed=0, device="cpu")
+    aa.apgd_targeted.n_target_classes = min(9, classes - 1)
+    aa.fab.n_target_classes = min(9, classes - 1)
+    adv = []
+    out["aa"] = n / best(lambda: adv.append(aa.run_standard_evaluation(x, y, batch_size=bs)[0]), r["repeats"])
+    with torch.no_grad():
+        out["aa_robust"] = (model(adv[-1]).argmax(1) == y).float().mean().item()
     print(json.dumps(out))
 
 

@@ -1,7 +1,9 @@
 //! Every architecture's weights, saved by robarch as safetensors, load into the reference PyTorch
 //! implementation (timm, torchvision, or a transcription of the authors' code:
 //! scripts/reference_models/) with identical names and shapes, the same parameter count, and
-//! eval-mode logits equal to robarch's within 1e-5. The reference runs in the project's `.venv`.
+//! eval-mode logits equal to robarch's within 1e-5 and input gradients (what attacks use) within
+//! 1e-4 of their largest entry; in training mode the backward pass reaches every parameter. The
+//! reference runs in the project's `.venv`.
 use robarch::models::{self, ModelIo, Network, REGISTRY};
 use robarch::spec::ModelSpec;
 use std::path::{Path, PathBuf};
@@ -49,11 +51,42 @@ fn export(dir: &Path, arch: &str, preset: &str, io: ModelIo, seed: i64) {
     );
     let y = tch::no_grad(|| net.forward_t(&x, false));
     assert_eq!(y.size(), [2, io.num_classes], "{name}");
+    // The input gradient attacks take (eval mode), of Σ w ⊙ logits for a fixed random w.
+    let w = Tensor::randn([2, io.num_classes], (Kind::Float, Device::Cpu));
+    let input_grad = |train: bool| {
+        let xg = x.detach().set_requires_grad(true);
+        let out = (net.forward_t(&xg, train) * &w).sum(Kind::Float);
+        out.backward();
+        xg.grad()
+    };
+    let g = input_grad(false);
     Tensor::write_safetensors(
-        &[("x", &x), ("y", &y)],
+        &[("x", &x), ("y", &y), ("w", &w), ("g", &g)],
         dir.join(format!("{name}.io.safetensors")),
     )
     .unwrap();
+    // Training mode (batch statistics, as adversarial training runs): the backward pass reaches
+    // every parameter with finite gradients (an in-place op that autograd cannot undo fails here).
+    for (_, t) in net.named_tensors() {
+        if t.requires_grad() {
+            let _ = t.grad().zero_();
+        }
+    }
+    let gt = input_grad(true);
+    assert!(
+        f64::try_from(gt.abs().max()).unwrap().is_finite(),
+        "{name}: training-mode input gradient not finite"
+    );
+    for (n, t) in net.named_tensors() {
+        if t.requires_grad() {
+            let gr = t.grad();
+            assert!(gr.defined(), "{name}: no gradient reaches {n}");
+            assert!(
+                f64::try_from(gr.abs().max()).unwrap().is_finite(),
+                "{name}: gradient of {n} not finite"
+            );
+        }
+    }
     let family = models::find(arch).unwrap().family;
     let meta = serde_json::json!({
         "arch": arch, "family": family, "config": p.config, "io": io,

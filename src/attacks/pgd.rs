@@ -154,6 +154,14 @@ pub fn pgd(
         } else {
             xs.shallow_clone()
         };
+        // One restart in training: the last iterate is the answer, no final forward needed.
+        if !p.early_stop && p.restarts <= 1 {
+            for _ in 0..p.steps {
+                let g = loss_grad(model, &adv, Reduce::Mean, |z| attack_loss(p.loss, z, &ys)).2;
+                adv = tch::no_grad(|| step(&xs, &adv, &g, &es, p));
+            }
+            return adv;
+        }
         for k in 0..=p.steps {
             let last = k == p.steps;
             let (l, logits, g) = if last {

@@ -82,17 +82,19 @@ impl PreActBlock {
 
 impl ModuleT for PreActBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let out = x.apply_t(&self.bn1, train).relu();
+        let out = x.apply_t(&self.bn1, train).relu_();
         let short = match &self.shortcut {
             Some(c) => out.apply(c),
             None => x.shallow_clone(),
         };
-        let y = out
+        let mut y = out
             .apply(&self.conv1)
             .apply_t(&self.bn2, train)
-            .relu()
+            .relu_()
             .apply(&self.conv2);
-        y + short
+        // In place: a convolution's backward needs its input, not its output.
+        let _ = y.g_add_(&short);
+        y
     }
 }
 
@@ -142,7 +144,7 @@ impl ModuleT for PreActResNet {
             y = b.forward_t(&y, train);
         }
         y.apply_t(&self.bn, train)
-            .relu()
+            .relu_()
             .adaptive_avg_pool2d([1, 1])
             .flatten(1, -1)
             .apply(&self.linear)

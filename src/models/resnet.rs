@@ -128,20 +128,23 @@ impl Bottleneck {
 
 impl ModuleT for Bottleneck {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = x
+        let mut y = x
             .apply(&self.conv1)
             .apply_t(&self.bn1, train)
-            .relu()
+            .relu_()
             .apply(&self.conv2)
             .apply_t(&self.bn2, train)
-            .relu()
+            .relu_()
             .apply(&self.conv3)
             .apply_t(&self.bn3, train);
         let short = match &self.downsample {
             Some((c, b)) => x.apply(c).apply_t(b, train),
             None => x.shallow_clone(),
         };
-        (y + short).relu()
+        // In place, as torchvision (`out += identity; relu(inplace)`): no fresh activation
+        // buffers; batch norm's backward needs its input, not its output.
+        let _ = y.g_add_(&short);
+        y.relu_()
     }
 }
 
@@ -174,17 +177,18 @@ impl BasicBlock {
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = x
+        let mut y = x
             .apply(&self.conv1)
             .apply_t(&self.bn1, train)
-            .relu()
+            .relu_()
             .apply(&self.conv2)
             .apply_t(&self.bn2, train);
         let short = match &self.downsample {
             Some((c, b)) => x.apply(c).apply_t(b, train),
             None => x.shallow_clone(),
         };
-        (y + short).relu()
+        let _ = y.g_add_(&short);
+        y.relu_()
     }
 }
 
@@ -234,7 +238,7 @@ impl ResNet {
 
 impl ModuleT for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut y = x.apply(&self.conv1).apply_t(&self.bn1, train).relu();
+        let mut y = x.apply(&self.conv1).apply_t(&self.bn1, train).relu_();
         if self.stem == Stem::Imagenet {
             y = y.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         }

@@ -107,15 +107,16 @@ impl WrnBlock {
 
 impl ModuleT for WrnBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let a = x.apply_t(&self.bn1, train).relu();
-        let y = a.apply(&self.conv1).apply_t(&self.bn2, train).relu();
-        let y = dropout(&y, self.dropout, train).apply(&self.conv2);
+        let a = x.apply_t(&self.bn1, train).relu_();
+        let y = a.apply(&self.conv1).apply_t(&self.bn2, train).relu_();
+        let mut y = dropout(&y, self.dropout, train).apply(&self.conv2);
         // With equal widths the identity takes the raw input; otherwise the projection takes the
-        // pre-activated one.
-        match &self.shortcut {
-            Some(c) => a.apply(c) + y,
-            None => x + y,
-        }
+        // pre-activated one. Added in place: a convolution's backward needs its input only.
+        let _ = match &self.shortcut {
+            Some(c) => y.g_add_(&a.apply(c)),
+            None => y.g_add_(x),
+        };
+        y
     }
 }
 
@@ -166,7 +167,7 @@ impl ModuleT for WideResNet {
             y = b.forward_t(&y, train);
         }
         y.apply_t(&self.bn1, train)
-            .relu()
+            .relu_()
             .adaptive_avg_pool2d([1, 1])
             .flatten(1, -1)
             .apply(&self.fc)
