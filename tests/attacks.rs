@@ -28,6 +28,8 @@ evaluation:
     fgsm: {eps: 0.05, curve: [0, 0.02]}
     pgd-linf: {norm: linf, eps: 0.05, steps: 10, curve: [0, 0.02, 0.1, 0.5]}
     pgd-1step: {type: pgd, eps: 0.05, steps: 1}
+    pgd-5: {type: pgd, eps: 0.05, steps: 5, step_size: 0.0125}
+    pgd-20: {type: pgd, eps: 0.05, steps: 20, step_size: 0.0125}
     pgd-l2: {norm: l2, eps: 0.5, steps: 10, curve: [0, 10]}
     pgd-l1: {norm: l1, eps: 2, steps: 10}
     pgd-l1-dense: {type: pgd, norm: l1, l1_step: dense, eps: 2, steps: 10}
@@ -104,6 +106,12 @@ fn every_attack_family_passes_the_sanity_checks() {
     assert!(
         t["pgd-linf"] <= t["fgsm"] && t["pgd-linf"] <= t["pgd-1step"],
         "{t:?}"
+    );
+    // More steps never help the defender: same seed and step size (pgd-linf's default 2.5·ε/10),
+    // so 5, 10 and 20 steps follow one trajectory.
+    assert!(
+        t["pgd-20"] <= t["pgd-linf"] && t["pgd-linf"] <= t["pgd-5"],
+        "robust accuracy rose with steps: {t:?}"
     );
     assert!(t["aa"] <= t["apgd-ce"] + 1.0, "{t:?}");
     assert!(
