@@ -10,7 +10,7 @@
 //! work; per-sample ε; the ℓ1 projection is our exact f64 one (AutoAttack's float32 version
 //! overshoots ε by up to 1e-4); random draws come from our seeded streams, not the global RNG.
 use super::project::{self, col};
-use super::{draw, loss, loss_grad, select, Model, Reduce};
+use super::{draw, loss, loss_grad, on_robust_points, select, Model, Reduce};
 use crate::spec::Norm;
 use tch::{Kind, Tensor};
 
@@ -363,8 +363,7 @@ pub fn apgd(
     // One clean forward pass gives the class count, the points to attack and the target order.
     let clean = tch::no_grad(|| model.logits(x));
     let classes = clean.size()[1];
-    let mut adv = x.shallow_clone();
-    let mut robust = clean.argmax(1, false).eq_tensor(y);
+    let robust = clean.argmax(1, false).eq_tensor(y);
     let rounds: Vec<(usize, Option<i64>)> = match p.loss {
         ApgdLoss::DlrTargeted => {
             let t = p.targets.min(classes.saturating_sub(1) as usize);
@@ -372,18 +371,15 @@ pub fn apgd(
         }
         _ => (0..p.restarts).map(|r| (r, None)).collect(),
     };
-    for (round, (restart, target_rank)) in rounds.into_iter().enumerate() {
-        let idx = robust.nonzero().squeeze_dim(1);
-        if idx.size()[0] == 0 {
-            break;
-        }
+    let rounds = rounds.into_iter().enumerate();
+    on_robust_points(x, robust, rounds, |(round, (restart, target_rank)), idx| {
         let (xs, ys, es) = (
-            x.index_select(0, &idx),
-            y.index_select(0, &idx),
-            eps.index_select(0, &idx),
+            x.index_select(0, idx),
+            y.index_select(0, idx),
+            eps.index_select(0, idx),
         );
         let target = target_rank.map(|rank| {
-            let (_, order) = clean.index_select(0, &idx).sort(1, false);
+            let (_, order) = clean.index_select(0, idx).sort(1, false);
             order.select(1, classes - rank)
         });
         let s = crate::rng::derive(seed, &[round as u64, restart as u64]);
@@ -404,14 +400,9 @@ pub fn apgd(
                 zero_grads,
             )
         };
-        let hit = res.fooled.nonzero().squeeze_dim(1);
-        if hit.size()[0] > 0 {
-            let where_ = idx.index_select(0, &hit);
-            adv = adv.index_copy(0, &where_, &res.x_best_adv.index_select(0, &hit));
-            robust = robust.index_fill(0, &where_, 0);
-        }
-    }
-    adv
+        (res.x_best_adv, res.fooled)
+    })
+    .0
 }
 
 /// `decr_eps_pgd`: start from Gaussian noise projected onto the 3ε ball, run 30% of the steps at

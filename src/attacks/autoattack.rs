@@ -11,7 +11,7 @@
 //! APGD and FAB run 100 iterations, Square 5000 queries with `p_init` 0.8 and the margin loss.
 //! Targets are capped at classes − 1; DLR members are skipped (with a note) below 3/4 classes.
 use super::config::{AttackClass, AttackConfig, Use};
-use super::{correct, Model, Outcome};
+use super::{correct, on_robust_points, Model, Outcome};
 use crate::spec::Norm;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -82,39 +82,36 @@ pub fn autoattack(
 ) -> Outcome {
     let n = x.size()[0];
     let ms = members(norm, eps, version);
-    let mut adv = x.shallow_clone();
-    let mut robust = correct(model, x, y);
     let mut broken_by = Tensor::full([n], -1, (Kind::Int64, x.device()));
     let mut notes = Vec::new();
-    for (i, (name, cfg)) in ms.iter().enumerate() {
-        let idx = robust.nonzero().squeeze_dim(1);
-        if idx.size()[0] == 0 {
-            break;
-        }
-        let (xs, ys) = (x.index_select(0, &idx), y.index_select(0, &idx));
-        let out = cfg.run(
-            model,
-            &xs,
-            &ys,
-            crate::rng::derive(seed, &[i as u64]),
-            Use::Evaluation,
-        );
-        notes.extend(out.notes.into_iter().map(|m| format!("{name}: {m}")));
-        let still = correct(model, &out.adv, &ys);
-        let hit = still.logical_not().nonzero().squeeze_dim(1);
-        if hit.size()[0] > 0 {
-            let at = idx.index_select(0, &hit);
-            adv = adv.index_copy(0, &at, &out.adv.index_select(0, &hit));
-            robust = robust.index_fill(0, &at, 0);
-            broken_by = broken_by.index_fill(0, &at, i as i64);
-            if cfg.class() == AttackClass::BlackBox {
-                notes.push(format!(
+    let (adv, _) = on_robust_points(
+        x,
+        correct(model, x, y),
+        ms.iter().enumerate(),
+        |(i, (name, cfg)), idx| {
+            let (xs, ys) = (x.index_select(0, idx), y.index_select(0, idx));
+            let out = cfg.run(
+                model,
+                &xs,
+                &ys,
+                crate::rng::derive(seed, &[i as u64]),
+                Use::Evaluation,
+            );
+            notes.extend(out.notes.into_iter().map(|m| format!("{name}: {m}")));
+            let broken = correct(model, &out.adv, &ys).logical_not();
+            let hit = broken.nonzero().squeeze_dim(1);
+            if hit.size()[0] > 0 {
+                broken_by = broken_by.index_fill(0, &idx.index_select(0, &hit), i as i64);
+                if cfg.class() == AttackClass::BlackBox {
+                    notes.push(format!(
                     "{name} broke {} points the gradient-based members before it left robust: a sign of gradient masking (Croce & Hein 2020, §5)",
                     hit.size()[0]
                 ));
+                }
             }
-        }
-    }
+            (out.adv, broken)
+        },
+    );
     Outcome {
         adv,
         broken_by: Some((ms.iter().map(|(n, _)| n.to_string()).collect(), broken_by)),

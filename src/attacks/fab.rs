@@ -22,7 +22,7 @@
 //!   subsets of rows; rows are independent, so the results are the same (the tests compare with
 //!   outputs of the reference on fixed inputs).
 use super::project::{self, col};
-use super::{draw, loss_grad, Model, Reduce};
+use super::{draw, loss_grad, on_robust_points, Model, Reduce};
 use crate::spec::Norm;
 use tch::{Kind, Tensor};
 
@@ -65,40 +65,32 @@ pub fn fab(
     if n == 0 {
         return x.shallow_clone();
     }
-    let mut adv = x.shallow_clone();
-    let mut robust = super::correct(model, x, y);
+    // One clean forward pass gives the points to attack and the class count.
+    let clean = tch::no_grad(|| model.logits(x));
+    let robust = clean.argmax(1, false).eq_tensor(y);
     let rounds: Vec<(Option<i64>, usize)> = match p.targets {
         None => (0..p.restarts).map(|r| (None, r)).collect(),
         Some(t) => {
-            let classes = tch::no_grad(|| model.logits(&x.narrow(0, 0, 1))).size()[1];
+            let classes = clean.size()[1];
             let t = t.min((classes - 1).max(0) as usize) as i64;
             (2..t + 2)
                 .flat_map(|rank| (0..p.restarts).map(move |r| (Some(rank), r)))
                 .collect()
         }
     };
-    for (rank, restart) in rounds {
-        let idx = robust.nonzero().squeeze_dim(1);
-        if idx.size()[0] == 0 {
-            break;
-        }
+    on_robust_points(x, robust, rounds, |(rank, restart), idx| {
         let (xs, ys, es) = (
-            x.index_select(0, &idx),
-            y.index_select(0, &idx),
-            eps.index_select(0, &idx),
+            x.index_select(0, idx),
+            y.index_select(0, idx),
+            eps.index_select(0, idx),
         );
         let parts = [TAG_START, rank.unwrap_or(0) as u64, restart as u64];
         let cand = single_run(model, &xs, &ys, &es, rank, restart > 0, p, seed, &parts);
         let res = project::norm(&(&xs - &cand), p.norm);
         let still = super::correct(model, &cand, &ys).logical_or(&res.gt_tensor(&es));
-        let hit = still.logical_not().nonzero().squeeze_dim(1);
-        if hit.size()[0] > 0 {
-            let at = idx.index_select(0, &hit);
-            adv = adv.index_copy(0, &at, &cand.index_select(0, &hit));
-            robust = robust.index_fill(0, &at, 0);
-        }
-    }
-    adv
+        (cand, still.logical_not())
+    })
+    .0
 }
 
 /// `[N]` bool mask shaped `[N, 1, 1, …]` to select rows of `like`.

@@ -77,6 +77,33 @@ pub fn input_grad(model: &dyn Model, x: &Tensor, y: &Tensor) -> Tensor {
     loss_grad(model, x, Reduce::Mean, |z| loss::ce(z, y)).2
 }
 
+/// The loop every multi-run attack shares (restarts, target classes, AutoAttack's members): each
+/// round runs on the points still `robust` — `run(round, indices)` returns candidates for those
+/// points and which of them are broken — and a broken point keeps its candidate and sits out the
+/// later rounds. Returns the adversarials (`x` where nothing broke) and the final robust flags.
+pub(crate) fn on_robust_points<R>(
+    x: &Tensor,
+    mut robust: Tensor,
+    rounds: impl IntoIterator<Item = R>,
+    mut run: impl FnMut(R, &Tensor) -> (Tensor, Tensor),
+) -> (Tensor, Tensor) {
+    let mut adv = x.shallow_clone();
+    for round in rounds {
+        let idx = robust.nonzero().squeeze_dim(1);
+        if idx.size()[0] == 0 {
+            break;
+        }
+        let (candidates, broken) = run(round, &idx);
+        let hit = broken.nonzero().squeeze_dim(1);
+        if hit.size()[0] > 0 {
+            let at = idx.index_select(0, &hit);
+            adv = adv.index_copy(0, &at, &candidates.index_select(0, &hit));
+            robust = robust.index_fill(0, &at, 0);
+        }
+    }
+    (adv, robust)
+}
+
 /// `cond ? yes : no`, elementwise with broadcasting (`cond` of any kind, non-zero = true).
 pub fn select(cond: &Tensor, yes: &Tensor, no: &Tensor) -> Tensor {
     yes.where_self(&cond.to_kind(Kind::Bool), no)

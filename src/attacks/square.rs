@@ -31,7 +31,7 @@
 //! - The targeted mode (unused by AutoAttack's standard version) is not ported. A run with no
 //!   robust point left stops (the reference runs one step on an empty batch, then stops).
 use super::project::{self, col};
-use super::{correct, draw, loss, select, Model};
+use super::{correct, draw, loss, on_robust_points, select, Model};
 use crate::spec::Norm;
 use tch::{Device, Kind, Tensor};
 
@@ -419,31 +419,20 @@ pub fn square(
     p: &SquareParams,
     seed: u64,
 ) -> Tensor {
-    let mut adv = x.shallow_clone();
     if x.size()[0] == 0 {
-        return adv;
+        return x.shallow_clone();
     }
-    let mut robust = correct(model, x, y);
-    for restart in 0..p.restarts {
-        let idx = robust.nonzero().squeeze_dim(1);
-        if idx.size()[0] == 0 {
-            break;
-        }
+    on_robust_points(x, correct(model, x, y), 0..p.restarts, |restart, idx| {
         let (xs, ys, es) = (
-            x.index_select(0, &idx),
-            y.index_select(0, &idx),
-            eps.index_select(0, &idx),
+            x.index_select(0, idx),
+            y.index_select(0, idx),
+            eps.index_select(0, idx),
         );
         let run = single_run(model, &xs, &ys, &es, p, seed, restart);
         let fooled = correct(model, &run.x_best, &ys).logical_not();
-        let hit = fooled.nonzero().squeeze_dim(1);
-        if hit.size()[0] > 0 {
-            let global = idx.index_select(0, &hit);
-            robust = robust.index_fill(0, &global, 0);
-            adv = adv.index_copy(0, &global, &run.x_best.index_select(0, &hit));
-        }
-    }
-    adv
+        (run.x_best, fooled)
+    })
+    .0
 }
 
 #[cfg(test)]
