@@ -325,6 +325,14 @@ pub(crate) fn projection_linf(points: &Tensor, w: &Tensor, b: &Tensor) -> Tensor
     d * nz
 }
 
+/// The gap `c = w·t − b` of each row with the plane oriented so that `c ≥ 0` (`w` and `c` flipped
+/// where the point lies on the negative side), as the ℓ2 and ℓ1 projections start.
+fn signed_gap(t: &Tensor, w: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
+    let c = rowsum(&(w * t)) - b;
+    let sign = c.ge(0.0).to_kind(t.kind()) * 2.0 - 1.0;
+    (&c * &sign, w * sign.unsqueeze(1))
+}
+
 /// `fab_projections.projection_l2`: per row, the step of least ℓ2 norm onto
 /// `{z : w·z = b} ∩ [0,1]^D`. The solution is `d(μ)_i = clip(−μ w_i)` to the box for the μ reaching
 /// the plane; the breakpoints where coordinates hit the box are sorted and the segment holding μ
@@ -334,10 +342,7 @@ pub(crate) fn projection_l2(points: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
     let t = points;
     let (m, dd) = (t.size()[0], t.size()[1]);
     let k = t.kind();
-    let c = rowsum(&(w * t)) - b;
-    let ind2 = c.ge(0.0).to_kind(k) * 2.0 - 1.0;
-    let w = w * ind2.unsqueeze(1);
-    let c = &c * &ind2;
+    let (c, w) = signed_gap(t, w, b);
     let r = (t / &w).max_other(&((t - 1.0) / &w)).clamp(-1e12, 1e12);
     let r = r.masked_fill(&w.abs().lt(1e-8), 1e12);
     let r = (-&r).where_self(&r.eq(-1e12), &r);
@@ -390,10 +395,7 @@ pub(crate) fn projection_l1(points: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
     let t = points;
     let (m, dd) = (t.size()[0], t.size()[1]);
     let k = t.kind();
-    let c = rowsum(&(w * t)) - b;
-    let ind2 = c.ge(0.0).to_kind(k) * 2.0 - 1.0;
-    let w = w * ind2.unsqueeze(1);
-    let c = &c * &ind2;
+    let (c, w) = signed_gap(t, w, b);
     let r = w.reciprocal().abs().clamp_max(1e12);
     let indr = r.argsort(1, false);
     let indr_rev = indr.argsort(1, false);
