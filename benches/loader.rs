@@ -67,6 +67,8 @@ fn step_rate(preset: &str, res: i64, batch: i64, device: Device, reps: usize) ->
             weight_decay: Real(0.01),
             momentum: Real(0.9),
             betas: (Real(0.9), Real(0.999)),
+            nesterov: false,
+            no_decay_1d: false,
         },
         &net.vs,
     );

@@ -203,18 +203,16 @@ impl Plan {
                     }
                 } else {
                     for (tname, t) in &s.training {
-                        let attack = t.attack.as_ref().and_then(|a| {
-                            AttackConfig::resolve("pgd", a, attacks::Use::Training).ok()
-                        });
+                        let attack = t
+                            .attack
+                            .as_ref()
+                            .filter(|_| t.method != spec::TrainMethod::Standard)
+                            .and_then(|a| crate::train::inner_attack(t.method, a).ok());
                         let tp = TrainParams {
                             model: mp.clone(),
                             io,
                             method: t.method,
-                            attack: if t.method == spec::TrainMethod::PgdAt {
-                                attack
-                            } else {
-                                None
-                            },
+                            attack,
                             attack_mode: t.attack_mode,
                             epochs: t.epochs,
                             batch_size: t.batch_size,
@@ -226,6 +224,13 @@ impl Plan {
                                 .filter_map(|a| crate::augment::Augment::from_yaml(a).ok())
                                 .collect(),
                             seed: s.seed,
+                            beta: (t.method == spec::TrainMethod::Trades)
+                                .then(|| t.beta.map_or(crate::train::TRADES_BETA, |b| b.get())),
+                            label_smoothing: t
+                                .label_smoothing
+                                .map(|v| v.get())
+                                .filter(|&v| v > 0.0),
+                            grad_clip: t.grad_clip.map(|v| v.get()),
                         };
                         let ix = add(
                             &mut graph,

@@ -87,6 +87,11 @@ pub enum TrainMethod {
     Standard,
     /// Madry et al. 2018: minimise the loss on adversarial examples only.
     PgdAt,
+    /// Zhang et al. 2019: clean cross-entropy + β · KL(f(x) ‖ f(x′)), x′ maximising the KL term.
+    Trades,
+    /// Wong et al. 2020 ("fast is better than free"): PGD-AT with one FGSM step of 1.25ε from a
+    /// uniform random start.
+    FastAt,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +114,12 @@ pub struct TrainingSpec {
     /// `[random_crop: {padding: 4}, hflip, autoaugment: cifar10]`.
     #[serde(default)]
     pub augment: Vec<serde_yaml::Value>,
+    /// TRADES' β (weight of the KL term; 6 in Zhang et al.). Only with `method: trades`.
+    pub beta: Option<Real>,
+    /// Label smoothing of the training cross-entropy (0 = none).
+    pub label_smoothing: Option<Real>,
+    /// Clip the global gradient ℓ2 norm to this value before each step.
+    pub grad_clip: Option<Real>,
 }
 
 fn default_method() -> TrainMethod {
@@ -148,6 +159,13 @@ pub struct OptimizerSpec {
     /// AdamW betas.
     #[serde(default = "default_betas")]
     pub betas: (Real, Real),
+    /// SGD with Nesterov momentum.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nesterov: bool,
+    /// Exempt biases and normalisation parameters (every tensor with ≤ 1 dimension, as timm's
+    /// `param_groups_weight_decay`) from weight decay.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_decay_1d: bool,
 }
 
 fn zero() -> Real {
@@ -165,6 +183,11 @@ fn default_betas() -> (Real, Real) {
 pub enum ScheduleName {
     Constant,
     Cosine,
+    /// Multiply by `gamma` at each epoch in `milestones`.
+    Multistep,
+    /// PyTorch's `OneCycleLR` (cosine): from lr/25 up to lr over the first `pct_start` of the
+    /// steps, then down to lr/(25·10⁴).
+    Onecycle,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -178,6 +201,15 @@ pub struct ScheduleSpec {
     /// Learning-rate floor the cosine decays to.
     #[serde(default = "zero")]
     pub min_lr: Real,
+    /// `multistep`: epochs at which the rate is multiplied by `gamma`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub milestones: Vec<usize>,
+    /// `multistep`: the factor (0.1 if unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<Real>,
+    /// `onecycle`: the fraction of steps spent increasing the rate (0.3 if unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pct_start: Option<Real>,
 }
 
 fn default_schedule() -> ScheduleName {
@@ -190,6 +222,9 @@ impl Default for ScheduleSpec {
             name: ScheduleName::Constant,
             warmup_epochs: 0,
             min_lr: Real(0.0),
+            milestones: Vec::new(),
+            gamma: None,
+            pct_start: None,
         }
     }
 }
@@ -604,10 +639,117 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
                 "is longer than `epochs`",
             ));
         }
+        let field = |f: &str| Problem::new(&[base[0], base[1], f], "");
+        let check = |name: &'static str, v: Option<Real>, ok: fn(f64) -> bool, what: &str| {
+            v.filter(|v| !ok(v.get())).map(|v| {
+                let mut p = field(name);
+                p.message = format!("{} {what}", v.get());
+                p
+            })
+        };
+        out.extend(check(
+            "label_smoothing",
+            t.label_smoothing,
+            |v| (0.0..1.0).contains(&v),
+            "is not in [0, 1)",
+        ));
+        out.extend(check(
+            "grad_clip",
+            t.grad_clip,
+            |v| v > 0.0 && v.is_finite(),
+            "must be a positive number",
+        ));
+        out.extend(check(
+            "beta",
+            t.beta,
+            |v| v >= 0.0 && v.is_finite(),
+            "must be a finite number ≥ 0",
+        ));
+        if t.beta.is_some() && t.method != TrainMethod::Trades {
+            out.push(
+                Problem::new(
+                    &[base[0], base[1], "beta"],
+                    "applies to `method: trades` only",
+                )
+                .hint("remove it"),
+            );
+        }
+        let sched = &t.schedule;
+        let sched_field =
+            |f: &str, msg: &str| Problem::new(&[base[0], base[1], "schedule", f], msg);
+        if !sched.milestones.is_empty() || sched.gamma.is_some() {
+            if sched.name != ScheduleName::Multistep {
+                out.push(
+                    sched_field(
+                        if sched.gamma.is_some() {
+                            "gamma"
+                        } else {
+                            "milestones"
+                        },
+                        "applies to `name: multistep` only",
+                    )
+                    .hint("remove it or set `name: multistep`"),
+                );
+            }
+        }
+        if sched.name == ScheduleName::Multistep && sched.milestones.is_empty() {
+            out.push(
+                sched_field(
+                    "milestones",
+                    "`multistep` needs the epochs at which to decay",
+                )
+                .hint("e.g. `milestones: [100, 150]`"),
+            );
+        }
+        if sched.milestones.windows(2).any(|w| w[0] >= w[1]) {
+            out.push(sched_field("milestones", "must be increasing"));
+        }
+        out.extend(
+            check(
+                "gamma",
+                sched.gamma,
+                |v| v > 0.0 && v <= 1.0,
+                "is not in (0, 1]",
+            )
+            .map(|mut p| {
+                p.path.insert(2, "schedule".into());
+                p
+            }),
+        );
+        if let Some(p) = sched.pct_start {
+            if sched.name != ScheduleName::Onecycle {
+                out.push(
+                    sched_field("pct_start", "applies to `name: onecycle` only").hint("remove it"),
+                );
+            } else if !(p.get() > 0.0 && p.get() < 1.0) {
+                out.push(sched_field(
+                    "pct_start",
+                    &format!("{} is not in (0, 1)", p.get()),
+                ));
+            }
+        }
+        if sched.name == ScheduleName::Onecycle && sched.warmup_epochs > 0 {
+            out.push(
+                sched_field("warmup_epochs", "`onecycle` has its own warm-up")
+                    .hint("remove it; `pct_start` sets the rise"),
+            );
+        }
+        if t.optimizer.nesterov && t.optimizer.name != OptimizerName::Sgd {
+            out.push(
+                Problem::new(
+                    &[base[0], base[1], "optimizer", "nesterov"],
+                    "applies to `name: sgd` only",
+                )
+                .hint("remove it"),
+            );
+        }
         match (t.method, &t.attack) {
-            (TrainMethod::PgdAt, None) => out.push(
-                Problem::new(&[base[0], base[1]], "method pgd-at needs an `attack`")
-                    .hint("e.g. `attack: {norm: linf, eps: 8/255, steps: 10}`"),
+            (TrainMethod::PgdAt | TrainMethod::Trades | TrainMethod::FastAt, None) => out.push(
+                Problem::new(
+                    &[base[0], base[1]],
+                    "adversarial training needs an `attack`",
+                )
+                .hint("e.g. `attack: {norm: linf, eps: 8/255, steps: 10}`"),
             ),
             (TrainMethod::Standard, Some(_)) => out.push(
                 Problem::new(
@@ -616,19 +758,11 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
                 )
                 .hint("remove it or set `method: pgd-at`"),
             ),
-            (TrainMethod::PgdAt, Some(a)) => {
-                match attacks::AttackConfig::resolve("pgd", a, attacks::Use::Training) {
-                    Ok(attacks::AttackConfig::Pgd { .. })
-                    | Ok(attacks::AttackConfig::Fgsm { .. }) => {}
-                    Ok(_) => out.push(Problem::new(
-                        &[base[0], base[1], "attack"],
-                        "adversarial training needs a perturbing attack (pgd or fgsm)",
-                    )),
-                    Err((field, msg, hint)) => {
-                        let mut p = Problem::new(&[base[0], base[1], "attack", field], msg);
-                        p.hint = hint;
-                        out.push(p);
-                    }
+            (method, Some(a)) => {
+                if let Err((field, msg, hint)) = crate::train::inner_attack(method, a) {
+                    let mut p = Problem::new(&[base[0], base[1], "attack", field], msg);
+                    p.hint = hint;
+                    out.push(p);
                 }
             }
             (TrainMethod::Standard, None) => {}

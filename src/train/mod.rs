@@ -1,22 +1,24 @@
-//! Adversarial training: the epoch loop (standard or PGD-AT), per-epoch checkpoints for resuming,
-//! and per-epoch metrics.
+//! Adversarial training: the epoch loop (standard, PGD-AT, fast AT or TRADES), per-epoch
+//! checkpoints for resuming, and per-epoch metrics.
 pub mod checkpoint;
 pub mod optim;
 pub mod schedule;
+pub mod trades;
 
+use crate::attacks::config::FieldError;
 use crate::attacks::{AttackConfig, Net, Use};
 use crate::augment::Augment;
 use crate::data::loader::{HostData, Loader};
 use crate::data::prepared::Prepared;
 use crate::models::{ModelIo, ModelParams, Network};
 use crate::progress::StageProgress;
-use crate::spec::{ModelMode, OptimizerSpec, ScheduleSpec, TrainMethod};
+use crate::spec::{AttackSpec, ModelMode, Norm, OptimizerSpec, Real, ScheduleSpec, TrainMethod};
 use anyhow::{bail, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
 /// Canonical training parameters (part of the train stage's key).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -34,6 +36,106 @@ pub struct TrainParams {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub augment: Vec<Augment>,
     pub seed: u64,
+    /// TRADES' β.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beta: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_smoothing: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_clip: Option<f64>,
+}
+
+/// TRADES' β when the spec leaves it unset (Zhang et al.'s CIFAR-10 setting).
+pub const TRADES_BETA: f64 = 6.0;
+
+/// The inner attack of an adversarial training method, resolved from the spec's `attack:` (a PGD
+/// configuration): fast AT fills one step of 1.25ε from a random start (Wong et al. 2020); TRADES
+/// uses norm, ε, steps and step size only.
+pub fn inner_attack(method: TrainMethod, a: &AttackSpec) -> Result<AttackConfig, FieldError> {
+    let mut a = a.clone();
+    let err = |f: &'static str, m: &str, h: &str| Err((f, m.to_string(), Some(h.to_string())));
+    match method {
+        TrainMethod::FastAt => {
+            if a.steps.is_some_and(|s| s != 1) {
+                return err(
+                    "steps",
+                    "fast AT takes one step",
+                    "remove it, or use `method: pgd-at`",
+                );
+            }
+            if a.random_start == Some(false) {
+                return err(
+                    "random_start",
+                    "fast AT starts at a random point",
+                    "remove it",
+                );
+            }
+            if a.norm.is_some_and(|n| n != Norm::Linf) {
+                return err(
+                    "norm",
+                    "fast AT is an ℓ∞ method",
+                    "use `method: pgd-at` for ℓ2/ℓ1",
+                );
+            }
+            a.steps = Some(1);
+            if a.step_size.is_none() {
+                a.step_size = a.eps.map(|e| Real(1.25 * e.get()));
+            }
+        }
+        TrainMethod::Trades => {
+            for (f, set) in [
+                ("loss", a.loss.is_some()),
+                ("restarts", a.restarts.is_some()),
+                ("random_start", a.random_start.is_some()),
+            ] {
+                if set {
+                    return err(
+                        f,
+                        "does not apply to TRADES (KL loss, one run from x + 0.001·N(0, I))",
+                        "remove it",
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+    match AttackConfig::resolve("pgd", &a, Use::Training)? {
+        c @ (AttackConfig::Pgd { .. } | AttackConfig::Fgsm { .. }) => Ok(c),
+        _ => err(
+            "type",
+            "adversarial training needs a perturbing attack",
+            "use a `pgd` configuration",
+        ),
+    }
+}
+
+/// Mean cross-entropy with label smoothing `smoothing` (0: plain).
+pub fn cross_entropy(logits: &Tensor, y: &Tensor, smoothing: f64) -> Tensor {
+    logits.cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Mean, -100, smoothing)
+}
+
+/// Scales the gradients so their global ℓ2 norm is at most `max` (`clip_grad_norm_`: factor
+/// max/(norm + 1e-6) when below 1). Returns the norm before clipping.
+pub fn clip_grad_norm(params: &[Tensor], max: f64) -> f64 {
+    let grads: Vec<Tensor> = params
+        .iter()
+        .map(|p| p.grad())
+        .filter(|g| g.defined())
+        .collect();
+    let total = grads
+        .iter()
+        .map(|g| f64::try_from(g.square().sum(Kind::Float)).unwrap_or(f64::NAN))
+        .sum::<f64>()
+        .sqrt();
+    let coef = max / (total + 1e-6);
+    if coef < 1.0 {
+        tch::no_grad(|| {
+            for mut g in grads {
+                let _ = g.g_mul_scalar_(coef);
+            }
+        });
+    }
+    total
 }
 
 /// Batches assembled ahead of the training step (host memory: a few batches).
@@ -43,9 +145,9 @@ const PREFETCH: usize = 3;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EpochRecord {
     pub epoch: usize,
-    /// Mean training loss (on adversarial inputs for PGD-AT).
+    /// Mean training loss (on adversarial inputs for PGD-AT and fast AT; TRADES' combined loss).
     pub loss: f64,
-    /// Accuracy on the inputs trained on (adversarial for PGD-AT).
+    /// Accuracy on the inputs trained on (adversarial for PGD-AT and fast AT, clean for TRADES).
     pub train_accuracy: f64,
     /// Learning rate at the epoch's last batch.
     pub lr: f64,
@@ -115,25 +217,33 @@ pub fn train(
             );
             opt.lr = lr;
             let (x, y) = batch.to_device(device);
-            let x = match (p.method, &p.attack) {
-                (TrainMethod::PgdAt, Some(a)) => {
-                    let seed = crate::rng::derive(p.seed, &[2, epoch as u64, b as u64]);
-                    a.perturb(
-                        &Net {
-                            net: &net,
-                            train: p.attack_mode == ModelMode::Train,
-                        },
-                        &x,
-                        &y,
-                        seed,
-                        Use::Training,
-                    )
-                    .detach()
-                }
-                _ => x,
+            let seed = crate::rng::derive(p.seed, &[2, epoch as u64, b as u64]);
+            let attacker = Net {
+                net: &net,
+                train: p.attack_mode == ModelMode::Train,
             };
-            let logits = net.forward_t(&x, true);
-            let loss = logits.cross_entropy_for_logits(&y);
+            let smoothing = p.label_smoothing.unwrap_or(0.0);
+            let (logits, loss) = match (p.method, &p.attack) {
+                (TrainMethod::Trades, Some(a)) => {
+                    let adv = trades::adversarial(&attacker, &x, a, seed).detach();
+                    let clean = net.forward_t(&x, true);
+                    let robust = net.forward_t(&adv, true);
+                    let beta = p.beta.unwrap_or(TRADES_BETA);
+                    let loss = trades::loss(&clean, &robust, &y, beta, smoothing);
+                    (clean, loss)
+                }
+                (TrainMethod::PgdAt | TrainMethod::FastAt, Some(a)) => {
+                    let adv = a.perturb(&attacker, &x, &y, seed, Use::Training).detach();
+                    let logits = net.forward_t(&adv, true);
+                    let loss = cross_entropy(&logits, &y, smoothing);
+                    (logits, loss)
+                }
+                _ => {
+                    let logits = net.forward_t(&x, true);
+                    let loss = cross_entropy(&logits, &y, smoothing);
+                    (logits, loss)
+                }
+            };
             let loss_v = f64::try_from(&loss)?;
             tracing::debug!(epoch, batch = b, loss = loss_v, lr, "batch");
             if !loss_v.is_finite() {
@@ -141,6 +251,9 @@ pub fn train(
             }
             opt.zero_grad();
             loss.backward();
+            if let Some(max) = p.grad_clip {
+                clip_grad_norm(&opt.parameters(), max);
+            }
             opt.step();
             loss_sum += loss_v * batch.len() as f64;
             correct += i64::try_from(logits.argmax(1, false).eq_tensor(&y).sum(Kind::Int64))?;

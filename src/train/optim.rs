@@ -35,6 +35,11 @@ impl Optimizer {
         }
     }
 
+    /// The parameters updated, in a fixed order.
+    pub fn parameters(&self) -> Vec<Tensor> {
+        self.params.iter().map(|(_, p)| p.shallow_clone()).collect()
+    }
+
     pub fn zero_grad(&mut self) {
         for (_, p) in &self.params {
             let mut g = p.grad();
@@ -48,7 +53,6 @@ impl Optimizer {
     pub fn step(&mut self) {
         self.step += 1;
         let lr = self.lr;
-        let wd = self.spec.weight_decay.get();
         let t = self.step as i32;
         tch::no_grad(|| {
             for (i, (_, p)) in self.params.iter_mut().enumerate() {
@@ -56,6 +60,11 @@ impl Optimizer {
                 if !g.defined() {
                     continue;
                 }
+                let wd = if self.spec.no_decay_1d && p.dim() <= 1 {
+                    0.0
+                } else {
+                    self.spec.weight_decay.get()
+                };
                 match self.spec.name {
                     OptimizerName::Adamw => {
                         let (b1, b2) = (self.spec.betas.0.get(), self.spec.betas.1.get());
@@ -69,7 +78,8 @@ impl Optimizer {
                         let _ = p.g_add_(&(&self.m[i] / denom * (-lr / bc1)));
                     }
                     OptimizerName::Sgd => {
-                        // torch.optim.SGD (dampening 0, no Nesterov): buf = μ·buf + g (buf₁ = g).
+                        // torch.optim.SGD (dampening 0): buf = μ·buf + g (buf₁ = g); the step
+                        // is buf, or g + μ·buf with Nesterov.
                         let g = if wd != 0.0 { &g + &*p * wd } else { g };
                         let mu = self.spec.momentum.get();
                         let buf = if self.step == 1 || mu == 0.0 {
@@ -78,7 +88,12 @@ impl Optimizer {
                             &self.m[i] * mu + &g
                         };
                         self.m[i] = buf;
-                        let _ = p.g_add_(&(&self.m[i] * -lr));
+                        let d = if self.spec.nesterov && mu != 0.0 {
+                            &g + &self.m[i] * mu
+                        } else {
+                            self.m[i].shallow_clone()
+                        };
+                        let _ = p.g_add_(&(d * -lr));
                     }
                 }
             }
@@ -128,6 +143,8 @@ mod tests {
             weight_decay: Real(wd),
             momentum: Real(0.9),
             betas: (Real(0.9), Real(0.999)),
+            nesterov: false,
+            no_decay_1d: false,
         }
     }
 
@@ -171,5 +188,38 @@ mod tests {
         run(&mut opt, &w, &[1.0, 1.0]);
         // buf1 = 1 → w = 0.9; buf2 = 0.9 + 1 = 1.9 → w = 0.9 − 0.19 = 0.71.
         assert!((f64::try_from(&w).unwrap() - 0.71).abs() < 1e-6);
+        // Nesterov: step g + μ·buf: 1 + 0.9 = 1.9 → w = 0.81; buf2 = 1.9, step 1 + 1.71 = 2.71 →
+        // w = 0.81 − 0.271 = 0.539.
+        let (vs, w) = one_param(1.0);
+        let mut opt = Optimizer::new(
+            &OptimizerSpec {
+                nesterov: true,
+                ..spec(OptimizerName::Sgd, 0.0)
+            },
+            &vs,
+        );
+        run(&mut opt, &w, &[1.0, 1.0]);
+        assert!((f64::try_from(&w).unwrap() - 0.539).abs() < 1e-6);
+    }
+
+    #[test]
+    fn one_dimensional_parameters_can_skip_weight_decay() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let w = vs.root().var("w", &[1, 1], nn::Init::Const(1.0));
+        let b = vs.root().var("b", &[1], nn::Init::Const(1.0));
+        let mut opt = Optimizer::new(
+            &OptimizerSpec {
+                no_decay_1d: true,
+                momentum: Real(0.0),
+                ..spec(OptimizerName::Sgd, 0.5)
+            },
+            &vs,
+        );
+        opt.zero_grad();
+        ((&w + &b) * 0.0).sum(Kind::Float).backward();
+        opt.step();
+        // Zero loss gradient: only decay moves w (1 − 0.1·0.5); b is exempt.
+        assert!((f64::try_from(&w.view([-1])).unwrap() - 0.95).abs() < 1e-6);
+        assert_eq!(f64::try_from(&b).unwrap(), 1.0);
     }
 }
