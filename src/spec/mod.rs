@@ -677,20 +677,18 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
         let sched = &t.schedule;
         let sched_field =
             |f: &str, msg: &str| Problem::new(&[base[0], base[1], "schedule", f], msg);
-        if !sched.milestones.is_empty() || sched.gamma.is_some() {
-            if sched.name != ScheduleName::Multistep {
-                out.push(
-                    sched_field(
-                        if sched.gamma.is_some() {
-                            "gamma"
-                        } else {
-                            "milestones"
-                        },
-                        "applies to `name: multistep` only",
-                    )
+        if (!sched.milestones.is_empty() || sched.gamma.is_some())
+            && sched.name != ScheduleName::Multistep
+        {
+            let f = if sched.gamma.is_some() {
+                "gamma"
+            } else {
+                "milestones"
+            };
+            out.push(
+                sched_field(f, "applies to `name: multistep` only")
                     .hint("remove it or set `name: multistep`"),
-                );
-            }
+            );
         }
         if sched.name == ScheduleName::Multistep && sched.milestones.is_empty() {
             out.push(
