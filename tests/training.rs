@@ -4,7 +4,7 @@
 //! multistep, label smoothing, gradient clipping) run through a pipeline; bad method settings are
 //! rejected naming the field.
 mod common;
-use common::{stderr, Project};
+use common::{entry_dir, stderr, Project};
 use std::collections::BTreeMap;
 
 const SPEC: &str = r#"name: at
@@ -83,6 +83,40 @@ fn adversarial_training_methods_beat_standard_training_under_attack() {
         );
         assert!(get(tr, "clean") > 50.0, "{tr} did not learn: {t:?}");
     }
+    // Monitoring (on by default): per-epoch accuracies on fixed train/test subsets, and the best
+    // epoch by test robust accuracy kept as model_best.safetensors.
+    let dir = entry_dir(&p, "at.yaml", "train/digits/resnet18/pgd");
+    let history: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(dir.join("history.json")).unwrap()).unwrap();
+    assert_eq!(history.len(), 4);
+    let robust: Vec<f64> = history
+        .iter()
+        .map(|r| {
+            r["test_robust_accuracy"]
+                .as_f64()
+                .expect("monitored every epoch")
+        })
+        .collect();
+    for r in &history {
+        for k in [
+            "train_clean_accuracy",
+            "train_robust_accuracy",
+            "test_clean_accuracy",
+        ] {
+            let v = r[k].as_f64().unwrap_or(-1.0);
+            assert!((0.0..=1.0).contains(&v), "{k}: {r}");
+        }
+    }
+    let best = (0..4).fold(0, |b, i| if robust[i] > robust[b] { i } else { b });
+    let meta = std::fs::read_to_string(dir.join("meta.json")).unwrap();
+    assert!(
+        meta.contains(&format!("\"best_epoch\": {}", best + 1))
+            || meta.contains(&format!("\"best_epoch\":{}", best + 1)),
+        "best epoch {} of {robust:?} not in {meta}",
+        best + 1
+    );
+    assert!(dir.join("model_best.safetensors").exists());
+    println!("pgd-at test robust accuracy per epoch: {robust:?}");
     let std = get("std", "pgd");
     for tr in ["pgd", "trades", "fast"] {
         assert!(

@@ -208,6 +208,7 @@ impl Plan {
                             .as_ref()
                             .filter(|_| t.method != spec::TrainMethod::Standard)
                             .and_then(|a| crate::train::inner_attack(t.method, a).ok());
+                        let monitor = monitor(t, attack.as_ref());
                         let tp = TrainParams {
                             model: mp.clone(),
                             io,
@@ -231,6 +232,7 @@ impl Plan {
                                 .map(|v| v.get())
                                 .filter(|&v| v > 0.0),
                             grad_clip: t.grad_clip.map(|v| v.get()),
+                            monitor,
                         };
                         let ix = add(
                             &mut graph,
@@ -365,6 +367,34 @@ impl Plan {
     pub fn report(&self) -> Option<NodeIndex> {
         self.find("report")
     }
+}
+
+/// The per-epoch monitor of a training entry: on by default (256 points per split, the training
+/// attack, best by test robust accuracy or, without an attack, test clean accuracy); `n: 0` is off.
+fn monitor(
+    t: &spec::TrainingSpec,
+    train_attack: Option<&AttackConfig>,
+) -> Option<crate::train::Monitor> {
+    let m = t.monitor.as_ref();
+    let n = m.map_or(spec::default_monitor_n(), |m| m.n);
+    if n == 0 {
+        return None;
+    }
+    let attack = match m.and_then(|m| m.attack.as_ref()) {
+        Some(a) => {
+            AttackConfig::resolve(&attacks::kind_for("pgd", a), a, attacks::Use::Evaluation).ok()
+        }
+        None => train_attack.cloned(),
+    };
+    let best_by = m.and_then(|m| m.best_by.clone()).unwrap_or_else(|| {
+        if attack.is_some() {
+            "test_robust_accuracy"
+        } else {
+            "test_clean_accuracy"
+        }
+        .to_string()
+    });
+    Some(crate::train::Monitor { n, attack, best_by })
 }
 
 #[cfg(test)]

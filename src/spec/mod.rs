@@ -120,6 +120,27 @@ pub struct TrainingSpec {
     pub label_smoothing: Option<Real>,
     /// Clip the global gradient ℓ2 norm to this value before each step.
     pub grad_clip: Option<Real>,
+    /// Per-epoch accuracies on fixed train and test subsets, and the best checkpoint.
+    pub monitor: Option<MonitorSpec>,
+}
+
+/// What is measured after every epoch (robust-overfitting curves) and which epoch is "best".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorSpec {
+    /// Points of the training split and of the test split evaluated (0 turns monitoring off).
+    #[serde(default = "default_monitor_n")]
+    pub n: usize,
+    /// Attack for the robust accuracies (default: the training attack).
+    pub attack: Option<AttackSpec>,
+    /// The metric whose maximum picks the best checkpoint: `test_robust_accuracy` (default with an
+    /// attack), `test_clean_accuracy` (default without), `train_robust_accuracy`,
+    /// `train_clean_accuracy`.
+    pub best_by: Option<String>,
+}
+
+pub fn default_monitor_n() -> usize {
+    256
 }
 
 fn default_method() -> TrainMethod {
@@ -740,6 +761,32 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
                 )
                 .hint("remove it"),
             );
+        }
+        if let Some(m) = &t.monitor {
+            let mon = |f: &str| Problem::new(&[base[0], base[1], "monitor", f], "");
+            if let Some(a) = &m.attack {
+                if let Err((field, msg, hint)) = attacks::AttackConfig::resolve(
+                    &attacks::kind_for("pgd", a),
+                    a,
+                    attacks::Use::Evaluation,
+                ) {
+                    let mut p = Problem::new(&[base[0], base[1], "monitor", "attack", field], msg);
+                    p.hint = hint;
+                    out.push(p);
+                }
+            }
+            if let Some(b) = &m.best_by {
+                let has_attack = m.attack.is_some() || t.method != TrainMethod::Standard;
+                if !crate::train::METRICS.contains(&b.as_str()) {
+                    let mut p = mon("best_by");
+                    p.message = format!("unknown metric `{b}`");
+                    out.push(p.hint(format!("use one of {}", crate::train::METRICS.join(", "))));
+                } else if b.contains("robust") && !has_attack {
+                    let mut p = mon("best_by");
+                    p.message = format!("`{b}` needs an attack; standard training has none");
+                    out.push(p.hint("set `monitor.attack`, or pick a clean metric"));
+                }
+            }
         }
         match (t.method, &t.attack) {
             (TrainMethod::PgdAt | TrainMethod::Trades | TrainMethod::FastAt, None) => out.push(

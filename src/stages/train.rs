@@ -12,6 +12,8 @@ use tch::Device;
 pub const WEIGHTS: &str = "model.safetensors";
 pub const MODEL_INFO: &str = "model.json";
 pub const HISTORY: &str = "history.json";
+/// Weights of the best epoch by `monitor.best_by` (when monitoring is on).
+pub const BEST_WEIGHTS: &str = "model_best.safetensors";
 
 pub struct Train {
     pub params: TrainParams,
@@ -75,10 +77,31 @@ impl Stage for Train {
         write_json(&cx.out.join(MODEL_INFO), &info)?;
         write_json(&cx.out.join(HISTORY), &history)?;
         let last = history.last();
-        Ok(json!({
+        let mut summary = json!({
             "num_parameters": info.num_parameters,
             "final_loss": last.map(|h| h.loss),
             "final_train_accuracy": last.map(|h| h.train_accuracy),
-        }))
+        });
+        if let Some(m) = &self.params.monitor {
+            let best = history
+                .iter()
+                .filter_map(|r| r.metric(&m.best_by).map(|v| (r.epoch, v)))
+                .fold(None, |b: Option<(usize, f64)>, (e, v)| match b {
+                    Some((_, bv)) if bv >= v => b,
+                    _ => Some((e, v)),
+                });
+            let best_file = cx.checkpoints.join(train::BEST);
+            if best_file.exists() {
+                std::fs::copy(&best_file, cx.out.join(BEST_WEIGHTS))
+                    .context("copying the best checkpoint")?;
+            }
+            summary["best_by"] = json!(m.best_by);
+            summary["best_epoch"] = json!(best.map(|b| b.0));
+            summary["best_value"] = json!(best.map(|b| b.1));
+            summary["final_test_robust_accuracy"] =
+                json!(last.and_then(|h| h.test_robust_accuracy));
+            summary["final_test_clean_accuracy"] = json!(last.and_then(|h| h.test_clean_accuracy));
+        }
+        Ok(summary)
     }
 }

@@ -43,7 +43,31 @@ pub struct TrainParams {
     pub label_smoothing: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grad_clip: Option<f64>,
+    /// Per-epoch evaluation and best-checkpoint selection (none: off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<Monitor>,
 }
+
+/// Accuracies measured after every epoch on `n` fixed points of the training split and of the
+/// test split, clean and (with an attack) robust; the epoch maximising `best_by` is kept as the
+/// best checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Monitor {
+    pub n: usize,
+    pub attack: Option<AttackConfig>,
+    pub best_by: String,
+}
+
+/// Metrics `monitor.best_by` may name.
+pub const METRICS: [&str; 4] = [
+    "test_robust_accuracy",
+    "test_clean_accuracy",
+    "train_robust_accuracy",
+    "train_clean_accuracy",
+];
+
+/// Weights of the best epoch, kept next to the epoch checkpoints.
+pub const BEST: &str = "best.safetensors";
 
 /// TRADES' β when the spec leaves it unset (Zhang et al.'s CIFAR-10 setting).
 pub const TRADES_BETA: f64 = 6.0;
@@ -151,6 +175,73 @@ pub struct EpochRecord {
     pub train_accuracy: f64,
     /// Learning rate at the epoch's last batch.
     pub lr: f64,
+    /// Monitored accuracies (fixed subsets, model in eval mode), when monitoring is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_clean_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_robust_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_clean_accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_robust_accuracy: Option<f64>,
+}
+
+impl EpochRecord {
+    /// The value of a monitored metric (one of [`METRICS`]).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        match name {
+            "test_robust_accuracy" => self.test_robust_accuracy,
+            "test_clean_accuracy" => self.test_clean_accuracy,
+            "train_robust_accuracy" => self.train_robust_accuracy,
+            "train_clean_accuracy" => self.train_clean_accuracy,
+            _ => None,
+        }
+    }
+}
+
+/// Clean and robust accuracy of `net` (eval mode) on uint8 images `x`, in batches of 256; the
+/// attack's draws are seeded by `seed` and the batch, so every epoch sees the same ones.
+fn accuracies(
+    net: &Network,
+    x: &Tensor,
+    y: &Tensor,
+    attack: Option<&AttackConfig>,
+    device: Device,
+    seed: u64,
+) -> (Option<f64>, Option<f64>) {
+    let model = Net { net, train: false };
+    let n = x.size()[0];
+    let (mut clean, mut robust) = (0i64, 0i64);
+    for (b, lo) in (0..n).step_by(256).enumerate() {
+        let len = 256.min(n - lo);
+        let xb = x.narrow(0, lo, len).to_device(device).to_kind(Kind::Float) / 255.0;
+        let yb = y.narrow(0, lo, len).to_device(device);
+        let ok = crate::attacks::correct(&model, &xb, &yb);
+        clean += i64::try_from(ok.sum(Kind::Int64)).unwrap_or(0);
+        if let Some(a) = attack {
+            let idx = ok.nonzero().squeeze_dim(1);
+            if idx.size()[0] > 0 {
+                let (xs, ys) = (xb.index_select(0, &idx), yb.index_select(0, &idx));
+                let s = crate::rng::derive(seed, &[b as u64]);
+                let adv = a.perturb(&model, &xs, &ys, s, Use::Evaluation);
+                let still = crate::attacks::correct(&model, &adv, &ys);
+                robust += i64::try_from(still.sum(Kind::Int64)).unwrap_or(0);
+            }
+        }
+    }
+    let frac = |k: i64| k as f64 / n.max(1) as f64;
+    (Some(frac(clean)), attack.map(|_| frac(robust)))
+}
+
+/// `n` points of a split drawn once (seeded), the same every epoch.
+fn subset(x: &Tensor, y: &Tensor, n: usize, seed: u64) -> (Tensor, Tensor) {
+    let total = x.size()[0] as usize;
+    let mut idx: Vec<i64> = (0..total as i64).collect();
+    idx.shuffle(&mut rand_pcg::Pcg64::seed_from_u64(seed));
+    idx.truncate(n.min(total));
+    idx.sort_unstable();
+    let idx = Tensor::from_slice(&idx);
+    (x.index_select(0, &idx), y.index_select(0, &idx))
 }
 
 /// Hook called after each epoch's checkpoint is safely on disk.
@@ -268,12 +359,52 @@ pub fn train(
         if !finite {
             bail!("training diverged: weights became NaN/inf in epoch {} (lr {:.3e}); lower optimizer.lr", epoch + 1, opt.lr);
         }
-        let rec = EpochRecord {
+        let mut rec = EpochRecord {
             epoch: epoch + 1,
             loss: loss_sum / seen as f64,
             train_accuracy: correct as f64 / seen as f64,
             lr: opt.lr,
+            train_clean_accuracy: None,
+            train_robust_accuracy: None,
+            test_clean_accuracy: None,
+            test_robust_accuracy: None,
         };
+        if let Some(m) = &p.monitor {
+            progress.phase(format!("epoch {}/{}: monitor", epoch + 1, p.epochs), 1);
+            let seed = crate::rng::derive(p.seed, &[4]);
+            let a = m.attack.as_ref();
+            let (tx, ty) = subset(
+                &data.train_x,
+                &data.train_y,
+                m.n,
+                crate::rng::derive(p.seed, &[5]),
+            );
+            let (vx, vy) = subset(
+                &data.test_x,
+                &data.test_y,
+                m.n,
+                crate::rng::derive(p.seed, &[6]),
+            );
+            (rec.train_clean_accuracy, rec.train_robust_accuracy) =
+                accuracies(&net, &tx, &ty, a, device, seed);
+            (rec.test_clean_accuracy, rec.test_robust_accuracy) =
+                accuracies(&net, &vx, &vy, a, device, seed);
+            let value = rec.metric(&m.best_by);
+            let previous = history
+                .iter()
+                .filter_map(|r| r.metric(&m.best_by))
+                .fold(f64::NEG_INFINITY, f64::max);
+            if value.is_some_and(|v| v > previous) {
+                std::fs::create_dir_all(ckpt_dir)?;
+                // Written before the epoch's checkpoint commits; a rerun of the epoch rewrites it.
+                let tmp = tempfile::Builder::new()
+                    .prefix(".partial-best")
+                    .suffix(".safetensors")
+                    .tempfile_in(ckpt_dir)?;
+                net.save(tmp.path())?;
+                tmp.persist(ckpt_dir.join(BEST))?;
+            }
+        }
         history.push(rec.clone());
         checkpoint::save(ckpt_dir, epoch + 1, &net, &opt, &history)?;
         tracing::info!(
