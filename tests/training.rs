@@ -4,7 +4,7 @@
 //! multistep, label smoothing, gradient clipping) run through a pipeline; bad method settings are
 //! rejected naming the field.
 mod common;
-use common::{entry_dir, stderr, Project};
+use common::{entry_dir, stages, stderr, Project};
 use std::collections::BTreeMap;
 
 const SPEC: &str = r#"name: at
@@ -117,6 +117,25 @@ fn adversarial_training_methods_beat_standard_training_under_attack() {
     );
     assert!(dir.join("model_best.safetensors").exists());
     println!("pgd-at test robust accuracy per epoch: {robust:?}");
+    // Evaluating the best checkpoint reuses every trained model: only evaluations and the report
+    // run. PGD-AT's best epoch is its last here, so its numbers are unchanged.
+    p.write(
+        "at.yaml",
+        &SPEC.replace("evaluation:\n", "evaluation:\n  checkpoint: best\n"),
+    );
+    let again = p.ok(&["run", "at.yaml"]);
+    let ran = stages(&again, "ran");
+    assert!(
+        !ran.is_empty() && ran.iter().all(|s| s.starts_with("eval/") || s == "report"),
+        "{ran:?}"
+    );
+    if best == 3 {
+        let t2 = table(&p);
+        assert_eq!(
+            t2[&("pgd".to_string(), "pgd".to_string())],
+            get("pgd", "pgd")
+        );
+    }
     let std = get("std", "pgd");
     for tr in ["pgd", "trades", "fast"] {
         assert!(
@@ -170,4 +189,20 @@ fn bad_training_settings_name_the_field() {
         );
         assert_eq!(p.entries(), 0, "case {i}: nothing may be cached");
     }
+    // The best checkpoint needs monitoring.
+    let spec = SPEC
+        .replace("evaluation:\n", "evaluation:\n  checkpoint: best\n")
+        .replace(
+            "    method: standard\n",
+            "    method: standard\n    monitor: {n: 0}\n",
+        );
+    p.write("bad.yaml", &spec);
+    let out = p.run(&["run", "bad.yaml"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("evaluation.checkpoint"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(p.entries(), 0);
 }

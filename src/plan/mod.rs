@@ -189,6 +189,15 @@ impl Plan {
                 // Trained (or imported) models of this (dataset, model): (training name, stage).
                 let mut trained: Vec<(String, NodeIndex)> = Vec::new();
                 if mp.arch == models::torchscript::TORCHSCRIPT.name {
+                    if s.evaluation.checkpoint == spec::Checkpoint::Best {
+                        problems.push(
+                            Problem::new(
+                                &["evaluation", "checkpoint"],
+                                format!("`best` does not apply to the imported model `{mname}`: it has one set of weights"),
+                            )
+                            .hint("use `checkpoint: last`, or put imported models in their own pipeline"),
+                        );
+                    }
                     match stages::import::Import::plan(&l.path, mname, &mp, io, hashes) {
                         Ok(st) => {
                             let ix = add(
@@ -275,6 +284,7 @@ impl Plan {
                                 limit: s.evaluation.limit,
                                 batch_size: s.evaluation.batch_size,
                                 seed: s.seed,
+                                checkpoint: s.evaluation.checkpoint,
                             };
                             let ix = add(
                                 &mut graph,

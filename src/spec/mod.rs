@@ -345,6 +345,18 @@ pub struct EvaluationSpec {
     pub groups: BTreeMap<String, Vec<String>>,
     #[serde(default = "default_eval_batch")]
     pub batch_size: usize,
+    /// Which weights of a trained model are evaluated: the last epoch's or the best epoch's
+    /// (`training.<name>.monitor.best_by`).
+    #[serde(default)]
+    pub checkpoint: Checkpoint,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Checkpoint {
+    #[default]
+    Last,
+    Best,
 }
 
 fn default_splits() -> Vec<Split> {
@@ -365,6 +377,7 @@ impl Default for EvaluationSpec {
             limit: None,
             groups: BTreeMap::new(),
             batch_size: 256,
+            checkpoint: Checkpoint::Last,
         }
     }
 }
@@ -830,6 +843,21 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
             &["evaluation", "batch_size"],
             "must be at least 1",
         ));
+    }
+    if spec.evaluation.checkpoint == Checkpoint::Best {
+        for (name, t) in &spec.training {
+            if t.monitor.as_ref().is_some_and(|m| m.n == 0) {
+                out.push(
+                    Problem::new(
+                        &["evaluation", "checkpoint"],
+                        format!(
+                            "`best` needs monitoring, but training.{name} has `monitor: {{n: 0}}`"
+                        ),
+                    )
+                    .hint("remove `n: 0` or evaluate `checkpoint: last`"),
+                );
+            }
+        }
     }
     for (name, a) in &spec.evaluation.attacks {
         let kind = attacks::kind_for(name, a);

@@ -21,6 +21,7 @@ pub struct Evaluate {
     pub limit: Option<usize>,
     pub batch_size: usize,
     pub seed: u64,
+    pub checkpoint: crate::spec::Checkpoint,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -60,14 +61,25 @@ impl Stage for Evaluate {
         2
     }
     fn params(&self) -> Value {
-        json!({"attack": self.attack, "split": self.split, "limit": self.limit, "batch_size": self.batch_size, "seed": self.seed})
+        let mut p = json!({"attack": self.attack, "split": self.split, "limit": self.limit, "batch_size": self.batch_size, "seed": self.seed});
+        if self.checkpoint == crate::spec::Checkpoint::Best {
+            p["checkpoint"] = json!("best");
+        }
+        p
     }
     fn uses_device(&self) -> bool {
         true
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let started = std::time::Instant::now();
-        let net = super::train::load_network(&cx.input("model")?.dir, cx.device)?;
+        let net = match self.checkpoint {
+            crate::spec::Checkpoint::Last => {
+                super::train::load_network(&cx.input("model")?.dir, cx.device)?
+            }
+            crate::spec::Checkpoint::Best => {
+                super::train::load_best_network(&cx.input("model")?.dir, cx.device)?
+            }
+        };
         let model = Net {
             net: &net,
             train: false,

@@ -43,6 +43,22 @@ pub fn load_network(dir: &Path, device: Device) -> Result<Network> {
     Ok(net)
 }
 
+/// Loads the best epoch's weights (`model_best.safetensors`) of a train stage's entry.
+pub fn load_best_network(dir: &Path, device: Device) -> Result<Network> {
+    let best = dir.join(BEST_WEIGHTS);
+    if !best.exists() {
+        anyhow::bail!(
+            "{} has no best checkpoint ({BEST_WEIGHTS}): the model was imported or trained without monitoring; set `evaluation.checkpoint: last`",
+            dir.display()
+        );
+    }
+    let info: ModelInfo = serde_json::from_slice(&std::fs::read(dir.join(MODEL_INFO))?)
+        .context("reading model.json")?;
+    let mut net = Network::new(&info.model, &info.io, &info.mean, &info.std, device, 0)?;
+    net.load(&best)?;
+    Ok(net)
+}
+
 impl Stage for Train {
     fn kind(&self) -> &'static str {
         "train"
