@@ -10,7 +10,7 @@
 //! work; per-sample ε; the ℓ1 projection is our exact f64 one (AutoAttack's float32 version
 //! overshoots ε by up to 1e-4); random draws come from our seeded streams, not the global RNG.
 use super::project::{self, col};
-use super::{draw, loss, loss_grad, on_robust_points, select, Model, Reduce};
+use super::{draw, loss, loss_grad, on_robust_points, ranked_class, select, Model, Reduce};
 use crate::spec::Norm;
 use tch::{Kind, Tensor};
 
@@ -378,10 +378,7 @@ pub fn apgd(
             y.index_select(0, idx),
             eps.index_select(0, idx),
         );
-        let target = target_rank.map(|rank| {
-            let (_, order) = clean.index_select(0, idx).sort(1, false);
-            order.select(1, classes - rank)
-        });
+        let target = target_rank.map(|rank| ranked_class(&clean.index_select(0, idx), rank));
         let s = crate::rng::derive(seed, &[round as u64, restart as u64]);
         let res = if p.large_eps {
             large_eps_run(model, &xs, &ys, target.as_ref(), &es, p, s, zero_grads)
@@ -402,7 +399,6 @@ pub fn apgd(
         };
         (res.x_best_adv, res.fooled)
     })
-    .0
 }
 
 /// `decr_eps_pgd`: start from Gaussian noise projected onto the 3ε ball, run 30% of the steps at

@@ -84,7 +84,7 @@ pub fn autoattack(
     let ms = members(norm, eps, version);
     let mut broken_by = Tensor::full([n], -1, (Kind::Int64, x.device()));
     let mut notes = Vec::new();
-    let (adv, _) = on_robust_points(
+    let adv = on_robust_points(
         x,
         correct(model, x, y),
         ms.iter().enumerate(),

@@ -197,7 +197,7 @@ impl AttackConfig {
             "square" => &["norm", "eps", "queries", "p_init", "restarts", "loss"],
             _ => &["norm", "eps", "version"],
         };
-        let set: [(&'static str, bool); 19] = [
+        let set: [(&'static str, bool); 20] = [
             ("norm", a.norm.is_some()),
             ("eps", a.eps.is_some()),
             ("steps", a.steps.is_some()),
@@ -217,6 +217,7 @@ impl AttackConfig {
             ("large_eps", a.large_eps.is_some()),
             ("queries", a.queries.is_some()),
             ("p_init", a.p_init.is_some()),
+            ("version", a.version.is_some()),
         ];
         for (field, is_set) in set {
             if is_set && !allowed.contains(&field) {
@@ -226,13 +227,6 @@ impl AttackConfig {
                     Some("remove it"),
                 ));
             }
-        }
-        if a.version.is_some() && kind != "autoattack" {
-            return Err(err(
-                "version",
-                format!("does not apply to `{kind}`"),
-                Some("remove it"),
-            ));
         }
         if a.curve.is_some() && kind == "clean" {
             return Err(err("curve", "does not apply to `clean`", Some("remove it")));
@@ -521,6 +515,33 @@ impl AttackConfig {
         })
     }
 
+    /// The PGD parameters of a `pgd` configuration (`None` for other attacks); `early_stop` in
+    /// evaluation.
+    pub fn pgd_params(&self, early_stop: bool) -> Option<PgdParams> {
+        match *self {
+            AttackConfig::Pgd {
+                norm,
+                steps,
+                step_size,
+                random_start,
+                restarts,
+                loss,
+                l1_step,
+                ..
+            } => Some(PgdParams {
+                norm,
+                steps,
+                step_size,
+                random_start,
+                restarts,
+                loss,
+                l1: l1_step.unwrap_or(L1Step::Dense),
+                early_stop,
+            }),
+            _ => None,
+        }
+    }
+
     /// The configured radius (0 for `clean`).
     pub fn eps(&self) -> f64 {
         match *self {
@@ -595,26 +616,8 @@ impl AttackConfig {
         let adv = match self {
             AttackConfig::Clean => x.shallow_clone(),
             AttackConfig::Fgsm { .. } => super::fgsm::fgsm(model, x, y, &eps),
-            AttackConfig::Pgd {
-                norm,
-                steps,
-                step_size,
-                random_start,
-                restarts,
-                loss,
-                l1_step,
-                ..
-            } => {
-                let p = PgdParams {
-                    norm: *norm,
-                    steps: *steps,
-                    step_size: *step_size,
-                    random_start: *random_start,
-                    restarts: *restarts,
-                    loss: *loss,
-                    l1: l1_step.unwrap_or(L1Step::Dense),
-                    early_stop,
-                };
+            AttackConfig::Pgd { .. } => {
+                let p = self.pgd_params(early_stop).expect("a pgd configuration");
                 super::pgd::pgd(model, x, y, &eps, &p, seed)
             }
             AttackConfig::Mim {
@@ -878,116 +881,42 @@ mod tests {
         assert_eq!(field("pgd", spec(Some(-0.1))), "eps");
         assert_eq!(field("fgsm", spec(None)), "eps");
         assert_eq!(field("clean", spec(Some(0.1))), "eps");
-        assert_eq!(
-            field(
-                "fgsm",
-                AttackSpec {
-                    norm: Some(Norm::L2),
-                    ..spec(Some(0.1))
-                }
-            ),
-            "norm"
-        );
-        assert_eq!(
-            field(
-                "cw",
-                AttackSpec {
-                    norm: Some(Norm::Linf),
-                    ..spec(Some(0.1))
-                }
-            ),
-            "norm"
-        );
-        assert_eq!(
-            field(
-                "apgd-ce",
-                AttackSpec {
-                    targets: Some(3),
-                    ..spec(Some(0.1))
-                }
-            ),
-            "targets"
-        );
-        assert_eq!(
-            field(
+        // (type, the one bad field set on top of `eps: 0.1`, the field the error names)
+        let with = |f: fn(&mut AttackSpec)| {
+            let mut a = spec(Some(0.1));
+            f(&mut a);
+            a
+        };
+        let cases: [(&str, AttackSpec, &str); 13] = [
+            ("fgsm", with(|a| a.norm = Some(Norm::L2)), "norm"),
+            ("cw", with(|a| a.norm = Some(Norm::Linf)), "norm"),
+            ("apgd-ce", with(|a| a.targets = Some(3)), "targets"),
+            ("pgd", with(|a| a.l1_step = Some("slide".into())), "l1_step"),
+            ("pgd", with(|a| a.loss = Some("dlr".into())), "loss"),
+            ("aa", with(|a| a.version = Some("fast".into())), "version"),
+            ("pgd", with(|a| a.version = Some("plus".into())), "version"),
+            (
                 "pgd",
-                AttackSpec {
-                    l1_step: Some("slide".into()),
-                    ..spec(Some(0.1))
-                }
+                with(|a| a.curve = Some(vec![Real(f64::NAN)])),
+                "curve",
             ),
-            "l1_step"
-        );
-        assert_eq!(
-            field(
-                "pgd",
+            ("square", with(|a| a.steps = Some(100)), "steps"),
+            ("square", with(|a| a.p_init = Some(Real(1.5))), "p_init"),
+            ("fab", with(|a| a.targets = Some(3)), "targets"),
+            ("apgd", with(|a| a.queries = Some(10)), "queries"),
+            (
+                "clean",
                 AttackSpec {
-                    loss: Some("dlr".into()),
-                    ..spec(Some(0.1))
-                }
+                    curve: Some(vec![Real(0.1)]),
+                    ..spec(None)
+                },
+                "curve",
             ),
-            "loss"
-        );
-        assert_eq!(
-            field(
-                "aa",
-                AttackSpec {
-                    version: Some("fast".into()),
-                    ..spec(Some(0.1))
-                }
-            ),
-            "version"
-        );
-        assert_eq!(
-            field(
-                "pgd",
-                AttackSpec {
-                    curve: Some(vec![Real(f64::NAN)]),
-                    ..spec(Some(0.1))
-                }
-            ),
-            "curve"
-        );
-        assert_eq!(
-            field(
-                "square",
-                AttackSpec {
-                    steps: Some(100),
-                    ..spec(Some(0.1))
-                }
-            ),
-            "steps"
-        );
-        assert_eq!(
-            field(
-                "square",
-                AttackSpec {
-                    p_init: Some(Real(1.5)),
-                    ..spec(Some(0.1))
-                }
-            ),
-            "p_init"
-        );
-        assert_eq!(
-            field(
-                "fab",
-                AttackSpec {
-                    targets: Some(3),
-                    ..spec(Some(0.1))
-                }
-            ),
-            "targets"
-        );
-        assert_eq!(
-            field(
-                "apgd",
-                AttackSpec {
-                    queries: Some(10),
-                    ..spec(Some(0.1))
-                }
-            ),
-            "queries"
-        );
+        ];
+        for (kind, a, want) in cases {
+            let got = AttackConfig::resolve(kind, &a, Use::Evaluation);
+            assert_eq!(got.as_ref().map_err(|e| e.0), Err(want), "{kind} {a:?}");
+        }
         let e = AttackConfig::resolve("pdg", &spec(Some(0.1)), Use::Evaluation).unwrap_err();
         assert_eq!(e.2.as_deref(), Some("did you mean `pgd`?"));
     }

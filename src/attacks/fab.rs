@@ -22,7 +22,7 @@
 //!   subsets of rows; rows are independent, so the results are the same (the tests compare with
 //!   outputs of the reference on fixed inputs).
 use super::project::{self, col};
-use super::{draw, loss_grad, on_robust_points, Model, Reduce};
+use super::{draw, loss_grad, on_robust_points, ranked_class, Model, Reduce};
 use crate::spec::Norm;
 use tch::{Kind, Tensor};
 
@@ -85,12 +85,22 @@ pub fn fab(
             eps.index_select(0, idx),
         );
         let parts = [TAG_START, rank.unwrap_or(0) as u64, restart as u64];
-        let cand = single_run(model, &xs, &ys, &es, rank, restart > 0, p, seed, &parts);
+        let target = rank.map(|r| ranked_class(&clean.index_select(0, idx), r));
+        let cand = single_run(
+            model,
+            &xs,
+            &ys,
+            &es,
+            target.as_ref(),
+            restart > 0,
+            p,
+            seed,
+            &parts,
+        );
         let res = project::norm(&(&xs - &cand), p.norm);
         let still = super::correct(model, &cand, &ys).logical_or(&res.gt_tensor(&es));
         (cand, still.logical_not())
     })
-    .0
 }
 
 /// `[N]` bool mask shaped `[N, 1, 1, …]` to select rows of `like`.
@@ -101,15 +111,15 @@ fn row_mask(mask: &Tensor, like: &Tensor) -> Tensor {
 }
 
 /// `attack_single_run` on correctly classified points: `steps` FAB iterations from `x` (or from a
-/// random point at radius ε/2 when `rand_start`); returns, per point, the adversarial iterate of
-/// smallest norm, or `x` where no iterate was adversarial.
+/// random point at radius ε/2 when `rand_start`), towards `target` (FAB-T) or the nearest boundary;
+/// returns, per point, the adversarial iterate of smallest norm, or `x` where none was adversarial.
 #[allow(clippy::too_many_arguments)]
 fn single_run(
     model: &dyn Model,
     x: &Tensor,
     y: &Tensor,
     eps: &Tensor,
-    target_rank: Option<i64>,
+    target: Option<&Tensor>,
     rand_start: bool,
     p: &FabParams,
     seed: u64,
@@ -117,13 +127,6 @@ fn single_run(
 ) -> Tensor {
     let bs = x.size()[0];
     let norm = p.norm;
-    // `la_target = output.sort(dim=-1)[1][:, -target_class]` on the clean points.
-    let target = target_rank.map(|rank| {
-        let logits = tch::no_grad(|| model.logits(x));
-        let classes = logits.size()[1];
-        let (_, order) = logits.sort(1, false);
-        order.select(1, classes - rank)
-    });
     let x0 = x.reshape([bs, -1]);
     let mut x1 = if rand_start {
         random_start(x, eps, norm, seed, parts)
@@ -133,7 +136,7 @@ fn single_run(
     let mut adv = x.shallow_clone();
     let mut res2 = Tensor::full([bs], 1e10, (x.kind(), x.device()));
     for _ in 0..p.steps {
-        let (df, dg) = match &target {
+        let (df, dg) = match target {
             Some(t) => diff_logits_grads_targeted(model, &x1, y, t),
             None => diff_logits_grads(model, &x1, y),
         };
@@ -287,15 +290,13 @@ pub(crate) fn projection_linf(points: &Tensor, w: &Tensor, b: &Tensor) -> Tensor
     let t = points;
     let (m, dd) = (t.size()[0], t.size()[1]);
     let k = t.kind();
-    let sign = (rowsum(&(w * t)) - b).ge(0.0).to_kind(k) * 2.0 - 1.0;
-    let w = w * sign.unsqueeze(1);
-    let b = b * &sign;
+    let (c, w) = signed_gap(t, w, b);
     let a = w.lt(0.0).to_kind(k);
     let nz = w.ne(0.0).to_kind(k);
     let d = (&a - t) * &nz;
     let p = &a - t * (&a * 2.0 - 1.0);
     let indp = p.argsort(1, false);
-    let b = &b - rowsum(&(&w * t));
+    let b = -c;
     let b0 = rowsum(&(&w * &d));
     let indp2 = indp.flip([1i64]);
     let ws = w.gather(1, &indp2, false);
@@ -326,7 +327,7 @@ pub(crate) fn projection_linf(points: &Tensor, w: &Tensor, b: &Tensor) -> Tensor
 }
 
 /// The gap `c = w·t − b` of each row with the plane oriented so that `c ≥ 0` (`w` and `c` flipped
-/// where the point lies on the negative side), as the ℓ2 and ℓ1 projections start.
+/// where the point lies on the negative side), as every projection starts.
 fn signed_gap(t: &Tensor, w: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
     let c = rowsum(&(w * t)) - b;
     let sign = c.ge(0.0).to_kind(t.kind()) * 2.0 - 1.0;

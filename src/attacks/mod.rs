@@ -80,13 +80,13 @@ pub fn input_grad(model: &dyn Model, x: &Tensor, y: &Tensor) -> Tensor {
 /// The loop every multi-run attack shares (restarts, target classes, AutoAttack's members): each
 /// round runs on the points still `robust` — `run(round, indices)` returns candidates for those
 /// points and which of them are broken — and a broken point keeps its candidate and sits out the
-/// later rounds. Returns the adversarials (`x` where nothing broke) and the final robust flags.
+/// later rounds. Returns the adversarials (`x` where nothing broke).
 pub(crate) fn on_robust_points<R>(
     x: &Tensor,
     mut robust: Tensor,
     rounds: impl IntoIterator<Item = R>,
     mut run: impl FnMut(R, &Tensor) -> (Tensor, Tensor),
-) -> (Tensor, Tensor) {
+) -> Tensor {
     let mut adv = x.shallow_clone();
     for round in rounds {
         let idx = robust.nonzero().squeeze_dim(1);
@@ -101,7 +101,14 @@ pub(crate) fn on_robust_points<R>(
             robust = robust.index_fill(0, &at, 0);
         }
     }
-    (adv, robust)
+    adv
+}
+
+/// Per row, the class with the `rank`-th largest logit (2: the runner-up), the target classes of
+/// APGD-T and FAB-T (`logits.sort()[1][:, -rank]`).
+pub(crate) fn ranked_class(logits: &Tensor, rank: i64) -> Tensor {
+    let (_, order) = logits.sort(1, false);
+    order.select(1, logits.size()[1] - rank)
 }
 
 /// `cond ? yes : no`, elementwise with broadcasting (`cond` of any kind, non-zero = true).

@@ -432,7 +432,6 @@ pub fn square(
         let fooled = correct(model, &run.x_best, &ys).logical_not();
         (run.x_best, fooled)
     })
-    .0
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! steps, which ours equal, and an SGD-on-δ variant for ℓ2); the training loss computes f(x) once
 //! (the reference runs the clean batch through the model twice, which updates batch-norm running
 //! statistics twice with the same batch; the gradients are the same).
-use crate::attacks::pgd::{self, L1Step, PgdParams};
+use crate::attacks::pgd::{self, PgdParams};
 use crate::attacks::{draw, loss_grad, AttackConfig, Model, Reduce};
 use tch::{Kind, Tensor};
 
@@ -20,31 +20,17 @@ pub fn kl(logits: &Tensor, p: &Tensor) -> Tensor {
 /// The adversarial points of TRADES' inner loop for the PGD configuration `attack` (norm, ε, steps,
 /// step size; its random start, restarts and loss do not apply).
 pub fn adversarial(model: &dyn Model, x: &Tensor, attack: &AttackConfig, seed: u64) -> Tensor {
-    let AttackConfig::Pgd {
-        norm,
-        eps,
-        steps,
-        step_size,
-        l1_step,
-        ..
-    } = *attack
-    else {
-        panic!("TRADES' inner attack is a PGD configuration (checked when the spec is read)")
-    };
     let p = PgdParams {
-        norm,
-        steps,
-        step_size,
         random_start: false,
         restarts: 1,
-        loss: pgd::PgdLoss::Ce,
-        l1: l1_step.unwrap_or(L1Step::Dense),
-        early_stop: false,
+        ..attack
+            .pgd_params(false)
+            .expect("TRADES' inner attack is a PGD configuration (checked when the spec is read)")
     };
-    let e = Tensor::full([x.size()[0]], eps, (Kind::Float, x.device()));
+    let e = Tensor::full([x.size()[0]], attack.eps(), (Kind::Float, x.device()));
     let p_nat = tch::no_grad(|| model.logits(x).softmax(1, Kind::Float));
     let mut adv = x + draw(seed, &[0], || x.randn_like()) * 0.001;
-    for _ in 0..steps {
+    for _ in 0..p.steps {
         let g = loss_grad(model, &adv, Reduce::Sum, |z| kl(z, &p_nat)).2;
         adv = tch::no_grad(|| pgd::step(x, &adv, &g, &e, &p));
     }
