@@ -60,17 +60,7 @@ fn config(kind: &str, norm: Norm, eps: f64, f: impl FnOnce(&mut AttackSpec)) -> 
 
 /// Per-sample robustness (`[N]` bool): correct on the clean point and on the attack's result.
 fn robust_flags(model: &Net, c: &AttackConfig, x: &Tensor, y: &Tensor, seed: u64) -> Tensor {
-    let clean = attacks::correct(model, x, y);
-    let idx = clean.nonzero().squeeze_dim(1);
-    let out = c.run(
-        model,
-        &x.index_select(0, &idx),
-        &y.index_select(0, &idx),
-        seed,
-        Use::Evaluation,
-    );
-    let ok = attacks::correct(model, &out.adv, &y.index_select(0, &idx));
-    clean.zeros_like().index_copy(0, &idx, &ok)
+    attacks::evaluate_batch(model, x, y, c, seed).robust
 }
 
 fn fraction(t: &Tensor) -> f64 {

@@ -127,6 +127,43 @@ pub fn draw<T>(seed: u64, parts: &[u64], f: impl FnOnce() -> T) -> T {
     crate::rng::with_seed(crate::rng::derive(seed, parts), f)
 }
 
+/// One batch evaluated under an attack: per-point `clean` and `robust` flags (`[N]` bool) and, when
+/// some point was attacked, the attacked points' indices, their images and the attack's outcome.
+pub struct BatchEval {
+    pub clean: Tensor,
+    pub robust: Tensor,
+    pub attacked: Option<(Tensor, Tensor, Outcome)>,
+}
+
+/// Evaluates `attack` on a batch as every evaluation does: the clean pass decides which points are
+/// attacked (a point misclassified clean is not robust), the attack runs on those only, and a point
+/// is robust when its adversarial is still classified correctly. `clean` attacks nothing.
+pub fn evaluate_batch(
+    model: &dyn Model,
+    x: &Tensor,
+    y: &Tensor,
+    attack: &AttackConfig,
+    seed: u64,
+) -> BatchEval {
+    let clean = correct(model, x, y);
+    let idx = clean.nonzero().squeeze_dim(1);
+    if matches!(attack, AttackConfig::Clean) || idx.size()[0] == 0 {
+        return BatchEval {
+            robust: clean.shallow_clone(),
+            clean,
+            attacked: None,
+        };
+    }
+    let (xs, ys) = (x.index_select(0, &idx), y.index_select(0, &idx));
+    let out = attack.run(model, &xs, &ys, seed, Use::Evaluation);
+    let ok = correct(model, &out.adv, &ys);
+    BatchEval {
+        robust: clean.zeros_like().index_copy(0, &idx, &ok),
+        clean,
+        attacked: Some((idx, xs, out)),
+    }
+}
+
 /// The result of an attack on a batch: adversarial images (the clean image where the attack
 /// failed) and, for compositions, which member broke each point.
 pub struct Outcome {

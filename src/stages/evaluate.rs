@@ -3,7 +3,7 @@
 //! A point counts as robust only if it is classified correctly both clean and under attack, so
 //! attacks run only on clean-correct points (as AutoAttack does).
 use super::{write_json, Stage, StageContext};
-use crate::attacks::{self, project, AttackClass, AttackConfig, Net, Use};
+use crate::attacks::{self, project, AttackClass, AttackConfig, Net};
 use crate::data::prepared;
 use crate::spec::Norm;
 use crate::spec::Split;
@@ -104,37 +104,23 @@ impl Stage for Evaluate {
                 .to_kind(Kind::Float)
                 / 255.0;
             let y = y_all.narrow(0, lo, hi - lo).to_device(cx.device);
-            // The clean pass decides which points are attacked at all (the others are not robust).
-            let clean = attacks::correct(&model, &x, &y);
-            let mut robust = clean.zeros_like();
+            let seed = crate::rng::derive(self.seed, &[b as u64]);
+            let e = attacks::evaluate_batch(&model, &x, &y, &self.attack, seed);
             let mut by = Tensor::full([hi - lo], -1, (Kind::Int64, cx.device));
-            let idx = clean.nonzero().squeeze_dim(1);
-            if matches!(self.attack, AttackConfig::Clean) {
-                robust = clean.shallow_clone();
-            } else if idx.size()[0] > 0 {
-                let (xs, ys) = (x.index_select(0, &idx), y.index_select(0, &idx));
-                let out = self.attack.run(
-                    &model,
-                    &xs,
-                    &ys,
-                    crate::rng::derive(self.seed, &[b as u64]),
-                    Use::Evaluation,
-                );
+            if let Some((idx, xs, out)) = e.attacked {
                 self.check_feasible(&xs, &out.adv)?;
                 for note in out.notes {
                     if !notes.contains(&note) {
                         notes.push(note);
                     }
                 }
-                let ok = attacks::correct(&model, &out.adv, &ys);
-                robust = robust.index_copy(0, &idx, &ok);
                 if let Some((names, member)) = out.broken_by {
                     by = by.index_copy(0, &idx, &member);
                     member_names = Some(names);
                 }
             }
-            clean_flags.push(clean.to_device(tch::Device::Cpu));
-            robust_flags.push(robust.to_device(tch::Device::Cpu));
+            clean_flags.push(e.clean.to_device(tch::Device::Cpu));
+            robust_flags.push(e.robust.to_device(tch::Device::Cpu));
             broken.push(by.to_device(tch::Device::Cpu));
             cx.progress.inc(1);
         }

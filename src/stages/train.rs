@@ -29,8 +29,24 @@ pub struct ModelInfo {
     pub num_parameters: i64,
 }
 
-/// Loads the network stored in a train stage's entry directory.
+/// Loads the network stored in a train stage's entry directory (the last epoch's weights).
 pub fn load_network(dir: &Path, device: Device) -> Result<Network> {
+    load_weights(dir, WEIGHTS, device)
+}
+
+/// Loads the best epoch's weights (`model_best.safetensors`) of a train stage's entry.
+pub fn load_best_network(dir: &Path, device: Device) -> Result<Network> {
+    if !dir.join(BEST_WEIGHTS).exists() {
+        anyhow::bail!(
+            "{} has no best checkpoint ({BEST_WEIGHTS}): the model was imported or trained without monitoring; set `evaluation.checkpoint: last`",
+            dir.display()
+        );
+    }
+    load_weights(dir, BEST_WEIGHTS, device)
+}
+
+/// The network described by the entry's model.json with the weights of `file`.
+fn load_weights(dir: &Path, file: &str, device: Device) -> Result<Network> {
     let info: ModelInfo = serde_json::from_slice(&std::fs::read(dir.join(MODEL_INFO))?)
         .context("reading model.json")?;
     if info.model.arch == crate::models::torchscript::TORCHSCRIPT.name {
@@ -39,23 +55,7 @@ pub fn load_network(dir: &Path, device: Device) -> Result<Network> {
         return Network::new(&model, &info.io, &info.mean, &info.std, device, 0);
     }
     let mut net = Network::new(&info.model, &info.io, &info.mean, &info.std, device, 0)?;
-    net.load(&dir.join(WEIGHTS))?;
-    Ok(net)
-}
-
-/// Loads the best epoch's weights (`model_best.safetensors`) of a train stage's entry.
-pub fn load_best_network(dir: &Path, device: Device) -> Result<Network> {
-    let best = dir.join(BEST_WEIGHTS);
-    if !best.exists() {
-        anyhow::bail!(
-            "{} has no best checkpoint ({BEST_WEIGHTS}): the model was imported or trained without monitoring; set `evaluation.checkpoint: last`",
-            dir.display()
-        );
-    }
-    let info: ModelInfo = serde_json::from_slice(&std::fs::read(dir.join(MODEL_INFO))?)
-        .context("reading model.json")?;
-    let mut net = Network::new(&info.model, &info.io, &info.mean, &info.std, device, 0)?;
-    net.load(&best)?;
+    net.load(&dir.join(file))?;
     Ok(net)
 }
 
@@ -99,13 +99,7 @@ impl Stage for Train {
             "final_train_accuracy": last.map(|h| h.train_accuracy),
         });
         if let Some(m) = &self.params.monitor {
-            let best = history
-                .iter()
-                .filter_map(|r| r.metric(&m.best_by).map(|v| (r.epoch, v)))
-                .fold(None, |b: Option<(usize, f64)>, (e, v)| match b {
-                    Some((_, bv)) if bv >= v => b,
-                    _ => Some((e, v)),
-                });
+            let best = train::best_epoch(&history, &m.best_by);
             let best_file = cx.checkpoints.join(train::BEST);
             if best_file.exists() {
                 std::fs::copy(&best_file, cx.out.join(BEST_WEIGHTS))

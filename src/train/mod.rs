@@ -138,19 +138,20 @@ pub fn cross_entropy(logits: &Tensor, y: &Tensor, smoothing: f64) -> Tensor {
     logits.cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Mean, -100, smoothing)
 }
 
-/// Scales the gradients so their global ℓ2 norm is at most `max` (`clip_grad_norm_`: factor
-/// max/(norm + 1e-6) when below 1). Returns the norm before clipping.
+/// Scales the gradients so their global ℓ2 norm is at most `max` (`clip_grad_norm_`: the norm of
+/// the per-tensor norms, computed on the device with one transfer; factor max/(norm + 1e-6) when
+/// below 1). Returns the norm before clipping.
 pub fn clip_grad_norm(params: &[Tensor], max: f64) -> f64 {
     let grads: Vec<Tensor> = params
         .iter()
         .map(|p| p.grad())
         .filter(|g| g.defined())
         .collect();
-    let total = grads
-        .iter()
-        .map(|g| f64::try_from(g.square().sum(Kind::Float)).unwrap_or(f64::NAN))
-        .sum::<f64>()
-        .sqrt();
+    if grads.is_empty() {
+        return 0.0;
+    }
+    let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
+    let total = f64::try_from(Tensor::stack(&norms, 0).norm()).unwrap_or(f64::NAN);
     let coef = max / (total + 1e-6);
     if coef < 1.0 {
         tch::no_grad(|| {
@@ -199,6 +200,17 @@ impl EpochRecord {
     }
 }
 
+/// The first epoch with the largest value of `metric` in `history`, and that value.
+pub fn best_epoch(history: &[EpochRecord], metric: &str) -> Option<(usize, f64)> {
+    history
+        .iter()
+        .filter_map(|r| r.metric(metric).map(|v| (r.epoch, v)))
+        .fold(None, |best, (e, v)| match best {
+            Some((_, b)) if b >= v => best,
+            _ => Some((e, v)),
+        })
+}
+
 /// Clean and robust accuracy of `net` (eval mode) on uint8 images `x`, in batches of 256; the
 /// attack's draws are seeded by `seed` and the batch, so every epoch sees the same ones.
 fn accuracies(
@@ -216,18 +228,16 @@ fn accuracies(
         let len = 256.min(n - lo);
         let xb = x.narrow(0, lo, len).to_device(device).to_kind(Kind::Float) / 255.0;
         let yb = y.narrow(0, lo, len).to_device(device);
-        let ok = crate::attacks::correct(&model, &xb, &yb);
-        clean += i64::try_from(ok.sum(Kind::Int64)).unwrap_or(0);
-        if let Some(a) = attack {
-            let idx = ok.nonzero().squeeze_dim(1);
-            if idx.size()[0] > 0 {
-                let (xs, ys) = (xb.index_select(0, &idx), yb.index_select(0, &idx));
-                let s = crate::rng::derive(seed, &[b as u64]);
-                let adv = a.perturb(&model, &xs, &ys, s, Use::Evaluation);
-                let still = crate::attacks::correct(&model, &adv, &ys);
-                robust += i64::try_from(still.sum(Kind::Int64)).unwrap_or(0);
-            }
-        }
+        let a = attack.unwrap_or(&AttackConfig::Clean);
+        let e = crate::attacks::evaluate_batch(
+            &model,
+            &xb,
+            &yb,
+            a,
+            crate::rng::derive(seed, &[b as u64]),
+        );
+        clean += i64::try_from(e.clean.sum(Kind::Int64)).unwrap_or(0);
+        robust += i64::try_from(e.robust.sum(Kind::Int64)).unwrap_or(0);
     }
     let frac = |k: i64| k as f64 / n.max(1) as f64;
     (Some(frac(clean)), attack.map(|_| frac(robust)))
@@ -278,6 +288,23 @@ pub fn train(
     let steps = std::sync::Arc::new(p.augment.clone());
     let n = host.len();
     let steps_per_epoch = n.div_ceil(p.batch_size);
+    // The monitored points: drawn once, the same every epoch.
+    let monitored = p.monitor.as_ref().map(|m| {
+        (
+            subset(
+                &data.train_x,
+                &data.train_y,
+                m.n,
+                crate::rng::derive(p.seed, &[5]),
+            ),
+            subset(
+                &data.test_x,
+                &data.test_y,
+                m.n,
+                crate::rng::derive(p.seed, &[6]),
+            ),
+        )
+    });
     let total = steps_per_epoch * p.epochs;
     for epoch in start..p.epochs {
         progress.phase(
@@ -369,32 +396,17 @@ pub fn train(
             test_clean_accuracy: None,
             test_robust_accuracy: None,
         };
-        if let Some(m) = &p.monitor {
+        if let (Some(m), Some(((tx, ty), (vx, vy)))) = (&p.monitor, &monitored) {
             progress.phase(format!("epoch {}/{}: monitor", epoch + 1, p.epochs), 1);
             let seed = crate::rng::derive(p.seed, &[4]);
             let a = m.attack.as_ref();
-            let (tx, ty) = subset(
-                &data.train_x,
-                &data.train_y,
-                m.n,
-                crate::rng::derive(p.seed, &[5]),
-            );
-            let (vx, vy) = subset(
-                &data.test_x,
-                &data.test_y,
-                m.n,
-                crate::rng::derive(p.seed, &[6]),
-            );
             (rec.train_clean_accuracy, rec.train_robust_accuracy) =
-                accuracies(&net, &tx, &ty, a, device, seed);
+                accuracies(&net, tx, ty, a, device, seed);
             (rec.test_clean_accuracy, rec.test_robust_accuracy) =
-                accuracies(&net, &vx, &vy, a, device, seed);
+                accuracies(&net, vx, vy, a, device, seed);
             let value = rec.metric(&m.best_by);
-            let previous = history
-                .iter()
-                .filter_map(|r| r.metric(&m.best_by))
-                .fold(f64::NEG_INFINITY, f64::max);
-            if value.is_some_and(|v| v > previous) {
+            let previous = best_epoch(&history, &m.best_by).map(|b| b.1);
+            if value.is_some_and(|v| previous.is_none_or(|b| v > b)) {
                 std::fs::create_dir_all(ckpt_dir)?;
                 // Written before the epoch's checkpoint commits; a rerun of the epoch rewrites it.
                 let tmp = tempfile::Builder::new()
