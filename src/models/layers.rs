@@ -38,20 +38,12 @@ pub fn conv2d_kaiming(
     groups: i64,
     bias: bool,
 ) -> nn::Conv2D {
-    let c = nn::ConvConfig {
-        stride,
-        padding,
-        groups,
-        bias,
-        ws_init: nn::Init::Kaiming {
-            dist: nn::init::NormalOrUniform::Normal,
-            fan: nn::init::FanInOut::FanOut,
-            non_linearity: nn::init::NonLinearity::ReLU,
-        },
-        bs_init: nn::Init::Const(0.0),
-        ..Default::default()
+    let ws_init = nn::Init::Kaiming {
+        dist: nn::init::NormalOrUniform::Normal,
+        fan: nn::init::FanInOut::FanOut,
+        non_linearity: nn::init::NonLinearity::ReLU,
     };
-    nn::conv2d(p, cin, cout, k, c)
+    conv2d_init(p, cin, cout, k, (stride, padding, groups), bias, ws_init)
 }
 
 /// A convolution with normal init of std √(2/fan-out), fan-out = k²·out/groups, and zero bias:
@@ -68,15 +60,29 @@ pub fn conv2d_fan_out(
     bias: bool,
 ) -> nn::Conv2D {
     let fan_out = (k * k * cout / groups).max(1);
+    let ws_init = nn::Init::Randn {
+        mean: 0.0,
+        stdev: (2.0 / fan_out as f64).sqrt(),
+    };
+    conv2d_init(p, cin, cout, k, (stride, padding, groups), bias, ws_init)
+}
+
+/// A convolution whose weights start from `ws_init` and whose bias (if any) starts at zero.
+fn conv2d_init(
+    p: nn::Path,
+    cin: i64,
+    cout: i64,
+    k: i64,
+    (stride, padding, groups): (i64, i64, i64),
+    bias: bool,
+    ws_init: nn::Init,
+) -> nn::Conv2D {
     let c = nn::ConvConfig {
         stride,
         padding,
         groups,
         bias,
-        ws_init: nn::Init::Randn {
-            mean: 0.0,
-            stdev: (2.0 / fan_out as f64).sqrt(),
-        },
+        ws_init,
         bs_init: nn::Init::Const(0.0),
         ..Default::default()
     };

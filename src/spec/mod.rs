@@ -448,6 +448,18 @@ impl Problem {
         self.hint = Some(hint.into());
         self
     }
+
+    /// A problem in the attack entry at `at`, from an attack-configuration error: the field it
+    /// names, the message and the hint.
+    pub fn in_attack(at: &[&str], (field, message, hint): attacks::config::FieldError) -> Self {
+        let mut path: Vec<String> = at.iter().map(|s| s.to_string()).collect();
+        path.push(field.to_string());
+        Self {
+            path,
+            message,
+            hint,
+        }
+    }
 }
 
 /// Every problem of a spec file, formatted `file:line:col: field: message (hint)`.
@@ -673,28 +685,27 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
                 "is longer than `epochs`",
             ));
         }
-        let field = |f: &str| Problem::new(&[base[0], base[1], f], "");
-        let check = |name: &'static str, v: Option<Real>, ok: fn(f64) -> bool, what: &str| {
+        // A number field under this training entry outside its range: `path` below the entry.
+        let check = |path: &[&str], v: Option<Real>, ok: fn(f64) -> bool, what: &str| {
             v.filter(|v| !ok(v.get())).map(|v| {
-                let mut p = field(name);
-                p.message = format!("{} {what}", v.get());
-                p
+                let full: Vec<&str> = [base[0], base[1]].iter().chain(path).copied().collect();
+                Problem::new(&full, format!("{} {what}", v.get()))
             })
         };
         out.extend(check(
-            "label_smoothing",
+            &["label_smoothing"],
             t.label_smoothing,
             |v| (0.0..1.0).contains(&v),
             "is not in [0, 1)",
         ));
         out.extend(check(
-            "grad_clip",
+            &["grad_clip"],
             t.grad_clip,
             |v| v > 0.0 && v.is_finite(),
             "must be a positive number",
         ));
         out.extend(check(
-            "beta",
+            &["beta"],
             t.beta,
             |v| v >= 0.0 && v.is_finite(),
             "must be a finite number ≥ 0",
@@ -736,18 +747,12 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
         if sched.milestones.windows(2).any(|w| w[0] >= w[1]) {
             out.push(sched_field("milestones", "must be increasing"));
         }
-        out.extend(
-            check(
-                "gamma",
-                sched.gamma,
-                |v| v > 0.0 && v <= 1.0,
-                "is not in (0, 1]",
-            )
-            .map(|mut p| {
-                p.path.insert(2, "schedule".into());
-                p
-            }),
-        );
+        out.extend(check(
+            &["schedule", "gamma"],
+            sched.gamma,
+            |v| v > 0.0 && v <= 1.0,
+            "is not in (0, 1]",
+        ));
         if let Some(p) = sched.pct_start {
             if sched.name != ScheduleName::Onecycle {
                 out.push(
@@ -776,28 +781,34 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
             );
         }
         if let Some(m) = &t.monitor {
-            let mon = |f: &str| Problem::new(&[base[0], base[1], "monitor", f], "");
             if let Some(a) = &m.attack {
-                if let Err((field, msg, hint)) = attacks::AttackConfig::resolve(
+                if let Err(e) = attacks::AttackConfig::resolve(
                     &attacks::kind_for("pgd", a),
                     a,
                     attacks::Use::Evaluation,
                 ) {
-                    let mut p = Problem::new(&[base[0], base[1], "monitor", "attack", field], msg);
-                    p.hint = hint;
-                    out.push(p);
+                    out.push(Problem::in_attack(
+                        &[base[0], base[1], "monitor", "attack"],
+                        e,
+                    ));
                 }
             }
             if let Some(b) = &m.best_by {
+                let at = [base[0], base[1], "monitor", "best_by"];
                 let has_attack = m.attack.is_some() || t.method != TrainMethod::Standard;
                 if !crate::train::METRICS.contains(&b.as_str()) {
-                    let mut p = mon("best_by");
-                    p.message = format!("unknown metric `{b}`");
-                    out.push(p.hint(format!("use one of {}", crate::train::METRICS.join(", "))));
+                    out.push(
+                        Problem::new(&at, format!("unknown metric `{b}`"))
+                            .hint(format!("use one of {}", crate::train::METRICS.join(", "))),
+                    );
                 } else if b.contains("robust") && !has_attack {
-                    let mut p = mon("best_by");
-                    p.message = format!("`{b}` needs an attack; standard training has none");
-                    out.push(p.hint("set `monitor.attack`, or pick a clean metric"));
+                    out.push(
+                        Problem::new(
+                            &at,
+                            format!("`{b}` needs an attack; standard training has none"),
+                        )
+                        .hint("set `monitor.attack`, or pick a clean metric"),
+                    );
                 }
             }
         }
@@ -817,10 +828,8 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
                 .hint("remove it or set `method: pgd-at`"),
             ),
             (method, Some(a)) => {
-                if let Err((field, msg, hint)) = crate::train::inner_attack(method, a) {
-                    let mut p = Problem::new(&[base[0], base[1], "attack", field], msg);
-                    p.hint = hint;
-                    out.push(p);
+                if let Err(e) = crate::train::inner_attack(method, a) {
+                    out.push(Problem::in_attack(&[base[0], base[1], "attack"], e));
                 }
             }
             (TrainMethod::Standard, None) => {}
@@ -861,16 +870,12 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     }
     for (name, a) in &spec.evaluation.attacks {
         let kind = attacks::kind_for(name, a);
-        if let Err((field, msg, hint)) =
-            attacks::AttackConfig::resolve(&kind, a, attacks::Use::Evaluation)
-        {
-            let path = if field == "type" && a.kind.is_none() {
-                vec!["evaluation", "attacks", name.as_str()]
-            } else {
-                vec!["evaluation", "attacks", name.as_str(), field]
-            };
-            let mut p = Problem::new(&path, msg);
-            p.hint = hint;
+        if let Err(e) = attacks::AttackConfig::resolve(&kind, a, attacks::Use::Evaluation) {
+            let mut p = Problem::in_attack(&["evaluation", "attacks", name.as_str()], e);
+            if p.path.last().is_some_and(|f| f == "type") && a.kind.is_none() {
+                // The type came from the key: point at the entry.
+                p.path.pop();
+            }
             out.push(p);
         }
     }
