@@ -102,7 +102,7 @@ enum Cmd {
         #[arg(long, value_name = "FILE")]
         save: Option<PathBuf>,
     },
-    /// List registries: models, attacks, datasets, analyses.
+    /// List registries: models, attacks, datasets, analyses, recipes.
     Ls {
         #[arg(value_enum, default_value_t = Registry::Models)]
         what: Registry,
@@ -146,6 +146,8 @@ enum Registry {
     Attacks,
     Datasets,
     Analyses,
+    /// Named training recipes (`training.<name>.recipe`), printed as the YAML they expand to.
+    Recipes,
 }
 
 fn init_logging(verbose: u8, json: bool) {
@@ -522,14 +524,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
             match what {
                 Registry::Models => {
                     println!(
-                        "{:<16} {:<14} {:<26} ABOUT (imagenet preset = REFERENCE)",
-                        "ARCH", "FAMILY", "PRESETS"
+                        "{:<16} {:<14} {:<12} {:<26} ABOUT (imagenet preset = REFERENCE)",
+                        "ARCH", "FAMILY", "KIND", "PRESETS"
                     );
                     for a in models::REGISTRY {
                         println!(
-                            "{:<16} {:<14} {:<26} {} (= {})",
+                            "{:<16} {:<14} {:<12} {:<26} {} (= {})",
                             a.name,
                             a.family,
+                            a.kind.as_str(),
                             a.presets.join(","),
                             a.about,
                             a.reference
@@ -553,6 +556,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
                             }
                             None => println!("{s:16} built in"),
                         }
+                    }
+                }
+                Registry::Recipes => {
+                    for (i, r) in spec::recipe::RECIPES.iter().enumerate() {
+                        if i > 0 {
+                            println!();
+                        }
+                        println!("# {}: {}", r.name, r.about);
+                        print!("{}", r.to_yaml());
                     }
                 }
                 Registry::Analyses => {

@@ -59,6 +59,7 @@ impl Family for CaitConfig {
 pub static CAIT: Arch = Arch {
     name: "cait",
     family: "cait",
+    kind: super::ArchKind::Transformer,
     about: "CaiT (Touvron et al. 2021); cifar = XXS-24 with 4×4 patches, imagenet = CaiT-XXS-24",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| match p {

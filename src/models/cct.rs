@@ -154,6 +154,7 @@ impl Family for CctConfig {
 pub static CCT: Arch = Arch {
     name: "cct",
     family: "cct",
+    kind: super::ArchKind::Hybrid,
     about: "Compact Convolutional Transformer (Hassani et al. 2021); cifar = CCT-7/3x1, \
             imagenet = CCT-14/7x2",
     presets: &["tiny", "cifar", "imagenet"],

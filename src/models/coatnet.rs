@@ -162,6 +162,7 @@ impl Family for CoAtNetConfig {
 pub static COATNET: Arch = Arch {
     name: "coatnet",
     family: "coatnet",
+    kind: super::ArchKind::Hybrid,
     about: "CoAtNet (Dai et al. 2021); imagenet = CoAtNet-0 (timm coatnet_0_224), cifar = \
             CoAtNet-0 with a stride-1 stem",
     presets: &["tiny", "cifar", "imagenet"],

@@ -65,6 +65,7 @@ impl Family for ConvNextConfig {
 pub static CONVNEXT: Arch = Arch {
     name: "convnext",
     family: "convnext",
+    kind: super::ArchKind::Cnn,
     about: "ConvNeXt (Liu et al. 2022); cifar/imagenet = ConvNeXt-T",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| {

@@ -172,6 +172,7 @@ impl Family for CvtConfig {
 pub static CVT: Arch = Arch {
     name: "cvt",
     family: "cvt",
+    kind: super::ArchKind::Hybrid,
     about: "CvT (Wu et al. 2021); imagenet = CvT-13, cifar = CvT-13 with a 3×3/1 first embedding",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| {

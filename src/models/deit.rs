@@ -27,6 +27,7 @@ impl Family for DeitConfig {
 pub static DEIT: Arch = Arch {
     name: "deit",
     family: "deit",
+    kind: super::ArchKind::Transformer,
     about: "DeiT, distilled (Touvron et al. 2021); cifar = DeiT-S/4, imagenet = DeiT-S/16",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| match p {

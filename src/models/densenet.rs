@@ -50,6 +50,7 @@ impl Family for DenseNetConfig {
 pub static DENSENET121: Arch = Arch {
     name: "densenet121",
     family: "densenet",
+    kind: super::ArchKind::Cnn,
     about: "DenseNet-121, growth 32, blocks [6,12,24,16] (Huang et al. 2017)",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| {

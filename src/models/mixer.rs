@@ -87,6 +87,7 @@ impl Family for MixerConfig {
 pub static MIXER: Arch = Arch {
     name: "mixer",
     family: "mixer",
+    kind: super::ArchKind::Mlp,
     about: "MLP-Mixer (Tolstikhin et al. 2021); imagenet = Mixer-S/16, cifar = Mixer-S/4",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| {

@@ -69,6 +69,7 @@ impl Family for MobileNetV2Config {
 pub static MOBILENETV2: Arch = Arch {
     name: "mobilenetv2",
     family: "mobilenetv2",
+    kind: super::ArchKind::Cnn,
     about: "MobileNetV2 1.0 (Sandler et al. 2018)",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| {

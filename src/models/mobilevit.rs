@@ -180,6 +180,7 @@ fn preset(p: &str) -> Option<serde_json::Value> {
 pub static MOBILEVIT: Arch = Arch {
     name: "mobilevit",
     family: "mobilevit",
+    kind: super::ArchKind::Hybrid,
     about:
         "MobileViT (Mehta & Rastegari 2022); imagenet = MobileViT-S, xs/xxs = MobileViT-XS/XXS, \
             cifar = MobileViT-S with a stride-1 stem",

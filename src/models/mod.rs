@@ -41,6 +41,8 @@ pub struct ModelIo {
 pub struct Arch {
     pub name: &'static str,
     pub family: &'static str,
+    /// Convolutional, transformer, hybrid, …: how the study groups architectures.
+    pub kind: ArchKind,
     pub about: &'static str,
     pub presets: &'static [&'static str],
     /// The full config of a preset, as JSON.
@@ -52,6 +54,43 @@ pub struct Arch {
     pub build: fn(&nn::Path, &Value, &ModelIo) -> Result<Box<dyn ModuleT>>,
     /// The implementation the `imagenet` preset reproduces (parameter count and names).
     pub reference: &'static str,
+}
+
+/// How the study groups architectures. Training `overrides` and recipes can key on it (the authors
+/// trained attention-based models with a larger learning rate and weight decay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchKind {
+    /// Convolutions only (ResNet, VGG, ConvNeXt, …).
+    Cnn,
+    /// Attention blocks on patch tokens (ViT, DeiT, Swin, CaiT).
+    Transformer,
+    /// Convolutions and attention (PVT, CoAtNet, CvT, CCT, MobileViT).
+    Hybrid,
+    /// Token mixing without attention or convolution stages (MLP-Mixer, PoolFormer).
+    Mlp,
+    /// An imported TorchScript model (architecture unknown).
+    External,
+}
+
+impl ArchKind {
+    pub const ALL: [ArchKind; 5] = [
+        ArchKind::Cnn,
+        ArchKind::Transformer,
+        ArchKind::Hybrid,
+        ArchKind::Mlp,
+        ArchKind::External,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArchKind::Cnn => "cnn",
+            ArchKind::Transformer => "transformer",
+            ArchKind::Hybrid => "hybrid",
+            ArchKind::Mlp => "mlp",
+            ArchKind::External => "external",
+        }
+    }
 }
 
 /// A family's typed config. `check_of`, `fits_of` and `build_of` turn it into an [`Arch`]'s

@@ -94,6 +94,7 @@ impl Family for PoolFormerConfig {
 pub static POOLFORMER: Arch = Arch {
     name: "poolformer",
     family: "poolformer",
+    kind: super::ArchKind::Mlp,
     about: "PoolFormer (Yu et al. 2022); imagenet = PoolFormer-S12, cifar = S12 with a 3×3/1 stem",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| {

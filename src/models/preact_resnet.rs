@@ -40,6 +40,7 @@ impl Family for PreActConfig {
 pub static PREACT_RESNET18: Arch = Arch {
     name: "preact_resnet18",
     family: "preact_resnet",
+    kind: super::ArchKind::Cnn,
     about:
         "PreAct ResNet-18 (He et al. 2016b), the adversarial-training standard (Rice et al. 2020)",
     presets: &["tiny", "cifar", "imagenet"],

@@ -134,6 +134,7 @@ fn b_preset(depths: [i64; 4], dims: [i64; 4]) -> serde_json::Value {
 pub static PVT_V2: Arch = Arch {
     name: "pvt_v2",
     family: "pvt_v2",
+    kind: super::ArchKind::Hybrid,
     about: "PVT v2 (Wang et al. 2022); imagenet = b2, b0 = b0; cifar = b2 with a 3×3/2 first \
             patch embedding and sr (4,2,1,1)",
     presets: &["tiny", "cifar", "imagenet", "b0"],

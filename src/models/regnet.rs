@@ -190,6 +190,7 @@ impl Family for RegNetConfig {
 pub static REGNETX: Arch = Arch {
     name: "regnetx",
     family: "regnet",
+    kind: super::ArchKind::Cnn,
     about: "RegNetX (Radosavovic et al. 2020); imagenet = RegNetX-200MF, x_400mf = RegNetX-400MF, \
             cifar = RegNetX-200MF with a stride-1 stem and strides 1/1/2/2",
     presets: &["tiny", "cifar", "imagenet", "x_400mf"],

@@ -68,6 +68,7 @@ fn preset(block: Block, layers: [i64; 4], p: &str) -> Option<serde_json::Value> 
 pub static RESNET18: Arch = Arch {
     name: "resnet18",
     family: "resnet",
+    kind: super::ArchKind::Cnn,
     about: "ResNet-18, basic blocks [2,2,2,2] (He et al. 2016)",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| preset(Block::Basic, [2, 2, 2, 2], p),
@@ -80,6 +81,7 @@ pub static RESNET18: Arch = Arch {
 pub static RESNET50: Arch = Arch {
     name: "resnet50",
     family: "resnet",
+    kind: super::ArchKind::Cnn,
     about: "ResNet-50, bottleneck blocks [3,4,6,3] (He et al. 2016)",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| preset(Block::Bottleneck, [3, 4, 6, 3], p),

@@ -97,6 +97,7 @@ impl Family for SwinConfig {
 pub static SWIN: Arch = Arch {
     name: "swin",
     family: "swin",
+    kind: super::ArchKind::Transformer,
     about: "Swin Transformer (Liu et al. 2021); cifar = Swin-T with 2×2 patches and 4×4 windows, \
             imagenet = Swin-T (patch 4, window 7)",
     presets: &["tiny", "cifar", "imagenet"],

@@ -48,6 +48,7 @@ impl Family for TorchScriptConfig {
 pub static TORCHSCRIPT: Arch = Arch {
     name: "torchscript",
     family: "torchscript",
+    kind: super::ArchKind::External,
     about: "an external TorchScript model (fields: file, normalize); evaluated, not trained",
     presets: &["file"],
     preset: |_| Some(json!({"file": "", "normalize": true})),

@@ -72,6 +72,7 @@ impl Family for VggConfig {
 pub static VGG16_BN: Arch = Arch {
     name: "vgg16_bn",
     family: "vgg",
+    kind: super::ArchKind::Cnn,
     about: "VGG-16 with batch norm (Simonyan & Zisserman 2015)",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| {

@@ -79,6 +79,7 @@ pub fn check_patch(patch: i64, io: &ModelIo) -> Result<(), String> {
 pub static VIT: Arch = Arch {
     name: "vit",
     family: "vit",
+    kind: super::ArchKind::Transformer,
     about: "Vision Transformer (Dosovitskiy et al. 2021); cifar = ViT-S/4, imagenet = ViT-B/16",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| match p {

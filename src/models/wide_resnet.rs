@@ -60,6 +60,7 @@ fn preset(depth: i64, p: &str) -> Option<serde_json::Value> {
 pub static WRN28_10: Arch = Arch {
     name: "wrn28_10",
     family: "wide_resnet",
+    kind: super::ArchKind::Cnn,
     about: "WideResNet-28-10 (Zagoruyko & Komodakis 2016)",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| preset(28, p),
@@ -72,6 +73,7 @@ pub static WRN28_10: Arch = Arch {
 pub static WRN34_10: Arch = Arch {
     name: "wrn34_10",
     family: "wide_resnet",
+    kind: super::ArchKind::Cnn,
     about: "WideResNet-34-10 (Madry et al. 2018; Zhang et al. 2019)",
     presets: &["tiny", "cifar", "imagenet"],
     preset: |p| preset(34, p),

@@ -211,7 +211,15 @@ impl Plan {
                         Err(p) => problems.push(p),
                     }
                 } else {
-                    for (tname, t) in &s.training {
+                    for tname in s.training.keys() {
+                        let t = match s.training_for(tname, mname, arch.kind) {
+                            Ok(t) => t,
+                            Err(p) => {
+                                problems.push(p);
+                                continue;
+                            }
+                        };
+                        let t = &t;
                         let attack = t
                             .attack
                             .as_ref()

@@ -4,6 +4,7 @@
 //! `docs/spec.md` documents every field; keep the two in step.
 pub mod locate;
 pub mod real;
+pub mod recipe;
 
 use crate::{attacks, data, models};
 pub use real::Real;
@@ -34,6 +35,9 @@ pub struct Spec {
     pub analysis: Vec<String>,
     #[serde(default)]
     pub report: ReportSpec,
+    /// Each `training` entry as YAML after recipe expansion (for per-model `overrides`).
+    #[serde(skip)]
+    pub training_raw: BTreeMap<String, serde_yaml::Value>,
 }
 
 fn default_device() -> String {
@@ -122,6 +126,10 @@ pub struct TrainingSpec {
     pub grad_clip: Option<Real>,
     /// Per-epoch accuracies on fixed train and test subsets, and the best checkpoint.
     pub monitor: Option<MonitorSpec>,
+    /// Partial entries merged over this one for some models: keys are model names of the
+    /// pipeline or architecture kinds (`cnn`, `transformer`, `hybrid`, `mlp`).
+    #[serde(default)]
+    pub overrides: BTreeMap<String, serde_yaml::Value>,
 }
 
 /// What is measured after every epoch (robust-overfitting curves) and which epoch is "best".
@@ -533,14 +541,10 @@ pub fn load(path: &Path) -> anyhow::Result<Loaded> {
     Ok(loaded)
 }
 
-/// Parses YAML into a [`Spec`], turning serde errors into located, hinted messages.
+/// Parses YAML into a [`Spec`], turning serde errors into located, hinted messages. Training
+/// entries naming a `recipe` are expanded first (see [`recipe`]).
 pub fn parse(path: &Path, source: &str) -> Result<Spec, SpecError> {
-    serde_yaml::from_str::<Spec>(source).map_err(|e| {
-        let loc = e
-            .location()
-            .map(|l| format!(":{}:{}", l.line(), l.column()))
-            .unwrap_or_default();
-        let msg = e.to_string();
+    let error = |msg: String, loc: String| {
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
         let hint = unknown_name_hint(&msg)
             .map(|h| format!(" ({h})"))
@@ -549,7 +553,70 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, SpecError> {
             file: path.to_path_buf(),
             lines: vec![format!("{}{loc}: {msg}{hint}", path.display())],
         }
-    })
+    };
+    let from_str = |e: serde_yaml::Error| {
+        let loc = e
+            .location()
+            .map(|l| format!(":{}:{}", l.line(), l.column()))
+            .unwrap_or_default();
+        error(e.to_string(), loc)
+    };
+    let mut root: serde_yaml::Value = serde_yaml::from_str(source).map_err(from_str)?;
+    let expanded = recipe::expand(&mut root).map_err(|p| located(path, source, &p))?;
+    let mut spec: Spec = if expanded {
+        // No positions in a merged value: serde_path_to_error names the field path, which we
+        // locate in the source.
+        serde_path_to_error::deserialize(root.clone()).map_err(|e| {
+            let parts: Vec<String> = e
+                .path()
+                .iter()
+                .map(|s| s.to_string())
+                .filter(|s| s != "?")
+                .collect();
+            let loc = locate::locate(source, &parts)
+                .map(|p| format!(":{}:{}", p.line, p.col))
+                .unwrap_or_default();
+            let msg = e.inner().to_string();
+            let msg = if parts.is_empty() { msg } else { format!("{}: {msg}", parts.join(".")) };
+            error(msg, loc)
+        })?
+    } else {
+        serde_yaml::from_str(source).map_err(from_str)?
+    };
+    if let Some(t) = root.get("training").and_then(|t| t.as_mapping()) {
+        for (k, v) in t {
+            if let Some(k) = k.as_str() {
+                spec.training_raw.insert(k.to_string(), v.clone());
+            }
+        }
+    }
+    Ok(spec)
+}
+
+impl Spec {
+    /// Training entry `name` as it applies to model `model` (architecture kind `kind`): the entry
+    /// with its matching `overrides` merged in.
+    pub fn training_for(
+        &self,
+        name: &str,
+        model: &str,
+        kind: models::ArchKind,
+    ) -> Result<TrainingSpec, Problem> {
+        let t = &self.training[name];
+        let raw = self.training_raw.get(name);
+        let applies = t.overrides.contains_key(model) || t.overrides.contains_key(kind.as_str());
+        let (Some(raw), true) = (raw, applies) else {
+            return Ok(t.clone());
+        };
+        let (v, applied) = recipe::specialise(raw, model, kind.as_str());
+        serde_yaml::from_value(v).map_err(|e| {
+            let key = applied.last().cloned().unwrap_or_default();
+            Problem::new(
+                &["training", name, "overrides", key.as_str()],
+                format!("for model `{model}`: {e}"),
+            )
+        })
+    }
 }
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`" (and variants), suggests the closest.
@@ -588,6 +655,282 @@ pub fn located(path: &Path, source: &str, problems: &[Problem]) -> SpecError {
         file: path.to_path_buf(),
         lines,
     }
+}
+
+/// The checks of one training entry.
+fn validate_training(name: &str, t: &TrainingSpec) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let base = ["training", name];
+    for (i, a) in t.augment.iter().enumerate() {
+        let idx = i.to_string();
+        let at = [base[0], base[1], "augment", idx.as_str()];
+        match crate::augment::Augment::from_yaml(a) {
+            Err(e) => out.push(
+                Problem::new(&at, e)
+                    .hint(format!("steps: {}", crate::augment::NAMES.join(", "))),
+            ),
+            Ok(aug) => {
+                if let Err((field, msg)) = aug.check() {
+                    let mut p = at.to_vec();
+                    p.push(field.as_str());
+                    out.push(Problem::new(&p, msg));
+                }
+            }
+        }
+    }
+    if t.epochs == 0 {
+        out.push(Problem::new(
+            &[base[0], base[1], "epochs"],
+            "must be at least 1",
+        ));
+    }
+    if t.batch_size == 0 {
+        out.push(Problem::new(
+            &[base[0], base[1], "batch_size"],
+            "must be at least 1",
+        ));
+    }
+    if t.optimizer.lr.get() <= 0.0 {
+        out.push(Problem::new(
+            &[base[0], base[1], "optimizer", "lr"],
+            "must be positive",
+        ));
+    }
+    if t.optimizer.weight_decay.get() < 0.0 {
+        out.push(Problem::new(
+            &[base[0], base[1], "optimizer", "weight_decay"],
+            "must not be negative",
+        ));
+    }
+    if t.schedule.warmup_epochs > t.epochs {
+        out.push(
+            Problem::new(
+                &[base[0], base[1], "schedule", "warmup_epochs"],
+                "is longer than `epochs`",
+            )
+            .hint(format!(
+                "set `schedule: {{warmup_epochs: N}}` with N ≤ {}, or raise `epochs`",
+                t.epochs
+            )),
+        );
+    }
+    // A number field under this training entry outside its range: `path` below the entry.
+    let check = |path: &[&str], v: Option<Real>, ok: fn(f64) -> bool, what: &str| {
+        v.filter(|v| !ok(v.get())).map(|v| {
+            let full: Vec<&str> = [base[0], base[1]].iter().chain(path).copied().collect();
+            Problem::new(&full, format!("{} {what}", v.get()))
+        })
+    };
+    out.extend(check(
+        &["label_smoothing"],
+        t.label_smoothing,
+        |v| (0.0..1.0).contains(&v),
+        "is not in [0, 1)",
+    ));
+    out.extend(check(
+        &["grad_clip"],
+        t.grad_clip,
+        |v| v > 0.0 && v.is_finite(),
+        "must be a positive number",
+    ));
+    out.extend(check(
+        &["beta"],
+        t.beta,
+        |v| v >= 0.0 && v.is_finite(),
+        "must be a finite number ≥ 0",
+    ));
+    if t.beta.is_some() && t.method != TrainMethod::Trades {
+        out.push(
+            Problem::new(
+                &[base[0], base[1], "beta"],
+                "applies to `method: trades` only",
+            )
+            .hint("remove it"),
+        );
+    }
+    let sched = &t.schedule;
+    let sched_field =
+        |f: &str, msg: &str| Problem::new(&[base[0], base[1], "schedule", f], msg);
+    if (!sched.milestones.is_empty() || sched.gamma.is_some())
+        && sched.name != ScheduleName::Multistep
+    {
+        let f = if sched.gamma.is_some() {
+            "gamma"
+        } else {
+            "milestones"
+        };
+        out.push(
+            sched_field(f, "applies to `name: multistep` only")
+                .hint("remove it or set `name: multistep`"),
+        );
+    }
+    if sched.name == ScheduleName::Multistep && sched.milestones.is_empty() {
+        out.push(
+            sched_field(
+                "milestones",
+                "`multistep` needs the epochs at which to decay",
+            )
+            .hint("e.g. `milestones: [100, 150]`"),
+        );
+    }
+    if sched.milestones.windows(2).any(|w| w[0] >= w[1]) {
+        out.push(sched_field("milestones", "must be increasing"));
+    }
+    out.extend(check(
+        &["schedule", "gamma"],
+        sched.gamma,
+        |v| v > 0.0 && v <= 1.0,
+        "is not in (0, 1]",
+    ));
+    if let Some(p) = sched.pct_start {
+        if sched.name != ScheduleName::Onecycle {
+            out.push(
+                sched_field("pct_start", "applies to `name: onecycle` only").hint("remove it"),
+            );
+        } else if !(p.get() > 0.0 && p.get() < 1.0) {
+            out.push(sched_field(
+                "pct_start",
+                &format!("{} is not in (0, 1)", p.get()),
+            ));
+        }
+    }
+    if sched.name == ScheduleName::Onecycle && sched.warmup_epochs > 0 {
+        out.push(
+            sched_field("warmup_epochs", "`onecycle` has its own warm-up")
+                .hint("remove it; `pct_start` sets the rise"),
+        );
+    }
+    if t.optimizer.nesterov && t.optimizer.name != OptimizerName::Sgd {
+        out.push(
+            Problem::new(
+                &[base[0], base[1], "optimizer", "nesterov"],
+                "applies to `name: sgd` only",
+            )
+            .hint("remove it"),
+        );
+    }
+    if let Some(m) = &t.monitor {
+        if let Some(a) = &m.attack {
+            if let Err(e) = attacks::AttackConfig::resolve(
+                &attacks::kind_for("pgd", a),
+                a,
+                attacks::Use::Evaluation,
+            ) {
+                out.push(Problem::in_attack(
+                    &[base[0], base[1], "monitor", "attack"],
+                    e,
+                ));
+            }
+        }
+        if let Some(b) = &m.best_by {
+            let at = [base[0], base[1], "monitor", "best_by"];
+            let has_attack = m.attack.is_some() || t.method != TrainMethod::Standard;
+            if !crate::train::METRICS.contains(&b.as_str()) {
+                out.push(
+                    Problem::new(&at, format!("unknown metric `{b}`"))
+                        .hint(format!("use one of {}", crate::train::METRICS.join(", "))),
+                );
+            } else if b.contains("robust") && !has_attack {
+                out.push(
+                    Problem::new(
+                        &at,
+                        format!("`{b}` needs an attack; standard training has none"),
+                    )
+                    .hint("set `monitor.attack`, or pick a clean metric"),
+                );
+            }
+        }
+    }
+    match (t.method, &t.attack) {
+        (TrainMethod::PgdAt | TrainMethod::Trades | TrainMethod::FastAt, None) => out.push(
+            Problem::new(
+                &[base[0], base[1]],
+                "adversarial training needs an `attack`",
+            )
+            .hint("e.g. `attack: {norm: linf, eps: 8/255, steps: 10}`"),
+        ),
+        (TrainMethod::Standard, Some(_)) => out.push(
+            Problem::new(
+                &[base[0], base[1], "attack"],
+                "method standard does not use an attack",
+            )
+            .hint("remove it or set `method: pgd-at`"),
+        ),
+        (method, Some(a)) => {
+            if let Err(e) = crate::train::inner_attack(method, a) {
+                out.push(Problem::in_attack(&[base[0], base[1], "attack"], e));
+            }
+        }
+        (TrainMethod::Standard, None) => {}
+    }
+    out
+}
+
+/// `overrides` keys name models of the pipeline or architecture kinds, and every model's
+/// specialised entry passes the entry checks. A problem the entry itself does not have is reported
+/// at the override that caused it.
+fn validate_overrides(spec: &Spec, name: &str, t: &TrainingSpec, own: &[Problem]) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let kinds: Vec<&str> = models::ArchKind::ALL.iter().map(|k| k.as_str()).collect();
+    for (key, v) in &t.overrides {
+        let at = ["training", name, "overrides", key.as_str()];
+        if !spec.models.contains_key(key) && !kinds.contains(&key.as_str()) {
+            let candidates = spec.models.keys().map(String::as_str).chain(kinds.iter().copied());
+            let hint = did_you_mean(key, candidates)
+                .map(|c| format!("did you mean `{c}`?"))
+                .unwrap_or_else(|| format!("a model of `models:` or one of {}", kinds.join(", ")));
+            out.push(
+                Problem::new(&at, "is neither a model of this pipeline nor an architecture kind")
+                    .hint(hint),
+            );
+        } else if !v.is_mapping() {
+            out.push(
+                Problem::new(&at, "must be a mapping of training fields")
+                    .hint("e.g. `{optimizer: {lr: 2.5e-4}}`"),
+            );
+        }
+    }
+    if !out.is_empty() || t.overrides.is_empty() {
+        return out;
+    }
+    // Each problem once, at the first model that has it.
+    let mut reported: Vec<Problem> = Vec::new();
+    for (mname, m) in &spec.models {
+        let Ok(mp) = models::resolve(mname, m) else {
+            continue;
+        };
+        let Some(arch) = models::find(&mp.arch) else {
+            continue;
+        };
+        let key = if t.overrides.contains_key(mname) {
+            mname.as_str()
+        } else if t.overrides.contains_key(arch.kind.as_str()) {
+            arch.kind.as_str()
+        } else {
+            continue;
+        };
+        match spec.training_for(name, mname, arch.kind) {
+            Err(p) => out.push(p),
+            Ok(tt) => {
+                for p in validate_training(name, &tt) {
+                    let same = |q: &Problem| q.path == p.path && q.message == p.message;
+                    if own.iter().any(same) || reported.iter().any(same) {
+                        continue;
+                    }
+                    reported.push(p.clone());
+                    let mut path: Vec<String> =
+                        ["training", name, "overrides", key].map(String::from).to_vec();
+                    path.extend(p.path.iter().skip(2).cloned());
+                    out.push(Problem {
+                        path,
+                        message: format!("for model `{mname}`: {}", p.message),
+                        hint: p.hint.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Semantic checks serde cannot express: registry names, ranges, and cross-references.
@@ -637,203 +980,9 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
         }
     }
     for (name, t) in &spec.training {
-        let base = ["training", name.as_str()];
-        for (i, a) in t.augment.iter().enumerate() {
-            let idx = i.to_string();
-            let at = [base[0], base[1], "augment", idx.as_str()];
-            match crate::augment::Augment::from_yaml(a) {
-                Err(e) => out.push(
-                    Problem::new(&at, e)
-                        .hint(format!("steps: {}", crate::augment::NAMES.join(", "))),
-                ),
-                Ok(aug) => {
-                    if let Err((field, msg)) = aug.check() {
-                        let mut p = at.to_vec();
-                        p.push(field.as_str());
-                        out.push(Problem::new(&p, msg));
-                    }
-                }
-            }
-        }
-        if t.epochs == 0 {
-            out.push(Problem::new(
-                &[base[0], base[1], "epochs"],
-                "must be at least 1",
-            ));
-        }
-        if t.batch_size == 0 {
-            out.push(Problem::new(
-                &[base[0], base[1], "batch_size"],
-                "must be at least 1",
-            ));
-        }
-        if t.optimizer.lr.get() <= 0.0 {
-            out.push(Problem::new(
-                &[base[0], base[1], "optimizer", "lr"],
-                "must be positive",
-            ));
-        }
-        if t.optimizer.weight_decay.get() < 0.0 {
-            out.push(Problem::new(
-                &[base[0], base[1], "optimizer", "weight_decay"],
-                "must not be negative",
-            ));
-        }
-        if t.schedule.warmup_epochs > t.epochs {
-            out.push(Problem::new(
-                &[base[0], base[1], "schedule", "warmup_epochs"],
-                "is longer than `epochs`",
-            ));
-        }
-        // A number field under this training entry outside its range: `path` below the entry.
-        let check = |path: &[&str], v: Option<Real>, ok: fn(f64) -> bool, what: &str| {
-            v.filter(|v| !ok(v.get())).map(|v| {
-                let full: Vec<&str> = [base[0], base[1]].iter().chain(path).copied().collect();
-                Problem::new(&full, format!("{} {what}", v.get()))
-            })
-        };
-        out.extend(check(
-            &["label_smoothing"],
-            t.label_smoothing,
-            |v| (0.0..1.0).contains(&v),
-            "is not in [0, 1)",
-        ));
-        out.extend(check(
-            &["grad_clip"],
-            t.grad_clip,
-            |v| v > 0.0 && v.is_finite(),
-            "must be a positive number",
-        ));
-        out.extend(check(
-            &["beta"],
-            t.beta,
-            |v| v >= 0.0 && v.is_finite(),
-            "must be a finite number ≥ 0",
-        ));
-        if t.beta.is_some() && t.method != TrainMethod::Trades {
-            out.push(
-                Problem::new(
-                    &[base[0], base[1], "beta"],
-                    "applies to `method: trades` only",
-                )
-                .hint("remove it"),
-            );
-        }
-        let sched = &t.schedule;
-        let sched_field =
-            |f: &str, msg: &str| Problem::new(&[base[0], base[1], "schedule", f], msg);
-        if (!sched.milestones.is_empty() || sched.gamma.is_some())
-            && sched.name != ScheduleName::Multistep
-        {
-            let f = if sched.gamma.is_some() {
-                "gamma"
-            } else {
-                "milestones"
-            };
-            out.push(
-                sched_field(f, "applies to `name: multistep` only")
-                    .hint("remove it or set `name: multistep`"),
-            );
-        }
-        if sched.name == ScheduleName::Multistep && sched.milestones.is_empty() {
-            out.push(
-                sched_field(
-                    "milestones",
-                    "`multistep` needs the epochs at which to decay",
-                )
-                .hint("e.g. `milestones: [100, 150]`"),
-            );
-        }
-        if sched.milestones.windows(2).any(|w| w[0] >= w[1]) {
-            out.push(sched_field("milestones", "must be increasing"));
-        }
-        out.extend(check(
-            &["schedule", "gamma"],
-            sched.gamma,
-            |v| v > 0.0 && v <= 1.0,
-            "is not in (0, 1]",
-        ));
-        if let Some(p) = sched.pct_start {
-            if sched.name != ScheduleName::Onecycle {
-                out.push(
-                    sched_field("pct_start", "applies to `name: onecycle` only").hint("remove it"),
-                );
-            } else if !(p.get() > 0.0 && p.get() < 1.0) {
-                out.push(sched_field(
-                    "pct_start",
-                    &format!("{} is not in (0, 1)", p.get()),
-                ));
-            }
-        }
-        if sched.name == ScheduleName::Onecycle && sched.warmup_epochs > 0 {
-            out.push(
-                sched_field("warmup_epochs", "`onecycle` has its own warm-up")
-                    .hint("remove it; `pct_start` sets the rise"),
-            );
-        }
-        if t.optimizer.nesterov && t.optimizer.name != OptimizerName::Sgd {
-            out.push(
-                Problem::new(
-                    &[base[0], base[1], "optimizer", "nesterov"],
-                    "applies to `name: sgd` only",
-                )
-                .hint("remove it"),
-            );
-        }
-        if let Some(m) = &t.monitor {
-            if let Some(a) = &m.attack {
-                if let Err(e) = attacks::AttackConfig::resolve(
-                    &attacks::kind_for("pgd", a),
-                    a,
-                    attacks::Use::Evaluation,
-                ) {
-                    out.push(Problem::in_attack(
-                        &[base[0], base[1], "monitor", "attack"],
-                        e,
-                    ));
-                }
-            }
-            if let Some(b) = &m.best_by {
-                let at = [base[0], base[1], "monitor", "best_by"];
-                let has_attack = m.attack.is_some() || t.method != TrainMethod::Standard;
-                if !crate::train::METRICS.contains(&b.as_str()) {
-                    out.push(
-                        Problem::new(&at, format!("unknown metric `{b}`"))
-                            .hint(format!("use one of {}", crate::train::METRICS.join(", "))),
-                    );
-                } else if b.contains("robust") && !has_attack {
-                    out.push(
-                        Problem::new(
-                            &at,
-                            format!("`{b}` needs an attack; standard training has none"),
-                        )
-                        .hint("set `monitor.attack`, or pick a clean metric"),
-                    );
-                }
-            }
-        }
-        match (t.method, &t.attack) {
-            (TrainMethod::PgdAt | TrainMethod::Trades | TrainMethod::FastAt, None) => out.push(
-                Problem::new(
-                    &[base[0], base[1]],
-                    "adversarial training needs an `attack`",
-                )
-                .hint("e.g. `attack: {norm: linf, eps: 8/255, steps: 10}`"),
-            ),
-            (TrainMethod::Standard, Some(_)) => out.push(
-                Problem::new(
-                    &[base[0], base[1], "attack"],
-                    "method standard does not use an attack",
-                )
-                .hint("remove it or set `method: pgd-at`"),
-            ),
-            (method, Some(a)) => {
-                if let Err(e) = crate::train::inner_attack(method, a) {
-                    out.push(Problem::in_attack(&[base[0], base[1], "attack"], e));
-                }
-            }
-            (TrainMethod::Standard, None) => {}
-        }
+        let own = validate_training(name, t);
+        out.extend(validate_overrides(spec, name, t, &own));
+        out.extend(own);
     }
     if spec.evaluation.attacks.is_empty() {
         out.push(
