@@ -3,7 +3,7 @@
 //! threads and batch, measured in one run. Prints images/s of both and the ratio robarch/PyTorch.
 //!
 //! Run: `scripts/bench-models.sh [--arch resnet18,vit] [--preset cifar|imagenet|all]
-//!       [--batch 128] [--iters 3] [--threads N] [--device cpu|cuda]`
+//!       [--batch 128] [--iters 3] [--threads N] [--device cpu|cuda] [--channels-last on|off]`
 //! One step = forward in train mode, cross-entropy, backward (no optimiser). The first step of each
 //! side is a warm-up and is not timed.
 use robarch::models::{self, ModelIo, Network, REGISTRY};
@@ -19,6 +19,7 @@ struct Args {
     iters: usize,
     threads: i32,
     device: Device,
+    channels_last: bool,
 }
 
 fn args() -> Args {
@@ -33,6 +34,7 @@ fn args() -> Args {
         iters: 3,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get() as i32),
         device: Device::cuda_if_available(),
+        channels_last: false,
     };
     let v: Vec<String> = std::env::args()
         .skip(1)
@@ -57,6 +59,7 @@ fn args() -> Args {
             "--batch" => a.batch = val().parse().expect("--batch N"),
             "--iters" => a.iters = val().parse().expect("--iters N"),
             "--threads" => a.threads = val().parse().expect("--threads N"),
+            "--channels-last" => a.channels_last = val() == "on",
             "--device" => {
                 a.device = match val().as_str() {
                     "cpu" => Device::Cpu,
@@ -112,7 +115,10 @@ fn main() {
                 image_size: size,
                 num_classes: classes,
             };
-            let net = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], a.device, 0).unwrap();
+            let mut net = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], a.device, 0).unwrap();
+            if a.channels_last {
+                net.to_channels_last();
+            }
             let x = Tensor::rand([a.batch, 3, size, size], (Kind::Float, a.device));
             let y = Tensor::randint(classes, [a.batch], (Kind::Int64, a.device));
             let step = || {
@@ -132,6 +138,7 @@ fn main() {
             let req = serde_json::json!({
                 "family": family, "config": p.config, "io": io, "batch": a.batch,
                 "iters": a.iters, "threads": a.threads, "device": dev,
+                "channels_last": a.channels_last,
             });
             let out = std::process::Command::new(&python)
                 .arg(&script)

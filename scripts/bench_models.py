@@ -20,8 +20,11 @@ def main():
     torch.set_num_threads(r["threads"])
     dev = torch.device("cuda" if r["device"] == "cuda" else "cpu")
     io = r["io"]
+    fmt = torch.channels_last if r.get("channels_last") else torch.contiguous_format
     m = reference_models.build(r["family"], r["config"], io).to(dev).train()
+    m = m.to(memory_format=fmt)
     x = torch.rand(r["batch"], io["in_channels"], io["image_size"], io["image_size"], device=dev)
+    x = x.contiguous(memory_format=fmt)
     y = torch.randint(io["num_classes"], (r["batch"],), device=dev)
 
     def step():

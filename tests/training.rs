@@ -1,5 +1,6 @@
-//! Training methods end to end on the embedded digits: PGD-AT, TRADES and fast AT each give a tiny
-//! ResNet clearly more robust accuracy than standard training under the same PGD attack; the
+//! Training methods end to end on the embedded digits: PGD-AT (float32 channels-last, and bfloat16
+//! autocast), TRADES and fast AT each give a tiny ResNet clearly more robust accuracy than standard
+//! training under the same PGD attack; the
 //! optimiser and schedule options (SGD with Nesterov, no decay on 1-d tensors, one-cycle,
 //! multistep, label smoothing, gradient clipping) run through a pipeline; bad method settings are
 //! rejected naming the field.
@@ -27,6 +28,14 @@ training:
     batch_size: 64
     optimizer: {name: adamw, lr: 3e-3}
     schedule: {name: multistep, milestones: [3], gamma: 0.3}
+  bf16:
+    method: pgd-at
+    attack: {norm: linf, eps: 0.15, steps: 5}
+    epochs: 4
+    batch_size: 64
+    optimizer: {name: adamw, lr: 3e-3}
+    amp: bf16
+    channels_last: off
   trades:
     method: trades
     beta: 6
@@ -75,7 +84,7 @@ fn adversarial_training_methods_beat_standard_training_under_attack() {
     p.ok(&["run", "at.yaml"]);
     let t = table(&p);
     let get = |tr: &str, a: &str| t[&(tr.to_string(), a.to_string())];
-    for tr in ["std", "pgd", "trades", "fast"] {
+    for tr in ["std", "pgd", "bf16", "trades", "fast"] {
         println!(
             "{tr}: clean {:.1}%, PGD-10 ε∞=0.15 {:.1}%",
             get(tr, "clean"),
@@ -136,8 +145,16 @@ fn adversarial_training_methods_beat_standard_training_under_attack() {
             get("pgd", "pgd")
         );
     }
+    // What ran: channels-last by default for the CNN, bfloat16 autocast when asked (on the CPU).
+    let meta = |t: &str| -> serde_json::Value {
+        let m = std::fs::read(entry_dir(&p, "at.yaml", &format!("train/digits/resnet18/{t}")).join("meta.json"));
+        serde_json::from_slice(&m.unwrap()).unwrap()
+    };
+    let (pgd, bf16) = (meta("pgd").to_string(), meta("bf16").to_string());
+    assert!(pgd.contains(r#""amp":"off""#) && pgd.contains(r#""channels_last":true"#), "{pgd}");
+    assert!(bf16.contains(r#""amp":"bf16""#) && bf16.contains(r#""channels_last":false"#), "{bf16}");
     let std = get("std", "pgd");
-    for tr in ["pgd", "trades", "fast"] {
+    for tr in ["pgd", "bf16", "trades", "fast"] {
         assert!(
             get(tr, "pgd") >= std + 15.0,
             "{tr} is not clearly more robust than standard training: {t:?}"

@@ -1,6 +1,7 @@
 //! Executes a plan against the cache: decides what must run, schedules ready stages on a rayon
 //! pool under resource slots (CPU threads; one stage per CUDA device), and commits results.
 pub mod device;
+pub mod precision;
 
 use crate::cache::manifest::Manifest;
 use crate::cache::{Cache, Entry, EntryMeta, Lookup, Provenance};

@@ -246,6 +246,10 @@ pub struct Network {
     mean: Tensor,
     std: Tensor,
     body: Box<dyn ModuleT>,
+    /// Forward passes run under autocast to this dtype (none: float32); logits come out float32.
+    autocast: Option<Kind>,
+    /// Inputs (and 4-D weights, see [`Network::to_channels_last`]) stored channels-last.
+    channels_last: bool,
 }
 
 impl std::fmt::Debug for Network {
@@ -289,13 +293,48 @@ impl Network {
                 mean: m,
                 std: s,
                 body,
+                autocast: None,
+                channels_last: false,
             })
         })
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let x = (x - &self.mean) / &self.std;
-        self.body.forward_t(&x, train)
+        let x = if self.channels_last {
+            crate::exec::precision::channels_last(&x)
+        } else {
+            x
+        };
+        match self.autocast {
+            None => self.body.forward_t(&x, train),
+            Some(dtype) => {
+                crate::exec::precision::autocast(self.vs.device(), dtype, || {
+                    self.body.forward_t(&x, train)
+                })
+                .to_kind(Kind::Float)
+            }
+        }
+    }
+
+    /// Runs later forward passes under autocast to `dtype` (bfloat16), or in float32 (`None`).
+    pub fn set_autocast(&mut self, dtype: Option<Kind>) {
+        self.autocast = dtype;
+    }
+
+    /// Stores every 4-D tensor (convolution weights) channels-last and feeds inputs channels-last,
+    /// so convolutions run in NHWC (`model.to(memory_format=torch.channels_last)`). Values and
+    /// names are unchanged; saved weights are written in the standard layout.
+    pub fn to_channels_last(&mut self) {
+        tch::no_grad(|| {
+            for (_, mut t) in self.vs.variables() {
+                if t.dim() == 4 {
+                    let cl = crate::exec::precision::channels_last(&t);
+                    t.set_data(&cl);
+                }
+            }
+        });
+        self.channels_last = true;
     }
 
     pub fn num_parameters(&self) -> i64 {
@@ -314,9 +353,7 @@ impl Network {
     }
 
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
-        let named = self.named_tensors();
-        Tensor::write_safetensors(&named, path)?;
-        Ok(())
+        write_tensors(&self.named_tensors(), path)
     }
 
     pub fn load(&mut self, path: &std::path::Path) -> Result<()> {
@@ -327,6 +364,17 @@ impl Network {
 }
 
 pub use layers::bn2d;
+
+/// Writes named tensors as safetensors in the standard (contiguous) layout, whatever their memory
+/// format or device.
+pub fn write_tensors(named: &[(String, Tensor)], path: &std::path::Path) -> Result<()> {
+    let dense: Vec<(&str, Tensor)> = named
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.contiguous()))
+        .collect();
+    Tensor::write_safetensors(&dense, path)?;
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {
@@ -343,6 +391,47 @@ mod tests {
             preset: preset.into(),
             overrides,
         }
+    }
+
+    #[test]
+    fn channels_last_and_autocast_keep_the_function() {
+        let p = resolve("resnet18", &spec(None, "tiny", &[])).unwrap();
+        let io = ModelIo {
+            in_channels: 3,
+            image_size: 16,
+            num_classes: 10,
+        };
+        let mut net = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], Device::Cpu, 7).unwrap();
+        let x = Tensor::rand([4, 3, 16, 16], (Kind::Float, Device::Cpu));
+        let reference = net.forward_t(&x, false);
+        net.to_channels_last();
+        let convs: Vec<Tensor> = net
+            .named_tensors()
+            .into_iter()
+            .map(|(_, t)| t)
+            .filter(|t| t.dim() == 4)
+            .collect();
+        assert!(!convs.is_empty());
+        for t in &convs {
+            assert!(crate::exec::precision::is_channels_last(t), "{:?} {:?}", t.size(), t.stride());
+        }
+        let cl = net.forward_t(&x, false);
+        let diff = f64::try_from((&cl - &reference).abs().max()).unwrap();
+        assert!(diff < 1e-4, "channels-last changed the logits by {diff}");
+        // Saved in the standard layout: a fresh network loads the same function.
+        let dir = tempfile::tempdir().unwrap();
+        net.save(&dir.path().join("w.safetensors")).unwrap();
+        let mut back = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], Device::Cpu, 8).unwrap();
+        back.load(&dir.path().join("w.safetensors")).unwrap();
+        let diff = f64::try_from((back.forward_t(&x, false) - &reference).abs().max()).unwrap();
+        assert!(diff < 1e-4, "{diff}");
+        // bfloat16 autocast: float32 logits close to the float32 ones.
+        net.set_autocast(Some(Kind::BFloat16));
+        let half = net.forward_t(&x, false);
+        assert_eq!(half.kind(), Kind::Float);
+        let diff = f64::try_from((&half - &reference).abs().max()).unwrap();
+        let scale = f64::try_from(reference.abs().max()).unwrap();
+        assert!(diff > 0.0 && diff < 0.05 * scale.max(1.0), "{diff} vs {scale}");
     }
 
     #[test]

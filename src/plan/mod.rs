@@ -250,6 +250,8 @@ impl Plan {
                                 .filter(|&v| v > 0.0),
                             grad_clip: t.grad_clip.map(|v| v.get()),
                             monitor,
+                            amp: t.amp,
+                            channels_last: t.channels_last,
                         };
                         let ix = add(
                             &mut graph,

@@ -126,6 +126,12 @@ pub struct TrainingSpec {
     pub grad_clip: Option<Real>,
     /// Per-epoch accuracies on fixed train and test subsets, and the best checkpoint.
     pub monitor: Option<MonitorSpec>,
+    /// Mixed precision of the training forward passes: `auto` (bfloat16 on CUDA), `bf16`, `off`.
+    #[serde(default)]
+    pub amp: crate::exec::precision::Amp,
+    /// Channels-last memory format: `auto` (on for convolutional networks), `on`, `off`.
+    #[serde(default)]
+    pub channels_last: crate::exec::precision::Toggle,
     /// Partial entries merged over this one for some models: keys are model names of the
     /// pipeline or architecture kinds (`cnn`, `transformer`, `hybrid`, `mlp`).
     #[serde(default)]

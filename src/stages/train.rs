@@ -97,6 +97,15 @@ impl Stage for Train {
             "num_parameters": info.num_parameters,
             "final_loss": last.map(|h| h.loss),
             "final_train_accuracy": last.map(|h| h.train_accuracy),
+            // What `auto` resolved to on this device.
+            "amp": match self.params.amp.resolve(cx.device) {
+                Some(_) => "bf16",
+                None => "off",
+            },
+            "channels_last": self.params.channels_last.resolve(
+                crate::models::find(&self.params.model.arch)
+                    .map_or(crate::models::ArchKind::External, |a| a.kind),
+            ),
         });
         if let Some(m) = &self.params.monitor {
             let best = train::best_epoch(&history, &m.best_by);

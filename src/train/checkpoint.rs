@@ -37,7 +37,7 @@ pub fn save(
         .map(|(n, t)| (format!("model.{n}"), t))
         .collect();
     tensors.extend(opt.state());
-    Tensor::write_safetensors(&tensors, tmp.path().join("state.safetensors"))?;
+    crate::models::write_tensors(&tensors, &tmp.path().join("state.safetensors"))?;
     let state = State {
         epoch,
         opt_step: opt.step,

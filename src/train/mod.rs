@@ -10,6 +10,7 @@ use crate::attacks::{AttackConfig, Net, Use};
 use crate::augment::Augment;
 use crate::data::loader::{HostData, Loader};
 use crate::data::prepared::Prepared;
+use crate::exec::precision::{Amp, Toggle};
 use crate::models::{ModelIo, ModelParams, Network};
 use crate::progress::StageProgress;
 use crate::spec::{AttackSpec, ModelMode, Norm, OptimizerSpec, Real, ScheduleSpec, TrainMethod};
@@ -46,6 +47,12 @@ pub struct TrainParams {
     /// Per-epoch evaluation and best-checkpoint selection (none: off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitor: Option<Monitor>,
+    /// Mixed precision and memory format; `auto` resolves per device (not part of the key beyond
+    /// the setting itself, like the device).
+    #[serde(default, skip_serializing_if = "Amp::is_auto")]
+    pub amp: Amp,
+    #[serde(default, skip_serializing_if = "Toggle::is_auto")]
+    pub channels_last: Toggle,
 }
 
 /// Accuracies measured after every epoch on `n` fixed points of the training split and of the
@@ -274,6 +281,11 @@ pub fn train(
         device,
         crate::rng::derive(p.seed, &[0]),
     )?;
+    let kind = crate::models::find(&p.model.arch).map_or(crate::models::ArchKind::External, |a| a.kind);
+    if p.channels_last.resolve(kind) {
+        net.to_channels_last();
+    }
+    net.set_autocast(p.amp.resolve(device));
     let mut opt = optim::Optimizer::new(&p.optimizer, &net.vs);
     let mut history = Vec::new();
     let mut start = 0;

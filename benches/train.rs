@@ -1,0 +1,193 @@
+//! PGD-AT training throughput, robarch's training loop against a plain PyTorch implementation of
+//! the same loop (scripts/bench_train.py, with the reference definitions in
+//! scripts/reference_models/) on the same machine, threads, batch and model, measured in one run.
+//! Prints images/s of both and the ratio robarch/PyTorch.
+//!
+//! Run: `scripts/bench-train.sh [--arch resnet18,vit] [--preset tiny|cifar|imagenet] [--batch 128]
+//!       [--iters 3] [--steps 10] [--threads N] [--device cpu|cuda] [--amp auto|bf16|off]
+//!       [--channels-last auto|on|off]`
+//! The PyTorch side runs the same loop with the precision and memory format robarch resolved
+//! (`torch.autocast`, `channels_last`), and plainly (float32, contiguous) when those differ.
+//! One step = PGD-ℓ∞ (ε 8/255, `steps` steps of 2/255, random start) in eval mode, then a
+//! train-mode forward on the adversarial batch, cross-entropy, backward and an AdamW step. robarch
+//! runs `robarch::train::train` (the `train` stage's loop: loader, attack, optimiser, schedule,
+//! per-epoch checkpoint) for two epochs of `iters` batches and times the second; PyTorch times
+//! `iters` steps after one warm-up step.
+use robarch::data::prepared::{DatasetInfo, Prepared};
+use robarch::models::{self, ModelIo};
+use robarch::progress::StageProgress;
+use robarch::spec::ModelSpec;
+use robarch::train::{self, TrainParams};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+fn main() {
+    let mut archs = vec!["resnet18".to_string(), "vit".to_string()];
+    let mut preset = "cifar".to_string();
+    let (mut batch, mut iters, mut steps) = (128usize, 3usize, 10usize);
+    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get() as i32);
+    let mut device = Device::cuda_if_available();
+    let (mut amp, mut cl) = ("auto".to_string(), "auto".to_string());
+    let v: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|s| s != "--bench")
+        .collect();
+    let mut it = v.iter();
+    while let Some(k) = it.next() {
+        let val = it
+            .next()
+            .unwrap_or_else(|| panic!("{k} needs a value"))
+            .clone();
+        match k.as_str() {
+            "--arch" => archs = val.split(',').map(String::from).collect(),
+            "--preset" => preset = val,
+            "--batch" => batch = val.parse().expect("--batch N"),
+            "--iters" => iters = val.parse().expect("--iters N"),
+            "--steps" => steps = val.parse().expect("--steps N"),
+            "--threads" => threads = val.parse().expect("--threads N"),
+            "--amp" => amp = val,
+            "--channels-last" => cl = val,
+            "--device" => {
+                device = match val.as_str() {
+                    "cpu" => Device::Cpu,
+                    _ => Device::Cuda(0),
+                }
+            }
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    tch::set_num_threads(threads);
+    let dev = if device == Device::Cpu { "cpu" } else { "cuda" };
+    let (size, classes) = match preset.as_str() {
+        "imagenet" => (224, 1000),
+        "tiny" => (8, 10),
+        _ => (32, 10),
+    };
+    let python = std::env::var_os("VIRTUAL_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"))
+        .join("bin/python");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_train.py");
+    println!(
+        "PGD-AT (ℓ∞ 8/255, {steps} steps, eval-mode attack) + AdamW, {preset} preset {size}px, batch {batch}, {iters} timed steps, {threads} threads, device {dev}"
+    );
+    println!(
+        "robarch: amp {amp}, channels_last {cl} (resolved per row); PyTorch: the same settings, and plain (float32, contiguous)"
+    );
+    println!(
+        "{:<12} {:>9} {:>5} {:>4} {:>14} {:>14} {:>7} {:>14} {:>7}",
+        "arch", "params", "amp", "cl", "robarch img/s", "pytorch img/s", "ratio", "plain img/s", "ratio"
+    );
+    // Random uint8 images, as the prepare stage stores them.
+    tch::manual_seed(0);
+    let n = (batch * iters) as i64;
+    let x = Tensor::randint(256, [n, 3, size, size], (Kind::Uint8, Device::Cpu));
+    let y = Tensor::randint(classes, [n], (Kind::Int64, Device::Cpu));
+    let data = Prepared {
+        train_x: x.shallow_clone(),
+        train_y: y.shallow_clone(),
+        val: None,
+        test_x: x.narrow(0, 0, batch as i64),
+        test_y: y.narrow(0, 0, batch as i64),
+        info: DatasetInfo {
+            classes: (0..classes).map(|c| c.to_string()).collect(),
+            channels: 3,
+            resolution: size as u32,
+            train_size: n as usize,
+            val_size: None,
+            test_size: batch,
+            mean: vec![0.5; 3],
+            std: vec![0.25; 3],
+        },
+    };
+    let mut ratios = Vec::new();
+    for arch in &archs {
+        let spec = ModelSpec {
+            arch: Some(arch.clone()),
+            preset: preset.clone(),
+            overrides: Default::default(),
+        };
+        let mp = models::resolve(arch, &spec).unwrap_or_else(|e| panic!("{arch}: {e:?}"));
+        let io = ModelIo {
+            in_channels: 3,
+            image_size: size,
+            num_classes: classes,
+        };
+        let params: TrainParams = serde_json::from_value(serde_json::json!({
+            "model": mp, "io": io, "method": "pgd-at",
+            "attack": {"type": "pgd", "norm": "linf", "eps": 8.0 / 255.0, "steps": steps,
+                       "step_size": 2.0 / 255.0, "random_start": true, "restarts": 1,
+                       "loss": {"name": "ce"}, "l1_step": null},
+            "attack_mode": "eval", "epochs": 2, "batch_size": batch,
+            "optimizer": {"name": "adamw", "lr": 1e-4, "weight_decay": 0.01,
+                          "momentum": 0.9, "betas": [0.9, 0.999]},
+            "schedule": {"name": "constant", "warmup_epochs": 0, "min_lr": 0.0},
+            "seed": 0, "amp": amp, "channels_last": cl,
+        }))
+        .expect("benchmark training parameters");
+        let ckpt = tempfile::tempdir().unwrap();
+        let stamps = Mutex::new(Vec::new());
+        let sync = || {
+            if let Device::Cuda(i) = device {
+                tch::Cuda::synchronize(i as i64);
+            }
+        };
+        let t0 = Instant::now();
+        let (net, _) = train::train(
+            &params,
+            &data,
+            device,
+            ckpt.path(),
+            &StageProgress::hidden(),
+            &|_| {
+                sync();
+                stamps.lock().unwrap().push(t0.elapsed().as_secs_f64());
+            },
+        )
+        .expect("robarch training");
+        let s = stamps.into_inner().unwrap();
+        let ours = n as f64 / (s[1] - s[0]);
+        let count = net.num_parameters();
+        drop(net);
+        let kind = models::find(arch).unwrap().kind;
+        let amp_on = params.amp.resolve(device).is_some();
+        let cl_on = params.channels_last.resolve(kind);
+        let pytorch = |amp: bool, cl: bool| -> f64 {
+            let req = serde_json::json!({
+                "family": models::find(arch).unwrap().family, "config": mp.config, "io": io,
+                "batch": batch, "iters": iters, "steps": steps, "threads": threads, "device": dev,
+                "amp": amp, "channels_last": cl,
+            });
+            let out = std::process::Command::new(&python)
+                .arg(&script)
+                .arg(req.to_string())
+                .output()
+                .expect("running the PyTorch side");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        let same = pytorch(amp_on, cl_on);
+        let plain = if amp_on || cl_on { pytorch(false, false) } else { same };
+        ratios.push(ours / same);
+        println!(
+            "{:<12} {:>8.2}M {:>5} {:>4} {:>14.1} {:>14.1} {:>7.2} {:>14.1} {:>7.2}",
+            arch,
+            count as f64 / 1e6,
+            if amp_on { "bf16" } else { "off" },
+            if cl_on { "on" } else { "off" },
+            ours,
+            same,
+            ours / same,
+            plain,
+            ours / plain
+        );
+    }
+    let geo = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
+    println!("geometric mean ratio robarch/pytorch (same settings): {geo:.2}");
+}
