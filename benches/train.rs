@@ -78,7 +78,15 @@ fn main() {
     );
     println!(
         "{:<12} {:>9} {:>5} {:>4} {:>14} {:>14} {:>7} {:>14} {:>7}",
-        "arch", "params", "amp", "cl", "robarch img/s", "pytorch img/s", "ratio", "plain img/s", "ratio"
+        "arch",
+        "params",
+        "amp",
+        "cl",
+        "robarch img/s",
+        "pytorch img/s",
+        "ratio",
+        "plain img/s",
+        "ratio"
     );
     // Random uint8 images, as the prepare stage stores them.
     tch::manual_seed(0);
@@ -173,7 +181,11 @@ fn main() {
             String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
         };
         let same = pytorch(amp_on, cl_on);
-        let plain = if amp_on || cl_on { pytorch(false, false) } else { same };
+        let plain = if amp_on || cl_on {
+            pytorch(false, false)
+        } else {
+            same
+        };
         ratios.push(ours / same);
         println!(
             "{:<12} {:>8.2}M {:>5} {:>4} {:>14.1} {:>14.1} {:>7.2} {:>14.1} {:>7.2}",

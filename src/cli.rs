@@ -569,7 +569,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 }
                 Registry::Analyses => {
                     for a in spec::ANALYSES {
-                        println!("{a}");
+                        let what = match *a {
+                            "sparsity" => "per model: Hoyer sparsity, ‖w‖₁/‖w‖₂, fractions below absolute/relative thresholds, per layer and layer type",
+                            "bounds" => "per model: Frobenius/spectral/ℓ1/ℓ2,1/ℓ1,∞ norms of every linear map (convolutions also as operators) and norm-based (adversarial) Rademacher bounds",
+                            _ => "per pipeline: Kendall τ and Spearman ρ (bootstrap intervals) of every measure against the robust generalization gap and unseen-attack drops",
+                        };
+                        println!("{a:<12} {what}");
                     }
                 }
             }
@@ -643,9 +648,22 @@ fn materialize_report(plan: &Plan, cache: &Cache, reports: &Path) -> Result<()> 
         shown.push(dest.join(name));
     }
     println!("report: {}", dest.display());
+    // Markdown tables on the terminal; long ones (the correlation table) cut to their first rows.
+    const ROWS: usize = 24;
     for p in &shown {
         if p.extension().is_some_and(|e| e == "md") {
-            println!("\n{}:\n{}", p.display(), std::fs::read_to_string(p)?);
+            let text = std::fs::read_to_string(p)?;
+            let lines: Vec<&str> = text.lines().collect();
+            if lines.len() > ROWS + 2 {
+                println!(
+                    "\n{}:\n{}\n… {} more rows in the file",
+                    p.display(),
+                    lines[..ROWS + 2].join("\n"),
+                    lines.len() - ROWS - 2
+                );
+            } else {
+                println!("\n{}:\n{text}", p.display());
+            }
         }
     }
     Ok(())

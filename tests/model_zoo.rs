@@ -218,3 +218,60 @@ fn train_and_eval_modes_behave() {
         "{with_bn} BN families, {stochastic} stochastic"
     );
 }
+
+/// Every architecture's weights get a layer type for the sparsity analysis, attention-based ones
+/// have attention weights and CNNs have none, and every linear map gets finite norms.
+#[test]
+fn analyses_classify_every_weight_of_every_architecture() {
+    use robarch::analysis::{norms, sparsity};
+    use robarch::models::ArchKind;
+    for a in REGISTRY.iter().filter(|a| a.name != "torchscript") {
+        let net = build(a.name, "tiny", &[], io(32, 10));
+        let named = net.named_tensors();
+        for (n, t) in &named {
+            let leaf = n.rsplit('.').next().unwrap();
+            let matrix = t.dim() >= 2 && !n.starts_with("normalize.") && leaf != "bias";
+            if matrix && !n.contains("norm") && !n.contains(".bn") {
+                assert!(
+                    sparsity::layer_type(n, t.dim()).is_some(),
+                    "{}: {n} {:?} has no layer type",
+                    a.name,
+                    t.size()
+                );
+            }
+        }
+        let r = sparsity::analyse(&named, &sparsity::Thresholds::default());
+        let attention = r.by_type.get("attention").map_or(0, |t| t.numel);
+        match a.kind {
+            ArchKind::Transformer | ArchKind::Hybrid => {
+                assert!(attention > 0, "{}: no attention weights", a.name)
+            }
+            ArchKind::Cnn | ArchKind::Mlp => {
+                assert_eq!(
+                    attention, 0,
+                    "{}: attention weights in a {:?}",
+                    a.name, a.kind
+                )
+            }
+            ArchKind::External => {}
+        }
+        let layers = norms::analyse(&named, 8, norms::Lanczos::default());
+        assert!(
+            layers.len() >= 3,
+            "{}: {} linear maps",
+            a.name,
+            layers.len()
+        );
+        for l in &layers {
+            for v in [l.fro, l.spectral, l.spectral_op, l.l1, l.l21, l.l1inf] {
+                assert!(
+                    v.is_finite() && v > 0.0,
+                    "{}: {} has a norm {v}",
+                    a.name,
+                    l.name
+                );
+            }
+            assert!(l.spectral <= l.fro * (1.0 + 1e-9), "{}: {}", a.name, l.name);
+        }
+    }
+}

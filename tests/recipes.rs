@@ -37,18 +37,22 @@ fn paper_pipelines_train_every_model_with_the_authors_recipe() {
         ("pvt_v2", 2.5e-4, 0.05),
         ("coatnet", 2.5e-4, 0.05),
     ];
-    for (dataset, augment0) in [("cifar10", "autoaugment"), ("imagenette", "random_resized_crop")] {
+    for (dataset, augment0) in [
+        ("cifar10", "autoaugment"),
+        ("imagenette", "random_resized_crop"),
+    ] {
         let file = format!("{dataset}.yaml");
         let dag = stdout(&p.ok(&["dag", &file]));
         let trains = dag
             .lines()
             .filter(|l| !l.starts_with(' ')) // a stage line, not its inputs
-            .filter(|l| l.split_whitespace().nth(1).is_some_and(|s| s.starts_with("train/")))
+            .filter(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|s| s.starts_with("train/"))
+            })
             .count();
-        assert_eq!(
-            trains, 21,
-            "every model of the study is trained:\n{dag}"
-        );
+        assert_eq!(trains, 21, "every model of the study is trained:\n{dag}");
         for (model, lr, wd) in cases {
             let t = params(&p, &file, &format!("train/{dataset}/{model}/pgd-linf"));
             assert_eq!(t["method"], "pgd-at");
@@ -60,7 +64,11 @@ fn paper_pipelines_train_every_model_with_the_authors_recipe() {
             assert_eq!(t["epochs"], 100);
             assert_eq!(t["batch_size"], 128);
             assert_eq!(t["optimizer"]["name"], "adamw");
-            assert!(close(&t["optimizer"]["lr"], lr), "{model}: {}", t["optimizer"]);
+            assert!(
+                close(&t["optimizer"]["lr"], lr),
+                "{model}: {}",
+                t["optimizer"]
+            );
             assert!(close(&t["optimizer"]["weight_decay"], wd), "{model}");
             assert_eq!(t["schedule"]["name"], "cosine");
             assert_eq!(t["schedule"]["warmup_epochs"], 8);
@@ -100,9 +108,15 @@ fn user_fields_and_overrides_win_over_the_recipe() {
     let r = params(&p, "r.yaml", "train/d/resnet18/paper");
     assert_eq!(r["epochs"], 2);
     assert_eq!(r["attack"]["steps"], 2, "user's steps");
-    assert!(close(&r["attack"]["step_size"], 0.8 / 255.0), "recipe's step");
+    assert!(
+        close(&r["attack"]["step_size"], 0.8 / 255.0),
+        "recipe's step"
+    );
     assert!(close(&r["optimizer"]["lr"], 3e-3), "user's lr");
-    assert!(close(&r["optimizer"]["weight_decay"], 0.01), "recipe's decay");
+    assert!(
+        close(&r["optimizer"]["weight_decay"], 0.01),
+        "recipe's decay"
+    );
     assert_eq!(r["schedule"]["warmup_epochs"], 1);
     assert_eq!(r["augment"].as_array().unwrap().len(), 1, "lists replace");
     // The recipe's transformer override is merged over the user's fields for the ViT.
@@ -120,26 +134,39 @@ fn user_fields_and_overrides_win_over_the_recipe() {
     );
     let v = params(&p, "r.yaml", "train/d/vit/paper");
     assert!(close(&v["optimizer"]["lr"], 1e-3));
-    assert!(close(&v["optimizer"]["weight_decay"], 0.05), "recipe's override kept");
+    assert!(
+        close(&v["optimizer"]["weight_decay"], 0.05),
+        "recipe's override kept"
+    );
     assert_eq!(v["epochs"], 4);
     let r = params(&p, "r.yaml", "train/d/resnet18/paper");
-    assert_eq!((r["batch_size"].as_u64(), r["epochs"].as_u64()), (Some(16), Some(2)));
+    assert_eq!(
+        (r["batch_size"].as_u64(), r["epochs"].as_u64()),
+        (Some(16), Some(2))
+    );
 
     // Without a recipe, overrides work on a plain entry too; only the overridden model's key
     // changes, so only its training would rerun.
-    let plain = BASE.replace(
-        "    recipe: liu2022-cifar10\n",
-        "    method: pgd-at\n",
-    )
-    .replace("attack: {steps: 2}", "attack: {norm: linf, eps: 8/255, steps: 2}")
-    .replace("optimizer: {lr: 3e-3}", "optimizer: {name: sgd, lr: 0.1}");
+    let plain = BASE
+        .replace("    recipe: liu2022-cifar10\n", "    method: pgd-at\n")
+        .replace(
+            "attack: {steps: 2}",
+            "attack: {norm: linf, eps: 8/255, steps: 2}",
+        )
+        .replace("optimizer: {lr: 3e-3}", "optimizer: {name: sgd, lr: 0.1}");
     p.write("r.yaml", &plain);
     let key = |stage: &str| {
         let out = stdout(&p.ok(&["explain", "r.yaml", stage]));
-        out.lines().find(|l| l.starts_with("key:")).unwrap().to_string()
+        out.lines()
+            .find(|l| l.starts_with("key:"))
+            .unwrap()
+            .to_string()
     };
     let (vit, resnet) = (key("train/d/vit/paper"), key("train/d/resnet18/paper"));
-    assert!(close(&params(&p, "r.yaml", "train/d/vit/paper")["optimizer"]["lr"], 0.1));
+    assert!(close(
+        &params(&p, "r.yaml", "train/d/vit/paper")["optimizer"]["lr"],
+        0.1
+    ));
     p.write(
         "r.yaml",
         &plain.replace(
@@ -147,9 +174,16 @@ fn user_fields_and_overrides_win_over_the_recipe() {
             "    augment: [hflip]\n    overrides: {vit: {optimizer: {lr: 0.05}}}\n",
         ),
     );
-    assert!(close(&params(&p, "r.yaml", "train/d/vit/paper")["optimizer"]["lr"], 0.05));
+    assert!(close(
+        &params(&p, "r.yaml", "train/d/vit/paper")["optimizer"]["lr"],
+        0.05
+    ));
     assert_ne!(key("train/d/vit/paper"), vit);
-    assert_eq!(key("train/d/resnet18/paper"), resnet, "resnet18's stage is unchanged");
+    assert_eq!(
+        key("train/d/resnet18/paper"),
+        resnet,
+        "resnet18's stage is unchanged"
+    );
 }
 
 #[test]
@@ -167,7 +201,10 @@ fn bad_recipes_and_overrides_are_located_errors() {
     };
     bad(
         &BASE.replace("liu2022-cifar10", "liu2022-cifar"),
-        &["r.yaml:11:5: training.paper.recipe: unknown recipe `liu2022-cifar`", "did you mean `liu2022-cifar10`?"],
+        &[
+            "r.yaml:11:5: training.paper.recipe: unknown recipe `liu2022-cifar`",
+            "did you mean `liu2022-cifar10`?",
+        ],
     );
     bad(
         &BASE.replace("epochs: 2", "epochs: many"),
@@ -180,9 +217,17 @@ fn bad_recipes_and_overrides_are_located_errors() {
     // The recipe's 8-epoch warm-up does not fit 2 epochs: the hint says what to change.
     bad(
         &BASE.replace("    schedule: {warmup_epochs: 1}\n", ""),
-        &["training.paper.schedule.warmup_epochs: is longer than `epochs`", "warmup_epochs"],
+        &[
+            "training.paper.schedule.warmup_epochs: is longer than `epochs`",
+            "warmup_epochs",
+        ],
     );
-    let with = |o: &str| BASE.replace("    augment: [hflip]\n", &format!("    augment: [hflip]\n    overrides: {o}\n"));
+    let with = |o: &str| {
+        BASE.replace(
+            "    augment: [hflip]\n",
+            &format!("    augment: [hflip]\n    overrides: {o}\n"),
+        )
+    };
     bad(
         &with("{vitt: {epochs: 3}}"),
         &["r.yaml:17:17: training.paper.overrides.vitt: is neither a model of this pipeline nor an architecture kind", "did you mean `vit`?"],
@@ -195,5 +240,8 @@ fn bad_recipes_and_overrides_are_located_errors() {
         &with("{transformer: {schedule: {warmup_epochs: 5}}}"),
         &["training.paper.overrides.transformer.schedule.warmup_epochs: for model `vit`: is longer than `epochs`"],
     );
-    bad(&with("{vit: 3}"), &["training.paper.overrides.vit: must be a mapping of training fields"]);
+    bad(
+        &with("{vit: 3}"),
+        &["training.paper.overrides.vit: must be a mapping of training fields"],
+    );
 }

@@ -147,12 +147,20 @@ fn adversarial_training_methods_beat_standard_training_under_attack() {
     }
     // What ran: channels-last by default for the CNN, bfloat16 autocast when asked (on the CPU).
     let meta = |t: &str| -> serde_json::Value {
-        let m = std::fs::read(entry_dir(&p, "at.yaml", &format!("train/digits/resnet18/{t}")).join("meta.json"));
+        let m = std::fs::read(
+            entry_dir(&p, "at.yaml", &format!("train/digits/resnet18/{t}")).join("meta.json"),
+        );
         serde_json::from_slice(&m.unwrap()).unwrap()
     };
     let (pgd, bf16) = (meta("pgd").to_string(), meta("bf16").to_string());
-    assert!(pgd.contains(r#""amp":"off""#) && pgd.contains(r#""channels_last":true"#), "{pgd}");
-    assert!(bf16.contains(r#""amp":"bf16""#) && bf16.contains(r#""channels_last":false"#), "{bf16}");
+    assert!(
+        pgd.contains(r#""amp":"off""#) && pgd.contains(r#""channels_last":true"#),
+        "{pgd}"
+    );
+    assert!(
+        bf16.contains(r#""amp":"bf16""#) && bf16.contains(r#""channels_last":false"#),
+        "{bf16}"
+    );
     let std = get("std", "pgd");
     for tr in ["pgd", "bf16", "trades", "fast"] {
         assert!(

@@ -1,2 +1,6 @@
-//! Analyses of trained weights (weight sparsity now; norm-based bounds build on the same walk).
+//! Analyses of trained weights: sparsity, layer norms, norm-based (adversarial) Rademacher bounds,
+//! and rank correlations of those measures with measured gaps (docs/theory.md).
+pub mod bounds;
+pub mod correlation;
+pub mod norms;
 pub mod sparsity;

@@ -3,13 +3,52 @@
 //! Only weight matrices and kernels count: normalisation parameters, biases and the input
 //! normalisation buffers are excluded. Measures per tensor w with n entries:
 //! - Hoyer sparsity (Hoyer 2004): (√n − ‖w‖₁/‖w‖₂) / (√n − 1), 0 for a flat tensor, 1 for one spike;
-//! - the fraction of entries with |w| < 0.01·max|w| (relative threshold);
+//! - the fraction of entries with |w| below absolute thresholds t (|w| < t) and below thresholds
+//!   relative to the tensor's largest entry (|w| < t·max|w|);
 //! - ‖w‖₁/‖w‖₂ itself.
 //!
-//! Aggregates over a layer type weight each tensor by its number of entries.
+//! Layer types: `conv` (4-D kernels), `attention` (every weight inside an attention module,
+//! including PVT's spatial-reduction convolution), `linear` (MLP, head and other matrices),
+//! `embedding` (patch embeddings, position embeddings, class tokens, relative position biases).
+//! Aggregates over a layer type (and overall) weight each tensor by its number of entries.
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
+
+/// Thresholds of the "fraction of small weights" measures.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Thresholds {
+    /// |w| < t.
+    pub absolute: Vec<f64>,
+    /// |w| < t·max|w| over the tensor.
+    pub relative: Vec<f64>,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            absolute: vec![1e-3],
+            relative: vec![0.01],
+        }
+    }
+}
+
+impl Thresholds {
+    /// The keys of [`TensorSparsity::below`], in order.
+    pub fn keys(&self) -> Vec<String> {
+        let a = self.absolute.iter().map(|t| abs_key(*t));
+        a.chain(self.relative.iter().map(|t| rel_key(*t))).collect()
+    }
+}
+
+/// Key of the fraction of |w| below an absolute threshold: `abs<0.001`.
+pub fn abs_key(t: f64) -> String {
+    format!("abs<{t}")
+}
+/// Key of the fraction of |w| below `t`·max|w|: `rel<0.01`.
+pub fn rel_key(t: f64) -> String {
+    format!("rel<{t}")
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TensorSparsity {
@@ -17,41 +56,63 @@ pub struct TensorSparsity {
     pub layer_type: String,
     pub numel: i64,
     pub hoyer: f64,
-    pub frac_below_rel_0_01: f64,
     pub l1_over_l2: f64,
+    /// Fraction of entries below each threshold (keys from [`Thresholds::keys`]).
+    pub below: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Aggregate {
+    /// Entries counted.
     pub numel: i64,
+    /// Tensors counted.
+    pub tensors: usize,
     pub hoyer: f64,
-    pub frac_below_rel_0_01: f64,
+    pub l1_over_l2: f64,
+    pub below: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SparsityReport {
+    pub thresholds: Thresholds,
     pub layers: Vec<TensorSparsity>,
     pub by_type: BTreeMap<String, Aggregate>,
     pub overall: Aggregate,
 }
 
-/// The layer type of a weight, or `None` when it is excluded (biases, norms, buffers).
+/// The layer types, in table order.
+pub const LAYER_TYPES: &[&str] = &["conv", "attention", "linear", "embedding"];
+
+/// The layer type of a weight, or `None` when it is excluded (biases, normalisation parameters,
+/// layer scales and other vectors, buffers).
 pub fn layer_type(name: &str, dims: usize) -> Option<&'static str> {
     let leaf = name.rsplit('.').next().unwrap_or(name);
-    let excluded = name.starts_with("normalize.")
+    let excluded = dims <= 1
+        || name.starts_with("normalize.")
         || leaf == "bias"
         || leaf.starts_with("running_")
         || leaf == "num_batches_tracked"
         || name
             .split('.')
-            .any(|p| p.starts_with("bn") || p.starts_with("norm") || p == "downsample.1");
+            .any(|p| p.starts_with("bn") || p.starts_with("norm"));
     if excluded {
         return None;
     }
-    if name.starts_with("patch_embed") || leaf == "pos_embed" || leaf == "cls_token" {
+    let additive = matches!(
+        leaf,
+        "pos_embed"
+            | "positional_emb"
+            | "cls_token"
+            | "dist_token"
+            | "relative_position_bias_table"
+    );
+    if name.split('.').any(|p| p == "patch_embed") || additive {
         return Some("embedding");
     }
-    if name.contains(".attn.") {
+    if name
+        .split('.')
+        .any(|p| p == "attn" || p.starts_with("attention") || p.ends_with("_attn"))
+    {
         return Some("attention");
     }
     match dims {
@@ -61,7 +122,12 @@ pub fn layer_type(name: &str, dims: usize) -> Option<&'static str> {
     }
 }
 
-pub fn tensor_sparsity(name: &str, layer_type: &str, w: &Tensor) -> TensorSparsity {
+pub fn tensor_sparsity(
+    name: &str,
+    layer_type: &str,
+    w: &Tensor,
+    thresholds: &Thresholds,
+) -> TensorSparsity {
     let w = w.to_kind(Kind::Double).flatten(0, -1);
     let n = w.numel() as f64;
     let abs = w.abs();
@@ -76,50 +142,64 @@ pub fn tensor_sparsity(name: &str, layer_type: &str, w: &Tensor) -> TensorSparsi
     } else {
         0.0
     };
-    let below = f64::try_from(abs.lt(0.01 * max).sum(Kind::Double)).unwrap_or(0.0) / n;
+    let frac = |t: f64| f64::try_from(abs.lt(t).sum(Kind::Double)).unwrap_or(0.0) / n;
+    let mut below = BTreeMap::new();
+    for &t in &thresholds.absolute {
+        below.insert(abs_key(t), frac(t));
+    }
+    for &t in &thresholds.relative {
+        below.insert(rel_key(t), frac(t * max));
+    }
     TensorSparsity {
         name: name.into(),
         layer_type: layer_type.into(),
         numel: n as i64,
         hoyer,
-        frac_below_rel_0_01: below,
         l1_over_l2: ratio,
+        below,
     }
 }
 
+/// Means weighted by the number of entries.
 fn aggregate<'a>(items: impl Iterator<Item = &'a TensorSparsity>) -> Aggregate {
     let mut a = Aggregate::default();
     for t in items {
+        let w = t.numel as f64;
         a.numel += t.numel;
-        a.hoyer += t.hoyer * t.numel as f64;
-        a.frac_below_rel_0_01 += t.frac_below_rel_0_01 * t.numel as f64;
+        a.tensors += 1;
+        a.hoyer += t.hoyer * w;
+        a.l1_over_l2 += t.l1_over_l2 * w;
+        for (k, v) in &t.below {
+            *a.below.entry(k.clone()).or_insert(0.0) += v * w;
+        }
     }
     if a.numel > 0 {
-        a.hoyer /= a.numel as f64;
-        a.frac_below_rel_0_01 /= a.numel as f64;
+        let n = a.numel as f64;
+        a.hoyer /= n;
+        a.l1_over_l2 /= n;
+        a.below.values_mut().for_each(|v| *v /= n);
     }
     a
 }
 
 /// Sparsity of every counted weight in `named` (name, tensor) pairs.
-pub fn analyse(named: &[(String, Tensor)]) -> SparsityReport {
+pub fn analyse(named: &[(String, Tensor)], thresholds: &Thresholds) -> SparsityReport {
     let layers: Vec<TensorSparsity> = named
         .iter()
-        .filter_map(|(n, t)| layer_type(n, t.dim()).map(|lt| tensor_sparsity(n, lt, t)))
+        .filter_map(|(n, t)| layer_type(n, t.dim()).map(|lt| tensor_sparsity(n, lt, t, thresholds)))
         .collect();
     let mut by_type = BTreeMap::new();
-    for lt in layers
-        .iter()
-        .map(|l| l.layer_type.clone())
-        .collect::<std::collections::BTreeSet<_>>()
-    {
-        by_type.insert(
-            lt.clone(),
-            aggregate(layers.iter().filter(|l| l.layer_type == lt)),
-        );
+    for lt in LAYER_TYPES {
+        if layers.iter().any(|l| l.layer_type == *lt) {
+            by_type.insert(
+                lt.to_string(),
+                aggregate(layers.iter().filter(|l| l.layer_type == *lt)),
+            );
+        }
     }
     let overall = aggregate(layers.iter());
     SparsityReport {
+        thresholds: thresholds.clone(),
         layers,
         by_type,
         overall,
@@ -134,18 +214,39 @@ mod tests {
         Tensor::from_slice(v).view([1, v.len() as i64])
     }
 
+    fn th() -> Thresholds {
+        Thresholds {
+            absolute: vec![0.5, 3.5],
+            relative: vec![0.01, 0.5],
+        }
+    }
+
     #[test]
     fn hoyer_is_zero_for_flat_and_one_for_a_spike() {
-        let flat = tensor_sparsity("a", "linear", &t(&[2.0, -2.0, 2.0, 2.0]));
+        let flat = tensor_sparsity("a", "linear", &t(&[2.0, -2.0, 2.0, 2.0]), &th());
         assert!(flat.hoyer.abs() < 1e-12);
-        assert_eq!(flat.frac_below_rel_0_01, 0.0);
-        let spike = tensor_sparsity("a", "linear", &t(&[0.0, 0.0, 5.0, 0.0]));
+        assert_eq!(flat.below["rel<0.01"], 0.0);
+        let spike = tensor_sparsity("a", "linear", &t(&[0.0, 0.0, 5.0, 0.0]), &th());
         assert!((spike.hoyer - 1.0).abs() < 1e-12);
-        assert_eq!(spike.frac_below_rel_0_01, 0.75);
+        assert_eq!(spike.below["rel<0.01"], 0.75);
         // Hand-computed: w = [3, 4, 0, 0]: ‖w‖₁ = 7, ‖w‖₂ = 5, √4 = 2 → (2 − 1.4)/(2 − 1) = 0.6.
-        let mid = tensor_sparsity("a", "linear", &t(&[3.0, 4.0, 0.0, 0.0]));
+        let mid = tensor_sparsity("a", "linear", &t(&[3.0, 4.0, 0.0, 0.0]), &th());
         assert!((mid.hoyer - 0.6).abs() < 1e-12);
         assert!((mid.l1_over_l2 - 1.4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn absolute_and_relative_thresholds() {
+        // |w| = [0.1, 0.4, 1, 3, 4, 8]: below 0.5 → 2/6; below 3.5 → 4/6;
+        // below 0.01·8 = 0.08 → 0; below 0.5·8 = 4 → 4/6 (4 itself is not below).
+        let w = t(&[0.1, -0.4, 1.0, -3.0, 4.0, 8.0]);
+        let s = tensor_sparsity("a", "linear", &w, &th());
+        assert_eq!(th().keys(), ["abs<0.5", "abs<3.5", "rel<0.01", "rel<0.5"]);
+        assert!((s.below["abs<0.5"] - 2.0 / 6.0).abs() < 1e-12);
+        assert!((s.below["abs<3.5"] - 4.0 / 6.0).abs() < 1e-12);
+        assert_eq!(s.below["rel<0.01"], 0.0);
+        assert!((s.below["rel<0.5"] - 4.0 / 6.0).abs() < 1e-12);
+        assert_eq!(s.below.len(), 4);
     }
 
     #[test]
@@ -155,10 +256,34 @@ mod tests {
         assert_eq!(layer_type("layer2.0.downsample.1.weight", 1), None);
         assert_eq!(layer_type("layer2.0.downsample.0.weight", 4), Some("conv"));
         assert_eq!(layer_type("blocks.0.attn.qkv.weight", 2), Some("attention"));
+        assert_eq!(
+            layer_type("stages.1.blocks.0.attn.sr.weight", 4),
+            Some("attention")
+        );
         assert_eq!(layer_type("blocks.0.mlp.fc1.weight", 2), Some("linear"));
         assert_eq!(layer_type("blocks.0.norm1.weight", 1), None);
+        assert_eq!(layer_type("blocks.0.gamma_1", 1), None);
         assert_eq!(layer_type("patch_embed.proj.weight", 4), Some("embedding"));
+        assert_eq!(
+            layer_type("stage1.patch_embed.proj.weight", 4),
+            Some("embedding")
+        );
+        assert_eq!(
+            layer_type("classifier.positional_emb", 3),
+            Some("embedding")
+        );
+        assert_eq!(
+            layer_type("classifier.blocks.0.self_attn.qkv.weight", 2),
+            Some("attention")
+        );
+        assert_eq!(layer_type("pos_embed", 3), Some("embedding"));
+        assert_eq!(layer_type("cls_token", 3), Some("embedding"));
+        assert_eq!(
+            layer_type("layers.0.blocks.0.attn.relative_position_bias_table", 2),
+            Some("embedding")
+        );
         assert_eq!(layer_type("fc.bias", 1), None);
+        assert_eq!(layer_type("head.weight", 2), Some("linear"));
         assert_eq!(layer_type("normalize.mean", 4), None);
     }
 
@@ -167,10 +292,17 @@ mod tests {
         let named = vec![
             ("a.weight".to_string(), t(&[0.0, 0.0, 5.0, 0.0])),
             ("b.weight".to_string(), t(&[1.0; 12])),
+            ("b.bias".to_string(), Tensor::from_slice(&[0.0, 0.0])),
         ];
-        let r = analyse(&named);
+        let r = analyse(&named, &th());
         assert_eq!(r.overall.numel, 16);
+        assert_eq!(r.overall.tensors, 2);
         assert!((r.overall.hoyer - 4.0 / 16.0).abs() < 1e-12);
+        // rel<0.5: 3/4 of a, none of b → 3/16.
+        assert!((r.overall.below["rel<0.5"] - 3.0 / 16.0).abs() < 1e-12);
+        // ‖·‖₁/‖·‖₂: a 1, b √12 → (4·1 + 12·√12)/16.
+        assert!((r.overall.l1_over_l2 - (4.0 + 12.0 * 12f64.sqrt()) / 16.0).abs() < 1e-12);
         assert_eq!(r.by_type["linear"].numel, 16);
+        assert_eq!(r.by_type.len(), 1);
     }
 }

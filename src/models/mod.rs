@@ -308,12 +308,10 @@ impl Network {
         };
         match self.autocast {
             None => self.body.forward_t(&x, train),
-            Some(dtype) => {
-                crate::exec::precision::autocast(self.vs.device(), dtype, || {
-                    self.body.forward_t(&x, train)
-                })
-                .to_kind(Kind::Float)
-            }
+            Some(dtype) => crate::exec::precision::autocast(self.vs.device(), dtype, || {
+                self.body.forward_t(&x, train)
+            })
+            .to_kind(Kind::Float),
         }
     }
 
@@ -413,7 +411,12 @@ mod tests {
             .collect();
         assert!(!convs.is_empty());
         for t in &convs {
-            assert!(crate::exec::precision::is_channels_last(t), "{:?} {:?}", t.size(), t.stride());
+            assert!(
+                crate::exec::precision::is_channels_last(t),
+                "{:?} {:?}",
+                t.size(),
+                t.stride()
+            );
         }
         let cl = net.forward_t(&x, false);
         let diff = f64::try_from((&cl - &reference).abs().max()).unwrap();
@@ -431,7 +434,10 @@ mod tests {
         assert_eq!(half.kind(), Kind::Float);
         let diff = f64::try_from((&half - &reference).abs().max()).unwrap();
         let scale = f64::try_from(reference.abs().max()).unwrap();
-        assert!(diff > 0.0 && diff < 0.05 * scale.max(1.0), "{diff} vs {scale}");
+        assert!(
+            diff > 0.0 && diff < 0.05 * scale.max(1.0),
+            "{diff} vs {scale}"
+        );
     }
 
     #[test]

@@ -151,8 +151,16 @@ impl Plan {
             }
             attacks.push((n.clone(), c));
         }
-        let (mut eval_labels, mut sparsity_labels, mut report_inputs) =
-            (Vec::new(), Vec::new(), Vec::new());
+        let (mut eval_labels, mut sparsity_labels, mut bounds_labels, mut report_inputs) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // The attack the adversarial bounds use when `analysis.bounds.attack` names one.
+        let bounds_attack = s
+            .analysis
+            .bounds
+            .as_ref()
+            .and_then(|b| b.attack.as_ref())
+            .and_then(|n| attacks.iter().find(|(a, _)| a == n))
+            .and_then(|(_, c)| bounds_attack_of(c));
         for (dname, ds) in &s.datasets {
             let Ok(mut dr) = data::resolve(dname, ds) else {
                 continue;
@@ -187,7 +195,8 @@ impl Plan {
                     continue;
                 }
                 // Trained (or imported) models of this (dataset, model): (training name, stage).
-                let mut trained: Vec<(String, NodeIndex)> = Vec::new();
+                // Trained (or imported) models: (training name, stage, training attack).
+                let mut trained: Vec<(String, NodeIndex, Option<AttackConfig>)> = Vec::new();
                 if mp.arch == models::torchscript::TORCHSCRIPT.name {
                     if s.evaluation.checkpoint == spec::Checkpoint::Best {
                         problems.push(
@@ -206,7 +215,7 @@ impl Plan {
                                 Box::new(st),
                                 vec![("data", prep)],
                             );
-                            trained.push((stages::import::TRAINING_LABEL.to_string(), ix));
+                            trained.push((stages::import::TRAINING_LABEL.to_string(), ix, None));
                         }
                         Err(p) => problems.push(p),
                     }
@@ -230,7 +239,7 @@ impl Plan {
                             model: mp.clone(),
                             io,
                             method: t.method,
-                            attack,
+                            attack: attack.clone(),
                             attack_mode: t.attack_mode,
                             epochs: t.epochs,
                             batch_size: t.batch_size,
@@ -259,10 +268,10 @@ impl Plan {
                             Box::new(stages::train::Train { params: tp }),
                             vec![("data", prep)],
                         );
-                        trained.push((tname.clone(), ix));
+                        trained.push((tname.clone(), ix, attack));
                     }
                 }
-                for (tname, tr) in trained {
+                for (tname, tr, train_attack) in trained {
                     let base = format!("{dname}/{mname}/{tname}");
                     let label = |role: String, attack: Option<&str>, split: Option<String>| {
                         stages::report::Labels {
@@ -274,15 +283,35 @@ impl Plan {
                             split,
                         }
                     };
-                    if s.analysis.iter().any(|a| a == "sparsity") {
+                    if let Some(sp) = &s.analysis.sparsity {
                         let id = format!("sparsity/{base}");
+                        let st = stages::sparsity::Sparsity {
+                            thresholds: crate::analysis::sparsity::Thresholds {
+                                absolute: sp.absolute.iter().map(|t| t.get()).collect(),
+                                relative: sp.relative.iter().map(|t| t.get()).collect(),
+                            },
+                            checkpoint: s.evaluation.checkpoint,
+                        };
+                        let ix = add(&mut graph, id.clone(), Box::new(st), vec![("model", tr)]);
+                        sparsity_labels.push(label(id.clone(), None, None));
+                        report_inputs.push((id, ix));
+                    }
+                    if let Some(b) = &s.analysis.bounds {
+                        let id = format!("bounds/{base}");
+                        let st = stages::bounds::Bounds {
+                            conv_grid: b.conv_grid,
+                            iterations: b.iterations,
+                            attack: bounds_attack
+                                .or_else(|| train_attack.as_ref().and_then(bounds_attack_of)),
+                            checkpoint: s.evaluation.checkpoint,
+                        };
                         let ix = add(
                             &mut graph,
                             id.clone(),
-                            Box::new(stages::sparsity::Sparsity),
-                            vec![("model", tr)],
+                            Box::new(st),
+                            vec![("model", tr), ("data", prep)],
                         );
-                        sparsity_labels.push(label(id.clone(), None, None));
+                        bounds_labels.push(label(id.clone(), None, None));
                         report_inputs.push((id, ix));
                     }
                     for (aname, ac) in &attacks {
@@ -316,11 +345,31 @@ impl Plan {
         if !problems.is_empty() {
             return Err(spec::located(&l.path, &l.source, &problems).into());
         }
+        if let Some(c) = &s.analysis.correlation {
+            let st = stages::correlation::Correlation {
+                bootstrap: c.bootstrap,
+                confidence: c.confidence.get(),
+                seed: s.seed,
+                groups: s.evaluation.groups.clone(),
+                gaps: correlation_gaps(s, c, &attacks),
+                evals: eval_labels.clone(),
+                sparsity: sparsity_labels.clone(),
+                bounds: bounds_labels.clone(),
+            };
+            let inputs: Vec<(&str, NodeIndex)> = report_inputs
+                .iter()
+                .map(|(id, ix)| (id.as_str(), *ix))
+                .collect();
+            let ix = add(&mut graph, "correlation".into(), Box::new(st), inputs);
+            report_inputs.push(("correlation".into(), ix));
+        }
         let report = stages::report::Report {
             spec: s.report.clone(),
             groups: s.evaluation.groups.clone(),
             evals: eval_labels,
             sparsity: sparsity_labels,
+            bounds: bounds_labels,
+            correlation: s.analysis.correlation.is_some(),
         };
         let inputs: Vec<(&str, NodeIndex)> = report_inputs
             .iter()
@@ -391,6 +440,95 @@ impl Plan {
 
 /// The per-epoch monitor of a training entry: on by default (256 points per split, the training
 /// attack, best by test robust accuracy or, without an attack, test clean accuracy); `n: 0` is off.
+/// The (norm, ε) of an attack for the adversarial bounds; `None` for clean evaluation.
+fn bounds_attack_of(c: &AttackConfig) -> Option<stages::bounds::Attack> {
+    c.norm()
+        .filter(|_| c.eps() > 0.0)
+        .map(|norm| stages::bounds::Attack { norm, eps: c.eps() })
+}
+
+/// Per training entry, the attacks (and groups) of the correlation's gaps: `gap` (train − test
+/// robust accuracy) defaults to the evaluation attacks of the training attack's norm and ε (every
+/// attack for standard training) and the groups of only such attacks; `unseen` (test clean −
+/// robust) to the attacks of another norm and the groups with such an attack.
+fn correlation_gaps(
+    s: &spec::Spec,
+    c: &spec::analysis::CorrelationSpec,
+    attacks: &[(String, AttackConfig)],
+) -> BTreeMap<String, stages::correlation::Gaps> {
+    let mut training: Vec<(String, Option<AttackConfig>)> = s
+        .training
+        .iter()
+        .map(|(name, t)| {
+            let a = t
+                .attack
+                .as_ref()
+                .filter(|_| t.method != spec::TrainMethod::Standard)
+                .and_then(|a| crate::train::inner_attack(t.method, a).ok());
+            (name.clone(), a)
+        })
+        .collect();
+    // Imported models have no training attack.
+    training.push((stages::import::TRAINING_LABEL.to_string(), None));
+    let real: Vec<&(String, AttackConfig)> = attacks
+        .iter()
+        .filter(|(n, a)| !n.contains('@') && a.norm().is_some() && a.eps() > 0.0)
+        .collect();
+    training
+        .into_iter()
+        .map(|(name, ta)| {
+            let same = |a: &AttackConfig| {
+                ta.as_ref().is_some_and(|t| {
+                    t.norm() == a.norm() && (t.eps() - a.eps()).abs() <= 1e-9 * t.eps().max(1.0)
+                })
+            };
+            let config = |n: &str| real.iter().find(|(a, _)| a == n).map(|(_, c)| c);
+            // A group belongs to the training threat model when every member does.
+            let group_same = |members: &[String]| {
+                members
+                    .iter()
+                    .all(|m| config(m).is_some_and(|c| ta.is_none() || same(c)))
+            };
+            let group_other_norm = |members: &[String]| {
+                members.iter().any(|m| {
+                    config(m).is_some_and(|c| ta.as_ref().is_some_and(|t| t.norm() != c.norm()))
+                })
+            };
+            let gap = c.gap.clone().unwrap_or_else(|| {
+                let mut g: Vec<String> = real
+                    .iter()
+                    .filter(|(_, a)| ta.is_none() || same(a))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                g.extend(
+                    s.evaluation
+                        .groups
+                        .iter()
+                        .filter(|(_, m)| group_same(m))
+                        .map(|(n, _)| n.clone()),
+                );
+                g
+            });
+            let unseen = c.unseen.clone().unwrap_or_else(|| {
+                let mut u: Vec<String> = real
+                    .iter()
+                    .filter(|(_, a)| ta.as_ref().is_some_and(|t| t.norm() != a.norm()))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                u.extend(
+                    s.evaluation
+                        .groups
+                        .iter()
+                        .filter(|(_, m)| group_other_norm(m))
+                        .map(|(n, _)| n.clone()),
+                );
+                u
+            });
+            (name, stages::correlation::Gaps { gap, unseen })
+        })
+        .collect()
+}
+
 fn monitor(
     t: &spec::TrainingSpec,
     train_attack: Option<&AttackConfig>,

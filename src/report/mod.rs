@@ -202,7 +202,7 @@ pub struct SparsityResult {
     pub hoyer: f64,
 }
 
-type RowKey = (String, String, String);
+pub type RowKey = (String, String, String);
 
 fn key_cols(keys: &[RowKey]) -> Vec<Column> {
     vec![
@@ -328,6 +328,108 @@ pub fn generalization_gap(evals: &[EvalResult]) -> Result<DataFrame> {
             .collect::<Vec<_>>(),
     ));
     Ok(DataFrame::new(cols)?)
+}
+
+/// Analysis measures of one trained model: column name → value.
+#[derive(Debug, Clone)]
+pub struct ModelMeasures {
+    pub key: RowKey,
+    pub values: Vec<(String, Option<f64>)>,
+}
+
+impl ModelMeasures {
+    /// From a `sparsity` summary: overall Hoyer, ‖w‖₁/‖w‖₂ and each threshold, then Hoyer per
+    /// layer type.
+    pub fn from_sparsity(
+        dataset: &str,
+        model: &str,
+        training: &str,
+        s: &serde_json::Value,
+    ) -> Self {
+        let o = &s["overall"];
+        let mut values = vec![
+            ("hoyer".to_string(), o["hoyer"].as_f64()),
+            ("l1_over_l2".to_string(), o["l1_over_l2"].as_f64()),
+        ];
+        if let Some(b) = o["below"].as_object() {
+            values.extend(b.iter().map(|(k, v)| (format!("below_{k}"), v.as_f64())));
+        }
+        for lt in crate::analysis::sparsity::LAYER_TYPES {
+            values.push((format!("hoyer_{lt}"), s["by_type"][lt]["hoyer"].as_f64()));
+        }
+        Self {
+            key: (dataset.into(), model.into(), training.into()),
+            values,
+        }
+    }
+
+    /// From a `bounds` summary: each product and bound, log10.
+    pub fn from_bounds(dataset: &str, model: &str, training: &str, s: &serde_json::Value) -> Self {
+        let names = crate::analysis::bounds::PRODUCTS
+            .iter()
+            .chain(crate::analysis::bounds::BOUNDS);
+        Self {
+            key: (dataset.into(), model.into(), training.into()),
+            values: names
+                .map(|n| (format!("log10_{n}"), s["log10"][n].as_f64()))
+                .collect(),
+        }
+    }
+}
+
+/// One row per trained model with every analysis measure (columns in first-seen order).
+pub fn analysis(measures: &[ModelMeasures]) -> Result<DataFrame> {
+    let keys: Vec<RowKey> = measures
+        .iter()
+        .map(|m| m.key.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut names: Vec<String> = Vec::new();
+    let mut table: BTreeMap<(RowKey, String), Option<f64>> = BTreeMap::new();
+    for m in measures {
+        for (n, v) in &m.values {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+            table.insert((m.key.clone(), n.clone()), *v);
+        }
+    }
+    let mut cols = key_cols(&keys);
+    for n in &names {
+        let v: Vec<Option<f64>> = keys
+            .iter()
+            .map(|k| table.get(&(k.clone(), n.clone())).copied().flatten())
+            .collect();
+        cols.push(Column::new(n.as_str().into(), v));
+    }
+    Ok(DataFrame::new(cols)?)
+}
+
+/// One row per (dataset, training, measure, gap): n, Kendall's τ and Spearman's ρ with their
+/// bootstrap intervals.
+pub fn correlation(rows: &[crate::stages::correlation::Row]) -> Result<DataFrame> {
+    let s =
+        |f: fn(&crate::stages::correlation::Row) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+    let f = |f: fn(&crate::stages::correlation::Row) -> Option<f64>| {
+        rows.iter().map(f).collect::<Vec<_>>()
+    };
+    Ok(DataFrame::new(vec![
+        Column::new("dataset".into(), s(|r| &r.dataset)),
+        Column::new("training".into(), s(|r| &r.training)),
+        Column::new("measure".into(), s(|r| &r.measure)),
+        Column::new("gap".into(), s(|r| &r.gap)),
+        Column::new(
+            "n".into(),
+            rows.iter().map(|r| r.stat.n as u32).collect::<Vec<_>>(),
+        ),
+        Column::new("kendall_tau".into(), f(|r| r.stat.kendall_tau.value)),
+        Column::new("tau_lo".into(), f(|r| r.stat.kendall_tau.lo)),
+        Column::new("tau_hi".into(), f(|r| r.stat.kendall_tau.hi)),
+        Column::new("spearman_rho".into(), f(|r| r.stat.spearman_rho.value)),
+        Column::new("rho_lo".into(), f(|r| r.stat.spearman_rho.lo)),
+        Column::new("rho_hi".into(), f(|r| r.stat.spearman_rho.hi)),
+    ])?)
 }
 
 pub fn write_csv(df: &mut DataFrame, path: &Path) -> Result<()> {

@@ -2,9 +2,11 @@
 //! file:line:column errors, and semantic validation with did-you-mean hints.
 //!
 //! `docs/spec.md` documents every field; keep the two in step.
+pub mod analysis;
 pub mod locate;
 pub mod real;
 pub mod recipe;
+pub use analysis::{AnalysisSpec, ANALYSES};
 
 use crate::{attacks, data, models};
 pub use real::Real;
@@ -30,9 +32,9 @@ pub struct Spec {
     pub training: BTreeMap<String, TrainingSpec>,
     #[serde(default)]
     pub evaluation: EvaluationSpec,
-    /// Analyses run on every trained model (`sparsity`).
+    /// Analyses: `sparsity` and `bounds` per trained model, `correlation` across them.
     #[serde(default)]
-    pub analysis: Vec<String>,
+    pub analysis: AnalysisSpec,
     #[serde(default)]
     pub report: ReportSpec,
     /// Each `training` entry as YAML after recipe expansion (for per-model `overrides`).
@@ -405,6 +407,10 @@ pub enum TableKind {
     GeneralizationGap,
     /// Robust accuracy against ε for every attack with a `curve` (one row per radius).
     EpsCurve,
+    /// Per model: the sparsity measures and the log10 bounds (added when an analysis runs).
+    Analysis,
+    /// Rank correlations of measures with gaps (added with the `correlation` analysis).
+    Correlation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -438,9 +444,6 @@ impl Default for ReportSpec {
         }
     }
 }
-
-/// Analyses known to the `analysis:` list.
-pub const ANALYSES: &[&str] = &["sparsity"];
 
 /// One problem found in a spec, located in its file.
 #[derive(Debug, Clone)]
@@ -583,7 +586,11 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, SpecError> {
                 .map(|p| format!(":{}:{}", p.line, p.col))
                 .unwrap_or_default();
             let msg = e.inner().to_string();
-            let msg = if parts.is_empty() { msg } else { format!("{}: {msg}", parts.join(".")) };
+            let msg = if parts.is_empty() {
+                msg
+            } else {
+                format!("{}: {msg}", parts.join("."))
+            };
             error(msg, loc)
         })?
     } else {
@@ -672,8 +679,7 @@ fn validate_training(name: &str, t: &TrainingSpec) -> Vec<Problem> {
         let at = [base[0], base[1], "augment", idx.as_str()];
         match crate::augment::Augment::from_yaml(a) {
             Err(e) => out.push(
-                Problem::new(&at, e)
-                    .hint(format!("steps: {}", crate::augment::NAMES.join(", "))),
+                Problem::new(&at, e).hint(format!("steps: {}", crate::augment::NAMES.join(", "))),
             ),
             Ok(aug) => {
                 if let Err((field, msg)) = aug.check() {
@@ -755,8 +761,7 @@ fn validate_training(name: &str, t: &TrainingSpec) -> Vec<Problem> {
         );
     }
     let sched = &t.schedule;
-    let sched_field =
-        |f: &str, msg: &str| Problem::new(&[base[0], base[1], "schedule", f], msg);
+    let sched_field = |f: &str, msg: &str| Problem::new(&[base[0], base[1], "schedule", f], msg);
     if (!sched.milestones.is_empty() || sched.gamma.is_some())
         && sched.name != ScheduleName::Multistep
     {
@@ -881,13 +886,20 @@ fn validate_overrides(spec: &Spec, name: &str, t: &TrainingSpec, own: &[Problem]
     for (key, v) in &t.overrides {
         let at = ["training", name, "overrides", key.as_str()];
         if !spec.models.contains_key(key) && !kinds.contains(&key.as_str()) {
-            let candidates = spec.models.keys().map(String::as_str).chain(kinds.iter().copied());
+            let candidates = spec
+                .models
+                .keys()
+                .map(String::as_str)
+                .chain(kinds.iter().copied());
             let hint = did_you_mean(key, candidates)
                 .map(|c| format!("did you mean `{c}`?"))
                 .unwrap_or_else(|| format!("a model of `models:` or one of {}", kinds.join(", ")));
             out.push(
-                Problem::new(&at, "is neither a model of this pipeline nor an architecture kind")
-                    .hint(hint),
+                Problem::new(
+                    &at,
+                    "is neither a model of this pipeline nor an architecture kind",
+                )
+                .hint(hint),
             );
         } else if !v.is_mapping() {
             out.push(
@@ -924,8 +936,9 @@ fn validate_overrides(spec: &Spec, name: &str, t: &TrainingSpec, own: &[Problem]
                         continue;
                     }
                     reported.push(p.clone());
-                    let mut path: Vec<String> =
-                        ["training", name, "overrides", key].map(String::from).to_vec();
+                    let mut path: Vec<String> = ["training", name, "overrides", key]
+                        .map(String::from)
+                        .to_vec();
                     path.extend(p.path.iter().skip(2).cloned());
                     out.push(Problem {
                         path,
@@ -1077,17 +1090,93 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
             }
         }
     }
-    for (i, a) in spec.analysis.iter().enumerate() {
-        if !ANALYSES.contains(&a.as_str()) {
-            let mut p = Problem::new(
-                &["analysis"],
-                format!("unknown analysis `{a}` (entry {})", i + 1),
+    spec.analysis.validate(&mut out);
+    for (table, needs, ok) in [
+        (
+            TableKind::Analysis,
+            "`sparsity` or `bounds`",
+            spec.analysis.sparsity.is_some() || spec.analysis.bounds.is_some(),
+        ),
+        (
+            TableKind::Correlation,
+            "`correlation`",
+            spec.analysis.correlation.is_some(),
+        ),
+    ] {
+        if spec.report.tables.contains(&table) && !ok {
+            out.push(
+                Problem::new(
+                    &["report", "tables"],
+                    format!(
+                        "the `{}` table needs the {needs} analysis",
+                        serde_yaml::to_string(&table).unwrap_or_default().trim()
+                    ),
+                )
+                .hint(format!("add {needs} to `analysis`")),
             );
-            p.hint = Some(match did_you_mean(a, ANALYSES.iter().copied()) {
-                Some(c) => format!("did you mean `{c}`?"),
-                None => format!("known analyses: {}", ANALYSES.join(", ")),
-            });
-            out.push(p);
+        }
+    }
+    let known =
+        |n: &str| spec.evaluation.attacks.contains_key(n) || spec.evaluation.groups.contains_key(n);
+    let mut check = |at: &[&str], names: &[String], groups_ok: bool| {
+        for n in names {
+            let ok = if groups_ok {
+                known(n)
+            } else {
+                spec.evaluation.attacks.contains_key(n)
+            };
+            if !ok {
+                let candidates = spec
+                    .evaluation
+                    .attacks
+                    .keys()
+                    .chain(spec.evaluation.groups.keys().filter(|_| groups_ok));
+                out.push(
+                    Problem::new(
+                        at,
+                        format!(
+                            "`{n}` is no evaluation attack{}",
+                            if groups_ok { " or group" } else { "" }
+                        ),
+                    )
+                    .hint(
+                        match did_you_mean(n, candidates.map(|s| s.as_str())) {
+                            Some(c) => format!("did you mean `{c}`?"),
+                            None => "name an entry of `evaluation.attacks`".to_string(),
+                        },
+                    ),
+                );
+            }
+        }
+    };
+    if let Some(b) = &spec.analysis.bounds {
+        if let Some(a) = &b.attack {
+            check(
+                &["analysis", "bounds", "attack"],
+                std::slice::from_ref(a),
+                false,
+            );
+        }
+    }
+    if let Some(c) = &spec.analysis.correlation {
+        if let Some(g) = &c.gap {
+            check(&["analysis", "correlation", "gap"], g, true);
+        }
+        if let Some(u) = &c.unseen {
+            check(&["analysis", "correlation", "unseen"], u, true);
+        }
+        for split in [Split::Train, Split::Test] {
+            if !spec.evaluation.splits.contains(&split) {
+                out.push(
+                    Problem::new(
+                        &["analysis", "correlation"],
+                        format!(
+                            "needs the `{split}` split evaluated: the gaps compare train and test"
+                        ),
+                    )
+                    .hint("use `evaluation.splits: [train, test]`"),
+                );
+            }
         }
     }
     out

@@ -164,11 +164,15 @@ mod tests {
 
     #[test]
     fn user_fields_win_over_the_recipe() {
-        let mut root = y("training:\n  t: {recipe: liu2022-cifar10, epochs: 2, optimizer: {lr: 0.5}}");
+        let mut root =
+            y("training:\n  t: {recipe: liu2022-cifar10, epochs: 2, optimizer: {lr: 0.5}}");
         assert!(expand(&mut root).unwrap());
         let t = &root["training"]["t"];
         assert_eq!(t["epochs"], y("2"));
-        assert_eq!(t["optimizer"], y("{name: adamw, lr: 0.5, weight_decay: 0.01}"));
+        assert_eq!(
+            t["optimizer"],
+            y("{name: adamw, lr: 0.5, weight_decay: 0.01}")
+        );
         assert_eq!(t["batch_size"], y("128"));
         assert_eq!(t["augment"][0], y("{autoaugment: cifar10}"));
         assert!(t.get("recipe").is_none());

@@ -1,6 +1,8 @@
 //! Stage kinds. Each is one file implementing [`Stage`]: its kind name, a version bumped whenever
 //! its semantics change, its canonical parameters, and `run`, which writes outputs into a staging
 //! directory the executor commits to the cache.
+pub mod bounds;
+pub mod correlation;
 pub mod evaluate;
 pub mod import;
 pub mod prepare;
@@ -47,6 +49,18 @@ pub trait Stage: Send + Sync {
     }
     /// Produces the outputs; returns a small JSON summary stored in the entry's metadata.
     fn run(&self, cx: &StageContext) -> Result<Value>;
+}
+
+/// The network of input `model` with the weights `checkpoint` names, on the CPU (analyses).
+pub fn analysed_network(
+    cx: &StageContext,
+    checkpoint: crate::spec::Checkpoint,
+) -> Result<crate::models::Network> {
+    let dir = &cx.input("model")?.dir;
+    match checkpoint {
+        crate::spec::Checkpoint::Last => train::load_network(dir, Device::Cpu),
+        crate::spec::Checkpoint::Best => train::load_best_network(dir, Device::Cpu),
+    }
 }
 
 /// Writes pretty JSON.

@@ -26,6 +26,9 @@ pub struct Report {
     pub groups: BTreeMap<String, Vec<String>>,
     pub evals: Vec<Labels>,
     pub sparsity: Vec<Labels>,
+    pub bounds: Vec<Labels>,
+    /// Whether the `correlation` stage is an input.
+    pub correlation: bool,
 }
 
 impl Stage for Report {
@@ -33,44 +36,21 @@ impl Stage for Report {
         "report"
     }
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn params(&self) -> Value {
-        json!({"report": self.spec, "groups": self.groups, "evals": self.evals, "sparsity": self.sparsity})
+        let mut p = json!({"report": self.spec, "groups": self.groups, "evals": self.evals, "sparsity": self.sparsity});
+        // Added only when used, so that pipelines without them keep their report key.
+        if !self.bounds.is_empty() {
+            p["bounds"] = json!(self.bounds);
+        }
+        if self.correlation {
+            p["correlation"] = json!(true);
+        }
+        p
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
-        let mut evals = Vec::new();
-        for l in &self.evals {
-            let input = cx.input(&l.role)?;
-            let m: super::evaluate::EvalMetrics =
-                serde_json::from_value(input.meta.summary.clone()).context("evaluation summary")?;
-            let file = input.dir.join(super::evaluate::PER_SAMPLE);
-            let flags = tch::Tensor::read_safetensors(&file)
-                .with_context(|| format!("reading {}", file.display()))?;
-            let robust = flags
-                .iter()
-                .find(|(n, _)| n == "robust_correct")
-                .with_context(|| format!("{} lacks robust_correct", file.display()))?;
-            let robust: Vec<bool> = Vec::<u8>::try_from(&robust.1)?
-                .into_iter()
-                .map(|v| v == 1)
-                .collect();
-            evals.push(EvalResult {
-                dataset: l.dataset.clone(),
-                model: l.model.clone(),
-                training: l.training.clone(),
-                attack: l.attack.clone().unwrap_or_default(),
-                split: l.split.clone().unwrap_or_default(),
-                n: m.n,
-                clean_accuracy: m.clean_accuracy,
-                robust_accuracy: m.robust_accuracy,
-                eps: m.eps,
-                norm: m.norm,
-                class: m.class,
-                robust,
-                notes: m.notes,
-            });
-        }
+        let mut evals = load_evals(cx, &self.evals)?;
         let mut sparsity = Vec::new();
         for l in &self.sparsity {
             let s = &cx.input(&l.role)?.meta.summary;
@@ -84,9 +64,41 @@ impl Stage for Report {
                 hoyer,
             });
         }
+        let mut measures: Vec<report::ModelMeasures> = Vec::new();
+        for l in &self.sparsity {
+            let s = &cx.input(&l.role)?.meta.summary;
+            measures.push(report::ModelMeasures::from_sparsity(
+                &l.dataset,
+                &l.model,
+                &l.training,
+                s,
+            ));
+        }
+        for l in &self.bounds {
+            let s = &cx.input(&l.role)?.meta.summary;
+            measures.push(report::ModelMeasures::from_bounds(
+                &l.dataset,
+                &l.model,
+                &l.training,
+                s,
+            ));
+        }
+        let correlation: Option<super::correlation::Output> = if self.correlation {
+            let dir = &cx.input("correlation")?.dir;
+            let file = dir.join(super::correlation::OUTPUT);
+            Some(
+                serde_json::from_slice(&std::fs::read(&file)?)
+                    .with_context(|| format!("reading {}", file.display()))?,
+            )
+        } else {
+            None
+        };
         let grouped = report::group_results(&evals, &self.groups);
         evals.extend(grouped);
-        let warnings = report::warnings(&evals);
+        let mut warnings = report::warnings(&evals);
+        if let Some(c) = &correlation {
+            warnings.extend(c.warnings.iter().cloned());
+        }
         for w in &warnings {
             tracing::warn!("{w}");
         }
@@ -96,6 +108,12 @@ impl Stage for Report {
         let mut tables = self.spec.tables.clone();
         if evals.iter().any(|e| e.is_curve_point()) && !tables.contains(&TableKind::EpsCurve) {
             tables.push(TableKind::EpsCurve);
+        }
+        if !measures.is_empty() && !tables.contains(&TableKind::Analysis) {
+            tables.push(TableKind::Analysis);
+        }
+        if correlation.is_some() && !tables.contains(&TableKind::Correlation) {
+            tables.push(TableKind::Correlation);
         }
         for t in &tables {
             let (name, mut df) = match t {
@@ -107,6 +125,11 @@ impl Stage for Report {
                     ("generalization_gap", report::generalization_gap(&evals)?)
                 }
                 TableKind::EpsCurve => ("eps_curve", report::eps_curve(&evals)?),
+                TableKind::Analysis => ("analysis", report::analysis(&measures)?),
+                TableKind::Correlation => match &correlation {
+                    Some(c) => ("correlation", report::correlation(&c.rows)?),
+                    None => continue,
+                },
             };
             for f in &self.spec.formats {
                 let file = match f {
@@ -135,4 +158,41 @@ impl Stage for Report {
         }
         Ok(json!({"files": written, "warnings": warnings}))
     }
+}
+
+/// The evaluation results behind `labels`, with their per-point flags.
+pub fn load_evals(cx: &StageContext, labels: &[Labels]) -> Result<Vec<EvalResult>> {
+    let mut evals = Vec::new();
+    for l in labels {
+        let input = cx.input(&l.role)?;
+        let m: super::evaluate::EvalMetrics =
+            serde_json::from_value(input.meta.summary.clone()).context("evaluation summary")?;
+        let file = input.dir.join(super::evaluate::PER_SAMPLE);
+        let flags = tch::Tensor::read_safetensors(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let robust = flags
+            .iter()
+            .find(|(n, _)| n == "robust_correct")
+            .with_context(|| format!("{} lacks robust_correct", file.display()))?;
+        let robust: Vec<bool> = Vec::<u8>::try_from(&robust.1)?
+            .into_iter()
+            .map(|v| v == 1)
+            .collect();
+        evals.push(EvalResult {
+            dataset: l.dataset.clone(),
+            model: l.model.clone(),
+            training: l.training.clone(),
+            attack: l.attack.clone().unwrap_or_default(),
+            split: l.split.clone().unwrap_or_default(),
+            n: m.n,
+            clean_accuracy: m.clean_accuracy,
+            robust_accuracy: m.robust_accuracy,
+            eps: m.eps,
+            norm: m.norm,
+            class: m.class,
+            robust,
+            notes: m.notes,
+        });
+    }
+    Ok(evals)
 }

@@ -281,7 +281,8 @@ pub fn train(
         device,
         crate::rng::derive(p.seed, &[0]),
     )?;
-    let kind = crate::models::find(&p.model.arch).map_or(crate::models::ArchKind::External, |a| a.kind);
+    let kind =
+        crate::models::find(&p.model.arch).map_or(crate::models::ArchKind::External, |a| a.kind);
     if p.channels_last.resolve(kind) {
         net.to_channels_last();
     }

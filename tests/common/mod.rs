@@ -100,7 +100,7 @@ pub fn stages(o: &Output, status: &str) -> Vec<String> {
         .lines()
         .filter(|l| l.split_whitespace().next() == Some(status))
         .filter_map(|l| l.split_whitespace().last().map(String::from))
-        .filter(|id| id.contains('/') || id == "report")
+        .filter(|id| id.contains('/') || id == "report" || id == "correlation")
         .collect();
     v.sort();
     v

@@ -1,0 +1,244 @@
+//! Rank correlations between a measure and a gap across architectures, with bootstrap confidence
+//! intervals (docs/theory.md, "Rank correlation").
+//!
+//! - Kendall's τ_b (Kendall 1945): (C − D) / √((n₀ − n₁)(n₀ − n₂)) over all pairs, C and D the
+//!   concordant and discordant pairs, n₀ = n(n−1)/2, n₁ and n₂ the pairs tied in x and in y;
+//!   what `scipy.stats.kendalltau` computes by default.
+//! - Spearman's ρ: Pearson's correlation of the ranks, ties given their average rank.
+//! - Percentile bootstrap (Efron 1979): resample the architectures with replacement B times, take
+//!   the statistic of each resample, and report the (1−c)/2 and (1+c)/2 quantiles; resamples where
+//!   the statistic is undefined (all x or all y tied) are dropped and counted.
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// Average ranks (1-based), ties sharing the mean of their positions.
+pub fn ranks(x: &[f64]) -> Vec<f64> {
+    let mut idx: Vec<usize> = (0..x.len()).collect();
+    idx.sort_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let mut r = vec![0.0; x.len()];
+    let mut i = 0;
+    while i < idx.len() {
+        let mut j = i;
+        while j + 1 < idx.len() && x[idx[j + 1]] == x[idx[i]] {
+            j += 1;
+        }
+        let avg = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &idx[i..=j] {
+            r[k] = avg;
+        }
+        i = j + 1;
+    }
+    r
+}
+
+/// Pearson's correlation; NaN when either side is constant.
+pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx) * (a - mx);
+        syy += (b - my) * (b - my);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        return f64::NAN;
+    }
+    sxy / (sxx * syy).sqrt()
+}
+
+/// Spearman's ρ; NaN when either side is constant.
+pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+    pearson(&ranks(x), &ranks(y))
+}
+
+/// Kendall's τ_b; NaN when either side is constant.
+pub fn kendall_tau_b(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len();
+    let (mut c, mut d, mut tx, mut ty) = (0i64, 0i64, 0i64, 0i64);
+    for i in 0..n {
+        for j in i + 1..n {
+            let sx = (x[i] - x[j])
+                .partial_cmp(&0.0)
+                .map(|o| o as i64)
+                .unwrap_or(0);
+            let sy = (y[i] - y[j])
+                .partial_cmp(&0.0)
+                .map(|o| o as i64)
+                .unwrap_or(0);
+            if sx == 0 {
+                tx += 1;
+            }
+            if sy == 0 {
+                ty += 1;
+            }
+            match sx * sy {
+                1 => c += 1,
+                -1 => d += 1,
+                _ => {}
+            }
+        }
+    }
+    let n0 = (n * n.saturating_sub(1) / 2) as i64;
+    let den = (((n0 - tx) * (n0 - ty)) as f64).sqrt();
+    if den == 0.0 {
+        return f64::NAN;
+    }
+    (c - d) as f64 / den
+}
+
+/// A statistic with its bootstrap interval.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Estimate {
+    /// `null` when undefined (fewer than 2 points, or one side constant).
+    pub value: Option<f64>,
+    pub lo: Option<f64>,
+    pub hi: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Correlation {
+    pub n: usize,
+    pub kendall_tau: Estimate,
+    pub spearman_rho: Estimate,
+    /// Resamples kept (the statistic was defined on them).
+    pub bootstrap_kept: usize,
+    pub bootstrap: usize,
+    pub confidence: f64,
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
+
+/// The q-quantile of sorted values, linearly interpolated (numpy's default).
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+/// τ_b and ρ of (x, y) with percentile-bootstrap intervals from `resamples` seeded resamples.
+pub fn correlate(
+    x: &[f64],
+    y: &[f64],
+    resamples: usize,
+    confidence: f64,
+    seed: u64,
+) -> Correlation {
+    assert_eq!(x.len(), y.len());
+    let n = x.len();
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+    let (mut taus, mut rhos) = (Vec::new(), Vec::new());
+    let mut kept = 0;
+    if n >= 2 {
+        let (mut bx, mut by) = (vec![0.0; n], vec![0.0; n]);
+        for _ in 0..resamples {
+            for k in 0..n {
+                let i = rng.random_range(0..n);
+                bx[k] = x[i];
+                by[k] = y[i];
+            }
+            let (t, r) = (kendall_tau_b(&bx, &by), spearman(&bx, &by));
+            if t.is_finite() && r.is_finite() {
+                kept += 1;
+                taus.push(t);
+                rhos.push(r);
+            }
+        }
+    }
+    let interval = |v: &mut Vec<f64>| -> (Option<f64>, Option<f64>) {
+        if v.is_empty() {
+            return (None, None);
+        }
+        v.sort_by(f64::total_cmp);
+        let a = (1.0 - confidence) / 2.0;
+        (Some(quantile(v, a)), Some(quantile(v, 1.0 - a)))
+    };
+    let (tlo, thi) = interval(&mut taus);
+    let (rlo, rhi) = interval(&mut rhos);
+    let (tau, rho) = if n >= 2 {
+        (finite(kendall_tau_b(x, y)), finite(spearman(x, y)))
+    } else {
+        (None, None)
+    };
+    Correlation {
+        n,
+        kendall_tau: Estimate {
+            value: tau,
+            lo: tlo,
+            hi: thi,
+        },
+        spearman_rho: Estimate {
+            value: rho,
+            lo: rlo,
+            hi: rhi,
+        },
+        bootstrap_kept: kept,
+        bootstrap: resamples,
+        confidence,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_average_ties() {
+        assert_eq!(ranks(&[10.0, 30.0, 20.0, 20.0]), [1.0, 4.0, 2.5, 2.5]);
+    }
+
+    #[test]
+    fn hand_computed_tau_and_rho() {
+        // x = 1..5, y = [1, 3, 2, 5, 4]: pairs 10, discordant (3,2) and (5,4) → τ = (8 − 2)/10;
+        // Σd² = 0 + 1 + 1 + 1 + 1 = 4 → ρ = 1 − 6·4/(5·24) = 0.8.
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0];
+        let y = [1.0, 3.0, 2.0, 5.0, 4.0];
+        assert!((kendall_tau_b(&x, &y) - 0.6).abs() < 1e-12);
+        assert!((spearman(&x, &y) - 0.8).abs() < 1e-12);
+        let rev: Vec<f64> = y.iter().map(|v| -v).collect();
+        assert!((kendall_tau_b(&x, &rev) + 0.6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tau_b_with_ties_matches_scipy() {
+        // scipy.stats.kendalltau([1, 2, 2, 3], [1, 3, 2, 2]) = 0.4 (n₀ = 6, C = 3, D = 1,
+        // one tie in each: 2/√(5·5)).
+        let t = kendall_tau_b(&[1.0, 2.0, 2.0, 3.0], &[1.0, 3.0, 2.0, 2.0]);
+        assert!((t - 0.4).abs() < 1e-12, "{t}");
+        assert!(kendall_tau_b(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_nan());
+        assert!(spearman(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_nan());
+    }
+
+    #[test]
+    fn bootstrap_intervals_contain_the_estimate_and_repeat() {
+        let x: Vec<f64> = (0..12).map(|i| i as f64).collect();
+        let y: Vec<f64> = x.iter().map(|v| v + ((v * 7.0) % 5.0)).collect();
+        let c = correlate(&x, &y, 2000, 0.9, 7);
+        let (t, lo, hi) = (
+            c.kendall_tau.value.unwrap(),
+            c.kendall_tau.lo.unwrap(),
+            c.kendall_tau.hi.unwrap(),
+        );
+        assert!(lo < t && t < hi && hi <= 1.0, "{lo} {t} {hi}");
+        assert!(c.bootstrap_kept > 1900);
+        assert_eq!(c, correlate(&x, &y, 2000, 0.9, 7));
+        // A perfectly monotone relation: every defined resample has τ = ρ = 1.
+        let m = correlate(&x, &x, 500, 0.95, 1);
+        assert_eq!(m.kendall_tau.lo, Some(1.0));
+        assert_eq!(m.spearman_rho.hi, Some(1.0));
+        // One point: nothing is defined.
+        let one = correlate(&[1.0], &[2.0], 100, 0.95, 1);
+        assert_eq!(one.kendall_tau.value, None);
+        assert_eq!(one.bootstrap_kept, 0);
+    }
+
+    #[test]
+    fn quantile_interpolates() {
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(quantile(&v, 0.0), 1.0);
+        assert_eq!(quantile(&v, 1.0), 4.0);
+        assert!((quantile(&v, 0.5) - 2.5).abs() < 1e-12);
+    }
+}
