@@ -6,9 +6,9 @@
 //!       [--conv-grid 8] [--threads N]`
 //! The weights are the seeded initialisation, whose nearly flat top spectra are the slow case for
 //! the iteration.
+mod common;
 use robarch::analysis::{bounds, norms, sparsity};
-use robarch::models::{self, ModelIo, Network};
-use robarch::spec::ModelSpec;
+use robarch::models::Network;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -16,29 +16,19 @@ fn main() {
     let mut archs = vec!["resnet18".to_string(), "vit".to_string()];
     let mut presets = vec!["cifar", "imagenet"];
     let mut grid = 8i64;
-    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get() as i32);
-    let v: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|s| s != "--bench")
-        .collect();
-    let mut it = v.iter();
-    while let Some(k) = it.next() {
-        let mut val = || {
-            it.next()
-                .cloned()
-                .unwrap_or_else(|| panic!("{k} needs a value"))
-        };
+    let mut threads = common::default_threads();
+    for (k, val) in common::flags() {
         match k.as_str() {
-            "--arch" => archs = val().split(',').map(String::from).collect(),
+            "--arch" => archs = val.split(',').map(String::from).collect(),
             "--preset" => {
-                presets = match val().as_str() {
+                presets = match val.as_str() {
                     "cifar" => vec!["cifar"],
                     "imagenet" => vec!["imagenet"],
                     _ => vec!["cifar", "imagenet"],
                 }
             }
-            "--conv-grid" => grid = val().parse().expect("--conv-grid N"),
-            "--threads" => threads = val().parse().expect("--threads N"),
+            "--conv-grid" => grid = val.parse().expect("--conv-grid N"),
+            "--threads" => threads = val.parse().expect("--threads N"),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -60,19 +50,8 @@ fn main() {
     );
     for name in &archs {
         for &preset in &presets {
-            let size = if preset == "cifar" { 32 } else { 224 };
-            let classes = if preset == "cifar" { 10 } else { 1000 };
-            let spec = ModelSpec {
-                arch: Some(name.clone()),
-                preset: preset.into(),
-                overrides: Default::default(),
-            };
-            let p = models::resolve(name, &spec).unwrap_or_else(|e| panic!("{name}: {e:?}"));
-            let io = ModelIo {
-                in_channels: 3,
-                image_size: size,
-                num_classes: classes,
-            };
+            let (p, io) = common::paper_model(name, preset);
+            let size = io.image_size;
             let net = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], Device::Cpu, 0).unwrap();
             let named = net.named_tensors();
             let params: i64 = named

@@ -7,6 +7,7 @@
 //!       [--trained DIR]` (DIR: a `train/...` cache entry to attack instead of a fresh model)
 //! robarch's rows are given twice: evaluation (points leave the batch once broken, the default)
 //! and every-step (all points take every step, as in training), which isolates the kernels.
+mod common;
 use robarch::attacks::{self, AttackConfig, Net, Use};
 use robarch::models::{self, ModelIo, Network};
 use robarch::spec::{AttackSpec, ModelSpec, Norm, Real};
@@ -17,18 +18,9 @@ use tch::{Device, Kind, Tensor};
 fn main() {
     let mut preset = "cifar".to_string();
     let (mut n, mut batch, mut repeats) = (128i64, 128i64, 2usize);
-    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get() as i32);
+    let mut threads = common::default_threads();
     let mut trained: Option<PathBuf> = None;
-    let v: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|s| s != "--bench")
-        .collect();
-    let mut it = v.iter();
-    while let Some(k) = it.next() {
-        let val = it
-            .next()
-            .unwrap_or_else(|| panic!("{k} needs a value"))
-            .clone();
+    for (k, val) in common::flags() {
         match k.as_str() {
             "--preset" => preset = val,
             "--n" => n = val.parse().expect("--n N"),
@@ -134,10 +126,7 @@ fn main() {
         }
         (n as f64 / best, robust)
     };
-    let python = std::env::var_os("VIRTUAL_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"))
-        .join("bin/python");
+    let python = common::python();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_attacks.py");
     let out = std::process::Command::new(python)
         .arg(script)

@@ -6,8 +6,8 @@
 //!       [--batch 128] [--iters 3] [--threads N] [--device cpu|cuda] [--channels-last on|off]`
 //! One step = forward in train mode, cross-entropy, backward (no optimiser). The first step of each
 //! side is a warm-up and is not timed.
-use robarch::models::{self, ModelIo, Network, REGISTRY};
-use robarch::spec::ModelSpec;
+mod common;
+use robarch::models::{self, Network, REGISTRY};
 use std::path::PathBuf;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -32,40 +32,25 @@ fn args() -> Args {
         presets: vec!["cifar", "imagenet"],
         batch: 128,
         iters: 3,
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get() as i32),
+        threads: common::default_threads(),
         device: Device::cuda_if_available(),
         channels_last: false,
     };
-    let v: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|s| s != "--bench")
-        .collect();
-    let mut it = v.iter();
-    while let Some(k) = it.next() {
-        let mut val = || {
-            it.next()
-                .cloned()
-                .unwrap_or_else(|| panic!("{k} needs a value"))
-        };
+    for (k, val) in common::flags() {
         match k.as_str() {
-            "--arch" => a.archs = val().split(',').map(String::from).collect(),
+            "--arch" => a.archs = val.split(',').map(String::from).collect(),
             "--preset" => {
-                a.presets = match val().as_str() {
+                a.presets = match val.as_str() {
                     "cifar" => vec!["cifar"],
                     "imagenet" => vec!["imagenet"],
                     _ => vec!["cifar", "imagenet"],
                 }
             }
-            "--batch" => a.batch = val().parse().expect("--batch N"),
-            "--iters" => a.iters = val().parse().expect("--iters N"),
-            "--threads" => a.threads = val().parse().expect("--threads N"),
-            "--channels-last" => a.channels_last = val() == "on",
-            "--device" => {
-                a.device = match val().as_str() {
-                    "cpu" => Device::Cpu,
-                    _ => Device::Cuda(0),
-                }
-            }
+            "--batch" => a.batch = val.parse().expect("--batch N"),
+            "--iters" => a.iters = val.parse().expect("--iters N"),
+            "--threads" => a.threads = val.parse().expect("--threads N"),
+            "--channels-last" => a.channels_last = val == "on",
+            "--device" => a.device = common::device(&val),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -86,10 +71,7 @@ fn main() {
     } else {
         "cuda"
     };
-    let python = std::env::var_os("VIRTUAL_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"))
-        .join("bin/python");
+    let python = common::python();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_models.py");
     println!(
         "forward+backward, batch {}, {} timed steps, {} threads, device {dev}",
@@ -102,19 +84,8 @@ fn main() {
     let mut ratios = Vec::new();
     for name in &a.archs {
         for &preset in &a.presets {
-            let size = if preset == "cifar" { 32 } else { 224 };
-            let classes = if preset == "cifar" { 10 } else { 1000 };
-            let spec = ModelSpec {
-                arch: Some(name.clone()),
-                preset: preset.into(),
-                overrides: Default::default(),
-            };
-            let p = models::resolve(name, &spec).unwrap_or_else(|e| panic!("{name}: {e:?}"));
-            let io = ModelIo {
-                in_channels: 3,
-                image_size: size,
-                num_classes: classes,
-            };
+            let (p, io) = common::paper_model(name, preset);
+            let (size, classes) = (io.image_size, io.num_classes);
             let mut net = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], a.device, 0).unwrap();
             if a.channels_last {
                 net.to_channels_last();

@@ -13,6 +13,7 @@
 //! runs `robarch::train::train` (the `train` stage's loop: loader, attack, optimiser, schedule,
 //! per-epoch checkpoint) for two epochs of `iters` batches and times the second; PyTorch times
 //! `iters` steps after one warm-up step.
+mod common;
 use robarch::data::prepared::{DatasetInfo, Prepared};
 use robarch::models::{self, ModelIo};
 use robarch::progress::StageProgress;
@@ -27,19 +28,10 @@ fn main() {
     let mut archs = vec!["resnet18".to_string(), "vit".to_string()];
     let mut preset = "cifar".to_string();
     let (mut batch, mut iters, mut steps) = (128usize, 3usize, 10usize);
-    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get() as i32);
+    let mut threads = common::default_threads();
     let mut device = Device::cuda_if_available();
     let (mut amp, mut cl) = ("auto".to_string(), "auto".to_string());
-    let v: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|s| s != "--bench")
-        .collect();
-    let mut it = v.iter();
-    while let Some(k) = it.next() {
-        let val = it
-            .next()
-            .unwrap_or_else(|| panic!("{k} needs a value"))
-            .clone();
+    for (k, val) in common::flags() {
         match k.as_str() {
             "--arch" => archs = val.split(',').map(String::from).collect(),
             "--preset" => preset = val,
@@ -65,10 +57,7 @@ fn main() {
         "tiny" => (8, 10),
         _ => (32, 10),
     };
-    let python = std::env::var_os("VIRTUAL_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"))
-        .join("bin/python");
+    let python = common::python();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_train.py");
     println!(
         "PGD-AT (ℓ∞ 8/255, {steps} steps, eval-mode attack) + AdamW, {preset} preset {size}px, batch {batch}, {iters} timed steps, {threads} threads, device {dev}"

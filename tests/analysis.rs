@@ -37,13 +37,6 @@ analysis:
 
 const MODELS: &[&str] = &["mixer", "pvt_v2", "resnet18", "vit"];
 
-fn python() -> PathBuf {
-    let venv = std::env::var_os("VIRTUAL_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
-    venv.join("bin/python")
-}
-
 fn json(path: PathBuf) -> Value {
     serde_json::from_slice(&std::fs::read(&path).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -337,17 +330,6 @@ fn analyses_measure_every_model_and_correlate_across_them() {
         12,
     );
     assert!(worst < 1e-5, "{worst}");
-}
-
-fn fails(p: &Project, yaml: &str, expect: &[&str]) {
-    p.write("bad.yaml", yaml);
-    let out = p.run(&["run", "bad.yaml"]);
-    assert!(!out.status.success(), "should fail: {yaml}");
-    let err = stderr(&out);
-    for e in expect {
-        assert!(err.contains(e), "expected `{e}` in:\n{err}");
-    }
-    assert_eq!(p.entries(), 0, "bad input must not write cache entries");
 }
 
 #[test]

@@ -12,7 +12,7 @@
 //!
 //! The reference runs in the project's `.venv` (scripts/crosscheck_attacks.py).
 mod common;
-use common::{entry_dir, Project};
+use common::{entry_dir, python, Project};
 use robarch::attacks::{self, AttackConfig, Net, Use};
 use robarch::spec::{AttackSpec, Norm, Real, Split};
 use std::path::PathBuf;
@@ -40,13 +40,6 @@ const N: i64 = 100;
 const EPS_LINF: f64 = 0.05;
 const EPS_L2: f64 = 0.5;
 const SEEDS: [u64; 3] = [0, 1, 2];
-
-fn python() -> PathBuf {
-    let venv = std::env::var_os("VIRTUAL_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
-    venv.join("bin/python")
-}
 
 fn config(kind: &str, norm: Norm, eps: f64, f: impl FnOnce(&mut AttackSpec)) -> AttackConfig {
     let mut a = AttackSpec {

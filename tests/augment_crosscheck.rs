@@ -1,18 +1,13 @@
 //! AutoAugment operations against torchvision's own implementation (`_apply_op` with the
 //! magnitudes of `_augmentation_space`), on RGB and grey, square and non-square images: every
 //! operation, every magnitude bin, both signs. The reference runs in the project's `.venv`.
+mod common;
+use common::python;
 use robarch::augment::autoaugment::{apply_op, magnitude, Op};
 use robarch::augment::Image;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use tch::{Kind, Tensor};
-
-fn python() -> PathBuf {
-    let venv = std::env::var_os("VIRTUAL_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
-    venv.join("bin/python")
-}
 
 fn op(name: &str) -> Op {
     match name {

@@ -2,17 +2,6 @@
 mod common;
 use common::*;
 
-fn fails(p: &Project, yaml: &str, expect: &[&str]) {
-    p.write("bad.yaml", yaml);
-    let out = p.run(&["run", "bad.yaml"]);
-    assert!(!out.status.success(), "should fail: {yaml}");
-    let err = stderr(&out);
-    for e in expect {
-        assert!(err.contains(e), "expected `{e}` in:\n{err}");
-    }
-    assert_eq!(p.entries(), 0, "bad input must not write cache entries");
-}
-
 #[test]
 fn bad_input_gets_located_hinted_errors_and_writes_nothing() {
     let p = Project::new();

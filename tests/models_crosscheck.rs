@@ -4,17 +4,12 @@
 //! eval-mode logits equal to robarch's within 1e-5 and input gradients (what attacks use) within
 //! 1e-4 of their largest entry; in training mode the backward pass reaches every parameter. The
 //! reference runs in the project's `.venv`.
+mod common;
+use common::python;
 use robarch::models::{self, ModelIo, Network, REGISTRY};
 use robarch::spec::ModelSpec;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
-
-fn python() -> PathBuf {
-    let venv = std::env::var_os("VIRTUAL_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
-    venv.join("bin/python")
-}
 
 /// Builds `arch` at `preset`, perturbs every tensor (so a swapped name, a layer-scale or a
 /// running statistic that is ignored changes the logits), and writes weights, inputs, logits and

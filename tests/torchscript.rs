@@ -4,15 +4,8 @@
 mod common;
 use common::*;
 use robarch::models::{self, ModelIo, Network};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{Device, Tensor};
-
-fn python() -> PathBuf {
-    let venv = std::env::var_os("VIRTUAL_ENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
-    venv.join("bin/python")
-}
 
 /// Scripts a small BN CNN for `channels`×`size`² inputs and `classes` outputs into `pt`, with
 /// random BN statistics, and writes an input batch and PyTorch's eval logits next to it.

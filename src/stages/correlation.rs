@@ -299,7 +299,11 @@ mod tests {
         assert!((r.stat.kendall_tau.value.unwrap() + 4.0 / 6.0).abs() < 1e-12);
         // Five architectures (one without a gap): fewer than MIN_ARCHS.
         assert_eq!(out.warnings.len(), 1);
-        assert!(out.warnings[0].contains("only 5 architectures"), "{:?}", out.warnings);
+        assert!(
+            out.warnings[0].contains("only 5 architectures"),
+            "{:?}",
+            out.warnings
+        );
     }
 
     #[test]

@@ -86,6 +86,27 @@ impl Project {
     }
 }
 
+/// The `.venv` interpreter that holds the reference implementations (torch, timm, scipy, …).
+pub fn python() -> PathBuf {
+    let venv = std::env::var_os("VIRTUAL_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    venv.join("bin/python")
+}
+
+/// Runs `yaml` as `bad.yaml`, which must fail with every string of `expect` on stderr and write
+/// no cache entry.
+pub fn fails(p: &Project, yaml: &str, expect: &[&str]) {
+    p.write("bad.yaml", yaml);
+    let out = p.run(&["run", "bad.yaml"]);
+    assert!(!out.status.success(), "should fail: {yaml}");
+    let err = stderr(&out);
+    for e in expect {
+        assert!(err.contains(e), "expected `{e}` in:\n{err}");
+    }
+    assert_eq!(p.entries(), 0, "bad input must not write cache entries");
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

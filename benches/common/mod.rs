@@ -1,0 +1,68 @@
+//! Shared by the benchmarks: `--flag value` arguments, the presets' input sizes, paper networks,
+//! the device flag and the `.venv` interpreter that runs the PyTorch references.
+#![allow(dead_code)]
+use robarch::models::{self, ModelIo, ModelParams};
+use robarch::spec::ModelSpec;
+use std::path::PathBuf;
+use tch::Device;
+
+/// The command line as (`--flag`, value) pairs; every flag takes a value.
+pub fn flags() -> Vec<(String, String)> {
+    let v: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|s| s != "--bench")
+        .collect();
+    v.chunks(2)
+        .map(|c| match c {
+            [k, val] => (k.clone(), val.clone()),
+            [k] => panic!("{k} needs a value"),
+            _ => unreachable!(),
+        })
+        .collect()
+}
+
+/// Image side and classes of a preset: `imagenet` 224/1000, `tiny` 8/10, otherwise 32/10.
+pub fn preset_io(preset: &str) -> ModelIo {
+    let (image_size, num_classes) = match preset {
+        "imagenet" => (224, 1000),
+        "tiny" => (8, 10),
+        _ => (32, 10),
+    };
+    ModelIo {
+        in_channels: 3,
+        image_size,
+        num_classes,
+    }
+}
+
+/// Architecture `arch` at `preset`, with the preset's input.
+pub fn paper_model(arch: &str, preset: &str) -> (ModelParams, ModelIo) {
+    let spec = ModelSpec {
+        arch: Some(arch.into()),
+        preset: preset.into(),
+        overrides: Default::default(),
+    };
+    let p = models::resolve(arch, &spec).unwrap_or_else(|e| panic!("{arch}/{preset}: {e:?}"));
+    (p, preset_io(preset))
+}
+
+/// `cpu`, or CUDA device 0 for anything else.
+pub fn device(s: &str) -> Device {
+    if s == "cpu" {
+        Device::Cpu
+    } else {
+        Device::Cuda(0)
+    }
+}
+
+pub fn default_threads() -> i32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as i32)
+}
+
+/// The `.venv` interpreter with torch (the PyTorch side of a comparison).
+pub fn python() -> PathBuf {
+    std::env::var_os("VIRTUAL_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"))
+        .join("bin/python")
+}
