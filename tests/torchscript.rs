@@ -106,7 +106,9 @@ evaluation:
   attacks:
     clean: {}
     pgd: {eps: 8/255, steps: 2}
-analysis: [sparsity]
+analysis:
+  sparsity:
+  bounds: {attack: pgd}
 "#;
 
 #[test]
@@ -122,9 +124,22 @@ fn pipeline_imports_evaluates_and_reimports_on_change() {
         "eval/digits/ext/external/clean/test",
         "eval/digits/ext/external/pgd/test",
         "sparsity/digits/ext/external",
+        "bounds/digits/ext/external",
     ] {
         assert!(ran.contains(&s.to_string()), "{s} not in {ran:?}");
     }
+    // An imported model: its linear maps are measured and the named attack enters the bounds.
+    let b: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(entry_dir(&p, "p.yaml", "bounds/digits/ext/external").join("bounds.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(b["layers"].as_u64().unwrap() >= 1, "{b}");
+    assert_eq!(b["threat"]["norm"], "linf");
+    assert!(
+        b["log10"]["adv_l1inf"].as_f64() > b["log10"]["golowich_l1inf"].as_f64(),
+        "{b}"
+    );
     assert!(!ran.iter().any(|s| s.starts_with("train/")), "{ran:?}");
     assert!(entry_dir(&p, "p.yaml", "import/digits/ext")
         .join("model.pt")
