@@ -438,8 +438,6 @@ impl Plan {
     }
 }
 
-/// The per-epoch monitor of a training entry: on by default (256 points per split, the training
-/// attack, best by test robust accuracy or, without an attack, test clean accuracy); `n: 0` is off.
 /// The (norm, ε) of an attack for the adversarial bounds; `None` for clean evaluation.
 fn bounds_attack_of(c: &AttackConfig) -> Option<stages::bounds::Attack> {
     c.norm()
@@ -529,6 +527,8 @@ fn correlation_gaps(
         .collect()
 }
 
+/// The per-epoch monitor of a training entry: on by default (256 points per split, the training
+/// attack, best by test robust accuracy or, without an attack, test clean accuracy); `n: 0` is off.
 fn monitor(
     t: &spec::TrainingSpec,
     train_attack: Option<&AttackConfig>,

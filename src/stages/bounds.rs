@@ -4,7 +4,7 @@ use super::{write_json, Stage, StageContext};
 use crate::analysis::bounds::{self, DataStats, Threat};
 use crate::analysis::norms::{self, Lanczos};
 use crate::spec::{Checkpoint, Norm};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -55,22 +55,11 @@ impl Stage for Bounds {
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let net = super::analysed_network(cx, self.checkpoint)?;
         let named = net.named_tensors();
-        let stat = |name: &str| -> Result<Vec<f64>> {
-            let t = named
-                .iter()
-                .find(|(n, _)| n == name)
-                .with_context(|| format!("the network has no `{name}` buffer"))?;
-            Ok(Vec::<f64>::try_from(
-                t.1.to_kind(tch::Kind::Double).flatten(0, -1),
-            )?)
-        };
+        // The normalisation the network applies to its inputs (identity for an imported model
+        // that normalises inside itself).
+        let info = super::train::model_info(&cx.input("model")?.dir)?;
+        let (mean, std) = (info.mean, info.std);
         let data = crate::data::prepared::load(&cx.input("data")?.dir)?;
-        // The network's own input normalisation; an imported model without one is taken to use
-        // the dataset's statistics.
-        let (mean, std) = match (stat("normalize.mean"), stat("normalize.std")) {
-            (Ok(m), Ok(s)) => (m, s),
-            _ => (data.info.mean.clone(), data.info.std.clone()),
-        };
         let stats = DataStats::of_images(&data.train_x, &mean, &std);
         let pi = Lanczos {
             max_iters: self.iterations,

@@ -62,36 +62,28 @@ pub struct Output {
 
 type Key = (String, String);
 
-/// Measures of one model, from its analysis summaries: name → value.
-fn sparsity_measures(s: &Value) -> Result<BTreeMap<String, f64>> {
-    let o = &s["overall"];
-    let mut m = BTreeMap::new();
-    m.insert(
-        "hoyer".to_string(),
-        o["hoyer"]
-            .as_f64()
-            .context("sparsity summary lacks overall.hoyer")?,
-    );
-    if let Some(v) = o["l1_over_l2"].as_f64() {
-        m.insert("l1_over_l2".into(), v);
-    }
-    if let Some(b) = o["below"].as_object() {
-        for (k, v) in b {
-            if let Some(v) = v.as_f64() {
-                m.insert(format!("below_{k}"), v);
-            }
-        }
-    }
-    Ok(m)
+/// The defined values of one model's measures (the report's `analysis` columns).
+fn defined(values: Vec<(String, Option<f64>)>) -> BTreeMap<String, f64> {
+    values
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+        .collect()
 }
 
+/// Whole-model sparsity measures: name → value.
+fn sparsity_measures(s: &Value) -> Result<BTreeMap<String, f64>> {
+    s["overall"]["hoyer"]
+        .as_f64()
+        .context("sparsity summary lacks overall.hoyer")?;
+    Ok(defined(report::sparsity_overall(s)))
+}
+
+/// Products and bounds (log10): name → value.
 fn bound_measures(s: &Value) -> Result<BTreeMap<String, f64>> {
-    let b = s["log10"]
+    s["log10"]
         .as_object()
         .context("bounds summary lacks log10")?;
-    Ok(b.iter()
-        .filter_map(|(k, v)| v.as_f64().map(|v| (format!("log10_{k}"), v)))
-        .collect())
+    Ok(defined(report::bound_values(s)))
 }
 
 /// Seed of one (dataset, training, measure, gap) row's bootstrap.

@@ -39,19 +39,19 @@ impl Stage for Report {
         3
     }
     fn params(&self) -> Value {
-        let mut p = json!({"report": self.spec, "groups": self.groups, "evals": self.evals, "sparsity": self.sparsity});
-        // Added only when used, so that pipelines without them keep their report key.
-        if !self.bounds.is_empty() {
-            p["bounds"] = json!(self.bounds);
-        }
-        if self.correlation {
-            p["correlation"] = json!(true);
-        }
-        p
+        json!({
+            "report": self.spec,
+            "groups": self.groups,
+            "evals": self.evals,
+            "sparsity": self.sparsity,
+            "bounds": self.bounds,
+            "correlation": self.correlation,
+        })
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let mut evals = load_evals(cx, &self.evals)?;
         let mut sparsity = Vec::new();
+        let mut measures: Vec<report::ModelMeasures> = Vec::new();
         for l in &self.sparsity {
             let s = &cx.input(&l.role)?.meta.summary;
             let hoyer = s["overall"]["hoyer"]
@@ -63,10 +63,6 @@ impl Stage for Report {
                 training: l.training.clone(),
                 hoyer,
             });
-        }
-        let mut measures: Vec<report::ModelMeasures> = Vec::new();
-        for l in &self.sparsity {
-            let s = &cx.input(&l.role)?.meta.summary;
             measures.push(report::ModelMeasures::from_sparsity(
                 &l.dataset,
                 &l.model,

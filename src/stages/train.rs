@@ -45,10 +45,14 @@ pub fn load_best_network(dir: &Path, device: Device) -> Result<Network> {
     load_weights(dir, BEST_WEIGHTS, device)
 }
 
+/// The entry's model.json: the model, its input and the normalisation the network applies.
+pub fn model_info(dir: &Path) -> Result<ModelInfo> {
+    serde_json::from_slice(&std::fs::read(dir.join(MODEL_INFO))?).context("reading model.json")
+}
+
 /// The network described by the entry's model.json with the weights of `file`.
 fn load_weights(dir: &Path, file: &str, device: Device) -> Result<Network> {
-    let info: ModelInfo = serde_json::from_slice(&std::fs::read(dir.join(MODEL_INFO))?)
-        .context("reading model.json")?;
+    let info = model_info(dir)?;
     if info.model.arch == crate::models::torchscript::TORCHSCRIPT.name {
         // An imported TorchScript model: its weights live in the script file itself.
         let model = super::import::with_file(&info.model, dir);
