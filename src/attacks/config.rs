@@ -8,7 +8,7 @@ use super::mim::MimParams;
 use super::pgd::{L1Step, PgdLoss, PgdParams};
 use super::square::{SquareLoss, SquareParams};
 use super::{Model, Outcome};
-use crate::spec::{did_you_mean, AttackSpec, Norm};
+use crate::spec::{typo_hint, AttackSpec, Norm};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -138,17 +138,16 @@ impl AttackConfig {
     pub fn resolve(kind: &str, a: &AttackSpec, _use: Use) -> Result<Self, FieldError> {
         let kind = if kind == "aa" { "autoattack" } else { kind };
         let unknown = || {
-            let hint = match did_you_mean(kind, REGISTRY.iter().map(|(n, _)| *n)) {
-                Some(c) => format!("did you mean `{c}`?"),
-                None => format!(
+            let hint = typo_hint(kind, REGISTRY.iter().map(|(n, _)| *n), || {
+                format!(
                     "known attacks: {}; or set `type:`",
                     REGISTRY
                         .iter()
                         .map(|(n, _)| *n)
                         .collect::<Vec<_>>()
                         .join(", ")
-                ),
-            };
+                )
+            });
             ("type", format!("unknown attack `{kind}`"), Some(hint))
         };
         if !REGISTRY.iter().any(|(n, _)| *n == kind) {

@@ -10,7 +10,7 @@ pub mod loader;
 pub mod prepared;
 pub mod synthetic;
 
-use crate::spec::{did_you_mean, DatasetSpec, Problem};
+use crate::spec::{typo_hint, DatasetSpec, Problem};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -115,10 +115,9 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<Resolved, Vec<Problem>> {
         hint,
     };
     let Some(kind) = source_kind(&ds.source) else {
-        let hint = match did_you_mean(&ds.source, SOURCES.iter().copied()) {
-            Some(c) => format!("did you mean `{c}`?"),
-            None => format!("known sources: {}", SOURCES.join(", ")),
-        };
+        let hint = typo_hint(&ds.source, SOURCES.iter().copied(), || {
+            format!("known sources: {}", SOURCES.join(", "))
+        });
         return Err(vec![mk(
             at("source"),
             format!("dataset source `{}` not found", ds.source),

@@ -22,7 +22,7 @@ pub mod vgg;
 pub mod vit;
 pub mod wide_resnet;
 
-use crate::spec::{did_you_mean, ModelSpec, Problem};
+use crate::spec::{typo_hint, ModelSpec, Problem};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -177,17 +177,16 @@ pub fn resolve(name: &str, m: &ModelSpec) -> std::result::Result<ModelParams, Ve
         vec!["models", name]
     };
     let Some(arch) = find(&arch_name) else {
-        let hint = match did_you_mean(&arch_name, REGISTRY.iter().map(|a| a.name)) {
-            Some(c) => format!("did you mean `{c}`?"),
-            None => format!(
+        let hint = typo_hint(&arch_name, REGISTRY.iter().map(|a| a.name), || {
+            format!(
                 "`robarch ls models` lists them: {}",
                 REGISTRY
                     .iter()
                     .map(|a| a.name)
                     .collect::<Vec<_>>()
                     .join(", ")
-            ),
-        };
+            )
+        });
         let extra = if m.arch.is_none() {
             "; set `arch:` if the key is not a registry name"
         } else {
@@ -212,10 +211,9 @@ pub fn resolve(name: &str, m: &ModelSpec) -> std::result::Result<ModelParams, Ve
             .map_err(|e| vec![Problem::new(&["models", name, k], e.to_string())])?;
         if !obj.contains_key(k) {
             let known: Vec<&str> = obj.keys().map(|s| s.as_str()).collect();
-            let hint = match did_you_mean(k, known.iter().copied()) {
-                Some(c) => format!("did you mean `{c}`?"),
-                None => format!("{} fields: arch, preset, {}", arch.name, known.join(", ")),
-            };
+            let hint = typo_hint(k, known.iter().copied(), || {
+                format!("{} fields: arch, preset, {}", arch.name, known.join(", "))
+            });
             return Err(vec![Problem::new(
                 &["models", name, k],
                 format!("unknown field for `{}`", arch.name),

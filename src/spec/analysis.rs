@@ -141,10 +141,9 @@ impl AnalysisSpec {
         for a in &self.unknown {
             out.push(
                 Problem::new(&["analysis"], format!("unknown analysis `{a}`")).hint(
-                    match super::did_you_mean(a, ANALYSES.iter().copied()) {
-                        Some(c) => format!("did you mean `{c}`?"),
-                        None => format!("known analyses: {}", ANALYSES.join(", ")),
-                    },
+                    super::typo_hint(a, ANALYSES.iter().copied(), || {
+                        format!("known analyses: {}", ANALYSES.join(", "))
+                    }),
                 ),
             );
         }

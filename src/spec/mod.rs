@@ -529,6 +529,19 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
+/// The hint for an unknown `name`: "did you mean `…`?" when a candidate is a likely typo, else
+/// `otherwise()` (typically the list of what is known).
+pub fn typo_hint<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    otherwise: impl FnOnce() -> String,
+) -> String {
+    match did_you_mean(name, candidates) {
+        Some(c) => format!("did you mean `{c}`?"),
+        None => otherwise(),
+    }
+}
+
 /// Reads, parses and validates a pipeline file.
 pub fn load(path: &Path) -> anyhow::Result<Loaded> {
     let source = std::fs::read_to_string(path).map_err(|e| {
@@ -1072,10 +1085,11 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
                     &["evaluation", "groups", g.as_str()],
                     format!("`{m}` is not an attack of `evaluation.attacks`"),
                 );
-                p.hint = Some(
-                    match did_you_mean(m, spec.evaluation.attacks.keys().map(|s| s.as_str())) {
-                        Some(c) => format!("did you mean `{c}`?"),
-                        None => format!(
+                p.hint = Some(typo_hint(
+                    m,
+                    spec.evaluation.attacks.keys().map(|s| s.as_str()),
+                    || {
+                        format!(
                             "attacks: {}",
                             spec.evaluation
                                 .attacks
@@ -1083,9 +1097,9 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
                                 .cloned()
                                 .collect::<Vec<_>>()
                                 .join(", ")
-                        ),
+                        )
                     },
-                );
+                ));
                 out.push(p);
             }
         }
@@ -1139,12 +1153,9 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
                             if groups_ok { " or group" } else { "" }
                         ),
                     )
-                    .hint(
-                        match did_you_mean(n, candidates.map(|s| s.as_str())) {
-                            Some(c) => format!("did you mean `{c}`?"),
-                            None => "name an entry of `evaluation.attacks`".to_string(),
-                        },
-                    ),
+                    .hint(typo_hint(n, candidates.map(|s| s.as_str()), || {
+                        "name an entry of `evaluation.attacks`".to_string()
+                    })),
                 );
             }
         }
