@@ -36,7 +36,12 @@ fn main() {
     let d = dir.path();
     let (net, meta) = match &trained {
         Some(t) => {
-            let net = robarch::stages::train::load_network(t, Device::Cpu).unwrap();
+            let net = robarch::models::saved::load(
+                t,
+                robarch::models::saved::Checkpoint::Last,
+                Device::Cpu,
+            )
+            .unwrap();
             let info: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(t.join("model.json")).unwrap()).unwrap();
             let arch = info["model"]["arch"].as_str().unwrap().to_string();

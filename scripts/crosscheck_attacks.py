@@ -1,5 +1,5 @@
 """Runs the reference attack libraries on a robarch model loaded in PyTorch, for
-tests/attacks_crosscheck.rs.
+tests/it/attacks_crosscheck.rs.
 
 usage: crosscheck_attacks.py DIR
 DIR holds model.json ({"arch", "family", "config", "io", "mean", "std", "num_parameters"}),

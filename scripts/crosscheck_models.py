@@ -17,7 +17,12 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import reference_models  # noqa: E402
 
+# Logits: the two implementations run the same libtorch kernels in a different op order and thread
+# count; across MKL code paths (default, MKL_CBWR=AVX2, MKL_CBWR=COMPATIBLE) and 1 vs 2 threads
+# their float32 logits moved by at most ~1e-6 at |logit| ≤ 2, so 1e-5 (relative to the largest
+# logit, at least 1) leaves a factor of ten over what any CPU's arithmetic explains.
 TOL = 1e-5
+# Input gradients: see `check` (ReLU switches at rounding ties move single entries).
 TOL_GRAD = 1e-3
 
 

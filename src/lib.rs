@@ -1,9 +1,24 @@
 //! robarch: YAML experiment specs → a cached DAG of adversarial-robustness stages (data
 //! preparation, adversarial training, attacks, analyses, reports).
 //!
-//! Data flows one way: [`spec`] → [`plan`] → [`exec`] → [`cache`] → [`report`]. Stage kinds live in
-//! [`stages`] and call the domain libraries: [`data`], [`models`], [`attacks`], [`train`],
-//! [`analysis`].
+//! Data flows one way: the [`spec`] is parsed and checked, [`plan`] turns it into stages with
+//! content keys, [`exec`] runs the missing ones into the [`cache`], each stage kind in [`stages`]
+//! calling the domain libraries, and the report stage writes tables through [`report`]. So the
+//! modules form layers; a module may import only modules of the layers below its own, top to
+//! bottom (`tests/it/layering.rs` checks this list against every import, and that no files import
+//! each other in a cycle):
+//!
+//! 1. `cli` — the command line
+//! 2. `exec` — the scheduler: runs a plan's missing stages, commits entries
+//! 3. `plan` — stages and their keys from a checked spec; the DAG
+//! 4. `spec` — the pipeline file: parsing, locations, validation (composes the domain specs)
+//! 5. `stages` — one file per stage kind: inputs and outputs in the cache, calls into the domains
+//! 6. `report` — the paper's tables from stage results
+//! 7. `train` — adversarial training
+//! 8. `attacks`, `data` — attacks; datasets, preparation and loading
+//! 9. `models`, `augment`, `analysis` — the model zoo; augmentation; sparsity, norms, bounds
+//! 10. `cache`, `progress`, `rng`, `torch`, `vocab` — leaves: the content-addressed store,
+//!     progress bars, seeds, libtorch glue, the shared vocabulary (norms, splits, problems)
 pub mod analysis;
 pub mod attacks;
 pub mod augment;
@@ -18,4 +33,6 @@ pub mod report;
 pub mod rng;
 pub mod spec;
 pub mod stages;
+pub mod torch;
 pub mod train;
+pub mod vocab;

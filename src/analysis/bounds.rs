@@ -6,7 +6,7 @@
 //! zero norm) is `None`. The network is read as the chain of its L linear maps W₁…W_L (see
 //! `analysis::norms`); the margin γ is 1.
 use super::norms::LayerNorms;
-use crate::spec::Norm;
+use crate::vocab::Norm;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};

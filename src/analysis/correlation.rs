@@ -180,6 +180,31 @@ pub fn correlate(
     }
 }
 
+/// The correlation stage's result file.
+pub const OUTPUT: &str = "correlation.json";
+
+/// One row of the correlation stage's output: a measure against a gap over the models of a
+/// (dataset, training).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Row {
+    pub dataset: String,
+    pub training: String,
+    pub measure: String,
+    pub gap: String,
+    pub models: Vec<String>,
+    pub x: Vec<f64>,
+    pub y: Vec<f64>,
+    #[serde(flatten)]
+    pub stat: Correlation,
+}
+
+/// The correlation stage's output ([`OUTPUT`]), read by the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Output {
+    pub rows: Vec<Row>,
+    pub warnings: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,8 +1,8 @@
 //! APGD (Croce & Hein 2020; ℓ1: "Mind the box", 2021): a port of fra31 AutoAttack's
 //! `autopgd_base.APGDAttack.attack_single_run` / `perturb` / `decr_eps_pgd` and
-//! `APGDAttack_targeted.perturb` (../shared/reference-attacks.md §1.7–1.8), update rules, checkpoint
-//! schedule and quirks included (the wrap-around read at the first oscillation check, momentum not
-//! reset after a restart from `x_best`).
+//! `APGDAttack_targeted.perturb` (docs/attacks.md, "Reference update rules: APGD" and "APGD-ℓ1"),
+//! update rules, checkpoint schedule and quirks included (the wrap-around read at the first
+//! oscillation check, momentum not reset after a restart from `x_best`).
 //!
 //! Deviations, none of which changes a point's outcome: points that are already misclassified are
 //! dropped from the batch (their first misclassified iterate is kept, which is all AutoAttack
@@ -11,7 +11,7 @@
 //! overshoots ε by up to 1e-4); random draws come from our seeded streams, not the global RNG.
 use super::project::{self, col};
 use super::{draw, loss, loss_grad, on_robust_points, ranked_class, select, Model, Reduce};
-use crate::spec::Norm;
+use crate::vocab::Norm;
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -451,7 +451,8 @@ mod tests {
 
     #[test]
     fn checkpoint_schedule_matches_autoattack() {
-        // reference-attacks.md §1.7 / §5.2: N = 100 → after 22, 41, 57, 70, 80, 87, 93, 99.
+        // docs/attacks.md, "Reference update rules: APGD" (checkpoints):
+        // N = 100 → after 22, 41, 57, 70, 80, 87, 93, 99.
         assert_eq!(checkpoints(100), vec![22, 41, 57, 70, 80, 87, 93, 99]);
         // torchattacks' 10-step default: k = 2, decrement 1, minimum 1.
         assert_eq!(checkpoints(10), vec![2, 3, 4, 5, 6, 7, 8, 9, 10]);

@@ -1,7 +1,7 @@
 //! AutoAttack (Croce & Hein 2020) compositions, as fra31's `autoattack.py::set_version` builds them
-//! (../shared/reference-attacks.md §2.1–2.2): members run in order, each only on the points every
-//! earlier member left robust, so robust accuracy is the per-sample worst case; the member that
-//! broke each point is recorded.
+//! (docs/attacks.md, "Reference update rules: AutoAttack"): members run in order, each only on the
+//! points every earlier member left robust, so robust accuracy is the per-sample worst case; the
+//! member that broke each point is recorded.
 //!
 //! | version | ℓ∞ / ℓ2 | ℓ1 |
 //! |---|---|---|
@@ -10,78 +10,21 @@
 //!
 //! APGD and FAB run 100 iterations, Square 5000 queries with `p_init` 0.8 and the margin loss.
 //! Targets are capped at classes − 1; DLR members are skipped (with a note) below 3/4 classes.
-use super::config::{AttackClass, AttackConfig, Use};
-use super::{correct, on_robust_points, Model, Outcome};
-use crate::spec::Norm;
-use serde::{Deserialize, Serialize};
+//!
+//! The members are built by `config::autoattack_members`; this file only runs a composition.
+use super::{correct, on_robust_points, Attack, AttackClass, Model, Outcome, Use};
 use tch::{Kind, Tensor};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Version {
-    Standard,
-    Plus,
-}
-
-/// The members of a composition, in order, with their names.
-pub fn members(norm: Norm, eps: f64, version: Version) -> Vec<(&'static str, AttackConfig)> {
-    let l1 = norm == Norm::L1;
-    let apgd = |loss: &str, restarts: usize, targets: usize| AttackConfig::Apgd {
-        norm,
-        eps,
-        steps: 100,
-        restarts,
-        loss: loss.into(),
-        targets,
-        rho: 0.75,
-        large_eps: l1 && version == Version::Standard,
-    };
-    let fab = |restarts: usize, targets: Option<usize>| AttackConfig::Fab {
-        norm,
-        eps,
-        steps: 100,
-        restarts,
-        targets,
-    };
-    let square = AttackConfig::Square {
-        norm,
-        eps,
-        queries: 5000,
-        p_init: 0.8,
-        restarts: 1,
-        loss: "margin".into(),
-    };
-    match version {
-        Version::Standard => vec![
-            ("apgd-ce", apgd("ce", if l1 { 5 } else { 1 }, 9)),
-            ("apgd-t", apgd("dlr-t", 1, if l1 { 5 } else { 9 })),
-            ("fab-t", fab(1, Some(9))),
-            ("square", square),
-        ],
-        Version::Plus => vec![
-            ("apgd-ce", apgd("ce", 5, 9)),
-            ("apgd-dlr", apgd("dlr", 5, 9)),
-            ("fab", fab(5, None)),
-            ("square", square),
-            ("apgd-t", apgd("dlr-t", 1, 9)),
-            ("fab-t", fab(1, Some(9))),
-        ],
-    }
-}
-
-/// Runs the composition; `broken_by[i]` is the index of the first member that broke point i
-/// (−1 where none did, or the point was misclassified clean).
+/// Runs the composition `ms` (named members, in order); `broken_by[i]` is the index of the first
+/// member that broke point i (−1 where none did, or the point was misclassified clean).
 pub fn autoattack(
     model: &dyn Model,
     x: &Tensor,
     y: &Tensor,
-    norm: Norm,
-    eps: f64,
-    version: Version,
+    ms: &[(&'static str, &dyn Attack)],
     seed: u64,
 ) -> Outcome {
     let n = x.size()[0];
-    let ms = members(norm, eps, version);
     let mut broken_by = Tensor::full([n], -1, (Kind::Int64, x.device()));
     let mut notes = Vec::new();
     let adv = on_robust_points(

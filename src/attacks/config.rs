@@ -1,14 +1,14 @@
 //! Attack configuration: the registry, validation of spec entries with every default filled in
 //! (the resolved JSON is part of stage keys), ε-curves, and dispatch to the attack modules.
 use super::apgd::{ApgdLoss, ApgdParams};
-use super::autoattack::Version;
 use super::cw::CwParams;
 use super::fab::FabParams;
 use super::mim::MimParams;
 use super::pgd::{L1Step, PgdLoss, PgdParams};
+use super::spec::AttackSpec;
 use super::square::{SquareLoss, SquareParams};
-use super::{Model, Outcome};
-use crate::spec::{typo_hint, AttackSpec, Norm};
+use super::{Attack, AttackClass, Model, Outcome, Use};
+use crate::vocab::{typo_hint, Norm};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -29,14 +29,6 @@ pub static REGISTRY: &[(&str, &str)] = &[
     ("autoattack", "AutoAttack `standard` or `plus`: each member on the points still robust (Croce & Hein 2020)"),
     ("aa", "alias of autoattack"),
 ];
-
-/// Where an attack is used: evaluation keeps each point's first misclassified iterate and drops it
-/// from the batch; training takes every step on every point (BN batch statistics stay whole).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Use {
-    Training,
-    Evaluation,
-}
 
 /// A fully resolved attack: every default filled in. Its JSON is part of stage keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -737,7 +729,12 @@ impl AttackConfig {
                 eps: e,
                 version,
             } => {
-                return super::autoattack::autoattack(model, x, y, *norm, *e, *version, seed);
+                let members = autoattack_members(*norm, *e, *version);
+                let members: Vec<(&'static str, &dyn Attack)> = members
+                    .iter()
+                    .map(|(n, c)| (*n, c as &dyn Attack))
+                    .collect();
+                return super::autoattack::autoattack(model, x, y, &members, seed);
             }
         };
         Outcome {
@@ -765,20 +762,76 @@ pub fn classes(model: &dyn Model, x: &Tensor) -> i64 {
     tch::no_grad(|| model.logits(&x.narrow(0, 0, x.size()[0].min(1)))).size()[1]
 }
 
-/// How an attack uses the model, for the gradient-masking checks of Carlini et al. (2019).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AttackClass {
-    Clean,
-    SingleStep,
-    Iterative,
-    BlackBox,
+#[serde(rename_all = "lowercase")]
+pub enum Version {
+    Standard,
+    Plus,
+}
+
+impl Attack for AttackConfig {
+    fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome {
+        AttackConfig::run(self, model, x, y, seed, usage)
+    }
+    fn class(&self) -> AttackClass {
+        AttackConfig::class(self)
+    }
+}
+
+/// The members of an AutoAttack composition (`autoattack.rs`), in order, with their names.
+pub fn autoattack_members(
+    norm: Norm,
+    eps: f64,
+    version: Version,
+) -> Vec<(&'static str, AttackConfig)> {
+    let l1 = norm == Norm::L1;
+    let apgd = |loss: &str, restarts: usize, targets: usize| AttackConfig::Apgd {
+        norm,
+        eps,
+        steps: 100,
+        restarts,
+        loss: loss.into(),
+        targets,
+        rho: 0.75,
+        large_eps: l1 && version == Version::Standard,
+    };
+    let fab = |restarts: usize, targets: Option<usize>| AttackConfig::Fab {
+        norm,
+        eps,
+        steps: 100,
+        restarts,
+        targets,
+    };
+    let square = AttackConfig::Square {
+        norm,
+        eps,
+        queries: 5000,
+        p_init: 0.8,
+        restarts: 1,
+        loss: "margin".into(),
+    };
+    match version {
+        Version::Standard => vec![
+            ("apgd-ce", apgd("ce", if l1 { 5 } else { 1 }, 9)),
+            ("apgd-t", apgd("dlr-t", 1, if l1 { 5 } else { 9 })),
+            ("fab-t", fab(1, Some(9))),
+            ("square", square),
+        ],
+        Version::Plus => vec![
+            ("apgd-ce", apgd("ce", 5, 9)),
+            ("apgd-dlr", apgd("dlr", 5, 9)),
+            ("fab", fab(5, None)),
+            ("square", square),
+            ("apgd-t", apgd("dlr-t", 1, 9)),
+            ("fab-t", fab(1, Some(9))),
+        ],
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Real;
+    use crate::vocab::Real;
 
     fn spec(eps: Option<f64>) -> AttackSpec {
         AttackSpec {

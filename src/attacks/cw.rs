@@ -6,7 +6,7 @@
 //! broken only if its smallest adversarial has ‖δ‖₂ ≤ ε; elsewhere the clean point is returned.
 use super::project::{self, col};
 use super::{loss, select, Model};
-use crate::spec::Norm;
+use crate::vocab::Norm;
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy)]

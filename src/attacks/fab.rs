@@ -1,7 +1,7 @@
 //! FAB, the Fast Adaptive Boundary attack (Croce & Hein, ICML 2020; ℓ1 from "Mind the box", 2021):
 //! a port of fra31 AutoAttack's PyTorch path — `fab_base.FABAttack.attack_single_run` / `perturb`,
 //! `fab_pt.FABAttack_PT.get_diff_logits_grads_batch{,_targeted}` and
-//! `fab_projections.projection_{linf,l2,l1}` (../shared/reference-attacks.md §1.9).
+//! `fab_projections.projection_{linf,l2,l1}` (docs/attacks.md, "Reference update rules: FAB").
 //!
 //! FAB looks for the *smallest* adversarial perturbation: each step linearises the decision
 //! boundary between the true class and one other class (the closest in the dual norm, or the
@@ -23,7 +23,7 @@
 //!   outputs of the reference on fixed inputs).
 use super::project::{self, col};
 use super::{draw, loss_grad, on_robust_points, ranked_class, Model, Reduce};
-use crate::spec::Norm;
+use crate::vocab::Norm;
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy)]

@@ -1,5 +1,5 @@
-//! Per-sample attack losses on logits (../shared/reference-attacks.md §1.6–1.7). Every function
-//! returns one value per sample, shaped `[N]`; attacks maximise them.
+//! Per-sample attack losses on logits (docs/attacks.md, "Reference update rules: Losses"). Every
+//! function returns one value per sample, shaped `[N]`; attacks maximise them.
 use tch::{Kind, Tensor};
 
 /// Cross-entropy per sample.

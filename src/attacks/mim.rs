@@ -69,7 +69,7 @@ pub fn mim(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor, p: &MimParam
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Norm;
+    use crate::vocab::Norm;
     use tch::Device;
 
     #[test]

@@ -1,7 +1,7 @@
 //! Adversarial attacks on [0,1] inputs with per-sample radii: the shared model interface and
 //! gradient helper, configuration (defaults and validation, in `config`), and one file per attack.
-//! Update rules follow the reference libraries (../shared/reference-attacks.md); docs/attacks.md
-//! lists every attack's fields and defaults.
+//! Update rules follow the reference libraries (docs/attacks.md, "Reference update rules");
+//! docs/attacks.md also lists every attack's fields and defaults.
 pub mod apgd;
 pub mod autoattack;
 pub mod config;
@@ -12,12 +12,38 @@ pub mod loss;
 pub mod mim;
 pub mod pgd;
 pub mod project;
+pub mod spec;
 pub mod square;
 
-pub use config::{kind_for, AttackClass, AttackConfig, Use, REGISTRY};
+pub use config::{kind_for, AttackConfig, REGISTRY};
 
 use crate::models::Network;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
+
+/// Where an attack is used: evaluation keeps each point's first misclassified iterate and drops it
+/// from the batch; training takes every step on every point (BN batch statistics stay whole).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    Training,
+    Evaluation,
+}
+
+/// How an attack uses the model, for the gradient-masking checks of Carlini et al. (2019).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttackClass {
+    Clean,
+    SingleStep,
+    Iterative,
+    BlackBox,
+}
+
+/// An attack that can be run on a batch: what a composition (AutoAttack) needs of its members.
+pub trait Attack {
+    fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome;
+    fn class(&self) -> AttackClass;
+}
 
 /// A classifier attacked: [0,1] images in, logits out. Implemented by [`Net`] and by closures
 /// (tests use linear models and gradient-masking wrappers).
@@ -124,7 +150,7 @@ pub fn correct(model: &dyn Model, x: &Tensor, y: &Tensor) -> Tensor {
 /// Draws random tensors reproducibly: `f` runs with libtorch's generator seeded from `seed` and
 /// `parts` (only the draws belong in `f`, not model calls).
 pub fn draw<T>(seed: u64, parts: &[u64], f: impl FnOnce() -> T) -> T {
-    crate::rng::with_seed(crate::rng::derive(seed, parts), f)
+    crate::torch::with_seed(crate::rng::derive(seed, parts), f)
 }
 
 /// One batch evaluated under an attack: per-point `clean` and `robust` flags (`[N]` bool) and, when
@@ -147,7 +173,10 @@ pub fn evaluate_batch(
 ) -> BatchEval {
     let clean = correct(model, x, y);
     let idx = clean.nonzero().squeeze_dim(1);
-    if matches!(attack, AttackConfig::Clean) || idx.size()[0] == 0 {
+    // At ε = 0 (the first point of an ε-curve) no attack can move a point, so the robust points
+    // are the clean-correct ones by definition; scoring the clean subset again in a batch of
+    // another shape could flip a near-tied prediction (GEMM blocking depends on the batch size).
+    if matches!(attack, AttackConfig::Clean) || attack.eps() == 0.0 || idx.size()[0] == 0 {
         return BatchEval {
             robust: clean.shallow_clone(),
             clean,

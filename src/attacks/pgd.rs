@@ -1,5 +1,5 @@
 //! Projected gradient descent (Madry et al. 2018) for ℓ∞, ℓ2 and ℓ1, following the reference update
-//! rules (../shared/reference-attacks.md §1.2–1.4):
+//! rules (docs/attacks.md, "Reference update rules: PGD-ℓ∞", "PGD-ℓ2" and "PGD-ℓ1"):
 //! - ℓ∞: signed step of size α, clip to the ε-box and [0,1] (torchattacks `PGD`);
 //! - ℓ2: step α·g/(‖g‖₂+1e-10), rescale δ into the ball, clip (torchattacks `PGDL2`), with the
 //!   gradient of the batch-mean loss so trajectories agree bit for bit;
@@ -18,7 +18,7 @@
 //! iterate is returned (highest loss over restarts).
 use super::project::{self, col};
 use super::{draw, loss, loss_grad, Model, Reduce};
-use crate::spec::Norm;
+use crate::vocab::Norm;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 

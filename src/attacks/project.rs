@@ -1,6 +1,6 @@
-//! Norms and projections for perturbations of images in [0,1] (../shared/reference-attacks.md §1.5).
-//! Per-sample radii `eps` are `[N]` tensors; perturbations are `[N, …]`.
-use crate::spec::Norm;
+//! Norms and projections for perturbations of images in [0,1] (docs/attacks.md, "Reference update
+//! rules: Projections"). Per-sample radii `eps` are `[N]` tensors; perturbations are `[N, …]`.
+use crate::vocab::Norm;
 use tch::{Kind, Tensor};
 
 /// `[N]` radii as `[N, 1, 1, …]`, to broadcast against `like`.

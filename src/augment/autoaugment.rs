@@ -171,27 +171,49 @@ pub fn apply(img: &mut Image, policy: Policy, rng: &mut impl Rng) {
     }
 }
 
+/// The inverse-affine parameters (centre, angle, translation, shear) of a geometric operation
+/// with signed magnitude `m` on a `w`×`h` image, as torchvision's `_apply_op` passes them to
+/// `F.affine`/`F.rotate`; `None` for the pixel-value operations.
+fn warp(op: Op, m: f32, w: usize, h: usize) -> Option<Warp> {
+    let corner = (-(w as f64) * 0.5, -(h as f64) * 0.5);
+    let shear = (m as f64).atan().to_degrees();
+    Some(match op {
+        ShearX => Warp {
+            center: corner,
+            angle: 0.0,
+            t: (0.0, 0.0),
+            shear: (shear, 0.0),
+        },
+        ShearY => Warp {
+            center: corner,
+            angle: 0.0,
+            t: (0.0, 0.0),
+            shear: (0.0, shear),
+        },
+        TranslateX => Warp {
+            t: (m.trunc() as f64, 0.0),
+            ..Warp::IDENTITY
+        },
+        TranslateY => Warp {
+            t: (0.0, m.trunc() as f64),
+            ..Warp::IDENTITY
+        },
+        // F.rotate passes -angle to the inverse-matrix builder.
+        Rotate => Warp {
+            angle: -(m as f64),
+            ..Warp::IDENTITY
+        },
+        _ => return None,
+    })
+}
+
 /// Applies one operation with a signed magnitude (torchvision `_apply_op`).
 pub fn apply_op(img: &mut Image, op: Op, m: f32) {
     match op {
-        ShearX => affine(
-            img,
-            corner(img),
-            0.0,
-            (0.0, 0.0),
-            ((m as f64).atan().to_degrees(), 0.0),
-        ),
-        ShearY => affine(
-            img,
-            corner(img),
-            0.0,
-            (0.0, 0.0),
-            (0.0, (m as f64).atan().to_degrees()),
-        ),
-        TranslateX => affine(img, (0.0, 0.0), 0.0, (m.trunc() as f64, 0.0), (0.0, 0.0)),
-        TranslateY => affine(img, (0.0, 0.0), 0.0, (0.0, m.trunc() as f64), (0.0, 0.0)),
-        // F.rotate passes -angle to the inverse-matrix builder.
-        Rotate => affine(img, (0.0, 0.0), -(m as f64), (0.0, 0.0), (0.0, 0.0)),
+        ShearX | ShearY | TranslateX | TranslateY | Rotate => {
+            let warp = warp(op, m, img.w, img.h).expect("geometric operations have a warp");
+            affine(img, &warp)
+        }
         Brightness => blend(img, |_| 0.0, m),
         Color => {
             if img.c == 1 {
@@ -317,63 +339,96 @@ fn equalize_channel(ch: &mut [u8]) {
     ch.iter_mut().for_each(|v| *v = lut[*v as usize]);
 }
 
-/// The top-left corner in centre-relative coordinates (`center=[0, 0]` of the shear ops).
-fn corner(img: &Image) -> (f64, f64) {
-    (-(img.w as f64) * 0.5, -(img.h as f64) * 0.5)
+/// An inverse affine warp about `center` (centre-relative pixels): rotation by `angle` and
+/// shear (degrees), translation `t` (pixels).
+struct Warp {
+    center: (f64, f64),
+    angle: f64,
+    t: (f64, f64),
+    shear: (f64, f64),
 }
 
-/// torchvision `_get_inverse_affine_matrix`: maps output to input coordinates, both relative to
-/// the image centre.
-fn inverse_affine(center: (f64, f64), angle: f64, t: (f64, f64), shear: (f64, f64)) -> [f64; 6] {
-    let rot = angle.to_radians();
-    let (sx, sy) = (shear.0.to_radians(), shear.1.to_radians());
-    let (cx, cy) = center;
-    let a = (rot - sy).cos() / sy.cos();
-    let b = -(rot - sy).cos() * sx.tan() / sy.cos() - rot.sin();
-    let c = (rot - sy).sin() / sy.cos();
-    let d = -(rot - sy).sin() * sx.tan() / sy.cos() + rot.cos();
-    let mut m = [d, -b, 0.0, -c, a, 0.0];
-    m[2] += m[0] * (-cx - t.0) + m[1] * (-cy - t.1);
-    m[5] += m[3] * (-cx - t.0) + m[4] * (-cy - t.1);
-    m[2] += cx;
-    m[5] += cy;
-    m
+impl Warp {
+    const IDENTITY: Warp = Warp {
+        center: (0.0, 0.0),
+        angle: 0.0,
+        t: (0.0, 0.0),
+        shear: (0.0, 0.0),
+    };
+
+    /// torchvision `_get_inverse_affine_matrix`: maps output to input coordinates, both relative
+    /// to the image centre.
+    fn inverse_matrix(&self) -> [f64; 6] {
+        let rot = self.angle.to_radians();
+        let (sx, sy) = (self.shear.0.to_radians(), self.shear.1.to_radians());
+        let (cx, cy) = self.center;
+        let t = self.t;
+        let a = (rot - sy).cos() / sy.cos();
+        let b = -(rot - sy).cos() * sx.tan() / sy.cos() - rot.sin();
+        let c = (rot - sy).sin() / sy.cos();
+        let d = -(rot - sy).sin() * sx.tan() / sy.cos() + rot.cos();
+        let mut m = [d, -b, 0.0, -c, a, 0.0];
+        m[2] += m[0] * (-cx - t.0) + m[1] * (-cy - t.1);
+        m[5] += m[3] * (-cx - t.0) + m[4] * (-cy - t.1);
+        m[2] += cx;
+        m[5] += cy;
+        m
+    }
+
+    /// The source coordinate (x, y) in input pixels of every output pixel, row-major, before
+    /// nearest-neighbour rounding. Follows torchvision's float32 path step by step
+    /// (`_gen_affine_grid`: theta rescaled to normalised coordinates, then `grid_sample`'s
+    /// unnormalisation), each product and sum rounded separately.
+    fn sources(&self, w: usize, h: usize) -> impl Iterator<Item = (f32, f32)> {
+        let m = self.inverse_matrix().map(|v| v as f32);
+        let (hw, hh) = (w as f32 * 0.5, h as f32 * 0.5);
+        // rescaled_theta = theta^T / [w/2, h/2]
+        let r = [
+            m[0] / hw,
+            m[1] / hw,
+            m[2] / hw,
+            m[3] / hh,
+            m[4] / hh,
+            m[5] / hh,
+        ];
+        (0..h).flat_map(move |y| {
+            let yc = -hh + 0.5 + y as f32;
+            (0..w).map(move |x| {
+                let xc = -hw + 0.5 + x as f32;
+                let gx = xc * r[0] + yc * r[1] + r[2];
+                let gy = xc * r[3] + yc * r[4] + r[5];
+                (
+                    ((gx + 1.0) * w as f32 - 1.0) / 2.0,
+                    ((gy + 1.0) * h as f32 - 1.0) / 2.0,
+                )
+            })
+        })
+    }
 }
 
-/// Nearest-neighbour affine warp with zero fill (`F.affine` / `F.rotate` on tensors). Source
-/// coordinates follow torchvision's float32 path step by step (`_gen_affine_grid`: theta rescaled
-/// to normalised coordinates, then `grid_sample`'s unnormalisation and round-half-to-even), so
-/// pixels whose source lies exactly between two pixels pick the same neighbour.
-fn affine(img: &mut Image, center: (f64, f64), angle: f64, t: (f64, f64), shear: (f64, f64)) {
-    let m = inverse_affine(center, angle, t, shear).map(|v| v as f32);
+/// For a geometric operation, the unrounded source coordinate (x, y) of every output pixel of a
+/// `w`×`h` image, row-major; `None` for pixel-value operations. Output pixel `i` takes input
+/// pixel `(x.round_ties_even(), y.round_ties_even())`, or zero outside the image. Exposed so the
+/// torchvision cross-check can tell a rounding tie from a wrong pixel.
+pub fn source_coordinates(op: Op, m: f32, w: usize, h: usize) -> Option<Vec<(f32, f32)>> {
+    warp(op, m, w, h).map(|warp| warp.sources(w, h).collect())
+}
+
+/// Nearest-neighbour affine warp with zero fill (`F.affine` / `F.rotate` on tensors): source
+/// coordinates as `Warp::sources`, rounded half to even as `grid_sample` does, so pixels whose
+/// source lies exactly between two pixels pick the same neighbour.
+fn affine(img: &mut Image, warp: &Warp) {
     let (c, h, w) = (img.c, img.h, img.w);
-    let (hw, hh) = (w as f32 * 0.5, h as f32 * 0.5);
-    // rescaled_theta = theta^T / [w/2, h/2]
-    let r = [
-        m[0] / hw,
-        m[1] / hw,
-        m[2] / hw,
-        m[3] / hh,
-        m[4] / hh,
-        m[5] / hh,
-    ];
     let src = img.data.to_vec();
-    for y in 0..h {
-        let yc = -hh + 0.5 + y as f32;
-        for x in 0..w {
-            let xc = -hw + 0.5 + x as f32;
-            let gx = xc * r[0] + yc * r[1] + r[2];
-            let gy = xc * r[3] + yc * r[4] + r[5];
-            let sx = (((gx + 1.0) * w as f32 - 1.0) / 2.0).round_ties_even();
-            let sy = (((gy + 1.0) * h as f32 - 1.0) / 2.0).round_ties_even();
-            let inside = sx >= 0.0 && sy >= 0.0 && sx < w as f32 && sy < h as f32;
-            for k in 0..c {
-                img.data[(k * h + y) * w + x] = if inside {
-                    src[(k * h + sy as usize) * w + sx as usize]
-                } else {
-                    0
-                };
-            }
+    for (i, (sx, sy)) in warp.sources(w, h).enumerate() {
+        let (sx, sy) = (sx.round_ties_even(), sy.round_ties_even());
+        let inside = sx >= 0.0 && sy >= 0.0 && sx < w as f32 && sy < h as f32;
+        for k in 0..c {
+            img.data[k * h * w + i] = if inside {
+                src[(k * h + sy as usize) * w + sx as usize]
+            } else {
+                0
+            };
         }
     }
 }

@@ -8,10 +8,12 @@ pub mod fingerprint;
 pub mod image_folder;
 pub mod loader;
 pub mod prepared;
+pub mod spec;
 pub mod synthetic;
 
-use crate::spec::{typo_hint, DatasetSpec, Problem};
+use crate::vocab::{typo_hint, Problem};
 use serde::{Deserialize, Serialize};
+use spec::DatasetSpec;
 use std::path::PathBuf;
 
 /// Source names accepted in `datasets.<name>.source`.

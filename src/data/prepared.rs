@@ -37,8 +37,8 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn split(&self, split: crate::spec::Split) -> Result<(&Tensor, &Tensor)> {
-        use crate::spec::Split;
+    pub fn split(&self, split: crate::vocab::Split) -> Result<(&Tensor, &Tensor)> {
+        use crate::vocab::Split;
         Ok(match split {
             Split::Train => (&self.train_x, &self.train_y),
             Split::Val => {
@@ -312,7 +312,7 @@ mod tests {
         save(dir.path(), &d).unwrap();
         let e = load(dir.path()).unwrap();
         assert!(e.train_x.equal(&d.train_x) && e.test_y.equal(&d.test_y));
-        assert!(e.val.is_none() && e.split(crate::spec::Split::Val).is_err());
+        assert!(e.val.is_none() && e.split(crate::vocab::Split::Val).is_err());
     }
 
     #[test]
@@ -330,7 +330,7 @@ mod tests {
         // The test split is untouched by carving val out of train.
         assert!(d.test_x.equal(&full.test_x));
         // Every class is in val.
-        let (_, vy) = d.split(crate::spec::Split::Val).unwrap();
+        let (_, vy) = d.split(crate::vocab::Split::Val).unwrap();
         assert_eq!(
             i64::try_from(vy.unique_dim(0, true, false, false).0.size()[0]).unwrap(),
             10

@@ -1,13 +1,11 @@
 //! Executes a plan against the cache: decides what must run, schedules ready stages on a rayon
 //! pool under resource slots (CPU threads; one stage per CUDA device), and commits results.
-pub mod device;
-pub mod precision;
-
 use crate::cache::manifest::Manifest;
 use crate::cache::{Cache, Entry, EntryMeta, Lookup, Provenance};
 use crate::plan::Plan;
 use crate::progress::{self, StageProgress};
 use crate::stages::StageContext;
+use crate::torch::device;
 use anyhow::{Context, Result};
 use petgraph::graph::NodeIndex;
 use std::collections::{BTreeMap, HashMap, HashSet};

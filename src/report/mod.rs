@@ -1,6 +1,7 @@
 //! Paper tables from stage results: polars DataFrames written as CSV and Markdown.
+pub mod spec;
 use crate::attacks::AttackClass;
-use crate::spec::Norm;
+use crate::vocab::Norm;
 use anyhow::{Context, Result};
 use polars::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -417,10 +418,10 @@ pub fn analysis(measures: &[ModelMeasures]) -> Result<DataFrame> {
 
 /// One row per (dataset, training, measure, gap): n, Kendall's τ and Spearman's ρ with their
 /// bootstrap intervals.
-pub fn correlation(rows: &[crate::stages::correlation::Row]) -> Result<DataFrame> {
+pub fn correlation(rows: &[crate::analysis::correlation::Row]) -> Result<DataFrame> {
     let s =
-        |f: fn(&crate::stages::correlation::Row) -> &str| rows.iter().map(f).collect::<Vec<_>>();
-    let f = |f: fn(&crate::stages::correlation::Row) -> Option<f64>| {
+        |f: fn(&crate::analysis::correlation::Row) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+    let f = |f: fn(&crate::analysis::correlation::Row) -> Option<f64>| {
         rows.iter().map(f).collect::<Vec<_>>()
     };
     Ok(DataFrame::new(vec![

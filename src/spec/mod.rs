@@ -4,13 +4,21 @@
 //! `docs/spec.md` documents every field; keep the two in step.
 pub mod analysis;
 pub mod locate;
-pub mod real;
 pub mod recipe;
 pub use analysis::{AnalysisSpec, ANALYSES};
 
+// The YAML-facing structs each domain owns, and the shared vocabulary, composed here.
+pub use crate::attacks::spec::AttackSpec;
+pub use crate::data::spec::DatasetSpec;
+pub use crate::models::spec::ModelSpec;
+pub use crate::report::spec::{Format, ReportSpec, TableKind};
+pub use crate::train::spec::{
+    ModelMode, OptimizerName, OptimizerSpec, ScheduleName, ScheduleSpec, TrainMethod,
+};
+pub use crate::vocab::{did_you_mean, real, typo_hint, Norm, Problem, Real, Split};
+
 use crate::{attacks, data, models};
-pub use real::Real;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -48,60 +56,6 @@ fn default_device() -> String {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DatasetSpec {
-    /// `embedded:digits`, `synthetic`, `cifar10`, `imagenette`, `imagenette-160`, `imagenette-320`
-    /// or `imagefolder`.
-    pub source: String,
-    /// Directory of a file-backed source; default `$ROBARCH_DATA/<official name>` (`datasets/`
-    /// when unset). Relative paths are relative to the working directory.
-    pub path: Option<String>,
-    /// Side length images are resized to; default: the source's native size (224 for folders).
-    pub resolution: Option<u32>,
-    /// Folder sources: the test split is resized to `resolution / crop_pct` on its shorter side and
-    /// centre-cropped (torchvision `Resize(256)` + `CenterCrop(224)` is 0.875, the default).
-    pub crop_pct: Option<Real>,
-    /// Keep at most this many images per split (class-balanced, seeded): `N` or
-    /// `{train: N, val: V, test: M}`.
-    pub limit: Option<data::Limit>,
-    /// Fraction held out as the test split for sources without an official split.
-    pub test_fraction: Option<Real>,
-    /// Fraction of the training split held out as a `val` split (stratified, seeded).
-    pub val_fraction: Option<Real>,
-    /// Options of the `synthetic` source.
-    pub synthetic: Option<data::synthetic::SyntheticSpec>,
-}
-
-/// An architecture from the registry, a preset, and field overrides (e.g. `depth: 2`).
-#[derive(Debug, Clone, Deserialize)]
-pub struct ModelSpec {
-    /// Registry name; defaults to the model's key in `models:`.
-    pub arch: Option<String>,
-    #[serde(default = "default_preset")]
-    pub preset: String,
-    #[serde(flatten)]
-    pub overrides: BTreeMap<String, serde_yaml::Value>,
-}
-
-fn default_preset() -> String {
-    "tiny".into()
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TrainMethod {
-    /// Plain empirical risk minimisation on clean inputs.
-    Standard,
-    /// Madry et al. 2018: minimise the loss on adversarial examples only.
-    PgdAt,
-    /// Zhang et al. 2019: clean cross-entropy + β · KL(f(x) ‖ f(x′)), x′ maximising the KL term.
-    Trades,
-    /// Wong et al. 2020 ("fast is better than free"): PGD-AT with one FGSM step of 1.25ε from a
-    /// uniform random start.
-    FastAt,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TrainingSpec {
     #[serde(default = "default_method")]
     pub method: TrainMethod,
@@ -130,10 +84,10 @@ pub struct TrainingSpec {
     pub monitor: Option<MonitorSpec>,
     /// Mixed precision of the training forward passes: `auto` (bfloat16 on CUDA), `bf16`, `off`.
     #[serde(default)]
-    pub amp: crate::exec::precision::Amp,
+    pub amp: crate::train::precision::Amp,
     /// Channels-last memory format: `auto` (on for convolutional networks), `on`, `off`.
     #[serde(default)]
-    pub channels_last: crate::exec::precision::Toggle,
+    pub channels_last: crate::train::precision::ChannelsLast,
     /// Partial entries merged over this one for some models: keys are model names of the
     /// pipeline or architecture kinds (`cnn`, `transformer`, `hybrid`, `mlp`).
     #[serde(default)]
@@ -169,183 +123,6 @@ fn default_attack_mode() -> ModelMode {
     ModelMode::Eval
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelMode {
-    Train,
-    Eval,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerName {
-    Adamw,
-    Sgd,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct OptimizerSpec {
-    pub name: OptimizerName,
-    pub lr: Real,
-    #[serde(default = "zero")]
-    pub weight_decay: Real,
-    /// SGD momentum.
-    #[serde(default = "default_momentum")]
-    pub momentum: Real,
-    /// AdamW betas.
-    #[serde(default = "default_betas")]
-    pub betas: (Real, Real),
-    /// SGD with Nesterov momentum.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub nesterov: bool,
-    /// Exempt biases and normalisation parameters (every tensor with ≤ 1 dimension, as timm's
-    /// `param_groups_weight_decay`) from weight decay.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub no_decay_1d: bool,
-}
-
-fn zero() -> Real {
-    Real(0.0)
-}
-fn default_momentum() -> Real {
-    Real(0.9)
-}
-fn default_betas() -> (Real, Real) {
-    (Real(0.9), Real(0.999))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScheduleName {
-    Constant,
-    Cosine,
-    /// Multiply by `gamma` at each epoch in `milestones`.
-    Multistep,
-    /// PyTorch's `OneCycleLR` (cosine): from lr/25 up to lr over the first `pct_start` of the
-    /// steps, then down to lr/(25·10⁴).
-    Onecycle,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScheduleSpec {
-    #[serde(default = "default_schedule")]
-    pub name: ScheduleName,
-    /// Linear warm-up from 0 over this many epochs (applied per batch).
-    #[serde(default)]
-    pub warmup_epochs: usize,
-    /// Learning-rate floor the cosine decays to.
-    #[serde(default = "zero")]
-    pub min_lr: Real,
-    /// `multistep`: epochs at which the rate is multiplied by `gamma`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub milestones: Vec<usize>,
-    /// `multistep`: the factor (0.1 if unset).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gamma: Option<Real>,
-    /// `onecycle`: the fraction of steps spent increasing the rate (0.3 if unset).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pct_start: Option<Real>,
-}
-
-fn default_schedule() -> ScheduleName {
-    ScheduleName::Constant
-}
-
-impl Default for ScheduleSpec {
-    fn default() -> Self {
-        Self {
-            name: ScheduleName::Constant,
-            warmup_epochs: 0,
-            min_lr: Real(0.0),
-            milestones: Vec::new(),
-            gamma: None,
-            pct_start: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Norm {
-    Linf,
-    L2,
-    L1,
-}
-
-impl fmt::Display for Norm {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(match self {
-            Norm::Linf => "linf",
-            Norm::L2 => "l2",
-            Norm::L1 => "l1",
-        })
-    }
-}
-
-/// An attack as written in the spec; `attacks::AttackConfig::resolve` checks which fields apply to
-/// the attack type and fills the defaults (docs/attacks.md lists them per attack).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AttackSpec {
-    /// Registry name (`pgd`, `apgd-t`, `autoattack`, …); defaults to the attack's key, or the longest
-    /// registry name the key starts with (`pgd-linf` is a `pgd`).
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub norm: Option<Norm>,
-    pub eps: Option<Real>,
-    pub steps: Option<usize>,
-    pub step_size: Option<Real>,
-    pub random_start: Option<bool>,
-    pub restarts: Option<usize>,
-    /// `ce` or `cw` (PGD); `ce`, `dlr` or `dlr-t` (APGD); `margin` or `ce` (Square).
-    pub loss: Option<String>,
-    /// ℓ1 PGD step: `slide` (sparse top-k, Tramèr & Boneh 2019) or `dense` (g/‖g‖₁).
-    pub l1_step: Option<String>,
-    /// SLIDE: percentile of |g| above which coordinates move (99 = the top 1%).
-    pub percentile: Option<Real>,
-    /// MIM momentum decay μ.
-    pub decay: Option<Real>,
-    /// CW / CW-loss confidence κ.
-    pub kappa: Option<Real>,
-    /// CW-ℓ2: initial trade-off constant c, binary-search rounds, Adam learning rate.
-    pub c: Option<Real>,
-    pub binary_search_steps: Option<usize>,
-    pub lr: Option<Real>,
-    /// Targeted attacks (APGD-T, FAB-T): number of target classes (the most likely after `y`).
-    pub targets: Option<usize>,
-    /// APGD: the oscillation threshold ρ; `large_eps` runs the 3ε → 2ε → ε schedule (AA's ℓ1).
-    pub rho: Option<Real>,
-    pub large_eps: Option<bool>,
-    /// Square: query budget and initial square fraction.
-    pub queries: Option<usize>,
-    pub p_init: Option<Real>,
-    /// AutoAttack composition: `standard` or `plus`.
-    pub version: Option<String>,
-    /// Robust accuracy vs ε: extra radii to evaluate this attack at (one stage each).
-    pub curve: Option<Vec<Real>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Split {
-    Train,
-    /// Held out from the training split by `val_fraction`.
-    Val,
-    Test,
-}
-
-impl fmt::Display for Split {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(match self {
-            Split::Train => "train",
-            Split::Val => "val",
-            Split::Test => "test",
-        })
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluationSpec {
@@ -367,13 +144,7 @@ pub struct EvaluationSpec {
     pub checkpoint: Checkpoint,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Checkpoint {
-    #[default]
-    Last,
-    Best,
-}
+pub use crate::models::saved::Checkpoint;
 
 fn default_splits() -> Vec<Split> {
     vec![Split::Train, Split::Test]
@@ -398,84 +169,15 @@ impl Default for EvaluationSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TableKind {
-    /// Clean and robust accuracy per model and attack on the test split.
-    RobustAccuracy,
-    /// Train − test accuracy per model and attack (the robust generalization gap).
-    GeneralizationGap,
-    /// Robust accuracy against ε for every attack with a `curve` (one row per radius).
-    EpsCurve,
-    /// Per model: the sparsity measures and the log10 bounds (added when an analysis runs).
-    Analysis,
-    /// Rank correlations of measures with gaps (added with the `correlation` analysis).
-    Correlation,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Csv,
-    Md,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReportSpec {
-    #[serde(default = "default_tables")]
-    pub tables: Vec<TableKind>,
-    #[serde(default = "default_formats")]
-    pub formats: Vec<Format>,
-}
-
-fn default_tables() -> Vec<TableKind> {
-    vec![TableKind::RobustAccuracy, TableKind::GeneralizationGap]
-}
-fn default_formats() -> Vec<Format> {
-    vec![Format::Csv, Format::Md]
-}
-
-impl Default for ReportSpec {
-    fn default() -> Self {
-        Self {
-            tables: default_tables(),
-            formats: default_formats(),
-        }
-    }
-}
-
-/// One problem found in a spec, located in its file.
-#[derive(Debug, Clone)]
-pub struct Problem {
-    pub path: Vec<String>,
-    pub message: String,
-    pub hint: Option<String>,
-}
-
-impl Problem {
-    pub fn new(path: &[&str], message: impl Into<String>) -> Self {
-        Self {
-            path: path.iter().map(|s| s.to_string()).collect(),
-            message: message.into(),
-            hint: None,
-        }
-    }
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-
-    /// A problem in the attack entry at `at`, from an attack-configuration error: the field it
-    /// names, the message and the hint.
-    pub fn in_attack(at: &[&str], (field, message, hint): attacks::config::FieldError) -> Self {
-        let mut path: Vec<String> = at.iter().map(|s| s.to_string()).collect();
-        path.push(field.to_string());
-        Self {
-            path,
-            message,
-            hint,
-        }
+/// A problem in the attack entry at `at`, from an attack-configuration error: the field it
+/// names, the message and the hint.
+fn attack_problem(at: &[&str], (field, message, hint): attacks::config::FieldError) -> Problem {
+    let mut path: Vec<String> = at.iter().map(|s| s.to_string()).collect();
+    path.push(field.to_string());
+    Problem {
+        path,
+        message,
+        hint,
     }
 }
 
@@ -509,37 +211,6 @@ pub struct Loaded {
     pub spec: Spec,
     pub path: PathBuf,
     pub source: String,
-}
-
-/// The closest candidate to `name`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| {
-            (
-                strsim::levenshtein(&name.to_lowercase(), &c.to_lowercase()),
-                c,
-            )
-        })
-        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(2))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-/// The hint for an unknown `name`: "did you mean `…`?" when a candidate is a likely typo, else
-/// `otherwise()` (typically the list of what is known).
-pub fn typo_hint<'a>(
-    name: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-    otherwise: impl FnOnce() -> String,
-) -> String {
-    match did_you_mean(name, candidates) {
-        Some(c) => format!("did you mean `{c}`?"),
-        None => otherwise(),
-    }
 }
 
 /// Reads, parses and validates a pipeline file.
@@ -840,10 +511,7 @@ fn validate_training(name: &str, t: &TrainingSpec) -> Vec<Problem> {
                 a,
                 attacks::Use::Evaluation,
             ) {
-                out.push(Problem::in_attack(
-                    &[base[0], base[1], "monitor", "attack"],
-                    e,
-                ));
+                out.push(attack_problem(&[base[0], base[1], "monitor", "attack"], e));
             }
         }
         if let Some(b) = &m.best_by {
@@ -882,7 +550,7 @@ fn validate_training(name: &str, t: &TrainingSpec) -> Vec<Problem> {
         ),
         (method, Some(a)) => {
             if let Err(e) = crate::train::inner_attack(method, a) {
-                out.push(Problem::in_attack(&[base[0], base[1], "attack"], e));
+                out.push(attack_problem(&[base[0], base[1], "attack"], e));
             }
         }
         (TrainMethod::Standard, None) => {}
@@ -974,7 +642,7 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
                 .hint("e.g. `name: quickstart`"),
         );
     }
-    if let Err(e) = crate::exec::device::parse_device(&spec.device) {
+    if let Err(e) = crate::torch::device::parse_device(&spec.device) {
         out.push(Problem::new(&["device"], e).hint("use auto, cpu, cuda or cuda:N"));
     }
     for (section, empty) in [
@@ -1052,7 +720,7 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     for (name, a) in &spec.evaluation.attacks {
         let kind = attacks::kind_for(name, a);
         if let Err(e) = attacks::AttackConfig::resolve(&kind, a, attacks::Use::Evaluation) {
-            let mut p = Problem::in_attack(&["evaluation", "attacks", name.as_str()], e);
+            let mut p = attack_problem(&["evaluation", "attacks", name.as_str()], e);
             if p.path.last().is_some_and(|f| f == "type") && a.kind.is_none() {
                 // The type came from the key: point at the entry.
                 p.path.pop();

@@ -3,11 +3,13 @@
 use super::{write_json, Stage, StageContext};
 use crate::analysis::bounds::{self, DataStats, Threat};
 use crate::analysis::norms::{self, Lanczos};
-use crate::spec::{Checkpoint, Norm};
+use crate::models::saved::{Checkpoint, SavedModel};
+use crate::vocab::Norm;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use tch::Device;
 
 pub const NORMS: &str = "norms.json";
 pub const OUTPUT: &str = "bounds.json";
@@ -53,12 +55,12 @@ impl Stage for Bounds {
         })
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
-        let net = super::analysed_network(cx, self.checkpoint)?;
+        let saved = SavedModel::open(&cx.input("model")?.dir)?;
+        let net = saved.network(self.checkpoint, Device::Cpu)?;
         let named = net.named_tensors();
         // The normalisation the network applies to its inputs (identity for an imported model
         // that normalises inside itself).
-        let info = super::train::model_info(&cx.input("model")?.dir)?;
-        let (mean, std) = (info.mean, info.std);
+        let (mean, std) = (saved.info.mean, saved.info.std);
         let data = crate::data::prepared::load(&cx.input("data")?.dir)?;
         let stats = DataStats::of_images(&data.train_x, &mean, &std);
         let pi = Lanczos {

@@ -9,14 +9,14 @@
 //!   trained against (another norm, or a group).
 use super::report::{load_evals, Labels};
 use super::{write_json, Stage, StageContext};
-use crate::analysis::correlation::{self, Correlation as Stat};
+use crate::analysis::correlation::{self, Output, Row};
 use crate::report::{self, EvalResult};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-pub const OUTPUT: &str = "correlation.json";
+pub use crate::analysis::correlation::OUTPUT;
 
 /// Fewer architectures than this get a warning.
 pub const MIN_ARCHS: usize = 6;
@@ -38,26 +38,6 @@ pub struct Correlation {
     pub evals: Vec<Labels>,
     pub sparsity: Vec<Labels>,
     pub bounds: Vec<Labels>,
-}
-
-/// One row of the output: a measure against a gap over the models of a (dataset, training).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Row {
-    pub dataset: String,
-    pub training: String,
-    pub measure: String,
-    pub gap: String,
-    pub models: Vec<String>,
-    pub x: Vec<f64>,
-    pub y: Vec<f64>,
-    #[serde(flatten)]
-    pub stat: Stat,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Output {
-    pub rows: Vec<Row>,
-    pub warnings: Vec<String>,
 }
 
 type Key = (String, String);

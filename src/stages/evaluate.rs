@@ -5,8 +5,8 @@
 use super::{write_json, Stage, StageContext};
 use crate::attacks::{self, project, AttackClass, AttackConfig, Net};
 use crate::data::prepared;
-use crate::spec::Norm;
-use crate::spec::Split;
+use crate::models::saved::{self, Checkpoint};
+use crate::vocab::{Norm, Split};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -21,7 +21,7 @@ pub struct Evaluate {
     pub limit: Option<usize>,
     pub batch_size: usize,
     pub seed: u64,
-    pub checkpoint: crate::spec::Checkpoint,
+    pub checkpoint: Checkpoint,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -62,7 +62,7 @@ impl Stage for Evaluate {
     }
     fn params(&self) -> Value {
         let mut p = json!({"attack": self.attack, "split": self.split, "limit": self.limit, "batch_size": self.batch_size, "seed": self.seed});
-        if self.checkpoint == crate::spec::Checkpoint::Best {
+        if self.checkpoint == Checkpoint::Best {
             p["checkpoint"] = json!("best");
         }
         p
@@ -72,14 +72,7 @@ impl Stage for Evaluate {
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let started = std::time::Instant::now();
-        let net = match self.checkpoint {
-            crate::spec::Checkpoint::Last => {
-                super::train::load_network(&cx.input("model")?.dir, cx.device)?
-            }
-            crate::spec::Checkpoint::Best => {
-                super::train::load_best_network(&cx.input("model")?.dir, cx.device)?
-            }
-        };
+        let net = saved::load(&cx.input("model")?.dir, self.checkpoint, cx.device)?;
         let model = Net {
             net: &net,
             train: false,

@@ -1,12 +1,12 @@
 //! `import`: brings an external TorchScript model into the cache in place of a training stage, so
 //! evaluation and analysis stages consume it like a trained network. The entry holds a copy of the
 //! file (`model.pt`) and a `model.json` whose config names it relative to the entry.
-use super::train::{ModelInfo, MODEL_INFO};
-use super::{write_json, Stage, StageContext};
+use super::{Stage, StageContext};
 use crate::data::{fingerprint::HashState, prepared};
+use crate::models::saved::{script_in, ModelInfo, SavedModel};
 use crate::models::torchscript::TorchScriptConfig;
 use crate::models::{ModelIo, ModelParams, Network};
-use crate::spec::Problem;
+use crate::vocab::Problem;
 use anyhow::Result;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -93,7 +93,7 @@ impl Stage for Import {
         };
         // Loading checks the file is TorchScript and maps this dataset's images to its classes.
         let net = Network::new(
-            &with_file(&info.model, cx.out),
+            &script_in(&info.model, cx.out),
             &info.io,
             &info.mean,
             &info.std,
@@ -102,16 +102,7 @@ impl Stage for Import {
         )
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         info.num_parameters = net.num_parameters();
-        write_json(&cx.out.join(MODEL_INFO), &info)?;
+        SavedModel::write_info(cx.out, &info)?;
         Ok(json!({"num_parameters": info.num_parameters}))
     }
-}
-
-/// The params with the script's file name made absolute under `dir` (an entry directory).
-pub fn with_file(model: &ModelParams, dir: &Path) -> ModelParams {
-    let mut m = model.clone();
-    if let Some(f) = m.config.get("file").and_then(|f| f.as_str()) {
-        m.config["file"] = json!(dir.join(f).to_string_lossy());
-    }
-    m
 }

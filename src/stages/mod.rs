@@ -54,13 +54,9 @@ pub trait Stage: Send + Sync {
 /// The network of input `model` with the weights `checkpoint` names, on the CPU (analyses).
 pub fn analysed_network(
     cx: &StageContext,
-    checkpoint: crate::spec::Checkpoint,
+    checkpoint: crate::models::saved::Checkpoint,
 ) -> Result<crate::models::Network> {
-    let dir = &cx.input("model")?.dir;
-    match checkpoint {
-        crate::spec::Checkpoint::Last => train::load_network(dir, Device::Cpu),
-        crate::spec::Checkpoint::Best => train::load_best_network(dir, Device::Cpu),
-    }
+    crate::models::saved::load(&cx.input("model")?.dir, checkpoint, Device::Cpu)
 }
 
 /// Writes pretty JSON.

@@ -1,7 +1,7 @@
 //! `report`: the paper's tables from every evaluation and analysis of a pipeline.
 use super::{Stage, StageContext};
+use crate::report::spec::{Format, ReportSpec, TableKind};
 use crate::report::{self, EvalResult, SparsityResult};
-use crate::spec::{Format, ReportSpec, TableKind};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -79,9 +79,9 @@ impl Stage for Report {
                 s,
             ));
         }
-        let correlation: Option<super::correlation::Output> = if self.correlation {
+        let correlation: Option<crate::analysis::correlation::Output> = if self.correlation {
             let dir = &cx.input("correlation")?.dir;
-            let file = dir.join(super::correlation::OUTPUT);
+            let file = dir.join(crate::analysis::correlation::OUTPUT);
             Some(
                 serde_json::from_slice(&std::fs::read(&file)?)
                     .with_context(|| format!("reading {}", file.display()))?,

@@ -1,7 +1,7 @@
 //! `sparsity`: weight sparsity of a trained model (see `analysis::sparsity`).
 use super::{write_json, Stage, StageContext};
 use crate::analysis::sparsity::{self, Thresholds};
-use crate::spec::Checkpoint;
+use crate::models::saved::Checkpoint;
 use anyhow::Result;
 use serde_json::{json, Value};
 

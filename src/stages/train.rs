@@ -1,66 +1,15 @@
 //! `train`: (adversarial) training of one architecture on one prepared dataset.
 use super::{write_json, Stage, StageContext};
 use crate::data::prepared;
-use crate::models::{ModelIo, ModelParams, Network};
+use crate::models::saved::{ModelInfo, SavedModel, BEST_WEIGHTS, WEIGHTS};
 use crate::train::{self, TrainParams};
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::path::Path;
-use tch::Device;
 
-pub const WEIGHTS: &str = "model.safetensors";
-pub const MODEL_INFO: &str = "model.json";
 pub const HISTORY: &str = "history.json";
-/// Weights of the best epoch by `monitor.best_by` (when monitoring is on).
-pub const BEST_WEIGHTS: &str = "model_best.safetensors";
 
 pub struct Train {
     pub params: TrainParams,
-}
-
-/// What is needed to rebuild a trained network around its weights.
-#[derive(Serialize, Deserialize)]
-pub struct ModelInfo {
-    pub model: ModelParams,
-    pub io: ModelIo,
-    pub mean: Vec<f64>,
-    pub std: Vec<f64>,
-    pub num_parameters: i64,
-}
-
-/// Loads the network stored in a train stage's entry directory (the last epoch's weights).
-pub fn load_network(dir: &Path, device: Device) -> Result<Network> {
-    load_weights(dir, WEIGHTS, device)
-}
-
-/// Loads the best epoch's weights (`model_best.safetensors`) of a train stage's entry.
-pub fn load_best_network(dir: &Path, device: Device) -> Result<Network> {
-    if !dir.join(BEST_WEIGHTS).exists() {
-        anyhow::bail!(
-            "{} has no best checkpoint ({BEST_WEIGHTS}): the model was imported or trained without monitoring; set `evaluation.checkpoint: last`",
-            dir.display()
-        );
-    }
-    load_weights(dir, BEST_WEIGHTS, device)
-}
-
-/// The entry's model.json: the model, its input and the normalisation the network applies.
-pub fn model_info(dir: &Path) -> Result<ModelInfo> {
-    serde_json::from_slice(&std::fs::read(dir.join(MODEL_INFO))?).context("reading model.json")
-}
-
-/// The network described by the entry's model.json with the weights of `file`.
-fn load_weights(dir: &Path, file: &str, device: Device) -> Result<Network> {
-    let info = model_info(dir)?;
-    if info.model.arch == crate::models::torchscript::TORCHSCRIPT.name {
-        // An imported TorchScript model: its weights live in the script file itself.
-        let model = super::import::with_file(&info.model, dir);
-        return Network::new(&model, &info.io, &info.mean, &info.std, device, 0);
-    }
-    let mut net = Network::new(&info.model, &info.io, &info.mean, &info.std, device, 0)?;
-    net.load(&dir.join(file))?;
-    Ok(net)
 }
 
 impl Stage for Train {
@@ -94,7 +43,7 @@ impl Stage for Train {
             std: data.info.std.clone(),
             num_parameters: net.num_parameters(),
         };
-        write_json(&cx.out.join(MODEL_INFO), &info)?;
+        SavedModel::write_info(cx.out, &info)?;
         write_json(&cx.out.join(HISTORY), &history)?;
         let last = history.last();
         let mut summary = json!({
@@ -106,10 +55,7 @@ impl Stage for Train {
                 Some(_) => "bf16",
                 None => "off",
             },
-            "channels_last": self.params.channels_last.resolve(
-                crate::models::find(&self.params.model.arch)
-                    .map_or(crate::models::ArchKind::External, |a| a.kind),
-            ),
+            "channels_last": self.params.uses_channels_last(),
         });
         if let Some(m) = &self.params.monitor {
             let best = train::best_epoch(&history, &m.best_by);

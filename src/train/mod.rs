@@ -2,22 +2,26 @@
 //! checkpoints for resuming, and per-epoch metrics.
 pub mod checkpoint;
 pub mod optim;
+pub mod precision;
 pub mod schedule;
+pub mod spec;
 pub mod trades;
 
 use crate::attacks::config::FieldError;
+use crate::attacks::spec::AttackSpec;
 use crate::attacks::{AttackConfig, Net, Use};
 use crate::augment::Augment;
 use crate::data::loader::{HostData, Loader};
 use crate::data::prepared::Prepared;
-use crate::exec::precision::{Amp, Toggle};
 use crate::models::{ModelIo, ModelParams, Network};
 use crate::progress::StageProgress;
-use crate::spec::{AttackSpec, ModelMode, Norm, OptimizerSpec, Real, ScheduleSpec, TrainMethod};
+use crate::vocab::{Norm, Real};
 use anyhow::{bail, Result};
+use precision::{Amp, ChannelsLast};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
+use spec::{ModelMode, OptimizerSpec, ScheduleSpec, TrainMethod};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -51,8 +55,18 @@ pub struct TrainParams {
     /// the setting itself, like the device).
     #[serde(default, skip_serializing_if = "Amp::is_auto")]
     pub amp: Amp,
-    #[serde(default, skip_serializing_if = "Toggle::is_auto")]
-    pub channels_last: Toggle,
+    #[serde(default, skip_serializing_if = "ChannelsLast::is_auto")]
+    pub channels_last: ChannelsLast,
+}
+
+impl TrainParams {
+    /// Whether this model trains channels-last: `channels_last` resolved for its architecture's
+    /// kind (decided here once, for the training loop and the stage's summary alike).
+    pub fn uses_channels_last(&self) -> bool {
+        let kind = crate::models::find(&self.model.arch)
+            .map_or(crate::models::ArchKind::External, |a| a.kind);
+        self.channels_last.resolve(kind)
+    }
 }
 
 /// Accuracies measured after every epoch on `n` fixed points of the training split and of the
@@ -281,9 +295,7 @@ pub fn train(
         device,
         crate::rng::derive(p.seed, &[0]),
     )?;
-    let kind =
-        crate::models::find(&p.model.arch).map_or(crate::models::ArchKind::External, |a| a.kind);
-    if p.channels_last.resolve(kind) {
+    if p.uses_channels_last() {
         net.to_channels_last();
     }
     net.set_autocast(p.amp.resolve(device));

@@ -1,6 +1,6 @@
 //! Optimisers with PyTorch's exact update rules and serialisable state, so a checkpointed run
 //! resumes bit-identically (tch's built-in optimisers cannot save their state).
-use crate::spec::{OptimizerName, OptimizerSpec};
+use super::spec::{OptimizerName, OptimizerSpec};
 use anyhow::{Context, Result};
 use tch::Tensor;
 
@@ -133,7 +133,7 @@ impl Optimizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Real;
+    use crate::vocab::Real;
     use tch::{nn, Device, Kind};
 
     fn spec(name: OptimizerName, wd: f64) -> OptimizerSpec {

@@ -1,7 +1,7 @@
 //! Learning-rate schedules, evaluated per batch: optional linear warm-up, then constant, cosine
 //! decay to a floor (the authors' recipe: warm-up then cosine) or step decay at epoch milestones;
 //! or PyTorch's one-cycle schedule.
-use crate::spec::{ScheduleName, ScheduleSpec};
+use super::spec::{ScheduleName, ScheduleSpec};
 
 /// Learning rate at global step `step` (0-based) of `total` steps.
 pub fn lr_at(
@@ -56,7 +56,7 @@ fn one_cycle(max: f64, step: usize, total: usize, pct_start: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Real;
+    use crate::vocab::Real;
 
     #[test]
     fn warmup_then_cosine_to_floor() {

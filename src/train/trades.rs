@@ -48,7 +48,7 @@ pub fn loss(clean: &Tensor, adv: &Tensor, y: &Tensor, beta: f64, smoothing: f64)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Norm;
+    use crate::vocab::Norm;
 
     #[test]
     fn kl_matches_a_hand_computed_value_and_is_zero_on_equal_inputs() {
@@ -67,11 +67,11 @@ mod tests {
 
     #[test]
     fn inner_maximisation_raises_the_kl_and_stays_feasible() {
-        let w = crate::rng::with_seed(3, || {
+        let w = crate::torch::with_seed(3, || {
             Tensor::randn([12, 4], (Kind::Float, tch::Device::Cpu))
         });
         let model = move |x: &Tensor| x.flatten(1, -1).matmul(&w);
-        let x = crate::rng::with_seed(4, || {
+        let x = crate::torch::with_seed(4, || {
             Tensor::rand([8, 3, 2, 2], (Kind::Float, tch::Device::Cpu))
         });
         let p_nat = model(&x).softmax(1, Kind::Float);

@@ -1,8 +1,7 @@
 //! External TorchScript models: loaded with their PyTorch names, logits equal to PyTorch's, and
 //! usable in a pipeline, where an `import` stage replaces training and the attacks and analyses
 //! run on them.
-mod common;
-use common::*;
+use crate::common::*;
 use robarch::models::{self, ModelIo, Network};
 use std::path::Path;
 use tch::{Device, Tensor};
@@ -64,6 +63,8 @@ fn torchscript_model_matches_pytorch_and_exposes_its_parameters() {
     let get = |n: &str| t.iter().find(|(k, _)| k == n).unwrap().1.shallow_clone();
     let y = net.forward_t(&get("x"), false);
     let err = f64::try_from((y - get("y")).abs().max()).unwrap();
+    // The same libtorch ops on the same CPU; only thread count and dispatch differ between the
+    // eager Python reference and the scripted module (measured ≤ 1e-6 across MKL code paths).
     assert!(err <= 1e-5, "max |Δlogit| {err}");
     let names: Vec<String> = net.named_tensors().into_iter().map(|(n, _)| n).collect();
     assert!(names.contains(&"0.weight".to_string()), "{names:?}");

@@ -1,6 +1,5 @@
 //! Bad input, failures, and the read-only commands.
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn bad_input_gets_located_hinted_errors_and_writes_nothing() {
@@ -263,8 +262,8 @@ fn shipped_pipelines_validate() {
         let f = f.unwrap().path();
         let p = Project::new();
         // File-backed sources need their data where the pipelines look by default.
-        common::cifar_fixture(&p.path("datasets/cifar-10-batches-bin"));
-        common::imagenette_fixture(&p.path("datasets/imagenette2-320"), 2);
+        crate::common::cifar_fixture(&p.path("datasets/cifar-10-batches-bin"));
+        crate::common::imagenette_fixture(&p.path("datasets/imagenette2-320"), 2);
         let out = p.run(&["dag", f.to_str().unwrap()]);
         assert!(out.status.success(), "{}: {}", f.display(), stderr(&out));
     }

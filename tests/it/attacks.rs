@@ -3,8 +3,7 @@
 //! clean accuracy, robust accuracy falls with ε and reaches 0 at large ε, more steps never help the
 //! defender, a worst case over attacks is below each member, and no gradient-masking warning on an
 //! undefended model.
-mod common;
-use common::{stdout, Project};
+use crate::common::{stdout, Project};
 use std::collections::BTreeMap;
 
 const SPEC: &str = r#"name: atk
@@ -157,7 +156,7 @@ fn every_attack_family_passes_the_sanity_checks() {
     );
     p.write("atk.yaml", &more);
     let again = p.ok(&["run", "atk.yaml"]);
-    let ran = common::stages(&again, "ran");
+    let ran = crate::common::stages(&again, "ran");
     assert_eq!(
         ran,
         vec!["eval/digits/resnet18/std/apgd-dlr/test", "report"],

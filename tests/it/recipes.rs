@@ -1,8 +1,7 @@
 //! Named training recipes and per-model overrides: the paper pipelines plan with the authors'
 //! settings (per architecture kind), user fields win over the recipe, and bad recipes or
 //! overrides are located errors.
-mod common;
-use common::*;
+use crate::common::*;
 
 /// A stage's parameters as printed by `robarch explain`.
 fn params(p: &Project, pipeline: &str, stage: &str) -> serde_json::Value {

@@ -13,7 +13,7 @@ const EPS: f64 = 0.1;
 
 /// A linear classifier on the input rounded to multiples of 1/4: `round` has a zero gradient.
 fn quantised() -> impl Fn(&Tensor) -> Tensor {
-    let w = robarch::rng::with_seed(7, || {
+    let w = robarch::torch::with_seed(7, || {
         Tensor::randn([64, 10], (Kind::Float, tch::Device::Cpu))
     });
     move |x: &Tensor| ((x * 4.0).round() / 4.0).flatten(1, -1).matmul(&w)
@@ -32,7 +32,7 @@ fn resolve(kind: &str, f: impl FnOnce(&mut AttackSpec)) -> AttackConfig {
 #[test]
 fn square_exposes_a_quantised_model_that_defeats_gradient_attacks() {
     let model = quantised();
-    let x = robarch::rng::with_seed(8, || {
+    let x = robarch::torch::with_seed(8, || {
         Tensor::rand([N, 1, 8, 8], (Kind::Float, tch::Device::Cpu))
     });
     // Labels are the model's own predictions: clean accuracy 100%.

@@ -4,8 +4,7 @@
 //! optimiser and schedule options (SGD with Nesterov, no decay on 1-d tensors, one-cycle,
 //! multistep, label smoothing, gradient clipping) run through a pipeline; bad method settings are
 //! rejected naming the field.
-mod common;
-use common::{entry_dir, stages, stderr, Project};
+use crate::common::{entry_dir, stages, stderr, Project};
 use std::collections::BTreeMap;
 
 const SPEC: &str = r#"name: at

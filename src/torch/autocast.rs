@@ -1,12 +1,23 @@
-//! Mixed precision (autocast) and channels-last memory format.
+//! Mixed precision: libtorch's device-typed autocast, called through its C++ ABI.
 //!
 //! tch's `autocast` only switches on libtorch's CUDA autocast with its default dtype (float16, which
 //! needs a gradient scaler). We call libtorch's own device-typed autocast functions instead, so a
 //! region runs in bfloat16 (no scaler: same exponent range as float32) on CUDA or on the CPU.
 //! These are the functions `torch.autocast(device_type, dtype)` calls; the symbols are resolved
 //! against the pinned libtorch (2.13) we link.
-use serde::{Deserialize, Serialize};
-use tch::{Device, Kind, Tensor};
+//!
+//! ABI assumptions (all checked against libtorch 2.13; re-check them when `tch` and the pinned
+//! torch wheel move):
+//! - The symbols are bound by their Itanium-mangled C++ names. Mangling encodes the parameter
+//!   types but not the return type: a renamed function or a changed parameter type fails at link
+//!   time (loud), but a changed return type would not. `get_autocast_dtype` returns
+//!   `c10::ScalarType`, which must stay an `enum class : int8_t` (read as `i8`);
+//!   `is_autocast_enabled` returns `bool`; the nesting counters return `int`.
+//! - `c10::DeviceType` is an `enum class : int8_t` with CPU = 0 and CUDA = 1.
+//! - `c10::ScalarType` codes are positional in `c10/core/ScalarType.h`: Half = 5, BFloat16 = 15.
+//! - Autocast state is thread-local in libtorch: a region must run on the thread that opened it,
+//!   so `f` must not move its tensor work to another thread (a rayon hop) inside the region.
+use tch::{Device, Kind};
 
 // c10::DeviceType and c10::ScalarType are `enum class : int8_t`.
 const CPU: i8 = 0;
@@ -71,85 +82,10 @@ pub fn autocast<T>(device: Device, dtype: Kind, f: impl FnOnce() -> T) -> T {
     f()
 }
 
-/// The same NCHW tensor stored channels-last (NHWC strides), as `x.to(memory_format=
-/// torch.channels_last)`; other ranks are returned unchanged.
-pub fn channels_last(x: &Tensor) -> Tensor {
-    if x.dim() != 4 {
-        return x.shallow_clone();
-    }
-    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-}
-
-/// Whether a 4-D tensor is stored channels-last (strides of size-1 dimensions do not matter, as in
-/// `is_contiguous(memory_format=torch.channels_last)`).
-pub fn is_channels_last(x: &Tensor) -> bool {
-    if x.dim() != 4 {
-        return false;
-    }
-    let (s, z) = (x.stride(), x.size());
-    let (c, h, w) = (z[1], z[2], z[3]);
-    // NHWC order: C fastest, then W, then H, then N.
-    [(1, 1), (3, c), (2, c * w), (0, c * h * w)]
-        .iter()
-        .all(|&(d, want)| z[d] == 1 || s[d] == want)
-}
-
-/// `training.<name>.amp`: mixed precision of the training forward passes (the attack's and the
-/// update's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Amp {
-    /// bfloat16 on CUDA, float32 on the CPU.
-    #[default]
-    Auto,
-    Bf16,
-    Off,
-}
-
-/// `training.<name>.channels_last`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Toggle {
-    /// On for convolutional networks (on CUDA and on the CPU, where oneDNN's NHWC convolutions were
-    /// faster in scripts/bench-train.sh), off for the others.
-    #[default]
-    Auto,
-    On,
-    Off,
-}
-
-impl Amp {
-    pub fn is_auto(&self) -> bool {
-        *self == Amp::Auto
-    }
-    /// The autocast dtype on `device` (none: float32).
-    pub fn resolve(self, device: Device) -> Option<Kind> {
-        match self {
-            Amp::Auto if device.is_cuda() => Some(Kind::BFloat16),
-            Amp::Bf16 => Some(Kind::BFloat16),
-            _ => None,
-        }
-    }
-}
-
-impl Toggle {
-    pub fn is_auto(&self) -> bool {
-        *self == Toggle::Auto
-    }
-    /// Channels-last for an architecture of kind `kind` on `device`.
-    pub fn resolve(self, kind: crate::models::ArchKind) -> bool {
-        match self {
-            Toggle::Auto => kind == crate::models::ArchKind::Cnn,
-            Toggle::On => true,
-            Toggle::Off => false,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
+    use tch::Tensor;
     #[test]
     fn autocast_runs_matmuls_in_bf16_and_restores_the_state() {
         let a = Tensor::randn([4, 8], (Kind::Float, Device::Cpu));
@@ -184,14 +120,5 @@ mod tests {
         let second = autocast(Device::Cpu, Kind::BFloat16, || x.matmul(&w));
         assert_eq!(f64::try_from(first.sum(Kind::Float)).unwrap(), 4.0);
         assert_eq!(f64::try_from(second.sum(Kind::Float)).unwrap(), 12.0);
-    }
-
-    #[test]
-    fn channels_last_keeps_values_and_changes_strides() {
-        let x = Tensor::randn([2, 3, 4, 5], (Kind::Float, Device::Cpu));
-        let y = channels_last(&x);
-        assert!(!is_channels_last(&x) && is_channels_last(&y));
-        assert_eq!(y.size(), x.size());
-        assert!(bool::try_from(y.eq_tensor(&x).all()).unwrap());
     }
 }

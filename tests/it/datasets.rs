@@ -1,9 +1,8 @@
 //! File-backed datasets end to end: `data fetch` against a local HTTP server (checksums, resume,
 //! idempotence), CIFAR-10 and ImageNette fixtures in their official layouts, and prepare keys
 //! that follow file contents rather than locations.
-mod common;
-use common::http::{tar_gz, Server};
-use common::{cifar_fixture, entry_dir, stages, stderr, stdout, Project};
+use crate::common::http::{tar_gz, Server};
+use crate::common::{cifar_fixture, entry_dir, stages, stderr, stdout, Project};
 use md5::{Digest, Md5};
 
 fn md5_hex(b: &[u8]) -> String {
@@ -232,7 +231,7 @@ fn cifar_prepare_is_keyed_by_file_contents_not_location() {
 fn imagenette_layout_trains_end_to_end_and_corrupt_images_fail_cleanly() {
     let p = Project::new();
     let root = p.path("datasets/imagenette2-160");
-    common::imagenette_fixture(&root, 4);
+    crate::common::imagenette_fixture(&root, 4);
     let yaml = CIFAR_PIPELINE
         .replace(
             "cifar: {source: cifar10, val_fraction: 0.34, limit: {train: 15}}",

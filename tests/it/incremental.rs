@@ -1,6 +1,5 @@
 //! End-to-end incremental behaviour: no-op reruns, minimal recomputation, resume after kill -9.
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 

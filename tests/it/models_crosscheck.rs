@@ -1,11 +1,13 @@
 //! Every architecture's weights, saved by robarch as safetensors, load into the reference PyTorch
 //! implementation (timm, torchvision, or a transcription of the authors' code:
 //! scripts/reference_models/) with identical names and shapes, the same parameter count, and
-//! eval-mode logits equal to robarch's within 1e-5 and input gradients (what attacks use) within
-//! 1e-4 of their largest entry; in training mode the backward pass reaches every parameter. The
-//! reference runs in the project's `.venv`.
-mod common;
-use common::python;
+//! eval-mode logits equal to robarch's within 1e-5 of the largest logit and input gradients (what
+//! attacks use) within a relative ℓ2 error of 1e-3, or else as close to the float64 gradient as
+//! the reference's own float32 one; in training mode the backward pass reaches every parameter.
+//! The reasons for both tolerances (float32 op order and MKL's per-CPU kernels; ReLUs at rounding
+//! ties) are beside them in scripts/crosscheck_models.py. The reference runs in the project's
+//! `.venv`.
+use crate::common::python;
 use robarch::models::{self, ModelIo, Network, REGISTRY};
 use robarch::spec::ModelSpec;
 use std::path::{Path, PathBuf};

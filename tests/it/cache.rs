@@ -1,6 +1,5 @@
 //! Cache integrity: corruption, concurrent runs, garbage collection.
-mod common;
-use common::*;
+use crate::common::*;
 
 #[test]
 fn corrupt_entry_is_detected_and_recomputed() {

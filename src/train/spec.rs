@@ -1,0 +1,117 @@
+//! The training vocabulary the spec writes: method, model mode of the inner attack, optimiser
+//! and learning-rate schedule.
+use crate::vocab::Real;
+use serde::{Deserialize, Serialize};
+
+/// `training.<name>.method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrainMethod {
+    /// Plain empirical risk minimisation on clean inputs.
+    Standard,
+    /// Madry et al. 2018: minimise the loss on adversarial examples only.
+    PgdAt,
+    /// Zhang et al. 2019: clean cross-entropy + β · KL(f(x) ‖ f(x′)), x′ maximising the KL term.
+    Trades,
+    /// Wong et al. 2020 ("fast is better than free"): PGD-AT with one FGSM step of 1.25ε from a
+    /// uniform random start.
+    FastAt,
+}
+
+/// `training.<name>.attack_mode`: the mode the model is in while the inner attack runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelMode {
+    Train,
+    Eval,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerName {
+    Adamw,
+    Sgd,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerSpec {
+    pub name: OptimizerName,
+    pub lr: Real,
+    #[serde(default = "zero")]
+    pub weight_decay: Real,
+    /// SGD momentum.
+    #[serde(default = "default_momentum")]
+    pub momentum: Real,
+    /// AdamW betas.
+    #[serde(default = "default_betas")]
+    pub betas: (Real, Real),
+    /// SGD with Nesterov momentum.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nesterov: bool,
+    /// Exempt biases and normalisation parameters (every tensor with ≤ 1 dimension, as timm's
+    /// `param_groups_weight_decay`) from weight decay.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_decay_1d: bool,
+}
+
+fn zero() -> Real {
+    Real(0.0)
+}
+fn default_momentum() -> Real {
+    Real(0.9)
+}
+fn default_betas() -> (Real, Real) {
+    (Real(0.9), Real(0.999))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleName {
+    Constant,
+    Cosine,
+    /// Multiply by `gamma` at each epoch in `milestones`.
+    Multistep,
+    /// PyTorch's `OneCycleLR` (cosine): from lr/25 up to lr over the first `pct_start` of the
+    /// steps, then down to lr/(25·10⁴).
+    Onecycle,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSpec {
+    #[serde(default = "default_schedule")]
+    pub name: ScheduleName,
+    /// Linear warm-up from 0 over this many epochs (applied per batch).
+    #[serde(default)]
+    pub warmup_epochs: usize,
+    /// Learning-rate floor the cosine decays to.
+    #[serde(default = "zero")]
+    pub min_lr: Real,
+    /// `multistep`: epochs at which the rate is multiplied by `gamma`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub milestones: Vec<usize>,
+    /// `multistep`: the factor (0.1 if unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<Real>,
+    /// `onecycle`: the fraction of steps spent increasing the rate (0.3 if unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pct_start: Option<Real>,
+}
+
+fn default_schedule() -> ScheduleName {
+    ScheduleName::Constant
+}
+
+impl Default for ScheduleSpec {
+    fn default() -> Self {
+        Self {
+            name: ScheduleName::Constant,
+            warmup_epochs: 0,
+            min_lr: Real(0.0),
+            milestones: Vec::new(),
+            gamma: None,
+            pct_start: None,
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The crate's layering, checked on its source: every `crate::`, `super::` and `self::` path in
+//! `src/` (outside `#[cfg(test)]` modules and comments) is resolved to the file it names, and
+//! 1. a top-level module may import only modules of lower layers (the list in `src/lib.rs`,
+//!    repeated in [`LAYERS`] and compared with it here);
+//! 2. no files import each other in a cycle. A module's own children are its parts (it declares
+//!    them, and a registry in `mod.rs` lists them), so parent → child paths are not counted; a
+//!    child's path to its parent is.
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::DiGraph;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Top to bottom; a module may import modules of the layers below its own, never above or beside.
+const LAYERS: &[&[&str]] = &[
+    &["cli"],
+    &["exec"],
+    &["plan"],
+    &["spec"],
+    &["stages"],
+    &["report"],
+    &["train"],
+    &["attacks", "data"],
+    &["models", "augment", "analysis"],
+    &["cache", "progress", "rng", "torch", "vocab"],
+];
+
+fn src() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// The module path of a file: `src/a/b.rs` and `src/a/b/mod.rs` are `[a, b]`, `src/lib.rs` `[]`.
+fn module_of(file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src()).unwrap().with_extension("");
+    let mut m: Vec<String> = rel
+        .iter()
+        .map(|c| c.to_string_lossy().into_owned())
+        .collect();
+    if m.last().is_some_and(|l| l == "mod" || l == "lib") {
+        m.pop();
+    }
+    m
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The file a path names: the longest prefix of `segments` that is a module file.
+fn resolve(segments: &[String]) -> PathBuf {
+    for k in (1..=segments.len()).rev() {
+        let p = segments[..k].iter().fold(src(), |p, s| p.join(s));
+        for f in [p.with_extension("rs"), p.join("mod.rs")] {
+            if f.is_file() {
+                return f;
+            }
+        }
+    }
+    src().join("lib.rs")
+}
+
+/// The code of a file without comments, string contents and its trailing `#[cfg(test)]` module
+/// (whose `super::` means the file itself).
+fn code(text: &str) -> String {
+    let text = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '/' if chars.peek() == Some(&'/') => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        out.push('\n');
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                out.push('"');
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+                out.push('"');
+            }
+            // A char literal such as '"' or '{' must not open a string or a group.
+            '\'' => {
+                let rest: String = chars.clone().take(3).collect();
+                if rest.starts_with('\\') || rest.chars().nth(1) == Some('\'') {
+                    for c in chars.by_ref() {
+                        if c == '\'' {
+                            break;
+                        }
+                    }
+                    out.push_str("' '");
+                } else {
+                    out.push('\'');
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn ident(s: &str) -> usize {
+    s.find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(s.len())
+}
+
+/// The paths `rest` continues `prefix` with: `a::b`, or a group `{a, b::{c, d}}`.
+fn paths(prefix: &[String], rest: &str, out: &mut Vec<Vec<String>>) {
+    let rest = rest.trim_start();
+    if let Some(group) = rest.strip_prefix('{') {
+        let (mut depth, mut start) = (0, 0);
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    paths(prefix, &group[start..i], out);
+                    return;
+                }
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    paths(prefix, &group[start..i], out);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        return;
+    }
+    let mut path = prefix.to_vec();
+    let mut rest = rest;
+    loop {
+        let n = ident(rest);
+        if n == 0 {
+            break;
+        }
+        path.push(rest[..n].to_string());
+        rest = &rest[n..];
+        match rest.strip_prefix("::") {
+            Some(r) if r.trim_start().starts_with('{') => return paths(&path, r, out),
+            Some(r) => rest = r,
+            None => break,
+        }
+    }
+    out.push(path);
+}
+
+/// Every (importing file, imported file) pair of the crate.
+fn imports() -> BTreeSet<(PathBuf, PathBuf)> {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut edges = BTreeSet::new();
+    for file in &files {
+        let module = module_of(file);
+        let text = code(&std::fs::read_to_string(file).unwrap());
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("::") {
+            let before = &rest[..i];
+            let word = &before[before
+                .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .map_or(0, |j| j + 1)..];
+            let mut after = &rest[i + 2..];
+            let base: Option<Vec<String>> = match word {
+                "crate" => Some(vec![]),
+                "self" => Some(module.clone()),
+                "super" => {
+                    let mut up = 1;
+                    while let Some(r) = after.strip_prefix("super::") {
+                        up += 1;
+                        after = r;
+                    }
+                    Some(module[..module.len().saturating_sub(up)].to_vec())
+                }
+                _ => None,
+            };
+            if let Some(base) = base {
+                let mut found = Vec::new();
+                paths(&base, after, &mut found);
+                for p in found {
+                    let target = resolve(&p);
+                    if &target != file {
+                        edges.insert((file.clone(), target));
+                    }
+                }
+            }
+            rest = &rest[i + 2..];
+        }
+    }
+    edges
+}
+
+fn rel(p: &Path) -> String {
+    p.strip_prefix(src().parent().unwrap())
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[test]
+fn lower_layers_never_import_higher_ones() {
+    let rank: BTreeMap<&str, usize> = LAYERS
+        .iter()
+        .enumerate()
+        .flat_map(|(i, l)| l.iter().map(move |m| (*m, i)))
+        .collect();
+    let mut wrong = Vec::new();
+    for (from, to) in imports() {
+        let (a, b) = (module_of(&from), module_of(&to));
+        let (Some(a), Some(b)) = (a.first(), b.first()) else {
+            continue; // lib.rs declares the modules; main.rs is the binary
+        };
+        if a == "main" || a == b {
+            continue;
+        }
+        let (Some(ra), Some(rb)) = (rank.get(a.as_str()), rank.get(b.as_str())) else {
+            panic!("module `{a}` or `{b}` is in no layer: add it to LAYERS and to src/lib.rs");
+        };
+        if ra >= rb {
+            wrong.push(format!(
+                "{} imports {} ({a} is not above {b})",
+                rel(&from),
+                rel(&to)
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "layering broken:\n{}", wrong.join("\n"));
+    // Every module of the crate has a layer.
+    let lib = std::fs::read_to_string(src().join("lib.rs")).unwrap();
+    let declared: BTreeSet<&str> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub mod "))
+        .map(|l| l.trim_end_matches(';'))
+        .collect();
+    let layered: BTreeSet<&str> = rank.keys().copied().collect();
+    assert_eq!(declared, layered, "src/lib.rs's modules and LAYERS differ");
+    // src/lib.rs writes the same layers down, top to bottom, one line each: "N. a, b — …".
+    let written: Vec<Vec<&str>> = lib
+        .lines()
+        .filter_map(|l| l.strip_prefix("//! "))
+        .filter_map(|l| {
+            let (n, rest) = l.split_once(". ")?;
+            n.trim().parse::<usize>().ok()?;
+            let names = rest.split(" — ").next()?;
+            Some(names.split(", ").map(|m| m.trim_matches('`')).collect())
+        })
+        .collect();
+    let listed: Vec<Vec<&str>> = LAYERS.iter().map(|l| l.to_vec()).collect();
+    assert_eq!(written, listed, "src/lib.rs's layer list and LAYERS differ");
+}
+
+#[test]
+fn no_files_import_each_other_in_a_cycle() {
+    let edges = imports();
+    assert!(
+        edges.len() > 150,
+        "the import scan found only {} edges",
+        edges.len()
+    );
+    let names: Vec<String> = edges
+        .iter()
+        .flat_map(|(a, b)| [rel(a), rel(b)])
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let id = |p: &Path| names.binary_search(&rel(p)).unwrap();
+    let mut g = DiGraph::<(), ()>::new();
+    let nodes: Vec<_> = names.iter().map(|_| g.add_node(())).collect();
+    for (from, to) in &edges {
+        let (a, b) = (module_of(from), module_of(to));
+        if b.len() > a.len() && b.starts_with(&a) {
+            continue; // a module's own part
+        }
+        g.add_edge(nodes[id(from)], nodes[id(to)], ());
+    }
+    let cycles: Vec<Vec<&str>> = tarjan_scc(&g)
+        .into_iter()
+        .filter(|c| c.len() > 1)
+        .map(|c| c.into_iter().map(|i| names[i.index()].as_str()).collect())
+        .collect();
+    assert!(cycles.is_empty(), "files importing each other: {cycles:?}");
+}
+
+#[test]
+fn the_scan_sees_groups_relative_paths_and_skips_comments() {
+    let mut found = Vec::new();
+    paths(
+        &[],
+        "{attacks, data::{loader, prepared::X}, models}",
+        &mut found,
+    );
+    assert_eq!(
+        found,
+        [
+            vec!["attacks"],
+            vec!["data", "loader"],
+            vec!["data", "prepared", "X"],
+            vec!["models"]
+        ]
+    );
+    let c = code("use a; // crate::spec\nlet s = \"crate::cli\"; let q = '\"'; crate::x");
+    assert!(
+        !c.contains("spec") && !c.contains("cli") && c.contains("crate::x"),
+        "{c}"
+    );
+    assert_eq!(module_of(&src().join("attacks/mod.rs")), ["attacks"]);
+    assert_eq!(module_of(&src().join("attacks/pgd.rs")), ["attacks", "pgd"]);
+    assert_eq!(
+        resolve(&["attacks".into(), "pgd".into(), "pgd".into()]),
+        src().join("attacks/pgd.rs")
+    );
+}

@@ -1,0 +1,21 @@
+//! robarch's integration tests, one module per area, built as a single test binary so that
+//! libtorch and the rest of the crate are linked once rather than once per file. Tests drive the
+//! real `robarch` binary on tiny pipelines (see `common`) or call the library directly; the
+//! cross-checks run the reference implementations from the project's `.venv`.
+mod common;
+
+mod analysis;
+mod attacks;
+mod attacks_crosscheck;
+mod augment_crosscheck;
+mod cache;
+mod cli;
+mod datasets;
+mod incremental;
+mod layering;
+mod masking;
+mod model_zoo;
+mod models_crosscheck;
+mod recipes;
+mod torchscript;
+mod training;
