@@ -286,6 +286,7 @@ impl Plan {
                     if let Some(sp) = &s.analysis.sparsity {
                         let id = format!("sparsity/{base}");
                         let st = stages::sparsity::Sparsity {
+                            measures: stages::sparsity::Measures,
                             thresholds: crate::analysis::sparsity::Thresholds {
                                 absolute: sp.absolute.iter().map(|t| t.get()).collect(),
                                 relative: sp.relative.iter().map(|t| t.get()).collect(),

@@ -1,13 +1,13 @@
 //! `bounds`: layer norms and norm-based (adversarial) Rademacher bounds of a trained model (see
 //! `analysis::norms` and `analysis::bounds`).
-use super::{write_json, Stage, StageContext};
+use super::{write_json, StageContext, StageKind};
 use crate::analysis::bounds::{self, DataStats, Threat};
 use crate::analysis::norms::{self, Lanczos};
 use crate::models::saved::{Checkpoint, SavedModel};
 use crate::vocab::Norm;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use tch::Device;
 
@@ -21,6 +21,7 @@ pub struct Attack {
     pub eps: f64,
 }
 
+#[derive(Serialize)]
 pub struct Bounds {
     pub conv_grid: i64,
     /// Most Lanczos steps per spectral norm.
@@ -39,20 +40,12 @@ pub struct Output {
     pub log10: BTreeMap<String, Option<f64>>,
 }
 
-impl Stage for Bounds {
+impl StageKind for Bounds {
     fn kind(&self) -> &'static str {
         "bounds"
     }
     fn version(&self) -> u32 {
         1
-    }
-    fn params(&self) -> Value {
-        json!({
-            "conv_grid": self.conv_grid,
-            "iterations": self.iterations,
-            "attack": self.attack,
-            "checkpoint": self.checkpoint,
-        })
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let saved = SavedModel::open(&cx.input("model")?.dir)?;

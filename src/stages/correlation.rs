@@ -8,7 +8,7 @@
 //! - `unseen_drop:<attack>`: test clean − test robust accuracy under an attack the model was not
 //!   trained against (another norm, or a group).
 use super::report::{load_evals, Labels};
-use super::{write_json, Stage, StageContext};
+use super::{write_json, StageContext, StageKind};
 use crate::analysis::correlation::{self, Output, Row};
 use crate::report::{self, EvalResult};
 use anyhow::{Context, Result};
@@ -28,6 +28,7 @@ pub struct Gaps {
     pub unseen: Vec<String>,
 }
 
+#[derive(Serialize)]
 pub struct Correlation {
     pub bootstrap: usize,
     pub confidence: f64,
@@ -204,24 +205,12 @@ pub fn correlate_all(
     Output { rows, warnings }
 }
 
-impl Stage for Correlation {
+impl StageKind for Correlation {
     fn kind(&self) -> &'static str {
         "correlation"
     }
     fn version(&self) -> u32 {
         1
-    }
-    fn params(&self) -> Value {
-        json!({
-            "bootstrap": self.bootstrap,
-            "confidence": self.confidence,
-            "seed": self.seed,
-            "groups": self.groups,
-            "gaps": self.gaps,
-            "evals": self.evals,
-            "sparsity": self.sparsity,
-            "bounds": self.bounds,
-        })
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let mut evals = load_evals(cx, &self.evals)?;

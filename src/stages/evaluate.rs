@@ -2,25 +2,29 @@
 //!
 //! A point counts as robust only if it is classified correctly both clean and under attack, so
 //! attacks run only on clean-correct points (as AutoAttack does).
-use super::{write_json, Stage, StageContext};
+use super::{write_json, StageContext, StageKind};
 use crate::attacks::{self, project, AttackClass, AttackConfig, Net};
 use crate::data::prepared;
 use crate::models::saved::{self, Checkpoint};
 use crate::vocab::{Norm, Split};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tch::{Kind, Tensor};
 
 pub const PER_SAMPLE: &str = "per_sample.safetensors";
 pub const METRICS: &str = "metrics.json";
 
+#[derive(Serialize)]
 pub struct Evaluate {
     pub attack: AttackConfig,
     pub split: Split,
     pub limit: Option<usize>,
     pub batch_size: usize,
     pub seed: u64,
+    /// In the key only when it is not the default (`last`), so keys from before the setting
+    /// existed stay valid.
+    #[serde(skip_serializing_if = "Checkpoint::is_last")]
     pub checkpoint: Checkpoint,
 }
 
@@ -53,19 +57,12 @@ fn iterative() -> AttackClass {
 /// Largest allowed overshoot of ‖δ‖_p over ε (float32 rounding of projections and rescaling).
 const EPS_SLACK: f64 = 1e-4;
 
-impl Stage for Evaluate {
+impl StageKind for Evaluate {
     fn kind(&self) -> &'static str {
         "evaluate"
     }
     fn version(&self) -> u32 {
         2
-    }
-    fn params(&self) -> Value {
-        let mut p = json!({"attack": self.attack, "split": self.split, "limit": self.limit, "batch_size": self.batch_size, "seed": self.seed});
-        if self.checkpoint == Checkpoint::Best {
-            p["checkpoint"] = json!("best");
-        }
-        p
     }
     fn uses_device(&self) -> bool {
         true

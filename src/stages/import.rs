@@ -1,13 +1,14 @@
 //! `import`: brings an external TorchScript model into the cache in place of a training stage, so
 //! evaluation and analysis stages consume it like a trained network. The entry holds a copy of the
 //! file (`model.pt`) and a `model.json` whose config names it relative to the entry.
-use super::{Stage, StageContext};
+use super::{StageContext, StageKind};
 use crate::data::{fingerprint::HashState, prepared};
 use crate::models::saved::{script_in, ModelInfo, SavedModel};
 use crate::models::torchscript::TorchScriptConfig;
 use crate::models::{ModelIo, ModelParams, Network};
 use crate::vocab::Problem;
 use anyhow::Result;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -15,11 +16,14 @@ use std::path::{Path, PathBuf};
 pub const TRAINING_LABEL: &str = "external";
 pub const SCRIPT: &str = "model.pt";
 
+#[derive(Serialize)]
 pub struct Import {
     /// Canonical model params: the config holds the file's name and hash, never its location.
     pub model: ModelParams,
     pub io: ModelIo,
-    /// Where the file is now (not part of the key).
+    /// Where the file is now. Not part of the key: its name and hash are (in `model`), so
+    /// moving the file does not re-import it.
+    #[serde(skip)]
     pub file: PathBuf,
 }
 
@@ -61,15 +65,12 @@ impl Import {
     }
 }
 
-impl Stage for Import {
+impl StageKind for Import {
     fn kind(&self) -> &'static str {
         "import"
     }
     fn version(&self) -> u32 {
         1
-    }
-    fn params(&self) -> Value {
-        json!({"model": self.model, "io": self.io})
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let data = prepared::load(&cx.input("data")?.dir)?;

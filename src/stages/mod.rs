@@ -1,6 +1,7 @@
-//! Stage kinds. Each is one file implementing [`Stage`]: its kind name, a version bumped whenever
-//! its semantics change, its canonical parameters, and `run`, which writes outputs into a staging
-//! directory the executor commits to the cache.
+//! Stage kinds. Each is one file implementing [`StageKind`]: its kind name, a version bumped
+//! whenever its semantics change, and `run`, which writes outputs into a staging directory the
+//! executor commits to the cache. Its canonical parameters (part of its key) are its fields,
+//! serialised.
 pub mod bounds;
 pub mod correlation;
 pub mod evaluate;
@@ -13,6 +14,7 @@ pub mod train;
 use crate::cache::Entry;
 use crate::progress::StageProgress;
 use anyhow::{Context, Result};
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,17 +40,50 @@ impl StageContext<'_> {
     }
 }
 
-pub trait Stage: Send + Sync {
+/// A stage kind: its name, a version bumped whenever its semantics change, and `run`, which
+/// writes outputs into a staging directory the executor commits to the cache.
+///
+/// What the stage's key depends on is its serialised self: every field of a stage struct enters
+/// the key, except a field marked `#[serde(skip)]` with a comment beginning "Not part of the key:"
+/// that says why (a location, not content). Nobody writes key parameters by hand, so a field added
+/// to a stage cannot be left out of its key by accident (`stage_structs_mark_every_field_left_out`).
+pub trait StageKind: Serialize + Send + Sync {
     fn kind(&self) -> &'static str;
     fn version(&self) -> u32;
-    /// Canonical parameters: every value that determines the output, defaults filled in.
-    fn params(&self) -> Value;
     /// Whether the stage runs tensors on the compute device (and so takes a device slot).
     fn uses_device(&self) -> bool {
         false
     }
     /// Produces the outputs; returns a small JSON summary stored in the entry's metadata.
     fn run(&self, cx: &StageContext) -> Result<Value>;
+}
+
+/// A stage as the planner and the executor see it; implemented for every [`StageKind`].
+pub trait Stage: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn version(&self) -> u32;
+    /// Canonical parameters: every value that determines the output, defaults filled in.
+    fn params(&self) -> Value;
+    fn uses_device(&self) -> bool;
+    fn run(&self, cx: &StageContext) -> Result<Value>;
+}
+
+impl<T: StageKind> Stage for T {
+    fn kind(&self) -> &'static str {
+        StageKind::kind(self)
+    }
+    fn version(&self) -> u32 {
+        StageKind::version(self)
+    }
+    fn params(&self) -> Value {
+        serde_json::to_value(self).expect("stage parameters serialise")
+    }
+    fn uses_device(&self) -> bool {
+        StageKind::uses_device(self)
+    }
+    fn run(&self, cx: &StageContext) -> Result<Value> {
+        StageKind::run(self, cx)
+    }
 }
 
 /// The network of input `model` with the weights `checkpoint` names, on the CPU (analyses).
@@ -63,4 +98,104 @@ pub fn analysed_network(
 pub fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<()> {
     std::fs::write(path, serde_json::to_vec_pretty(v)?)
         .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::saved::Checkpoint;
+    use crate::models::{ModelIo, ModelParams};
+
+    /// A stage field leaves the key only when `#[serde(skip)]` says so, with its reason in the
+    /// doc comment right above ("Not part of the key: …"); and no stage writes key parameters by
+    /// hand (`Stage::params` is always the serialised struct).
+    #[test]
+    fn stage_structs_mark_every_field_left_out() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/stages");
+        let mut skipped = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                let l = line.trim();
+                let leaves_key = l.starts_with("#[serde(")
+                    && (l.contains("(skip)")
+                        || l.contains("(skip,")
+                        || l.contains(" skip)")
+                        || l.contains("skip_serializing)")
+                        || l.contains("skip_serializing,"));
+                if !leaves_key {
+                    continue;
+                }
+                let doc: Vec<&str> = lines[..i]
+                    .iter()
+                    .rev()
+                    .take_while(|l| l.trim().starts_with("///"))
+                    .copied()
+                    .collect();
+                let doc = doc.into_iter().rev().collect::<Vec<_>>().join(" ");
+                assert!(
+                    doc.contains("Not part of the key:"),
+                    "{name}:{}: a field left out of the stage key needs a `/// … Not part of the key: <why>` comment",
+                    i + 1
+                );
+                skipped.push(format!("{name}:{}", lines[i + 1].trim()));
+            }
+            if name != "mod.rs" {
+                assert!(
+                    !text.contains("fn params("),
+                    "{name}: key parameters are the serialised stage struct; mark fields instead"
+                );
+            }
+        }
+        skipped.sort();
+        assert_eq!(
+            skipped,
+            [
+                "import.rs:pub file: PathBuf,",
+                "prepare.rs:pub root: Option<PathBuf>,"
+            ]
+        );
+    }
+
+    #[test]
+    fn keys_hold_fields_and_leave_out_locations() {
+        let import = |file: &str| import::Import {
+            model: ModelParams {
+                arch: "torchscript".into(),
+                config: serde_json::json!({"file": "m.pt", "blake3": "ab"}),
+            },
+            io: ModelIo {
+                in_channels: 1,
+                image_size: 8,
+                num_classes: 10,
+            },
+            file: PathBuf::from(file),
+        };
+        let p = Stage::params(&import("/a/m.pt"));
+        assert_eq!(p, Stage::params(&import("/b/m.pt")));
+        assert_eq!(
+            p.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["model", "io"]
+        );
+        let eval = |checkpoint| evaluate::Evaluate {
+            attack: crate::attacks::AttackConfig::Clean,
+            split: crate::vocab::Split::Test,
+            limit: None,
+            batch_size: 256,
+            seed: 1,
+            checkpoint,
+        };
+        // `last` (the default) is absent from the key, as before the setting existed.
+        assert_eq!(
+            Stage::params(&eval(Checkpoint::Last)).to_string(),
+            r#"{"attack":{"type":"clean"},"split":"test","limit":null,"batch_size":256,"seed":1}"#
+        );
+        assert_eq!(
+            Stage::params(&eval(Checkpoint::Best))["checkpoint"],
+            serde_json::json!("best")
+        );
+    }
 }

@@ -1,5 +1,5 @@
 //! `report`: the paper's tables from every evaluation and analysis of a pipeline.
-use super::{Stage, StageContext};
+use super::{StageContext, StageKind};
 use crate::report::spec::{Format, ReportSpec, TableKind};
 use crate::report::{self, EvalResult, SparsityResult};
 use anyhow::{Context, Result};
@@ -20,7 +20,9 @@ pub struct Labels {
     pub split: Option<String>,
 }
 
+#[derive(Serialize)]
 pub struct Report {
+    #[serde(rename = "report")]
     pub spec: ReportSpec,
     /// `evaluation.groups`: per-sample worst case over member attacks.
     pub groups: BTreeMap<String, Vec<String>>,
@@ -31,22 +33,12 @@ pub struct Report {
     pub correlation: bool,
 }
 
-impl Stage for Report {
+impl StageKind for Report {
     fn kind(&self) -> &'static str {
         "report"
     }
     fn version(&self) -> u32 {
         3
-    }
-    fn params(&self) -> Value {
-        json!({
-            "report": self.spec,
-            "groups": self.groups,
-            "evals": self.evals,
-            "sparsity": self.sparsity,
-            "bounds": self.bounds,
-            "correlation": self.correlation,
-        })
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let mut evals = load_evals(cx, &self.evals)?;

@@ -1,31 +1,38 @@
 //! `sparsity`: weight sparsity of a trained model (see `analysis::sparsity`).
-use super::{write_json, Stage, StageContext};
+use super::{write_json, StageContext, StageKind};
 use crate::analysis::sparsity::{self, Thresholds};
 use crate::models::saved::Checkpoint;
 use anyhow::Result;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 pub const OUTPUT: &str = "sparsity.json";
 
+/// What the stage measures, in its key as the list `["hoyer", "l1_over_l2", "below"]`: a measure
+/// added to the analysis must extend it (and bump the version), so old entries are not reused.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Measures;
+
+impl Serialize for Measures {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        ["hoyer", "l1_over_l2", "below"].serialize(s)
+    }
+}
+
+#[derive(Serialize)]
 pub struct Sparsity {
+    pub measures: Measures,
     pub thresholds: Thresholds,
     /// Which weights: those `evaluation.checkpoint` evaluates.
     pub checkpoint: Checkpoint,
 }
 
-impl Stage for Sparsity {
+impl StageKind for Sparsity {
     fn kind(&self) -> &'static str {
         "sparsity"
     }
     fn version(&self) -> u32 {
         2
-    }
-    fn params(&self) -> Value {
-        json!({
-            "measures": ["hoyer", "l1_over_l2", "below"],
-            "thresholds": self.thresholds,
-            "checkpoint": self.checkpoint,
-        })
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let net = super::analysed_network(cx, self.checkpoint)?;

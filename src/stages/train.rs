@@ -1,26 +1,26 @@
 //! `train`: (adversarial) training of one architecture on one prepared dataset.
-use super::{write_json, Stage, StageContext};
+use super::{write_json, StageContext, StageKind};
 use crate::data::prepared;
 use crate::models::saved::{ModelInfo, SavedModel, BEST_WEIGHTS, WEIGHTS};
 use crate::train::{self, TrainParams};
 use anyhow::{Context, Result};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 pub const HISTORY: &str = "history.json";
 
+#[derive(Serialize)]
+#[serde(transparent)]
 pub struct Train {
     pub params: TrainParams,
 }
 
-impl Stage for Train {
+impl StageKind for Train {
     fn kind(&self) -> &'static str {
         "train"
     }
     fn version(&self) -> u32 {
         1
-    }
-    fn params(&self) -> Value {
-        serde_json::to_value(&self.params).expect("train params serialise")
     }
     fn uses_device(&self) -> bool {
         true

@@ -12,6 +12,7 @@ mod cache;
 mod cli;
 mod datasets;
 mod incremental;
+mod keys;
 mod layering;
 mod masking;
 mod model_zoo;
