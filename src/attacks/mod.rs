@@ -14,6 +14,7 @@ pub mod pgd;
 pub mod project;
 pub mod spec;
 pub mod square;
+pub mod verdict;
 
 pub use config::{kind_for, AttackConfig, REGISTRY};
 

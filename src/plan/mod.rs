@@ -274,7 +274,7 @@ impl Plan {
                 for (tname, tr, train_attack) in trained {
                     let base = format!("{dname}/{mname}/{tname}");
                     let label = |role: String, attack: Option<&str>, split: Option<String>| {
-                        stages::report::Labels {
+                        stages::inputs::Labels {
                             role,
                             dataset: dname.clone(),
                             model: mname.clone(),

@@ -7,10 +7,11 @@
 //!   model (the robust generalization gap);
 //! - `unseen_drop:<attack>`: test clean − test robust accuracy under an attack the model was not
 //!   trained against (another norm, or a group).
-use super::report::{load_evals, Labels};
+use super::inputs::{load_evals, Labels};
 use super::{write_json, StageContext, StageKind};
 use crate::analysis::correlation::{self, Output, Row};
-use crate::report::{self, EvalResult};
+use crate::attacks::verdict::{self, EvalResult};
+use crate::report;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -214,7 +215,7 @@ impl StageKind for Correlation {
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let mut evals = load_evals(cx, &self.evals)?;
-        let grouped = report::group_results(&evals, &self.groups);
+        let grouped = verdict::group_results(&evals, &self.groups);
         evals.extend(grouped);
         let gaps = gap_values(&evals, &self.gaps);
         let measures = self.measures(cx)?;

@@ -3,16 +3,16 @@
 //! A point counts as robust only if it is classified correctly both clean and under attack, so
 //! attacks run only on clean-correct points (as AutoAttack does).
 use super::{write_json, StageContext, StageKind};
-use crate::attacks::{self, project, AttackClass, AttackConfig, Net};
+use crate::attacks::verdict::{EvalMetrics, PER_SAMPLE};
+use crate::attacks::{self, project, AttackConfig, Net};
 use crate::data::prepared;
 use crate::models::saved::{self, Checkpoint};
-use crate::vocab::{Norm, Split};
+use crate::vocab::Split;
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use tch::{Kind, Tensor};
 
-pub const PER_SAMPLE: &str = "per_sample.safetensors";
 pub const METRICS: &str = "metrics.json";
 
 #[derive(Serialize)]
@@ -26,32 +26,6 @@ pub struct Evaluate {
     /// existed stay valid.
     #[serde(skip_serializing_if = "Checkpoint::is_last")]
     pub checkpoint: Checkpoint,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct EvalMetrics {
-    pub n: usize,
-    pub clean_accuracy: f64,
-    pub robust_accuracy: f64,
-    /// The attack's radius and threat-model norm (`None` for clean).
-    #[serde(default)]
-    pub eps: f64,
-    #[serde(default)]
-    pub norm: Option<Norm>,
-    #[serde(default = "iterative")]
-    pub class: AttackClass,
-    /// Compositions: robust accuracy after each member, in order (AutoAttack's log).
-    #[serde(default)]
-    pub members: Vec<(String, f64)>,
-    /// Warnings the attack raised (gradient-masking signs, skipped members).
-    #[serde(default)]
-    pub notes: Vec<String>,
-    #[serde(default)]
-    pub seconds: f64,
-}
-
-fn iterative() -> AttackClass {
-    AttackClass::Iterative
 }
 
 /// Largest allowed overshoot of ‖δ‖_p over ε (float32 rounding of projections and rescaling).

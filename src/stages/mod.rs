@@ -6,6 +6,7 @@ pub mod bounds;
 pub mod correlation;
 pub mod evaluate;
 pub mod import;
+pub mod inputs;
 pub mod prepare;
 pub mod report;
 pub mod sparsity;

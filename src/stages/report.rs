@@ -1,24 +1,15 @@
 //! `report`: the paper's tables from every evaluation and analysis of a pipeline.
+use super::inputs::{load_evals, Labels};
 use super::{StageContext, StageKind};
+use crate::attacks::verdict;
 use crate::report::spec::{Format, ReportSpec, TableKind};
-use crate::report::{self, EvalResult, SparsityResult};
+use crate::report::{self, SparsityResult};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 pub const TABLES: &str = "tables";
-
-/// Labels of one input: which spec names produced it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Labels {
-    pub role: String,
-    pub dataset: String,
-    pub model: String,
-    pub training: String,
-    pub attack: Option<String>,
-    pub split: Option<String>,
-}
 
 #[derive(Serialize)]
 pub struct Report {
@@ -81,9 +72,9 @@ impl StageKind for Report {
         } else {
             None
         };
-        let grouped = report::group_results(&evals, &self.groups);
+        let grouped = verdict::group_results(&evals, &self.groups);
         evals.extend(grouped);
-        let mut warnings = report::warnings(&evals);
+        let mut warnings = verdict::warnings(&evals);
         if let Some(c) = &correlation {
             warnings.extend(c.warnings.iter().cloned());
         }
@@ -146,41 +137,4 @@ impl StageKind for Report {
         }
         Ok(json!({"files": written, "warnings": warnings}))
     }
-}
-
-/// The evaluation results behind `labels`, with their per-point flags.
-pub fn load_evals(cx: &StageContext, labels: &[Labels]) -> Result<Vec<EvalResult>> {
-    let mut evals = Vec::new();
-    for l in labels {
-        let input = cx.input(&l.role)?;
-        let m: super::evaluate::EvalMetrics =
-            serde_json::from_value(input.meta.summary.clone()).context("evaluation summary")?;
-        let file = input.dir.join(super::evaluate::PER_SAMPLE);
-        let flags = tch::Tensor::read_safetensors(&file)
-            .with_context(|| format!("reading {}", file.display()))?;
-        let robust = flags
-            .iter()
-            .find(|(n, _)| n == "robust_correct")
-            .with_context(|| format!("{} lacks robust_correct", file.display()))?;
-        let robust: Vec<bool> = Vec::<u8>::try_from(&robust.1)?
-            .into_iter()
-            .map(|v| v == 1)
-            .collect();
-        evals.push(EvalResult {
-            dataset: l.dataset.clone(),
-            model: l.model.clone(),
-            training: l.training.clone(),
-            attack: l.attack.clone().unwrap_or_default(),
-            split: l.split.clone().unwrap_or_default(),
-            n: m.n,
-            clean_accuracy: m.clean_accuracy,
-            robust_accuracy: m.robust_accuracy,
-            eps: m.eps,
-            norm: m.norm,
-            class: m.class,
-            robust,
-            notes: m.notes,
-        });
-    }
-    Ok(evals)
 }

@@ -4,7 +4,10 @@
 //!    repeated in [`LAYERS`] and compared with it here);
 //! 2. no files import each other in a cycle. A module's own children are its parts (it declares
 //!    them, and a registry in `mod.rs` lists them), so parent → child paths are not counted; a
-//!    child's path to its parent is.
+//!    child's path to its parent is;
+//! 3. no stage kind imports another: stages talk through the cache, their results are typed in
+//!    the domain modules, and only the trait (`stages/mod.rs`) and the input readers
+//!    (`stages/inputs.rs`) are shared.
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::DiGraph;
 use std::collections::{BTreeMap, BTreeSet};
@@ -292,6 +295,25 @@ fn no_files_import_each_other_in_a_cycle() {
         .map(|c| c.into_iter().map(|i| names[i.index()].as_str()).collect())
         .collect();
     assert!(cycles.is_empty(), "files importing each other: {cycles:?}");
+}
+
+#[test]
+fn no_stage_imports_another_stage() {
+    let stages = src().join("stages");
+    let is_stage = |p: &Path| {
+        p.parent() == Some(stages.as_path())
+            && !["mod.rs", "inputs.rs"].contains(&p.file_name().unwrap().to_str().unwrap())
+    };
+    let wrong: Vec<String> = imports()
+        .into_iter()
+        .filter(|(from, to)| is_stage(from) && is_stage(to))
+        .map(|(from, to)| format!("{} imports {}", rel(&from), rel(&to)))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "stages importing stages:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]

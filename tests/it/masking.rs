@@ -3,8 +3,8 @@
 //! attacks fail while the Square attack's random search breaks points, and the report flags it —
 //! both as "black-box attack beats white-box" (Carlini et al. 2019) and inside AutoAttack, whose
 //! Square member breaks points its gradient members left robust.
+use robarch::attacks::verdict::{warnings, EvalResult};
 use robarch::attacks::{self, AttackClass, AttackConfig, Use};
-use robarch::report::{warnings, EvalResult};
 use robarch::spec::{AttackSpec, Norm, Real};
 use tch::{Kind, Tensor};
 

@@ -1,0 +1,370 @@
+//! Evaluation results and the verdicts drawn from them: the evaluate stage's summary
+//! ([`EvalMetrics`]) and per-sample flags ([`PER_SAMPLE`]), one result labelled with the spec
+//! names it came from ([`EvalResult`]), worst-case groups over attacks and threat models
+//! ([`group_results`]) and the gradient-masking checks ([`warnings`]). The report's tables and the
+//! correlation stage's gaps are built from these.
+use super::AttackClass;
+use crate::vocab::Norm;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The evaluate stage's per-sample flags (`clean_correct`, `robust_correct`, uint8 [n]).
+pub const PER_SAMPLE: &str = "per_sample.safetensors";
+
+/// The evaluate stage's summary of one (model, attack, split).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EvalMetrics {
+    pub n: usize,
+    pub clean_accuracy: f64,
+    pub robust_accuracy: f64,
+    /// The attack's radius and threat-model norm (`None` for clean).
+    #[serde(default)]
+    pub eps: f64,
+    #[serde(default)]
+    pub norm: Option<Norm>,
+    #[serde(default = "iterative")]
+    pub class: AttackClass,
+    /// Compositions: robust accuracy after each member, in order (AutoAttack's log).
+    #[serde(default)]
+    pub members: Vec<(String, f64)>,
+    /// Warnings the attack raised (gradient-masking signs, skipped members).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    #[serde(default)]
+    pub seconds: f64,
+}
+
+fn iterative() -> AttackClass {
+    AttackClass::Iterative
+}
+
+/// One trained model in tables: (dataset, model, training).
+pub type RowKey = (String, String, String);
+
+/// One evaluation result, labelled with the spec names it came from.
+#[derive(Debug, Clone)]
+pub struct EvalResult {
+    pub dataset: String,
+    pub model: String,
+    pub training: String,
+    pub attack: String,
+    pub split: String,
+    pub n: usize,
+    pub clean_accuracy: f64,
+    pub robust_accuracy: f64,
+    pub eps: f64,
+    pub norm: Option<Norm>,
+    pub class: AttackClass,
+    /// Per point: survived the attack (and was classified correctly clean).
+    pub robust: Vec<bool>,
+    pub notes: Vec<String>,
+}
+
+impl EvalResult {
+    fn key(&self) -> (RowKey, String) {
+        (
+            (
+                self.dataset.clone(),
+                self.model.clone(),
+                self.training.clone(),
+            ),
+            self.split.clone(),
+        )
+    }
+    /// Whether this is a curve point (`attack@ε`), shown in the ε-curve table only.
+    pub fn is_curve_point(&self) -> bool {
+        self.attack.contains('@')
+    }
+}
+
+/// Group rows: for each (dataset, model, training, split) that has every member, a point is
+/// robust only if it survived every member (the per-sample worst case; across norms, the union
+/// threat model). Members missing for a key leave that group out for it.
+pub fn group_results(
+    evals: &[EvalResult],
+    groups: &BTreeMap<String, Vec<String>>,
+) -> Vec<EvalResult> {
+    let mut by: BTreeMap<(RowKey, String), Vec<&EvalResult>> = BTreeMap::new();
+    for e in evals {
+        by.entry(e.key()).or_default().push(e);
+    }
+    let mut out = Vec::new();
+    for ((row, split), es) in &by {
+        for (g, members) in groups {
+            let found: Vec<&&EvalResult> = members
+                .iter()
+                .filter_map(|m| es.iter().find(|e| &e.attack == m))
+                .collect();
+            if found.len() != members.len() || found.is_empty() {
+                continue;
+            }
+            let n = found[0].robust.len();
+            if found.iter().any(|e| e.robust.len() != n) {
+                continue;
+            }
+            let robust: Vec<bool> = (0..n).map(|i| found.iter().all(|e| e.robust[i])).collect();
+            let norms: BTreeSet<Norm> = found.iter().filter_map(|e| e.norm).collect();
+            out.push(EvalResult {
+                dataset: row.0.clone(),
+                model: row.1.clone(),
+                training: row.2.clone(),
+                attack: g.clone(),
+                split: split.clone(),
+                n,
+                clean_accuracy: found[0].clean_accuracy,
+                robust_accuracy: robust.iter().filter(|&&r| r).count() as f64 / n.max(1) as f64,
+                eps: found.iter().map(|e| e.eps).fold(0.0, f64::max),
+                norm: if norms.len() == 1 {
+                    norms.into_iter().next()
+                } else {
+                    None
+                },
+                class: AttackClass::Iterative,
+                robust,
+                notes: Vec::new(),
+            });
+        }
+    }
+    out
+}
+
+/// Signs of gradient masking (Carlini et al. 2019, "Perform basic sanity tests") and the notes the
+/// attacks raised, one line each: within one (model, split) and one threat model (norm, ε), a
+/// single-step attack must not beat an iterative one, and a black-box attack must not beat the
+/// white-box ones.
+pub fn warnings(evals: &[EvalResult]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut by: BTreeMap<(RowKey, String), Vec<&EvalResult>> = BTreeMap::new();
+    for e in evals {
+        by.entry(e.key()).or_default().push(e);
+        for n in &e.notes {
+            out.push(format!(
+                "{}/{}/{} `{}` on {}: {n}",
+                e.dataset, e.model, e.training, e.attack, e.split
+            ));
+        }
+    }
+    let pct = |x: f64| format!("{:.2}%", 100.0 * x);
+    for ((row, split), es) in &by {
+        let same = |a: &EvalResult, b: &EvalResult| {
+            a.norm == b.norm && (a.eps - b.eps).abs() <= 1e-12 * a.eps.max(1.0)
+        };
+        for weak in es
+            .iter()
+            .filter(|e| matches!(e.class, AttackClass::SingleStep | AttackClass::BlackBox))
+        {
+            let white = es
+                .iter()
+                .filter(|e| e.class == AttackClass::Iterative && same(weak, e));
+            // Against the strongest white-box attack only: a weak iterative attack (few small
+            // steps) may well lose to FGSM or to 5000 queries without any masking.
+            let strongest = white.min_by(|a, b| a.robust_accuracy.total_cmp(&b.robust_accuracy));
+            if let Some(strong) = strongest {
+                if weak.robust_accuracy < strong.robust_accuracy {
+                    let only: usize = (0..weak.robust.len().min(strong.robust.len()))
+                        .filter(|&i| !weak.robust[i] && strong.robust[i])
+                        .count();
+                    let what = if weak.class == AttackClass::SingleStep {
+                        "single-step attack beats iterative"
+                    } else {
+                        "black-box attack beats white-box"
+                    };
+                    out.push(format!(
+                        "{}/{}/{} on {split}: {what}: `{}` {} < `{}` {} ({only} points broken only by `{}`): a sign of gradient masking (Carlini et al. 2019)",
+                        row.0, row.1, row.2, weak.attack, pct(weak.robust_accuracy), strong.attack, pct(strong.robust_accuracy), weak.attack
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub fn ev(model: &str, attack: &str, split: &str, robust: f64) -> EvalResult {
+        EvalResult {
+            dataset: "d".into(),
+            model: model.into(),
+            training: "t".into(),
+            attack: attack.into(),
+            split: split.into(),
+            n: 10,
+            clean_accuracy: 0.9,
+            robust_accuracy: robust,
+            eps: 0.0,
+            norm: None,
+            class: AttackClass::Iterative,
+            robust: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// An evaluation with per-sample flags (robust accuracy computed from them).
+    pub fn flags(
+        attack: &str,
+        norm: Norm,
+        eps: f64,
+        class: AttackClass,
+        robust: &[u8],
+    ) -> EvalResult {
+        let robust: Vec<bool> = robust.iter().map(|&r| r == 1).collect();
+        EvalResult {
+            n: robust.len(),
+            robust_accuracy: robust.iter().filter(|&&r| r).count() as f64 / robust.len() as f64,
+            eps,
+            norm: Some(norm),
+            class,
+            robust,
+            ..ev("cnn", attack, "test", 0.0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::flags;
+    use super::*;
+
+    #[test]
+    fn groups_take_the_per_sample_worst_case_across_norms() {
+        let evals = vec![
+            flags(
+                "pgd-linf",
+                Norm::Linf,
+                0.03,
+                AttackClass::Iterative,
+                &[1, 1, 0, 1, 0],
+            ),
+            flags(
+                "pgd-l2",
+                Norm::L2,
+                0.5,
+                AttackClass::Iterative,
+                &[1, 0, 1, 1, 0],
+            ),
+            flags(
+                "pgd-l1",
+                Norm::L1,
+                12.0,
+                AttackClass::Iterative,
+                &[1, 1, 1, 0, 0],
+            ),
+        ];
+        let groups = BTreeMap::from([
+            (
+                "union".to_string(),
+                vec!["pgd-linf".into(), "pgd-l2".into(), "pgd-l1".into()],
+            ),
+            ("linf".to_string(), vec!["pgd-linf".into()]),
+            ("missing".to_string(), vec!["pgd-linf".into(), "aa".into()]),
+        ]);
+        let g = group_results(&evals, &groups);
+        assert_eq!(g.len(), 2, "a group with a missing member is left out");
+        let union = g.iter().find(|e| e.attack == "union").unwrap();
+        assert_eq!(union.robust, vec![true, false, false, false, false]);
+        assert!((union.robust_accuracy - 0.2).abs() < 1e-12);
+        assert_eq!(union.norm, None);
+        // Worst case ≤ every member (Carlini et al.: mean of min, not min of means).
+        assert!(evals
+            .iter()
+            .all(|e| union.robust_accuracy <= e.robust_accuracy));
+        let linf = g.iter().find(|e| e.attack == "linf").unwrap();
+        assert_eq!(linf.norm, Some(Norm::Linf));
+        assert!((linf.robust_accuracy - 0.6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn masking_warnings_fire_only_when_a_weaker_attack_wins() {
+        let pgd = flags(
+            "pgd",
+            Norm::Linf,
+            0.03,
+            AttackClass::Iterative,
+            &[1, 1, 1, 0],
+        );
+        let fgsm_ok = flags(
+            "fgsm",
+            Norm::Linf,
+            0.03,
+            AttackClass::SingleStep,
+            &[1, 1, 1, 1],
+        );
+        let fgsm_bad = flags(
+            "fgsm",
+            Norm::Linf,
+            0.03,
+            AttackClass::SingleStep,
+            &[1, 0, 0, 1],
+        );
+        let square_bad = flags(
+            "square",
+            Norm::Linf,
+            0.03,
+            AttackClass::BlackBox,
+            &[0, 1, 1, 0],
+        );
+        let other_eps = flags(
+            "square",
+            Norm::Linf,
+            0.06,
+            AttackClass::BlackBox,
+            &[0, 0, 0, 0],
+        );
+        assert!(warnings(&[pgd.clone(), fgsm_ok.clone(), other_eps]).is_empty());
+        let w = warnings(&[pgd.clone(), fgsm_bad]);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("single-step attack beats iterative")
+                && w[0].contains("2 points broken only by `fgsm`"),
+            "{}",
+            w[0]
+        );
+        let w = warnings(&[pgd.clone(), square_bad.clone()]);
+        assert!(w[0].contains("black-box attack beats white-box"), "{w:?}");
+        // A single-step or black-box attack that only beats a weak white-box attack (not the
+        // strongest) is fine.
+        let weak_pgd5 = flags(
+            "pgd-5",
+            Norm::Linf,
+            0.03,
+            AttackClass::Iterative,
+            &[1, 1, 1, 1],
+        );
+        let fgsm_mid = flags(
+            "fgsm",
+            Norm::Linf,
+            0.03,
+            AttackClass::SingleStep,
+            &[1, 1, 0, 1],
+        );
+        assert!(warnings(&[weak_pgd5, pgd.clone(), fgsm_mid]).is_empty());
+        let weak_pgd = flags(
+            "pgd-2",
+            Norm::Linf,
+            0.03,
+            AttackClass::Iterative,
+            &[1, 1, 1, 1],
+        );
+        let apgd = flags(
+            "apgd",
+            Norm::Linf,
+            0.03,
+            AttackClass::Iterative,
+            &[0, 0, 1, 0],
+        );
+        assert!(warnings(&[weak_pgd.clone(), apgd, square_bad.clone()]).is_empty());
+        let w = warnings(&[weak_pgd, pgd, square_bad]);
+        assert_eq!(
+            w.len(),
+            1,
+            "one warning, against the strongest white-box: {w:?}"
+        );
+        assert!(w[0].contains("< `pgd` 75.00%"), "{w:?}");
+        let mut noted = fgsm_ok;
+        noted.notes.push("zero gradients".into());
+        assert!(warnings(&[noted])[0].ends_with("zero gradients"));
+    }
+}

@@ -1,0 +1,54 @@
+//! What the report and correlation stages know of their inputs: the spec names behind each input
+//! entry ([`Labels`], part of their keys) and typed readers of the entries' results.
+use super::StageContext;
+use crate::attacks::verdict::{EvalMetrics, EvalResult, PER_SAMPLE};
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+/// Labels of one input: which spec names produced it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Labels {
+    pub role: String,
+    pub dataset: String,
+    pub model: String,
+    pub training: String,
+    pub attack: Option<String>,
+    pub split: Option<String>,
+}
+
+/// The evaluation results behind `labels`, with their per-point flags.
+pub fn load_evals(cx: &StageContext, labels: &[Labels]) -> Result<Vec<EvalResult>> {
+    let mut evals = Vec::new();
+    for l in labels {
+        let input = cx.input(&l.role)?;
+        let m: EvalMetrics =
+            serde_json::from_value(input.meta.summary.clone()).context("evaluation summary")?;
+        let file = input.dir.join(PER_SAMPLE);
+        let flags = tch::Tensor::read_safetensors(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let robust = flags
+            .iter()
+            .find(|(n, _)| n == "robust_correct")
+            .with_context(|| format!("{} lacks robust_correct", file.display()))?;
+        let robust: Vec<bool> = Vec::<u8>::try_from(&robust.1)?
+            .into_iter()
+            .map(|v| v == 1)
+            .collect();
+        evals.push(EvalResult {
+            dataset: l.dataset.clone(),
+            model: l.model.clone(),
+            training: l.training.clone(),
+            attack: l.attack.clone().unwrap_or_default(),
+            split: l.split.clone().unwrap_or_default(),
+            n: m.n,
+            clean_accuracy: m.clean_accuracy,
+            robust_accuracy: m.robust_accuracy,
+            eps: m.eps,
+            norm: m.norm,
+            class: m.class,
+            robust,
+            notes: m.notes,
+        });
+    }
+    Ok(evals)
+}
