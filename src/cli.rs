@@ -1,11 +1,13 @@
 //! Command-line interface (clap). Each subcommand is a thin shell over library calls.
-use crate::cache::manifest::{diff, Manifest};
+use crate::cache::manifest::Manifest;
 use crate::cache::Cache;
 use crate::exec::{self, Outcome, RunOptions};
+use crate::plan::stale::stage_state;
 use crate::plan::{render, Plan};
 use crate::{attacks, data, models, spec};
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -27,86 +29,130 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a pipeline: compute every stage not already in the cache, then write the report.
-    Run {
-        pipeline: PathBuf,
-        /// Stages run at once (CPU slots); default: number of CPU cores.
-        #[arg(short, long)]
-        jobs: Option<usize>,
-        /// libtorch threads per training/evaluation stage on CPU.
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        /// Show what would run; compute and write nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Recompute stages whose id matches this glob (and everything downstream); repeatable.
-        #[arg(long, value_name = "GLOB")]
-        force: Vec<String>,
-        /// Keep running independent stages after a failure.
-        #[arg(long)]
-        keep_going: bool,
-        /// Override the pipeline's device (auto, cpu, cuda, cuda:N).
-        #[arg(long)]
-        device: Option<String>,
-        /// Where reports are written (as <dir>/<pipeline name>/).
-        #[arg(long, default_value = "reports")]
-        reports: PathBuf,
-    },
+    Run(RunArgs),
     /// Per stage: cached, missing, or stale (and which parameter or input changed).
-    Status { pipeline: PathBuf },
+    Status(StatusArgs),
     /// Print the stage graph.
-    Dag {
-        pipeline: PathBuf,
-        #[arg(long, value_enum, default_value_t = DagFormat::Text)]
-        format: DagFormat,
-    },
+    Dag(DagArgs),
     /// Show a stage's key inputs (kind, version, parameters, inputs) and why it would rerun.
-    Explain { pipeline: PathBuf, stage: String },
+    Explain(ExplainArgs),
     /// Write the report of an already computed pipeline to the reports directory.
-    Report {
-        pipeline: PathBuf,
-        #[arg(long, default_value = "reports")]
-        reports: PathBuf,
-    },
+    Report(ReportArgs),
     /// Delete cache entries that none of the given pipelines references.
-    Gc {
-        #[arg(required = true)]
-        pipelines: Vec<PathBuf>,
-        /// List what would be deleted.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Gc(GcArgs),
     /// Download and unpack datasets (CIFAR-10, ImageNette) with checksum verification and resume.
     Data {
         #[command(subcommand)]
         cmd: DataCmd,
     },
     /// Describe an architecture at a preset: resolved config, parameter count, tensor names.
-    Model {
-        /// Registry name (see `robarch ls models`).
-        arch: String,
-        #[arg(long, default_value = "tiny")]
-        preset: String,
-        /// Field overrides as in YAML, e.g. `--set depth=4 --set dims=[32,64]`; repeatable.
-        #[arg(long = "set", value_name = "FIELD=VALUE")]
-        set: Vec<String>,
-        #[arg(long, default_value_t = 224)]
-        image_size: i64,
-        #[arg(long, default_value_t = 1000)]
-        classes: i64,
-        #[arg(long, default_value_t = 3)]
-        channels: i64,
-        /// List every tensor (parameters and buffers) with its shape.
-        #[arg(long)]
-        tensors: bool,
-        /// Save the freshly initialised weights (seed 0) as safetensors.
-        #[arg(long, value_name = "FILE")]
-        save: Option<PathBuf>,
-    },
+    Model(ModelArgs),
     /// List registries: models, attacks, datasets, analyses, recipes.
     Ls {
         #[arg(value_enum, default_value_t = Registry::Models)]
         what: Registry,
     },
+}
+
+/// How `run`, `status` and `explain` print: for people, or one JSON document for scripts.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    pipeline: PathBuf,
+    /// Stages run at once (CPU slots); default: number of CPU cores.
+    #[arg(short, long)]
+    jobs: Option<usize>,
+    /// libtorch threads per training/evaluation stage on CPU.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Show what would run; compute and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Recompute stages whose id matches this glob (and everything downstream); repeatable.
+    #[arg(long, value_name = "GLOB")]
+    force: Vec<String>,
+    /// Keep running independent stages after a failure.
+    #[arg(long)]
+    keep_going: bool,
+    /// Override the pipeline's device (auto, cpu, cuda, cuda:N).
+    #[arg(long)]
+    device: Option<String>,
+    /// Where reports are written (as <dir>/<pipeline name>/).
+    #[arg(long, default_value = "reports")]
+    reports: PathBuf,
+    /// `json`: no per-stage lines or tables; one JSON document (every stage's outcome, the
+    /// counts, the report directory) on stdout at the end.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    pipeline: PathBuf,
+    /// `json`: `{"pipeline", "stages": [{"id", "kind", "key", "state", "reasons"?}]}`.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Args)]
+struct DagArgs {
+    pipeline: PathBuf,
+    #[arg(long, value_enum, default_value_t = DagFormat::Text)]
+    format: DagFormat,
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    pipeline: PathBuf,
+    stage: String,
+    /// `json`: the stage's id, kind, version, key, state, inputs, parameters, and its entry
+    /// directory and summary when cached.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    pipeline: PathBuf,
+    #[arg(long, default_value = "reports")]
+    reports: PathBuf,
+}
+
+#[derive(Args)]
+struct GcArgs {
+    #[arg(required = true)]
+    pipelines: Vec<PathBuf>,
+    /// List what would be deleted.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Registry name (see `robarch ls models`).
+    arch: String,
+    #[arg(long, default_value = "tiny")]
+    preset: String,
+    /// Field overrides as in YAML, e.g. `--set depth=4 --set dims=[32,64]`; repeatable.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    set: Vec<String>,
+    #[arg(long, default_value_t = 224)]
+    image_size: i64,
+    #[arg(long, default_value_t = 1000)]
+    classes: i64,
+    #[arg(long, default_value_t = 3)]
+    channels: i64,
+    /// List every tensor (parameters and buffers) with its shape.
+    #[arg(long)]
+    tensors: bool,
+    /// Save the freshly initialised weights (seed 0) as safetensors.
+    #[arg(long, value_name = "FILE")]
+    save: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -198,436 +244,485 @@ fn load_plan(path: &Path, cache: &Path) -> Result<Plan> {
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {
+    let cache = cli.cache.as_path();
     match cli.cmd {
-        Cmd::Run {
-            pipeline,
-            jobs,
-            threads,
-            dry_run,
-            force,
-            keep_going,
-            device,
-            reports,
-        } => {
-            let plan = load_plan(&pipeline, &cli.cache)?;
-            let force = force
-                .iter()
-                .map(|g| {
-                    glob::Pattern::new(g).with_context(|| format!("--force {g}: not a valid glob"))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let jobs = jobs.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            });
-            let cache = Cache::open(&cli.cache)?;
-            let opts = RunOptions {
-                jobs,
-                threads,
-                dry_run,
-                force,
-                keep_going,
-                device,
-            };
-            let summary = exec::run(&plan, &cache, &opts)?;
-            let ran = summary.count(|o| matches!(o, Outcome::Ran { .. }));
-            let cached = summary.count(|o| matches!(o, Outcome::Cached));
-            let skipped = summary.count(|o| matches!(o, Outcome::Skipped));
-            let failed = summary.failed();
-            if dry_run {
-                println!(
-                    "{} stages: {} would run, {cached} cached",
-                    summary.outcomes.len(),
-                    summary.count(|o| matches!(o, Outcome::Pending))
-                );
-                return Ok(0);
-            }
-            println!(
-                "{} stages: {ran} ran, {cached} cached, {failed} failed, {skipped} skipped",
-                summary.outcomes.len()
-            );
-            if failed > 0 {
-                bail!("{failed} stage(s) failed (see above); fix the cause and rerun: finished stages stay cached");
-            }
-            materialize_report(&plan, &cache, &reports)?;
-            Ok(0)
-        }
-        Cmd::Status { pipeline } => {
-            let plan = load_plan(&pipeline, &cli.cache)?;
-            let cache = Cache::existing(&cli.cache);
-            let manifest = cache
-                .as_ref()
-                .map(|c| Manifest::load(c.root(), &plan.name))
-                .unwrap_or_default();
-            for &ix in &plan.order {
-                let n = &plan.graph[ix];
-                let (state, why) = stage_state(&plan, ix, cache.as_ref(), &manifest);
-                println!(
-                    "{state:<8} {}{}",
-                    n.id,
-                    if why.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  ({why})")
-                    }
-                );
-            }
-            Ok(0)
-        }
-        Cmd::Dag { pipeline, format } => {
-            let plan = load_plan(&pipeline, &cli.cache)?;
-            print!(
-                "{}",
-                match format {
-                    DagFormat::Text => render::text(&plan),
-                    DagFormat::Dot => render::dot(&plan),
-                    DagFormat::Mermaid => render::mermaid(&plan),
-                }
-            );
-            Ok(0)
-        }
-        Cmd::Explain { pipeline, stage } => {
-            let plan = load_plan(&pipeline, &cli.cache)?;
-            let Some(ix) = plan.find(&stage) else {
-                let ids: Vec<&str> = plan
-                    .order
-                    .iter()
-                    .map(|&i| plan.graph[i].id.as_str())
-                    .collect();
-                let hint = spec::did_you_mean(&stage, ids.iter().copied())
-                    .map(|c| format!("did you mean `{c}`? "))
-                    .unwrap_or_default();
-                bail!(
-                    "no stage `{stage}` in {}; {hint}`robarch dag {}` lists them",
-                    pipeline.display(),
-                    pipeline.display()
-                );
-            };
-            let n = &plan.graph[ix];
-            let cache = Cache::existing(&cli.cache);
-            let manifest = cache
-                .as_ref()
-                .map(|c| Manifest::load(c.root(), &plan.name))
-                .unwrap_or_default();
-            let (state, why) = stage_state(&plan, ix, cache.as_ref(), &manifest);
-            println!(
-                "stage:   {}\nkind:    {} (version {})\nkey:     {}\nstatus:  {state}{}",
-                n.id,
-                n.stage.kind(),
-                n.stage.version(),
-                n.key,
-                if why.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({why})")
-                }
-            );
-            println!("inputs:");
-            for (role, key) in &n.inputs {
-                let src = plan
-                    .order
-                    .iter()
-                    .find(|&&i| plan.graph[i].key == *key)
-                    .map(|&i| plan.graph[i].id.as_str())
-                    .unwrap_or("?");
-                println!("  {role}: {src} {}", &key[..12]);
-            }
-            println!(
-                "params:\n{}",
-                serde_json::to_string_pretty(&n.stage.params())?
-            );
-            if let Some(c) = &cache {
-                if let crate::cache::Lookup::Hit(e) = c.lookup(&n.key) {
-                    println!(
-                        "entry:   {}\nsummary:\n{}",
-                        e.dir.display(),
-                        serde_json::to_string_pretty(&e.meta.summary)?
-                    );
-                }
-            }
-            Ok(0)
-        }
-        Cmd::Report { pipeline, reports } => {
-            let plan = load_plan(&pipeline, &cli.cache)?;
-            let cache = Cache::existing(&cli.cache).with_context(|| {
-                format!(
-                    "no cache at {}; run `robarch run {}` first",
-                    cli.cache.display(),
-                    pipeline.display()
-                )
-            })?;
-            materialize_report(&plan, &cache, &reports)?;
-            Ok(0)
-        }
-        Cmd::Gc { pipelines, dry_run } => {
-            let mut keep = std::collections::HashSet::new();
-            for p in &pipelines {
-                let plan = load_plan(p, &cli.cache)?;
-                keep.extend(plan.order.iter().map(|&ix| plan.graph[ix].key.clone()));
-            }
-            let Some(cache) = Cache::existing(&cli.cache) else {
-                println!("no cache at {}; nothing to do", cli.cache.display());
-                return Ok(0);
-            };
-            if dry_run {
-                let doomed: Vec<String> = cache
-                    .keys()?
-                    .into_iter()
-                    .filter(|k| !keep.contains(k))
-                    .collect();
-                for k in &doomed {
-                    println!("would remove {k}");
-                }
-                println!("{} entries would be removed", doomed.len());
-                return Ok(0);
-            }
-            let _lock = cache.lock_exclusive()?;
-            let (n, bytes) = cache.gc(&keep)?;
-            println!(
-                "removed {n} entries ({:.1} MiB); kept those of {} pipeline(s)",
-                bytes as f64 / (1 << 20) as f64,
-                pipelines.len()
-            );
-            Ok(0)
-        }
-        Cmd::Data {
-            cmd:
-                DataCmd::Fetch {
-                    name,
-                    dir,
-                    url,
-                    mirror,
-                    md5,
-                    attempts,
-                },
-        } => {
-            let Some(archive) = data::fetch::find(&name) else {
-                let names: Vec<&str> = data::fetch::ARCHIVES.iter().map(|a| a.name).collect();
-                let hint = spec::did_you_mean(&name, names.iter().copied())
-                    .map(|c| format!("did you mean `{c}`?"))
-                    .unwrap_or_else(|| format!("known: {}", names.join(", ")));
-                bail!("no downloadable dataset `{name}` ({hint})");
-            };
-            let opts = data::fetch::FetchOptions {
-                dir,
-                url,
-                mirror,
-                md5,
-                attempts,
-            };
-            let bar = crate::progress::StageProgress::new(
-                crate::progress::multi().add(indicatif::ProgressBar::new(0)),
-            );
-            let out = data::fetch::fetch(archive, &opts, &bar);
-            bar.finish();
-            match out? {
-                data::fetch::FetchOutcome::AlreadyPresent(p) => {
-                    println!("{name}: already present at {}", p.display())
-                }
-                data::fetch::FetchOutcome::Fetched {
-                    path,
-                    bytes,
-                    resumed_from,
-                } => {
-                    let resumed = if resumed_from > 0 {
-                        format!(", resumed from byte {resumed_from}")
-                    } else {
-                        String::new()
-                    };
-                    println!(
-                        "{name}: fetched {bytes} bytes{resumed}, md5 verified, unpacked to {}",
-                        path.display()
-                    )
-                }
-            }
-            Ok(0)
-        }
-        Cmd::Model {
-            arch,
-            preset,
-            set,
-            image_size,
-            classes,
-            channels,
-            tensors,
-            save,
-        } => {
-            let mut overrides = std::collections::BTreeMap::new();
-            for kv in &set {
-                let (k, v) = kv.split_once('=').ok_or_else(|| {
-                    anyhow::anyhow!("--set {kv}: expected FIELD=VALUE, e.g. --set depth=4")
-                })?;
-                let v: serde_yaml::Value = serde_yaml::from_str(v)
-                    .map_err(|e| anyhow::anyhow!("--set {kv}: the value is not YAML: {e}"))?;
-                overrides.insert(k.to_string(), v);
-            }
-            let ms = spec::ModelSpec {
-                arch: Some(arch.clone()),
-                preset,
-                overrides,
-            };
-            let params = models::resolve(&arch, &ms).map_err(|ps| {
-                anyhow::anyhow!(
-                    "{}",
-                    ps.iter()
-                        .map(|p| {
-                            let field = p.path.last().map(String::as_str).unwrap_or("");
-                            let field = if field == arch { "" } else { field };
-                            let hint = p
-                                .hint
-                                .as_deref()
-                                .map(|h| format!(" ({h})"))
-                                .unwrap_or_default();
-                            format!(
-                                "{arch}: {field}{}{}{hint}",
-                                if field.is_empty() { "" } else { ": " },
-                                p.message
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                )
-            })?;
-            let io = models::ModelIo {
-                in_channels: channels,
-                image_size,
-                num_classes: classes,
-            };
-            let a = models::find(&params.arch).expect("resolved");
-            (a.fits)(&params.config, &io).map_err(|e| anyhow::anyhow!("{arch}: {e}"))?;
-            let c = channels as usize;
-            let net = models::Network::new(
-                &params,
-                &io,
-                &vec![0.5; c],
-                &vec![0.25; c],
-                tch::Device::Cpu,
-                0,
-            )?;
-            println!("arch: {}  ({})", a.name, a.about);
-            println!("config: {}", params.config);
-            println!("input: {channels}×{image_size}×{image_size}, {classes} classes");
-            println!("parameters: {}", net.num_parameters());
-            if tensors {
-                for (n, t) in net.named_tensors() {
-                    println!("{n} {:?}", t.size());
-                }
-            }
-            if let Some(f) = save {
-                net.save(&f)?;
-                println!("saved {}", f.display());
-            }
-            Ok(0)
-        }
-        Cmd::Ls { what } => {
-            match what {
-                Registry::Models => {
-                    println!(
-                        "{:<16} {:<14} {:<12} {:<26} ABOUT (imagenet preset = REFERENCE)",
-                        "ARCH", "FAMILY", "KIND", "PRESETS"
-                    );
-                    for a in models::REGISTRY {
-                        println!(
-                            "{:<16} {:<14} {:<12} {:<26} {} (= {})",
-                            a.name,
-                            a.family,
-                            a.kind.as_str(),
-                            a.presets.join(","),
-                            a.about,
-                            a.reference
-                        );
-                    }
-                }
-                Registry::Attacks => {
-                    for (n, about) in attacks::REGISTRY {
-                        println!("{n:<8} {about}");
-                    }
-                }
-                Registry::Datasets => {
-                    for s in data::SOURCES {
-                        match data::fetch::find(s) {
-                            Some(a) => println!(
-                                "{s:16} {} (robarch data fetch {s})",
-                                data::fetch::data_root().join(a.dir).display()
-                            ),
-                            None if *s == "imagefolder" => {
-                                println!("{s:16} any <path>/train|val/<class>/*.jpg|png tree")
-                            }
-                            None => println!("{s:16} built in"),
-                        }
-                    }
-                }
-                Registry::Recipes => {
-                    for (i, r) in spec::recipe::RECIPES.iter().enumerate() {
-                        if i > 0 {
-                            println!();
-                        }
-                        println!("# {}: {}", r.name, r.about);
-                        print!("{}", r.to_yaml());
-                    }
-                }
-                Registry::Analyses => {
-                    for a in spec::ANALYSES {
-                        let what = match *a {
-                            "sparsity" => "per model: Hoyer sparsity, ‖w‖₁/‖w‖₂, fractions below absolute/relative thresholds, per layer and layer type",
-                            "bounds" => "per model: Frobenius/spectral/ℓ1/ℓ2,1/ℓ1,∞ norms of every linear map (convolutions also as operators) and norm-based (adversarial) Rademacher bounds",
-                            _ => "per pipeline: Kendall τ and Spearman ρ (bootstrap intervals) of every measure against the robust generalization gap and unseen-attack drops",
-                        };
-                        println!("{a:<12} {what}");
-                    }
-                }
-            }
-            Ok(0)
-        }
+        Cmd::Run(a) => run(cache, a),
+        Cmd::Status(a) => status(cache, a),
+        Cmd::Dag(a) => dag(cache, a),
+        Cmd::Explain(a) => explain(cache, a),
+        Cmd::Report(a) => report(cache, a),
+        Cmd::Gc(a) => gc(cache, a),
+        Cmd::Data { cmd } => data_cmd(cmd),
+        Cmd::Model(a) => model(a),
+        Cmd::Ls { what } => ls(what),
     }
 }
 
-/// cached / missing / stale for one stage, with the reason when stale.
-fn stage_state(
-    plan: &Plan,
-    ix: petgraph::graph::NodeIndex,
-    cache: Option<&Cache>,
-    manifest: &Manifest,
-) -> (&'static str, String) {
-    let n = &plan.graph[ix];
-    if cache.is_some_and(|c| c.contains(&n.key)) {
-        return ("cached", String::new());
-    }
-    let Some(old) = manifest.stages.get(&n.id) else {
-        return ("missing", String::new());
+/// `robarch run`: every missing stage, then the report.
+fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
+    let plan = load_plan(&a.pipeline, cache_dir)?;
+    let force = a
+        .force
+        .iter()
+        .map(|g| glob::Pattern::new(g).with_context(|| format!("--force {g}: not a valid glob")))
+        .collect::<Result<Vec<_>>>()?;
+    let jobs = a.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let cache = Cache::open(cache_dir)?;
+    let json = a.format == Format::Json;
+    let opts = RunOptions {
+        jobs,
+        threads: a.threads,
+        dry_run: a.dry_run,
+        force,
+        keep_going: a.keep_going,
+        device: a.device,
+        stage_lines: !json,
     };
-    let mut why = Vec::new();
-    if old.version != n.stage.version() {
-        why.push(format!(
-            "{} stage version {} -> {}",
-            old.kind,
-            old.version,
-            n.stage.version()
-        ));
+    let summary = exec::run(&plan, &cache, &opts)?;
+    let count = |f: fn(&Outcome) -> bool| summary.count(f);
+    let ran = count(|o| matches!(o, Outcome::Ran { .. }));
+    let cached = count(|o| matches!(o, Outcome::Cached));
+    let pending = count(|o| matches!(o, Outcome::Pending));
+    let skipped = count(|o| matches!(o, Outcome::Skipped));
+    let failed = summary.failed();
+    let total = summary.outcomes.len();
+    let report = if a.dry_run || failed > 0 {
+        None
+    } else {
+        Some(materialize_report(&plan, &cache, &a.reports, !json)?)
+    };
+    if json {
+        let stages: Vec<serde_json::Value> = summary
+            .outcomes
+            .iter()
+            .map(|(id, o)| match o {
+                Outcome::Cached => json!({"id": id, "outcome": "cached"}),
+                Outcome::Ran { seconds } => json!({"id": id, "outcome": "ran", "seconds": seconds}),
+                Outcome::Pending => json!({"id": id, "outcome": "pending"}),
+                Outcome::Failed(e) => json!({"id": id, "outcome": "failed", "error": e}),
+                Outcome::Skipped => json!({"id": id, "outcome": "skipped"}),
+            })
+            .collect();
+        let doc = json!({
+            "pipeline": plan.name,
+            "dry_run": a.dry_run,
+            "stages": stages,
+            "counts": {"ran": ran, "cached": cached, "pending": pending, "failed": failed, "skipped": skipped},
+            "report": report,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else if a.dry_run {
+        println!("{total} stages: {pending} would run, {cached} cached");
+    } else {
+        println!("{total} stages: {ran} ran, {cached} cached, {failed} failed, {skipped} skipped");
     }
-    for (path, a, b) in diff(&old.params, &n.stage.params()) {
-        why.push(format!("{path}: {a} -> {b}"));
+    if failed > 0 {
+        bail!("{failed} stage(s) failed (see above); fix the cause and rerun: finished stages stay cached");
     }
-    for (role, key) in &n.inputs {
-        if old.inputs.get(role) != Some(key) {
-            let src = plan
-                .deps(ix)
-                .into_iter()
-                .find(|&d| plan.graph[d].key == *key)
-                .map(|d| plan.graph[d].id.clone())
-                .unwrap_or_else(|| role.clone());
-            why.push(format!("input {src} changed"));
-        }
-    }
-    if why.is_empty() {
-        why.push("entry missing from the cache".into());
-    }
-    ("stale", why.join("; "))
+    Ok(0)
 }
 
-/// Copies the report's tables from the cache to `<reports>/<pipeline name>/` and says where.
-fn materialize_report(plan: &Plan, cache: &Cache, reports: &Path) -> Result<()> {
+/// The cache and the pipeline's last recorded run, for staleness reasons.
+fn cache_and_manifest(cache_dir: &Path, plan: &Plan) -> (Option<Cache>, Manifest) {
+    let cache = Cache::existing(cache_dir);
+    let manifest = cache
+        .as_ref()
+        .map(|c| Manifest::load(c.root(), &plan.name))
+        .unwrap_or_default();
+    (cache, manifest)
+}
+
+/// `robarch status`: each stage's state, with the reasons when stale.
+fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
+    let plan = load_plan(&a.pipeline, cache_dir)?;
+    let (cache, manifest) = cache_and_manifest(cache_dir, &plan);
+    let mut stages = Vec::new();
+    for &ix in &plan.order {
+        let n = &plan.graph[ix];
+        let state = stage_state(&plan, ix, cache.as_ref(), &manifest);
+        match a.format {
+            Format::Text => {
+                let why = state.why();
+                let why = if why.is_empty() {
+                    why
+                } else {
+                    format!("  ({why})")
+                };
+                println!("{:<8} {}{why}", state.name(), n.id);
+            }
+            Format::Json => {
+                let mut v = json!({"id": n.id, "kind": n.stage.kind(), "key": n.key});
+                merge(&mut v, serde_json::to_value(&state)?);
+                stages.push(v);
+            }
+        }
+    }
+    if a.format == Format::Json {
+        let doc = json!({"pipeline": plan.name, "stages": stages});
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    }
+    Ok(0)
+}
+
+/// Adds the fields of object `extra` to object `v`.
+fn merge(v: &mut serde_json::Value, extra: serde_json::Value) {
+    if let (Some(v), serde_json::Value::Object(extra)) = (v.as_object_mut(), extra) {
+        v.extend(extra);
+    }
+}
+
+/// `robarch dag`: the stage graph as text, Graphviz or Mermaid.
+fn dag(cache_dir: &Path, a: DagArgs) -> Result<i32> {
+    let plan = load_plan(&a.pipeline, cache_dir)?;
+    print!(
+        "{}",
+        match a.format {
+            DagFormat::Text => render::text(&plan),
+            DagFormat::Dot => render::dot(&plan),
+            DagFormat::Mermaid => render::mermaid(&plan),
+        }
+    );
+    Ok(0)
+}
+
+/// `robarch explain`: what a stage's key is made of, its state, and its entry when cached.
+fn explain(cache_dir: &Path, a: ExplainArgs) -> Result<i32> {
+    let plan = load_plan(&a.pipeline, cache_dir)?;
+    let Some(ix) = plan.find(&a.stage) else {
+        let ids: Vec<&str> = plan
+            .order
+            .iter()
+            .map(|&i| plan.graph[i].id.as_str())
+            .collect();
+        let hint = spec::did_you_mean(&a.stage, ids.iter().copied())
+            .map(|c| format!("did you mean `{c}`? "))
+            .unwrap_or_default();
+        bail!(
+            "no stage `{}` in {}; {hint}`robarch dag {}` lists them",
+            a.stage,
+            a.pipeline.display(),
+            a.pipeline.display()
+        );
+    };
+    let n = &plan.graph[ix];
+    let (cache, manifest) = cache_and_manifest(cache_dir, &plan);
+    let state = stage_state(&plan, ix, cache.as_ref(), &manifest);
+    let inputs: Vec<(&String, &str, &String)> = n
+        .inputs
+        .iter()
+        .map(|(role, key)| {
+            let src = plan
+                .order
+                .iter()
+                .find(|&&i| plan.graph[i].key == *key)
+                .map(|&i| plan.graph[i].id.as_str())
+                .unwrap_or("?");
+            (role, src, key)
+        })
+        .collect();
+    let entry = match &cache {
+        Some(c) => match c.lookup(&n.key) {
+            crate::cache::Lookup::Hit(e) => Some(e),
+            _ => None,
+        },
+        None => None,
+    };
+    if a.format == Format::Json {
+        let mut doc = json!({
+            "id": n.id,
+            "kind": n.stage.kind(),
+            "version": n.stage.version(),
+            "key": n.key,
+            "inputs": inputs.iter().map(|(role, src, key)| json!({"role": role, "stage": src, "key": key})).collect::<Vec<_>>(),
+            "params": n.stage.params(),
+            "entry": entry.as_ref().map(|e| e.dir.display().to_string()),
+            "summary": entry.as_ref().map(|e| e.meta.summary.clone()),
+        });
+        merge(&mut doc, serde_json::to_value(&state)?);
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(0);
+    }
+    let why = state.why();
+    println!(
+        "stage:   {}\nkind:    {} (version {})\nkey:     {}\nstatus:  {}{}",
+        n.id,
+        n.stage.kind(),
+        n.stage.version(),
+        n.key,
+        state.name(),
+        if why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({why})")
+        }
+    );
+    println!("inputs:");
+    for (role, src, key) in &inputs {
+        println!("  {role}: {src} {}", &key[..12]);
+    }
+    println!(
+        "params:\n{}",
+        serde_json::to_string_pretty(&n.stage.params())?
+    );
+    if let Some(e) = entry {
+        println!(
+            "entry:   {}\nsummary:\n{}",
+            e.dir.display(),
+            serde_json::to_string_pretty(&e.meta.summary)?
+        );
+    }
+    Ok(0)
+}
+
+/// `robarch report`: the report of a computed pipeline, copied to the reports directory.
+fn report(cache_dir: &Path, a: ReportArgs) -> Result<i32> {
+    let plan = load_plan(&a.pipeline, cache_dir)?;
+    let cache = Cache::existing(cache_dir).with_context(|| {
+        format!(
+            "no cache at {}; run `robarch run {}` first",
+            cache_dir.display(),
+            a.pipeline.display()
+        )
+    })?;
+    materialize_report(&plan, &cache, &a.reports, true)?;
+    Ok(0)
+}
+
+/// `robarch gc`: deletes the entries no given pipeline references.
+fn gc(cache_dir: &Path, a: GcArgs) -> Result<i32> {
+    let (pipelines, dry_run) = (a.pipelines, a.dry_run);
+    let mut keep = std::collections::HashSet::new();
+    for p in &pipelines {
+        let plan = load_plan(p, cache_dir)?;
+        keep.extend(plan.order.iter().map(|&ix| plan.graph[ix].key.clone()));
+    }
+    let Some(cache) = Cache::existing(cache_dir) else {
+        println!("no cache at {}; nothing to do", cache_dir.display());
+        return Ok(0);
+    };
+    if dry_run {
+        let doomed: Vec<String> = cache
+            .keys()?
+            .into_iter()
+            .filter(|k| !keep.contains(k))
+            .collect();
+        for k in &doomed {
+            println!("would remove {k}");
+        }
+        println!("{} entries would be removed", doomed.len());
+        return Ok(0);
+    }
+    let _lock = cache.lock_exclusive()?;
+    let (n, bytes) = cache.gc(&keep)?;
+    println!(
+        "removed {n} entries ({:.1} MiB); kept those of {} pipeline(s)",
+        bytes as f64 / (1 << 20) as f64,
+        pipelines.len()
+    );
+    Ok(0)
+}
+
+/// `robarch data fetch`.
+fn data_cmd(cmd: DataCmd) -> Result<i32> {
+    let DataCmd::Fetch {
+        name,
+        dir,
+        url,
+        mirror,
+        md5,
+        attempts,
+    } = cmd;
+    let Some(archive) = data::fetch::find(&name) else {
+        let names: Vec<&str> = data::fetch::ARCHIVES.iter().map(|a| a.name).collect();
+        let hint = spec::did_you_mean(&name, names.iter().copied())
+            .map(|c| format!("did you mean `{c}`?"))
+            .unwrap_or_else(|| format!("known: {}", names.join(", ")));
+        bail!("no downloadable dataset `{name}` ({hint})");
+    };
+    let opts = data::fetch::FetchOptions {
+        dir,
+        url,
+        mirror,
+        md5,
+        attempts,
+    };
+    let bar = crate::progress::StageProgress::new(
+        crate::progress::multi().add(indicatif::ProgressBar::new(0)),
+    );
+    let out = data::fetch::fetch(archive, &opts, &bar);
+    bar.finish();
+    match out? {
+        data::fetch::FetchOutcome::AlreadyPresent(p) => {
+            println!("{name}: already present at {}", p.display())
+        }
+        data::fetch::FetchOutcome::Fetched {
+            path,
+            bytes,
+            resumed_from,
+        } => {
+            let resumed = if resumed_from > 0 {
+                format!(", resumed from byte {resumed_from}")
+            } else {
+                String::new()
+            };
+            println!(
+                "{name}: fetched {bytes} bytes{resumed}, md5 verified, unpacked to {}",
+                path.display()
+            )
+        }
+    }
+    Ok(0)
+}
+
+/// `robarch model`: an architecture at a preset.
+fn model(a: ModelArgs) -> Result<i32> {
+    let ModelArgs {
+        arch,
+        preset,
+        set,
+        image_size,
+        classes,
+        channels,
+        tensors,
+        save,
+    } = a;
+    let mut overrides = std::collections::BTreeMap::new();
+    for kv in &set {
+        let (k, v) = kv.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("--set {kv}: expected FIELD=VALUE, e.g. --set depth=4")
+        })?;
+        let v: serde_yaml::Value = serde_yaml::from_str(v)
+            .map_err(|e| anyhow::anyhow!("--set {kv}: the value is not YAML: {e}"))?;
+        overrides.insert(k.to_string(), v);
+    }
+    let ms = spec::ModelSpec {
+        arch: Some(arch.clone()),
+        preset,
+        overrides,
+    };
+    let params = models::resolve(&arch, &ms).map_err(|ps| {
+        anyhow::anyhow!(
+            "{}",
+            ps.iter()
+                .map(|p| {
+                    let field = p.path.last().map(String::as_str).unwrap_or("");
+                    let field = if field == arch { "" } else { field };
+                    let hint = p
+                        .hint
+                        .as_deref()
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default();
+                    format!(
+                        "{arch}: {field}{}{}{hint}",
+                        if field.is_empty() { "" } else { ": " },
+                        p.message
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    let io = models::ModelIo {
+        in_channels: channels,
+        image_size,
+        num_classes: classes,
+    };
+    let a = models::find(&params.arch).expect("resolved");
+    (a.fits)(&params.config, &io).map_err(|e| anyhow::anyhow!("{arch}: {e}"))?;
+    let c = channels as usize;
+    let net = models::Network::new(
+        &params,
+        &io,
+        &vec![0.5; c],
+        &vec![0.25; c],
+        tch::Device::Cpu,
+        0,
+    )?;
+    println!("arch: {}  ({})", a.name, a.about);
+    println!("config: {}", params.config);
+    println!("input: {channels}×{image_size}×{image_size}, {classes} classes");
+    println!("parameters: {}", net.num_parameters());
+    if tensors {
+        for (n, t) in net.named_tensors() {
+            println!("{n} {:?}", t.size());
+        }
+    }
+    if let Some(f) = save {
+        net.save(&f)?;
+        println!("saved {}", f.display());
+    }
+    Ok(0)
+}
+
+/// `robarch ls`: the registries.
+fn ls(what: Registry) -> Result<i32> {
+    match what {
+        Registry::Models => {
+            println!(
+                "{:<16} {:<14} {:<12} {:<26} ABOUT (imagenet preset = REFERENCE)",
+                "ARCH", "FAMILY", "KIND", "PRESETS"
+            );
+            for a in models::REGISTRY {
+                println!(
+                    "{:<16} {:<14} {:<12} {:<26} {} (= {})",
+                    a.name,
+                    a.family,
+                    a.kind.as_str(),
+                    a.presets.join(","),
+                    a.about,
+                    a.reference
+                );
+            }
+        }
+        Registry::Attacks => {
+            for (n, about) in attacks::REGISTRY {
+                println!("{n:<8} {about}");
+            }
+        }
+        Registry::Datasets => {
+            for s in data::SOURCES {
+                match data::fetch::find(s) {
+                    Some(a) => println!(
+                        "{s:16} {} (robarch data fetch {s})",
+                        data::fetch::data_root().join(a.dir).display()
+                    ),
+                    None if *s == "imagefolder" => {
+                        println!("{s:16} any <path>/train|val/<class>/*.jpg|png tree")
+                    }
+                    None => println!("{s:16} built in"),
+                }
+            }
+        }
+        Registry::Recipes => {
+            for (i, r) in spec::recipe::RECIPES.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                println!("# {}: {}", r.name, r.about);
+                print!("{}", r.to_yaml());
+            }
+        }
+        Registry::Analyses => {
+            for a in spec::ANALYSES {
+                let what = match *a {
+                        "sparsity" => "per model: Hoyer sparsity, ‖w‖₁/‖w‖₂, fractions below absolute/relative thresholds, per layer and layer type",
+                        "bounds" => "per model: Frobenius/spectral/ℓ1/ℓ2,1/ℓ1,∞ norms of every linear map (convolutions also as operators) and norm-based (adversarial) Rademacher bounds",
+                        _ => "per pipeline: Kendall τ and Spearman ρ (bootstrap intervals) of every measure against the robust generalization gap and unseen-attack drops",
+                    };
+                println!("{a:<12} {what}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// Copies the report's tables from the cache to `<reports>/<pipeline name>/`; with `show`, says
+/// where and prints the Markdown tables. Returns the directory.
+fn materialize_report(plan: &Plan, cache: &Cache, reports: &Path, show: bool) -> Result<PathBuf> {
     let ix = plan.report().context("the pipeline has no report stage")?;
     let key = &plan.graph[ix].key;
     let entry = match cache.lookup(key) {
@@ -646,6 +741,9 @@ fn materialize_report(plan: &Plan, cache: &Cache, reports: &Path) -> Result<()> 
         std::fs::copy(&f, tmp.path())?;
         tmp.persist(dest.join(name))?;
         shown.push(dest.join(name));
+    }
+    if !show {
+        return Ok(dest);
     }
     println!("report: {}", dest.display());
     // Markdown tables on the terminal; long ones (the correlation table) cut to their first rows.
@@ -666,5 +764,5 @@ fn materialize_report(plan: &Plan, cache: &Cache, reports: &Path) -> Result<()> 
             }
         }
     }
-    Ok(())
+    Ok(dest)
 }

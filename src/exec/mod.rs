@@ -24,6 +24,8 @@ pub struct RunOptions {
     pub keep_going: bool,
     /// Overrides the spec's `device`.
     pub device: Option<String>,
+    /// Print one line per finished stage on stdout (off for `--format json`).
+    pub stage_lines: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -221,7 +223,7 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
         })
         .collect();
     for (id, o) in &outcomes {
-        if matches!(o, Outcome::Cached | Outcome::Pending | Outcome::Skipped) {
+        if opts.stage_lines && matches!(o, Outcome::Cached | Outcome::Pending | Outcome::Skipped) {
             report_line(id, o);
         }
     }
@@ -325,7 +327,9 @@ fn schedule(
                     Outcome::Failed(format!("{e:#}"))
                 }
             };
-            report_line(&node.id, &o);
+            if opts.stage_lines {
+                report_line(&node.id, &o);
+            }
             let failed = matches!(o, Outcome::Failed(_));
             for d in plan.descendants(ix) {
                 if failed {

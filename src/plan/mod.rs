@@ -7,6 +7,7 @@
 //! `0.0313725…` therefore never change a key; any semantic change changes it and every key
 //! downstream.
 pub mod render;
+pub mod stale;
 
 use crate::attacks::{self, AttackConfig};
 use crate::cache::manifest::StageRecord;

@@ -117,7 +117,7 @@ fn scipy_tau_rho(pairs: &[(Vec<f64>, Vec<f64>)]) -> Vec<(f64, f64)> {
 fn analyses_measure_every_model_and_correlate_across_them() {
     let p = Project::new();
     p.write("a.yaml", PIPELINE);
-    let first = p.ok(&["run", "a.yaml"]);
+    let first = p.ok(&["run", "--format", "json", "a.yaml"]);
     let ran = stages(&first, "ran");
     for m in MODELS {
         for kind in ["sparsity", "bounds"] {
@@ -292,7 +292,7 @@ fn analyses_measure_every_model_and_correlate_across_them() {
         "a.yaml",
         &PIPELINE.replace("bootstrap: 300", "bootstrap: 400"),
     );
-    let out = p.ok(&["run", "a.yaml"]);
+    let out = p.ok(&["run", "--format", "json", "a.yaml"]);
     assert_eq!(stages(&out, "ran"), ["correlation", "report"]);
     // … a sparsity threshold the sparsity stages, the correlation and the report …
     p.write(
@@ -301,7 +301,7 @@ fn analyses_measure_every_model_and_correlate_across_them() {
             .replace("bootstrap: 300", "bootstrap: 400")
             .replace("relative: [0.01]", "relative: [0.1]"),
     );
-    let out = p.ok(&["run", "a.yaml"]);
+    let out = p.ok(&["run", "--format", "json", "a.yaml"]);
     let mut expect: Vec<String> = MODELS
         .iter()
         .map(|m| format!("sparsity/digits/{m}/at"))
@@ -317,7 +317,7 @@ fn analyses_measure_every_model_and_correlate_across_them() {
             .replace("relative: [0.01]", "relative: [0.1]")
             .replace("conv_grid: 8", "conv_grid: 12"),
     );
-    let out = p.ok(&["run", "a.yaml"]);
+    let out = p.ok(&["run", "--format", "json", "a.yaml"]);
     let ran = stages(&out, "ran");
     assert_eq!(
         ran.iter().filter(|s| s.starts_with("bounds/")).count(),

@@ -82,7 +82,7 @@ fn curve(p: &Project) -> Vec<(String, f64, f64)> {
 fn every_attack_family_passes_the_sanity_checks() {
     let p = Project::new();
     p.write("atk.yaml", SPEC);
-    let out = p.ok(&["run", "atk.yaml"]);
+    let out = p.ok(&["run", "--format", "json", "atk.yaml"]);
     let t = table(&p);
     let clean = t["clean"];
     assert!(
@@ -155,7 +155,7 @@ fn every_attack_family_passes_the_sanity_checks() {
         "    clean: {}\n    apgd-dlr: {eps: 0.05, steps: 10}\n",
     );
     p.write("atk.yaml", &more);
-    let again = p.ok(&["run", "atk.yaml"]);
+    let again = p.ok(&["run", "--format", "json", "atk.yaml"]);
     let ran = crate::common::stages(&again, "ran");
     assert_eq!(
         ran,

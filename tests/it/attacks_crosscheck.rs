@@ -75,7 +75,7 @@ fn attacks_agree_with_torchattacks_and_autoattack() {
     tch::set_num_threads(1);
     let p = Project::new();
     p.write("xc.yaml", SPEC);
-    p.ok(&["run", "xc.yaml"]);
+    p.ok(&["run", "--format", "json", "xc.yaml"]);
     let train = entry_dir(&p, "xc.yaml", "train/digits/resnet18/std");
     let prep = entry_dir(&p, "xc.yaml", "prepare/digits");
     let net = robarch::models::saved::load(&train, Checkpoint::Last, Device::Cpu).unwrap();

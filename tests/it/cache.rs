@@ -5,13 +5,13 @@ use crate::common::*;
 fn corrupt_entry_is_detected_and_recomputed() {
     let p = Project::new();
     p.write("p.yaml", TINY);
-    p.ok(&["run", "p.yaml"]);
+    p.ok(&["run", "--format", "json", "p.yaml"]);
     let dir = entry_dir(&p, "p.yaml", "eval/digits/resnet18/at/pgd/test");
     let f = dir.join("metrics.json");
     let mut bytes = std::fs::read(&f).unwrap();
     bytes[5] ^= 0x20;
     std::fs::write(&f, bytes).unwrap();
-    let out = p.ok(&["run", "p.yaml"]);
+    let out = p.ok(&["run", "--format", "json", "p.yaml"]);
     assert_eq!(
         stages(&out, "ran"),
         ["eval/digits/resnet18/at/pgd/test"],
@@ -25,11 +25,11 @@ fn corrupt_entry_is_detected_and_recomputed() {
 fn partial_entries_left_by_a_crash_are_ignored() {
     let p = Project::new();
     p.write("p.yaml", TINY);
-    p.ok(&["run", "p.yaml"]);
+    p.ok(&["run", "--format", "json", "p.yaml"]);
     // A commit interrupted before meta.json was written: the directory alone is not an entry.
     let dir = entry_dir(&p, "p.yaml", "sparsity/digits/resnet18/at");
     std::fs::remove_file(dir.join("meta.json")).unwrap();
-    let out = p.ok(&["run", "p.yaml"]);
+    let out = p.ok(&["run", "--format", "json", "p.yaml"]);
     assert_eq!(stages(&out, "ran"), ["sparsity/digits/resnet18/at"]);
 }
 
@@ -38,13 +38,13 @@ fn two_concurrent_runs_compute_each_stage_once() {
     let p = Project::new();
     p.write("p.yaml", TINY);
     let a = p
-        .cmd(&["run", "p.yaml", "-j", "1"])
+        .cmd(&["run", "--format", "json", "p.yaml", "-j", "1"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let b = p
-        .cmd(&["run", "p.yaml", "-j", "1"])
+        .cmd(&["run", "--format", "json", "p.yaml", "-j", "1"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -70,7 +70,7 @@ fn two_concurrent_runs_compute_each_stage_once() {
     );
     assert_eq!(total, 10);
     assert_eq!(p.entries(), 10);
-    let third = p.ok(&["run", "p.yaml"]);
+    let third = p.ok(&["run", "--format", "json", "p.yaml"]);
     assert!(stages(&third, "ran").is_empty());
 }
 
@@ -78,12 +78,12 @@ fn two_concurrent_runs_compute_each_stage_once() {
 fn gc_keeps_only_entries_of_the_given_pipelines() {
     let p = Project::new();
     p.write("p.yaml", TINY);
-    p.ok(&["run", "p.yaml"]);
+    p.ok(&["run", "--format", "json", "p.yaml"]);
     p.write(
         "q.yaml",
         &TINY.replace("pgd: {eps: 8/255, steps: 3}", "pgd: {eps: 8/255, steps: 4}"),
     );
-    p.ok(&["run", "q.yaml"]);
+    p.ok(&["run", "--format", "json", "q.yaml"]);
     assert_eq!(p.entries(), 10 + 3);
     let dry = p.ok(&["gc", "q.yaml", "--dry-run"]);
     assert!(
@@ -94,6 +94,9 @@ fn gc_keeps_only_entries_of_the_given_pipelines() {
     assert_eq!(p.entries(), 13);
     p.ok(&["gc", "q.yaml"]);
     assert_eq!(p.entries(), 10);
-    assert!(stages(&p.ok(&["run", "q.yaml"]), "ran").is_empty());
-    assert_eq!(stages(&p.ok(&["run", "p.yaml"]), "ran").len(), 3);
+    assert!(stages(&p.ok(&["run", "--format", "json", "q.yaml"]), "ran").is_empty());
+    assert_eq!(
+        stages(&p.ok(&["run", "--format", "json", "p.yaml"]), "ran").len(),
+        3
+    );
 }

@@ -105,7 +105,7 @@ fn bad_input_gets_located_hinted_errors_and_writes_nothing() {
             "set datasets.digits.val_fraction",
         ],
     );
-    let out = p.run(&["run", "missing.yaml"]);
+    let out = p.run(&["run", "--format", "json", "missing.yaml"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("cannot read pipeline file missing.yaml"),
@@ -123,7 +123,7 @@ fn a_diverging_stage_fails_cleanly_and_keep_going_finishes_the_rest() {
         "training:\n  boom:\n    method: standard\n    epochs: 1\n    optimizer: {name: sgd, lr: 1e300}\n",
     );
     p.write("p.yaml", &two);
-    let out = p.run(&["run", "p.yaml", "--keep-going"]);
+    let out = p.run(&["run", "--format", "json", "p.yaml", "--keep-going"]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
@@ -134,7 +134,7 @@ fn a_diverging_stage_fails_cleanly_and_keep_going_finishes_the_rest() {
         err.contains("\"lr\":1e+300"),
         "the failing stage's params are shown: {err}"
     );
-    assert_eq!(stages(&out, "FAILED"), ["train/digits/resnet18/boom"]);
+    assert_eq!(stages(&out, "failed"), ["train/digits/resnet18/boom"]);
     assert_eq!(
         stages(&out, "skipped").len(),
         8,
@@ -145,12 +145,9 @@ fn a_diverging_stage_fails_cleanly_and_keep_going_finishes_the_rest() {
     assert!(stages(&out, "ran")
         .iter()
         .any(|s| s.starts_with("eval/digits/resnet18/at/")));
-    let status = stdout(&p.ok(&["status", "p.yaml"]));
-    assert!(
-        status
-            .lines()
-            .any(|l| l.starts_with("missing") && l.ends_with("train/digits/resnet18/boom")),
-        "{status}"
+    assert_eq!(
+        status(&p, "p.yaml")["train/digits/resnet18/boom"]["state"],
+        "missing"
     );
 }
 
@@ -202,6 +199,19 @@ fn explain_and_ls_describe_stages_and_registries() {
             && ex.contains("status:  missing"),
         "{ex}"
     );
+    let j = explain(&p, "p.yaml", "eval/digits/resnet18/at/pgd/test");
+    assert_eq!(
+        (&j["kind"], &j["version"], &j["state"], &j["entry"]),
+        (
+            &serde_json::json!("evaluate"),
+            &serde_json::json!(2),
+            &serde_json::json!("missing"),
+            &serde_json::Value::Null
+        ),
+        "{j}"
+    );
+    assert_eq!(j["params"]["attack"]["steps"], 3);
+    assert_eq!(j["inputs"].as_array().unwrap().len(), 2, "{j}");
     let bad = p.run(&["explain", "p.yaml", "eval/digits/resnet18/at/pgd/tset"]);
     assert!(stderr(&bad).contains("did you mean `eval/digits/resnet18/at/pgd/test`?"));
     let models = stdout(&p.ok(&["ls", "models"]));

@@ -7,7 +7,7 @@ use std::process::Stdio;
 fn second_run_computes_nothing() {
     let p = Project::new();
     p.write("p.yaml", TINY);
-    let first = p.ok(&["run", "p.yaml", "--log-json"]);
+    let first = p.ok(&["run", "--format", "json", "p.yaml", "--log-json"]);
     assert_eq!(stages(&first, "ran").len(), 10, "{}", stdout(&first));
     let logs: Vec<serde_json::Value> = stderr(&first)
         .lines()
@@ -19,9 +19,9 @@ fn second_run_computes_nothing() {
         "{logs:?}"
     );
     assert!(p.path("reports/tiny/robust_accuracy.md").exists());
-    assert!(stdout(&first).contains("report: reports/tiny"));
+    assert_eq!(json_out(&first)["report"], "reports/tiny");
     let start = std::time::Instant::now();
-    let second = p.ok(&["run", "p.yaml"]);
+    let second = p.ok(&["run", "--format", "json", "p.yaml"]);
     let secs = start.elapsed().as_secs_f64();
     assert!(stages(&second, "ran").is_empty(), "{}", stdout(&second));
     assert_eq!(stages(&second, "cached").len(), 10);
@@ -33,30 +33,21 @@ fn second_run_computes_nothing() {
 fn changing_one_eps_reruns_exactly_that_attack_and_the_report() {
     let p = Project::new();
     p.write("p.yaml", TINY);
-    p.ok(&["run", "p.yaml"]);
+    p.ok(&["run", "--format", "json", "p.yaml"]);
     p.write(
         "p.yaml",
         &TINY.replace("fgsm: {eps: 8/255}", "fgsm: {eps: 4/255}"),
     );
-    let status = stdout(&p.ok(&["status", "p.yaml"]));
-    let line = status
-        .lines()
-        .find(|l| l.contains("eval/digits/resnet18/at/fgsm/test"))
-        .unwrap();
-    assert!(
-        line.starts_with("stale")
-            && line.contains("attack.eps: 0.03137254901960784 -> 0.01568627450980392"),
-        "{status}"
+    let status = status(&p, "p.yaml");
+    let fgsm = &status["eval/digits/resnet18/at/fgsm/test"];
+    assert_eq!(fgsm["state"], "stale", "{fgsm}");
+    assert_eq!(
+        fgsm["reasons"],
+        serde_json::json!([{"reason": "param", "path": "attack.eps",
+            "old": "0.03137254901960784", "new": "0.01568627450980392"}]),
     );
-    assert!(
-        status
-            .lines()
-            .find(|l| l.ends_with("train/digits/resnet18/at"))
-            .unwrap()
-            .starts_with("cached"),
-        "{status}"
-    );
-    let out = p.ok(&["run", "p.yaml"]);
+    assert_eq!(status["train/digits/resnet18/at"]["state"], "cached");
+    let out = p.ok(&["run", "--format", "json", "p.yaml"]);
     assert_eq!(
         stages(&out, "ran"),
         [
@@ -71,7 +62,7 @@ fn changing_one_eps_reruns_exactly_that_attack_and_the_report() {
 fn adding_a_model_trains_only_that_model() {
     let p = Project::new();
     p.write("p.yaml", TINY);
-    p.ok(&["run", "p.yaml"]);
+    p.ok(&["run", "--format", "json", "p.yaml"]);
     p.write(
         "p.yaml",
         &TINY.replace(
@@ -79,7 +70,7 @@ fn adding_a_model_trains_only_that_model() {
             "  resnet18: {preset: tiny}\n  vit: {preset: tiny, patch_size: 2}\n",
         ),
     );
-    let out = p.ok(&["run", "p.yaml"]);
+    let out = p.ok(&["run", "--format", "json", "p.yaml"]);
     let ran = stages(&out, "ran");
     assert!(
         ran.iter().all(|s| s.contains("/vit/") || s == "report"),
@@ -97,12 +88,12 @@ fn kill_9_during_training_resumes_to_the_same_result() {
     // Reference: an uninterrupted run.
     let reference = Project::new();
     reference.write("p.yaml", &text);
-    reference.ok(&["run", "p.yaml"]);
+    reference.ok(&["run", "--format", "json", "p.yaml"]);
 
     let p = Project::new();
     p.write("p.yaml", &text);
     let mut child = p
-        .cmd(&["run", "p.yaml"])
+        .cmd(&["run", "--format", "json", "p.yaml"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -121,7 +112,7 @@ fn kill_9_during_training_resumes_to_the_same_result() {
         "only prepare may be committed before training finished"
     );
 
-    let out = p.ok(&["run", "p.yaml"]);
+    let out = p.ok(&["run", "--format", "json", "p.yaml"]);
     assert!(
         stderr(&out).contains("resuming from checkpoint"),
         "{}",
@@ -153,8 +144,8 @@ fn kill_9_during_training_resumes_to_the_same_result() {
 fn force_reruns_matching_stages_and_downstream_only() {
     let p = Project::new();
     p.write("p.yaml", TINY);
-    p.ok(&["run", "p.yaml"]);
-    let out = p.ok(&["run", "p.yaml", "--force", "sparsity/*"]);
+    p.ok(&["run", "--format", "json", "p.yaml"]);
+    let out = p.ok(&["run", "--format", "json", "p.yaml", "--force", "sparsity/*"]);
     assert_eq!(
         stages(&out, "ran"),
         ["report", "sparsity/digits/resnet18/at"]
@@ -165,8 +156,8 @@ fn force_reruns_matching_stages_and_downstream_only() {
 fn dry_run_lists_work_and_writes_nothing() {
     let p = Project::new();
     p.write("p.yaml", TINY);
-    let out = p.ok(&["run", "p.yaml", "--dry-run"]);
-    assert_eq!(stages(&out, "would").len(), 10, "{}", stdout(&out));
+    let out = p.ok(&["run", "--format", "json", "p.yaml", "--dry-run"]);
+    assert_eq!(stages(&out, "pending").len(), 10, "{}", stdout(&out));
     assert_eq!(p.entries(), 0);
     assert!(!p.path("reports").exists());
 }

@@ -3,12 +3,9 @@
 //! overrides are located errors.
 use crate::common::*;
 
-/// A stage's parameters as printed by `robarch explain`.
+/// A stage's parameters, from `robarch explain --format json`.
 fn params(p: &Project, pipeline: &str, stage: &str) -> serde_json::Value {
-    let out = stdout(&p.ok(&["explain", pipeline, stage]));
-    let json = &out[out.find("params:").expect("explain prints params") + 7..];
-    let end = json.rfind('}').unwrap() + 1;
-    serde_json::from_str(&json[..end]).unwrap()
+    explain(p, pipeline, stage)["params"].clone()
 }
 
 fn close(v: &serde_json::Value, want: f64) -> bool {
@@ -154,13 +151,7 @@ fn user_fields_and_overrides_win_over_the_recipe() {
         )
         .replace("optimizer: {lr: 3e-3}", "optimizer: {name: sgd, lr: 0.1}");
     p.write("r.yaml", &plain);
-    let key = |stage: &str| {
-        let out = stdout(&p.ok(&["explain", "r.yaml", stage]));
-        out.lines()
-            .find(|l| l.starts_with("key:"))
-            .unwrap()
-            .to_string()
-    };
+    let key = |stage: &str| explain(&p, "r.yaml", stage)["key"].to_string();
     let (vit, resnet) = (key("train/d/vit/paper"), key("train/d/resnet18/paper"));
     assert!(close(
         &params(&p, "r.yaml", "train/d/vit/paper")["optimizer"]["lr"],
@@ -190,7 +181,7 @@ fn bad_recipes_and_overrides_are_located_errors() {
     let p = Project::new();
     let bad = |yaml: &str, want: &[&str]| {
         p.write("r.yaml", yaml);
-        let out = p.run(&["run", "r.yaml"]);
+        let out = p.run(&["run", "--format", "json", "r.yaml"]);
         assert!(!out.status.success());
         let err = stderr(&out);
         for w in want {

@@ -118,7 +118,7 @@ fn pipeline_imports_evaluates_and_reimports_on_change() {
     std::fs::create_dir_all(p.path("models")).unwrap();
     export(&p.path("models/ext.pt"), 1, 8, 10, 1);
     p.write("p.yaml", PIPELINE);
-    let out = p.ok(&["run", "p.yaml"]);
+    let out = p.ok(&["run", "--format", "json", "p.yaml"]);
     let ran = stages(&out, "ran");
     for s in [
         "import/digits/ext",
@@ -146,10 +146,10 @@ fn pipeline_imports_evaluates_and_reimports_on_change() {
         .join("model.pt")
         .is_file());
     // Unchanged: nothing reruns.
-    assert!(stages(&p.ok(&["run", "p.yaml"]), "ran").is_empty());
+    assert!(stages(&p.ok(&["run", "--format", "json", "p.yaml"]), "ran").is_empty());
     // New weights: the import and everything downstream rerun.
     export(&p.path("models/ext.pt"), 1, 8, 10, 2);
-    let ran = stages(&p.ok(&["run", "p.yaml"]), "ran");
+    let ran = stages(&p.ok(&["run", "--format", "json", "p.yaml"]), "ran");
     assert!(ran.contains(&"import/digits/ext".to_string()), "{ran:?}");
 
     // A missing file is a located spec error; nothing is written.
@@ -157,7 +157,7 @@ fn pipeline_imports_evaluates_and_reimports_on_change() {
         "q.yaml",
         &PIPELINE.replace("models/ext.pt", "models/nope.pt"),
     );
-    let out = p.run(&["run", "q.yaml"]);
+    let out = p.run(&["run", "--format", "json", "q.yaml"]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(

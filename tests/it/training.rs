@@ -80,7 +80,7 @@ fn table(p: &Project) -> BTreeMap<(String, String), f64> {
 fn adversarial_training_methods_beat_standard_training_under_attack() {
     let p = Project::new();
     p.write("at.yaml", SPEC);
-    p.ok(&["run", "at.yaml"]);
+    p.ok(&["run", "--format", "json", "at.yaml"]);
     let t = table(&p);
     let get = |tr: &str, a: &str| t[&(tr.to_string(), a.to_string())];
     for tr in ["std", "pgd", "bf16", "trades", "fast"] {
@@ -131,7 +131,7 @@ fn adversarial_training_methods_beat_standard_training_under_attack() {
         "at.yaml",
         &SPEC.replace("evaluation:\n", "evaluation:\n  checkpoint: best\n"),
     );
-    let again = p.ok(&["run", "at.yaml"]);
+    let again = p.ok(&["run", "--format", "json", "at.yaml"]);
     let ran = stages(&again, "ran");
     assert!(
         !ran.is_empty() && ran.iter().all(|s| s.starts_with("eval/") || s == "report"),
@@ -204,7 +204,7 @@ fn bad_training_settings_name_the_field() {
         let spec = SPEC.replacen(from, to, 1);
         assert_ne!(spec, SPEC, "case {i}: `{from}` not found");
         p.write("bad.yaml", &spec);
-        let out = p.run(&["run", "bad.yaml"]);
+        let out = p.run(&["run", "--format", "json", "bad.yaml"]);
         let err = stderr(&out);
         assert!(!out.status.success(), "case {i} accepted");
         assert!(
@@ -221,7 +221,7 @@ fn bad_training_settings_name_the_field() {
             "    method: standard\n    monitor: {n: 0}\n",
         );
     p.write("bad.yaml", &spec);
-    let out = p.run(&["run", "bad.yaml"]);
+    let out = p.run(&["run", "--format", "json", "bad.yaml"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("evaluation.checkpoint"),

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 pub mod http;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -98,7 +99,7 @@ pub fn python() -> PathBuf {
 /// no cache entry.
 pub fn fails(p: &Project, yaml: &str, expect: &[&str]) {
     p.write("bad.yaml", yaml);
-    let out = p.run(&["run", "bad.yaml"]);
+    let out = p.run(&["run", "--format", "json", "bad.yaml"]);
     assert!(!out.status.success(), "should fail: {yaml}");
     let err = stderr(&out);
     for e in expect {
@@ -115,26 +116,48 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Stage ids on the run's stdout with the given status (`ran`, `cached`, `FAILED`, …).
-pub fn stages(o: &Output, status: &str) -> Vec<String> {
-    let mut v: Vec<String> = stdout(o)
-        .lines()
-        .filter(|l| l.split_whitespace().next() == Some(status))
-        .filter_map(|l| l.split_whitespace().last().map(String::from))
-        .filter(|id| id.contains('/') || id == "report" || id == "correlation")
+/// The JSON document a `--format json` command printed on stdout.
+pub fn json_out(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", stdout(o)))
+}
+
+/// Stage ids of a `run --format json` with the given outcome (`ran`, `cached`, `failed`,
+/// `skipped`, `pending`), sorted.
+pub fn stages(o: &Output, outcome: &str) -> Vec<String> {
+    let mut v: Vec<String> = json_out(o)["stages"]
+        .as_array()
+        .expect("a run's JSON lists its stages")
+        .iter()
+        .filter(|s| s["outcome"] == outcome)
+        .map(|s| s["id"].as_str().unwrap().to_string())
         .collect();
     v.sort();
     v
 }
 
+/// `robarch status --format json`: stage id → `{"kind", "key", "state", "reasons"?}`.
+pub fn status(p: &Project, pipeline: &str) -> BTreeMap<String, serde_json::Value> {
+    json_out(&p.ok(&["status", pipeline, "--format", "json"]))["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap().to_string(), s.clone()))
+        .collect()
+}
+
+/// `robarch explain --format json` of one stage.
+pub fn explain(p: &Project, pipeline: &str, stage: &str) -> serde_json::Value {
+    json_out(&p.ok(&["explain", pipeline, stage, "--format", "json"]))
+}
+
 /// Directory of the cached entry of `stage`, from `robarch explain`.
 pub fn entry_dir(p: &Project, pipeline: &str, stage: &str) -> PathBuf {
-    let out = p.ok(&["explain", pipeline, stage]);
-    let line = stdout(&out)
-        .lines()
-        .find(|l| l.starts_with("entry:"))
-        .map(|l| l["entry:".len()..].trim().to_string());
-    let rel = line.unwrap_or_else(|| panic!("{stage} is not cached:\n{}", stdout(&out)));
+    let ex = explain(p, pipeline, stage);
+    let rel = ex["entry"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{stage} is not cached: {ex}"))
+        .to_string();
     let path = Path::new(&rel);
     if path.is_absolute() {
         path.to_path_buf()
