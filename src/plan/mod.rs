@@ -139,11 +139,19 @@ impl Plan {
         };
         // Every attack, plus one entry per extra radius of its `curve` (named `attack@ε`).
         let mut attacks: Vec<(String, AttackConfig)> = Vec::new();
+        // Validation has accepted the spec, so resolving cannot fail here; if it ever does, the
+        // problem is reported (never a stage silently left out of the DAG).
         for (n, a) in &s.evaluation.attacks {
-            let Ok(c) =
-                AttackConfig::resolve(&attacks::kind_for(n, a), a, attacks::Use::Evaluation)
-            else {
-                continue;
+            let c = match AttackConfig::resolve(
+                &attacks::kind_for(n, a),
+                a,
+                attacks::Use::Evaluation,
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    problems.push(spec::attack_problem(&["evaluation", "attacks", n], e));
+                    continue;
+                }
             };
             for e in a.curve.iter().flatten().map(|e| e.get()) {
                 if e != c.eps() {
@@ -163,8 +171,12 @@ impl Plan {
             .and_then(|n| attacks.iter().find(|(a, _)| a == n))
             .and_then(|(_, c)| bounds_attack_of(c));
         for (dname, ds) in &s.datasets {
-            let Ok(mut dr) = data::resolve(dname, ds) else {
-                continue;
+            let mut dr = match data::resolve(dname, ds) {
+                Ok(dr) => dr,
+                Err(ps) => {
+                    problems.extend(ps);
+                    continue;
+                }
             };
             data::fingerprint_source(&mut dr, hashes).with_context(|| {
                 format!(
@@ -184,8 +196,12 @@ impl Plan {
                 vec![],
             );
             for (mname, m) in &s.models {
-                let Ok(mp) = models::resolve(mname, m) else {
-                    continue;
+                let mp = match models::resolve(mname, m) {
+                    Ok(mp) => mp,
+                    Err(ps) => {
+                        problems.extend(ps);
+                        continue;
+                    }
                 };
                 let arch = models::find(&mp.arch).expect("resolved architectures exist");
                 if let Err(e) = (arch.fits)(&mp.config, &io) {
@@ -230,12 +246,35 @@ impl Plan {
                             }
                         };
                         let t = &t;
-                        let attack = t
+                        let inner = t
                             .attack
                             .as_ref()
-                            .filter(|_| t.method != spec::TrainMethod::Standard)
-                            .and_then(|a| crate::train::inner_attack(t.method, a).ok());
-                        let monitor = monitor(t, attack.as_ref());
+                            .filter(|_| t.method != spec::TrainMethod::Standard);
+                        let attack = match inner.map(|a| crate::train::inner_attack(t.method, a)) {
+                            None => None,
+                            Some(Ok(c)) => Some(c),
+                            Some(Err(e)) => {
+                                problems
+                                    .push(spec::attack_problem(&["training", tname, "attack"], e));
+                                continue;
+                            }
+                        };
+                        let monitor = match monitor(tname, t, attack.as_ref()) {
+                            Ok(m) => m,
+                            Err(p) => {
+                                problems.push(p);
+                                continue;
+                            }
+                        };
+                        let mut augment = Vec::new();
+                        for a in &t.augment {
+                            match crate::augment::Augment::from_yaml(a) {
+                                Ok(a) => augment.push(a),
+                                Err(e) => {
+                                    problems.push(Problem::new(&["training", tname, "augment"], e))
+                                }
+                            }
+                        }
                         let tp = TrainParams {
                             model: mp.clone(),
                             io,
@@ -246,11 +285,7 @@ impl Plan {
                             batch_size: t.batch_size,
                             optimizer: t.optimizer.clone(),
                             schedule: t.schedule.clone(),
-                            augment: t
-                                .augment
-                                .iter()
-                                .filter_map(|a| crate::augment::Augment::from_yaml(a).ok())
-                                .collect(),
+                            augment,
                             seed: s.seed,
                             beta: (t.method == spec::TrainMethod::Trades)
                                 .then(|| t.beta.map_or(crate::train::TRADES_BETA, |b| b.get())),
@@ -464,6 +499,7 @@ fn correlation_gaps(
                 .attack
                 .as_ref()
                 .filter(|_| t.method != spec::TrainMethod::Standard)
+                // An attack that does not resolve has already failed the plan (train stages).
                 .and_then(|a| crate::train::inner_attack(t.method, a).ok());
             (name.clone(), a)
         })
@@ -532,18 +568,20 @@ fn correlation_gaps(
 /// The per-epoch monitor of a training entry: on by default (256 points per split, the training
 /// attack, best by test robust accuracy or, without an attack, test clean accuracy); `n: 0` is off.
 fn monitor(
+    tname: &str,
     t: &spec::TrainingSpec,
     train_attack: Option<&AttackConfig>,
-) -> Option<crate::train::Monitor> {
+) -> std::result::Result<Option<crate::train::Monitor>, Problem> {
     let m = t.monitor.as_ref();
     let n = m.map_or(spec::default_monitor_n(), |m| m.n);
     if n == 0 {
-        return None;
+        return Ok(None);
     }
     let attack = match m.and_then(|m| m.attack.as_ref()) {
-        Some(a) => {
-            AttackConfig::resolve(&attacks::kind_for("pgd", a), a, attacks::Use::Evaluation).ok()
-        }
+        Some(a) => Some(
+            AttackConfig::resolve(&attacks::kind_for("pgd", a), a, attacks::Use::Evaluation)
+                .map_err(|e| spec::attack_problem(&["training", tname, "monitor", "attack"], e))?,
+        ),
         None => train_attack.cloned(),
     };
     let best_by = m.and_then(|m| m.best_by.clone()).unwrap_or_else(|| {
@@ -554,7 +592,7 @@ fn monitor(
         }
         .to_string()
     });
-    Some(crate::train::Monitor { n, attack, best_by })
+    Ok(Some(crate::train::Monitor { n, attack, best_by }))
 }
 
 #[cfg(test)]
@@ -579,6 +617,34 @@ mod tests {
             .iter()
             .map(|&ix| (p.graph[ix].id.clone(), p.graph[ix].key.clone()))
             .collect()
+    }
+
+    /// Planning an unvalidated spec: whatever resolving rejects is a located error, never a
+    /// stage quietly missing from the DAG.
+    #[test]
+    fn what_planning_rejects_fails_the_plan_instead_of_dropping_stages() {
+        for (bad, field) in [
+            ("fgsm: {eps: 8/255}", "fgsm: {eps: 8/255, steps: 3}"),
+            ("source: synthetic,", "source: synthetc,"),
+            (
+                "epochs: 1\n",
+                "epochs: 1\n    augment: [flip_upside_down]\n",
+            ),
+            (
+                "steps: 2}\n",
+                "steps: 2}\n    monitor: {attack: {eps: 8/255, queries: 10}}\n",
+            ),
+        ] {
+            let src = A.replace(bad, field);
+            assert_ne!(src, A, "{bad}");
+            let l = Loaded {
+                spec: spec::parse(Path::new("x.yaml"), &src).unwrap(),
+                path: "x.yaml".into(),
+                source: src,
+            };
+            let err = Plan::build(&l).err().map(|e| format!("{e:#}"));
+            assert!(err.is_some(), "{field}: planned without an error");
+        }
     }
 
     #[test]

@@ -171,7 +171,7 @@ impl Default for EvaluationSpec {
 
 /// A problem in the attack entry at `at`, from an attack-configuration error: the field it
 /// names, the message and the hint.
-fn attack_problem(at: &[&str], (field, message, hint): attacks::config::FieldError) -> Problem {
+pub fn attack_problem(at: &[&str], (field, message, hint): attacks::config::FieldError) -> Problem {
     let mut path: Vec<String> = at.iter().map(|s| s.to_string()).collect();
     path.push(field.to_string());
     Problem {
