@@ -3,8 +3,86 @@ pub mod spec;
 use crate::attacks::verdict::{EvalResult, RowKey};
 use anyhow::{Context, Result};
 use polars::prelude::*;
+use spec::TableKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+
+/// Everything the report's tables are built from.
+pub struct Inputs {
+    /// Every evaluation, worst-case groups included.
+    pub evals: Vec<EvalResult>,
+    pub sparsity: Vec<SparsityResult>,
+    pub measures: Vec<ModelMeasures>,
+    pub correlation: Option<crate::analysis::correlation::Output>,
+}
+
+/// One table of the report: the `report.tables` entry that asks for it, its file name (without
+/// extension), whether it is added without being asked for, and its builder (`None`: nothing to
+/// show). Adding a table is a [`TableKind`] variant, a builder and one line in [`TABLES`].
+pub struct Table {
+    pub kind: TableKind,
+    pub file: &'static str,
+    pub auto: fn(&Inputs) -> bool,
+    pub build: fn(&Inputs) -> Result<Option<DataFrame>>,
+}
+
+/// The report's tables, in the order they are added when not asked for.
+pub const TABLES: &[Table] = &[
+    Table {
+        kind: TableKind::RobustAccuracy,
+        file: "robust_accuracy",
+        auto: |_| false,
+        build: |i| robust_accuracy(&i.evals, &i.sparsity).map(Some),
+    },
+    Table {
+        kind: TableKind::GeneralizationGap,
+        file: "generalization_gap",
+        auto: |_| false,
+        build: |i| generalization_gap(&i.evals).map(Some),
+    },
+    Table {
+        kind: TableKind::EpsCurve,
+        file: "eps_curve",
+        auto: |i| i.evals.iter().any(|e| e.is_curve_point()),
+        build: |i| eps_curve(&i.evals).map(Some),
+    },
+    Table {
+        kind: TableKind::Analysis,
+        file: "analysis",
+        auto: |i| !i.measures.is_empty(),
+        build: |i| analysis(&i.measures).map(Some),
+    },
+    Table {
+        kind: TableKind::Correlation,
+        file: "correlation",
+        auto: |i| i.correlation.is_some(),
+        build: |i| {
+            i.correlation
+                .as_ref()
+                .map(|c| correlation(&c.rows))
+                .transpose()
+        },
+    },
+];
+
+/// The table of `kind`.
+pub fn table(kind: TableKind) -> &'static Table {
+    TABLES
+        .iter()
+        .find(|t| t.kind == kind)
+        .expect("every table kind is registered")
+}
+
+/// The tables to write: those `asked` for, in order, then those added without being asked.
+pub fn tables_for(asked: &[TableKind], inputs: &Inputs) -> Vec<&'static Table> {
+    let mut out: Vec<&Table> = asked.iter().map(|&k| table(k)).collect();
+    for t in TABLES {
+        if (t.auto)(inputs) && !asked.contains(&t.kind) {
+            out.push(t);
+        }
+    }
+    out
+}
 
 /// Robust accuracy (%) against ε for every attack with curve points, on every split.
 pub fn eps_curve(evals: &[EvalResult]) -> Result<DataFrame> {

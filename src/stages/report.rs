@@ -2,7 +2,7 @@
 use super::inputs::{load_evals, Labels};
 use super::{StageContext, StageKind};
 use crate::attacks::verdict;
-use crate::report::spec::{Format, ReportSpec, TableKind};
+use crate::report::spec::{Format, ReportSpec};
 use crate::report::{self, SparsityResult};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -84,41 +84,25 @@ impl StageKind for Report {
         let dir = cx.out.join(TABLES);
         std::fs::create_dir_all(&dir)?;
         let mut written = Vec::new();
-        let mut tables = self.spec.tables.clone();
-        if evals.iter().any(|e| e.is_curve_point()) && !tables.contains(&TableKind::EpsCurve) {
-            tables.push(TableKind::EpsCurve);
-        }
-        if !measures.is_empty() && !tables.contains(&TableKind::Analysis) {
-            tables.push(TableKind::Analysis);
-        }
-        if correlation.is_some() && !tables.contains(&TableKind::Correlation) {
-            tables.push(TableKind::Correlation);
-        }
-        for t in &tables {
-            let (name, mut df) = match t {
-                TableKind::RobustAccuracy => (
-                    "robust_accuracy",
-                    report::robust_accuracy(&evals, &sparsity)?,
-                ),
-                TableKind::GeneralizationGap => {
-                    ("generalization_gap", report::generalization_gap(&evals)?)
-                }
-                TableKind::EpsCurve => ("eps_curve", report::eps_curve(&evals)?),
-                TableKind::Analysis => ("analysis", report::analysis(&measures)?),
-                TableKind::Correlation => match &correlation {
-                    Some(c) => ("correlation", report::correlation(&c.rows)?),
-                    None => continue,
-                },
+        let inputs = report::Inputs {
+            evals,
+            sparsity,
+            measures,
+            correlation,
+        };
+        for t in report::tables_for(&self.spec.tables, &inputs) {
+            let Some(mut df) = (t.build)(&inputs)? else {
+                continue;
             };
             for f in &self.spec.formats {
                 let file = match f {
                     Format::Csv => {
-                        let p = dir.join(format!("{name}.csv"));
+                        let p = dir.join(format!("{}.csv", t.file));
                         report::write_csv(&mut df, &p)?;
                         p
                     }
                     Format::Md => {
-                        let p = dir.join(format!("{name}.md"));
+                        let p = dir.join(format!("{}.md", t.file));
                         std::fs::write(&p, report::to_markdown(&df)?)?;
                         p
                     }
