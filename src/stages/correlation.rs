@@ -271,19 +271,9 @@ mod tests {
     #[test]
     fn gaps_from_evaluations() {
         let e = |model: &str, attack: &str, split: &str, clean: f64, robust: f64| EvalResult {
-            dataset: "d".into(),
-            model: model.into(),
-            training: "t".into(),
-            attack: attack.into(),
-            split: split.into(),
-            n: 10,
             clean_accuracy: clean,
-            robust_accuracy: robust,
             eps: 0.1,
-            norm: None,
-            class: crate::attacks::AttackClass::Iterative,
-            robust: vec![],
-            notes: vec![],
+            ..crate::attacks::verdict::testing::ev(model, attack, split, robust)
         };
         let evals = vec![
             e("m", "pgd", "train", 0.9, 0.7),
