@@ -290,12 +290,13 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
     let skipped = count(|o| matches!(o, Outcome::Skipped));
     let failed = summary.failed();
     let total = summary.outcomes.len();
-    let report = if a.dry_run || failed > 0 {
-        None
-    } else {
-        Some(materialize_report(&plan, &cache, &a.reports, !json)?)
-    };
+    let done = !a.dry_run && failed == 0;
     if json {
+        let report = if done {
+            Some(materialize_report(&plan, &cache, &a.reports, false)?)
+        } else {
+            None
+        };
         let stages: Vec<serde_json::Value> = summary
             .outcomes
             .iter()
@@ -319,6 +320,9 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         println!("{total} stages: {pending} would run, {cached} cached");
     } else {
         println!("{total} stages: {ran} ran, {cached} cached, {failed} failed, {skipped} skipped");
+        if done {
+            materialize_report(&plan, &cache, &a.reports, true)?;
+        }
     }
     if failed > 0 {
         bail!("{failed} stage(s) failed (see above); fix the cause and rerun: finished stages stay cached");
@@ -414,15 +418,7 @@ fn explain(cache_dir: &Path, a: ExplainArgs) -> Result<i32> {
     let inputs: Vec<(&String, &str, &String)> = n
         .inputs
         .iter()
-        .map(|(role, key)| {
-            let src = plan
-                .order
-                .iter()
-                .find(|&&i| plan.graph[i].key == *key)
-                .map(|&i| plan.graph[i].id.as_str())
-                .unwrap_or("?");
-            (role, src, key)
-        })
+        .map(|(role, key)| (role, plan.producer(ix, key).unwrap_or("?"), key))
         .collect();
     let entry = match &cache {
         Some(c) => match c.lookup(&n.key) {

@@ -21,7 +21,7 @@ pub fn autoattack(
     model: &dyn Model,
     x: &Tensor,
     y: &Tensor,
-    ms: &[(&'static str, &dyn Attack)],
+    ms: &[(&'static str, impl Attack)],
     seed: u64,
 ) -> Outcome {
     let n = x.size()[0];

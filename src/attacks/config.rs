@@ -730,10 +730,6 @@ impl AttackConfig {
                 version,
             } => {
                 let members = autoattack_members(*norm, *e, *version);
-                let members: Vec<(&'static str, &dyn Attack)> = members
-                    .iter()
-                    .map(|(n, c)| (*n, c as &dyn Attack))
-                    .collect();
                 return super::autoattack::autoattack(model, x, y, &members, seed);
             }
         };

@@ -180,15 +180,13 @@ fn warp(op: Op, m: f32, w: usize, h: usize) -> Option<Warp> {
     Some(match op {
         ShearX => Warp {
             center: corner,
-            angle: 0.0,
-            t: (0.0, 0.0),
             shear: (shear, 0.0),
+            ..Warp::IDENTITY
         },
         ShearY => Warp {
             center: corner,
-            angle: 0.0,
-            t: (0.0, 0.0),
             shear: (0.0, shear),
+            ..Warp::IDENTITY
         },
         TranslateX => Warp {
             t: (m.trunc() as f64, 0.0),

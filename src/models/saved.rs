@@ -58,7 +58,7 @@ impl SavedModel {
         let info = serde_json::from_slice(
             &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
         )
-        .with_context(|| format!("reading {}", path.display()))?;
+        .with_context(|| format!("parsing {}", path.display()))?;
         Ok(SavedModel {
             dir: dir.to_path_buf(),
             info,

@@ -458,6 +458,14 @@ impl Plan {
             .collect()
     }
 
+    /// The id of the stage producing input `key` of `ix`.
+    pub fn producer(&self, ix: NodeIndex, key: &str) -> Option<&str> {
+        self.deps(ix)
+            .into_iter()
+            .find(|&d| self.graph[d].key == key)
+            .map(|d| self.graph[d].id.as_str())
+    }
+
     /// Everything downstream of `ix`.
     pub fn descendants(&self, ix: NodeIndex) -> Vec<NodeIndex> {
         let mut dfs = petgraph::visit::Dfs::new(&self.graph, ix);

@@ -101,12 +101,7 @@ pub fn stage_state(
     }
     for (role, key) in &n.inputs {
         if old.inputs.get(role) != Some(key) {
-            let stage = plan
-                .deps(ix)
-                .into_iter()
-                .find(|&d| plan.graph[d].key == *key)
-                .map(|d| plan.graph[d].id.clone())
-                .unwrap_or_else(|| role.clone());
+            let stage = plan.producer(ix, key).unwrap_or(role).to_string();
             reasons.push(StaleReason::Input { stage });
         }
     }

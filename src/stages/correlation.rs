@@ -9,15 +9,13 @@
 //!   trained against (another norm, or a group).
 use super::inputs::{load_evals, Labels};
 use super::{write_json, StageContext, StageKind};
-use crate::analysis::correlation::{self, Output, Row};
+use crate::analysis::correlation::{self, Output, Row, OUTPUT};
 use crate::attacks::verdict::{self, EvalResult};
 use crate::report;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-
-pub use crate::analysis::correlation::OUTPUT;
 
 /// Fewer architectures than this get a warning.
 pub const MIN_ARCHS: usize = 6;
