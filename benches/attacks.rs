@@ -90,14 +90,17 @@ fn main() {
             ..Default::default()
         };
         f(&mut a);
-        AttackConfig::resolve(kind, &a, Use::Evaluation).unwrap()
+        AttackConfig::resolve(kind, &a).unwrap()
     };
     let pgd = cfg("pgd", &|a| {
-        a.steps = Some(steps);
-        a.step_size = Some(Real(alpha));
+        a.set("steps", steps).set("step_size", alpha);
     });
-    let apgd_ce = cfg("apgd-ce", &|a| a.steps = Some(apgd_steps));
-    let apgd_t = cfg("apgd-t", &|a| a.steps = Some(apgd_steps));
+    let apgd_ce = cfg("apgd-ce", &|a| {
+        a.set("steps", apgd_steps);
+    });
+    let apgd_t = cfg("apgd-t", &|a| {
+        a.set("steps", apgd_steps);
+    });
     let aa = cfg("autoattack", &|_| {});
     let time = |c: &AttackConfig, usage: Use| -> (f64, f64) {
         let mut best = f64::INFINITY;

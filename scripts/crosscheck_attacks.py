@@ -7,8 +7,9 @@ model.safetensors (robarch's weights), data.safetensors (`x` float32 [N,C,H,W] i
 int64 [N]) and request.json:
   {"threads": 1, "batch_size": 500,
    "pgd": [{"name", "norm": "Linf"|"L2", "eps", "alpha", "steps"}],        # torchattacks, no random start
+   "deepfool": [{"name", "steps", "overshoot"}],                           # torchattacks, ℓ2
    "aa":  [{"name", "norm", "eps", "version": "custom"|"standard", "attacks": [...], "seeds": [...]}]}
-Writes DIR/reference.safetensors (`pgd/<name>`: adversarial images; `aa/<name>/seed<s>`: uint8
+Writes DIR/reference.safetensors (`pgd/<name>`, `deepfool/<name>`: adversarial images; `aa/<name>/seed<s>`: uint8
 per-sample robust flags) and DIR/reference.json ({"clean_accuracy", "aa": {name: {"robust_accuracy":
 [per seed], "seconds": [per seed]}}}).
 """
@@ -65,6 +66,9 @@ def main():
         cls = torchattacks.PGD if p["norm"] == "Linf" else torchattacks.PGDL2
         atk = cls(model, eps=p["eps"], alpha=p["alpha"], steps=p["steps"], random_start=False)
         out[f"pgd/{p['name']}"] = torch.cat([atk(x[i:i + bs], y[i:i + bs]) for i in range(0, len(x), bs)]).contiguous()
+    for p in req.get("deepfool", []):
+        atk = torchattacks.DeepFool(model, steps=p["steps"], overshoot=p["overshoot"])
+        out[f"deepfool/{p['name']}"] = torch.cat([atk(x[i:i + bs], y[i:i + bs]) for i in range(0, len(x), bs)]).contiguous()
     from pyautoattack import AutoAttack
     for a in req.get("aa", []):
         accs, secs = [], []

@@ -675,8 +675,8 @@ fn ls(what: Registry) -> Result<i32> {
             }
         }
         Registry::Attacks => {
-            for (n, about) in attacks::REGISTRY {
-                println!("{n:<8} {about}");
+            for n in attacks::names() {
+                println!("{:<8} {}", n.name, n.about);
             }
         }
         Registry::Datasets => {

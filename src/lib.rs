@@ -1,8 +1,9 @@
 //! robarch: YAML experiment specs → a cached DAG of adversarial-robustness stages (data
 //! preparation, adversarial training, attacks, analyses, reports).
 //!
-//! Data flows one way: the [`spec`] is parsed and checked, [`plan`] turns it into stages with
-//! content keys, [`exec`] runs the missing ones into the [`cache`], each stage kind in [`stages`]
+//! Data flows one way: the [`spec`] is parsed, checked and resolved once into typed values
+//! ([`spec::Resolved`]), [`plan`] turns those into stages with content keys (each stage kind
+//! constructs itself), [`exec`] runs the missing ones into the [`cache`], each stage kind in [`stages`]
 //! calling the domain libraries, and the report stage writes tables through [`report`]. So the
 //! modules form layers; a module may import only modules of the layers below its own, top to
 //! bottom (`tests/it/layering.rs` checks this list against every import, and that no files import
@@ -10,8 +11,9 @@
 //!
 //! 1. `cli` — the command line
 //! 2. `exec` — the scheduler: runs a plan's missing stages, commits entries
-//! 3. `plan` — stages and their keys from a checked spec; the DAG
-//! 4. `spec` — the pipeline file: parsing, locations, validation (composes the domain specs)
+//! 3. `plan` — stages and their keys from a resolved spec; the DAG
+//! 4. `spec` — the pipeline file: parsing, locations, checks and resolution (composes the domain
+//!    specs, each owned by its domain module)
 //! 5. `stages` — one file per stage kind: inputs and outputs in the cache, calls into the domains
 //! 6. `report` — the paper's tables from stage results
 //! 7. `train` — adversarial training

@@ -98,6 +98,29 @@ pub const BOUNDS: &[&str] = &[
 /// Products of layer norms (log10), also reported as measures.
 pub const PRODUCTS: &[&str] = &["prod_spectral", "prod_fro", "prod_l1inf", "sum_l1"];
 
+/// What the `bounds` stage reports of a model (its summary and `bounds.json`). The report and the
+/// correlation read it typed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Output {
+    pub data: DataStats,
+    /// The attack in the network's input space: ε / min(std).
+    pub threat: Option<Threat>,
+    pub layers: usize,
+    /// [`PRODUCTS`] and [`BOUNDS`], log10 (`None` where undefined).
+    pub log10: BTreeMap<String, Option<f64>>,
+}
+
+impl Output {
+    /// Each product and bound as a report column `log10_<name>`, in table order.
+    pub fn measures(&self) -> Vec<(String, Option<f64>)> {
+        PRODUCTS
+            .iter()
+            .chain(BOUNDS)
+            .map(|n| (format!("log10_{n}"), self.log10.get(*n).copied().flatten()))
+            .collect()
+    }
+}
+
 fn log10_sum(it: impl Iterator<Item = f64>) -> Option<f64> {
     let mut s = 0.0;
     for v in it {

@@ -67,9 +67,71 @@ pub struct Aggregate {
     pub numel: i64,
     /// Tensors counted.
     pub tensors: usize,
+    /// NaN (written `null`) where undefined, e.g. for weights that are all zero.
+    #[serde(deserialize_with = "nan_if_null")]
     pub hoyer: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub l1_over_l2: f64,
+    #[serde(deserialize_with = "nan_if_null_map")]
     pub below: BTreeMap<String, f64>,
+}
+
+/// JSON writes a NaN as `null`; read it back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+fn nan_if_null_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, f64>, D::Error> {
+    let m = BTreeMap::<String, Option<f64>>::deserialize(d)?;
+    Ok(m.into_iter()
+        .map(|(k, v)| (k, v.unwrap_or(f64::NAN)))
+        .collect())
+}
+
+/// `Some(v)` unless `v` is NaN.
+fn defined(v: f64) -> Option<f64> {
+    (!v.is_nan()).then_some(v)
+}
+
+/// What the `sparsity` stage reports of a model (its summary): the whole-model and per-layer-type
+/// aggregates. The report and the correlation read it typed, so a renamed field fails the read.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub overall: Aggregate,
+    pub by_type: BTreeMap<String, Aggregate>,
+}
+
+impl Summary {
+    /// The whole-model measures as report columns: `hoyer`, `l1_over_l2`, `below_<threshold>`.
+    pub fn overall_measures(&self) -> Vec<(String, Option<f64>)> {
+        let o = &self.overall;
+        let mut values = vec![
+            ("hoyer".to_string(), defined(o.hoyer)),
+            ("l1_over_l2".to_string(), defined(o.l1_over_l2)),
+        ];
+        values.extend(
+            o.below
+                .iter()
+                .map(|(k, v)| (format!("below_{k}"), defined(*v))),
+        );
+        values
+    }
+
+    /// Hoyer per layer type as report columns `hoyer_<type>` (`None` where the model has no such
+    /// layer), in [`LAYER_TYPES`] order.
+    pub fn hoyer_by_type(&self) -> Vec<(String, Option<f64>)> {
+        LAYER_TYPES
+            .iter()
+            .map(|lt| {
+                (
+                    format!("hoyer_{lt}"),
+                    self.by_type.get(*lt).and_then(|a| defined(a.hoyer)),
+                )
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

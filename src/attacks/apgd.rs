@@ -10,15 +10,22 @@
 //! work; per-sample ε; the ℓ1 projection is our exact f64 one (AutoAttack's float32 version
 //! overshoots ε by up to 1e-4); random draws come from our seeded streams, not the global RNG.
 use super::project::{self, col};
-use super::{draw, loss, loss_grad, on_robust_points, ranked_class, select, Model, Reduce};
-use crate::vocab::Norm;
+use super::{
+    draw, loss, loss_grad, on_robust_points, outcome, radii, ranked_class, select, Attack,
+    AttackType, Fields, Model, Name, Outcome, Reduce, Use,
+};
+use crate::vocab::{Norm, Problem};
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// APGD's loss; written `ce`, `dlr` and `dlr-t` in specs and keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ApgdLoss {
     Ce,
     Dlr,
     /// Targeted DLR over the `targets` most likely classes after `y` (APGD-T).
+    #[serde(rename = "dlr-t")]
     DlrTargeted,
 }
 
@@ -442,6 +449,135 @@ fn large_eps_run(
         last = Some(res);
     }
     last.expect("three phases")
+}
+
+/// A resolved APGD entry (`apgd`, `apgd-ce`, `apgd-dlr`, `apgd-t`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Apgd {
+    pub norm: Norm,
+    pub eps: f64,
+    pub steps: usize,
+    pub restarts: usize,
+    pub loss: ApgdLoss,
+    pub targets: usize,
+    pub rho: f64,
+    pub large_eps: bool,
+}
+
+impl Apgd {
+    /// The run parameters.
+    pub fn params(&self) -> ApgdParams {
+        ApgdParams {
+            norm: self.norm,
+            steps: self.steps,
+            restarts: self.restarts,
+            loss: self.loss,
+            targets: self.targets,
+            rho: self.rho,
+            large_eps: self.large_eps,
+        }
+    }
+}
+
+impl AttackType for Apgd {
+    const NAMES: &'static [Name] = &[
+        Name::new(
+            "apgd",
+            "auto-PGD, ℓ∞/ℓ2/ℓ1, loss ce, dlr or dlr-t (Croce & Hein 2020, 2021)",
+            &["steps", "restarts", "loss", "targets", "rho", "large_eps"],
+        ),
+        Name::new(
+            "apgd-ce",
+            "APGD on cross-entropy",
+            &["steps", "restarts", "rho", "large_eps"],
+        ),
+        Name::new(
+            "apgd-dlr",
+            "APGD on the DLR loss",
+            &["steps", "restarts", "rho", "large_eps"],
+        ),
+        Name::new(
+            "apgd-t",
+            "targeted APGD on the DLR loss over the top `targets` classes",
+            &["steps", "targets", "rho", "large_eps"],
+        ),
+    ];
+    fn resolve(f: &Fields) -> Result<Self, Problem> {
+        let loss = match f.name {
+            "apgd-ce" => ApgdLoss::Ce,
+            "apgd-dlr" => ApgdLoss::Dlr,
+            "apgd-t" => ApgdLoss::DlrTargeted,
+            _ => match f.choice("loss", &["ce", "dlr", "dlr-t"], "ce", "APGD loss")? {
+                "dlr" => ApgdLoss::Dlr,
+                "dlr-t" => ApgdLoss::DlrTargeted,
+                _ => ApgdLoss::Ce,
+            },
+        };
+        let targeted = loss == ApgdLoss::DlrTargeted;
+        if f.has("targets") && !targeted {
+            return Err(Problem::at("targets", "applies to the targeted loss only")
+                .hint("use `type: apgd-t` or `loss: dlr-t`"));
+        }
+        if targeted && f.has("restarts") {
+            return Err(Problem::at("restarts", "APGD-T runs once per target class")
+                .hint("set `targets` instead"));
+        }
+        let rho = f.real("rho")?.unwrap_or(0.75);
+        if !(0.0..=1.0).contains(&rho) {
+            return Err(Problem::at("rho", format!("{rho} is not in [0, 1]")));
+        }
+        Ok(Apgd {
+            norm: f.norm(),
+            eps: f.eps,
+            steps: f.count("steps", 100)?,
+            restarts: f.count("restarts", 1)?,
+            targets: f.count("targets", 9)?,
+            rho,
+            large_eps: f.get("large_eps")?.unwrap_or(false),
+            loss,
+        })
+    }
+}
+
+impl Attack for Apgd {
+    fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, _: Use) -> Outcome {
+        let classes = super::classes(model, x);
+        let needed = match self.loss {
+            ApgdLoss::Ce => 2,
+            ApgdLoss::Dlr => 3,
+            ApgdLoss::DlrTargeted => 4,
+        };
+        if classes < needed {
+            let mut o = outcome(x.shallow_clone());
+            o.notes.push(format!(
+                "skipped: the DLR loss needs at least {needed} classes, the model has {classes}"
+            ));
+            return o;
+        }
+        let mut zero = 0;
+        let mut o = outcome(apgd(
+            model,
+            x,
+            y,
+            &radii(x, self.eps),
+            &self.params(),
+            seed,
+            &mut zero,
+        ));
+        if zero > 0 {
+            o.notes.push(format!("the DLR gradient was exactly zero at the start of {zero} runs (points × restarts or targets): a sign of gradient masking (AutoAttack check_zero_gradients)"));
+        }
+        o
+    }
+    fn eps(&self) -> f64 {
+        self.eps
+    }
+    fn norm(&self) -> Option<Norm> {
+        Some(self.norm)
+    }
+    fn set_eps(&mut self, e: f64) {
+        self.eps = e;
+    }
 }
 
 #[cfg(test)]

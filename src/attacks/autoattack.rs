@@ -11,19 +11,140 @@
 //! APGD and FAB run 100 iterations, Square 5000 queries with `p_init` 0.8 and the margin loss.
 //! Targets are capped at classes − 1; DLR members are skipped (with a note) below 3/4 classes.
 //!
-//! The members are built by `config::autoattack_members`; this file only runs a composition.
-use super::{correct, on_robust_points, Attack, AttackClass, Model, Outcome, Use};
+use super::apgd::{Apgd, ApgdLoss};
+use super::fab::Fab;
+use super::square::{Square, SquareLoss};
+use super::{
+    correct, on_robust_points, Attack, AttackClass, AttackType, Fields, Model, Name, Outcome, Use,
+};
+use crate::vocab::{Norm, Problem};
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
+
+/// The composition: `standard` (the leaderboard's) or `plus` (more restarts and members).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Version {
+    Standard,
+    Plus,
+}
+
+/// A resolved `autoattack` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AutoAttack {
+    pub norm: Norm,
+    pub eps: f64,
+    pub version: Version,
+}
+
+impl AttackType for AutoAttack {
+    const NAMES: &'static [Name] = &[
+        Name::new(
+            "autoattack",
+            "AutoAttack `standard` or `plus`: each member on the points still robust (Croce & Hein 2020)",
+            &["version"],
+        ),
+        Name::new("aa", "alias of autoattack", &["version"]),
+    ];
+    fn resolve(f: &Fields) -> Result<Self, Problem> {
+        Ok(AutoAttack {
+            norm: f.norm(),
+            eps: f.eps,
+            version: match f.choice(
+                "version",
+                &["standard", "plus"],
+                "standard",
+                "AutoAttack version",
+            )? {
+                "plus" => Version::Plus,
+                _ => Version::Standard,
+            },
+        })
+    }
+}
+
+impl Attack for AutoAttack {
+    fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, _: Use) -> Outcome {
+        autoattack(
+            model,
+            x,
+            y,
+            &members(self.norm, self.eps, self.version),
+            seed,
+        )
+    }
+    fn eps(&self) -> f64 {
+        self.eps
+    }
+    fn norm(&self) -> Option<Norm> {
+        Some(self.norm)
+    }
+    fn set_eps(&mut self, e: f64) {
+        self.eps = e;
+    }
+}
+
+/// A named member of a composition.
+pub type Member = (&'static str, Box<dyn Attack>);
+
+/// The members of an AutoAttack composition, in order, with their names.
+pub fn members(norm: Norm, eps: f64, version: Version) -> Vec<Member> {
+    let l1 = norm == Norm::L1;
+    let apgd = |loss, restarts, targets| -> Box<dyn Attack> {
+        Box::new(Apgd {
+            norm,
+            eps,
+            steps: 100,
+            restarts,
+            loss,
+            targets,
+            rho: 0.75,
+            large_eps: l1 && version == Version::Standard,
+        })
+    };
+    let fab = |restarts, targets| -> Box<dyn Attack> {
+        Box::new(Fab {
+            norm,
+            eps,
+            steps: 100,
+            restarts,
+            targets,
+        })
+    };
+    let square = || -> Box<dyn Attack> {
+        Box::new(Square {
+            norm,
+            eps,
+            queries: 5000,
+            p_init: 0.8,
+            restarts: 1,
+            loss: SquareLoss::Margin,
+        })
+    };
+    match version {
+        Version::Standard => vec![
+            ("apgd-ce", apgd(ApgdLoss::Ce, if l1 { 5 } else { 1 }, 9)),
+            (
+                "apgd-t",
+                apgd(ApgdLoss::DlrTargeted, 1, if l1 { 5 } else { 9 }),
+            ),
+            ("fab-t", fab(1, Some(9))),
+            ("square", square()),
+        ],
+        Version::Plus => vec![
+            ("apgd-ce", apgd(ApgdLoss::Ce, 5, 9)),
+            ("apgd-dlr", apgd(ApgdLoss::Dlr, 5, 9)),
+            ("fab", fab(5, None)),
+            ("square", square()),
+            ("apgd-t", apgd(ApgdLoss::DlrTargeted, 1, 9)),
+            ("fab-t", fab(1, Some(9))),
+        ],
+    }
+}
 
 /// Runs the composition `ms` (named members, in order); `broken_by[i]` is the index of the first
 /// member that broke point i (−1 where none did, or the point was misclassified clean).
-pub fn autoattack(
-    model: &dyn Model,
-    x: &Tensor,
-    y: &Tensor,
-    ms: &[(&'static str, impl Attack)],
-    seed: u64,
-) -> Outcome {
+pub fn autoattack(model: &dyn Model, x: &Tensor, y: &Tensor, ms: &[Member], seed: u64) -> Outcome {
     let n = x.size()[0];
     let mut broken_by = Tensor::full([n], -1, (Kind::Int64, x.device()));
     let mut notes = Vec::new();

@@ -5,8 +5,9 @@
 //! and up (×10 until bracketed) after a failure. For *bounded* robust accuracy a point counts as
 //! broken only if its smallest adversarial has ‖δ‖₂ ≤ ε; elsewhere the clean point is returned.
 use super::project::{self, col};
-use super::{loss, select, Model};
-use crate::vocab::Norm;
+use super::{loss, outcome, radii, select, Attack, AttackType, Fields, Model, Name, Outcome, Use};
+use crate::vocab::{Norm, Problem};
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +92,60 @@ pub fn cw(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor, p: &CwParams)
             <= f64::try_from(eps.max()).unwrap_or(0.0) * (1.0 + 1e-5) + 1e-6
     );
     out
+}
+
+/// A resolved `cw` entry (ℓ2 only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cw {
+    pub eps: f64,
+    pub steps: usize,
+    pub lr: f64,
+    pub c: f64,
+    pub binary_search_steps: usize,
+    pub kappa: f64,
+}
+
+impl AttackType for Cw {
+    const NAMES: &'static [Name] = &[Name::new(
+        "cw",
+        "Carlini–Wagner ℓ2 with binary search over c; broken only if ‖δ‖₂ ≤ ε (2017)",
+        &["steps", "lr", "c", "binary_search_steps", "kappa"],
+    )];
+    fn resolve(f: &Fields) -> Result<Self, Problem> {
+        if f.spec.norm.is_some() {
+            f.norm_in(&[Norm::L2], "ℓ2")?;
+        }
+        Ok(Cw {
+            eps: f.eps,
+            steps: f.count("steps", 100)?,
+            lr: f.positive("lr", 0.01)?,
+            c: f.positive("c", 0.1)?,
+            binary_search_steps: f.count("binary_search_steps", 5)?,
+            kappa: f.real("kappa")?.unwrap_or(0.0),
+        })
+    }
+}
+
+impl Attack for Cw {
+    fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: u64, _: Use) -> Outcome {
+        let p = CwParams {
+            steps: self.steps,
+            lr: self.lr,
+            c: self.c,
+            binary_search_steps: self.binary_search_steps,
+            kappa: self.kappa,
+        };
+        outcome(cw(model, x, y, &radii(x, self.eps), &p))
+    }
+    fn eps(&self) -> f64 {
+        self.eps
+    }
+    fn norm(&self) -> Option<Norm> {
+        Some(Norm::L2)
+    }
+    fn set_eps(&mut self, e: f64) {
+        self.eps = e;
+    }
 }
 
 #[cfg(test)]

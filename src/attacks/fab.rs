@@ -22,8 +22,12 @@
 //!   subsets of rows; rows are independent, so the results are the same (the tests compare with
 //!   outputs of the reference on fixed inputs).
 use super::project::{self, col};
-use super::{draw, loss_grad, on_robust_points, ranked_class, Model, Reduce};
-use crate::vocab::Norm;
+use super::{
+    draw, loss_grad, on_robust_points, outcome, radii, ranked_class, Attack, AttackType, Fields,
+    Model, Name, Outcome, Reduce, Use,
+};
+use crate::vocab::{Norm, Problem};
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy)]
@@ -420,6 +424,75 @@ pub(crate) fn projection_l1(points: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
     let d_2 = (&d * u3).scatter(1, &idx, &alpha);
     let d = d_2.where_self(&c2.unsqueeze(1), &d);
     d * w.abs().gt(1e-8).to_kind(k)
+}
+
+/// A resolved FAB entry (`fab`, `fab-t`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fab {
+    pub norm: Norm,
+    pub eps: f64,
+    pub steps: usize,
+    pub restarts: usize,
+    /// `None`: untargeted FAB; `Some(k)`: FAB-T over the top k classes after the true one.
+    pub targets: Option<usize>,
+}
+
+impl Fab {
+    /// The run parameters, with AutoAttack's α_max, η and β.
+    pub fn params(&self) -> FabParams {
+        FabParams {
+            norm: self.norm,
+            steps: self.steps,
+            restarts: self.restarts,
+            targets: self.targets,
+            alpha_max: 0.1,
+            eta: 1.05,
+            beta: 0.9,
+        }
+    }
+}
+
+impl AttackType for Fab {
+    const NAMES: &'static [Name] = &[
+        Name::new(
+            "fab",
+            "fast adaptive boundary attack, untargeted, ℓ∞/ℓ2/ℓ1: minimum-norm, broken if ‖δ‖ ≤ ε (Croce & Hein 2020)",
+            &["steps", "restarts"],
+        ),
+        Name::new(
+            "fab-t",
+            "targeted FAB over the top `targets` classes",
+            &["steps", "restarts", "targets"],
+        ),
+    ];
+    fn resolve(f: &Fields) -> Result<Self, Problem> {
+        Ok(Fab {
+            norm: f.norm(),
+            eps: f.eps,
+            steps: f.count("steps", 100)?,
+            restarts: f.count("restarts", 1)?,
+            targets: if f.name == "fab-t" {
+                Some(f.count("targets", 9)?)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+impl Attack for Fab {
+    fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, _: Use) -> Outcome {
+        outcome(fab(model, x, y, &radii(x, self.eps), &self.params(), seed))
+    }
+    fn eps(&self) -> f64 {
+        self.eps
+    }
+    fn norm(&self) -> Option<Norm> {
+        Some(self.norm)
+    }
+    fn set_eps(&mut self, e: f64) {
+        self.eps = e;
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,50 @@
 //! FGSM (Goodfellow et al. 2015): one signed-gradient step of size ε on the batch-mean
 //! cross-entropy, clipped to [0,1] (torchattacks `FGSM`).
 use super::project::col;
-use super::{input_grad, Model};
+use super::{
+    input_grad, outcome, radii, Attack, AttackClass, AttackType, Fields, Model, Name, Outcome, Use,
+};
+use crate::vocab::{Norm, Problem};
+use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 pub fn fgsm(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor) -> Tensor {
     let g = input_grad(model, x, y);
     tch::no_grad(|| (x + g.sign() * col(eps, x)).clamp(0.0, 1.0))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fgsm {
+    pub eps: f64,
+}
+
+impl AttackType for Fgsm {
+    const NAMES: &'static [Name] = &[Name::new(
+        "fgsm",
+        "fast gradient sign method, ℓ∞ (Goodfellow et al. 2015)",
+        &[],
+    )];
+    fn resolve(f: &Fields) -> Result<Self, Problem> {
+        f.norm_in(&[Norm::Linf], "ℓ∞")
+            .map_err(|p| p.hint("use `type: pgd, norm: l2, steps: 1`"))?;
+        Ok(Fgsm { eps: f.eps })
+    }
+}
+
+impl Attack for Fgsm {
+    fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: u64, _: Use) -> Outcome {
+        outcome(fgsm(model, x, y, &radii(x, self.eps)))
+    }
+    fn class(&self) -> AttackClass {
+        AttackClass::SingleStep
+    }
+    fn eps(&self) -> f64 {
+        self.eps
+    }
+    fn norm(&self) -> Option<Norm> {
+        Some(Norm::Linf)
+    }
+    fn set_eps(&mut self, e: f64) {
+        self.eps = e;
+    }
 }

@@ -4,7 +4,12 @@
 //! [0,1]. No random start. In evaluation, points leave the batch at their first misclassified
 //! iterate (kept), as in PGD.
 use super::project;
-use super::{loss, loss_grad, Model, Reduce};
+use super::{
+    loss, loss_grad, outcome, radii, scale_with_eps, Attack, AttackType, Fields, Model, Name,
+    Outcome, Reduce, Use,
+};
+use crate::vocab::{Norm, Problem};
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy)]
@@ -66,10 +71,58 @@ pub fn mim(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor, p: &MimParam
     out
 }
 
+/// A resolved `mim` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mim {
+    pub eps: f64,
+    pub steps: usize,
+    pub step_size: f64,
+    pub decay: f64,
+}
+
+impl AttackType for Mim {
+    const NAMES: &'static [Name] = &[Name::new(
+        "mim",
+        "momentum iterative FGSM, ℓ∞ (Dong et al. 2018)",
+        &["steps", "step_size", "decay"],
+    )];
+    fn resolve(f: &Fields) -> Result<Self, Problem> {
+        f.norm_in(&[Norm::Linf], "ℓ∞")?;
+        let steps = f.count("steps", 10)?;
+        Ok(Mim {
+            eps: f.eps,
+            steps,
+            step_size: f.positive("step_size", f.eps / steps as f64)?,
+            decay: f.real("decay")?.unwrap_or(1.0),
+        })
+    }
+}
+
+impl Attack for Mim {
+    fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: u64, usage: Use) -> Outcome {
+        let p = MimParams {
+            steps: self.steps,
+            step_size: self.step_size,
+            decay: self.decay,
+            early_stop: usage == Use::Evaluation,
+        };
+        outcome(mim(model, x, y, &radii(x, self.eps), &p))
+    }
+    fn eps(&self) -> f64 {
+        self.eps
+    }
+    fn norm(&self) -> Option<Norm> {
+        Some(Norm::Linf)
+    }
+    fn set_eps(&mut self, e: f64) {
+        scale_with_eps(&mut self.step_size, self.eps, e);
+        self.eps = e;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vocab::Norm;
     use tch::Device;
 
     #[test]

@@ -1,11 +1,15 @@
 //! Adversarial attacks on [0,1] inputs with per-sample radii: the shared model interface and
-//! gradient helper, configuration (defaults and validation, in `config`), and one file per attack.
-//! Update rules follow the reference libraries (docs/attacks.md, "Reference update rules");
-//! docs/attacks.md also lists every attack's fields and defaults.
+//! gradient helper, and one file per attack. Each attack file owns its typed parameters (the
+//! resolved form that stage keys hash), how they are read from the spec with their defaults and
+//! checks ([`AttackType`]), and how the attack runs ([`Attack`]); `config` holds the registry, one
+//! line per attack type. Update rules follow the reference libraries (docs/attacks.md, "Reference
+//! update rules"); docs/attacks.md also lists every attack's fields and defaults.
 pub mod apgd;
 pub mod autoattack;
+pub mod clean;
 pub mod config;
 pub mod cw;
+pub mod deepfool;
 pub mod fab;
 pub mod fgsm;
 pub mod loss;
@@ -16,9 +20,11 @@ pub mod spec;
 pub mod square;
 pub mod verdict;
 
-pub use config::{kind_for, AttackConfig, REGISTRY};
+pub use config::{kind_for, names, AttackConfig};
+pub use spec::Fields;
 
 use crate::models::Network;
+use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -40,10 +46,85 @@ pub enum AttackClass {
     BlackBox,
 }
 
-/// An attack that can be run on a batch: what a composition (AutoAttack) needs of its members.
+/// A resolved attack: what evaluation, training and a composition (AutoAttack) need of it.
 pub trait Attack {
+    /// Runs the attack on a batch of points (in evaluation, only the clean-correct ones); `seed`
+    /// drives every random draw.
     fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome;
-    fn class(&self) -> AttackClass;
+    /// How the attack uses the model (gradient-masking checks); most attacks are iterative.
+    fn class(&self) -> AttackClass {
+        AttackClass::Iterative
+    }
+    /// The configured radius (0 for `clean`).
+    fn eps(&self) -> f64;
+    /// The threat model's norm (`None` for `clean`).
+    fn norm(&self) -> Option<Norm>;
+    /// Moves the attack to radius `e`; parameters that are fractions of ε (step sizes) scale with
+    /// it, so a curve point is the same attack at another radius.
+    fn set_eps(&mut self, e: f64);
+}
+
+/// An attack type as the registry (`config.rs`) lists it: the names it answers to and how a spec
+/// entry becomes its typed parameters.
+pub trait AttackType: Attack + Sized {
+    /// Registry names of this type; several when a name presets fields (`apgd-t` is APGD with the
+    /// targeted loss).
+    const NAMES: &'static [Name];
+    /// Reads the type's fields from `f` (the entry resolved to `f.name`), fills the defaults and
+    /// checks them. Problems are relative to the entry (`Problem::at(field, …)`).
+    fn resolve(f: &Fields) -> Result<Self, Problem>;
+}
+
+/// One registry name: its one-line description (`robarch ls attacks`) and the type's own fields
+/// it reads besides `type`, `norm`, `eps` and `curve` (any other field set is an error).
+#[derive(Debug)]
+pub struct Name {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub fields: &'static [&'static str],
+    /// Whether the entry needs a radius (`eps`); only `clean` does not.
+    pub radius: bool,
+}
+
+impl Name {
+    pub const fn new(
+        name: &'static str,
+        about: &'static str,
+        fields: &'static [&'static str],
+    ) -> Self {
+        Self {
+            name,
+            about,
+            fields,
+            radius: true,
+        }
+    }
+}
+
+/// Number of classes the model outputs (one forward on one point).
+pub fn classes(model: &dyn Model, x: &Tensor) -> i64 {
+    tch::no_grad(|| model.logits(&x.narrow(0, 0, x.size()[0].min(1)))).size()[1]
+}
+
+/// Per-sample radii `[N]` for a batch `x`, all `eps`.
+pub fn radii(x: &Tensor, eps: f64) -> Tensor {
+    Tensor::full([x.size()[0]], eps, (Kind::Float, x.device()))
+}
+
+/// `*s *= new / old` when `old > 0`: a parameter that is a fraction of ε follows it to a new radius.
+pub fn scale_with_eps(s: &mut f64, old: f64, new: f64) {
+    if old > 0.0 {
+        *s *= new / old
+    }
+}
+
+/// An outcome with no composition details.
+pub fn outcome(adv: Tensor) -> Outcome {
+    Outcome {
+        adv,
+        broken_by: None,
+        notes: Vec::new(),
+    }
 }
 
 /// A classifier attacked: [0,1] images in, logits out. Implemented by [`Net`] and by closures
@@ -177,7 +258,7 @@ pub fn evaluate_batch(
     // At ε = 0 (the first point of an ε-curve) no attack can move a point, so the robust points
     // are the clean-correct ones by definition; scoring the clean subset again in a batch of
     // another shape could flip a near-tied prediction (GEMM blocking depends on the batch size).
-    if matches!(attack, AttackConfig::Clean) || attack.eps() == 0.0 || idx.size()[0] == 0 {
+    if matches!(attack, AttackConfig::Clean(_)) || attack.eps() == 0.0 || idx.size()[0] == 0 {
         return BatchEval {
             robust: clean.shallow_clone(),
             clean,

@@ -17,8 +17,11 @@
 //! follow exactly the reference trajectory. In training every point takes every step and the last
 //! iterate is returned (highest loss over restarts).
 use super::project::{self, col};
-use super::{draw, loss, loss_grad, Model, Reduce};
-use crate::vocab::Norm;
+use super::{
+    draw, loss, loss_grad, outcome, radii, scale_with_eps, Attack, AttackClass, AttackType, Fields,
+    Model, Name, Outcome, Reduce, Use,
+};
+use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
@@ -203,6 +206,125 @@ pub fn pgd(
         }
     }
     out
+}
+
+/// A resolved `pgd` entry (docs/attacks.md, "pgd").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pgd {
+    pub norm: Norm,
+    pub eps: f64,
+    pub steps: usize,
+    pub step_size: f64,
+    pub random_start: bool,
+    pub restarts: usize,
+    pub loss: PgdLoss,
+    /// Only for ℓ1.
+    pub l1_step: Option<L1Step>,
+}
+
+impl Pgd {
+    /// The run parameters; `early_stop` in evaluation.
+    pub fn params(&self, early_stop: bool) -> PgdParams {
+        PgdParams {
+            norm: self.norm,
+            steps: self.steps,
+            step_size: self.step_size,
+            random_start: self.random_start,
+            restarts: self.restarts,
+            loss: self.loss,
+            l1: self.l1_step.unwrap_or(L1Step::Dense),
+            early_stop,
+        }
+    }
+}
+
+impl AttackType for Pgd {
+    const NAMES: &'static [Name] = &[Name::new(
+        "pgd",
+        "projected gradient descent, ℓ∞/ℓ2/ℓ1 (SLIDE or dense ℓ1), CE or CW loss, restarts (Madry et al. 2018)",
+        &[
+            "steps",
+            "step_size",
+            "random_start",
+            "restarts",
+            "loss",
+            "kappa",
+            "l1_step",
+            "percentile",
+        ],
+    )];
+    fn resolve(f: &Fields) -> Result<Self, Problem> {
+        let (norm, eps) = (f.norm(), f.eps);
+        let steps = f.count("steps", 10)?;
+        let loss = match f.choice("loss", &["ce", "cw"], "ce", "PGD loss")? {
+            "cw" => PgdLoss::Cw {
+                kappa: f.real("kappa")?.unwrap_or(0.0),
+            },
+            _ if f.has("kappa") => {
+                return Err(Problem::at("kappa", "applies to `loss: cw` only")
+                    .hint("set `loss: cw` or remove it"))
+            }
+            _ => PgdLoss::Ce,
+        };
+        let l1_step = match (norm, f.has("l1_step")) {
+            (Norm::L1, _) => match f.choice("l1_step", &["slide", "dense"], "slide", "ℓ1 step")? {
+                "slide" => {
+                    let p = f.real("percentile")?.unwrap_or(99.0);
+                    if !(0.0..100.0).contains(&p) {
+                        return Err(Problem::at("percentile", format!("{p} is not in [0, 100)"))
+                            .hint("e.g. 99 moves the top 1% of coordinates"));
+                    }
+                    Some(L1Step::Slide { percentile: p })
+                }
+                _ if f.has("percentile") => {
+                    return Err(Fields::remove(
+                        "percentile",
+                        "applies to `l1_step: slide` only",
+                    ))
+                }
+                _ => Some(L1Step::Dense),
+            },
+            (_, true) => return Err(Fields::remove("l1_step", "applies to `norm: l1` only")),
+            (_, false) if f.has("percentile") => {
+                return Err(Fields::remove("percentile", "applies to `norm: l1` only"))
+            }
+            _ => None,
+        };
+        Ok(Pgd {
+            norm,
+            eps,
+            steps,
+            step_size: f.positive("step_size", 2.5 * eps / steps as f64)?,
+            random_start: f.get("random_start")?.unwrap_or(true),
+            restarts: f.count("restarts", 1)?,
+            loss,
+            l1_step,
+        })
+    }
+}
+
+impl Attack for Pgd {
+    fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome {
+        let p = self.params(usage == Use::Evaluation);
+        outcome(pgd(model, x, y, &radii(x, self.eps), &p, seed))
+    }
+    fn class(&self) -> AttackClass {
+        if self.steps == 1 {
+            AttackClass::SingleStep
+        } else {
+            AttackClass::Iterative
+        }
+    }
+    fn eps(&self) -> f64 {
+        self.eps
+    }
+    fn norm(&self) -> Option<Norm> {
+        Some(self.norm)
+    }
+    fn set_eps(&mut self, e: f64) {
+        scale_with_eps(&mut self.step_size, self.eps, e);
+        self.eps = e;
+    }
 }
 
 #[cfg(test)]

@@ -31,12 +31,18 @@
 //! - The targeted mode (unused by AutoAttack's standard version) is not ported. A run with no
 //!   robust point left stops (the reference runs one step on an empty batch, then stops).
 use super::project::{self, col};
-use super::{correct, draw, loss, on_robust_points, select, Model};
-use crate::vocab::Norm;
+use super::{
+    correct, draw, loss, on_robust_points, outcome, radii, select, Attack, AttackClass, AttackType,
+    Fields, Model, Name, Outcome, Use,
+};
+use crate::vocab::{Norm, Problem};
+use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-/// What the search minimises: the margin `z_y − max_{i≠y} z_i` (AutoAttack's choice) or −CE.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What the search minimises: the margin `z_y − max_{i≠y} z_i` (AutoAttack's choice) or −CE;
+/// written `margin` and `ce` in specs and keys.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SquareLoss {
     Margin,
     Ce,
@@ -432,6 +438,82 @@ pub fn square(
         let fooled = correct(model, &run.x_best, &ys).logical_not();
         (run.x_best, fooled)
     })
+}
+
+/// A resolved `square` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Square {
+    pub norm: Norm,
+    pub eps: f64,
+    pub queries: usize,
+    pub p_init: f64,
+    pub restarts: usize,
+    pub loss: SquareLoss,
+}
+
+impl Square {
+    /// The run parameters (AutoAttack's schedule, not stretched to `queries`).
+    pub fn params(&self) -> SquareParams {
+        SquareParams {
+            norm: self.norm,
+            queries: self.queries,
+            p_init: self.p_init,
+            restarts: self.restarts,
+            loss: self.loss,
+            rescale_schedule: false,
+        }
+    }
+}
+
+impl AttackType for Square {
+    const NAMES: &'static [Name] = &[Name::new(
+        "square",
+        "Square attack: score-based random search, no gradients, ℓ∞/ℓ2/ℓ1 (Andriushchenko et al. 2020)",
+        &["queries", "p_init", "restarts", "loss"],
+    )];
+    fn resolve(f: &Fields) -> Result<Self, Problem> {
+        let p_init = f.real("p_init")?.unwrap_or(0.8);
+        if !(p_init > 0.0 && p_init <= 1.0) {
+            return Err(Problem::at("p_init", format!("{p_init} is not in (0, 1]"))
+                .hint("the initial fraction of pixels a window covers; AutoAttack uses 0.8"));
+        }
+        Ok(Square {
+            norm: f.norm(),
+            eps: f.eps,
+            queries: f.count("queries", 5000)?,
+            p_init,
+            restarts: f.count("restarts", 1)?,
+            loss: match f.choice("loss", &["margin", "ce"], "margin", "Square loss")? {
+                "ce" => SquareLoss::Ce,
+                _ => SquareLoss::Margin,
+            },
+        })
+    }
+}
+
+impl Attack for Square {
+    fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, _: Use) -> Outcome {
+        outcome(square(
+            model,
+            x,
+            y,
+            &radii(x, self.eps),
+            &self.params(),
+            seed,
+        ))
+    }
+    fn class(&self) -> AttackClass {
+        AttackClass::BlackBox
+    }
+    fn eps(&self) -> f64 {
+        self.eps
+    }
+    fn norm(&self) -> Option<Norm> {
+        Some(self.norm)
+    }
+    fn set_eps(&mut self, e: f64) {
+        self.eps = e;
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 pub mod autoaugment;
 pub mod geometric;
 
+use crate::vocab::Problem;
 use serde::{Deserialize, Serialize};
 
 /// One uint8 image, channels × height × width, row-major.
@@ -92,9 +93,9 @@ impl Augment {
         serde_yaml::from_value(tagged).map_err(|e| e.to_string())
     }
 
-    /// Checks option ranges; returns the offending field and a message.
-    pub fn check(&self) -> Result<(), (String, String)> {
-        let bad = |f: &str, m: String| Err((f.to_string(), m));
+    /// Checks option ranges; the problem is relative to the step's options.
+    pub fn check(&self) -> Result<(), Problem> {
+        let bad = |f: &str, m: String| Err(Problem::at(f, m));
         match self {
             Augment::Hflip { p } if !(0.0..=1.0).contains(p) => {
                 bad("p", format!("{p} is not a probability"))

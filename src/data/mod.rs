@@ -249,17 +249,8 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<Resolved, Vec<Problem>> {
     }
     let syn = (kind == SourceKind::Synthetic).then(|| ds.synthetic.clone().unwrap_or_default());
     if let Some(s) = &syn {
-        if let Err((field, msg)) = s.check() {
-            problems.push(mk(
-                vec![
-                    "datasets".into(),
-                    name.into(),
-                    "synthetic".into(),
-                    field.into(),
-                ],
-                msg,
-                None,
-            ));
+        if let Err(p) = s.check() {
+            problems.push(p.under(&["datasets", name, "synthetic"]));
         }
     }
     if !problems.is_empty() {

@@ -3,6 +3,7 @@
 //! Each class is a fixed random pattern of Gaussian blobs per channel; an image is its class pattern
 //! shifted by a random offset, plus pixel noise. Learnable but not trivial, and fully seeded.
 use super::RawSplit;
+use crate::vocab::Problem;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -55,21 +56,22 @@ impl Default for SyntheticSpec {
 }
 
 impl SyntheticSpec {
-    pub fn check(&self) -> Result<(), (&'static str, String)> {
+    /// Checks the sizes and ranges; the problem is relative to the `synthetic:` options.
+    pub fn check(&self) -> Result<(), Problem> {
         if !(2..=1000).contains(&self.classes) {
-            return Err(("classes", "must be between 2 and 1000".into()));
+            return Err(Problem::at("classes", "must be between 2 and 1000"));
         }
         if self.train_size == 0 {
-            return Err(("train_size", "must be at least 1".into()));
+            return Err(Problem::at("train_size", "must be at least 1"));
         }
         if self.test_size == 0 {
-            return Err(("test_size", "must be at least 1".into()));
+            return Err(Problem::at("test_size", "must be at least 1"));
         }
         if !(self.channels == 1 || self.channels == 3) {
-            return Err(("channels", "must be 1 or 3".into()));
+            return Err(Problem::at("channels", "must be 1 or 3"));
         }
         if !(0.0..=1.0).contains(&self.noise) {
-            return Err(("noise", "must be in [0, 1]".into()));
+            return Err(Problem::at("noise", "must be in [0, 1]"));
         }
         Ok(())
     }

@@ -225,11 +225,31 @@ pub fn resolve(name: &str, m: &ModelSpec) -> std::result::Result<ModelParams, Ve
         }
         obj.insert(k.clone(), v);
     }
-    let config = (arch.check)(&config).map_err(|e| vec![Problem::new(&["models", name], e)])?;
+    let config = (arch.check)(&config)
+        .map_err(|e| vec![config_problem(&config, e).under(&["models", name])])?;
     Ok(ModelParams {
         arch: arch.name.to_string(),
         config,
     })
+}
+
+/// A family check's message as a problem relative to the model entry: at the config field the
+/// message names first in backticks (every check names the field it rejects that way: "`depth`
+/// must be at least 1"), so the spec error points at that field; at the entry itself when the
+/// message names no field of `config`.
+pub fn config_problem(config: &Value, message: impl Into<String>) -> Problem {
+    let message = message.into();
+    let field = message
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .find(|f| config.get(*f).is_some())
+        .map(str::to_string);
+    Problem {
+        path: field.into_iter().collect(),
+        message,
+        hint: None,
+    }
 }
 
 /// Parses a JSON config into a family's typed config, with a readable error.

@@ -9,13 +9,12 @@
 pub mod render;
 pub mod stale;
 
-use crate::attacks::{self, AttackConfig};
+use crate::attacks::AttackConfig;
 use crate::cache::manifest::StageRecord;
 use crate::data;
-use crate::models::{self, ModelIo};
-use crate::spec::{self, Loaded, Problem};
+use crate::models;
+use crate::spec::{self, Loaded};
 use crate::stages::{self, Stage};
-use crate::train::TrainParams;
 use anyhow::{Context, Result};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde_json::{json, Value};
@@ -64,51 +63,6 @@ pub fn stage_key(
         .to_string()
 }
 
-fn io_of(d: &data::Resolved) -> ModelIo {
-    ModelIo {
-        in_channels: d.channels as i64,
-        image_size: d.params.resolution as i64,
-        num_classes: d.classes as i64,
-    }
-}
-
-/// Names become parts of stage ids and file names, so keep them simple.
-fn check_names(s: &spec::Spec, out: &mut Vec<Problem>) {
-    let ok = |n: &str| {
-        !n.is_empty()
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    };
-    let sections: [(&str, Vec<&String>); 4] = [
-        ("datasets", s.datasets.keys().collect()),
-        ("models", s.models.keys().collect()),
-        ("training", s.training.keys().collect()),
-        ("evaluation.attacks", s.evaluation.attacks.keys().collect()),
-    ];
-    for (section, names) in sections {
-        for n in names {
-            if !ok(n) {
-                let mut path: Vec<&str> = section.split('.').collect();
-                path.push(n);
-                out.push(
-                    Problem::new(
-                        &path,
-                        "names may use only letters, digits, `_`, `.` and `-`",
-                    )
-                    .hint("rename the entry"),
-                );
-            }
-        }
-    }
-}
-
-/// The attack name of a curve point: `attack@ε` with ε in decimal (at most 6 places).
-pub fn curve_name(attack: &str, eps: f64) -> String {
-    let s = format!("{eps:.6}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    format!("{attack}@{s}")
-}
-
 impl Plan {
     /// Expands a validated spec: datasets × models × training recipes → train stages; each
     /// trained model × attack × split → evaluation stages; analyses per trained model; one report.
@@ -119,8 +73,10 @@ impl Plan {
     /// [`Plan::build`] reusing remembered source-file hashes from `hashes`.
     pub fn build_with(l: &Loaded, hashes: &mut data::fingerprint::HashState) -> Result<Plan> {
         let s = &l.spec;
+        let r = &l.resolved;
+        // Resolving the spec checked everything; what can still fail here reads files (hashing
+        // sources, loading an imported model), and fails the plan with a located problem.
         let mut problems = Vec::new();
-        check_names(s, &mut problems);
         let mut graph: DiGraph<Node, String> = DiGraph::new();
         let add = |g: &mut DiGraph<Node, String>,
                    id: String,
@@ -137,29 +93,7 @@ impl Plan {
             }
             ix
         };
-        // Every attack, plus one entry per extra radius of its `curve` (named `attack@ε`).
-        let mut attacks: Vec<(String, AttackConfig)> = Vec::new();
-        // Validation has accepted the spec, so resolving cannot fail here; if it ever does, the
-        // problem is reported (never a stage silently left out of the DAG).
-        for (n, a) in &s.evaluation.attacks {
-            let c = match AttackConfig::resolve(
-                &attacks::kind_for(n, a),
-                a,
-                attacks::Use::Evaluation,
-            ) {
-                Ok(c) => c,
-                Err(e) => {
-                    problems.push(spec::attack_problem(&["evaluation", "attacks", n], e));
-                    continue;
-                }
-            };
-            for e in a.curve.iter().flatten().map(|e| e.get()) {
-                if e != c.eps() {
-                    attacks.push((curve_name(n, e), c.with_eps(e)));
-                }
-            }
-            attacks.push((n.clone(), c));
-        }
+        let attacks = &r.attacks;
         let (mut eval_labels, mut sparsity_labels, mut bounds_labels, mut report_inputs) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         // The attack the adversarial bounds use when `analysis.bounds.attack` names one.
@@ -170,61 +104,27 @@ impl Plan {
             .and_then(|b| b.attack.as_ref())
             .and_then(|n| attacks.iter().find(|(a, _)| a == n))
             .and_then(|(_, c)| bounds_attack_of(c));
-        for (dname, ds) in &s.datasets {
-            let mut dr = match data::resolve(dname, ds) {
-                Ok(dr) => dr,
-                Err(ps) => {
-                    problems.extend(ps);
-                    continue;
-                }
-            };
+        for (dname, dr) in &r.datasets {
+            let mut dr = dr.clone();
             data::fingerprint_source(&mut dr, hashes).with_context(|| {
                 format!(
                     "{}: datasets.{dname}: hashing the source files",
                     l.path.display()
                 )
             })?;
-            let io = io_of(&dr);
+            let io = spec::resolved::io_of(&dr);
             let prep = add(
                 &mut graph,
                 format!("prepare/{dname}"),
-                Box::new(stages::prepare::Prepare {
-                    dataset: dr.params,
-                    root: dr.root,
-                    seed: s.seed,
-                }),
+                Box::new(stages::prepare::Prepare::new(dr, s.seed)),
                 vec![],
             );
-            for (mname, m) in &s.models {
-                let mp = match models::resolve(mname, m) {
-                    Ok(mp) => mp,
-                    Err(ps) => {
-                        problems.extend(ps);
-                        continue;
-                    }
-                };
-                let arch = models::find(&mp.arch).expect("resolved architectures exist");
-                if let Err(e) = (arch.fits)(&mp.config, &io) {
-                    problems.push(Problem::new(
-                        &["models", mname],
-                        format!("does not fit dataset `{dname}`: {e}"),
-                    ));
-                    continue;
-                }
+            for (mname, mp) in &r.models {
                 // Trained (or imported) models of this (dataset, model): (training name, stage).
                 // Trained (or imported) models: (training name, stage, training attack).
                 let mut trained: Vec<(String, NodeIndex, Option<AttackConfig>)> = Vec::new();
                 if mp.arch == models::torchscript::TORCHSCRIPT.name {
-                    if s.evaluation.checkpoint == spec::Checkpoint::Best {
-                        problems.push(
-                            Problem::new(
-                                &["evaluation", "checkpoint"],
-                                format!("`best` does not apply to the imported model `{mname}`: it has one set of weights"),
-                            )
-                            .hint("use `checkpoint: last`, or put imported models in their own pipeline"),
-                        );
-                    }
-                    match stages::import::Import::plan(&l.path, mname, &mp, io, hashes) {
+                    match stages::import::Import::plan(&l.path, mname, mp, io, hashes) {
                         Ok(st) => {
                             let ix = add(
                                 &mut graph,
@@ -238,73 +138,23 @@ impl Plan {
                     }
                 } else {
                     for tname in s.training.keys() {
-                        let t = match s.training_for(tname, mname, arch.kind) {
-                            Ok(t) => t,
-                            Err(p) => {
-                                problems.push(p);
-                                continue;
-                            }
-                        };
-                        let t = &t;
-                        let inner = t
-                            .attack
-                            .as_ref()
-                            .filter(|_| t.method != spec::TrainMethod::Standard);
-                        let attack = match inner.map(|a| crate::train::inner_attack(t.method, a)) {
-                            None => None,
-                            Some(Ok(c)) => Some(c),
-                            Some(Err(e)) => {
-                                problems
-                                    .push(spec::attack_problem(&["training", tname, "attack"], e));
-                                continue;
-                            }
-                        };
-                        let monitor = match monitor(tname, t, attack.as_ref()) {
-                            Ok(m) => m,
-                            Err(p) => {
-                                problems.push(p);
-                                continue;
-                            }
-                        };
-                        let mut augment = Vec::new();
-                        for a in &t.augment {
-                            match crate::augment::Augment::from_yaml(a) {
-                                Ok(a) => augment.push(a),
-                                Err(e) => {
-                                    problems.push(Problem::new(&["training", tname, "augment"], e))
-                                }
-                            }
-                        }
-                        let tp = TrainParams {
-                            model: mp.clone(),
+                        let rt = &r.training[&(mname.clone(), tname.clone())];
+                        let st = stages::train::Train::new(
+                            mp.clone(),
                             io,
-                            method: t.method,
-                            attack: attack.clone(),
-                            attack_mode: t.attack_mode,
-                            epochs: t.epochs,
-                            batch_size: t.batch_size,
-                            optimizer: t.optimizer.clone(),
-                            schedule: t.schedule.clone(),
-                            augment,
-                            seed: s.seed,
-                            beta: (t.method == spec::TrainMethod::Trades)
-                                .then(|| t.beta.map_or(crate::train::TRADES_BETA, |b| b.get())),
-                            label_smoothing: t
-                                .label_smoothing
-                                .map(|v| v.get())
-                                .filter(|&v| v > 0.0),
-                            grad_clip: t.grad_clip.map(|v| v.get()),
-                            monitor,
-                            amp: t.amp,
-                            channels_last: t.channels_last,
-                        };
+                            &rt.spec,
+                            rt.attack.clone(),
+                            rt.monitor.clone(),
+                            rt.augment.clone(),
+                            s.seed,
+                        );
                         let ix = add(
                             &mut graph,
                             format!("train/{dname}/{mname}/{tname}"),
-                            Box::new(stages::train::Train { params: tp }),
+                            Box::new(st),
                             vec![("data", prep)],
                         );
-                        trained.push((tname.clone(), ix, attack));
+                        trained.push((tname.clone(), ix, rt.attack.clone()));
                     }
                 }
                 for (tname, tr, train_attack) in trained {
@@ -321,27 +171,16 @@ impl Plan {
                     };
                     if let Some(sp) = &s.analysis.sparsity {
                         let id = format!("sparsity/{base}");
-                        let st = stages::sparsity::Sparsity {
-                            measures: stages::sparsity::Measures,
-                            thresholds: crate::analysis::sparsity::Thresholds {
-                                absolute: sp.absolute.iter().map(|t| t.get()).collect(),
-                                relative: sp.relative.iter().map(|t| t.get()).collect(),
-                            },
-                            checkpoint: s.evaluation.checkpoint,
-                        };
+                        let st = stages::sparsity::Sparsity::new(sp, s.evaluation.checkpoint);
                         let ix = add(&mut graph, id.clone(), Box::new(st), vec![("model", tr)]);
                         sparsity_labels.push(label(id.clone(), None, None));
                         report_inputs.push((id, ix));
                     }
                     if let Some(b) = &s.analysis.bounds {
                         let id = format!("bounds/{base}");
-                        let st = stages::bounds::Bounds {
-                            conv_grid: b.conv_grid,
-                            iterations: b.iterations,
-                            attack: bounds_attack
-                                .or_else(|| train_attack.as_ref().and_then(bounds_attack_of)),
-                            checkpoint: s.evaluation.checkpoint,
-                        };
+                        let attack = bounds_attack
+                            .or_else(|| train_attack.as_ref().and_then(bounds_attack_of));
+                        let st = stages::bounds::Bounds::new(b, attack, s.evaluation.checkpoint);
                         let ix = add(
                             &mut graph,
                             id.clone(),
@@ -351,17 +190,17 @@ impl Plan {
                         bounds_labels.push(label(id.clone(), None, None));
                         report_inputs.push((id, ix));
                     }
-                    for (aname, ac) in &attacks {
+                    for (aname, ac) in attacks {
                         for split in &s.evaluation.splits {
                             let id = format!("eval/{base}/{aname}/{split}");
-                            let st = stages::evaluate::Evaluate {
-                                attack: ac.clone(),
-                                split: *split,
-                                limit: s.evaluation.limit,
-                                batch_size: s.evaluation.batch_size,
-                                seed: s.seed,
-                                checkpoint: s.evaluation.checkpoint,
-                            };
+                            let st = stages::evaluate::Evaluate::new(
+                                ac.clone(),
+                                *split,
+                                s.evaluation.limit,
+                                s.evaluation.batch_size,
+                                s.seed,
+                                s.evaluation.checkpoint,
+                            );
                             let ix = add(
                                 &mut graph,
                                 id.clone(),
@@ -383,16 +222,15 @@ impl Plan {
             return Err(spec::located(&l.path, &l.source, &problems).into());
         }
         if let Some(c) = &s.analysis.correlation {
-            let st = stages::correlation::Correlation {
-                bootstrap: c.bootstrap,
-                confidence: c.confidence.get(),
-                seed: s.seed,
-                groups: s.evaluation.groups.clone(),
-                gaps: correlation_gaps(s, c, &attacks),
-                evals: eval_labels.clone(),
-                sparsity: sparsity_labels.clone(),
-                bounds: bounds_labels.clone(),
-            };
+            let st = stages::correlation::Correlation::new(
+                c,
+                s.seed,
+                s.evaluation.groups.clone(),
+                correlation_gaps(s, c, attacks),
+                eval_labels.clone(),
+                sparsity_labels.clone(),
+                bounds_labels.clone(),
+            );
             let inputs: Vec<(&str, NodeIndex)> = report_inputs
                 .iter()
                 .map(|(id, ix)| (id.as_str(), *ix))
@@ -400,14 +238,14 @@ impl Plan {
             let ix = add(&mut graph, "correlation".into(), Box::new(st), inputs);
             report_inputs.push(("correlation".into(), ix));
         }
-        let report = stages::report::Report {
-            spec: s.report.clone(),
-            groups: s.evaluation.groups.clone(),
-            evals: eval_labels,
-            sparsity: sparsity_labels,
-            bounds: bounds_labels,
-            correlation: s.analysis.correlation.is_some(),
-        };
+        let report = stages::report::Report::new(
+            s.report.clone(),
+            s.evaluation.groups.clone(),
+            eval_labels,
+            sparsity_labels,
+            bounds_labels,
+            s.analysis.correlation.is_some(),
+        );
         let inputs: Vec<(&str, NodeIndex)> = report_inputs
             .iter()
             .map(|(id, ix)| (id.as_str(), *ix))
@@ -573,36 +411,6 @@ fn correlation_gaps(
         .collect()
 }
 
-/// The per-epoch monitor of a training entry: on by default (256 points per split, the training
-/// attack, best by test robust accuracy or, without an attack, test clean accuracy); `n: 0` is off.
-fn monitor(
-    tname: &str,
-    t: &spec::TrainingSpec,
-    train_attack: Option<&AttackConfig>,
-) -> std::result::Result<Option<crate::train::Monitor>, Problem> {
-    let m = t.monitor.as_ref();
-    let n = m.map_or(spec::default_monitor_n(), |m| m.n);
-    if n == 0 {
-        return Ok(None);
-    }
-    let attack = match m.and_then(|m| m.attack.as_ref()) {
-        Some(a) => Some(
-            AttackConfig::resolve(&attacks::kind_for("pgd", a), a, attacks::Use::Evaluation)
-                .map_err(|e| spec::attack_problem(&["training", tname, "monitor", "attack"], e))?,
-        ),
-        None => train_attack.cloned(),
-    };
-    let best_by = m.and_then(|m| m.best_by.clone()).unwrap_or_else(|| {
-        if attack.is_some() {
-            "test_robust_accuracy"
-        } else {
-            "test_clean_accuracy"
-        }
-        .to_string()
-    });
-    Ok(Some(crate::train::Monitor { n, attack, best_by }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,8 +422,8 @@ mod tests {
 
     fn keys(src: &str) -> BTreeMap<String, String> {
         let spec = spec::parse(Path::new("x.yaml"), src).unwrap();
-        assert!(spec::validate(&spec).is_empty());
         let l = Loaded {
+            resolved: spec::resolve(&spec).unwrap(),
             spec,
             path: "x.yaml".into(),
             source: src.into(),
@@ -627,31 +435,39 @@ mod tests {
             .collect()
     }
 
-    /// Planning an unvalidated spec: whatever resolving rejects is a located error, never a
-    /// stage quietly missing from the DAG.
+    /// A plan is built from a resolved spec only (`Loaded::resolved`), so planning has no check
+    /// left that could drop a stage: whatever resolving rejects is a problem located at its
+    /// field, and no `Resolved` (hence no plan) exists.
     #[test]
-    fn what_planning_rejects_fails_the_plan_instead_of_dropping_stages() {
-        for (bad, field) in [
-            ("fgsm: {eps: 8/255}", "fgsm: {eps: 8/255, steps: 3}"),
-            ("source: synthetic,", "source: synthetc,"),
+    fn what_resolving_rejects_is_located_and_leaves_nothing_to_plan() {
+        for (bad, field, at) in [
+            (
+                "fgsm: {eps: 8/255}",
+                "fgsm: {eps: 8/255, steps: 3}",
+                "evaluation.attacks.fgsm.steps",
+            ),
+            (
+                "source: synthetic,",
+                "source: synthetc,",
+                "datasets.d.source",
+            ),
             (
                 "epochs: 1\n",
                 "epochs: 1\n    augment: [flip_upside_down]\n",
+                "training.at.augment.0",
             ),
             (
                 "steps: 2}\n",
                 "steps: 2}\n    monitor: {attack: {eps: 8/255, queries: 10}}\n",
+                "training.at.monitor.attack.queries",
             ),
         ] {
             let src = A.replace(bad, field);
             assert_ne!(src, A, "{bad}");
-            let l = Loaded {
-                spec: spec::parse(Path::new("x.yaml"), &src).unwrap(),
-                path: "x.yaml".into(),
-                source: src,
-            };
-            let err = Plan::build(&l).err().map(|e| format!("{e:#}"));
-            assert!(err.is_some(), "{field}: planned without an error");
+            let spec = spec::parse(Path::new("x.yaml"), &src).unwrap();
+            let problems = spec::resolve(&spec).err().expect("resolved a bad spec");
+            let paths: Vec<String> = problems.iter().map(|p| p.path.join(".")).collect();
+            assert!(paths.iter().any(|p| p == at), "{field}: {paths:?}");
         }
     }
 

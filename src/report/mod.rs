@@ -274,51 +274,32 @@ pub struct ModelMeasures {
     pub values: Vec<(String, Option<f64>)>,
 }
 
-/// The whole-model measures of a `sparsity` summary: `hoyer`, `l1_over_l2`, `below_<threshold>`.
-pub fn sparsity_overall(s: &serde_json::Value) -> Vec<(String, Option<f64>)> {
-    let o = &s["overall"];
-    let mut values = vec![
-        ("hoyer".to_string(), o["hoyer"].as_f64()),
-        ("l1_over_l2".to_string(), o["l1_over_l2"].as_f64()),
-    ];
-    if let Some(b) = o["below"].as_object() {
-        values.extend(b.iter().map(|(k, v)| (format!("below_{k}"), v.as_f64())));
-    }
-    values
-}
-
-/// The products and bounds of a `bounds` summary, as `log10_<name>`.
-pub fn bound_values(s: &serde_json::Value) -> Vec<(String, Option<f64>)> {
-    crate::analysis::bounds::PRODUCTS
-        .iter()
-        .chain(crate::analysis::bounds::BOUNDS)
-        .map(|n| (format!("log10_{n}"), s["log10"][n].as_f64()))
-        .collect()
-}
-
 impl ModelMeasures {
     /// From a `sparsity` summary: the whole-model measures, then Hoyer per layer type.
     pub fn from_sparsity(
         dataset: &str,
         model: &str,
         training: &str,
-        s: &serde_json::Value,
+        s: &crate::analysis::sparsity::Summary,
     ) -> Self {
-        let mut values = sparsity_overall(s);
-        for lt in crate::analysis::sparsity::LAYER_TYPES {
-            values.push((format!("hoyer_{lt}"), s["by_type"][lt]["hoyer"].as_f64()));
-        }
+        let mut values = s.overall_measures();
+        values.extend(s.hoyer_by_type());
         Self {
             key: (dataset.into(), model.into(), training.into()),
             values,
         }
     }
 
-    /// From a `bounds` summary: each product and bound, log10.
-    pub fn from_bounds(dataset: &str, model: &str, training: &str, s: &serde_json::Value) -> Self {
+    /// From a `bounds` output: each product and bound, log10.
+    pub fn from_bounds(
+        dataset: &str,
+        model: &str,
+        training: &str,
+        b: &crate::analysis::bounds::Output,
+    ) -> Self {
         Self {
             key: (dataset.into(), model.into(), training.into()),
-            values: bound_values(s),
+            values: b.measures(),
         }
     }
 }

@@ -2,10 +2,12 @@
 //! file:line:column errors, and semantic validation with did-you-mean hints.
 //!
 //! `docs/spec.md` documents every field; keep the two in step.
-pub mod analysis;
 pub mod locate;
 pub mod recipe;
-pub use analysis::{AnalysisSpec, ANALYSES};
+pub mod resolved;
+pub use crate::analysis::spec as analysis;
+pub use crate::analysis::spec::{AnalysisSpec, ANALYSES};
+pub use resolved::Resolved;
 
 // The YAML-facing structs each domain owns, and the shared vocabulary, composed here.
 pub use crate::attacks::spec::AttackSpec;
@@ -13,7 +15,8 @@ pub use crate::data::spec::DatasetSpec;
 pub use crate::models::spec::ModelSpec;
 pub use crate::report::spec::{Format, ReportSpec, TableKind};
 pub use crate::train::spec::{
-    ModelMode, OptimizerName, OptimizerSpec, ScheduleName, ScheduleSpec, TrainMethod,
+    default_monitor_n, ModelMode, MonitorSpec, OptimizerName, OptimizerSpec, ScheduleName,
+    ScheduleSpec, TrainMethod, TrainingSpec,
 };
 pub use crate::vocab::{did_you_mean, real, typo_hint, Norm, Problem, Real, Split};
 
@@ -52,75 +55,6 @@ pub struct Spec {
 
 fn default_device() -> String {
     "auto".into()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainingSpec {
-    #[serde(default = "default_method")]
-    pub method: TrainMethod,
-    /// The inner attack for adversarial training.
-    pub attack: Option<AttackSpec>,
-    pub epochs: usize,
-    #[serde(default = "default_train_batch")]
-    pub batch_size: usize,
-    pub optimizer: OptimizerSpec,
-    #[serde(default)]
-    pub schedule: ScheduleSpec,
-    /// Model mode while generating training attacks; the authors' code uses `eval`.
-    #[serde(default = "default_attack_mode")]
-    pub attack_mode: ModelMode,
-    /// Augmentation steps applied in order to every training image, e.g.
-    /// `[random_crop: {padding: 4}, hflip, autoaugment: cifar10]`.
-    #[serde(default)]
-    pub augment: Vec<serde_yaml::Value>,
-    /// TRADES' β (weight of the KL term; 6 in Zhang et al.). Only with `method: trades`.
-    pub beta: Option<Real>,
-    /// Label smoothing of the training cross-entropy (0 = none).
-    pub label_smoothing: Option<Real>,
-    /// Clip the global gradient ℓ2 norm to this value before each step.
-    pub grad_clip: Option<Real>,
-    /// Per-epoch accuracies on fixed train and test subsets, and the best checkpoint.
-    pub monitor: Option<MonitorSpec>,
-    /// Mixed precision of the training forward passes: `auto` (bfloat16 on CUDA), `bf16`, `off`.
-    #[serde(default)]
-    pub amp: crate::train::precision::Amp,
-    /// Channels-last memory format: `auto` (on for convolutional networks), `on`, `off`.
-    #[serde(default)]
-    pub channels_last: crate::train::precision::ChannelsLast,
-    /// Partial entries merged over this one for some models: keys are model names of the
-    /// pipeline or architecture kinds (`cnn`, `transformer`, `hybrid`, `mlp`).
-    #[serde(default)]
-    pub overrides: BTreeMap<String, serde_yaml::Value>,
-}
-
-/// What is measured after every epoch (robust-overfitting curves) and which epoch is "best".
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MonitorSpec {
-    /// Points of the training split and of the test split evaluated (0 turns monitoring off).
-    #[serde(default = "default_monitor_n")]
-    pub n: usize,
-    /// Attack for the robust accuracies (default: the training attack).
-    pub attack: Option<AttackSpec>,
-    /// The metric whose maximum picks the best checkpoint: `test_robust_accuracy` (default with an
-    /// attack), `test_clean_accuracy` (default without), `train_robust_accuracy`,
-    /// `train_clean_accuracy`.
-    pub best_by: Option<String>,
-}
-
-pub fn default_monitor_n() -> usize {
-    256
-}
-
-fn default_method() -> TrainMethod {
-    TrainMethod::PgdAt
-}
-fn default_train_batch() -> usize {
-    128
-}
-fn default_attack_mode() -> ModelMode {
-    ModelMode::Eval
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -169,18 +103,6 @@ impl Default for EvaluationSpec {
     }
 }
 
-/// A problem in the attack entry at `at`, from an attack-configuration error: the field it
-/// names, the message and the hint.
-pub fn attack_problem(at: &[&str], (field, message, hint): attacks::config::FieldError) -> Problem {
-    let mut path: Vec<String> = at.iter().map(|s| s.to_string()).collect();
-    path.push(field.to_string());
-    Problem {
-        path,
-        message,
-        hint,
-    }
-}
-
 /// Every problem of a spec file, formatted `file:line:col: field: message (hint)`.
 #[derive(Debug, thiserror::Error)]
 pub struct SpecError {
@@ -211,6 +133,8 @@ pub struct Loaded {
     pub spec: Spec,
     pub path: PathBuf,
     pub source: String,
+    /// The spec resolved: what planning reads.
+    pub resolved: Resolved,
 }
 
 /// Reads, parses and validates a pipeline file.
@@ -222,16 +146,13 @@ pub fn load(path: &Path) -> anyhow::Result<Loaded> {
         )
     })?;
     let spec = parse(path, &source)?;
-    let loaded = Loaded {
+    let resolved = resolve(&spec).map_err(|problems| located(path, &source, &problems))?;
+    Ok(Loaded {
         spec,
         path: path.to_path_buf(),
         source,
-    };
-    let problems = validate(&loaded.spec);
-    if !problems.is_empty() {
-        return Err(located(path, &loaded.source, &problems).into());
-    }
-    Ok(loaded)
+        resolved,
+    })
 }
 
 /// Parses YAML into a [`Spec`], turning serde errors into located, hinted messages. Training
@@ -354,10 +275,11 @@ pub fn located(path: &Path, source: &str, problems: &[Problem]) -> SpecError {
     }
 }
 
-/// The checks of one training entry.
-fn validate_training(name: &str, t: &TrainingSpec) -> Vec<Problem> {
+/// Checks one training entry and resolves it: its augmentation steps, inner attack and monitor.
+fn resolve_training(name: &str, t: &TrainingSpec) -> Result<resolved::Training, Vec<Problem>> {
     let mut out = Vec::new();
     let base = ["training", name];
+    let mut augment = Vec::new();
     for (i, a) in t.augment.iter().enumerate() {
         let idx = i.to_string();
         let at = [base[0], base[1], "augment", idx.as_str()];
@@ -365,13 +287,10 @@ fn validate_training(name: &str, t: &TrainingSpec) -> Vec<Problem> {
             Err(e) => out.push(
                 Problem::new(&at, e).hint(format!("steps: {}", crate::augment::NAMES.join(", "))),
             ),
-            Ok(aug) => {
-                if let Err((field, msg)) = aug.check() {
-                    let mut p = at.to_vec();
-                    p.push(field.as_str());
-                    out.push(Problem::new(&p, msg));
-                }
-            }
+            Ok(aug) => match aug.check() {
+                Err(p) => out.push(p.under(&at)),
+                Ok(()) => augment.push(aug),
+            },
         }
     }
     if t.epochs == 0 {
@@ -504,14 +423,12 @@ fn validate_training(name: &str, t: &TrainingSpec) -> Vec<Problem> {
             .hint("remove it"),
         );
     }
+    let mut monitor_attack = None;
     if let Some(m) = &t.monitor {
         if let Some(a) = &m.attack {
-            if let Err(e) = attacks::AttackConfig::resolve(
-                &attacks::kind_for("pgd", a),
-                a,
-                attacks::Use::Evaluation,
-            ) {
-                out.push(attack_problem(&[base[0], base[1], "monitor", "attack"], e));
+            match attacks::AttackConfig::resolve(&attacks::kind_for("pgd", a), a) {
+                Err(e) => out.push(e.under(&[base[0], base[1], "monitor", "attack"])),
+                Ok(c) => monitor_attack = Some(c),
             }
         }
         if let Some(b) = &m.best_by {
@@ -533,6 +450,7 @@ fn validate_training(name: &str, t: &TrainingSpec) -> Vec<Problem> {
             }
         }
     }
+    let mut attack = None;
     match (t.method, &t.attack) {
         (TrainMethod::PgdAt | TrainMethod::Trades | TrainMethod::FastAt, None) => out.push(
             Problem::new(
@@ -548,20 +466,34 @@ fn validate_training(name: &str, t: &TrainingSpec) -> Vec<Problem> {
             )
             .hint("remove it or set `method: pgd-at`"),
         ),
-        (method, Some(a)) => {
-            if let Err(e) = crate::train::inner_attack(method, a) {
-                out.push(attack_problem(&[base[0], base[1], "attack"], e));
-            }
-        }
+        (method, Some(a)) => match crate::train::inner_attack(method, a) {
+            Err(e) => out.push(e.under(&[base[0], base[1], "attack"])),
+            Ok(c) => attack = Some(c),
+        },
         (TrainMethod::Standard, None) => {}
     }
-    out
+    if !out.is_empty() {
+        return Err(out);
+    }
+    Ok(resolved::Training {
+        monitor: resolved::monitor(t, monitor_attack, attack.as_ref()),
+        spec: t.clone(),
+        attack,
+        augment,
+    })
 }
 
 /// `overrides` keys name models of the pipeline or architecture kinds, and every model's
 /// specialised entry passes the entry checks. A problem the entry itself does not have is reported
-/// at the override that caused it.
-fn validate_overrides(spec: &Spec, name: &str, t: &TrainingSpec, own: &[Problem]) -> Vec<Problem> {
+/// at the override that caused it. Each (model, entry) resolved goes into `typed`.
+fn resolve_overrides(
+    spec: &Spec,
+    name: &str,
+    t: &TrainingSpec,
+    own: &Result<resolved::Training, Vec<Problem>>,
+    models: &BTreeMap<String, models::ModelParams>,
+    typed: &mut BTreeMap<(String, String), resolved::Training>,
+) -> Vec<Problem> {
     let mut out = Vec::new();
     let kinds: Vec<&str> = models::ArchKind::ALL.iter().map(|k| k.as_str()).collect();
     for (key, v) in &t.overrides {
@@ -589,45 +521,50 @@ fn validate_overrides(spec: &Spec, name: &str, t: &TrainingSpec, own: &[Problem]
             );
         }
     }
-    if !out.is_empty() || t.overrides.is_empty() {
+    if !out.is_empty() {
         return out;
     }
     // Each problem once, at the first model that has it.
     let mut reported: Vec<Problem> = Vec::new();
-    for (mname, m) in &spec.models {
-        let Ok(mp) = models::resolve(mname, m) else {
-            continue;
-        };
-        let Some(arch) = models::find(&mp.arch) else {
-            continue;
-        };
+    for (mname, mp) in models {
+        let arch = models::find(&mp.arch).expect("resolved architectures exist");
         let key = if t.overrides.contains_key(mname) {
             mname.as_str()
         } else if t.overrides.contains_key(arch.kind.as_str()) {
             arch.kind.as_str()
         } else {
+            // No override applies: the entry as written.
+            if let Ok(tr) = own {
+                typed.insert((mname.clone(), name.to_string()), tr.clone());
+            }
             continue;
         };
+        let own_problems: &[Problem] = own.as_ref().err().map_or(&[], |v| v.as_slice());
         match spec.training_for(name, mname, arch.kind) {
             Err(p) => out.push(p),
-            Ok(tt) => {
-                for p in validate_training(name, &tt) {
-                    let same = |q: &Problem| q.path == p.path && q.message == p.message;
-                    if own.iter().any(same) || reported.iter().any(same) {
-                        continue;
-                    }
-                    reported.push(p.clone());
-                    let mut path: Vec<String> = ["training", name, "overrides", key]
-                        .map(String::from)
-                        .to_vec();
-                    path.extend(p.path.iter().skip(2).cloned());
-                    out.push(Problem {
-                        path,
-                        message: format!("for model `{mname}`: {}", p.message),
-                        hint: p.hint.clone(),
-                    });
+            Ok(tt) => match resolve_training(name, &tt) {
+                Ok(tr) => {
+                    typed.insert((mname.clone(), name.to_string()), tr);
                 }
-            }
+                Err(ps) => {
+                    for p in ps {
+                        let same = |q: &Problem| q.path == p.path && q.message == p.message;
+                        if own_problems.iter().any(same) || reported.iter().any(same) {
+                            continue;
+                        }
+                        reported.push(p.clone());
+                        let mut path: Vec<String> = ["training", name, "overrides", key]
+                            .map(String::from)
+                            .to_vec();
+                        path.extend(p.path.iter().skip(2).cloned());
+                        out.push(Problem {
+                            path,
+                            message: format!("for model `{mname}`: {}", p.message),
+                            hint: p.hint.clone(),
+                        });
+                    }
+                }
+            },
         }
     }
     out
@@ -635,7 +572,15 @@ fn validate_overrides(spec: &Spec, name: &str, t: &TrainingSpec, own: &[Problem]
 
 /// Semantic checks serde cannot express: registry names, ranges, and cross-references.
 pub fn validate(spec: &Spec) -> Vec<Problem> {
+    resolve(spec).err().unwrap_or_default()
+}
+
+/// Checks the spec and resolves it, once, into the typed values planning builds stages from
+/// ("parse, don't validate"): every problem found, or a [`Resolved`] with nothing left to fail.
+pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
     let mut out = Vec::new();
+    let mut r = Resolved::default();
+    resolved::check_names(spec, &mut out);
     if spec.name.trim().is_empty() || spec.name.contains(['/', '\\']) {
         out.push(
             Problem::new(&["name"], "must be a non-empty name without slashes")
@@ -655,8 +600,11 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
         }
     }
     for (name, ds) in &spec.datasets {
-        if let Err(p) = data::resolve(name, ds) {
-            out.extend(p);
+        match data::resolve(name, ds) {
+            Err(p) => out.extend(p),
+            Ok(d) => {
+                r.datasets.insert(name.clone(), d);
+            }
         }
     }
     if spec.evaluation.splits.contains(&Split::Val) {
@@ -675,14 +623,25 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
         }
     }
     for (name, m) in &spec.models {
-        if let Err(p) = models::resolve(name, m) {
-            out.extend(p);
+        match models::resolve(name, m) {
+            Err(p) => out.extend(p),
+            Ok(mp) => {
+                r.models.insert(name.clone(), mp);
+            }
         }
     }
+    out.extend(resolved::check_pairs(spec, &r));
     for (name, t) in &spec.training {
-        let own = validate_training(name, t);
-        out.extend(validate_overrides(spec, name, t, &own));
-        out.extend(own);
+        let own = resolve_training(name, t);
+        out.extend(resolve_overrides(
+            spec,
+            name,
+            t,
+            &own,
+            &r.models,
+            &mut r.training,
+        ));
+        out.extend(own.err().unwrap_or_default());
     }
     if spec.evaluation.attacks.is_empty() {
         out.push(
@@ -719,13 +678,25 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
     }
     for (name, a) in &spec.evaluation.attacks {
         let kind = attacks::kind_for(name, a);
-        if let Err(e) = attacks::AttackConfig::resolve(&kind, a, attacks::Use::Evaluation) {
-            let mut p = attack_problem(&["evaluation", "attacks", name.as_str()], e);
-            if p.path.last().is_some_and(|f| f == "type") && a.kind.is_none() {
-                // The type came from the key: point at the entry.
-                p.path.pop();
+        match attacks::AttackConfig::resolve(&kind, a) {
+            Err(e) => {
+                let mut p = e.under(&["evaluation", "attacks", name.as_str()]);
+                if p.path.last().is_some_and(|f| f == "type") && a.kind.is_none() {
+                    // The type came from the key: point at the entry.
+                    p.path.pop();
+                }
+                out.push(p);
             }
-            out.push(p);
+            // Every attack, plus one entry per extra radius of its `curve` (named `attack@ε`).
+            Ok(c) => {
+                for e in a.curve.iter().flatten().map(|e| e.get()) {
+                    if e != c.eps() {
+                        r.attacks
+                            .push((resolved::curve_name(name, e), c.with_eps(e)));
+                    }
+                }
+                r.attacks.push((name.clone(), c));
+            }
         }
     }
     for (g, members) in &spec.evaluation.groups {
@@ -858,7 +829,11 @@ pub fn validate(spec: &Spec) -> Vec<Problem> {
             }
         }
     }
-    out
+    if out.is_empty() {
+        Ok(r)
+    } else {
+        Err(out)
+    }
 }
 
 #[cfg(test)]

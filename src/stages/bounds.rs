@@ -5,10 +5,9 @@ use crate::analysis::bounds::{self, DataStats, Threat};
 use crate::analysis::norms::{self, Lanczos};
 use crate::models::saved::{Checkpoint, SavedModel};
 use crate::vocab::Norm;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use tch::Device;
 
 pub const NORMS: &str = "norms.json";
@@ -31,13 +30,28 @@ pub struct Bounds {
     pub checkpoint: Checkpoint,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Output {
-    pub data: DataStats,
-    /// The attack in the network's input space: ε / min(std).
-    pub threat: Option<Threat>,
-    pub layers: usize,
-    pub log10: BTreeMap<String, Option<f64>>,
+pub use crate::analysis::bounds::Output;
+
+/// The output of a `bounds` stage, typed.
+pub fn read(input: &crate::cache::Entry) -> Result<Output> {
+    serde_json::from_value(input.meta.summary.clone()).context("reading a bounds summary")
+}
+
+impl Bounds {
+    /// The `analysis.bounds` settings `b` with the attack of the adversarial bounds, on the
+    /// weights `checkpoint` names.
+    pub fn new(
+        b: &crate::analysis::spec::BoundsSpec,
+        attack: Option<Attack>,
+        checkpoint: Checkpoint,
+    ) -> Self {
+        Self {
+            conv_grid: b.conv_grid,
+            iterations: b.iterations,
+            attack,
+            checkpoint,
+        }
+    }
 }
 
 impl StageKind for Bounds {

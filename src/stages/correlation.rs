@@ -7,12 +7,11 @@
 //!   model (the robust generalization gap);
 //! - `unseen_drop:<attack>`: test clean − test robust accuracy under an attack the model was not
 //!   trained against (another norm, or a group).
-use super::inputs::{load_evals, Labels};
+use super::inputs::{self, load_evals, Labels};
 use super::{write_json, StageContext, StageKind};
 use crate::analysis::correlation::{self, Output, Row, OUTPUT};
 use crate::attacks::verdict::{self, EvalResult};
-use crate::report;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -48,22 +47,6 @@ fn defined(values: Vec<(String, Option<f64>)>) -> BTreeMap<String, f64> {
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect()
-}
-
-/// Whole-model sparsity measures: name → value.
-fn sparsity_measures(s: &Value) -> Result<BTreeMap<String, f64>> {
-    s["overall"]["hoyer"]
-        .as_f64()
-        .context("sparsity summary lacks overall.hoyer")?;
-    Ok(defined(report::sparsity_overall(s)))
-}
-
-/// Products and bounds (log10): name → value.
-fn bound_measures(s: &Value) -> Result<BTreeMap<String, f64>> {
-    s["log10"]
-        .as_object()
-        .context("bounds summary lacks log10")?;
-    Ok(defined(report::bound_values(s)))
 }
 
 /// Seed of one (dataset, training, measure, gap) row's bootstrap.
@@ -131,24 +114,48 @@ fn gap_values(
 }
 
 impl Correlation {
+    /// The `analysis.correlation` settings `c` over the inputs behind the labels; `gaps` per
+    /// training name.
+    pub fn new(
+        c: &crate::analysis::spec::CorrelationSpec,
+        seed: u64,
+        groups: BTreeMap<String, Vec<String>>,
+        gaps: BTreeMap<String, Gaps>,
+        evals: Vec<Labels>,
+        sparsity: Vec<Labels>,
+        bounds: Vec<Labels>,
+    ) -> Self {
+        Self {
+            bootstrap: c.bootstrap,
+            confidence: c.confidence.get(),
+            seed,
+            groups,
+            gaps,
+            evals,
+            sparsity,
+            bounds,
+        }
+    }
+
     fn measures(
         &self,
         cx: &StageContext,
     ) -> Result<BTreeMap<Key, BTreeMap<String, BTreeMap<String, f64>>>> {
         let mut out: BTreeMap<Key, BTreeMap<String, BTreeMap<String, f64>>> = BTreeMap::new();
-        for (labels, f) in [
-            (&self.sparsity, sparsity_measures as fn(&Value) -> Result<_>),
-            (&self.bounds, bound_measures),
-        ] {
-            for l in labels {
-                let s = &cx.input(&l.role)?.meta.summary;
-                for (name, v) in f(s).with_context(|| format!("reading {}", l.role))? {
-                    out.entry((l.dataset.clone(), l.training.clone()))
-                        .or_default()
-                        .entry(name)
-                        .or_default()
-                        .insert(l.model.clone(), v);
-                }
+        // Whole-model sparsity measures, then products and bounds (log10).
+        let sparsity = inputs::load_sparsity(cx, &self.sparsity)?
+            .into_iter()
+            .map(|(l, s)| (l, s.overall_measures()));
+        let bounds = inputs::load_bounds(cx, &self.bounds)?
+            .into_iter()
+            .map(|(l, b)| (l, b.measures()));
+        for (l, values) in sparsity.chain(bounds) {
+            for (name, v) in defined(values) {
+                out.entry((l.dataset.clone(), l.training.clone()))
+                    .or_default()
+                    .entry(name)
+                    .or_default()
+                    .insert(l.model.clone(), v);
             }
         }
         Ok(out)

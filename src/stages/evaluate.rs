@@ -31,6 +31,28 @@ pub struct Evaluate {
 /// Largest allowed overshoot of ‖δ‖_p over ε (float32 rounding of projections and rescaling).
 const EPS_SLACK: f64 = 1e-4;
 
+impl Evaluate {
+    /// `attack` on `split` (the first `limit` points), in batches of `batch_size`, on the
+    /// weights `checkpoint` names.
+    pub fn new(
+        attack: AttackConfig,
+        split: Split,
+        limit: Option<usize>,
+        batch_size: usize,
+        seed: u64,
+        checkpoint: Checkpoint,
+    ) -> Self {
+        Self {
+            attack,
+            split,
+            limit,
+            batch_size,
+            seed,
+            checkpoint,
+        }
+    }
+}
+
 impl StageKind for Evaluate {
     fn kind(&self) -> &'static str {
         "evaluate"

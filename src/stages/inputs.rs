@@ -1,5 +1,7 @@
 //! What the report and correlation stages know of their inputs: the spec names behind each input
-//! entry ([`Labels`], part of their keys) and typed readers of the entries' results.
+//! entry ([`Labels`], part of their keys) and the entries' results, read typed through each
+//! producing stage's reader (`evaluate`, `sparsity::read`, `bounds::read`): no stage reads another
+//! stage's output by string key.
 use super::StageContext;
 use crate::attacks::verdict::{EvalMetrics, EvalResult, PER_SAMPLE};
 use anyhow::{Context, Result};
@@ -51,4 +53,36 @@ pub fn load_evals(cx: &StageContext, labels: &[Labels]) -> Result<Vec<EvalResult
         });
     }
     Ok(evals)
+}
+
+/// The sparsity summaries behind `labels`, typed.
+pub fn load_sparsity<'a>(
+    cx: &StageContext,
+    labels: &'a [Labels],
+) -> Result<Vec<(&'a Labels, crate::analysis::sparsity::Summary)>> {
+    labels
+        .iter()
+        .map(|l| {
+            Ok((
+                l,
+                super::sparsity::read(cx.input(&l.role)?).with_context(|| l.role.clone())?,
+            ))
+        })
+        .collect()
+}
+
+/// The bounds outputs behind `labels`, typed.
+pub fn load_bounds<'a>(
+    cx: &StageContext,
+    labels: &'a [Labels],
+) -> Result<Vec<(&'a Labels, crate::analysis::bounds::Output)>> {
+    labels
+        .iter()
+        .map(|l| {
+            Ok((
+                l,
+                super::bounds::read(cx.input(&l.role)?).with_context(|| l.role.clone())?,
+            ))
+        })
+        .collect()
 }

@@ -182,7 +182,7 @@ mod tests {
             ["model", "io"]
         );
         let eval = |checkpoint| evaluate::Evaluate {
-            attack: crate::attacks::AttackConfig::Clean,
+            attack: crate::attacks::config::CLEAN,
             split: crate::vocab::Split::Test,
             limit: None,
             batch_size: 256,

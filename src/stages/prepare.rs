@@ -16,6 +16,17 @@ pub struct Prepare {
     pub seed: u64,
 }
 
+impl Prepare {
+    /// Prepares the resolved dataset `d`.
+    pub fn new(d: crate::data::Resolved, seed: u64) -> Self {
+        Self {
+            dataset: d.params,
+            root: d.root,
+            seed,
+        }
+    }
+}
+
 impl StageKind for Prepare {
     fn kind(&self) -> &'static str {
         "prepare"

@@ -1,5 +1,5 @@
 //! `report`: the paper's tables from every evaluation and analysis of a pipeline.
-use super::inputs::{load_evals, Labels};
+use super::inputs::{self, load_evals, Labels};
 use super::{StageContext, StageKind};
 use crate::attacks::verdict;
 use crate::report::spec::{Format, ReportSpec};
@@ -24,6 +24,28 @@ pub struct Report {
     pub correlation: bool,
 }
 
+impl Report {
+    /// The report of the evaluations, sparsity and bounds behind `evals`, `sparsity` and
+    /// `bounds` (and the correlation stage when `correlation`).
+    pub fn new(
+        spec: ReportSpec,
+        groups: BTreeMap<String, Vec<String>>,
+        evals: Vec<Labels>,
+        sparsity: Vec<Labels>,
+        bounds: Vec<Labels>,
+        correlation: bool,
+    ) -> Self {
+        Self {
+            spec,
+            groups,
+            evals,
+            sparsity,
+            bounds,
+            correlation,
+        }
+    }
+}
+
 impl StageKind for Report {
     fn kind(&self) -> &'static str {
         "report"
@@ -35,31 +57,26 @@ impl StageKind for Report {
         let mut evals = load_evals(cx, &self.evals)?;
         let mut sparsity = Vec::new();
         let mut measures: Vec<report::ModelMeasures> = Vec::new();
-        for l in &self.sparsity {
-            let s = &cx.input(&l.role)?.meta.summary;
-            let hoyer = s["overall"]["hoyer"]
-                .as_f64()
-                .context("sparsity summary lacks overall.hoyer")?;
+        for (l, s) in inputs::load_sparsity(cx, &self.sparsity)? {
             sparsity.push(SparsityResult {
                 dataset: l.dataset.clone(),
                 model: l.model.clone(),
                 training: l.training.clone(),
-                hoyer,
+                hoyer: s.overall.hoyer,
             });
             measures.push(report::ModelMeasures::from_sparsity(
                 &l.dataset,
                 &l.model,
                 &l.training,
-                s,
+                &s,
             ));
         }
-        for l in &self.bounds {
-            let s = &cx.input(&l.role)?.meta.summary;
+        for (l, b) in inputs::load_bounds(cx, &self.bounds)? {
             measures.push(report::ModelMeasures::from_bounds(
                 &l.dataset,
                 &l.model,
                 &l.training,
-                s,
+                &b,
             ));
         }
         let correlation: Option<crate::analysis::correlation::Output> = if self.correlation {

@@ -1,10 +1,10 @@
 //! `sparsity`: weight sparsity of a trained model (see `analysis::sparsity`).
 use super::{write_json, StageContext, StageKind};
-use crate::analysis::sparsity::{self, Thresholds};
+use crate::analysis::sparsity::{self, Summary, Thresholds};
 use crate::models::saved::Checkpoint;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub const OUTPUT: &str = "sparsity.json";
 
@@ -27,6 +27,20 @@ pub struct Sparsity {
     pub checkpoint: Checkpoint,
 }
 
+impl Sparsity {
+    /// The `analysis.sparsity` settings `sp`, on the weights `checkpoint` names.
+    pub fn new(sp: &crate::analysis::spec::SparsitySpec, checkpoint: Checkpoint) -> Self {
+        Self {
+            measures: Measures,
+            thresholds: Thresholds {
+                absolute: sp.absolute.iter().map(|t| t.get()).collect(),
+                relative: sp.relative.iter().map(|t| t.get()).collect(),
+            },
+            checkpoint,
+        }
+    }
+}
+
 impl StageKind for Sparsity {
     fn kind(&self) -> &'static str {
         "sparsity"
@@ -38,6 +52,14 @@ impl StageKind for Sparsity {
         let net = super::analysed_network(cx, self.checkpoint)?;
         let r = sparsity::analyse(&net.named_tensors(), &self.thresholds);
         write_json(&cx.out.join(OUTPUT), &r)?;
-        Ok(json!({"overall": r.overall, "by_type": r.by_type}))
+        Ok(serde_json::to_value(Summary {
+            overall: r.overall,
+            by_type: r.by_type,
+        })?)
     }
+}
+
+/// The output of a `sparsity` stage, typed.
+pub fn read(input: &crate::cache::Entry) -> Result<Summary> {
+    serde_json::from_value(input.meta.summary.clone()).context("reading a sparsity summary")
 }

@@ -7,7 +7,6 @@ pub mod schedule;
 pub mod spec;
 pub mod trades;
 
-use crate::attacks::config::FieldError;
 use crate::attacks::spec::AttackSpec;
 use crate::attacks::{AttackConfig, Net, Use};
 use crate::augment::Augment;
@@ -15,7 +14,7 @@ use crate::data::loader::{HostData, Loader};
 use crate::data::prepared::Prepared;
 use crate::models::{ModelIo, ModelParams, Network};
 use crate::progress::StageProgress;
-use crate::vocab::{Norm, Real};
+use crate::vocab::{Norm, Problem};
 use anyhow::{bail, Result};
 use precision::{Amp, ChannelsLast};
 use rand::seq::SliceRandom;
@@ -96,19 +95,24 @@ pub const TRADES_BETA: f64 = 6.0;
 /// The inner attack of an adversarial training method, resolved from the spec's `attack:` (a PGD
 /// configuration): fast AT fills one step of 1.25ε from a random start (Wong et al. 2020); TRADES
 /// uses norm, ε, steps and step size only.
-pub fn inner_attack(method: TrainMethod, a: &AttackSpec) -> Result<AttackConfig, FieldError> {
+pub fn inner_attack(method: TrainMethod, a: &AttackSpec) -> Result<AttackConfig, Problem> {
     let mut a = a.clone();
-    let err = |f: &'static str, m: &str, h: &str| Err((f, m.to_string(), Some(h.to_string())));
+    let err = |f: &str, m: &str, h: &str| Err(Problem::at(f, m).hint(h));
+    // A value of the wrong type is left for the PGD resolution below to report.
+    let read = |a: &AttackSpec, f: &str| a.params.get(f).cloned();
     match method {
         TrainMethod::FastAt => {
-            if a.steps.is_some_and(|s| s != 1) {
+            if read(&a, "steps").is_some_and(|s| serde_yaml::from_value::<usize>(s).ok() != Some(1))
+            {
                 return err(
                     "steps",
                     "fast AT takes one step",
                     "remove it, or use `method: pgd-at`",
                 );
             }
-            if a.random_start == Some(false) {
+            if read(&a, "random_start").and_then(|v| serde_yaml::from_value::<bool>(v).ok())
+                == Some(false)
+            {
                 return err(
                     "random_start",
                     "fast AT starts at a random point",
@@ -122,18 +126,14 @@ pub fn inner_attack(method: TrainMethod, a: &AttackSpec) -> Result<AttackConfig,
                     "use `method: pgd-at` for ℓ2/ℓ1",
                 );
             }
-            a.steps = Some(1);
-            if a.step_size.is_none() {
-                a.step_size = a.eps.map(|e| Real(1.25 * e.get()));
+            a.set("steps", 1);
+            if let (None, Some(e)) = (read(&a, "step_size"), a.eps) {
+                a.set("step_size", 1.25 * e.get());
             }
         }
         TrainMethod::Trades => {
-            for (f, set) in [
-                ("loss", a.loss.is_some()),
-                ("restarts", a.restarts.is_some()),
-                ("random_start", a.random_start.is_some()),
-            ] {
-                if set {
+            for f in ["loss", "restarts", "random_start"] {
+                if a.params.contains_key(f) {
                     return err(
                         f,
                         "does not apply to TRADES (KL loss, one run from x + 0.001·N(0, I))",
@@ -144,8 +144,8 @@ pub fn inner_attack(method: TrainMethod, a: &AttackSpec) -> Result<AttackConfig,
         }
         _ => {}
     }
-    match AttackConfig::resolve("pgd", &a, Use::Training)? {
-        c @ (AttackConfig::Pgd { .. } | AttackConfig::Fgsm { .. }) => Ok(c),
+    match AttackConfig::resolve("pgd", &a)? {
+        c @ (AttackConfig::Pgd(_) | AttackConfig::Fgsm(_)) => Ok(c),
         _ => err(
             "type",
             "adversarial training needs a perturbing attack",
@@ -249,7 +249,7 @@ fn accuracies(
         let len = 256.min(n - lo);
         let xb = x.narrow(0, lo, len).to_device(device).to_kind(Kind::Float) / 255.0;
         let yb = y.narrow(0, lo, len).to_device(device);
-        let a = attack.unwrap_or(&AttackConfig::Clean);
+        let a = attack.unwrap_or(&crate::attacks::config::CLEAN);
         let e = crate::attacks::evaluate_batch(
             &model,
             &xb,

@@ -1,7 +1,9 @@
-//! The training vocabulary the spec writes: method, model mode of the inner attack, optimiser
-//! and learning-rate schedule.
+//! A training entry as the spec writes it (`training.<name>`): method, inner attack, model mode
+//! of the inner attack, optimiser, learning-rate schedule, monitor and overrides.
+use crate::attacks::spec::AttackSpec;
 use crate::vocab::Real;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// `training.<name>.method`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,4 +116,72 @@ impl Default for ScheduleSpec {
             pct_start: None,
         }
     }
+}
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSpec {
+    #[serde(default = "default_method")]
+    pub method: TrainMethod,
+    /// The inner attack for adversarial training.
+    pub attack: Option<AttackSpec>,
+    pub epochs: usize,
+    #[serde(default = "default_train_batch")]
+    pub batch_size: usize,
+    pub optimizer: OptimizerSpec,
+    #[serde(default)]
+    pub schedule: ScheduleSpec,
+    /// Model mode while generating training attacks; the authors' code uses `eval`.
+    #[serde(default = "default_attack_mode")]
+    pub attack_mode: ModelMode,
+    /// Augmentation steps applied in order to every training image, e.g.
+    /// `[random_crop: {padding: 4}, hflip, autoaugment: cifar10]`.
+    #[serde(default)]
+    pub augment: Vec<serde_yaml::Value>,
+    /// TRADES' β (weight of the KL term; 6 in Zhang et al.). Only with `method: trades`.
+    pub beta: Option<Real>,
+    /// Label smoothing of the training cross-entropy (0 = none).
+    pub label_smoothing: Option<Real>,
+    /// Clip the global gradient ℓ2 norm to this value before each step.
+    pub grad_clip: Option<Real>,
+    /// Per-epoch accuracies on fixed train and test subsets, and the best checkpoint.
+    pub monitor: Option<MonitorSpec>,
+    /// Mixed precision of the training forward passes: `auto` (bfloat16 on CUDA), `bf16`, `off`.
+    #[serde(default)]
+    pub amp: super::precision::Amp,
+    /// Channels-last memory format: `auto` (on for convolutional networks), `on`, `off`.
+    #[serde(default)]
+    pub channels_last: super::precision::ChannelsLast,
+    /// Partial entries merged over this one for some models: keys are model names of the
+    /// pipeline or architecture kinds (`cnn`, `transformer`, `hybrid`, `mlp`).
+    #[serde(default)]
+    pub overrides: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// What is measured after every epoch (robust-overfitting curves) and which epoch is "best".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorSpec {
+    /// Points of the training split and of the test split evaluated (0 turns monitoring off).
+    #[serde(default = "default_monitor_n")]
+    pub n: usize,
+    /// Attack for the robust accuracies (default: the training attack).
+    pub attack: Option<AttackSpec>,
+    /// The metric whose maximum picks the best checkpoint: `test_robust_accuracy` (default with an
+    /// attack), `test_clean_accuracy` (default without), `train_robust_accuracy`,
+    /// `train_clean_accuracy`.
+    pub best_by: Option<String>,
+}
+
+pub fn default_monitor_n() -> usize {
+    256
+}
+
+fn default_method() -> TrainMethod {
+    TrainMethod::PgdAt
+}
+fn default_train_batch() -> usize {
+    128
+}
+fn default_attack_mode() -> ModelMode {
+    ModelMode::Eval
 }

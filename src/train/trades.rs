@@ -76,7 +76,7 @@ mod tests {
         });
         let p_nat = model(&x).softmax(1, Kind::Float);
         for (norm, eps) in [(Norm::Linf, 0.05), (Norm::L2, 0.3)] {
-            let cfg = AttackConfig::Pgd {
+            let cfg = AttackConfig::Pgd(pgd::Pgd {
                 norm,
                 eps,
                 steps: 10,
@@ -85,7 +85,7 @@ mod tests {
                 restarts: 1,
                 loss: pgd::PgdLoss::Ce,
                 l1_step: None,
-            };
+            });
             let adv = adversarial(&model, &x, &cfg, 1);
             let d = crate::attacks::project::norm(&(&adv - &x), norm);
             assert!(

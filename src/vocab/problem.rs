@@ -1,8 +1,11 @@
 //! "A field is wrong": a problem located by its path in the spec, and the did-you-mean hints every
 //! check uses for unknown names.
 
-/// One problem found in a spec, located in its file.
-#[derive(Debug, Clone)]
+/// One problem found in a spec, located in its file: the one shape of "a field is wrong". A check
+/// that knows only its own part of the spec (an attack's fields, a model's config) builds the
+/// problem at a path relative to that part ([`Problem::at`]); its caller places it in the file
+/// with [`Problem::under`], so every message points at the exact field.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
     pub path: Vec<String>,
     pub message: String,
@@ -16,6 +19,25 @@ impl Problem {
             message: message.into(),
             hint: None,
         }
+    }
+    /// A problem with the field `field` of the part being checked (a path relative to it).
+    pub fn at(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: vec![field.into()],
+            message: message.into(),
+            hint: None,
+        }
+    }
+    /// The same problem with `base` prepended to its path: where the checked part sits.
+    pub fn under(mut self, base: &[&str]) -> Self {
+        let mut path: Vec<String> = base.iter().map(|s| s.to_string()).collect();
+        path.append(&mut self.path);
+        self.path = path;
+        self
+    }
+    /// The field the problem names: the last element of its path.
+    pub fn field(&self) -> &str {
+        self.path.last().map_or("", String::as_str)
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());

@@ -20,6 +20,29 @@ fn bad_input_gets_located_hinted_errors_and_writes_nothing() {
             "is not a radius",
         ],
     );
+    // A field a check rejects is located at the field, not at its entry: a model's config
+    // field, an attack's own field (typo or wrong type).
+    fails(
+        &p,
+        &TINY.replace("resnet18: {preset: tiny}", "vit: {preset: tiny, depth: 0}"),
+        &["bad.yaml:7:23: models.vit.depth", "must be at least 1"],
+    );
+    fails(
+        &p,
+        &TINY.replace("pgd: {eps: 8/255, steps: 3}", "pgd: {eps: 8/255, stpes: 3}"),
+        &[
+            "bad.yaml:20:23: evaluation.attacks.pgd.stpes: unknown field",
+            "did you mean `steps`?",
+        ],
+    );
+    fails(
+        &p,
+        &TINY.replace(
+            "pgd: {eps: 8/255, steps: 3}",
+            "pgd: {eps: 8/255, steps: many}",
+        ),
+        &["bad.yaml:20:23: evaluation.attacks.pgd.steps: cannot read `many`"],
+    );
     fails(
         &p,
         &TINY.replace("embedded:digits", "embedded:digts"),

@@ -26,7 +26,7 @@ fn resolve(kind: &str, f: impl FnOnce(&mut AttackSpec)) -> AttackConfig {
         ..Default::default()
     };
     f(&mut a);
-    AttackConfig::resolve(kind, &a, Use::Evaluation).unwrap()
+    AttackConfig::resolve(kind, &a).unwrap()
 }
 
 #[test]
@@ -66,9 +66,19 @@ fn square_exposes_a_quantised_model_that_defeats_gradient_attacks() {
             notes: out.notes,
         }
     };
-    let pgd = evaluate("pgd", &resolve("pgd", |a| a.steps = Some(20)));
+    let pgd = evaluate(
+        "pgd",
+        &resolve("pgd", |a| {
+            a.set("steps", 20);
+        }),
+    );
     let apgd = evaluate("apgd-ce", &resolve("apgd-ce", |_| {}));
-    let square = evaluate("square", &resolve("square", |a| a.queries = Some(1000)));
+    let square = evaluate(
+        "square",
+        &resolve("square", |a| {
+            a.set("queries", 1000);
+        }),
+    );
     assert_eq!(square.class, AttackClass::BlackBox);
     assert!(
         square.robust_accuracy + 0.2 < pgd.robust_accuracy.min(apgd.robust_accuracy),

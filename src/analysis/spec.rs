@@ -7,8 +7,7 @@
 //!   bounds: {conv_grid: 16}
 //!   correlation: {bootstrap: 2000, confidence: 0.9}
 //! ```
-use super::real::Real;
-use super::Problem;
+use crate::vocab::{Problem, Real};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -141,7 +140,7 @@ impl AnalysisSpec {
         for a in &self.unknown {
             out.push(
                 Problem::new(&["analysis"], format!("unknown analysis `{a}`")).hint(
-                    super::typo_hint(a, ANALYSES.iter().copied(), || {
+                    crate::vocab::typo_hint(a, ANALYSES.iter().copied(), || {
                         format!("known analyses: {}", ANALYSES.join(", "))
                     }),
                 ),

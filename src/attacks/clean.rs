@@ -1,0 +1,44 @@
+//! `clean`: no perturbation, the clean accuracy as an evaluation entry.
+use super::{outcome, Attack, AttackClass, AttackType, Fields, Model, Name, Outcome, Use};
+use crate::vocab::{Norm, Problem};
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Clean {}
+
+impl AttackType for Clean {
+    const NAMES: &'static [Name] = &[Name {
+        radius: false,
+        ..Name::new("clean", "no perturbation: clean accuracy", &[])
+    }];
+    fn resolve(f: &Fields) -> Result<Self, Problem> {
+        let s = f.spec;
+        for (field, set) in [
+            ("norm", s.norm.is_some()),
+            ("eps", s.eps.is_some()),
+            ("curve", s.curve.is_some()),
+        ] {
+            if set {
+                return Err(Fields::remove(field, "does not apply to `clean`"));
+            }
+        }
+        Ok(Clean {})
+    }
+}
+
+impl Attack for Clean {
+    fn run(&self, _: &dyn Model, x: &Tensor, _: &Tensor, _: u64, _: Use) -> Outcome {
+        outcome(x.shallow_clone())
+    }
+    fn class(&self) -> AttackClass {
+        AttackClass::Clean
+    }
+    fn eps(&self) -> f64 {
+        0.0
+    }
+    fn norm(&self) -> Option<Norm> {
+        None
+    }
+    fn set_eps(&mut self, _: f64) {}
+}

@@ -1,0 +1,136 @@
+//! The spec resolved once ("parse, don't validate"): [`super::resolve`] checks every entry and
+//! keeps what it resolved, so planning builds stages from typed values and has no error path
+//! that could leave a stage out of the DAG.
+use super::{Checkpoint, Problem, Spec, TrainingSpec};
+use crate::attacks::AttackConfig;
+use crate::augment::Augment;
+use crate::data;
+use crate::models::{self, ModelIo, ModelParams};
+use std::collections::BTreeMap;
+
+/// Every entry of a spec that passed its checks, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    pub datasets: BTreeMap<String, data::Resolved>,
+    pub models: BTreeMap<String, ModelParams>,
+    /// The evaluation attacks, each preceded by its extra `curve` radii (named `attack@ε`).
+    pub attacks: Vec<(String, AttackConfig)>,
+    /// Per (model, training entry): the entry as it applies to that model (its `overrides`
+    /// merged in), resolved.
+    pub training: BTreeMap<(String, String), Training>,
+}
+
+/// A training entry as it applies to one model, resolved.
+#[derive(Debug, Clone)]
+pub struct Training {
+    pub spec: TrainingSpec,
+    /// The inner attack of adversarial training (`None` for standard training).
+    pub attack: Option<AttackConfig>,
+    /// The per-epoch monitor (`None` when `monitor: {n: 0}`).
+    pub monitor: Option<crate::train::Monitor>,
+    pub augment: Vec<Augment>,
+}
+
+/// The data a model sees from a dataset.
+pub fn io_of(d: &data::Resolved) -> ModelIo {
+    ModelIo {
+        in_channels: d.channels as i64,
+        image_size: d.params.resolution as i64,
+        num_classes: d.classes as i64,
+    }
+}
+
+/// The per-epoch monitor of a training entry: on by default (256 points per split, the training
+/// attack, best by test robust accuracy or, without an attack, test clean accuracy); `n: 0` is
+/// off. `attack` is the resolved `monitor.attack`, `train_attack` the entry's inner attack.
+pub fn monitor(
+    t: &TrainingSpec,
+    attack: Option<AttackConfig>,
+    train_attack: Option<&AttackConfig>,
+) -> Option<crate::train::Monitor> {
+    let m = t.monitor.as_ref();
+    let n = m.map_or(super::default_monitor_n(), |m| m.n);
+    if n == 0 {
+        return None;
+    }
+    let attack = attack.or_else(|| train_attack.cloned());
+    let best_by = m.and_then(|m| m.best_by.clone()).unwrap_or_else(|| {
+        if attack.is_some() {
+            "test_robust_accuracy"
+        } else {
+            "test_clean_accuracy"
+        }
+        .to_string()
+    });
+    Some(crate::train::Monitor { n, attack, best_by })
+}
+
+/// The attack name of a curve point: `attack@ε` with ε in decimal (at most 6 places).
+pub fn curve_name(attack: &str, eps: f64) -> String {
+    let s = format!("{eps:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{attack}@{s}")
+}
+
+/// Names become parts of stage ids and file names, so keep them simple.
+pub fn check_names(s: &Spec, out: &mut Vec<Problem>) {
+    let ok = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    };
+    let sections: [(&str, Vec<&String>); 4] = [
+        ("datasets", s.datasets.keys().collect()),
+        ("models", s.models.keys().collect()),
+        ("training", s.training.keys().collect()),
+        ("evaluation.attacks", s.evaluation.attacks.keys().collect()),
+    ];
+    for (section, names) in sections {
+        for n in names {
+            if !ok(n) {
+                let mut path: Vec<&str> = section.split('.').collect();
+                path.push(n);
+                out.push(
+                    Problem::new(
+                        &path,
+                        "names may use only letters, digits, `_`, `.` and `-`",
+                    )
+                    .hint("rename the entry"),
+                );
+            }
+        }
+    }
+}
+
+/// What only a (dataset, model) pair can tell: the model fits the data (e.g. its patch size
+/// divides the image); an imported model has one set of weights, so `checkpoint: best` does not
+/// apply to it.
+pub fn check_pairs(s: &Spec, r: &Resolved) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for (mname, mp) in &r.models {
+        let arch = models::find(&mp.arch).expect("resolved architectures exist");
+        if mp.arch == models::torchscript::TORCHSCRIPT.name
+            && s.evaluation.checkpoint == Checkpoint::Best
+        {
+            out.push(
+                Problem::new(
+                    &["evaluation", "checkpoint"],
+                    format!("`best` does not apply to the imported model `{mname}`: it has one set of weights"),
+                )
+                .hint("use `checkpoint: last`, or put imported models in their own pipeline"),
+            );
+        }
+        for (dname, d) in &r.datasets {
+            if let Err(e) = (arch.fits)(&mp.config, &io_of(d)) {
+                out.push(
+                    models::config_problem(
+                        &mp.config,
+                        format!("does not fit dataset `{dname}`: {e}"),
+                    )
+                    .under(&["models", mname]),
+                );
+            }
+        }
+    }
+    out
+}
