@@ -272,6 +272,45 @@ pub fn analyse(named: &[(String, Tensor)], thresholds: &Thresholds) -> SparsityR
 mod tests {
     use super::*;
 
+    /// The report and the correlation read the summary typed: a field renamed on one side fails
+    /// the read instead of leaving a report column empty; `null` (a NaN written as JSON) reads
+    /// as an undefined measure.
+    #[test]
+    fn summaries_read_typed_and_fail_on_a_renamed_field() {
+        let r = analyse(
+            &[("conv.weight".into(), t(&[0.0, 1.0, 2.0, 3.0]))],
+            &Thresholds {
+                absolute: vec![1e-3],
+                relative: vec![0.01],
+            },
+        );
+        let s = Summary {
+            overall: r.overall.clone(),
+            by_type: r.by_type.clone(),
+        };
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(serde_json::from_value::<Summary>(json.clone()).unwrap(), s);
+        let names: Vec<String> = s.overall_measures().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            ["hoyer", "l1_over_l2", "below_abs<0.001", "below_rel<0.01"]
+        );
+        let mut renamed = json.clone();
+        let o = renamed.as_object_mut().unwrap();
+        let overall = o.remove("overall").unwrap();
+        o.insert("whole".into(), overall);
+        assert!(serde_json::from_value::<Summary>(renamed).is_err());
+        let mut nan = json;
+        nan["overall"]["hoyer"] = serde_json::Value::Null;
+        let s = serde_json::from_value::<Summary>(nan).unwrap();
+        assert_eq!(s.overall_measures()[0], ("hoyer".to_string(), None));
+        assert_eq!(
+            s.hoyer_by_type()[0].0,
+            "hoyer_conv",
+            "per-type columns in LAYER_TYPES order"
+        );
+    }
+
     fn t(v: &[f64]) -> Tensor {
         Tensor::from_slice(v).view([1, v.len() as i64])
     }

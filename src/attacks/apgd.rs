@@ -569,15 +569,7 @@ impl Attack for Apgd {
         }
         o
     }
-    fn eps(&self) -> f64 {
-        self.eps
-    }
-    fn norm(&self) -> Option<Norm> {
-        Some(self.norm)
-    }
-    fn set_eps(&mut self, e: f64) {
-        self.eps = e;
-    }
+    radius_from_fields!();
 }
 
 #[cfg(test)]

@@ -73,15 +73,7 @@ impl Attack for AutoAttack {
             seed,
         )
     }
-    fn eps(&self) -> f64 {
-        self.eps
-    }
-    fn norm(&self) -> Option<Norm> {
-        Some(self.norm)
-    }
-    fn set_eps(&mut self, e: f64) {
-        self.eps = e;
-    }
+    radius_from_fields!();
 }
 
 /// A named member of a composition.

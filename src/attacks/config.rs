@@ -2,17 +2,9 @@
 //! its type found from its name, fields that do not apply rejected, the radius checked, then the
 //! type's own file reads the rest with every default filled in (the resolved JSON is part of
 //! stage keys). Adding an attack is its file plus one line in [`registry!`] below (and docs).
-use super::apgd::Apgd;
-use super::autoattack::AutoAttack;
 use super::clean::Clean;
-use super::cw::Cw;
-use super::deepfool::DeepFool;
-use super::fab::Fab;
-use super::fgsm::Fgsm;
-use super::mim::Mim;
-use super::pgd::{Pgd, PgdParams};
+use super::pgd::PgdParams;
 use super::spec::{AttackSpec, Fields};
-use super::square::Square;
 use super::{Attack, AttackClass, AttackType, Model, Name, Outcome, Use};
 use crate::vocab::{did_you_mean, typo_hint, Norm, Problem};
 use serde::{Deserialize, Serialize};
@@ -57,17 +49,19 @@ macro_rules! registry {
     };
 }
 
+// The registry: one line per attack type, `Variant(its parameters)`; the variant in lowercase is
+// the `type` of its resolved JSON (stage keys), the type's `NAMES` what specs write.
 registry! {
-    Clean(Clean),
-    Fgsm(Fgsm),
-    Pgd(Pgd),
-    Mim(Mim),
-    Cw(Cw),
-    Apgd(Apgd),
-    Fab(Fab),
-    Square(Square),
-    Autoattack(AutoAttack),
-    Deepfool(DeepFool),
+    Clean(super::clean::Clean),
+    Fgsm(super::fgsm::Fgsm),
+    Pgd(super::pgd::Pgd),
+    Mim(super::mim::Mim),
+    Cw(super::cw::Cw),
+    Apgd(super::apgd::Apgd),
+    Fab(super::fab::Fab),
+    Square(super::square::Square),
+    Autoattack(super::autoattack::AutoAttack),
+    Deepfool(super::deepfool::DeepFool),
 }
 
 /// `clean`: the attack of unattacked evaluation.
@@ -247,9 +241,11 @@ impl Attack for AttackConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attacks::autoattack::Version;
-    use crate::attacks::pgd::{L1Step, PgdLoss};
-    use crate::attacks::square::SquareLoss;
+    use crate::attacks::autoattack::{AutoAttack, Version};
+    use crate::attacks::deepfool::DeepFool;
+    use crate::attacks::fab::Fab;
+    use crate::attacks::pgd::{L1Step, Pgd, PgdLoss};
+    use crate::attacks::square::{Square, SquareLoss};
     use crate::vocab::Real;
 
     fn spec(eps: Option<f64>) -> AttackSpec {

@@ -15,8 +15,11 @@
 //! as broken only if its adversarial is misclassified with ‖δ‖ ≤ ε. A point DeepFool fails to
 //! break, or breaks only farther than ε, is robust.
 //!
-//! Deviation, none of which changes a point's outcome: the batch is attacked at once (the
-//! reference loops over single images); in eval mode the per-sample gradients are the same.
+//! Deviations: the batch is attacked at once (the reference loops over single images); in eval
+//! mode the per-sample gradients are the same and only float rounding differs, which decides the
+//! verdict of the points that end within rounding of a boundary (docs/attacks.md, DeepFool,
+//! pitfall). A zero gradient difference (a masked gradient) gives a zero step rather than the
+//! reference's NaN.
 use super::project;
 use super::{
     correct, outcome, radii, select, Attack, AttackType, Fields, Model, Name, Outcome, Use,
@@ -63,15 +66,7 @@ impl Attack for DeepFool {
         let adv = deepfool(model, x, y, self.norm, self.steps, self.overshoot);
         outcome(within(model, x, y, &adv, &radii(x, self.eps), self.norm))
     }
-    fn eps(&self) -> f64 {
-        self.eps
-    }
-    fn norm(&self) -> Option<Norm> {
-        Some(self.norm)
-    }
-    fn set_eps(&mut self, e: f64) {
-        self.eps = e;
-    }
+    radius_from_fields!();
 }
 
 /// `adv` where it is misclassified with ‖adv − x‖ ≤ ε, else `x`.
@@ -149,7 +144,7 @@ fn step(xr: &Tensor, logits: &Tensor, ys: &Tensor, norm: Norm, overshoot: f64) -
             Norm::L2 => Norm::L2,
             _ => Norm::L1,
         };
-        let dist = f.abs() / project::norm(&w, dual);
+        let dist = f.abs() / project::norm(&w, dual).clamp_min(1e-30);
         // The true class is no candidate.
         let dist = dist.masked_fill(&ys.eq(k), f64::INFINITY);
         match &best {
@@ -169,10 +164,15 @@ fn step(xr: &Tensor, logits: &Tensor, ys: &Tensor, norm: Norm, overshoot: f64) -
         let f = project::col(&best_f.abs(), &best_w);
         let r = match norm {
             Norm::L2 => {
-                let sq = project::col(&project::norm(&best_w, Norm::L2), &best_w).square();
+                let sq = project::col(&project::norm(&best_w, Norm::L2), &best_w)
+                    .square()
+                    .clamp_min(1e-30);
                 f * &best_w / sq
             }
-            _ => f / project::col(&project::norm(&best_w, Norm::L1), &best_w) * best_w.sign(),
+            _ => {
+                let l1 = project::col(&project::norm(&best_w, Norm::L1), &best_w).clamp_min(1e-30);
+                f / l1 * best_w.sign()
+            }
         };
         (xr.detach() + r * (1.0 + overshoot)).clamp(0.0, 1.0)
     })

@@ -484,15 +484,7 @@ impl Attack for Fab {
     fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, _: Use) -> Outcome {
         outcome(fab(model, x, y, &radii(x, self.eps), &self.params(), seed))
     }
-    fn eps(&self) -> f64 {
-        self.eps
-    }
-    fn norm(&self) -> Option<Norm> {
-        Some(self.norm)
-    }
-    fn set_eps(&mut self, e: f64) {
-        self.eps = e;
-    }
+    radius_from_fields!();
 }
 
 #[cfg(test)]

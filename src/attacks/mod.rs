@@ -4,6 +4,22 @@
 //! checks ([`AttackType`]), and how the attack runs ([`Attack`]); `config` holds the registry, one
 //! line per attack type. Update rules follow the reference libraries (docs/attacks.md, "Reference
 //! update rules"); docs/attacks.md also lists every attack's fields and defaults.
+/// `eps`, `norm` and `set_eps` of an [`Attack`] whose parameters are its own `norm` and `eps`
+/// fields, with nothing else scaled with ε (used inside `impl Attack` blocks of the child modules).
+macro_rules! radius_from_fields {
+    () => {
+        fn eps(&self) -> f64 {
+            self.eps
+        }
+        fn norm(&self) -> Option<crate::vocab::Norm> {
+            Some(self.norm)
+        }
+        fn set_eps(&mut self, e: f64) {
+            self.eps = e;
+        }
+    };
+}
+
 pub mod apgd;
 pub mod autoattack;
 pub mod clean;

@@ -51,18 +51,22 @@ impl<'de> Deserialize<'de> for AttackSpec {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<AttackSpec, A::Error> {
                 let mut a = AttackSpec::default();
+                // A field set to `~` is unset, as if left out (a recipe's field is unset that way).
+                let mut seen = std::collections::BTreeSet::new();
                 while let Some(k) = m.next_key::<String>()? {
-                    let dup = || de::Error::custom(format!("duplicate field `{k}`"));
+                    if !seen.insert(k.clone()) {
+                        return Err(de::Error::custom(format!("duplicate field `{k}`")));
+                    }
                     match k.as_str() {
-                        "type" if a.kind.is_none() => a.kind = Some(m.next_value()?),
-                        "norm" if a.norm.is_none() => a.norm = Some(m.next_value()?),
-                        "eps" if a.eps.is_none() => a.eps = Some(m.next_value()?),
-                        "curve" if a.curve.is_none() => a.curve = Some(m.next_value()?),
-                        "type" | "norm" | "eps" | "curve" => return Err(dup()),
-                        _ if a.params.contains_key(&k) => return Err(dup()),
+                        "type" => a.kind = m.next_value()?,
+                        "norm" => a.norm = m.next_value()?,
+                        "eps" => a.eps = m.next_value()?,
+                        "curve" => a.curve = m.next_value()?,
                         _ => {
-                            let v = m.next_value()?;
-                            a.params.insert(k, v);
+                            let v: serde_yaml::Value = m.next_value()?;
+                            if !v.is_null() {
+                                a.params.insert(k, v);
+                            }
                         }
                     }
                 }
@@ -129,14 +133,13 @@ impl Fields<'_> {
         match self.get::<String>(field)? {
             None => Ok(default),
             Some(v) => choices.iter().copied().find(|c| *c == v).ok_or_else(|| {
-                Problem::at(field, format!("unknown {what} `{v}`")).hint(format!(
-                    "use {}",
-                    choices
-                        .iter()
-                        .map(|c| format!("`{c}`"))
-                        .collect::<Vec<_>>()
-                        .join(" or ")
-                ))
+                let quoted: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
+                let list = match quoted.split_last() {
+                    Some((last, [])) => last.clone(),
+                    Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+                    None => String::new(),
+                };
+                Problem::at(field, format!("unknown {what} `{v}`")).hint(format!("use {list}"))
             }),
         }
     }
@@ -196,6 +199,14 @@ mod tests {
         };
         assert_eq!(f.count("steps", 10).unwrap_err().path, ["steps"]);
         assert!(serde_yaml::from_str::<AttackSpec>("{eps: 0.1, eps: 0.2}").is_err());
+        // `~` unsets a field, shared or the type's own.
+        assert_eq!(
+            serde_yaml::from_str::<AttackSpec>("{eps: 0.1, norm: ~, steps: ~}").unwrap(),
+            AttackSpec {
+                eps: Some(Real(0.1)),
+                ..Default::default()
+            }
+        );
         assert_eq!(
             serde_yaml::from_str::<AttackSpec>("~").unwrap(),
             AttackSpec::default()

@@ -64,7 +64,7 @@ pub fn stage_key(
 }
 
 impl Plan {
-    /// Expands a validated spec: datasets × models × training recipes → train stages; each
+    /// Expands a resolved spec (`Loaded::resolved`): datasets × models × training recipes → train stages; each
     /// trained model × attack × split → evaluation stages; analyses per trained model; one report.
     pub fn build(l: &Loaded) -> Result<Plan> {
         Self::build_with(l, &mut data::fingerprint::HashState::ephemeral())
@@ -226,7 +226,7 @@ impl Plan {
                 c,
                 s.seed,
                 s.evaluation.groups.clone(),
-                correlation_gaps(s, c, attacks),
+                correlation_gaps(s, r, c),
                 eval_labels.clone(),
                 sparsity_labels.clone(),
                 bounds_labels.clone(),
@@ -334,21 +334,14 @@ fn bounds_attack_of(c: &AttackConfig) -> Option<stages::bounds::Attack> {
 /// robust) to the attacks of another norm and the groups with such an attack.
 fn correlation_gaps(
     s: &spec::Spec,
+    r: &spec::Resolved,
     c: &spec::analysis::CorrelationSpec,
-    attacks: &[(String, AttackConfig)],
 ) -> BTreeMap<String, stages::correlation::Gaps> {
-    let mut training: Vec<(String, Option<AttackConfig>)> = s
-        .training
+    let attacks = &r.attacks;
+    let mut training: Vec<(String, Option<AttackConfig>)> = r
+        .entries
         .iter()
-        .map(|(name, t)| {
-            let a = t
-                .attack
-                .as_ref()
-                .filter(|_| t.method != spec::TrainMethod::Standard)
-                // An attack that does not resolve has already failed the plan (train stages).
-                .and_then(|a| crate::train::inner_attack(t.method, a).ok());
-            (name.clone(), a)
-        })
+        .map(|(name, t)| (name.clone(), t.attack.clone()))
         .collect();
     // Imported models have no training attack.
     training.push((stages::import::TRAINING_LABEL.to_string(), None));

@@ -641,7 +641,12 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
             &r.models,
             &mut r.training,
         ));
-        out.extend(own.err().unwrap_or_default());
+        match own {
+            Ok(tr) => {
+                r.entries.insert(name.clone(), tr);
+            }
+            Err(ps) => out.extend(ps),
+        }
     }
     if spec.evaluation.attacks.is_empty() {
         out.push(

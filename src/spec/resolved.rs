@@ -18,6 +18,8 @@ pub struct Resolved {
     /// Per (model, training entry): the entry as it applies to that model (its `overrides`
     /// merged in), resolved.
     pub training: BTreeMap<(String, String), Training>,
+    /// Each training entry as written (no override applied), resolved.
+    pub entries: BTreeMap<String, Training>,
 }
 
 /// A training entry as it applies to one model, resolved.
@@ -122,13 +124,9 @@ pub fn check_pairs(s: &Spec, r: &Resolved) -> Vec<Problem> {
         }
         for (dname, d) in &r.datasets {
             if let Err(e) = (arch.fits)(&mp.config, &io_of(d)) {
-                out.push(
-                    models::config_problem(
-                        &mp.config,
-                        format!("does not fit dataset `{dname}`: {e}"),
-                    )
-                    .under(&["models", mname]),
-                );
+                let mut p = models::config_problem(&mp.config, e);
+                p.message = format!("does not fit dataset `{dname}`: {}", p.message);
+                out.push(p.under(&["models", mname]));
             }
         }
     }

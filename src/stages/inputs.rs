@@ -55,34 +55,37 @@ pub fn load_evals(cx: &StageContext, labels: &[Labels]) -> Result<Vec<EvalResult
     Ok(evals)
 }
 
-/// The sparsity summaries behind `labels`, typed.
+/// The results behind `labels`, each read typed by its stage's `read`.
+fn load<'a, T>(
+    cx: &StageContext,
+    labels: &'a [Labels],
+    read: fn(&crate::cache::Entry) -> Result<T>,
+) -> Result<Vec<(&'a Labels, T)>> {
+    labels
+        .iter()
+        .map(|l| Ok((l, read(cx.input(&l.role)?).with_context(|| l.role.clone())?)))
+        .collect()
+}
+
+/// The sparsity summaries behind `labels`; each must have a whole-model Hoyer measure.
 pub fn load_sparsity<'a>(
     cx: &StageContext,
     labels: &'a [Labels],
 ) -> Result<Vec<(&'a Labels, crate::analysis::sparsity::Summary)>> {
-    labels
-        .iter()
-        .map(|l| {
-            Ok((
-                l,
-                super::sparsity::read(cx.input(&l.role)?).with_context(|| l.role.clone())?,
-            ))
-        })
-        .collect()
+    let out = load(cx, labels, super::sparsity::read)?;
+    if let Some((l, _)) = out.iter().find(|(_, s)| s.overall.hoyer.is_nan()) {
+        anyhow::bail!(
+            "{}: the sparsity summary has no overall Hoyer measure",
+            l.role
+        );
+    }
+    Ok(out)
 }
 
-/// The bounds outputs behind `labels`, typed.
+/// The bounds outputs behind `labels`.
 pub fn load_bounds<'a>(
     cx: &StageContext,
     labels: &'a [Labels],
 ) -> Result<Vec<(&'a Labels, crate::analysis::bounds::Output)>> {
-    labels
-        .iter()
-        .map(|l| {
-            Ok((
-                l,
-                super::bounds::read(cx.input(&l.role)?).with_context(|| l.role.clone())?,
-            ))
-        })
-        .collect()
+    load(cx, labels, super::bounds::read)
 }

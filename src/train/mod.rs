@@ -98,11 +98,14 @@ pub const TRADES_BETA: f64 = 6.0;
 pub fn inner_attack(method: TrainMethod, a: &AttackSpec) -> Result<AttackConfig, Problem> {
     let mut a = a.clone();
     let err = |f: &str, m: &str, h: &str| Err(Problem::at(f, m).hint(h));
-    // A value of the wrong type is left for the PGD resolution below to report.
+    // A value of the wrong type is left as written for the PGD resolution below to report.
     let read = |a: &AttackSpec, f: &str| a.params.get(f).cloned();
     match method {
         TrainMethod::FastAt => {
-            if read(&a, "steps").is_some_and(|s| serde_yaml::from_value::<usize>(s).ok() != Some(1))
+            let steps = read(&a, "steps").map(serde_yaml::from_value::<usize>);
+            if steps
+                .as_ref()
+                .is_some_and(|s| s.as_ref().is_ok_and(|&s| s != 1))
             {
                 return err(
                     "steps",
@@ -126,7 +129,9 @@ pub fn inner_attack(method: TrainMethod, a: &AttackSpec) -> Result<AttackConfig,
                     "use `method: pgd-at` for ℓ2/ℓ1",
                 );
             }
-            a.set("steps", 1);
+            if steps.is_none() {
+                a.set("steps", 1);
+            }
             if let (None, Some(e)) = (read(&a, "step_size"), a.eps) {
                 a.set("step_size", 1.25 * e.get());
             }
