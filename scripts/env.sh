@@ -3,6 +3,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TORCH_VERSION="2.13.0"   # tch 0.26 is built for exactly this libtorch
+NEXTEST_VERSION="0.9.143" # the test runner scripts/test.sh installs where it is missing
 # Reference implementations the tests cross-check against (torchvision: AutoAugment ops and
 # CNNs; timm: the model zoo's parameter names, counts and logits; numpy/scipy: norms, SVDs, rank
 # correlations), pinned exactly; their dependencies are pinned by scripts/python-constraints.txt.

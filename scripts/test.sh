@@ -2,4 +2,10 @@
 # Set up, build, and run the whole test suite (unit + integration tests that drive the binary).
 "$(dirname "$0")/build.sh"
 source "$(dirname "$0")/env.sh"
+# The suite runs under cargo-nextest (one process per test: libtorch's thread settings and the
+# tests' environment stay per test). A machine with only Rust gets it once, built from crates.io.
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "cargo-nextest is not installed: installing it with cargo install (once, a few minutes)" >&2
+    cargo install cargo-nextest --locked --version "$NEXTEST_VERSION"
+fi
 exec cargo nextest run --release --locked --no-fail-fast "$@"

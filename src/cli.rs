@@ -64,11 +64,11 @@ enum Format {
 #[derive(Args)]
 struct RunArgs {
     pipeline: PathBuf,
-    /// Stages run at once (CPU slots); default: number of CPU cores.
-    #[arg(short, long)]
+    /// Stages run at once (CPU slots, at least 1); default: number of CPU cores.
+    #[arg(short, long, value_parser = at_least_one())]
     jobs: Option<usize>,
-    /// libtorch threads per training/evaluation stage on CPU.
-    #[arg(long, default_value_t = 1)]
+    /// libtorch threads per training/evaluation stage on CPU (at least 1).
+    #[arg(long, default_value_t = 1, value_parser = at_least_one())]
     threads: usize,
     /// Show what would run; compute and write nothing.
     #[arg(long)]
@@ -258,6 +258,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
+/// A count flag's parser: 1 or more (0 would run nothing, or panic in libtorch).
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+}
+
 /// `robarch run`: every missing stage, then the report.
 fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
     let plan = load_plan(&a.pipeline, cache_dir)?;
@@ -266,6 +271,15 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         .iter()
         .map(|g| glob::Pattern::new(g).with_context(|| format!("--force {g}: not a valid glob")))
         .collect::<Result<Vec<_>>>()?;
+    for (g, pat) in a.force.iter().zip(&force) {
+        if !plan.order.iter().any(|&ix| pat.matches(&plan.graph[ix].id)) {
+            anyhow::bail!(
+                "--force {g}: matches no stage of {} (stage ids look like `train/<dataset>/<model>/<training>`; `robarch status {}` lists them)",
+                a.pipeline.display(),
+                a.pipeline.display()
+            );
+        }
+    }
     let jobs = a.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())

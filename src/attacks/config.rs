@@ -167,7 +167,13 @@ impl AttackConfig {
             spec: a,
             eps,
         };
-        resolve_named(&f).expect("a registry name has a type")
+        let c = resolve_named(&f).expect("a registry name has a type")?;
+        if c.norm() == Some(Norm::Linf) && c.eps() > 1.0 {
+            return Err(Problem::at("eps", format!("{eps} is beyond the pixel range")).hint(
+                "ε is in [0,1] pixel units: write `8/255`, not `8`; an ℓ∞ ε of 1 already covers every image",
+            ));
+        }
+        Ok(c)
     }
 
     /// The PGD parameters of a `pgd` configuration (`None` for other attacks); `early_stop` in

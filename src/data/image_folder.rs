@@ -69,12 +69,19 @@ pub fn list_split(dir: &Path) -> Result<FolderSplit> {
             continue;
         }
         let c = classes.len();
-        classes.push(name);
+        let before = items.len();
         for f in sorted_entries(&class_dir)? {
             if f.is_file() && is_image(&f) {
                 items.push((f, c));
             }
         }
+        if items.len() == before {
+            bail!(
+                "{}: class directory `{name}` holds no .jpg/.jpeg/.png files (a class with no images cannot be learned; add images or remove the directory)",
+                dir.display()
+            );
+        }
+        classes.push(name);
     }
     if classes.is_empty() {
         bail!(
@@ -82,10 +89,11 @@ pub fn list_split(dir: &Path) -> Result<FolderSplit> {
             dir.display()
         );
     }
-    if items.is_empty() {
+    if classes.len() < 2 {
         bail!(
-            "{}: class directories hold no .jpg/.jpeg/.png files",
-            dir.display()
+            "{}: one class directory (`{}`); classification needs at least two",
+            dir.display(),
+            classes[0]
         );
     }
     Ok(FolderSplit { classes, items })
@@ -284,9 +292,19 @@ mod tests {
     fn mismatched_classes_and_empty_tree_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         write_image(&dir.path().join("train/a/1.png"), 4, 4, 0);
+        write_image(&dir.path().join("train/c/1.png"), 4, 4, 0);
         write_image(&dir.path().join("val/b/1.png"), 4, 4, 0);
+        write_image(&dir.path().join("val/c/1.png"), 4, 4, 0);
         let e = discover(dir.path()).unwrap_err().to_string();
         assert!(e.contains("classes differ"), "{e}");
+        // A class with no images, and a single class, are errors naming the directory.
+        let one = tempfile::tempdir().unwrap();
+        write_image(&one.path().join("a/1.png"), 4, 4, 0);
+        let e = discover(one.path()).unwrap_err().to_string();
+        assert!(e.contains("one class directory (`a`)"), "{e}");
+        std::fs::create_dir_all(one.path().join("b")).unwrap();
+        let e = discover(one.path()).unwrap_err().to_string();
+        assert!(e.contains("class directory `b` holds no"), "{e}");
         let empty = tempfile::tempdir().unwrap();
         assert!(discover(empty.path())
             .unwrap_err()

@@ -581,12 +581,6 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
     let mut out = Vec::new();
     let mut r = Resolved::default();
     resolved::check_names(spec, &mut out);
-    if spec.name.trim().is_empty() || spec.name.contains(['/', '\\']) {
-        out.push(
-            Problem::new(&["name"], "must be a non-empty name without slashes")
-                .hint("e.g. `name: quickstart`"),
-        );
-    }
     if let Err(e) = crate::torch::device::parse_device(&spec.device) {
         out.push(Problem::new(&["device"], e).hint("use auto, cpu, cuda or cuda:N"));
     }

@@ -74,13 +74,35 @@ pub fn curve_name(attack: &str, eps: f64) -> String {
     format!("{attack}@{s}")
 }
 
-/// Names become parts of stage ids and file names, so keep them simple.
+/// Longest name of a pipeline or an entry.
+pub const MAX_NAME: usize = 100;
+
+/// Whether `n` may be a path component: 1 to [`MAX_NAME`] letters, digits, `_`, `.` and `-`,
+/// not starting with `.` (so never `.`, `..` or a hidden file), no separators or control
+/// characters.
+pub fn is_simple_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= MAX_NAME
+        && !n.starts_with('.')
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// Names become parts of stage ids and file names (`reports/<name>/`, the manifest), so keep
+/// them simple: nothing is computed for a pipeline with a name that could leave its directory.
 pub fn check_names(s: &Spec, out: &mut Vec<Problem>) {
-    let ok = |n: &str| {
-        !n.is_empty()
-            && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-    };
+    let rule = format!(
+        "names use 1 to {MAX_NAME} letters, digits, `_`, `.` and `-`, and do not start with `.`"
+    );
+    if !is_simple_name(&s.name) {
+        out.push(
+            Problem::new(
+                &["name"],
+                format!("`{}` is not a valid name: {rule}", s.name.escape_debug()),
+            )
+            .hint("e.g. `name: quickstart`"),
+        );
+    }
     let sections: [(&str, Vec<&String>); 4] = [
         ("datasets", s.datasets.keys().collect()),
         ("models", s.models.keys().collect()),
@@ -89,16 +111,10 @@ pub fn check_names(s: &Spec, out: &mut Vec<Problem>) {
     ];
     for (section, names) in sections {
         for n in names {
-            if !ok(n) {
+            if !is_simple_name(n) {
                 let mut path: Vec<&str> = section.split('.').collect();
                 path.push(n);
-                out.push(
-                    Problem::new(
-                        &path,
-                        "names may use only letters, digits, `_`, `.` and `-`",
-                    )
-                    .hint("rename the entry"),
-                );
+                out.push(Problem::new(&path, rule.clone()).hint("rename the entry"));
             }
         }
     }

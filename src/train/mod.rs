@@ -307,8 +307,7 @@ pub fn train(
     let mut opt = optim::Optimizer::new(&p.optimizer, &net.vs);
     let mut history = Vec::new();
     let mut start = 0;
-    if let Some(state) = checkpoint::latest(ckpt_dir)? {
-        let (epoch, records, step) = checkpoint::restore(&state, &mut net, &mut opt)?;
+    if let Some((epoch, records, step)) = checkpoint::resume(ckpt_dir, &mut net, &mut opt)? {
         tracing::info!(epoch, "resuming from checkpoint");
         start = epoch;
         history = records;

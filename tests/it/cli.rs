@@ -1,6 +1,77 @@
 //! Bad input, failures, and the read-only commands.
 use crate::common::*;
 
+/// Every name that becomes a path component is checked before anything runs: `..`, hidden,
+/// separators, spaces and over-long names are located errors, and nothing is written anywhere
+/// (a pipeline named `..` would otherwise write its report into the project's parent).
+#[test]
+fn names_that_could_leave_their_directory_are_rejected() {
+    let p = Project::new();
+    let long = "m".repeat(101);
+    let cases = [
+        ("name: tiny", "name: .."),
+        ("name: tiny", "name: .hidden"),
+        ("name: tiny", "name: \"a/b\""),
+        ("  digits: {source", "  ..: {source"),
+        (
+            "  resnet18: {preset: tiny}",
+            "  \"a b\": {arch: resnet18, preset: tiny}",
+        ),
+        ("  at:\n", "  ..:\n"),
+        ("    pgd: {eps", "    \".pgd\": {type: pgd, eps"),
+    ];
+    let before = listing(p.dir.path());
+    for (from, to) in cases {
+        let yaml = TINY.replacen(from, to, 1);
+        assert_ne!(yaml, TINY, "{from}");
+        fails(&p, &yaml, &["not start with `.`"]);
+    }
+    let yaml = TINY.replacen(
+        "  resnet18: {preset: tiny}",
+        &format!("  {long}: {{arch: resnet18, preset: tiny}}"),
+        1,
+    );
+    fails(&p, &yaml, &["1 to 100 letters"]);
+    // Only the spec file the test wrote is new.
+    let mut after = listing(p.dir.path());
+    after.retain(|f| f != "bad.yaml");
+    assert_eq!(after, before);
+    assert!(!p.dir.path().parent().unwrap().join("tiny").exists());
+}
+
+/// Flags that would run nothing (or crash libtorch) are errors naming the flag, before anything
+/// is computed.
+#[test]
+fn counts_of_zero_and_force_patterns_matching_nothing_are_rejected() {
+    let p = Project::new();
+    p.write("p.yaml", TINY);
+    for (args, flag) in [
+        (&["run", "p.yaml", "--threads", "0"][..], "--threads"),
+        (&["run", "p.yaml", "-j", "0"][..], "--jobs"),
+    ] {
+        let out = p.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(flag), "{args:?}: {}", stderr(&out));
+    }
+    let out = p.run(&["run", "p.yaml", "--force", "tarin/*"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--force tarin/*: matches no stage"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(p.entries(), 0);
+}
+
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn bad_input_gets_located_hinted_errors_and_writes_nothing() {
     let p = Project::new();
@@ -42,6 +113,14 @@ fn bad_input_gets_located_hinted_errors_and_writes_nothing() {
             "pgd: {eps: 8/255, steps: many}",
         ),
         &["bad.yaml:20:23: evaluation.attacks.pgd.steps: cannot read `many`"],
+    );
+    fails(
+        &p,
+        &TINY.replace("fgsm: {eps: 8/255}", "fgsm: {eps: 8}"),
+        &[
+            "bad.yaml:19:12: evaluation.attacks.fgsm.eps: 8 is beyond the pixel range",
+            "write `8/255`",
+        ],
     );
     fails(
         &p,

@@ -150,6 +150,112 @@ fn kill_9_during_training_resumes_to_the_same_result() {
     );
 }
 
+/// Runs `p.yaml` and kills it (SIGKILL) once the trainer reports epoch `epoch`'s checkpoint.
+fn kill_after_checkpoint(p: &Project, epoch: usize) {
+    let mut child = p
+        .cmd(&["run", "--format", "json", "p.yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let tag = format!("epoch={epoch}");
+    let seen = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("checkpoint saved") && l.contains(&tag));
+    assert!(seen, "training never reported epoch {epoch}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Checkpoint directories (`epoch-*`) under `dir`, sorted.
+fn checkpoints(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("epoch-") {
+            out.push(path);
+        } else if path.is_dir() {
+            out.extend(checkpoints(&path));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A damaged checkpoint is never trusted and never blocks a rerun: a flipped byte, a truncated
+/// tensor file or a garbled state file is discarded with a warning naming it, and training resumes
+/// from the previous epoch's checkpoint (or, with both damaged, starts afresh), ending at the
+/// weights of an uninterrupted run.
+#[test]
+fn damaged_checkpoints_are_discarded_for_the_previous_epoch() {
+    let text = TINY
+        .replace("epochs: 2", "epochs: 6")
+        .replace("evaluation:\n", "evaluation:\n  splits: [test]\n");
+    let reference = Project::new();
+    reference.write("p.yaml", &text);
+    reference.ok(&["run", "--format", "json", "p.yaml"]);
+    let stage = "train/digits/resnet18/at";
+    let want =
+        std::fs::read(entry_dir(&reference, "p.yaml", stage).join("model.safetensors")).unwrap();
+    let flip = |f: &std::path::Path| {
+        let mut b = std::fs::read(f).unwrap();
+        let i = b.len() / 2;
+        b[i] ^= 0x01;
+        std::fs::write(f, b).unwrap();
+    };
+    let truncate = |f: &std::path::Path| {
+        let n = std::fs::metadata(f).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_len(n / 2)
+            .unwrap();
+    };
+    let garble = |f: &std::path::Path| std::fs::write(f, "{\"epoch\": ").unwrap();
+    type Damage<'a> = (&'a str, &'a dyn Fn(&std::path::Path), &'a str, bool);
+    let cases: [Damage; 4] = [
+        ("flipped byte", &flip, "state.safetensors", false),
+        ("truncated", &truncate, "state.safetensors", false),
+        ("garbled", &garble, "state.json", false),
+        ("both epochs garbled", &garble, "state.json", true),
+    ];
+    for (what, damage, file, both) in cases {
+        let p = Project::new();
+        p.write("p.yaml", &text);
+        kill_after_checkpoint(&p, 3);
+        let kept = checkpoints(&p.path("cache/ckpt"));
+        let names: Vec<String> = kept
+            .iter()
+            .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["epoch-00002", "epoch-00003"], "{what}");
+        for d in if both { &kept[..] } else { &kept[1..] } {
+            damage(&d.join(file));
+        }
+        let out = p.ok(&["run", "--format", "json", "p.yaml"]);
+        let err = stderr(&out);
+        let warned = err
+            .lines()
+            .filter(|l| l.contains("discarding a damaged checkpoint"))
+            .collect::<Vec<_>>();
+        assert_eq!(warned.len(), if both { 2 } else { 1 }, "{what}: {err}");
+        assert!(warned[0].contains("epoch-00003"), "{what}: {err}");
+        let resumed = err
+            .lines()
+            .any(|l| l.contains("resuming from checkpoint") && l.contains("epoch=2"));
+        assert_eq!(resumed, !both, "{what}: {err}");
+        let got = std::fs::read(entry_dir(&p, "p.yaml", stage).join("model.safetensors")).unwrap();
+        assert!(
+            got == want,
+            "{what}: weights differ from an uninterrupted run"
+        );
+    }
+}
+
 #[test]
 fn force_reruns_matching_stages_and_downstream_only() {
     let p = Project::new();
