@@ -732,6 +732,33 @@ fn ls(what: Registry) -> Result<i32> {
 
 /// Copies the report's tables from the cache to `<reports>/<pipeline name>/`; with `show`, says
 /// where and prints the Markdown tables. Returns the directory.
+/// Prefix of the temporary files a report is copied through (`<prefix><pid>-…`).
+const REPORT_TMP: &str = ".robarch-partial-";
+
+/// Removes temporary report files whose writing process is gone (killed mid-copy); a live
+/// process's are left alone.
+fn sweep_report_leftovers(dest: &Path) {
+    let Ok(dir) = std::fs::read_dir(dest) else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(REPORT_TMP)
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = pid == std::process::id()
+            || !Path::new("/proc").exists()
+            || Path::new("/proc").join(pid.to_string()).exists();
+        if !alive {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 fn materialize_report(plan: &Plan, cache: &Cache, reports: &Path, show: bool) -> Result<PathBuf> {
     let ix = plan.report().context("the pipeline has no report stage")?;
     let key = &plan.graph[ix].key;
@@ -744,12 +771,21 @@ fn materialize_report(plan: &Plan, cache: &Cache, reports: &Path, show: bool) ->
     };
     let dest = reports.join(&plan.name);
     std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+    sweep_report_leftovers(&dest);
     let mut shown = Vec::new();
-    for f in crate::cache::walk(&entry.path(crate::stages::report::TABLES))? {
+    // Only the files the entry lists (and verified): nothing else in its directory is published.
+    let prefix = format!("{}/", crate::stages::report::TABLES);
+    for rel in entry.meta.files.keys().filter(|f| f.starts_with(&prefix)) {
+        let f = entry.path(rel);
         let name = f.file_name().expect("files have names");
-        let tmp = tempfile::NamedTempFile::new_in(&dest)?;
-        std::fs::copy(&f, tmp.path())?;
-        tmp.persist(dest.join(name))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("{REPORT_TMP}{}-", std::process::id()))
+            .tempfile_in(&dest)
+            .with_context(|| format!("writing into {}", dest.display()))?;
+        std::fs::copy(&f, tmp.path())
+            .with_context(|| format!("writing into {}", dest.display()))?;
+        tmp.persist(dest.join(name))
+            .with_context(|| format!("writing {}", dest.join(name).display()))?;
         shown.push(dest.join(name));
     }
     if !show {

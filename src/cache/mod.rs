@@ -185,8 +185,16 @@ impl Cache {
         }
         meta.files = files;
         std::fs::write(staged.path().join(META), serde_json::to_vec_pretty(&meta)?)?;
+        // Durable before it becomes visible: the files and their directory reach the disk before
+        // the rename, the rename itself before the commit returns (a power loss cannot leave a
+        // renamed entry with empty files).
+        for f in walk(staged.path())? {
+            File::open(&f)?.sync_all()?;
+        }
+        sync_dir(staged.path())?;
         let dest = self.entry_dir(&meta.key);
-        std::fs::create_dir_all(dest.parent().expect("entry dirs have a parent"))?;
+        let shard = dest.parent().expect("entry dirs have a parent");
+        std::fs::create_dir_all(shard)?;
         if dest.exists() {
             // A forced rerun replaces the old entry.
             self.remove(&meta.key)?;
@@ -194,6 +202,7 @@ impl Cache {
         let tmp = staged.keep();
         std::fs::rename(&tmp, &dest)
             .with_context(|| format!("committing cache entry {}", meta.key))?;
+        sync_dir(shard)?;
         Ok(Entry { dir: dest, meta })
     }
 
@@ -246,6 +255,22 @@ impl Cache {
         Ok(f)
     }
 
+    /// The run lock (shared: runs go on side by side, `gc` waits for them). A run that finds no
+    /// other run holding it first sweeps `tmp/` of what killed runs left there; with another run
+    /// live, its staging directories are left alone (and swept by a later run).
+    pub fn lock_run(&self) -> Result<File> {
+        let f = File::create(self.root.join(".lock"))?;
+        if f.try_lock().is_ok() {
+            let swept = self.sweep_tmp()?;
+            if swept > 0 {
+                tracing::info!(swept, "removed staging leftovers of killed runs");
+            }
+            f.unlock()?;
+        }
+        f.lock_shared().context("locking cache")?;
+        Ok(f)
+    }
+
     /// Deletes leftovers of killed runs in `tmp/` (only under the exclusive lock).
     pub fn sweep_tmp(&self) -> Result<usize> {
         let mut n = 0;
@@ -294,6 +319,17 @@ impl Cache {
         self.sweep_tmp()?;
         Ok((removed, bytes))
     }
+}
+
+/// Flushes a directory's entries (new names, renames) to disk.
+fn sync_dir(dir: &Path) -> Result<()> {
+    // Opening a directory read-only and fsyncing it is how POSIX persists its entries; elsewhere
+    // (Windows) directories cannot be opened as files, and renames are durable on their own.
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))?;
+    Ok(())
 }
 
 /// All regular files below `dir`, sorted.

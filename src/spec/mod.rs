@@ -161,6 +161,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, SpecError> {
     let error = |msg: String, loc: String| {
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
         let hint = unknown_name_hint(&msg)
+            .or_else(|| type_hint(&msg))
             .map(|h| format!(" ({h})"))
             .unwrap_or_default();
         SpecError {
@@ -235,6 +236,35 @@ impl Spec {
             )
         })
     }
+}
+
+/// For serde's "invalid type: …, expected T" and "invalid value: …, expected T", what to write.
+fn type_hint(msg: &str) -> Option<String> {
+    if !(msg.contains("invalid type") || msg.contains("invalid value")) {
+        return None;
+    }
+    let expected = msg.rsplit("expected ").next()?;
+    let fix = if ["usize", "u64", "u32", "u16", "u8"]
+        .iter()
+        .any(|t| expected.starts_with(t))
+    {
+        "write a whole number ≥ 0, e.g. `10`"
+    } else if ["i64", "i32"].iter().any(|t| expected.starts_with(t)) {
+        "write a whole number, e.g. `8`"
+    } else if expected.starts_with("f64") || expected.contains("number") {
+        "write a number, e.g. `0.5`, `1e-3` or `8/255`"
+    } else if expected.starts_with("a boolean") {
+        "write `true` or `false`"
+    } else if expected.starts_with("a sequence") {
+        "write a list, e.g. `[a, b]`"
+    } else if expected.starts_with("a string") {
+        "write a name or text, e.g. `pgd`"
+    } else if expected.starts_with("struct") || expected.starts_with("a map") {
+        "write a mapping, e.g. `{key: value}`"
+    } else {
+        return None;
+    };
+    Some(fix.to_string())
 }
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`" (and variants), suggests the closest.

@@ -33,6 +33,44 @@ fn partial_entries_left_by_a_crash_are_ignored() {
     assert_eq!(stages(&out, "ran"), ["sparsity/digits/resnet18/at"]);
 }
 
+/// What killed runs leave behind is swept by the next run: staging directories in `cache/tmp`
+/// (unless another run holds the cache: its live ones are not touched), and partial report
+/// files whose process is gone. A file an entry does not list is never published.
+#[test]
+fn leftovers_of_killed_runs_are_swept_and_unlisted_files_never_published() {
+    let p = Project::new();
+    p.write("p.yaml", TINY);
+    p.ok(&["run", "--format", "json", "p.yaml"]);
+    let staged = p.path("cache/tmp/entry-killed");
+    std::fs::create_dir_all(&staged).unwrap();
+    std::fs::write(staged.join("model.safetensors"), b"half").unwrap();
+    // A partial report copy of a process that no longer exists (Linux pids stay below 2^22 = 4194304).
+    let partial = p.path("reports/tiny/.robarch-partial-4194304-x1y2z3");
+    std::fs::write(&partial, b"half a table").unwrap();
+    // A file slipped into the report entry without being listed in its meta.json.
+    let report = entry_dir(&p, "p.yaml", "report");
+    std::fs::write(report.join("tables/extra.csv"), b"not ours").unwrap();
+
+    // Another run holds the cache: its staging directories are live, so nothing is swept.
+    let lock = std::fs::File::create(p.path("cache/.lock")).unwrap();
+    lock.lock_shared().unwrap();
+    p.ok(&["run", "--format", "json", "p.yaml"]);
+    assert!(staged.exists(), "a concurrent run's staging was swept");
+    drop(lock);
+
+    p.ok(&["run", "--format", "json", "p.yaml"]);
+    assert!(!staged.exists(), "staging leftovers survived a run");
+    assert!(
+        !partial.exists(),
+        "a dead process's partial report survived"
+    );
+    assert!(p.path("reports/tiny/robust_accuracy.csv").exists());
+    assert!(
+        !p.path("reports/tiny/extra.csv").exists(),
+        "an unlisted file was published"
+    );
+}
+
 #[test]
 fn two_concurrent_runs_compute_each_stage_once() {
     let p = Project::new();

@@ -124,6 +124,11 @@ fn bad_input_gets_located_hinted_errors_and_writes_nothing() {
     );
     fails(
         &p,
+        &TINY.replace("    epochs: 2", "    epochs: -3"),
+        &["training.at.epochs", "write a whole number ≥ 0"],
+    );
+    fails(
+        &p,
         &TINY.replace("embedded:digits", "embedded:digts"),
         &[
             "datasets.digits.source",
