@@ -6,6 +6,6 @@ source "$(dirname "$0")/env.sh"
 # tests' environment stay per test). A machine with only Rust gets it once, built from crates.io.
 if ! cargo nextest --version >/dev/null 2>&1; then
     echo "cargo-nextest is not installed: installing it with cargo install (once, a few minutes)" >&2
-    cargo install cargo-nextest --locked --version "$NEXTEST_VERSION"
+    cargo install cargo-nextest --locked --version "$NEXTEST_VERSION" --target-dir "$(mktemp -d)"
 fi
 exec cargo nextest run --release --locked --no-fail-fast "$@"

@@ -730,13 +730,12 @@ fn ls(what: Registry) -> Result<i32> {
     Ok(0)
 }
 
-/// Copies the report's tables from the cache to `<reports>/<pipeline name>/`; with `show`, says
-/// where and prints the Markdown tables. Returns the directory.
 /// Prefix of the temporary files a report is copied through (`<prefix><pid>-…`).
 const REPORT_TMP: &str = ".robarch-partial-";
 
 /// Removes temporary report files whose writing process is gone (killed mid-copy); a live
-/// process's are left alone.
+/// process's are left alone. Liveness is read from `/proc` (Linux); where there is none, or the
+/// reports directory is shared with other hosts, nothing is removed but this process's own.
 fn sweep_report_leftovers(dest: &Path) {
     let Ok(dir) = std::fs::read_dir(dest) else {
         return;
@@ -751,7 +750,7 @@ fn sweep_report_leftovers(dest: &Path) {
             continue;
         };
         let alive = pid == std::process::id()
-            || !Path::new("/proc").exists()
+            || !Path::new("/proc/self").exists()
             || Path::new("/proc").join(pid.to_string()).exists();
         if !alive {
             let _ = std::fs::remove_file(e.path());
@@ -759,6 +758,8 @@ fn sweep_report_leftovers(dest: &Path) {
     }
 }
 
+/// Copies the report's tables from the cache to `<reports>/<pipeline name>/`; with `show`, says
+/// where and prints the Markdown tables. Returns the directory.
 fn materialize_report(plan: &Plan, cache: &Cache, reports: &Path, show: bool) -> Result<PathBuf> {
     let ix = plan.report().context("the pipeline has no report stage")?;
     let key = &plan.graph[ix].key;

@@ -168,10 +168,18 @@ impl AttackConfig {
             eps,
         };
         let c = resolve_named(&f).expect("a registry name has a type")?;
-        if c.norm() == Some(Norm::Linf) && c.eps() > 1.0 {
-            return Err(Problem::at("eps", format!("{eps} is beyond the pixel range")).hint(
-                "ε is in [0,1] pixel units: write `8/255`, not `8`; an ℓ∞ ε of 1 already covers every image",
-            ));
+        if c.norm() == Some(Norm::Linf) {
+            let beyond = |field: &str, e: f64| {
+                Problem::at(field, format!("{e} is beyond the pixel range")).hint(
+                    "ε is in [0,1] pixel units: write `8/255`, not `8`; an ℓ∞ ε of 1 already covers every image",
+                )
+            };
+            if eps > 1.0 {
+                return Err(beyond("eps", eps));
+            }
+            if let Some(e) = a.curve.iter().flatten().map(|e| e.get()).find(|&e| e > 1.0) {
+                return Err(beyond("curve", e));
+            }
         }
         Ok(c)
     }
@@ -406,7 +414,11 @@ mod tests {
             f(&mut a);
             a
         };
-        let cases: [(&str, AttackSpec, &str); 16] = [
+        let cases: [(&str, AttackSpec, &str); 19] = [
+            // ℓ∞ radii beyond the pixel range (ε in 0–255 units by mistake); ℓ2 radii may be.
+            ("fgsm", spec(Some(8.0)), "eps"),
+            ("pgd", with(|a| a.curve = Some(vec![Real(4.0)])), "curve"),
+            ("cw", spec(Some(8.0)).with("steps", 0), "steps"),
             ("fgsm", with(|a| a.norm = Some(Norm::L2)), "norm"),
             ("cw", with(|a| a.norm = Some(Norm::Linf)), "norm"),
             (

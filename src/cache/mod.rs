@@ -194,7 +194,10 @@ impl Cache {
         sync_dir(staged.path())?;
         let dest = self.entry_dir(&meta.key);
         let shard = dest.parent().expect("entry dirs have a parent");
-        std::fs::create_dir_all(shard)?;
+        if !shard.exists() {
+            std::fs::create_dir_all(shard)?;
+            sync_dir(shard.parent().expect("shards have a parent"))?;
+        }
         if dest.exists() {
             // A forced rerun replaces the old entry.
             self.remove(&meta.key)?;
@@ -255,15 +258,17 @@ impl Cache {
         Ok(f)
     }
 
-    /// The run lock (shared: runs go on side by side, `gc` waits for them). A run that finds no
-    /// other run holding it first sweeps `tmp/` of what killed runs left there; with another run
-    /// live, its staging directories are left alone (and swept by a later run).
-    pub fn lock_run(&self) -> Result<File> {
+    /// The run lock (shared: runs go on side by side, `gc` waits for them). With `sweep`, a run
+    /// that finds no other run holding it first sweeps `tmp/` of what killed runs left there;
+    /// with another run live, its staging directories are left alone (and swept by a later run).
+    /// A leftover that cannot be removed is logged, not fatal.
+    pub fn lock_run(&self, sweep: bool) -> Result<File> {
         let f = File::create(self.root.join(".lock"))?;
-        if f.try_lock().is_ok() {
-            let swept = self.sweep_tmp()?;
-            if swept > 0 {
-                tracing::info!(swept, "removed staging leftovers of killed runs");
+        if sweep && f.try_lock().is_ok() {
+            match self.sweep_tmp() {
+                Ok(0) => {}
+                Ok(swept) => tracing::info!(swept, "removed staging leftovers of killed runs"),
+                Err(e) => tracing::warn!("sweeping {}: {e:#}", self.root.join("tmp").display()),
             }
             f.unlock()?;
         }
@@ -276,12 +281,17 @@ impl Cache {
         let mut n = 0;
         for e in std::fs::read_dir(self.root.join("tmp"))? {
             let p = e?.path();
-            if p.is_dir() {
-                std::fs::remove_dir_all(&p)?
+            let removed = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
             } else {
-                std::fs::remove_file(&p)?
+                std::fs::remove_file(&p)
+            };
+            match removed {
+                Ok(()) => n += 1,
+                // Gone already (an entry being removed, unlocked, by `explain` or `report`).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {}", p.display())),
             }
-            n += 1;
         }
         Ok(n)
     }

@@ -168,7 +168,7 @@ fn run_stage(
 
 /// Executes `plan`. Stages whose entry is cached and valid are not run.
 pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> {
-    let _shared = cache.lock_run()?;
+    let _shared = cache.lock_run(!opts.dry_run)?;
     let choice = device::parse_device(opts.device.as_deref().unwrap_or(&plan.device))
         .map_err(|e| anyhow::anyhow!("{e}; use auto, cpu, cuda or cuda:N"))?;
     let devices = if opts.dry_run {

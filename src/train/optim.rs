@@ -110,6 +110,25 @@ impl Optimizer {
         out
     }
 
+    /// Checks that `tensors` hold this optimiser's state, every tensor with its parameter's shape
+    /// (so [`Optimizer::load_state`] cannot fail half-way).
+    pub fn check_state(&self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        for (n, p) in &self.params {
+            for kind in ["m", "v"] {
+                let t = tensors
+                    .get(&format!("opt.{kind}.{n}"))
+                    .with_context(|| format!("checkpoint lacks optimiser state for {n}"))?;
+                anyhow::ensure!(
+                    t.size() == p.size(),
+                    "optimiser state {kind} of {n} has shape {:?}, the parameter {:?}",
+                    t.size(),
+                    p.size()
+                );
+            }
+        }
+        Ok(())
+    }
+
     pub fn load_state(
         &mut self,
         tensors: &std::collections::HashMap<String, Tensor>,

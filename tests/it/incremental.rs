@@ -200,6 +200,10 @@ fn damaged_checkpoints_are_discarded_for_the_previous_epoch() {
     let stage = "train/digits/resnet18/at";
     let want =
         std::fs::read(entry_dir(&reference, "p.yaml", stage).join("model.safetensors")).unwrap();
+    // The best epoch's weights (monitoring is on) follow the epoch resumed from.
+    let want_best =
+        std::fs::read(entry_dir(&reference, "p.yaml", stage).join("model_best.safetensors"))
+            .unwrap();
     let flip = |f: &std::path::Path| {
         let mut b = std::fs::read(f).unwrap();
         let i = b.len() / 2;
@@ -216,10 +220,25 @@ fn damaged_checkpoints_are_discarded_for_the_previous_epoch() {
             .unwrap();
     };
     let garble = |f: &std::path::Path| std::fs::write(f, "{\"epoch\": ").unwrap();
+    // A checkpoint from before checksums: its tensors are read and checked by name and shape.
+    let unhashed_truncated = |f: &std::path::Path| {
+        let state = f.with_file_name("state.json");
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("tensors_blake3");
+        std::fs::write(&state, v.to_string()).unwrap();
+        truncate(f);
+    };
     type Damage<'a> = (&'a str, &'a dyn Fn(&std::path::Path), &'a str, bool);
-    let cases: [Damage; 4] = [
+    let cases: [Damage; 5] = [
         ("flipped byte", &flip, "state.safetensors", false),
         ("truncated", &truncate, "state.safetensors", false),
+        (
+            "truncated, no checksum",
+            &unhashed_truncated,
+            "state.safetensors",
+            false,
+        ),
         ("garbled", &garble, "state.json", false),
         ("both epochs garbled", &garble, "state.json", true),
     ];
@@ -227,12 +246,16 @@ fn damaged_checkpoints_are_discarded_for_the_previous_epoch() {
         let p = Project::new();
         p.write("p.yaml", &text);
         kill_after_checkpoint(&p, 3);
+        // The two newest checkpoints are kept: epochs k − 1 and k (k = 3, or later if training
+        // got further before the kill landed).
         let kept = checkpoints(&p.path("cache/ckpt"));
-        let names: Vec<String> = kept
-            .iter()
-            .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names, ["epoch-00002", "epoch-00003"], "{what}");
+        let epoch = |d: &std::path::Path| -> usize {
+            let name = d.file_name().unwrap().to_string_lossy().into_owned();
+            name.trim_start_matches("epoch-").parse().unwrap()
+        };
+        assert_eq!(kept.len(), 2, "{what}: {kept:?}");
+        let (previous, newest) = (epoch(&kept[0]), epoch(&kept[1]));
+        assert!(newest >= 3 && previous + 1 == newest, "{what}: {kept:?}");
         for d in if both { &kept[..] } else { &kept[1..] } {
             damage(&d.join(file));
         }
@@ -243,15 +266,25 @@ fn damaged_checkpoints_are_discarded_for_the_previous_epoch() {
             .filter(|l| l.contains("discarding a damaged checkpoint"))
             .collect::<Vec<_>>();
         assert_eq!(warned.len(), if both { 2 } else { 1 }, "{what}: {err}");
-        assert!(warned[0].contains("epoch-00003"), "{what}: {err}");
+        assert!(
+            warned[0].contains(&format!("epoch-{newest:05}")),
+            "{what}: {err}"
+        );
+        let tag = format!("epoch={previous}");
         let resumed = err
             .lines()
-            .any(|l| l.contains("resuming from checkpoint") && l.contains("epoch=2"));
+            .any(|l| l.contains("resuming from checkpoint") && l.contains(&tag));
         assert_eq!(resumed, !both, "{what}: {err}");
         let got = std::fs::read(entry_dir(&p, "p.yaml", stage).join("model.safetensors")).unwrap();
         assert!(
             got == want,
             "{what}: weights differ from an uninterrupted run"
+        );
+        let best =
+            std::fs::read(entry_dir(&p, "p.yaml", stage).join("model_best.safetensors")).unwrap();
+        assert!(
+            best == want_best,
+            "{what}: best weights differ from an uninterrupted run"
         );
     }
 }
