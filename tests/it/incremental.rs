@@ -102,21 +102,8 @@ fn kill_9_during_training_resumes_to_the_same_result() {
 
     let p = Project::new();
     p.write("p.yaml", &text);
-    let mut child = p
-        .cmd(&["run", "--format", "json", "p.yaml"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     // Synchronise on the log line the trainer writes once epoch 2's checkpoint is on disk.
-    let seen = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.contains("checkpoint saved") && l.contains("epoch=2"));
-    assert!(seen, "training never reported epoch 2");
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_after_checkpoint(&p, 2);
     assert!(
         p.entries() <= 1,
         "only prepare may be committed before training finished"
@@ -150,7 +137,8 @@ fn kill_9_during_training_resumes_to_the_same_result() {
     );
 }
 
-/// Runs `p.yaml` and kills it (SIGKILL) once the trainer reports epoch `epoch`'s checkpoint.
+/// Runs `p.yaml` and kills it (SIGKILL) once the trainer reports epoch `epoch`'s checkpoint (the
+/// log line it writes once the checkpoint is on disk).
 fn kill_after_checkpoint(p: &Project, epoch: usize) {
     let mut child = p
         .cmd(&["run", "--format", "json", "p.yaml"])
