@@ -137,15 +137,7 @@ impl Attack for Cw {
         };
         outcome(cw(model, x, y, &radii(x, self.eps), &p))
     }
-    fn eps(&self) -> f64 {
-        self.eps
-    }
-    fn norm(&self) -> Option<Norm> {
-        Some(Norm::L2)
-    }
-    fn set_eps(&mut self, e: f64) {
-        self.eps = e;
-    }
+    radius_from_fields!(Norm::L2);
 }
 
 #[cfg(test)]

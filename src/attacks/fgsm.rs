@@ -38,13 +38,5 @@ impl Attack for Fgsm {
     fn class(&self) -> AttackClass {
         AttackClass::SingleStep
     }
-    fn eps(&self) -> f64 {
-        self.eps
-    }
-    fn norm(&self) -> Option<Norm> {
-        Some(Norm::Linf)
-    }
-    fn set_eps(&mut self, e: f64) {
-        self.eps = e;
-    }
+    radius_from_fields!(Norm::Linf);
 }

@@ -4,15 +4,22 @@
 //! checks ([`AttackType`]), and how the attack runs ([`Attack`]); `config` holds the registry, one
 //! line per attack type. Update rules follow the reference libraries (docs/attacks.md, "Reference
 //! update rules"); docs/attacks.md also lists every attack's fields and defaults.
-/// `eps`, `norm` and `set_eps` of an [`Attack`] whose parameters are its own `norm` and `eps`
-/// fields, with nothing else scaled with ε (used inside `impl Attack` blocks of the child modules).
+/// `eps`, `norm` and `set_eps` of an [`Attack`] whose radius is its own `eps` field, with nothing
+/// else scaled with ε (used inside `impl Attack` blocks of the child modules): the norm is its own
+/// `norm` field, or the fixed norm given (`radius_from_fields!(Norm::L2)`).
 macro_rules! radius_from_fields {
     () => {
-        fn eps(&self) -> f64 {
-            self.eps
+        radius_from_fields!(self => self.norm);
+    };
+    ($norm:expr) => {
+        radius_from_fields!(self => $norm);
+    };
+    ($s:ident => $norm:expr) => {
+        fn eps(&$s) -> f64 {
+            $s.eps
         }
-        fn norm(&self) -> Option<crate::vocab::Norm> {
-            Some(self.norm)
+        fn norm(&$s) -> Option<crate::vocab::Norm> {
+            Some($norm)
         }
         fn set_eps(&mut self, e: f64) {
             self.eps = e;
