@@ -132,7 +132,7 @@ fn main() {
             }
         };
         let t0 = Instant::now();
-        let (net, _) = train::train(
+        let net = train::train(
             &params,
             &data,
             device,
@@ -143,7 +143,8 @@ fn main() {
                 stamps.lock().unwrap().push(t0.elapsed().as_secs_f64());
             },
         )
-        .expect("robarch training");
+        .expect("robarch training")
+        .net;
         let s = stamps.into_inner().unwrap();
         let ours = n as f64 / (s[1] - s[0]);
         let count = net.num_parameters();

@@ -40,6 +40,11 @@ enum Cmd {
     Report(ReportArgs),
     /// Delete cache entries that none of the given pipelines references.
     Gc(GcArgs),
+    /// Check the cache itself.
+    Cache {
+        #[command(subcommand)]
+        cmd: CacheCmd,
+    },
     /// Download and unpack datasets (CIFAR-10, ImageNette) with checksum verification and resume.
     Data {
         #[command(subcommand)]
@@ -130,6 +135,17 @@ struct GcArgs {
     /// List what would be deleted.
     #[arg(long)]
     dry_run: bool,
+}
+
+#[derive(Subcommand)]
+enum CacheCmd {
+    /// Re-hash every entry: each listed file's size and blake3, and no file it does not list.
+    /// Corrupt entries are removed (a run recomputes them) and the exit status is 1.
+    Verify {
+        /// Only report corrupt entries; remove nothing.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 #[derive(Args)]
@@ -252,6 +268,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Explain(a) => explain(cache, a),
         Cmd::Report(a) => report(cache, a),
         Cmd::Gc(a) => gc(cache, a),
+        Cmd::Cache { cmd } => cache_cmd(cache, cmd),
         Cmd::Data { cmd } => data_cmd(cmd),
         Cmd::Model(a) => model(a),
         Cmd::Ls { what } => ls(what),
@@ -305,6 +322,11 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
     let failed = summary.failed();
     let total = summary.outcomes.len();
     let done = !a.dry_run && failed == 0;
+    let settings = if a.dry_run {
+        Vec::new()
+    } else {
+        warn_mixed_settings(&plan, &cache)
+    };
     if json {
         let report = if done {
             Some(materialize_report(&plan, &cache, &a.reports, false)?)
@@ -328,6 +350,7 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
             "stages": stages,
             "counts": {"ran": ran, "cached": cached, "pending": pending, "failed": failed, "skipped": skipped},
             "report": report,
+            "settings": settings_json(&settings),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if a.dry_run {
@@ -342,6 +365,23 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         bail!("{failed} stage(s) failed (see above); fix the cause and rerun: finished stages stay cached");
     }
     Ok(0)
+}
+
+/// Warns when the pipeline's training and evaluation entries were computed under different
+/// settings (thread count, CPU kernel path, device); returns the settings found.
+fn warn_mixed_settings(plan: &Plan, cache: &Cache) -> Vec<(String, Vec<String>)> {
+    let settings = exec::settings(plan, cache);
+    if let Some(w) = exec::mixed_settings_warning(plan, &settings) {
+        tracing::warn!("{w}");
+    }
+    settings
+}
+
+fn settings_json(settings: &[(String, Vec<String>)]) -> serde_json::Value {
+    settings
+        .iter()
+        .map(|(s, ids)| json!({"setting": s, "stages": ids}))
+        .collect()
 }
 
 /// The cache and the pipeline's last recorded run, for staleness reasons.
@@ -379,8 +419,12 @@ fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
             }
         }
     }
+    let settings = cache
+        .as_ref()
+        .map(|c| warn_mixed_settings(&plan, c))
+        .unwrap_or_default();
     if a.format == Format::Json {
-        let doc = json!({"pipeline": plan.name, "stages": stages});
+        let doc = json!({"pipeline": plan.name, "stages": stages, "settings": settings_json(&settings)});
         println!("{}", serde_json::to_string_pretty(&doc)?);
     }
     Ok(0)
@@ -451,6 +495,7 @@ fn explain(cache_dir: &Path, a: ExplainArgs) -> Result<i32> {
             "params": n.stage.params(),
             "entry": entry.as_ref().map(|e| e.dir.display().to_string()),
             "summary": entry.as_ref().map(|e| e.meta.summary.clone()),
+            "provenance": entry.as_ref().map(|e| e.meta.provenance.clone()),
         });
         merge(&mut doc, serde_json::to_value(&state)?);
         println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -484,6 +529,17 @@ fn explain(cache_dir: &Path, a: ExplainArgs) -> Result<i32> {
             e.dir.display(),
             serde_json::to_string_pretty(&e.meta.summary)?
         );
+        let p = &e.meta.provenance;
+        println!(
+            "computed: {} on {} by robarch {}, {:.1} s",
+            p.setting().unwrap_or_else(|| p.device.clone()),
+            if p.cpu.is_empty() { p.host.clone() } else { format!("{} ({})", p.host, p.cpu) },
+            p.robarch_version,
+            p.wall_seconds
+        );
+        for n in &p.notes {
+            println!("  note: {n}");
+        }
     }
     Ok(0)
 }
@@ -498,6 +554,7 @@ fn report(cache_dir: &Path, a: ReportArgs) -> Result<i32> {
             a.pipeline.display()
         )
     })?;
+    warn_mixed_settings(&plan, &cache);
     materialize_report(&plan, &cache, &a.reports, true)?;
     Ok(0)
 }
@@ -534,6 +591,37 @@ fn gc(cache_dir: &Path, a: GcArgs) -> Result<i32> {
         pipelines.len()
     );
     Ok(0)
+}
+
+/// `robarch cache verify`.
+fn cache_cmd(cache_dir: &Path, cmd: CacheCmd) -> Result<i32> {
+    let CacheCmd::Verify { keep } = cmd;
+    let Some(cache) = Cache::existing(cache_dir) else {
+        bail!("no cache at {}; `--cache DIR` or ROBARCH_CACHE points at one", cache_dir.display());
+    };
+    // Removing takes the cache from runs, as `gc` does; only reading shares it with them.
+    let _lock = if keep {
+        cache.lock_shared()?
+    } else {
+        cache.lock_exclusive()?
+    };
+    let (n, bytes, bad) = cache.verify_all(keep)?;
+    for (key, stage, why) in &bad {
+        let stage = if stage.is_empty() { "?" } else { stage };
+        let what = if keep { "kept" } else { "removed" };
+        println!("corrupt {key} ({stage}): {why}; {what}");
+    }
+    println!(
+        "verified {n} entries ({:.1} MiB): {} corrupt{}",
+        bytes as f64 / (1 << 20) as f64,
+        bad.len(),
+        match (bad.is_empty(), keep) {
+            (true, _) => "",
+            (false, false) => ", removed; the next run recomputes them",
+            (false, true) => ", kept (--keep)",
+        }
+    );
+    Ok(if bad.is_empty() { 0 } else { 1 })
 }
 
 /// `robarch data fetch`.

@@ -27,6 +27,13 @@ pub struct FileMeta {
 }
 
 /// Where and how an entry was made; informational, never part of the key.
+///
+/// On CPU a result depends on more than its key: libtorch's intra-op thread count splits float
+/// reductions differently, and the CPU's kernel path (ATen's and MKL's instruction set) orders
+/// multiply-adds differently, so the same stage can differ in its last bits, and a trained model
+/// in its accuracies, between settings. Both are recorded here, not keyed: a cache filled on one
+/// machine stays valid on another, and `robarch run` warns when a pipeline's training and
+/// evaluation entries were computed under different settings.
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct Provenance {
     pub robarch_version: String,
@@ -34,6 +41,32 @@ pub struct Provenance {
     pub host: String,
     pub created_unix: u64,
     pub wall_seconds: f64,
+    /// libtorch intra-op threads the stage ran with, on CPU (`None` on CUDA, and in entries
+    /// written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// The CPU kernel path, e.g. `x86_64 AVX512` (see `torch::cpu::kernel_path`); empty in
+    /// entries written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kernels: String,
+    /// The setting a result depends on beyond its key, as `torch::setting` writes it:
+    /// `cpu, 2 threads, x86_64 AVX512`, or the device kind on a GPU (`cuda`); empty in entries
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub setting: String,
+    /// The CPU's model name, for humans.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cpu: String,
+    /// What else a reader should know, e.g. that a training resumed under another setting.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+impl Provenance {
+    /// The setting, `None` for entries that predate its recording.
+    pub fn setting(&self) -> Option<String> {
+        (!self.setting.is_empty()).then(|| self.setting.clone())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,7 +159,8 @@ impl Cache {
         self.root.join("ckpt").join(key)
     }
 
-    /// Reads and fully verifies an entry (sizes and blake3 of every file).
+    /// Reads and fully verifies an entry: the size and blake3 of every file it lists, and that it
+    /// holds no file it does not list.
     pub fn verify(&self, key: &str) -> Result<Entry, String> {
         let dir = self.entry_dir(key);
         let meta: EntryMeta = std::fs::read(dir.join(META))
@@ -141,6 +175,15 @@ impl Cache {
             let (size, hash) = hash_file(&dir.join(name)).map_err(|e| format!("{name}: {e:#}"))?;
             if size != fm.size || hash != fm.blake3 {
                 return Err(format!("{name} does not match its recorded blake3"));
+            }
+        }
+        for f in walk(&dir).map_err(|e| format!("listing the entry: {e:#}"))? {
+            let rel = f
+                .strip_prefix(&dir)
+                .map(|r| r.to_string_lossy().replace('\\', "/"))
+                .unwrap_or_default();
+            if rel != META && !meta.files.contains_key(&rel) {
+                return Err(format!("{rel} is not listed in {META}"));
             }
         }
         Ok(Entry { dir, meta })
@@ -160,6 +203,12 @@ impl Cache {
         }
     }
 
+    /// An entry's metadata as written, without verifying its files (for provenance).
+    pub fn read_meta(&self, key: &str) -> Option<EntryMeta> {
+        let bytes = std::fs::read(self.entry_dir(key).join(META)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
     /// Whether an entry exists (no verification; for `status`).
     pub fn contains(&self, key: &str) -> bool {
         self.entry_dir(key).join(META).exists()
@@ -167,9 +216,11 @@ impl Cache {
 
     /// A fresh staging directory for a stage's outputs.
     pub fn stage_dir(&self) -> Result<tempfile::TempDir> {
-        Ok(tempfile::Builder::new()
+        let tmp = self.root.join("tmp");
+        tempfile::Builder::new()
             .prefix("entry-")
-            .tempdir_in(self.root.join("tmp"))?)
+            .tempdir_in(&tmp)
+            .with_context(|| format!("creating a staging directory in {}", tmp.display()))
     }
 
     /// Hashes the staged files, writes `meta.json` and renames the directory into place.
@@ -184,18 +235,23 @@ impl Cache {
             files.insert(rel, FileMeta { size, blake3 });
         }
         meta.files = files;
-        std::fs::write(staged.path().join(META), serde_json::to_vec_pretty(&meta)?)?;
+        let meta_file = staged.path().join(META);
+        std::fs::write(&meta_file, serde_json::to_vec_pretty(&meta)?)
+            .with_context(|| format!("writing {}", meta_file.display()))?;
         // Durable before it becomes visible: the files and their directory reach the disk before
         // the rename, the rename itself before the commit returns (a power loss cannot leave a
         // renamed entry with empty files).
         for f in walk(staged.path())? {
-            File::open(&f)?.sync_all()?;
+            File::open(&f)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("syncing {}", f.display()))?;
         }
         sync_dir(staged.path())?;
         let dest = self.entry_dir(&meta.key);
         let shard = dest.parent().expect("entry dirs have a parent");
         if !shard.exists() {
-            std::fs::create_dir_all(shard)?;
+            std::fs::create_dir_all(shard)
+                .with_context(|| format!("creating {}", shard.display()))?;
             sync_dir(shard.parent().expect("shards have a parent"))?;
         }
         if dest.exists() {
@@ -217,10 +273,34 @@ impl Cache {
                 .root
                 .join("tmp")
                 .join(format!("trash-{key}-{}", std::process::id()));
-            std::fs::rename(&dir, &trash)?;
-            std::fs::remove_dir_all(&trash)?;
+            std::fs::rename(&dir, &trash)
+                .with_context(|| format!("moving {} to {}", dir.display(), trash.display()))?;
+            std::fs::remove_dir_all(&trash)
+                .with_context(|| format!("removing {}", trash.display()))?;
         }
         Ok(())
+    }
+
+    /// Re-hashes every entry (`robarch cache verify`): each key with its stage id and why it is
+    /// corrupt; a corrupt entry is removed unless `keep`. Also returns the bytes checked.
+    pub fn verify_all(&self, keep: bool) -> Result<(usize, u64, Vec<(String, String, String)>)> {
+        let keys = self.keys()?;
+        let mut bad = Vec::new();
+        let mut bytes = 0u64;
+        for key in &keys {
+            match self.verify(key) {
+                Ok(e) => bytes += e.meta.files.values().map(|f| f.size).sum::<u64>(),
+                Err(why) => {
+                    let stage = self.read_meta(key).map(|m| m.stage).unwrap_or_default();
+                    if !keep {
+                        self.remove(key)
+                            .with_context(|| format!("removing {}", self.entry_dir(key).display()))?;
+                    }
+                    bad.push((key.clone(), stage, why));
+                }
+            }
+        }
+        Ok((keys.len(), bytes, bad))
     }
 
     /// Keys of all committed entries.
@@ -240,20 +320,31 @@ impl Cache {
 
     /// Blocks until this process holds the per-stage lock for `key`.
     pub fn lock_stage(&self, key: &str) -> Result<File> {
-        let f = File::create(self.root.join("locks").join(format!("{key}.lock")))?;
+        let f = self.lock_file(&self.root.join("locks").join(format!("{key}.lock")))?;
         f.lock().context("locking cache stage")?;
         Ok(f)
     }
 
+    /// Opens (creating) a lock file; the error names it and says what a read-only cache needs.
+    fn lock_file(&self, path: &Path) -> Result<File> {
+        File::create(path).with_context(|| {
+            format!(
+                "opening the lock file {}: the cache must be writable (point `--cache DIR` or \
+                 ROBARCH_CACHE at a writable directory)",
+                path.display()
+            )
+        })
+    }
+
     /// Shared lock held for a whole run; `gc` takes it exclusively.
     pub fn lock_shared(&self) -> Result<File> {
-        let f = File::create(self.root.join(".lock"))?;
+        let f = self.lock_file(&self.root.join(".lock"))?;
         f.lock_shared().context("locking cache")?;
         Ok(f)
     }
 
     pub fn lock_exclusive(&self) -> Result<File> {
-        let f = File::create(self.root.join(".lock"))?;
+        let f = self.lock_file(&self.root.join(".lock"))?;
         f.lock().context("locking cache")?;
         Ok(f)
     }
@@ -263,7 +354,7 @@ impl Cache {
     /// with another run live, its staging directories are left alone (and swept by a later run).
     /// A leftover that cannot be removed is logged, not fatal.
     pub fn lock_run(&self, sweep: bool) -> Result<File> {
-        let f = File::create(self.root.join(".lock"))?;
+        let f = self.lock_file(&self.root.join(".lock"))?;
         if sweep && f.try_lock().is_ok() {
             match self.sweep_tmp() {
                 Ok(0) => {}

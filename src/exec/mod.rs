@@ -103,6 +103,39 @@ fn host() -> String {
         .unwrap_or_default()
 }
 
+/// A stage's error from a full, read-only or forbidden filesystem, with what to do added: the
+/// stage writes its outputs and checkpoints under the cache (io errors are recognised by kind;
+/// those libtorch and safetensors pass on only as text, by the operating system's message).
+fn name_full_disk(e: anyhow::Error, cache: &std::path::Path) -> anyhow::Error {
+    use std::io::ErrorKind::*;
+    let by_kind = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                StorageFull | ReadOnlyFilesystem | PermissionDenied | QuotaExceeded | FileTooLarge
+            )
+        })
+    });
+    let text = format!("{e:#}");
+    let by_text = [
+        "No space left on device",
+        "Read-only file system",
+        "Disk quota exceeded",
+        "Permission denied",
+    ]
+    .iter()
+    .any(|m| text.contains(m));
+    if by_kind || by_text {
+        e.context(format!(
+            "the stage writes its outputs and checkpoints under {} (tmp/, ckpt/): free space \
+             there, or point `--cache DIR` at a writable filesystem with room",
+            cache.display()
+        ))
+    } else {
+        e
+    }
+}
+
 /// Runs one stage: lock, re-check the cache (another process may have finished it), compute, commit.
 fn run_stage(
     plan: &Plan,
@@ -135,8 +168,13 @@ fn run_stage(
         device,
         checkpoints: cache.checkpoint_dir(&node.key),
         progress: bar,
+        notes: Default::default(),
     };
-    let summary = node.stage.run(&cx)?;
+    let summary = node
+        .stage
+        .run(&cx)
+        .map_err(|e| name_full_disk(e, cache.root()))?;
+    let notes = cx.notes.into_inner().unwrap_or_else(|e| e.into_inner());
     let seconds = start.elapsed().as_secs_f64();
     let meta = EntryMeta {
         key: node.key.clone(),
@@ -156,6 +194,11 @@ fn run_stage(
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             wall_seconds: seconds,
+            threads: (device == Device::Cpu).then(crate::torch::cpu::threads),
+            kernels: crate::torch::cpu::kernel_path(),
+            setting: crate::torch::setting(device),
+            cpu: crate::torch::cpu::model_name(),
+            notes,
         },
     };
     cache.commit(staged, meta)?;
@@ -239,6 +282,47 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
         manifest.save(cache.root(), &plan.name)?;
     }
     Ok(RunSummary { outcomes })
+}
+
+/// The settings (`Provenance::setting`) the pipeline's cached training and evaluation entries
+/// were computed under, each with its stages, in plan order; more than one means their numbers
+/// may differ from a run under one setting in the last digits, and a trained model's accuracies
+/// by more. Entries that predate the recording are left out.
+pub fn settings(plan: &Plan, cache: &Cache) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for &ix in &plan.order {
+        let n = &plan.graph[ix];
+        if !n.stage.uses_device() {
+            continue;
+        }
+        let Some(setting) = cache.read_meta(&n.key).and_then(|m| m.provenance.setting()) else {
+            continue;
+        };
+        match out.iter_mut().find(|(s, _)| *s == setting) {
+            Some((_, ids)) => ids.push(n.id.clone()),
+            None => out.push((setting, vec![n.id.clone()])),
+        }
+    }
+    out
+}
+
+/// The warning for a pipeline whose entries were computed under more than one setting.
+pub fn mixed_settings_warning(plan: &Plan, settings: &[(String, Vec<String>)]) -> Option<String> {
+    if settings.len() < 2 {
+        return None;
+    }
+    let parts: Vec<String> = settings
+        .iter()
+        .map(|(s, ids)| format!("{} under `{s}` (e.g. {})", ids.len(), ids[0]))
+        .collect();
+    Some(format!(
+        "the training and evaluation entries of `{}` were computed under different settings: {}. \
+         Thread count and CPU kernel path change float rounding, so these numbers may differ \
+         from a run under one setting; `robarch run --force 'train/*' --threads N` recomputes \
+         them all under one (`robarch explain` shows an entry's)",
+        plan.name,
+        parts.join(", ")
+    ))
 }
 
 fn schedule(

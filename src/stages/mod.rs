@@ -31,9 +31,20 @@ pub struct StageContext<'a> {
     /// Where long stages keep per-epoch checkpoints for resuming.
     pub checkpoints: PathBuf,
     pub progress: StageProgress,
+    /// Remarks for the entry's provenance (`StageContext::note`).
+    pub notes: std::sync::Mutex<Vec<String>>,
 }
 
 impl StageContext<'_> {
+    /// Records a remark in the entry's provenance (shown by `robarch explain`), e.g. that a
+    /// training resumed under another setting.
+    pub fn note(&self, remark: String) {
+        self.notes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(remark);
+    }
+
     pub fn input(&self, role: &str) -> Result<&Entry> {
         self.inputs
             .get(role)

@@ -65,7 +65,7 @@ impl StageKind for Train {
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let data = prepared::load(&cx.input("data")?.dir)?;
-        let (net, history) = train::train(
+        let trained = train::train(
             &self.params,
             &data,
             cx.device,
@@ -73,6 +73,10 @@ impl StageKind for Train {
             &cx.progress,
             &|_| {},
         )?;
+        if let Some(note) = trained.mixed_settings() {
+            cx.note(note);
+        }
+        let (net, history) = (trained.net, trained.history);
         net.save(&cx.out.join(WEIGHTS))?;
         let info = ModelInfo {
             model: self.params.model.clone(),

@@ -4,7 +4,7 @@
 //! truncated or unreadable is discarded with a warning in favour of the previous epoch's (the two
 //! newest are kept), or of a fresh start.
 use super::optim::Optimizer;
-use super::EpochRecord;
+use super::{EpochRecord, SettingSpan};
 use crate::models::Network;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,19 @@ struct State {
     /// `best.safetensors`), `None` when no epoch was best yet.
     #[serde(default)]
     best_blake3: Option<String>,
+    /// Under which settings (thread count, kernel path, device) the epochs so far ran; empty in
+    /// checkpoints written before it was recorded.
+    #[serde(default)]
+    settings: Vec<SettingSpan>,
+}
+
+/// What a resume restores besides the tensors.
+pub struct Resumed {
+    /// Epochs done.
+    pub epoch: usize,
+    pub history: Vec<EpochRecord>,
+    pub opt_step: u64,
+    pub settings: Vec<SettingSpan>,
 }
 
 const TENSORS: &str = "state.safetensors";
@@ -71,6 +84,7 @@ pub fn save(
     net: &Network,
     opt: &Optimizer,
     history: &[EpochRecord],
+    settings: &[SettingSpan],
 ) -> Result<()> {
     std::fs::create_dir_all(root)?;
     let tmp = tempfile::Builder::new()
@@ -101,6 +115,7 @@ pub fn save(
         history: history.to_vec(),
         tensors_blake3: Some(crate::cache::hash_file(&tmp.path().join(TENSORS))?.1),
         best_blake3,
+        settings: settings.to_vec(),
     };
     std::fs::write(tmp.path().join(STATE), serde_json::to_vec_pretty(&state)?)?;
     let dest = epoch_dir(root, epoch);
@@ -195,14 +210,14 @@ fn verify(dir: &Path, net: &Network, opt: &Optimizer) -> Result<Verified, Fault>
 }
 
 /// Resumes from the newest intact checkpoint under `root`: loads it into `net` and `opt` and
-/// returns (epochs done, history, optimiser step). A checkpoint whose contents fail their checks
+/// returns what else it restores. A checkpoint whose contents fail their checks
 /// is removed with a warning naming it and why, and the next older one is tried; `None`: start
 /// afresh. A checkpoint that cannot be read (an I/O error) is an error, and is kept.
 pub fn resume(
     root: &Path,
     net: &mut Network,
     opt: &mut Optimizer,
-) -> Result<Option<(usize, Vec<EpochRecord>, u64)>> {
+) -> Result<Option<Resumed>> {
     for dir in epochs(root)? {
         match verify(&dir, net, opt) {
             Ok(v) => return apply(v, root, net, opt).map(Some),
@@ -228,7 +243,7 @@ fn apply(
     root: &Path,
     net: &mut Network,
     opt: &mut Optimizer,
-) -> Result<(usize, Vec<EpochRecord>, u64)> {
+) -> Result<Resumed> {
     // The best weights as of this epoch (checked above); none yet: no best file.
     let best = root.join(super::BEST);
     if v.state.best_blake3.is_some() {
@@ -247,5 +262,10 @@ fn apply(
         Ok(())
     })?;
     opt.load_state(&v.tensors, v.state.opt_step)?;
-    Ok((v.state.epoch, v.state.history, v.state.opt_step))
+    Ok(Resumed {
+        epoch: v.state.epoch,
+        history: v.state.history,
+        opt_step: v.state.opt_step,
+        settings: v.state.settings,
+    })
 }

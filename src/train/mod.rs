@@ -280,6 +280,46 @@ fn subset(x: &Tensor, y: &Tensor, n: usize, seed: u64) -> (Tensor, Tensor) {
     (x.index_select(0, &idx), y.index_select(0, &idx))
 }
 
+/// The epochs of a training that ran under one setting (`torch::setting`: thread count and
+/// kernel path on CPU, device kind on a GPU), from `from_epoch` (1-based) to the next span's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingSpan {
+    pub from_epoch: usize,
+    pub setting: String,
+}
+
+/// A finished training: the model, its per-epoch records, and the settings its epochs ran
+/// under (one span unless it resumed under another).
+pub struct Trained {
+    pub net: Network,
+    pub history: Vec<EpochRecord>,
+    pub settings: Vec<SettingSpan>,
+}
+
+impl Trained {
+    /// For the entry's provenance when the epochs ran under more than one setting:
+    /// `epochs 1–2 under `…`; epochs 3–4 under `…``.
+    pub fn mixed_settings(&self) -> Option<String> {
+        if self.settings.len() < 2 {
+            return None;
+        }
+        let last = self.history.len();
+        let spans: Vec<String> = self
+            .settings
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let to = self
+                    .settings
+                    .get(i + 1)
+                    .map_or(last, |n| n.from_epoch.saturating_sub(1));
+                format!("epochs {}–{to} under `{}`", s.from_epoch, s.setting)
+            })
+            .collect();
+        Some(format!("resumed under another setting: {}", spans.join("; ")))
+    }
+}
+
 /// Hook called after each epoch's checkpoint is safely on disk.
 pub type EpochHook<'a> = &'a dyn Fn(&EpochRecord);
 
@@ -291,7 +331,7 @@ pub fn train(
     ckpt_dir: &Path,
     progress: &StageProgress,
     on_epoch: EpochHook,
-) -> Result<(Network, Vec<EpochRecord>)> {
+) -> Result<Trained> {
     let mut net = Network::new(
         &p.model,
         &p.io,
@@ -307,11 +347,38 @@ pub fn train(
     let mut opt = optim::Optimizer::new(&p.optimizer, &net.vs);
     let mut history = Vec::new();
     let mut start = 0;
-    if let Some((epoch, records, step)) = checkpoint::resume(ckpt_dir, &mut net, &mut opt)? {
-        tracing::info!(epoch, "resuming from checkpoint");
-        start = epoch;
-        history = records;
-        opt.step = step;
+    let current = crate::torch::setting(device);
+    let mut settings = vec![SettingSpan {
+        from_epoch: 1,
+        setting: current.clone(),
+    }];
+    if let Some(r) = checkpoint::resume(ckpt_dir, &mut net, &mut opt)? {
+        tracing::info!(epoch = r.epoch, "resuming from checkpoint");
+        start = r.epoch;
+        history = r.history;
+        opt.step = r.opt_step;
+        settings = r.settings;
+        if settings.is_empty() {
+            settings.push(SettingSpan {
+                from_epoch: 1,
+                setting: "not recorded".into(),
+            });
+        }
+        let before = &settings.last().expect("one at least").setting;
+        if *before != current {
+            tracing::warn!(
+                "resuming after epoch {} under `{current}`; the epochs so far ran under \
+                 `{before}`. The rest run under the new setting, so the weights can differ in \
+                 their last bits from an uninterrupted run under either; the entry's provenance \
+                 records both (`robarch explain`), and `--force` on the stage recomputes it \
+                 under one",
+                r.epoch
+            );
+            settings.push(SettingSpan {
+                from_epoch: r.epoch + 1,
+                setting: current.clone(),
+            });
+        }
     }
     let host = HostData::from_tensors(&data.train_x, &data.train_y)?;
     let steps = std::sync::Arc::new(p.augment.clone());
@@ -447,7 +514,7 @@ pub fn train(
             }
         }
         history.push(rec.clone());
-        checkpoint::save(ckpt_dir, epoch + 1, &net, &opt, &history)?;
+        checkpoint::save(ckpt_dir, epoch + 1, &net, &opt, &history, &settings)?;
         tracing::info!(
             epoch = epoch + 1,
             loss = rec.loss,
@@ -456,5 +523,9 @@ pub fn train(
         );
         on_epoch(&rec);
     }
-    Ok((net, history))
+    Ok(Trained {
+        net,
+        history,
+        settings,
+    })
 }

@@ -138,3 +138,119 @@ fn gc_keeps_only_entries_of_the_given_pipelines() {
         3
     );
 }
+
+#[test]
+fn cache_verify_finds_flipped_bytes_and_unlisted_files_and_removes_them() {
+    let p = Project::new();
+    p.write("p.yaml", TINY);
+    p.ok(&["run", "--format", "json", "p.yaml"]);
+    let out = p.ok(&["cache", "verify"]);
+    assert!(
+        stdout(&out).contains("verified 10 entries") && stdout(&out).contains(": 0 corrupt"),
+        "{}",
+        stdout(&out)
+    );
+    let eval = "eval/digits/resnet18/at/pgd/test";
+    let f = entry_dir(&p, "p.yaml", eval).join("metrics.json");
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes[3] ^= 0x01;
+    std::fs::write(&f, bytes).unwrap();
+    let sparsity = "sparsity/digits/resnet18/at";
+    std::fs::write(entry_dir(&p, "p.yaml", sparsity).join("notes.txt"), b"slipped in").unwrap();
+
+    // --keep reports, removes nothing, and fails.
+    let out = p.run(&["cache", "verify", "--keep"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("({eval}): metrics.json does not match its recorded blake3; kept"))
+            && text.contains(&format!("({sparsity}): notes.txt is not listed in meta.json; kept"))
+            && text.contains("2 corrupt, kept (--keep)"),
+        "{text}"
+    );
+    assert_eq!(p.entries(), 10);
+    // Without it the two entries go, and a run recomputes exactly them.
+    let out = p.run(&["cache", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("2 corrupt, removed"), "{}", stdout(&out));
+    assert_eq!(p.entries(), 8);
+    p.ok(&["cache", "verify"]);
+    let out = p.ok(&["run", "--format", "json", "p.yaml"]);
+    let mut ran = stages(&out, "ran");
+    ran.sort();
+    assert_eq!(ran, [eval, sparsity]);
+    // An unlisted file also fails an entry on lookup, so a run recomputes it.
+    std::fs::write(entry_dir(&p, "p.yaml", sparsity).join("notes.txt"), b"again").unwrap();
+    assert_eq!(stages(&p.ok(&["run", "--format", "json", "p.yaml"]), "ran"), [sparsity]);
+    let out = p.run(&["cache", "verify"]);
+    assert!(stdout(&out).contains(": 0 corrupt"), "{}", stdout(&out));
+    let out = p.run(&["--cache", "elsewhere", "cache", "verify"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no cache at elsewhere"), "{}", stderr(&out));
+}
+
+/// Runs `script` with `sh` in a private mount namespace in `p`'s directory (`$BIN` is robarch),
+/// so that it can mount a small or read-only filesystem over part of the project as root.
+fn in_mount_namespace(p: &Project, script: &str) -> std::process::Output {
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c", script])
+        .current_dir(p.path(""))
+        .env("BIN", env!("CARGO_BIN_EXE_robarch"))
+        .env_remove("ROBARCH_CACHE")
+        .output()
+        .expect("unshare (util-linux) runs");
+    out
+}
+
+#[test]
+fn a_full_reports_directory_and_a_read_only_cache_are_named() {
+    let p = Project::new();
+    p.write("p.yaml", TINY);
+    p.ok(&["run", "--format", "json", "p.yaml"]);
+    // The reports directory on a filesystem with no room left.
+    let out = in_mount_namespace(
+        &p,
+        "mkdir -p reports && mount -t tmpfs -o size=16k tmpfs reports && \
+         (dd if=/dev/zero of=reports/fill bs=4k 2>/dev/null; true) && \
+         \"$BIN\" report p.yaml; echo \"exit=$?\"; ls -A reports/tiny",
+    );
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{err}");
+    let (head, left) = text.split_once("exit=").unwrap_or_else(|| panic!("{text}\n{err}"));
+    assert!(!left.starts_with('0'), "the report succeeded on a full disk: {text}");
+    assert!(
+        err.contains("reports/tiny") && err.contains("No space left on device"),
+        "{err}"
+    );
+    assert_eq!(left.lines().skip(1).count(), 0, "leftovers: {left}");
+    assert!(!head.contains("report:"), "{head}");
+
+    // The cache on a read-only filesystem: the error names the file and says what to do.
+    let out = in_mount_namespace(
+        &p,
+        "mount --bind cache cache && mount -o remount,bind,ro cache && \
+         exec \"$BIN\" run --force 'eval/*/fgsm/test' p.yaml",
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("cache/.lock")
+            && err.contains("Read-only file system")
+            && err.contains("--cache DIR"),
+        "{err}"
+    );
+
+    // A cache on a full filesystem: the failing stage says where it was writing.
+    let out = in_mount_namespace(
+        &p,
+        "mkdir -p small && mount -t tmpfs -o size=96k tmpfs small && \
+         exec \"$BIN\" --cache small run p.yaml",
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("No space left on device")
+            && err.contains("under small (tmp/, ckpt/): free space there"),
+        "{err}"
+    );
+}

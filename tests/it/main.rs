@@ -17,6 +17,7 @@ mod layering;
 mod masking;
 mod model_zoo;
 mod models_crosscheck;
+mod provenance;
 mod recipes;
 mod torchscript;
 mod training;

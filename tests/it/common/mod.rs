@@ -87,6 +87,28 @@ impl Project {
     }
 }
 
+/// Runs `p.yaml` and kills it (SIGKILL) once the trainer reports epoch `epoch`'s checkpoint (the
+/// log line it writes once the checkpoint is on disk); `extra` follows `run p.yaml`.
+pub fn kill_after_checkpoint(p: &Project, epoch: usize, extra: &[&str]) {
+    let mut args = vec!["run", "--format", "json", "p.yaml"];
+    args.extend_from_slice(extra);
+    let mut child = p
+        .cmd(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let tag = format!("epoch={epoch}");
+    let seen = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("checkpoint saved") && l.contains(&tag));
+    assert!(seen, "training never reported epoch {epoch}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// The `.venv` interpreter that holds the reference implementations (torch, timm, scipy, …).
 pub fn python() -> PathBuf {
     let venv = std::env::var_os("VIRTUAL_ENV")

@@ -1,0 +1,104 @@
+//! Which CPU code path libtorch's kernels take here: the part of "the machine" that a CPU result
+//! depends on besides the thread count.
+//!
+//! ATen compiles its vectorised kernels once per instruction set and dispatches at start-up to the
+//! best one the CPU has (`DEFAULT`, `AVX2`, `AVX512` on x86-64; `ATEN_CPU_CAPABILITY` lowers it).
+//! The wheel's MKL, which does the matrix products and convolutions' GEMMs, picks its own kernels
+//! the same way unless `MKL_CBWR` pins them. Kernels for different instruction sets add and fuse
+//! multiply-adds in different orders, so the same float32 computation may differ in its last bits
+//! between two machines; over an epoch of training such differences grow into different weights.
+//!
+//! ABI assumption (checked against libtorch 2.13's exported symbols, as in `autocast.rs`):
+//! `std::string at::get_cpu_capability()` is exported with the cxx11 ABI tag, and on x86-64
+//! System V a function returning a `std::string` takes the address of the result as a hidden first
+//! argument (in `rdi`, where a C function's first pointer argument goes) and returns it in `rax`.
+//! libstdc++'s `std::string` is `{ char* data; size_t len; char local[16] }`; the names ATen
+//! returns are shorter than 16 bytes, so `data` points into `local` and there is nothing to free
+//! (a longer name would leak its few bytes once per process).
+
+/// libstdc++'s `std::string` (cxx11 ABI) as laid out on x86-64.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[repr(C)]
+struct CxxString {
+    data: *const u8,
+    len: usize,
+    local: [u8; 16],
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+extern "C" {
+    #[link_name = "_ZN2at18get_cpu_capabilityB5cxx11Ev"]
+    fn at_get_cpu_capability(out: *mut CxxString) -> *mut CxxString;
+}
+
+/// ATen's kernel choice, as `torch.backends.cpu.get_cpu_capability()` reports it (`AVX512`,
+/// `AVX2`, `DEFAULT`, …).
+pub fn aten_capability() -> String {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    {
+        let mut out = std::mem::MaybeUninit::<CxxString>::uninit();
+        // SAFETY: see the module's ABI note; the callee constructs the string in `out`.
+        let s = unsafe {
+            at_get_cpu_capability(out.as_mut_ptr());
+            out.assume_init_ref()
+        };
+        // SAFETY: a constructed std::string's data pointer is valid for `len` bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(s.data, s.len) };
+        String::from_utf8_lossy(bytes).into_owned()
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    {
+        std::env::var("ATEN_CPU_CAPABILITY").unwrap_or_else(|_| "DEFAULT".into())
+    }
+}
+
+/// The CPU kernel path of this process, e.g. `x86_64 AVX512` or `x86_64 AVX2, MKL_CBWR=AVX2`:
+/// the architecture, ATen's dispatch level, and MKL's pinned branch where `MKL_CBWR` sets one.
+pub fn kernel_path() -> String {
+    let mut s = format!("{} {}", std::env::consts::ARCH, aten_capability());
+    if let Ok(v) = std::env::var("MKL_CBWR") {
+        if !v.is_empty() {
+            s.push_str(&format!(", MKL_CBWR={v}"));
+        }
+    }
+    s
+}
+
+/// libtorch's intra-op thread count as this thread's calls use it.
+pub fn threads() -> usize {
+    tch::get_num_threads().max(1) as usize
+}
+
+/// `cpu, N thread(s), <kernel path>`: how a CPU setting is written everywhere.
+pub fn setting(threads: usize, kernels: &str) -> String {
+    let s = if threads == 1 { "" } else { "s" };
+    format!("cpu, {threads} thread{s}, {kernels}")
+}
+
+/// The CPU's model name from `/proc/cpuinfo` (empty where there is none), for humans.
+pub fn model_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_capability_is_one_aten_knows() {
+        let c = aten_capability();
+        assert!(
+            ["DEFAULT", "AVX2", "AVX512", "VSX", "ZVECTOR", "SVE128", "SVE256"].contains(&c.as_str()),
+            "{c:?}"
+        );
+        assert!(kernel_path().ends_with(&c) || kernel_path().contains(&format!("{c},")));
+    }
+}
