@@ -70,10 +70,10 @@ enum Format {
 struct RunArgs {
     pipeline: PathBuf,
     /// Stages run at once (CPU slots, at least 1); default: number of CPU cores.
-    #[arg(short, long, value_parser = at_least_one())]
+    #[arg(short, long, value_parser = at_least_one)]
     jobs: Option<usize>,
     /// libtorch threads per training/evaluation stage on CPU (at least 1).
-    #[arg(long, default_value_t = 1, value_parser = at_least_one())]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     threads: usize,
     /// Show what would run; compute and write nothing.
     #[arg(long)]
@@ -85,7 +85,7 @@ struct RunArgs {
     #[arg(long)]
     keep_going: bool,
     /// Override the pipeline's device (auto, cpu, cuda, cuda:N).
-    #[arg(long)]
+    #[arg(long, value_parser = device_name)]
     device: Option<String>,
     /// Where reports are written (as <dir>/<pipeline name>/).
     #[arg(long, default_value = "reports")]
@@ -275,9 +275,20 @@ fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
+/// `--device`'s parser: a name `torch::device::parse_device` takes.
+fn device_name(s: &str) -> std::result::Result<String, String> {
+    crate::torch::device::parse_device(s)
+        .map(|_| s.to_string())
+        .map_err(|e| format!("{e}; use auto, cpu, cuda or cuda:N"))
+}
+
 /// A count flag's parser: 1 or more (0 would run nothing, or panic in libtorch).
-fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
-    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(_) => Err(format!("`{s}` is not a whole number; write one of at least 1, e.g. 2")),
+    }
 }
 
 /// `robarch run`: every missing stage, then the report.
@@ -873,6 +884,7 @@ fn materialize_report(plan: &Plan, cache: &Cache, reports: &Path, show: bool) ->
             .with_context(|| format!("writing into {}", dest.display()))?;
         std::fs::copy(&f, tmp.path())
             .with_context(|| format!("writing into {}", dest.display()))?;
+        crate::fault::point("report-rename");
         tmp.persist(dest.join(name))
             .with_context(|| format!("writing {}", dest.join(name).display()))?;
         shown.push(dest.join(name));

@@ -21,6 +21,8 @@
 //! 9. `models`, `augment`, `analysis` — the model zoo; augmentation; sparsity, norms, bounds
 //! 10. `cache`, `progress`, `rng`, `torch`, `vocab` — leaves: the content-addressed store,
 //!     progress bars, seeds, libtorch glue, the shared vocabulary (norms, splits, problems)
+//! 11. `fault` — the fault-injection points the crash tests kill processes at (any layer may
+//!     place one)
 pub mod analysis;
 pub mod attacks;
 pub mod augment;
@@ -28,6 +30,7 @@ pub mod cache;
 pub mod cli;
 pub mod data;
 pub mod exec;
+pub mod fault;
 pub mod models;
 pub mod plan;
 pub mod progress;

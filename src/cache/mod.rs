@@ -259,8 +259,10 @@ impl Cache {
             self.remove(&meta.key)?;
         }
         let tmp = staged.keep();
+        crate::fault::point("commit-rename");
         std::fs::rename(&tmp, &dest)
             .with_context(|| format!("committing cache entry {}", meta.key))?;
+        crate::fault::point("commit-renamed");
         sync_dir(shard)?;
         Ok(Entry { dir: dest, meta })
     }
@@ -367,7 +369,8 @@ impl Cache {
         Ok(f)
     }
 
-    /// Deletes leftovers of killed runs in `tmp/` (only under the exclusive lock).
+    /// Deletes leftovers of killed runs: everything in `tmp/`, and the checkpoints of committed
+    /// stages (only under the exclusive lock).
     pub fn sweep_tmp(&self) -> Result<usize> {
         let mut n = 0;
         for e in std::fs::read_dir(self.root.join("tmp"))? {
@@ -382,6 +385,17 @@ impl Cache {
                 // Gone already (an entry being removed, unlocked, by `explain` or `report`).
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e).with_context(|| format!("removing {}", p.display())),
+            }
+        }
+        // Checkpoints of a stage whose entry is committed: a kill came between the commit and
+        // their removal, and no later run of the stage would remove them.
+        for e in std::fs::read_dir(self.root.join("ckpt"))? {
+            let p = e?.path();
+            let key = p.file_name().map(|k| k.to_string_lossy().into_owned());
+            if key.is_some_and(|k| k.len() > 2 && self.contains(&k)) {
+                std::fs::remove_dir_all(&p)
+                    .with_context(|| format!("removing {}", p.display()))?;
+                n += 1;
             }
         }
         Ok(n)

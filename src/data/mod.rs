@@ -54,7 +54,10 @@ pub fn source_kind(source: &str) -> Option<SourceKind> {
 
 /// `limit: N` (every split) or `limit: {train: N, val: V, test: M}`.
 #[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "`limit:` takes a whole number ≥ 0 or `{train: N, val: V, test: M}`"
+)]
 pub enum Limit {
     All(usize),
     PerSplit {

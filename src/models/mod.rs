@@ -223,6 +223,16 @@ pub fn resolve(name: &str, m: &ModelSpec) -> std::result::Result<ModelParams, Ve
             )
             .hint(hint)]);
         }
+        if let Some(want) = type_mismatch(&obj[k], &v) {
+            return Err(vec![Problem::new(
+                &["models", name, k],
+                format!(
+                    "`{}` is not {want}",
+                    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+                ),
+            )
+            .hint(format!("the `{}` preset has `{k}: {}`", m.preset, obj[k]))]);
+        }
         obj.insert(k.clone(), v);
     }
     let config = (arch.check)(&config)
@@ -231,6 +241,29 @@ pub fn resolve(name: &str, m: &ModelSpec) -> std::result::Result<ModelParams, Ve
         arch: arch.name.to_string(),
         config,
     })
+}
+
+/// What a model field must be when `new` is not of the preset value `old`'s kind (`None`: it is;
+/// a preset `null` takes anything, the family's check decides).
+fn type_mismatch(old: &Value, new: &Value) -> Option<&'static str> {
+    let want = match old {
+        Value::Null => return None,
+        Value::Bool(_) => "`true` or `false`",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list, e.g. `[2, 2]`",
+        Value::Object(_) => "a mapping",
+    };
+    let fits = match (old, new) {
+        (Value::Bool(_), Value::Bool(_)) => true,
+        // Whole or not is the family's check to say (a preset may write `4` for a real field).
+        (Value::Number(_), Value::Number(_)) => true,
+        (Value::String(_), Value::String(_)) => true,
+        (Value::Array(_), Value::Array(_)) => true,
+        (Value::Object(_), Value::Object(_)) => true,
+        _ => false,
+    };
+    (!fits).then_some(want)
 }
 
 /// A family check's message as a problem relative to the model entry: at the config field the

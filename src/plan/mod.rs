@@ -63,6 +63,19 @@ pub fn stage_key(
         .to_string()
 }
 
+/// The fuzz target's body (`fuzz/`): `text` as a pipeline file through parsing, checking,
+/// resolution, planning and the DAG renderings. Errors are expected; a panic is a bug.
+pub fn fuzz_one(text: &str) {
+    let path = std::path::Path::new("fuzz.yaml");
+    if let Ok(loaded) = crate::spec::load_str(path, text.to_string()) {
+        if let Ok(plan) = Plan::build(&loaded) {
+            let _ = render::text(&plan);
+            let _ = render::dot(&plan);
+            let _ = render::mermaid(&plan);
+        }
+    }
+}
+
 impl Plan {
     /// Expands a resolved spec (`Loaded::resolved`): datasets × models × training recipes → train stages; each
     /// trained model × attack × split → evaluation stages; analyses per trained model; one report.

@@ -145,6 +145,11 @@ pub fn load(path: &Path) -> anyhow::Result<Loaded> {
             path.display()
         )
     })?;
+    load_str(path, source)
+}
+
+/// [`load`] of a pipeline's text, `path` naming it in errors.
+pub fn load_str(path: &Path, source: String) -> anyhow::Result<Loaded> {
     let spec = parse(path, &source)?;
     let resolved = resolve(&spec).map_err(|problems| located(path, &source, &problems))?;
     Ok(Loaded {
@@ -162,6 +167,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, SpecError> {
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
         let hint = unknown_name_hint(&msg)
             .or_else(|| type_hint(&msg))
+            .or_else(|| missing_hint(&msg))
             .map(|h| format!(" ({h})"))
             .unwrap_or_default();
         SpecError {
@@ -177,6 +183,16 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, SpecError> {
         error(e.to_string(), loc)
     };
     let mut root: serde_yaml::Value = serde_yaml::from_str(source).map_err(from_str)?;
+    if root.is_null() {
+        return Err(SpecError {
+            file: path.to_path_buf(),
+            lines: vec![format!(
+                "{}: the file is empty: a pipeline needs at least `name:`, `datasets:`, `models:` \
+                 and `training:` (pipelines/quickstart.yaml is a complete example)",
+                path.display()
+            )],
+        });
+    }
     let expanded = recipe::expand(&mut root).map_err(|p| located(path, source, &p))?;
     let mut spec: Spec = if expanded {
         // No positions in a merged value: serde_path_to_error names the field path, which we
@@ -267,6 +283,12 @@ fn type_hint(msg: &str) -> Option<String> {
     Some(fix.to_string())
 }
 
+/// For serde's "missing field `x`": add it.
+fn missing_hint(msg: &str) -> Option<String> {
+    let field = msg.strip_prefix("missing field `")?.split('`').next()?;
+    Some(format!("add `{field}:`; docs/spec.md describes it"))
+}
+
 /// For serde's "unknown field `x`, expected one of `a`, `b`" (and variants), suggests the closest.
 fn unknown_name_hint(msg: &str) -> Option<String> {
     let start = ["unknown field `", "unknown variant `"]
@@ -279,6 +301,21 @@ fn unknown_name_hint(msg: &str) -> Option<String> {
 }
 
 /// Formats problems with file:line:column.
+/// A field path as `a.b.c`, with a segment that is not a plain name in backticks and escaped
+/// (`datasets.\`..\``), so that odd names cannot blur the path or the terminal.
+fn render_path(path: &[String]) -> String {
+    path.iter()
+        .map(|s| {
+            if resolved::is_simple_name(s) || s.parse::<usize>().is_ok() {
+                s.clone()
+            } else {
+                format!("`{}`", s.escape_debug())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 pub fn located(path: &Path, source: &str, problems: &[Problem]) -> SpecError {
     let lines = problems
         .iter()
@@ -294,7 +331,7 @@ pub fn located(path: &Path, source: &str, problems: &[Problem]) -> SpecError {
             format!(
                 "{}{pos}: {}: {}{hint}",
                 path.display(),
-                p.path.join("."),
+                render_path(&p.path),
                 p.message
             )
         })
@@ -314,9 +351,12 @@ fn resolve_training(name: &str, t: &TrainingSpec) -> Result<resolved::Training, 
         let idx = i.to_string();
         let at = [base[0], base[1], "augment", idx.as_str()];
         match crate::augment::Augment::from_yaml(a) {
-            Err(e) => out.push(
-                Problem::new(&at, e).hint(format!("steps: {}", crate::augment::NAMES.join(", "))),
-            ),
+            Err(e) => {
+                let hint = type_hint(&e).unwrap_or_else(|| {
+                    format!("steps: {}", crate::augment::NAMES.join(", "))
+                });
+                out.push(Problem::new(&at, e).hint(hint))
+            }
             Ok(aug) => match aug.check() {
                 Err(p) => out.push(p.under(&at)),
                 Ok(()) => augment.push(aug),

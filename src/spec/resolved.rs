@@ -114,7 +114,10 @@ pub fn check_names(s: &Spec, out: &mut Vec<Problem>) {
             if !is_simple_name(n) {
                 let mut path: Vec<&str> = section.split('.').collect();
                 path.push(n);
-                out.push(Problem::new(&path, rule.clone()).hint("rename the entry"));
+                out.push(
+                    Problem::new(&path, format!("`{}` is not a valid name: {rule}", n.escape_debug()))
+                        .hint("rename the entry"),
+                );
             }
         }
     }

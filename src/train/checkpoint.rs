@@ -122,6 +122,7 @@ pub fn save(
     if dest.exists() {
         std::fs::remove_dir_all(&dest)?;
     }
+    crate::fault::point("checkpoint-rename");
     std::fs::rename(tmp.keep(), &dest).context("committing checkpoint")?;
     // Older epochs are superseded, but the previous one stays as the fallback of a resume that
     // finds this one damaged.

@@ -25,6 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["attacks", "data"],
     &["models", "augment", "analysis"],
     &["cache", "progress", "rng", "torch", "vocab"],
+    &["fault"],
 ];
 
 fn src() -> PathBuf {
