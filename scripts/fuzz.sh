@@ -5,8 +5,10 @@
 source "$(dirname "$0")/env.sh"
 SECONDS_TO_RUN="${1:-600}"
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
-rustup toolchain list | grep -q '^nightly' || {
+rustup toolchain list > /tmp/robarch-toolchains.$$
+grep -q '^nightly' /tmp/robarch-toolchains.$$ || {
   echo "error: cargo fuzz needs a nightly toolchain: rustup toolchain install nightly" >&2; exit 1; }
+rm -f /tmp/robarch-toolchains.$$
 # Its own target directory: instrumented builds share nothing with the release build.
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/robarch-fuzz-target}"
 mkdir -p fuzz/corpus/spec

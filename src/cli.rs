@@ -610,9 +610,10 @@ fn cache_cmd(cache_dir: &Path, cmd: CacheCmd) -> Result<i32> {
     let Some(cache) = Cache::existing(cache_dir) else {
         bail!("no cache at {}; `--cache DIR` or ROBARCH_CACHE points at one", cache_dir.display());
     };
-    // Removing takes the cache from runs, as `gc` does; only reading shares it with them.
+    // Removing takes the cache from runs, as `gc` does; only reading shares it with them (and
+    // works on a read-only cache).
     let _lock = if keep {
-        cache.lock_shared()?
+        cache.lock_shared_read()?
     } else {
         cache.lock_exclusive()?
     };
@@ -862,7 +863,8 @@ fn sweep_report_leftovers(dest: &Path) {
 fn materialize_report(plan: &Plan, cache: &Cache, reports: &Path, show: bool) -> Result<PathBuf> {
     let ix = plan.report().context("the pipeline has no report stage")?;
     let key = &plan.graph[ix].key;
-    let entry = match cache.lookup(key) {
+    // Published files are hashed first, not only stamp-checked.
+    let entry = match cache.load(key) {
         crate::cache::Lookup::Hit(e) => e,
         _ => bail!(
             "the report of `{}` is not computed yet; run `robarch run` on the pipeline first",

@@ -24,6 +24,38 @@ pub const META: &str = "meta.json";
 pub struct FileMeta {
     pub size: u64,
     pub blake3: String,
+    /// The file's stat stamp at commit: whether it is still the file that was hashed, told
+    /// without reading it. Absent in entries written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<Stamp>,
+}
+
+/// What `stat` says of a file that changes whenever its contents are rewritten in place or
+/// replaced: modification time (ns) and inode (with the size, kept in [`FileMeta`]). A rename of
+/// the entry's directory keeps both.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Stamp {
+    pub mtime_ns: i128,
+    pub ino: u64,
+}
+
+impl Stamp {
+    pub fn of(md: &std::fs::Metadata) -> Stamp {
+        #[cfg(unix)]
+        let (mtime_ns, ino) = {
+            use std::os::unix::fs::MetadataExt;
+            (md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128, md.ino())
+        };
+        #[cfg(not(unix))]
+        let (mtime_ns, ino) = (
+            md.modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as i128),
+            0,
+        );
+        Stamp { mtime_ns, ino }
+    }
 }
 
 /// Where and how an entry was made; informational, never part of the key.
@@ -41,8 +73,9 @@ pub struct Provenance {
     pub host: String,
     pub created_unix: u64,
     pub wall_seconds: f64,
-    /// libtorch intra-op threads the stage ran with, on CPU (`None` on CUDA, and in entries
-    /// written before it was recorded).
+    /// libtorch intra-op threads the stage ran with, on CPU (`None` on CUDA, where the stage's
+    /// outputs came from another or several settings, e.g. a resumed training, and in entries
+    /// written before it was recorded; `setting` says which).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
     /// The CPU kernel path, e.g. `x86_64 AVX512` (see `torch::cpu::kernel_path`); empty in
@@ -84,6 +117,15 @@ pub struct EntryMeta {
     pub provenance: Provenance,
 }
 
+/// How far [`Cache::check`] reads an entry's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    /// Size and stat stamp (files without a stamp are hashed).
+    Stamp,
+    /// Size and blake3 of every file.
+    Hash,
+}
+
 /// A committed, verified entry.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -109,6 +151,14 @@ pub enum Lookup {
 #[derive(Debug, Clone)]
 pub struct Cache {
     root: PathBuf,
+    /// Keys whose files this process has hashed and found intact: each entry is read in full at
+    /// most once per process.
+    hashed: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// Whether `name` is a key (64 lowercase hex digits): what may name an entry or checkpoint.
+pub fn is_key(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Hashes a file with blake3, streaming.
@@ -137,6 +187,7 @@ impl Cache {
         }
         Ok(Cache {
             root: root.to_path_buf(),
+            hashed: Default::default(),
         })
     }
 
@@ -144,6 +195,7 @@ impl Cache {
     pub fn existing(root: &Path) -> Option<Cache> {
         root.join("objects").is_dir().then(|| Cache {
             root: root.to_path_buf(),
+            hashed: Default::default(),
         })
     }
 
@@ -160,8 +212,15 @@ impl Cache {
     }
 
     /// Reads and fully verifies an entry: the size and blake3 of every file it lists, and that it
-    /// holds no file it does not list.
+    /// holds no file it does not list. Always reads every file (`robarch cache verify`).
     pub fn verify(&self, key: &str) -> Result<Entry, String> {
+        self.check(key, Depth::Hash, true)
+    }
+
+    /// An entry checked to `depth`: its meta.json, and each listed file's size plus, by depth,
+    /// its stat stamp or its blake3. A file it does not list fails a `strict` check and is
+    /// warned about otherwise.
+    fn check(&self, key: &str, depth: Depth, strict: bool) -> Result<Entry, String> {
         let dir = self.entry_dir(key);
         let meta: EntryMeta = std::fs::read(dir.join(META))
             .map_err(|e| format!("meta.json unreadable: {e}"))
@@ -171,10 +230,30 @@ impl Cache {
         if meta.key != key {
             return Err(format!("meta.json names key {}", meta.key));
         }
+        // A stamp taken in the same clock tick as meta.json was written cannot tell a rewrite in
+        // that tick from the original (mtimes are as coarse as the kernel's clock tick): such
+        // files are hashed, as git treats "racily clean" files.
+        let written = std::fs::metadata(dir.join(META))
+            .map(|md| Stamp::of(&md).mtime_ns)
+            .map_err(|e| format!("meta.json: {e}"))?;
         for (name, fm) in &meta.files {
-            let (size, hash) = hash_file(&dir.join(name)).map_err(|e| format!("{name}: {e:#}"))?;
-            if size != fm.size || hash != fm.blake3 {
-                return Err(format!("{name} does not match its recorded blake3"));
+            let path = dir.join(name);
+            let md = std::fs::metadata(&path).map_err(|e| format!("{name}: {e}"))?;
+            if md.len() != fm.size {
+                return Err(format!(
+                    "{name} has {} bytes, meta.json recorded {}",
+                    md.len(),
+                    fm.size
+                ));
+            }
+            let stamped = depth == Depth::Stamp
+                && fm.stamp == Some(Stamp::of(&md))
+                && fm.stamp.is_some_and(|st| st.mtime_ns < written);
+            if !stamped {
+                let (size, hash) = hash_file(&path).map_err(|e| format!("{name}: {e:#}"))?;
+                if size != fm.size || hash != fm.blake3 {
+                    return Err(format!("{name} does not match its recorded blake3"));
+                }
             }
         }
         for f in walk(&dir).map_err(|e| format!("listing the entry: {e:#}"))? {
@@ -183,21 +262,57 @@ impl Cache {
                 .map(|r| r.to_string_lossy().replace('\\', "/"))
                 .unwrap_or_default();
             if rel != META && !meta.files.contains_key(&rel) {
-                return Err(format!("{rel} is not listed in {META}"));
+                let why = format!("{rel} is not listed in {META}");
+                if depth == Depth::Hash && strict {
+                    return Err(why);
+                }
+                // Nothing reads it (stages and reports read listed files only): a stray file
+                // (an editor's, a file manager's) does not cost a recompute.
+                tracing::warn!(entry = %dir.display(), "{why}; ignored (`robarch cache verify` removes the entry)");
             }
         }
         Ok(Entry { dir, meta })
     }
 
-    /// Looks up `key`; a corrupt or partial entry is removed and reported.
+    /// Looks up `key` to decide whether it is cached: by the stat stamps recorded at commit (a
+    /// missing, truncated, replaced or rewritten file, a missing or broken meta.json, an unlisted
+    /// file), without reading the files; entries without stamps are hashed. A corrupt or partial
+    /// entry is removed and reported.
     pub fn lookup(&self, key: &str) -> Lookup {
+        self.lookup_to(key, Depth::Stamp)
+    }
+
+    /// Looks up `key` to read its files: hashes every file (once per process per entry), so a
+    /// byte flipped without changing the stamp is caught before the contents are used.
+    pub fn load(&self, key: &str) -> Lookup {
+        let done = self
+            .hashed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(key);
+        let depth = if done { Depth::Stamp } else { Depth::Hash };
+        let found = self.lookup_to(key, depth);
+        if matches!(found, Lookup::Hit(_)) && !done {
+            self.hashed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.to_string());
+        }
+        found
+    }
+
+    fn lookup_to(&self, key: &str, depth: Depth) -> Lookup {
         if !self.entry_dir(key).exists() {
             return Lookup::Missing;
         }
-        match self.verify(key) {
+        match self.check(key, depth, false) {
             Ok(e) => Lookup::Hit(e),
             Err(why) => {
                 let _ = self.remove(key);
+                self.hashed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(key);
                 Lookup::Corrupt(why)
             }
         }
@@ -232,7 +347,17 @@ impl Cache {
                 .to_string_lossy()
                 .replace('\\', "/");
             let (size, blake3) = hash_file(&e)?;
-            files.insert(rel, FileMeta { size, blake3 });
+            let stamp = Some(Stamp::of(
+                &std::fs::metadata(&e).with_context(|| format!("reading {}", e.display()))?,
+            ));
+            files.insert(
+                rel,
+                FileMeta {
+                    size,
+                    blake3,
+                    stamp,
+                },
+            );
         }
         meta.files = files;
         let meta_file = staged.path().join(META);
@@ -260,10 +385,19 @@ impl Cache {
         }
         let tmp = staged.keep();
         crate::fault::point("commit-rename");
-        std::fs::rename(&tmp, &dest)
-            .with_context(|| format!("committing cache entry {}", meta.key))?;
+        if let Err(e) = std::fs::rename(&tmp, &dest) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e).with_context(|| {
+                format!("committing cache entry {} into {}", meta.key, shard.display())
+            });
+        }
         crate::fault::point("commit-renamed");
         sync_dir(shard)?;
+        // Just hashed: this process need not read it again.
+        self.hashed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(meta.key.clone());
         Ok(Entry { dir: dest, meta })
     }
 
@@ -292,6 +426,8 @@ impl Cache {
         for key in &keys {
             match self.verify(key) {
                 Ok(e) => bytes += e.meta.files.values().map(|f| f.size).sum::<u64>(),
+                // Removed or replaced by a concurrent run meanwhile (under `--keep`): not corrupt.
+                Err(_) if !self.entry_dir(key).exists() => {}
                 Err(why) => {
                     let stage = self.read_meta(key).map(|m| m.stage).unwrap_or_default();
                     if !keep {
@@ -312,7 +448,10 @@ impl Cache {
             let shard = shard?.path();
             if shard.is_dir() {
                 for e in std::fs::read_dir(&shard)? {
-                    out.push(e?.file_name().to_string_lossy().into_owned());
+                    let name = e?.file_name().to_string_lossy().into_owned();
+                    if is_key(&name) {
+                        out.push(name);
+                    }
                 }
             }
         }
@@ -336,6 +475,18 @@ impl Cache {
                 path.display()
             )
         })
+    }
+
+    /// A shared lock for a reader that writes nothing (`cache verify --keep`): the lock file is
+    /// opened read-only where it exists, so a read-only cache can be checked.
+    pub fn lock_shared_read(&self) -> Result<File> {
+        let path = self.root.join(".lock");
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(_) => self.lock_file(&path)?,
+        };
+        f.lock_shared().context("locking cache")?;
+        Ok(f)
     }
 
     /// Shared lock held for a whole run; `gc` takes it exclusively.
@@ -387,15 +538,41 @@ impl Cache {
                 Err(e) => return Err(e).with_context(|| format!("removing {}", p.display())),
             }
         }
-        // Checkpoints of a stage whose entry is committed: a kill came between the commit and
-        // their removal, and no later run of the stage would remove them.
+        // Checkpoints of a stage whose entry was committed after them: a kill came between the
+        // commit and their removal, and no later run of the stage would remove them. (Those of a
+        // forced recomputation are newer than the entry it replaces, and are kept to resume.)
         for e in std::fs::read_dir(self.root.join("ckpt"))? {
             let p = e?.path();
-            let key = p.file_name().map(|k| k.to_string_lossy().into_owned());
-            if key.is_some_and(|k| k.len() > 2 && self.contains(&k)) {
-                std::fs::remove_dir_all(&p)
-                    .with_context(|| format!("removing {}", p.display()))?;
-                n += 1;
+            let name = p.file_name().map(|k| k.to_string_lossy().into_owned());
+            let Some(key) = name.filter(|k| is_key(k)) else { continue };
+            let committed = std::fs::metadata(self.entry_dir(&key).join(META))
+                .and_then(|m| m.modified())
+                .ok();
+            let newest = walk(&p)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+                .max();
+            if let (Some(committed), Some(newest)) = (committed, newest) {
+                if newest <= committed {
+                    match std::fs::remove_dir_all(&p) {
+                        Ok(()) => n += 1,
+                        Err(e) => tracing::warn!("removing {}: {e}", p.display()),
+                    }
+                }
+            }
+        }
+        // Temporaries of the run records and source-file hashes a killed run was replacing.
+        for sub in ["runs", "state"] {
+            let Ok(dir) = std::fs::read_dir(self.root.join(sub)) else { continue };
+            for e in dir.flatten() {
+                let p = e.path();
+                let tmp = p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"));
+                if tmp && std::fs::remove_file(&p).is_ok() {
+                    n += 1;
+                }
             }
         }
         Ok(n)
@@ -488,6 +665,65 @@ mod tests {
         std::fs::create_dir_all(st.path().join("sub")).unwrap();
         std::fs::write(st.path().join("sub/a.bin"), content).unwrap();
         c.commit(st, meta(key)).unwrap()
+    }
+
+    #[test]
+    fn stamps_decide_lookups_and_loads_hash_once_per_process() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Cache::open(d.path()).unwrap();
+        let key = "cd".repeat(32);
+        // The output is written a few clock ticks before its commit, as any real stage's is.
+        let st = c.stage_dir().unwrap();
+        std::fs::create_dir_all(st.path().join("sub")).unwrap();
+        std::fs::write(st.path().join("sub/a.bin"), b"hello").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let e = c.commit(st, meta(&key)).unwrap();
+        let file = e.path("sub/a.bin");
+        assert!(e.meta.files["sub/a.bin"].stamp.is_some());
+        // A byte flipped in place with size, inode and mtime kept: the stamp cannot see it.
+        let when = std::fs::metadata(&file).unwrap().modified().unwrap();
+        std::fs::write(&file, b"hellO").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        // Written ticks before meta.json, the file's stamp is trusted: the lookup reads nothing.
+        assert!(matches!(c.lookup(&key), Lookup::Hit(_)));
+        // This process committed it (and hashed it then): a load trusts the stamp too.
+        assert!(matches!(c.load(&key), Lookup::Hit(_)));
+        // Another process hashes what it loads, once, and `cache verify` always does.
+        assert!(c.verify(&key).is_err());
+        let other = Cache::open(d.path()).unwrap();
+        assert!(matches!(other.load(&key), Lookup::Corrupt(_)));
+        assert!(!other.entry_dir(&key).exists());
+    }
+
+    #[test]
+    fn a_rewrite_in_the_commit_tick_is_hashed_not_trusted() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Cache::open(d.path()).unwrap();
+        let key = "ef".repeat(32);
+        let e = put(&c, &key, b"hello");
+        let file = e.path("sub/a.bin");
+        // Pretend the file and meta.json were written in one tick: the stamp is not trusted.
+        let meta_time = std::fs::metadata(e.path(META)).unwrap().modified().unwrap();
+        std::fs::write(&file, b"hellO").unwrap();
+        let f = std::fs::File::options().write(true).open(&file).unwrap();
+        f.set_modified(meta_time).unwrap();
+        let mut m: EntryMeta =
+            serde_json::from_slice(&std::fs::read(e.path(META)).unwrap()).unwrap();
+        m.files.get_mut("sub/a.bin").unwrap().stamp =
+            Some(Stamp::of(&std::fs::metadata(&file).unwrap()));
+        std::fs::write(e.path(META), serde_json::to_vec(&m).unwrap()).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(e.path(META))
+            .unwrap()
+            .set_modified(meta_time)
+            .unwrap();
+        assert!(matches!(c.lookup(&key), Lookup::Corrupt(_)));
     }
 
     #[test]

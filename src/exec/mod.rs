@@ -103,7 +103,7 @@ fn host() -> String {
         .unwrap_or_default()
 }
 
-/// A stage's error from a full, read-only or forbidden filesystem, with what to do added: the
+/// A stage's error from a full or read-only filesystem, with what to do added: the
 /// stage writes its outputs and checkpoints under the cache (io errors are recognised by kind;
 /// those libtorch and safetensors pass on only as text, by the operating system's message).
 fn name_full_disk(e: anyhow::Error, cache: &std::path::Path) -> anyhow::Error {
@@ -112,7 +112,7 @@ fn name_full_disk(e: anyhow::Error, cache: &std::path::Path) -> anyhow::Error {
         c.downcast_ref::<std::io::Error>().is_some_and(|io| {
             matches!(
                 io.kind(),
-                StorageFull | ReadOnlyFilesystem | PermissionDenied | QuotaExceeded | FileTooLarge
+                StorageFull | ReadOnlyFilesystem | QuotaExceeded | FileTooLarge
             )
         })
     });
@@ -121,7 +121,6 @@ fn name_full_disk(e: anyhow::Error, cache: &std::path::Path) -> anyhow::Error {
         "No space left on device",
         "Read-only file system",
         "Disk quota exceeded",
-        "Permission denied",
     ]
     .iter()
     .any(|m| text.contains(m));
@@ -155,9 +154,14 @@ fn run_stage(
     let mut inputs: BTreeMap<String, Entry> = BTreeMap::new();
     for e in plan.graph.edges_directed(ix, petgraph::Direction::Incoming) {
         let src = &plan.graph[petgraph::visit::EdgeRef::source(&e)];
-        match cache.lookup(&src.key) {
+        // The files this stage reads are hashed here (the scheduler only compared stamps).
+        match cache.load(&src.key) {
             Lookup::Hit(entry) => inputs.insert(e.weight().clone(), entry),
-            _ => anyhow::bail!("input {} is not in the cache", src.id),
+            Lookup::Corrupt(why) => anyhow::bail!(
+                "input {} was corrupt ({why}) and has been removed; run again to recompute it",
+                src.id
+            ),
+            Lookup::Missing => anyhow::bail!("input {} is not in the cache", src.id),
         };
     }
     let staged = cache.stage_dir()?;
@@ -169,12 +173,19 @@ fn run_stage(
         checkpoints: cache.checkpoint_dir(&node.key),
         progress: bar,
         notes: Default::default(),
+        setting: Default::default(),
     };
     let summary = node
         .stage
         .run(&cx)
         .map_err(|e| name_full_disk(e, cache.root()))?;
     let notes = cx.notes.into_inner().unwrap_or_else(|e| e.into_inner());
+    let here = crate::torch::setting(device);
+    let setting = cx
+        .setting
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(|| here.clone());
     let seconds = start.elapsed().as_secs_f64();
     let meta = EntryMeta {
         key: node.key.clone(),
@@ -194,14 +205,18 @@ fn run_stage(
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
             wall_seconds: seconds,
-            threads: (device == Device::Cpu).then(crate::torch::cpu::threads),
+            // This process's thread count, unless the stage's outputs came from another setting
+            // (see `setting`).
+            threads: (device == Device::Cpu && setting == here).then(crate::torch::cpu::threads),
             kernels: crate::torch::cpu::kernel_path(),
-            setting: crate::torch::setting(device),
+            setting,
             cpu: crate::torch::cpu::model_name(),
             notes,
         },
     };
-    cache.commit(staged, meta)?;
+    cache
+        .commit(staged, meta)
+        .map_err(|e| name_full_disk(e, cache.root()))?;
     let ckpt = cache.checkpoint_dir(&node.key);
     if ckpt.exists() {
         std::fs::remove_dir_all(&ckpt).context("removing finished checkpoints")?;

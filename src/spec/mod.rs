@@ -300,7 +300,6 @@ fn unknown_name_hint(msg: &str) -> Option<String> {
     did_you_mean(parts[0], candidates).map(|c| format!("did you mean `{c}`?"))
 }
 
-/// Formats problems with file:line:column.
 /// A field path as `a.b.c`, with a segment that is not a plain name in backticks and escaped
 /// (`datasets.\`..\``), so that odd names cannot blur the path or the terminal.
 fn render_path(path: &[String]) -> String {
@@ -316,6 +315,7 @@ fn render_path(path: &[String]) -> String {
         .join(".")
 }
 
+/// Formats problems with file:line:column.
 pub fn located(path: &Path, source: &str, problems: &[Problem]) -> SpecError {
     let lines = problems
         .iter()

@@ -33,9 +33,18 @@ pub struct StageContext<'a> {
     pub progress: StageProgress,
     /// Remarks for the entry's provenance (`StageContext::note`).
     pub notes: std::sync::Mutex<Vec<String>>,
+    /// The setting the result was computed under, where the stage knows better than the
+    /// process (`StageContext::set_setting`).
+    pub setting: std::sync::Mutex<Option<String>>,
 }
 
 impl StageContext<'_> {
+    /// Records the setting the outputs were computed under, e.g. a training's resumed epochs ran
+    /// under another thread count than this process's.
+    pub fn set_setting(&self, setting: String) {
+        *self.setting.lock().unwrap_or_else(|e| e.into_inner()) = Some(setting);
+    }
+
     /// Records a remark in the entry's provenance (shown by `robarch explain`), e.g. that a
     /// training resumed under another setting.
     pub fn note(&self, remark: String) {

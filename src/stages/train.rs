@@ -73,9 +73,10 @@ impl StageKind for Train {
             &cx.progress,
             &|_| {},
         )?;
-        if let Some(note) = trained.mixed_settings() {
-            cx.note(note);
+        if let Some(spans) = trained.mixed_settings() {
+            cx.note(format!("resumed under another setting: {spans}"));
         }
+        cx.set_setting(trained.setting());
         let (net, history) = (trained.net, trained.history);
         net.save(&cx.out.join(WEIGHTS))?;
         let info = ModelInfo {

@@ -1,12 +1,16 @@
 //! Which CPU code path libtorch's kernels take here: the part of "the machine" that a CPU result
 //! depends on besides the thread count.
 //!
-//! ATen compiles its vectorised kernels once per instruction set and dispatches at start-up to the
-//! best one the CPU has (`DEFAULT`, `AVX2`, `AVX512` on x86-64; `ATEN_CPU_CAPABILITY` lowers it).
-//! The wheel's MKL, which does the matrix products and convolutions' GEMMs, picks its own kernels
-//! the same way unless `MKL_CBWR` pins them. Kernels for different instruction sets add and fuse
-//! multiply-adds in different orders, so the same float32 computation may differ in its last bits
-//! between two machines; over an epoch of training such differences grow into different weights.
+//! Three libraries in the wheel pick kernels by the CPU they find, each in its own way: ATen
+//! compiles its vectorised kernels once per instruction set and dispatches to the best one the CPU
+//! has (`DEFAULT`, `AVX2`, `AVX512` on x86-64; `ATEN_CPU_CAPABILITY` lowers it); oneDNN, which
+//! runs convolutions, picks its own instruction set (`ONEDNN_MAX_CPU_ISA` caps it); MKL, which
+//! runs matrix products, picks by vendor and instruction set (`MKL_CBWR`, `MKL_ENABLE_INSTRUCTIONS`
+//! pin it). Kernels for different instruction sets add and fuse multiply-adds in different orders,
+//! so the same float32 computation may differ in its last bits between two machines; over an epoch
+//! of training such differences grow into different weights. The kernel path therefore names the
+//! CPU's vendor and its widest vector extensions as well as ATen's level, and any variable that
+//! overrides a library's choice.
 //!
 //! ABI assumption (checked against libtorch 2.13's exported symbols, as in `autocast.rs`):
 //! `std::string at::get_cpu_capability()` is exported with the cxx11 ABI tag, and on x86-64
@@ -48,20 +52,65 @@ pub fn aten_capability() -> String {
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     {
-        std::env::var("ATEN_CPU_CAPABILITY").unwrap_or_else(|_| "DEFAULT".into())
+        "unknown".to_string()
     }
 }
 
-/// The CPU kernel path of this process, e.g. `x86_64 AVX512` or `x86_64 AVX2, MKL_CBWR=AVX2`:
-/// the architecture, ATen's dispatch level, and MKL's pinned branch where `MKL_CBWR` sets one.
+/// The CPU kernel path of this process, e.g. `x86_64 GenuineIntel avx2+avx512f+avx512_bf16, ATen
+/// AVX512`: the architecture, the CPU's vendor and widest vector extensions (what oneDNN and MKL
+/// choose by), ATen's dispatch level, and every variable set that overrides one of them.
 pub fn kernel_path() -> String {
-    let mut s = format!("{} {}", std::env::consts::ARCH, aten_capability());
-    if let Ok(v) = std::env::var("MKL_CBWR") {
-        if !v.is_empty() {
-            s.push_str(&format!(", MKL_CBWR={v}"));
+    let (vendor, isa) = cpu_features();
+    let mut s = format!("{} {vendor} {isa}, ATen {}", std::env::consts::ARCH, aten_capability());
+    for var in [
+        "MKL_CBWR",
+        "MKL_ENABLE_INSTRUCTIONS",
+        "ONEDNN_MAX_CPU_ISA",
+        "DNNL_MAX_CPU_ISA",
+    ] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.is_empty() {
+                s.push_str(&format!(", {var}={v}"));
+            }
         }
     }
     s
+}
+
+/// The CPU's vendor and the vector extensions (of those the libraries dispatch on) it has, from
+/// `/proc/cpuinfo`; `unknown` where there is none.
+fn cpu_features() -> (String, String) {
+    const EXTENSIONS: [&str; 7] = [
+        "avx2",
+        "avx512f",
+        "avx512_vnni",
+        "avx512_bf16",
+        "amx_tile",
+        "asimd",
+        "sve",
+    ];
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let vendor = field("vendor_id")
+        .or_else(|| field("CPU implementer").map(|v| format!("implementer-{v}")))
+        .unwrap_or_else(|| "unknown".into());
+    let flags = field("flags").or_else(|| field("Features")).unwrap_or_default();
+    let have: Vec<&str> = EXTENSIONS
+        .iter()
+        .copied()
+        .filter(|e| flags.split_whitespace().any(|f| f == *e))
+        .collect();
+    let isa = if have.is_empty() {
+        "baseline".to_string()
+    } else {
+        have.join("+")
+    };
+    (vendor, isa)
 }
 
 /// libtorch's intra-op thread count as this thread's calls use it.
@@ -99,6 +148,8 @@ mod tests {
             ["DEFAULT", "AVX2", "AVX512", "VSX", "ZVECTOR", "SVE128", "SVE256"].contains(&c.as_str()),
             "{c:?}"
         );
-        assert!(kernel_path().ends_with(&c) || kernel_path().contains(&format!("{c},")));
+        let path = kernel_path();
+        assert!(path.contains(&format!(", ATen {c}")), "{path}");
+        assert!(path.starts_with(std::env::consts::ARCH), "{path}");
     }
 }

@@ -297,6 +297,16 @@ pub struct Trained {
 }
 
 impl Trained {
+    /// The setting the epochs ran under, for the entry's provenance: one span's, or
+    /// `mixed (epochs 1–2 under `…`; epochs 3–4 under `…`)`, which no other setting equals.
+    pub fn setting(&self) -> String {
+        match (self.mixed_settings(), self.settings.first()) {
+            (Some(spans), _) => format!("mixed ({spans})"),
+            (None, Some(one)) => one.setting.clone(),
+            (None, None) => String::new(),
+        }
+    }
+
     /// For the entry's provenance when the epochs ran under more than one setting:
     /// `epochs 1–2 under `…`; epochs 3–4 under `…``.
     pub fn mixed_settings(&self) -> Option<String> {
@@ -316,7 +326,7 @@ impl Trained {
                 format!("epochs {}–{to} under `{}`", s.from_epoch, s.setting)
             })
             .collect();
-        Some(format!("resumed under another setting: {}", spans.join("; ")))
+        Some(spans.join("; "))
     }
 }
 
@@ -365,7 +375,8 @@ pub fn train(
             });
         }
         let before = &settings.last().expect("one at least").setting;
-        if *before != current {
+        // A resume after the last epoch (killed before its commit) runs no epoch.
+        if *before != current && r.epoch < p.epochs {
             tracing::warn!(
                 "resuming after epoch {} under `{current}`; the epochs so far ran under \
                  `{before}`. The rest run under the new setting, so the weights can differ in \

@@ -48,6 +48,17 @@ enum Fault {
 struct Reference {
     report: BTreeMap<String, Vec<u8>>,
     entries: usize,
+    /// What the cache holds besides entries and locks (`runs/`, `state/`).
+    records: Vec<String>,
+}
+
+fn records(p: &Project) -> Vec<String> {
+    let mut out: Vec<String> = ["runs", "state"]
+        .iter()
+        .flat_map(|d| names(&p.path(&format!("cache/{d}"))).into_iter().map(move |n| format!("{d}/{n}")))
+        .collect();
+    out.sort();
+    out
 }
 
 fn trial(fault: &Fault, reference: &Reference) {
@@ -90,6 +101,7 @@ fn trial(fault: &Fault, reference: &Reference) {
         stdout(&out)
     );
     assert_eq!(p.entries(), reference.entries, "{fault:?}: entries");
+    assert_eq!(records(&p), reference.records, "{fault:?}: cache/runs, cache/state");
     assert_eq!(names(&p.path("cache/tmp")), Vec::<String>::new(), "{fault:?}: cache/tmp");
     assert_eq!(names(&p.path("cache/ckpt")), Vec::<String>::new(), "{fault:?}: cache/ckpt");
     let verify = p.ok(&["cache", "verify"]);
@@ -106,6 +118,7 @@ fn kills_at_every_rename_and_at_random_times_end_as_an_uninterrupted_run() {
     let reference = Reference {
         report: files(&r.path("reports/tiny")),
         entries: r.entries(),
+        records: records(&r),
     };
     let mut faults = Vec::new();
     // Each commit of the ten stages, just before and just after its rename.
