@@ -23,7 +23,12 @@ fn is_blank(line: &str) -> bool {
 
 /// Byte offset of `key:` as a key inside a flow mapping that starts at or after `from`.
 fn find_flow_key(line: &str, from: usize, key: &str) -> Option<usize> {
-    let hay = &line[from..];
+    // An empty key (a path segment of an anonymous value) matches everywhere and would never
+    // advance the search below.
+    if key.is_empty() {
+        return None;
+    }
+    let hay = line.get(from..)?;
     let mut search = 0;
     while let Some(off) = hay[search..].find(key) {
         let at = search + off;
@@ -146,6 +151,16 @@ mod tests {
             Some(Pos { line: 5, col: 3 })
         );
         assert_eq!(locate(SRC, &p("nothing")), None);
+    }
+
+    #[test]
+    fn an_empty_segment_is_not_searched_for() {
+        // Found by fuzzing: an empty path segment inside a flow mapping looped forever.
+        let src = "evaluation:\n  attacks:\n    pgd: {norm: linf, &steps: 10}\n";
+        assert_eq!(
+            locate(src, &p("evaluation.attacks.pgd.")),
+            Some(Pos { line: 3, col: 5 })
+        );
     }
 
     #[test]
