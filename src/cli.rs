@@ -313,6 +313,9 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    if !a.dry_run {
+        plan.check_data()?;
+    }
     let cache = Cache::open(cache_dir)?;
     let json = a.format == Format::Json;
     let opts = RunOptions {
@@ -576,6 +579,10 @@ fn gc(cache_dir: &Path, a: GcArgs) -> Result<i32> {
     let mut keep = std::collections::HashSet::new();
     for p in &pipelines {
         let plan = load_plan(p, cache_dir)?;
+        // Without its data a plan's keys past the data are placeholders: gc would delete the
+        // pipeline's real entries.
+        plan.check_data()
+            .context("gc keeps the entries the pipelines reference, which needs their data there")?;
         keep.extend(plan.order.iter().map(|&ix| plan.graph[ix].key.clone()));
     }
     let Some(cache) = Cache::existing(cache_dir) else {

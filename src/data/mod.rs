@@ -99,7 +99,15 @@ pub struct Resolved {
     /// Image channels and number of classes the prepared data will have (the models' I/O).
     pub channels: usize,
     pub classes: usize,
+    /// A downloadable dataset whose directory is not there yet, located at its field with what to
+    /// run to get it. The plan can still be shown (its classes are known without the files), not
+    /// run.
+    pub absent: Option<Problem>,
 }
+
+/// Classes of the downloadable datasets, known without their files (CIFAR-10's ten; ImageNette's
+/// ten synsets), so a plan can be shown before `robarch data fetch`.
+const FETCHABLE_CLASSES: usize = 10;
 
 /// The directory a file-backed source reads: `path:` or the default under [`fetch::data_root`].
 fn source_root(ds: &DatasetSpec) -> Option<PathBuf> {
@@ -207,7 +215,23 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<Resolved, Vec<Problem>> {
     let mut has_official_test = matches!(kind, SourceKind::Cifar10);
     let mut folder_classes = 0;
     let mut source_files = Vec::new();
+    // A downloadable dataset not fetched yet to its default place: planned (status, dag, dry
+    // runs), never run. An explicit `path:` that is not there stays an error (a typo, likelier).
+    let fetchable = fetch::find(&ds.source).is_some() && ds.path.is_none();
+    let absent = match &root {
+        Some(r) if fetchable && !r.exists() => Some(mk(
+            at(root_field),
+            format!("{} is not there yet", r.display()),
+            Some(fetch_hint(&ds.source)),
+        )),
+        _ => None,
+    };
+    if absent.is_some() {
+        has_official_test = true;
+        folder_classes = FETCHABLE_CLASSES;
+    }
     match (kind, &root) {
+        _ if absent.is_some() => {}
         (SourceKind::Cifar10, Some(r)) => match cifar10::check_layout(r) {
             Ok(()) => source_files = cifar10::files(r),
             Err(e) => problems.push(mk(at(root_field), e, Some(fetch_hint(&ds.source)))),
@@ -295,6 +319,7 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<Resolved, Vec<Problem>> {
         files: source_files,
         channels: channels as usize,
         classes: classes as usize,
+        absent,
     })
 }
 
@@ -306,6 +331,11 @@ pub fn fingerprint_source(
     let Some(root) = &r.root else {
         return Ok(());
     };
+    if r.absent.is_some() {
+        // No files to hash: the keys that follow are placeholders no entry can have.
+        r.params.source_hash = "absent".into();
+        return Ok(());
+    }
     r.params.source_hash = state.fingerprint(root, &r.files)?;
     Ok(())
 }

@@ -48,6 +48,9 @@ pub struct Plan {
     pub graph: DiGraph<Node, String>,
     /// Topological order.
     pub order: Vec<NodeIndex>,
+    /// Prepare stages (by id) of downloadable datasets not fetched yet, with what to run: the
+    /// plan can be shown (their keys and everything downstream are placeholders), not run.
+    pub absent: BTreeMap<String, String>,
 }
 
 /// The content key of a stage.
@@ -125,8 +128,13 @@ impl Plan {
             .and_then(|b| b.attack.as_ref())
             .and_then(|n| attacks.iter().find(|(a, _)| a == n))
             .and_then(|(_, c)| bounds_attack_of(c));
+        let mut absent = BTreeMap::new();
         for (dname, dr) in &r.datasets {
             let mut dr = dr.clone();
+            if let Some(p) = &dr.absent {
+                let located = spec::located(&l.path, &l.source, std::slice::from_ref(p));
+                absent.insert(format!("prepare/{dname}"), located.lines.join("; "));
+            }
             data::fingerprint_source(&mut dr, hashes).with_context(|| {
                 format!(
                     "{}: datasets.{dname}: hashing the source files",
@@ -300,7 +308,25 @@ impl Plan {
             device: s.device.clone(),
             graph,
             order,
+            absent,
         })
+    }
+
+    /// Fails when a dataset the plan reads is not there yet (the plan can be shown, not run).
+    pub fn check_data(&self) -> Result<()> {
+        if self.absent.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> = self
+            .absent
+            .iter()
+            .map(|(id, why)| format!("  {id}: {why}"))
+            .collect();
+        anyhow::bail!(
+            "{} cannot run before its data is there:\n{}",
+            self.name,
+            lines.join("\n")
+        )
     }
 
     pub fn find(&self, id: &str) -> Option<NodeIndex> {

@@ -50,20 +50,25 @@ pub enum StageState {
     Stale {
         reasons: Vec<StaleReason>,
     },
+    /// A data stage whose dataset is not downloaded yet: what provides it (the stages after it
+    /// are missing, their keys unknown until the data is there).
+    #[serde(rename = "missing")]
+    Absent { data: String },
 }
 
 impl StageState {
     pub fn name(&self) -> &'static str {
         match self {
             StageState::Cached => "cached",
-            StageState::Missing => "missing",
+            StageState::Missing | StageState::Absent { .. } => "missing",
             StageState::Stale { .. } => "stale",
         }
     }
 
-    /// The reasons joined for one line of text ("" unless stale).
+    /// The reasons joined for one line of text ("" unless stale or absent).
     pub fn why(&self) -> String {
         match self {
+            StageState::Absent { data } => data.clone(),
             StageState::Stale { reasons } => reasons
                 .iter()
                 .map(ToString::to_string)
@@ -82,6 +87,9 @@ pub fn stage_state(
     manifest: &Manifest,
 ) -> StageState {
     let n = &plan.graph[ix];
+    if let Some(why) = plan.absent.get(&n.id) {
+        return StageState::Absent { data: why.clone() };
+    }
     if cache.is_some_and(|c| c.contains(&n.key)) {
         return StageState::Cached;
     }

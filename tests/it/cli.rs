@@ -385,3 +385,18 @@ fn shipped_pipelines_validate() {
         assert!(out.status.success(), "{}: {}", f.display(), stderr(&out));
     }
 }
+
+#[test]
+fn output_cut_short_by_a_pipe_ends_quietly() {
+    let p = Project::new();
+    p.write("p.yaml", TINY);
+    // The reader is gone before robarch (which takes a while to start) prints a line.
+    let out = std::process::Command::new("sh")
+        .args(["-c", "\"$BIN\" dag p.yaml | true; \"$BIN\" ls attacks | true"])
+        .current_dir(p.path(""))
+        .env("BIN", env!("CARGO_BIN_EXE_robarch"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+}

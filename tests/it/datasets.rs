@@ -280,3 +280,76 @@ fn imagenette_layout_trains_end_to_end_and_corrupt_images_fail_cleanly() {
     );
     assert_eq!(p.entries(), before);
 }
+
+#[test]
+fn the_plan_of_a_study_shows_before_its_data_is_fetched_but_does_not_run() {
+    let p = Project::new();
+    p.write(
+        "c.yaml",
+        &CIFAR_PIPELINE.replace(
+            "  cifar: {source: cifar10, val_fraction: 0.34, limit: {train: 15}}\n",
+            "  cifar: {source: cifar10, val_fraction: 0.34, limit: {train: 15}}\n  nette: {source: imagenette-160, resolution: 32, val_fraction: 0.2}\n",
+        ),
+    );
+    // status: every stage missing, the data stages saying what provides them; exit 0.
+    let out = p.ok(&["status", "c.yaml"]);
+    let text = stdout(&out);
+    for (id, name) in [("prepare/cifar", "cifar10"), ("prepare/nette", "imagenette-160")] {
+        let line = text
+            .lines()
+            .find(|l| l.ends_with(&format!("{id}")) || l.contains(&format!("{id}  (")))
+            .unwrap_or_else(|| panic!("no {id} in:\n{text}"));
+        assert!(
+            line.starts_with("missing") && line.contains(&format!("run `robarch data fetch {name}`")),
+            "{line}"
+        );
+    }
+    assert!(
+        text.lines().all(|l| l.starts_with("missing")),
+        "{text}"
+    );
+    let st = status(&p, "c.yaml");
+    assert_eq!(st["prepare/cifar"]["state"], "missing");
+    assert!(st["prepare/cifar"]["data"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("c.yaml:5:11: datasets.cifar.source: datasets/cifar-10-batches-bin is not there yet"));
+    assert_eq!(st["train/nette/resnet18/std"]["state"], "missing");
+    // dag and a dry run work too.
+    assert!(stdout(&p.ok(&["dag", "c.yaml"])).contains("train/nette/resnet18/std"));
+    let out = p.ok(&["run", "--dry-run", "--format", "json", "c.yaml"]);
+    assert_eq!(
+        stages(&out, "pending").len(),
+        json_len(&out),
+        "{}",
+        stdout(&out)
+    );
+    // A run fails early, naming each missing dataset and its fetch command, computing nothing.
+    let out = p.run(&["run", "c.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("c cannot run before its data is there")
+            && err.contains("prepare/cifar: c.yaml:5:11: datasets.cifar.source")
+            && err.contains("prepare/nette: c.yaml:6:11: datasets.nette.source")
+            && err.contains("robarch data fetch imagenette-160"),
+        "{err}"
+    );
+    assert_eq!(p.entries(), 0);
+    // gc refuses: the keys past the missing data are placeholders.
+    let out = p.run(&["gc", "c.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("needs their data there"), "{}", stderr(&out));
+
+    // With CIFAR-10 there, its stages get real keys; ImageNette's still wait for theirs.
+    cifar_fixture(&p.path("datasets/cifar-10-batches-bin"));
+    let st = status(&p, "c.yaml");
+    assert!(st["prepare/cifar"]["data"].is_null(), "{}", st["prepare/cifar"]);
+    assert!(st["prepare/nette"]["data"].as_str().is_some());
+    assert!(!p.run(&["run", "c.yaml"]).status.success());
+}
+
+fn json_len(o: &std::process::Output) -> usize {
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["stages"].as_array().map_or(0, Vec::len)
+}
