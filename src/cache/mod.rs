@@ -61,8 +61,8 @@ impl Stamp {
 /// Where and how an entry was made; informational, never part of the key.
 ///
 /// On CPU a result depends on more than its key: libtorch's intra-op thread count splits float
-/// reductions differently, and the CPU's kernel path (ATen's and MKL's instruction set) orders
-/// multiply-adds differently, so the same stage can differ in its last bits, and a trained model
+/// reductions differently, and the CPU's kernel path (the instruction sets ATen, oneDNN and MKL
+/// choose) orders multiply-adds differently, so the same stage can differ in its last bits, and a trained model
 /// in its accuracies, between settings. Both are recorded here, not keyed: a cache filled on one
 /// machine stays valid on another, and `robarch run` warns when a pipeline's training and
 /// evaluation entries were computed under different settings.
@@ -78,13 +78,13 @@ pub struct Provenance {
     /// written before it was recorded; `setting` says which).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
-    /// The CPU kernel path, e.g. `x86_64 AVX512` (see `torch::cpu::kernel_path`); empty in
-    /// entries written before it was recorded.
+    /// The CPU kernel path, e.g. `x86_64 GenuineIntel avx2+avx512f, ATen AVX512` (see
+    /// `torch::cpu::kernel_path`); empty in entries written before it was recorded.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub kernels: String,
     /// The setting a result depends on beyond its key, as `torch::setting` writes it:
-    /// `cpu, 2 threads, x86_64 AVX512`, or the device kind on a GPU (`cuda`); empty in entries
-    /// written before it was recorded.
+    /// `cpu, 2 threads, <kernel path>`, the device kind on a GPU (`cuda`), or `mixed (…)` for a
+    /// training resumed under another; empty in entries written before it was recorded.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub setting: String,
     /// The CPU's model name, for humans.
@@ -120,10 +120,13 @@ pub struct EntryMeta {
 /// How far [`Cache::check`] reads an entry's files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Depth {
-    /// Size and stat stamp (files without a stamp are hashed).
+    /// Size and stat stamp (files without a stamp are hashed); a file the entry does not list is
+    /// warned about.
     Stamp,
-    /// Size and blake3 of every file.
+    /// Size and blake3 of every file; an unlisted file is warned about.
     Hash,
+    /// As `Hash`, and an unlisted file makes the entry corrupt (`robarch cache verify`).
+    Audit,
 }
 
 /// A committed, verified entry.
@@ -214,13 +217,12 @@ impl Cache {
     /// Reads and fully verifies an entry: the size and blake3 of every file it lists, and that it
     /// holds no file it does not list. Always reads every file (`robarch cache verify`).
     pub fn verify(&self, key: &str) -> Result<Entry, String> {
-        self.check(key, Depth::Hash, true)
+        self.check(key, Depth::Audit)
     }
 
-    /// An entry checked to `depth`: its meta.json, and each listed file's size plus, by depth,
-    /// its stat stamp or its blake3. A file it does not list fails a `strict` check and is
-    /// warned about otherwise.
-    fn check(&self, key: &str, depth: Depth, strict: bool) -> Result<Entry, String> {
+    /// An entry checked to `depth`: its meta.json, each listed file's size plus, by depth, its
+    /// stat stamp or its blake3, and (warned about or, in an audit, failed) unlisted files.
+    fn check(&self, key: &str, depth: Depth) -> Result<Entry, String> {
         let dir = self.entry_dir(key);
         let meta: EntryMeta = std::fs::read(dir.join(META))
             .map_err(|e| format!("meta.json unreadable: {e}"))
@@ -263,7 +265,7 @@ impl Cache {
                 .unwrap_or_default();
             if rel != META && !meta.files.contains_key(&rel) {
                 let why = format!("{rel} is not listed in {META}");
-                if depth == Depth::Hash && strict {
+                if depth == Depth::Audit {
                     return Err(why);
                 }
                 // Nothing reads it (stages and reports read listed files only): a stray file
@@ -305,7 +307,7 @@ impl Cache {
         if !self.entry_dir(key).exists() {
             return Lookup::Missing;
         }
-        match self.check(key, depth, false) {
+        match self.check(key, depth) {
             Ok(e) => Lookup::Hit(e),
             Err(why) => {
                 let _ = self.remove(key);

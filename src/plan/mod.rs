@@ -71,11 +71,14 @@ pub fn stage_key(
 pub fn fuzz_one(text: &str) {
     let path = std::path::Path::new("fuzz.yaml");
     if let Ok(loaded) = crate::spec::load_str(path, text.to_string()) {
-        // Planning hashes file-backed datasets and imported models; a fuzzer's `path: /` would
-        // read the host's files, so only specs without them are planned.
-        let reads_files = loaded.spec.datasets.values().any(|d| {
-            d.path.is_some() || !(d.source.starts_with("embedded:") || d.source == "synthetic")
-        }) || loaded.resolved.models.values().any(|m| m.arch == models::torchscript::TORCHSCRIPT.name);
+        // Planning hashes file-backed datasets (those with a root directory) and imported models;
+        // a fuzzer's `path: /` would read the host's files, so only specs without them are planned.
+        let reads_files = loaded.resolved.datasets.values().any(|d| d.root.is_some())
+            || loaded
+                .resolved
+                .models
+                .values()
+                .any(|m| m.arch == models::torchscript::TORCHSCRIPT.name);
         if reads_files {
             return;
         }

@@ -58,59 +58,83 @@ pub fn aten_capability() -> String {
 
 /// The CPU kernel path of this process, e.g. `x86_64 GenuineIntel avx2+avx512f+avx512_bf16, ATen
 /// AVX512`: the architecture, the CPU's vendor and widest vector extensions (what oneDNN and MKL
-/// choose by), ATen's dispatch level, and every variable set that overrides one of them.
+/// choose by), ATen's dispatch level, and every variable set that overrides one of them. Fixed for
+/// the life of the process, so it is worked out once.
 pub fn kernel_path() -> String {
-    let (vendor, isa) = cpu_features();
-    let mut s = format!("{} {vendor} {isa}, ATen {}", std::env::consts::ARCH, aten_capability());
-    for var in [
-        "MKL_CBWR",
-        "MKL_ENABLE_INSTRUCTIONS",
-        "ONEDNN_MAX_CPU_ISA",
-        "DNNL_MAX_CPU_ISA",
-    ] {
-        if let Ok(v) = std::env::var(var) {
-            if !v.is_empty() {
-                s.push_str(&format!(", {var}={v}"));
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let info = cpu_info();
+        let mut s = format!(
+            "{} {} {}, ATen {}",
+            std::env::consts::ARCH,
+            info.vendor,
+            info.extensions,
+            aten_capability()
+        );
+        for var in [
+            "MKL_CBWR",
+            "MKL_ENABLE_INSTRUCTIONS",
+            "ONEDNN_MAX_CPU_ISA",
+            "DNNL_MAX_CPU_ISA",
+        ] {
+            if let Ok(v) = std::env::var(var) {
+                if !v.is_empty() {
+                    s.push_str(&format!(", {var}={v}"));
+                }
             }
         }
-    }
-    s
+        s
+    })
+    .clone()
 }
 
-/// The CPU's vendor and the vector extensions (of those the libraries dispatch on) it has, from
-/// `/proc/cpuinfo`; `unknown` where there is none.
-fn cpu_features() -> (String, String) {
-    const EXTENSIONS: [&str; 7] = [
-        "avx2",
-        "avx512f",
-        "avx512_vnni",
-        "avx512_bf16",
-        "amx_tile",
-        "asimd",
-        "sve",
-    ];
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| {
-        info.lines()
-            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-    };
-    let vendor = field("vendor_id")
-        .or_else(|| field("CPU implementer").map(|v| format!("implementer-{v}")))
-        .unwrap_or_else(|| "unknown".into());
-    let flags = field("flags").or_else(|| field("Features")).unwrap_or_default();
-    let have: Vec<&str> = EXTENSIONS
-        .iter()
-        .copied()
-        .filter(|e| flags.split_whitespace().any(|f| f == *e))
-        .collect();
-    let isa = if have.is_empty() {
-        "baseline".to_string()
-    } else {
-        have.join("+")
-    };
-    (vendor, isa)
+/// What `/proc/cpuinfo` says of the CPU (its first processor), read once per process.
+struct CpuInfo {
+    /// `vendor_id` (x86) or the implementer code (ARM); `unknown` where there is none.
+    vendor: String,
+    /// The vector extensions, of those the libraries dispatch on, joined by `+` (`baseline`: none).
+    extensions: String,
+    /// The model name, for humans (empty where there is none).
+    model: String,
+}
+
+fn cpu_info() -> &'static CpuInfo {
+    static INFO: std::sync::OnceLock<CpuInfo> = std::sync::OnceLock::new();
+    INFO.get_or_init(|| {
+        const EXTENSIONS: [&str; 7] = [
+            "avx2",
+            "avx512f",
+            "avx512_vnni",
+            "avx512_bf16",
+            "amx_tile",
+            "asimd",
+            "sve",
+        ];
+        let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let field = |name: &str| {
+            text.lines()
+                .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        };
+        let flags = field("flags").or_else(|| field("Features")).unwrap_or_default();
+        let have: Vec<&str> = EXTENSIONS
+            .iter()
+            .copied()
+            .filter(|e| flags.split_whitespace().any(|f| f == *e))
+            .collect();
+        CpuInfo {
+            vendor: field("vendor_id")
+                .or_else(|| field("CPU implementer").map(|v| format!("implementer-{v}")))
+                .unwrap_or_else(|| "unknown".into()),
+            extensions: if have.is_empty() {
+                "baseline".to_string()
+            } else {
+                have.join("+")
+            },
+            model: field("model name").unwrap_or_default(),
+        }
+    })
 }
 
 /// libtorch's intra-op thread count as this thread's calls use it.
@@ -126,15 +150,7 @@ pub fn setting(threads: usize, kernels: &str) -> String {
 
 /// The CPU's model name from `/proc/cpuinfo` (empty where there is none), for humans.
 pub fn model_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_default()
+    cpu_info().model.clone()
 }
 
 #[cfg(test)]

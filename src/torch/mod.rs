@@ -17,7 +17,7 @@ pub use seed::with_seed;
 
 /// The setting a result computed on `device` depends on beyond its inputs, written the way
 /// `cache::Provenance::setting` writes it: on CPU the intra-op thread count this thread's libtorch
-/// calls use and the CPU kernel path (`cpu, 2 threads, x86_64 AVX512`); on a GPU the device kind.
+/// calls use and the CPU kernel path (`cpu, 2 threads, <kernel path>`); on a GPU the device kind.
 pub fn setting(device: tch::Device) -> String {
     match device {
         tch::Device::Cpu => cpu::setting(cpu::threads(), &cpu::kernel_path()),

@@ -5,7 +5,6 @@
 //! corrupt entry.
 use crate::common::*;
 use std::collections::BTreeMap;
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -65,20 +64,7 @@ fn trial(fault: &Fault, reference: &Reference) {
     let p = Project::new();
     p.write("p.yaml", TINY);
     match fault {
-        Fault::At(point) => {
-            let out = p
-                .cmd(&["run", "--format", "json", "p.yaml"])
-                .env("ROBARCH_FAULT", point)
-                .output()
-                .unwrap();
-            assert_eq!(
-                out.status.signal(),
-                Some(libc::SIGKILL),
-                "{point}: the run was not killed there ({:?}):\n{}",
-                out.status,
-                stderr(&out)
-            );
-        }
+        Fault::At(point) => killed_at(&p, point, &[]),
         Fault::After(delay) => {
             let mut child = p
                 .cmd(&["run", "--format", "json", "p.yaml"])

@@ -119,15 +119,6 @@ fn a_resume_under_another_thread_count_says_so_and_records_both() {
     assert!(explain(&q, "p.yaml", TRAIN)["provenance"]["notes"].is_null());
 }
 
-/// Runs `p.yaml` with `ROBARCH_FAULT` set to `fault` and checks that it died there.
-fn killed_at(p: &Project, fault: &str, extra: &[&str]) {
-    let mut args = vec!["run", "--format", "json", "p.yaml"];
-    args.extend_from_slice(extra);
-    let out = p.cmd(&args).env("ROBARCH_FAULT", fault).output().unwrap();
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(out.status.signal(), Some(libc::SIGKILL), "{}", stderr(&out));
-}
-
 #[test]
 fn a_resume_after_the_last_epoch_adds_no_span() {
     // Killed after the last checkpoint, before the commit: the resume runs no epoch, so the

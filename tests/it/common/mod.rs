@@ -109,6 +109,20 @@ pub fn kill_after_checkpoint(p: &Project, epoch: usize, extra: &[&str]) {
     child.wait().unwrap();
 }
 
+/// Runs `p.yaml` with `ROBARCH_FAULT` set to `fault` and checks that it died there.
+pub fn killed_at(p: &Project, fault: &str, extra: &[&str]) {
+    let mut args = vec!["run", "--format", "json", "p.yaml"];
+    args.extend_from_slice(extra);
+    let out = p.cmd(&args).env("ROBARCH_FAULT", fault).output().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(libc::SIGKILL),
+        "{fault}: the run was not killed there ({:?}):\n{}",
+        out.status,
+        stderr(&out)
+    );
+}
+
 /// The `.venv` interpreter that holds the reference implementations (torch, timm, scipy, …).
 pub fn python() -> PathBuf {
     let venv = std::env::var_os("VIRTUAL_ENV")
