@@ -84,8 +84,9 @@ struct RunArgs {
     /// Keep running independent stages after a failure.
     #[arg(long)]
     keep_going: bool,
-    /// Override the pipeline's device (auto, cpu, cuda, cuda:N).
-    #[arg(long, value_parser = device_name)]
+    /// Override the pipeline's device: auto, cpu, cuda (every GPU) or cuda:N, or a list of GPUs
+    /// (cuda:0,cuda:2). Each GPU gets its own worker, one stage at a time.
+    #[arg(long, visible_alias = "devices", value_parser = device_name)]
     device: Option<String>,
     /// Where reports are written (as <dir>/<pipeline name>/).
     #[arg(long, default_value = "reports")]
@@ -212,12 +213,17 @@ enum Registry {
     Recipes,
 }
 
+/// The log filter (`ROBARCH_LOG`, else from `-v`) and whether logs are JSON: the workers log the same way.
+static LOG: std::sync::OnceLock<(String, bool)> = std::sync::OnceLock::new();
+
 fn init_logging(verbose: u8, json: bool) {
     let level = match verbose {
         0 => "info",
         1 => "debug",
         _ => "trace",
     };
+    let text = std::env::var("ROBARCH_LOG").unwrap_or_else(|_| format!("robarch={level}"));
+    let _ = LOG.set((text, json));
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROBARCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("robarch={level}")));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -246,17 +252,8 @@ pub fn main() -> i32 {
     }
 }
 
-/// Loads, validates and expands a pipeline. Source-file hashes are remembered under the cache
-/// directory (`state/file-hashes.json`) so unchanged datasets are not re-read on every command.
 fn load_plan(path: &Path, cache: &Path) -> Result<Plan> {
-    let loaded = spec::load(path)?;
-    let mut hashes =
-        data::fingerprint::HashState::open(cache.join("state").join("file-hashes.json"));
-    let plan = Plan::build_with(&loaded, &mut hashes)?;
-    if let Err(e) = hashes.save() {
-        tracing::warn!(error = %e, "could not remember source-file hashes");
-    }
-    Ok(plan)
+    crate::plan::load(path, cache, true)
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {
@@ -275,11 +272,13 @@ fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
-/// `--device`'s parser: a name `torch::device::parse_device` takes.
+/// `--device`'s parser: names `vocab::device::parse_device` takes, separated by commas.
 fn device_name(s: &str) -> std::result::Result<String, String> {
-    crate::torch::device::parse_device(s)
-        .map(|_| s.to_string())
-        .map_err(|e| format!("{e}; use auto, cpu, cuda or cuda:N"))
+    for name in s.split(',') {
+        crate::vocab::device::parse_device(name.trim())
+            .map_err(|e| format!("{e}; use auto, cpu, cuda or cuda:N (several GPUs as cuda:0,cuda:1)"))?;
+    }
+    Ok(s.to_string())
 }
 
 /// A count flag's parser: 1 or more (0 would run nothing, or panic in libtorch).
@@ -326,6 +325,9 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         keep_going: a.keep_going,
         device: a.device,
         stage_lines: !json,
+        spec: a.pipeline.clone(),
+        log_filter: LOG.get().map(|l| l.0.clone()).unwrap_or_else(|| "robarch=info".into()),
+        log_json: LOG.get().is_some_and(|l| l.1),
     };
     let summary = exec::run(&plan, &cache, &opts)?;
     let count = |f: fn(&Outcome) -> bool| summary.count(f);

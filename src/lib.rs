@@ -9,8 +9,9 @@
 //! bottom (`tests/it/layering.rs` checks this list against every import, and that no files import
 //! each other in a cycle):
 //!
-//! 1. `cli` — the command line
-//! 2. `exec` — the scheduler: runs a plan's missing stages, commits entries
+//! 1. `cli`, `worker` — the command line (the control plane); the stage worker process
+//! 2. `exec` — the scheduler: runs a plan's missing stages (in worker processes, or here for
+//!    those without tensors), commits entries
 //! 3. `plan` — stages and their keys from a resolved spec; the DAG
 //! 4. `spec` — the pipeline file: parsing, locations, checks and resolution (composes the domain
 //!    specs, each owned by its domain module)
@@ -41,3 +42,4 @@ pub mod stages;
 pub mod torch;
 pub mod train;
 pub mod vocab;
+pub mod worker;

@@ -93,6 +93,11 @@ pub struct Provenance {
     /// What else a reader should know, e.g. that a training resumed under another setting.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Where the control plane placed the stage: `cpu`, or `cuda:N` with the GPU the worker saw
+    /// (`CUDA_VISIBLE_DEVICES`); empty for stages computed in the control plane and in entries
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub slot: String,
 }
 
 impl Provenance {

@@ -1,16 +1,21 @@
-//! Executes a plan against the cache: decides what must run, schedules ready stages on a rayon
-//! pool under resource slots (CPU threads; one stage per CUDA device), and commits results.
+//! Executes a plan against the cache: decides what must run, schedules ready stages under
+//! resource slots (CPU threads; one stage per GPU), and has each computed and committed. Stages
+//! that compute with tensors run in worker processes (`pool`); the report and the correlation,
+//! which do not, run here.
+pub mod devices;
+pub mod pool;
+pub mod stage;
+
 use crate::cache::manifest::Manifest;
-use crate::cache::{Cache, Entry, EntryMeta, Lookup, Provenance};
+use crate::cache::{Cache, Lookup};
 use crate::plan::Plan;
 use crate::progress::{self, StageProgress};
 use crate::stages::StageContext;
-use crate::torch::device;
-use anyhow::{Context, Result};
+use crate::vocab::device::Slot;
+use anyhow::Result;
 use petgraph::graph::NodeIndex;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Instant;
-use tch::Device;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -26,6 +31,11 @@ pub struct RunOptions {
     pub device: Option<String>,
     /// Print one line per finished stage on stdout (off for `--format json`).
     pub stage_lines: bool,
+    /// The pipeline file: workers load the same plan from it.
+    pub spec: PathBuf,
+    /// `ROBARCH_LOG`'s filter for the workers, and whether their logs are JSON lines.
+    pub log_filter: String,
+    pub log_json: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,173 +78,75 @@ fn report_line(id: &str, o: &Outcome) {
 
 struct Slots {
     cpu_free: usize,
-    devices_free: Vec<Device>,
+    gpus_free: Vec<Slot>,
     cpu_only: bool,
     threads: usize,
 }
 
 impl Slots {
-    /// Takes resources for a stage; returns the device it should use.
-    fn take(&mut self, uses_device: bool) -> Option<Device> {
+    /// Takes resources for a stage; returns the slot it runs on. A stage that computes on the
+    /// device takes a GPU (or, on the CPU, its threads' worth of CPU slots); any other takes one
+    /// CPU slot and never holds a GPU.
+    fn take(&mut self, uses_device: bool) -> Option<Slot> {
         if uses_device && !self.cpu_only {
-            let d = self.devices_free.pop()?;
-            Some(d)
+            self.gpus_free.pop()
         } else {
             let need = if uses_device { self.threads } else { 1 };
             if self.cpu_free >= need {
                 self.cpu_free -= need;
-                Some(Device::Cpu)
+                Some(Slot::Cpu)
             } else {
                 None
             }
         }
     }
-    fn give(&mut self, uses_device: bool, d: Device) {
-        match d {
-            Device::Cpu => self.cpu_free += if uses_device { self.threads } else { 1 },
-            d => self.devices_free.push(d),
+    fn give(&mut self, uses_device: bool, slot: Slot) {
+        match slot {
+            Slot::Cpu => self.cpu_free += if uses_device { self.threads } else { 1 },
+            gpu => self.gpus_free.push(gpu),
         }
     }
 }
 
-fn host() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
+/// Stages computed in the control plane: the report and the correlation, which read results
+/// and compute no tensors.
+struct Here;
 
-/// A stage's error from a full or read-only filesystem, with what to do added: the
-/// stage writes its outputs and checkpoints under the cache (io errors are recognised by kind;
-/// those libtorch and safetensors pass on only as text, by the operating system's message).
-fn name_full_disk(e: anyhow::Error, cache: &std::path::Path) -> anyhow::Error {
-    use std::io::ErrorKind::*;
-    let by_kind = e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
-            matches!(
-                io.kind(),
-                StorageFull | ReadOnlyFilesystem | QuotaExceeded | FileTooLarge
-            )
-        })
-    });
-    let text = format!("{e:#}");
-    let by_text = [
-        "No space left on device",
-        "Read-only file system",
-        "Disk quota exceeded",
-    ]
-    .iter()
-    .any(|m| text.contains(m));
-    if by_kind || by_text {
-        e.context(format!(
-            "the stage writes its outputs and checkpoints under {} (tmp/, ckpt/): free space \
-             there, or point `--cache DIR` at a writable filesystem with room",
-            cache.display()
-        ))
-    } else {
-        e
+impl stage::Compute for Here {
+    fn compute(&self, plan: &Plan, ix: NodeIndex, cx: &StageContext) -> Result<serde_json::Value> {
+        plan.graph[ix].stage.run(cx)
     }
-}
-
-/// Runs one stage: lock, re-check the cache (another process may have finished it), compute, commit.
-fn run_stage(
-    plan: &Plan,
-    cache: &Cache,
-    ix: NodeIndex,
-    device: Device,
-    force: bool,
-    bar: StageProgress,
-) -> Result<Outcome> {
-    let node = &plan.graph[ix];
-    let _lock = cache.lock_stage(&node.key)?;
-    if !force {
-        if let Lookup::Hit(_) = cache.lookup(&node.key) {
-            return Ok(Outcome::Cached);
+    fn facts(&self, _slot: Slot) -> stage::Facts {
+        stage::Facts {
+            device: "cpu".into(),
+            threads: None,
+            kernels: String::new(),
+            setting: "cpu".into(),
+            cpu: String::new(),
+            slot: String::new(),
         }
     }
-    let mut inputs: BTreeMap<String, Entry> = BTreeMap::new();
-    for e in plan.graph.edges_directed(ix, petgraph::Direction::Incoming) {
-        let src = &plan.graph[petgraph::visit::EdgeRef::source(&e)];
-        // The files this stage reads are hashed here (the scheduler only compared stamps).
-        match cache.load(&src.key) {
-            Lookup::Hit(entry) => inputs.insert(e.weight().clone(), entry),
-            Lookup::Corrupt(why) => anyhow::bail!(
-                "input {} was corrupt ({why}) and has been removed; run again to recompute it",
-                src.id
-            ),
-            Lookup::Missing => anyhow::bail!("input {} is not in the cache", src.id),
-        };
-    }
-    let staged = cache.stage_dir()?;
-    let start = Instant::now();
-    let cx = StageContext {
-        out: staged.path(),
-        inputs: &inputs,
-        device,
-        checkpoints: cache.checkpoint_dir(&node.key),
-        progress: bar,
-        notes: Default::default(),
-        setting: Default::default(),
-    };
-    let summary = node
-        .stage
-        .run(&cx)
-        .map_err(|e| name_full_disk(e, cache.root()))?;
-    let notes = cx.notes.into_inner().unwrap_or_else(|e| e.into_inner());
-    let here = crate::torch::setting(device);
-    let setting = cx
-        .setting
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .unwrap_or_else(|| here.clone());
-    let seconds = start.elapsed().as_secs_f64();
-    let meta = EntryMeta {
-        key: node.key.clone(),
-        kind: node.stage.kind().into(),
-        version: node.stage.version(),
-        stage: node.id.clone(),
-        params: node.stage.params(),
-        inputs: node.inputs.clone(),
-        files: Default::default(),
-        summary,
-        provenance: Provenance {
-            robarch_version: env!("CARGO_PKG_VERSION").into(),
-            device: device::describe(device),
-            host: host(),
-            created_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-            wall_seconds: seconds,
-            // This process's thread count, unless the stage's outputs came from another setting
-            // (see `setting`).
-            threads: (device == Device::Cpu && setting == here).then(crate::torch::cpu::threads),
-            kernels: crate::torch::cpu::kernel_path(),
-            setting,
-            cpu: crate::torch::cpu::model_name(),
-            notes,
-        },
-    };
+}
+
+/// Where a stage's log is kept: `<cache>/logs/<pipeline>/<stage id>.log`.
+pub fn log_path(cache: &Cache, plan: &Plan, id: &str) -> PathBuf {
     cache
-        .commit(staged, meta)
-        .map_err(|e| name_full_disk(e, cache.root()))?;
-    let ckpt = cache.checkpoint_dir(&node.key);
-    if ckpt.exists() {
-        std::fs::remove_dir_all(&ckpt).context("removing finished checkpoints")?;
-    }
-    Ok(Outcome::Ran { seconds })
+        .root()
+        .join("logs")
+        .join(&plan.name)
+        .join(format!("{id}.log"))
 }
 
 /// Executes `plan`. Stages whose entry is cached and valid are not run.
 pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> {
     let _shared = cache.lock_run(!opts.dry_run)?;
-    let choice = device::parse_device(opts.device.as_deref().unwrap_or(&plan.device))
-        .map_err(|e| anyhow::anyhow!("{e}; use auto, cpu, cuda or cuda:N"))?;
-    let devices = if opts.dry_run {
-        vec![Device::Cpu]
+    let choice = opts.device.as_deref().unwrap_or(&plan.device);
+    let gpus = devices::gpus();
+    let slots = if opts.dry_run {
+        vec![Slot::Cpu]
     } else {
-        device::resolve(choice)?
+        devices::resolve(choice, &gpus)?
     };
-    tch::set_num_threads(opts.threads as i32);
 
     // What must run: forced stages (and everything downstream), then every stage without a valid entry.
     let mut forced: HashSet<NodeIndex> = HashSet::new();
@@ -268,7 +180,15 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
             outcome.insert(ix, Outcome::Pending);
         }
     } else if !todo.is_empty() {
-        schedule(plan, cache, opts, &devices, &todo, &forced, &mut outcome)?;
+        let launch = pool::Launch {
+            exe: PathBuf::new(),
+            spec: opts.spec.clone(),
+            cache: cache.root().to_path_buf(),
+            log_filter: opts.log_filter.clone(),
+            log_json: opts.log_json,
+            gpus,
+        };
+        schedule(plan, cache, opts, launch, &slots, &todo, &forced, &mut outcome)?;
     }
     let outcomes: Vec<(String, Outcome)> = plan
         .order
@@ -340,19 +260,21 @@ pub fn mixed_settings_warning(plan: &Plan, settings: &[(String, Vec<String>)]) -
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn schedule(
     plan: &Plan,
     cache: &Cache,
     opts: &RunOptions,
-    devices: &[Device],
+    mut launch: pool::Launch,
+    devices: &[Slot],
     todo: &[NodeIndex],
     forced: &HashSet<NodeIndex>,
     outcome: &mut HashMap<NodeIndex, Outcome>,
 ) -> Result<()> {
-    let cpu_only = devices == [Device::Cpu];
+    let cpu_only = devices == [Slot::Cpu];
     let mut slots = Slots {
         cpu_free: opts.jobs.max(1),
-        devices_free: devices.iter().rev().copied().collect(),
+        gpus_free: devices.iter().rev().copied().collect(),
         cpu_only,
         threads: opts.threads.clamp(1, opts.jobs.max(1)),
     };
@@ -369,6 +291,15 @@ fn schedule(
             )
         })
         .collect();
+    // Workers are started only when a stage needs one; a missing worker binary fails here,
+    // before anything runs.
+    let workers = if todo.iter().any(|&ix| plan.graph[ix].stage.in_worker()) {
+        launch.exe = pool::worker_exe()?;
+        Some(pool::Pool::new(launch))
+    } else {
+        None
+    };
+    let workers = workers.as_ref();
     let multi = progress::multi();
     let overall = multi.add(indicatif::ProgressBar::new(todo.len() as u64));
     overall.set_style(
@@ -382,7 +313,7 @@ fn schedule(
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1) + devices.len() + 1)
         .build()?;
-    let (tx, rx) = std::sync::mpsc::channel::<(NodeIndex, Device, Result<Outcome>)>();
+    let (tx, rx) = std::sync::mpsc::channel::<(NodeIndex, Slot, Result<Outcome>)>();
     let mut running = 0usize;
     let mut stop = false;
     pool.in_place_scope(|scope| {
@@ -393,7 +324,7 @@ fn schedule(
                         continue;
                     }
                     let uses_device = plan.graph[ix].stage.uses_device();
-                    let Some(device) = slots.take(uses_device) else { continue };
+                    let Some(slot) = slots.take(uses_device) else { continue };
                     waiting.remove(&ix);
                     running += 1;
                     let tx = tx.clone();
@@ -401,12 +332,31 @@ fn schedule(
                     bar.set_prefix(plan.graph[ix].id.clone());
                     let bar = StageProgress::new(bar);
                     let force = forced.contains(&ix);
-                    tracing::info!(stage = %plan.graph[ix].id, device = %device::describe(device), "starting");
+                    let node = &plan.graph[ix];
+                    tracing::info!(stage = %node.id, %slot, "starting");
+                    let job = pool::Job {
+                        stage: node.id.clone(),
+                        key: node.key.clone(),
+                        slot,
+                        threads: opts.threads,
+                        force,
+                        log: log_path(cache, plan, &node.id),
+                    };
                     scope.spawn(move |_| {
-                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_stage(plan, cache, ix, device, force, bar.clone())))
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match workers {
+                            Some(w) if node.stage.in_worker() => {
+                                if let Some(dir) = job.log.parent() {
+                                    std::fs::create_dir_all(dir).map_err(|e| {
+                                        anyhow::anyhow!("creating the stage log directory {}: {e}", dir.display())
+                                    })?;
+                                }
+                                w.run(&job, &bar)
+                            }
+                            _ => stage::run_stage(plan, cache, ix, slot, force, bar.clone(), &Here),
+                        }))
                             .unwrap_or_else(|p| Err(anyhow::anyhow!("stage panicked: {}", p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default())));
                         bar.finish();
-                        let _ = tx.send((ix, device, r));
+                        let _ = tx.send((ix, slot, r));
                     });
                 }
             }
@@ -449,4 +399,45 @@ fn schedule(
     });
     overall.finish_and_clear();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_gpu_runs_one_stage_and_cpu_stages_take_their_threads() {
+        let mut s = Slots {
+            cpu_free: 2,
+            gpus_free: vec![Slot::Cuda(1), Slot::Cuda(0)],
+            cpu_only: false,
+            threads: 1,
+        };
+        assert_eq!(s.take(true), Some(Slot::Cuda(0)));
+        assert_eq!(s.take(true), Some(Slot::Cuda(1)));
+        assert_eq!(s.take(true), None, "one stage per GPU");
+        // Stages without tensors on the device never hold a GPU.
+        assert_eq!(s.take(false), Some(Slot::Cpu));
+        assert_eq!(s.take(false), Some(Slot::Cpu));
+        assert_eq!(s.take(false), None);
+        s.give(true, Slot::Cuda(1));
+        assert_eq!(s.take(true), Some(Slot::Cuda(1)));
+
+        // On the CPU, a device stage takes its threads' worth of the -j slots: their thread
+        // counts never add up to more than -j.
+        let mut c = Slots {
+            cpu_free: 4,
+            gpus_free: Vec::new(),
+            cpu_only: true,
+            threads: 2,
+        };
+        assert_eq!(c.take(true), Some(Slot::Cpu));
+        assert_eq!(c.take(true), Some(Slot::Cpu));
+        assert_eq!(c.take(true), None);
+        assert_eq!(c.take(false), None);
+        c.give(true, Slot::Cpu);
+        assert_eq!(c.take(false), Some(Slot::Cpu));
+        assert_eq!(c.take(false), Some(Slot::Cpu));
+        assert_eq!(c.take(false), None);
+    }
 }

@@ -90,6 +90,22 @@ pub fn fuzz_one(text: &str) {
     }
 }
 
+/// Loads, validates and expands the pipeline at `path`. Source-file hashes are remembered under
+/// the cache directory (`state/file-hashes.json`) so unchanged datasets are not re-read on every
+/// command; `remember: false` (a worker) only reads them.
+pub fn load(path: &std::path::Path, cache: &std::path::Path, remember: bool) -> Result<Plan> {
+    let loaded = spec::load(path)?;
+    let mut hashes =
+        data::fingerprint::HashState::open(cache.join("state").join("file-hashes.json"));
+    let plan = Plan::build_with(&loaded, &mut hashes)?;
+    if remember {
+        if let Err(e) = hashes.save() {
+            tracing::warn!(error = %e, "could not remember source-file hashes");
+        }
+    }
+    Ok(plan)
+}
+
 impl Plan {
     /// Expands a resolved spec (`Loaded::resolved`): datasets × models × training recipes → train stages; each
     /// trained model × attack × split → evaluation stages; analyses per trained model; one report.

@@ -651,7 +651,7 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
     let mut out = Vec::new();
     let mut r = Resolved::default();
     resolved::check_names(spec, &mut out);
-    if let Err(e) = crate::torch::device::parse_device(&spec.device) {
+    if let Err(e) = crate::vocab::device::parse_device(&spec.device) {
         out.push(Problem::new(&["device"], e).hint("use auto, cpu, cuda or cuda:N"));
     }
     for (section, empty) in [

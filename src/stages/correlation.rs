@@ -218,6 +218,9 @@ impl StageKind for Correlation {
     fn version(&self) -> u32 {
         1
     }
+    fn in_worker(&self) -> bool {
+        false
+    }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let mut evals = load_evals(cx, &self.evals)?;
         let grouped = verdict::group_results(&evals, &self.groups);

@@ -65,7 +65,7 @@ impl StageKind for Evaluate {
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let started = std::time::Instant::now();
-        let net = saved::load(&cx.input("model")?.dir, self.checkpoint, cx.device)?;
+        let net = saved::load(&cx.input("model")?.dir, self.checkpoint, cx.device())?;
         let model = Net {
             net: &net,
             train: false,
@@ -86,13 +86,13 @@ impl StageKind for Evaluate {
             let hi = (lo + self.batch_size as i64).min(n);
             let x = x_all
                 .narrow(0, lo, hi - lo)
-                .to_device(cx.device)
+                .to_device(cx.device())
                 .to_kind(Kind::Float)
                 / 255.0;
-            let y = y_all.narrow(0, lo, hi - lo).to_device(cx.device);
+            let y = y_all.narrow(0, lo, hi - lo).to_device(cx.device());
             let seed = crate::rng::derive(self.seed, &[b as u64]);
             let e = attacks::evaluate_batch(&model, &x, &y, &self.attack, seed);
-            let mut by = Tensor::full([hi - lo], -1, (Kind::Int64, cx.device));
+            let mut by = Tensor::full([hi - lo], -1, (Kind::Int64, cx.device()));
             if let Some((idx, xs, out)) = e.attacked {
                 self.check_feasible(&xs, &out.adv)?;
                 for note in out.notes {

@@ -14,6 +14,7 @@ pub mod train;
 
 use crate::cache::Entry;
 use crate::progress::StageProgress;
+use crate::vocab::device::Slot;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::Value;
@@ -27,7 +28,8 @@ pub struct StageContext<'a> {
     pub out: &'a Path,
     /// Verified input entries by role (`data`, `model`, or a stage id for the report).
     pub inputs: &'a BTreeMap<String, Entry>,
-    pub device: Device,
+    /// Where the control plane placed the stage (`StageContext::device` is its libtorch device).
+    pub slot: Slot,
     /// Where long stages keep per-epoch checkpoints for resuming.
     pub checkpoints: PathBuf,
     pub progress: StageProgress,
@@ -39,6 +41,13 @@ pub struct StageContext<'a> {
 }
 
 impl StageContext<'_> {
+    /// The libtorch device this process computes on for its slot. A worker placed on a GPU sees
+    /// only that GPU (`CUDA_VISIBLE_DEVICES`), as device 0; under `ROBARCH_FAKE_GPUS` (tests of
+    /// the placement on machines without one) it computes on the CPU.
+    pub fn device(&self) -> Device {
+        device_for(self.slot)
+    }
+
     /// Records the setting the outputs were computed under, e.g. a training's resumed epochs ran
     /// under another thread count than this process's.
     pub fn set_setting(&self, setting: String) {
@@ -61,6 +70,16 @@ impl StageContext<'_> {
     }
 }
 
+/// The libtorch device a process computes on for `slot` (see [`StageContext::device`]).
+pub fn device_for(slot: Slot) -> Device {
+    match slot {
+        Slot::Cpu => Device::Cpu,
+        Slot::Cuda(_) if std::env::var_os("ROBARCH_FAKE_GPUS").is_some() => Device::Cpu,
+        Slot::Cuda(_) if std::env::var_os("CUDA_VISIBLE_DEVICES").is_some() => Device::Cuda(0),
+        Slot::Cuda(i) => Device::Cuda(i),
+    }
+}
+
 /// A stage kind: its name, a version bumped whenever its semantics change, and `run`, which
 /// writes outputs into a staging directory the executor commits to the cache.
 ///
@@ -75,6 +94,11 @@ pub trait StageKind: Serialize + Send + Sync {
     fn uses_device(&self) -> bool {
         false
     }
+    /// Whether the stage computes with tensors, and so runs in a worker process (the report and
+    /// the correlation read results and run in the control plane).
+    fn in_worker(&self) -> bool {
+        true
+    }
     /// Produces the outputs; returns a small JSON summary stored in the entry's metadata.
     fn run(&self, cx: &StageContext) -> Result<Value>;
 }
@@ -86,6 +110,7 @@ pub trait Stage: Send + Sync {
     /// Canonical parameters: every value that determines the output, defaults filled in.
     fn params(&self) -> Value;
     fn uses_device(&self) -> bool;
+    fn in_worker(&self) -> bool;
     fn run(&self, cx: &StageContext) -> Result<Value>;
 }
 
@@ -101,6 +126,9 @@ impl<T: StageKind> Stage for T {
     }
     fn uses_device(&self) -> bool {
         StageKind::uses_device(self)
+    }
+    fn in_worker(&self) -> bool {
+        StageKind::in_worker(self)
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         StageKind::run(self, cx)

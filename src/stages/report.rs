@@ -53,6 +53,9 @@ impl StageKind for Report {
     fn version(&self) -> u32 {
         3
     }
+    fn in_worker(&self) -> bool {
+        false
+    }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let mut evals = load_evals(cx, &self.evals)?;
         let mut sparsity = Vec::new();

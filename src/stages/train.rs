@@ -68,7 +68,7 @@ impl StageKind for Train {
         let trained = train::train(
             &self.params,
             &data,
-            cx.device,
+            cx.device(),
             &cx.checkpoints,
             &cx.progress,
             &|_| {},
@@ -94,7 +94,7 @@ impl StageKind for Train {
             "final_loss": last.map(|h| h.loss),
             "final_train_accuracy": last.map(|h| h.train_accuracy),
             // What `auto` resolved to on this device.
-            "amp": match self.params.amp.resolve(cx.device) {
+            "amp": match self.params.amp.resolve(cx.device()) {
                 Some(_) => "bf16",
                 None => "off",
             },

@@ -1,6 +1,7 @@
 //! The shared vocabulary of every layer: threat-model norms, dataset splits, real numbers as the
 //! spec writes them, and problems with their hints. A leaf: it imports nothing else of the crate,
 //! so the spec, the planner and every domain module can speak it without depending on each other.
+pub mod device;
 pub mod problem;
 pub mod real;
 

@@ -1,6 +1,8 @@
 //! The fault campaign: a small pipeline is killed (SIGKILL, as the OOM killer or a power cut
 //! would end it) at every rename of its commits, checkpoints and report files, and at random
-//! times, then run again. Every final report must equal an uninterrupted run's byte for byte, and
+//! times, then run again. Commits of stages computed in a worker kill that worker (the run fails
+//! the stage); the report's files and the report stage's commit are the control plane's own, and
+//! the random kills hit the control plane, whose workers die with it. Every final report must equal an uninterrupted run's byte for byte, and
 //! nothing may be left behind: no staging directory, checkpoint, partial report file, or extra or
 //! corrupt entry.
 use crate::common::*;
@@ -38,7 +40,7 @@ fn names(dir: &Path) -> Vec<String> {
 /// How a trial interrupts the first run.
 #[derive(Debug, Clone)]
 enum Fault {
-    /// `ROBARCH_FAULT`: SIGKILL at the n-th pass of a named point.
+    /// A fault point (`killed_at`'s form: `worker:` for the workers): SIGKILL at its n-th pass.
     At(String),
     /// SIGKILL from outside after this long.
     After(Duration),
@@ -64,7 +66,8 @@ fn trial(fault: &Fault, reference: &Reference) {
     let p = Project::new();
     p.write("p.yaml", TINY);
     match fault {
-        Fault::At(point) => killed_at(&p, point, &[]),
+        // One worker, so that its n-th commit is the pipeline's n-th worker stage.
+        Fault::At(point) => killed_at(&p, point, &["-j", "1"]),
         Fault::After(delay) => {
             let mut child = p
                 .cmd(&["run", "--format", "json", "p.yaml"])
@@ -99,22 +102,35 @@ fn kills_at_every_rename_and_at_random_times_end_as_an_uninterrupted_run() {
     let r = Project::new();
     r.write("p.yaml", TINY);
     let start = Instant::now();
-    r.ok(&["run", "--format", "json", "p.yaml"]);
+    let out = r.ok(&["run", "--format", "json", "p.yaml"]);
     let took = start.elapsed();
+    // The stages the control plane computes itself (no tensors).
+    let here = json_out(&out)["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["id"] == "report" || s["id"].as_str().unwrap().starts_with("correlation"))
+        .count();
+    assert_eq!(here, 1, "TINY's report");
     let reference = Reference {
         report: files(&r.path("reports/tiny")),
         entries: r.entries(),
         records: records(&r),
     };
     let mut faults = Vec::new();
-    // Each commit of the ten stages, just before and just after its rename.
-    for n in 1..=reference.entries {
+    // Each commit of the ten stages, just before and just after its rename: nine in the worker,
+    // the report's in the control plane.
+    for n in 1..=reference.entries - here {
+        faults.push(Fault::At(format!("worker:commit-rename@{n}=kill")));
+        faults.push(Fault::At(format!("worker:commit-renamed@{n}=kill")));
+    }
+    for n in 1..=here {
         faults.push(Fault::At(format!("commit-rename@{n}=kill")));
         faults.push(Fault::At(format!("commit-renamed@{n}=kill")));
     }
     // Each epoch's checkpoint (two epochs), and each report file's replacement.
     for n in 1..=2 {
-        faults.push(Fault::At(format!("checkpoint-rename@{n}=kill")));
+        faults.push(Fault::At(format!("worker:checkpoint-rename@{n}=kill")));
     }
     for n in 1..=reference.report.len() {
         faults.push(Fault::At(format!("report-rename@{n}=kill")));

@@ -23,3 +23,4 @@ mod provenance;
 mod recipes;
 mod torchscript;
 mod training;
+mod workers;

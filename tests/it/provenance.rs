@@ -81,7 +81,7 @@ fn a_resume_under_another_thread_count_says_so_and_records_both() {
     let p = Project::new();
     p.write("p.yaml", &TINY.replace("epochs: 2", "epochs: 4"));
     // Killed exactly as epoch 3's checkpoint is about to land: the resume starts after epoch 2.
-    killed_at(&p, "checkpoint-rename@3=kill", &["--threads", "1"]);
+    killed_at(&p, "worker:checkpoint-rename@3=kill", &["--threads", "1"]);
     let out = p.ok(&["run", "--format", "json", "p.yaml", "--threads", "2"]);
     let err = stderr(&out);
     assert!(
@@ -113,7 +113,7 @@ fn a_resume_under_another_thread_count_says_so_and_records_both() {
     // A resume under the same setting adds no note.
     let q = Project::new();
     q.write("p.yaml", &TINY.replace("epochs: 2", "epochs: 4"));
-    killed_at(&q, "checkpoint-rename@3=kill", &[]);
+    killed_at(&q, "worker:checkpoint-rename@3=kill", &[]);
     let out = q.ok(&["run", "--format", "json", "p.yaml"]);
     assert!(!stderr(&out).contains("under another"), "{}", stderr(&out));
     assert!(explain(&q, "p.yaml", TRAIN)["provenance"]["notes"].is_null());
@@ -125,7 +125,7 @@ fn a_resume_after_the_last_epoch_adds_no_span() {
     // entry's setting is the one every epoch ran under, whatever the resuming run's.
     let p = Project::new();
     p.write("p.yaml", TINY);
-    killed_at(&p, "commit-rename@2=kill", &["--threads", "1", "-j", "1"]);
+    killed_at(&p, "worker:commit-rename@2=kill", &["--threads", "1", "-j", "1"]);
     let out = p.ok(&["run", "--format", "json", "p.yaml", "--threads", "2"]);
     assert!(!stderr(&out).contains("under another"), "{}", stderr(&out));
     let prov = &explain(&p, "p.yaml", TRAIN)["provenance"];

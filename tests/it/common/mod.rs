@@ -109,18 +109,36 @@ pub fn kill_after_checkpoint(p: &Project, epoch: usize, extra: &[&str]) {
     child.wait().unwrap();
 }
 
-/// Runs `p.yaml` with `ROBARCH_FAULT` set to `fault` and checks that it died there.
+/// Runs `p.yaml` with a fault armed and checks that it fired. `fault` is `ROBARCH_FAULT`'s value
+/// for the control plane (it dies of SIGKILL there), or `worker:<value>` for the stage workers
+/// (`ROBARCH_WORKER_FAULT`): the worker dies, and the run fails that stage naming the signal.
 pub fn killed_at(p: &Project, fault: &str, extra: &[&str]) {
     let mut args = vec!["run", "--format", "json", "p.yaml"];
     args.extend_from_slice(extra);
-    let out = p.cmd(&args).env("ROBARCH_FAULT", fault).output().unwrap();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&out.status),
-        Some(libc::SIGKILL),
-        "{fault}: the run was not killed there ({:?}):\n{}",
-        out.status,
-        stderr(&out)
-    );
+    let (var, value) = match fault.strip_prefix("worker:") {
+        Some(f) => ("ROBARCH_WORKER_FAULT", f),
+        None => ("ROBARCH_FAULT", fault),
+    };
+    let out = p.cmd(&args).env(var, value).output().unwrap();
+    let signal = std::os::unix::process::ExitStatusExt::signal(&out.status);
+    if var == "ROBARCH_FAULT" {
+        assert_eq!(
+            signal,
+            Some(libc::SIGKILL),
+            "{fault}: the run was not killed there ({:?}):\n{}",
+            out.status,
+            stderr(&out)
+        );
+    } else {
+        assert!(
+            signal.is_none()
+                && !out.status.success()
+                && stderr(&out).contains("killed by SIGKILL (signal 9)"),
+            "{fault}: no worker was killed there ({:?}):\n{}",
+            out.status,
+            stderr(&out)
+        );
+    }
 }
 
 /// The `.venv` interpreter that holds the reference implementations (torch, timm, scipy, …).

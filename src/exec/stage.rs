@@ -1,0 +1,159 @@
+//! Running one stage against the cache, wherever it runs (a worker process for stages that
+//! compute with tensors, the control plane for the report and the correlation): lock it,
+//! re-check the cache (another process may have finished it), load and verify its inputs,
+//! compute into a staging directory, commit with its provenance.
+use super::Outcome;
+use crate::cache::{Cache, Entry, EntryMeta, Lookup, Provenance};
+use crate::plan::Plan;
+use crate::progress::StageProgress;
+use crate::stages::StageContext;
+use crate::vocab::device::Slot;
+use anyhow::{Context, Result};
+use petgraph::graph::NodeIndex;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// What an entry's provenance records of the process that computed it (see
+/// `cache::Provenance`), asked once the stage has finished.
+pub struct Facts {
+    pub device: String,
+    pub threads: Option<usize>,
+    pub kernels: String,
+    /// The setting of the process; a stage's own (`StageContext::set_setting`) wins.
+    pub setting: String,
+    pub cpu: String,
+    pub slot: String,
+}
+
+/// How a stage is computed where it runs: the stage's own code, with the process's facts.
+pub trait Compute {
+    fn compute(&self, plan: &Plan, ix: NodeIndex, cx: &StageContext) -> Result<serde_json::Value>;
+    fn facts(&self, slot: Slot) -> Facts;
+}
+
+fn host() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// A stage's error from a full or read-only filesystem, with what to do added: the
+/// stage writes its outputs and checkpoints under the cache (io errors are recognised by kind;
+/// those libtorch and safetensors pass on only as text, by the operating system's message).
+fn name_full_disk(e: anyhow::Error, cache: &std::path::Path) -> anyhow::Error {
+    use std::io::ErrorKind::*;
+    let by_kind = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            matches!(
+                io.kind(),
+                StorageFull | ReadOnlyFilesystem | QuotaExceeded | FileTooLarge
+            )
+        })
+    });
+    let text = format!("{e:#}");
+    let by_text = [
+        "No space left on device",
+        "Read-only file system",
+        "Disk quota exceeded",
+    ]
+    .iter()
+    .any(|m| text.contains(m));
+    if by_kind || by_text {
+        e.context(format!(
+            "the stage writes its outputs and checkpoints under {} (tmp/, ckpt/): free space \
+             there, or point `--cache DIR` at a writable filesystem with room",
+            cache.display()
+        ))
+    } else {
+        e
+    }
+}
+
+/// Runs the stage at `ix` on `slot`: lock, re-check the cache unless `force`, hash the inputs it
+/// reads, compute, commit.
+pub fn run_stage(
+    plan: &Plan,
+    cache: &Cache,
+    ix: NodeIndex,
+    slot: Slot,
+    force: bool,
+    bar: StageProgress,
+    how: &dyn Compute,
+) -> Result<Outcome> {
+    let node = &plan.graph[ix];
+    let _lock = cache.lock_stage(&node.key)?;
+    if !force {
+        if let Lookup::Hit(_) = cache.lookup(&node.key) {
+            return Ok(Outcome::Cached);
+        }
+    }
+    let mut inputs: BTreeMap<String, Entry> = BTreeMap::new();
+    for e in plan.graph.edges_directed(ix, petgraph::Direction::Incoming) {
+        let src = &plan.graph[petgraph::visit::EdgeRef::source(&e)];
+        // The files this stage reads are hashed here (the scheduler only compared stamps).
+        match cache.load(&src.key) {
+            Lookup::Hit(entry) => inputs.insert(e.weight().clone(), entry),
+            Lookup::Corrupt(why) => anyhow::bail!(
+                "input {} was corrupt ({why}) and has been removed; run again to recompute it",
+                src.id
+            ),
+            Lookup::Missing => anyhow::bail!("input {} is not in the cache", src.id),
+        };
+    }
+    let staged = cache.stage_dir()?;
+    let start = Instant::now();
+    let cx = StageContext {
+        out: staged.path(),
+        inputs: &inputs,
+        slot,
+        checkpoints: cache.checkpoint_dir(&node.key),
+        progress: bar,
+        notes: Default::default(),
+        setting: Default::default(),
+    };
+    crate::fault::point_in("stage-run", &node.id);
+    let summary = how
+        .compute(plan, ix, &cx)
+        .map_err(|e| name_full_disk(e, cache.root()))?;
+    let notes = cx.notes.into_inner().unwrap_or_else(|e| e.into_inner());
+    let facts = how.facts(slot);
+    let own = cx.setting.into_inner().unwrap_or_else(|e| e.into_inner());
+    let setting = own.clone().unwrap_or_else(|| facts.setting.clone());
+    let seconds = start.elapsed().as_secs_f64();
+    let meta = EntryMeta {
+        key: node.key.clone(),
+        kind: node.stage.kind().into(),
+        version: node.stage.version(),
+        stage: node.id.clone(),
+        params: node.stage.params(),
+        inputs: node.inputs.clone(),
+        files: Default::default(),
+        summary,
+        provenance: Provenance {
+            robarch_version: env!("CARGO_PKG_VERSION").into(),
+            device: facts.device,
+            host: host(),
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            wall_seconds: seconds,
+            // This process's thread count, unless the stage's outputs came from another setting
+            // (see `setting`).
+            threads: facts.threads.filter(|_| setting == facts.setting),
+            kernels: facts.kernels,
+            setting,
+            cpu: facts.cpu,
+            notes,
+            slot: facts.slot,
+        },
+    };
+    cache
+        .commit(staged, meta)
+        .map_err(|e| name_full_disk(e, cache.root()))?;
+    let ckpt = cache.checkpoint_dir(&node.key);
+    if ckpt.exists() {
+        std::fs::remove_dir_all(&ckpt).context("removing finished checkpoints")?;
+    }
+    Ok(Outcome::Ran { seconds })
+}
