@@ -1,4 +1,7 @@
-//! Embeds an rpath to libtorch's directory so `robarch` runs without LD_LIBRARY_PATH.
+//! Embeds an rpath to libtorch's directory so the binaries that link libtorch (`robarch-worker`,
+//! the tests and benchmarks, the library's own tests with the `torch` feature) run without
+//! LD_LIBRARY_PATH. The control plane (`robarch`, built without the feature) links no libtorch and
+//! gets none. Shared by both packages (worker/Cargo.toml points here).
 //!
 //! torch-sys (built with LIBTORCH_USE_PYTORCH=1) links against the `torch` wheel of the active
 //! Python environment but leaves the runtime search path to the user; we add it here.
@@ -42,6 +45,11 @@ fn main() {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=build.rs");
+    let links_torch = std::env::var_os("CARGO_FEATURE_TORCH").is_some()
+        || std::env::var("CARGO_PKG_NAME").as_deref() == Ok("robarch-worker");
+    if !links_torch {
+        return;
+    }
     match torch_lib_dir() {
         Some(dir) => println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display()),
         None => println!(

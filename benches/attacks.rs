@@ -135,7 +135,8 @@ fn main() {
         (n as f64 / best, robust)
     };
     let python = common::python();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_attacks.py");
+    let script =
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join("scripts/bench_attacks.py");
     let out = std::process::Command::new(python)
         .arg(script)
         .arg(d)

@@ -72,7 +72,8 @@ fn main() {
         "cuda"
     };
     let python = common::python();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_models.py");
+    let script =
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join("scripts/bench_models.py");
     println!(
         "forward+backward, batch {}, {} timed steps, {} threads, device {dev}",
         a.batch, a.iters, a.threads

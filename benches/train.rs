@@ -58,7 +58,8 @@ fn main() {
         _ => (32, 10),
     };
     let python = common::python();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/bench_train.py");
+    let script =
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join("scripts/bench_train.py");
     println!(
         "PGD-AT (ℓ∞ 8/255, {steps} steps, eval-mode attack) + AdamW, {preset} preset {size}px, batch {batch}, {iters} timed steps, {threads} threads, device {dev}"
     );

@@ -3,4 +3,4 @@
 # Usage: scripts/bench-analysis.sh [--arch resnet18,vit] [--preset cifar|imagenet|all]
 #        [--conv-grid 8] [--threads N]
 source "$(dirname "$0")/env.sh"
-cargo bench --locked --bench analysis -- "$@"
+cargo bench --locked -p robarch-worker --bench analysis -- "$@"

@@ -4,4 +4,4 @@
 # Usage: scripts/bench-attacks.sh [--preset tiny|cifar] [--n 128] [--batch 128] [--threads N]
 #        [--repeats 2] [--trained DIR]
 source "$(dirname "$0")/env.sh"
-cargo bench --locked --bench attacks -- "$@"
+cargo bench --locked -p robarch-worker --bench attacks -- "$@"

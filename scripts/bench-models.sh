@@ -4,4 +4,4 @@
 # Usage: scripts/bench-models.sh [--arch a,b] [--preset cifar|imagenet|all] [--batch 128]
 #        [--iters 3] [--threads N] [--device cpu|cuda] [--channels-last on|off]
 source "$(dirname "$0")/env.sh"
-cargo bench --locked --bench models -- "$@"
+cargo bench --locked -p robarch-worker --bench models -- "$@"

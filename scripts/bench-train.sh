@@ -5,4 +5,4 @@
 # Usage: scripts/bench-train.sh [--arch resnet18,vit] [--preset cifar|imagenet] [--batch 128]
 #        [--iters 3] [--steps 10] [--threads N] [--device cpu|cuda]
 source "$(dirname "$0")/env.sh"
-cargo bench --locked --bench train -- "$@"
+cargo bench --locked -p robarch-worker --bench train -- "$@"

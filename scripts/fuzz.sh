@@ -13,8 +13,7 @@ rm -f /tmp/robarch-toolchains.$$
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/robarch-fuzz-target}"
 mkdir -p fuzz/corpus/spec
 cp pipelines/*.yaml tests/corpus/bad/*.yaml fuzz/corpus/spec/ 2>/dev/null
-# The fuzz binary is another package's, without robarch's embedded rpath to libtorch.
-export LD_LIBRARY_PATH="$ROBARCH_TORCH_LIB${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-# No sanitizer: libtorch is not built with one; coverage and debug assertions still apply.
+# The target links the control-plane library (spec, plan: no libtorch). No sanitizer, for speed;
+# coverage and debug assertions still apply.
 cd fuzz && cargo +nightly fuzz run --sanitizer none spec corpus/spec -- \
   -max_total_time="$SECONDS_TO_RUN" -max_len=8192 -timeout=10 -print_final_stats=1

@@ -8,4 +8,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     echo "cargo-nextest is not installed: installing it with cargo install (once, a few minutes)" >&2
     cargo install cargo-nextest --locked --version "$NEXTEST_VERSION" --target-dir "$(mktemp -d)"
 fi
-exec cargo nextest run --release --locked --no-fail-fast "$@"
+# The library's unit tests with its tensor code, and the integration tests (the worker package's,
+# which drive both binaries); `robarch` itself stays as build.sh built it, without libtorch.
+exec cargo nextest run --release --locked --no-fail-fast --workspace --features robarch/torch \
+    --lib --tests "$@"

@@ -275,8 +275,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
 /// `--device`'s parser: names `vocab::device::parse_device` takes, separated by commas.
 fn device_name(s: &str) -> std::result::Result<String, String> {
     for name in s.split(',') {
-        crate::vocab::device::parse_device(name.trim())
-            .map_err(|e| format!("{e}; use auto, cpu, cuda or cuda:N (several GPUs as cuda:0,cuda:1)"))?;
+        crate::vocab::device::parse_device(name.trim()).map_err(|e| {
+            format!("{e}; use auto, cpu, cuda or cuda:N (several GPUs as cuda:0,cuda:1)")
+        })?;
     }
     Ok(s.to_string())
 }
@@ -286,7 +287,9 @@ fn at_least_one(s: &str) -> std::result::Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if n >= 1 => Ok(n),
         Ok(_) => Err("must be at least 1".into()),
-        Err(_) => Err(format!("`{s}` is not a whole number; write one of at least 1, e.g. 2")),
+        Err(_) => Err(format!(
+            "`{s}` is not a whole number; write one of at least 1, e.g. 2"
+        )),
     }
 }
 
@@ -326,7 +329,10 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         device: a.device,
         stage_lines: !json,
         spec: a.pipeline.clone(),
-        log_filter: LOG.get().map(|l| l.0.clone()).unwrap_or_else(|| "robarch=info".into()),
+        log_filter: LOG
+            .get()
+            .map(|l| l.0.clone())
+            .unwrap_or_else(|| "robarch=info".into()),
         log_json: LOG.get().is_some_and(|l| l.1),
     };
     let summary = exec::run(&plan, &cache, &opts)?;
@@ -440,7 +446,8 @@ fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
         .map(|c| warn_mixed_settings(&plan, c))
         .unwrap_or_default();
     if a.format == Format::Json {
-        let doc = json!({"pipeline": plan.name, "stages": stages, "settings": settings_json(&settings)});
+        let doc =
+            json!({"pipeline": plan.name, "stages": stages, "settings": settings_json(&settings)});
         println!("{}", serde_json::to_string_pretty(&doc)?);
     }
     Ok(0)
@@ -549,7 +556,11 @@ fn explain(cache_dir: &Path, a: ExplainArgs) -> Result<i32> {
         println!(
             "computed: {} on {} by robarch {}, {:.1} s",
             p.setting().unwrap_or_else(|| p.device.clone()),
-            if p.cpu.is_empty() { p.host.clone() } else { format!("{} ({})", p.host, p.cpu) },
+            if p.cpu.is_empty() {
+                p.host.clone()
+            } else {
+                format!("{} ({})", p.host, p.cpu)
+            },
             p.robarch_version,
             p.wall_seconds
         );
@@ -583,8 +594,9 @@ fn gc(cache_dir: &Path, a: GcArgs) -> Result<i32> {
         let plan = load_plan(p, cache_dir)?;
         // Without its data a plan's keys past the data are placeholders: gc would delete the
         // pipeline's real entries.
-        plan.check_data()
-            .context("gc keeps the entries the pipelines reference, which needs their data there")?;
+        plan.check_data().context(
+            "gc keeps the entries the pipelines reference, which needs their data there",
+        )?;
         keep.extend(plan.order.iter().map(|&ix| plan.graph[ix].key.clone()));
     }
     let Some(cache) = Cache::existing(cache_dir) else {
@@ -617,7 +629,10 @@ fn gc(cache_dir: &Path, a: GcArgs) -> Result<i32> {
 fn cache_cmd(cache_dir: &Path, cmd: CacheCmd) -> Result<i32> {
     let CacheCmd::Verify { keep } = cmd;
     let Some(cache) = Cache::existing(cache_dir) else {
-        bail!("no cache at {}; `--cache DIR` or ROBARCH_CACHE points at one", cache_dir.display());
+        bail!(
+            "no cache at {}; `--cache DIR` or ROBARCH_CACHE points at one",
+            cache_dir.display()
+        );
     };
     // Removing takes the cache from runs, as `gc` does; only reading shares it with them (and
     // works on a read-only cache).
@@ -752,10 +767,34 @@ fn model(a: ModelArgs) -> Result<i32> {
     };
     let a = models::find(&params.arch).expect("resolved");
     (a.fits)(&params.config, &io).map_err(|e| anyhow::anyhow!("{arch}: {e}"))?;
+    #[cfg(not(feature = "torch"))]
+    {
+        // Building the network needs libtorch: the worker binary runs this same command.
+        let _ = (tensors, save);
+        let exe = exec::pool::worker_exe()?;
+        let mut worker = std::process::Command::new(&exe);
+        worker.args(std::env::args_os().skip(1));
+        let e = std::os::unix::process::CommandExt::exec(&mut worker);
+        bail!("running {}: {e}", exe.display());
+    }
+    #[cfg(feature = "torch")]
+    model_network(a, &params, &io, tensors, save)
+}
+
+/// The part of `robarch model` that builds the network (the worker's).
+#[cfg(feature = "torch")]
+fn model_network(
+    a: &models::Arch,
+    params: &models::ModelParams,
+    io: &models::ModelIo,
+    tensors: bool,
+    save: Option<PathBuf>,
+) -> Result<i32> {
+    let (channels, image_size, classes) = (io.in_channels, io.image_size, io.num_classes);
     let c = channels as usize;
     let net = models::Network::new(
-        &params,
-        &io,
+        params,
+        io,
         &vec![0.5; c],
         &vec![0.25; c],
         tch::Device::Cpu,

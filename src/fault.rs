@@ -62,7 +62,10 @@ fn parse(v: &str) -> Result<Armed, String> {
         None => (point, None),
     };
     if !POINTS.contains(&point) {
-        return Err(format!("`{point}` is no fault point (one of {})", POINTS.join(", ")));
+        return Err(format!(
+            "`{point}` is no fault point (one of {})",
+            POINTS.join(", ")
+        ));
     }
     let nth = n
         .parse::<usize>()
@@ -142,10 +145,16 @@ mod tests {
     #[test]
     fn the_variable_names_a_point_a_count_and_a_signal() {
         let a = parse("commit-rename@3=kill").unwrap();
-        assert_eq!((a.point.as_str(), a.nth, a.signal), ("commit-rename", 3, Signal::Kill));
+        assert_eq!(
+            (a.point.as_str(), a.nth, a.signal),
+            ("commit-rename", 3, Signal::Kill)
+        );
         assert_eq!(parse("report-rename@1=segv").unwrap().signal, Signal::Segv);
         let a = parse("stage-run:eval/*/pgd@2=abort").unwrap();
-        assert_eq!((a.point.as_str(), a.nth, a.signal), ("stage-run", 2, Signal::Abort));
+        assert_eq!(
+            (a.point.as_str(), a.nth, a.signal),
+            ("stage-run", 2, Signal::Abort)
+        );
         assert!(a.stage.unwrap().matches("eval/m/pgd"));
         for bad in [
             "commit-rename",

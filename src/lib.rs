@@ -39,7 +39,9 @@ pub mod report;
 pub mod rng;
 pub mod spec;
 pub mod stages;
+#[cfg(feature = "torch")]
 pub mod torch;
 pub mod train;
 pub mod vocab;
+#[cfg(feature = "torch")]
 pub mod worker;

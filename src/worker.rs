@@ -61,7 +61,10 @@ fn send(r: &Reply) {
     line.push('\n');
     let Some(proto) = PROTO.get() else { return };
     let mut f = proto.lock().unwrap_or_else(|e| e.into_inner());
-    if f.write_all(line.as_bytes()).and_then(|_| f.flush()).is_err() {
+    if f.write_all(line.as_bytes())
+        .and_then(|_| f.flush())
+        .is_err()
+    {
         // The control plane is gone: nobody waits for this stage.
         std::process::exit(1);
     }
@@ -109,7 +112,8 @@ fn init_logging(json: bool) {
 /// Points fds 1 and 2 at `log` (created or emptied), so that everything written while the stage
 /// runs, by this code or by native code, lands there.
 fn redirect(log: &Path) -> Result<()> {
-    let f = File::create(log).with_context(|| format!("creating the stage log {}", log.display()))?;
+    let f =
+        File::create(log).with_context(|| format!("creating the stage log {}", log.display()))?;
     for fd in [1, 2] {
         // SAFETY: dup2 onto the standard descriptors; `f` stays open for the call.
         if unsafe { libc::dup2(f.as_raw_fd(), fd) } < 0 {
@@ -242,6 +246,7 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 
 /// Runs the worker; returns the process exit code.
 pub fn main() -> i32 {
+    // Parsed as `robarch-worker serve …` (argv[0] is the program).
     let args = Args::parse();
     let Cmd::Serve {
         spec,
@@ -270,7 +275,9 @@ pub fn main() -> i32 {
         let job: Job = match serde_json::from_str(&line) {
             Ok(j) => j,
             Err(e) => {
-                send(&Reply::Failed(format!("robarch-worker: not a job ({e}): {line:?}")));
+                send(&Reply::Failed(format!(
+                    "robarch-worker: not a job ({e}): {line:?}"
+                )));
                 continue;
             }
         };
@@ -295,7 +302,11 @@ pub fn main() -> i32 {
         let reply = match r {
             Ok(d) => Reply::Done(d),
             Err(e) => {
-                let _ = writeln!(std::io::stderr(), "error: stage {} failed: {e:#}", job.stage);
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "error: stage {} failed: {e:#}",
+                    job.stage
+                );
                 Reply::Failed(format!("{e:#}"))
             }
         };

@@ -63,6 +63,6 @@ pub fn default_threads() -> i32 {
 pub fn python() -> PathBuf {
     std::env::var_os("VIRTUAL_ENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"))
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(".venv"))
         .join("bin/python")
 }

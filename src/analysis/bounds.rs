@@ -5,10 +5,12 @@
 //! All values are log10 (products over tens of layers overflow otherwise); an undefined value (a
 //! zero norm) is `None`. The network is read as the chain of its L linear maps W₁…W_L (see
 //! `analysis::norms`); the margin γ is 1.
+#[cfg(feature = "torch")]
 use super::norms::LayerNorms;
 use crate::vocab::Norm;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 /// Statistics of the training inputs, in the network's input space (after its normalisation).
@@ -27,6 +29,7 @@ pub struct DataStats {
 }
 
 impl DataStats {
+    #[cfg(feature = "torch")]
     /// Statistics of uint8 NCHW images `x` after x/255 and per-channel (x − mean)/std.
     pub fn of_images(x: &Tensor, mean: &[f64], std: &[f64]) -> Self {
         let s = x.size();
@@ -121,6 +124,7 @@ impl Output {
     }
 }
 
+#[cfg(feature = "torch")]
 fn log10_sum(it: impl Iterator<Item = f64>) -> Option<f64> {
     let mut s = 0.0;
     for v in it {
@@ -132,12 +136,14 @@ fn log10_sum(it: impl Iterator<Item = f64>) -> Option<f64> {
     Some(s)
 }
 
+#[cfg(feature = "torch")]
 /// The layer's spectral norm as the linear map the network applies (the operator norm of a
 /// convolution, see `analysis::norms`).
 fn lip(l: &LayerNorms) -> f64 {
     l.spectral_op
 }
 
+#[cfg(feature = "torch")]
 /// Every bound and product, log10, keyed by name.
 pub fn compute(
     layers: &[LayerNorms],
@@ -236,6 +242,7 @@ pub fn compute(
     out
 }
 
+#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

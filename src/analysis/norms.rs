@@ -19,6 +19,7 @@
 //! operator in that Fourier basis: one small complex block per frequency. As N grows it tends to the norm of the convolution on the whole
 //! plane, which bounds the norm with zero padding on any input size and with any stride from above.
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use tch::{Device, Kind, Tensor};
 
 /// Settings of the Lanczos iteration behind every spectral norm.
@@ -30,6 +31,7 @@ pub struct Lanczos {
     pub tol: f64,
 }
 
+#[cfg(feature = "torch")]
 impl Default for Lanczos {
     fn default() -> Self {
         Self {
@@ -64,10 +66,12 @@ pub fn is_linear_map(name: &str, dims: usize) -> bool {
         && super::sparsity::layer_type(name, dims).is_some()
 }
 
+#[cfg(feature = "torch")]
 fn scalar(t: &Tensor) -> f64 {
     f64::try_from(t).unwrap_or(f64::NAN)
 }
 
+#[cfg(feature = "torch")]
 /// The largest eigenvalue of each of a batch of Hermitian positive semi-definite operators, by the
 /// Lanczos iteration: `apply` maps `[batch, n, 1]` vectors to `[batch, n, 1]`; `v0` is the start.
 /// The Ritz value of the k-step Krylov space is never below the power-iteration estimate after
@@ -127,6 +131,7 @@ pub fn lanczos_top(apply: impl Fn(&Tensor) -> Tensor, v0: Tensor, it: Lanczos) -
     top.clamp_min(0.0)
 }
 
+#[cfg(feature = "torch")]
 /// A deterministic start vector `[batch, n, 1]` that is not orthogonal to the top eigenvector in
 /// practice.
 fn start(batch: i64, n: i64, kind: Kind, device: Device) -> Tensor {
@@ -140,6 +145,7 @@ fn start(batch: i64, n: i64, kind: Kind, device: Device) -> Tensor {
         .to_kind(kind)
 }
 
+#[cfg(feature = "torch")]
 /// σ_max of a real matrix `[m, n]`: the largest eigenvalue of WᵀW (or WWᵀ, the smaller), by Lanczos.
 pub fn spectral_norm(w: &Tensor, it: Lanczos) -> f64 {
     let w = w.to_kind(Kind::Double);
@@ -162,6 +168,7 @@ pub fn spectral_norm(w: &Tensor, it: Lanczos) -> f64 {
     scalar(&top.max()).sqrt()
 }
 
+#[cfg(feature = "torch")]
 /// Spectral norm of the stride-1 periodic convolution with `kernel` `[out, in, kh, kw]` on
 /// `grid`×`grid` inputs: max over frequencies of σ_max(K̂(ω)), by Lanczos per frequency.
 pub fn conv_operator_norm(kernel: &Tensor, grid: i64, it: Lanczos) -> f64 {
@@ -198,6 +205,7 @@ pub fn conv_operator_norm(kernel: &Tensor, grid: i64, it: Lanczos) -> f64 {
     scalar(&top.max()).sqrt()
 }
 
+#[cfg(feature = "torch")]
 /// All norms of one linear map.
 pub fn layer_norms(
     name: &str,
@@ -240,6 +248,7 @@ pub fn layer_norms(
     }
 }
 
+#[cfg(feature = "torch")]
 /// Norms of every linear map in `named` (name, tensor) pairs, in name order.
 pub fn analyse(named: &[(String, Tensor)], conv_grid: i64, it: Lanczos) -> Vec<LayerNorms> {
     named
@@ -252,6 +261,7 @@ pub fn analyse(named: &[(String, Tensor)], conv_grid: i64, it: Lanczos) -> Vec<L
         .collect()
 }
 
+#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@
 //! Aggregates over a layer type (and overall) weight each tensor by its number of entries.
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 /// Thresholds of the "fraction of small weights" measures.
@@ -50,6 +51,7 @@ pub fn rel_key(t: f64) -> String {
     format!("rel<{t}")
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TensorSparsity {
     pub name: String,
@@ -134,6 +136,7 @@ impl Summary {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SparsityReport {
     pub thresholds: Thresholds,
@@ -184,6 +187,7 @@ pub fn layer_type(name: &str, dims: usize) -> Option<&'static str> {
     }
 }
 
+#[cfg(feature = "torch")]
 pub fn tensor_sparsity(
     name: &str,
     layer_type: &str,
@@ -222,6 +226,7 @@ pub fn tensor_sparsity(
     }
 }
 
+#[cfg(feature = "torch")]
 /// Means weighted by the number of entries.
 fn aggregate<'a>(items: impl Iterator<Item = &'a TensorSparsity>) -> Aggregate {
     let mut a = Aggregate::default();
@@ -244,6 +249,7 @@ fn aggregate<'a>(items: impl Iterator<Item = &'a TensorSparsity>) -> Aggregate {
     a
 }
 
+#[cfg(feature = "torch")]
 /// Sparsity of every counted weight in `named` (name, tensor) pairs.
 pub fn analyse(named: &[(String, Tensor)], thresholds: &Thresholds) -> SparsityReport {
     let layers: Vec<TensorSparsity> = named
@@ -268,6 +274,7 @@ pub fn analyse(named: &[(String, Tensor)], thresholds: &Thresholds) -> SparsityR
     }
 }
 
+#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,13 +9,24 @@
 //! keeps of them) — per-sample computations are independent in eval mode, so this only saves
 //! work; per-sample ε; the ℓ1 projection is our exact f64 one (AutoAttack's float32 version
 //! overshoots ε by up to 1e-4); random draws come from our seeded streams, not the global RNG.
-use super::project::{self, col};
-use super::{
-    draw, loss, loss_grad, on_robust_points, outcome, radii, ranked_class, select, Attack,
-    AttackType, Fields, Model, Name, Outcome, Reduce, Use,
-};
+#[cfg(feature = "torch")]
+use super::draw;
+#[cfg(feature = "torch")]
+use super::project::col;
+#[cfg(feature = "torch")]
+use super::project::{self};
+use super::Attack;
+use super::AttackType;
+#[cfg(feature = "torch")]
+use super::{loss, Reduce, Use};
+#[cfg(feature = "torch")]
+use super::{loss_grad, on_robust_points, outcome, radii, ranked_class, select};
+use super::{Fields, Name};
+#[cfg(feature = "torch")]
+use super::{Model, Outcome};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 /// APGD's loss; written `ce`, `dlr` and `dlr-t` in specs and keys.
@@ -62,6 +73,7 @@ fn schedule(n: usize) -> (usize, usize, usize) {
     (f(0.22), f(0.03), f(0.06))
 }
 
+#[cfg(feature = "torch")]
 /// AutoAttack's `check_oscillation`: per sample, whether the loss increased in at most ρ·k of the
 /// last k steps ending at step `j` (rows of `loss_steps`, read with Python's negative-index
 /// wrap-around).
@@ -77,16 +89,19 @@ pub fn oscillation(loss_steps: &Tensor, j: usize, k: usize, rho: f64) -> Tensor 
     t.le(k as f64 * rho)
 }
 
+#[cfg(feature = "torch")]
 /// Per-sample `t / (‖t‖ + 1e-12)` in the attack's norm (AutoAttack's `normalize`).
 fn normalize(t: &Tensor, norm: Norm) -> Tensor {
     t / (col(&project::norm(t, norm), t) + 1e-12)
 }
 
+#[cfg(feature = "torch")]
 /// Rows of `t` where `mask` ([N] bool) holds are replaced by rows of `src`.
 fn set_rows(t: &Tensor, mask: &Tensor, src: &Tensor) -> Tensor {
     select(&col(mask, t), src, t)
 }
 
+#[cfg(feature = "torch")]
 /// ℓ∞/ℓ2 projection as AutoAttack writes it (`x + δ/(‖δ‖+1e-12)·min(ε, ‖δ‖)` for ℓ2).
 fn project_aa(norm: Norm, x: &Tensor, adv: &Tensor, eps: &Tensor) -> Tensor {
     match norm {
@@ -100,6 +115,7 @@ fn project_aa(norm: Norm, x: &Tensor, adv: &Tensor, eps: &Tensor) -> Tensor {
     }
 }
 
+#[cfg(feature = "torch")]
 /// State of one run, over the points still being attacked (`ids` into the run's batch).
 struct Run {
     ids: Tensor,
@@ -121,6 +137,7 @@ struct Run {
     sp_old: Tensor,
 }
 
+#[cfg(feature = "torch")]
 impl Run {
     fn keep(&mut self, keep: &Tensor) {
         let idx = keep.nonzero().squeeze_dim(1);
@@ -145,6 +162,7 @@ impl Run {
     }
 }
 
+#[cfg(feature = "torch")]
 /// What one `attack_single_run` leaves: the highest-loss iterate, which points were broken, and
 /// their first misclassified iterate.
 pub struct SingleRun {
@@ -153,6 +171,7 @@ pub struct SingleRun {
     pub x_best_adv: Tensor,
 }
 
+#[cfg(feature = "torch")]
 /// Loss of `logits` for the run's points.
 fn run_loss(kind: ApgdLoss, logits: &Tensor, y: &Tensor, t: Option<&Tensor>) -> Tensor {
     match kind {
@@ -164,6 +183,7 @@ fn run_loss(kind: ApgdLoss, logits: &Tensor, y: &Tensor, t: Option<&Tensor>) -> 
     }
 }
 
+#[cfg(feature = "torch")]
 /// One APGD run of `n_iter` iterations from a random start (or `init`). With `drop_fooled`,
 /// points leave the batch once misclassified (their outcome is then fixed).
 #[allow(clippy::too_many_arguments)]
@@ -354,6 +374,7 @@ pub fn single_run(
     }
 }
 
+#[cfg(feature = "torch")]
 /// APGD on a batch: restarts (or target classes) run on the points still robust; returns the first
 /// misclassified iterate where one was found, else `x`. `zero_grads` counts points whose DLR
 /// gradient was exactly zero at the start (a gradient-masking sign, AutoAttack's
@@ -408,6 +429,7 @@ pub fn apgd(
     })
 }
 
+#[cfg(feature = "torch")]
 /// `decr_eps_pgd`: start from Gaussian noise projected onto the 3ε ball, run 30% of the steps at
 /// 3ε, 30% at 2ε, the rest at ε, each phase from the previous phase's best point projected onto
 /// the smaller ball; only the last phase decides which points are broken.
@@ -540,6 +562,7 @@ impl AttackType for Apgd {
 }
 
 impl Attack for Apgd {
+    #[cfg(feature = "torch")]
     fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, _: Use) -> Outcome {
         let classes = super::classes(model, x);
         let needed = match self.loss {
@@ -572,6 +595,7 @@ impl Attack for Apgd {
     radius_from_fields!();
 }
 
+#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

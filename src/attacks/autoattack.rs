@@ -11,14 +11,22 @@
 //! APGD and FAB run 100 iterations, Square 5000 queries with `p_init` 0.8 and the margin loss.
 //! Targets are capped at classes − 1; DLR members are skipped (with a note) below 3/4 classes.
 //!
+#[cfg(feature = "torch")]
 use super::apgd::{Apgd, ApgdLoss};
+#[cfg(feature = "torch")]
 use super::fab::Fab;
+#[cfg(feature = "torch")]
 use super::square::{Square, SquareLoss};
-use super::{
-    correct, on_robust_points, Attack, AttackClass, AttackType, Fields, Model, Name, Outcome, Use,
-};
+use super::Attack;
+use super::AttackType;
+#[cfg(feature = "torch")]
+use super::{correct, on_robust_points, Model, Outcome};
+#[cfg(feature = "torch")]
+use super::{AttackClass, Use};
+use super::{Fields, Name};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 /// The composition: `standard` (the leaderboard's) or `plus` (more restarts and members).
@@ -64,6 +72,7 @@ impl AttackType for AutoAttack {
 }
 
 impl Attack for AutoAttack {
+    #[cfg(feature = "torch")]
     fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, _: Use) -> Outcome {
         autoattack(
             model,
@@ -76,9 +85,11 @@ impl Attack for AutoAttack {
     radius_from_fields!();
 }
 
+#[cfg(feature = "torch")]
 /// A named member of a composition.
 pub type Member = (&'static str, Box<dyn Attack>);
 
+#[cfg(feature = "torch")]
 /// The members of an AutoAttack composition, in order, with their names.
 pub fn members(norm: Norm, eps: f64, version: Version) -> Vec<Member> {
     let l1 = norm == Norm::L1;
@@ -134,6 +145,7 @@ pub fn members(norm: Norm, eps: f64, version: Version) -> Vec<Member> {
     }
 }
 
+#[cfg(feature = "torch")]
 /// Runs the composition `ms` (named members, in order); `broken_by[i]` is the index of the first
 /// member that broke point i (−1 where none did, or the point was misclassified clean).
 pub fn autoattack(model: &dyn Model, x: &Tensor, y: &Tensor, ms: &[Member], seed: u64) -> Outcome {

@@ -1,7 +1,16 @@
 //! `clean`: no perturbation, the clean accuracy as an evaluation entry.
-use super::{outcome, Attack, AttackClass, AttackType, Fields, Model, Name, Outcome, Use};
-use crate::vocab::{Norm, Problem};
+use super::Attack;
+use super::AttackClass;
+use super::AttackType;
+#[cfg(feature = "torch")]
+use super::Use;
+#[cfg(feature = "torch")]
+use super::{outcome, Model, Outcome};
+use super::{Fields, Name};
+use crate::vocab::Norm;
+use crate::vocab::Problem;
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use tch::Tensor;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,6 +37,7 @@ impl AttackType for Clean {
 }
 
 impl Attack for Clean {
+    #[cfg(feature = "torch")]
     fn run(&self, _: &dyn Model, x: &Tensor, _: &Tensor, _: u64, _: Use) -> Outcome {
         outcome(x.shallow_clone())
     }

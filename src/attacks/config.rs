@@ -5,9 +5,18 @@
 use super::clean::Clean;
 use super::pgd::PgdParams;
 use super::spec::{AttackSpec, Fields};
-use super::{Attack, AttackClass, AttackType, Model, Name, Outcome, Use};
-use crate::vocab::{did_you_mean, typo_hint, Norm, Problem};
+use super::Attack;
+use super::AttackClass;
+use super::AttackType;
+use super::Name;
+#[cfg(feature = "torch")]
+use super::Use;
+#[cfg(feature = "torch")]
+use super::{Model, Outcome};
+use crate::vocab::Problem;
+use crate::vocab::{did_you_mean, typo_hint, Norm};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use tch::Tensor;
 
 /// Declares [`AttackConfig`] (one variant per attack type; serialised `{"type": <variant in
@@ -215,12 +224,14 @@ impl AttackConfig {
         c
     }
 
+    #[cfg(feature = "torch")]
     /// Runs the attack on a batch of points (typically only the clean-correct ones). `seed`
     /// drives every random draw.
     pub fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome {
         self.attack().run(model, x, y, seed, usage)
     }
 
+    #[cfg(feature = "torch")]
     /// Adversarial examples for `(x, y)` (training and simple uses).
     pub fn perturb(
         &self,
@@ -235,6 +246,7 @@ impl AttackConfig {
 }
 
 impl Attack for AttackConfig {
+    #[cfg(feature = "torch")]
     fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome {
         AttackConfig::run(self, model, x, y, seed, usage)
     }

@@ -4,10 +4,20 @@
 //! handled), keep the smallest-norm misclassified x' per sample, and move c down after a success
 //! and up (×10 until bracketed) after a failure. For *bounded* robust accuracy a point counts as
 //! broken only if its smallest adversarial has ‖δ‖₂ ≤ ε; elsewhere the clean point is returned.
-use super::project::{self, col};
-use super::{loss, outcome, radii, select, Attack, AttackType, Fields, Model, Name, Outcome, Use};
+#[cfg(feature = "torch")]
+use super::project::col;
+#[cfg(feature = "torch")]
+use super::project::{self};
+use super::Attack;
+use super::AttackType;
+#[cfg(feature = "torch")]
+use super::{loss, Use};
+#[cfg(feature = "torch")]
+use super::{outcome, radii, select, Model, Outcome};
+use super::{Fields, Name};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +29,7 @@ pub struct CwParams {
     pub kappa: f64,
 }
 
+#[cfg(feature = "torch")]
 /// Minimum-norm CW adversarials, returned only where ‖δ‖₂ ≤ ε.
 pub fn cw(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor, p: &CwParams) -> Tensor {
     let n = x.size()[0];
@@ -127,6 +138,7 @@ impl AttackType for Cw {
 }
 
 impl Attack for Cw {
+    #[cfg(feature = "torch")]
     fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: u64, _: Use) -> Outcome {
         let p = CwParams {
             steps: self.steps,
@@ -140,6 +152,7 @@ impl Attack for Cw {
     radius_from_fields!(Norm::L2);
 }
 
+#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,12 +20,18 @@
 //! verdict of the points that end within rounding of a boundary (docs/attacks.md, DeepFool,
 //! pitfall). A zero gradient difference (a masked gradient) gives a zero step rather than the
 //! reference's NaN.
+#[cfg(feature = "torch")]
 use super::project;
-use super::{
-    correct, outcome, radii, select, Attack, AttackType, Fields, Model, Name, Outcome, Use,
-};
+use super::Attack;
+use super::AttackType;
+#[cfg(feature = "torch")]
+use super::Use;
+#[cfg(feature = "torch")]
+use super::{correct, outcome, radii, select, Model, Outcome};
+use super::{Fields, Name};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 /// A resolved `deepfool` entry.
@@ -62,6 +68,7 @@ impl AttackType for DeepFool {
 }
 
 impl Attack for DeepFool {
+    #[cfg(feature = "torch")]
     fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: u64, _: Use) -> Outcome {
         let adv = deepfool(model, x, y, self.norm, self.steps, self.overshoot);
         outcome(within(model, x, y, &adv, &radii(x, self.eps), self.norm))
@@ -69,6 +76,7 @@ impl Attack for DeepFool {
     radius_from_fields!();
 }
 
+#[cfg(feature = "torch")]
 /// `adv` where it is misclassified with ‖adv − x‖ ≤ ε, else `x`.
 pub fn within(
     model: &dyn Model,
@@ -85,6 +93,7 @@ pub fn within(
     select(&project::col(&broken, x), adv, x)
 }
 
+#[cfg(feature = "torch")]
 /// DeepFool's adversarials for `(x, y)`: each point's first misclassified iterate, or its iterate
 /// after `steps` steps (not filtered by any radius). `norm` is ℓ2 or ℓ∞.
 pub fn deepfool(
@@ -123,6 +132,7 @@ pub fn deepfool(
     out.index_copy(0, &ids, &adv)
 }
 
+#[cfg(feature = "torch")]
 /// The DeepFool step from the iterate `xr` (with its graph to `logits`) for labels `ys`.
 fn step(xr: &Tensor, logits: &Tensor, ys: &Tensor, norm: Norm, overshoot: f64) -> Tensor {
     let classes = logits.size()[1];
@@ -178,6 +188,7 @@ fn step(xr: &Tensor, logits: &Tensor, ys: &Tensor, norm: Norm, overshoot: f64) -
     })
 }
 
+#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

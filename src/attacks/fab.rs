@@ -21,13 +21,24 @@
 //! - The projections compute every row and select with masks where the reference boolean-indexes
 //!   subsets of rows; rows are independent, so the results are the same (the tests compare with
 //!   outputs of the reference on fixed inputs).
-use super::project::{self, col};
-use super::{
-    draw, loss_grad, on_robust_points, outcome, radii, ranked_class, Attack, AttackType, Fields,
-    Model, Name, Outcome, Reduce, Use,
-};
+#[cfg(feature = "torch")]
+use super::draw;
+#[cfg(feature = "torch")]
+use super::project::col;
+#[cfg(feature = "torch")]
+use super::project::{self};
+use super::Attack;
+use super::AttackType;
+#[cfg(feature = "torch")]
+use super::{loss_grad, on_robust_points, outcome, radii, ranked_class};
+use super::{Fields, Name};
+#[cfg(feature = "torch")]
+use super::{Model, Outcome};
+#[cfg(feature = "torch")]
+use super::{Reduce, Use};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy)]
@@ -48,8 +59,10 @@ pub struct FabParams {
 }
 
 /// Tag of the random-start draws.
+#[cfg(feature = "torch")]
 const TAG_START: u64 = 0;
 
+#[cfg(feature = "torch")]
 /// Minimum-norm adversarials found by FAB; a point counts (is returned perturbed) only where
 /// ‖δ‖_p ≤ eps; elsewhere x itself is returned.
 ///
@@ -107,6 +120,7 @@ pub fn fab(
     })
 }
 
+#[cfg(feature = "torch")]
 /// `[N]` bool mask shaped `[N, 1, 1, …]` to select rows of `like`.
 fn row_mask(mask: &Tensor, like: &Tensor) -> Tensor {
     let mut shape = vec![like.size()[0]];
@@ -114,6 +128,7 @@ fn row_mask(mask: &Tensor, like: &Tensor) -> Tensor {
     mask.view(shape.as_slice())
 }
 
+#[cfg(feature = "torch")]
 /// `attack_single_run` on correctly classified points: `steps` FAB iterations from `x` (or from a
 /// random point at radius ε/2 when `rand_start`), towards `target` (FAB-T) or the nearest boundary;
 /// returns, per point, the adversarial iterate of smallest norm, or `x` where none was adversarial.
@@ -194,6 +209,7 @@ fn single_run(
     adv
 }
 
+#[cfg(feature = "torch")]
 /// The reference's `use_rand_start` point: `x + min(res2, ε)·t/‖t‖·½` clipped to the box, with t
 /// uniform in [−1,1] (ℓ∞) or Gaussian (ℓ2, ℓ1); res2 is still 1e10 there, so the radius is ε/2.
 fn random_start(x: &Tensor, eps: &Tensor, norm: Norm, seed: u64, parts: &[u64]) -> Tensor {
@@ -204,6 +220,7 @@ fn random_start(x: &Tensor, eps: &Tensor, norm: Norm, seed: u64, parts: &[u64]) 
     (x + col(eps, x) * &t / col(&project::norm(&t, norm), x) * 0.5).clamp(0.0, 1.0)
 }
 
+#[cfg(feature = "torch")]
 /// `get_diff_logits_grads_batch`: `df[:, k] = z_k − z_y` (1e10 at k = y) and
 /// `dg[:, k] = ∇z_k − ∇z_y`, flattened to `[N, K, D]`; one backward pass per class, as the
 /// reference (the untargeted FAB's cost grows with the number of classes).
@@ -229,6 +246,7 @@ fn diff_logits_grads(model: &dyn Model, x: &Tensor, y: &Tensor) -> (Tensor, Tens
     (df, &g - gy)
 }
 
+#[cfg(feature = "torch")]
 /// `get_diff_logits_grads_batch_targeted`: `df = z_t − z_y` and its gradient, as `[N, 1]` and
 /// `[N, 1, D]`.
 fn diff_logits_grads_targeted(
@@ -245,6 +263,7 @@ fn diff_logits_grads_targeted(
     (diffy.unsqueeze(1), g.reshape([n, 1, -1]))
 }
 
+#[cfg(feature = "torch")]
 fn projection(norm: Norm, points: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
     match norm {
         Norm::Linf => projection_linf(points, w, b),
@@ -253,16 +272,19 @@ fn projection(norm: Norm, points: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
     }
 }
 
+#[cfg(feature = "torch")]
 /// Row sums of `[M, D]`, `[M]`.
 fn rowsum(t: &Tensor) -> Tensor {
     t.sum_dim_intlist([1i64].as_slice(), false, None)
 }
 
 /// Halvings of the reference's bisection over sorted positions: `⌈log2 d⌉` of them.
+#[cfg(feature = "torch")]
 fn halvings(d: i64) -> usize {
     (d as f64).log2().ceil() as usize
 }
 
+#[cfg(feature = "torch")]
 /// The bisection the three projections share: `n` halvings of the float index interval
 /// `[lb, ub]` (per row), moving `lb` up to the midpoint where `above(midpoint)` holds and `ub` down
 /// elsewhere; returns `lb`.
@@ -284,6 +306,7 @@ fn bisect(
     lb
 }
 
+#[cfg(feature = "torch")]
 /// `fab_projections.projection_linf`: per row, the step `d` of least ℓ∞ norm with
 /// `w·(points + d) = b` and `points + d ∈ [0,1]^D` (batched `[M, D]`, `w` `[M, D]`, `b` `[M]`).
 /// After flipping the signs so that w·points ≥ b, the solution is `d(λ)_i = −sign(w_i)·min(λ, room_i)`
@@ -330,6 +353,7 @@ pub(crate) fn projection_linf(points: &Tensor, w: &Tensor, b: &Tensor) -> Tensor
     d * nz
 }
 
+#[cfg(feature = "torch")]
 /// The gap `c = w·t − b` of each row with the plane oriented so that `c ≥ 0` (`w` and `c` flipped
 /// where the point lies on the negative side), as every projection starts.
 fn signed_gap(t: &Tensor, w: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
@@ -338,6 +362,7 @@ fn signed_gap(t: &Tensor, w: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
     (&c * &sign, w * sign.unsqueeze(1))
 }
 
+#[cfg(feature = "torch")]
 /// `fab_projections.projection_l2`: per row, the step of least ℓ2 norm onto
 /// `{z : w·z = b} ∩ [0,1]^D`. The solution is `d(μ)_i = clip(−μ w_i)` to the box for the μ reaching
 /// the plane; the breakpoints where coordinates hit the box are sorted and the segment holding μ
@@ -391,6 +416,7 @@ pub(crate) fn projection_l2(points: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
     d * big
 }
 
+#[cfg(feature = "torch")]
 /// `fab_projections.projection_l1`: per row, the step of least ℓ1 norm onto
 /// `{z : w·z = b} ∩ [0,1]^D` — a fractional knapsack: coordinates in order of decreasing `|w_i|`
 /// move to their box face until the next one can close the remaining gap, which it does partially.
@@ -481,12 +507,14 @@ impl AttackType for Fab {
 }
 
 impl Attack for Fab {
+    #[cfg(feature = "torch")]
     fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, _: Use) -> Outcome {
         outcome(fab(model, x, y, &radii(x, self.eps), &self.params(), seed))
     }
     radius_from_fields!();
 }
 
+#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,13 +1,21 @@
 //! FGSM (Goodfellow et al. 2015): one signed-gradient step of size ε on the batch-mean
 //! cross-entropy, clipped to [0,1] (torchattacks `FGSM`).
+#[cfg(feature = "torch")]
 use super::project::col;
-use super::{
-    input_grad, outcome, radii, Attack, AttackClass, AttackType, Fields, Model, Name, Outcome, Use,
-};
+use super::Attack;
+use super::AttackClass;
+use super::AttackType;
+#[cfg(feature = "torch")]
+use super::Use;
+#[cfg(feature = "torch")]
+use super::{input_grad, outcome, radii, Model, Outcome};
+use super::{Fields, Name};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use tch::Tensor;
 
+#[cfg(feature = "torch")]
 pub fn fgsm(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor) -> Tensor {
     let g = input_grad(model, x, y);
     tch::no_grad(|| (x + g.sign() * col(eps, x)).clamp(0.0, 1.0))
@@ -32,6 +40,7 @@ impl AttackType for Fgsm {
 }
 
 impl Attack for Fgsm {
+    #[cfg(feature = "torch")]
     fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: u64, _: Use) -> Outcome {
         outcome(fgsm(model, x, y, &radii(x, self.eps)))
     }

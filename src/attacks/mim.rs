@@ -3,13 +3,21 @@
 //! (`m ← μ·m + g/mean|g|`), and the iterate moves by α·sign(m), then is clipped to the ε-box and
 //! [0,1]. No random start. In evaluation, points leave the batch at their first misclassified
 //! iterate (kept), as in PGD.
+#[cfg(feature = "torch")]
 use super::project;
-use super::{
-    loss, loss_grad, outcome, radii, scale_with_eps, Attack, AttackType, Fields, Model, Name,
-    Outcome, Reduce, Use,
-};
+use super::scale_with_eps;
+use super::Attack;
+use super::AttackType;
+#[cfg(feature = "torch")]
+use super::Outcome;
+#[cfg(feature = "torch")]
+use super::{loss, Reduce, Use};
+#[cfg(feature = "torch")]
+use super::{loss_grad, outcome, radii, Model};
+use super::{Fields, Name};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +28,7 @@ pub struct MimParams {
     pub early_stop: bool,
 }
 
+#[cfg(feature = "torch")]
 pub fn mim(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor, p: &MimParams) -> Tensor {
     let n = x.size()[0];
     let mut out = x.shallow_clone();
@@ -99,6 +108,7 @@ impl AttackType for Mim {
 }
 
 impl Attack for Mim {
+    #[cfg(feature = "torch")]
     fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: u64, usage: Use) -> Outcome {
         let p = MimParams {
             steps: self.steps,
@@ -120,6 +130,7 @@ impl Attack for Mim {
     }
 }
 
+#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,9 +46,12 @@ pub mod verdict;
 pub use config::{kind_for, names, AttackConfig};
 pub use spec::Fields;
 
+#[cfg(feature = "torch")]
 use crate::models::Network;
-use crate::vocab::{Norm, Problem};
+use crate::vocab::Norm;
+use crate::vocab::Problem;
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 /// Where an attack is used: evaluation keeps each point's first misclassified iterate and drops it
@@ -73,6 +76,7 @@ pub enum AttackClass {
 pub trait Attack {
     /// Runs the attack on a batch of points (in evaluation, only the clean-correct ones); `seed`
     /// drives every random draw.
+    #[cfg(feature = "torch")]
     fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome;
     /// How the attack uses the model (gradient-masking checks); most attacks are iterative.
     fn class(&self) -> AttackClass {
@@ -88,8 +92,8 @@ pub trait Attack {
 }
 
 /// An attack type as the registry (`config.rs`) lists it: the names it answers to and how a spec
-/// entry becomes its typed parameters.
-pub trait AttackType: Attack + Sized {
+/// entry becomes its typed parameters (each type also implements [`Attack`], with the tensor code).
+pub trait AttackType: Sized {
     /// Registry names of this type; several when a name presets fields (`apgd-t` is APGD with the
     /// targeted loss).
     const NAMES: &'static [Name];
@@ -124,11 +128,13 @@ impl Name {
     }
 }
 
+#[cfg(feature = "torch")]
 /// Number of classes the model outputs (one forward on one point).
 pub fn classes(model: &dyn Model, x: &Tensor) -> i64 {
     tch::no_grad(|| model.logits(&x.narrow(0, 0, x.size()[0].min(1)))).size()[1]
 }
 
+#[cfg(feature = "torch")]
 /// Per-sample radii `[N]` for a batch `x`, all `eps`.
 pub fn radii(x: &Tensor, eps: f64) -> Tensor {
     Tensor::full([x.size()[0]], eps, (Kind::Float, x.device()))
@@ -141,6 +147,7 @@ pub fn scale_with_eps(s: &mut f64, old: f64, new: f64) {
     }
 }
 
+#[cfg(feature = "torch")]
 /// An outcome with no composition details.
 pub fn outcome(adv: Tensor) -> Outcome {
     Outcome {
@@ -150,24 +157,28 @@ pub fn outcome(adv: Tensor) -> Outcome {
     }
 }
 
+#[cfg(feature = "torch")]
 /// A classifier attacked: [0,1] images in, logits out. Implemented by [`Net`] and by closures
 /// (tests use linear models and gradient-masking wrappers).
 pub trait Model {
     fn logits(&self, x: &Tensor) -> Tensor;
 }
 
+#[cfg(feature = "torch")]
 impl<F: Fn(&Tensor) -> Tensor> Model for F {
     fn logits(&self, x: &Tensor) -> Tensor {
         self(x)
     }
 }
 
+#[cfg(feature = "torch")]
 /// A [`Network`] in evaluation mode (`train: false`, running BN statistics) or training mode.
 pub struct Net<'a> {
     pub net: &'a Network,
     pub train: bool,
 }
 
+#[cfg(feature = "torch")]
 impl Model for Net<'_> {
     fn logits(&self, x: &Tensor) -> Tensor {
         self.net.forward_t(x, self.train)
@@ -183,6 +194,7 @@ pub enum Reduce {
     Sum,
 }
 
+#[cfg(feature = "torch")]
 /// Per-sample loss `[N]`, logits, and the gradient of the reduced loss with respect to `x` only.
 pub fn loss_grad(
     model: &dyn Model,
@@ -203,11 +215,13 @@ pub fn loss_grad(
     (l.detach(), logits.detach(), g)
 }
 
+#[cfg(feature = "torch")]
 /// Gradient of the mean cross-entropy with respect to the input only (parameters untouched).
 pub fn input_grad(model: &dyn Model, x: &Tensor, y: &Tensor) -> Tensor {
     loss_grad(model, x, Reduce::Mean, |z| loss::ce(z, y)).2
 }
 
+#[cfg(feature = "torch")]
 /// The loop every multi-run attack shares (restarts, target classes, AutoAttack's members): each
 /// round runs on the points still `robust` — `run(round, indices)` returns candidates for those
 /// points and which of them are broken — and a broken point keeps its candidate and sits out the
@@ -235,6 +249,7 @@ pub(crate) fn on_robust_points<R>(
     adv
 }
 
+#[cfg(feature = "torch")]
 /// Per row, the class with the `rank`-th largest logit (2: the runner-up), the target classes of
 /// APGD-T and FAB-T (`logits.sort()[1][:, -rank]`).
 pub(crate) fn ranked_class(logits: &Tensor, rank: i64) -> Tensor {
@@ -242,22 +257,26 @@ pub(crate) fn ranked_class(logits: &Tensor, rank: i64) -> Tensor {
     order.select(1, logits.size()[1] - rank)
 }
 
+#[cfg(feature = "torch")]
 /// `cond ? yes : no`, elementwise with broadcasting (`cond` of any kind, non-zero = true).
 pub fn select(cond: &Tensor, yes: &Tensor, no: &Tensor) -> Tensor {
     yes.where_self(&cond.to_kind(Kind::Bool), no)
 }
 
+#[cfg(feature = "torch")]
 /// Per-sample correctness of `model` on `x`, `[N]` bool, without a graph.
 pub fn correct(model: &dyn Model, x: &Tensor, y: &Tensor) -> Tensor {
     tch::no_grad(|| model.logits(x).argmax(1, false).eq_tensor(y))
 }
 
+#[cfg(feature = "torch")]
 /// Draws random tensors reproducibly: `f` runs with libtorch's generator seeded from `seed` and
 /// `parts` (only the draws belong in `f`, not model calls).
 pub fn draw<T>(seed: u64, parts: &[u64], f: impl FnOnce() -> T) -> T {
     crate::torch::with_seed(crate::rng::derive(seed, parts), f)
 }
 
+#[cfg(feature = "torch")]
 /// One batch evaluated under an attack: per-point `clean` and `robust` flags (`[N]` bool) and, when
 /// some point was attacked, the attacked points' indices, their images and the attack's outcome.
 pub struct BatchEval {
@@ -266,6 +285,7 @@ pub struct BatchEval {
     pub attacked: Option<(Tensor, Tensor, Outcome)>,
 }
 
+#[cfg(feature = "torch")]
 /// Evaluates `attack` on a batch as every evaluation does: the clean pass decides which points are
 /// attacked (a point misclassified clean is not robust), the attack runs on those only, and a point
 /// is robust when its adversarial is still classified correctly. `clean` attacks nothing.
@@ -298,6 +318,7 @@ pub fn evaluate_batch(
     }
 }
 
+#[cfg(feature = "torch")]
 /// The result of an attack on a batch: adversarial images (the clean image where the attack
 /// failed) and, for compositions, which member broke each point.
 pub struct Outcome {

@@ -16,13 +16,25 @@
 //! would have "un-broken" counts as broken, so the attack is never weaker, and unbroken points
 //! follow exactly the reference trajectory. In training every point takes every step and the last
 //! iterate is returned (highest loss over restarts).
-use super::project::{self, col};
-use super::{
-    draw, loss, loss_grad, outcome, radii, scale_with_eps, Attack, AttackClass, AttackType, Fields,
-    Model, Name, Outcome, Reduce, Use,
-};
-use crate::vocab::{Norm, Problem};
+#[cfg(feature = "torch")]
+use super::draw;
+#[cfg(feature = "torch")]
+use super::project::col;
+#[cfg(feature = "torch")]
+use super::project::{self};
+use super::Attack;
+use super::AttackType;
+#[cfg(feature = "torch")]
+use super::{loss, Reduce, Use};
+#[cfg(feature = "torch")]
+use super::{loss_grad, outcome, radii};
+use super::{scale_with_eps, AttackClass, Fields, Name};
+#[cfg(feature = "torch")]
+use super::{Model, Outcome};
+use crate::vocab::Norm;
+use crate::vocab::Problem;
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -55,6 +67,7 @@ pub struct PgdParams {
     pub early_stop: bool,
 }
 
+#[cfg(feature = "torch")]
 pub fn attack_loss(kind: PgdLoss, logits: &Tensor, y: &Tensor) -> Tensor {
     match kind {
         PgdLoss::Ce => loss::ce(logits, y),
@@ -62,6 +75,7 @@ pub fn attack_loss(kind: PgdLoss, logits: &Tensor, y: &Tensor) -> Tensor {
     }
 }
 
+#[cfg(feature = "torch")]
 /// A random point of the ε-ball around `x`, clipped to the box.
 pub fn random_start(x: &Tensor, norm: Norm, eps: &Tensor, seed: u64) -> Tensor {
     let e = col(eps, x);
@@ -83,6 +97,7 @@ pub fn random_start(x: &Tensor, norm: Norm, eps: &Tensor, seed: u64) -> Tensor {
     (x + delta).clamp(0.0, 1.0)
 }
 
+#[cfg(feature = "torch")]
 /// One PGD step from `adv` along gradient `g`, projected back onto the feasible set.
 pub fn step(x: &Tensor, adv: &Tensor, g: &Tensor, eps: &Tensor, p: &PgdParams) -> Tensor {
     let a = p.step_size;
@@ -108,6 +123,7 @@ pub fn step(x: &Tensor, adv: &Tensor, g: &Tensor, eps: &Tensor, p: &PgdParams) -
     }
 }
 
+#[cfg(feature = "torch")]
 /// SLIDE's sparse direction: gradient coordinates that would leave the box are zeroed, then the
 /// coordinates with |g| at or above the per-sample `percentile` move by sign(g)/#moved (ties
 /// included, so ‖e‖₁ = 1).
@@ -127,6 +143,7 @@ pub fn slide_direction(adv: &Tensor, g: &Tensor, percentile: f64) -> Tensor {
     (g.view([n, -1]).sign() * &sel / count).view(g.size().as_slice())
 }
 
+#[cfg(feature = "torch")]
 /// PGD on a batch. Returns, per point, its first misclassified iterate (evaluation) or the last
 /// iterate of the highest-loss restart (training).
 pub fn pgd(
@@ -304,6 +321,7 @@ impl AttackType for Pgd {
 }
 
 impl Attack for Pgd {
+    #[cfg(feature = "torch")]
     fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome {
         let p = self.params(usage == Use::Evaluation);
         outcome(pgd(model, x, y, &radii(x, self.eps), &p, seed))
@@ -327,6 +345,7 @@ impl Attack for Pgd {
     }
 }
 
+#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

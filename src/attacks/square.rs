@@ -30,13 +30,25 @@
 //!   overshoot ε by ~1e-4), then clamps to [0,1] against float32 rounding of `x + δ`.
 //! - The targeted mode (unused by AutoAttack's standard version) is not ported. A run with no
 //!   robust point left stops (the reference runs one step on an empty batch, then stops).
-use super::project::{self, col};
-use super::{
-    correct, draw, loss, on_robust_points, outcome, radii, select, Attack, AttackClass, AttackType,
-    Fields, Model, Name, Outcome, Use,
-};
+#[cfg(feature = "torch")]
+use super::draw;
+#[cfg(feature = "torch")]
+use super::project::col;
+#[cfg(feature = "torch")]
+use super::project::{self};
+use super::Attack;
+use super::AttackClass;
+use super::AttackType;
+#[cfg(feature = "torch")]
+use super::{correct, on_robust_points, outcome, radii, select};
+#[cfg(feature = "torch")]
+use super::{loss, Use};
+use super::{Fields, Name};
+#[cfg(feature = "torch")]
+use super::{Model, Outcome};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use tch::{Device, Kind, Tensor};
 
 /// What the search minimises: the margin `z_y − max_{i≠y} z_i` (AutoAttack's choice) or −CE;
@@ -62,8 +74,11 @@ pub struct SquareParams {
 }
 
 /// Draw sites: the first tag of every [`draw`] (then restart, step).
+#[cfg(feature = "torch")]
 const SITE_INIT: u64 = 0;
+#[cfg(feature = "torch")]
 const SITE_WINDOW: u64 = 1;
+#[cfg(feature = "torch")]
 const SITE_SIGNS: u64 = 2;
 
 /// The fraction of pixels a window covers at iteration `it` (port of `p_selection`): `p_init`
@@ -90,10 +105,12 @@ pub fn p_selection(p_init: f64, it: usize, n_queries: usize, rescale: bool) -> f
     p_init / f64::from(1u32 << halvings)
 }
 
+#[cfg(feature = "torch")]
 fn cpu() -> (Kind, Device) {
     (Kind::Float, Device::Cpu)
 }
 
+#[cfg(feature = "torch")]
 /// `random_choice`: the sign of U(−1, 1) per entry (CPU).
 fn random_choice(shape: &[i64]) -> Tensor {
     (Tensor::rand(shape, cpu()) * 2.0 - 1.0).sign()
@@ -102,10 +119,12 @@ fn random_choice(shape: &[i64]) -> Tensor {
 /// `random_int(0, high)` from a uniform draw `u`: `⌊high·u⌋` computed in float32 as the reference
 /// does, so a window's corner is in `0..high`, or `high` itself only through float32 rounding (as
 /// there): the last corner is (almost) never drawn, a quirk kept.
+#[cfg(feature = "torch")]
 fn random_int(high: i64, u: f32) -> i64 {
     (high as f32 * u) as i64
 }
 
+#[cfg(feature = "torch")]
 /// Floats of a 1-d CPU draw.
 fn floats(t: Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(t).expect("a 1-d float tensor converts to Vec<f32>")
@@ -113,11 +132,13 @@ fn floats(t: Tensor) -> Vec<f32> {
 
 /// Window side from the fraction `p` of the `h·w` pixels (`round(√(p·n_features/c))`, Python's
 /// round-half-to-even).
+#[cfg(feature = "torch")]
 fn side(p: f64, c: i64, h: i64, w: i64) -> i64 {
     let n_features = (c * h * w) as f64;
     (p * n_features / c as f64).sqrt().round_ties_even() as i64
 }
 
+#[cfg(feature = "torch")]
 /// `eta_rectangles(rows, cols)`: nested rectangles centred at (rows/2, cols/2), rectangle k
 /// (side 2k+1, clipped to the array) adding `1/(k+1)²` (ℓ2) or `1/(k+1)⁴` (ℓ1), normalised to unit
 /// ℓ2 (resp. ℓ1) norm. Accumulated in float32 and normalised with torch ops, as the reference is.
@@ -142,6 +163,7 @@ fn eta_rectangles(rows: i64, cols: i64, norm: Norm) -> Tensor {
     unit(&Tensor::from_slice(&d).view([rows, cols]), norm)
 }
 
+#[cfg(feature = "torch")]
 /// `t` divided by its ℓ2 (ℓ1 for `Norm::L1`) norm over all entries, as `eta` normalises.
 fn unit(t: &Tensor, norm: Norm) -> Tensor {
     let dims = [0i64, 1];
@@ -156,6 +178,7 @@ fn unit(t: &Tensor, norm: Norm) -> Tensor {
     }
 }
 
+#[cfg(feature = "torch")]
 /// `eta(s)`: the s×s "meta pseudo-Gaussian" window of the ℓ2 (and ℓ1) attack: the top ⌊s/2⌋
 /// rows a positive `eta_rectangles`, the rest a negative one, normalised to unit ℓ2 (ℓ1) norm,
 /// transposed when `transpose` (the reference's `torch.rand([1]) > 0.5`). CPU, float32, `[s, s]`.
@@ -174,6 +197,7 @@ fn eta(s: i64, norm: Norm, transpose: bool) -> Tensor {
 /// Side and top-left corners of the ℓ2/ℓ1 initial grid of squares (see the module doc for the
 /// generalisation to non-square images): side `s`, `len/s` squares along an axis of length `len`,
 /// starting at the reference's offset `(len − 5s)/2`, lowered where needed to keep the grid inside.
+#[cfg(feature = "torch")]
 fn init_grid(h: i64, w: i64) -> (i64, Vec<(i64, i64)>) {
     let s = (h.min(w) / 5).max(1);
     let (nh, nw) = (h / s, w / s);
@@ -185,6 +209,7 @@ fn init_grid(h: i64, w: i64) -> (i64, Vec<(i64, i64)>) {
     (s, corners)
 }
 
+#[cfg(feature = "torch")]
 /// `[1, 1, h, w]` indicator of the s×s window at (vh, vw).
 fn window(h: i64, w: i64, vh: i64, vw: i64, s: i64, dev: Device) -> Tensor {
     let m = Tensor::zeros([1, 1, h, w], (Kind::Float, dev));
@@ -192,11 +217,13 @@ fn window(h: i64, w: i64, vh: i64, vw: i64, s: i64, dev: Device) -> Tensor {
     m
 }
 
+#[cfg(feature = "torch")]
 /// `normalize` for ℓ2: `t / (‖t‖₂ + 1e-12)` per sample.
 fn normalize_l2(t: &Tensor) -> Tensor {
     t / (col(&project::norm(t, Norm::L2), t) + 1e-12)
 }
 
+#[cfg(feature = "torch")]
 /// `margin_and_loss` (untargeted): the margin `z_y − max_{i≠y} z_i` and the loss minimised.
 fn margin_and_loss(
     model: &dyn Model,
@@ -213,6 +240,7 @@ fn margin_and_loss(
     (margin, l)
 }
 
+#[cfg(feature = "torch")]
 /// What one `attack_single_run` leaves.
 pub struct SquareRun {
     /// The accepted iterate per point (its random start if nothing was accepted).
@@ -223,6 +251,7 @@ pub struct SquareRun {
     pub margin_min: Tensor,
 }
 
+#[cfg(feature = "torch")]
 /// The random start (`attack_single_run` before its loop).
 fn start(x: &Tensor, eps: &Tensor, norm: Norm, seed: u64, restart: u64) -> Tensor {
     let (n, c, h, w) = x.size4().expect("square attack inputs are [N, C, H, W]");
@@ -262,6 +291,7 @@ fn start(x: &Tensor, eps: &Tensor, norm: Norm, seed: u64, restart: u64) -> Tenso
     }
 }
 
+#[cfg(feature = "torch")]
 /// One step's proposal for the points being attacked (`x_curr`, `x_best_curr`, radii `eps_curr`),
 /// the body of `attack_single_run`'s loop up to `margin_and_loss`.
 #[allow(clippy::too_many_arguments)]
@@ -347,6 +377,7 @@ fn propose(
     }
 }
 
+#[cfg(feature = "torch")]
 /// One run (`attack_single_run`) on points `x` classified correctly as `y`.
 pub fn single_run(
     model: &dyn Model,
@@ -414,6 +445,7 @@ pub fn single_run(
     })
 }
 
+#[cfg(feature = "torch")]
 /// Square attack on a batch (`perturb`): `restarts` runs on the points still classified
 /// correctly, each seeded from `seed` and its index. Returns the misclassified iterate where a run
 /// found one, else `x`.
@@ -492,6 +524,7 @@ impl AttackType for Square {
 }
 
 impl Attack for Square {
+    #[cfg(feature = "torch")]
     fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, _: Use) -> Outcome {
         outcome(square(
             model,
@@ -508,6 +541,7 @@ impl Attack for Square {
     radius_from_fields!();
 }
 
+#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,7 +44,10 @@ impl Stamp {
         #[cfg(unix)]
         let (mtime_ns, ino) = {
             use std::os::unix::fs::MetadataExt;
-            (md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128, md.ino())
+            (
+                md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128,
+                md.ino(),
+            )
         };
         #[cfg(not(unix))]
         let (mtime_ns, ino) = (
@@ -166,7 +169,10 @@ pub struct Cache {
 
 /// Whether `name` is a key (64 lowercase hex digits): what may name an entry or checkpoint.
 pub fn is_key(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    name.len() == 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Hashes a file with blake3, streaming.
@@ -338,11 +344,43 @@ impl Cache {
 
     /// A fresh staging directory for a stage's outputs.
     pub fn stage_dir(&self) -> Result<tempfile::TempDir> {
+        self.staging("entry-")
+    }
+
+    /// A fresh staging directory for the outputs of the stage with `key`, named after it (see
+    /// [`Cache::sweep_stage_leftovers`]).
+    pub fn stage_dir_for(&self, key: &str) -> Result<tempfile::TempDir> {
+        self.staging(&format!("entry-{key}-"))
+    }
+
+    fn staging(&self, prefix: &str) -> Result<tempfile::TempDir> {
         let tmp = self.root.join("tmp");
         tempfile::Builder::new()
-            .prefix("entry-")
+            .prefix(prefix)
             .tempdir_in(&tmp)
             .with_context(|| format!("creating a staging directory in {}", tmp.display()))
+    }
+
+    /// Removes the staging directories a killed process left for the stage with `key`. Only
+    /// under that stage's lock (`lock_stage`): whoever staged them held it, so they are
+    /// abandoned. (A run sweeps all of `tmp/` when it finds the cache unused; a worker that
+    /// outlived its control plane by a moment can leave one after that sweep.)
+    pub fn sweep_stage_leftovers(&self, key: &str) -> Result<usize> {
+        let prefix = format!("entry-{key}-");
+        let mut n = 0;
+        for e in std::fs::read_dir(self.root.join("tmp"))? {
+            let e = e?;
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                match std::fs::remove_dir_all(e.path()) {
+                    Ok(()) => n += 1,
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => {
+                        return Err(err).with_context(|| format!("removing {}", e.path().display()))
+                    }
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// Hashes the staged files, writes `meta.json` and renames the directory into place.
@@ -395,7 +433,11 @@ impl Cache {
         if let Err(e) = std::fs::rename(&tmp, &dest) {
             let _ = std::fs::remove_dir_all(&tmp);
             return Err(e).with_context(|| {
-                format!("committing cache entry {} into {}", meta.key, shard.display())
+                format!(
+                    "committing cache entry {} into {}",
+                    meta.key,
+                    shard.display()
+                )
             });
         }
         crate::fault::point("commit-renamed");
@@ -438,8 +480,9 @@ impl Cache {
                 Err(why) => {
                     let stage = self.read_meta(key).map(|m| m.stage).unwrap_or_default();
                     if !keep {
-                        self.remove(key)
-                            .with_context(|| format!("removing {}", self.entry_dir(key).display()))?;
+                        self.remove(key).with_context(|| {
+                            format!("removing {}", self.entry_dir(key).display())
+                        })?;
                     }
                     bad.push((key.clone(), stage, why));
                 }
@@ -551,7 +594,9 @@ impl Cache {
         for e in std::fs::read_dir(self.root.join("ckpt"))? {
             let p = e?.path();
             let name = p.file_name().map(|k| k.to_string_lossy().into_owned());
-            let Some(key) = name.filter(|k| is_key(k)) else { continue };
+            let Some(key) = name.filter(|k| is_key(k)) else {
+                continue;
+            };
             let committed = std::fs::metadata(self.entry_dir(&key).join(META))
                 .and_then(|m| m.modified())
                 .ok();
@@ -571,7 +616,9 @@ impl Cache {
         }
         // Temporaries of the run records and source-file hashes a killed run was replacing.
         for sub in ["runs", "state"] {
-            let Ok(dir) = std::fs::read_dir(self.root.join(sub)) else { continue };
+            let Ok(dir) = std::fs::read_dir(self.root.join(sub)) else {
+                continue;
+            };
             for e in dir.flatten() {
                 let p = e.path();
                 let tmp = p

@@ -2,11 +2,13 @@
 //! batches are gathered and augmented on the rayon pool, so the accelerator is not kept waiting on
 //! the CPU. Batches are bit-identical for any thread count (per-image seeds, fixed order).
 use crate::augment::{self, Augment, Image};
+#[cfg(feature = "torch")]
 use anyhow::Result;
 use rayon::prelude::*;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+#[cfg(feature = "torch")]
 use tch::{Device, Kind, Tensor};
 
 /// A split's images and labels in host memory, shared with loader threads.
@@ -20,6 +22,7 @@ pub struct HostData {
 }
 
 impl HostData {
+    #[cfg(feature = "torch")]
     /// Copies uint8 NCHW images and int64 labels out of tensors.
     pub fn from_tensors(x: &Tensor, y: &Tensor) -> Result<HostData> {
         let s = x.size();
@@ -71,6 +74,7 @@ impl HostBatch {
         self.labels.is_empty()
     }
 
+    #[cfg(feature = "torch")]
     /// Images as float [0,1] on `device`, and labels.
     pub fn to_device(&self, device: Device) -> (Tensor, Tensor) {
         let n = self.len() as i64;

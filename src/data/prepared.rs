@@ -1,11 +1,19 @@
 //! The prepared form of a dataset: uint8 NCHW images and int64 labels per split in one
 //! safetensors file, plus `dataset.json` with shapes, class names and normalisation statistics.
+#[cfg(feature = "torch")]
 use super::image_folder::{self, FolderSplit};
-use super::{DatasetParams, RawSplit};
+#[cfg(feature = "torch")]
+use super::DatasetParams;
+#[cfg(feature = "torch")]
+use super::RawSplit;
+#[cfg(feature = "torch")]
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use std::collections::HashMap;
+#[cfg(feature = "torch")]
 use std::path::Path;
+#[cfg(feature = "torch")]
 use tch::{Device, Kind, Tensor};
 
 pub const TENSORS: &str = "data.safetensors";
@@ -26,6 +34,7 @@ pub struct DatasetInfo {
     pub std: Vec<f64>,
 }
 
+#[cfg(feature = "torch")]
 pub struct Prepared {
     pub train_x: Tensor,
     pub train_y: Tensor,
@@ -36,6 +45,7 @@ pub struct Prepared {
     pub info: DatasetInfo,
 }
 
+#[cfg(feature = "torch")]
 impl Prepared {
     pub fn split(&self, split: crate::vocab::Split) -> Result<(&Tensor, &Tensor)> {
         use crate::vocab::Split;
@@ -53,6 +63,7 @@ impl Prepared {
     }
 }
 
+#[cfg(feature = "torch")]
 fn to_tensors(s: &RawSplit) -> (Tensor, Tensor) {
     let x = Tensor::from_slice(&s.images).view([
         s.len() as i64,
@@ -63,6 +74,7 @@ fn to_tensors(s: &RawSplit) -> (Tensor, Tensor) {
     (x, Tensor::from_slice(&s.labels))
 }
 
+#[cfg(feature = "torch")]
 /// Bilinear resize of uint8 images (antialiased when shrinking).
 fn resize(x: &Tensor, res: i64) -> Tensor {
     let size = x.size();
@@ -80,11 +92,13 @@ fn resize(x: &Tensor, res: i64) -> Tensor {
 
 /// A split before tensors are made: something with labels that can be subset by index (decoded
 /// images, or a folder's file list, so subsets are drawn before any decoding).
+#[cfg(feature = "torch")]
 trait Items: Sized {
     fn labels(&self) -> Vec<i64>;
     fn pick(&self, idx: &[usize]) -> Self;
 }
 
+#[cfg(feature = "torch")]
 impl Items for RawSplit {
     fn labels(&self) -> Vec<i64> {
         self.labels.clone()
@@ -94,6 +108,7 @@ impl Items for RawSplit {
     }
 }
 
+#[cfg(feature = "torch")]
 impl Items for FolderSplit {
     fn labels(&self) -> Vec<i64> {
         self.items.iter().map(|(_, c)| *c as i64).collect()
@@ -107,14 +122,17 @@ impl Items for FolderSplit {
 }
 
 /// Train, optional val, and test items of a dataset.
+#[cfg(feature = "torch")]
 struct Splits<S> {
     train: S,
     val: Option<S>,
     test: S,
 }
 
+#[cfg(feature = "torch")]
 impl<S: Items> Splits<S> {
     /// Holds out a stratified `fraction` of `all` as the test split.
+    #[cfg(feature = "torch")]
     fn held_out(all: S, fraction: f64, seed: u64) -> (S, S) {
         let (tr, te) = super::stratified_split(&all.labels(), fraction, seed);
         (all.pick(&tr), all.pick(&te))
@@ -122,6 +140,7 @@ impl<S: Items> Splits<S> {
 
     /// Carves the val split out of train (when requested), then applies the per-split limits
     /// (class-balanced, seeded).
+    #[cfg(feature = "torch")]
     fn new(train: S, test: S, p: &DatasetParams, seed: u64) -> Self {
         let (train, val) = match p.val_fraction {
             Some(f) => {
@@ -149,6 +168,7 @@ impl<S: Items> Splits<S> {
     }
 }
 
+#[cfg(feature = "torch")]
 /// Materialises a dataset from its canonical parameters; `root` is the directory of file-backed
 /// sources.
 pub fn prepare(p: &DatasetParams, root: Option<&Path>, seed: u64) -> Result<Prepared> {
@@ -236,6 +256,7 @@ pub fn prepare(p: &DatasetParams, root: Option<&Path>, seed: u64) -> Result<Prep
     })
 }
 
+#[cfg(feature = "torch")]
 pub fn save(dir: &Path, d: &Prepared) -> Result<()> {
     let mut named = vec![
         ("train_x", &d.train_x),
@@ -252,6 +273,7 @@ pub fn save(dir: &Path, d: &Prepared) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "torch")]
 pub fn load(dir: &Path) -> Result<Prepared> {
     let info: DatasetInfo =
         serde_json::from_slice(&std::fs::read(dir.join(INFO))?).context("reading dataset.json")?;
@@ -276,6 +298,7 @@ pub fn load(dir: &Path) -> Result<Prepared> {
     })
 }
 
+#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,10 @@ pub const FAKE_GPUS: &str = "ROBARCH_FAKE_GPUS";
 /// The GPUs this process may use, each as the identifier a worker's `CUDA_VISIBLE_DEVICES`
 /// takes, indexed as libtorch numbers them.
 pub fn gpus() -> Vec<String> {
-    if let Some(n) = std::env::var(FAKE_GPUS).ok().and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(n) = std::env::var(FAKE_GPUS)
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         return (0..n).map(|i| i.to_string()).collect();
     }
     if let Ok(v) = std::env::var("CUDA_VISIBLE_DEVICES") {
@@ -75,13 +78,28 @@ mod tests {
     fn device_names_resolve_to_slots() {
         let two = ["0".to_string(), "1".to_string()];
         assert_eq!(resolve("auto", &[]).unwrap(), [Slot::Cpu]);
-        assert_eq!(resolve("auto", &two).unwrap(), [Slot::Cuda(0), Slot::Cuda(1)]);
+        assert_eq!(
+            resolve("auto", &two).unwrap(),
+            [Slot::Cuda(0), Slot::Cuda(1)]
+        );
         assert_eq!(resolve("cuda:1", &two).unwrap(), [Slot::Cuda(1)]);
-        assert_eq!(resolve("cuda:1, cuda:0,cuda:1", &two).unwrap(), [Slot::Cuda(1), Slot::Cuda(0)]);
+        assert_eq!(
+            resolve("cuda:1, cuda:0,cuda:1", &two).unwrap(),
+            [Slot::Cuda(1), Slot::Cuda(0)]
+        );
         assert_eq!(resolve("cpu", &two).unwrap(), [Slot::Cpu]);
-        assert!(resolve("cuda", &[]).unwrap_err().to_string().contains("no GPU"));
-        assert!(resolve("cuda:2", &two).unwrap_err().to_string().contains("shows 2 GPU"));
+        assert!(resolve("cuda", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("no GPU"));
+        assert!(resolve("cuda:2", &two)
+            .unwrap_err()
+            .to_string()
+            .contains("shows 2 GPU"));
         assert!(resolve("cpu,cuda:0", &two).is_err());
-        assert!(resolve("gpu", &two).unwrap_err().to_string().contains("unknown device `gpu`"));
+        assert!(resolve("gpu", &two)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown device `gpu`"));
     }
 }

@@ -188,7 +188,16 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
             log_json: opts.log_json,
             gpus,
         };
-        schedule(plan, cache, opts, launch, &slots, &todo, &forced, &mut outcome)?;
+        schedule(
+            plan,
+            cache,
+            opts,
+            launch,
+            &slots,
+            &todo,
+            &forced,
+            &mut outcome,
+        )?;
     }
     let outcomes: Vec<(String, Outcome)> = plan
         .order
@@ -316,86 +325,101 @@ fn schedule(
     let (tx, rx) = std::sync::mpsc::channel::<(NodeIndex, Slot, Result<Outcome>)>();
     let mut running = 0usize;
     let mut stop = false;
-    pool.in_place_scope(|scope| {
-        loop {
-            if !stop {
-                for &ix in todo {
-                    if waiting.get(&ix) != Some(&0) || outcome.contains_key(&ix) {
-                        continue;
-                    }
-                    let uses_device = plan.graph[ix].stage.uses_device();
-                    let Some(slot) = slots.take(uses_device) else { continue };
-                    waiting.remove(&ix);
-                    running += 1;
-                    let tx = tx.clone();
-                    let bar = multi.add(indicatif::ProgressBar::new(0));
-                    bar.set_prefix(plan.graph[ix].id.clone());
-                    let bar = StageProgress::new(bar);
-                    let force = forced.contains(&ix);
-                    let node = &plan.graph[ix];
-                    tracing::info!(stage = %node.id, %slot, "starting");
-                    let job = pool::Job {
-                        stage: node.id.clone(),
-                        key: node.key.clone(),
-                        slot,
-                        threads: opts.threads,
-                        force,
-                        log: log_path(cache, plan, &node.id),
-                    };
-                    scope.spawn(move |_| {
-                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match workers {
+    pool.in_place_scope(|scope| loop {
+        if !stop {
+            for &ix in todo {
+                if waiting.get(&ix) != Some(&0) || outcome.contains_key(&ix) {
+                    continue;
+                }
+                let uses_device = plan.graph[ix].stage.uses_device();
+                let Some(slot) = slots.take(uses_device) else {
+                    continue;
+                };
+                waiting.remove(&ix);
+                running += 1;
+                let tx = tx.clone();
+                let bar = multi.add(indicatif::ProgressBar::new(0));
+                bar.set_prefix(plan.graph[ix].id.clone());
+                let bar = StageProgress::new(bar);
+                let force = forced.contains(&ix);
+                let node = &plan.graph[ix];
+                tracing::info!(stage = %node.id, %slot, "starting");
+                let job = pool::Job {
+                    stage: node.id.clone(),
+                    key: node.key.clone(),
+                    slot,
+                    threads: opts.threads,
+                    force,
+                    log: log_path(cache, plan, &node.id),
+                };
+                scope.spawn(move |_| {
+                    let r =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match workers {
                             Some(w) if node.stage.in_worker() => {
                                 if let Some(dir) = job.log.parent() {
                                     std::fs::create_dir_all(dir).map_err(|e| {
-                                        anyhow::anyhow!("creating the stage log directory {}: {e}", dir.display())
+                                        anyhow::anyhow!(
+                                            "creating the stage log directory {}: {e}",
+                                            dir.display()
+                                        )
                                     })?;
                                 }
                                 w.run(&job, &bar)
                             }
                             _ => stage::run_stage(plan, cache, ix, slot, force, bar.clone(), &Here),
                         }))
-                            .unwrap_or_else(|p| Err(anyhow::anyhow!("stage panicked: {}", p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default())));
-                        bar.finish();
-                        let _ = tx.send((ix, slot, r));
-                    });
-                }
+                        .unwrap_or_else(|p| {
+                            Err(anyhow::anyhow!(
+                                "stage panicked: {}",
+                                p.downcast_ref::<String>()
+                                    .cloned()
+                                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                                    .unwrap_or_default()
+                            ))
+                        });
+                    bar.finish();
+                    let _ = tx.send((ix, slot, r));
+                });
             }
-            if running == 0 {
-                break;
-            }
-            let (ix, dev, r) = rx.recv().expect("workers hold a sender while running");
-            running -= 1;
-            overall.inc(1);
-            slots.give(plan.graph[ix].stage.uses_device(), dev);
-            let node = &plan.graph[ix];
-            let o = match r {
-                Ok(o) => o,
-                Err(e) => {
-                    let params = serde_json::to_string(&node.stage.params()).unwrap_or_default();
-                    progress::eprintln(&format!("error: stage {} failed: {e:#}\n  params: {params}", node.id));
-                    Outcome::Failed(format!("{e:#}"))
-                }
-            };
-            if opts.stage_lines {
-                report_line(&node.id, &o);
-            }
-            let failed = matches!(o, Outcome::Failed(_));
-            for d in plan.descendants(ix) {
-                if failed {
-                    if waiting.remove(&d).is_some() {
-                        outcome.insert(d, Outcome::Skipped);
-                    }
-                } else if plan.deps(d).contains(&ix) {
-                    if let Some(w) = waiting.get_mut(&d) {
-                        *w -= 1;
-                    }
-                }
-            }
-            if failed && !opts.keep_going {
-                stop = true;
-            }
-            outcome.insert(ix, o);
         }
+        if running == 0 {
+            break;
+        }
+        let (ix, dev, r) = rx.recv().expect("workers hold a sender while running");
+        running -= 1;
+        overall.inc(1);
+        slots.give(plan.graph[ix].stage.uses_device(), dev);
+        let node = &plan.graph[ix];
+        let o = match r {
+            Ok(o) => o,
+            Err(e) => {
+                let params = serde_json::to_string(&node.stage.params()).unwrap_or_default();
+                progress::eprintln(&format!(
+                    "error: stage {} failed: {e:#}\n  params: {params}",
+                    node.id
+                ));
+                Outcome::Failed(format!("{e:#}"))
+            }
+        };
+        if opts.stage_lines {
+            report_line(&node.id, &o);
+        }
+        let failed = matches!(o, Outcome::Failed(_));
+        for d in plan.descendants(ix) {
+            if failed {
+                if waiting.remove(&d).is_some() {
+                    outcome.insert(d, Outcome::Skipped);
+                }
+            } else if plan.deps(d).contains(&ix) {
+                if let Some(w) = waiting.get_mut(&d) {
+                    *w -= 1;
+                }
+            }
+        }
+        if failed && !opts.keep_going {
+            stop = true;
+        }
+        outcome.insert(ix, o);
     });
     overall.finish_and_clear();
     Ok(())

@@ -185,7 +185,10 @@ impl Pool {
         let mut w = self.take(job.slot)?;
         let mut line = serde_json::to_string(job).expect("jobs serialise");
         line.push('\n');
-        let sent = w.stdin.write_all(line.as_bytes()).and_then(|_| w.stdin.flush());
+        let sent = w
+            .stdin
+            .write_all(line.as_bytes())
+            .and_then(|_| w.stdin.flush());
         let mut buf = String::new();
         loop {
             buf.clear();

@@ -100,7 +100,10 @@ pub fn run_stage(
             Lookup::Missing => anyhow::bail!("input {} is not in the cache", src.id),
         };
     }
-    let staged = cache.stage_dir()?;
+    if let Ok(n @ 1..) = cache.sweep_stage_leftovers(&node.key) {
+        tracing::debug!(stage = %node.id, n, "removed staging leftovers of a killed process");
+    }
+    let staged = cache.stage_dir_for(&node.key)?;
     let start = Instant::now();
     let cx = StageContext {
         out: staged.path(),

@@ -6,15 +6,23 @@
 //! point, attends to itself and the frozen patch tokens; final LayerNorm (eps 1e-6 everywhere) and
 //! a linear `head` on the class token. As in timm (and the paper), every self-attention block gets
 //! the same drop-path rate and the class-attention blocks none. Names follow timm `cait_xxs24_224`.
-use super::layers::{self, drop_path, Mlp};
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
+use super::layers::{self};
+#[cfg(feature = "torch")]
+use super::layers::{drop_path, Mlp};
 use super::vit::{check_heads, check_patch, check_rates};
-use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
+use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
+#[cfg(feature = "torch")]
 const LN_EPS: f64 = 1e-6;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,6 +59,7 @@ impl Family for CaitConfig {
     fn fits(&self, io: &ModelIo) -> Result<(), String> {
         check_patch(self.patch_size, io)
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(Cait::new(p, self, io)))
     }
@@ -76,10 +85,12 @@ pub static CAIT: Arch = Arch {
     },
     check: check_of::<CaitConfig>,
     fits: fits_of::<CaitConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<CaitConfig>,
     reference: "timm cait_xxs24_224",
 };
 
+#[cfg(feature = "torch")]
 /// Talking-heads attention (Shazeer et al. 2020) as in timm's `TalkingHeadAttn`: the logits are
 /// mixed across heads by `proj_l` before the softmax and the weights by `proj_w` after it.
 #[derive(Debug)]
@@ -92,6 +103,7 @@ struct TalkingHeadAttn {
     scale: f64,
 }
 
+#[cfg(feature = "torch")]
 impl TalkingHeadAttn {
     fn new(p: nn::Path, dim: i64, heads: i64) -> Self {
         Self {
@@ -105,6 +117,7 @@ impl TalkingHeadAttn {
     }
 }
 
+#[cfg(feature = "torch")]
 impl nn::Module for TalkingHeadAttn {
     fn forward(&self, x: &Tensor) -> Tensor {
         let (b, n, c) = x.size3().expect("tokens are [batch, tokens, dim]");
@@ -130,6 +143,7 @@ impl nn::Module for TalkingHeadAttn {
     }
 }
 
+#[cfg(feature = "torch")]
 /// A self-attention block with LayerScale: x + γ₁·attn(norm1(x)), then x + γ₂·mlp(norm2(x)).
 #[derive(Debug)]
 struct LayerScaleBlock {
@@ -142,6 +156,7 @@ struct LayerScaleBlock {
     drop_path: f64,
 }
 
+#[cfg(feature = "torch")]
 impl LayerScaleBlock {
     fn new(p: nn::Path, c: &CaitConfig, drop_path: f64) -> Self {
         let hidden = (c.dim as f64 * c.mlp_ratio) as i64;
@@ -157,6 +172,7 @@ impl LayerScaleBlock {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for LayerScaleBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let a = x.apply(&self.norm1).apply(&self.attn) * &self.gamma_1;
@@ -166,6 +182,7 @@ impl ModuleT for LayerScaleBlock {
     }
 }
 
+#[cfg(feature = "torch")]
 /// timm's `ClassAttn`: the class token (first token) queries all tokens.
 #[derive(Debug)]
 struct ClassAttn {
@@ -176,6 +193,7 @@ struct ClassAttn {
     heads: i64,
 }
 
+#[cfg(feature = "torch")]
 impl ClassAttn {
     fn new(p: nn::Path, dim: i64, heads: i64) -> Self {
         Self {
@@ -211,6 +229,7 @@ impl ClassAttn {
     }
 }
 
+#[cfg(feature = "torch")]
 /// A class-attention block (timm's `LayerScaleBlockClassAttn`, no drop path): the class token is
 /// updated by attention over [class token, patch tokens] and an MLP, both layer-scaled.
 #[derive(Debug)]
@@ -223,6 +242,7 @@ struct ClassAttnBlock {
     gamma_2: Tensor,
 }
 
+#[cfg(feature = "torch")]
 impl ClassAttnBlock {
     fn new(p: nn::Path, c: &CaitConfig) -> Self {
         let hidden = (c.dim as f64 * c.mlp_ratio) as i64;
@@ -246,6 +266,7 @@ impl ClassAttnBlock {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct Cait {
     patch: nn::Conv2D,
@@ -257,6 +278,7 @@ pub struct Cait {
     head: nn::Linear,
 }
 
+#[cfg(feature = "torch")]
 impl Cait {
     pub fn new(p: &nn::Path, c: &CaitConfig, io: &ModelIo) -> Self {
         let patches = (io.image_size / c.patch_size).pow(2);
@@ -286,6 +308,7 @@ impl Cait {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for Cait {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let b = x.size()[0];

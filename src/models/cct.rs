@@ -22,13 +22,20 @@
 //! 3,760,139 parameters at 32px / 10 classes, the paper's 3.76M); imagenet = CCT-14/7×2 (14 layers,
 //! two 7×7 stride-2 convs, width 384, 6 heads, MLP ratio 3: 22,367,273 at 224px / 1000 classes,
 //! the paper's 22.36M).
-use super::layers::{self, drop_path, drop_path_rates, Attention};
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
+use super::layers::{self, drop_path_rates};
+#[cfg(feature = "torch")]
+use super::layers::{drop_path, Attention};
 use super::vit::{check_heads, check_rates};
-use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
+use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 /// CCT's position embedding.
@@ -146,6 +153,7 @@ impl Family for CctConfig {
             )),
         }
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(Cct::new(p, self, io)))
     }
@@ -181,10 +189,12 @@ pub static CCT: Arch = Arch {
     },
     check: check_of::<CctConfig>,
     fits: fits_of::<CctConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<CctConfig>,
     reference: "SHI-Labs/Compact-Transformers cct_14_7x2_224 (transcribed)",
 };
 
+#[cfg(feature = "torch")]
 /// The authors' `TransformerEncoderLayer`.
 #[derive(Debug)]
 struct Layer {
@@ -197,6 +207,7 @@ struct Layer {
     drop_path: f64,
 }
 
+#[cfg(feature = "torch")]
 impl Layer {
     fn new(p: nn::Path, c: &CctConfig, drop_path: f64) -> Self {
         let hidden = (c.dim as f64 * c.mlp_ratio) as i64;
@@ -219,6 +230,7 @@ impl Layer {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for Layer {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let a = self.self_attn.forward_t(&x.apply(&self.pre_norm), train);
@@ -229,6 +241,7 @@ impl ModuleT for Layer {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct Cct {
     convs: Vec<nn::Conv2D>,
@@ -241,6 +254,7 @@ pub struct Cct {
     dropout: f64,
 }
 
+#[cfg(feature = "torch")]
 impl Cct {
     pub fn new(p: &nn::Path, c: &CctConfig, io: &ModelIo) -> Self {
         let tp = p / "tokenizer" / "conv_layers";
@@ -302,6 +316,7 @@ impl Cct {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for Cct {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let (k, s, pad) = self.pool;

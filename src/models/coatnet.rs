@@ -31,16 +31,24 @@
 //!
 //! The CIFAR variant is CoAtNet-0 with a stride-1 stem: a 32px image gives stages at 16, 8, 4 and
 //! 2 pixels (the transformer stages attend over 4×4 and 2×2 maps), total stride 16.
-use super::layers::{self, conv2d_timm as conv_eff, drop_path, drop_path_rates, LayerNorm2d};
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
+use super::layers::{self, drop_path_rates};
+#[cfg(feature = "torch")]
+use super::layers::{conv2d_timm as conv_eff, drop_path, LayerNorm2d};
 use super::vit::check_rates;
-use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
+use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::{Device, Kind, Tensor};
 
 /// LayerNorm eps of the transformer blocks and the head (timm `MaxxVitTransformerCfg.norm_eps`).
+#[cfg(feature = "torch")]
 const LN_EPS: f64 = 1e-6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,6 +161,7 @@ impl Family for CoAtNetConfig {
         }
         Ok(())
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         self.validate().map_err(anyhow::Error::msg)?;
         Ok(Box::new(CoAtNet::new(p, self, io)?))
@@ -189,10 +198,12 @@ pub static COATNET: Arch = Arch {
     },
     check: check_of::<CoAtNetConfig>,
     fits: fits_of::<CoAtNetConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<CoAtNetConfig>,
     reference: "timm coatnet_0_224",
 };
 
+#[cfg(feature = "torch")]
 /// A 1×1 convolution of a transformer block, Xavier-uniform with bias `N(0, bias_std)`.
 fn conv_vit(p: nn::Path, cin: i64, cout: i64, bias_std: f64) -> nn::Conv2D {
     let bound = (6.0 / (cin + cout) as f64).sqrt();
@@ -219,6 +230,7 @@ fn conv_vit(p: nn::Path, cin: i64, cout: i64, bias_std: f64) -> nn::Conv2D {
     )
 }
 
+#[cfg(feature = "torch")]
 /// BatchNorm with PyTorch's initialisation (γ = 1, β = 0) and eps 1e-5.
 fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
     nn::batch_norm2d(
@@ -231,11 +243,13 @@ fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
     )
 }
 
+#[cfg(feature = "torch")]
 /// timm's `Downsample2d` with `avg2` pooling: 2×2 average pool.
 fn pool2(x: &Tensor) -> Tensor {
     x.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>)
 }
 
+#[cfg(feature = "torch")]
 /// timm's `gen_relative_position_index` for an `h × w` map: for query token (i1, j1) and key
 /// token (i2, j2), `(i1 − i2 + h − 1)(2w − 1) + (j1 − j2 + w − 1)`.
 fn relative_position_index(h: i64, w: i64, device: Device) -> Tensor {
@@ -251,6 +265,7 @@ fn relative_position_index(h: i64, w: i64, device: Device) -> Tensor {
     Tensor::from_slice(idx.as_slice()).to_device(device)
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct Stem {
     conv1: nn::Conv2D,
@@ -258,6 +273,7 @@ struct Stem {
     conv2: nn::Conv2D,
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for Stem {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         x.apply(&self.conv1)
@@ -267,6 +283,7 @@ impl ModuleT for Stem {
     }
 }
 
+#[cfg(feature = "torch")]
 /// timm's `MbConvBlock` (pre-norm, stride in the depthwise conv, SE after norm2).
 #[derive(Debug)]
 struct MbConv {
@@ -284,6 +301,7 @@ struct MbConv {
     drop_path: f64,
 }
 
+#[cfg(feature = "torch")]
 impl MbConv {
     fn new(
         p: nn::Path,
@@ -313,6 +331,7 @@ impl MbConv {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for MbConv {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let short = if self.down {
@@ -343,6 +362,7 @@ impl ModuleT for MbConv {
     }
 }
 
+#[cfg(feature = "torch")]
 /// timm's `TransformerBlock2d` with `Attention2d` (head-first qkv layout, fused attention) and
 /// `RelPosBias` over the block's whole (square) output feature map.
 #[derive(Debug)]
@@ -364,6 +384,7 @@ struct TransformerBlock {
     drop_path: f64,
 }
 
+#[cfg(feature = "torch")]
 impl TransformerBlock {
     /// `res`: side of the block's output feature map.
     fn new(
@@ -409,6 +430,7 @@ impl TransformerBlock {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for TransformerBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let (short, y) = if self.down {
@@ -459,6 +481,7 @@ impl ModuleT for TransformerBlock {
     }
 }
 
+#[cfg(feature = "torch")]
 /// The classifier: timm's `NormMlpClassifierHead` (pool → LayerNorm → pre-logits linear + tanh
 /// → fc) when `head_hidden_size` > 0, else the final `norm` (LayerNorm2d) and a pooled `head.fc`.
 #[derive(Debug)]
@@ -474,6 +497,7 @@ enum Head {
     },
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct CoAtNet {
     stem: Stem,
@@ -481,6 +505,7 @@ pub struct CoAtNet {
     head: Head,
 }
 
+#[cfg(feature = "torch")]
 impl CoAtNet {
     pub fn new(p: &nn::Path, c: &CoAtNetConfig, io: &ModelIo) -> anyhow::Result<Self> {
         c.fits(io).map_err(anyhow::Error::msg)?;
@@ -548,6 +573,7 @@ impl CoAtNet {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for CoAtNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = self.stem.forward_t(x, train);
@@ -569,6 +595,7 @@ impl ModuleT for CoAtNet {
     }
 }
 
+#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,12 +3,19 @@
 //! stages; pooled LayerNorm head. Names follow timm `convnext_tiny` (`stem.0`, `stages.1.
 //! downsample.1`, `stages.0.blocks.0.conv_dw`, `.gamma`, `head.norm`, `head.fc`). The CIFAR
 //! variant uses a 2×2 stem so a 32px image keeps 16×16 tokens in the first stage.
-use super::layers::{self, conv2d_trunc_normal as conv, drop_path, drop_path_rates, LayerNorm2d};
-use super::{build_of, check_of, fits_of, Arch, Family, ModelIo};
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
+use super::layers::{self, drop_path_rates};
+#[cfg(feature = "torch")]
+use super::layers::{conv2d_trunc_normal as conv, drop_path, LayerNorm2d};
+use super::{check_of, fits_of, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::Tensor;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +64,7 @@ impl Family for ConvNextConfig {
         }
         Ok(())
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(ConvNext::new(p, self, io)))
     }
@@ -85,10 +93,12 @@ pub static CONVNEXT: Arch = Arch {
     },
     check: check_of::<ConvNextConfig>,
     fits: fits_of::<ConvNextConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<ConvNextConfig>,
     reference: "timm convnext_tiny",
 };
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct Block {
     conv_dw: nn::Conv2D,
@@ -99,6 +109,7 @@ struct Block {
     drop_path: f64,
 }
 
+#[cfg(feature = "torch")]
 impl Block {
     fn new(p: nn::Path, dim: i64, ls: f64, drop_path: f64) -> Self {
         Self {
@@ -112,6 +123,7 @@ impl Block {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for Block {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let y = x
@@ -126,12 +138,14 @@ impl ModuleT for Block {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct Stage {
     downsample: Option<(LayerNorm2d, nn::Conv2D)>,
     blocks: Vec<Block>,
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct ConvNext {
     stem: (nn::Conv2D, LayerNorm2d),
@@ -140,6 +154,7 @@ pub struct ConvNext {
     head_fc: nn::Linear,
 }
 
+#[cfg(feature = "torch")]
 impl ConvNext {
     pub fn new(p: &nn::Path, c: &ConvNextConfig, io: &ModelIo) -> Self {
         let total: i64 = c.depths.iter().sum();
@@ -184,6 +199,7 @@ impl ConvNext {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for ConvNext {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x.apply(&self.stem.0).apply(&self.stem.1);

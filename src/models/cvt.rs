@@ -22,13 +22,20 @@
 //! imagenet = CvT-13: 19,997,480 parameters at 224px / 1000 classes (the paper's 20M; Hugging Face
 //! `CvtForImageClassification(CvtConfig())` has the same count with 1000 labels). cifar = CvT-13
 //! with a 3×3 stride-1 first embedding, so a 32px image gives 32/16/8 maps (224px: 56/28/14).
-use super::layers::{self, drop_path, drop_path_rates};
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
+use super::layers::drop_path;
+#[cfg(feature = "torch")]
+use super::layers::{self, drop_path_rates};
 use super::vit::check_rates;
-use super::{build_of, check_of, fits_of, Arch, Family, ModelIo};
+use super::{check_of, fits_of, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,6 +171,7 @@ impl Family for CvtConfig {
             None => Ok(()),
         }
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(Cvt::new(p, self, io)))
     }
@@ -197,11 +205,13 @@ pub static CVT: Arch = Arch {
     },
     check: check_of::<CvtConfig>,
     fits: fits_of::<CvtConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<CvtConfig>,
     reference: "microsoft/CvT cvt-13-224x224 (transcribed; = Hugging Face CvtConfig() at 1000 \
                 classes)",
 };
 
+#[cfg(feature = "torch")]
 /// The authors' 'dw_bn' projection: depthwise conv (no bias) → BatchNorm → tokens.
 #[derive(Debug)]
 struct ConvProj {
@@ -209,6 +219,7 @@ struct ConvProj {
     bn: nn::BatchNorm,
 }
 
+#[cfg(feature = "torch")]
 impl ConvProj {
     fn new(p: nn::Path, dim: i64, k: i64, stride: i64) -> Self {
         Self {
@@ -218,6 +229,7 @@ impl ConvProj {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for ConvProj {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         x.apply(&self.conv)
@@ -227,6 +239,7 @@ impl ModuleT for ConvProj {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct Attention {
     conv_proj_q: ConvProj,
@@ -243,6 +256,7 @@ struct Attention {
     proj_drop: f64,
 }
 
+#[cfg(feature = "torch")]
 impl Attention {
     fn new(p: nn::Path, dim: i64, heads: i64, c: &CvtConfig, with_cls: bool) -> Self {
         let (k, skv) = (c.kernel_qkv, c.stride_kv);
@@ -304,10 +318,12 @@ impl Attention {
     }
 }
 
+#[cfg(feature = "torch")]
 fn quick_gelu(x: &Tensor) -> Tensor {
     x * (x * 1.702).sigmoid()
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct Block {
     norm1: nn::LayerNorm,
@@ -319,6 +335,7 @@ struct Block {
     drop_path: f64,
 }
 
+#[cfg(feature = "torch")]
 impl Block {
     fn new(
         p: nn::Path,
@@ -353,6 +370,7 @@ impl Block {
     }
 }
 
+#[cfg(feature = "torch")]
 /// One stage (the authors' `VisionTransformer`).
 #[derive(Debug)]
 struct Stage {
@@ -363,6 +381,7 @@ struct Stage {
     dropout: f64,
 }
 
+#[cfg(feature = "torch")]
 impl Stage {
     /// Returns the stage's map (NCHW) and, in a stage with one, the class token `[batch, 1, dim]`.
     fn forward(&self, x: &Tensor, train: bool) -> (Tensor, Option<Tensor>) {
@@ -385,6 +404,7 @@ impl Stage {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct Cvt {
     stages: Vec<Stage>,
@@ -392,6 +412,7 @@ pub struct Cvt {
     head: nn::Linear,
 }
 
+#[cfg(feature = "torch")]
 impl Cvt {
     pub fn new(p: &nn::Path, c: &CvtConfig, io: &ModelIo) -> Self {
         let n = c.depths.len();
@@ -441,6 +462,7 @@ impl Cvt {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for Cvt {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x.shallow_clone();

@@ -1,11 +1,16 @@
 //! DeiT (Touvron et al. 2021), the distilled variant: ViT plus a distillation token with its own
 //! head; outside distillation training both heads see the labels and their logits are averaged
 //! (timm's `VisionTransformerDistilled`). Names follow timm (`dist_token`, `head_dist`).
-use super::vit::{Vit, VitConfig};
-use super::{build_of, check_of, fits_of, Arch, Family, ModelIo};
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
+use super::vit::Vit;
+use super::vit::VitConfig;
+use super::{check_of, fits_of, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -19,6 +24,7 @@ impl Family for DeitConfig {
     fn fits(&self, io: &ModelIo) -> Result<(), String> {
         self.0.fits(io)
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(Vit::new(p, &self.0, io, true)))
     }
@@ -44,6 +50,7 @@ pub static DEIT: Arch = Arch {
     },
     check: check_of::<DeitConfig>,
     fits: fits_of::<DeitConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<DeitConfig>,
     reference: "timm deit_small_distilled_patch16_224",
 };

@@ -3,13 +3,20 @@
 //! average-pool. Names follow torchvision/timm `densenet121` (`features.denseblock1.denselayer1.
 //! norm1`, `features.transition1.conv`, `features.norm5`, `classifier`). The CIFAR stem is a 3×3
 //! stride-1 convolution (kuangliu/pytorch-cifar) followed by BN-ReLU, without the max-pool.
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
 use super::layers::{bn2d, conv2d_kaiming, dropout};
 use super::resnet::Stem;
-use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
+#[cfg(feature = "torch")]
+use super::ModelIo;
+use super::{check_of, fits_of, positive, Arch, Family};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::Tensor;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +49,7 @@ impl Family for DenseNetConfig {
         }
         Ok(())
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(DenseNet::new(p, self, io)))
     }
@@ -70,10 +78,12 @@ pub static DENSENET121: Arch = Arch {
     },
     check: check_of::<DenseNetConfig>,
     fits: fits_of::<DenseNetConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<DenseNetConfig>,
     reference: "timm/torchvision densenet121",
 };
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct DenseLayer {
     norm1: nn::BatchNorm,
@@ -83,6 +93,7 @@ struct DenseLayer {
     dropout: f64,
 }
 
+#[cfg(feature = "torch")]
 impl DenseLayer {
     fn new(p: nn::Path, cin: i64, growth: i64, bn_size: i64, dropout: f64) -> Self {
         let mid = bn_size * growth;
@@ -96,6 +107,7 @@ impl DenseLayer {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for DenseLayer {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let y = x
@@ -109,12 +121,14 @@ impl ModuleT for DenseLayer {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct Transition {
     norm: nn::BatchNorm,
     conv: nn::Conv2D,
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct DenseNet {
     conv0: nn::Conv2D,
@@ -126,6 +140,7 @@ pub struct DenseNet {
     classifier: nn::Linear,
 }
 
+#[cfg(feature = "torch")]
 impl DenseNet {
     pub fn new(p: &nn::Path, c: &DenseNetConfig, io: &ModelIo) -> Self {
         let f = p / "features";
@@ -198,6 +213,7 @@ impl DenseNet {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for DenseNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x.apply(&self.conv0).apply_t(&self.norm0, train).relu();

@@ -12,13 +12,20 @@
 //! truncated normal (0.02) so a fresh model's logits still depend on its input.
 //!
 //! The CIFAR variant is Mixer-S with 4×4 patches (64 tokens at 32px).
-use super::layers::{self, drop_path, Mlp};
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
+use super::layers::{self};
+#[cfg(feature = "torch")]
+use super::layers::{drop_path, Mlp};
 use super::vit::check_rates;
-use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
+use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -79,6 +86,7 @@ impl Family for MixerConfig {
         }
         Ok(())
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(Mixer::new(p, self, io)))
     }
@@ -107,10 +115,12 @@ pub static MIXER: Arch = Arch {
     },
     check: check_of::<MixerConfig>,
     fits: fits_of::<MixerConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<MixerConfig>,
     reference: "timm mixer_s16_224",
 };
 
+#[cfg(feature = "torch")]
 /// A linear layer initialised as timm's Mixer MLPs: xavier-uniform weight, N(0, 1e-6) bias.
 fn mlp_linear(p: nn::Path, cin: i64, cout: i64) -> nn::Linear {
     let bound = (6.0 / (cin + cout) as f64).sqrt();
@@ -132,6 +142,7 @@ fn mlp_linear(p: nn::Path, cin: i64, cout: i64) -> nn::Linear {
     )
 }
 
+#[cfg(feature = "torch")]
 fn mlp(p: nn::Path, dim: i64, hidden: i64, drop: f64) -> Mlp {
     Mlp {
         fc1: mlp_linear(&p / "fc1", dim, hidden),
@@ -140,6 +151,7 @@ fn mlp(p: nn::Path, dim: i64, hidden: i64, drop: f64) -> Mlp {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct Block {
     norm1: nn::LayerNorm,
@@ -149,6 +161,7 @@ struct Block {
     drop_path: f64,
 }
 
+#[cfg(feature = "torch")]
 impl Block {
     fn new(p: nn::Path, c: &MixerConfig, tokens: i64) -> Self {
         let (th, ch) = c.hidden();
@@ -162,6 +175,7 @@ impl Block {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for Block {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let t = self
@@ -174,6 +188,7 @@ impl ModuleT for Block {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct Mixer {
     stem: nn::Conv2D,
@@ -183,6 +198,7 @@ pub struct Mixer {
     dropout: f64,
 }
 
+#[cfg(feature = "torch")]
 impl Mixer {
     pub fn new(p: &nn::Path, c: &MixerConfig, io: &ModelIo) -> Self {
         let tokens = (io.image_size / c.patch_size).pow(2);
@@ -214,6 +230,7 @@ impl Mixer {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for Mixer {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut t = x.apply(&self.stem).flatten(2, -1).transpose(1, 2);

@@ -3,15 +3,25 @@
 //! `mobilenet_v2` (`features.1.conv.0.0.weight`, `classifier.1`). The CIFAR variant keeps the
 //! network and changes two strides to 1 (stem and the 24-channel stage), as in the common CIFAR
 //! ports (kuangliu/pytorch-cifar, chenyaofo/pytorch-cifar-models).
-use super::layers::{bn2d, conv2d_kaiming, dropout, make_divisible};
-use super::{build_of, check_of, fits_of, Arch, Family, ModelIo};
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
+use super::layers::make_divisible;
+#[cfg(feature = "torch")]
+use super::layers::{bn2d, conv2d_kaiming, dropout};
+#[cfg(feature = "torch")]
+use super::ModelIo;
+use super::{check_of, fits_of, Arch, Family};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::Tensor;
 
 /// (expansion t, channels c) of the seven stages of the paper's Table 2.
+#[cfg(feature = "torch")]
 const STAGES: [(i64, i64); 7] = [
     (1, 16),
     (6, 24),
@@ -61,6 +71,7 @@ impl Family for MobileNetV2Config {
         }
         Ok(())
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(MobileNetV2::new(p, self, io)))
     }
@@ -89,10 +100,12 @@ pub static MOBILENETV2: Arch = Arch {
     },
     check: check_of::<MobileNetV2Config>,
     fits: fits_of::<MobileNetV2Config>,
+    #[cfg(feature = "torch")]
     build: build_of::<MobileNetV2Config>,
     reference: "timm mobilenetv2_100 / torchvision mobilenet_v2",
 };
 
+#[cfg(feature = "torch")]
 /// conv (no bias) + BN, optionally ReLU6: torchvision's `Conv2dNormActivation`.
 #[derive(Debug)]
 struct ConvBn {
@@ -101,6 +114,7 @@ struct ConvBn {
     act: bool,
 }
 
+#[cfg(feature = "torch")]
 impl ConvBn {
     fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, groups: i64) -> Self {
         Self {
@@ -111,6 +125,7 @@ impl ConvBn {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for ConvBn {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let y = x.apply(&self.conv).apply_t(&self.bn, train);
@@ -122,6 +137,7 @@ impl ModuleT for ConvBn {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct InvertedResidual {
     expand: Option<ConvBn>,
@@ -130,6 +146,7 @@ struct InvertedResidual {
     residual: bool,
 }
 
+#[cfg(feature = "torch")]
 impl InvertedResidual {
     fn new(p: nn::Path, cin: i64, cout: i64, stride: i64, t: i64) -> Self {
         let hidden = cin * t;
@@ -150,6 +167,7 @@ impl InvertedResidual {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for InvertedResidual {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x.shallow_clone();
@@ -165,6 +183,7 @@ impl ModuleT for InvertedResidual {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct MobileNetV2 {
     features: Vec<Box<dyn ModuleT>>,
@@ -172,6 +191,7 @@ pub struct MobileNetV2 {
     dropout: f64,
 }
 
+#[cfg(feature = "torch")]
 impl MobileNetV2 {
     pub fn new(p: &nn::Path, c: &MobileNetV2Config, io: &ModelIo) -> Self {
         let f = p / "features";
@@ -222,6 +242,7 @@ impl MobileNetV2 {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for MobileNetV2 {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x.shallow_clone();

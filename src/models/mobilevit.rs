@@ -22,16 +22,26 @@
 //! MobileViT-XS (2,317,848), `xxs` = MobileViT-XXS (1,272,024). `cifar` is MobileViT-S with a
 //! stride-1 stem: a 32px image reaches the transformer stages at 8×8, 4×4 and 2×2 (total stride
 //! 16 instead of 32), so every stage still has at least one whole 2×2 patch.
-use super::layers::{self, conv2d_timm, drop_path, drop_path_rates, make_divisible};
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
+use super::layers::{self, drop_path_rates, make_divisible};
+#[cfg(feature = "torch")]
+use super::layers::{conv2d_timm, drop_path};
 use super::vit::check_rates;
-use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
+#[cfg(feature = "torch")]
+use super::ModelIo;
+use super::{check_of, fits_of, positive, Arch, Family};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 /// LayerNorm eps of the transformer layers (timm passes `nn.LayerNorm`, eps 1e-5).
+#[cfg(feature = "torch")]
 const LN_EPS: f64 = 1e-5;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,6 +143,7 @@ impl Family for MobileVitConfig {
         }
         check_rates(self.mlp_ratio, self.drop_path_rate, 0.0)
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         self.validate().map_err(anyhow::Error::msg)?;
         Ok(Box::new(MobileVit::new(p, self, io)))
@@ -188,10 +199,12 @@ pub static MOBILEVIT: Arch = Arch {
     preset,
     check: check_of::<MobileVitConfig>,
     fits: fits_of::<MobileVitConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<MobileVitConfig>,
     reference: "timm mobilevit_s",
 };
 
+#[cfg(feature = "torch")]
 /// A linear layer initialised as timm's ByobNet does (normal std 0.01, zero bias).
 fn linear(p: nn::Path, cin: i64, cout: i64) -> nn::Linear {
     nn::linear(
@@ -209,6 +222,7 @@ fn linear(p: nn::Path, cin: i64, cout: i64) -> nn::Linear {
     )
 }
 
+#[cfg(feature = "torch")]
 /// timm's `ConvNormAct`: conv (`.conv`) → BatchNorm (`.bn`) → SiLU (optional).
 #[derive(Debug)]
 struct ConvBnAct {
@@ -217,6 +231,7 @@ struct ConvBnAct {
     act: bool,
 }
 
+#[cfg(feature = "torch")]
 impl ConvBnAct {
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -253,6 +268,7 @@ impl ConvBnAct {
     }
 }
 
+#[cfg(feature = "torch")]
 /// timm's `BottleneckBlock` as MobileViT configures it (`bottle_in`, `linear_out`, depthwise
 /// 3×3, no downsample shortcut): the residual exists only when stride 1 and width unchanged.
 #[derive(Debug)]
@@ -264,6 +280,7 @@ struct InvertedResidual {
     drop_path: f64,
 }
 
+#[cfg(feature = "torch")]
 impl InvertedResidual {
     fn new(p: nn::Path, cin: i64, cout: i64, stride: i64, expansion: f64, drop_path: f64) -> Self {
         let mid = make_divisible(cin as f64 * expansion, 8);
@@ -287,6 +304,7 @@ impl InvertedResidual {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for InvertedResidual {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let y = self.conv1_1x1.forward_t(x, train);
@@ -302,6 +320,7 @@ impl ModuleT for InvertedResidual {
     }
 }
 
+#[cfg(feature = "torch")]
 /// timm's ViT `Block` as MobileViT uses it: pre-norm attention and a SiLU MLP, no layer scale.
 #[derive(Debug)]
 struct TransformerLayer {
@@ -313,6 +332,7 @@ struct TransformerLayer {
     drop_path: f64,
 }
 
+#[cfg(feature = "torch")]
 impl TransformerLayer {
     fn new(p: nn::Path, dim: i64, heads: i64, mlp_ratio: f64, drop_path: f64) -> Self {
         let hidden = (dim as f64 * mlp_ratio) as i64;
@@ -334,6 +354,7 @@ impl TransformerLayer {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for TransformerLayer {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let y = self.attn.forward_t(&x.apply(&self.norm1), train);
@@ -347,6 +368,7 @@ impl ModuleT for TransformerLayer {
     }
 }
 
+#[cfg(feature = "torch")]
 /// timm's `MobileVitBlock` (local 3×3 + 1×1, unfold → transformer → fold, 1×1 projection,
 /// 3×3 fusion with the input).
 #[derive(Debug)]
@@ -360,6 +382,7 @@ struct MobileVitBlock {
     patch: i64,
 }
 
+#[cfg(feature = "torch")]
 impl MobileVitBlock {
     fn new(p: nn::Path, c: &MobileVitConfig, chs: i64, dim: i64, depth: i64, dp: f64) -> Self {
         Self {
@@ -378,6 +401,7 @@ impl MobileVitBlock {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for MobileVitBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let y = self.conv_kxk.forward_t(x, train).apply(&self.conv_1x1);
@@ -419,6 +443,7 @@ impl ModuleT for MobileVitBlock {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct MobileVit {
     stem: ConvBnAct,
@@ -427,6 +452,7 @@ pub struct MobileVit {
     fc: nn::Linear,
 }
 
+#[cfg(feature = "torch")]
 impl MobileVit {
     pub fn new(p: &nn::Path, c: &MobileVitConfig, io: &ModelIo) -> Self {
         let n = c.channels.len();
@@ -490,6 +516,7 @@ impl MobileVit {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for MobileVit {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = self.stem.forward_t(x, train);

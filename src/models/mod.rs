@@ -25,11 +25,14 @@ pub mod vit;
 pub mod wide_resnet;
 
 use crate::vocab::{typo_hint, Problem};
+#[cfg(feature = "torch")]
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use spec::ModelSpec;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::{Device, Kind, Tensor};
 
 /// What a model must fit: input channels, image side, number of classes.
@@ -54,6 +57,7 @@ pub struct Arch {
     pub check: fn(&Value) -> std::result::Result<Value, String>,
     /// Checks a config against the data it will see (e.g. patch size divides the image).
     pub fits: fn(&Value, &ModelIo) -> std::result::Result<(), String>,
+    #[cfg(feature = "torch")]
     pub build: fn(&nn::Path, &Value, &ModelIo) -> Result<Box<dyn ModuleT>>,
     /// The implementation the `imagenet` preset reproduces (parameter count and names).
     pub reference: &'static str,
@@ -107,6 +111,7 @@ pub trait Family: serde::de::DeserializeOwned + Serialize {
     fn fits(&self, _io: &ModelIo) -> std::result::Result<(), String> {
         Ok(())
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> Result<Box<dyn ModuleT>>;
 }
 
@@ -121,6 +126,7 @@ pub fn fits_of<T: Family>(v: &Value, io: &ModelIo) -> std::result::Result<(), St
     c.fits(io)
 }
 
+#[cfg(feature = "torch")]
 pub fn build_of<T: Family>(p: &nn::Path, v: &Value, io: &ModelIo) -> Result<Box<dyn ModuleT>> {
     let c: T = serde_json::from_value(v.clone())?;
     c.build(p, io)
@@ -294,6 +300,7 @@ pub fn parse_config<T: serde::de::DeserializeOwned + Serialize>(
     Ok((t, canon))
 }
 
+#[cfg(feature = "torch")]
 /// A model ready to run: [0,1] input → per-channel normalisation → architecture → logits.
 pub struct Network {
     pub vs: nn::VarStore,
@@ -306,12 +313,14 @@ pub struct Network {
     channels_last: bool,
 }
 
+#[cfg(feature = "torch")]
 impl std::fmt::Debug for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.debug_struct("Network").field("body", &self.body).finish()
     }
 }
 
+#[cfg(feature = "torch")]
 impl Network {
     /// Builds a freshly initialised network. Initialisation draws from libtorch's global
     /// generator, so it runs under the seeded-RNG lock to stay reproducible when stages run
@@ -415,8 +424,10 @@ impl Network {
     }
 }
 
+#[cfg(feature = "torch")]
 pub use layers::bn2d;
 
+#[cfg(feature = "torch")]
 /// Writes named tensors as safetensors in the standard (contiguous) layout, whatever their memory
 /// format or device.
 pub fn write_tensors(named: &[(String, Tensor)], path: &std::path::Path) -> Result<()> {
@@ -428,6 +439,7 @@ pub fn write_tensors(named: &[(String, Tensor)], path: &std::path::Path) -> Resu
     Ok(())
 }
 
+#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,12 +11,19 @@
 //!
 //! The CIFAR variant keeps PoolFormer-S12's stages with a 3×3 stride-1 stem, so a 32px image gives
 //! 32/16/8/4 feature maps (224px PoolFormer: 56/28/14/7).
-use super::layers::{self, conv2d_trunc_normal, drop_path, drop_path_rates, LayerNorm2d};
-use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
+use super::layers::{self, drop_path_rates};
+#[cfg(feature = "torch")]
+use super::layers::{conv2d_trunc_normal, drop_path, LayerNorm2d};
+use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::Tensor;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,6 +93,7 @@ impl Family for PoolFormerConfig {
         }
         Ok(())
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(PoolFormer::new(p, self, io)))
     }
@@ -120,15 +128,18 @@ pub static POOLFORMER: Arch = Arch {
     },
     check: check_of::<PoolFormerConfig>,
     fits: fits_of::<PoolFormerConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<PoolFormerConfig>,
     reference: "timm poolformer_s12",
 };
 
+#[cfg(feature = "torch")]
 /// timm's `GroupNorm1`: GroupNorm with a single group (eps 1e-5).
 fn group_norm1(p: nn::Path, c: i64) -> nn::GroupNorm {
     nn::group_norm(p, 1, c, Default::default())
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct Block {
     norm1: nn::GroupNorm,
@@ -142,6 +153,7 @@ struct Block {
     drop_path: f64,
 }
 
+#[cfg(feature = "torch")]
 impl Block {
     fn new(p: nn::Path, dim: i64, c: &PoolFormerConfig, drop_path: f64) -> Self {
         let ls = c.layer_scale_init;
@@ -159,6 +171,7 @@ impl Block {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for Block {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let (k, pad) = (self.pool_size, self.pool_size / 2);
@@ -177,12 +190,14 @@ impl ModuleT for Block {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct Stage {
     downsample: Option<nn::Conv2D>,
     blocks: Vec<Block>,
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct PoolFormer {
     stem: nn::Conv2D,
@@ -192,6 +207,7 @@ pub struct PoolFormer {
     dropout: f64,
 }
 
+#[cfg(feature = "torch")]
 impl PoolFormer {
     pub fn new(p: &nn::Path, c: &PoolFormerConfig, io: &ModelIo) -> Self {
         let total: i64 = c.depths.iter().sum();
@@ -231,6 +247,7 @@ impl PoolFormer {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for PoolFormer {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x.apply(&self.stem);

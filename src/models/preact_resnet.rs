@@ -3,13 +3,20 @@
 //! final BN-ReLU before pooling. Layout and names follow the adversarial-training literature's
 //! PreActResNet-18 (Wong et al. 2020; Rice et al. 2020, `locuslab/robust_overfitting`), the
 //! network RobustBench's PreAct checkpoints use.
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
 use super::layers::{bn2d, conv2d_kaiming, linear_default};
 use super::resnet::Stem;
-use super::{build_of, check_of, fits_of, Arch, Family, ModelIo};
+#[cfg(feature = "torch")]
+use super::ModelIo;
+use super::{check_of, fits_of, Arch, Family};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::Tensor;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,6 +39,7 @@ impl Family for PreActConfig {
         }
         Ok(())
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(PreActResNet::new(p, self, io)))
     }
@@ -55,10 +63,12 @@ pub static PREACT_RESNET18: Arch = Arch {
     },
     check: check_of::<PreActConfig>,
     fits: fits_of::<PreActConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<PreActConfig>,
     reference: "locuslab/robust_overfitting PreActResNet18 (ImageNet stem: 7×7/2 + max-pool)",
 };
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct PreActBlock {
     bn1: nn::BatchNorm,
@@ -68,6 +78,7 @@ struct PreActBlock {
     shortcut: Option<nn::Conv2D>,
 }
 
+#[cfg(feature = "torch")]
 impl PreActBlock {
     fn new(p: nn::Path, cin: i64, cout: i64, stride: i64) -> Self {
         Self {
@@ -81,6 +92,7 @@ impl PreActBlock {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for PreActBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let out = x.apply_t(&self.bn1, train).relu_();
@@ -99,6 +111,7 @@ impl ModuleT for PreActBlock {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct PreActResNet {
     conv1: nn::Conv2D,
@@ -108,6 +121,7 @@ pub struct PreActResNet {
     linear: nn::Linear,
 }
 
+#[cfg(feature = "torch")]
 impl PreActResNet {
     pub fn new(p: &nn::Path, c: &PreActConfig, io: &ModelIo) -> Self {
         let w0 = c.widths[0];
@@ -135,6 +149,7 @@ impl PreActResNet {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for PreActResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x.apply(&self.conv1);

@@ -12,13 +12,20 @@
 //! The CIFAR variant keeps PVT-v2-b2's stages but embeds 32px images with a 3×3 stride-2 first
 //! patch embedding (16×16 tokens in stage 1 instead of 8×8) and reduces keys/values by (4, 2, 1, 1)
 //! so every stage attends over a 4×4 (or full) key grid, as b2's (8, 4, 2, 1) gives 7×7 at 224px.
-use super::layers::{self, conv2d_fan_out, drop_path, drop_path_rates};
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
+use super::layers::{self, drop_path_rates};
+#[cfg(feature = "torch")]
+use super::layers::{conv2d_fan_out, drop_path};
 use super::vit::check_rates;
-use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
+use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,6 +127,7 @@ impl Family for PvtV2Config {
         }
         Ok(())
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(PvtV2::new(p, self, io)))
     }
@@ -156,10 +164,12 @@ pub static PVT_V2: Arch = Arch {
     },
     check: check_of::<PvtV2Config>,
     fits: fits_of::<PvtV2Config>,
+    #[cfg(feature = "torch")]
     build: build_of::<PvtV2Config>,
     reference: "timm pvt_v2_b2",
 };
 
+#[cfg(feature = "torch")]
 /// timm's `OverlapPatchEmbed`: k×k stride-s convolution with padding k/2, then LayerNorm
 /// (eps 1e-5) on the NHWC map. NCHW in, NHWC out.
 #[derive(Debug)]
@@ -168,6 +178,7 @@ struct OverlapPatchEmbed {
     norm: nn::LayerNorm,
 }
 
+#[cfg(feature = "torch")]
 impl OverlapPatchEmbed {
     fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
         Self {
@@ -177,12 +188,14 @@ impl OverlapPatchEmbed {
     }
 }
 
+#[cfg(feature = "torch")]
 impl nn::Module for OverlapPatchEmbed {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.apply(&self.proj).permute([0, 2, 3, 1]).apply(&self.norm)
     }
 }
 
+#[cfg(feature = "torch")]
 /// Spatial-reduction attention: q from all tokens; k, v from the `sr`-strided map (+ LayerNorm).
 #[derive(Debug)]
 struct Attention {
@@ -193,6 +206,7 @@ struct Attention {
     heads: i64,
 }
 
+#[cfg(feature = "torch")]
 impl Attention {
     fn new(p: nn::Path, dim: i64, heads: i64, sr: i64) -> Self {
         Self {
@@ -236,6 +250,7 @@ impl Attention {
     }
 }
 
+#[cfg(feature = "torch")]
 /// timm's `MlpWithDepthwiseConv`: fc1 → 3×3 depthwise conv on the map → GELU → fc2.
 #[derive(Debug)]
 struct Mlp {
@@ -244,6 +259,7 @@ struct Mlp {
     fc2: nn::Linear,
 }
 
+#[cfg(feature = "torch")]
 impl Mlp {
     fn new(p: nn::Path, dim: i64, hidden: i64) -> Self {
         Self {
@@ -266,6 +282,7 @@ impl Mlp {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct Block {
     norm1: nn::LayerNorm,
@@ -275,6 +292,7 @@ struct Block {
     drop_path: f64,
 }
 
+#[cfg(feature = "torch")]
 impl Block {
     fn new(p: nn::Path, dim: i64, heads: i64, sr: i64, mlp_ratio: f64, drop_path: f64) -> Self {
         Self {
@@ -294,6 +312,7 @@ impl Block {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct Stage {
     /// Overlapping 3×3 stride-2 patch embedding (all stages but the first).
@@ -302,6 +321,7 @@ struct Stage {
     norm: nn::LayerNorm,
 }
 
+#[cfg(feature = "torch")]
 impl Stage {
     /// NHWC in (first stage) or NCHW in (the others, through `downsample`); NCHW out.
     fn forward(&self, x: &Tensor, train: bool) -> Tensor {
@@ -320,6 +340,7 @@ impl Stage {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct PvtV2 {
     patch_embed: OverlapPatchEmbed,
@@ -327,6 +348,7 @@ pub struct PvtV2 {
     head: nn::Linear,
 }
 
+#[cfg(feature = "torch")]
 impl PvtV2 {
     pub fn new(p: &nn::Path, c: &PvtV2Config, io: &ModelIo) -> Self {
         let total: i64 = c.depths.iter().sum();
@@ -373,6 +395,7 @@ impl PvtV2 {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for PvtV2 {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x.apply(&self.patch_embed);

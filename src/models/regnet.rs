@@ -18,12 +18,21 @@
 //! stride-1 stem, 64 stem channels and unstrided first two stages, as in kuangliu/pytorch-cifar's
 //! `RegNetX_200MF` (widths 24/56/152/368, depths 1/1/4/7, group width 8, strides 1/1/2/2): a 32px
 //! image keeps 32×32 features through two stages and ends at 8×8.
-use super::layers::{drop_path, drop_path_rates};
-use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
+use super::layers::drop_path;
+#[cfg(feature = "torch")]
+use super::layers::drop_path_rates;
+#[cfg(feature = "torch")]
+use super::ModelIo;
+use super::{check_of, fits_of, positive, Arch, Family};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::Tensor;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,6 +190,7 @@ impl Family for RegNetConfig {
         }
         Ok(())
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         self.validate().map_err(anyhow::Error::msg)?;
         Ok(Box::new(RegNet::new(p, self, io)))
@@ -215,10 +225,12 @@ pub static REGNETX: Arch = Arch {
     },
     check: check_of::<RegNetConfig>,
     fits: fits_of::<RegNetConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<RegNetConfig>,
     reference: "timm regnetx_002",
 };
 
+#[cfg(feature = "torch")]
 /// timm's `ConvNormAct` without its activation: a bias-free convolution (`.conv`, timm's
 /// symmetric padding, normal init with std √(2/fan-out)) and BatchNorm (`.bn`, γ = `gamma`).
 #[derive(Debug)]
@@ -227,6 +239,7 @@ struct ConvBn {
     bn: nn::BatchNorm,
 }
 
+#[cfg(feature = "torch")]
 impl ConvBn {
     fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, groups: i64, gamma: f64) -> Self {
         let conv = super::layers::conv2d_timm(&p / "conv", cin, cout, k, stride, groups, false);
@@ -246,6 +259,7 @@ impl ConvBn {
     }
 }
 
+#[cfg(feature = "torch")]
 /// timm's RegNet `Bottleneck` (no SE, ReLU after the residual sum).
 #[derive(Debug)]
 struct Bottleneck {
@@ -256,6 +270,7 @@ struct Bottleneck {
     drop_path: f64,
 }
 
+#[cfg(feature = "torch")]
 impl Bottleneck {
     fn new(
         p: nn::Path,
@@ -278,6 +293,7 @@ impl Bottleneck {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for Bottleneck {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let y = self.conv1.forward_t(x, train).relu();
@@ -291,6 +307,7 @@ impl ModuleT for Bottleneck {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct RegNet {
     stem: ConvBn,
@@ -298,6 +315,7 @@ pub struct RegNet {
     fc: nn::Linear,
 }
 
+#[cfg(feature = "torch")]
 impl RegNet {
     pub fn new(p: &nn::Path, c: &RegNetConfig, io: &ModelIo) -> Self {
         let stages = c.stages();
@@ -348,6 +366,7 @@ impl RegNet {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for RegNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = self.stem.forward_t(x, train).relu();

@@ -1,10 +1,18 @@
 //! ResNet (He et al. 2016) with basic blocks, in the CIFAR variant (3×3 stem, no max-pool) and the
 //! ImageNet variant (7×7/2 stem + max-pool). Parameter names follow torchvision/timm.
-use super::{bn2d, build_of, check_of, fits_of, Arch, Family, ModelIo};
+#[cfg(feature = "torch")]
+use super::bn2d;
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
+use super::ModelIo;
+use super::{check_of, fits_of, Arch, Family};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::Tensor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +54,7 @@ impl Family for ResNetConfig {
         }
         Ok(())
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(ResNet::new(p, self, io)))
     }
@@ -74,6 +83,7 @@ pub static RESNET18: Arch = Arch {
     preset: |p| preset(Block::Basic, [2, 2, 2, 2], p),
     check: check_of::<ResNetConfig>,
     fits: fits_of::<ResNetConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<ResNetConfig>,
     reference: "timm/torchvision resnet18",
 };
@@ -87,15 +97,18 @@ pub static RESNET50: Arch = Arch {
     preset: |p| preset(Block::Bottleneck, [3, 4, 6, 3], p),
     check: check_of::<ResNetConfig>,
     fits: fits_of::<ResNetConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<ResNetConfig>,
     reference: "timm/torchvision resnet50",
 };
 
+#[cfg(feature = "torch")]
 /// A bias-free convolution with PyTorch's default init.
 fn conv(p: nn::Path, i: i64, o: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
     super::layers::conv2d(p, i, o, k, stride, padding, 1, false)
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct Bottleneck {
     conv1: nn::Conv2D,
@@ -107,6 +120,7 @@ struct Bottleneck {
     downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
 }
 
+#[cfg(feature = "torch")]
 impl Bottleneck {
     fn new(p: nn::Path, cin: i64, width: i64, stride: i64) -> Self {
         let cout = 4 * width;
@@ -128,6 +142,7 @@ impl Bottleneck {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for Bottleneck {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x
@@ -150,6 +165,7 @@ impl ModuleT for Bottleneck {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct BasicBlock {
     conv1: nn::Conv2D,
@@ -159,6 +175,7 @@ struct BasicBlock {
     downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
 }
 
+#[cfg(feature = "torch")]
 impl BasicBlock {
     fn new(p: nn::Path, cin: i64, cout: i64, stride: i64) -> Self {
         let downsample = (stride != 1 || cin != cout).then(|| {
@@ -177,6 +194,7 @@ impl BasicBlock {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for BasicBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x
@@ -194,6 +212,7 @@ impl ModuleT for BasicBlock {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct ResNet {
     conv1: nn::Conv2D,
@@ -203,6 +222,7 @@ pub struct ResNet {
     fc: nn::Linear,
 }
 
+#[cfg(feature = "torch")]
 impl ResNet {
     pub fn new(p: &nn::Path, c: &ResNetConfig, io: &ModelIo) -> Self {
         let w0 = c.widths[0];
@@ -238,6 +258,7 @@ impl ResNet {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x.apply(&self.conv1).apply_t(&self.bn1, train).relu_();

@@ -6,11 +6,15 @@
 //! - `model_best.safetensors`: the best monitored epoch's weights (trained with monitoring only);
 //! - for an imported TorchScript model, the script itself (its config names the file relative to
 //!   the entry, so the entry can move).
-use super::{ModelIo, ModelParams, Network};
+#[cfg(feature = "torch")]
+use super::Network;
+use super::{ModelIo, ModelParams};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::path::PathBuf;
+#[cfg(feature = "torch")]
 use tch::Device;
 
 pub const WEIGHTS: &str = "model.safetensors";
@@ -47,6 +51,8 @@ pub struct ModelInfo {
 
 /// A saved model in an entry directory.
 pub struct SavedModel {
+    /// Read by `network` (the tensor code).
+    #[cfg_attr(not(feature = "torch"), allow(dead_code))]
     dir: PathBuf,
     pub info: ModelInfo,
 }
@@ -72,6 +78,7 @@ impl SavedModel {
             .with_context(|| format!("writing {}", path.display()))
     }
 
+    #[cfg(feature = "torch")]
     /// The network with the weights `checkpoint` names, on `device`.
     pub fn network(&self, checkpoint: Checkpoint, device: Device) -> Result<Network> {
         let file = match checkpoint {
@@ -98,6 +105,7 @@ impl SavedModel {
     }
 }
 
+#[cfg(feature = "torch")]
 /// Loads the network saved in `dir` with the weights `checkpoint` names.
 pub fn load(dir: &Path, checkpoint: Checkpoint, device: Device) -> Result<Network> {
     SavedModel::open(dir)?.network(checkpoint, device)

@@ -14,15 +14,23 @@
 //! Names follow timm `swin_tiny_patch4_window7_224` (`layers.1.downsample.reduction.weight`,
 //! `layers.0.blocks.1.attn.relative_position_bias_table`, `head.fc.weight`). All LayerNorms use
 //! PyTorch's eps 1e-5, as timm's Swin does.
-use super::layers::{self, drop_path, drop_path_rates, Mlp};
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
+use super::layers::{self, drop_path_rates};
+#[cfg(feature = "torch")]
+use super::layers::{drop_path, Mlp};
 use super::vit::check_rates;
-use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
+use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::{Device, Kind, Tensor};
 
+#[cfg(feature = "torch")]
 const LN_EPS: f64 = 1e-5;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,6 +97,7 @@ impl Family for SwinConfig {
         }
         Ok(())
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(Swin::new(p, self, io)))
     }
@@ -115,10 +124,12 @@ pub static SWIN: Arch = Arch {
     },
     check: check_of::<SwinConfig>,
     fits: fits_of::<SwinConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<SwinConfig>,
     reference: "timm swin_tiny_patch4_window7_224",
 };
 
+#[cfg(feature = "torch")]
 /// timm's `get_relative_position_index` for a `ws × ws` window: for query token a = (i1, j1) and
 /// key token b = (i2, j2), `(i1 − i2 + ws − 1)(2ws − 1) + (j1 − j2 + ws − 1)`.
 fn relative_position_index(ws: i64, device: Device) -> Tensor {
@@ -134,6 +145,7 @@ fn relative_position_index(ws: i64, device: Device) -> Tensor {
     Tensor::from_slice(idx.as_slice()).to_device(device)
 }
 
+#[cfg(feature = "torch")]
 /// timm's `SwinTransformerBlock.get_attn_mask` for a shifted block at feature side `res`: the
 /// padded map is split into 3×3 regions (by the slices `[0, -ws)`, `[-ws, -shift)`,
 /// `[-shift, end)` along each axis); tokens of one window attend only within their region
@@ -169,6 +181,7 @@ fn shift_mask(res: i64, ws: i64, shift: i64, device: Device) -> Tensor {
         .to_device(device)
 }
 
+#[cfg(feature = "torch")]
 /// Window multi-head self-attention with a relative-position bias (timm's `WindowAttention`,
 /// its non-fused path: scaled q·kᵀ + bias (+ mask), softmax, ·v).
 #[derive(Debug)]
@@ -183,6 +196,7 @@ struct WindowAttention {
     scale: f64,
 }
 
+#[cfg(feature = "torch")]
 impl WindowAttention {
     fn new(p: nn::Path, dim: i64, heads: i64, ws: i64) -> Self {
         Self {
@@ -230,6 +244,7 @@ impl WindowAttention {
     }
 }
 
+#[cfg(feature = "torch")]
 /// A Swin block on `[batch, H, W, dim]`: x + attn(norm1(x)) over (shifted) windows, then
 /// x + mlp(norm2(x)).
 #[derive(Debug)]
@@ -245,6 +260,7 @@ struct SwinBlock {
     drop_path: f64,
 }
 
+#[cfg(feature = "torch")]
 impl SwinBlock {
     /// `res`: the block's (square) feature side.
     fn new(
@@ -313,6 +329,7 @@ impl SwinBlock {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for SwinBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let a = self.window_attention(&x.apply(&self.norm1));
@@ -322,6 +339,7 @@ impl ModuleT for SwinBlock {
     }
 }
 
+#[cfg(feature = "torch")]
 /// timm's `PatchMerging`: pad to even H, W; concatenate each 2×2 neighbourhood in timm's order;
 /// LayerNorm; bias-free linear to the next width.
 #[derive(Debug)]
@@ -330,6 +348,7 @@ struct PatchMerging {
     reduction: nn::Linear,
 }
 
+#[cfg(feature = "torch")]
 impl PatchMerging {
     fn new(p: nn::Path, dim: i64, out: i64) -> Self {
         Self {
@@ -339,6 +358,7 @@ impl PatchMerging {
     }
 }
 
+#[cfg(feature = "torch")]
 impl nn::Module for PatchMerging {
     fn forward(&self, x: &Tensor) -> Tensor {
         let (b, h, w, c) = x.size4().expect("Swin features are [batch, H, W, dim]");
@@ -356,12 +376,14 @@ impl nn::Module for PatchMerging {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct Stage {
     downsample: Option<PatchMerging>,
     blocks: Vec<SwinBlock>,
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct Swin {
     patch: nn::Conv2D,
@@ -371,6 +393,7 @@ pub struct Swin {
     head: nn::Linear,
 }
 
+#[cfg(feature = "torch")]
 impl Swin {
     pub fn new(p: &nn::Path, c: &SwinConfig, io: &ModelIo) -> Self {
         let dims = c.dims();
@@ -422,6 +445,7 @@ impl Swin {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for Swin {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x

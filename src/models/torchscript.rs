@@ -7,12 +7,19 @@
 //! `file` is relative to the pipeline file; the cache key holds the file's blake3, not its path.
 //! `normalize: true` applies the dataset's mean/std before the module (for modules that expect
 //! normalised inputs); `false` feeds [0,1] pixels (RobustBench models normalise themselves).
-use super::{build_of, check_of, fits_of, Arch, Family, ModelIo};
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
+use super::ModelIo;
+use super::{check_of, fits_of, Arch, Family};
 
+#[cfg(feature = "torch")]
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::{CModule, Tensor};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -36,6 +43,7 @@ impl Family for TorchScriptConfig {
         }
         Ok(())
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(Script::load(
             p,
@@ -54,15 +62,18 @@ pub static TORCHSCRIPT: Arch = Arch {
     preset: |_| Some(json!({"file": "", "normalize": true})),
     check: check_of::<TorchScriptConfig>,
     fits: fits_of::<TorchScriptConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<TorchScriptConfig>,
     reference: "the file itself",
 };
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct Script {
     module: CModule,
 }
 
+#[cfg(feature = "torch")]
 impl Script {
     /// Loads the module on the path's device, registers its parameters in the path's var store
     /// (sharing storage) and checks it maps an `io`-shaped batch to `[batch, classes]` logits.
@@ -115,6 +126,7 @@ impl Script {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for Script {
     fn forward_t(&self, x: &Tensor, _train: bool) -> Tensor {
         self.module

@@ -3,12 +3,17 @@
 //! on a 7×7 adaptive pool (`classifier.0/3/6`, the 224px reference), and the CIFAR variant's
 //! single linear layer on the pooled features (`classifier`, kuangliu/pytorch-cifar).
 //! Names follow torchvision (`features.N`).
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
 use super::layers::{bn2d, conv2d_kaiming, dropout};
-use super::{build_of, check_of, fits_of, Arch, Family, ModelIo};
+use super::{check_of, fits_of, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::Tensor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +69,7 @@ impl Family for VggConfig {
         }
         Ok(())
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(Vgg::new(p, self, io)))
     }
@@ -92,10 +98,12 @@ pub static VGG16_BN: Arch = Arch {
     },
     check: check_of::<VggConfig>,
     fits: fits_of::<VggConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<VggConfig>,
     reference: "timm/torchvision vgg16_bn",
 };
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct Vgg {
     /// (conv, bn, pool after) per convolution.
@@ -105,6 +113,7 @@ pub struct Vgg {
     dropout: f64,
 }
 
+#[cfg(feature = "torch")]
 impl Vgg {
     pub fn new(p: &nn::Path, c: &VggConfig, io: &ModelIo) -> Self {
         let f = p / "features";
@@ -145,6 +154,7 @@ impl Vgg {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for Vgg {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x.shallow_clone();

@@ -1,12 +1,19 @@
 //! Vision Transformer (Dosovitskiy et al. 2021) in timm's layout: patch embedding, class token,
 //! learned position embedding, pre-norm blocks (multi-head self-attention, GELU MLP), final norm,
 //! head on the class token. Parameter names follow timm (`blocks.0.attn.qkv.weight`, …).
-use super::layers::{self, drop_path, drop_path_rates, Attention, Mlp};
-use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
+use super::layers::{self, drop_path_rates};
+#[cfg(feature = "torch")]
+use super::layers::{drop_path, Attention, Mlp};
+use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::Tensor;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +48,7 @@ impl Family for VitConfig {
     fn fits(&self, io: &ModelIo) -> Result<(), String> {
         check_patch(self.patch_size, io)
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(Vit::new(p, self, io, false)))
     }
@@ -96,10 +104,12 @@ pub static VIT: Arch = Arch {
     },
     check: check_of::<VitConfig>,
     fits: fits_of::<VitConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<VitConfig>,
     reference: "timm vit_base_patch16_224",
 };
 
+#[cfg(feature = "torch")]
 /// A pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)).
 #[derive(Debug)]
 pub struct Block {
@@ -110,6 +120,7 @@ pub struct Block {
     drop_path: f64,
 }
 
+#[cfg(feature = "torch")]
 impl Block {
     pub fn new(
         p: nn::Path,
@@ -130,6 +141,7 @@ impl Block {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for Block {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let a = self.attn.forward_t(&x.apply(&self.norm1), train);
@@ -139,6 +151,7 @@ impl ModuleT for Block {
     }
 }
 
+#[cfg(feature = "torch")]
 /// ViT, and with `distilled` DeiT's variant: a second (distillation) token with its own head,
 /// whose prediction is averaged with the class token's (timm's behaviour outside distillation).
 #[derive(Debug)]
@@ -154,6 +167,7 @@ pub struct Vit {
     dropout: f64,
 }
 
+#[cfg(feature = "torch")]
 impl Vit {
     pub fn new(p: &nn::Path, c: &VitConfig, io: &ModelIo, distilled: bool) -> Self {
         let prefix = if distilled { 2 } else { 1 };
@@ -196,6 +210,7 @@ impl Vit {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for Vit {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let b = x.size()[0];

@@ -4,13 +4,20 @@
 //! al.'s and TRADES' `wideresnet.py`, used by RobustBench): `block1.layer.0.bn1`, `convShortcut`,
 //! a final `bn1` and `fc`. TRADES' file also builds an unused `sub_block1`; it is not part of the
 //! network and not counted here.
+#[cfg(feature = "torch")]
+use super::build_of;
+#[cfg(feature = "torch")]
 use super::layers::{bn2d, conv2d_kaiming, dropout, linear_default};
 use super::resnet::Stem;
-use super::{build_of, check_of, fits_of, Arch, Family, ModelIo};
+#[cfg(feature = "torch")]
+use super::ModelIo;
+use super::{check_of, fits_of, Arch, Family};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+#[cfg(feature = "torch")]
 use tch::nn::{self, ModuleT};
+#[cfg(feature = "torch")]
 use tch::Tensor;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +48,7 @@ impl Family for WrnConfig {
         }
         Ok(())
     }
+    #[cfg(feature = "torch")]
     fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
         Ok(Box::new(WideResNet::new(p, self, io)))
     }
@@ -66,6 +74,7 @@ pub static WRN28_10: Arch = Arch {
     preset: |p| preset(28, p),
     check: check_of::<WrnConfig>,
     fits: fits_of::<WrnConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<WrnConfig>,
     reference: "TRADES/RobustBench wideresnet.py (ImageNet stem: 7×7/2 + max-pool)",
 };
@@ -79,10 +88,12 @@ pub static WRN34_10: Arch = Arch {
     preset: |p| preset(34, p),
     check: check_of::<WrnConfig>,
     fits: fits_of::<WrnConfig>,
+    #[cfg(feature = "torch")]
     build: build_of::<WrnConfig>,
     reference: "TRADES/RobustBench wideresnet.py (ImageNet stem: 7×7/2 + max-pool)",
 };
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 struct WrnBlock {
     bn1: nn::BatchNorm,
@@ -93,6 +104,7 @@ struct WrnBlock {
     dropout: f64,
 }
 
+#[cfg(feature = "torch")]
 impl WrnBlock {
     fn new(p: nn::Path, cin: i64, cout: i64, stride: i64, dropout: f64) -> Self {
         Self {
@@ -107,6 +119,7 @@ impl WrnBlock {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for WrnBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let a = x.apply_t(&self.bn1, train).relu_();
@@ -122,6 +135,7 @@ impl ModuleT for WrnBlock {
     }
 }
 
+#[cfg(feature = "torch")]
 #[derive(Debug)]
 pub struct WideResNet {
     conv1: nn::Conv2D,
@@ -131,6 +145,7 @@ pub struct WideResNet {
     fc: nn::Linear,
 }
 
+#[cfg(feature = "torch")]
 impl WideResNet {
     pub fn new(p: &nn::Path, c: &WrnConfig, io: &ModelIo) -> Self {
         let n = (c.depth - 4) / 6;
@@ -159,6 +174,7 @@ impl WideResNet {
     }
 }
 
+#[cfg(feature = "torch")]
 impl ModuleT for WideResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x.apply(&self.conv1);

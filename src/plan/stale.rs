@@ -53,7 +53,9 @@ pub enum StageState {
     /// A data stage whose dataset is not downloaded yet: what provides it (the stages after it
     /// are missing, their keys unknown until the data is there).
     #[serde(rename = "missing")]
-    Absent { data: String },
+    Absent {
+        data: String,
+    },
 }
 
 impl StageState {

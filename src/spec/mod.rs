@@ -352,9 +352,8 @@ fn resolve_training(name: &str, t: &TrainingSpec) -> Result<resolved::Training, 
         let at = [base[0], base[1], "augment", idx.as_str()];
         match crate::augment::Augment::from_yaml(a) {
             Err(e) => {
-                let hint = type_hint(&e).unwrap_or_else(|| {
-                    format!("steps: {}", crate::augment::NAMES.join(", "))
-                });
+                let hint = type_hint(&e)
+                    .unwrap_or_else(|| format!("steps: {}", crate::augment::NAMES.join(", ")));
                 out.push(Problem::new(&at, e).hint(hint))
             }
             Ok(aug) => match aug.check() {

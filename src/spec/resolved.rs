@@ -115,8 +115,11 @@ pub fn check_names(s: &Spec, out: &mut Vec<Problem>) {
                 let mut path: Vec<&str> = section.split('.').collect();
                 path.push(n);
                 out.push(
-                    Problem::new(&path, format!("`{}` is not a valid name: {rule}", n.escape_debug()))
-                        .hint("rename the entry"),
+                    Problem::new(
+                        &path,
+                        format!("`{}` is not a valid name: {rule}", n.escape_debug()),
+                    )
+                    .hint("rename the entry"),
                 );
             }
         }

@@ -1,13 +1,21 @@
 //! `bounds`: layer norms and norm-based (adversarial) Rademacher bounds of a trained model (see
 //! `analysis::norms` and `analysis::bounds`).
-use super::{write_json, StageContext, StageKind};
+use super::StageKind;
+#[cfg(feature = "torch")]
+use super::{write_json, StageContext};
+#[cfg(feature = "torch")]
 use crate::analysis::bounds::{self, DataStats, Threat};
+#[cfg(feature = "torch")]
 use crate::analysis::norms::{self, Lanczos};
-use crate::models::saved::{Checkpoint, SavedModel};
+use crate::models::saved::Checkpoint;
+#[cfg(feature = "torch")]
+use crate::models::saved::SavedModel;
 use crate::vocab::Norm;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use serde_json::Value;
+#[cfg(feature = "torch")]
 use tch::Device;
 
 pub const NORMS: &str = "norms.json";
@@ -61,6 +69,7 @@ impl StageKind for Bounds {
     fn version(&self) -> u32 {
         1
     }
+    #[cfg(feature = "torch")]
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let saved = SavedModel::open(&cx.input("model")?.dir)?;
         let net = saved.network(self.checkpoint, Device::Cpu)?;

@@ -2,15 +2,28 @@
 //!
 //! A point counts as robust only if it is classified correctly both clean and under attack, so
 //! attacks run only on clean-correct points (as AutoAttack does).
-use super::{write_json, StageContext, StageKind};
+use super::StageKind;
+#[cfg(feature = "torch")]
+use super::{write_json, StageContext};
+#[cfg(feature = "torch")]
 use crate::attacks::verdict::{EvalMetrics, PER_SAMPLE};
-use crate::attacks::{self, project, AttackConfig, Net};
+use crate::attacks::AttackConfig;
+#[cfg(feature = "torch")]
+use crate::attacks::Net;
+#[cfg(feature = "torch")]
+use crate::attacks::{self, project};
+#[cfg(feature = "torch")]
 use crate::data::prepared;
-use crate::models::saved::{self, Checkpoint};
+use crate::models::saved::Checkpoint;
+#[cfg(feature = "torch")]
+use crate::models::saved::{self};
 use crate::vocab::Split;
+#[cfg(feature = "torch")]
 use anyhow::Result;
 use serde::Serialize;
+#[cfg(feature = "torch")]
 use serde_json::Value;
+#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
 pub const METRICS: &str = "metrics.json";
@@ -29,6 +42,7 @@ pub struct Evaluate {
 }
 
 /// Largest allowed overshoot of ‖δ‖_p over ε (float32 rounding of projections and rescaling).
+#[cfg(feature = "torch")]
 const EPS_SLACK: f64 = 1e-4;
 
 impl Evaluate {
@@ -63,6 +77,7 @@ impl StageKind for Evaluate {
     fn uses_device(&self) -> bool {
         true
     }
+    #[cfg(feature = "torch")]
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let started = std::time::Instant::now();
         let net = saved::load(&cx.input("model")?.dir, self.checkpoint, cx.device())?;
@@ -152,6 +167,7 @@ impl StageKind for Evaluate {
 }
 
 impl Evaluate {
+    #[cfg(feature = "torch")]
     /// Every attack must return points inside its threat model: an infeasible point would report
     /// robustness that was never tested, so it fails the stage instead of entering the cache.
     fn check_feasible(&self, x: &Tensor, adv: &Tensor) -> Result<()> {

@@ -1,14 +1,23 @@
 //! `import`: brings an external TorchScript model into the cache in place of a training stage, so
 //! evaluation and analysis stages consume it like a trained network. The entry holds a copy of the
 //! file (`model.pt`) and a `model.json` whose config names it relative to the entry.
-use super::{StageContext, StageKind};
-use crate::data::{fingerprint::HashState, prepared};
+#[cfg(feature = "torch")]
+use super::StageContext;
+use super::StageKind;
+use crate::data::fingerprint::HashState;
+#[cfg(feature = "torch")]
+use crate::data::prepared;
+#[cfg(feature = "torch")]
 use crate::models::saved::{script_in, ModelInfo, SavedModel};
 use crate::models::torchscript::TorchScriptConfig;
-use crate::models::{ModelIo, ModelParams, Network};
+#[cfg(feature = "torch")]
+use crate::models::Network;
+use crate::models::{ModelIo, ModelParams};
 use crate::vocab::Problem;
+#[cfg(feature = "torch")]
 use anyhow::Result;
 use serde::Serialize;
+#[cfg(feature = "torch")]
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -72,6 +81,7 @@ impl StageKind for Import {
     fn version(&self) -> u32 {
         1
     }
+    #[cfg(feature = "torch")]
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let data = prepared::load(&cx.input("data")?.dir)?;
         let c: TorchScriptConfig = serde_json::from_value(self.model.config.clone())?;

@@ -26,16 +26,19 @@ pub fn load_evals(cx: &StageContext, labels: &[Labels]) -> Result<Vec<EvalResult
         let m: EvalMetrics =
             serde_json::from_value(input.meta.summary.clone()).context("evaluation summary")?;
         let file = input.dir.join(PER_SAMPLE);
-        let flags = tch::Tensor::read_safetensors(&file)
-            .with_context(|| format!("reading {}", file.display()))?;
+        let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        let flags = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e:?}", file.display()))?;
         let robust = flags
-            .iter()
-            .find(|(n, _)| n == "robust_correct")
-            .with_context(|| format!("{} lacks robust_correct", file.display()))?;
-        let robust: Vec<bool> = Vec::<u8>::try_from(&robust.1)?
-            .into_iter()
-            .map(|v| v == 1)
-            .collect();
+            .tensor("robust_correct")
+            .map_err(|_| anyhow::anyhow!("{} lacks robust_correct", file.display()))?;
+        anyhow::ensure!(
+            robust.dtype() == safetensors::Dtype::U8,
+            "{}: robust_correct is {:?}, not u8",
+            file.display(),
+            robust.dtype()
+        );
+        let robust: Vec<bool> = robust.data().iter().map(|&v| v == 1).collect();
         evals.push(EvalResult {
             dataset: l.dataset.clone(),
             model: l.model.clone(),

@@ -20,6 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+#[cfg(feature = "torch")]
 use tch::Device;
 
 /// Everything a running stage may touch.
@@ -41,6 +42,7 @@ pub struct StageContext<'a> {
 }
 
 impl StageContext<'_> {
+    #[cfg(feature = "torch")]
     /// The libtorch device this process computes on for its slot. A worker placed on a GPU sees
     /// only that GPU (`CUDA_VISIBLE_DEVICES`), as device 0; under `ROBARCH_FAKE_GPUS` (tests of
     /// the placement on machines without one) it computes on the CPU.
@@ -71,6 +73,7 @@ impl StageContext<'_> {
 }
 
 /// The libtorch device a process computes on for `slot` (see [`StageContext::device`]).
+#[cfg(feature = "torch")]
 pub fn device_for(slot: Slot) -> Device {
     match slot {
         Slot::Cpu => Device::Cpu,
@@ -99,8 +102,15 @@ pub trait StageKind: Serialize + Send + Sync {
     fn in_worker(&self) -> bool {
         true
     }
-    /// Produces the outputs; returns a small JSON summary stored in the entry's metadata.
-    fn run(&self, cx: &StageContext) -> Result<Value>;
+    /// Produces the outputs; returns a small JSON summary stored in the entry's metadata. Stages
+    /// that compute with tensors have it only with the `torch` feature (in the worker); the
+    /// control plane, built without, hands them to a worker and never calls this.
+    fn run(&self, _cx: &StageContext) -> Result<Value> {
+        anyhow::bail!(
+            "the {} stage computes with tensors: robarch-worker runs it",
+            self.kind()
+        )
+    }
 }
 
 /// A stage as the planner and the executor see it; implemented for every [`StageKind`].
@@ -136,6 +146,7 @@ impl<T: StageKind> Stage for T {
 }
 
 /// The network of input `model` with the weights `checkpoint` names, on the CPU (analyses).
+#[cfg(feature = "torch")]
 pub fn analysed_network(
     cx: &StageContext,
     checkpoint: crate::models::saved::Checkpoint,

@@ -1,8 +1,14 @@
 //! `prepare`: decode, split, subset and resize a dataset into uint8 tensors.
-use super::{StageContext, StageKind};
-use crate::data::{prepared, DatasetParams};
+#[cfg(feature = "torch")]
+use super::StageContext;
+use super::StageKind;
+#[cfg(feature = "torch")]
+use crate::data::prepared;
+use crate::data::DatasetParams;
+#[cfg(feature = "torch")]
 use anyhow::Result;
 use serde::Serialize;
+#[cfg(feature = "torch")]
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -34,6 +40,7 @@ impl StageKind for Prepare {
     fn version(&self) -> u32 {
         2
     }
+    #[cfg(feature = "torch")]
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let d = prepared::prepare(&self.dataset, self.root.as_deref(), self.seed)?;
         prepared::save(cx.out, &d)?;

@@ -1,9 +1,14 @@
 //! `sparsity`: weight sparsity of a trained model (see `analysis::sparsity`).
-use super::{write_json, StageContext, StageKind};
-use crate::analysis::sparsity::{self, Summary, Thresholds};
+use super::StageKind;
+#[cfg(feature = "torch")]
+use super::{write_json, StageContext};
+#[cfg(feature = "torch")]
+use crate::analysis::sparsity::{self};
+use crate::analysis::sparsity::{Summary, Thresholds};
 use crate::models::saved::Checkpoint;
 use anyhow::{Context, Result};
 use serde::Serialize;
+#[cfg(feature = "torch")]
 use serde_json::Value;
 
 pub const OUTPUT: &str = "sparsity.json";
@@ -48,6 +53,7 @@ impl StageKind for Sparsity {
     fn version(&self) -> u32 {
         2
     }
+    #[cfg(feature = "torch")]
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let net = super::analysed_network(cx, self.checkpoint)?;
         let r = sparsity::analyse(&net.named_tensors(), &self.thresholds);

@@ -1,10 +1,16 @@
 //! `train`: (adversarial) training of one architecture on one prepared dataset.
-use super::{write_json, StageContext, StageKind};
+use super::StageKind;
+#[cfg(feature = "torch")]
+use super::{write_json, StageContext};
+#[cfg(feature = "torch")]
 use crate::data::prepared;
+#[cfg(feature = "torch")]
 use crate::models::saved::{ModelInfo, SavedModel, BEST_WEIGHTS, WEIGHTS};
 use crate::train::{self, TrainParams};
+#[cfg(feature = "torch")]
 use anyhow::{Context, Result};
 use serde::Serialize;
+#[cfg(feature = "torch")]
 use serde_json::{json, Value};
 
 pub const HISTORY: &str = "history.json";
@@ -63,6 +69,7 @@ impl StageKind for Train {
     fn uses_device(&self) -> bool {
         true
     }
+    #[cfg(feature = "torch")]
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let data = prepared::load(&cx.input("data")?.dir)?;
         let trained = train::train(

@@ -117,7 +117,9 @@ fn cpu_info() -> &'static CpuInfo {
                 .and_then(|l| l.split_once(':'))
                 .map(|(_, v)| v.trim().to_string())
         };
-        let flags = field("flags").or_else(|| field("Features")).unwrap_or_default();
+        let flags = field("flags")
+            .or_else(|| field("Features"))
+            .unwrap_or_default();
         let have: Vec<&str> = EXTENSIONS
             .iter()
             .copied()
@@ -161,7 +163,8 @@ mod tests {
     fn the_capability_is_one_aten_knows() {
         let c = aten_capability();
         assert!(
-            ["DEFAULT", "AVX2", "AVX512", "VSX", "ZVECTOR", "SVE128", "SVE256"].contains(&c.as_str()),
+            ["DEFAULT", "AVX2", "AVX512", "VSX", "ZVECTOR", "SVE128", "SVE256"]
+                .contains(&c.as_str()),
             "{c:?}"
         );
         let path = kernel_path();

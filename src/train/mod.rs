@@ -8,20 +8,35 @@ pub mod spec;
 pub mod trades;
 
 use crate::attacks::spec::AttackSpec;
-use crate::attacks::{AttackConfig, Net, Use};
+use crate::attacks::AttackConfig;
+#[cfg(feature = "torch")]
+use crate::attacks::Net;
+#[cfg(feature = "torch")]
+use crate::attacks::Use;
 use crate::augment::Augment;
+#[cfg(feature = "torch")]
 use crate::data::loader::{HostData, Loader};
+#[cfg(feature = "torch")]
 use crate::data::prepared::Prepared;
-use crate::models::{ModelIo, ModelParams, Network};
+#[cfg(feature = "torch")]
+use crate::models::Network;
+use crate::models::{ModelIo, ModelParams};
+#[cfg(feature = "torch")]
 use crate::progress::StageProgress;
 use crate::vocab::{Norm, Problem};
-use anyhow::{bail, Result};
+#[cfg(feature = "torch")]
+use anyhow::bail;
+use anyhow::Result;
 use precision::{Amp, ChannelsLast};
+#[cfg(feature = "torch")]
 use rand::seq::SliceRandom;
+#[cfg(feature = "torch")]
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use spec::{ModelMode, OptimizerSpec, ScheduleSpec, TrainMethod};
+#[cfg(feature = "torch")]
 use std::path::Path;
+#[cfg(feature = "torch")]
 use tch::{Device, Kind, Tensor};
 
 /// Canonical training parameters (part of the train stage's key).
@@ -159,11 +174,13 @@ pub fn inner_attack(method: TrainMethod, a: &AttackSpec) -> Result<AttackConfig,
     }
 }
 
+#[cfg(feature = "torch")]
 /// Mean cross-entropy with label smoothing `smoothing` (0: plain).
 pub fn cross_entropy(logits: &Tensor, y: &Tensor, smoothing: f64) -> Tensor {
     logits.cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Mean, -100, smoothing)
 }
 
+#[cfg(feature = "torch")]
 /// Scales the gradients so their global ℓ2 norm is at most `max` (`clip_grad_norm_`: the norm of
 /// the per-tensor norms, computed on the device with one transfer; factor max/(norm + 1e-6) when
 /// below 1). Returns the norm before clipping.
@@ -190,6 +207,7 @@ pub fn clip_grad_norm(params: &[Tensor], max: f64) -> f64 {
 }
 
 /// Batches assembled ahead of the training step (host memory: a few batches).
+#[cfg(feature = "torch")]
 const PREFETCH: usize = 3;
 
 /// Metrics of one finished epoch.
@@ -226,6 +244,7 @@ impl EpochRecord {
     }
 }
 
+#[cfg(feature = "torch")]
 /// The first epoch with the largest value of `metric` in `history`, and that value.
 pub fn best_epoch(history: &[EpochRecord], metric: &str) -> Option<(usize, f64)> {
     history
@@ -237,6 +256,7 @@ pub fn best_epoch(history: &[EpochRecord], metric: &str) -> Option<(usize, f64)>
         })
 }
 
+#[cfg(feature = "torch")]
 /// Clean and robust accuracy of `net` (eval mode) on uint8 images `x`, in batches of 256; the
 /// attack's draws are seeded by `seed` and the batch, so every epoch sees the same ones.
 fn accuracies(
@@ -269,6 +289,7 @@ fn accuracies(
     (Some(frac(clean)), attack.map(|_| frac(robust)))
 }
 
+#[cfg(feature = "torch")]
 /// `n` points of a split drawn once (seeded), the same every epoch.
 fn subset(x: &Tensor, y: &Tensor, n: usize, seed: u64) -> (Tensor, Tensor) {
     let total = x.size()[0] as usize;
@@ -288,6 +309,7 @@ pub struct SettingSpan {
     pub setting: String,
 }
 
+#[cfg(feature = "torch")]
 /// A finished training: the model, its per-epoch records, and the settings its epochs ran
 /// under (one span unless it resumed under another).
 pub struct Trained {
@@ -296,6 +318,7 @@ pub struct Trained {
     pub settings: Vec<SettingSpan>,
 }
 
+#[cfg(feature = "torch")]
 impl Trained {
     /// The setting the epochs ran under, for the entry's provenance: one span's, or
     /// `mixed (epochs 1–2 under `…`; epochs 3–4 under `…`)`, which no other setting equals.
@@ -330,9 +353,11 @@ impl Trained {
     }
 }
 
+#[cfg(feature = "torch")]
 /// Hook called after each epoch's checkpoint is safely on disk.
 pub type EpochHook<'a> = &'a dyn Fn(&EpochRecord);
 
+#[cfg(feature = "torch")]
 /// Trains (or resumes training of) a model; checkpoints go under `ckpt_dir` after every epoch.
 pub fn train(
     p: &TrainParams,

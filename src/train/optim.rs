@@ -1,9 +1,13 @@
 //! Optimisers with PyTorch's exact update rules and serialisable state, so a checkpointed run
 //! resumes bit-identically (tch's built-in optimisers cannot save their state).
+#[cfg(feature = "torch")]
 use super::spec::{OptimizerName, OptimizerSpec};
+#[cfg(feature = "torch")]
 use anyhow::{Context, Result};
+#[cfg(feature = "torch")]
 use tch::Tensor;
 
+#[cfg(feature = "torch")]
 pub struct Optimizer {
     spec: OptimizerSpec,
     /// (name, parameter) in a fixed order.
@@ -15,6 +19,7 @@ pub struct Optimizer {
     pub lr: f64,
 }
 
+#[cfg(feature = "torch")]
 impl Optimizer {
     pub fn new(spec: &OptimizerSpec, vs: &tch::nn::VarStore) -> Self {
         let mut params: Vec<(String, Tensor)> = vs
@@ -149,6 +154,7 @@ impl Optimizer {
     }
 }
 
+#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! resolves to. The mechanisms (autocast, the NHWC layout) are libtorch glue in `crate::torch`.
 use crate::models::ArchKind;
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "torch")]
 use tch::{Device, Kind};
 
 /// `training.<name>.amp`: mixed precision of the training forward passes (the attack's and the
@@ -32,6 +33,7 @@ impl Amp {
     pub fn is_auto(&self) -> bool {
         *self == Amp::Auto
     }
+    #[cfg(feature = "torch")]
     /// The autocast dtype on `device` (none: float32).
     pub fn resolve(self, device: Device) -> Option<Kind> {
         match self {

@@ -118,7 +118,7 @@ fn attacks_agree_with_torchattacks_and_autoattack() {
         ],
     });
     std::fs::write(d.join("request.json"), request.to_string()).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/crosscheck_attacks.py");
+    let script = PathBuf::from(crate::common::ROOT).join("scripts/crosscheck_attacks.py");
     let out = std::process::Command::new(python())
         .arg(&script)
         .arg(d)

@@ -171,8 +171,7 @@ fn autoaugment_ops_match_torchvision_exactly() {
     let rgb = images(6, 3, 32, 32, 1);
     let gray = images(4, 1, 20, 28, 2);
     Tensor::write_safetensors(&[("rgb", &rgb), ("gray", &gray)], &src).unwrap();
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/crosscheck_autoaugment.py");
+    let script = PathBuf::from(crate::common::ROOT).join("scripts/crosscheck_autoaugment.py");
     let out = std::process::Command::new(python())
         .arg(&script)
         .arg(&src)

@@ -156,23 +156,33 @@ fn cache_verify_finds_flipped_bytes_and_unlisted_files_and_removes_them() {
     bytes[3] ^= 0x01;
     std::fs::write(&f, bytes).unwrap();
     let sparsity = "sparsity/digits/resnet18/at";
-    std::fs::write(entry_dir(&p, "p.yaml", sparsity).join("notes.txt"), b"slipped in").unwrap();
+    std::fs::write(
+        entry_dir(&p, "p.yaml", sparsity).join("notes.txt"),
+        b"slipped in",
+    )
+    .unwrap();
 
     // --keep reports, removes nothing, and fails.
     let out = p.run(&["cache", "verify", "--keep"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let text = stdout(&out);
     assert!(
-        text.contains(&format!("({eval}): metrics.json does not match its recorded blake3; kept"))
-            && text.contains(&format!("({sparsity}): notes.txt is not listed in meta.json; kept"))
-            && text.contains("2 corrupt, kept (--keep)"),
+        text.contains(&format!(
+            "({eval}): metrics.json does not match its recorded blake3; kept"
+        )) && text.contains(&format!(
+            "({sparsity}): notes.txt is not listed in meta.json; kept"
+        )) && text.contains("2 corrupt, kept (--keep)"),
         "{text}"
     );
     assert_eq!(p.entries(), 10);
     // Without it the two entries go, and a run recomputes exactly them.
     let out = p.run(&["cache", "verify"]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    assert!(stdout(&out).contains("2 corrupt, removed"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("2 corrupt, removed"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(p.entries(), 8);
     p.ok(&["cache", "verify"]);
     let out = p.ok(&["run", "--format", "json", "p.yaml"]);
@@ -181,7 +191,11 @@ fn cache_verify_finds_flipped_bytes_and_unlisted_files_and_removes_them() {
     assert_eq!(ran, [eval, sparsity]);
     // A run only warns of an unlisted file: nothing reads it, and a stray file (an editor's, a
     // file manager's) must not cost a recompute, for a training hours. `cache verify` removes it.
-    std::fs::write(entry_dir(&p, "p.yaml", sparsity).join("notes.txt"), b"again").unwrap();
+    std::fs::write(
+        entry_dir(&p, "p.yaml", sparsity).join("notes.txt"),
+        b"again",
+    )
+    .unwrap();
     let out = p.ok(&["run", "--format", "json", "p.yaml"]);
     assert!(stages(&out, "ran").is_empty(), "{}", stdout(&out));
     assert!(
@@ -190,12 +204,20 @@ fn cache_verify_finds_flipped_bytes_and_unlisted_files_and_removes_them() {
         stderr(&out)
     );
     let out = p.run(&["cache", "verify"]);
-    assert!(stdout(&out).contains(": 1 corrupt, removed"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(": 1 corrupt, removed"),
+        "{}",
+        stdout(&out)
+    );
     let out = p.run(&["cache", "verify"]);
     assert!(stdout(&out).contains(": 0 corrupt"), "{}", stdout(&out));
     let out = p.run(&["--cache", "elsewhere", "cache", "verify"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("no cache at elsewhere"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no cache at elsewhere"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Runs `script` with `sh` in a private mount namespace in `p`'s directory (`$BIN` is robarch),
@@ -214,7 +236,7 @@ fn in_mount_namespace(p: &Project, script: &str) -> std::process::Output {
     let out = std::process::Command::new("unshare")
         .args(["-m", "sh", "-c", script])
         .current_dir(p.path(""))
-        .env("BIN", env!("CARGO_BIN_EXE_robarch"))
+        .env("BIN", crate::common::robarch_bin())
         .env_remove("ROBARCH_CACHE")
         .output()
         .expect("unshare (util-linux) runs");
@@ -235,8 +257,13 @@ fn a_full_reports_directory_and_a_read_only_cache_are_named() {
     );
     let (text, err) = (stdout(&out), stderr(&out));
     assert!(out.status.success(), "{err}");
-    let (head, left) = text.split_once("exit=").unwrap_or_else(|| panic!("{text}\n{err}"));
-    assert!(!left.starts_with('0'), "the report succeeded on a full disk: {text}");
+    let (head, left) = text
+        .split_once("exit=")
+        .unwrap_or_else(|| panic!("{text}\n{err}"));
+    assert!(
+        !left.starts_with('0'),
+        "the report succeeded on a full disk: {text}"
+    );
     assert!(
         err.contains("reports/tiny") && err.contains("No space left on device"),
         "{err}"
@@ -300,7 +327,8 @@ fn the_scheduler_trusts_stamps_and_the_stage_that_loads_an_entry_hashes_it() {
     {
         use std::os::unix::fs::MetadataExt;
         let stamp = &mut meta["files"]["metrics.json"]["stamp"];
-        stamp["mtime_ns"] = serde_json::json!(md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128);
+        stamp["mtime_ns"] =
+            serde_json::json!(md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128);
         stamp["ino"] = serde_json::json!(md.ino());
     }
     std::fs::write(dir.join("meta.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
@@ -331,12 +359,28 @@ fn the_scheduler_trusts_stamps_and_the_stage_that_loads_an_entry_hashes_it() {
         .find(|p| p.file_name().unwrap() != "meta.json" && p.is_file())
         .unwrap();
     let len = std::fs::metadata(&file).unwrap().len();
-    std::fs::File::options().write(true).open(&file).unwrap().set_len(len / 2).unwrap();
-    std::fs::remove_file(entry_dir(&p, "p.yaml", "eval/digits/resnet18/at/clean/test").join("meta.json"))
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_len(len / 2)
         .unwrap();
+    std::fs::remove_file(
+        entry_dir(&p, "p.yaml", "eval/digits/resnet18/at/clean/test").join("meta.json"),
+    )
+    .unwrap();
     let out = p.ok(&["run", "--format", "json", "p.yaml"]);
     let mut ran = stages(&out, "ran");
     ran.sort();
-    assert_eq!(ran, ["eval/digits/resnet18/at/clean/test", sparsity], "{}", stderr(&out));
-    assert!(stderr(&out).contains("bytes, meta.json recorded"), "{}", stderr(&out));
+    assert_eq!(
+        ran,
+        ["eval/digits/resnet18/at/clean/test", sparsity],
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("bytes, meta.json recorded"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -374,7 +374,7 @@ fn model_describes_an_architecture_and_rejects_bad_fields() {
 
 #[test]
 fn shipped_pipelines_validate() {
-    let root = env!("CARGO_MANIFEST_DIR");
+    let root = crate::common::ROOT;
     for f in std::fs::read_dir(format!("{root}/pipelines")).unwrap() {
         let f = f.unwrap().path();
         let p = Project::new();
@@ -392,11 +392,17 @@ fn output_cut_short_by_a_pipe_ends_quietly() {
     p.write("p.yaml", TINY);
     // The reader is gone before robarch (which takes a while to start) prints a line.
     let out = std::process::Command::new("sh")
-        .args(["-c", "\"$BIN\" dag p.yaml | true; \"$BIN\" ls attacks | true"])
+        .args([
+            "-c",
+            "\"$BIN\" dag p.yaml | true; \"$BIN\" ls attacks | true",
+        ])
         .current_dir(p.path(""))
-        .env("BIN", env!("CARGO_BIN_EXE_robarch"))
+        .env("BIN", crate::common::robarch_bin())
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("panicked") && !err.contains("Broken pipe"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
 }

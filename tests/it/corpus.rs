@@ -64,9 +64,18 @@ fn check(case: &Case) -> Result<(), String> {
     let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
     let out = p.run(&args);
     let err = stderr(&out);
-    let name = case.file.file_name().unwrap().to_string_lossy().into_owned();
+    let name = case
+        .file
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     if out.status.code() != Some(case.exit) {
-        return Err(format!("{name}: exit {:?}, expected {}:\n{err}", out.status.code(), case.exit));
+        return Err(format!(
+            "{name}: exit {:?}, expected {}:\n{err}",
+            out.status.code(),
+            case.exit
+        ));
     }
     for e in &case.stderr {
         if !err.contains(e.as_str()) {
@@ -87,7 +96,7 @@ fn check(case: &Case) -> Result<(), String> {
 
 #[test]
 fn every_bad_spec_and_command_line_is_refused_clearly_and_writes_nothing() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/bad");
+    let dir = std::path::Path::new(crate::common::ROOT).join("tests/corpus/bad");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -123,7 +132,7 @@ fn every_bad_spec_and_command_line_is_refused_clearly_and_writes_nothing() {
 /// cut at 24 points: each must come back without a panic.
 #[test]
 fn the_fuzz_target_survives_its_seeds_and_their_prefixes() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = std::path::Path::new(crate::common::ROOT);
     let mut seeds = Vec::new();
     for dir in ["pipelines", "tests/corpus/bad"] {
         for e in std::fs::read_dir(root.join(dir)).unwrap() {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 #[test]
 fn quickstart_keys_are_pinned() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = PathBuf::from(crate::common::ROOT);
     let loaded = robarch::spec::load(&root.join("pipelines/quickstart.yaml")).unwrap();
     let plan = Plan::build(&loaded).unwrap();
     let mut keys: Vec<String> = plan

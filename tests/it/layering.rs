@@ -29,7 +29,7 @@ const LAYERS: &[&[&str]] = &[
 ];
 
 fn src() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src")
+    PathBuf::from(crate::common::ROOT).join("src")
 }
 
 /// The module path of a file: `src/a/b.rs` and `src/a/b/mod.rs` are `[a, b]`, `src/lib.rs` `[]`.

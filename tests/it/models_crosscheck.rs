@@ -108,7 +108,7 @@ fn every_architecture_matches_its_pytorch_reference() {
             export(dir.path(), arch.name, "tiny", io, 7 + i as i64);
         }
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/crosscheck_models.py");
+    let script = PathBuf::from(crate::common::ROOT).join("scripts/crosscheck_models.py");
     let out = std::process::Command::new(python())
         .arg(&script)
         .arg(dir.path())

@@ -17,7 +17,7 @@ fn paper_pipelines_train_every_model_with_the_authors_recipe() {
     let p = Project::new();
     cifar_fixture(&p.path("datasets/cifar-10-batches-bin"));
     imagenette_fixture(&p.path("datasets/imagenette2-320"), 2);
-    let root = env!("CARGO_MANIFEST_DIR");
+    let root = crate::common::ROOT;
     for name in ["cifar10", "imagenette"] {
         let text = std::fs::read_to_string(format!("{root}/pipelines/{name}.yaml")).unwrap();
         p.write(&format!("{name}.yaml"), &text);

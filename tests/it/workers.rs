@@ -44,8 +44,19 @@ fn a_worker_killed_by_a_signal_fails_only_its_stage() {
         let p = Project::new();
         p.write("p.yaml", TINY);
         let out = p
-            .cmd(&["run", "--format", "json", "--keep-going", "-j", "2", "p.yaml"])
-            .env("ROBARCH_WORKER_FAULT", format!("stage-run:{TARGET}@1={sig}"))
+            .cmd(&[
+                "run",
+                "--format",
+                "json",
+                "--keep-going",
+                "-j",
+                "2",
+                "p.yaml",
+            ])
+            .env(
+                "ROBARCH_WORKER_FAULT",
+                format!("stage-run:{TARGET}@1={sig}"),
+            )
             .output()
             .unwrap();
         let err = stderr(&out);
@@ -63,10 +74,16 @@ fn a_worker_killed_by_a_signal_fails_only_its_stage() {
         assert!(
             e.contains(&format!("killed by {name}"))
                 && e.contains("nothing of the stage was committed")
-                && e.contains(&format!("its log: {}", log.strip_prefix(p.path("")).unwrap().display())),
+                && e.contains(&format!(
+                    "its log: {}",
+                    log.strip_prefix(p.path("")).unwrap().display()
+                )),
             "{sig}: {e}"
         );
-        assert!(err.contains(&format!("stage {TARGET} failed")), "{sig}: {err}");
+        assert!(
+            err.contains(&format!("stage {TARGET} failed")),
+            "{sig}: {err}"
+        );
         if sig == "kill" {
             assert!(e.contains("out-of-memory killer"), "{e}");
         }
@@ -86,10 +103,17 @@ fn a_worker_killed_by_a_signal_fails_only_its_stage() {
         // The rerun computes that stage and the report only, and ends as an uninterrupted run.
         let again = p.ok(&["run", "--format", "json", "p.yaml"]);
         for (id, s) in outcomes(&again) {
-            let want = if id == TARGET || id == "report" { "ran" } else { "cached" };
+            let want = if id == TARGET || id == "report" {
+                "ran"
+            } else {
+                "cached"
+            };
             assert_eq!(s["outcome"], want, "{sig} rerun: {id}: {s}");
         }
-        assert!(report(&p) == reference, "{sig}: the report differs from an uninterrupted run's");
+        assert!(
+            report(&p) == reference,
+            "{sig}: the report differs from an uninterrupted run's"
+        );
         assert_eq!(std::fs::read_dir(p.path("cache/tmp")).unwrap().count(), 0);
     }
 }
@@ -99,7 +123,16 @@ fn workers_get_one_gpu_each_and_stages_without_tensors_on_it_get_none() {
     let p = Project::new();
     p.write("p.yaml", TINY);
     let out = p
-        .cmd(&["run", "--format", "json", "--devices", "cuda:0,cuda:1", "-j", "2", "p.yaml"])
+        .cmd(&[
+            "run",
+            "--format",
+            "json",
+            "--devices",
+            "cuda:0,cuda:1",
+            "-j",
+            "2",
+            "p.yaml",
+        ])
         .env("ROBARCH_FAKE_GPUS", "2")
         .output()
         .unwrap();
@@ -110,7 +143,8 @@ fn workers_get_one_gpu_each_and_stages_without_tensors_on_it_get_none() {
         let slot = prov["slot"].as_str().unwrap_or_default().to_string();
         if id.starts_with("train/") || id.starts_with("eval/") {
             assert!(
-                slot == "cuda:0 (CUDA_VISIBLE_DEVICES=0)" || slot == "cuda:1 (CUDA_VISIBLE_DEVICES=1)",
+                slot == "cuda:0 (CUDA_VISIBLE_DEVICES=0)"
+                    || slot == "cuda:1 (CUDA_VISIBLE_DEVICES=1)",
                 "{id}: {prov}"
             );
             gpus.insert(slot);
@@ -136,5 +170,33 @@ fn workers_get_one_gpu_each_and_stages_without_tensors_on_it_get_none() {
         stderr(&out)
     );
     let out = p.run(&["run", "--devices", "cuda:0,gpu", "p.yaml"]);
-    assert!(stderr(&out).contains("unknown device `gpu`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown device `gpu`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn the_control_plane_links_no_libtorch_and_the_worker_does() {
+    let ldd = |bin: &std::path::Path| {
+        let out = std::process::Command::new("ldd").arg(bin).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ldd {}: {}",
+            bin.display(),
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    let control = ldd(&robarch_bin());
+    for lib in ["libtorch", "libc10"] {
+        assert!(!control.contains(lib), "robarch links {lib}:\n{control}");
+    }
+    let worker = ldd(std::path::Path::new(env!("CARGO_BIN_EXE_robarch-worker")));
+    assert!(worker.contains("libtorch_cpu.so"), "{worker}");
+    assert!(
+        !worker.contains("not found"),
+        "the worker finds libtorch by its rpath:\n{worker}"
+    );
 }

@@ -31,6 +31,21 @@ evaluation:
 analysis: [sparsity]
 "#;
 
+/// The repository's root (the tests belong to the worker package, in `worker/`).
+pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// The control plane, `robarch`, built beside the worker (scripts/build.sh builds both; it is
+/// another package's binary, so cargo does not build it for these tests).
+pub fn robarch_bin() -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_robarch-worker")).with_file_name("robarch");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the control plane first (scripts/build.sh, or cargo build --release -p robarch)",
+        bin.display()
+    );
+    bin
+}
+
 pub struct Project {
     pub dir: tempfile::TempDir,
 }
@@ -51,7 +66,7 @@ impl Project {
     }
     /// `robarch <args>` in the project directory, with its own cache.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_robarch"));
+        let mut c = Command::new(robarch_bin());
         c.current_dir(self.dir.path())
             .env_remove("ROBARCH_CACHE")
             .env_remove("ROBARCH_DATA")
@@ -145,7 +160,7 @@ pub fn killed_at(p: &Project, fault: &str, extra: &[&str]) {
 pub fn python() -> PathBuf {
     let venv = std::env::var_os("VIRTUAL_ENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+        .unwrap_or_else(|| PathBuf::from(ROOT).join(".venv"));
     venv.join("bin/python")
 }
 
