@@ -48,6 +48,9 @@ enum Cmd {
         #[arg(long)]
         log_json: bool,
     },
+    /// Print how many CUDA devices libtorch sees here (the control plane asks before it places
+    /// stages on GPUs the driver shows, in case this libtorch is a CPU build).
+    Probe,
 }
 
 /// The pipe to the control plane (the process's original stdout; fd 1 itself is the log).
@@ -109,9 +112,20 @@ fn init_logging(json: bool) {
     };
 }
 
+/// Writes out what C stdio (libtorch's printf and iostreams) still buffers, so that it lands in
+/// the log of the stage that wrote it.
+fn flush_native() {
+    let _ = std::io::stdout().flush();
+    // SAFETY: fflush(NULL) flushes every C output stream; no preconditions.
+    unsafe {
+        libc::fflush(std::ptr::null_mut());
+    }
+}
+
 /// Points fds 1 and 2 at `log` (created or emptied), so that everything written while the stage
 /// runs, by this code or by native code, lands there.
 fn redirect(log: &Path) -> Result<()> {
+    flush_native();
     let f =
         File::create(log).with_context(|| format!("creating the stage log {}", log.display()))?;
     for fd in [1, 2] {
@@ -165,7 +179,10 @@ fn remote_progress() -> StageProgress {
             }
         }
         phase => {
-            pending.store(0, Ordering::Relaxed);
+            let n = pending.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                send(&Reply::Progress(Update::Inc { n }));
+            }
             send(&Reply::Progress(phase));
         }
     })
@@ -248,11 +265,17 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 pub fn main() -> i32 {
     // Parsed as `robarch-worker serve …` (argv[0] is the program).
     let args = Args::parse();
-    let Cmd::Serve {
-        spec,
-        cache,
-        log_json,
-    } = args.cmd;
+    let (spec, cache, log_json) = match args.cmd {
+        Cmd::Serve {
+            spec,
+            cache,
+            log_json,
+        } => (spec, cache, log_json),
+        Cmd::Probe => {
+            println!("{}", crate::torch::device::cuda_count());
+            return 0;
+        }
+    };
     // SAFETY: prctl/getppid have no memory-safety preconditions.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -260,8 +283,9 @@ pub fn main() -> i32 {
             return 1;
         }
     }
-    // SAFETY: dup of the open stdout; the new descriptor is owned by the File from here on.
-    let proto = unsafe { libc::dup(1) };
+    // SAFETY: duplicating the open stdout (close-on-exec: nothing the worker or libtorch starts
+    // may hold the pipe open); the new descriptor is owned by the File from here on.
+    let proto = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
     if proto < 0 {
         eprintln!("robarch-worker: cannot duplicate stdout");
         return 1;
@@ -269,7 +293,7 @@ pub fn main() -> i32 {
     let _ = PROTO.set(Mutex::new(unsafe { File::from_raw_fd(proto) }));
     RELAY.store(true, Ordering::Relaxed);
     init_logging(log_json);
-    let mut loaded: Option<std::result::Result<Loaded, String>> = None;
+    let mut loaded: Option<Loaded> = None;
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         let job: Job = match serde_json::from_str(&line) {
@@ -285,6 +309,7 @@ pub fn main() -> i32 {
             send(&Reply::Failed(format!("{e:#}")));
             continue;
         }
+        send(&Reply::Started);
         let _ = writeln!(
             std::io::stderr(),
             "robarch-worker (pid {}): stage {} on {}, {} thread(s)",
@@ -293,12 +318,21 @@ pub fn main() -> i32 {
             job.slot,
             job.threads
         );
-        let l = loaded.get_or_insert_with(|| load(&spec, &cache).map_err(|e| format!("{e:#}")));
-        let r = match l {
-            Ok(l) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(&job, l)))
-                .unwrap_or_else(|p| Err(anyhow::anyhow!("stage panicked: {}", panic_text(p)))),
-            Err(e) => Err(anyhow::anyhow!("loading {}: {e}", spec.display())),
-        };
+        // Loaded at the first job; a failed load is tried again at the next.
+        if loaded.is_none() {
+            loaded = load(&spec, &cache)
+                .map_err(|e| {
+                    let _ = writeln!(std::io::stderr(), "error: loading {}: {e:#}", spec.display());
+                    send(&Reply::Failed(format!("loading {}: {e:#}", spec.display())));
+                })
+                .ok();
+            if loaded.is_none() {
+                continue;
+            }
+        }
+        let l = loaded.as_ref().expect("loaded above");
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(&job, l)))
+            .unwrap_or_else(|p| Err(anyhow::anyhow!("stage panicked: {}", panic_text(p))));
         let reply = match r {
             Ok(d) => Reply::Done(d),
             Err(e) => {
@@ -310,7 +344,7 @@ pub fn main() -> i32 {
                 Reply::Failed(format!("{e:#}"))
             }
         };
-        let _ = std::io::stdout().flush();
+        flush_native();
         send(&reply);
     }
     0

@@ -6,12 +6,13 @@
 //! zero norm) is `None`. The network is read as the chain of its L linear maps W₁…W_L (see
 //! `analysis::norms`); the margin γ is 1.
 #[cfg(feature = "torch")]
-use super::norms::LayerNorms;
+use {
+    super::norms::LayerNorms,
+    tch::{Kind, Tensor},
+};
 use crate::vocab::Norm;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 /// Statistics of the training inputs, in the network's input space (after its normalisation).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]

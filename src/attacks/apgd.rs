@@ -10,24 +10,20 @@
 //! work; per-sample ε; the ℓ1 projection is our exact f64 one (AutoAttack's float32 version
 //! overshoots ε by up to 1e-4); random draws come from our seeded streams, not the global RNG.
 #[cfg(feature = "torch")]
-use super::draw;
-#[cfg(feature = "torch")]
-use super::project::col;
-#[cfg(feature = "torch")]
-use super::project::{self};
+use {
+    super::draw,
+    super::project::col,
+    super::project::{self},
+    super::{loss, Reduce, Use},
+    super::{loss_grad, on_robust_points, outcome, radii, ranked_class, select},
+    super::{Model, Outcome},
+    tch::{Kind, Tensor},
+};
 use super::Attack;
 use super::AttackType;
-#[cfg(feature = "torch")]
-use super::{loss, Reduce, Use};
-#[cfg(feature = "torch")]
-use super::{loss_grad, on_robust_points, outcome, radii, ranked_class, select};
 use super::{Fields, Name};
-#[cfg(feature = "torch")]
-use super::{Model, Outcome};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 /// APGD's loss; written `ce`, `dlr` and `dlr-t` in specs and keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

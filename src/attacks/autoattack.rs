@@ -12,22 +12,19 @@
 //! Targets are capped at classes − 1; DLR members are skipped (with a note) below 3/4 classes.
 //!
 #[cfg(feature = "torch")]
-use super::apgd::{Apgd, ApgdLoss};
-#[cfg(feature = "torch")]
-use super::fab::Fab;
-#[cfg(feature = "torch")]
-use super::square::{Square, SquareLoss};
+use {
+    super::apgd::{Apgd, ApgdLoss},
+    super::fab::Fab,
+    super::square::{Square, SquareLoss},
+    super::{correct, on_robust_points, Model, Outcome},
+    super::{AttackClass, Use},
+    tch::{Kind, Tensor},
+};
 use super::Attack;
 use super::AttackType;
-#[cfg(feature = "torch")]
-use super::{correct, on_robust_points, Model, Outcome};
-#[cfg(feature = "torch")]
-use super::{AttackClass, Use};
 use super::{Fields, Name};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 /// The composition: `standard` (the leaderboard's) or `plus` (more restarts and members).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

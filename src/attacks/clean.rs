@@ -3,15 +3,15 @@ use super::Attack;
 use super::AttackClass;
 use super::AttackType;
 #[cfg(feature = "torch")]
-use super::Use;
-#[cfg(feature = "torch")]
-use super::{outcome, Model, Outcome};
+use {
+    super::Use,
+    super::{outcome, Model, Outcome},
+    tch::Tensor,
+};
 use super::{Fields, Name};
 use crate::vocab::Norm;
 use crate::vocab::Problem;
 use serde::{Deserialize, Serialize};
-#[cfg(feature = "torch")]
-use tch::Tensor;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Clean {}

@@ -10,14 +10,14 @@ use super::AttackClass;
 use super::AttackType;
 use super::Name;
 #[cfg(feature = "torch")]
-use super::Use;
-#[cfg(feature = "torch")]
-use super::{Model, Outcome};
+use {
+    super::Use,
+    super::{Model, Outcome},
+    tch::Tensor,
+};
 use crate::vocab::Problem;
 use crate::vocab::{did_you_mean, typo_hint, Norm};
 use serde::{Deserialize, Serialize};
-#[cfg(feature = "torch")]
-use tch::Tensor;
 
 /// Declares [`AttackConfig`] (one variant per attack type; serialised `{"type": <variant in
 /// lowercase>, …fields}`), its delegation to [`Attack`], and the registry of names.

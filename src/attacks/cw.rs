@@ -5,20 +5,18 @@
 //! and up (×10 until bracketed) after a failure. For *bounded* robust accuracy a point counts as
 //! broken only if its smallest adversarial has ‖δ‖₂ ≤ ε; elsewhere the clean point is returned.
 #[cfg(feature = "torch")]
-use super::project::col;
-#[cfg(feature = "torch")]
-use super::project::{self};
+use {
+    super::project::col,
+    super::project::{self},
+    super::{loss, Use},
+    super::{outcome, radii, select, Model, Outcome},
+    tch::{Kind, Tensor},
+};
 use super::Attack;
 use super::AttackType;
-#[cfg(feature = "torch")]
-use super::{loss, Use};
-#[cfg(feature = "torch")]
-use super::{outcome, radii, select, Model, Outcome};
 use super::{Fields, Name};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy)]
 pub struct CwParams {

@@ -21,18 +21,17 @@
 //! pitfall). A zero gradient difference (a masked gradient) gives a zero step rather than the
 //! reference's NaN.
 #[cfg(feature = "torch")]
-use super::project;
+use {
+    super::project,
+    super::Use,
+    super::{correct, outcome, radii, select, Model, Outcome},
+    tch::{Kind, Tensor},
+};
 use super::Attack;
 use super::AttackType;
-#[cfg(feature = "torch")]
-use super::Use;
-#[cfg(feature = "torch")]
-use super::{correct, outcome, radii, select, Model, Outcome};
 use super::{Fields, Name};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 /// A resolved `deepfool` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

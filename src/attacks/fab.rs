@@ -22,24 +22,20 @@
 //!   subsets of rows; rows are independent, so the results are the same (the tests compare with
 //!   outputs of the reference on fixed inputs).
 #[cfg(feature = "torch")]
-use super::draw;
-#[cfg(feature = "torch")]
-use super::project::col;
-#[cfg(feature = "torch")]
-use super::project::{self};
+use {
+    super::draw,
+    super::project::col,
+    super::project::{self},
+    super::{loss_grad, on_robust_points, outcome, radii, ranked_class},
+    super::{Model, Outcome},
+    super::{Reduce, Use},
+    tch::{Kind, Tensor},
+};
 use super::Attack;
 use super::AttackType;
-#[cfg(feature = "torch")]
-use super::{loss_grad, on_robust_points, outcome, radii, ranked_class};
 use super::{Fields, Name};
-#[cfg(feature = "torch")]
-use super::{Model, Outcome};
-#[cfg(feature = "torch")]
-use super::{Reduce, Use};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy)]
 pub struct FabParams {

@@ -1,19 +1,18 @@
 //! FGSM (Goodfellow et al. 2015): one signed-gradient step of size ε on the batch-mean
 //! cross-entropy, clipped to [0,1] (torchattacks `FGSM`).
 #[cfg(feature = "torch")]
-use super::project::col;
+use {
+    super::project::col,
+    super::Use,
+    super::{input_grad, outcome, radii, Model, Outcome},
+    tch::Tensor,
+};
 use super::Attack;
 use super::AttackClass;
 use super::AttackType;
-#[cfg(feature = "torch")]
-use super::Use;
-#[cfg(feature = "torch")]
-use super::{input_grad, outcome, radii, Model, Outcome};
 use super::{Fields, Name};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
-#[cfg(feature = "torch")]
-use tch::Tensor;
 
 #[cfg(feature = "torch")]
 pub fn fgsm(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor) -> Tensor {

@@ -4,21 +4,19 @@
 //! [0,1]. No random start. In evaluation, points leave the batch at their first misclassified
 //! iterate (kept), as in PGD.
 #[cfg(feature = "torch")]
-use super::project;
+use {
+    super::project,
+    super::Outcome,
+    super::{loss, Reduce, Use},
+    super::{loss_grad, outcome, radii, Model},
+    tch::{Kind, Tensor},
+};
 use super::scale_with_eps;
 use super::Attack;
 use super::AttackType;
-#[cfg(feature = "torch")]
-use super::Outcome;
-#[cfg(feature = "torch")]
-use super::{loss, Reduce, Use};
-#[cfg(feature = "torch")]
-use super::{loss_grad, outcome, radii, Model};
 use super::{Fields, Name};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy)]
 pub struct MimParams {

@@ -47,12 +47,13 @@ pub use config::{kind_for, names, AttackConfig};
 pub use spec::Fields;
 
 #[cfg(feature = "torch")]
-use crate::models::Network;
+use {
+    crate::models::Network,
+    tch::{Kind, Tensor},
+};
 use crate::vocab::Norm;
 use crate::vocab::Problem;
 use serde::{Deserialize, Serialize};
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 /// Where an attack is used: evaluation keeps each point's first misclassified iterate and drops it
 /// from the batch; training takes every step on every point (BN batch statistics stay whole).

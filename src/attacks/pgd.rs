@@ -17,25 +17,21 @@
 //! follow exactly the reference trajectory. In training every point takes every step and the last
 //! iterate is returned (highest loss over restarts).
 #[cfg(feature = "torch")]
-use super::draw;
-#[cfg(feature = "torch")]
-use super::project::col;
-#[cfg(feature = "torch")]
-use super::project::{self};
+use {
+    super::draw,
+    super::project::col,
+    super::project::{self},
+    super::{loss, Reduce, Use},
+    super::{loss_grad, outcome, radii},
+    super::{Model, Outcome},
+    tch::{Kind, Tensor},
+};
 use super::Attack;
 use super::AttackType;
-#[cfg(feature = "torch")]
-use super::{loss, Reduce, Use};
-#[cfg(feature = "torch")]
-use super::{loss_grad, outcome, radii};
 use super::{scale_with_eps, AttackClass, Fields, Name};
-#[cfg(feature = "torch")]
-use super::{Model, Outcome};
 use crate::vocab::Norm;
 use crate::vocab::Problem;
 use serde::{Deserialize, Serialize};
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "name")]

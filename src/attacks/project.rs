@@ -1,9 +1,10 @@
 //! Norms and projections for perturbations of images in [0,1] (docs/attacks.md, "Reference update
 //! rules: Projections"). Per-sample radii `eps` are `[N]` tensors; perturbations are `[N, …]`.
 #[cfg(feature = "torch")]
-use crate::vocab::Norm;
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
+use {
+    crate::vocab::Norm,
+    tch::{Kind, Tensor},
+};
 
 #[cfg(feature = "torch")]
 /// `[N]` radii as `[N, 1, 1, …]`, to broadcast against `like`.

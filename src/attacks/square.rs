@@ -31,25 +31,21 @@
 //! - The targeted mode (unused by AutoAttack's standard version) is not ported. A run with no
 //!   robust point left stops (the reference runs one step on an empty batch, then stops).
 #[cfg(feature = "torch")]
-use super::draw;
-#[cfg(feature = "torch")]
-use super::project::col;
-#[cfg(feature = "torch")]
-use super::project::{self};
+use {
+    super::draw,
+    super::project::col,
+    super::project::{self},
+    super::{correct, on_robust_points, outcome, radii, select},
+    super::{loss, Use},
+    super::{Model, Outcome},
+    tch::{Device, Kind, Tensor},
+};
 use super::Attack;
 use super::AttackClass;
 use super::AttackType;
-#[cfg(feature = "torch")]
-use super::{correct, on_robust_points, outcome, radii, select};
-#[cfg(feature = "torch")]
-use super::{loss, Use};
 use super::{Fields, Name};
-#[cfg(feature = "torch")]
-use super::{Model, Outcome};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
-#[cfg(feature = "torch")]
-use tch::{Device, Kind, Tensor};
 
 /// What the search minimises: the margin `z_y − max_{i≠y} z_i` (AutoAttack's choice) or −CE;
 /// written `margin` and `ce` in specs and keys.

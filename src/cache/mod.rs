@@ -192,6 +192,15 @@ pub fn hash_file(path: &Path) -> Result<(u64, String)> {
     Ok((size, h.finalize().to_hex().to_string()))
 }
 
+/// Nanoseconds since the epoch two seconds ago: a file last modified before this is settled
+/// (no clock tick is that coarse).
+fn settled() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+        - 2_000_000_000
+}
+
 impl Cache {
     pub fn open(root: &Path) -> Result<Cache> {
         for sub in ["objects", "tmp", "ckpt", "locks", "runs"] {
@@ -249,6 +258,8 @@ impl Cache {
         let written = std::fs::metadata(dir.join(META))
             .map(|md| Stamp::of(&md).mtime_ns)
             .map_err(|e| format!("meta.json: {e}"))?;
+        // Files whose stamp changed but not their contents (a copied or touched cache).
+        let mut moved: Vec<(&String, Stamp)> = Vec::new();
         for (name, fm) in &meta.files {
             let path = dir.join(name);
             let md = std::fs::metadata(&path).map_err(|e| format!("{name}: {e}"))?;
@@ -267,6 +278,13 @@ impl Cache {
                 if size != fm.size || hash != fm.blake3 {
                     return Err(format!("{name} does not match its recorded blake3"));
                 }
+                // Restamped only when its mtime is safely past (a rewrite in the current clock
+                // tick, after this hash, would otherwise go unseen); the new meta.json is
+                // written later than it, so the next lookup can trust the stamp.
+                let now = Stamp::of(&md);
+                if depth == Depth::Stamp && fm.stamp != Some(now) && now.mtime_ns < settled() {
+                    moved.push((name, now));
+                }
             }
         }
         for f in walk(&dir).map_err(|e| format!("listing the entry: {e:#}"))? {
@@ -284,7 +302,37 @@ impl Cache {
                 tracing::warn!(entry = %dir.display(), "{why}; ignored (`robarch cache verify` removes the entry)");
             }
         }
+        if !moved.is_empty() {
+            self.restamp(&dir, &moved);
+        }
         Ok(Entry { dir, meta })
+    }
+
+    /// Records the new stat stamps of files that were hashed and found unchanged, so that the
+    /// next lookup compares stamps again instead of hashing them every time (as git refreshes its
+    /// index). Best effort: meta.json is replaced atomically (its other fields as read), and a
+    /// read-only cache keeps hashing.
+    fn restamp(&self, dir: &Path, moved: &[(&String, Stamp)]) {
+        let path = dir.join(META);
+        let result = (|| -> Result<()> {
+            use std::io::Write;
+            let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+            for (name, st) in moved {
+                if let Some(fm) = v.get_mut("files").and_then(|f| f.get_mut(name.as_str())) {
+                    fm["stamp"] = serde_json::to_value(st)?;
+                }
+            }
+            // Staged in tmp/ (never an unlisted file inside the entry), renamed over meta.json.
+            let mut tmp = tempfile::NamedTempFile::new_in(self.root.join("tmp"))?;
+            tmp.write_all(&serde_json::to_vec_pretty(&v)?)?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(&path)?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => tracing::debug!(entry = %dir.display(), files = moved.len(), "stamps refreshed"),
+            Err(e) => tracing::debug!(entry = %dir.display(), "stamps not refreshed: {e:#}"),
+        }
     }
 
     /// Looks up `key` to decide whether it is cached: by the stat stamps recorded at commit (a

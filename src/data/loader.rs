@@ -3,13 +3,14 @@
 //! the CPU. Batches are bit-identical for any thread count (per-image seeds, fixed order).
 use crate::augment::{self, Augment, Image};
 #[cfg(feature = "torch")]
-use anyhow::Result;
+use {
+    anyhow::Result,
+    tch::{Device, Kind, Tensor},
+};
 use rayon::prelude::*;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-#[cfg(feature = "torch")]
-use tch::{Device, Kind, Tensor};
 
 /// A split's images and labels in host memory, shared with loader threads.
 #[derive(Clone)]

@@ -1,20 +1,16 @@
 //! The prepared form of a dataset: uint8 NCHW images and int64 labels per split in one
 //! safetensors file, plus `dataset.json` with shapes, class names and normalisation statistics.
 #[cfg(feature = "torch")]
-use super::image_folder::{self, FolderSplit};
-#[cfg(feature = "torch")]
-use super::DatasetParams;
-#[cfg(feature = "torch")]
-use super::RawSplit;
-#[cfg(feature = "torch")]
-use anyhow::{ensure, Context, Result};
+use {
+    super::image_folder::{self, FolderSplit},
+    super::DatasetParams,
+    super::RawSplit,
+    anyhow::{ensure, Context, Result},
+    std::collections::HashMap,
+    std::path::Path,
+    tch::{Device, Kind, Tensor},
+};
 use serde::{Deserialize, Serialize};
-#[cfg(feature = "torch")]
-use std::collections::HashMap;
-#[cfg(feature = "torch")]
-use std::path::Path;
-#[cfg(feature = "torch")]
-use tch::{Device, Kind, Tensor};
 
 pub const TENSORS: &str = "data.safetensors";
 pub const INFO: &str = "dataset.json";

@@ -70,6 +70,17 @@ pub fn resolve(choice: &str, gpus: &[String]) -> Result<Vec<Slot>> {
     Ok(out)
 }
 
+/// How many CUDA devices libtorch sees, asked of the worker binary `exe` (`None`: it could not
+/// say). `device: auto` asks before placing stages on the GPUs the driver shows, in case the
+/// installed torch is a CPU build.
+pub fn libtorch_gpus(exe: &std::path::Path) -> Option<usize> {
+    let out = std::process::Command::new(exe).arg("probe").output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -142,11 +142,23 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
     let _shared = cache.lock_run(!opts.dry_run)?;
     let choice = opts.device.as_deref().unwrap_or(&plan.device);
     let gpus = devices::gpus();
-    let slots = if opts.dry_run {
+    let mut slots = if opts.dry_run {
         vec![Slot::Cpu]
     } else {
         devices::resolve(choice, &gpus)?
     };
+    // `auto` trusts the driver's GPUs only if libtorch sees them too (a CPU build of torch does not).
+    let auto = choice.split(',').any(|c| c.trim() == "auto");
+    if auto && slots != [Slot::Cpu] && std::env::var_os(devices::FAKE_GPUS).is_none() {
+        if let Some(0) = devices::libtorch_gpus(&pool::worker_exe()?) {
+            tracing::warn!(
+                gpus = slots.len(),
+                "the NVIDIA driver shows GPUs but libtorch in robarch-worker sees none (a CPU build \
+                 of torch?); `device: auto` runs on the CPU"
+            );
+            slots = vec![Slot::Cpu];
+        }
+    }
 
     // What must run: forced stages (and everything downstream), then every stage without a valid entry.
     let mut forced: HashSet<NodeIndex> = HashSet::new();
@@ -224,6 +236,10 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
             }
         }
         manifest.save(cache.root(), &plan.name)?;
+        // Sweep again now that this run's workers are gone: a worker of a killed run can outlive
+        // it by a moment and miss the sweep at the start (its staging directory, checkpoints).
+        drop(_shared);
+        let _ = cache.lock_run(true)?;
     }
     Ok(RunSummary { outcomes })
 }
@@ -300,15 +316,6 @@ fn schedule(
             )
         })
         .collect();
-    // Workers are started only when a stage needs one; a missing worker binary fails here,
-    // before anything runs.
-    let workers = if todo.iter().any(|&ix| plan.graph[ix].stage.in_worker()) {
-        launch.exe = pool::worker_exe()?;
-        Some(pool::Pool::new(launch))
-    } else {
-        None
-    };
-    let workers = workers.as_ref();
     let multi = progress::multi();
     let overall = multi.add(indicatif::ProgressBar::new(todo.len() as u64));
     overall.set_style(
@@ -319,13 +326,22 @@ fn schedule(
         .progress_chars("=> "),
     );
     overall.set_prefix(plan.name.clone());
-    let pool = rayon::ThreadPoolBuilder::new()
+    let threads = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1) + devices.len() + 1)
         .build()?;
+    // Workers are started only when a stage needs one; a missing worker binary fails here,
+    // before anything runs.
+    let workers = if todo.iter().any(|&ix| plan.graph[ix].stage.in_worker()) {
+        launch.exe = pool::worker_exe()?;
+        Some(pool::Pool::new(launch))
+    } else {
+        None
+    };
+    let workers = workers.as_ref();
     let (tx, rx) = std::sync::mpsc::channel::<(NodeIndex, Slot, Result<Outcome>)>();
     let mut running = 0usize;
     let mut stop = false;
-    pool.in_place_scope(|scope| loop {
+    threads.in_place_scope(|scope| loop {
         if !stop {
             for &ix in todo {
                 if waiting.get(&ix) != Some(&0) || outcome.contains_key(&ix) {

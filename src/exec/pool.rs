@@ -33,6 +33,8 @@ pub struct Job {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Reply {
+    /// The job was read and the stage's log opened: from here on, the log is the stage's.
+    Started,
     Progress(Update),
     /// A log line (already formatted, ending in a newline) for the control plane's stderr.
     Log(String),
@@ -85,14 +87,30 @@ pub fn worker_exe() -> Result<PathBuf> {
 struct Worker {
     slot: Slot,
     child: Child,
-    stdin: ChildStdin,
+    stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
+    /// Whether it ran a stage before (a reused worker may have died while idle).
+    reused: bool,
+    closed: bool,
 }
 
 impl Worker {
+    /// Ends an idle worker: its stdin closes, it exits.
     fn close(mut self) {
-        drop(self.stdin);
+        drop(self.stdin.take());
         let _ = self.child.wait();
+        self.closed = true;
+    }
+}
+
+impl Drop for Worker {
+    /// A worker dropped other than by `close` (an error, a panic in the control plane) is killed,
+    /// never left computing on a slot the scheduler has freed.
+    fn drop(&mut self) {
+        if !self.closed {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -159,20 +177,29 @@ impl Pool {
         Ok(Worker {
             slot,
             child,
-            stdin,
+            stdin: Some(stdin),
             stdout,
+            reused: false,
+            closed: false,
         })
     }
 
+    /// An idle worker of `slot` that is still alive, or a new one.
     fn take(&self, slot: Slot) -> Result<Worker> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        match idle.iter().position(|w| w.slot == slot) {
-            Some(i) => Ok(idle.swap_remove(i)),
-            None => {
-                drop(idle);
-                self.spawn(slot)
+        while let Some(i) = idle.iter().position(|w| w.slot == slot) {
+            let mut w = idle.swap_remove(i);
+            match w.child.try_wait() {
+                Ok(None) => {
+                    w.reused = true;
+                    return Ok(w);
+                }
+                // Died while idle (the OOM killer likes large idle processes): reaped by drop.
+                _ => drop(w),
             }
         }
+        drop(idle);
+        self.spawn(slot)
     }
 
     fn give(&self, w: Worker) {
@@ -181,32 +208,51 @@ impl Pool {
 
     /// Runs `job` on a worker of its slot; relays its progress to `bar` and its log lines to
     /// stderr. A worker that dies fails the stage with the signal (or exit status) and the log.
+    /// A reused worker found dead before it took the job is replaced once.
     pub fn run(&self, job: &Job, bar: &StageProgress) -> Result<Outcome> {
-        let mut w = self.take(job.slot)?;
+        block_sigpipe();
+        let w = self.take(job.slot)?;
+        match self.attempt(w, job, bar)? {
+            Attempt::Finished(o) => Ok(o),
+            Attempt::NotStarted(w, _) if w.reused => {
+                drop(w);
+                match self.attempt(self.spawn(job.slot)?, job, bar)? {
+                    Attempt::Finished(o) => Ok(o),
+                    Attempt::NotStarted(_, how) => Err(not_started(&self.launch.exe, &how)),
+                }
+            }
+            Attempt::NotStarted(_, how) => Err(not_started(&self.launch.exe, &how)),
+        }
+    }
+
+    /// Sends `job` to `w` and follows it to its end.
+    fn attempt(&self, mut w: Worker, job: &Job, bar: &StageProgress) -> Result<Attempt> {
         let mut line = serde_json::to_string(job).expect("jobs serialise");
         line.push('\n');
-        let sent = w
-            .stdin
-            .write_all(line.as_bytes())
-            .and_then(|_| w.stdin.flush());
+        let sent = match w.stdin.as_mut() {
+            Some(stdin) => stdin.write_all(line.as_bytes()).and_then(|_| stdin.flush()),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        };
+        let mut started = false;
         let mut buf = String::new();
         loop {
             buf.clear();
-            let read = match &sent {
-                Ok(()) => w.stdout.read_line(&mut buf),
-                Err(_) => Ok(0),
+            let n = match &sent {
+                Ok(()) => w.stdout.read_line(&mut buf).unwrap_or(0),
+                Err(_) => 0,
             };
-            let n = read.unwrap_or(0);
             if n == 0 {
                 // The worker is gone: say how it ended.
                 let status = w.child.wait().context("waiting for the stage worker")?;
-                let how = match std::os::unix::process::ExitStatusExt::signal(&status) {
+                let signal = std::os::unix::process::ExitStatusExt::signal(&status);
+                let how = match signal {
                     Some(sig) => format!("was killed by {}", signal_name(sig)),
                     None => format!("exited with {status}"),
                 };
-                let oom = if std::os::unix::process::ExitStatusExt::signal(&status)
-                    == Some(libc::SIGKILL)
-                {
+                if !started {
+                    return Ok(Attempt::NotStarted(w, how));
+                }
+                let oom = if signal == Some(libc::SIGKILL) {
                     " (the kernel's out-of-memory killer sends SIGKILL: see `dmesg`)"
                 } else {
                     ""
@@ -220,32 +266,61 @@ impl Pool {
             }
             let reply: Reply = match serde_json::from_str(buf.trim_end()) {
                 Ok(r) => r,
-                Err(e) => {
-                    let _ = w.child.kill();
-                    let _ = w.child.wait();
-                    anyhow::bail!(
-                        "its worker sent a line that is no reply ({e}): {:?}; its log: {}",
-                        buf.trim_end(),
-                        job.log.display()
-                    );
-                }
+                Err(e) => anyhow::bail!(
+                    "its worker sent a line that is no reply ({e}): {:?}; its log: {}",
+                    buf.trim_end(),
+                    job.log.display()
+                ),
             };
             match reply {
+                Reply::Started => started = true,
                 Reply::Progress(u) => bar.apply(u),
                 Reply::Log(text) => progress::eprint_raw(&text),
                 Reply::Done(d) => {
                     self.give(w);
-                    return Ok(match d {
+                    return Ok(Attempt::Finished(match d {
                         Done::Cached => Outcome::Cached,
                         Done::Ran { seconds } => Outcome::Ran { seconds },
-                    });
+                    }));
                 }
                 Reply::Failed(e) => {
                     self.give(w);
-                    anyhow::bail!("{e}\n  log: {}", job.log.display());
+                    if started {
+                        anyhow::bail!("{e}\n  log: {}", job.log.display());
+                    }
+                    anyhow::bail!("{e}");
                 }
             }
         }
+    }
+}
+
+/// How an attempt to run a job on a worker ended.
+enum Attempt {
+    Finished(Outcome),
+    /// The worker ended before it took the job (how it ended).
+    NotStarted(Worker, String),
+}
+
+fn not_started(exe: &Path, how: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the stage worker {} {how} before it took the stage (its messages, if any, are above); \
+         check that it runs: `{} --version`",
+        exe.display(),
+        exe.display()
+    )
+}
+
+/// Writing a job to a worker that has died must fail with EPIPE, not end `robarch` (which
+/// keeps SIGPIPE's default so that `robarch … | head` ends quietly): the signal is blocked in the
+/// threads that talk to workers.
+fn block_sigpipe() {
+    // SAFETY: plain signal-mask calls on this thread, on a set built here.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 

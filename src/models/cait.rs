@@ -7,20 +7,18 @@
 //! a linear `head` on the class token. As in timm (and the paper), every self-attention block gets
 //! the same drop-path rate and the class-attention blocks none. Names follow timm `cait_xxs24_224`.
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::{self};
-#[cfg(feature = "torch")]
-use super::layers::{drop_path, Mlp};
+use {
+    super::build_of,
+    super::layers::{self},
+    super::layers::{drop_path, Mlp},
+    tch::nn::{self, ModuleT},
+    tch::{Kind, Tensor},
+};
 use super::vit::{check_heads, check_patch, check_rates};
 use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 #[cfg(feature = "torch")]
 const LN_EPS: f64 = 1e-6;

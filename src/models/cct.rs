@@ -23,20 +23,18 @@
 //! two 7×7 stride-2 convs, width 384, 6 heads, MLP ratio 3: 22,367,273 at 224px / 1000 classes,
 //! the paper's 22.36M).
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::{self, drop_path_rates};
-#[cfg(feature = "torch")]
-use super::layers::{drop_path, Attention};
+use {
+    super::build_of,
+    super::layers::{self, drop_path_rates},
+    super::layers::{drop_path, Attention},
+    tch::nn::{self, ModuleT},
+    tch::{Kind, Tensor},
+};
 use super::vit::{check_heads, check_rates};
 use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 /// CCT's position embedding.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

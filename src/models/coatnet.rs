@@ -32,20 +32,18 @@
 //! The CIFAR variant is CoAtNet-0 with a stride-1 stem: a 32px image gives stages at 16, 8, 4 and
 //! 2 pixels (the transformer stages attend over 4×4 and 2×2 maps), total stride 16.
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::{self, drop_path_rates};
-#[cfg(feature = "torch")]
-use super::layers::{conv2d_timm as conv_eff, drop_path, LayerNorm2d};
+use {
+    super::build_of,
+    super::layers::{self, drop_path_rates},
+    super::layers::{conv2d_timm as conv_eff, drop_path, LayerNorm2d},
+    tch::nn::{self, ModuleT},
+    tch::{Device, Kind, Tensor},
+};
 use super::vit::check_rates;
 use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::{Device, Kind, Tensor};
 
 /// LayerNorm eps of the transformer blocks and the head (timm `MaxxVitTransformerCfg.norm_eps`).
 #[cfg(feature = "torch")]

@@ -4,19 +4,17 @@
 //! downsample.1`, `stages.0.blocks.0.conv_dw`, `.gamma`, `head.norm`, `head.fc`). The CIFAR
 //! variant uses a 2×2 stem so a 32px image keeps 16×16 tokens in the first stage.
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::{self, drop_path_rates};
-#[cfg(feature = "torch")]
-use super::layers::{conv2d_trunc_normal as conv, drop_path, LayerNorm2d};
+use {
+    super::build_of,
+    super::layers::{self, drop_path_rates},
+    super::layers::{conv2d_trunc_normal as conv, drop_path, LayerNorm2d},
+    tch::nn::{self, ModuleT},
+    tch::Tensor,
+};
 use super::{check_of, fits_of, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::Tensor;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

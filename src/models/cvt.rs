@@ -23,20 +23,18 @@
 //! `CvtForImageClassification(CvtConfig())` has the same count with 1000 labels). cifar = CvT-13
 //! with a 3×3 stride-1 first embedding, so a 32px image gives 32/16/8 maps (224px: 56/28/14).
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::drop_path;
-#[cfg(feature = "torch")]
-use super::layers::{self, drop_path_rates};
+use {
+    super::build_of,
+    super::layers::drop_path,
+    super::layers::{self, drop_path_rates},
+    tch::nn::{self, ModuleT},
+    tch::{Kind, Tensor},
+};
 use super::vit::check_rates;
 use super::{check_of, fits_of, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -2,16 +2,16 @@
 //! head; outside distillation training both heads see the labels and their logits are averaged
 //! (timm's `VisionTransformerDistilled`). Names follow timm (`dist_token`, `head_dist`).
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::vit::Vit;
+use {
+    super::build_of,
+    super::vit::Vit,
+    tch::nn::{self, ModuleT},
+};
 use super::vit::VitConfig;
 use super::{check_of, fits_of, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(transparent)]

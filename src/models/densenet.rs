@@ -4,20 +4,18 @@
 //! norm1`, `features.transition1.conv`, `features.norm5`, `classifier`). The CIFAR stem is a 3×3
 //! stride-1 convolution (kuangliu/pytorch-cifar) followed by BN-ReLU, without the max-pool.
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::{bn2d, conv2d_kaiming, dropout};
+use {
+    super::build_of,
+    super::layers::{bn2d, conv2d_kaiming, dropout},
+    super::ModelIo,
+    tch::nn::{self, ModuleT},
+    tch::Tensor,
+};
 use super::resnet::Stem;
-#[cfg(feature = "torch")]
-use super::ModelIo;
 use super::{check_of, fits_of, positive, Arch, Family};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::Tensor;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -13,20 +13,18 @@
 //!
 //! The CIFAR variant is Mixer-S with 4×4 patches (64 tokens at 32px).
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::{self};
-#[cfg(feature = "torch")]
-use super::layers::{drop_path, Mlp};
+use {
+    super::build_of,
+    super::layers::{self},
+    super::layers::{drop_path, Mlp},
+    tch::nn::{self, ModuleT},
+    tch::{Kind, Tensor},
+};
 use super::vit::check_rates;
 use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

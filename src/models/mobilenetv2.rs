@@ -4,21 +4,18 @@
 //! network and changes two strides to 1 (stem and the 24-channel stage), as in the common CIFAR
 //! ports (kuangliu/pytorch-cifar, chenyaofo/pytorch-cifar-models).
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::make_divisible;
-#[cfg(feature = "torch")]
-use super::layers::{bn2d, conv2d_kaiming, dropout};
-#[cfg(feature = "torch")]
-use super::ModelIo;
+use {
+    super::build_of,
+    super::layers::make_divisible,
+    super::layers::{bn2d, conv2d_kaiming, dropout},
+    super::ModelIo,
+    tch::nn::{self, ModuleT},
+    tch::Tensor,
+};
 use super::{check_of, fits_of, Arch, Family};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::Tensor;
 
 /// (expansion t, channels c) of the seven stages of the paper's Table 2.
 #[cfg(feature = "torch")]

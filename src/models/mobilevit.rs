@@ -23,22 +23,19 @@
 //! stride-1 stem: a 32px image reaches the transformer stages at 8×8, 4×4 and 2×2 (total stride
 //! 16 instead of 32), so every stage still has at least one whole 2×2 patch.
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::{self, drop_path_rates, make_divisible};
-#[cfg(feature = "torch")]
-use super::layers::{conv2d_timm, drop_path};
+use {
+    super::build_of,
+    super::layers::{self, drop_path_rates, make_divisible},
+    super::layers::{conv2d_timm, drop_path},
+    super::ModelIo,
+    tch::nn::{self, ModuleT},
+    tch::{Kind, Tensor},
+};
 use super::vit::check_rates;
-#[cfg(feature = "torch")]
-use super::ModelIo;
 use super::{check_of, fits_of, positive, Arch, Family};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 /// LayerNorm eps of the transformer layers (timm passes `nn.LayerNorm`, eps 1e-5).
 #[cfg(feature = "torch")]

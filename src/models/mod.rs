@@ -26,14 +26,14 @@ pub mod wide_resnet;
 
 use crate::vocab::{typo_hint, Problem};
 #[cfg(feature = "torch")]
-use anyhow::Result;
+use {
+    anyhow::Result,
+    tch::nn::{self, ModuleT},
+    tch::{Device, Kind, Tensor},
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use spec::ModelSpec;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::{Device, Kind, Tensor};
 
 /// What a model must fit: input channels, image side, number of classes.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]

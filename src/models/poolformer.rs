@@ -12,19 +12,17 @@
 //! The CIFAR variant keeps PoolFormer-S12's stages with a 3×3 stride-1 stem, so a 32px image gives
 //! 32/16/8/4 feature maps (224px PoolFormer: 56/28/14/7).
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::{self, drop_path_rates};
-#[cfg(feature = "torch")]
-use super::layers::{conv2d_trunc_normal, drop_path, LayerNorm2d};
+use {
+    super::build_of,
+    super::layers::{self, drop_path_rates},
+    super::layers::{conv2d_trunc_normal, drop_path, LayerNorm2d},
+    tch::nn::{self, ModuleT},
+    tch::Tensor,
+};
 use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::Tensor;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,20 +4,18 @@
 //! PreActResNet-18 (Wong et al. 2020; Rice et al. 2020, `locuslab/robust_overfitting`), the
 //! network RobustBench's PreAct checkpoints use.
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::{bn2d, conv2d_kaiming, linear_default};
+use {
+    super::build_of,
+    super::layers::{bn2d, conv2d_kaiming, linear_default},
+    super::ModelIo,
+    tch::nn::{self, ModuleT},
+    tch::Tensor,
+};
 use super::resnet::Stem;
-#[cfg(feature = "torch")]
-use super::ModelIo;
 use super::{check_of, fits_of, Arch, Family};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::Tensor;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -13,20 +13,18 @@
 //! patch embedding (16×16 tokens in stage 1 instead of 8×8) and reduces keys/values by (4, 2, 1, 1)
 //! so every stage attends over a 4×4 (or full) key grid, as b2's (8, 4, 2, 1) gives 7×7 at 224px.
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::{self, drop_path_rates};
-#[cfg(feature = "torch")]
-use super::layers::{conv2d_fan_out, drop_path};
+use {
+    super::build_of,
+    super::layers::{self, drop_path_rates},
+    super::layers::{conv2d_fan_out, drop_path},
+    tch::nn::{self, ModuleT},
+    tch::{Kind, Tensor},
+};
 use super::vit::check_rates;
 use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

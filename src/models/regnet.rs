@@ -19,21 +19,18 @@
 //! `RegNetX_200MF` (widths 24/56/152/368, depths 1/1/4/7, group width 8, strides 1/1/2/2): a 32px
 //! image keeps 32×32 features through two stages and ends at 8×8.
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::drop_path;
-#[cfg(feature = "torch")]
-use super::layers::drop_path_rates;
-#[cfg(feature = "torch")]
-use super::ModelIo;
+use {
+    super::build_of,
+    super::layers::drop_path,
+    super::layers::drop_path_rates,
+    super::ModelIo,
+    tch::nn::{self, ModuleT},
+    tch::Tensor,
+};
 use super::{check_of, fits_of, positive, Arch, Family};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::Tensor;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,19 +1,17 @@
 //! ResNet (He et al. 2016) with basic blocks, in the CIFAR variant (3×3 stem, no max-pool) and the
 //! ImageNet variant (7×7/2 stem + max-pool). Parameter names follow torchvision/timm.
 #[cfg(feature = "torch")]
-use super::bn2d;
-#[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::ModelIo;
+use {
+    super::bn2d,
+    super::build_of,
+    super::ModelIo,
+    tch::nn::{self, ModuleT},
+    tch::Tensor,
+};
 use super::{check_of, fits_of, Arch, Family};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::Tensor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -7,15 +7,16 @@
 //! - for an imported TorchScript model, the script itself (its config names the file relative to
 //!   the entry, so the entry can move).
 #[cfg(feature = "torch")]
-use super::Network;
+use {
+    super::Network,
+    tch::Device,
+};
 use super::{ModelIo, ModelParams};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::Path;
 use std::path::PathBuf;
-#[cfg(feature = "torch")]
-use tch::Device;
 
 pub const WEIGHTS: &str = "model.safetensors";
 pub const MODEL_INFO: &str = "model.json";

@@ -15,20 +15,18 @@
 //! `layers.0.blocks.1.attn.relative_position_bias_table`, `head.fc.weight`). All LayerNorms use
 //! PyTorch's eps 1e-5, as timm's Swin does.
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::{self, drop_path_rates};
-#[cfg(feature = "torch")]
-use super::layers::{drop_path, Mlp};
+use {
+    super::build_of,
+    super::layers::{self, drop_path_rates},
+    super::layers::{drop_path, Mlp},
+    tch::nn::{self, ModuleT},
+    tch::{Device, Kind, Tensor},
+};
 use super::vit::check_rates;
 use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::{Device, Kind, Tensor};
 
 #[cfg(feature = "torch")]
 const LN_EPS: f64 = 1e-5;

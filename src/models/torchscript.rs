@@ -8,19 +8,17 @@
 //! `normalize: true` applies the dataset's mean/std before the module (for modules that expect
 //! normalised inputs); `false` feeds [0,1] pixels (RobustBench models normalise themselves).
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::ModelIo;
+use {
+    super::build_of,
+    super::ModelIo,
+    anyhow::Context,
+    tch::nn::{self, ModuleT},
+    tch::{CModule, Tensor},
+};
 use super::{check_of, fits_of, Arch, Family};
 
-#[cfg(feature = "torch")]
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::{CModule, Tensor};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,17 +4,16 @@
 //! single linear layer on the pooled features (`classifier`, kuangliu/pytorch-cifar).
 //! Names follow torchvision (`features.N`).
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::{bn2d, conv2d_kaiming, dropout};
+use {
+    super::build_of,
+    super::layers::{bn2d, conv2d_kaiming, dropout},
+    tch::nn::{self, ModuleT},
+    tch::Tensor,
+};
 use super::{check_of, fits_of, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::Tensor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -2,19 +2,17 @@
 //! learned position embedding, pre-norm blocks (multi-head self-attention, GELU MLP), final norm,
 //! head on the class token. Parameter names follow timm (`blocks.0.attn.qkv.weight`, …).
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::{self, drop_path_rates};
-#[cfg(feature = "torch")]
-use super::layers::{drop_path, Attention, Mlp};
+use {
+    super::build_of,
+    super::layers::{self, drop_path_rates},
+    super::layers::{drop_path, Attention, Mlp},
+    tch::nn::{self, ModuleT},
+    tch::Tensor,
+};
 use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::Tensor;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,20 +5,18 @@
 //! a final `bn1` and `fc`. TRADES' file also builds an unused `sub_block1`; it is not part of the
 //! network and not counted here.
 #[cfg(feature = "torch")]
-use super::build_of;
-#[cfg(feature = "torch")]
-use super::layers::{bn2d, conv2d_kaiming, dropout, linear_default};
+use {
+    super::build_of,
+    super::layers::{bn2d, conv2d_kaiming, dropout, linear_default},
+    super::ModelIo,
+    tch::nn::{self, ModuleT},
+    tch::Tensor,
+};
 use super::resnet::Stem;
-#[cfg(feature = "torch")]
-use super::ModelIo;
 use super::{check_of, fits_of, Arch, Family};
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-#[cfg(feature = "torch")]
-use tch::nn::{self, ModuleT};
-#[cfg(feature = "torch")]
-use tch::Tensor;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -2,21 +2,18 @@
 //! `analysis::norms` and `analysis::bounds`).
 use super::StageKind;
 #[cfg(feature = "torch")]
-use super::{write_json, StageContext};
-#[cfg(feature = "torch")]
-use crate::analysis::bounds::{self, DataStats, Threat};
-#[cfg(feature = "torch")]
-use crate::analysis::norms::{self, Lanczos};
+use {
+    super::{write_json, StageContext},
+    crate::analysis::bounds::{self, DataStats, Threat},
+    crate::analysis::norms::{self, Lanczos},
+    crate::models::saved::SavedModel,
+    serde_json::Value,
+    tch::Device,
+};
 use crate::models::saved::Checkpoint;
-#[cfg(feature = "torch")]
-use crate::models::saved::SavedModel;
 use crate::vocab::Norm;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-#[cfg(feature = "torch")]
-use serde_json::Value;
-#[cfg(feature = "torch")]
-use tch::Device;
 
 pub const NORMS: &str = "norms.json";
 pub const OUTPUT: &str = "bounds.json";

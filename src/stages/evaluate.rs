@@ -4,27 +4,21 @@
 //! attacks run only on clean-correct points (as AutoAttack does).
 use super::StageKind;
 #[cfg(feature = "torch")]
-use super::{write_json, StageContext};
-#[cfg(feature = "torch")]
-use crate::attacks::verdict::{EvalMetrics, PER_SAMPLE};
+use {
+    super::{write_json, StageContext},
+    crate::attacks::verdict::{EvalMetrics, PER_SAMPLE},
+    crate::attacks::Net,
+    crate::attacks::{self, project},
+    crate::data::prepared,
+    crate::models::saved::{self},
+    anyhow::Result,
+    serde_json::Value,
+    tch::{Kind, Tensor},
+};
 use crate::attacks::AttackConfig;
-#[cfg(feature = "torch")]
-use crate::attacks::Net;
-#[cfg(feature = "torch")]
-use crate::attacks::{self, project};
-#[cfg(feature = "torch")]
-use crate::data::prepared;
 use crate::models::saved::Checkpoint;
-#[cfg(feature = "torch")]
-use crate::models::saved::{self};
 use crate::vocab::Split;
-#[cfg(feature = "torch")]
-use anyhow::Result;
 use serde::Serialize;
-#[cfg(feature = "torch")]
-use serde_json::Value;
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 pub const METRICS: &str = "metrics.json";
 

@@ -2,23 +2,20 @@
 //! evaluation and analysis stages consume it like a trained network. The entry holds a copy of the
 //! file (`model.pt`) and a `model.json` whose config names it relative to the entry.
 #[cfg(feature = "torch")]
-use super::StageContext;
+use {
+    super::StageContext,
+    crate::data::prepared,
+    crate::models::saved::{script_in, ModelInfo, SavedModel},
+    crate::models::Network,
+    anyhow::Result,
+    serde_json::{json, Value},
+};
 use super::StageKind;
 use crate::data::fingerprint::HashState;
-#[cfg(feature = "torch")]
-use crate::data::prepared;
-#[cfg(feature = "torch")]
-use crate::models::saved::{script_in, ModelInfo, SavedModel};
 use crate::models::torchscript::TorchScriptConfig;
-#[cfg(feature = "torch")]
-use crate::models::Network;
 use crate::models::{ModelIo, ModelParams};
 use crate::vocab::Problem;
-#[cfg(feature = "torch")]
-use anyhow::Result;
 use serde::Serialize;
-#[cfg(feature = "torch")]
-use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// The training label that evaluations of imported models carry in reports.

@@ -1,15 +1,14 @@
 //! `prepare`: decode, split, subset and resize a dataset into uint8 tensors.
 #[cfg(feature = "torch")]
-use super::StageContext;
+use {
+    super::StageContext,
+    crate::data::prepared,
+    anyhow::Result,
+    serde_json::Value,
+};
 use super::StageKind;
-#[cfg(feature = "torch")]
-use crate::data::prepared;
 use crate::data::DatasetParams;
-#[cfg(feature = "torch")]
-use anyhow::Result;
 use serde::Serialize;
-#[cfg(feature = "torch")]
-use serde_json::Value;
 use std::path::PathBuf;
 
 #[derive(Serialize)]

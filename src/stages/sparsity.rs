@@ -1,15 +1,15 @@
 //! `sparsity`: weight sparsity of a trained model (see `analysis::sparsity`).
 use super::StageKind;
 #[cfg(feature = "torch")]
-use super::{write_json, StageContext};
-#[cfg(feature = "torch")]
-use crate::analysis::sparsity::{self};
+use {
+    super::{write_json, StageContext},
+    crate::analysis::sparsity::{self},
+    serde_json::Value,
+};
 use crate::analysis::sparsity::{Summary, Thresholds};
 use crate::models::saved::Checkpoint;
 use anyhow::{Context, Result};
 use serde::Serialize;
-#[cfg(feature = "torch")]
-use serde_json::Value;
 
 pub const OUTPUT: &str = "sparsity.json";
 

@@ -1,17 +1,15 @@
 //! `train`: (adversarial) training of one architecture on one prepared dataset.
 use super::StageKind;
 #[cfg(feature = "torch")]
-use super::{write_json, StageContext};
-#[cfg(feature = "torch")]
-use crate::data::prepared;
-#[cfg(feature = "torch")]
-use crate::models::saved::{ModelInfo, SavedModel, BEST_WEIGHTS, WEIGHTS};
+use {
+    super::{write_json, StageContext},
+    crate::data::prepared,
+    crate::models::saved::{ModelInfo, SavedModel, BEST_WEIGHTS, WEIGHTS},
+    anyhow::{Context, Result},
+    serde_json::{json, Value},
+};
 use crate::train::{self, TrainParams};
-#[cfg(feature = "torch")]
-use anyhow::{Context, Result};
 use serde::Serialize;
-#[cfg(feature = "torch")]
-use serde_json::{json, Value};
 
 pub const HISTORY: &str = "history.json";
 

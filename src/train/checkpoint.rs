@@ -4,23 +4,17 @@
 //! truncated or unreadable is discarded with a warning in favour of the previous epoch's (the two
 //! newest are kept), or of a fresh start.
 #[cfg(feature = "torch")]
-use super::optim::Optimizer;
-#[cfg(feature = "torch")]
-use super::{EpochRecord, SettingSpan};
-#[cfg(feature = "torch")]
-use crate::models::Network;
-#[cfg(feature = "torch")]
-use anyhow::Context;
-#[cfg(feature = "torch")]
-use anyhow::Result;
-#[cfg(feature = "torch")]
-use serde::{Deserialize, Serialize};
-#[cfg(feature = "torch")]
-use std::collections::HashMap;
-#[cfg(feature = "torch")]
-use std::path::{Path, PathBuf};
-#[cfg(feature = "torch")]
-use tch::Tensor;
+use {
+    super::optim::Optimizer,
+    super::{EpochRecord, SettingSpan},
+    crate::models::Network,
+    anyhow::Context,
+    anyhow::Result,
+    serde::{Deserialize, Serialize},
+    std::collections::HashMap,
+    std::path::{Path, PathBuf},
+    tch::Tensor,
+};
 
 #[cfg(feature = "torch")]
 #[derive(Serialize, Deserialize)]

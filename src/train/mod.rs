@@ -10,34 +10,26 @@ pub mod trades;
 use crate::attacks::spec::AttackSpec;
 use crate::attacks::AttackConfig;
 #[cfg(feature = "torch")]
-use crate::attacks::Net;
-#[cfg(feature = "torch")]
-use crate::attacks::Use;
+use {
+    crate::attacks::Net,
+    crate::attacks::Use,
+    crate::data::loader::{HostData, Loader},
+    crate::data::prepared::Prepared,
+    crate::models::Network,
+    crate::progress::StageProgress,
+    anyhow::bail,
+    rand::seq::SliceRandom,
+    rand::SeedableRng,
+    std::path::Path,
+    tch::{Device, Kind, Tensor},
+};
 use crate::augment::Augment;
-#[cfg(feature = "torch")]
-use crate::data::loader::{HostData, Loader};
-#[cfg(feature = "torch")]
-use crate::data::prepared::Prepared;
-#[cfg(feature = "torch")]
-use crate::models::Network;
 use crate::models::{ModelIo, ModelParams};
-#[cfg(feature = "torch")]
-use crate::progress::StageProgress;
 use crate::vocab::{Norm, Problem};
-#[cfg(feature = "torch")]
-use anyhow::bail;
 use anyhow::Result;
 use precision::{Amp, ChannelsLast};
-#[cfg(feature = "torch")]
-use rand::seq::SliceRandom;
-#[cfg(feature = "torch")]
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use spec::{ModelMode, OptimizerSpec, ScheduleSpec, TrainMethod};
-#[cfg(feature = "torch")]
-use std::path::Path;
-#[cfg(feature = "torch")]
-use tch::{Device, Kind, Tensor};
 
 /// Canonical training parameters (part of the train stage's key).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,11 +1,11 @@
 //! Optimisers with PyTorch's exact update rules and serialisable state, so a checkpointed run
 //! resumes bit-identically (tch's built-in optimisers cannot save their state).
 #[cfg(feature = "torch")]
-use super::spec::{OptimizerName, OptimizerSpec};
-#[cfg(feature = "torch")]
-use anyhow::{Context, Result};
-#[cfg(feature = "torch")]
-use tch::Tensor;
+use {
+    super::spec::{OptimizerName, OptimizerSpec},
+    anyhow::{Context, Result},
+    tch::Tensor,
+};
 
 #[cfg(feature = "torch")]
 pub struct Optimizer {

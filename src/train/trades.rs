@@ -7,15 +7,13 @@
 //! (the reference runs the clean batch through the model twice, which updates batch-norm running
 //! statistics twice with the same batch; the gradients are the same).
 #[cfg(feature = "torch")]
-use crate::attacks::draw;
-#[cfg(feature = "torch")]
-use crate::attacks::pgd::{self, PgdParams};
-#[cfg(feature = "torch")]
-use crate::attacks::{loss_grad, Model};
-#[cfg(feature = "torch")]
-use crate::attacks::{AttackConfig, Reduce};
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
+use {
+    crate::attacks::draw,
+    crate::attacks::pgd::{self, PgdParams},
+    crate::attacks::{loss_grad, Model},
+    crate::attacks::{AttackConfig, Reduce},
+    tch::{Kind, Tensor},
+};
 
 #[cfg(feature = "torch")]
 /// Per-sample KL(p ‖ softmax(logits)) = Σ_k p_k (log p_k − log q_k), with 0·log 0 = 0

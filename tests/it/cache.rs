@@ -384,3 +384,37 @@ fn the_scheduler_trusts_stamps_and_the_stage_that_loads_an_entry_hashes_it() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_touched_entry_is_hashed_once_and_its_stamps_refreshed() {
+    let p = Project::new();
+    p.write("p.yaml", TINY);
+    p.ok(&["run", "--format", "json", "p.yaml"]);
+    // A copied or touched cache: same bytes, new mtime.
+    let dir = entry_dir(&p, "p.yaml", "train/digits/resnet18/at");
+    let f = dir.join("model.safetensors");
+    let later = std::time::SystemTime::now() - std::time::Duration::from_secs(30);
+    std::fs::File::options()
+        .write(true)
+        .open(&f)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let stamp = |dir: &std::path::Path| {
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("meta.json")).unwrap()).unwrap();
+        meta["files"]["model.safetensors"]["stamp"]["mtime_ns"].clone()
+    };
+    let before = stamp(&dir);
+    // The lookup hashes the file, finds it unchanged (nothing reruns) and records its new stamp,
+    // so the next lookup compares stamps again.
+    let out = p.ok(&["run", "--format", "json", "p.yaml"]);
+    assert!(stages(&out, "ran").is_empty(), "{}", stdout(&out));
+    let after = stamp(&dir);
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(&f).unwrap();
+    assert_ne!(before, after);
+    assert_eq!(after, serde_json::json!(md.mtime() as i128 * 1_000_000_000 + md.mtime_nsec() as i128));
+    let verify = p.ok(&["cache", "verify"]);
+    assert!(stdout(&verify).contains(": 0 corrupt"), "{}", stdout(&verify));
+}

@@ -200,3 +200,24 @@ fn the_control_plane_links_no_libtorch_and_the_worker_does() {
         "the worker finds libtorch by its rpath:\n{worker}"
     );
 }
+
+#[test]
+fn a_worker_that_cannot_start_is_named_and_the_run_ends_in_an_error() {
+    let p = Project::new();
+    p.write("p.yaml", TINY);
+    // A "worker" that exits at once: the job's write meets a closed pipe, which must be an
+    // error of the stage, not SIGPIPE ending robarch.
+    let out = p.cmd(&["run", "p.yaml"]).env("ROBARCH_WORKER", "/bin/false").output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        None,
+        "{err}"
+    );
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("the stage worker /bin/false exited with exit status: 1 before it took the stage"),
+        "{err}"
+    );
+    assert!(stdout(&out).contains("0 ran, 0 cached, 1 failed, 9 skipped"), "{}", stdout(&out));
+}
