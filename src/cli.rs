@@ -508,6 +508,19 @@ fn explain(cache_dir: &Path, a: ExplainArgs) -> Result<i32> {
         },
         None => None,
     };
+    // The stage's log, from the last time a worker ran it.
+    let log = exec::log_path_in(cache_dir, &plan.name, &n.id);
+    let log = log.is_file().then_some(log);
+    let files: serde_json::Map<String, serde_json::Value> = entry
+        .as_ref()
+        .map(|e| {
+            e.meta
+                .files
+                .iter()
+                .map(|(name, f)| (name.clone(), json!(f.size)))
+                .collect()
+        })
+        .unwrap_or_default();
     if a.format == Format::Json {
         let mut doc = json!({
             "id": n.id,
@@ -517,6 +530,8 @@ fn explain(cache_dir: &Path, a: ExplainArgs) -> Result<i32> {
             "inputs": inputs.iter().map(|(role, src, key)| json!({"role": role, "stage": src, "key": key})).collect::<Vec<_>>(),
             "params": n.stage.params(),
             "entry": entry.as_ref().map(|e| e.dir.display().to_string()),
+            "files": entry.as_ref().map(|_| files.clone()),
+            "log": log.as_ref().map(|l| l.display().to_string()),
             "summary": entry.as_ref().map(|e| e.meta.summary.clone()),
             "provenance": entry.as_ref().map(|e| e.meta.provenance.clone()),
         });
@@ -547,9 +562,14 @@ fn explain(cache_dir: &Path, a: ExplainArgs) -> Result<i32> {
         serde_json::to_string_pretty(&n.stage.params())?
     );
     if let Some(e) = entry {
+        let listed: Vec<String> = files
+            .iter()
+            .map(|(name, size)| format!("{name} ({} bytes)", size))
+            .collect();
         println!(
-            "entry:   {}\nsummary:\n{}",
+            "entry:   {}\nfiles:   {}\nsummary:\n{}",
             e.dir.display(),
+            listed.join(", "),
             serde_json::to_string_pretty(&e.meta.summary)?
         );
         let p = &e.meta.provenance;
@@ -567,6 +587,9 @@ fn explain(cache_dir: &Path, a: ExplainArgs) -> Result<i32> {
         for n in &p.notes {
             println!("  note: {n}");
         }
+    }
+    if let Some(l) = &log {
+        println!("log:     {}", l.display());
     }
     Ok(0)
 }

@@ -130,11 +130,12 @@ impl stage::Compute for Here {
 
 /// Where a stage's log is kept: `<cache>/logs/<pipeline>/<stage id>.log`.
 pub fn log_path(cache: &Cache, plan: &Plan, id: &str) -> PathBuf {
-    cache
-        .root()
-        .join("logs")
-        .join(&plan.name)
-        .join(format!("{id}.log"))
+    log_path_in(cache.root(), &plan.name, id)
+}
+
+/// [`log_path`] for a cache directory that may not exist yet.
+pub fn log_path_in(cache: &std::path::Path, pipeline: &str, id: &str) -> PathBuf {
+    cache.join("logs").join(pipeline).join(format!("{id}.log"))
 }
 
 /// Executes `plan`. Stages whose entry is cached and valid are not run.

@@ -221,3 +221,23 @@ fn a_worker_that_cannot_start_is_named_and_the_run_ends_in_an_error() {
     );
     assert!(stdout(&out).contains("0 ran, 0 cached, 1 failed, 9 skipped"), "{}", stdout(&out));
 }
+
+#[test]
+fn explain_shows_an_entrys_files_and_its_stage_log() {
+    let p = Project::new();
+    p.write("p.yaml", TINY);
+    p.ok(&["run", "--format", "json", "p.yaml"]);
+    let train = "train/digits/resnet18/at";
+    let e = explain(&p, "p.yaml", train);
+    let log = e["log"].as_str().unwrap().to_string();
+    assert!(log.ends_with(&format!("logs/tiny/{train}.log")), "{e}");
+    let text = std::fs::read_to_string(p.path(&log)).unwrap();
+    assert!(text.contains("checkpoint saved"), "{text}");
+    let weights = std::fs::metadata(entry_dir(&p, "p.yaml", train).join("model.safetensors")).unwrap();
+    assert_eq!(e["files"]["model.safetensors"], serde_json::json!(weights.len()), "{e}");
+    let out = stdout(&p.ok(&["explain", "p.yaml", train]));
+    assert!(out.contains(&format!("log:     {log}")), "{out}");
+    assert!(out.contains(&format!("model.safetensors ({} bytes)", weights.len())), "{out}");
+    // The report runs in the control plane: no worker, no log.
+    assert!(explain(&p, "p.yaml", "report")["log"].is_null());
+}
