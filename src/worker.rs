@@ -126,6 +126,10 @@ fn flush_native() {
 /// runs, by this code or by native code, lands there.
 fn redirect(log: &Path) -> Result<()> {
     flush_native();
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the stage log directory {}", dir.display()))?;
+    }
     let f =
         File::create(log).with_context(|| format!("creating the stage log {}", log.display()))?;
     for fd in [1, 2] {
@@ -254,13 +258,6 @@ fn run_job(job: &Job, l: &Loaded) -> Result<Done> {
     }
 }
 
-fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default()
-}
-
 /// Runs the worker; returns the process exit code.
 pub fn main() -> i32 {
     // Parsed as `robarch-worker serve …` (argv[0] is the program).
@@ -331,8 +328,7 @@ pub fn main() -> i32 {
             }
         }
         let l = loaded.as_ref().expect("loaded above");
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_job(&job, l)))
-            .unwrap_or_else(|p| Err(anyhow::anyhow!("stage panicked: {}", panic_text(p))));
+        let r = stage::catching(|| run_job(&job, l));
         let reply = match r {
             Ok(d) => Reply::Done(d),
             Err(e) => {

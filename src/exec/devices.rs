@@ -2,12 +2,9 @@
 //! loads it. A GPU is counted from the NVIDIA driver (`/proc/driver/nvidia/gpus`) or from
 //! `CUDA_VISIBLE_DEVICES` when the user narrowed it; each worker is then given one GPU as its
 //! `CUDA_VISIBLE_DEVICES`, so libtorch in that worker sees exactly that one.
+pub use crate::vocab::device::FAKE_GPUS;
 use crate::vocab::device::{parse_device, DeviceChoice, Slot};
 use anyhow::{bail, Result};
-
-/// A test hook: `ROBARCH_FAKE_GPUS=N` makes the machine show N GPUs, and the workers placed on
-/// them compute on the CPU (placement tests on machines without a GPU).
-pub const FAKE_GPUS: &str = "ROBARCH_FAKE_GPUS";
 
 /// The GPUs this process may use, each as the identifier a worker's `CUDA_VISIBLE_DEVICES`
 /// takes, indexed as libtorch numbers them.

@@ -370,30 +370,10 @@ fn schedule(
                     log: log_path(cache, plan, &node.id),
                 };
                 scope.spawn(move |_| {
-                    let r =
-                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match workers {
-                            Some(w) if node.stage.in_worker() => {
-                                if let Some(dir) = job.log.parent() {
-                                    std::fs::create_dir_all(dir).map_err(|e| {
-                                        anyhow::anyhow!(
-                                            "creating the stage log directory {}: {e}",
-                                            dir.display()
-                                        )
-                                    })?;
-                                }
-                                w.run(&job, &bar)
-                            }
-                            _ => stage::run_stage(plan, cache, ix, slot, force, bar.clone(), &Here),
-                        }))
-                        .unwrap_or_else(|p| {
-                            Err(anyhow::anyhow!(
-                                "stage panicked: {}",
-                                p.downcast_ref::<String>()
-                                    .cloned()
-                                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                                    .unwrap_or_default()
-                            ))
-                        });
+                    let r = stage::catching(|| match workers {
+                        Some(w) if node.stage.in_worker() => w.run(&job, &bar),
+                        _ => stage::run_stage(plan, cache, ix, slot, force, bar.clone(), &Here),
+                    });
                     bar.finish();
                     let _ = tx.send((ix, slot, r));
                 });

@@ -69,6 +69,19 @@ fn name_full_disk(e: anyhow::Error, cache: &std::path::Path) -> anyhow::Error {
     }
 }
 
+/// Runs `f`, turning a panic into the stage's error (`stage panicked: <message>`), so that one
+/// stage's bug fails that stage, in the control plane and in a worker alike.
+pub fn catching<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let text = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(anyhow::anyhow!("stage panicked: {text}"))
+    })
+}
+
 /// Runs the stage at `ix` on `slot`: lock, re-check the cache unless `force`, hash the inputs it
 /// reads, compute, commit.
 pub fn run_stage(

@@ -77,7 +77,7 @@ impl StageContext<'_> {
 pub fn device_for(slot: Slot) -> Device {
     match slot {
         Slot::Cpu => Device::Cpu,
-        Slot::Cuda(_) if std::env::var_os("ROBARCH_FAKE_GPUS").is_some() => Device::Cpu,
+        Slot::Cuda(_) if std::env::var_os(crate::vocab::device::FAKE_GPUS).is_some() => Device::Cpu,
         Slot::Cuda(_) if std::env::var_os("CUDA_VISIBLE_DEVICES").is_some() => Device::Cuda(0),
         Slot::Cuda(i) => Device::Cuda(i),
     }

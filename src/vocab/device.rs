@@ -4,6 +4,10 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// A test hook: `ROBARCH_FAKE_GPUS=N` makes the machine show N GPUs, and the workers placed on
+/// them compute on the CPU (placement tests on machines without one).
+pub const FAKE_GPUS: &str = "ROBARCH_FAKE_GPUS";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceChoice {
     Auto,

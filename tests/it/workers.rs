@@ -61,11 +61,7 @@ fn a_worker_killed_by_a_signal_fails_only_its_stage() {
             .unwrap();
         let err = stderr(&out);
         // The control plane itself lives on and says what happened.
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&out.status),
-            None,
-            "{sig}: {err}"
-        );
+        assert_eq!(signal(&out), None, "{sig}: {err}");
         assert!(!out.status.success(), "{sig}: {err}");
         let log = p.path(&format!("cache/logs/tiny/{TARGET}.log"));
         let o = outcomes(&out);
@@ -209,11 +205,7 @@ fn a_worker_that_cannot_start_is_named_and_the_run_ends_in_an_error() {
     // error of the stage, not SIGPIPE ending robarch.
     let out = p.cmd(&["run", "p.yaml"]).env("ROBARCH_WORKER", "/bin/false").output().unwrap();
     let err = stderr(&out);
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&out.status),
-        None,
-        "{err}"
-    );
+    assert_eq!(signal(&out), None, "{err}");
     assert!(!out.status.success(), "{err}");
     assert!(
         err.contains("the stage worker /bin/false exited with exit status: 1 before it took the stage"),

@@ -135,7 +135,7 @@ pub fn killed_at(p: &Project, fault: &str, extra: &[&str]) {
         None => ("ROBARCH_FAULT", fault),
     };
     let out = p.cmd(&args).env(var, value).output().unwrap();
-    let signal = std::os::unix::process::ExitStatusExt::signal(&out.status);
+    let signal = signal(&out);
     if var == "ROBARCH_FAULT" {
         assert_eq!(
             signal,
@@ -154,6 +154,11 @@ pub fn killed_at(p: &Project, fault: &str, extra: &[&str]) {
             stderr(&out)
         );
     }
+}
+
+/// The signal that ended the process, if one did.
+pub fn signal(o: &Output) -> Option<i32> {
+    std::os::unix::process::ExitStatusExt::signal(&o.status)
 }
 
 /// The `.venv` interpreter that holds the reference implementations (torch, timm, scipy, …).
