@@ -11,12 +11,10 @@
 //! overshoots ε by up to 1e-4); random draws come from our seeded streams, not the global RNG.
 #[cfg(feature = "torch")]
 use {
-    super::draw,
-    super::project::col,
-    super::project::{self},
-    super::{loss, Reduce, Use},
-    super::{loss_grad, on_robust_points, outcome, radii, ranked_class, select},
-    super::{Model, Outcome},
+    super::{
+        draw, loss, loss_grad, on_robust_points, outcome, project::{self, col}, radii, ranked_class,
+        select, Model, Outcome, Reduce, Use,
+    },
     tch::{Kind, Tensor},
 };
 use super::Attack;

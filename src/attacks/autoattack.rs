@@ -13,11 +13,10 @@
 //!
 #[cfg(feature = "torch")]
 use {
-    super::apgd::{Apgd, ApgdLoss},
-    super::fab::Fab,
-    super::square::{Square, SquareLoss},
-    super::{correct, on_robust_points, Model, Outcome},
-    super::{AttackClass, Use},
+    super::{
+        apgd::{Apgd, ApgdLoss}, correct, fab::Fab, on_robust_points, square::{Square, SquareLoss},
+        AttackClass, Model, Outcome, Use,
+    },
     tch::{Kind, Tensor},
 };
 use super::Attack;

@@ -4,8 +4,7 @@ use super::AttackClass;
 use super::AttackType;
 #[cfg(feature = "torch")]
 use {
-    super::Use,
-    super::{outcome, Model, Outcome},
+    super::{outcome, Model, Outcome, Use},
     tch::Tensor,
 };
 use super::{Fields, Name};

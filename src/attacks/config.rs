@@ -11,8 +11,7 @@ use super::AttackType;
 use super::Name;
 #[cfg(feature = "torch")]
 use {
-    super::Use,
-    super::{Model, Outcome},
+    super::{Model, Outcome, Use},
     tch::Tensor,
 };
 use crate::vocab::Problem;

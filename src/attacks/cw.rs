@@ -6,10 +6,7 @@
 //! broken only if its smallest adversarial has ‖δ‖₂ ≤ ε; elsewhere the clean point is returned.
 #[cfg(feature = "torch")]
 use {
-    super::project::col,
-    super::project::{self},
-    super::{loss, Use},
-    super::{outcome, radii, select, Model, Outcome},
+    super::{loss, outcome, project::{self, col}, radii, select, Model, Outcome, Use},
     tch::{Kind, Tensor},
 };
 use super::Attack;

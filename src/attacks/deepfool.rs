@@ -22,9 +22,7 @@
 //! reference's NaN.
 #[cfg(feature = "torch")]
 use {
-    super::project,
-    super::Use,
-    super::{correct, outcome, radii, select, Model, Outcome},
+    super::{correct, outcome, project, radii, select, Model, Outcome, Use},
     tch::{Kind, Tensor},
 };
 use super::Attack;

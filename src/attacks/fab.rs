@@ -23,12 +23,10 @@
 //!   outputs of the reference on fixed inputs).
 #[cfg(feature = "torch")]
 use {
-    super::draw,
-    super::project::col,
-    super::project::{self},
-    super::{loss_grad, on_robust_points, outcome, radii, ranked_class},
-    super::{Model, Outcome},
-    super::{Reduce, Use},
+    super::{
+        draw, loss_grad, on_robust_points, outcome, project::{self, col}, radii, ranked_class,
+        Model, Outcome, Reduce, Use,
+    },
     tch::{Kind, Tensor},
 };
 use super::Attack;

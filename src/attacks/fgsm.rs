@@ -2,9 +2,7 @@
 //! cross-entropy, clipped to [0,1] (torchattacks `FGSM`).
 #[cfg(feature = "torch")]
 use {
-    super::project::col,
-    super::Use,
-    super::{input_grad, outcome, radii, Model, Outcome},
+    super::{input_grad, outcome, project::col, radii, Model, Outcome, Use},
     tch::Tensor,
 };
 use super::Attack;

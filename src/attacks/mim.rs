@@ -5,10 +5,7 @@
 //! iterate (kept), as in PGD.
 #[cfg(feature = "torch")]
 use {
-    super::project,
-    super::Outcome,
-    super::{loss, Reduce, Use},
-    super::{loss_grad, outcome, radii, Model},
+    super::{loss, loss_grad, outcome, project, radii, Model, Outcome, Reduce, Use},
     tch::{Kind, Tensor},
 };
 use super::scale_with_eps;

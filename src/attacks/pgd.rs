@@ -18,12 +18,9 @@
 //! iterate is returned (highest loss over restarts).
 #[cfg(feature = "torch")]
 use {
-    super::draw,
-    super::project::col,
-    super::project::{self},
-    super::{loss, Reduce, Use},
-    super::{loss_grad, outcome, radii},
-    super::{Model, Outcome},
+    super::{
+        draw, loss, loss_grad, outcome, project::{self, col}, radii, Model, Outcome, Reduce, Use,
+    },
     tch::{Kind, Tensor},
 };
 use super::Attack;

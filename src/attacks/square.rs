@@ -32,12 +32,10 @@
 //!   robust point left stops (the reference runs one step on an empty batch, then stops).
 #[cfg(feature = "torch")]
 use {
-    super::draw,
-    super::project::col,
-    super::project::{self},
-    super::{correct, on_robust_points, outcome, radii, select},
-    super::{loss, Use},
-    super::{Model, Outcome},
+    super::{
+        correct, draw, loss, on_robust_points, outcome, project::{self, col}, radii, select, Model,
+        Outcome, Use,
+    },
     tch::{Device, Kind, Tensor},
 };
 use super::Attack;

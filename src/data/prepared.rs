@@ -2,12 +2,9 @@
 //! safetensors file, plus `dataset.json` with shapes, class names and normalisation statistics.
 #[cfg(feature = "torch")]
 use {
-    super::image_folder::{self, FolderSplit},
-    super::DatasetParams,
-    super::RawSplit,
     anyhow::{ensure, Context, Result},
-    std::collections::HashMap,
-    std::path::Path,
+    std::{collections::HashMap, path::Path},
+    super::{image_folder::{self, FolderSplit}, DatasetParams, RawSplit},
     tch::{Device, Kind, Tensor},
 };
 use serde::{Deserialize, Serialize};

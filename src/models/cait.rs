@@ -8,11 +8,8 @@
 //! the same drop-path rate and the class-attention blocks none. Names follow timm `cait_xxs24_224`.
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::{self},
-    super::layers::{drop_path, Mlp},
-    tch::nn::{self, ModuleT},
-    tch::{Kind, Tensor},
+    super::{build_of, layers::{self, drop_path, Mlp}},
+    tch::{nn::{self, ModuleT}, Kind, Tensor},
 };
 use super::vit::{check_heads, check_patch, check_rates};
 use super::{check_of, fits_of, positive, Arch, Family, ModelIo};

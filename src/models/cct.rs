@@ -24,11 +24,8 @@
 //! the paper's 22.36M).
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::{self, drop_path_rates},
-    super::layers::{drop_path, Attention},
-    tch::nn::{self, ModuleT},
-    tch::{Kind, Tensor},
+    super::{build_of, layers::{self, drop_path, drop_path_rates, Attention}},
+    tch::{nn::{self, ModuleT}, Kind, Tensor},
 };
 use super::vit::{check_heads, check_rates};
 use super::{check_of, fits_of, positive, Arch, Family, ModelIo};

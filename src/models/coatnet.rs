@@ -33,11 +33,10 @@
 //! 2 pixels (the transformer stages attend over 4×4 and 2×2 maps), total stride 16.
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::{self, drop_path_rates},
-    super::layers::{conv2d_timm as conv_eff, drop_path, LayerNorm2d},
-    tch::nn::{self, ModuleT},
-    tch::{Device, Kind, Tensor},
+    super::{
+        build_of, layers::{self, conv2d_timm as conv_eff, drop_path, drop_path_rates, LayerNorm2d},
+    },
+    tch::{nn::{self, ModuleT}, Device, Kind, Tensor},
 };
 use super::vit::check_rates;
 use super::{check_of, fits_of, positive, Arch, Family, ModelIo};

@@ -5,11 +5,11 @@
 //! variant uses a 2×2 stem so a 32px image keeps 16×16 tokens in the first stage.
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::{self, drop_path_rates},
-    super::layers::{conv2d_trunc_normal as conv, drop_path, LayerNorm2d},
-    tch::nn::{self, ModuleT},
-    tch::Tensor,
+    super::{
+        build_of,
+        layers::{self, conv2d_trunc_normal as conv, drop_path, drop_path_rates, LayerNorm2d},
+    },
+    tch::{nn::{self, ModuleT}, Tensor},
 };
 use super::{check_of, fits_of, Arch, Family, ModelIo};
 

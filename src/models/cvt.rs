@@ -24,11 +24,8 @@
 //! with a 3×3 stride-1 first embedding, so a 32px image gives 32/16/8 maps (224px: 56/28/14).
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::drop_path,
-    super::layers::{self, drop_path_rates},
-    tch::nn::{self, ModuleT},
-    tch::{Kind, Tensor},
+    super::{build_of, layers::{self, drop_path, drop_path_rates}},
+    tch::{nn::{self, ModuleT}, Kind, Tensor},
 };
 use super::vit::check_rates;
 use super::{check_of, fits_of, Arch, Family, ModelIo};

@@ -3,8 +3,7 @@
 //! (timm's `VisionTransformerDistilled`). Names follow timm (`dist_token`, `head_dist`).
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::vit::Vit,
+    super::{build_of, vit::Vit},
     tch::nn::{self, ModuleT},
 };
 use super::vit::VitConfig;

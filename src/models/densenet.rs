@@ -5,11 +5,8 @@
 //! stride-1 convolution (kuangliu/pytorch-cifar) followed by BN-ReLU, without the max-pool.
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::{bn2d, conv2d_kaiming, dropout},
-    super::ModelIo,
-    tch::nn::{self, ModuleT},
-    tch::Tensor,
+    super::{build_of, layers::{bn2d, conv2d_kaiming, dropout}, ModelIo},
+    tch::{nn::{self, ModuleT}, Tensor},
 };
 use super::resnet::Stem;
 use super::{check_of, fits_of, positive, Arch, Family};

@@ -2,10 +2,7 @@
 //! that every family's parameters carry timm's dotted names (`blocks.0.attn.qkv.weight`) and load
 //! into the reference implementation unchanged.
 #[cfg(feature = "torch")]
-use {
-    tch::nn::{self, ModuleT},
-    tch::{Kind, Tensor},
-};
+use tch::{nn::{self, ModuleT}, Kind, Tensor};
 
 #[cfg(feature = "torch")]
 /// A 2-d convolution with PyTorch's default initialisation.

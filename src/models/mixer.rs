@@ -14,11 +14,8 @@
 //! The CIFAR variant is Mixer-S with 4×4 patches (64 tokens at 32px).
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::{self},
-    super::layers::{drop_path, Mlp},
-    tch::nn::{self, ModuleT},
-    tch::{Kind, Tensor},
+    super::{build_of, layers::{self, drop_path, Mlp}},
+    tch::{nn::{self, ModuleT}, Kind, Tensor},
 };
 use super::vit::check_rates;
 use super::{check_of, fits_of, positive, Arch, Family, ModelIo};

@@ -5,12 +5,8 @@
 //! ports (kuangliu/pytorch-cifar, chenyaofo/pytorch-cifar-models).
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::make_divisible,
-    super::layers::{bn2d, conv2d_kaiming, dropout},
-    super::ModelIo,
-    tch::nn::{self, ModuleT},
-    tch::Tensor,
+    super::{build_of, layers::{bn2d, conv2d_kaiming, dropout, make_divisible}, ModelIo},
+    tch::{nn::{self, ModuleT}, Tensor},
 };
 use super::{check_of, fits_of, Arch, Family};
 

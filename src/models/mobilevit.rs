@@ -24,12 +24,10 @@
 //! 16 instead of 32), so every stage still has at least one whole 2×2 patch.
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::{self, drop_path_rates, make_divisible},
-    super::layers::{conv2d_timm, drop_path},
-    super::ModelIo,
-    tch::nn::{self, ModuleT},
-    tch::{Kind, Tensor},
+    super::{
+        build_of, layers::{self, conv2d_timm, drop_path, drop_path_rates, make_divisible}, ModelIo,
+    },
+    tch::{nn::{self, ModuleT}, Kind, Tensor},
 };
 use super::vit::check_rates;
 use super::{check_of, fits_of, positive, Arch, Family};

@@ -28,8 +28,7 @@ use crate::vocab::{typo_hint, Problem};
 #[cfg(feature = "torch")]
 use {
     anyhow::Result,
-    tch::nn::{self, ModuleT},
-    tch::{Device, Kind, Tensor},
+    tch::{nn::{self, ModuleT}, Device, Kind, Tensor},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -13,11 +13,8 @@
 //! 32/16/8/4 feature maps (224px PoolFormer: 56/28/14/7).
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::{self, drop_path_rates},
-    super::layers::{conv2d_trunc_normal, drop_path, LayerNorm2d},
-    tch::nn::{self, ModuleT},
-    tch::Tensor,
+    super::{build_of, layers::{self, conv2d_trunc_normal, drop_path, drop_path_rates, LayerNorm2d}},
+    tch::{nn::{self, ModuleT}, Tensor},
 };
 use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 

@@ -5,11 +5,8 @@
 //! network RobustBench's PreAct checkpoints use.
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::{bn2d, conv2d_kaiming, linear_default},
-    super::ModelIo,
-    tch::nn::{self, ModuleT},
-    tch::Tensor,
+    super::{build_of, layers::{bn2d, conv2d_kaiming, linear_default}, ModelIo},
+    tch::{nn::{self, ModuleT}, Tensor},
 };
 use super::resnet::Stem;
 use super::{check_of, fits_of, Arch, Family};

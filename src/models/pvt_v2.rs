@@ -14,11 +14,8 @@
 //! so every stage attends over a 4×4 (or full) key grid, as b2's (8, 4, 2, 1) gives 7×7 at 224px.
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::{self, drop_path_rates},
-    super::layers::{conv2d_fan_out, drop_path},
-    tch::nn::{self, ModuleT},
-    tch::{Kind, Tensor},
+    super::{build_of, layers::{self, conv2d_fan_out, drop_path, drop_path_rates}},
+    tch::{nn::{self, ModuleT}, Kind, Tensor},
 };
 use super::vit::check_rates;
 use super::{check_of, fits_of, positive, Arch, Family, ModelIo};

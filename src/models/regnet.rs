@@ -20,12 +20,8 @@
 //! image keeps 32×32 features through two stages and ends at 8×8.
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::drop_path,
-    super::layers::drop_path_rates,
-    super::ModelIo,
-    tch::nn::{self, ModuleT},
-    tch::Tensor,
+    super::{build_of, layers::{drop_path, drop_path_rates}, ModelIo},
+    tch::{nn::{self, ModuleT}, Tensor},
 };
 use super::{check_of, fits_of, positive, Arch, Family};
 

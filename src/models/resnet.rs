@@ -2,11 +2,8 @@
 //! ImageNet variant (7×7/2 stem + max-pool). Parameter names follow torchvision/timm.
 #[cfg(feature = "torch")]
 use {
-    super::bn2d,
-    super::build_of,
-    super::ModelIo,
-    tch::nn::{self, ModuleT},
-    tch::Tensor,
+    super::{bn2d, build_of, ModelIo},
+    tch::{nn::{self, ModuleT}, Tensor},
 };
 use super::{check_of, fits_of, Arch, Family};
 

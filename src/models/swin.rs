@@ -16,11 +16,8 @@
 //! PyTorch's eps 1e-5, as timm's Swin does.
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::{self, drop_path_rates},
-    super::layers::{drop_path, Mlp},
-    tch::nn::{self, ModuleT},
-    tch::{Device, Kind, Tensor},
+    super::{build_of, layers::{self, drop_path, drop_path_rates, Mlp}},
+    tch::{nn::{self, ModuleT}, Device, Kind, Tensor},
 };
 use super::vit::check_rates;
 use super::{check_of, fits_of, positive, Arch, Family, ModelIo};

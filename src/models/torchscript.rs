@@ -9,11 +9,9 @@
 //! normalised inputs); `false` feeds [0,1] pixels (RobustBench models normalise themselves).
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::ModelIo,
     anyhow::Context,
-    tch::nn::{self, ModuleT},
-    tch::{CModule, Tensor},
+    super::{build_of, ModelIo},
+    tch::{nn::{self, ModuleT}, CModule, Tensor},
 };
 use super::{check_of, fits_of, Arch, Family};
 

@@ -5,10 +5,8 @@
 //! Names follow torchvision (`features.N`).
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::{bn2d, conv2d_kaiming, dropout},
-    tch::nn::{self, ModuleT},
-    tch::Tensor,
+    super::{build_of, layers::{bn2d, conv2d_kaiming, dropout}},
+    tch::{nn::{self, ModuleT}, Tensor},
 };
 use super::{check_of, fits_of, Arch, Family, ModelIo};
 

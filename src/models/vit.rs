@@ -3,11 +3,8 @@
 //! head on the class token. Parameter names follow timm (`blocks.0.attn.qkv.weight`, …).
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::{self, drop_path_rates},
-    super::layers::{drop_path, Attention, Mlp},
-    tch::nn::{self, ModuleT},
-    tch::Tensor,
+    super::{build_of, layers::{self, drop_path, drop_path_rates, Attention, Mlp}},
+    tch::{nn::{self, ModuleT}, Tensor},
 };
 use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
 

@@ -6,11 +6,8 @@
 //! network and not counted here.
 #[cfg(feature = "torch")]
 use {
-    super::build_of,
-    super::layers::{bn2d, conv2d_kaiming, dropout, linear_default},
-    super::ModelIo,
-    tch::nn::{self, ModuleT},
-    tch::Tensor,
+    super::{build_of, layers::{bn2d, conv2d_kaiming, dropout, linear_default}, ModelIo},
+    tch::{nn::{self, ModuleT}, Tensor},
 };
 use super::resnet::Stem;
 use super::{check_of, fits_of, Arch, Family};

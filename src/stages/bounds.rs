@@ -3,11 +3,12 @@
 use super::StageKind;
 #[cfg(feature = "torch")]
 use {
-    super::{write_json, StageContext},
-    crate::analysis::bounds::{self, DataStats, Threat},
-    crate::analysis::norms::{self, Lanczos},
-    crate::models::saved::SavedModel,
+    crate::{
+        analysis::{bounds::{self, DataStats, Threat}, norms::{self, Lanczos}},
+        models::saved::SavedModel,
+    },
     serde_json::Value,
+    super::{write_json, StageContext},
     tch::Device,
 };
 use crate::models::saved::Checkpoint;

@@ -5,14 +5,13 @@
 use super::StageKind;
 #[cfg(feature = "torch")]
 use {
-    super::{write_json, StageContext},
-    crate::attacks::verdict::{EvalMetrics, PER_SAMPLE},
-    crate::attacks::Net,
-    crate::attacks::{self, project},
-    crate::data::prepared,
-    crate::models::saved::{self},
     anyhow::Result,
+    crate::{
+        attacks::{self, project, verdict::{EvalMetrics, PER_SAMPLE}, Net}, data::prepared,
+        models::saved,
+    },
     serde_json::Value,
+    super::{write_json, StageContext},
     tch::{Kind, Tensor},
 };
 use crate::attacks::AttackConfig;

@@ -3,12 +3,10 @@
 //! file (`model.pt`) and a `model.json` whose config names it relative to the entry.
 #[cfg(feature = "torch")]
 use {
-    super::StageContext,
-    crate::data::prepared,
-    crate::models::saved::{script_in, ModelInfo, SavedModel},
-    crate::models::Network,
     anyhow::Result,
+    crate::{data::prepared, models::{saved::{script_in, ModelInfo, SavedModel}, Network}},
     serde_json::{json, Value},
+    super::StageContext,
 };
 use super::StageKind;
 use crate::data::fingerprint::HashState;

@@ -1,10 +1,10 @@
 //! `prepare`: decode, split, subset and resize a dataset into uint8 tensors.
 #[cfg(feature = "torch")]
 use {
-    super::StageContext,
-    crate::data::prepared,
     anyhow::Result,
+    crate::data::prepared,
     serde_json::Value,
+    super::StageContext,
 };
 use super::StageKind;
 use crate::data::DatasetParams;

@@ -2,9 +2,9 @@
 use super::StageKind;
 #[cfg(feature = "torch")]
 use {
-    super::{write_json, StageContext},
-    crate::analysis::sparsity::{self},
+    crate::analysis::sparsity,
     serde_json::Value,
+    super::{write_json, StageContext},
 };
 use crate::analysis::sparsity::{Summary, Thresholds};
 use crate::models::saved::Checkpoint;

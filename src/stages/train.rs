@@ -2,11 +2,10 @@
 use super::StageKind;
 #[cfg(feature = "torch")]
 use {
-    super::{write_json, StageContext},
-    crate::data::prepared,
-    crate::models::saved::{ModelInfo, SavedModel, BEST_WEIGHTS, WEIGHTS},
     anyhow::{Context, Result},
+    crate::{data::prepared, models::saved::{BEST_WEIGHTS, ModelInfo, SavedModel, WEIGHTS}},
     serde_json::{json, Value},
+    super::{write_json, StageContext},
 };
 use crate::train::{self, TrainParams};
 use serde::Serialize;

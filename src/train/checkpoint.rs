@@ -5,14 +5,11 @@
 //! newest are kept), or of a fresh start.
 #[cfg(feature = "torch")]
 use {
-    super::optim::Optimizer,
-    super::{EpochRecord, SettingSpan},
+    anyhow::{Context, Result},
     crate::models::Network,
-    anyhow::Context,
-    anyhow::Result,
     serde::{Deserialize, Serialize},
-    std::collections::HashMap,
-    std::path::{Path, PathBuf},
+    std::{collections::HashMap, path::{Path, PathBuf}},
+    super::{optim::Optimizer, EpochRecord, SettingSpan},
     tch::Tensor,
 };
 

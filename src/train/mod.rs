@@ -11,15 +11,12 @@ use crate::attacks::spec::AttackSpec;
 use crate::attacks::AttackConfig;
 #[cfg(feature = "torch")]
 use {
-    crate::attacks::Net,
-    crate::attacks::Use,
-    crate::data::loader::{HostData, Loader},
-    crate::data::prepared::Prepared,
-    crate::models::Network,
-    crate::progress::StageProgress,
     anyhow::bail,
-    rand::seq::SliceRandom,
-    rand::SeedableRng,
+    crate::{
+        attacks::{Net, Use}, data::{loader::{HostData, Loader}, prepared::Prepared},
+        models::Network, progress::StageProgress,
+    },
+    rand::{seq::SliceRandom, SeedableRng},
     std::path::Path,
     tch::{Device, Kind, Tensor},
 };

@@ -2,8 +2,8 @@
 //! resumes bit-identically (tch's built-in optimisers cannot save their state).
 #[cfg(feature = "torch")]
 use {
-    super::spec::{OptimizerName, OptimizerSpec},
     anyhow::{Context, Result},
+    super::spec::{OptimizerName, OptimizerSpec},
     tch::Tensor,
 };
 

@@ -8,10 +8,7 @@
 //! statistics twice with the same batch; the gradients are the same).
 #[cfg(feature = "torch")]
 use {
-    crate::attacks::draw,
-    crate::attacks::pgd::{self, PgdParams},
-    crate::attacks::{loss_grad, Model},
-    crate::attacks::{AttackConfig, Reduce},
+    crate::attacks::{draw, loss_grad, pgd::{self, PgdParams}, AttackConfig, Model, Reduce},
     tch::{Kind, Tensor},
 };
 
