@@ -95,6 +95,19 @@ struct RunArgs {
     /// counts, the report directory) on stdout at the end.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Where stages run: `local` (worker processes here) or `slurm` (one job per stage, job
+    /// arrays, chained with afterok, on a cache every node sees). Default: the pipeline's
+    /// `executor.kind`, else local.
+    #[arg(long, value_enum)]
+    executor: Option<spec::executor::ExecutorKind>,
+    /// With `--executor slurm`: submit and exit; `robarch status` shows the jobs and a later
+    /// `robarch run` adopts them.
+    #[arg(long)]
+    detach: bool,
+    /// With `--executor slurm`: one job whose allocation runs every stage (the pipeline's
+    /// `executor.slurm.pilot` resources), instead of a job per stage.
+    #[arg(long)]
+    pilot: bool,
 }
 
 #[derive(Args)]
@@ -335,15 +348,33 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
             .unwrap_or_else(|| "robarch=info".into()),
         log_json: LOG.get().is_some_and(|l| l.1),
     };
-    let summary = exec::run(&plan, &cache, &opts)?;
+    let executor = a.executor.unwrap_or(plan.executor.kind);
+    let slurm = executor == spec::executor::ExecutorKind::Slurm;
+    if !slurm && (a.detach || a.pilot) {
+        bail!(
+            "--detach and --pilot go with the Slurm executor: add `--executor slurm` (or set `executor: {{kind: slurm}}` in {})",
+            a.pipeline.display()
+        );
+    }
+    let summary = if slurm {
+        let s = exec::slurm::SlurmOptions {
+            detach: a.detach,
+            pilot: a.pilot,
+            reports: a.reports.clone(),
+        };
+        exec::slurm::run(&plan, &cache, &opts, &s)?
+    } else {
+        exec::run(&plan, &cache, &opts)?
+    };
     let count = |f: fn(&Outcome) -> bool| summary.count(f);
+    let queued = count(|o| matches!(o, Outcome::Queued { .. }));
     let ran = count(|o| matches!(o, Outcome::Ran { .. }));
     let cached = count(|o| matches!(o, Outcome::Cached));
     let pending = count(|o| matches!(o, Outcome::Pending));
     let skipped = count(|o| matches!(o, Outcome::Skipped));
     let failed = summary.failed();
     let total = summary.outcomes.len();
-    let done = !a.dry_run && failed == 0;
+    let done = !a.dry_run && failed == 0 && queued == 0;
     let settings = if a.dry_run {
         Vec::new()
     } else {
@@ -364,19 +395,25 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
                 Outcome::Pending => json!({"id": id, "outcome": "pending"}),
                 Outcome::Failed(e) => json!({"id": id, "outcome": "failed", "error": e}),
                 Outcome::Skipped => json!({"id": id, "outcome": "skipped"}),
+                Outcome::Queued { job } => json!({"id": id, "outcome": "queued", "job": job}),
             })
             .collect();
         let doc = json!({
             "pipeline": plan.name,
             "dry_run": a.dry_run,
             "stages": stages,
-            "counts": {"ran": ran, "cached": cached, "pending": pending, "failed": failed, "skipped": skipped},
+            "counts": {"ran": ran, "cached": cached, "pending": pending, "failed": failed, "skipped": skipped, "queued": queued},
             "report": report,
             "settings": settings_json(&settings),
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if a.dry_run {
         println!("{total} stages: {pending} would run, {cached} cached");
+    } else if queued > 0 {
+        println!(
+            "{total} stages: {queued} queued in Slurm jobs, {cached} cached; `robarch status {p}` follows them, `robarch run {p}` waits for them and writes the report",
+            p = a.pipeline.display()
+        );
     } else {
         println!("{total} stages: {ran} ran, {cached} cached, {failed} failed, {skipped} skipped");
         if done {
@@ -420,10 +457,16 @@ fn cache_and_manifest(cache_dir: &Path, plan: &Plan) -> (Option<Cache>, Manifest
 fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
     let plan = load_plan(&a.pipeline, cache_dir)?;
     let (cache, manifest) = cache_and_manifest(cache_dir, &plan);
+    // Stages submitted to Slurm and not cached yet, with their jobs' states (one query).
+    let jobs = cache
+        .as_ref()
+        .and_then(|c| exec::slurm::jobs_of(&plan, c))
+        .unwrap_or_default();
     let mut stages = Vec::new();
     for &ix in &plan.order {
         let n = &plan.graph[ix];
         let state = stage_state(&plan, ix, cache.as_ref(), &manifest);
+        let job = jobs.get(&n.id);
         match a.format {
             Format::Text => {
                 let why = state.why();
@@ -432,11 +475,31 @@ fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
                 } else {
                     format!("  ({why})")
                 };
-                println!("{:<8} {}{why}", state.name(), n.id);
+                let job = job
+                    .map(|(r, st)| {
+                        format!(
+                            "  [Slurm job {} {}]",
+                            r.job,
+                            st.as_ref().map_or("(no longer known to Slurm)".into(), |s| s.describe())
+                        )
+                    })
+                    .unwrap_or_default();
+                println!("{:<8} {}{why}{job}", state.name(), n.id);
             }
             Format::Json => {
                 let mut v = json!({"id": n.id, "kind": n.stage.kind(), "key": n.key});
                 merge(&mut v, serde_json::to_value(&state)?);
+                if let Some((r, st)) = job {
+                    merge(
+                        &mut v,
+                        json!({"slurm": {
+                            "job": r.job,
+                            "state": st.as_ref().map(|s| s.state.clone()),
+                            "reason": st.as_ref().map(|s| s.reason.clone()),
+                            "output": r.output,
+                        }}),
+                    );
+                }
                 stages.push(v);
             }
         }

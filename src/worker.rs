@@ -48,6 +48,12 @@ enum Cmd {
         #[arg(long)]
         log_json: bool,
     },
+    /// Run one stage as a Slurm job (the task `SLURM_ARRAY_TASK_ID` of an array), as the batch
+    /// file the Slurm executor wrote says; exit 0 once its entry is committed.
+    Job {
+        #[arg(long)]
+        batch: PathBuf,
+    },
     /// Print how many CUDA devices libtorch sees here (the control plane asks before it places
     /// stages on GPUs the driver shows, in case this libtorch is a CPU build).
     Probe,
@@ -124,14 +130,19 @@ fn flush_native() {
 
 /// Points fds 1 and 2 at `log` (created or emptied), so that everything written while the stage
 /// runs, by this code or by native code, lands there.
-fn redirect(log: &Path) -> Result<()> {
+fn redirect(log: &Path, append: bool) -> Result<()> {
     flush_native();
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the stage log directory {}", dir.display()))?;
     }
-    let f =
-        File::create(log).with_context(|| format!("creating the stage log {}", log.display()))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(log)
+        .with_context(|| format!("creating the stage log {}", log.display()))?;
     for fd in [1, 2] {
         // SAFETY: dup2 onto the standard descriptors; `f` stays open for the call.
         if unsafe { libc::dup2(f.as_raw_fd(), fd) } < 0 {
@@ -272,6 +283,7 @@ pub fn main() -> i32 {
             println!("{}", crate::torch::device::cuda_count());
             return 0;
         }
+        Cmd::Job { batch } => return slurm_job(&batch),
     };
     // SAFETY: prctl/getppid have no memory-safety preconditions.
     unsafe {
@@ -302,7 +314,7 @@ pub fn main() -> i32 {
                 continue;
             }
         };
-        if let Err(e) = redirect(&job.log) {
+        if let Err(e) = redirect(&job.log, false) {
             send(&Reply::Failed(format!("{e:#}")));
             continue;
         }
@@ -344,4 +356,176 @@ pub fn main() -> i32 {
         send(&reply);
     }
     0
+}
+
+/// The checkpoints of the stage a Slurm job runs, and when this run of the job started: at the
+/// time-limit signal, the job requeues itself only if the stage checkpointed since.
+static JOB_CKPT: OnceLock<(PathBuf, std::time::SystemTime)> = OnceLock::new();
+
+/// This job's id as `scontrol` takes it (`123`, or `123_4` for an array task).
+fn slurm_job_id() -> String {
+    match (
+        std::env::var("SLURM_ARRAY_JOB_ID"),
+        std::env::var("SLURM_ARRAY_TASK_ID"),
+    ) {
+        (Ok(a), Ok(t)) => format!("{a}_{t}"),
+        _ => std::env::var("SLURM_JOB_ID").unwrap_or_default(),
+    }
+}
+
+/// Near the time limit (`--signal=B:USR1@…`): requeue this job if its stage checkpointed during
+/// this run, so the next run resumes from there; otherwise let the limit end it (requeueing
+/// would only repeat the same work).
+fn requeue_if_progress() {
+    let Some((ckpt, started)) = JOB_CKPT.get() else {
+        return;
+    };
+    let newest = crate::cache::walk(ckpt)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .max();
+    let id = slurm_job_id();
+    if newest.is_some_and(|t| t > *started) {
+        eprintln!("robarch-worker: the job's time limit is near; requeueing job {id}: the stage resumes from its last checkpoint");
+        match std::process::Command::new("scontrol")
+            .args(["requeue", &id])
+            .status()
+        {
+            Ok(s) if s.success() => {}
+            other => eprintln!("robarch-worker: `scontrol requeue {id}` failed: {other:?}"),
+        }
+    } else {
+        eprintln!("robarch-worker: the job's time limit is near and the stage wrote no checkpoint in this run: not requeueing (give the stage kind more time in executor.slurm.resources)");
+    }
+}
+
+/// Blocks SIGUSR1 and SIGTERM in every thread and handles them in one: USR1 (the time limit is
+/// near) requeues, TERM (cancelled, requeued, or the limit reached) releases this process's stage
+/// locks at once, so the next job need not wait for their lease to run out.
+fn handle_slurm_signals() {
+    // SAFETY: plain signal-set manipulation on a set we own; the mask is set before any other
+    // thread starts, so every thread inherits it and only the waiting thread takes the signals.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        std::thread::spawn(move || loop {
+            let mut sig = 0;
+            if libc::sigwait(&set, &mut sig) != 0 {
+                return;
+            }
+            if sig == libc::SIGUSR1 {
+                requeue_if_progress();
+            } else {
+                eprintln!("robarch-worker: stopped by Slurm (SIGTERM); nothing was committed");
+                crate::cache::lease::release_all();
+                flush_native();
+                libc::_exit(128 + libc::SIGTERM);
+            }
+        });
+    }
+}
+
+/// `robarch-worker job --batch FILE`: one stage of a Slurm job; returns the exit code.
+fn slurm_job(batch_file: &Path) -> i32 {
+    handle_slurm_signals();
+    let batch: crate::exec::slurm::Batch = match std::fs::read(batch_file)
+        .map_err(anyhow::Error::from)
+        .and_then(|b| Ok(serde_json::from_slice(&b)?))
+    {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("robarch-worker: reading {}: {e:#}", batch_file.display());
+            return 1;
+        }
+    };
+    let task: usize = std::env::var("SLURM_ARRAY_TASK_ID")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let Some(item) = batch.stages.get(task) else {
+        eprintln!(
+            "robarch-worker: {} has no task {task}",
+            batch_file.display()
+        );
+        return 1;
+    };
+    // A requeued job appends to the log of its earlier runs.
+    let restarted = std::env::var("SLURM_RESTART_COUNT").is_ok_and(|n| n != "0");
+    if let Err(e) = redirect(&item.log, restarted) {
+        eprintln!("robarch-worker: {e:#}");
+        return 1;
+    }
+    // Set before the plan loads and logging starts, which read it.
+    std::env::set_var("ROBARCH_LOG", &batch.log_filter);
+    init_logging(batch.log_json);
+    eprintln!(
+        "robarch-worker (pid {}): stage {} in Slurm job {} on {}",
+        std::process::id(),
+        item.stage,
+        slurm_job_id(),
+        crate::cache::lease::host()
+    );
+    let r = stage::catching(|| {
+        let l = load(&batch.spec, &batch.cache)?;
+        let ix = l
+            .plan
+            .find(&item.stage)
+            .with_context(|| format!("the pipeline has no stage {}", item.stage))?;
+        let _ = JOB_CKPT.set((
+            l.cache.checkpoint_dir(&item.key),
+            std::time::SystemTime::now(),
+        ));
+        let gpus = crate::exec::devices::gpus();
+        let slot = if l.plan.graph[ix].stage.uses_device() {
+            let slots = crate::exec::devices::resolve(&batch.device, &gpus).with_context(|| {
+                format!(
+                    "the job of stage {} has no GPU: give stages of kind `{}` one in the pipeline's executor.slurm.resources (gres: gpu:1), or run on the CPU (device: cpu)",
+                    item.stage,
+                    l.plan.graph[ix].stage.kind()
+                )
+            })?;
+            match slots.first() {
+                Some(&Slot::Cuda(i)) => {
+                    std::env::set_var("CUDA_VISIBLE_DEVICES", &gpus[i]);
+                    Slot::Cuda(i)
+                }
+                _ => Slot::Cpu,
+            }
+        } else {
+            Slot::Cpu
+        };
+        let threads = std::env::var("SLURM_CPUS_PER_TASK")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1usize)
+            .max(1);
+        let job = Job {
+            stage: item.stage.clone(),
+            key: item.key.clone(),
+            slot,
+            threads,
+            force: item.force,
+            log: item.log.clone(),
+        };
+        run_job(&job, &l)
+    });
+    flush_native();
+    match r {
+        Ok(Done::Ran { seconds }) => {
+            eprintln!("robarch-worker: stage {} committed in {seconds:.1} s", item.stage);
+            0
+        }
+        Ok(Done::Cached) => {
+            eprintln!("robarch-worker: stage {} was already cached", item.stage);
+            0
+        }
+        Err(e) => {
+            eprintln!("error: stage {} failed: {e:#}", item.stage);
+            1
+        }
+    }
 }

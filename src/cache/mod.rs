@@ -5,9 +5,11 @@
 //!   every file's size and blake3 hash. Entries appear only by an atomic directory rename.
 //! - `tmp/` — entries being written; anything left here by a killed run is ignored and swept.
 //! - `ckpt/<key>/` — checkpoints of unfinished long stages (resume after a kill).
-//! - `locks/<key>.lock` — per-stage locks so concurrent runs never compute one key twice.
+//! - `locks/<key>.lease` — per-stage locks so concurrent runs never compute one key twice, on
+//!   one machine or across the nodes of a cluster (see [`lease`]).
 //! - `runs/<pipeline>.json` — the last plan run per pipeline, to explain what went stale.
 //! - `.lock` — shared by runs, exclusive for `gc`.
+pub mod lease;
 pub mod manifest;
 
 use anyhow::{Context, Result};
@@ -557,11 +559,19 @@ impl Cache {
         Ok(out)
     }
 
-    /// Blocks until this process holds the per-stage lock for `key`.
-    pub fn lock_stage(&self, key: &str) -> Result<File> {
-        let f = self.lock_file(&self.root.join("locks").join(format!("{key}.lock")))?;
-        f.lock().context("locking cache stage")?;
-        Ok(f)
+    /// Blocks until this process holds the per-stage lock for `key` (`what` names the stage in
+    /// messages). The lock holds across machines sharing the cache (see [`lease`]).
+    pub fn lock_stage(&self, key: &str, what: &str) -> Result<lease::Lease> {
+        lease::Lease::acquire(&self.stage_lock_path(key), what)
+    }
+
+    fn stage_lock_path(&self, key: &str) -> PathBuf {
+        self.root.join("locks").join(format!("{key}.lease"))
+    }
+
+    /// Who holds the stage lock of `key` now, if a live process does (here or on another node).
+    pub fn stage_holder(&self, key: &str) -> Option<lease::Owner> {
+        lease::live(&self.stage_lock_path(key))
     }
 
     /// Opens (creating) a lock file; the error names it and says what a read-only cache needs.
@@ -618,12 +628,25 @@ impl Cache {
         Ok(f)
     }
 
-    /// Deletes leftovers of killed runs: everything in `tmp/`, and the checkpoints of committed
+    /// The key of a staging directory `tmp/entry-<key>-…`.
+    fn staging_key(&self, p: &Path) -> Option<String> {
+        let name = p.file_name()?.to_string_lossy();
+        let key = name.strip_prefix("entry-")?.split('-').next()?;
+        is_key(key).then(|| key.to_string())
+    }
+
+    /// Deletes leftovers of killed runs: everything in `tmp/` but the staging directories of
+    /// stages whose lock a live process holds, and the checkpoints of committed
     /// stages (only under the exclusive lock).
     pub fn sweep_tmp(&self) -> Result<usize> {
         let mut n = 0;
         for e in std::fs::read_dir(self.root.join("tmp"))? {
             let p = e?.path();
+            // A stage being computed elsewhere (a Slurm job on another node, which shares no
+            // `flock` with this run) holds its lock: its staging directory is not a leftover.
+            if self.staging_key(&p).is_some_and(|k| self.stage_holder(&k).is_some()) {
+                continue;
+            }
             let removed = if p.is_dir() {
                 std::fs::remove_dir_all(&p)
             } else {
@@ -684,6 +707,17 @@ impl Cache {
     pub fn gc(&self, keep: &std::collections::HashSet<String>) -> Result<(usize, u64)> {
         let mut removed = 0;
         let mut bytes = 0;
+        // Stages being computed now (by a run elsewhere, a Slurm job) are kept, with their locks.
+        let mut keep = keep.clone();
+        for e in std::fs::read_dir(self.root.join("locks"))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(key) = name.strip_suffix(".lease").filter(|k| is_key(k)) {
+                if lease::live(&e.path()).is_some() {
+                    keep.insert(key.to_string());
+                }
+            }
+        }
+        let keep = &keep;
         for key in self.keys()? {
             if !keep.contains(&key) {
                 bytes += walk(&self.entry_dir(&key))?

@@ -4,6 +4,7 @@
 //! which do not, run here.
 pub mod devices;
 pub mod pool;
+pub mod slurm;
 pub mod stage;
 
 use crate::cache::manifest::Manifest;
@@ -49,6 +50,10 @@ pub enum Outcome {
     Failed(String),
     /// Not run because an input failed.
     Skipped,
+    /// Submitted to Slurm (or adopted from an earlier submission) and not finished: `--detach`.
+    Queued {
+        job: String,
+    },
 }
 
 pub struct RunSummary {
@@ -65,13 +70,14 @@ impl RunSummary {
 }
 
 /// Prints one line per finished stage on stdout (tests and scripts read these).
-fn report_line(id: &str, o: &Outcome) {
+pub(crate) fn report_line(id: &str, o: &Outcome) {
     let line = match o {
         Outcome::Cached => format!("cached          {id}"),
         Outcome::Ran { seconds } => format!("ran    {seconds:>7.1}s  {id}"),
         Outcome::Pending => format!("would run       {id}"),
         Outcome::Failed(_) => format!("FAILED          {id}"),
         Outcome::Skipped => format!("skipped         {id}"),
+        Outcome::Queued { job } => format!("queued {job:>8}  {id}"),
     };
     progress::println(&line);
 }
@@ -161,33 +167,7 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
         }
     }
 
-    // What must run: forced stages (and everything downstream), then every stage without a valid entry.
-    let mut forced: HashSet<NodeIndex> = HashSet::new();
-    for &ix in &plan.order {
-        if opts.force.iter().any(|g| g.matches(&plan.graph[ix].id)) {
-            forced.insert(ix);
-            forced.extend(plan.descendants(ix));
-        }
-    }
-    let mut outcome: HashMap<NodeIndex, Outcome> = HashMap::new();
-    let mut todo: Vec<NodeIndex> = Vec::new();
-    for &ix in &plan.order {
-        let n = &plan.graph[ix];
-        if forced.contains(&ix) {
-            todo.push(ix);
-            continue;
-        }
-        match cache.lookup(&n.key) {
-            Lookup::Hit(_) => {
-                outcome.insert(ix, Outcome::Cached);
-            }
-            Lookup::Corrupt(why) => {
-                tracing::warn!(stage = %n.id, "cache entry was corrupt ({why}); recomputing");
-                todo.push(ix);
-            }
-            Lookup::Missing => todo.push(ix),
-        }
-    }
+    let (forced, mut outcome, todo) = what_must_run(plan, cache, &opts.force);
     if opts.dry_run {
         for &ix in &todo {
             outcome.insert(ix, Outcome::Pending);
@@ -228,21 +208,64 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
         }
     }
     if !opts.dry_run {
-        let mut manifest = Manifest::load(cache.root(), &plan.name);
-        for (&ix, (_, o)) in plan.order.iter().zip(&outcomes) {
-            if matches!(o, Outcome::Cached | Outcome::Ran { .. }) {
-                manifest
-                    .stages
-                    .insert(plan.graph[ix].id.clone(), plan.graph[ix].record());
-            }
-        }
-        manifest.save(cache.root(), &plan.name)?;
+        remember(plan, cache, &outcomes)?;
         // Sweep again now that this run's workers are gone: a worker of a killed run can outlive
         // it by a moment and miss the sweep at the start (its staging directory, checkpoints).
         drop(_shared);
         let _ = cache.lock_run(true)?;
     }
     Ok(RunSummary { outcomes })
+}
+
+/// Records the run's finished stages (`runs/<pipeline>.json`), from which `status` explains
+/// what went stale since.
+pub(crate) fn remember(plan: &Plan, cache: &Cache, outcomes: &[(String, Outcome)]) -> Result<()> {
+    let mut manifest = Manifest::load(cache.root(), &plan.name);
+    for (&ix, (_, o)) in plan.order.iter().zip(outcomes) {
+        if matches!(o, Outcome::Cached | Outcome::Ran { .. }) {
+            manifest
+                .stages
+                .insert(plan.graph[ix].id.clone(), plan.graph[ix].record());
+        }
+    }
+    manifest.save(cache.root(), &plan.name)
+}
+
+/// What must run: forced stages (and everything downstream), then every stage without a valid
+/// entry; the outcome of those cached; the stages to run, in plan order.
+#[allow(clippy::type_complexity)]
+pub(crate) fn what_must_run(
+    plan: &Plan,
+    cache: &Cache,
+    force: &[glob::Pattern],
+) -> (HashSet<NodeIndex>, HashMap<NodeIndex, Outcome>, Vec<NodeIndex>) {
+    let mut forced: HashSet<NodeIndex> = HashSet::new();
+    for &ix in &plan.order {
+        if force.iter().any(|g| g.matches(&plan.graph[ix].id)) {
+            forced.insert(ix);
+            forced.extend(plan.descendants(ix));
+        }
+    }
+    let mut outcome: HashMap<NodeIndex, Outcome> = HashMap::new();
+    let mut todo: Vec<NodeIndex> = Vec::new();
+    for &ix in &plan.order {
+        let n = &plan.graph[ix];
+        if forced.contains(&ix) {
+            todo.push(ix);
+            continue;
+        }
+        match cache.lookup(&n.key) {
+            Lookup::Hit(_) => {
+                outcome.insert(ix, Outcome::Cached);
+            }
+            Lookup::Corrupt(why) => {
+                tracing::warn!(stage = %n.id, "cache entry was corrupt ({why}); recomputing");
+                todo.push(ix);
+            }
+            Lookup::Missing => todo.push(ix),
+        }
+    }
+    (forced, outcome, todo)
 }
 
 /// The settings (`Provenance::setting`) the pipeline's cached training and evaluation entries

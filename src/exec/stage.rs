@@ -94,7 +94,7 @@ pub fn run_stage(
     how: &dyn Compute,
 ) -> Result<Outcome> {
     let node = &plan.graph[ix];
-    let _lock = cache.lock_stage(&node.key)?;
+    let _lock = cache.lock_stage(&node.key, &node.id)?;
     if !force {
         if let Lookup::Hit(_) = cache.lookup(&node.key) {
             return Ok(Outcome::Cached);

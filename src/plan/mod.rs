@@ -44,6 +44,8 @@ impl Node {
 pub struct Plan {
     pub name: String,
     pub device: String,
+    /// The spec's `executor:` block (no stage key depends on it).
+    pub executor: crate::spec::executor::ExecutorSpec,
     /// Edges point from producer to consumer, labelled with the consumer's input role.
     pub graph: DiGraph<Node, String>,
     /// Topological order.
@@ -325,6 +327,7 @@ impl Plan {
         Ok(Plan {
             name: s.name.clone(),
             device: s.device.clone(),
+            executor: s.executor.clone(),
             graph,
             order,
             absent,

@@ -2,6 +2,7 @@
 //! file:line:column errors, and semantic validation with did-you-mean hints.
 //!
 //! `docs/spec.md` documents every field; keep the two in step.
+pub mod executor;
 pub mod locate;
 pub mod recipe;
 pub mod resolved;
@@ -48,6 +49,9 @@ pub struct Spec {
     pub analysis: AnalysisSpec,
     #[serde(default)]
     pub report: ReportSpec,
+    /// Where stages run: this machine or Slurm jobs (enters no key).
+    #[serde(default)]
+    pub executor: executor::ExecutorSpec,
     /// Each `training` entry as YAML after recipe expansion (for per-model `overrides`).
     #[serde(skip)]
     pub training_raw: BTreeMap<String, serde_yaml::Value>,
@@ -650,6 +654,7 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
     let mut out = Vec::new();
     let mut r = Resolved::default();
     resolved::check_names(spec, &mut out);
+    out.extend(executor::check(&spec.executor));
     if let Err(e) = crate::vocab::device::parse_device(&spec.device) {
         out.push(Problem::new(&["device"], e).hint("use auto, cpu, cuda or cuda:N"));
     }

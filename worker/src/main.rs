@@ -1,6 +1,6 @@
 //! `robarch-worker`: computes the stages that use tensors for the `robarch` control plane
-//! (`robarch-worker serve`, started by `robarch run`; `probe` counts the CUDA devices libtorch
-//! sees). Any other command line is robarch's own,
+//! (`robarch-worker serve`, started by `robarch run`; `job`, what a Slurm job runs; `probe`
+//! counts the CUDA devices libtorch sees). Any other command line is robarch's own,
 //! run with the tensor code: the control plane hands `robarch model` here.
 fn main() {
     // Output cut short by a closed pipe ends quietly, as for `robarch`.
@@ -9,7 +9,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let code = if matches!(std::env::args().nth(1).as_deref(), Some("serve" | "probe")) {
+    let code = if matches!(std::env::args().nth(1).as_deref(), Some("serve" | "job" | "probe")) {
         robarch::worker::main()
     } else {
         robarch::cli::main()

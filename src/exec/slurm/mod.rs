@@ -1,0 +1,723 @@
+//! The Slurm executor: each stage that must run becomes a Slurm job running the same stage
+//! worker as the local executor (`robarch-worker job`), against the cache on a shared
+//! filesystem. Dependents are submitted at once with `--dependency=afterok:…`, so the chain runs
+//! without this process; stages with the same resources and dependencies go as one job array;
+//! `--pilot` instead submits one job that runs the local executor inside its allocation.
+//!
+//! What was submitted lives in the cache (`slurm/<pipeline>/state.json`), so a later `run` or
+//! `status` adopts jobs still queued or running instead of submitting them again, picks up the
+//! entries of those that finished, and resubmits only what failed. Polling asks Slurm once per
+//! interval about every job (one `squeue`, then one `sacct` for jobs that left the queue), backed
+//! off while nothing changes. A job near its time limit is signalled (`--signal`) and requeues
+//! itself if its stage wrote a checkpoint since it started: the next run resumes from it.
+pub mod queue;
+
+use super::{report_line, Outcome, RunOptions, RunSummary};
+use crate::cache::lease::Lease;
+use crate::cache::{Cache, Lookup};
+use crate::plan::Plan;
+use crate::spec::executor::Resources;
+use anyhow::{Context, Result};
+use petgraph::graph::NodeIndex;
+use queue::JobState;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The environment variable with the shortest poll interval in seconds (default 5).
+pub const POLL_SECS: &str = "ROBARCH_SLURM_POLL";
+
+/// How `robarch run --executor slurm` behaves.
+#[derive(Debug, Clone, Default)]
+pub struct SlurmOptions {
+    /// Submit and return: the jobs go on, `status` and a later `run` pick them up.
+    pub detach: bool,
+    /// One job whose allocation runs every stage (the local executor inside it).
+    pub pilot: bool,
+    /// Where the pilot writes the report (`--reports`).
+    pub reports: PathBuf,
+}
+
+/// What one Slurm job (or each task of an array) runs: read by `robarch-worker job`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Batch {
+    /// The pipeline as it was when submitted (a copy in the cache: editing the file while jobs
+    /// wait in the queue changes nothing they run).
+    pub spec: PathBuf,
+    pub cache: PathBuf,
+    /// The device choice (the spec's `device` or `--device`).
+    pub device: String,
+    pub log_filter: String,
+    pub log_json: bool,
+    /// One per array task (`SLURM_ARRAY_TASK_ID`), or one.
+    pub stages: Vec<BatchStage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchStage {
+    pub stage: String,
+    pub key: String,
+    pub force: bool,
+    pub log: PathBuf,
+}
+
+/// The jobs submitted for a pipeline, by stage id.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    pub jobs: BTreeMap<String, JobRec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRec {
+    /// `123`, or `123_4` for a task of an array.
+    pub job: String,
+    /// The stage's key when submitted: a job for another key is not adopted.
+    pub key: String,
+    /// Slurm's own output file of the job (what the batch step printed before the stage log
+    /// took over, and slurmstepd's messages: out of memory, time limit).
+    pub output: PathBuf,
+    pub submitted_unix: u64,
+    #[serde(default)]
+    pub force: bool,
+    /// Part of one pilot job running every stage.
+    #[serde(default)]
+    pub pilot: bool,
+}
+
+/// `<cache>/slurm/<pipeline>/`.
+pub fn dir(cache: &Path, pipeline: &str) -> PathBuf {
+    cache.join("slurm").join(pipeline)
+}
+
+impl State {
+    pub fn load(cache: &Path, pipeline: &str) -> State {
+        std::fs::read(dir(cache, pipeline).join("state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save(&self, cache: &Path, pipeline: &str) -> Result<()> {
+        let d = dir(cache, pipeline);
+        let mut tmp = tempfile::NamedTempFile::new_in(&d)
+            .with_context(|| format!("writing into {}", d.display()))?;
+        std::io::Write::write_all(&mut tmp, &serde_json::to_vec_pretty(self)?)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(d.join("state.json"))
+            .with_context(|| format!("writing {}", d.join("state.json").display()))?;
+        Ok(())
+    }
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `s` quoted for `sh`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("making {} absolute", p.display()))
+}
+
+/// The `sbatch` options for a job with `r`'s resources.
+fn resource_args(plan: &Plan, r: &Resources) -> Vec<String> {
+    let s = &plan.executor.slurm;
+    let mut a = Vec::new();
+    if let Some(p) = r.partition.as_ref().or(s.partition.as_ref()) {
+        a.push(format!("--partition={p}"));
+    }
+    if let Some(x) = &s.account {
+        a.push(format!("--account={x}"));
+    }
+    if let Some(x) = &s.qos {
+        a.push(format!("--qos={x}"));
+    }
+    if let Some(t) = r.time.as_ref().or(s.time.as_ref()) {
+        a.push(format!("--time={t}"));
+    }
+    if let Some(c) = r.cpus {
+        a.push(format!("--cpus-per-task={c}"));
+    }
+    if let Some(m) = &r.mem {
+        a.push(format!("--mem={m}"));
+    }
+    if let Some(g) = &r.gres {
+        a.push(format!("--gres={g}"));
+    }
+    a.extend(s.sbatch_args.iter().cloned());
+    a.extend(r.sbatch_args.iter().cloned());
+    a
+}
+
+/// One submission: stages that share resources and dependencies.
+struct Group {
+    kind: String,
+    resources: Resources,
+    after: Vec<String>,
+    stages: Vec<NodeIndex>,
+}
+
+/// Splits what must be submitted into groups, level by level: a stage's level is one more than
+/// that of its deepest input still to run, so each group's dependencies were submitted before it.
+/// `job_of` holds the jobs of stages already queued (adopted); it is completed as groups are
+/// submitted by `submit`.
+fn submit_groups(
+    plan: &Plan,
+    todo: &[NodeIndex],
+    job_of: &mut HashMap<NodeIndex, String>,
+    mut submit: impl FnMut(&Group) -> Result<Vec<String>>,
+) -> Result<()> {
+    let pending: HashSet<NodeIndex> = todo
+        .iter()
+        .copied()
+        .filter(|ix| !job_of.contains_key(ix))
+        .collect();
+    let mut level: HashMap<NodeIndex, usize> = HashMap::new();
+    for &ix in todo {
+        if !pending.contains(&ix) {
+            continue;
+        }
+        let l = plan
+            .deps(ix)
+            .iter()
+            .filter_map(|d| level.get(d))
+            .max()
+            .map_or(0, |l| l + 1);
+        level.insert(ix, l);
+    }
+    let top = level.values().copied().max().unwrap_or(0);
+    for l in 0..=top {
+        let mut groups: Vec<Group> = Vec::new();
+        for &ix in todo {
+            if level.get(&ix) != Some(&l) {
+                continue;
+            }
+            let kind = plan.graph[ix].stage.kind().to_string();
+            let resources = plan.executor.slurm.resources_for(&kind);
+            let mut after: Vec<String> = plan
+                .deps(ix)
+                .iter()
+                .filter_map(|d| job_of.get(d).cloned())
+                .collect();
+            after.sort();
+            after.dedup();
+            let arrays = plan.executor.slurm.arrays;
+            match groups.iter_mut().find(|g| {
+                arrays && g.kind == kind && g.resources == resources && g.after == after
+            }) {
+                Some(g) => g.stages.push(ix),
+                None => groups.push(Group {
+                    kind,
+                    resources,
+                    after,
+                    stages: vec![ix],
+                }),
+            }
+        }
+        for g in &groups {
+            let jobs = submit(g)?;
+            for (&ix, job) in g.stages.iter().zip(jobs) {
+                job_of.insert(ix, job);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the pipeline's text into the cache (once per content); returns the copy's path.
+fn snapshot(plan_file: &Path, root: &Path) -> Result<PathBuf> {
+    let text = std::fs::read(plan_file)
+        .with_context(|| format!("reading {}", plan_file.display()))?;
+    let hash = blake3::hash(&text).to_hex();
+    let p = root.join(format!("spec-{}.yaml", &hash[..16]));
+    if !p.exists() {
+        let mut tmp = tempfile::NamedTempFile::new_in(root)?;
+        std::io::Write::write_all(&mut tmp, &text)?;
+        tmp.persist(&p)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(p)
+}
+
+/// What the executor needs to submit jobs.
+struct Submitter<'a> {
+    plan: &'a Plan,
+    cache: &'a Cache,
+    opts: &'a RunOptions,
+    root: PathBuf,
+    spec: PathBuf,
+    cwd: PathBuf,
+    worker: PathBuf,
+    forced: &'a HashSet<NodeIndex>,
+}
+
+impl Submitter<'_> {
+    fn files(&self, stem: &str) -> (PathBuf, PathBuf) {
+        let jobs = self.root.join("jobs");
+        (
+            jobs.join(format!("{stem}.json")),
+            jobs.join(format!("{stem}.sh")),
+        )
+    }
+
+    fn stem(&self) -> String {
+        format!("{}-{:08x}", now_unix(), rand::random::<u32>())
+    }
+
+    fn common_args(&self, name: &str) -> Vec<String> {
+        vec![
+            format!("--job-name=robarch:{}:{name}", self.plan.name),
+            format!("--chdir={}", self.cwd.display()),
+            "--kill-on-invalid-dep=yes".into(),
+            "--requeue".into(),
+        ]
+    }
+
+    /// Submits `g` as one job, or an array of one task per stage; returns each stage's job id.
+    fn submit(&self, g: &Group, state: &mut State) -> Result<Vec<String>> {
+        let stem = self.stem();
+        let (batch_file, script) = self.files(&stem);
+        let batch = Batch {
+            spec: self.spec.clone(),
+            cache: absolute(self.cache.root())?,
+            device: self
+                .opts
+                .device
+                .clone()
+                .unwrap_or_else(|| self.plan.device.clone()),
+            log_filter: self.opts.log_filter.clone(),
+            log_json: self.opts.log_json,
+            stages: g
+                .stages
+                .iter()
+                .map(|&ix| {
+                    let n = &self.plan.graph[ix];
+                    Ok(BatchStage {
+                        stage: n.id.clone(),
+                        key: n.key.clone(),
+                        force: self.forced.contains(&ix),
+                        log: absolute(&super::log_path(self.cache, self.plan, &n.id))?,
+                    })
+                })
+                .collect::<Result<_>>()?,
+        };
+        std::fs::write(&batch_file, serde_json::to_vec_pretty(&batch)?)
+            .with_context(|| format!("writing {}", batch_file.display()))?;
+        let first = &self.plan.graph[g.stages[0]].id;
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n# robarch: {} stage(s) of pipeline `{}`, from {first}; see {}\nexec {} job --batch {}\n",
+                g.stages.len(),
+                self.plan.name,
+                batch_file.display(),
+                sh_quote(&self.worker.to_string_lossy()),
+                sh_quote(&batch_file.to_string_lossy()),
+            ),
+        )
+        .with_context(|| format!("writing {}", script.display()))?;
+        let out = self.root.join("out");
+        let array = g.stages.len() > 1;
+        let mut args = self.common_args(&g.kind);
+        args.push(format!(
+            "--signal=B:USR1@{}",
+            self.plan.executor.slurm.grace_seconds
+        ));
+        if array {
+            args.push(format!("--array=0-{}", g.stages.len() - 1));
+            args.push(format!("--output={}/%A_%a.out", out.display()));
+        } else {
+            args.push(format!("--output={}/%j.out", out.display()));
+        }
+        if !g.after.is_empty() {
+            args.push(format!("--dependency=afterok:{}", g.after.join(":")));
+        }
+        args.extend(resource_args(self.plan, &g.resources));
+        let id = queue::sbatch(&args, &script)?;
+        let mut jobs = Vec::new();
+        for (i, &ix) in g.stages.iter().enumerate() {
+            let n = &self.plan.graph[ix];
+            let job = if array { format!("{id}_{i}") } else { id.clone() };
+            state.jobs.insert(
+                n.id.clone(),
+                JobRec {
+                    job: job.clone(),
+                    key: n.key.clone(),
+                    output: out.join(format!("{job}.out")),
+                    submitted_unix: now_unix(),
+                    force: self.forced.contains(&ix),
+                    pilot: false,
+                },
+            );
+            jobs.push(job);
+        }
+        Ok(jobs)
+    }
+
+    /// Submits one job that runs the local executor on every stage inside its allocation.
+    fn submit_pilot(
+        &self,
+        todo: &[NodeIndex],
+        after: Vec<String>,
+        reports: &Path,
+        state: &mut State,
+    ) -> Result<String> {
+        let stem = self.stem();
+        let (_, script) = self.files(&stem);
+        let robarch = std::env::current_exe().context("locating the robarch executable")?;
+        let mut cmd = vec![
+            sh_quote(&robarch.to_string_lossy()),
+            "--cache".into(),
+            sh_quote(&absolute(self.cache.root())?.to_string_lossy()),
+            "run".into(),
+            sh_quote(&self.spec.to_string_lossy()),
+            "--executor".into(),
+            "local".into(),
+            "--keep-going".into(),
+            "--jobs".into(),
+            "\"${SLURM_CPUS_PER_TASK:-1}\"".into(),
+            "--reports".into(),
+            sh_quote(&absolute(reports)?.to_string_lossy()),
+        ];
+        if let Some(d) = &self.opts.device {
+            cmd.push("--device".into());
+            cmd.push(sh_quote(d));
+        }
+        for f in &self.opts.force {
+            cmd.push("--force".into());
+            cmd.push(sh_quote(f.as_str()));
+        }
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n# robarch: pilot job of pipeline `{}` ({} stages)\nexec {}\n",
+                self.plan.name,
+                todo.len(),
+                cmd.join(" ")
+            ),
+        )
+        .with_context(|| format!("writing {}", script.display()))?;
+        let out = self.root.join("out");
+        let mut args = self.common_args("pilot");
+        args.push(format!("--output={}/%j.out", out.display()));
+        if !after.is_empty() {
+            args.push(format!("--dependency=afterok:{}", after.join(":")));
+        }
+        let pilot = self.plan.executor.slurm.pilot.or(
+            &self
+                .plan
+                .executor
+                .slurm
+                .resources
+                .get("default")
+                .cloned()
+                .unwrap_or_default(),
+        );
+        args.extend(resource_args(self.plan, &pilot));
+        let id = queue::sbatch(&args, &script)?;
+        for &ix in todo {
+            let n = &self.plan.graph[ix];
+            state.jobs.insert(
+                n.id.clone(),
+                JobRec {
+                    job: id.clone(),
+                    key: n.key.clone(),
+                    output: out.join(format!("{id}.out")),
+                    submitted_unix: now_unix(),
+                    force: self.forced.contains(&ix),
+                    pilot: true,
+                },
+            );
+        }
+        Ok(id)
+    }
+}
+
+/// Whether the stage of `rec` has its entry: computed by its job (or by anyone, unless forced).
+fn finished(cache: &Cache, rec: &JobRec) -> Option<f64> {
+    let Lookup::Hit(e) = cache.lookup(&rec.key) else {
+        return None;
+    };
+    let p = &e.meta.provenance;
+    (!rec.force || p.created_unix + 1 >= rec.submitted_unix).then_some(p.wall_seconds)
+}
+
+/// The error for a stage whose job ended without its entry.
+fn failure(plan: &Plan, cache: &Cache, ix: NodeIndex, rec: &JobRec, st: Option<&JobState>) -> String {
+    let n = &plan.graph[ix];
+    let log = super::log_path(cache, plan, &n.id);
+    let how = st.map_or_else(
+        || "left the queue (its state is unknown: the cluster keeps no accounting)".to_string(),
+        |s| format!("ended {}", s.describe()),
+    );
+    let kind = n.stage.kind();
+    let hint = match st.map(|s| s.state.as_str()) {
+        Some("OUT_OF_MEMORY") => format!(
+            "; give it more memory (executor.slurm.resources.{kind}.mem)"
+        ),
+        Some("TIMEOUT") => format!(
+            "; give it more time (executor.slurm.resources.{kind}.time); a training resumes from its last epoch checkpoint when run again"
+        ),
+        Some("CANCELLED") => "; `robarch run` submits it again".to_string(),
+        Some("NODE_FAIL" | "BOOT_FAIL" | "PREEMPTED") => {
+            "; `robarch run` submits it again (a training resumes from its checkpoint)".to_string()
+        }
+        _ => String::new(),
+    };
+    format!(
+        "Slurm job {} {how}{hint}; stage log: {}; Slurm output: {}",
+        rec.job,
+        log.display(),
+        rec.output.display()
+    )
+}
+
+/// Runs `plan` through Slurm.
+pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions, s: &SlurmOptions) -> Result<RunSummary> {
+    let _shared = cache.lock_run(!opts.dry_run)?;
+    let (forced, mut outcome, todo) = super::what_must_run(plan, cache, &opts.force);
+    let root = dir(cache.root(), &plan.name);
+    if opts.dry_run {
+        let mut job_of = HashMap::new();
+        let mut n = 0usize;
+        submit_groups(plan, &todo, &mut job_of, |g| {
+            n += 1;
+            Ok(g.stages.iter().map(|_| format!("<{n}>")).collect())
+        })?;
+        for &ix in &todo {
+            outcome.insert(ix, Outcome::Pending);
+        }
+        if !todo.is_empty() {
+            let how = if s.pilot {
+                "1 pilot job".to_string()
+            } else {
+                format!("{n} job(s) or job array(s)")
+            };
+            crate::progress::println(&format!(
+                "would submit {} stage(s) to Slurm as {how}",
+                todo.len()
+            ));
+        }
+        return Ok(summary(plan, outcome, opts));
+    }
+    for sub in ["jobs", "out"] {
+        std::fs::create_dir_all(root.join(sub))
+            .with_context(|| format!("creating {}", root.join(sub).display()))?;
+    }
+    let mut state;
+    let mut job_of: HashMap<NodeIndex, String> = HashMap::new();
+    {
+        // One driver at a time submits for a pipeline (another waits, then adopts its jobs).
+        let _driver = Lease::acquire(&root.join("driver.lease"), &format!("slurm:{}", plan.name))?;
+        state = State::load(cache.root(), &plan.name);
+        let recorded: Vec<String> = todo
+            .iter()
+            .filter_map(|ix| state.jobs.get(&plan.graph[*ix].id))
+            .map(|r| r.job.clone())
+            .collect();
+        let states = if recorded.is_empty() {
+            HashMap::new()
+        } else {
+            queue::query(&recorded)?
+        };
+        for &ix in &todo {
+            let n = &plan.graph[ix];
+            let Some(rec) = state.jobs.get(&n.id) else {
+                continue;
+            };
+            let st = states.get(&rec.job);
+            let active = st.is_some_and(|s| !s.terminal());
+            if active && rec.key == n.key && !forced.contains(&ix) {
+                tracing::info!(stage = %n.id, job = %rec.job, state = %st.map(|s| s.describe()).unwrap_or_default(), "adopting the job already submitted");
+                job_of.insert(ix, rec.job.clone());
+            } else if rec.key == n.key {
+                let why = st.map_or_else(|| "left the queue".into(), |s| format!("ended {}", s.describe()));
+                tracing::info!(stage = %n.id, job = %rec.job, "submitting again: its last job {why}");
+            }
+        }
+        let sub = Submitter {
+            plan,
+            cache,
+            opts,
+            root: root.clone(),
+            spec: snapshot(&opts.spec, &root)?,
+            cwd: std::env::current_dir().context("reading the working directory")?,
+            worker: absolute(&super::pool::worker_exe()?)?,
+            forced: &forced,
+        };
+        if s.pilot {
+            let fresh: Vec<NodeIndex> = todo.iter().copied().filter(|ix| !job_of.contains_key(ix)).collect();
+            if !fresh.is_empty() {
+                let mut after: Vec<String> = job_of.values().cloned().collect();
+                after.sort();
+                after.dedup();
+                let id = sub.submit_pilot(&fresh, after, &s.reports, &mut state)?;
+                for ix in fresh {
+                    job_of.insert(ix, id.clone());
+                }
+            }
+        } else {
+            let r = submit_groups(plan, &todo, &mut job_of, |g| sub.submit(g, &mut state));
+            // What was submitted before a failed sbatch is recorded, to be adopted next time.
+            state.save(cache.root(), &plan.name)?;
+            r?;
+        }
+        state.save(cache.root(), &plan.name)?;
+    }
+    if s.detach {
+        for &ix in &todo {
+            let job = job_of.get(&ix).cloned().unwrap_or_default();
+            outcome.insert(ix, Outcome::Queued { job });
+        }
+        return Ok(summary(plan, outcome, opts));
+    }
+    watch(plan, cache, opts, &state, &todo, &mut outcome)?;
+    let summary = summary(plan, outcome, opts);
+    super::remember(plan, cache, &summary.outcomes)?;
+    Ok(summary)
+}
+
+/// Polls Slurm until every job of `todo` has ended, printing each stage as it finishes.
+fn watch(
+    plan: &Plan,
+    cache: &Cache,
+    opts: &RunOptions,
+    state: &State,
+    todo: &[NodeIndex],
+    outcome: &mut HashMap<NodeIndex, Outcome>,
+) -> Result<()> {
+    let min = std::env::var(POLL_SECS)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(5.0);
+    let max = (min * 12.0).max(60.0);
+    let mut interval = min;
+    let mut waiting: Vec<NodeIndex> = todo.to_vec();
+    let mut failures = 0;
+    crate::progress::println(&format!(
+        "{} stage(s) in Slurm jobs; waiting for them (Ctrl-C leaves them running: `robarch status` shows them, `robarch run` picks them up)",
+        waiting.len()
+    ));
+    while !waiting.is_empty() {
+        let jobs: Vec<String> = waiting
+            .iter()
+            .filter_map(|ix| state.jobs.get(&plan.graph[*ix].id))
+            .map(|r| r.job.clone())
+            .collect();
+        let states = match queue::query(&jobs) {
+            Ok(s) => {
+                failures = 0;
+                s
+            }
+            Err(e) => {
+                failures += 1;
+                anyhow::ensure!(failures < 10, "asking Slurm about the jobs failed 10 times: {e:#}");
+                tracing::warn!("asking Slurm about the jobs: {e:#}; trying again");
+                std::thread::sleep(Duration::from_secs_f64(interval));
+                interval = (interval * 1.5).min(max);
+                continue;
+            }
+        };
+        let mut changed = false;
+        let mut still = Vec::new();
+        for &ix in &waiting {
+            let n = &plan.graph[ix];
+            let Some(rec) = state.jobs.get(&n.id) else {
+                outcome.insert(ix, Outcome::Failed("no Slurm job was recorded for it".into()));
+                continue;
+            };
+            let st = states.get(&rec.job);
+            let o = if let Some(seconds) = finished(cache, rec) {
+                Outcome::Ran { seconds }
+            } else if st.is_some_and(|s| !s.terminal()) {
+                still.push(ix);
+                continue;
+            } else if plan
+                .deps(ix)
+                .iter()
+                .any(|d| matches!(outcome.get(d), Some(Outcome::Failed(_) | Outcome::Skipped)))
+            {
+                Outcome::Skipped
+            } else {
+                let msg = failure(plan, cache, ix, rec, st);
+                crate::progress::eprintln(&format!("error: stage {} failed: {msg}", n.id));
+                Outcome::Failed(msg)
+            };
+            changed = true;
+            if opts.stage_lines {
+                report_line(&n.id, &o);
+            }
+            outcome.insert(ix, o);
+        }
+        waiting = still;
+        if waiting.is_empty() {
+            break;
+        }
+        interval = if changed { min } else { (interval * 1.5).min(max) };
+        std::thread::sleep(Duration::from_secs_f64(interval));
+    }
+    Ok(())
+}
+
+fn summary(plan: &Plan, mut outcome: HashMap<NodeIndex, Outcome>, opts: &RunOptions) -> RunSummary {
+    let outcomes: Vec<(String, Outcome)> = plan
+        .order
+        .iter()
+        .map(|&ix| {
+            (
+                plan.graph[ix].id.clone(),
+                outcome.remove(&ix).unwrap_or(Outcome::Skipped),
+            )
+        })
+        .collect();
+    for (id, o) in &outcomes {
+        if opts.stage_lines
+            && matches!(o, Outcome::Cached | Outcome::Pending | Outcome::Queued { .. })
+        {
+            report_line(id, o);
+        }
+    }
+    RunSummary { outcomes }
+}
+
+/// For `robarch status`: the recorded job of each stage not cached, with its Slurm state (one
+/// query for all). None when nothing was submitted for the pipeline.
+pub fn jobs_of(plan: &Plan, cache: &Cache) -> Option<HashMap<String, (JobRec, Option<JobState>)>> {
+    let state = State::load(cache.root(), &plan.name);
+    let recs: Vec<(String, JobRec)> = plan
+        .order
+        .iter()
+        .map(|&ix| &plan.graph[ix])
+        .filter_map(|n| {
+            let rec = state.jobs.get(&n.id)?;
+            (rec.key == n.key && !matches!(cache.lookup(&n.key), Lookup::Hit(_)))
+                .then(|| (n.id.clone(), rec.clone()))
+        })
+        .collect();
+    if recs.is_empty() {
+        return None;
+    }
+    let jobs: Vec<String> = recs.iter().map(|(_, r)| r.job.clone()).collect();
+    let states = match queue::query(&jobs) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("asking Slurm about the pipeline's jobs: {e:#}");
+            HashMap::new()
+        }
+    };
+    Some(
+        recs.into_iter()
+            .map(|(id, r)| {
+                let st = states.get(&r.job).cloned();
+                (id, (r, st))
+            })
+            .collect(),
+    )
+}

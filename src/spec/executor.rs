@@ -1,0 +1,267 @@
+//! The `executor:` block: where a pipeline's stages run (this machine, or Slurm jobs) and, for
+//! Slurm, what each kind of stage asks for. None of it enters a cache key: the same stage
+//! computed locally or by a Slurm job is the same entry.
+use crate::vocab::{did_you_mean, Problem};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Stage kinds, the keys `resources` takes besides `default`.
+pub const STAGE_KINDS: &[&str] = &[
+    "prepare",
+    "import",
+    "train",
+    "evaluate",
+    "sparsity",
+    "bounds",
+    "correlation",
+    "report",
+];
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// Worker processes on this machine.
+    #[default]
+    Local,
+    /// One Slurm job per stage (or job arrays, or one pilot allocation) on a shared cache.
+    Slurm,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorSpec {
+    /// The executor `robarch run` uses unless `--executor` says otherwise.
+    #[serde(default)]
+    pub kind: ExecutorKind,
+    #[serde(default)]
+    pub slurm: SlurmSpec,
+}
+
+/// What the Slurm executor asks of `sbatch`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmSpec {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    /// Time limit of every job unless its stage kind sets one (Slurm's forms: `MM`, `HH:MM:SS`,
+    /// `D-HH:MM:SS`, …).
+    pub time: Option<String>,
+    /// More `sbatch` arguments, for every job (e.g. `--constraint=a100`).
+    #[serde(default)]
+    pub sbatch_args: Vec<String>,
+    /// Per stage kind (`train`, `evaluate`, …), and `default` for kinds not named.
+    #[serde(default)]
+    pub resources: BTreeMap<String, Resources>,
+    /// Of the one job `--pilot` submits, which runs every stage inside its allocation.
+    #[serde(default)]
+    pub pilot: Resources,
+    /// Seconds before its time limit that a job is told to stop (`--signal`): a training stage
+    /// is requeued and resumes from its last epoch checkpoint.
+    #[serde(default = "default_grace")]
+    pub grace_seconds: u32,
+    /// Stages with the same resources and dependencies go as one job array when there are at
+    /// least two (`false`: one job each).
+    #[serde(default = "yes")]
+    pub arrays: bool,
+}
+
+impl Default for SlurmSpec {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("every field has a default")
+    }
+}
+
+fn default_grace() -> u32 {
+    120
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What one job asks for; unset fields fall back to `default`, then to the cluster's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    pub cpus: Option<u32>,
+    /// Memory per node, in Slurm's form (`8G`, `16000M`).
+    pub mem: Option<String>,
+    /// Generic resources (`gpu:1`, `gpu:a100:1`).
+    pub gres: Option<String>,
+    pub time: Option<String>,
+    pub partition: Option<String>,
+    /// More `sbatch` arguments for this kind of stage.
+    #[serde(default)]
+    pub sbatch_args: Vec<String>,
+}
+
+impl Resources {
+    /// These fields, each unset one taken from `base`.
+    pub fn or(&self, base: &Resources) -> Resources {
+        Resources {
+            cpus: self.cpus.or(base.cpus),
+            mem: self.mem.clone().or_else(|| base.mem.clone()),
+            gres: self.gres.clone().or_else(|| base.gres.clone()),
+            time: self.time.clone().or_else(|| base.time.clone()),
+            partition: self.partition.clone().or_else(|| base.partition.clone()),
+            sbatch_args: base
+                .sbatch_args
+                .iter()
+                .chain(&self.sbatch_args)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+impl SlurmSpec {
+    /// The resources of a stage of `kind`.
+    pub fn resources_for(&self, kind: &str) -> Resources {
+        let default = self.resources.get("default").cloned().unwrap_or_default();
+        match self.resources.get(kind) {
+            Some(r) => r.or(&default),
+            None => default,
+        }
+    }
+}
+
+/// Slurm's time forms: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`, or `UNLIMITED`.
+pub fn valid_time(t: &str) -> bool {
+    if t.eq_ignore_ascii_case("unlimited") || t.eq_ignore_ascii_case("infinite") {
+        return true;
+    }
+    let (days, rest) = match t.split_once('-') {
+        Some((d, r)) => (Some(d), r),
+        None => (None, t),
+    };
+    let num = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let parts: Vec<&str> = rest.split(':').collect();
+    days.is_none_or(num) && parts.iter().all(|p| num(p)) && parts.len() <= 3
+}
+
+/// Memory in Slurm's form: a whole number with an optional unit K, M, G or T.
+pub fn valid_mem(m: &str) -> bool {
+    let digits = m.trim_end_matches(['K', 'M', 'G', 'T', 'k', 'm', 'g', 't']);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && m.len() - digits.len() <= 1
+}
+
+fn check_resources(path: &[&str], r: &Resources, out: &mut Vec<Problem>) {
+    fn at<'a>(path: &[&'a str], field: &'a str) -> Vec<&'a str> {
+        let mut p = path.to_vec();
+        p.push(field);
+        p
+    }
+    let at = |field: &'static str| at(path, field);
+    if r.cpus == Some(0) {
+        out.push(Problem::new(&at("cpus"), "must be at least 1"));
+    }
+    if let Some(m) = r.mem.as_deref().filter(|m| !valid_mem(m)) {
+        out.push(
+            Problem::new(&at("mem"), format!("`{m}` is not a memory size"))
+                .hint("write a whole number with a unit, e.g. 16G or 8000M"),
+        );
+    }
+    if let Some(t) = r.time.as_deref().filter(|t| !valid_time(t)) {
+        out.push(
+            Problem::new(&at("time"), format!("`{t}` is not a Slurm time limit"))
+                .hint("write minutes (90), HH:MM:SS (12:00:00) or D-HH:MM:SS (2-00:00:00)"),
+        );
+    }
+    if let Some(a) = r.sbatch_args.iter().find(|a| !a.starts_with('-')) {
+        out.push(
+            Problem::new(&at("sbatch_args"), format!("`{a}` is not an sbatch option"))
+                .hint("write each as one option, e.g. --constraint=a100"),
+        );
+    }
+}
+
+/// Every problem of the block.
+pub fn check(e: &ExecutorSpec) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let s = &e.slurm;
+    if let Some(t) = s.time.as_deref().filter(|t| !valid_time(t)) {
+        out.push(
+            Problem::new(
+                &["executor", "slurm", "time"],
+                format!("`{t}` is not a Slurm time limit"),
+            )
+            .hint("write minutes (90), HH:MM:SS (12:00:00) or D-HH:MM:SS (2-00:00:00)"),
+        );
+    }
+    if let Some(a) = s.sbatch_args.iter().find(|a| !a.starts_with('-')) {
+        out.push(
+            Problem::new(
+                &["executor", "slurm", "sbatch_args"],
+                format!("`{a}` is not an sbatch option"),
+            )
+            .hint("write each as one option, e.g. --constraint=a100"),
+        );
+    }
+    for (kind, r) in &s.resources {
+        if kind != "default" && !STAGE_KINDS.contains(&kind.as_str()) {
+            let hint = did_you_mean(kind, STAGE_KINDS.iter().copied().chain(["default"]))
+                .map(|c| format!("did you mean `{c}`? "))
+                .unwrap_or_default();
+            out.push(
+                Problem::new(
+                    &["executor", "slurm", "resources", kind],
+                    format!("`{kind}` is not a stage kind"),
+                )
+                .hint(format!(
+                    "{hint}the kinds are {} (and `default` for the others)",
+                    STAGE_KINDS.join(", ")
+                )),
+            );
+        }
+        check_resources(&["executor", "slurm", "resources", kind], r, &mut out);
+    }
+    check_resources(&["executor", "slurm", "pilot"], &s.pilot, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slurm_forms_of_time_and_memory() {
+        for t in ["90", "12:00:00", "2-00:00:00", "1-12", "30:00", "UNLIMITED"] {
+            assert!(valid_time(t), "{t}");
+        }
+        for t in ["", "1h", "12:00:00:00", "a-1", "-1"] {
+            assert!(!valid_time(t), "{t}");
+        }
+        for m in ["16G", "8000M", "1024", "2t"] {
+            assert!(valid_mem(m), "{m}");
+        }
+        for m in ["", "G", "16GB", "1.5G"] {
+            assert!(!valid_mem(m), "{m}");
+        }
+    }
+
+    #[test]
+    fn a_kind_falls_back_to_default_and_adds_its_arguments() {
+        let s: SlurmSpec = serde_yaml::from_str(
+            "resources:\n  default: {cpus: 2, mem: 4G, sbatch_args: [--nice]}\n  train: {gres: 'gpu:1', cpus: 8}\n",
+        )
+        .unwrap();
+        let t = s.resources_for("train");
+        assert_eq!(t.cpus, Some(8));
+        assert_eq!(t.mem.as_deref(), Some("4G"));
+        assert_eq!(t.gres.as_deref(), Some("gpu:1"));
+        assert_eq!(t.sbatch_args, ["--nice"]);
+        assert_eq!(s.resources_for("evaluate").cpus, Some(2));
+        let bad: ExecutorSpec = serde_yaml::from_str(
+            "slurm:\n  resources:\n    trian: {cpus: 0, mem: 4GB, time: 1h}\n",
+        )
+        .unwrap();
+        let p = check(&bad);
+        let text: Vec<String> = p
+            .iter()
+            .map(|p| format!("{}: {} {:?}", p.path.join("."), p.message, p.hint))
+            .collect();
+        assert_eq!(p.len(), 4, "{text:#?}");
+        assert!(text[0].contains("did you mean `train`"), "{text:#?}");
+    }
+}
