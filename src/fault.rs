@@ -5,7 +5,8 @@
 //! The points are armed by one environment variable, `ROBARCH_FAULT=<point>[:<stage>]@<n>=<signal>`,
 //! e.g. `commit-rename@3=kill`: the process sends itself the signal the 3rd time it reaches
 //! `commit-rename`; `stage-run:eval/*/pgd/test@1=segv` only counts that point in stages whose id
-//! matches the glob. Signals: `kill`, `segv`, `abort`. Counts are per process: the control plane
+//! matches the glob. Signals: `kill`, `segv`, `abort`; or `sleep:<seconds>`, a process that
+//! stalls there (a slow stage, a paused node) and then goes on. Counts are per process: the control plane
 //! reads `ROBARCH_FAULT`, and hands `ROBARCH_WORKER_FAULT` to its workers as their
 //! `ROBARCH_FAULT`. Unset (as for every user), a point costs one relaxed atomic load. A
 //! malformed value is reported once and ignored.
@@ -37,6 +38,7 @@ enum Signal {
     Kill,
     Segv,
     Abort,
+    Sleep(f64),
 }
 
 struct Armed {
@@ -76,7 +78,14 @@ fn parse(v: &str) -> Result<Armed, String> {
         "kill" => Signal::Kill,
         "segv" => Signal::Segv,
         "abort" => Signal::Abort,
-        s => return Err(format!("`{s}`: the signal is kill, segv or abort")),
+        s => match s.strip_prefix("sleep:").and_then(|t| t.parse::<f64>().ok()) {
+            Some(t) if t >= 0.0 => Signal::Sleep(t),
+            _ => {
+                return Err(format!(
+                    "`{s}`: the signal is kill, segv or abort (or sleep:<seconds>)"
+                ))
+            }
+        },
     };
     Ok(Armed {
         point: point.to_string(),
@@ -127,6 +136,10 @@ fn fire(name: &str, stage: Option<&str>) {
         Signal::Kill => libc::SIGKILL,
         Signal::Segv => libc::SIGSEGV,
         Signal::Abort => libc::SIGABRT,
+        Signal::Sleep(t) => {
+            std::thread::sleep(std::time::Duration::from_secs_f64(t));
+            return;
+        }
     };
     // SAFETY: restoring the default action and raising a signal have no memory-safety
     // preconditions; the process ends here as it would on the real fault.
@@ -156,7 +169,10 @@ mod tests {
             ("stage-run", 2, Signal::Abort)
         );
         assert!(a.stage.unwrap().matches("eval/m/pgd"));
+        assert_eq!(parse("stage-run@1=sleep:2.5").unwrap().signal, Signal::Sleep(2.5));
         for bad in [
+            "stage-run@1=sleep:",
+            "stage-run@1=sleep:-1",
             "commit-rename",
             "commit-rename@0=kill",
             "commit-rename@x=kill",

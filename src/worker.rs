@@ -431,6 +431,10 @@ fn handle_slurm_signals() {
 
 /// `robarch-worker job --batch FILE`: one stage of a Slurm job; returns the exit code.
 fn slurm_job(batch_file: &Path) -> i32 {
+    // As for the local executor's workers: the fault the tests arm for workers is this process's.
+    if let Some(f) = std::env::var_os(crate::fault::WORKER_VAR) {
+        std::env::set_var(crate::fault::VAR, f);
+    }
     handle_slurm_signals();
     let batch: crate::exec::slurm::Batch = match std::fs::read(batch_file)
         .map_err(anyhow::Error::from)

@@ -284,7 +284,8 @@ impl Lease {
                 .spawn(move || {
                     let (done, cv) = &*stop;
                     let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
-                    loop {
+                    // Checked before each wait: a drop may come before this thread first waits.
+                    while !*done {
                         let (d, _) = cv
                             .wait_timeout(done, every)
                             .unwrap_or_else(|e| e.into_inner());

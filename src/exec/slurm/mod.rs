@@ -250,7 +250,10 @@ struct Submitter<'a> {
     plan: &'a Plan,
     cache: &'a Cache,
     opts: &'a RunOptions,
+    /// `<cache>/slurm/<pipeline>`, absolute (the jobs' scripts and files name it).
     root: PathBuf,
+    /// Its `out/` as the user named the cache (messages).
+    shown: PathBuf,
     spec: PathBuf,
     cwd: PathBuf,
     worker: PathBuf,
@@ -349,7 +352,7 @@ impl Submitter<'_> {
                 JobRec {
                     job: job.clone(),
                     key: n.key.clone(),
-                    output: out.join(format!("{job}.out")),
+                    output: self.shown.join(format!("{job}.out")),
                     submitted_unix: now_unix(),
                     force: self.forced.contains(&ix),
                     pilot: false,
@@ -428,7 +431,7 @@ impl Submitter<'_> {
                 JobRec {
                     job: id.clone(),
                     key: n.key.clone(),
-                    output: out.join(format!("{id}.out")),
+                    output: self.shown.join(format!("{id}.out")),
                     submitted_unix: now_unix(),
                     force: self.forced.contains(&ix),
                     pilot: true,
@@ -545,8 +548,9 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions, s: &SlurmOptions) -> R
             plan,
             cache,
             opts,
-            root: root.clone(),
-            spec: snapshot(&opts.spec, &root)?,
+            root: absolute(&root)?,
+            shown: root.join("out"),
+            spec: absolute(&snapshot(&opts.spec, &root)?)?,
             cwd: std::env::current_dir().context("reading the working directory")?,
             worker: absolute(&super::pool::worker_exe()?)?,
             forced: &forced,

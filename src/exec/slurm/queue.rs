@@ -14,9 +14,11 @@ pub struct JobState {
 }
 
 impl JobState {
-    /// Whether the job is done with (it will not run again by itself).
+    /// Whether the job is done with (it will not run again by itself). A job pending on a
+    /// dependency that failed never runs (Slurm cancels it soon).
     pub fn terminal(&self) -> bool {
-        !matches!(
+        self.reason == "DependencyNeverSatisfied"
+            || !matches!(
             self.state.as_str(),
             "PENDING"
                 | "RUNNING"

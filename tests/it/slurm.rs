@@ -1,0 +1,367 @@
+//! The Slurm executor against a real Slurm: a single-node cluster (Debian's slurmctld, slurmd
+//! and munge) that `scripts/slurm-local.sh` configures on localhost for this test. A pipeline runs
+//! through it detached, is followed with `status`, loses one job to `scancel` and its training to
+//! a time-limit signal (requeued, resumed from its epoch checkpoint), is reconnected to, and ends
+//! with every entry byte-identical to the local executor's; a failing job is reported with its
+//! id, Slurm state and log, and only it is resubmitted; a pilot job runs a whole pipeline in one
+//! allocation. Skipped, saying so, only where Slurm is not installed and cannot be
+//! (`scripts/test.sh` installs it and then requires it: ROBARCH_SLURM=required).
+use crate::common::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const TRAIN: &str = "train/digits/resnet18/at";
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    /// A directory first on PATH with an `squeue` that counts its calls.
+    shim: PathBuf,
+}
+
+impl Cluster {
+    fn start() -> Option<Cluster> {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Path::new(ROOT).join("scripts/slurm-local.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .arg(dir.path().join("slurm"))
+            .output()
+            .unwrap();
+        match out.status.code() {
+            Some(0) => {}
+            Some(3) if std::env::var("ROBARCH_SLURM").as_deref() != Ok("required") => {
+                eprintln!(
+                    "SKIPPED: Slurm is not installed here and could not be: {} (scripts/slurm-local.sh install)",
+                    stderr(&out).trim()
+                );
+                return None;
+            }
+            _ => panic!(
+                "starting the test cluster failed ({}):\n{}\n{}",
+                out.status,
+                stdout(&out),
+                stderr(&out)
+            ),
+        }
+        let conf = PathBuf::from(stdout(&out).trim());
+        let shim = dir.path().join("shim");
+        std::fs::create_dir_all(&shim).unwrap();
+        let real = String::from_utf8(
+            Command::new("bash")
+                .args(["-c", "command -v squeue"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let calls = shim.join("calls");
+        std::fs::write(
+            shim.join("squeue"),
+            format!(
+                "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+                calls.display(),
+                real.trim()
+            ),
+        )
+        .unwrap();
+        Command::new("chmod")
+            .arg("755")
+            .arg(shim.join("squeue"))
+            .status()
+            .unwrap();
+        Some(Cluster { dir, conf, shim })
+    }
+
+    fn path(&self) -> String {
+        format!(
+            "{}:{}:/usr/sbin",
+            self.shim.display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
+    /// `robarch <args>` in `p` against this cluster, polling every half second.
+    fn robarch(&self, p: &Project, args: &[&str]) -> Command {
+        let mut c = p.cmd(args);
+        c.env("SLURM_CONF", &self.conf)
+            .env("PATH", self.path())
+            .env("ROBARCH_SLURM_POLL", "0.5");
+        c
+    }
+
+    /// A Slurm command (`scancel`, `scontrol`, …) against this cluster; its stdout.
+    fn slurm(&self, args: &[&str]) -> String {
+        let out = Command::new(args[0])
+            .args(&args[1..])
+            .env("SLURM_CONF", &self.conf)
+            .env("PATH", self.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    }
+
+    fn squeue_calls(&self) -> usize {
+        std::fs::read_to_string(self.shim.join("calls"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(Path::new(ROOT).join("scripts/slurm-local.sh"))
+            .arg("stop")
+            .arg(self.dir.path().join("slurm"))
+            .status();
+    }
+}
+
+/// TINY with three epochs (a checkpoint to resume from mid-training).
+fn pipeline() -> String {
+    TINY.replace("epochs: 2", "epochs: 3")
+}
+
+/// Stage id → (key, file → blake3) of every entry a pipeline's run committed.
+fn entries(p: &Project) -> BTreeMap<String, (String, BTreeMap<String, String>)> {
+    let mut out = BTreeMap::new();
+    for shard in std::fs::read_dir(p.path("cache/objects")).unwrap() {
+        for e in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let meta: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.unwrap().path().join("meta.json")).unwrap())
+                    .unwrap();
+            let files = meta["files"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(f, m)| (f.clone(), m["blake3"].as_str().unwrap().to_string()))
+                .collect();
+            out.insert(
+                meta["stage"].as_str().unwrap().to_string(),
+                (meta["key"].as_str().unwrap().to_string(), files),
+            );
+        }
+    }
+    out
+}
+
+fn reports(p: &Project) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(p.path("reports/tiny"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn jobs(p: &Project) -> BTreeMap<String, String> {
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path("cache/slurm/tiny/state.json")).unwrap())
+            .unwrap();
+    state["jobs"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(s, j)| (s.clone(), j["job"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+fn outcomes(o: &std::process::Output) -> BTreeMap<String, serde_json::Value> {
+    json_out(o)["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap().to_string(), s.clone()))
+        .collect()
+}
+
+fn wait_for(what: &str, limit: u64, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(limit),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_pipeline_runs_through_a_real_slurm_as_it_runs_here() {
+    let Some(c) = Cluster::start() else { return };
+    // The reference: the local executor.
+    let local = Project::new();
+    local.write("p.yaml", &pipeline());
+    local.ok(&["run", "--format", "json", "p.yaml"]);
+    let reference = entries(&local);
+
+    // Detached: every stage submitted, with its dependencies, and the command returns. The
+    // training stalls at its second checkpoint (the fault, exported to the jobs by sbatch) so
+    // that it is caught mid-way.
+    let p = Project::new();
+    p.write(
+        "p.yaml",
+        &format!(
+            "{}executor:\n  kind: slurm\n  slurm:\n    time: \"10\"\n    grace_seconds: 30\n    resources:\n      default: {{cpus: 1, mem: 1G}}\n",
+            pipeline()
+        ),
+    );
+    let out = c
+        .robarch(&p, &["run", "--detach", "--format", "json", "p.yaml"])
+        .env("ROBARCH_WORKER_FAULT", "checkpoint-rename@2=sleep:8")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = outcomes(&out);
+    assert!(
+        first.values().all(|s| s["outcome"] == "queued"),
+        "{first:#?}"
+    );
+    let submitted = jobs(&p);
+    assert_eq!(submitted.len(), 10);
+    assert_eq!(first[TRAIN]["job"], submitted[TRAIN]);
+    // The six evaluations share their resources and dependency: one job array.
+    let evals: Vec<&String> = submitted
+        .iter()
+        .filter(|(s, _)| s.starts_with("eval/"))
+        .map(|(_, j)| j)
+        .collect();
+    assert!(
+        evals.iter().all(|j| j.split('_').next() == evals[0].split('_').next() && j.contains('_')),
+        "{evals:?}"
+    );
+
+    // `status` follows the jobs (one squeue for all of them).
+    let before = c.squeue_calls();
+    let st = json_out(
+        &c.robarch(&p, &["status", "p.yaml", "--format", "json"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(c.squeue_calls() - before, 1);
+    let st: BTreeMap<String, serde_json::Value> = st["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap().to_string(), s.clone()))
+        .collect();
+    assert_eq!(st["report"]["slurm"]["job"], submitted["report"], "{:#?}", st["report"]);
+    assert_eq!(st["report"]["slurm"]["state"], "PENDING");
+
+    // One job cancelled by hand (the sparsity analysis, waiting on the training); the report
+    // that depends on it can then never run.
+    let sparsity = "sparsity/digits/resnet18/at";
+    c.slurm(&["scancel", &submitted[sparsity]]);
+
+    // The training reaches its time-limit warning after its first epoch: it requeues itself.
+    let key = &reference[TRAIN].0;
+    wait_for("the first epoch's checkpoint", 120, || {
+        p.path(&format!("cache/ckpt/{key}/epoch-00001")).exists()
+    });
+    let train_job = &submitted[TRAIN];
+    c.slurm(&["scancel", "--signal=USR1", "--batch", train_job]);
+    wait_for("the requeue", 60, || {
+        c.slurm(&["scontrol", "show", "job", train_job])
+            .contains("Restarts=1")
+    });
+    // A requeued job waits two minutes before it may start again; not in a test.
+    wait_for("the requeued job to be pending", 60, || {
+        c.slurm(&["squeue", "-h", "-j", train_job, "-o", "%T"]).trim() == "PENDING"
+    });
+    c.slurm(&["scontrol", "update", &format!("JobId={train_job}"), "StartTime=now"]);
+
+    // Reconnect: the jobs still queued are adopted, the cancelled ones submitted again, and the
+    // run waits for all of them with one squeue per poll.
+    let before = c.squeue_calls();
+    let start = Instant::now();
+    let out = c
+        .robarch(&p, &["run", "--format", "json", "p.yaml"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let polls = c.squeue_calls() - before;
+    let most = (start.elapsed().as_secs_f64() / 0.5) as usize + 2;
+    assert!(polls <= most, "{polls} squeue calls in {:?}", start.elapsed());
+    let second = outcomes(&out);
+    assert!(
+        second.values().all(|s| s["outcome"] == "ran" || s["outcome"] == "cached"),
+        "{second:#?}\n{err}"
+    );
+    assert!(
+        err.contains(&format!("adopting the job already submitted stage={TRAIN} job={train_job}")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("stage={sparsity} job={}", submitted[sparsity])) && err.contains("ended CANCELLED"), "{err}");
+    let resubmitted = jobs(&p);
+    assert_eq!(resubmitted[TRAIN], submitted[TRAIN], "adopted, not resubmitted");
+    assert_ne!(resubmitted[sparsity], submitted[sparsity]);
+    assert_ne!(resubmitted["report"], submitted["report"]);
+    for (s, j) in &submitted {
+        if !["report", sparsity].contains(&s.as_str()) {
+            assert_eq!(&resubmitted[s], j, "{s}");
+        }
+    }
+    let log = std::fs::read_to_string(p.path(&format!("cache/logs/tiny/{TRAIN}.log"))).unwrap();
+    assert!(
+        log.contains(&format!("requeueing job {train_job}")) && log.contains("resuming from checkpoint epoch=1"),
+        "{log}"
+    );
+    // Every entry, the resumed training's included, as the local executor made it; same keys,
+    // though this pipeline has an executor block.
+    assert_eq!(entries(&p), reference);
+    assert_eq!(reports(&p), reports(&local));
+
+    // A failing job: named with its job id, Slurm state and log; its dependents skipped; a
+    // rerun submits only it and them.
+    let f = Project::new();
+    f.write("p.yaml", &pipeline());
+    let out = c
+        .robarch(&f, &["run", "--executor", "slurm", "--format", "json", "p.yaml"])
+        .env("ROBARCH_WORKER_FAULT", format!("stage-run:{sparsity}@1=segv"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let o = outcomes(&out);
+    let failed_job = jobs(&f)[sparsity].clone();
+    let e = o[sparsity]["error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains(&format!("Slurm job {failed_job} ended FAILED"))
+            && e.contains(&format!("stage log: cache/logs/tiny/{sparsity}.log"))
+            && e.contains(&format!("cache/slurm/tiny/out/{failed_job}.out")),
+        "{e}"
+    );
+    assert_eq!(o["report"]["outcome"], "skipped", "{o:#?}");
+    let out = c
+        .robarch(&f, &["run", "--executor", "slurm", "--format", "json", "p.yaml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stages(&out, "ran"), vec!["report".to_string(), sparsity.to_string()]);
+    assert_eq!(entries(&f), reference);
+
+    // A pilot: one job runs the whole pipeline inside its allocation.
+    let pl = Project::new();
+    pl.write("p.yaml", &pipeline());
+    let out = c
+        .robarch(
+            &pl,
+            &["run", "--executor", "slurm", "--pilot", "--format", "json", "p.yaml"],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pj = jobs(&pl);
+    assert!(pj.values().all(|j| *j == pj["report"]), "{pj:?}");
+    assert_eq!(entries(&pl), reference);
+    assert_eq!(reports(&pl), reports(&local));
+}
