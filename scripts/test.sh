@@ -8,6 +8,13 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     echo "cargo-nextest is not installed: installing it with cargo install (once, a few minutes)" >&2
     cargo install cargo-nextest --locked --version "$NEXTEST_VERSION" --target-dir "$(mktemp -d)"
 fi
+# The Slurm executor's test runs a real single-node Slurm: installed here when it can be (root and
+# apt-get), and then required; elsewhere that one test says it skipped.
+if bash "$(dirname "$0")/slurm-local.sh" install; then
+    export ROBARCH_SLURM=required
+else
+    echo "warning: Slurm could not be installed: the Slurm executor's test will be skipped" >&2
+fi
 # The library's unit tests with its tensor code, and the integration tests (the worker package's,
 # which drive both binaries); `robarch` itself stays as build.sh built it, without libtorch.
 exec cargo nextest run --release --locked --no-fail-fast --workspace --features robarch/torch \

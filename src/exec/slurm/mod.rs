@@ -279,6 +279,8 @@ impl Submitter<'_> {
             format!("--chdir={}", self.cwd.display()),
             "--kill-on-invalid-dep=yes".into(),
             "--requeue".into(),
+            // A requeued job's output adds to its earlier runs'.
+            "--open-mode=append".into(),
         ]
     }
 
@@ -502,10 +504,12 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions, s: &SlurmOptions) -> R
             } else {
                 format!("{n} job(s) or job array(s)")
             };
-            crate::progress::println(&format!(
-                "would submit {} stage(s) to Slurm as {how}",
-                todo.len()
-            ));
+            if opts.stage_lines {
+                crate::progress::println(&format!(
+                    "would submit {} stage(s) to Slurm as {how}",
+                    todo.len()
+                ));
+            }
         }
         return Ok(summary(plan, outcome, opts));
     }
@@ -605,10 +609,10 @@ fn watch(
     let mut interval = min;
     let mut waiting: Vec<NodeIndex> = todo.to_vec();
     let mut failures = 0;
-    crate::progress::println(&format!(
+    tracing::info!(
         "{} stage(s) in Slurm jobs; waiting for them (Ctrl-C leaves them running: `robarch status` shows them, `robarch run` picks them up)",
         waiting.len()
-    ));
+    );
     while !waiting.is_empty() {
         let jobs: Vec<String> = waiting
             .iter()
