@@ -308,7 +308,22 @@ fn at_least_one(s: &str) -> std::result::Result<usize, String> {
 
 /// `robarch run`: every missing stage, then the report.
 fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
+    use spec::executor::ExecutorKind;
+    // Checked before planning, which remembers source-file hashes in the cache.
+    let kind = |a: &RunArgs| -> Result<ExecutorKind> {
+        Ok(match a.executor {
+            Some(k) => k,
+            None => spec::load(&a.pipeline)?.spec.executor.kind,
+        })
+    };
+    if (a.detach || a.pilot) && kind(&a)? != ExecutorKind::Slurm {
+        bail!(
+            "--detach and --pilot go with the Slurm executor: add `--executor slurm` (or set `executor: {{kind: slurm}}` in {})",
+            a.pipeline.display()
+        );
+    }
     let plan = load_plan(&a.pipeline, cache_dir)?;
+    let slurm = a.executor.unwrap_or(plan.executor.kind) == ExecutorKind::Slurm;
     let force = a
         .force
         .iter()
@@ -348,14 +363,6 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
             .unwrap_or_else(|| "robarch=info".into()),
         log_json: LOG.get().is_some_and(|l| l.1),
     };
-    let executor = a.executor.unwrap_or(plan.executor.kind);
-    let slurm = executor == spec::executor::ExecutorKind::Slurm;
-    if !slurm && (a.detach || a.pilot) {
-        bail!(
-            "--detach and --pilot go with the Slurm executor: add `--executor slurm` (or set `executor: {{kind: slurm}}` in {})",
-            a.pipeline.display()
-        );
-    }
     let summary = if slurm {
         let s = exec::slurm::SlurmOptions {
             detach: a.detach,

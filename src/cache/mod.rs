@@ -8,7 +8,9 @@
 //! - `locks/<key>.lease` — per-stage locks so concurrent runs never compute one key twice, on
 //!   one machine or across the nodes of a cluster (see [`lease`]).
 //! - `runs/<pipeline>.json` — the last plan run per pipeline, to explain what went stale.
-//! - `.lock` — shared by runs, exclusive for `gc`.
+//! - `logs/<pipeline>/<stage id>.log` — what a stage's worker wrote the last time it ran.
+//! - `slurm/<pipeline>/` — the Slurm executor's record of submitted jobs, their scripts and output.
+//! - `.lock` — shared by runs, exclusive for `gc` (on one machine: `flock`).
 pub mod lease;
 pub mod manifest;
 

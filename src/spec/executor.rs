@@ -146,6 +146,46 @@ pub fn valid_mem(m: &str) -> bool {
     !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && m.len() - digits.len() <= 1
 }
 
+/// Options robarch sets on every job itself: the spec may not set them.
+const OWN_OPTIONS: &[&str] = &[
+    "--output",
+    "-o",
+    "--error",
+    "-e",
+    "--array",
+    "-a",
+    "--dependency",
+    "-d",
+    "--chdir",
+    "-D",
+    "--job-name",
+    "-J",
+    "--open-mode",
+    "--parsable",
+    "--signal",
+    "--kill-on-invalid-dep",
+];
+
+/// The first problem of a list of sbatch arguments: not an option, or one robarch sets.
+fn bad_arg(args: &[String]) -> Option<(String, &'static str)> {
+    for a in args {
+        if !a.starts_with('-') {
+            return Some((
+                format!("`{a}` is not an sbatch option"),
+                "write each as one option with its value, e.g. --constraint=a100",
+            ));
+        }
+        let name = a.split('=').next().unwrap_or(a);
+        if OWN_OPTIONS.contains(&name) {
+            return Some((
+                format!("`{name}` is set by robarch on every job (logs, arrays, dependencies, requeue)"),
+                "remove it; per-kind resources go in executor.slurm.resources.<kind>",
+            ));
+        }
+    }
+    None
+}
+
 fn check_resources(path: &[&str], r: &Resources, out: &mut Vec<Problem>) {
     fn at<'a>(path: &[&'a str], field: &'a str) -> Vec<&'a str> {
         let mut p = path.to_vec();
@@ -168,11 +208,8 @@ fn check_resources(path: &[&str], r: &Resources, out: &mut Vec<Problem>) {
                 .hint("write minutes (90), HH:MM:SS (12:00:00) or D-HH:MM:SS (2-00:00:00)"),
         );
     }
-    if let Some(a) = r.sbatch_args.iter().find(|a| !a.starts_with('-')) {
-        out.push(
-            Problem::new(&at("sbatch_args"), format!("`{a}` is not an sbatch option"))
-                .hint("write each as one option, e.g. --constraint=a100"),
-        );
+    if let Some((msg, hint)) = bad_arg(&r.sbatch_args) {
+        out.push(Problem::new(&at("sbatch_args"), msg).hint(hint));
     }
 }
 
@@ -189,14 +226,8 @@ pub fn check(e: &ExecutorSpec) -> Vec<Problem> {
             .hint("write minutes (90), HH:MM:SS (12:00:00) or D-HH:MM:SS (2-00:00:00)"),
         );
     }
-    if let Some(a) = s.sbatch_args.iter().find(|a| !a.starts_with('-')) {
-        out.push(
-            Problem::new(
-                &["executor", "slurm", "sbatch_args"],
-                format!("`{a}` is not an sbatch option"),
-            )
-            .hint("write each as one option, e.g. --constraint=a100"),
-        );
+    if let Some((msg, hint)) = bad_arg(&s.sbatch_args) {
+        out.push(Problem::new(&["executor", "slurm", "sbatch_args"], msg).hint(hint));
     }
     for (kind, r) in &s.resources {
         if kind != "default" && !STAGE_KINDS.contains(&kind.as_str()) {
@@ -263,5 +294,11 @@ mod tests {
             .collect();
         assert_eq!(p.len(), 4, "{text:#?}");
         assert!(text[0].contains("did you mean `train`"), "{text:#?}");
+        let own: ExecutorSpec =
+            serde_yaml::from_str("slurm:\n  sbatch_args: [--constraint=a100, --output=/elsewhere/x]\n")
+                .unwrap();
+        let p = check(&own);
+        assert_eq!(p.len(), 1);
+        assert!(p[0].message.contains("`--output` is set by robarch"), "{:?}", p[0]);
     }
 }

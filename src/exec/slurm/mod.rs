@@ -493,7 +493,10 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions, s: &SlurmOptions) -> R
         let mut n = 0usize;
         submit_groups(plan, &todo, &mut job_of, |g| {
             n += 1;
-            Ok(g.stages.iter().map(|_| format!("<{n}>")).collect())
+            let array = g.stages.len() > 1;
+            Ok((0..g.stages.len())
+                .map(|i| if array { format!("{n}_{i}") } else { n.to_string() })
+                .collect())
         })?;
         for &ix in &todo {
             outcome.insert(ix, Outcome::Pending);
