@@ -206,17 +206,23 @@ fn remote_progress() -> StageProgress {
 struct Loaded {
     plan: Plan,
     cache: Cache,
-    /// The cache's shared lock, held while the worker lives (no `gc` or sweep under it).
-    _lock: File,
+    /// The cache's shared lock, held while a local worker lives (no `gc` or sweep of this
+    /// machine under it). A Slurm job takes none: `flock` may not work on the cluster's shared
+    /// filesystem, and its stage lock (a lease) already keeps sweeps and `gc` away from its work.
+    _lock: Option<File>,
 }
 
-fn load(spec: &Path, cache_dir: &Path) -> Result<Loaded> {
+fn load(spec: &Path, cache_dir: &Path, run_lock: bool) -> Result<Loaded> {
     RELAY.store(false, Ordering::Relaxed);
     let plan = crate::plan::load(spec, cache_dir, false);
     RELAY.store(true, Ordering::Relaxed);
     let plan = plan?;
     let cache = Cache::open(cache_dir)?;
-    let lock = cache.lock_run(false)?;
+    let lock = if run_lock {
+        Some(cache.lock_run(false)?)
+    } else {
+        None
+    };
     Ok(Loaded {
         plan,
         cache,
@@ -329,7 +335,7 @@ pub fn main() -> i32 {
         );
         // Loaded at the first job; a failed load is tried again at the next.
         if loaded.is_none() {
-            loaded = load(&spec, &cache)
+            loaded = load(&spec, &cache, true)
                 .map_err(|e| {
                     let _ = writeln!(std::io::stderr(), "error: loading {}: {e:#}", spec.display());
                     send(&Reply::Failed(format!("loading {}: {e:#}", spec.display())));
@@ -474,7 +480,7 @@ fn slurm_job(batch_file: &Path) -> i32 {
         crate::cache::lease::host()
     );
     let r = stage::catching(|| {
-        let l = load(&batch.spec, &batch.cache)?;
+        let l = load(&batch.spec, &batch.cache, false)?;
         let ix = l
             .plan
             .find(&item.stage)

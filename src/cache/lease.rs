@@ -185,6 +185,10 @@ impl Lease {
 
     /// One try; `seen` remembers the owner this waiter watches and since when.
     fn attempt(path: &Path, what: &str, seen: &mut Option<(Owner, Instant)>) -> Result<Option<Lease>> {
+        // A held lock is only read while it is waited for (nothing is written each poll).
+        if let Some(owner) = read(path) {
+            return Self::judge(path, owner, seen);
+        }
         let me = Owner {
             host: host(),
             boot: boot_id(),
@@ -218,6 +222,11 @@ impl Lease {
             }
             return Ok(None);
         };
+        Self::judge(path, owner, seen)
+    }
+
+    /// Waits on `owner`'s lock, or takes it over when it is stale.
+    fn judge(path: &Path, owner: Owner, seen: &mut Option<(Owner, Instant)>) -> Result<Option<Lease>> {
         let since = match seen {
             Some((o, t)) if o.token == owner.token && o.beat == owner.beat => *t,
             _ => {
