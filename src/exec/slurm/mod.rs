@@ -732,3 +732,93 @@ pub fn jobs_of(plan: &Plan, cache: &Cache) -> Option<HashMap<String, (JobRec, Op
             .collect(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: &str = "name: t\nseed: 1\ndatasets:\n  d: {source: synthetic, resolution: 8, synthetic: {classes: 3, train_size: 30, test_size: 9}}\nmodels:\n  resnet18: {preset: tiny}\n  vgg16_bn: {preset: tiny}\ntraining:\n  at:\n    attack: {norm: linf, eps: 8/255, steps: 2}\n    epochs: 1\n    optimizer: {name: adamw, lr: 1e-3}\nevaluation:\n  attacks:\n    clean: {}\n    fgsm: {eps: 8/255}\nanalysis: [sparsity]\n";
+
+    fn plan(extra: &str) -> Plan {
+        let l = crate::spec::load_str(Path::new("t.yaml"), format!("{P}{extra}")).unwrap();
+        Plan::build(&l).unwrap()
+    }
+
+    /// Submits `plan` with fake job ids; returns each submission as (kind, stages, after).
+    fn groups(plan: &Plan) -> Vec<(String, usize, Vec<String>)> {
+        let mut job_of = HashMap::new();
+        let mut out = Vec::new();
+        submit_groups(plan, &plan.order, &mut job_of, |g| {
+            let n = out.len();
+            out.push((g.kind.clone(), g.stages.len(), g.after.clone()));
+            Ok((0..g.stages.len())
+                .map(|i| if g.stages.len() > 1 { format!("{n}_{i}") } else { n.to_string() })
+                .collect())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn stages_with_the_same_kind_resources_and_inputs_go_as_one_array() {
+        let g = groups(&plan(""));
+        let kinds: Vec<(&str, usize)> = g.iter().map(|(k, n, _)| (k.as_str(), *n)).collect();
+        // One data stage; both trainings as one array (same input); each model's four
+        // evaluations as one array after its own training task; each sparsity alone; the report.
+        assert_eq!(
+            kinds,
+            [
+                ("prepare", 1),
+                ("train", 2),
+                ("evaluate", 4),
+                ("sparsity", 1),
+                ("evaluate", 4),
+                ("sparsity", 1),
+                ("report", 1)
+            ]
+        );
+        assert_eq!(g[1].2, ["0"], "trainings wait for the data");
+        assert_eq!(g[2].2, ["0", "1_0"], "evaluations wait for their own training task");
+        assert_eq!(g[3].2, ["1_0"]);
+        assert_eq!(g[4].2, ["0", "1_1"]);
+        let report = &g[6].2;
+        for job in ["2_0", "2_3", "3", "4_0", "4_3", "5"] {
+            assert!(report.contains(&job.to_string()), "the report waits for {job}: {report:?}");
+        }
+        // Other resources for one kind split nothing else; arrays off: one job per stage.
+        let g = groups(&plan("executor:\n  slurm:\n    arrays: false\n"));
+        assert_eq!(g.len(), plan("").order.len());
+        assert!(g.iter().all(|(_, n, _)| *n == 1));
+    }
+
+    #[test]
+    fn a_kinds_resources_become_sbatch_options() {
+        let p = plan("executor:\n  slurm:\n    partition: gpu\n    account: proj\n    time: \"60\"\n    sbatch_args: [--constraint=a100]\n    resources:\n      default: {cpus: 2, mem: 4G}\n      train: {gres: 'gpu:1', time: '2-00:00:00', partition: long}\n");
+        let args = resource_args(&p, &p.executor.slurm.resources_for("train"));
+        assert_eq!(
+            args,
+            [
+                "--partition=long",
+                "--account=proj",
+                "--time=2-00:00:00",
+                "--cpus-per-task=2",
+                "--mem=4G",
+                "--gres=gpu:1",
+                "--constraint=a100"
+            ]
+        );
+        let args = resource_args(&p, &p.executor.slurm.resources_for("report"));
+        assert_eq!(
+            args,
+            [
+                "--partition=gpu",
+                "--account=proj",
+                "--time=60",
+                "--cpus-per-task=2",
+                "--mem=4G",
+                "--constraint=a100"
+            ]
+        );
+        assert_eq!(sh_quote("/a b/it's"), r"'/a b/it'\''s'");
+    }
+}
