@@ -192,6 +192,27 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
             &mut outcome,
         )?;
     }
+    let RunSummary { outcomes } = summarize(plan, outcome, opts, |o| {
+        matches!(o, Outcome::Cached | Outcome::Pending | Outcome::Skipped)
+    });
+    if !opts.dry_run {
+        remember(plan, cache, &outcomes)?;
+        // Sweep again now that this run's workers are gone: a worker of a killed run can outlive
+        // it by a moment and miss the sweep at the start (its staging directory, checkpoints).
+        drop(_shared);
+        let _ = cache.lock_run(true)?;
+    }
+    Ok(RunSummary { outcomes })
+}
+
+/// Every stage's outcome in plan order (a stage without one was skipped); prints the lines of
+/// those `at_end` picks (the others were printed as they finished).
+pub(crate) fn summarize(
+    plan: &Plan,
+    mut outcome: HashMap<NodeIndex, Outcome>,
+    opts: &RunOptions,
+    at_end: impl Fn(&Outcome) -> bool,
+) -> RunSummary {
     let outcomes: Vec<(String, Outcome)> = plan
         .order
         .iter()
@@ -203,18 +224,11 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
         })
         .collect();
     for (id, o) in &outcomes {
-        if opts.stage_lines && matches!(o, Outcome::Cached | Outcome::Pending | Outcome::Skipped) {
+        if opts.stage_lines && at_end(o) {
             report_line(id, o);
         }
     }
-    if !opts.dry_run {
-        remember(plan, cache, &outcomes)?;
-        // Sweep again now that this run's workers are gone: a worker of a killed run can outlive
-        // it by a moment and miss the sweep at the start (its staging directory, checkpoints).
-        drop(_shared);
-        let _ = cache.lock_run(true)?;
-    }
-    Ok(RunSummary { outcomes })
+    RunSummary { outcomes }
 }
 
 /// Records the run's finished stages (`runs/<pipeline>.json`), from which `status` explains

@@ -168,19 +168,6 @@ fn entries(p: &Project) -> BTreeMap<String, (String, BTreeMap<String, String>)> 
     out
 }
 
-fn reports(p: &Project) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(p.path("reports/tiny"))
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
-}
-
 fn jobs(p: &Project) -> BTreeMap<String, String> {
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(p.path("cache/slurm/tiny/state.json")).unwrap())
@@ -190,15 +177,6 @@ fn jobs(p: &Project) -> BTreeMap<String, String> {
         .unwrap()
         .iter()
         .map(|(s, j)| (s.clone(), j["job"].as_str().unwrap().to_string()))
-        .collect()
-}
-
-fn outcomes(o: &std::process::Output) -> BTreeMap<String, serde_json::Value> {
-    json_out(o)["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["id"].as_str().unwrap().to_string(), s.clone()))
         .collect()
 }
 
@@ -345,7 +323,7 @@ fn a_pipeline_runs_through_a_real_slurm_as_it_runs_here() {
     // Every entry, the resumed training's included, as the local executor made it; same keys,
     // though this pipeline has an executor block.
     assert_eq!(entries(&p), reference);
-    assert_eq!(reports(&p), reports(&local));
+    assert_eq!(reports_of(&p, "tiny"), reports_of(&local, "tiny"));
 
     // A failing job: named with its job id, Slurm state and log; its dependents skipped; a
     // rerun submits only it and them.
@@ -389,5 +367,5 @@ fn a_pipeline_runs_through_a_real_slurm_as_it_runs_here() {
     let pj = jobs(&pl);
     assert!(pj.values().all(|j| *j == pj["report"]), "{pj:?}");
     assert_eq!(entries(&pl), reference);
-    assert_eq!(reports(&pl), reports(&local));
+    assert_eq!(reports_of(&pl, "tiny"), reports_of(&local, "tiny"));
 }

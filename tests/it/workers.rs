@@ -4,38 +4,15 @@
 //! recomputes only it and what depends on it. Workers are placed one per GPU, and stages without
 //! tensors on the device never hold one (`ROBARCH_FAKE_GPUS` shows GPUs a CPU machine lacks).
 use crate::common::*;
-use std::collections::BTreeMap;
 
 const TARGET: &str = "eval/digits/resnet18/at/pgd/test";
-
-fn outcomes(o: &std::process::Output) -> BTreeMap<String, serde_json::Value> {
-    json_out(o)["stages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["id"].as_str().unwrap().to_string(), s.clone()))
-        .collect()
-}
-
-fn report(p: &Project) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(p.path("reports/tiny"))
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn a_worker_killed_by_a_signal_fails_only_its_stage() {
     let r = Project::new();
     r.write("p.yaml", TINY);
     r.ok(&["run", "--format", "json", "p.yaml"]);
-    let reference = report(&r);
+    let reference = reports_of(&r, "tiny");
     for (sig, name) in [
         ("segv", "SIGSEGV (signal 11)"),
         ("abort", "SIGABRT (signal 6)"),
@@ -107,7 +84,7 @@ fn a_worker_killed_by_a_signal_fails_only_its_stage() {
             assert_eq!(s["outcome"], want, "{sig} rerun: {id}: {s}");
         }
         assert!(
-            report(&p) == reference,
+            reports_of(&p, "tiny") == reference,
             "{sig}: the report differs from an uninterrupted run's"
         );
         assert_eq!(std::fs::read_dir(p.path("cache/tmp")).unwrap().count(), 0);

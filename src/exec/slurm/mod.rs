@@ -677,25 +677,10 @@ fn watch(
     Ok(())
 }
 
-fn summary(plan: &Plan, mut outcome: HashMap<NodeIndex, Outcome>, opts: &RunOptions) -> RunSummary {
-    let outcomes: Vec<(String, Outcome)> = plan
-        .order
-        .iter()
-        .map(|&ix| {
-            (
-                plan.graph[ix].id.clone(),
-                outcome.remove(&ix).unwrap_or(Outcome::Skipped),
-            )
-        })
-        .collect();
-    for (id, o) in &outcomes {
-        if opts.stage_lines
-            && matches!(o, Outcome::Cached | Outcome::Pending | Outcome::Queued { .. })
-        {
-            report_line(id, o);
-        }
-    }
-    RunSummary { outcomes }
+fn summary(plan: &Plan, outcome: HashMap<NodeIndex, Outcome>, opts: &RunOptions) -> RunSummary {
+    super::summarize(plan, outcome, opts, |o| {
+        matches!(o, Outcome::Cached | Outcome::Pending | Outcome::Queued { .. })
+    })
 }
 
 /// For `robarch status`: the recorded job of each stage not cached, with its Slurm state (one

@@ -210,6 +210,30 @@ pub fn stages(o: &Output, outcome: &str) -> Vec<String> {
     v
 }
 
+/// The files of `reports/<name>/`, by file name.
+pub fn reports_of(p: &Project, name: &str) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(p.path(&format!("reports/{name}")))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Stage id → its object in a `run --format json` document.
+pub fn outcomes(o: &Output) -> BTreeMap<String, serde_json::Value> {
+    json_out(o)["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap().to_string(), s.clone()))
+        .collect()
+}
+
 /// `robarch status --format json`: stage id → `{"kind", "key", "state", "reasons"?}`.
 pub fn status(p: &Project, pipeline: &str) -> BTreeMap<String, serde_json::Value> {
     json_out(&p.ok(&["status", pipeline, "--format", "json"]))["stages"]
