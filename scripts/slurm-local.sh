@@ -50,12 +50,13 @@ start)
     --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" \
     --seed-file="$dir/munge/seed" --force
   free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-  host=$(hostname)
+  # Addressed as 127.0.0.1: the host name need not resolve.
+  host=$(hostname -s)
   mem=$(awk '/MemTotal/ {print int($2/1024/2)}' /proc/meminfo)
   user=$(id -un)
   cat >"$dir/slurm.conf" <<EOF
 ClusterName=robarch-test
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=$user
 SlurmdUser=$user
 AuthType=auth/munge
@@ -81,7 +82,7 @@ ReturnToService=2
 MinJobAge=3600
 SchedulerParameters=sched_interval=1
 KillWait=5
-NodeName=$host CPUs=$(nproc) RealMemory=$mem State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
   export SLURM_CONF="$dir/slurm.conf"

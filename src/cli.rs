@@ -696,6 +696,25 @@ fn gc(cache_dir: &Path, a: GcArgs) -> Result<i32> {
         println!("no cache at {}; nothing to do", cache_dir.display());
         return Ok(0);
     };
+    // Slurm jobs still queued or running read entries gc could delete (they hold no lock yet).
+    match exec::slurm::active_jobs(&cache) {
+        Ok(active) if !active.is_empty() => {
+            let list: Vec<String> = active
+                .iter()
+                .map(|(p, j)| format!("{j} ({p})"))
+                .collect();
+            bail!(
+                "{} Slurm job(s) of this cache are queued or running: {}; gc would delete entries they read. Wait for them (`robarch status <pipeline>`) or cancel them (scancel), then run gc again",
+                active.len(),
+                list.join(", ")
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(
+            "could not ask Slurm about the jobs recorded in {} ({e:#}); gc goes on",
+            cache.root().join("slurm").display()
+        ),
+    }
     if dry_run {
         let doomed: Vec<String> = cache
             .keys()?

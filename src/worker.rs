@@ -368,15 +368,9 @@ pub fn main() -> i32 {
 /// time-limit signal, the job requeues itself only if the stage checkpointed since.
 static JOB_CKPT: OnceLock<(PathBuf, std::time::SystemTime)> = OnceLock::new();
 
-/// This job's id as `scontrol` takes it (`123`, or `123_4` for an array task).
+/// This job's own id (an array task has one too), as `scontrol` takes it.
 fn slurm_job_id() -> String {
-    match (
-        std::env::var("SLURM_ARRAY_JOB_ID"),
-        std::env::var("SLURM_ARRAY_TASK_ID"),
-    ) {
-        (Ok(a), Ok(t)) => format!("{a}_{t}"),
-        _ => std::env::var("SLURM_JOB_ID").unwrap_or_default(),
-    }
+    std::env::var("SLURM_JOB_ID").unwrap_or_default()
 }
 
 /// Near the time limit (`--signal=B:USR1@…`): requeue this job if its stage checkpointed during
@@ -426,7 +420,7 @@ fn handle_slurm_signals() {
             if sig == libc::SIGUSR1 {
                 requeue_if_progress();
             } else {
-                eprintln!("robarch-worker: stopped by Slurm (SIGTERM); nothing was committed");
+                eprintln!("robarch-worker: stopped by Slurm (SIGTERM): cancelled, requeued or at its time limit");
                 crate::cache::lease::release_all();
                 flush_native();
                 libc::_exit(128 + libc::SIGTERM);
@@ -452,10 +446,16 @@ fn slurm_job(batch_file: &Path) -> i32 {
             return 1;
         }
     };
-    let task: usize = std::env::var("SLURM_ARRAY_TASK_ID")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0);
+    // Only an array's tasks read their index (a job submitted from inside an array job may
+    // inherit the variable).
+    let task: usize = if batch.stages.len() > 1 {
+        std::env::var("SLURM_ARRAY_TASK_ID")
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(usize::MAX)
+    } else {
+        0
+    };
     let Some(item) = batch.stages.get(task) else {
         eprintln!(
             "robarch-worker: {} has no task {task}",
@@ -485,6 +485,9 @@ fn slurm_job(batch_file: &Path) -> i32 {
             .plan
             .find(&item.stage)
             .with_context(|| format!("the pipeline has no stage {}", item.stage))?;
+        // Its inputs were committed by other jobs, maybe on other nodes: a shared filesystem
+        // may show them here a little later.
+        stage::wait_for_inputs(Duration::from_secs(60));
         let _ = JOB_CKPT.set((
             l.cache.checkpoint_dir(&item.key),
             std::time::SystemTime::now(),

@@ -32,6 +32,10 @@ pub struct Owner {
     /// `/proc/sys/kernel/random/boot_id`: a pid from before a reboot names no process.
     pub boot: String,
     pub pid: u32,
+    /// The pid namespace (`/proc/self/ns/pid`): containers sharing a host name and kernel each
+    /// have their own pids, and a pid from another namespace says nothing here.
+    #[serde(default)]
+    pub pidns: String,
     /// The process's start time (clock ticks since boot), so a reused pid is not taken for it.
     pub start: u64,
     pub token: String,
@@ -69,6 +73,12 @@ pub fn host() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
+fn pid_ns() -> String {
+    std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
@@ -95,15 +105,24 @@ pub fn lease_secs() -> f64 {
 
 /// Why `o`'s lock may be taken over, if it may; `watched` is how long this waiter has seen its
 /// file unchanged.
+///
+/// An owner in this process table (same host, boot and pid namespace) is judged by its pid. Any
+/// other only by its lease: seen unchanged for a lease while this process waited (no clocks
+/// compared), or stamped as renewed more than three leases ago (so clocks some way apart do not
+/// take a live lock).
 pub fn stale(o: &Owner, watched: Duration) -> Option<String> {
-    if o.host == host() && o.boot == boot_id() && start_time(o.pid) != Some(o.start) {
-        return Some(format!("its owner, {}, is gone", o.describe()));
-    }
-    if o.host == host() && o.boot != boot_id() {
+    let here = o.host == host() && o.pidns == pid_ns();
+    if here && o.boot != boot_id() {
         return Some(format!("its owner, {}, ran before a reboot", o.describe()));
     }
+    if here && start_time(o.pid) != Some(o.start) {
+        return Some(format!("its owner, {}, is gone", o.describe()));
+    }
+    if here {
+        return None;
+    }
     let age = now_unix() - o.renewed_unix;
-    if age > o.lease_s {
+    if age > 3.0 * o.lease_s {
         return Some(format!(
             "its owner, {}, has not renewed it for {age:.0} s (lease {:.0} s)",
             o.describe(),
@@ -136,13 +155,23 @@ pub fn live(path: &Path) -> Option<Owner> {
 pub struct Lease {
     path: PathBuf,
     token: String,
-    stop: Arc<(Mutex<bool>, Condvar)>,
+    stop: Stop,
     renewer: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Locks this process holds: released by [`release_all`] when it is told to stop (a Slurm job
 /// at its time limit), so the next owner need not wait for the lease to run out.
-static HELD: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
+static HELD: Mutex<Vec<(PathBuf, String, Stop)>> = Mutex::new(Vec::new());
+
+/// Set (under its mutex) to stop a lease's renewal; the renewer renews only under that mutex.
+type Stop = Arc<(Mutex<bool>, Condvar)>;
+
+/// Stops the renewal of a lease: once this returns, no renewal can write its file again.
+fn stop_renewal(stop: &Stop) {
+    let (done, cv) = &**stop;
+    *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    cv.notify_all();
+}
 
 /// Writes `o` to a private file beside `path`; returns its path.
 fn write_private(path: &Path, o: &Owner) -> Result<PathBuf> {
@@ -193,6 +222,7 @@ impl Lease {
             host: host(),
             boot: boot_id(),
             pid: std::process::id(),
+            pidns: pid_ns(),
             start: start_time(std::process::id()).unwrap_or(0),
             token: token(),
             renewed_unix: now_unix(),
@@ -204,7 +234,7 @@ impl Lease {
         let linked = std::fs::hard_link(&tmp, path);
         let _ = std::fs::remove_file(&tmp);
         match linked {
-            Ok(()) => return Ok(Some(Self::held(path, me))),
+            Ok(()) => return Self::held(path, me).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => {
                 return Err(e).with_context(|| format!("taking the lock {}", path.display()))
@@ -278,11 +308,8 @@ impl Lease {
         Ok(())
     }
 
-    fn held(path: &Path, me: Owner) -> Lease {
-        HELD.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((path.to_path_buf(), me.token.clone()));
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+    fn held(path: &Path, me: Owner) -> Result<Lease> {
+        let stop: Stop = Arc::new((Mutex::new(false), Condvar::new()));
         let renewer = {
             let stop = stop.clone();
             let path = path.to_path_buf();
@@ -294,27 +321,34 @@ impl Lease {
                     let (done, cv) = &*stop;
                     let mut done = done.lock().unwrap_or_else(|e| e.into_inner());
                     // Checked before each wait: a drop may come before this thread first waits.
+                    // Renewing under the mutex: a stop waits for a renewal under way.
                     while !*done {
                         let (d, _) = cv
                             .wait_timeout(done, every)
                             .unwrap_or_else(|e| e.into_inner());
                         done = d;
-                        if *done {
-                            return;
-                        }
-                        if !renew(&path, &mut me) {
+                        if *done || !renew(&path, &mut me) {
                             return;
                         }
                     }
                 })
-                .ok()
         };
-        Lease {
+        let renewer = match renewer {
+            Ok(h) => h,
+            Err(e) => {
+                release(path, &me.token);
+                return Err(e).context("starting the thread that renews a stage lock");
+            }
+        };
+        HELD.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((path.to_path_buf(), me.token.clone(), stop.clone()));
+        Ok(Lease {
             path: path.to_path_buf(),
             token: me.token,
             stop,
-            renewer,
-        }
+            renewer: Some(renewer),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -359,25 +393,22 @@ fn release(path: &Path, token: &str) {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        {
-            let (done, cv) = &*self.stop;
-            *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            cv.notify_all();
-        }
+        stop_renewal(&self.stop);
         if let Some(h) = self.renewer.take() {
             let _ = h.join();
         }
         release(&self.path, &self.token);
         HELD.lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|(_, t)| *t != self.token);
+            .retain(|(_, t, _)| *t != self.token);
     }
 }
 
 /// Releases every lock this process holds (before it exits on a signal).
 pub fn release_all() {
     let held = std::mem::take(&mut *HELD.lock().unwrap_or_else(|e| e.into_inner()));
-    for (path, token) in held {
+    for (path, token, stop) in held {
+        stop_renewal(&stop);
         release(&path, &token);
     }
 }
@@ -391,6 +422,7 @@ mod tests {
             host: host.into(),
             boot: boot_id(),
             pid,
+            pidns: pid_ns(),
             start: start_time(pid).unwrap_or(0),
             token: token(),
             renewed_unix: now_unix() - renewed_ago,
@@ -414,9 +446,14 @@ mod tests {
         assert!(stale(&reused, Duration::ZERO).is_some());
         // Another host: only the lease counts.
         assert_eq!(stale(&owner("node-17", 1 << 23, 5.0), Duration::ZERO), None);
-        assert!(stale(&owner("node-17", 1, 31.0), Duration::ZERO)
+        assert_eq!(stale(&owner("node-17", 1, 31.0), Duration::ZERO), None, "clocks may differ");
+        assert!(stale(&owner("node-17", 1, 91.0), Duration::ZERO)
             .unwrap()
             .contains("not renewed"));
+        // Another pid namespace on this host (a container): judged by its lease, not its pid.
+        let mut other_ns = owner(&host(), 1 << 23, 0.0);
+        other_ns.pidns = "pid:[1]".into();
+        assert_eq!(stale(&other_ns, Duration::ZERO), None);
         // Its clock may be ahead: watched unchanged for longer than the lease.
         assert!(stale(&owner("node-17", 1, -100.0), Duration::from_secs(31))
             .unwrap()
@@ -438,7 +475,7 @@ mod tests {
         let mut other = owner("node-17", 1, 0.0);
         std::fs::write(&p, serde_json::to_vec(&other).unwrap()).unwrap();
         assert!(Lease::try_acquire(&p, "c").unwrap().is_none());
-        other.renewed_unix -= 31.0;
+        other.renewed_unix -= 91.0;
         std::fs::write(&p, serde_json::to_vec(&other).unwrap()).unwrap();
         // The first try removes the stale file, the next takes it.
         assert!(Lease::try_acquire(&p, "c").unwrap().is_none());

@@ -737,11 +737,20 @@ impl Cache {
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                if !keep.contains(&stem) {
-                    if p.is_dir() {
-                        std::fs::remove_dir_all(&p)?
+                // A lock taken since the keys were collected is live: left alone.
+                let held = sub == "locks" && lease::live(&p).is_some();
+                if !keep.contains(&stem) && !held {
+                    let r = if p.is_dir() {
+                        std::fs::remove_dir_all(&p)
                     } else {
-                        std::fs::remove_file(&p)?
+                        std::fs::remove_file(&p)
+                    };
+                    match r {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(e).with_context(|| format!("removing {}", p.display()))
+                        }
                     }
                 }
             }

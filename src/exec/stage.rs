@@ -82,6 +82,36 @@ pub fn catching<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
+/// How long a stage waits for an input missing from the cache to appear (0: not at all).
+static INPUT_WAIT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Makes this process's stages wait up to `d` for inputs not visible yet: a Slurm job's inputs
+/// were committed by other jobs, maybe on other nodes, and a shared filesystem's attribute cache
+/// can hide a new entry for a while. (Locally, a missing input is an error at once.)
+pub fn wait_for_inputs(d: std::time::Duration) {
+    INPUT_WAIT_MS.store(d.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Loads an input entry, waiting as [`wait_for_inputs`] says while it is missing.
+fn load_input(cache: &Cache, key: &str) -> Lookup {
+    let wait = std::time::Duration::from_millis(
+        INPUT_WAIT_MS.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    let start = Instant::now();
+    let mut pause = std::time::Duration::from_millis(200);
+    loop {
+        match cache.load(key) {
+            Lookup::Missing if start.elapsed() < wait => {
+                // Listing the shard directory makes NFS revalidate it.
+                let _ = std::fs::read_dir(cache.entry_dir(key).parent().expect("shard"));
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs the stage at `ix` on `slot`: lock, re-check the cache unless `force`, hash the inputs it
 /// reads, compute, commit.
 pub fn run_stage(
@@ -104,7 +134,7 @@ pub fn run_stage(
     for e in plan.graph.edges_directed(ix, petgraph::Direction::Incoming) {
         let src = &plan.graph[petgraph::visit::EdgeRef::source(&e)];
         // The files this stage reads are hashed here (the scheduler only compared stamps).
-        match cache.load(&src.key) {
+        match load_input(cache, &src.key) {
             Lookup::Hit(entry) => inputs.insert(e.weight().clone(), entry),
             Lookup::Corrupt(why) => anyhow::bail!(
                 "input {} was corrupt ({why}) and has been removed; run again to recompute it",

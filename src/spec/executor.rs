@@ -146,40 +146,58 @@ pub fn valid_mem(m: &str) -> bool {
     !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) && m.len() - digits.len() <= 1
 }
 
-/// Options robarch sets on every job itself: the spec may not set them.
-const OWN_OPTIONS: &[&str] = &[
+/// Long options robarch sets on every job itself, or that would break how it follows jobs
+/// (`--wait`, `--hold`, another cluster): the spec may not set them, nor a prefix of them
+/// (sbatch takes unique prefixes).
+const OWN_LONG: &[&str] = &[
     "--output",
-    "-o",
     "--error",
-    "-e",
     "--array",
-    "-a",
     "--dependency",
-    "-d",
     "--chdir",
-    "-D",
     "--job-name",
-    "-J",
     "--open-mode",
     "--parsable",
     "--signal",
     "--kill-on-invalid-dep",
+    "--wait",
+    "--hold",
+    "--clusters",
 ];
+/// Their short forms (the value may follow at once: `-o/path`).
+const OWN_SHORT: &[&str] = &["-o", "-e", "-a", "-d", "-D", "-J", "-W", "-H", "-M"];
 
 /// The first problem of a list of sbatch arguments: not an option, or one robarch sets.
 fn bad_arg(args: &[String]) -> Option<(String, &'static str)> {
     for a in args {
-        if !a.starts_with('-') {
+        if !a.starts_with('-') || a == "-" || a == "--" {
             return Some((
                 format!("`{a}` is not an sbatch option"),
                 "write each as one option with its value, e.g. --constraint=a100",
             ));
         }
-        let name = a.split('=').next().unwrap_or(a);
-        if OWN_OPTIONS.contains(&name) {
+        let (name, value) = match a.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (a.as_str(), None),
+        };
+        let own = if a.starts_with("--") {
+            OWN_LONG
+                .iter()
+                .find(|o| name.len() >= 4 && o.starts_with(name))
+                .copied()
+        } else {
+            OWN_SHORT.iter().find(|o| a.starts_with(*o)).copied()
+        };
+        if let Some(own) = own {
             return Some((
-                format!("`{name}` is set by robarch on every job (logs, arrays, dependencies, requeue)"),
+                format!("`{a}` sets `{own}`, which robarch sets on every job (logs, arrays, dependencies, requeue) or which would stop it following its jobs"),
                 "remove it; per-kind resources go in executor.slurm.resources.<kind>",
+            ));
+        }
+        if name == "--export" && !value.is_some_and(|v| v.starts_with("ALL")) {
+            return Some((
+                format!("`{a}`: the jobs need the environment they are submitted from (PATH, SLURM_CONF, ROBARCH_*)"),
+                "write --export=ALL,NAME=value to add variables",
             ));
         }
     }
@@ -299,6 +317,12 @@ mod tests {
                 .unwrap();
         let p = check(&own);
         assert_eq!(p.len(), 1);
-        assert!(p[0].message.contains("`--output` is set by robarch"), "{:?}", p[0]);
+        assert!(p[0].message.contains("sets `--output`, which robarch sets"), "{:?}", p[0]);
+        for bad in ["-o/x/log", "--outp=/x", "-D/tmp", "--wait", "--export=NONE", "--hold", "a100"] {
+            assert!(bad_arg(&[bad.to_string()]).is_some(), "{bad}");
+        }
+        for good in ["--constraint=a100", "--export=ALL,X=1", "--nice=10", "--exclusive", "-C", "--gpus-per-node=2"] {
+            assert!(bad_arg(&[good.to_string()]).is_none(), "{good}");
+        }
     }
 }

@@ -1,8 +1,8 @@
 //! Stage locks on a cache shared by processes on one machine and by nodes of a cluster: a lock
 //! names its owner (host, pid, start time) and is renewed while its stage runs. With real
-//! processes: a live owner that holds its lock longer than the lease keeps it (renewed); a
-//! killed owner's lock is taken over at once; another host's lock is taken over when its lease
-//! ran out (by the owner's clock, or unchanged while watched when the clocks disagree).
+//! processes: a live owner renews its lock and keeps it past its lease; a killed owner's lock is
+//! taken over at once; another host's lock is taken over when its lease ran out (stamped three
+//! leases ago, or seen unchanged for a lease when the clocks disagree).
 use crate::common::*;
 use std::time::{Duration, Instant};
 
@@ -40,19 +40,33 @@ fn outcome(o: &std::process::Output, id: &str) -> String {
 
 #[test]
 fn a_live_owner_keeps_its_lock_past_the_lease_and_a_killed_owners_is_taken_over() {
-    // A holds the training's lock for 4 s with 1 s leases: renewed, it is not taken from it.
+    // A holds the training's lock for 6 s with 1 s leases: it renews it (four times a second),
+    // and B, on the same cache, waits for it and then finds the stage done.
     let p = Project::new();
     p.write("p.yaml", TINY);
     let lock = lock_of(&p);
     let a = p
         .cmd(&["run", "--format", "json", "p.yaml"])
         .env("ROBARCH_LEASE_SECS", "1")
-        .env("ROBARCH_WORKER_FAULT", format!("stage-run:{TRAIN}@1=sleep:4"))
+        .env("ROBARCH_WORKER_FAULT", format!("stage-run:{TRAIN}@1=sleep:6"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     wait_for("A's lock", || lock.exists());
+    let read = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&lock).unwrap_or_default()).unwrap_or_default()
+    };
+    let first = read();
+    std::thread::sleep(Duration::from_millis(1500));
+    let later = read();
+    assert_eq!(later["token"], first["token"], "still A's");
+    assert!(
+        later["beat"].as_u64() >= first["beat"].as_u64().map(|b| b + 3),
+        "renewed: {first} then {later}"
+    );
+    assert!(later["renewed_unix"].as_f64() > first["renewed_unix"].as_f64());
+    let start = Instant::now();
     let b = p
         .cmd(&["run", "--format", "json", "p.yaml"])
         .env("ROBARCH_LEASE_SECS", "1")
@@ -65,9 +79,10 @@ fn a_live_owner_keeps_its_lock_past_the_lease_and_a_killed_owners_is_taken_over(
     assert_eq!(
         outcome(&b, TRAIN),
         "cached",
-        "B waited for A's renewed lock and found the stage done:\n{}",
+        "B waited for A's lock and found the stage done:\n{}",
         stderr(&b)
     );
+    assert!(start.elapsed() >= Duration::from_secs(2), "B waited: {:?}", start.elapsed());
     assert!(!stderr(&b).contains("taking over"), "{}", stderr(&b));
     assert!(!lock.exists(), "released");
 
@@ -123,7 +138,7 @@ fn another_hosts_lock_is_taken_over_when_its_lease_runs_out() {
         })
         .to_string()
     };
-    // Not renewed for 100 s, by its own clock, on a 30 s lease.
+    // Stamped as renewed 100 s ago, on a 30 s lease (more than three leases).
     let p = Project::new();
     p.write("p.yaml", TINY);
     let lock = lock_of(&p);

@@ -23,10 +23,14 @@ use queue::JobState;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The environment variable with the shortest poll interval in seconds (default 5).
 pub const POLL_SECS: &str = "ROBARCH_SLURM_POLL";
+
+/// How long a job that completed may take to show its entry here (a shared filesystem's
+/// attribute cache can hide a new directory from other nodes for up to a minute).
+const VISIBLE: Duration = Duration::from_secs(60);
 
 /// How `robarch run --executor slurm` behaves.
 #[derive(Debug, Clone, Default)]
@@ -92,10 +96,17 @@ pub fn dir(cache: &Path, pipeline: &str) -> PathBuf {
 
 impl State {
     pub fn load(cache: &Path, pipeline: &str) -> State {
-        std::fs::read(dir(cache, pipeline).join("state.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        let path = dir(cache, pipeline).join("state.json");
+        let Ok(bytes) = std::fs::read(&path) else {
+            return State::default();
+        };
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(
+                "{} is not a record of Slurm jobs ({e}): jobs it listed are not adopted, and their stages are submitted again (`scancel --name=robarch:{pipeline}:…` cancels the old ones)",
+                path.display()
+            );
+            State::default()
+        })
     }
 
     fn save(&self, cache: &Path, pipeline: &str) -> Result<()> {
@@ -536,13 +547,15 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions, s: &SlurmOptions) -> R
         } else {
             queue::query(&recorded)?
         };
+        let ours = format!("robarch:{}:", plan.name);
         for &ix in &todo {
             let n = &plan.graph[ix];
             let Some(rec) = state.jobs.get(&n.id) else {
                 continue;
             };
             let st = states.get(&rec.job);
-            let active = st.is_some_and(|s| !s.terminal());
+            // By id, key and name: an id the controller reused for another job is not ours.
+            let active = st.is_some_and(|s| !s.terminal() && s.name.starts_with(&ours));
             if active && rec.key == n.key && !forced.contains(&ix) {
                 tracing::info!(stage = %n.id, job = %rec.job, state = %st.map(|s| s.describe()).unwrap_or_default(), "adopting the job already submitted");
                 job_of.insert(ix, rec.job.clone());
@@ -550,6 +563,24 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions, s: &SlurmOptions) -> R
                 let why = st.map_or_else(|| "left the queue".into(), |s| format!("ended {}", s.describe()));
                 tracing::info!(stage = %n.id, job = %rec.job, "submitting again: its last job {why}");
             }
+        }
+        // A queued job whose input is submitted again waits on the old, dead job: it is
+        // cancelled and submitted again too, after its input.
+        let mut stale_jobs = Vec::new();
+        for &ix in &todo {
+            let resubmitted_input = plan
+                .deps(ix)
+                .iter()
+                .any(|d| todo.contains(d) && !job_of.contains_key(d));
+            if resubmitted_input {
+                if let Some(job) = job_of.remove(&ix) {
+                    tracing::info!(stage = %plan.graph[ix].id, %job, "cancelling the job: an input of its stage is submitted again");
+                    stale_jobs.push(job);
+                }
+            }
+        }
+        if let Err(e) = queue::scancel(&stale_jobs) {
+            tracing::warn!("cancelling jobs that wait on resubmitted inputs: {e:#}");
         }
         let sub = Submitter {
             plan,
@@ -612,6 +643,7 @@ fn watch(
     let mut interval = min;
     let mut waiting: Vec<NodeIndex> = todo.to_vec();
     let mut failures = 0;
+    let mut completed_at: HashMap<NodeIndex, Instant> = HashMap::new();
     tracing::info!(
         "{} stage(s) in Slurm jobs; waiting for them (Ctrl-C leaves them running: `robarch status` shows them, `robarch run` picks them up)",
         waiting.len()
@@ -647,7 +679,23 @@ fn watch(
             let st = states.get(&rec.job);
             let o = if let Some(seconds) = finished(cache, rec) {
                 Outcome::Ran { seconds }
+            } else if st.is_some_and(|s| s.held()) {
+                let s = st.expect("checked");
+                let msg = format!(
+                    "Slurm job {} is held ({}): it runs once released (`scontrol release {}`), and `robarch run` follows it again",
+                    rec.job,
+                    s.describe(),
+                    rec.job
+                );
+                crate::progress::eprintln(&format!("error: stage {} is not running: {msg}", n.id));
+                Outcome::Failed(msg)
             } else if st.is_some_and(|s| !s.terminal()) {
+                still.push(ix);
+                continue;
+            } else if st.is_some_and(|s| s.state == "COMPLETED")
+                && completed_at.entry(ix).or_insert_with(Instant::now).elapsed() < VISIBLE
+            {
+                // Its entry may not be visible here yet (a shared filesystem's attribute cache).
                 still.push(ix);
                 continue;
             } else if plan
@@ -681,6 +729,36 @@ fn summary(plan: &Plan, outcome: HashMap<NodeIndex, Outcome>, opts: &RunOptions)
     super::summarize(plan, outcome, opts, |o| {
         matches!(o, Outcome::Cached | Outcome::Pending | Outcome::Queued { .. })
     })
+}
+
+/// The Slurm jobs recorded in the cache (any pipeline) that are still queued or running, as
+/// (pipeline, job): `gc` waits for them, as their inputs must stay. One query for all.
+pub fn active_jobs(cache: &Cache) -> Result<Vec<(String, String)>> {
+    let mut recs = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(cache.root().join("slurm")) else {
+        return Ok(recs);
+    };
+    for d in dirs.flatten() {
+        let pipeline = d.file_name().to_string_lossy().into_owned();
+        for rec in State::load(cache.root(), &pipeline).jobs.into_values() {
+            if !matches!(cache.lookup(&rec.key), Lookup::Hit(_)) {
+                recs.push((pipeline.clone(), rec.job));
+            }
+        }
+    }
+    if recs.is_empty() {
+        return Ok(recs);
+    }
+    let jobs: Vec<String> = recs.iter().map(|(_, j)| j.clone()).collect();
+    let states = queue::query(&jobs)?;
+    recs.retain(|(p, j)| {
+        states
+            .get(j)
+            .is_some_and(|s| !s.terminal() && s.name.starts_with(&format!("robarch:{p}:")))
+    });
+    recs.sort();
+    recs.dedup();
+    Ok(recs)
 }
 
 /// For `robarch status`: the recorded job of each stage not cached, with its Slurm state (one

@@ -11,6 +11,8 @@ pub struct JobState {
     /// PENDING, RUNNING, COMPLETED, FAILED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, CANCELLED, …
     pub state: String,
     pub reason: String,
+    /// The job's name (robarch names its jobs `robarch:<pipeline>:<kind>`).
+    pub name: String,
 }
 
 impl JobState {
@@ -35,6 +37,14 @@ impl JobState {
                 | "RESV_DEL_HOLD"
                 | "SPECIAL_EXIT"
         )
+    }
+
+    /// Whether the job waits for someone to release it (`scontrol release`): it will not run by
+    /// itself, though it may yet.
+    pub fn held(&self) -> bool {
+        matches!(self.state.as_str(), "REQUEUE_HOLD" | "SPECIAL_EXIT")
+            || (self.state == "PENDING"
+                && (self.reason.starts_with("JobHeld") || self.reason.contains("held")))
     }
 
     /// The text after a job id in messages: `FAILED (NonZeroExitCode)`.
@@ -82,29 +92,39 @@ pub fn raw(job: &str) -> &str {
     job.split('_').next().unwrap_or(job)
 }
 
-/// Parses `squeue -o '%i|%T|%r'` lines (one per array task with `-r`).
+/// Parses `squeue -o '%i|%T|%j|%r'` lines (one per array task with `-r`; the reason last, as
+/// the one field that may hold anything).
 pub fn parse_squeue(out: &str) -> HashMap<String, JobState> {
     out.lines()
         .filter_map(|l| {
-            let mut f = l.trim().split('|');
-            let (id, state, reason) = (f.next()?, f.next()?, f.next().unwrap_or(""));
+            let mut f = l.trim().splitn(4, '|');
+            let (id, state, name, reason) =
+                (f.next()?, f.next()?, f.next().unwrap_or(""), f.next().unwrap_or(""));
             Some((
                 id.to_string(),
                 JobState {
                     state: state.to_string(),
                     reason: reason.to_string(),
+                    name: name.to_string(),
                 },
             ))
         })
         .collect()
 }
 
-/// Parses `sacct -n -P -X -o JobID,State,ExitCode` lines; `CANCELLED by 0` is CANCELLED.
+/// Parses `sacct -n -P -X -o JobID,State,JobName,ExitCode` lines; `CANCELLED by 0` is
+/// CANCELLED.
 pub fn parse_sacct(out: &str) -> HashMap<String, JobState> {
     out.lines()
         .filter_map(|l| {
             let mut f = l.trim().split('|');
-            let (id, state, code) = (f.next()?, f.next()?, f.next().unwrap_or(""));
+            let (id, state, name, code) = (
+                f.next()?,
+                f.next()?,
+                f.next().unwrap_or(""),
+                f.next().unwrap_or(""),
+            );
+            let name = name.to_string();
             let state = state.split_whitespace().next()?.to_string();
             Some((
                 id.to_string(),
@@ -115,6 +135,7 @@ pub fn parse_sacct(out: &str) -> HashMap<String, JobState> {
                     } else {
                         format!("exit code {code}")
                     },
+                    name,
                 },
             ))
         })
@@ -141,7 +162,7 @@ pub fn query(jobs: &[String]) -> Result<HashMap<String, JobState>> {
             "-r",
             "--states=all",
             "-o",
-            "%i|%T|%r",
+            "%i|%T|%j|%r",
             "-j",
             &list,
         ]),
@@ -167,7 +188,7 @@ pub fn query(jobs: &[String]) -> Result<HashMap<String, JobState>> {
                 "-P",
                 "-X",
                 "-o",
-                "JobID,State,ExitCode",
+                "JobID,State,JobName,ExitCode",
                 "-j",
                 &ids.join(","),
             ]),
@@ -197,11 +218,15 @@ mod tests {
 
     #[test]
     fn squeue_and_sacct_lines_parse() {
-        let q = parse_squeue("12|COMPLETED|None\n13_0|FAILED|NonZeroExitCode\n14|PENDING|Dependency\n");
+        let q = parse_squeue(
+            "12|COMPLETED|robarch:t:train|None\n13_0|FAILED|robarch:t:evaluate|NonZeroExitCode\n14|PENDING|x|Dependency\n15|PENDING|x|launch failed requeued held\n",
+        );
+        assert_eq!(q["13_0"].name, "robarch:t:evaluate");
+        assert!(q["15"].held() && !q["15"].terminal() && !q["14"].held());
         assert_eq!(q["13_0"].describe(), "FAILED (NonZeroExitCode)");
         assert_eq!(q["12"].describe(), "COMPLETED");
         assert!(q["12"].terminal() && q["13_0"].terminal() && !q["14"].terminal());
-        let a = parse_sacct("15|CANCELLED by 0|0:15\n16|TIMEOUT|0:0\n17_2|OUT_OF_MEMORY|0:125\n");
+        let a = parse_sacct("15|CANCELLED by 0|j|0:15\n16|TIMEOUT|j|0:0\n17_2|OUT_OF_MEMORY|j|0:125\n");
         assert_eq!(a["15"].state, "CANCELLED");
         assert_eq!(a["15"].reason, "exit code 0:15");
         assert_eq!(a["16"].describe(), "TIMEOUT");
