@@ -253,6 +253,16 @@ fn a_pipeline_runs_through_a_real_slurm_as_it_runs_here() {
     assert_eq!(st["report"]["slurm"]["job"], submitted["report"], "{:#?}", st["report"]);
     assert_eq!(st["report"]["slurm"]["state"], "PENDING");
 
+    // `gc` refuses while the jobs wait: they read entries it could delete.
+    let out = c.robarch(&p, &["gc", "p.yaml"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Slurm job(s) of this cache are queued or running")
+            && stderr(&out).contains(&format!("{} (tiny)", submitted["report"])),
+        "{}",
+        stderr(&out)
+    );
+
     // One job cancelled by hand (the sparsity analysis, waiting on the training); the report
     // that depends on it can then never run.
     let sparsity = "sparsity/digits/resnet18/at";
