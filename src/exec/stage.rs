@@ -31,12 +31,6 @@ pub trait Compute {
     fn facts(&self, slot: Slot) -> Facts;
 }
 
-fn host() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
-}
-
 /// A stage's error from a full or read-only filesystem, with what to do added: the
 /// stage writes its outputs and checkpoints under the cache (io errors are recognised by kind;
 /// those libtorch and safetensors pass on only as text, by the operating system's message).
@@ -178,7 +172,7 @@ pub fn run_stage(
         provenance: Provenance {
             robarch_version: env!("CARGO_PKG_VERSION").into(),
             device: facts.device,
-            host: host(),
+            host: crate::cache::lease::host(),
             created_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
