@@ -683,8 +683,10 @@ fn report(cache_dir: &Path, a: ReportArgs) -> Result<i32> {
 fn gc(cache_dir: &Path, a: GcArgs) -> Result<i32> {
     let (pipelines, dry_run) = (a.pipelines, a.dry_run);
     let mut keep = std::collections::HashSet::new();
+    let mut names = std::collections::HashSet::new();
     for p in &pipelines {
         let plan = load_plan(p, cache_dir)?;
+        names.insert(plan.name.clone());
         // Without its data a plan's keys past the data are placeholders: gc would delete the
         // pipeline's real entries.
         plan.check_data().context(
@@ -715,6 +717,15 @@ fn gc(cache_dir: &Path, a: GcArgs) -> Result<i32> {
             cache.root().join("slurm").display()
         ),
     }
+    // The Slurm records (jobs, scripts, output, pipeline copies) of pipelines not given.
+    let records: Vec<PathBuf> = std::fs::read_dir(cache.root().join("slurm"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| !names.contains(&*e.file_name().to_string_lossy()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
     if dry_run {
         let doomed: Vec<String> = cache
             .keys()?
@@ -724,10 +735,16 @@ fn gc(cache_dir: &Path, a: GcArgs) -> Result<i32> {
         for k in &doomed {
             println!("would remove {k}");
         }
+        for r in &records {
+            println!("would remove {}", r.display());
+        }
         println!("{} entries would be removed", doomed.len());
         return Ok(0);
     }
     let _lock = cache.lock_exclusive()?;
+    for r in &records {
+        std::fs::remove_dir_all(r).with_context(|| format!("removing {}", r.display()))?;
+    }
     let (n, bytes) = cache.gc(&keep)?;
     println!(
         "removed {n} entries ({:.1} MiB); kept those of {} pipeline(s)",

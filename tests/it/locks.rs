@@ -172,8 +172,17 @@ fn another_hosts_lock_is_taken_over_when_its_lease_runs_out() {
     std::fs::write(&held, owner(now + 3600.0, 600.0)).unwrap();
     let staging = p.path(&format!("cache/tmp/entry-{key}-x1"));
     std::fs::create_dir_all(&staging).unwrap();
+    // Slurm records: another pipeline's go with gc, this one's stay.
+    for name in ["tiny", "other"] {
+        let d = p.path(&format!("cache/slurm/{name}/out"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("7.out"), "").unwrap();
+        std::fs::write(p.path(&format!("cache/slurm/{name}/state.json")), r#"{"jobs": {}}"#).unwrap();
+    }
     p.ok(&["gc", "p.yaml"]);
     assert!(held.exists() && staging.exists(), "gc left a live lock's stage alone");
+    assert!(p.path("cache/slurm/tiny/out/7.out").exists());
+    assert!(!p.path("cache/slurm/other").exists());
     std::fs::write(&held, owner(now - 10_000.0, 600.0)).unwrap();
     p.ok(&["gc", "p.yaml"]);
     assert!(!held.exists() && !staging.exists(), "a dead lock's leftovers go");
