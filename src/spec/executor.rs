@@ -118,11 +118,20 @@ impl Resources {
 impl SlurmSpec {
     /// The resources of a stage of `kind`.
     pub fn resources_for(&self, kind: &str) -> Resources {
-        let default = self.resources.get("default").cloned().unwrap_or_default();
+        let default = self.default_resources();
         match self.resources.get(kind) {
             Some(r) => r.or(&default),
             None => default,
         }
+    }
+
+    /// The resources of the one job `--pilot` submits: `pilot`, unset fields from `default`.
+    pub fn pilot_resources(&self) -> Resources {
+        self.pilot.or(&self.default_resources())
+    }
+
+    fn default_resources(&self) -> Resources {
+        self.resources.get("default").cloned().unwrap_or_default()
     }
 }
 

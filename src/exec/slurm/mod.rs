@@ -284,15 +284,38 @@ impl Submitter<'_> {
         format!("{}-{:08x}", now_unix(), rand::random::<u32>())
     }
 
-    fn common_args(&self, name: &str) -> Vec<String> {
-        vec![
+    /// The options every job gets: its name, working directory, output file (`output`, a Slurm
+    /// filename pattern under `out/`), requeueing, and its dependencies (`after`).
+    fn common_args(&self, name: &str, output: &str, after: &[String]) -> Vec<String> {
+        let mut a = vec![
             format!("--job-name=robarch:{}:{name}", self.plan.name),
             format!("--chdir={}", self.cwd.display()),
+            format!("--output={}", self.root.join("out").join(output).display()),
             "--kill-on-invalid-dep=yes".into(),
             "--requeue".into(),
             // A requeued job's output adds to its earlier runs'.
             "--open-mode=append".into(),
-        ]
+        ];
+        if !after.is_empty() {
+            a.push(format!("--dependency=afterok:{}", after.join(":")));
+        }
+        a
+    }
+
+    /// Records that the stage at `ix` runs in `job`.
+    fn record(&self, state: &mut State, ix: NodeIndex, job: &str, pilot: bool) {
+        let n = &self.plan.graph[ix];
+        state.jobs.insert(
+            n.id.clone(),
+            JobRec {
+                job: job.to_string(),
+                key: n.key.clone(),
+                output: self.shown.join(format!("{job}.out")),
+                submitted_unix: now_unix(),
+                force: self.forced.contains(&ix),
+                pilot,
+            },
+        );
     }
 
     /// Submits `g` as one job, or an array of one task per stage; returns each stage's job id.
@@ -338,39 +361,22 @@ impl Submitter<'_> {
             ),
         )
         .with_context(|| format!("writing {}", script.display()))?;
-        let out = self.root.join("out");
         let array = g.stages.len() > 1;
-        let mut args = self.common_args(&g.kind);
+        let output = if array { "%A_%a.out" } else { "%j.out" };
+        let mut args = self.common_args(&g.kind, output, &g.after);
         args.push(format!(
             "--signal=B:USR1@{}",
             self.plan.executor.slurm.grace_seconds
         ));
         if array {
             args.push(format!("--array=0-{}", g.stages.len() - 1));
-            args.push(format!("--output={}/%A_%a.out", out.display()));
-        } else {
-            args.push(format!("--output={}/%j.out", out.display()));
-        }
-        if !g.after.is_empty() {
-            args.push(format!("--dependency=afterok:{}", g.after.join(":")));
         }
         args.extend(resource_args(self.plan, &g.resources));
         let id = queue::sbatch(&args, &script)?;
         let mut jobs = Vec::new();
         for (i, &ix) in g.stages.iter().enumerate() {
-            let n = &self.plan.graph[ix];
             let job = if array { format!("{id}_{i}") } else { id.clone() };
-            state.jobs.insert(
-                n.id.clone(),
-                JobRec {
-                    job: job.clone(),
-                    key: n.key.clone(),
-                    output: self.shown.join(format!("{job}.out")),
-                    submitted_unix: now_unix(),
-                    force: self.forced.contains(&ix),
-                    pilot: false,
-                },
-            );
+            self.record(state, ix, &job, false);
             jobs.push(job);
         }
         Ok(jobs)
@@ -419,37 +425,14 @@ impl Submitter<'_> {
             ),
         )
         .with_context(|| format!("writing {}", script.display()))?;
-        let out = self.root.join("out");
-        let mut args = self.common_args("pilot");
-        args.push(format!("--output={}/%j.out", out.display()));
-        if !after.is_empty() {
-            args.push(format!("--dependency=afterok:{}", after.join(":")));
-        }
-        let pilot = self.plan.executor.slurm.pilot.or(
-            &self
-                .plan
-                .executor
-                .slurm
-                .resources
-                .get("default")
-                .cloned()
-                .unwrap_or_default(),
-        );
-        args.extend(resource_args(self.plan, &pilot));
+        let mut args = self.common_args("pilot", "%j.out", &after);
+        args.extend(resource_args(
+            self.plan,
+            &self.plan.executor.slurm.pilot_resources(),
+        ));
         let id = queue::sbatch(&args, &script)?;
         for &ix in todo {
-            let n = &self.plan.graph[ix];
-            state.jobs.insert(
-                n.id.clone(),
-                JobRec {
-                    job: id.clone(),
-                    key: n.key.clone(),
-                    output: self.shown.join(format!("{id}.out")),
-                    submitted_unix: now_unix(),
-                    force: self.forced.contains(&ix),
-                    pilot: true,
-                },
-            );
+            self.record(state, ix, &id, true);
         }
         Ok(id)
     }

@@ -197,7 +197,7 @@ pub fn query(jobs: &[String]) -> Result<HashMap<String, JobState>> {
             out.extend(
                 parse_sacct(&text)
                     .into_iter()
-                    .filter(|(id, _)| missing.iter().any(|m| *m == id)),
+                    .filter(|(id, _)| missing.contains(&id)),
             );
         }
     }
