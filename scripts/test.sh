@@ -15,6 +15,14 @@ if bash "$(dirname "$0")/slurm-local.sh" install; then
 else
     echo "warning: Slurm could not be installed: the Slurm executor's test will be skipped" >&2
 fi
+# The report's test compiles the LaTeX tables and renders the HTML page in headless Chromium:
+# installed here when they can be (root and apt-get), and then required; elsewhere those checks
+# say they skipped.
+if bash "$(dirname "$0")/report-tools.sh" install; then
+    export ROBARCH_REPORT_TOOLS=required
+else
+    echo "warning: pdflatex/poppler/Chromium could not be installed: the report's LaTeX and browser checks will be skipped" >&2
+fi
 # The library's unit tests with its tensor code, and the integration tests (the worker package's,
 # which drive both binaries); `robarch` itself stays as build.sh built it, without libtorch.
 exec cargo nextest run --release --locked --no-fail-fast --workspace --features robarch/torch \

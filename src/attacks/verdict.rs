@@ -49,6 +49,8 @@ pub struct EvalResult {
     pub training: String,
     pub attack: String,
     pub split: String,
+    /// The training seed, where a pipeline repeats seeds (reports show mean ± std over them).
+    pub seed: Option<u64>,
     pub n: usize,
     pub clean_accuracy: f64,
     pub robust_accuracy: f64,
@@ -61,7 +63,7 @@ pub struct EvalResult {
 }
 
 impl EvalResult {
-    fn key(&self) -> (RowKey, String) {
+    fn key(&self) -> (RowKey, String, Option<u64>) {
         (
             (
                 self.dataset.clone(),
@@ -69,6 +71,7 @@ impl EvalResult {
                 self.training.clone(),
             ),
             self.split.clone(),
+            self.seed,
         )
     }
     /// Whether this is a curve point (`attack@ε`), shown in the ε-curve table only.
@@ -84,12 +87,12 @@ pub fn group_results(
     evals: &[EvalResult],
     groups: &BTreeMap<String, Vec<String>>,
 ) -> Vec<EvalResult> {
-    let mut by: BTreeMap<(RowKey, String), Vec<&EvalResult>> = BTreeMap::new();
+    let mut by: BTreeMap<(RowKey, String, Option<u64>), Vec<&EvalResult>> = BTreeMap::new();
     for e in evals {
         by.entry(e.key()).or_default().push(e);
     }
     let mut out = Vec::new();
-    for ((row, split), es) in &by {
+    for ((row, split, seed), es) in &by {
         for (g, members) in groups {
             let found: Vec<&&EvalResult> = members
                 .iter()
@@ -110,6 +113,7 @@ pub fn group_results(
                 training: row.2.clone(),
                 attack: g.clone(),
                 split: split.clone(),
+                seed: *seed,
                 n,
                 clean_accuracy: found[0].clean_accuracy,
                 robust_accuracy: robust.iter().filter(|&&r| r).count() as f64 / n.max(1) as f64,
@@ -134,7 +138,7 @@ pub fn group_results(
 /// white-box ones.
 pub fn warnings(evals: &[EvalResult]) -> Vec<String> {
     let mut out = Vec::new();
-    let mut by: BTreeMap<(RowKey, String), Vec<&EvalResult>> = BTreeMap::new();
+    let mut by: BTreeMap<(RowKey, String, Option<u64>), Vec<&EvalResult>> = BTreeMap::new();
     for e in evals {
         by.entry(e.key()).or_default().push(e);
         for n in &e.notes {
@@ -145,7 +149,8 @@ pub fn warnings(evals: &[EvalResult]) -> Vec<String> {
         }
     }
     let pct = |x: f64| format!("{:.2}%", 100.0 * x);
-    for ((row, split), es) in &by {
+    for ((row, split, seed), es) in &by {
+        let seed = seed.map(|s| format!(" (seed {s})")).unwrap_or_default();
         let same = |a: &EvalResult, b: &EvalResult| {
             a.norm == b.norm && (a.eps - b.eps).abs() <= 1e-12 * a.eps.max(1.0)
         };
@@ -170,7 +175,7 @@ pub fn warnings(evals: &[EvalResult]) -> Vec<String> {
                         "black-box attack beats white-box"
                     };
                     out.push(format!(
-                        "{}/{}/{} on {split}: {what}: `{}` {} < `{}` {} ({only} points broken only by `{}`): a sign of gradient masking (Carlini et al. 2019)",
+                        "{}/{}/{}{seed} on {split}: {what}: `{}` {} < `{}` {} ({only} points broken only by `{}`): a sign of gradient masking (Carlini et al. 2019)",
                         row.0, row.1, row.2, weak.attack, pct(weak.robust_accuracy), strong.attack, pct(strong.robust_accuracy), weak.attack
                     ));
                 }
@@ -191,6 +196,7 @@ pub(crate) mod testing {
             training: "t".into(),
             attack: attack.into(),
             split: split.into(),
+            seed: None,
             n: 10,
             clean_accuracy: 0.9,
             robust_accuracy: robust,

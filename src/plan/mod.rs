@@ -141,6 +141,7 @@ impl Plan {
         let attacks = &r.attacks;
         let (mut eval_labels, mut sparsity_labels, mut bounds_labels, mut report_inputs) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut history_labels, mut history_inputs) = (Vec::new(), Vec::new());
         // The attack the adversarial bounds use when `analysis.bounds.attack` names one.
         let bounds_attack = s
             .analysis
@@ -217,8 +218,15 @@ impl Plan {
                             training: tname.clone(),
                             attack: attack.map(String::from),
                             split,
+                            seed: None,
                         }
                     };
+                    if graph[tr].stage.kind() == "train" {
+                        // The report's only: the correlation reads no histories.
+                        let id = format!("train/{base}");
+                        history_labels.push(label(id.clone(), None, None));
+                        history_inputs.push((id, tr));
+                    }
                     if let Some(sp) = &s.analysis.sparsity {
                         let id = format!("sparsity/{base}");
                         let st = stages::sparsity::Sparsity::new(sp, s.evaluation.checkpoint);
@@ -276,7 +284,7 @@ impl Plan {
                 c,
                 s.seed,
                 s.evaluation.groups.clone(),
-                correlation_gaps(s, r, c),
+                correlation_gaps(s, r, Some(c)),
                 eval_labels.clone(),
                 sparsity_labels.clone(),
                 bounds_labels.clone(),
@@ -288,16 +296,40 @@ impl Plan {
             let ix = add(&mut graph, "correlation".into(), Box::new(st), inputs);
             report_inputs.push(("correlation".into(), ix));
         }
+        let kinds = r
+            .models
+            .iter()
+            .map(|(name, mp)| {
+                let kind = models::find(&mp.arch).map_or("external", |a| a.kind.as_str());
+                (name.clone(), kind.to_string())
+            })
+            .collect();
+        let gaps = correlation_gaps(s, r, s.analysis.correlation.as_ref())
+            .into_iter()
+            .map(|(t, g)| {
+                let sides = crate::report::Sides {
+                    gap: g.gap,
+                    unseen: g.unseen,
+                };
+                (t, sides)
+            })
+            .collect();
         let report = stages::report::Report::new(
             s.report.clone(),
-            s.evaluation.groups.clone(),
-            eval_labels,
-            sparsity_labels,
-            bounds_labels,
-            s.analysis.correlation.is_some(),
+            stages::report::Parts {
+                groups: s.evaluation.groups.clone(),
+                evals: eval_labels,
+                sparsity: sparsity_labels,
+                bounds: bounds_labels,
+                histories: history_labels,
+                correlation: s.analysis.correlation.is_some(),
+                kinds,
+                gaps,
+            },
         );
         let inputs: Vec<(&str, NodeIndex)> = report_inputs
             .iter()
+            .chain(&history_inputs)
             .map(|(id, ix)| (id.as_str(), *ix))
             .collect();
         add(&mut graph, "report".into(), Box::new(report), inputs);
@@ -404,7 +436,7 @@ fn bounds_attack_of(c: &AttackConfig) -> Option<stages::bounds::Attack> {
 fn correlation_gaps(
     s: &spec::Spec,
     r: &spec::Resolved,
-    c: &spec::analysis::CorrelationSpec,
+    c: Option<&spec::analysis::CorrelationSpec>,
 ) -> BTreeMap<String, stages::correlation::Gaps> {
     let attacks = &r.attacks;
     let mut training: Vec<(String, Option<AttackConfig>)> = r
@@ -438,7 +470,7 @@ fn correlation_gaps(
                     config(m).is_some_and(|c| ta.as_ref().is_some_and(|t| t.norm() != c.norm()))
                 })
             };
-            let gap = c.gap.clone().unwrap_or_else(|| {
+            let gap = c.and_then(|c| c.gap.clone()).unwrap_or_else(|| {
                 let mut g: Vec<String> = real
                     .iter()
                     .filter(|(_, a)| ta.is_none() || same(a))
@@ -453,7 +485,7 @@ fn correlation_gaps(
                 );
                 g
             });
-            let unseen = c.unseen.clone().unwrap_or_else(|| {
+            let unseen = c.and_then(|c| c.unseen.clone()).unwrap_or_else(|| {
                 let mut u: Vec<String> = real
                     .iter()
                     .filter(|(_, a)| ta.as_ref().is_some_and(|t| t.norm() != a.norm()))

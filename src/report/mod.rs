@@ -1,5 +1,11 @@
-//! Paper tables from stage results: polars DataFrames written as CSV and Markdown.
+//! The report: the paper's tables, plots and an HTML page from stage results. Tables are polars
+//! DataFrames written as CSV and Parquet, and rendered as Markdown, LaTeX and HTML.
+pub mod compare;
+pub mod html;
+pub mod plots;
+pub mod render;
 pub mod spec;
+pub mod study;
 use crate::attacks::verdict::{EvalResult, RowKey};
 use anyhow::{Context, Result};
 use polars::prelude::*;
@@ -14,54 +20,152 @@ pub struct Inputs {
     pub sparsity: Vec<SparsityResult>,
     pub measures: Vec<ModelMeasures>,
     pub correlation: Option<crate::analysis::correlation::Output>,
+    /// Model name → architecture kind (`cnn`, `transformer`, …).
+    pub kinds: BTreeMap<String, String>,
+    /// Training name → its seen (training threat model) and unseen attacks.
+    pub gaps: BTreeMap<String, Sides>,
+    /// Per-epoch history of every trained model.
+    pub histories: Vec<History>,
+}
+
+impl Inputs {
+    /// The architecture kind of model `m` (`external` when unknown).
+    pub fn kind_of(&self, m: &str) -> &str {
+        self.kinds.get(m).map_or("external", |k| k.as_str())
+    }
+}
+
+/// The attacks of a training's threat model (`gap`, seen) and of other norms (`unseen`).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Sides {
+    pub gap: Vec<String>,
+    pub unseen: Vec<String>,
+}
+
+/// The per-epoch records of one trained model.
+#[derive(Debug, Clone)]
+pub struct History {
+    pub key: RowKey,
+    pub seed: Option<u64>,
+    pub epochs: Vec<crate::train::EpochRecord>,
+}
+
+/// A built table: a long DataFrame, or a table in the study's layout.
+pub enum Built {
+    Long(DataFrame),
+    Study(study::StudyTable),
+}
+
+impl Built {
+    /// The table as a DataFrame (what CSV and Parquet hold).
+    pub fn frame(&self) -> Result<DataFrame> {
+        match self {
+            Built::Long(df) => Ok(df.clone()),
+            Built::Study(t) => t.to_frame(),
+        }
+    }
 }
 
 /// One table of the report: the `report.tables` entry that asks for it, its file name (without
-/// extension), whether it is added without being asked for, and its builder (`None`: nothing to
-/// show). Adding a table is a [`TableKind`] variant, a builder and one line in [`TABLES`].
+/// extension), its caption, whether it is added without being asked for, and its builder (`None`:
+/// nothing to show). Adding a table is a [`TableKind`] variant, a builder and one line in
+/// [`TABLES`].
 pub struct Table {
     pub kind: TableKind,
     pub file: &'static str,
+    pub caption: &'static str,
     pub auto: fn(&Inputs) -> bool,
-    pub build: fn(&Inputs) -> Result<Option<DataFrame>>,
+    pub build: fn(&Inputs) -> Result<Option<Built>>,
 }
 
-/// The report's tables, in the order they are added when not asked for.
+fn long(df: Result<DataFrame>) -> Result<Option<Built>> {
+    df.map(|d| Some(Built::Long(d)))
+}
+
+/// The report's tables, in the order they are added when not asked for: the long tables, then
+/// the study's layouts (added whenever their inputs are there).
 pub const TABLES: &[Table] = &[
     Table {
         kind: TableKind::RobustAccuracy,
         file: "robust_accuracy",
+        caption: "Clean and robust test accuracy (%) per model and attack",
         auto: |_| false,
-        build: |i| robust_accuracy(&i.evals, &i.sparsity).map(Some),
+        build: |i| long(robust_accuracy(&i.evals, &i.sparsity)),
     },
     Table {
         kind: TableKind::GeneralizationGap,
         file: "generalization_gap",
+        caption: "Train and test robust accuracy (%) and their gap per model and attack",
         auto: |_| false,
-        build: |i| generalization_gap(&i.evals).map(Some),
+        build: |i| long(generalization_gap(&i.evals)),
     },
     Table {
         kind: TableKind::EpsCurve,
         file: "eps_curve",
+        caption: "Robust accuracy (%) against the radius for every attack with a curve",
         auto: |i| i.evals.iter().any(|e| e.is_curve_point()),
-        build: |i| eps_curve(&i.evals).map(Some),
+        build: |i| long(eps_curve(&i.evals)),
     },
     Table {
         kind: TableKind::Analysis,
         file: "analysis",
+        caption: "Sparsity measures and log10 norm-based bounds per model",
         auto: |i| !i.measures.is_empty(),
-        build: |i| analysis(&i.measures).map(Some),
+        build: |i| long(analysis(&i.measures)),
     },
     Table {
         kind: TableKind::Correlation,
         file: "correlation",
+        caption: "Rank correlations of each measure with each gap, with bootstrap intervals",
         auto: |i| i.correlation.is_some(),
         build: |i| {
             i.correlation
                 .as_ref()
-                .map(|c| correlation(&c.rows))
+                .map(|c| correlation(&c.rows).map(Built::Long))
                 .transpose()
         },
+    },
+    Table {
+        kind: TableKind::AccuracyByAttack,
+        file: "accuracy_by_attack",
+        caption: "",
+        auto: |i| !i.evals.is_empty(),
+        build: |i| Ok(study::accuracy_by_attack(i).map(Built::Study)),
+    },
+    Table {
+        kind: TableKind::GapByAttack,
+        file: "gap_by_attack",
+        caption: "",
+        auto: |i| !i.evals.is_empty(),
+        build: |i| Ok(study::gap_by_attack(i).map(Built::Study)),
+    },
+    Table {
+        kind: TableKind::UnseenDrop,
+        file: "unseen_drop",
+        caption: "",
+        auto: |i| !i.evals.is_empty(),
+        build: |i| Ok(study::unseen_drop(i).map(Built::Study)),
+    },
+    Table {
+        kind: TableKind::SparsityByLayer,
+        file: "sparsity_by_layer",
+        caption: "",
+        auto: |i| !i.measures.is_empty(),
+        build: |i| Ok(study::sparsity_by_layer(i).map(Built::Study)),
+    },
+    Table {
+        kind: TableKind::Bounds,
+        file: "bounds",
+        caption: "",
+        auto: |i| !i.measures.is_empty(),
+        build: |i| Ok(study::bounds(i).map(Built::Study)),
+    },
+    Table {
+        kind: TableKind::CorrelationMatrix,
+        file: "correlation_matrix",
+        caption: "",
+        auto: |i| i.correlation.is_some(),
+        build: |i| Ok(study::correlation_matrix(i).map(Built::Study)),
     },
 ];
 
@@ -271,6 +375,7 @@ pub fn generalization_gap(evals: &[EvalResult]) -> Result<DataFrame> {
 #[derive(Debug, Clone)]
 pub struct ModelMeasures {
     pub key: RowKey,
+    pub seed: Option<u64>,
     pub values: Vec<(String, Option<f64>)>,
 }
 
@@ -286,6 +391,7 @@ impl ModelMeasures {
         values.extend(s.hoyer_by_type());
         Self {
             key: (dataset.into(), model.into(), training.into()),
+            seed: None,
             values,
         }
     }
@@ -299,6 +405,7 @@ impl ModelMeasures {
     ) -> Self {
         Self {
             key: (dataset.into(), model.into(), training.into()),
+            seed: None,
             values: b.measures(),
         }
     }
@@ -359,6 +466,128 @@ pub fn correlation(rows: &[crate::analysis::correlation::Row]) -> Result<DataFra
     ])?)
 }
 
+/// Directory of an entry's tables (and `index.html`, `report.tex`, `cells.json`): copied flat to
+/// `<reports>/<pipeline>/`.
+pub const TABLES_DIR: &str = "tables";
+/// Directory of an entry's plots: copied to `<reports>/<pipeline>/plots/`.
+pub const PLOTS_DIR: &str = "plots";
+/// The report's numbers, one per table cell, for `robarch report --compare`.
+pub const CELLS: &str = "cells.json";
+
+/// Writes every table in every format of `spec`, the plots, `index.html` and `cells.json` under
+/// `out`; returns the files written, relative to `out`. `missing` lists the stages whose results
+/// are not in the cache (the report is partial).
+pub fn write(
+    spec: &spec::ReportSpec,
+    inputs: &Inputs,
+    warnings: &[String],
+    missing: &[String],
+    out: &Path,
+) -> Result<Vec<String>> {
+    use spec::Format;
+    let dir = out.join(TABLES_DIR);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let rel = |name: &str| format!("{TABLES_DIR}/{name}");
+    let mut written = Vec::new();
+    let mut cells = compare::Cells::default();
+    let mut pages: Vec<(String, String)> = Vec::new();
+    let mut fragments = Vec::new();
+    for t in tables_for(&spec.tables, inputs) {
+        let Some(built) = (t.build)(inputs)? else {
+            continue;
+        };
+        let mut df = built.frame()?;
+        cells.add(t.file, &built, &df);
+        for f in &spec.formats {
+            let name = match f {
+                Format::Csv => {
+                    let name = format!("{}.csv", t.file);
+                    write_csv(&mut df, &dir.join(&name))?;
+                    name
+                }
+                Format::Parquet => {
+                    let name = format!("{}.parquet", t.file);
+                    write_parquet(&mut df, &dir.join(&name))?;
+                    name
+                }
+                Format::Md => {
+                    let name = format!("{}.md", t.file);
+                    let text = match &built {
+                        Built::Long(df) => to_markdown(df)?,
+                        Built::Study(s) => render::study_markdown(s)?,
+                    };
+                    write_file(&dir.join(&name), &text)?;
+                    name
+                }
+                Format::Tex => {
+                    let name = format!("{}.tex", t.file);
+                    let text = match &built {
+                        Built::Long(df) => render::frame_latex(df, t.caption)?,
+                        Built::Study(s) => render::study_latex(s)?,
+                    };
+                    write_file(&dir.join(&name), &text)?;
+                    fragments.push(name.clone());
+                    name
+                }
+            };
+            written.push(rel(&name));
+        }
+        if spec.html {
+            let body = match &built {
+                Built::Long(df) => render::frame_html(df, t.file, t.caption)?,
+                Built::Study(s) => render::study_html(s)?,
+            };
+            pages.push((t.file.to_string(), body));
+        }
+    }
+    if !fragments.is_empty() {
+        let doc = render::latex_document("robarch report: tables", &fragments);
+        write_file(&dir.join("report.tex"), &doc)?;
+        written.push(rel("report.tex"));
+    }
+    if !warnings.is_empty() {
+        let body: String = warnings.iter().map(|w| format!("- {w}\n")).collect();
+        write_file(&dir.join("warnings.md"), &format!("# Warnings\n\n{body}"))?;
+        written.push(rel("warnings.md"));
+    }
+    let mut figures = Vec::new();
+    if spec.plots {
+        let pdir = out.join(PLOTS_DIR);
+        let plots = plots::plots(inputs);
+        if !plots.is_empty() {
+            std::fs::create_dir_all(&pdir).with_context(|| format!("creating {}", pdir.display()))?;
+        }
+        for p in &plots {
+            for f in p.save(&pdir)? {
+                written.push(format!("{PLOTS_DIR}/{f}"));
+            }
+            figures.push(html::Figure {
+                file: p.file.clone(),
+                caption: p.caption.clone(),
+                png: std::fs::read(pdir.join(format!("{}.png", p.file)))?,
+            });
+        }
+    }
+    if spec.html {
+        let page = html::page(&pages, &figures, warnings, missing);
+        write_file(&dir.join("index.html"), &page)?;
+        written.push(rel("index.html"));
+    }
+    write_file(&dir.join(CELLS), &serde_json::to_string(&cells)?)?;
+    written.push(rel(CELLS));
+    Ok(written)
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+pub fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<()> {
+    let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    ParquetWriter::new(f).finish(df)?;
+    Ok(())
+}
+
 pub fn write_csv(df: &mut DataFrame, path: &Path) -> Result<()> {
     let mut f =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
@@ -368,31 +597,7 @@ pub fn write_csv(df: &mut DataFrame, path: &Path) -> Result<()> {
 
 /// A GitHub-flavoured Markdown table; floats with two decimals, missing values as `–`.
 pub fn to_markdown(df: &DataFrame) -> Result<String> {
-    let names: Vec<String> = df
-        .get_column_names()
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let mut out = format!(
-        "| {} |\n|{}\n",
-        names.join(" | "),
-        names.iter().map(|_| "---|").collect::<String>()
-    );
-    for i in 0..df.height() {
-        let cells: Vec<String> = df
-            .get_columns()
-            .iter()
-            .map(|c| match c.get(i) {
-                Ok(AnyValue::Null) => "–".to_string(),
-                Ok(AnyValue::Float64(v)) => format!("{v:.2}"),
-                Ok(AnyValue::String(s)) => s.to_string(),
-                Ok(v) => v.to_string(),
-                Err(_) => "?".to_string(),
-            })
-            .collect();
-        out.push_str(&format!("| {} |\n", cells.join(" | ")));
-    }
-    Ok(out)
+    render::frame_markdown(df)
 }
 
 #[cfg(test)]

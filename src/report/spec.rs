@@ -14,13 +14,29 @@ pub enum TableKind {
     Analysis,
     /// Rank correlations of measures with gaps (added with the `correlation` analysis).
     Correlation,
+    /// Study layout: clean and robust accuracy per architecture and attack, train and test side
+    /// by side, architectures grouped by kind.
+    AccuracyByAttack,
+    /// Study layout: the robust generalization gap per architecture and attack.
+    GapByAttack,
+    /// Study layout: accuracy drop under seen (training threat model) and unseen attacks.
+    UnseenDrop,
+    /// Study layout: Hoyer sparsity of all weights and per layer type.
+    SparsityByLayer,
+    /// Study layout: the norm products and bounds (log10).
+    Bounds,
+    /// Study layout: τ and ρ of each measure (rows) with each gap (columns).
+    CorrelationMatrix,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Csv,
+    Parquet,
     Md,
+    /// LaTeX (booktabs) fragments, one per table, and `report.tex`, a document with them all.
+    Tex,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -30,13 +46,23 @@ pub struct ReportSpec {
     pub tables: Vec<TableKind>,
     #[serde(default = "default_formats")]
     pub formats: Vec<Format>,
+    /// PNG and SVG plots under `plots/`.
+    #[serde(default = "yes")]
+    pub plots: bool,
+    /// `index.html`: every table and plot (inlined) and the warnings on one page.
+    #[serde(default = "yes")]
+    pub html: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_tables() -> Vec<TableKind> {
     vec![TableKind::RobustAccuracy, TableKind::GeneralizationGap]
 }
 fn default_formats() -> Vec<Format> {
-    vec![Format::Csv, Format::Md]
+    vec![Format::Csv, Format::Parquet, Format::Md, Format::Tex]
 }
 
 impl Default for ReportSpec {
@@ -44,6 +70,8 @@ impl Default for ReportSpec {
         Self {
             tables: default_tables(),
             formats: default_formats(),
+            plots: true,
+            html: true,
         }
     }
 }

@@ -16,6 +16,9 @@ pub struct Labels {
     pub training: String,
     pub attack: Option<String>,
     pub split: Option<String>,
+    /// The training seed where a pipeline repeats seeds; absent otherwise (keys unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 /// The evaluation results behind `labels`, with their per-point flags.
@@ -45,6 +48,7 @@ pub fn load_evals(cx: &StageContext, labels: &[Labels]) -> Result<Vec<EvalResult
             training: l.training.clone(),
             attack: l.attack.clone().unwrap_or_default(),
             split: l.split.clone().unwrap_or_default(),
+            seed: l.seed,
             n: m.n,
             clean_accuracy: m.clean_accuracy,
             robust_accuracy: m.robust_accuracy,

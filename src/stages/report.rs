@@ -2,14 +2,14 @@
 use super::inputs::{self, load_evals, Labels};
 use super::{StageContext, StageKind};
 use crate::attacks::verdict;
-use crate::report::spec::{Format, ReportSpec};
-use crate::report::{self, SparsityResult};
+use crate::report::spec::ReportSpec;
+use crate::report::{self, Sides, SparsityResult};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-pub const TABLES: &str = "tables";
+pub const TABLES: &str = report::TABLES_DIR;
 
 #[derive(Serialize)]
 pub struct Report {
@@ -20,29 +20,61 @@ pub struct Report {
     pub evals: Vec<Labels>,
     pub sparsity: Vec<Labels>,
     pub bounds: Vec<Labels>,
+    /// The training stages, whose histories the per-epoch plots show.
+    pub histories: Vec<Labels>,
     /// Whether the `correlation` stage is an input.
     pub correlation: bool,
+    /// Model name → architecture kind: how tables group rows and plots colour points.
+    pub kinds: BTreeMap<String, String>,
+    /// Training name → the attacks of its threat model (seen) and of other norms (unseen).
+    pub gaps: BTreeMap<String, Sides>,
+}
+
+/// What a report is made of, beyond its spec: the inputs' labels and how to group them.
+pub struct Parts {
+    pub groups: BTreeMap<String, Vec<String>>,
+    pub evals: Vec<Labels>,
+    pub sparsity: Vec<Labels>,
+    pub bounds: Vec<Labels>,
+    pub histories: Vec<Labels>,
+    pub correlation: bool,
+    pub kinds: BTreeMap<String, String>,
+    pub gaps: BTreeMap<String, Sides>,
 }
 
 impl Report {
-    /// The report of the evaluations, sparsity and bounds behind `evals`, `sparsity` and
-    /// `bounds` (and the correlation stage when `correlation`).
-    pub fn new(
-        spec: ReportSpec,
-        groups: BTreeMap<String, Vec<String>>,
-        evals: Vec<Labels>,
-        sparsity: Vec<Labels>,
-        bounds: Vec<Labels>,
-        correlation: bool,
-    ) -> Self {
+    pub fn new(spec: ReportSpec, p: Parts) -> Self {
         Self {
             spec,
-            groups,
-            evals,
-            sparsity,
-            bounds,
-            correlation,
+            groups: p.groups,
+            evals: p.evals,
+            sparsity: p.sparsity,
+            bounds: p.bounds,
+            histories: p.histories,
+            correlation: p.correlation,
+            kinds: p.kinds,
+            gaps: p.gaps,
         }
+    }
+
+    /// The stage ids of the inputs this report reads that `cx` lacks (a partial report).
+    fn missing(&self, cx: &StageContext) -> Vec<String> {
+        let mut roles: Vec<&str> = self
+            .evals
+            .iter()
+            .chain(&self.sparsity)
+            .chain(&self.bounds)
+            .chain(&self.histories)
+            .map(|l| l.role.as_str())
+            .collect();
+        if self.correlation {
+            roles.push("correlation");
+        }
+        roles
+            .into_iter()
+            .filter(|r| !cx.inputs.contains_key(*r))
+            .map(String::from)
+            .collect()
     }
 }
 
@@ -51,47 +83,62 @@ impl StageKind for Report {
         "report"
     }
     fn version(&self) -> u32 {
-        3
+        4
     }
     fn in_worker(&self) -> bool {
         false
     }
+    /// The report of every input `cx` has: inside a pipeline run all of them; `robarch report`
+    /// on a partly computed pipeline passes the cached ones and the page lists the rest.
     fn run(&self, cx: &StageContext) -> Result<Value> {
-        let mut evals = load_evals(cx, &self.evals)?;
+        let have = |ls: &[Labels]| -> Vec<Labels> {
+            ls.iter()
+                .filter(|l| cx.inputs.contains_key(&l.role))
+                .cloned()
+                .collect()
+        };
+        let missing = self.missing(cx);
+        let mut evals = load_evals(cx, &have(&self.evals))?;
         let mut sparsity = Vec::new();
         let mut measures: Vec<report::ModelMeasures> = Vec::new();
-        for (l, s) in inputs::load_sparsity(cx, &self.sparsity)? {
+        let sl = have(&self.sparsity);
+        for (l, s) in inputs::load_sparsity(cx, &sl)? {
             sparsity.push(SparsityResult {
                 dataset: l.dataset.clone(),
                 model: l.model.clone(),
                 training: l.training.clone(),
                 hoyer: s.overall.hoyer,
             });
-            measures.push(report::ModelMeasures::from_sparsity(
-                &l.dataset,
-                &l.model,
-                &l.training,
-                &s,
-            ));
+            let mut m = report::ModelMeasures::from_sparsity(&l.dataset, &l.model, &l.training, &s);
+            m.seed = l.seed;
+            measures.push(m);
         }
-        for (l, b) in inputs::load_bounds(cx, &self.bounds)? {
-            measures.push(report::ModelMeasures::from_bounds(
-                &l.dataset,
-                &l.model,
-                &l.training,
-                &b,
-            ));
+        let bl = have(&self.bounds);
+        for (l, b) in inputs::load_bounds(cx, &bl)? {
+            let mut m = report::ModelMeasures::from_bounds(&l.dataset, &l.model, &l.training, &b);
+            m.seed = l.seed;
+            measures.push(m);
         }
-        let correlation: Option<crate::analysis::correlation::Output> = if self.correlation {
-            let dir = &cx.input("correlation")?.dir;
-            let file = dir.join(crate::analysis::correlation::OUTPUT);
-            Some(
-                serde_json::from_slice(&std::fs::read(&file)?)
-                    .with_context(|| format!("reading {}", file.display()))?,
-            )
-        } else {
-            None
-        };
+        let mut histories = Vec::new();
+        for l in have(&self.histories) {
+            histories.push(report::History {
+                key: (l.dataset.clone(), l.model.clone(), l.training.clone()),
+                seed: l.seed,
+                epochs: super::train::read_history(cx.input(&l.role)?)
+                    .with_context(|| l.role.clone())?,
+            });
+        }
+        let correlation: Option<crate::analysis::correlation::Output> =
+            match cx.inputs.get("correlation").filter(|_| self.correlation) {
+                Some(input) => {
+                    let file = input.dir.join(crate::analysis::correlation::OUTPUT);
+                    Some(
+                        serde_json::from_slice(&std::fs::read(&file)?)
+                            .with_context(|| format!("reading {}", file.display()))?,
+                    )
+                }
+                None => None,
+            };
         let grouped = verdict::group_results(&evals, &self.groups);
         evals.extend(grouped);
         let mut warnings = verdict::warnings(&evals);
@@ -101,44 +148,20 @@ impl StageKind for Report {
         for w in &warnings {
             tracing::warn!("{w}");
         }
-        let dir = cx.out.join(TABLES);
-        std::fs::create_dir_all(&dir)?;
-        let mut written = Vec::new();
         let inputs = report::Inputs {
             evals,
             sparsity,
             measures,
             correlation,
+            kinds: self.kinds.clone(),
+            gaps: self.gaps.clone(),
+            histories,
         };
-        for t in report::tables_for(&self.spec.tables, &inputs) {
-            let Some(mut df) = (t.build)(&inputs)? else {
-                continue;
-            };
-            for f in &self.spec.formats {
-                let file = match f {
-                    Format::Csv => {
-                        let p = dir.join(format!("{}.csv", t.file));
-                        report::write_csv(&mut df, &p)?;
-                        p
-                    }
-                    Format::Md => {
-                        let p = dir.join(format!("{}.md", t.file));
-                        std::fs::write(&p, report::to_markdown(&df)?)?;
-                        p
-                    }
-                };
-                written.push(format!(
-                    "{TABLES}/{}",
-                    file.file_name().unwrap().to_string_lossy()
-                ));
-            }
+        let written = report::write(&self.spec, &inputs, &warnings, &missing, cx.out)?;
+        let mut summary = json!({"files": written, "warnings": warnings});
+        if !missing.is_empty() {
+            summary["missing"] = json!(missing);
         }
-        if !warnings.is_empty() {
-            let p = dir.join("warnings.md");
-            let body: String = warnings.iter().map(|w| format!("- {w}\n")).collect();
-            std::fs::write(&p, format!("# Warnings\n\n{body}"))?;
-            written.push(format!("{TABLES}/warnings.md"));
-        }
-        Ok(json!({"files": written, "warnings": warnings}))
+        Ok(summary)
     }
 }

@@ -12,6 +12,16 @@ use serde::Serialize;
 
 pub const HISTORY: &str = "history.json";
 
+/// The per-epoch records of a train entry ([`HISTORY`]).
+pub fn read_history(e: &crate::cache::Entry) -> anyhow::Result<Vec<crate::train::EpochRecord>> {
+    use anyhow::Context;
+    let file = e.dir.join(HISTORY);
+    serde_json::from_slice(
+        &std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?,
+    )
+    .with_context(|| format!("reading {}", file.display()))
+}
+
 #[derive(Serialize)]
 #[serde(transparent)]
 pub struct Train {

@@ -22,6 +22,7 @@ mod model_zoo;
 mod models_crosscheck;
 mod provenance;
 mod recipes;
+mod report;
 mod slurm;
 mod torchscript;
 mod training;

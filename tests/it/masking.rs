@@ -56,6 +56,7 @@ fn square_exposes_a_quantised_model_that_defeats_gradient_attacks() {
             training: "none".into(),
             attack: name.into(),
             split: "test".into(),
+            seed: None,
             n: N as usize,
             clean_accuracy: 1.0,
             robust_accuracy: acc,

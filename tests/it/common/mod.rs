@@ -212,16 +212,23 @@ pub fn stages(o: &Output, outcome: &str) -> Vec<String> {
 
 /// The files of `reports/<name>/`, by file name.
 pub fn reports_of(p: &Project, name: &str) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(p.path(&format!("reports/{name}")))
-        .unwrap()
-        .map(|e| {
+    fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
             let e = e.unwrap();
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
+            let name = format!("{rel}{}", e.file_name().to_string_lossy());
+            if e.path().is_dir() {
+                // `runs/` records when each report was written: not the report's content.
+                if name != "runs" {
+                    walk(&e.path(), &format!("{name}/"), out);
+                }
+            } else {
+                out.insert(name, std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(&p.path(&format!("reports/{name}")), "", &mut out);
+    out
 }
 
 /// Stage id → its object in a `run --format json` document.

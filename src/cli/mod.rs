@@ -5,6 +5,9 @@ use crate::exec::{self, Outcome, RunOptions};
 use crate::plan::stale::stage_state;
 use crate::plan::{render, Plan};
 use crate::{attacks, data, models, spec};
+use report::materialize_report;
+
+mod report;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -36,7 +39,8 @@ enum Cmd {
     Dag(DagArgs),
     /// Show a stage's key inputs (kind, version, parameters, inputs) and why it would rerun.
     Explain(ExplainArgs),
-    /// Write the report of an already computed pipeline to the reports directory.
+    /// Write a pipeline's report (tables, plots, index.html) from the cache to the reports
+    /// directory; computes nothing, and lists the stages still missing; `--compare` diffs reports.
     Report(ReportArgs),
     /// Delete cache entries that none of the given pipelines references.
     Gc(GcArgs),
@@ -140,6 +144,11 @@ struct ReportArgs {
     pipeline: PathBuf,
     #[arg(long, default_value = "reports")]
     reports: PathBuf,
+    /// Print and write (compare.md, compare.csv) every cell that differs from another report:
+    /// a pipeline file (its report from the cache), a report directory, or an earlier run of
+    /// this report as `@1` (the one before the current), `@2`, … or its name in `runs/`.
+    #[arg(long, value_name = "Q")]
+    compare: Option<String>,
 }
 
 #[derive(Args)]
@@ -276,7 +285,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Status(a) => status(cache, a),
         Cmd::Dag(a) => dag(cache, a),
         Cmd::Explain(a) => explain(cache, a),
-        Cmd::Report(a) => report(cache, a),
+        Cmd::Report(a) => report_cmd(cache, a),
         Cmd::Gc(a) => gc(cache, a),
         Cmd::Cache { cmd } => cache_cmd(cache, cmd),
         Cmd::Data { cmd } => data_cmd(cmd),
@@ -664,8 +673,9 @@ fn explain(cache_dir: &Path, a: ExplainArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// `robarch report`: the report of a computed pipeline, copied to the reports directory.
-fn report(cache_dir: &Path, a: ReportArgs) -> Result<i32> {
+/// `robarch report`: the report of a pipeline from its cached results, in the reports directory;
+/// with `--compare`, the differences from another report.
+fn report_cmd(cache_dir: &Path, a: ReportArgs) -> Result<i32> {
     let plan = load_plan(&a.pipeline, cache_dir)?;
     let cache = Cache::existing(cache_dir).with_context(|| {
         format!(
@@ -675,7 +685,12 @@ fn report(cache_dir: &Path, a: ReportArgs) -> Result<i32> {
         )
     })?;
     warn_mixed_settings(&plan, &cache);
-    materialize_report(&plan, &cache, &a.reports, true)?;
+    let dest = materialize_report(&plan, &cache, &a.reports, true)?;
+    if let Some(q) = &a.compare {
+        // After publishing, so that `@1` is the run before this one.
+        let (label, cells) = report::other_side(q, &dest, cache_dir)?;
+        report::compare(&dest, &label, &cells)?;
+    }
     Ok(0)
 }
 
@@ -1005,90 +1020,4 @@ fn ls(what: Registry) -> Result<i32> {
         }
     }
     Ok(0)
-}
-
-/// Prefix of the temporary files a report is copied through (`<prefix><pid>-…`).
-const REPORT_TMP: &str = ".robarch-partial-";
-
-/// Removes temporary report files whose writing process is gone (killed mid-copy); a live
-/// process's are left alone. Liveness is read from `/proc` (Linux); where there is none, or the
-/// reports directory is shared with other hosts, nothing is removed but this process's own.
-fn sweep_report_leftovers(dest: &Path) {
-    let Ok(dir) = std::fs::read_dir(dest) else {
-        return;
-    };
-    for e in dir.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(REPORT_TMP)
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let alive = pid == std::process::id()
-            || !Path::new("/proc/self").exists()
-            || Path::new("/proc").join(pid.to_string()).exists();
-        if !alive {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
-/// Copies the report's tables from the cache to `<reports>/<pipeline name>/`; with `show`, says
-/// where and prints the Markdown tables. Returns the directory.
-fn materialize_report(plan: &Plan, cache: &Cache, reports: &Path, show: bool) -> Result<PathBuf> {
-    let ix = plan.report().context("the pipeline has no report stage")?;
-    let key = &plan.graph[ix].key;
-    // Published files are hashed first, not only stamp-checked.
-    let entry = match cache.load(key) {
-        crate::cache::Lookup::Hit(e) => e,
-        _ => bail!(
-            "the report of `{}` is not computed yet; run `robarch run` on the pipeline first",
-            plan.name
-        ),
-    };
-    let dest = reports.join(&plan.name);
-    std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
-    sweep_report_leftovers(&dest);
-    let mut shown = Vec::new();
-    // Only the files the entry lists (and verified): nothing else in its directory is published.
-    let prefix = format!("{}/", crate::stages::report::TABLES);
-    for rel in entry.meta.files.keys().filter(|f| f.starts_with(&prefix)) {
-        let f = entry.path(rel);
-        let name = f.file_name().expect("files have names");
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("{REPORT_TMP}{}-", std::process::id()))
-            .tempfile_in(&dest)
-            .with_context(|| format!("writing into {}", dest.display()))?;
-        std::fs::copy(&f, tmp.path())
-            .with_context(|| format!("writing into {}", dest.display()))?;
-        crate::fault::point("report-rename");
-        tmp.persist(dest.join(name))
-            .with_context(|| format!("writing {}", dest.join(name).display()))?;
-        shown.push(dest.join(name));
-    }
-    if !show {
-        return Ok(dest);
-    }
-    println!("report: {}", dest.display());
-    // Markdown tables on the terminal; long ones (the correlation table) cut to their first rows.
-    const ROWS: usize = 24;
-    for p in &shown {
-        if p.extension().is_some_and(|e| e == "md") {
-            let text = std::fs::read_to_string(p)?;
-            let lines: Vec<&str> = text.lines().collect();
-            if lines.len() > ROWS + 2 {
-                println!(
-                    "\n{}:\n{}\n… {} more rows in the file",
-                    p.display(),
-                    lines[..ROWS + 2].join("\n"),
-                    lines.len() - ROWS - 2
-                );
-            } else {
-                println!("\n{}:\n{text}", p.display());
-            }
-        }
-    }
-    Ok(dest)
 }
