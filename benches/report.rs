@@ -8,7 +8,8 @@
 //!   input, build the tables, write them in every format, draw every plot, write the page;
 //! - `robarch report P` with the report entry cached: verify and copy it.
 //!
-//! Run: `scripts/bench-report.sh [--runs 5]`. Prints medians and ratios measured in this run.
+//! Run: `scripts/bench-report.sh [--runs 5] [--keep DIR]` (`--keep` copies the generated study's
+//! report to DIR, to look at). Prints medians and ratios measured in this run.
 use robarch::cache::{Cache, EntryMeta, Lookup};
 use robarch::stages::StageContext;
 use serde_json::json;
@@ -242,11 +243,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let mut runs = 5usize;
+    let mut keep: Option<std::path::PathBuf> = None;
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     for pair in args.chunks(2) {
         match pair {
             [k, v] if k == "--runs" => runs = v.parse().expect("--runs N"),
-            _ => panic!("usage: bench-report [--runs N]"),
+            [k, v] if k == "--keep" => keep = Some(v.into()),
+            _ => panic!("usage: bench-report [--runs N] [--keep DIR]"),
         }
     }
     let dir = tempfile::tempdir().unwrap();
@@ -311,6 +314,16 @@ fn main() {
     println!("  robarch report, rendered from the cached inputs: {r:.3} s  ({:.2} × the 1 s budget)", r / 1.0);
     println!("  robarch report, report entry cached (copy):      {c:.3} s");
     println!("  render / copy: {:.2}", r / c);
+    if let Some(to) = keep {
+        std::fs::create_dir_all(&to).unwrap();
+        for f in &files {
+            let rel = Path::new(f).strip_prefix(&report_dir).unwrap();
+            let dest = to.join(rel);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(f, dest).unwrap();
+        }
+        println!("the generated study's report: {}", to.display());
+    }
 }
 
 fn walk(dir: &Path) -> Vec<String> {

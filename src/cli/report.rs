@@ -130,19 +130,9 @@ fn published_name(rel: &str) -> Option<PathBuf> {
     }
 }
 
-/// Writes the report of `plan` to `<reports>/<pipeline name>/` from the cache (partial when some
-/// stages are not computed: it says which) and records it under `runs/`; with `show`, says where
-/// and prints the Markdown tables. Returns the directory.
-pub fn materialize_report(
-    plan: &Plan,
-    cache: &Cache,
-    reports: &Path,
-    show: bool,
-) -> Result<PathBuf> {
-    let dest = reports.join(&plan.name);
-    std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
-    sweep_report_leftovers(&dest);
-    let r = render(plan, cache, &dest)?;
+/// Copies the files of `r` into `dest` (each through a temporary file renamed into place) and
+/// removes plots of an earlier report that this one no longer has; returns the published files.
+fn publish(r: &Rendered, dest: &Path) -> Result<Vec<PathBuf>> {
     let mut shown = Vec::new();
     let mut plots = BTreeSet::new();
     // Only the files the report lists: nothing else in its directory is published.
@@ -177,6 +167,28 @@ pub fn materialize_report(
             }
         }
     }
+    Ok(shown)
+}
+
+/// Writes the report of `plan` to `<reports>/<pipeline name>/` from the cache (partial when some
+/// stages are not computed: it says which) and records it under `runs/`; with `show`, says where
+/// and prints the Markdown tables. Returns the directory.
+pub fn materialize_report(
+    plan: &Plan,
+    cache: &Cache,
+    reports: &Path,
+    show: bool,
+) -> Result<PathBuf> {
+    let dest = reports.join(&plan.name);
+    std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+    sweep_report_leftovers(&dest);
+    let r = render(plan, cache, &dest)?;
+    let published = publish(&r, &dest);
+    if published.is_err() {
+        // Nothing half-made stays: an empty plots directory made for this report goes too.
+        let _ = std::fs::remove_dir(dest.join(PLOTS_DIR));
+    }
+    let shown = published?;
     record_run(&dest, &r.missing)?;
     if !show {
         return Ok(dest);

@@ -28,6 +28,7 @@ figcaption { color: #444; font-size: .9em; max-width: 70em; }
 .warn { background: #fff6e0; border-left: 4px solid #e0a000; padding: .5em 1em; }
 .missing { background: #fdeaea; border-left: 4px solid #c03030; padding: .5em 1em; }
 nav a { margin-right: 1em; }
+section { overflow-x: auto; }
 ";
 
 /// The page: `tables` as (file, HTML) in report order, then `figures`.

@@ -62,7 +62,7 @@ const PLOTS: &[&str] = &[
 /// check skipped.
 fn have(tool: &str, what: &str) -> bool {
     let ok = Command::new(tool)
-        .arg("--version")
+        .arg(if tool.starts_with("pdf") && tool != "pdflatex" { "-v" } else { "--version" })
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
@@ -131,7 +131,7 @@ fn report_writes_every_table_format_plots_and_a_page_that_renders() {
     let csv = std::fs::read_to_string(dir.join("accuracy_by_attack.csv")).unwrap();
     let header = csv.lines().next().unwrap();
     assert!(
-        header.starts_with("dataset,training,kind,model,clean/train,clean/test,fgsm/train,fgsm/test,pgd-linf/train,pgd-linf/test,pgd-l2/train,pgd-l2/test"),
+        header.starts_with("dataset,training,kind,model,clean/train,clean/test,fgsm/train,fgsm/test,pgd-l2/train,pgd-l2/test,pgd-linf/train,pgd-linf/test"),
         "{header}"
     );
     let kinds: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').nth(2).unwrap()).collect();
@@ -291,21 +291,21 @@ fn partial_reports_and_comparisons() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("1 recorded run(s)") && err.contains("@0 "), "{err}");
 
-    let grown = TINY.replace("    pgd: {eps: 8/255, steps: 3}\n", "    pgd: {eps: 8/255, steps: 3}\n    pgd2: {eps: 4/255, steps: 2}\n");
+    let grown = TINY.replace("    pgd: {eps: 8/255, steps: 3}\n", "    pgd: {eps: 8/255, steps: 3}\n    pgd-small: {eps: 4/255, steps: 2}\n");
     assert_ne!(grown, TINY);
     p.write("p.yaml", &grown);
     let entries = p.entries();
     let out = p.ok(&["report", "p.yaml"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("partial report: 1 stage(s)") && text.contains("eval/digits/resnet18/at/pgd2/test"),
+        text.contains("partial report: 2 stage(s)") && text.contains("eval/digits/resnet18/at/pgd-small/test"),
         "{text}"
     );
     assert_eq!(p.entries(), entries, "a report computes nothing");
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
-    assert!(html.contains("Partial report") && html.contains("eval/digits/resnet18/at/pgd2/test"));
+    assert!(html.contains("Partial report") && html.contains("eval/digits/resnet18/at/pgd-small/test"));
     let table = std::fs::read_to_string(dir.join("robust_accuracy.md")).unwrap();
-    assert!(table.contains("| pgd |") && !table.contains("pgd2"), "{table}");
+    assert!(table.contains("| pgd |") && !table.contains("pgd-small"), "{table}");
     // Unchanged numbers: the partial report is not recorded again.
     assert_eq!(std::fs::read_dir(dir.join("runs")).unwrap().count(), 1);
 
@@ -313,17 +313,17 @@ fn partial_reports_and_comparisons() {
     assert_eq!(std::fs::read_dir(dir.join("runs")).unwrap().count(), 2);
     let out = p.ok(&["report", "p.yaml", "--compare", "@1"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("pgd2") && text.contains("added"), "{text}");
+    assert!(text.contains("pgd-small") && text.contains("added"), "{text}");
     assert!(!text.contains("removed"), "{text}");
     let md = std::fs::read_to_string(dir.join("compare.md")).unwrap();
-    assert!(md.contains("| robust_accuracy | digits/resnet18/at | pgd2 |"), "{md}");
+    assert!(md.contains("| robust_accuracy | digits/resnet18/at | pgd-small |"), "{md}");
     assert!(dir.join("compare.csv").exists());
 
     // Against another pipeline (the original, under another name: the same cached stages).
     p.write("q.yaml", &TINY.replace("name: tiny", "name: other"));
     let out = p.ok(&["report", "p.yaml", "--compare", "q.yaml"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("compared with pipeline q.yaml") && text.contains("pgd2"), "{text}");
+    assert!(text.contains("compared with pipeline q.yaml") && text.contains("pgd-small"), "{text}");
     // And against itself, as a report directory: no differences.
     let out = p.ok(&["report", "p.yaml", "--compare", "reports/tiny"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("no differences"));
