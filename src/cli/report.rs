@@ -267,12 +267,16 @@ fn record_run(dest: &Path, missing: &[String]) -> Result<()> {
     }
     let dir = dest.join(RUNS);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let stamp = utc_stamp(std::time::SystemTime::now());
-    let mut path = dir.join(format!("{stamp}.json"));
-    let mut n = 1;
-    while path.exists() {
-        path = dir.join(format!("{stamp}-{n}.json"));
-        n += 1;
+    // Names sort in time order: UTC to the millisecond, bumped past a name already taken.
+    let mut t = std::time::SystemTime::now();
+    let (mut stamp, mut path);
+    loop {
+        stamp = utc_stamp(t);
+        path = dir.join(format!("{stamp}.json"));
+        if !path.exists() {
+            break;
+        }
+        t += std::time::Duration::from_millis(1);
     }
     let run = Run {
         recorded: stamp,
@@ -288,11 +292,12 @@ fn record_run(dest: &Path, missing: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `YYYYMMDDTHHMMSSZ` of a time.
+/// `YYYYMMDDTHHMMSS.mmmZ` of a time (UTC).
 fn utc_stamp(t: std::time::SystemTime) -> String {
-    let secs = t
+    let since = t
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs()) as i64;
+        .unwrap_or_default();
+    let (secs, ms) = (since.as_secs() as i64, since.subsec_millis());
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
     let z = days + 719_468;
@@ -305,7 +310,7 @@ fn utc_stamp(t: std::time::SystemTime) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}.{ms:03}Z",
         rem / 3600,
         rem / 60 % 60,
         rem % 60
@@ -410,9 +415,11 @@ mod tests {
     #[test]
     fn stamps_are_utc_civil_times() {
         let t = |s: u64| utc_stamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
-        assert_eq!(t(0), "19700101T000000Z");
+        assert_eq!(t(0), "19700101T000000.000Z");
         // 2026-12-01 06:25:07 UTC; 2024-02-29 23:59:59 UTC (a leap day).
-        assert_eq!(t(1_796_106_307), "20261201T062507Z");
-        assert_eq!(t(1_709_251_199), "20240229T235959Z");
+        assert_eq!(t(1_796_106_307), "20261201T062507.000Z");
+        assert_eq!(t(1_709_251_199), "20240229T235959.000Z");
+        let ms = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_796_106_307_042);
+        assert_eq!(utc_stamp(ms), "20261201T062507.042Z");
     }
 }

@@ -569,6 +569,8 @@ pub fn write(
         }
     }
     if spec.html {
+        // The study's layouts first: the page is read as the paper's tables.
+        pages.sort_by_key(|(file, _)| !TABLES.iter().any(|t| t.file == file && t.caption.is_empty()));
         let page = html::page(&pages, &figures, warnings, missing);
         write_file(&dir.join("index.html"), &page)?;
         written.push(rel("index.html"));
