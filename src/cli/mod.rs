@@ -685,6 +685,10 @@ fn report_cmd(cache_dir: &Path, a: ReportArgs) -> Result<i32> {
         )
     })?;
     warn_mixed_settings(&plan, &cache);
+    if let Some(q) = &a.compare {
+        // A `--compare` that cannot name a report fails before anything is written.
+        report::check_compare(q, &a.reports.join(&plan.name))?;
+    }
     let dest = materialize_report(&plan, &cache, &a.reports, true)?;
     if let Some(q) = &a.compare {
         // After publishing, so that `@1` is the run before this one.

@@ -19,7 +19,7 @@ const REPORT_TMP: &str = ".robarch-partial-";
 /// Subdirectory of a published report that keeps every distinct report written there.
 pub const RUNS: &str = "runs";
 
-/// Removes temporary report files whose writing process is gone (killed mid-copy); a live
+/// Removes the temporary report files in `dest` whose writing process is gone (killed mid-copy); a live
 /// process's are left alone. Liveness is read from `/proc` (Linux); where there is none, or the
 /// reports directory is shared with other hosts, nothing is removed but this process's own.
 fn sweep_report_leftovers(dest: &Path) {
@@ -181,7 +181,9 @@ pub fn materialize_report(
 ) -> Result<PathBuf> {
     let dest = reports.join(&plan.name);
     std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
-    sweep_report_leftovers(&dest);
+    for d in [dest.clone(), dest.join(PLOTS_DIR), dest.join(RUNS)] {
+        sweep_report_leftovers(&d);
+    }
     let r = render(plan, cache, &dest)?;
     let published = publish(&r, &dest);
     if published.is_err() {
@@ -386,6 +388,25 @@ pub fn other_side(q: &str, dest: &Path, cache_dir: &Path) -> Result<(String, Cel
         "--compare {q}: not a pipeline file, a report directory, or a recorded run; {}",
         list()
     )
+}
+
+/// Fails, with the forms `--compare` takes, unless `q` can name a report: `@N`, an existing path,
+/// or a run recorded in `dest`.
+pub fn check_compare(q: &str, dest: &Path) -> Result<()> {
+    if let Some(n) = q.strip_prefix('@') {
+        n.parse::<usize>().map(|_| ()).map_err(|_| {
+            anyhow::anyhow!(
+                "--compare {q}: `@` takes a number of runs back, e.g. @1 (the one before the current)"
+            )
+        })
+    } else if Path::new(q).exists() || dest.join(RUNS).join(format!("{q}.json")).is_file() {
+        Ok(())
+    } else {
+        bail!(
+            "--compare {q}: not a pipeline file, a report directory, or a recorded run; give a pipeline file, a report directory robarch wrote, @N (N runs back) or a name under {}",
+            dest.join(RUNS).display()
+        )
+    }
 }
 
 /// Prints the cells of the report in `dest` that differ from `old`, and writes them to

@@ -89,6 +89,14 @@ pub fn load_sparsity<'a>(
     Ok(out)
 }
 
+/// The per-epoch histories of the train entries behind `labels`.
+pub fn load_histories<'a>(
+    cx: &StageContext,
+    labels: &'a [Labels],
+) -> Result<Vec<(&'a Labels, Vec<crate::train::EpochRecord>)>> {
+    load(cx, labels, super::train::read_history)
+}
+
 /// The bounds outputs behind `labels`.
 pub fn load_bounds<'a>(
     cx: &StageContext,

@@ -119,15 +119,15 @@ impl StageKind for Report {
             m.seed = l.seed;
             measures.push(m);
         }
-        let mut histories = Vec::new();
-        for l in have(&self.histories) {
-            histories.push(report::History {
+        let hl = have(&self.histories);
+        let histories = inputs::load_histories(cx, &hl)?
+            .into_iter()
+            .map(|(l, epochs)| report::History {
                 key: (l.dataset.clone(), l.model.clone(), l.training.clone()),
                 seed: l.seed,
-                epochs: super::train::read_history(cx.input(&l.role)?)
-                    .with_context(|| l.role.clone())?,
-            });
-        }
+                epochs,
+            })
+            .collect();
         let correlation: Option<crate::analysis::correlation::Output> =
             match cx.inputs.get("correlation").filter(|_| self.correlation) {
                 Some(input) => {

@@ -269,7 +269,7 @@ fn dag_renders_text_dot_and_mermaid() {
     );
     let mermaid = stdout(&p.ok(&["dag", "p.yaml", "--format", "mermaid"]));
     assert!(
-        mermaid.starts_with("graph LR") && mermaid.matches("-->").count() == 1 + 6 * 2 + 1 + 7,
+        mermaid.starts_with("graph LR") && mermaid.matches("-->").count() == 1 + 6 * 2 + 1 + 7 + 1,
         "{mermaid}"
     );
     let text = stdout(&p.ok(&["dag", "p.yaml"]));
