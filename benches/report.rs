@@ -19,9 +19,26 @@ use std::process::Command;
 use std::time::Instant;
 
 const ARCHS: [&str; 20] = [
-    "resnet18", "resnet50", "preact_resnet18", "wrn28_10", "wrn34_10", "vgg16_bn", "densenet121",
-    "mobilenetv2", "regnetx", "convnext", "vit", "deit", "swin", "cait", "pvt_v2", "cct",
-    "coatnet", "cvt", "mixer", "poolformer",
+    "resnet18",
+    "resnet50",
+    "preact_resnet18",
+    "wrn28_10",
+    "wrn34_10",
+    "vgg16_bn",
+    "densenet121",
+    "mobilenetv2",
+    "regnetx",
+    "convnext",
+    "vit",
+    "deit",
+    "swin",
+    "cait",
+    "pvt_v2",
+    "cct",
+    "coatnet",
+    "cvt",
+    "mixer",
+    "poolformer",
 ];
 const N: usize = 10_000;
 
@@ -73,7 +90,12 @@ fn flags_tensor(n: usize, p: f64, seed: u64) -> Vec<u8> {
     (0..n).map(|i| u8::from(unit(seed, i as u64) < p)).collect()
 }
 
-fn write_entry(cache: &Cache, node: &robarch::plan::Node, summary: serde_json::Value, files: &[(&str, Vec<u8>)]) {
+fn write_entry(
+    cache: &Cache,
+    node: &robarch::plan::Node,
+    summary: serde_json::Value,
+    files: &[(&str, Vec<u8>)],
+) {
     let staged = cache.stage_dir_for(&node.key).unwrap();
     for (name, bytes) in files {
         std::fs::write(staged.path().join(name), bytes).unwrap();
@@ -105,7 +127,11 @@ fn generate(root: &Path) {
                 let attack = &params["attack"];
                 let eps = attack["eps"].as_f64().unwrap_or(0.0);
                 let clean = 0.6 + 0.3 * unit(seed, 1);
-                let robust = if eps == 0.0 { clean } else { clean * (0.2 + 0.5 * unit(seed, 2)) };
+                let robust = if eps == 0.0 {
+                    clean
+                } else {
+                    clean * (0.2 + 0.5 * unit(seed, 2))
+                };
                 let cc = flags_tensor(N, clean, seed);
                 let rc: Vec<u8> = cc
                     .iter()
@@ -115,8 +141,24 @@ fn generate(root: &Path) {
                 let mean = |v: &[u8]| v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
                 let st = safetensors::serialize(
                     [
-                        ("clean_correct", safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![N], &cc).unwrap()),
-                        ("robust_correct", safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![N], &rc).unwrap()),
+                        (
+                            "clean_correct",
+                            safetensors::tensor::TensorView::new(
+                                safetensors::Dtype::U8,
+                                vec![N],
+                                &cc,
+                            )
+                            .unwrap(),
+                        ),
+                        (
+                            "robust_correct",
+                            safetensors::tensor::TensorView::new(
+                                safetensors::Dtype::U8,
+                                vec![N],
+                                &rc,
+                            )
+                            .unwrap(),
+                        ),
                     ],
                     &None,
                 )
@@ -133,12 +175,17 @@ fn generate(root: &Path) {
                     node,
                     json!({"n": N, "clean_accuracy": mean(&cc), "robust_accuracy": mean(&rc), "eps": eps,
                            "norm": norm, "class": class, "members": [], "notes": [], "seconds": 1.0}),
-                    &[("metrics.json", b"{}".to_vec()), ("per_sample.safetensors", st)],
+                    &[
+                        ("metrics.json", b"{}".to_vec()),
+                        ("per_sample.safetensors", st),
+                    ],
                 );
             }
             "sparsity" => {
-                let agg = |k: u64| json!({"numel": 1_000_000, "tensors": 40, "hoyer": 0.2 + 0.3 * unit(seed, k),
-                    "l1_over_l2": 100.0 * unit(seed, k + 1), "below": {"abs<0.001": unit(seed, k + 2), "rel<0.01": unit(seed, k + 3)}});
+                let agg = |k: u64| {
+                    json!({"numel": 1_000_000, "tensors": 40, "hoyer": 0.2 + 0.3 * unit(seed, k),
+                    "l1_over_l2": 100.0 * unit(seed, k + 1), "below": {"abs<0.001": unit(seed, k + 2), "rel<0.01": unit(seed, k + 3)}})
+                };
                 write_entry(
                     &cache,
                     node,
@@ -220,7 +267,11 @@ fn robarch_bin() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/release/deps/report-… → target/release/robarch (scripts/build.sh builds it).
     let bin = exe.parent().unwrap().parent().unwrap().join("robarch");
-    assert!(bin.exists(), "{} is missing: run scripts/build.sh", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/build.sh",
+        bin.display()
+    );
     bin
 }
 
@@ -232,7 +283,11 @@ fn time_report(root: &Path) -> f64 {
         .output()
         .unwrap();
     let s = t.elapsed().as_secs_f64();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     s
 }
 
@@ -244,7 +299,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let mut runs = 5usize;
     let mut keep: Option<std::path::PathBuf> = None;
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     for pair in args.chunks(2) {
         match pair {
             [k, v] if k == "--runs" => runs = v.parse().expect("--runs N"),
@@ -309,9 +367,15 @@ fn main() {
     println!(
         "\n{} report inputs ({} evaluations), {runs} runs each, medians:",
         node.inputs.len(),
-        node.inputs.keys().filter(|k| k.starts_with("eval/")).count()
+        node.inputs
+            .keys()
+            .filter(|k| k.starts_with("eval/"))
+            .count()
     );
-    println!("  robarch report, rendered from the cached inputs: {r:.3} s  ({:.2} × the 1 s budget)", r / 1.0);
+    println!(
+        "  robarch report, rendered from the cached inputs: {r:.3} s  ({:.2} × the 1 s budget)",
+        r / 1.0
+    );
     println!("  robarch report, report entry cached (copy):      {c:.3} s");
     println!("  render / copy: {:.2}", r / c);
     if let Some(to) = keep {

@@ -109,7 +109,11 @@ fn render(plan: &Plan, cache: &Cache, staging_in: &Path) -> Result<Rendered> {
     let strings = |k: &str| -> Vec<String> {
         summary[k]
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     Ok(Rendered {
@@ -142,7 +146,8 @@ fn publish(r: &Rendered, dest: &Path) -> Result<Vec<PathBuf>> {
         };
         let to = dest.join(&name);
         let parent = to.parent().expect("inside dest");
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
         let tmp = tempfile::Builder::new()
             .prefix(&format!("{REPORT_TMP}{}-", std::process::id()))
             .tempfile_in(parent)
@@ -206,7 +211,10 @@ pub fn materialize_report(
             println!("  {m}");
         }
         if r.missing.len() > LIST {
-            println!("  … and {} more (listed in index.html)", r.missing.len() - LIST);
+            println!(
+                "  … and {} more (listed in index.html)",
+                r.missing.len() - LIST
+            );
         }
     }
     // Markdown tables on the terminal; long ones (the correlation table) cut to their first rows.
@@ -296,9 +304,7 @@ fn record_run(dest: &Path, missing: &[String]) -> Result<()> {
 
 /// `YYYYMMDDTHHMMSS.mmmZ` of a time (UTC).
 fn utc_stamp(t: std::time::SystemTime) -> String {
-    let since = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let (secs, ms) = (since.as_secs() as i64, since.subsec_millis());
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
@@ -422,8 +428,11 @@ pub fn compare(dest: &Path, label: &str, old: &Cells) -> Result<()> {
         println!("{} of {} cells differ", diffs.len(), new.cells.len());
     }
     let md = dest.join("compare.md");
-    std::fs::write(&md, compare::markdown(&diffs, label, &dest.display().to_string()))
-        .with_context(|| format!("writing {}", md.display()))?;
+    std::fs::write(
+        &md,
+        compare::markdown(&diffs, label, &dest.display().to_string()),
+    )
+    .with_context(|| format!("writing {}", md.display()))?;
     crate::report::write_csv(&mut compare::frame(&diffs)?, &dest.join("compare.csv"))?;
     println!("written: {} and compare.csv", md.display());
     Ok(())

@@ -54,7 +54,8 @@ impl Cells {
                     let id = id.join("/");
                     for c in &nums {
                         let v = c.get(i).ok().and_then(|v| v.extract::<f64>());
-                        self.cells.push((file.into(), id.clone(), c.name().to_string(), v));
+                        self.cells
+                            .push((file.into(), id.clone(), c.name().to_string(), v));
                     }
                 }
             }
@@ -225,8 +226,14 @@ mod tests {
         assert_eq!(d.len(), 3, "{d:?}");
         assert_eq!(d[0].column, "b");
         assert_eq!(d[0].change(), Some(0.5));
-        assert_eq!((d[1].column.as_str(), d[1].old, d[1].new), ("new", None, Some(4.0)));
-        assert_eq!((d[2].column.as_str(), d[2].old, d[2].new), ("gone", Some(3.0), None));
+        assert_eq!(
+            (d[1].column.as_str(), d[1].old, d[1].new),
+            ("new", None, Some(4.0))
+        );
+        assert_eq!(
+            (d[2].column.as_str(), d[2].old, d[2].new),
+            ("gone", Some(3.0), None)
+        );
         let t = text(&d);
         assert!(t.contains("+0.5000"), "{t}");
         assert!(t.contains("added") && t.contains("removed"), "{t}");

@@ -66,7 +66,10 @@ pub fn page(
     }
     s.push_str("<h2 id=\"tables\">Tables</h2>\n<p>Best value of each column per (dataset, training) in bold where a direction is meaningful: accuracy higher, gaps, drops and bounds lower, sparsity higher. Mean ± standard deviation where seeds repeat. Each table is also in the report directory as CSV, Parquet, Markdown and LaTeX.</p>\n");
     for (file, html) in tables {
-        let _ = writeln!(s, "<section id=\"table-{file}\">\n<h3>{file}</h3>\n{html}</section>");
+        let _ = writeln!(
+            s,
+            "<section id=\"table-{file}\">\n<h3>{file}</h3>\n{html}</section>"
+        );
     }
     s.push_str("<h2 id=\"plots\">Plots</h2>\n");
     for f in figures {

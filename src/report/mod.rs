@@ -555,7 +555,8 @@ pub fn write(
         let pdir = out.join(PLOTS_DIR);
         let plots = plots::plots(inputs);
         if !plots.is_empty() {
-            std::fs::create_dir_all(&pdir).with_context(|| format!("creating {}", pdir.display()))?;
+            std::fs::create_dir_all(&pdir)
+                .with_context(|| format!("creating {}", pdir.display()))?;
         }
         for p in &plots {
             for f in p.save(&pdir)? {
@@ -570,7 +571,11 @@ pub fn write(
     }
     if spec.html {
         // The study's layouts first: the page is read as the paper's tables.
-        pages.sort_by_key(|(file, _)| !TABLES.iter().any(|t| t.file == file && t.caption.is_empty()));
+        pages.sort_by_key(|(file, _)| {
+            !TABLES
+                .iter()
+                .any(|t| t.file == file && t.caption.is_empty())
+        });
         let page = html::page(&pages, &figures, warnings, missing);
         write_file(&dir.join("index.html"), &page)?;
         written.push(rel("index.html"));

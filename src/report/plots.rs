@@ -34,6 +34,13 @@ pub struct Plot {
     figure: Figure,
 }
 
+/// A named line of (x, y) points.
+type Series = (&'static str, Vec<(f64, f64)>);
+/// A scatter point: (model, kind, x, y).
+type Point = (String, String, f64, f64);
+/// A scatter panel: (x-axis title, points, line above the panel).
+type Panel = (String, Vec<Point>, String);
+
 enum Figure {
     /// Per architecture: (ε, robust accuracy %) points.
     Curve {
@@ -44,13 +51,13 @@ enum Figure {
     /// Per architecture a panel of per-epoch series (name, points).
     History {
         title: String,
-        panels: Vec<(String, Vec<(&'static str, Vec<(f64, f64)>)>)>,
+        panels: Vec<(String, Vec<Series>)>,
     },
     /// Panels of (measure, points (model, kind, x, y), legend line).
     Scatter {
         title: String,
         y: String,
-        panels: Vec<(String, Vec<(String, String, f64, f64)>, String)>,
+        panels: Vec<Panel>,
     },
     /// Horizontal grouped bars: per architecture (with its kind) one bar per attack.
     Bars {
@@ -106,7 +113,13 @@ pub fn plots(inputs: &Inputs) -> Vec<Plot> {
 /// File-name-safe text.
 fn slug(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -131,7 +144,11 @@ fn ordered_models<'a>(inputs: &Inputs, models: impl Iterator<Item = &'a str>) ->
 /// Test robust accuracy per attack per architecture, one chart per (dataset, training).
 fn bars(inputs: &Inputs) -> Vec<Plot> {
     let mut blocks: BTreeMap<(&str, &str), Vec<&EvalResult>> = BTreeMap::new();
-    for e in inputs.evals.iter().filter(|e| !e.is_curve_point() && e.split == "test") {
+    for e in inputs
+        .evals
+        .iter()
+        .filter(|e| !e.is_curve_point() && e.split == "test")
+    {
         blocks.entry((&e.dataset, &e.training)).or_default().push(e);
     }
     blocks
@@ -183,7 +200,8 @@ fn curves(inputs: &Inputs) -> Vec<Plot> {
         .filter(|e| e.is_curve_point())
         .map(|e| base(&e.attack))
         .collect();
-    let mut by: BTreeMap<(&str, &str, &str), BTreeMap<&str, Vec<(f64, f64)>>> = BTreeMap::new();
+    type PerModel<'a> = BTreeMap<&'a str, Vec<(f64, f64)>>;
+    let mut by: BTreeMap<(&str, &str, &str), PerModel> = BTreeMap::new();
     for e in inputs
         .evals
         .iter()
@@ -378,7 +396,9 @@ fn padded(lo: f64, hi: f64) -> std::ops::Range<f64> {
 }
 
 fn range(v: impl Iterator<Item = f64>) -> (f64, f64) {
-    v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)))
+    v.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+        (a.min(x), b.max(x))
+    })
 }
 
 impl Plot {
@@ -429,8 +449,12 @@ impl Plot {
             .save_with_format(&png, image::ImageFormat::Png)
             .with_context(|| format!("writing {}", png.display()))?;
         let svg_path = dir.join(format!("{}.svg", self.file));
-        std::fs::write(&svg_path, svg).with_context(|| format!("writing {}", svg_path.display()))?;
-        Ok(vec![format!("{}.png", self.file), format!("{}.svg", self.file)])
+        std::fs::write(&svg_path, svg)
+            .with_context(|| format!("writing {}", svg_path.display()))?;
+        Ok(vec![
+            format!("{}.png", self.file),
+            format!("{}.svg", self.file),
+        ])
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
@@ -580,7 +604,9 @@ impl Plot {
                         .draw()
                         .map_err(e)?;
                     let r = if big { 8 } else { 6 };
-                    let font = (SANS, if big { 15 } else { 12 }).into_font().color(&BLACK.mix(0.75));
+                    let font = (SANS, if big { 15 } else { 12 })
+                        .into_font()
+                        .color(&BLACK.mix(0.75));
                     chart
                         .draw_series(pts.iter().map(|p| {
                             EmptyElement::at((p.2, p.3))
@@ -590,7 +616,11 @@ impl Plot {
                         .map_err(e)?;
                 }
             }
-            Figure::Bars { title, attacks, rows } => {
+            Figure::Bars {
+                title,
+                attacks,
+                rows,
+            } => {
                 let (top, rest) = root.split_vertically(100);
                 let items: Vec<(String, RGBColor, Marker)> = attacks
                     .iter()
@@ -633,7 +663,10 @@ impl Plot {
                         .draw_series(rows.iter().enumerate().filter_map(|(i, (_, v))| {
                             let v = v[j]?;
                             let y_top = (n - i) as f64 - 0.1 - band * j as f64;
-                            Some(Rectangle::new([(0.0, y_top - band), (v, y_top)], c.filled()))
+                            Some(Rectangle::new(
+                                [(0.0, y_top - band), (v, y_top)],
+                                c.filled(),
+                            ))
                         }))
                         .map_err(e)?;
                 }
@@ -666,7 +699,9 @@ fn header<DB: DrawingBackend>(
     let widths: Vec<i32> = items
         .iter()
         .map(|(t, _, _)| {
-            let (tw, _) = area.estimate_text_size(t, &font).unwrap_or((8 * t.len() as u32, 17));
+            let (tw, _) = area
+                .estimate_text_size(t, &font)
+                .unwrap_or((8 * t.len() as u32, 17));
             tw as i32 + 34 + 22
         })
         .collect();
@@ -693,7 +728,10 @@ fn header<DB: DrawingBackend>(
                     c.stroke_width(3),
                 ))?,
                 Marker::Dot => area.draw(&Circle::new((x + 13, y), 7, c.filled()))?,
-                Marker::Box => area.draw(&Rectangle::new([(x + 4, y - 8), (x + 22, y + 8)], c.filled()))?,
+                Marker::Box => area.draw(&Rectangle::new(
+                    [(x + 4, y - 8), (x + 22, y + 8)],
+                    c.filled(),
+                ))?,
             }
             area.draw(&Text::new(text.clone(), (x + 34, y), font.clone()))?;
             x += widths[i];

@@ -20,14 +20,21 @@ fn frame_rows(df: &DataFrame, missing: &str) -> Vec<Vec<String>> {
         .map(|i| {
             df.get_columns()
                 .iter()
-                .map(|c| c.get(i).map(|v| any_text(v, missing)).unwrap_or_else(|_| "?".into()))
+                .map(|c| {
+                    c.get(i)
+                        .map(|v| any_text(v, missing))
+                        .unwrap_or_else(|_| "?".into())
+                })
                 .collect()
         })
         .collect()
 }
 
 fn names(df: &DataFrame) -> Vec<String> {
-    df.get_column_names().iter().map(|s| s.to_string()).collect()
+    df.get_column_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// A GitHub-flavoured Markdown table; floats with two decimals, missing values as `–`.
@@ -87,7 +94,13 @@ pub fn frame_latex(df: &DataFrame, caption: &str) -> Result<String> {
     let align: String = df
         .get_columns()
         .iter()
-        .map(|c| if c.dtype().is_primitive_numeric() { 'r' } else { 'l' })
+        .map(|c| {
+            if c.dtype().is_primitive_numeric() {
+                'r'
+            } else {
+                'l'
+            }
+        })
         .collect();
     let head: Vec<String> = names.iter().map(|n| tex_escape(n)).collect();
     let mut body = String::new();

@@ -91,7 +91,9 @@ impl StudyTable {
 
     /// Whether any cell holds more than one seed.
     pub fn has_seeds(&self) -> bool {
-        self.cols.iter().any(|c| c.cells.iter().any(|v| v.len() > 1))
+        self.cols
+            .iter()
+            .any(|c| c.cells.iter().any(|v| v.len() > 1))
     }
 
     /// Rows (by index) whose mean is the best of column `c` within their block; ties are all best.
@@ -168,7 +170,13 @@ impl StudyTable {
         }
         if seeds {
             let n: Vec<u32> = (0..self.rows.len())
-                .map(|r| self.cols.iter().map(|c| c.cells[r].len()).max().unwrap_or(0) as u32)
+                .map(|r| {
+                    self.cols
+                        .iter()
+                        .map(|c| c.cells[r].len())
+                        .max()
+                        .unwrap_or(0) as u32
+                })
                 .collect();
             cols.push(Column::new("seeds".into(), n));
         }
@@ -265,14 +273,28 @@ fn key(e: &EvalResult) -> (&str, &str, &str) {
 /// Robust accuracy (%) per architecture and attack, train and test side by side; `clean` is the
 /// clean accuracy.
 pub fn accuracy_by_attack(inputs: &Inputs) -> Option<StudyTable> {
-    let evals: Vec<&EvalResult> = inputs.evals.iter().filter(|e| !e.is_curve_point()).collect();
+    let evals: Vec<&EvalResult> = inputs
+        .evals
+        .iter()
+        .filter(|e| !e.is_curve_point())
+        .collect();
     if evals.is_empty() {
         return None;
     }
     let mut cells = Cells::default();
     for e in &evals {
-        cells.put(key(e), e.seed, &format!("{}/{}", e.attack, e.split), 100.0 * e.robust_accuracy);
-        cells.put(key(e), e.seed, &format!("clean/{}", e.split), 100.0 * e.clean_accuracy);
+        cells.put(
+            key(e),
+            e.seed,
+            &format!("{}/{}", e.attack, e.split),
+            100.0 * e.robust_accuracy,
+        );
+        cells.put(
+            key(e),
+            e.seed,
+            &format!("clean/{}", e.split),
+            100.0 * e.clean_accuracy,
+        );
     }
     let rows = model_rows(inputs, evals.iter().map(|e| key(e)));
     let mut attacks = attack_order(&inputs.evals);
@@ -320,26 +342,31 @@ fn split_order(evals: &[&EvalResult]) -> Vec<String> {
 /// The robust generalization gap (train − test robust accuracy, points) per architecture and
 /// attack; `clean` is the clean gap.
 pub fn gap_by_attack(inputs: &Inputs) -> Option<StudyTable> {
-    let evals: Vec<&EvalResult> = inputs.evals.iter().filter(|e| !e.is_curve_point()).collect();
-    let mut acc: BTreeMap<(&str, &str, &str, Option<u64>, &str), (Option<f64>, Option<f64>, Option<f64>, Option<f64>)> =
-        BTreeMap::new();
+    let evals: Vec<&EvalResult> = inputs
+        .evals
+        .iter()
+        .filter(|e| !e.is_curve_point())
+        .collect();
+    /// Robust and clean accuracy on (train, test).
+    type Sides = ((Option<f64>, Option<f64>), (Option<f64>, Option<f64>));
+    let mut acc: BTreeMap<(&str, &str, &str, Option<u64>, &str), Sides> = BTreeMap::new();
     for e in &evals {
         let (d, m, t) = key(e);
         let slot = acc.entry((d, m, t, e.seed, &e.attack)).or_default();
         match e.split.as_str() {
             "train" => {
-                slot.0 = Some(e.robust_accuracy);
-                slot.2 = Some(e.clean_accuracy);
+                slot.0 .0 = Some(e.robust_accuracy);
+                slot.1 .0 = Some(e.clean_accuracy);
             }
             "test" => {
-                slot.1 = Some(e.robust_accuracy);
-                slot.3 = Some(e.clean_accuracy);
+                slot.0 .1 = Some(e.robust_accuracy);
+                slot.1 .1 = Some(e.clean_accuracy);
             }
             _ => {}
         }
     }
     let mut cells = Cells::default();
-    for ((d, m, t, seed, a), (tr, te, ctr, cte)) in &acc {
+    for ((d, m, t, seed, a), ((tr, te), (ctr, cte))) in &acc {
         if let (Some(tr), Some(te)) = (tr, te) {
             cells.put((d, m, t), *seed, a, 100.0 * (tr - te));
         }
@@ -350,7 +377,13 @@ pub fn gap_by_attack(inputs: &Inputs) -> Option<StudyTable> {
     if cells.0.is_empty() {
         return None;
     }
-    let rows = model_rows(inputs, cells.0.keys().map(|k| (k.0.as_str(), k.1.as_str(), k.2.as_str())));
+    let rows = model_rows(
+        inputs,
+        cells
+            .0
+            .keys()
+            .map(|k| (k.0.as_str(), k.1.as_str(), k.2.as_str())),
+    );
     let mut attacks = attack_order(&inputs.evals);
     if !attacks.iter().any(|a| a == "clean") {
         attacks.insert(0, "clean".into());
@@ -386,7 +419,9 @@ pub fn unseen_drop(inputs: &Inputs) -> Option<StudyTable> {
     let mut cells = Cells::default();
     let mut seen_order: Vec<String> = Vec::new();
     let mut unseen_order: Vec<String> = Vec::new();
-    let mut means: BTreeMap<(Slot, Option<u64>), (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    // Per (model, seed): the drops under seen and under unseen attacks.
+    type Drops = (Vec<f64>, Vec<f64>);
+    let mut means: BTreeMap<(Slot, Option<u64>), Drops> = BTreeMap::new();
     for e in &test {
         let Some(g) = inputs.gaps.get(&e.training) else {
             continue;
@@ -398,7 +433,11 @@ pub fn unseen_drop(inputs: &Inputs) -> Option<StudyTable> {
         } else {
             continue;
         };
-        let order = if side == "seen" { &mut seen_order } else { &mut unseen_order };
+        let order = if side == "seen" {
+            &mut seen_order
+        } else {
+            &mut unseen_order
+        };
         if !order.contains(&e.attack) {
             order.push(e.attack.clone());
         }
@@ -406,7 +445,12 @@ pub fn unseen_drop(inputs: &Inputs) -> Option<StudyTable> {
         cells.put(key(e), e.seed, &format!("{side}/{}", e.attack), drop);
         let m = means
             .entry((
-                (e.dataset.clone(), e.model.clone(), e.training.clone(), String::new()),
+                (
+                    e.dataset.clone(),
+                    e.model.clone(),
+                    e.training.clone(),
+                    String::new(),
+                ),
                 e.seed,
             ))
             .or_default();
@@ -432,7 +476,12 @@ pub fn unseen_drop(inputs: &Inputs) -> Option<StudyTable> {
             cells.put(e, *seed, "mean/unseen - seen", u - s);
         }
     }
-    let rows = model_rows(inputs, means.keys().map(|(k, _)| (k.0.as_str(), k.1.as_str(), k.2.as_str())));
+    let rows = model_rows(
+        inputs,
+        means
+            .keys()
+            .map(|(k, _)| (k.0.as_str(), k.1.as_str(), k.2.as_str())),
+    );
     let mut cols = Vec::new();
     for (side, order) in [("seen", &seen_order), ("unseen", &unseen_order)] {
         for a in order {
@@ -473,7 +522,11 @@ fn measure_table(
     let mut names: Vec<(String, String)> = Vec::new();
     let mut keys = Vec::new();
     for m in &inputs.measures {
-        let ModelMeasures { key: (d, mo, t), seed, values } = m;
+        let ModelMeasures {
+            key: (d, mo, t),
+            seed,
+            values,
+        } = m;
         for (n, v) in values {
             let Some(head) = pick(n) else { continue };
             if !names.iter().any(|x| &x.0 == n) {
@@ -514,7 +567,13 @@ pub fn sparsity_by_layer(inputs: &Inputs) -> Option<StudyTable> {
             }
         },
         // Hoyer and the fractions of near-zero weights grow with sparsity; ℓ1/ℓ2 shrinks.
-        |n| if n == "l1_over_l2" { Better::Lower } else { Better::Higher },
+        |n| {
+            if n == "l1_over_l2" {
+                Better::Lower
+            } else {
+                Better::Higher
+            }
+        },
     );
     // Layer types no model has stay out.
     let cols: Vec<StudyCol> = cols
@@ -574,7 +633,11 @@ pub fn correlation_matrix(inputs: &Inputs) -> Option<StudyTable> {
     let mut cols = Vec::new();
     for g in &gaps {
         for (name, get) in [
-            ("tau", (|s: &crate::analysis::correlation::Correlation| s.kendall_tau.value) as fn(&_) -> Option<f64>),
+            (
+                "tau",
+                (|s: &crate::analysis::correlation::Correlation| s.kendall_tau.value)
+                    as fn(&_) -> Option<f64>,
+            ),
             ("rho", |s| s.spearman_rho.value),
         ] {
             let cells = rows
@@ -666,7 +729,14 @@ mod tests {
         let cols: Vec<String> = t.cols.iter().map(|c| c.flat_name()).collect();
         assert_eq!(
             cols,
-            ["clean/train", "clean/test", "pgd/train", "pgd/test", "l2/train", "l2/test"]
+            [
+                "clean/train",
+                "clean/test",
+                "pgd/train",
+                "pgd/test",
+                "l2/train",
+                "l2/test"
+            ]
         );
         // vit pgd/test: mean 42, sample std of (40, 44) = 2.83.
         assert_eq!(t.cell_text(3, 1, " ± ").unwrap(), "42.00 ± 2.83");
@@ -674,9 +744,17 @@ mod tests {
         assert_eq!(t.best(3), [1].into());
         assert_eq!(t.best(2), [0].into());
         let df = t.to_frame().unwrap();
-        assert!(df.get_column_names().iter().any(|c| c.as_str() == "pgd/test_std"));
+        assert!(df
+            .get_column_names()
+            .iter()
+            .any(|c| c.as_str() == "pgd/test_std"));
         assert_eq!(
-            df.column("seeds").unwrap().u32().unwrap().into_no_null_iter().collect::<Vec<_>>(),
+            df.column("seeds")
+                .unwrap()
+                .u32()
+                .unwrap()
+                .into_no_null_iter()
+                .collect::<Vec<_>>(),
             [1, 2, 1]
         );
         let tex = render::study_latex(&t).unwrap();
@@ -716,7 +794,13 @@ mod tests {
         let names: Vec<String> = u.cols.iter().map(|c| c.flat_name()).collect();
         assert_eq!(
             names,
-            ["seen/pgd", "unseen/l2", "mean/seen", "mean/unseen", "mean/unseen - seen"]
+            [
+                "seen/pgd",
+                "unseen/l2",
+                "mean/seen",
+                "mean/unseen",
+                "mean/unseen - seen"
+            ]
         );
         // cnn: seen drop 85 − 30 = 55, unseen 85 − 25 = 60; vit: 40 and 30.
         assert_eq!(u.cell_text(0, 0, "").unwrap(), "55.00");
@@ -727,7 +811,10 @@ mod tests {
 
     #[test]
     fn latex_escapes_labels() {
-        assert_eq!(render::tex_escape("below_abs<0.001 & 5%"), "below\\_abs$<$0.001 \\& 5\\%");
+        assert_eq!(
+            render::tex_escape("below_abs<0.001 & 5%"),
+            "below\\_abs$<$0.001 \\& 5\\%"
+        );
         assert_eq!(render::tex_escape("ℓ∞"), "??");
     }
 }

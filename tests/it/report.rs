@@ -62,7 +62,11 @@ const PLOTS: &[&str] = &[
 /// check skipped.
 fn have(tool: &str, what: &str) -> bool {
     let ok = Command::new(tool)
-        .arg(if tool.starts_with("pdf") && tool != "pdflatex" { "-v" } else { "--version" })
+        .arg(if tool.starts_with("pdf") && tool != "pdflatex" {
+            "-v"
+        } else {
+            "--version"
+        })
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
@@ -70,7 +74,9 @@ fn have(tool: &str, what: &str) -> bool {
             std::env::var("ROBARCH_REPORT_TOOLS").as_deref() != Ok("required"),
             "{tool} is required (ROBARCH_REPORT_TOOLS=required) but does not run"
         );
-        eprintln!("SKIPPED: {what}: `{tool}` is not installed (scripts/test.sh installs it with apt-get)");
+        eprintln!(
+            "SKIPPED: {what}: `{tool}` is not installed (scripts/test.sh installs it with apt-get)"
+        );
     }
     ok
 }
@@ -123,7 +129,10 @@ fn report_writes_every_table_format_plots_and_a_page_that_renders() {
             let bytes = std::fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             assert!(bytes.len() > 20, "{} is empty", f.display());
             if ext == "parquet" {
-                assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"), "{t}.parquet");
+                assert!(
+                    bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"),
+                    "{t}.parquet"
+                );
             }
         }
     }
@@ -134,7 +143,11 @@ fn report_writes_every_table_format_plots_and_a_page_that_renders() {
         header.starts_with("dataset,training,kind,model,clean/train,clean/test,fgsm/train,fgsm/test,pgd-l2/train,pgd-l2/test,pgd-linf/train,pgd-linf/test"),
         "{header}"
     );
-    let kinds: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').nth(2).unwrap()).collect();
+    let kinds: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap())
+        .collect();
     assert_eq!(kinds, ["cnn", "transformer", "mlp"]);
     let unseen = std::fs::read_to_string(dir.join("unseen_drop.csv")).unwrap();
     assert!(
@@ -142,15 +155,24 @@ fn report_writes_every_table_format_plots_and_a_page_that_renders() {
         "{unseen}"
     );
     let tex = std::fs::read_to_string(dir.join("accuracy_by_attack.tex")).unwrap();
-    assert!(tex.contains("\\toprule") && tex.contains("\\mathbf{") && tex.contains("\\textit{CNN}"), "{tex}");
+    assert!(
+        tex.contains("\\toprule") && tex.contains("\\mathbf{") && tex.contains("\\textit{CNN}"),
+        "{tex}"
+    );
     for plot in PLOTS {
         let (w, h) = drawn_png(&dir.join(format!("plots/{plot}.png")));
         assert!(w >= 900 && h >= 400, "{plot}: {w}x{h}");
         let svg = std::fs::read_to_string(dir.join(format!("plots/{plot}.svg"))).unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("<text"), "{plot}.svg");
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<text"),
+            "{plot}.svg"
+        );
     }
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
-    assert!(!html.contains("http://") && !html.contains("https://"), "the page loads nothing from the network");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "the page loads nothing from the network"
+    );
     assert_eq!(html.matches("data:image/png;base64,").count(), PLOTS.len());
     // The report's numbers are its tables': a cell of cells.json equals the CSV's.
     let cells: serde_json::Value =
@@ -158,7 +180,9 @@ fn report_writes_every_table_format_plots_and_a_page_that_renders() {
     assert!(cells["cells"].as_array().unwrap().len() > 100);
 
     let art = artifacts();
-    if have("pdflatex", "compiling the LaTeX tables") && have("pdftoppm", "looking at the PDF's pages") {
+    if have("pdflatex", "compiling the LaTeX tables")
+        && have("pdftoppm", "looking at the PDF's pages")
+    {
         let tmp = tempfile::tempdir().unwrap();
         for e in std::fs::read_dir(&dir).unwrap() {
             let e = e.unwrap();
@@ -173,7 +197,9 @@ fn report_writes_every_table_format_plots_and_a_page_that_renders() {
             "pdflatex report.tex",
         );
         let info = run_tool(
-            Command::new("pdfinfo").arg("report.pdf").current_dir(tmp.path()),
+            Command::new("pdfinfo")
+                .arg("report.pdf")
+                .current_dir(tmp.path()),
             "pdfinfo",
         );
         let pages: usize = info
@@ -183,7 +209,11 @@ fn report_writes_every_table_format_plots_and_a_page_that_renders() {
             .trim()
             .parse()
             .unwrap();
-        assert!(pages >= TABLES.len(), "{pages} pages for {} tables", TABLES.len());
+        assert!(
+            pages >= TABLES.len(),
+            "{pages} pages for {} tables",
+            TABLES.len()
+        );
         run_tool(
             Command::new("pdftoppm")
                 .args(["-png", "-r", "70", "report.pdf", "page"])
@@ -203,7 +233,10 @@ fn report_writes_every_table_format_plots_and_a_page_that_renders() {
         assert_eq!(looked, pages);
         // No table overflows its page.
         let log = std::fs::read_to_string(tmp.path().join("report.log")).unwrap();
-        assert!(!log.contains("Overfull \\hbox"), "a table is wider than the page:\n{log}");
+        assert!(
+            !log.contains("Overfull \\hbox"),
+            "a table is wider than the page:\n{log}"
+        );
         std::fs::copy(tmp.path().join("report.pdf"), art.join("report.pdf")).unwrap();
     }
     if have("chromium", "rendering index.html in a browser") {
@@ -266,7 +299,10 @@ window.addEventListener('load', () => {
         let _ = std::fs::remove_file(&shot);
         run_tool(
             &mut chromium(
-                &["--window-size=1400,2600", &format!("--screenshot={}", shot.display())],
+                &[
+                    "--window-size=1400,2600",
+                    &format!("--screenshot={}", shot.display()),
+                ],
                 &dir.join("index.html"),
             ),
             "chromium --screenshot",
@@ -289,23 +325,35 @@ fn partial_reports_and_comparisons() {
     let out = p.run(&["report", "p.yaml", "--compare", "@1"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("1 recorded run(s)") && err.contains("@0 "), "{err}");
+    assert!(
+        err.contains("1 recorded run(s)") && err.contains("@0 "),
+        "{err}"
+    );
 
-    let grown = TINY.replace("    pgd: {eps: 8/255, steps: 3}\n", "    pgd: {eps: 8/255, steps: 3}\n    pgd-small: {eps: 4/255, steps: 2}\n");
+    let grown = TINY.replace(
+        "    pgd: {eps: 8/255, steps: 3}\n",
+        "    pgd: {eps: 8/255, steps: 3}\n    pgd-small: {eps: 4/255, steps: 2}\n",
+    );
     assert_ne!(grown, TINY);
     p.write("p.yaml", &grown);
     let entries = p.entries();
     let out = p.ok(&["report", "p.yaml"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("partial report: 2 stage(s)") && text.contains("eval/digits/resnet18/at/pgd-small/test"),
+        text.contains("partial report: 2 stage(s)")
+            && text.contains("eval/digits/resnet18/at/pgd-small/test"),
         "{text}"
     );
     assert_eq!(p.entries(), entries, "a report computes nothing");
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
-    assert!(html.contains("Partial report") && html.contains("eval/digits/resnet18/at/pgd-small/test"));
+    assert!(
+        html.contains("Partial report") && html.contains("eval/digits/resnet18/at/pgd-small/test")
+    );
     let table = std::fs::read_to_string(dir.join("robust_accuracy.md")).unwrap();
-    assert!(table.contains("| pgd |") && !table.contains("pgd-small"), "{table}");
+    assert!(
+        table.contains("| pgd |") && !table.contains("pgd-small"),
+        "{table}"
+    );
     // Unchanged numbers: the partial report is not recorded again.
     assert_eq!(std::fs::read_dir(dir.join("runs")).unwrap().count(), 1);
 
@@ -313,21 +361,31 @@ fn partial_reports_and_comparisons() {
     assert_eq!(std::fs::read_dir(dir.join("runs")).unwrap().count(), 2);
     let out = p.ok(&["report", "p.yaml", "--compare", "@1"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("pgd-small") && text.contains("added"), "{text}");
+    assert!(
+        text.contains("pgd-small") && text.contains("added"),
+        "{text}"
+    );
     assert!(!text.contains("removed"), "{text}");
     let md = std::fs::read_to_string(dir.join("compare.md")).unwrap();
-    assert!(md.contains("| robust_accuracy | digits/resnet18/at | pgd-small |"), "{md}");
+    assert!(
+        md.contains("| robust_accuracy | digits/resnet18/at | pgd-small |"),
+        "{md}"
+    );
     assert!(dir.join("compare.csv").exists());
 
     // Against another pipeline (the original, under another name: the same cached stages).
     p.write("q.yaml", &TINY.replace("name: tiny", "name: other"));
     let out = p.ok(&["report", "p.yaml", "--compare", "q.yaml"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("compared with pipeline q.yaml") && text.contains("pgd-small"), "{text}");
+    assert!(
+        text.contains("compared with pipeline q.yaml") && text.contains("pgd-small"),
+        "{text}"
+    );
     // And against itself, as a report directory: no differences.
     let out = p.ok(&["report", "p.yaml", "--compare", "reports/tiny"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("no differences"));
     let out = p.run(&["report", "p.yaml", "--compare", "nope"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a pipeline file, a report directory, or a recorded run"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("not a pipeline file, a report directory, or a recorded run"));
 }
