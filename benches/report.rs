@@ -90,16 +90,36 @@ fn flags_tensor(n: usize, p: f64, seed: u64) -> Vec<u8> {
     (0..n).map(|i| u8::from(unit(seed, i as u64) < p)).collect()
 }
 
-fn write_entry(
+/// Runs a control-plane stage (correlation, report) on its cached inputs and commits its entry.
+fn run_in_process(cache: &Cache, node: &robarch::plan::Node, root: &Path) {
+    let mut inputs = BTreeMap::new();
+    for (role, key) in &node.inputs {
+        let Lookup::Hit(e) = cache.load(key) else {
+            panic!("{role} is not generated")
+        };
+        inputs.insert(role.clone(), e);
+    }
+    let staged = cache.stage_dir_for(&node.key).unwrap();
+    let cx = StageContext {
+        out: staged.path(),
+        inputs: &inputs,
+        slot: robarch::vocab::device::Slot::Cpu,
+        checkpoints: root.join("checkpoints"),
+        progress: robarch::progress::StageProgress::hidden(),
+        notes: Default::default(),
+        setting: Default::default(),
+    };
+    let summary = node.stage.run(&cx).unwrap();
+    commit(cache, node, staged, summary);
+}
+
+/// Commits a staged entry for `node` with `summary`.
+fn commit(
     cache: &Cache,
     node: &robarch::plan::Node,
+    staged: tempfile::TempDir,
     summary: serde_json::Value,
-    files: &[(&str, Vec<u8>)],
 ) {
-    let staged = cache.stage_dir_for(&node.key).unwrap();
-    for (name, bytes) in files {
-        std::fs::write(staged.path().join(name), bytes).unwrap();
-    }
     let meta = EntryMeta {
         key: node.key.clone(),
         kind: node.stage.kind().into(),
@@ -112,6 +132,19 @@ fn write_entry(
         provenance: Default::default(),
     };
     cache.commit(staged, meta).unwrap();
+}
+
+fn write_entry(
+    cache: &Cache,
+    node: &robarch::plan::Node,
+    summary: serde_json::Value,
+    files: &[(&str, Vec<u8>)],
+) {
+    let staged = cache.stage_dir_for(&node.key).unwrap();
+    for (name, bytes) in files {
+        std::fs::write(staged.path().join(name), bytes).unwrap();
+    }
+    commit(cache, node, staged, summary);
 }
 
 fn generate(root: &Path) {
@@ -224,38 +257,7 @@ fn generate(root: &Path) {
                     &[("history.json", serde_json::to_vec(&history).unwrap())],
                 );
             }
-            "correlation" => {
-                let mut inputs = BTreeMap::new();
-                for (role, key) in &node.inputs {
-                    let Lookup::Hit(e) = cache.load(key) else {
-                        panic!("{role} is not generated")
-                    };
-                    inputs.insert(role.clone(), e);
-                }
-                let staged = cache.stage_dir_for(&node.key).unwrap();
-                let cx = StageContext {
-                    out: staged.path(),
-                    inputs: &inputs,
-                    slot: robarch::vocab::device::Slot::Cpu,
-                    checkpoints: root.join("checkpoints"),
-                    progress: robarch::progress::StageProgress::hidden(),
-                    notes: Default::default(),
-                    setting: Default::default(),
-                };
-                let summary = node.stage.run(&cx).unwrap();
-                let meta = EntryMeta {
-                    key: node.key.clone(),
-                    kind: "correlation".into(),
-                    version: node.stage.version(),
-                    stage: node.id.clone(),
-                    params: node.stage.params(),
-                    inputs: node.inputs.clone(),
-                    files: Default::default(),
-                    summary,
-                    provenance: Default::default(),
-                };
-                cache.commit(staged, meta).unwrap();
-            }
+            "correlation" => run_in_process(&cache, node, root),
             _ => continue,
         }
         *counts.entry(node.stage.kind()).or_default() += 1;
@@ -333,35 +335,7 @@ fn main() {
     let cache = Cache::open(&root.join("cache")).unwrap();
     let ix = plan.report().unwrap();
     let node = &plan.graph[ix];
-    let mut inputs = BTreeMap::new();
-    for (role, key) in &node.inputs {
-        if let Lookup::Hit(e) = cache.load(key) {
-            inputs.insert(role.clone(), e);
-        }
-    }
-    let staged = cache.stage_dir_for(&node.key).unwrap();
-    let cx = StageContext {
-        out: staged.path(),
-        inputs: &inputs,
-        slot: robarch::vocab::device::Slot::Cpu,
-        checkpoints: root.join("checkpoints"),
-        progress: robarch::progress::StageProgress::hidden(),
-        notes: Default::default(),
-        setting: Default::default(),
-    };
-    let summary = node.stage.run(&cx).unwrap();
-    let meta = EntryMeta {
-        key: node.key.clone(),
-        kind: "report".into(),
-        version: node.stage.version(),
-        stage: node.id.clone(),
-        params: node.stage.params(),
-        inputs: node.inputs.clone(),
-        files: Default::default(),
-        summary,
-        provenance: Default::default(),
-    };
-    cache.commit(staged, meta).unwrap();
+    run_in_process(&cache, node, root);
     let copy: Vec<f64> = (0..runs).map(|_| time_report(root)).collect();
     let (r, c) = (median(render), median(copy));
     println!(

@@ -11,10 +11,18 @@ use std::collections::BTreeMap;
 
 pub const TABLES: &str = report::TABLES_DIR;
 
+/// The report stage: its spec and what it is made of; both enter its key.
 #[derive(Serialize)]
 pub struct Report {
     #[serde(rename = "report")]
     pub spec: ReportSpec,
+    #[serde(flatten)]
+    pub parts: Parts,
+}
+
+/// What a report is made of, beyond its spec: the inputs' labels and how to group them.
+#[derive(Serialize)]
+pub struct Parts {
     /// `evaluation.groups`: per-sample worst case over member attacks.
     pub groups: BTreeMap<String, Vec<String>>,
     pub evals: Vec<Labels>,
@@ -30,44 +38,23 @@ pub struct Report {
     pub gaps: BTreeMap<String, Sides>,
 }
 
-/// What a report is made of, beyond its spec: the inputs' labels and how to group them.
-pub struct Parts {
-    pub groups: BTreeMap<String, Vec<String>>,
-    pub evals: Vec<Labels>,
-    pub sparsity: Vec<Labels>,
-    pub bounds: Vec<Labels>,
-    pub histories: Vec<Labels>,
-    pub correlation: bool,
-    pub kinds: BTreeMap<String, String>,
-    pub gaps: BTreeMap<String, Sides>,
-}
-
 impl Report {
-    pub fn new(spec: ReportSpec, p: Parts) -> Self {
-        Self {
-            spec,
-            groups: p.groups,
-            evals: p.evals,
-            sparsity: p.sparsity,
-            bounds: p.bounds,
-            histories: p.histories,
-            correlation: p.correlation,
-            kinds: p.kinds,
-            gaps: p.gaps,
-        }
+    pub fn new(spec: ReportSpec, parts: Parts) -> Self {
+        Self { spec, parts }
     }
 
     /// The stage ids of the inputs this report reads that `cx` lacks (a partial report).
     fn missing(&self, cx: &StageContext) -> Vec<String> {
-        let mut roles: Vec<&str> = self
+        let p = &self.parts;
+        let mut roles: Vec<&str> = p
             .evals
             .iter()
-            .chain(&self.sparsity)
-            .chain(&self.bounds)
-            .chain(&self.histories)
+            .chain(&p.sparsity)
+            .chain(&p.bounds)
+            .chain(&p.histories)
             .map(|l| l.role.as_str())
             .collect();
-        if self.correlation {
+        if p.correlation {
             roles.push("correlation");
         }
         roles
@@ -98,10 +85,10 @@ impl StageKind for Report {
                 .collect()
         };
         let missing = self.missing(cx);
-        let mut evals = load_evals(cx, &have(&self.evals))?;
+        let mut evals = load_evals(cx, &have(&self.parts.evals))?;
         let mut sparsity = Vec::new();
         let mut measures: Vec<report::ModelMeasures> = Vec::new();
-        let sl = have(&self.sparsity);
+        let sl = have(&self.parts.sparsity);
         for (l, s) in inputs::load_sparsity(cx, &sl)? {
             sparsity.push(SparsityResult {
                 dataset: l.dataset.clone(),
@@ -113,13 +100,13 @@ impl StageKind for Report {
             m.seed = l.seed;
             measures.push(m);
         }
-        let bl = have(&self.bounds);
+        let bl = have(&self.parts.bounds);
         for (l, b) in inputs::load_bounds(cx, &bl)? {
             let mut m = report::ModelMeasures::from_bounds(&l.dataset, &l.model, &l.training, &b);
             m.seed = l.seed;
             measures.push(m);
         }
-        let hl = have(&self.histories);
+        let hl = have(&self.parts.histories);
         let histories = inputs::load_histories(cx, &hl)?
             .into_iter()
             .map(|(l, epochs)| report::History {
@@ -129,7 +116,7 @@ impl StageKind for Report {
             })
             .collect();
         let correlation: Option<crate::analysis::correlation::Output> =
-            match cx.inputs.get("correlation").filter(|_| self.correlation) {
+            match cx.inputs.get("correlation").filter(|_| self.parts.correlation) {
                 Some(input) => {
                     let file = input.dir.join(crate::analysis::correlation::OUTPUT);
                     Some(
@@ -139,7 +126,7 @@ impl StageKind for Report {
                 }
                 None => None,
             };
-        let grouped = verdict::group_results(&evals, &self.groups);
+        let grouped = verdict::group_results(&evals, &self.parts.groups);
         evals.extend(grouped);
         let mut warnings = verdict::warnings(&evals);
         if let Some(c) = &correlation {
@@ -153,8 +140,8 @@ impl StageKind for Report {
             sparsity,
             measures,
             correlation,
-            kinds: self.kinds.clone(),
-            gaps: self.gaps.clone(),
+            kinds: self.parts.kinds.clone(),
+            gaps: self.parts.gaps.clone(),
             histories,
         };
         let written = report::write(&self.spec, &inputs, &warnings, &missing, cx.out)?;
