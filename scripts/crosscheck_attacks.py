@@ -8,7 +8,8 @@ int64 [N]) and request.json:
   {"threads": 1, "batch_size": 500,
    "pgd": [{"name", "norm": "Linf"|"L2", "eps", "alpha", "steps"}],        # torchattacks, no random start
    "deepfool": [{"name", "steps", "overshoot"}],                           # torchattacks, ℓ2
-   "aa":  [{"name", "norm", "eps", "version": "custom"|"standard", "attacks": [...], "seeds": [...]}]}
+   "aa":  [{"name", "norm", "eps", "version": "custom"|"standard", "attacks": [...], "seeds": [...],
+            "square": {attribute: value}}]}                               # optional, set on AutoAttack's Square
 Writes DIR/reference.safetensors (`pgd/<name>`, `deepfool/<name>`: adversarial images; `aa/<name>/seed<s>`: uint8
 per-sample robust flags) and DIR/reference.json ({"clean_accuracy", "aa": {name: {"robust_accuracy":
 [per seed], "seconds": [per seed]}}}).
@@ -87,6 +88,11 @@ def main():
                 adversary.apgd_targeted.n_target_classes = 5 if l1 else 9
             adversary.apgd_targeted.n_target_classes = min(adversary.apgd_targeted.n_target_classes, classes - 1)
             adversary.fab.n_target_classes = min(adversary.fab.n_target_classes, classes - 1)
+            # Square's own attributes, e.g. the standalone attack's default schedule (`resc_schedule=True`,
+            # kept as `rescale_schedule`).
+            for k, v in a.get("square", {}).items():
+                assert hasattr(adversary.square, k), f"SquareAttack has no attribute {k}"
+                setattr(adversary.square, k, v)
             t0 = time.time()
             x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=bs)
             secs.append(time.time() - t0)

@@ -118,6 +118,8 @@ pub fn members(norm: Norm, eps: f64, version: Version) -> Vec<Member> {
             p_init: 0.8,
             restarts: 1,
             loss: SquareLoss::Margin,
+            // AutoAttack's Square keeps the schedule of 10,000 iterations (`resc_schedule=False`).
+            rescale_schedule: false,
         })
     };
     match version {

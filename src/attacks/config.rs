@@ -338,9 +338,22 @@ mod tests {
                 p_init: 0.8,
                 restarts: 1,
                 loss: SquareLoss::Margin,
+                rescale_schedule: true,
             })
         );
         assert_eq!(sq.class(), AttackClass::BlackBox);
+        // The stretched schedule is in the key; the unstretched one (before the field existed,
+        // and AutoAttack's member) keeps the key it had.
+        let json = |c: &AttackConfig| serde_json::to_string(c).unwrap();
+        assert!(json(&sq).contains("\"rescale_schedule\":true"), "{}", json(&sq));
+        let off = AttackConfig::resolve(
+            "square",
+            &spec(Some(0.5)).with("rescale_schedule", false),
+        )
+        .unwrap();
+        assert!(!json(&off).contains("rescale_schedule"), "{}", json(&off));
+        let bad = AttackConfig::resolve("square", &spec(Some(0.5)).with("rescale_schedule", "yes"));
+        assert!(bad.is_err());
         assert_eq!(kind_for("fab-t-linf", &spec(None)), "fab-t");
         assert_eq!(
             AttackConfig::resolve("fab-t", &spec(Some(0.1))).unwrap(),
@@ -391,9 +404,15 @@ mod tests {
             json("apgd-t", spec(Some(0.5))),
             r#"{"type":"apgd","norm":"linf","eps":0.5,"steps":100,"restarts":1,"loss":"dlr-t","targets":9,"rho":0.75,"large_eps":false}"#
         );
+        // The unstretched schedule keeps the shape (and so the keys) of before `rescale_schedule`;
+        // the stretched one, now the default, is a new key.
+        assert_eq!(
+            json("square", spec(Some(0.5)).with("loss", "ce").with("rescale_schedule", false)),
+            r#"{"type":"square","norm":"linf","eps":0.5,"queries":5000,"p_init":0.8,"restarts":1,"loss":"ce"}"#
+        );
         assert_eq!(
             json("square", spec(Some(0.5)).with("loss", "ce")),
-            r#"{"type":"square","norm":"linf","eps":0.5,"queries":5000,"p_init":0.8,"restarts":1,"loss":"ce"}"#
+            r#"{"type":"square","norm":"linf","eps":0.5,"queries":5000,"p_init":0.8,"restarts":1,"loss":"ce","rescale_schedule":true}"#
         );
         assert_eq!(
             json("pgd", spec(Some(0.5)).with("loss", "cw")),

@@ -475,10 +475,15 @@ pub struct Square {
     pub p_init: f64,
     pub restarts: usize,
     pub loss: SquareLoss,
+    /// Stretch the p schedule to `queries` (fra31's standalone `SquareAttack` default,
+    /// `resc_schedule=True`); AutoAttack's member runs without. In keys only when on, so entries
+    /// of the unstretched schedule keep theirs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rescale_schedule: bool,
 }
 
 impl Square {
-    /// The run parameters (AutoAttack's schedule, not stretched to `queries`).
+    /// The run parameters.
     pub fn params(&self) -> SquareParams {
         SquareParams {
             norm: self.norm,
@@ -486,7 +491,7 @@ impl Square {
             p_init: self.p_init,
             restarts: self.restarts,
             loss: self.loss,
-            rescale_schedule: false,
+            rescale_schedule: self.rescale_schedule,
         }
     }
 }
@@ -495,7 +500,7 @@ impl AttackType for Square {
     const NAMES: &'static [Name] = &[Name::new(
         "square",
         "Square attack: score-based random search, no gradients, ℓ∞/ℓ2/ℓ1 (Andriushchenko et al. 2020)",
-        &["queries", "p_init", "restarts", "loss"],
+        &["queries", "p_init", "restarts", "loss", "rescale_schedule"],
     )];
     fn resolve(f: &Fields) -> Result<Self, Problem> {
         let p_init = f.real("p_init")?.unwrap_or(0.8);
@@ -513,6 +518,7 @@ impl AttackType for Square {
                 "ce" => SquareLoss::Ce,
                 _ => SquareLoss::Margin,
             },
+            rescale_schedule: f.get::<bool>("rescale_schedule")?.unwrap_or(true),
         })
     }
 }

@@ -41,6 +41,8 @@ pub struct Spec {
     pub device: String,
     pub datasets: BTreeMap<String, DatasetSpec>,
     pub models: BTreeMap<String, ModelSpec>,
+    /// Needed unless every model is an imported TorchScript model.
+    #[serde(default)]
     pub training: BTreeMap<String, TrainingSpec>,
     #[serde(default)]
     pub evaluation: EvaluationSpec,
@@ -661,7 +663,6 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
     for (section, empty) in [
         ("datasets", spec.datasets.is_empty()),
         ("models", spec.models.is_empty()),
-        ("training", spec.training.is_empty()),
     ] {
         if empty {
             out.push(Problem::new(&[section], "needs at least one entry"));
@@ -697,6 +698,34 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
                 r.models.insert(name.clone(), mp);
             }
         }
+    }
+    // Imported models are evaluated as they are; every other model needs a training entry.
+    let trained: Vec<&str> = spec
+        .models
+        .keys()
+        .filter(|n| {
+            r.models
+                .get(*n)
+                .is_none_or(|mp| mp.arch != models::torchscript::TORCHSCRIPT.name)
+        })
+        .map(String::as_str)
+        .collect();
+    if spec.training.is_empty() && !trained.is_empty() {
+        out.push(
+            Problem::new(
+                &["training"],
+                format!(
+                    "needs at least one entry: {} {} trained here",
+                    trained
+                        .iter()
+                        .map(|m| format!("`{m}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if trained.len() == 1 { "is" } else { "are" }
+                ),
+            )
+            .hint("add an entry such as `training: {at: {attack: {norm: linf, eps: 8/255}, epochs: 10}}`; only a pipeline whose models are all imported (`arch: torchscript`) needs none"),
+        );
     }
     out.extend(resolved::check_pairs(spec, &r));
     for (name, t) in &spec.training {

@@ -115,6 +115,9 @@ fn attacks_agree_with_torchattacks_and_autoattack() {
             {"name": "fab-t", "norm": "Linf", "eps": EPS_LINF, "version": "custom", "attacks": ["fab-t"], "seeds": [0]},
             {"name": "fab-t-l2", "norm": "L2", "eps": EPS_L2, "version": "custom", "attacks": ["fab-t"], "seeds": [0]},
             {"name": "square", "norm": "Linf", "eps": EPS_LINF, "version": "custom", "attacks": ["square"], "seeds": [0, 1]},
+            // fra31's standalone SquareAttack default: the p schedule stretched to the budget.
+            {"name": "square-rescaled", "norm": "Linf", "eps": EPS_LINF, "version": "custom", "attacks": ["square"], "seeds": [0, 1],
+             "square": {"n_queries": 1000, "rescale_schedule": true}},
         ],
     });
     std::fs::write(d.join("request.json"), request.to_string()).unwrap();
@@ -236,7 +239,7 @@ fn attacks_agree_with_torchattacks_and_autoattack() {
     // 3. Robust accuracy: ours ≤ reference + seed spread (both sides) + one point: the two sides
     //    score their final points with their own forward passes, so one prediction at a near-tie
     //    may go either way.
-    let checks: [(&str, AttackConfig, &[u64]); 7] = [
+    let checks: [(&str, AttackConfig, &[u64]); 8] = [
         (
             "apgd-ce",
             config("apgd-ce", Norm::Linf, EPS_LINF, |_| {}),
@@ -261,7 +264,16 @@ fn attacks_agree_with_torchattacks_and_autoattack() {
         ("fab-t-l2", config("fab-t", Norm::L2, EPS_L2, |_| {}), &[0]),
         (
             "square",
-            config("square", Norm::Linf, EPS_LINF, |_| {}),
+            config("square", Norm::Linf, EPS_LINF, |a| {
+                a.set("rescale_schedule", false);
+            }),
+            &[0, 1],
+        ),
+        (
+            "square-rescaled",
+            config("square", Norm::Linf, EPS_LINF, |a| {
+                a.set("queries", 1000);
+            }),
             &[0, 1],
         ),
     ];

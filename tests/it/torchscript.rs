@@ -96,12 +96,6 @@ datasets:
   digits: {source: embedded:digits, resolution: 8, limit: 60}
 models:
   ext: {arch: torchscript, file: models/ext.pt, normalize: false}
-training:
-  std:
-    method: standard
-    epochs: 1
-    batch_size: 32
-    optimizer: {name: adamw, lr: 1e-3}
 evaluation:
   limit: 30
   attacks:
