@@ -204,12 +204,18 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<Resolved, Vec<Problem>> {
     let root = if files { source_root(ds) } else { None };
     // Layout problems are reported against `path` when given, else against `source`.
     let root_field = if ds.path.is_some() { "path" } else { "source" };
+    // Says which base a relative `path:` was read against.
+    let base = if ds.path.is_some() {
+        "; `path:` is relative to the pipeline file's directory"
+    } else {
+        ""
+    };
     let fetch_hint = |source: &str| {
         match fetch::find(source) {
         Some(_) => format!(
-            "run `robarch data fetch {source}` (downloads into $ROBARCH_DATA or datasets/), or set `path:` to your copy"
+            "run `robarch data fetch {source}` (downloads into $ROBARCH_DATA or datasets/), or set `path:` to your copy{base}"
         ),
-        None => "set `path:` to a directory with train/<class>/* and val/<class>/* (or <class>/*)".into(),
+        None => format!("set `path:` to a directory with train/<class>/* and val/<class>/* (or <class>/*){base}"),
     }
     };
     let mut has_official_test = matches!(kind, SourceKind::Cifar10);

@@ -10,7 +10,8 @@ pub struct DatasetSpec {
     /// or `imagefolder`.
     pub source: String,
     /// Directory of a file-backed source; default `$ROBARCH_DATA/<official name>` (`datasets/`
-    /// when unset). Relative paths are relative to the working directory.
+    /// when unset). A relative path is relative to the pipeline file's directory, like every
+    /// path a pipeline names (`spec::load` joins them).
     pub path: Option<String>,
     /// Side length images are resized to; default: the source's native size (224 for folders).
     pub resolution: Option<u32>,

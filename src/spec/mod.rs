@@ -156,7 +156,16 @@ pub fn load(path: &Path) -> anyhow::Result<Loaded> {
 
 /// [`load`] of a pipeline's text, `path` naming it in errors.
 pub fn load_str(path: &Path, source: String) -> anyhow::Result<Loaded> {
-    let spec = parse(path, &source)?;
+    let mut spec = parse(path, &source)?;
+    // One rule for every path a pipeline names: relative to the pipeline file's directory (the
+    // models' `file` is joined where the import stage reads it).
+    if let Some(base) = path.parent().filter(|b| !b.as_os_str().is_empty()) {
+        for ds in spec.datasets.values_mut() {
+            if let Some(p) = ds.path.as_mut().filter(|p| Path::new(p.as_str()).is_relative()) {
+                *p = base.join(&*p).to_string_lossy().into_owned();
+            }
+        }
+    }
     let resolved = resolve(&spec).map_err(|problems| located(path, &source, &problems))?;
     Ok(Loaded {
         spec,

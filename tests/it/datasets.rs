@@ -200,6 +200,29 @@ fn cifar_prepare_is_keyed_by_file_contents_not_location() {
     let out = p.ok(&["run", "--format", "json", "c.yaml"]);
     assert!(stages(&out, "ran").is_empty(), "{}", stdout(&out));
 
+    // A pipeline in another directory: `path:` is relative to the pipeline file, not to where
+    // robarch runs; read against the working directory instead, the error says which it used.
+    std::fs::create_dir_all(p.path("pipes")).unwrap();
+    p.write(
+        "pipes/c.yaml",
+        &CIFAR_PIPELINE.replace("source: cifar10,", "source: cifar10, path: ../elsewhere/c10,"),
+    );
+    let out = p.ok(&["run", "--format", "json", "pipes/c.yaml"]);
+    assert!(stages(&out, "ran").is_empty(), "{}", stdout(&out));
+    p.write(
+        "pipes/c.yaml",
+        &CIFAR_PIPELINE.replace("source: cifar10,", "source: cifar10, path: elsewhere/c10,"),
+    );
+    let out = p.run(&["run", "--format", "json", "pipes/c.yaml"]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success()
+            && err.contains("datasets.cifar.path")
+            && err.contains("pipes/elsewhere/c10")
+            && err.contains("relative to the pipeline file's directory"),
+        "{err}"
+    );
+
     // Touching a file without changing it: re-hashed, still nothing recomputes.
     let f = p.path("elsewhere/c10/test_batch.bin");
     let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
