@@ -157,8 +157,14 @@ pub fn imagenette_names(classes: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Decodes one image file to `resolution`² RGB, CHW order.
-pub fn decode(path: &Path, resolution: u32, crop_pct: f64) -> Result<Vec<u8>> {
+/// Decodes one image file to `resolution`² RGB, CHW order, and whether it was resampled (resized
+/// or cropped). With `keep_native`, an image already `resolution`² is kept as it is.
+pub fn decode(
+    path: &Path,
+    resolution: u32,
+    crop_pct: f64,
+    keep_native: bool,
+) -> Result<(Vec<u8>, bool)> {
     let img = image::ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
         .with_context(|| format!("opening {}", path.display()))?
@@ -171,6 +177,8 @@ pub fn decode(path: &Path, resolution: u32, crop_pct: f64) -> Result<Vec<u8>> {
         })?
         .to_rgb8();
     let (w, h) = img.dimensions();
+    let native = (w, h) == (resolution, resolution);
+    let crop_pct = if keep_native && native { 1.0 } else { crop_pct };
     let short = (resolution as f64 / crop_pct)
         .round()
         .max(resolution as f64) as u32;
@@ -197,22 +205,30 @@ pub fn decode(path: &Path, resolution: u32, crop_pct: f64) -> Result<Vec<u8>> {
             }
         }
     }
-    Ok(chw)
+    Ok((chw, (nw, nh) != (w, h) || !native))
 }
 
-/// Decodes a split in parallel; the first failing file's error is returned.
-pub fn load_split(split: &FolderSplit, resolution: u32, crop_pct: f64) -> Result<RawSplit> {
-    let decoded: Vec<Vec<u8>> = split
+/// Decodes a split in parallel, with how many of its images were resampled; the first failing
+/// file's error is returned.
+pub fn load_split(
+    split: &FolderSplit,
+    resolution: u32,
+    crop_pct: f64,
+    keep_native: bool,
+) -> Result<(RawSplit, usize)> {
+    let decoded: Vec<(Vec<u8>, bool)> = split
         .items
         .par_iter()
-        .map(|(p, _)| decode(p, resolution, crop_pct))
+        .map(|(p, _)| decode(p, resolution, crop_pct, keep_native))
         .collect::<Result<_>>()?;
-    Ok(RawSplit {
-        images: decoded.concat(),
+    let resampled = decoded.iter().filter(|d| d.1).count();
+    let images: Vec<Vec<u8>> = decoded.into_iter().map(|d| d.0).collect();
+    Ok((RawSplit {
+        images: images.concat(),
         labels: split.items.iter().map(|(_, c)| *c as i64).collect(),
         channels: 3,
         size: resolution as usize,
-    })
+    }, resampled))
 }
 
 #[cfg(test)]
@@ -252,7 +268,7 @@ mod tests {
             imagenette_names(&layout.train.classes),
             ["tench", "English springer"]
         );
-        let s = load_split(&layout.train, 16, 1.0).unwrap();
+        let s = load_split(&layout.train, 16, 1.0, true).unwrap().0;
         assert_eq!((s.len(), s.channels, s.size), (6, 3, 16));
         assert_eq!(s.labels, [0, 0, 0, 1, 1, 1]);
         // Shorter side (30 px) becomes 16 and the crop is centred: the green ramp spans the full
@@ -269,6 +285,41 @@ mod tests {
         assert!((at(2, 8, 8) - 0).abs() <= 6);
     }
 
+    /// Evaluation images already at the target size are stored exactly, though the evaluation
+    /// transform (crop_pct 0.875) would resize 16 px to 18 and crop; other sizes are resampled
+    /// and counted.
+    #[test]
+    fn native_resolution_images_are_not_resampled() {
+        let dir = tempfile::tempdir().unwrap();
+        for c in 0..2u8 {
+            write_image(&dir.path().join(format!("c{c}/a.png")), 16, 16, c);
+            write_image(&dir.path().join(format!("c{c}/b.png")), 20, 24, c);
+        }
+        let layout = discover(dir.path()).unwrap();
+        let original = |p: &Path| -> Vec<u8> {
+            let img = image::open(p).unwrap().to_rgb8();
+            let mut chw = vec![0u8; 3 * 256];
+            for (x, y, px) in img.enumerate_pixels() {
+                for c in 0..3 {
+                    chw[c * 256 + (y * 16 + x) as usize] = px[c];
+                }
+            }
+            chw
+        };
+        let (s, resampled) = load_split(&layout.train, 16, 0.875, true).unwrap();
+        assert_eq!(resampled, 2, "the two 20x24 images, not the 16x16 ones");
+        for (i, (p, _)) in layout.train.items.iter().enumerate() {
+            let own = &s.images[i * 768..(i + 1) * 768];
+            if p.ends_with("a.png") {
+                assert_eq!(own, original(p).as_slice(), "{}", p.display());
+            }
+        }
+        // Without keep_native (the behaviour before), every image went through the transform.
+        let (s_old, n_old) = load_split(&layout.train, 16, 0.875, false).unwrap();
+        assert_eq!(n_old, 4);
+        assert_ne!(s_old.images, s.images);
+    }
+
     #[test]
     fn flat_png_folder_and_corrupt_file() {
         let dir = tempfile::tempdir().unwrap();
@@ -277,14 +328,14 @@ mod tests {
         }
         let layout = discover(dir.path()).unwrap();
         assert!(layout.test.is_none());
-        let s = load_split(&layout.train, 8, 1.0).unwrap();
+        let s = load_split(&layout.train, 8, 1.0, true).unwrap().0;
         // PNG is lossless and no resize happens: bytes come back exactly.
         assert_eq!(s.images[2 * 64 * 3 + 2 * 64], 40);
         let bad = dir.path().join("c1/broken.png");
         let good = std::fs::read(dir.path().join("c1/img.png")).unwrap();
         std::fs::write(&bad, &good[..good.len() / 2]).unwrap();
         let layout = discover(dir.path()).unwrap();
-        let e = format!("{:#}", load_split(&layout.train, 8, 1.0).unwrap_err());
+        let e = format!("{:#}", load_split(&layout.train, 8, 1.0, true).unwrap_err());
         assert!(e.contains("broken.png") && e.contains("corrupt"), "{e}");
     }
 

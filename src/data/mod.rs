@@ -83,6 +83,10 @@ pub struct DatasetParams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub val_limit: Option<usize>,
     pub crop_pct: Option<f64>,
+    /// Folder sources: an image already `resolution`² is stored as it is (no resize, no crop).
+    /// In keys only where set (folder sources), so the other sources keep theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_native: Option<bool>,
     pub synthetic: Option<synthetic::SyntheticSpec>,
     /// blake3 of the source bytes (embedded data, generator version, or file fingerprint), so
     /// changed source data re-prepares.
@@ -318,6 +322,7 @@ pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<Resolved, Vec<Problem>> {
             val_fraction,
             val_limit,
             crop_pct,
+            keep_native: folder.then_some(true),
             synthetic: syn,
             source_hash,
         },

@@ -25,6 +25,22 @@ pub struct DatasetInfo {
     /// Per-channel mean and std of the training pixels in [0,1]; the model's first layer.
     pub mean: Vec<f64>,
     pub std: Vec<f64>,
+    /// Folder sources: how many images of each split were resampled to `resolution`², and how.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resampled: Option<Resampling>,
+}
+
+/// What a folder source's preparation did to image sizes (images already `resolution`² are
+/// stored as they are).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Resampling {
+    /// Images resized or cropped, per split.
+    pub train: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val: Option<usize>,
+    pub test: usize,
+    /// The transforms, in words.
+    pub how: String,
 }
 
 #[cfg(feature = "torch")]
@@ -167,6 +183,7 @@ impl<S: Items> Splits<S> {
 pub fn prepare(p: &DatasetParams, root: Option<&Path>, seed: u64) -> Result<Prepared> {
     use super::SourceKind;
     let split_seed = crate::rng::derive(seed, &[0xDA7A]);
+    let mut resampled = None;
     let root = || root.context("a file-backed dataset needs its directory");
     let kind = super::source_kind(&p.source)
         .with_context(|| format!("unknown dataset source {}", p.source))?;
@@ -199,11 +216,38 @@ pub fn prepare(p: &DatasetParams, root: Option<&Path>, seed: u64) -> Result<Prep
             // Training images keep the whole shorter side for random crops; val and test get
             // the evaluation transform (resize to resolution / crop_pct, centre crop).
             let crop = p.crop_pct.unwrap_or(0.875);
-            let decode = |s: &FolderSplit, c: f64| image_folder::load_split(s, p.resolution, c);
+            let native = p.keep_native.unwrap_or(false);
+            let decode =
+                |s: &FolderSplit, c: f64| image_folder::load_split(s, p.resolution, c, native);
+            let (train, n_train) = decode(&files.train, 1.0)?;
+            let val = files.val.as_ref().map(|v| decode(v, crop)).transpose()?;
+            let (test, n_test) = decode(&files.test, crop)?;
+            let r = p.resolution;
+            let short = (r as f64 / crop).round().max(r as f64) as u32;
+            let how = format!(
+                "images not {r}x{r}: training images' shorter side resized to {r} (bilinear, antialiased) and centre-cropped to {r}x{r}; val/test images' shorter side resized to {short} (crop_pct {crop}) and centre-cropped to {r}x{r}{}",
+                if native { format!("; images already {r}x{r} are kept as they are") } else { String::new() }
+            );
+            let resampling = Resampling {
+                train: n_train,
+                val: val.as_ref().map(|v| v.1),
+                test: n_test,
+                how,
+            };
+            if resampling.train + resampling.test + resampling.val.unwrap_or(0) > 0 {
+                tracing::info!(
+                    "resampled to {r}x{r}: {} train, {} test{} images ({})",
+                    resampling.train,
+                    resampling.test,
+                    resampling.val.map(|v| format!(", {v} val")).unwrap_or_default(),
+                    resampling.how
+                );
+            }
+            resampled = Some(resampling);
             let splits = Splits {
-                train: decode(&files.train, 1.0)?,
-                val: files.val.as_ref().map(|v| decode(v, crop)).transpose()?,
-                test: decode(&files.test, crop)?,
+                train,
+                val: val.map(|v| v.0),
+                test,
             };
             let names = if imagenette {
                 image_folder::imagenette_names(&classes)
@@ -238,6 +282,7 @@ pub fn prepare(p: &DatasetParams, root: Option<&Path>, seed: u64) -> Result<Prep
         test_size: test.len(),
         mean,
         std,
+        resampled,
     };
     Ok(Prepared {
         train_x,
@@ -306,6 +351,7 @@ mod tests {
             val_fraction: None,
             val_limit: None,
             crop_pct: None,
+            keep_native: None,
             synthetic: None,
             source_hash: String::new(),
         }

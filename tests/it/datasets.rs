@@ -287,6 +287,17 @@ fn imagenette_layout_trains_end_to_end_and_corrupt_images_fail_cleanly() {
         (Some(8), Some(8))
     );
     assert_eq!(info["channels"], 3);
+    // The fixture's images are larger than 16 px: every one is resampled, and the summary says
+    // so and how.
+    assert_eq!(
+        (info["resampled"]["train"].as_u64(), info["resampled"]["test"].as_u64()),
+        (Some(8), Some(8)),
+        "{info}"
+    );
+    assert!(
+        info["resampled"]["how"].as_str().unwrap().contains("centre-cropped to 16x16"),
+        "{info}"
+    );
 
     // A truncated JPEG: the run fails naming the file, and no prepare entry is written.
     let bad = root.join("val/n01440764/n01440764_0.JPEG");
