@@ -708,14 +708,15 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
             }
         }
     }
-    // Imported models are evaluated as they are; every other model needs a training entry.
+    // Imported models are evaluated as they are; every other model needs a training entry (a
+    // model that did not resolve has its own problem already).
     let trained: Vec<&str> = spec
         .models
         .keys()
         .filter(|n| {
             r.models
                 .get(*n)
-                .is_none_or(|mp| mp.arch != models::torchscript::TORCHSCRIPT.name)
+                .is_some_and(|mp| mp.arch != models::torchscript::TORCHSCRIPT.name)
         })
         .map(String::as_str)
         .collect();
