@@ -685,14 +685,15 @@ fn report_cmd(cache_dir: &Path, a: ReportArgs) -> Result<i32> {
         )
     })?;
     warn_mixed_settings(&plan, &cache);
-    if let Some(q) = &a.compare {
-        // A `--compare` that cannot name a report fails before anything is written.
-        report::check_compare(q, &a.reports.join(&plan.name))?;
-    }
+    // A `--compare` that cannot name a report fails before anything is written.
+    let other = match &a.compare {
+        Some(q) => Some((q, report::parse_other(q, &a.reports.join(&plan.name))?)),
+        None => None,
+    };
     let dest = materialize_report(&plan, &cache, &a.reports, true)?;
-    if let Some(q) = &a.compare {
+    if let Some((q, other)) = other {
         // After publishing, so that `@1` is the run before this one.
-        let (label, cells) = report::other_side(q, &dest, cache_dir)?;
+        let (label, cells) = report::other_side(&other, q, &dest, cache_dir)?;
         report::compare(&dest, &label, &cells)?;
     }
     Ok(0)

@@ -325,93 +325,112 @@ fn utc_stamp(t: std::time::SystemTime) -> String {
     )
 }
 
-/// The cells of the report `q` names, with a label: an earlier run of this report (`@N`, or a
-/// name under `runs/`), a report directory (its `cells.json`), or a pipeline file (its report
-/// from the cache, partial where stages are missing).
-pub fn other_side(q: &str, dest: &Path, cache_dir: &Path) -> Result<(String, Cells)> {
-    let recorded = runs(dest);
-    let list = || {
-        let names: Vec<String> = recorded
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                format!(
-                    "@{i} {}",
-                    p.file_stem().unwrap_or_default().to_string_lossy()
-                )
-            })
-            .collect();
-        if names.is_empty() {
-            "no runs are recorded yet".to_string()
-        } else {
-            format!("recorded runs (newest first): {}", names.join(", "))
-        }
-    };
-    if let Some(n) = q.strip_prefix('@') {
-        let n: usize = n.parse().with_context(|| {
-            format!("--compare {q}: `@` takes a number of runs back, e.g. @1 (the one before the current)")
-        })?;
-        let Some(p) = recorded.get(n) else {
-            bail!(
-                "--compare {q}: {} has {} recorded run(s); {}",
-                dest.join(RUNS).display(),
-                recorded.len(),
-                list()
-            );
-        };
-        return Ok((format!("run {}", p.display()), read_cells(p)?));
-    }
-    let path = Path::new(q);
-    if path.is_dir() {
-        let f = path.join(CELLS);
-        if !f.is_file() {
-            bail!(
-                "--compare {q}: {} has no {CELLS}; give a report directory that robarch wrote, a pipeline file, or @N ({})",
-                path.display(),
-                list()
-            );
-        }
-        return Ok((format!("report {}", path.display()), read_cells(&f)?));
-    }
-    if path.is_file() && path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-        let plan = load_plan(path, cache_dir)?;
-        let cache = Cache::existing(cache_dir)
-            .with_context(|| format!("no cache at {}", cache_dir.display()))?;
-        let r = render(&plan, &cache, dest)?;
-        let cells = read_cells(&r.root.join(TABLES_DIR).join(CELLS))?;
-        let partial = if r.missing.is_empty() {
-            String::new()
-        } else {
-            format!(", partial: {} stage(s) missing", r.missing.len())
-        };
-        return Ok((format!("pipeline {}{partial}", path.display()), cells));
-    }
-    let named = dest.join(RUNS).join(format!("{q}.json"));
-    if named.is_file() {
-        return Ok((format!("run {}", named.display()), read_cells(&named)?));
-    }
-    bail!(
-        "--compare {q}: not a pipeline file, a report directory, or a recorded run; {}",
-        list()
-    )
+/// What `--compare` names.
+pub enum Other {
+    /// A run recorded under `runs/`, N back from the current one (`@N`).
+    Back(usize),
+    /// A run recorded under `runs/`, by name.
+    Named(PathBuf),
+    /// A report directory robarch wrote (its `cells.json`).
+    Dir(PathBuf),
+    /// A pipeline file: its report from the cache.
+    Pipeline(PathBuf),
 }
 
-/// Fails, with the forms `--compare` takes, unless `q` can name a report: `@N`, an existing path,
-/// or a run recorded in `dest`.
-pub fn check_compare(q: &str, dest: &Path) -> Result<()> {
+/// The recorded runs in `dest`, for error messages.
+fn run_list(recorded: &[PathBuf]) -> String {
+    if recorded.is_empty() {
+        return "no runs are recorded yet".to_string();
+    }
+    let names: Vec<String> = recorded
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "@{i} {}",
+                p.file_stem().unwrap_or_default().to_string_lossy()
+            )
+        })
+        .collect();
+    format!("recorded runs (newest first): {}", names.join(", "))
+}
+
+/// Reads `--compare q` before anything is written: `@N`, a report directory with `cells.json`, a
+/// pipeline file, or the name of a run recorded in `dest`; fails with the forms it takes.
+pub fn parse_other(q: &str, dest: &Path) -> Result<Other> {
     if let Some(n) = q.strip_prefix('@') {
-        n.parse::<usize>().map(|_| ()).map_err(|_| {
+        return n.parse().map(Other::Back).map_err(|_| {
             anyhow::anyhow!(
                 "--compare {q}: `@` takes a number of runs back, e.g. @1 (the one before the current)"
             )
-        })
-    } else if Path::new(q).exists() || dest.join(RUNS).join(format!("{q}.json")).is_file() {
-        Ok(())
-    } else {
-        bail!(
-            "--compare {q}: not a pipeline file, a report directory, or a recorded run; give a pipeline file, a report directory robarch wrote, @N (N runs back) or a name under {}",
-            dest.join(RUNS).display()
-        )
+        });
+    }
+    let path = Path::new(q);
+    if path.is_dir() {
+        if !path.join(CELLS).is_file() {
+            bail!(
+                "--compare {q}: {} has no {CELLS}; give a report directory that robarch wrote, a pipeline file, or @N ({})",
+                path.display(),
+                run_list(&runs(dest))
+            );
+        }
+        return Ok(Other::Dir(path.to_path_buf()));
+    }
+    if path.is_file() && path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        return Ok(Other::Pipeline(path.to_path_buf()));
+    }
+    let named = dest.join(RUNS).join(format!("{q}.json"));
+    if named.is_file() {
+        return Ok(Other::Named(named));
+    }
+    bail!(
+        "--compare {q}: not a pipeline file, a report directory, or a recorded run; give a pipeline file, a report directory robarch wrote, @N (N runs back) or a name under {} ({})",
+        dest.join(RUNS).display(),
+        run_list(&runs(dest))
+    )
+}
+
+/// The cells of the report `other` names, with a label. `@N` counts back from the report just
+/// published in `dest`; a pipeline's report is rendered from the cache, partial where stages
+/// are missing.
+pub fn other_side(
+    other: &Other,
+    q: &str,
+    dest: &Path,
+    cache_dir: &Path,
+) -> Result<(String, Cells)> {
+    let run = |p: &Path| Ok((format!("run {}", p.display()), read_cells(p)?));
+    match other {
+        Other::Back(n) => {
+            let recorded = runs(dest);
+            let Some(p) = recorded.get(*n) else {
+                bail!(
+                    "--compare {q}: {} has {} recorded run(s); {}",
+                    dest.join(RUNS).display(),
+                    recorded.len(),
+                    run_list(&recorded)
+                );
+            };
+            run(p)
+        }
+        Other::Named(p) => run(p),
+        Other::Dir(d) => Ok((
+            format!("report {}", d.display()),
+            read_cells(&d.join(CELLS))?,
+        )),
+        Other::Pipeline(path) => {
+            let plan = load_plan(path, cache_dir)?;
+            let cache = Cache::existing(cache_dir)
+                .with_context(|| format!("no cache at {}", cache_dir.display()))?;
+            let r = render(&plan, &cache, dest)?;
+            let cells = read_cells(&r.root.join(TABLES_DIR).join(CELLS))?;
+            let partial = if r.missing.is_empty() {
+                String::new()
+            } else {
+                format!(", partial: {} stage(s) missing", r.missing.len())
+            };
+            Ok((format!("pipeline {}{partial}", path.display()), cells))
+        }
     }
 }
 

@@ -304,16 +304,7 @@ impl Plan {
                 (name.clone(), kind.to_string())
             })
             .collect();
-        let gaps = correlation_gaps(s, r, s.analysis.correlation.as_ref())
-            .into_iter()
-            .map(|(t, g)| {
-                let sides = crate::report::Sides {
-                    gap: g.gap,
-                    unseen: g.unseen,
-                };
-                (t, sides)
-            })
-            .collect();
+        let gaps = correlation_gaps(s, r, s.analysis.correlation.as_ref());
         let report = stages::report::Report::new(
             s.report.clone(),
             stages::report::Parts {

@@ -35,8 +35,9 @@ impl Inputs {
     }
 }
 
-/// The attacks of a training's threat model (`gap`, seen) and of other norms (`unseen`).
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+/// The attacks of a training's threat model (`gap`, seen) and of other norms (`unseen`): the
+/// correlation stage's gaps (`stages::correlation::Gaps`) and the report's seen/unseen columns.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sides {
     pub gap: Vec<String>,
     pub unseen: Vec<String>,
@@ -490,7 +491,9 @@ pub fn write(
     let rel = |name: &str| format!("{TABLES_DIR}/{name}");
     let mut written = Vec::new();
     let mut cells = compare::Cells::default();
-    let mut pages: Vec<(String, String)> = Vec::new();
+    // The HTML of each table: the study's layouts first (the page is read as the paper's
+    // tables), then the long tables.
+    let (mut study_pages, mut long_pages) = (Vec::new(), Vec::<(String, String)>::new());
     let mut fragments = Vec::new();
     for t in tables_for(&spec.tables, inputs) {
         let Some(built) = (t.build)(inputs)? else {
@@ -533,11 +536,13 @@ pub fn write(
             written.push(rel(&name));
         }
         if spec.html {
-            let body = match &built {
-                Built::Long(df) => render::frame_html(df, t.file, t.caption)?,
-                Built::Study(s) => render::study_html(s)?,
-            };
-            pages.push((t.file.to_string(), body));
+            match &built {
+                Built::Long(df) => long_pages.push((
+                    t.file.to_string(),
+                    render::frame_html(df, t.file, t.caption)?,
+                )),
+                Built::Study(s) => study_pages.push((t.file.to_string(), render::study_html(s)?)),
+            }
         }
     }
     if !fragments.is_empty() {
@@ -559,24 +564,18 @@ pub fn write(
                 .with_context(|| format!("creating {}", pdir.display()))?;
         }
         for p in &plots {
-            for f in p.save(&pdir)? {
-                written.push(format!("{PLOTS_DIR}/{f}"));
-            }
+            let (files, png) = p.save(&pdir)?;
+            written.extend(files.iter().map(|f| format!("{PLOTS_DIR}/{f}")));
             figures.push(html::Figure {
                 file: p.file.clone(),
                 caption: p.caption.clone(),
-                png: std::fs::read(pdir.join(format!("{}.png", p.file)))?,
+                png,
             });
         }
     }
     if spec.html {
-        // The study's layouts first: the page is read as the paper's tables.
-        pages.sort_by_key(|(file, _)| {
-            !TABLES
-                .iter()
-                .any(|t| t.file == file && t.caption.is_empty())
-        });
-        let page = html::page(&pages, &figures, warnings, missing);
+        study_pages.extend(long_pages);
+        let page = html::page(&study_pages, &figures, warnings, missing);
         write_file(&dir.join("index.html"), &page)?;
         written.push(rel("index.html"));
     }

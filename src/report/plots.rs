@@ -3,7 +3,7 @@
 //! coloured by architecture kind with the rank correlation in the legend, and robust accuracy per
 //! attack per architecture as bars. Text is drawn with the embedded DejaVu Sans, so PNGs look the
 //! same on every machine.
-use super::study::kind_title;
+use super::study::{attack_order, kind_rank, kind_title};
 use super::Inputs;
 use crate::attacks::verdict::EvalResult;
 use crate::train::EpochRecord;
@@ -128,14 +128,7 @@ fn ordered_models<'a>(inputs: &Inputs, models: impl Iterator<Item = &'a str>) ->
     let mut v: Vec<(usize, String)> = models
         .collect::<BTreeSet<_>>()
         .into_iter()
-        .map(|m| {
-            let k = inputs.kind_of(m);
-            let r = crate::models::ArchKind::ALL
-                .iter()
-                .position(|x| x.as_str() == k)
-                .unwrap_or(usize::MAX);
-            (r, m.to_string())
-        })
+        .map(|m| (kind_rank(inputs.kind_of(m)), m.to_string()))
         .collect();
     v.sort();
     v.into_iter().map(|x| x.1).collect()
@@ -154,13 +147,7 @@ fn bars(inputs: &Inputs) -> Vec<Plot> {
     blocks
         .into_iter()
         .map(|((d, t), es)| {
-            let mut attacks: Vec<String> = Vec::new();
-            for e in &es {
-                if !attacks.contains(&e.attack) {
-                    attacks.push(e.attack.clone());
-                }
-            }
-            attacks.sort_by_key(|a| a != "clean");
+            let attacks = attack_order(es.iter().copied());
             let models = ordered_models(inputs, es.iter().map(|e| e.model.as_str()));
             let rows = models
                 .iter()
@@ -320,8 +307,9 @@ fn scatters(inputs: &Inputs) -> Vec<Plot> {
                 g.gap
                     .iter()
                     .filter(|a| rows.iter().any(|r| r.gap == format!("robust_gap:{a}")))
-                    .min_by(|a, b| strength(a).total_cmp(&strength(b)))
-                    .map(|a| format!("robust_gap:{a}"))
+                    .map(|a| (strength(a), a))
+                    .min_by(|x, y| x.0.total_cmp(&y.0))
+                    .map(|(_, a)| format!("robust_gap:{a}"))
             })
             .or_else(|| {
                 rows.iter()
@@ -427,8 +415,9 @@ impl Plot {
         }
     }
 
-    /// Writes `<file>.png` and `<file>.svg` into `dir`; returns their names.
-    pub fn save(&self, dir: &Path) -> Result<Vec<String>> {
+    /// Writes `<file>.png` and `<file>.svg` into `dir`; returns their names and the PNG's bytes
+    /// (the HTML page inlines them).
+    pub fn save(&self, dir: &Path) -> Result<(Vec<String>, Vec<u8>)> {
         register_font();
         let (w, h) = self.size();
         let mut svg = String::new();
@@ -444,17 +433,22 @@ impl Plot {
             root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         let png = dir.join(format!("{}.png", self.file));
+        let mut bytes = Vec::new();
         image::RgbImage::from_raw(w, h, buf)
             .context("plot buffer size")?
-            .save_with_format(&png, image::ImageFormat::Png)
-            .with_context(|| format!("writing {}", png.display()))?;
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Png,
+            )
+            .context("encoding a plot as PNG")?;
+        std::fs::write(&png, &bytes).with_context(|| format!("writing {}", png.display()))?;
         let svg_path = dir.join(format!("{}.svg", self.file));
         std::fs::write(&svg_path, svg)
             .with_context(|| format!("writing {}", svg_path.display()))?;
-        Ok(vec![
-            format!("{}.png", self.file),
-            format!("{}.svg", self.file),
-        ])
+        Ok((
+            vec![format!("{}.png", self.file), format!("{}.svg", self.file)],
+            bytes,
+        ))
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
@@ -563,12 +557,7 @@ impl Plot {
                     .collect::<BTreeSet<_>>()
                     .into_iter()
                     .collect();
-                kinds.sort_by_key(|k| {
-                    crate::models::ArchKind::ALL
-                        .iter()
-                        .position(|x| x.as_str() == *k)
-                        .unwrap_or(usize::MAX)
-                });
+                kinds.sort_by_key(|k| kind_rank(k));
                 let items: Vec<(String, RGBColor, Marker)> = kinds
                     .iter()
                     .map(|k| (kind_title(k).to_string(), kind_color(k), Marker::Dot))

@@ -4,7 +4,7 @@
 //! seed; the renderers show the mean, with ± the sample standard deviation where seeds repeat, and
 //! mark the best value of each column per block.
 use super::{Inputs, ModelMeasures};
-use crate::attacks::verdict::EvalResult;
+use crate::attacks::verdict::{EvalResult, RowKey};
 use anyhow::Result;
 use polars::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -185,7 +185,7 @@ impl StudyTable {
 }
 
 /// The paper's order of kinds; unknown kinds last.
-fn kind_rank(kind: &str) -> usize {
+pub(super) fn kind_rank(kind: &str) -> usize {
     crate::models::ArchKind::ALL
         .iter()
         .position(|k| k.as_str() == kind)
@@ -254,16 +254,26 @@ impl Cells {
     }
 }
 
-/// Attacks of the non-curve evaluations in first-seen order, `clean` first.
-fn attack_order(evals: &[EvalResult]) -> Vec<String> {
+/// Attacks of the non-curve evaluations among `evals` in first-seen order, `clean` first.
+pub(super) fn attack_order<'a>(evals: impl IntoIterator<Item = &'a EvalResult>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for e in evals.iter().filter(|e| !e.is_curve_point()) {
+    for e in evals.into_iter().filter(|e| !e.is_curve_point()) {
         if !out.contains(&e.attack) {
             out.push(e.attack.clone());
         }
     }
     out.sort_by_key(|a| a != "clean");
     out
+}
+
+/// The attack columns of the accuracy and gap tables: every attack, and `clean` (from each
+/// evaluation's clean accuracy) first even where no `clean` attack ran.
+fn table_attacks(inputs: &Inputs) -> Vec<String> {
+    let mut attacks = attack_order(&inputs.evals);
+    if !attacks.iter().any(|a| a == "clean") {
+        attacks.insert(0, "clean".into());
+    }
+    attacks
 }
 
 fn key(e: &EvalResult) -> (&str, &str, &str) {
@@ -297,10 +307,7 @@ pub fn accuracy_by_attack(inputs: &Inputs) -> Option<StudyTable> {
         );
     }
     let rows = model_rows(inputs, evals.iter().map(|e| key(e)));
-    let mut attacks = attack_order(&inputs.evals);
-    if !attacks.iter().any(|a| a == "clean") {
-        attacks.insert(0, "clean".into());
-    }
+    let attacks = table_attacks(inputs);
     let splits = split_order(&evals);
     let mut cols = Vec::new();
     for a in &attacks {
@@ -384,10 +391,7 @@ pub fn gap_by_attack(inputs: &Inputs) -> Option<StudyTable> {
             .keys()
             .map(|k| (k.0.as_str(), k.1.as_str(), k.2.as_str())),
     );
-    let mut attacks = attack_order(&inputs.evals);
-    if !attacks.iter().any(|a| a == "clean") {
-        attacks.insert(0, "clean".into());
-    }
+    let attacks = table_attacks(inputs);
     let cols = attacks
         .iter()
         .map(|a| StudyCol {
@@ -421,7 +425,7 @@ pub fn unseen_drop(inputs: &Inputs) -> Option<StudyTable> {
     let mut unseen_order: Vec<String> = Vec::new();
     // Per (model, seed): the drops under seen and under unseen attacks.
     type Drops = (Vec<f64>, Vec<f64>);
-    let mut means: BTreeMap<(Slot, Option<u64>), Drops> = BTreeMap::new();
+    let mut means: BTreeMap<(RowKey, Option<u64>), Drops> = BTreeMap::new();
     for e in &test {
         let Some(g) = inputs.gaps.get(&e.training) else {
             continue;
@@ -445,12 +449,7 @@ pub fn unseen_drop(inputs: &Inputs) -> Option<StudyTable> {
         cells.put(key(e), e.seed, &format!("{side}/{}", e.attack), drop);
         let m = means
             .entry((
-                (
-                    e.dataset.clone(),
-                    e.model.clone(),
-                    e.training.clone(),
-                    String::new(),
-                ),
+                (e.dataset.clone(), e.model.clone(), e.training.clone()),
                 e.seed,
             ))
             .or_default();
@@ -466,13 +465,14 @@ pub fn unseen_drop(inputs: &Inputs) -> Option<StudyTable> {
     for ((k, seed), (s, u)) in &means {
         let avg = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
         let e = (k.0.as_str(), k.1.as_str(), k.2.as_str());
-        if let Some(s) = avg(s) {
+        let (s, u) = (avg(s), avg(u));
+        if let Some(s) = s {
             cells.put(e, *seed, "mean/seen", s);
         }
-        if let Some(u) = avg(u) {
+        if let Some(u) = u {
             cells.put(e, *seed, "mean/unseen", u);
         }
-        if let (Some(s), Some(u)) = (avg(s), avg(u)) {
+        if let (Some(s), Some(u)) = (s, u) {
             cells.put(e, *seed, "mean/unseen - seen", u - s);
         }
     }
@@ -511,8 +511,8 @@ pub fn unseen_drop(inputs: &Inputs) -> Option<StudyTable> {
     })
 }
 
-/// The measures of `measures` whose names `pick` keeps, one column each (`rename` gives its
-/// heading), in first-seen order.
+/// The measures whose names `pick` keeps (returning the column heading), one column each in
+/// first-seen order, best by `better`.
 fn measure_table(
     inputs: &Inputs,
     pick: fn(&str) -> Option<String>,

@@ -12,19 +12,16 @@ use super::{write_json, StageContext, StageKind};
 use crate::analysis::correlation::{self, Output, Row, OUTPUT};
 use crate::attacks::verdict::{self, EvalResult};
 use anyhow::Result;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// Fewer architectures than this get a warning.
 pub const MIN_ARCHS: usize = 6;
 
-/// The gaps of one training entry: which attacks (or groups) measure what.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Gaps {
-    pub gap: Vec<String>,
-    pub unseen: Vec<String>,
-}
+/// The gaps of one training entry: which attacks (or groups) measure what. The report groups
+/// its seen/unseen columns by the same sets, so both use one type.
+pub use crate::report::Sides as Gaps;
 
 #[derive(Serialize)]
 pub struct Correlation {
