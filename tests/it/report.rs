@@ -167,6 +167,17 @@ fn report_writes_every_table_format_plots_and_a_page_that_renders() {
             svg.starts_with("<svg") && svg.contains("<text"),
             "{plot}.svg"
         );
+        // What each plot must say: its legend (architectures, attacks, series or kinds with the
+        // rank correlation) and its axes.
+        let want: &[&str] = match *plot {
+            "bars_digits_at" => &["resnet18", "vit", "mixer", "pgd-linf", "test accuracy (%)"],
+            "eps_digits_at_pgd-linf" => &["resnet18", "vit", "mixer", "robust accuracy (%)"],
+            "history_digits_at" => &["train robust", "test robust", "epoch"],
+            _ => &["Kendall τ", "Spearman ρ", "CNN", "Transformer", "MLP", "robust gap"],
+        };
+        for w in want {
+            assert!(svg.contains(w), "{plot}.svg lacks {w:?}");
+        }
     }
     let html = std::fs::read_to_string(dir.join("index.html")).unwrap();
     assert!(
