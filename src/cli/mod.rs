@@ -42,6 +42,9 @@ enum Cmd {
     /// Write a pipeline's report (tables, plots, index.html) from the cache to the reports
     /// directory; computes nothing, and lists the stages still missing; `--compare` diffs reports.
     Report(ReportArgs),
+    /// Write a trained or imported model's weights, model.json and a Python loader (timm,
+    /// torchvision or plain PyTorch, normalisation included) to a directory, from the cache.
+    Export(ExportArgs),
     /// Delete cache entries that none of the given pipelines references.
     Gc(GcArgs),
     /// Check the cache itself.
@@ -137,6 +140,30 @@ struct ExplainArgs {
     /// directory and summary when cached.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    pipeline: PathBuf,
+    /// A train or import stage (`robarch dag` lists them), or a model name of the pipeline when
+    /// one stage trains or imports it.
+    target: String,
+    /// The directory to write (created; it must be empty unless `--force`).
+    #[arg(long)]
+    to: PathBuf,
+    /// `last`: the last epoch's weights; `best`: the best monitored epoch's (training with
+    /// `monitor:`).
+    #[arg(long, value_enum, default_value_t = CheckpointArg::Last)]
+    checkpoint: CheckpointArg,
+    /// Overwrite the export's files in a directory that is not empty.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CheckpointArg {
+    Last,
+    Best,
 }
 
 #[derive(Args)]
@@ -286,6 +313,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Dag(a) => dag(cache, a),
         Cmd::Explain(a) => explain(cache, a),
         Cmd::Report(a) => report_cmd(cache, a),
+        Cmd::Export(a) => export(cache, a),
         Cmd::Gc(a) => gc(cache, a),
         Cmd::Cache { cmd } => cache_cmd(cache, cmd),
         Cmd::Data { cmd } => data_cmd(cmd),
@@ -670,6 +698,109 @@ fn explain(cache_dir: &Path, a: ExplainArgs) -> Result<i32> {
     if let Some(l) = &log {
         println!("log:     {}", l.display());
     }
+    Ok(0)
+}
+
+/// `robarch export`: a cached train or import stage's model, ready for PyTorch.
+fn export(cache_dir: &Path, a: ExportArgs) -> Result<i32> {
+    let plan = load_plan(&a.pipeline, cache_dir)?;
+    let models: Vec<&crate::plan::Node> = plan
+        .order
+        .iter()
+        .map(|&ix| &plan.graph[ix])
+        .filter(|n| matches!(n.stage.kind(), "train" | "import"))
+        .collect();
+    let ids = || {
+        models
+            .iter()
+            .map(|n| format!("`{}`", n.id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let matches: Vec<&crate::plan::Node> = match models.iter().find(|n| n.id == a.target) {
+        Some(n) => vec![*n],
+        // `train/<dataset>/<model>/<training>` or `import/<dataset>/<model>`.
+        None => models
+            .iter()
+            .copied()
+            .filter(|n| n.id.split('/').nth(2) == Some(a.target.as_str()))
+            .collect(),
+    };
+    let node = match matches.as_slice() {
+        [n] => *n,
+        [] => {
+            if let Some(ix) = plan.find(&a.target) {
+                bail!(
+                    "`{}` is a {} stage; export takes a train or import stage ({}) or a model name",
+                    a.target,
+                    plan.graph[ix].stage.kind(),
+                    ids()
+                );
+            }
+            bail!(
+                "no train or import stage or model `{}` in {}; it has {}",
+                a.target,
+                a.pipeline.display(),
+                ids()
+            )
+        }
+        many => bail!(
+            "model `{}` is trained by {} stages of {}; name one: {}",
+            a.target,
+            many.len(),
+            a.pipeline.display(),
+            many.iter()
+                .map(|n| format!("`{}`", n.id))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let cache = Cache::existing(cache_dir).with_context(|| {
+        format!(
+            "no cache at {}; run `robarch run {}` first",
+            cache_dir.display(),
+            a.pipeline.display()
+        )
+    })?;
+    // Read in full: a file whose bytes changed is caught before it is exported.
+    let entry = match cache.load(&node.key) {
+        crate::cache::Lookup::Hit(e) => e,
+        crate::cache::Lookup::Corrupt(why) => bail!(
+            "stage `{}`'s cache entry was corrupt ({why}) and has been removed; run `robarch run {}` to recompute it",
+            node.id,
+            a.pipeline.display()
+        ),
+        crate::cache::Lookup::Missing => bail!(
+            "stage `{}` is not in the cache at {}; run `robarch run {}` first",
+            node.id,
+            cache_dir.display(),
+            a.pipeline.display()
+        ),
+    };
+    if a.to.is_dir() && !a.force && std::fs::read_dir(&a.to)?.next().is_some() {
+        bail!(
+            "{} is not empty; choose a new directory or pass --force to overwrite the export's files",
+            a.to.display()
+        );
+    }
+    let origin = models::export::Origin {
+        pipeline: plan.name.clone(),
+        stage: node.id.clone(),
+        key: node.key.clone(),
+        checkpoint: match a.checkpoint {
+            CheckpointArg::Last => models::saved::Checkpoint::Last,
+            CheckpointArg::Best => models::saved::Checkpoint::Best,
+        },
+        robarch_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let written = models::export::export(&entry.dir, &origin, &a.to)?;
+    println!(
+        "exported {} to {}: {}\nload it in Python: sys.path.insert(0, \"{}\"); import load; model = load.load()",
+        node.id,
+        a.to.display(),
+        written.join(", "),
+        a.to.display()
+    );
     Ok(0)
 }
 

@@ -7,6 +7,7 @@ pub mod convnext;
 pub mod cvt;
 pub mod deit;
 pub mod densenet;
+pub mod export;
 pub mod layers;
 pub mod mixer;
 pub mod mobilenetv2;

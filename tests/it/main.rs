@@ -12,6 +12,7 @@ mod cache;
 mod cli;
 mod corpus;
 mod datasets;
+mod export;
 mod faults;
 mod incremental;
 mod keys;

@@ -8,7 +8,7 @@ use tch::{Device, Tensor};
 
 /// Scripts a small BN CNN for `channels`×`size`² inputs and `classes` outputs into `pt`, with
 /// random BN statistics, and writes an input batch and PyTorch's eval logits next to it.
-fn export(pt: &Path, channels: i64, size: i64, classes: i64, seed: i64) {
+pub(crate) fn export(pt: &Path, channels: i64, size: i64, classes: i64, seed: i64) {
     let code = format!(
         r#"
 import torch, torch.nn as nn
