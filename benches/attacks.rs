@@ -1,70 +1,126 @@
 //! Attack throughput, robarch against the reference libraries on the same model, data, batch and
-//! threads, measured in one run: PGD-20 ℓ∞ against torchattacks `PGD`, APGD-CE, APGD-T and
-//! AutoAttack `standard` (APGD-CE, APGD-T, FAB-T, Square) against fra31 AutoAttack's code
-//! (`pyautoattack`). Prints images/s of both and the ratio robarch/reference.
+//! threads: PGD-20 ℓ∞ against torchattacks `PGD`, APGD-CE, APGD-T and AutoAttack `standard`
+//! (APGD-CE, APGD-T, FAB-T, Square) against fra31 AutoAttack's code (`pyautoattack`), on several
+//! models. Each side runs every attack `--repeats` times (robarch first, then the reference, one
+//! process at a time); the table gives the median images/s and the range over the repeats per
+//! side, the ratio of the medians and the range of the per-repeat ratios (i-th robarch run over
+//! i-th reference run).
 //!
-//! Run: `scripts/bench-attacks.sh [--preset tiny|cifar] [--n 128] [--batch 128] [--threads N]
-//!       [--trained DIR]` (DIR: a `train/...` cache entry to attack instead of a fresh model)
-//! robarch's rows are given twice: evaluation (points leave the batch once broken, the default)
-//! and every-step (all points take every step, as in training), which isolates the kernels.
+//! Run: `scripts/bench-attacks.sh [--models resnet18:tiny@16,vit:tiny@16,resnet18:cifar]
+//!       [--n 128] [--batch 128] [--threads N] [--repeats 3] [--attacks pgd,apgd-ce,apgd-t,aa]`
+//! A model is `arch:preset[@image size]` (fresh weights, 3 channels, 10 classes; labels are the
+//! model's own predictions, so every point is attacked) or the path of a `train/...` cache entry.
+//! The PGD row is given twice: evaluation (points leave the batch once broken, the default) and
+//! every step (all points take every step, as in training), which isolates the kernels.
 mod common;
 use robarch::attacks::{self, AttackConfig, Net, Use};
 use robarch::models::{self, ModelIo, Network};
-use robarch::spec::{AttackSpec, ModelSpec, Norm, Real};
-use std::path::PathBuf;
+use robarch::spec::{AttackSpec, Norm, Real};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
+struct Setup {
+    n: i64,
+    batch: i64,
+    threads: i32,
+    repeats: usize,
+    attacks: Vec<String>,
+}
+
+/// A model to attack: its network, the reference's description of it, and a label.
+fn model(spec: &str) -> (Network, serde_json::Value, String) {
+    let dir = Path::new(spec);
+    if dir.join("model.json").is_file() {
+        let net = robarch::models::saved::load(
+            dir,
+            robarch::models::saved::Checkpoint::Last,
+            Device::Cpu,
+        )
+        .unwrap();
+        let info: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
+        let arch = info["model"]["arch"].as_str().unwrap().to_string();
+        let label = format!(
+            "{arch} (adv. trained, {}px, {:.2}M params)",
+            info["io"]["image_size"],
+            net.num_parameters() as f64 / 1e6
+        );
+        let meta = serde_json::json!({"arch": arch, "family": models::find(&arch).unwrap().family, "config": info["model"]["config"], "io": info["io"], "mean": info["mean"], "std": info["std"]});
+        return (net, meta, label);
+    }
+    let (name, size) = match spec.split_once('@') {
+        Some((n, s)) => (n, Some(s.parse::<i64>().expect("arch:preset@SIZE"))),
+        None => (spec, None),
+    };
+    let (arch, preset) = name
+        .split_once(':')
+        .unwrap_or_else(|| panic!("a model is arch:preset[@size] or a cache entry: {spec}"));
+    let (p, mut io) = common::paper_model(arch, preset);
+    if let Some(s) = size {
+        io.image_size = s;
+    }
+    let net = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], Device::Cpu, 0).unwrap();
+    let meta = serde_json::json!({"arch": arch, "family": models::find(arch).unwrap().family, "config": p.config, "io": io, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]});
+    let label = format!("{arch} {preset} ({}px, {:.2}M params)", io.image_size, net.num_parameters() as f64 / 1e6);
+    (net, meta, label)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let m = s.len() / 2;
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        (s[m - 1] + s[m]) / 2.0
+    }
+}
+
+fn range(v: &[f64]) -> (f64, f64) {
+    (
+        v.iter().copied().fold(f64::INFINITY, f64::min),
+        v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    )
+}
+
 fn main() {
-    let mut preset = "cifar".to_string();
-    let (mut n, mut batch, mut repeats) = (128i64, 128i64, 2usize);
-    let mut threads = common::default_threads();
-    let mut trained: Option<PathBuf> = None;
+    let mut models_arg = "resnet18:tiny@16,vit:tiny@16,resnet18:cifar".to_string();
+    let mut set = Setup {
+        n: 128,
+        batch: 128,
+        threads: common::default_threads(),
+        repeats: 3,
+        attacks: ["pgd", "apgd-ce", "apgd-t", "aa"].map(String::from).to_vec(),
+    };
     for (k, val) in common::flags() {
         match k.as_str() {
-            "--preset" => preset = val,
-            "--n" => n = val.parse().expect("--n N"),
-            "--batch" => batch = val.parse().expect("--batch N"),
-            "--threads" => threads = val.parse().expect("--threads N"),
-            "--repeats" => repeats = val.parse().expect("--repeats N"),
-            "--trained" => trained = Some(PathBuf::from(val)),
+            "--models" => models_arg = val,
+            "--n" => set.n = val.parse().expect("--n N"),
+            "--batch" => set.batch = val.parse().expect("--batch N"),
+            "--threads" => set.threads = val.parse().expect("--threads N"),
+            "--repeats" => set.repeats = val.parse().expect("--repeats N"),
+            "--attacks" => set.attacks = val.split(',').map(String::from).collect(),
             other => panic!("unknown argument {other}"),
         }
     }
-    tch::set_num_threads(threads);
+    tch::set_num_threads(set.threads);
+    println!(
+        "{} images per model, batch {} on both sides, {} threads on both sides, ε = 8/255, {} repeats per side; images/s: median (min–max)\n",
+        set.n, set.batch, set.threads, set.repeats
+    );
+    println!("| model | attack | robarch img/s | reference img/s | ratio (per-repeat range) | robust acc. robarch / reference |");
+    println!("|---|---|---|---|---|---|");
+    for spec in models_arg.split(',') {
+        bench(spec, &set);
+    }
+}
+
+fn bench(spec: &str, set: &Setup) {
+    let (n, batch, repeats) = (set.n, set.batch, set.repeats);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (net, meta) = match &trained {
-        Some(t) => {
-            let net = robarch::models::saved::load(
-                t,
-                robarch::models::saved::Checkpoint::Last,
-                Device::Cpu,
-            )
-            .unwrap();
-            let info: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(t.join("model.json")).unwrap()).unwrap();
-            let arch = info["model"]["arch"].as_str().unwrap().to_string();
-            let meta = serde_json::json!({"arch": arch, "family": models::find(&arch).unwrap().family, "config": info["model"]["config"], "io": info["io"], "mean": info["mean"], "std": info["std"]});
-            (net, meta)
-        }
-        None => {
-            let spec = ModelSpec {
-                arch: None,
-                preset: preset.clone(),
-                overrides: Default::default(),
-            };
-            let p = models::resolve("resnet18", &spec).unwrap();
-            let io = ModelIo {
-                in_channels: 3,
-                image_size: 32,
-                num_classes: 10,
-            };
-            let net = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], Device::Cpu, 0).unwrap();
-            let meta = serde_json::json!({"arch": "resnet18", "family": models::find("resnet18").unwrap().family, "config": p.config, "io": io, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]});
-            (net, meta)
-        }
-    };
+    let (net, meta, label) = model(spec);
     let io: ModelIo = serde_json::from_value(meta["io"].clone()).unwrap();
     let model = Net {
         net: &net,
@@ -81,7 +137,7 @@ fn main() {
     std::fs::write(d.join("model.json"), meta.to_string()).unwrap();
     net.save(&d.join("model.safetensors")).unwrap();
     Tensor::write_safetensors(&[("x", &x), ("y", &y)], d.join("data.safetensors")).unwrap();
-    let req = serde_json::json!({"threads": threads, "batch_size": batch, "eps": eps, "alpha": alpha, "steps": steps, "apgd_steps": apgd_steps, "repeats": repeats});
+    let req = serde_json::json!({"threads": set.threads, "batch_size": batch, "eps": eps, "alpha": alpha, "steps": steps, "apgd_steps": apgd_steps, "repeats": repeats, "attacks": set.attacks});
     std::fs::write(d.join("request.json"), req.to_string()).unwrap();
     let cfg = |kind: &str, f: &dyn Fn(&mut AttackSpec)| {
         let mut a = AttackSpec {
@@ -102,8 +158,9 @@ fn main() {
         a.set("steps", apgd_steps);
     });
     let aa = cfg("autoattack", &|_| {});
-    let time = |c: &AttackConfig, usage: Use| -> (f64, f64) {
-        let mut best = f64::INFINITY;
+    // Images/s of each repeat, and the robust accuracy of the last.
+    let time = |c: &AttackConfig, usage: Use| -> (Vec<f64>, f64) {
+        let mut rates = Vec::new();
         let mut robust = 0.0;
         let _ = c.perturb(
             &model,
@@ -128,12 +185,32 @@ fn main() {
                     )
                 })
                 .collect();
-            best = best.min(t0.elapsed().as_secs_f64());
+            rates.push(n as f64 / t0.elapsed().as_secs_f64());
             let ok = attacks::correct(&model, &Tensor::cat(&advs, 0), &y);
             robust = f64::try_from(ok.to_kind(Kind::Double).mean(Kind::Double)).unwrap();
         }
-        (n as f64 / best, robust)
+        (rates, robust)
     };
+    let rows = [
+        ("PGD-20 (torchattacks)", &pgd, "pgd"),
+        ("APGD-CE 100 (fra31)", &apgd_ce, "apgd-ce"),
+        ("APGD-T 100 (fra31)", &apgd_t, "apgd-t"),
+        ("AutoAttack standard (fra31)", &aa, "aa"),
+    ];
+    // robarch first, then the reference in its own process: never both at once.
+    let mut ours = Vec::new();
+    for (name, c, key) in rows {
+        if !set.attacks.iter().any(|a| a == key) {
+            continue;
+        }
+        for (usage, suffix) in [(Use::Evaluation, ""), (Use::Training, ", every step")] {
+            if usage == Use::Training && key != "pgd" {
+                continue;
+            }
+            let (rates, acc) = time(c, usage);
+            ours.push((format!("{name}{suffix}"), key, rates, acc));
+        }
+    }
     let python = common::python();
     let script =
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join("scripts/bench_attacks.py");
@@ -148,40 +225,22 @@ fn main() {
         String::from_utf8_lossy(&out.stderr)
     );
     let reference: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
-    println!(
-        "resnet18 {} ({}), {n} images {}px, batch {batch}, {threads} threads, ε = 8/255, best of {repeats}",
-        if trained.is_some() { "trained" } else { preset.as_str() },
-        if trained.is_some() { "cache entry" } else { "fresh weights" },
-        io.image_size
-    );
-    println!(
-        "{:<30} {:>14} {:>14} {:>7} {:>10}",
-        "attack", "robarch img/s", "reference img/s", "ratio", "robust acc"
-    );
-    println!(
-        "reference AutoAttack standard robust accuracy: {:.1}%",
-        100.0 * reference["aa_robust"].as_f64().unwrap()
-    );
-    for (name, c, key) in [
-        ("PGD-20 (torchattacks)", &pgd, "pgd"),
-        ("APGD-CE 100 (fra31)", &apgd_ce, "apgd-ce"),
-        ("APGD-T 100 (fra31)", &apgd_t, "apgd-t"),
-        ("AutoAttack standard (fra31)", &aa, "aa"),
-    ] {
-        let r = reference[key].as_f64().unwrap();
-        for (usage, label) in [(Use::Evaluation, ""), (Use::Training, ", every step")] {
-            if usage == Use::Training && key != "pgd" {
-                continue;
-            }
-            let (ours, acc) = time(c, usage);
-            println!(
-                "{:<30} {:>14.1} {:>14.1} {:>7.2} {:>9.1}%",
-                format!("{name}{label}"),
-                ours,
-                r,
-                ours / r,
-                100.0 * acc
-            );
-        }
+    for (name, key, rates, acc) in ours {
+        let r: Vec<f64> = reference[key]["rates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let ratios: Vec<f64> = rates.iter().zip(&r).map(|(a, b)| a / b).collect();
+        let ((olo, ohi), (rlo, rhi), (qlo, qhi)) = (range(&rates), range(&r), range(&ratios));
+        println!(
+            "| {label} | {name} | {:.1} ({olo:.1}–{ohi:.1}) | {:.1} ({rlo:.1}–{rhi:.1}) | {:.2} ({qlo:.2}–{qhi:.2}) | {:.1}% / {:.1}% |",
+            median(&rates),
+            median(&r),
+            median(&rates) / median(&r),
+            100.0 * acc,
+            100.0 * reference[key]["robust"].as_f64().unwrap()
+        );
     }
 }

@@ -256,7 +256,7 @@ impl Plan {
                                 *split,
                                 s.evaluation.limit,
                                 s.evaluation.batch_size,
-                                s.seed,
+                                s.evaluation.seed.unwrap_or(s.seed),
                                 s.evaluation.checkpoint,
                             );
                             let ix = add(

@@ -82,6 +82,10 @@ pub struct EvaluationSpec {
     /// (`training.<name>.monitor.best_by`).
     #[serde(default)]
     pub checkpoint: Checkpoint,
+    /// Seed of the attacks' random draws (random starts, Square's proposals); default: the
+    /// pipeline's `seed`. Another value repeats the randomised attacks on the same trained models.
+    #[serde(default)]
+    pub seed: Option<u64>,
 }
 
 pub use crate::models::saved::Checkpoint;
@@ -105,6 +109,7 @@ impl Default for EvaluationSpec {
             groups: BTreeMap::new(),
             batch_size: 256,
             checkpoint: Checkpoint::Last,
+            seed: None,
         }
     }
 }

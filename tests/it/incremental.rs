@@ -67,6 +67,28 @@ fn changing_one_eps_reruns_exactly_that_attack_and_the_report() {
 }
 
 #[test]
+fn evaluation_seed_reruns_the_attacks_on_the_same_models() {
+    let p = Project::new();
+    p.write("p.yaml", TINY);
+    p.ok(&["run", "--format", "json", "p.yaml"]);
+    // The default is the pipeline's seed: naming it changes no key.
+    p.write("p.yaml", &TINY.replace("  limit: 60\n", "  limit: 60\n  seed: 3\n"));
+    let out = p.ok(&["run", "--format", "json", "p.yaml"]);
+    assert!(stages(&out, "ran").is_empty(), "{:?}", stages(&out, "ran"));
+    // Another seed: every evaluation again, on the cached trained model.
+    p.write("p.yaml", &TINY.replace("  limit: 60\n", "  limit: 60\n  seed: 4\n"));
+    let out = p.ok(&["run", "--format", "json", "p.yaml"]);
+    let mut want: Vec<String> = ["clean", "fgsm", "pgd"]
+        .iter()
+        .flat_map(|a| {
+            ["test", "train"].map(|s| format!("eval/digits/resnet18/at/{a}/{s}"))
+        })
+        .collect();
+    want.push("report".into());
+    assert_eq!(stages(&out, "ran"), want);
+}
+
+#[test]
 fn adding_a_model_trains_only_that_model() {
     let p = Project::new();
     p.write("p.yaml", TINY);
