@@ -5,22 +5,26 @@
 #        [--repeats 3] [--attacks pgd,apgd-ce,apgd-t,aa]
 # A model is arch:preset[@image size] (fresh weights) or a train/... cache entry directory. Without
 # --models: the three adversarially trained models of scripts/bench_attacks.yaml (trained once into
-# ~/.cache/robarch-bench-attacks; a CNN, a transformer, ResNet-18 at its CIFAR preset).
+# ~/.cache/robarch-bench-attacks; a CNN, a transformer, ResNet-18 at its CIFAR preset), one thread
+# per side, 3 repeats.
 source "$(dirname "$0")/env.sh"
-args=("$@")
-if [[ " $* " != *" --models "* ]]; then
-  bash "$ROOT/scripts/build.sh" >&2
-  BIN="$CARGO_TARGET_DIR/release/robarch"
-  WORK="$HOME/.cache/robarch-bench-attacks"
-  mkdir -p "$WORK"
-  cp "$ROOT/scripts/bench_attacks.yaml" "$WORK/p.yaml"
-  (cd "$WORK" && "$BIN" run p.yaml > run.log)
-  models=()
-  for stage in $(cd "$WORK" && "$BIN" dag p.yaml | awk '$2 ~ /^train\// {print $2}'); do
-    entry=$(cd "$WORK" && "$BIN" explain --format json p.yaml "$stage" |
-      "$ROOT/.venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["entry"])')
-    models+=("$WORK/$entry")
-  done
-  args+=(--models "$(IFS=,; echo "${models[*]}")")
+if [[ " $* " == *" --models "* ]]; then
+  exec cargo bench --locked -p robarch-worker --bench attacks -- "$@"
 fi
-cargo bench --locked -p robarch-worker --bench attacks -- "${args[@]}"
+bash "$ROOT/scripts/build.sh" >&2
+BIN="$CARGO_TARGET_DIR/release/robarch"
+WORK="$HOME/.cache/robarch-bench-attacks"
+mkdir -p "$WORK"
+cp "$ROOT/scripts/bench_attacks.yaml" "$WORK/p.yaml"
+(cd "$WORK" && "$BIN" run p.yaml > run.log)
+entry() {
+  (cd "$WORK" && "$BIN" explain --format json p.yaml "train/digits/$1/pgd-linf") |
+    "$ROOT/.venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["entry"])'
+}
+# The tiny models with every attack on 128 points; ResNet-18 at its CIFAR preset (a forward and
+# backward pass ~100x the tiny models') with PGD and APGD-CE on 16 points, so that one run of the
+# benchmark takes minutes, not hours, on a 2-core CPU. Later flags override these.
+cargo bench --locked -p robarch-worker --bench attacks -- --threads 1 --repeats 3 \
+  --models "$WORK/$(entry densenet121),$WORK/$(entry vit)" "$@"
+cargo bench --locked -p robarch-worker --bench attacks -- --threads 1 --repeats 3 \
+  --n 16 --batch 16 --attacks pgd,apgd-ce --models "$WORK/$(entry resnet18)" "$@"

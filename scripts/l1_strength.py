@@ -61,14 +61,24 @@ def main():
             for row in csv.DictReader(f):
                 for a in attacks:
                     ours.setdefault((row["model"], row["training"], a), []).append(float(row[a]))
+    # fra31's results by (model key, attack, seed, points): rerunning after a change on robarch's
+    # side recomputes only robarch's.
+    memo_file = work / "fra31.json"
+    memo = json.loads(memo_file.read_text()) if memo_file.exists() else {}
     rows, deltas = [], {}
     for e in sorted((work / "export").iterdir()):
         model = load_export(e)
-        origin = json.loads((e / "export.json").read_text())["origin"]["stage"].split("/")
-        name, training = origin[2], origin[3]
+        origin = json.loads((e / "export.json").read_text())["origin"]
+        name, training = origin["stage"].split("/")[2:4]
         for a, cfg in attacks.items():
             t0 = time.time()
-            theirs = [fra31(model, x, y, cfg, s) for s in seeds]
+            theirs = []
+            for s in seeds:
+                k = f"{origin['key']}|{json.dumps(cfg, sort_keys=True)}|{s}|{n}"
+                if k not in memo:
+                    memo[k] = fra31(model, x, y, cfg, s)
+                    memo_file.write_text(json.dumps(memo, indent=0))
+                theirs.append(memo[k])
             mine = ours[(name, training, a)]
             delta = statistics.mean(mine) - statistics.mean(theirs)
             deltas.setdefault(a, []).append(delta)

@@ -39,6 +39,10 @@ pub struct AutoAttack {
     pub norm: Norm,
     pub eps: f64,
     pub version: Version,
+    /// Its APGD members' revision ([`super::apgd::L1_REVISION`] for ℓ1); in stage keys only when
+    /// non-zero.
+    #[serde(default, skip_serializing_if = "super::apgd::is_zero")]
+    pub revision: u32,
 }
 
 impl AttackType for AutoAttack {
@@ -52,6 +56,7 @@ impl AttackType for AutoAttack {
     ];
     fn resolve(f: &Fields) -> Result<Self, Problem> {
         Ok(AutoAttack {
+            revision: super::apgd::revision(f.norm()),
             norm: f.norm(),
             eps: f.eps,
             version: match f.choice(
@@ -99,6 +104,7 @@ pub fn members(norm: Norm, eps: f64, version: Version) -> Vec<Member> {
             targets,
             rho: 0.75,
             large_eps: l1 && version == Version::Standard,
+            revision: super::apgd::revision(norm),
         })
     };
     let fab = |restarts, targets| -> Box<dyn Attack> {

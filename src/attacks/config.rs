@@ -418,6 +418,27 @@ mod tests {
             json("pgd", spec(Some(0.5)).with("loss", "cw")),
             r#"{"type":"pgd","norm":"linf","eps":0.5,"steps":10,"step_size":0.125,"random_start":true,"restarts":1,"loss":{"name":"cw","kappa":0.0},"l1_step":null}"#
         );
+        // APGD-ℓ1's fix (fra31's arithmetic at its start points) moved its results, and
+        // AutoAttack-ℓ1's: their keys carry the revision; ℓ∞/ℓ2 keys stay as they were.
+        let l1 = |mut a: AttackSpec| {
+            a.norm = Some(Norm::L1);
+            a
+        };
+        assert_eq!(
+            json("apgd-ce", l1(spec(Some(12.0)))),
+            r#"{"type":"apgd","norm":"l1","eps":12.0,"steps":100,"restarts":1,"loss":"ce","targets":9,"rho":0.75,"large_eps":false,"revision":1}"#
+        );
+        assert_eq!(
+            json("aa", l1(spec(Some(12.0)))),
+            r#"{"type":"autoattack","norm":"l1","eps":12.0,"version":"standard","revision":1}"#
+        );
+        assert_eq!(
+            json("aa", spec(Some(0.5))),
+            r#"{"type":"autoattack","norm":"linf","eps":0.5,"version":"standard"}"#
+        );
+        let c = AttackConfig::resolve("aa", &l1(spec(Some(12.0)))).unwrap();
+        let back: AttackConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back, c);
         let c = AttackConfig::resolve("aa", &spec(Some(0.5))).unwrap();
         let back: AttackConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
         assert_eq!(back, c);
