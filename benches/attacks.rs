@@ -7,9 +7,12 @@
 //! i-th reference run).
 //!
 //! Run: `scripts/bench-attacks.sh [--models resnet18:tiny@16,vit:tiny@16,resnet18:cifar]
-//!       [--n 128] [--batch 128] [--threads N] [--repeats 3] [--attacks pgd,apgd-ce,apgd-t,aa]`
-//! A model is `arch:preset[@image size]` (fresh weights, 3 channels, 10 classes; labels are the
-//! model's own predictions, so every point is attacked) or the path of a `train/...` cache entry.
+//!       [--data DATA] [--n 128] [--batch 128] [--threads N] [--repeats 3]
+//!       [--attacks pgd,apgd-ce,apgd-t,aa]`
+//! A model is `arch:preset[@image size]` (fresh weights, 3 channels, 10 classes) or the path of a
+//! `train/...` cache entry; the images are the first `--n` test images of a prepared
+//! `data.safetensors` (`--data`), else uniform noise. Labels are the model's own predictions, so
+//! every point is attacked on both sides.
 //! The PGD row is given twice: evaluation (points leave the batch once broken, the default) and
 //! every step (all points take every step, as in training), which isolates the kernels.
 mod common;
@@ -21,6 +24,8 @@ use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 struct Setup {
+    /// A prepared `data.safetensors` whose test images are attacked (else uniform noise).
+    data: Option<PathBuf>,
     n: i64,
     batch: i64,
     threads: i32,
@@ -87,6 +92,7 @@ fn range(v: &[f64]) -> (f64, f64) {
 fn main() {
     let mut models_arg = "resnet18:tiny@16,vit:tiny@16,resnet18:cifar".to_string();
     let mut set = Setup {
+        data: None,
         n: 128,
         batch: 128,
         threads: common::default_threads(),
@@ -96,6 +102,7 @@ fn main() {
     for (k, val) in common::flags() {
         match k.as_str() {
             "--models" => models_arg = val,
+            "--data" => set.data = Some(PathBuf::from(val)),
             "--n" => set.n = val.parse().expect("--n N"),
             "--batch" => set.batch = val.parse().expect("--batch N"),
             "--threads" => set.threads = val.parse().expect("--threads N"),
@@ -106,7 +113,7 @@ fn main() {
     }
     tch::set_num_threads(set.threads);
     println!(
-        "{} images per model, batch {} on both sides, {} threads on both sides, ε = 8/255, {} repeats per side; images/s: median (min–max)\n",
+        "{} images per model, batch {} and threads {} on both sides, ε = 8/255, {} repeats per side; images/s: median (min–max)\n",
         set.n, set.batch, set.threads, set.repeats
     );
     println!("| model | attack | robarch img/s | reference img/s | ratio (per-repeat range) | robust acc. robarch / reference |");
@@ -126,12 +133,31 @@ fn bench(spec: &str, set: &Setup) {
         net: &net,
         train: false,
     };
-    tch::manual_seed(0);
-    let x = Tensor::rand(
-        [n, io.in_channels, io.image_size, io.image_size],
-        (Kind::Float, Device::Cpu),
-    );
-    // Labels = the model's predictions, so every point is attacked.
+    let x = match &set.data {
+        // The first n test images: an attack on a trained model spends its time where real
+        // points stay robust (on noise images every point breaks at once).
+        Some(f) => {
+            let t: Vec<(String, Tensor)> = Tensor::read_safetensors(f).unwrap();
+            let test = &t.iter().find(|(k, _)| k == "test_x").expect("test_x").1;
+            assert_eq!(
+                &test.size()[1..],
+                &[io.in_channels, io.image_size, io.image_size],
+                "{}: images of another shape than the model's",
+                f.display()
+            );
+            test.narrow(0, 0, n.min(test.size()[0])).to_kind(Kind::Float) / 255.0
+        }
+        None => {
+            tch::manual_seed(0);
+            Tensor::rand(
+                [n, io.in_channels, io.image_size, io.image_size],
+                (Kind::Float, Device::Cpu),
+            )
+        }
+    };
+    let n = x.size()[0];
+    // Labels = the model's predictions, so every point is attacked (the same points on both
+    // sides).
     let y = tch::no_grad(|| net.forward_t(&x, false)).argmax(1, false);
     let (eps, alpha, steps, apgd_steps) = (8.0 / 255.0, 2.0 / 255.0, 20, 100);
     std::fs::write(d.join("model.json"), meta.to_string()).unwrap();

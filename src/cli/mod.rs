@@ -701,6 +701,26 @@ fn explain(cache_dir: &Path, a: ExplainArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// The cache a command reads, which must exist: else what to run for `pipeline`.
+fn existing_cache(cache_dir: &Path, pipeline: &Path) -> Result<Cache> {
+    Cache::existing(cache_dir).with_context(|| {
+        format!(
+            "no cache at {}; run `robarch run {}` first",
+            cache_dir.display(),
+            pipeline.display()
+        )
+    })
+}
+
+/// Stage ids as a message lists them: `a`, `b`.
+fn id_list<'a>(nodes: impl IntoIterator<Item = &'a crate::plan::Node>) -> String {
+    nodes
+        .into_iter()
+        .map(|n| format!("`{}`", n.id))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `robarch export`: a cached train or import stage's model, ready for PyTorch.
 fn export(cache_dir: &Path, a: ExportArgs) -> Result<i32> {
     let plan = load_plan(&a.pipeline, cache_dir)?;
@@ -710,13 +730,7 @@ fn export(cache_dir: &Path, a: ExportArgs) -> Result<i32> {
         .map(|&ix| &plan.graph[ix])
         .filter(|n| matches!(n.stage.kind(), "train" | "import"))
         .collect();
-    let ids = || {
-        models
-            .iter()
-            .map(|n| format!("`{}`", n.id))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let ids = || id_list(models.iter().copied());
     let matches: Vec<&crate::plan::Node> = match models.iter().find(|n| n.id == a.target) {
         Some(n) => vec![*n],
         // `train/<dataset>/<model>/<training>` or `import/<dataset>/<model>`.
@@ -749,19 +763,10 @@ fn export(cache_dir: &Path, a: ExportArgs) -> Result<i32> {
             a.target,
             many.len(),
             a.pipeline.display(),
-            many.iter()
-                .map(|n| format!("`{}`", n.id))
-                .collect::<Vec<_>>()
-                .join(", ")
+            id_list(many.iter().copied())
         ),
     };
-    let cache = Cache::existing(cache_dir).with_context(|| {
-        format!(
-            "no cache at {}; run `robarch run {}` first",
-            cache_dir.display(),
-            a.pipeline.display()
-        )
-    })?;
+    let cache = existing_cache(cache_dir, &a.pipeline)?;
     // Read in full: a file whose bytes changed is caught before it is exported.
     let entry = match cache.load(&node.key) {
         crate::cache::Lookup::Hit(e) => e,
@@ -808,13 +813,7 @@ fn export(cache_dir: &Path, a: ExportArgs) -> Result<i32> {
 /// with `--compare`, the differences from another report.
 fn report_cmd(cache_dir: &Path, a: ReportArgs) -> Result<i32> {
     let plan = load_plan(&a.pipeline, cache_dir)?;
-    let cache = Cache::existing(cache_dir).with_context(|| {
-        format!(
-            "no cache at {}; run `robarch run {}` first",
-            cache_dir.display(),
-            a.pipeline.display()
-        )
-    })?;
+    let cache = existing_cache(cache_dir, &a.pipeline)?;
     warn_mixed_settings(&plan, &cache);
     // A `--compare` that cannot name a report fails before anything is written.
     let other = match &a.compare {
