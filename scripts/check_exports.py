@@ -18,17 +18,23 @@ from safetensors.torch import load_file
 TOL = 1e-5
 
 
-def check(d):
-    spec = importlib.util.spec_from_file_location(f"export_{d.name}", d / "load.py")
+def load_export(d):
+    """The model of export `d`, from its own load.py (imported under a name of its own)."""
+    name = "export_" + "".join(c if c.isalnum() else "_" for c in d.name)
+    spec = importlib.util.spec_from_file_location(name, d / "load.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    return mod.load(d)
+
+
+def check(d):
     meta = json.loads((d / "export.json").read_text())
     if meta["library"] != "torchscript":
         names = set(load_file(str(d / "model.safetensors")))
         extra = [k for k in names if k.startswith("normalize.")]
         if extra:
             return False, f"robarch's buffers left in the weights: {extra}"
-    model = mod.load(d)
+    model = load_export(d)
     io = load_file(str(d / "check.safetensors"))
     with torch.no_grad():
         y = model(io["x"])

@@ -8,7 +8,6 @@ reports/l1-strength-s<seed>/robust_accuracy.csv (robarch's robust accuracy per a
 prepared data.safetensors (test_x uint8, test_y).
 """
 import csv
-import importlib.util
 import json
 import logging
 import pathlib
@@ -20,12 +19,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-
-def load_export(d):
-    spec = importlib.util.spec_from_file_location(f"export_{d.name.replace('-', '_')}", d / "load.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.load(d)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from check_exports import load_export  # noqa: E402
 
 
 def fra31(model, x, y, a, seed):
