@@ -10,6 +10,7 @@
 //!   the statistic is undefined (all x or all y tied) are dropped and counted.
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Average ranks (1-based), ties sharing the mean of their positions.
 pub fn ranks(x: &[f64]) -> Vec<f64> {
@@ -126,18 +127,44 @@ pub fn correlate(
     confidence: f64,
     seed: u64,
 ) -> Correlation {
+    let singletons: Vec<usize> = (0..x.len()).collect();
+    correlate_clustered(x, y, &singletons, resamples, confidence, seed)
+}
+
+/// [`correlate`] where points come in clusters (`cluster[i]`: point i's cluster, e.g. the
+/// architecture of a per-seed point): each resample draws whole clusters with replacement, as
+/// many as there are clusters, so points of one architecture never count as independent
+/// evidence. Singleton clusters give exactly [`correlate`]'s resamples.
+pub fn correlate_clustered(
+    x: &[f64],
+    y: &[f64],
+    cluster: &[usize],
+    resamples: usize,
+    confidence: f64,
+    seed: u64,
+) -> Correlation {
     assert_eq!(x.len(), y.len());
+    assert_eq!(x.len(), cluster.len());
     let n = x.len();
+    let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, &c) in cluster.iter().enumerate() {
+        members.entry(c).or_default().push(i);
+    }
+    let members: Vec<Vec<usize>> = members.into_values().collect();
+    let k = members.len();
     let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
     let (mut taus, mut rhos) = (Vec::new(), Vec::new());
     let mut kept = 0;
     if n >= 2 {
-        let (mut bx, mut by) = (vec![0.0; n], vec![0.0; n]);
+        let (mut bx, mut by) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for _ in 0..resamples {
-            for k in 0..n {
-                let i = rng.random_range(0..n);
-                bx[k] = x[i];
-                by[k] = y[i];
+            bx.clear();
+            by.clear();
+            for _ in 0..k {
+                for &i in &members[rng.random_range(0..k)] {
+                    bx.push(x[i]);
+                    by.push(y[i]);
+                }
             }
             let (t, r) = (kendall_tau_b(&bx, &by), spearman(&bx, &by));
             if t.is_finite() && r.is_finite() {
@@ -194,6 +221,10 @@ pub struct Row {
     pub models: Vec<String>,
     pub x: Vec<f64>,
     pub y: Vec<f64>,
+    /// Per point, its training seed, where points are per seed (`over: seeds`): `models` then
+    /// names an architecture once per seed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
     #[serde(flatten)]
     pub stat: Correlation,
 }
@@ -203,6 +234,37 @@ pub struct Row {
 pub struct Output {
     pub rows: Vec<Row>,
     pub warnings: Vec<String>,
+    /// The training seeds the inputs repeat (empty without `seeds:`), and whether each point is
+    /// an architecture's mean over them or one seed's value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
+    #[serde(default)]
+    pub over: Over,
+}
+
+pub use super::spec::Over;
+
+impl Output {
+    /// What one point of a row is, in words (for the report), where seeds repeat.
+    pub fn points(&self) -> Option<String> {
+        if self.seeds.is_empty() {
+            return None;
+        }
+        let list = self
+            .seeds
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        Some(match self.over {
+            Over::Means => format!(
+                "Each point is an architecture's mean over its training seeds ({list}); n counts architectures."
+            ),
+            Over::Seeds => format!(
+                "Each point is one training seed ({list}) of an architecture; n counts (architecture, seed) pairs, and the bootstrap resamples whole architectures, so the intervals do not treat an architecture's seeds as independent evidence."
+            ),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -257,6 +319,33 @@ mod tests {
         let one = correlate(&[1.0], &[2.0], 100, 0.95, 1);
         assert_eq!(one.kendall_tau.value, None);
         assert_eq!(one.bootstrap_kept, 0);
+    }
+
+    #[test]
+    fn clustered_bootstrap_resamples_whole_clusters() {
+        // Singleton clusters: the same resamples as the plain bootstrap.
+        let x: Vec<f64> = (0..10).map(|i| i as f64).collect();
+        let y: Vec<f64> = x.iter().map(|v| (v * 3.0) % 7.0).collect();
+        let single: Vec<usize> = (0..10).collect();
+        assert_eq!(
+            correlate_clustered(&x, &y, &single, 500, 0.9, 3),
+            correlate(&x, &y, 500, 0.9, 3)
+        );
+        // Two points per cluster that agree with each other but not across clusters: treating
+        // them as independent narrows the interval; whole-cluster resampling keeps it wide.
+        let xs: Vec<f64> = (0..12).map(|i| (i / 2) as f64 + 0.01 * (i % 2) as f64).collect();
+        let ys: Vec<f64> = [3.0, 3.1, 0.0, 0.1, 5.0, 5.1, 1.0, 1.1, 4.0, 4.1, 2.0, 2.1].to_vec();
+        let pairs: Vec<usize> = (0..12).map(|i| i / 2).collect();
+        let clustered = correlate_clustered(&xs, &ys, &pairs, 2000, 0.9, 5);
+        let naive = correlate(&xs, &ys, 2000, 0.9, 5);
+        assert_eq!(clustered.kendall_tau.value, naive.kendall_tau.value);
+        let width = |c: &Correlation| c.kendall_tau.hi.unwrap() - c.kendall_tau.lo.unwrap();
+        assert!(
+            width(&clustered) > 1.2 * width(&naive),
+            "clustered {} vs naive {}",
+            width(&clustered),
+            width(&naive)
+        );
     }
 
     #[test]

@@ -100,6 +100,26 @@ pub struct CorrelationSpec {
     /// default: every attack of another norm than the training attack's, and every group with one.
     #[serde(default)]
     pub unseen: Option<Vec<String>>,
+    /// Where `seeds:` repeats the training: correlate per-architecture means over the seeds
+    /// (`means`, the default) or every (architecture, seed) pair (`seeds`, bootstrap over whole
+    /// architectures).
+    #[serde(default)]
+    pub over: Over,
+}
+
+/// What one point of a correlation is where seeds repeat.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Over {
+    #[default]
+    Means,
+    Seeds,
+}
+
+impl Over {
+    pub fn is_means(&self) -> bool {
+        *self == Over::Means
+    }
 }
 
 fn default_bootstrap() -> usize {
@@ -116,6 +136,7 @@ impl Default for CorrelationSpec {
             confidence: default_confidence(),
             gap: None,
             unseen: None,
+            over: Over::Means,
         }
     }
 }

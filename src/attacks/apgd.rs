@@ -641,6 +641,15 @@ impl Attack for Apgd {
         o
     }
     radius_from_fields!();
+    fn passes(&self, classes: usize) -> super::Passes {
+        // One run per restart, or per target class (capped at classes − 1); each run is `steps`
+        // gradient passes (the ℓ1 3ε→2ε→ε schedule splits them) and a first evaluation.
+        let runs = match self.loss {
+            ApgdLoss::DlrTargeted => self.targets.min(classes.saturating_sub(1)),
+            _ => self.restarts,
+        };
+        super::Passes::grads((self.steps + 1) * runs)
+    }
 }
 
 #[cfg(feature = "torch")]

@@ -258,6 +258,9 @@ impl Attack for AttackConfig {
     fn norm(&self) -> Option<Norm> {
         AttackConfig::norm(self)
     }
+    fn passes(&self, classes: usize) -> super::Passes {
+        self.attack().passes(classes)
+    }
     fn set_eps(&mut self, e: f64) {
         self.attack_mut().set_eps(e)
     }

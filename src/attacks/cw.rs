@@ -145,6 +145,9 @@ impl Attack for Cw {
         outcome(cw(model, x, y, &radii(x, self.eps), &p))
     }
     radius_from_fields!(Norm::L2);
+    fn passes(&self, _: usize) -> super::Passes {
+        super::Passes::grads(self.steps * self.binary_search_steps)
+    }
 }
 
 #[cfg(feature = "torch")]

@@ -71,6 +71,10 @@ impl Attack for DeepFool {
         outcome(within(model, x, y, &adv, &radii(x, self.eps), self.norm))
     }
     radius_from_fields!();
+    fn passes(&self, classes: usize) -> super::Passes {
+        // Each step differentiates every class's logit.
+        super::Passes::grads(self.steps * classes)
+    }
 }
 
 #[cfg(feature = "torch")]

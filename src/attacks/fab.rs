@@ -506,6 +506,17 @@ impl Attack for Fab {
         outcome(fab(model, x, y, &radii(x, self.eps), &self.params(), seed))
     }
     radius_from_fields!();
+    fn passes(&self, classes: usize) -> super::Passes {
+        // Per restart (and per target class): `steps` iterations, each a linearisation. The
+        // targeted one differentiates one logit difference; the untargeted one the Jacobian of
+        // every class's logit (one backward pass per class, as the reference's).
+        let per_step = match self.targets {
+            Some(_) => 1,
+            None => classes,
+        };
+        let runs = self.restarts * self.targets.map_or(1, |t| t.min(classes.saturating_sub(1)));
+        super::Passes::grads(self.steps * per_step * runs) + super::Passes::forwards(self.steps * runs)
+    }
 }
 
 #[cfg(feature = "torch")]

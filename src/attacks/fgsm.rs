@@ -45,4 +45,7 @@ impl Attack for Fgsm {
         AttackClass::SingleStep
     }
     radius_from_fields!(Norm::Linf);
+    fn passes(&self, _: usize) -> super::Passes {
+        super::Passes::grads(1)
+    }
 }

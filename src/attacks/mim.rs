@@ -123,6 +123,9 @@ impl Attack for Mim {
         scale_with_eps(&mut self.step_size, self.eps, e);
         self.eps = e;
     }
+    fn passes(&self, _: usize) -> super::Passes {
+        super::Passes::grads(self.steps)
+    }
 }
 
 #[cfg(feature = "torch")]

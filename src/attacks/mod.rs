@@ -90,7 +90,58 @@ pub trait Attack {
     /// Moves the attack to radius `e`; parameters that are fractions of ε (step sizes) scale with
     /// it, so a curve point is the same attack at another radius.
     fn set_eps(&mut self, e: f64);
+    /// The model passes it spends on one attacked point of a `classes`-way model at most (every
+    /// iteration run: no early stop, no point broken early), for compute estimates.
+    fn passes(&self, classes: usize) -> Passes;
 }
+
+/// Model passes per point: input-gradient passes (forward + backward) and forward-only passes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Passes {
+    pub grads: f64,
+    pub forwards: f64,
+}
+
+impl Passes {
+    /// `n` input-gradient passes.
+    pub fn grads(n: usize) -> Self {
+        Self {
+            grads: n as f64,
+            forwards: 0.0,
+        }
+    }
+    /// `n` forward passes.
+    pub fn forwards(n: usize) -> Self {
+        Self {
+            grads: 0.0,
+            forwards: n as f64,
+        }
+    }
+    /// The FLOPs of these passes for a model of `forward` FLOPs per image: a backward pass costs
+    /// about two forwards (Kaplan et al. 2020, §2.1), so a gradient pass counts three.
+    pub fn flops(&self, forward: f64) -> f64 {
+        (GRAD_PASS * self.grads + self.forwards) * forward
+    }
+    pub fn scaled(self, f: f64) -> Self {
+        Self {
+            grads: self.grads * f,
+            forwards: self.forwards * f,
+        }
+    }
+}
+
+impl std::ops::Add for Passes {
+    type Output = Passes;
+    fn add(self, o: Passes) -> Passes {
+        Passes {
+            grads: self.grads + o.grads,
+            forwards: self.forwards + o.forwards,
+        }
+    }
+}
+
+/// Forward-pass equivalents of one forward + backward pass.
+pub const GRAD_PASS: f64 = 3.0;
 
 /// An attack type as the registry (`config.rs`) lists it: the names it answers to and how a spec
 /// entry becomes its typed parameters (each type also implements [`Attack`], with the tensor code).

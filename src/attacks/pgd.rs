@@ -336,6 +336,10 @@ impl Attack for Pgd {
         scale_with_eps(&mut self.step_size, self.eps, e);
         self.eps = e;
     }
+    fn passes(&self, _: usize) -> super::Passes {
+        // Each restart ends with a forward pass that checks which points it broke.
+        super::Passes::grads(self.steps * self.restarts) + super::Passes::forwards(self.restarts)
+    }
 }
 
 #[cfg(feature = "torch")]

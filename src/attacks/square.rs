@@ -539,6 +539,9 @@ impl Attack for Square {
         AttackClass::BlackBox
     }
     radius_from_fields!();
+    fn passes(&self, _: usize) -> super::Passes {
+        super::Passes::forwards(self.queries * self.restarts)
+    }
 }
 
 #[cfg(feature = "torch")]

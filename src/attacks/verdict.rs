@@ -101,10 +101,13 @@ pub fn group_results(
             if found.len() != members.len() || found.is_empty() {
                 continue;
             }
-            let n = found[0].robust.len();
-            if found.iter().any(|e| e.robust.len() != n) {
-                continue;
-            }
+            // Members evaluated on different `limits` share their first n points (every
+            // evaluation takes the first N of the prepared split): the group is over those.
+            let smallest = found
+                .iter()
+                .min_by_key(|e| e.robust.len())
+                .expect("a group has members");
+            let n = smallest.robust.len();
             let robust: Vec<bool> = (0..n).map(|i| found.iter().all(|e| e.robust[i])).collect();
             let norms: BTreeSet<Norm> = found.iter().filter_map(|e| e.norm).collect();
             out.push(EvalResult {
@@ -115,7 +118,7 @@ pub fn group_results(
                 split: split.clone(),
                 seed: *seed,
                 n,
-                clean_accuracy: found[0].clean_accuracy,
+                clean_accuracy: smallest.clean_accuracy,
                 robust_accuracy: robust.iter().filter(|&&r| r).count() as f64 / n.max(1) as f64,
                 eps: found.iter().map(|e| e.eps).fold(0.0, f64::max),
                 norm: if norms.len() == 1 {
@@ -280,6 +283,21 @@ mod tests {
         let linf = g.iter().find(|e| e.attack == "linf").unwrap();
         assert_eq!(linf.norm, Some(Norm::Linf));
         assert!((linf.robust_accuracy - 0.6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn groups_over_different_limits_use_the_shared_points() {
+        // AutoAttack on the first 3 points, PGD on 5: the group is over the first 3.
+        let evals = vec![
+            flags("pgd", Norm::Linf, 0.03, AttackClass::Iterative, &[1, 1, 1, 0, 1]),
+            flags("aa", Norm::Linf, 0.03, AttackClass::Iterative, &[1, 0, 1]),
+        ];
+        let groups = BTreeMap::from([("g".to_string(), vec!["pgd".into(), "aa".into()])]);
+        let g = group_results(&evals, &groups);
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].robust, vec![true, false, true]);
+        assert_eq!(g[0].n, 3);
+        assert!((g[0].robust_accuracy - 2.0 / 3.0).abs() < 1e-12);
     }
 
     #[test]

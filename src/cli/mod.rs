@@ -11,6 +11,7 @@ mod report;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -82,9 +83,12 @@ struct RunArgs {
     /// libtorch threads per training/evaluation stage on CPU (at least 1).
     #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     threads: usize,
-    /// Show what would run; compute and write nothing.
+    /// Show what would run, with each stage's estimated compute; compute and write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Sustained TFLOP/s of one GPU, for the GPU-hours a dry run estimates (default 40).
+    #[arg(long, value_name = "TFLOPS", default_value_t = crate::plan::cost::DEFAULT_TFLOPS, value_parser = positive)]
+    tflops: f64,
     /// Recompute stages whose id matches this glob (and everything downstream); repeatable.
     #[arg(long, value_name = "GLOB")]
     force: Vec<String>,
@@ -120,9 +124,13 @@ struct RunArgs {
 #[derive(Args)]
 struct StatusArgs {
     pipeline: PathBuf,
-    /// `json`: `{"pipeline", "stages": [{"id", "kind", "key", "state", "reasons"?}]}`.
+    /// `json`: `{"pipeline", "stages": [{"id", "kind", "key", "state", "reasons"?, "flops"}],
+    /// "estimate"}`.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Sustained TFLOP/s of one GPU, for the GPU-hours estimate (default 40).
+    #[arg(long, value_name = "TFLOPS", default_value_t = crate::plan::cost::DEFAULT_TFLOPS, value_parser = positive)]
+    tflops: f64,
 }
 
 #[derive(Args)]
@@ -332,6 +340,14 @@ fn device_name(s: &str) -> std::result::Result<String, String> {
     Ok(s.to_string())
 }
 
+/// A throughput flag's parser: a positive number.
+fn positive(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number; write e.g. 40")),
+    }
+}
+
 /// A count flag's parser: 1 or more (0 would run nothing, or panic in libtorch).
 fn at_least_one(s: &str) -> std::result::Result<usize, String> {
     match s.parse::<usize>() {
@@ -392,7 +408,8 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         force,
         keep_going: a.keep_going,
         device: a.device,
-        stage_lines: !json,
+        // A dry run's lines carry the estimates, printed below.
+        stage_lines: !json && !a.dry_run,
         spec: a.pipeline.clone(),
         log_filter: LOG
             .get()
@@ -452,7 +469,28 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if a.dry_run {
+        let est = crate::plan::cost::Estimate::of(&plan);
+        let by_id: BTreeMap<&str, petgraph::graph::NodeIndex> =
+            plan.order.iter().map(|&ix| (plan.graph[ix].id.as_str(), ix)).collect();
+        for (id, o) in &summary.outcomes {
+            let f = by_id.get(id.as_str()).and_then(|ix| est.stages[ix]);
+            let state = if matches!(o, Outcome::Pending) { "would run" } else { "cached" };
+            println!("{state:<9} {:>11}  {id}", crate::plan::cost::human(f));
+        }
         println!("{total} stages: {pending} would run, {cached} cached");
+        let pending_ids: std::collections::BTreeSet<&str> = summary
+            .outcomes
+            .iter()
+            .filter(|(_, o)| matches!(o, Outcome::Pending))
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let would = |ix: petgraph::graph::NodeIndex| pending_ids.contains(plan.graph[ix].id.as_str());
+        let (flops, unknown) = est.total(would);
+        let scaled = est.scaled.iter().filter(|&&ix| would(ix)).count();
+        println!(
+            "{}",
+            crate::plan::cost::summary("what would run", flops, unknown, scaled, a.tflops)
+        );
     } else if queued > 0 {
         println!(
             "{total} stages: {queued} queued in Slurm jobs, {cached} cached; `robarch status {p}` follows them, `robarch run {p}` waits for them and writes the report",
@@ -507,9 +545,11 @@ fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
         .and_then(|c| exec::slurm::jobs_of(&plan, c))
         .unwrap_or_default();
     let mut stages = Vec::new();
+    let est = crate::plan::cost::Estimate::of(&plan);
     for &ix in &plan.order {
         let n = &plan.graph[ix];
         let state = stage_state(&plan, ix, cache.as_ref(), &manifest);
+        let flops = est.stages[&ix];
         let job = jobs.get(&n.id);
         match a.format {
             Format::Text => {
@@ -528,10 +568,16 @@ fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
                         )
                     })
                     .unwrap_or_default();
-                println!("{:<8} {}{why}{job}", state.name(), n.id);
+                println!(
+                    "{:<8} {:>11}  {}{why}{job}",
+                    state.name(),
+                    crate::plan::cost::human(flops),
+                    n.id
+                );
             }
             Format::Json => {
-                let mut v = json!({"id": n.id, "kind": n.stage.kind(), "key": n.key});
+                let mut v =
+                    json!({"id": n.id, "kind": n.stage.kind(), "key": n.key, "flops": flops});
                 merge(&mut v, serde_json::to_value(&state)?);
                 if let Some((r, st)) = job {
                     merge(
@@ -552,10 +598,27 @@ fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
         .as_ref()
         .map(|c| warn_mixed_settings(&plan, c))
         .unwrap_or_default();
+    let (flops, unknown) = est.total(|_| true);
     if a.format == Format::Json {
-        let doc =
-            json!({"pipeline": plan.name, "stages": stages, "settings": settings_json(&settings)});
+        let doc = json!({
+            "pipeline": plan.name,
+            "stages": stages,
+            "settings": settings_json(&settings),
+            "estimate": {
+                "flops": flops,
+                "gpu_hours": crate::plan::cost::gpu_hours(flops, a.tflops),
+                "tflops": a.tflops,
+                "stages_without_estimate": unknown,
+            },
+        });
         println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        // On stderr: stdout stays one line per stage.
+        let scaled = est.scaled.len();
+        eprintln!(
+            "{}",
+            crate::plan::cost::summary("the whole pipeline", flops, unknown, scaled, a.tflops)
+        );
     }
     Ok(0)
 }

@@ -93,6 +93,55 @@ pub struct DatasetParams {
     pub source_hash: String,
 }
 
+/// Images per split a dataset will hold once prepared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SplitSizes {
+    pub train: usize,
+    pub val: usize,
+    pub test: usize,
+}
+
+impl SplitSizes {
+    pub fn of(&self, split: crate::vocab::Split) -> usize {
+        match split {
+            crate::vocab::Split::Train => self.train,
+            crate::vocab::Split::Val => self.val,
+            crate::vocab::Split::Test => self.test,
+        }
+    }
+}
+
+/// The split sizes `p` will prepare, known before its files are read (for compute estimates):
+/// the sources' official sizes (CIFAR-10 50,000/10,000; ImageNette 9,469/3,925; 1,797 digits),
+/// the hold-out fractions and the limits, as `prepare` applies them (to within the per-class
+/// rounding of the stratified hold-outs). `None` for `imagefolder`, whose size is its files'.
+pub fn expected_sizes(p: &DatasetParams) -> Option<SplitSizes> {
+    let held_out = |n: usize, f: f64| {
+        let t = (n as f64 * f).round() as usize;
+        (n - t, t)
+    };
+    let (train, test) = match p.source.as_str() {
+        "embedded:digits" => held_out(1797, p.test_fraction.unwrap_or(0.25)),
+        "cifar10" => (50_000, 10_000),
+        "imagenette" | "imagenette-160" | "imagenette-320" => (9_469, 3_925),
+        "synthetic" => {
+            let s = p.synthetic.as_ref()?;
+            (s.train_size, s.test_size)
+        }
+        _ => return None,
+    };
+    let (train, val) = match p.val_fraction {
+        Some(f) => held_out(train, f),
+        None => (train, 0),
+    };
+    let cap = |n: usize, l: Option<usize>| l.map_or(n, |l| n.min(l));
+    Some(SplitSizes {
+        train: cap(train, p.train_limit),
+        val: cap(val, p.val_limit),
+        test: cap(test, p.test_limit),
+    })
+}
+
 /// A resolved dataset entry: canonical params plus, for file sources, where the files are.
 #[derive(Debug, Clone)]
 pub struct Resolved {

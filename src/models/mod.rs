@@ -8,6 +8,7 @@ pub mod cvt;
 pub mod deit;
 pub mod densenet;
 pub mod export;
+pub mod flops;
 pub mod layers;
 pub mod mixer;
 pub mod mobilenetv2;

@@ -6,6 +6,7 @@
 //! maps each input role to its stage's key. YAML formatting, key order, comments and `8/255` vs
 //! `0.0313725…` therefore never change a key; any semantic change changes it and every key
 //! downstream.
+pub mod cost;
 pub mod render;
 pub mod stale;
 
@@ -171,9 +172,10 @@ impl Plan {
                 vec![],
             );
             for (mname, mp) in &r.models {
-                // Trained (or imported) models of this (dataset, model): (training name, stage).
-                // Trained (or imported) models: (training name, stage, training attack).
-                let mut trained: Vec<(String, NodeIndex, Option<AttackConfig>)> = Vec::new();
+                // Trained (or imported) models: (training name, stage, training attack, chain
+                // seed where `seeds:` repeats the training).
+                let mut trained: Vec<(String, NodeIndex, Option<AttackConfig>, Option<u64>)> =
+                    Vec::new();
                 if mp.arch == models::torchscript::TORCHSCRIPT.name {
                     match stages::import::Import::plan(&l.path, mname, mp, io, hashes) {
                         Ok(st) => {
@@ -183,12 +185,21 @@ impl Plan {
                                 Box::new(st),
                                 vec![("data", prep)],
                             );
-                            trained.push((stages::import::TRAINING_LABEL.to_string(), ix, None));
+                            trained.push((
+                                stages::import::TRAINING_LABEL.to_string(),
+                                ix,
+                                None,
+                                None,
+                            ));
                         }
                         Err(p) => problems.push(p),
                     }
                 } else {
-                    for tname in s.training.keys() {
+                    for (tname, seed) in s
+                        .training
+                        .keys()
+                        .flat_map(|t| s.chains().into_iter().map(move |c| (t, c)))
+                    {
                         let rt = &r.training[&(mname.clone(), tname.clone())];
                         let st = stages::train::Train::new(
                             mp.clone(),
@@ -197,19 +208,19 @@ impl Plan {
                             rt.attack.clone(),
                             rt.monitor.clone(),
                             rt.augment.clone(),
-                            s.seed,
+                            seed.unwrap_or(s.seed),
                         );
                         let ix = add(
                             &mut graph,
-                            format!("train/{dname}/{mname}/{tname}"),
+                            format!("train/{dname}/{mname}/{tname}{}", chain_suffix(seed)),
                             Box::new(st),
                             vec![("data", prep)],
                         );
-                        trained.push((tname.clone(), ix, rt.attack.clone()));
+                        trained.push((tname.clone(), ix, rt.attack.clone(), seed));
                     }
                 }
-                for (tname, tr, train_attack) in trained {
-                    let base = format!("{dname}/{mname}/{tname}");
+                for (tname, tr, train_attack, seed) in trained {
+                    let base = format!("{dname}/{mname}/{tname}{}", chain_suffix(seed));
                     let label = |role: String, attack: Option<&str>, split: Option<String>| {
                         stages::inputs::Labels {
                             role,
@@ -218,7 +229,7 @@ impl Plan {
                             training: tname.clone(),
                             attack: attack.map(String::from),
                             split,
-                            seed: None,
+                            seed,
                         }
                     };
                     if graph[tr].stage.kind() == "train" {
@@ -249,14 +260,21 @@ impl Plan {
                         report_inputs.push((id, ix));
                     }
                     for (aname, ac) in attacks {
+                        let only = attack_only(&s.evaluation, aname);
                         for split in &s.evaluation.splits {
+                            if only
+                                .and_then(|o| o.splits.as_ref())
+                                .is_some_and(|o| !o.contains(split))
+                            {
+                                continue;
+                            }
                             let id = format!("eval/{base}/{aname}/{split}");
                             let st = stages::evaluate::Evaluate::new(
                                 ac.clone(),
                                 *split,
-                                s.evaluation.limit,
+                                only.and_then(|o| o.limit).or(s.evaluation.limit),
                                 s.evaluation.batch_size,
-                                s.evaluation.seed.unwrap_or(s.seed),
+                                s.evaluation.seed.or(seed).unwrap_or(s.seed),
                                 s.evaluation.checkpoint,
                             );
                             let ix = add(
@@ -413,6 +431,16 @@ impl Plan {
     }
 }
 
+/// `evaluation.only` of attack `name` (a curve point `attack@ε` takes its attack's).
+fn attack_only<'a>(e: &'a spec::EvaluationSpec, name: &str) -> Option<&'a spec::Only> {
+    e.only.get(name.split('@').next().unwrap_or(name))
+}
+
+/// The id segment of a repeated training's chain (`/seed-N`); none without `seeds:`.
+pub fn chain_suffix(seed: Option<u64>) -> String {
+    seed.map(|k| format!("/seed-{k}")).unwrap_or_default()
+}
+
 /// The (norm, ε) of an attack for the adversarial bounds; `None` for clean evaluation.
 fn bounds_attack_of(c: &AttackConfig) -> Option<stages::bounds::Attack> {
     c.norm()
@@ -518,6 +546,75 @@ mod tests {
             .iter()
             .map(|&ix| (p.graph[ix].id.clone(), p.graph[ix].key.clone()))
             .collect()
+    }
+
+    fn plan(src: &str) -> Plan {
+        let spec = spec::parse(Path::new("x.yaml"), src).unwrap();
+        let l = Loaded {
+            resolved: spec::resolve(&spec).unwrap(),
+            spec,
+            path: "x.yaml".into(),
+            source: src.into(),
+        };
+        Plan::build(&l).unwrap()
+    }
+
+    #[test]
+    fn only_narrows_one_attacks_splits_and_points() {
+        let base = keys(A);
+        let src = A.replace(
+            "    fgsm: {eps: 8/255}\n",
+            "    fgsm: {eps: 8/255, curve: [4/255]}\n  limit: 7\n  only:\n    fgsm: {splits: [test], limit: 5}\n",
+        );
+        let p = plan(&src);
+        let evals: std::collections::BTreeSet<(&str, String)> = p
+            .order
+            .iter()
+            .map(|&ix| &p.graph[ix])
+            .filter(|n| n.id.starts_with("eval/"))
+            .map(|n| (n.id.as_str(), n.stage.params()["limit"].to_string()))
+            .collect();
+        // fgsm and its curve point on the test split only, 5 points; clean on both splits, 7.
+        let want: std::collections::BTreeSet<(&str, String)> = [
+            ("eval/d/resnet18/at/clean/train", "7"),
+            ("eval/d/resnet18/at/clean/test", "7"),
+            ("eval/d/resnet18/at/fgsm@0.015686/test", "5"),
+            ("eval/d/resnet18/at/fgsm/test", "5"),
+        ]
+        .map(|(a, b)| (a, b.to_string()))
+        .into_iter()
+        .collect();
+        assert_eq!(evals, want);
+        // Training is untouched.
+        assert_eq!(
+            keys(&src)["train/d/resnet18/at"],
+            base["train/d/resnet18/at"]
+        );
+    }
+
+    #[test]
+    fn seeds_are_chains_and_the_pipeline_seed_keeps_its_keys() {
+        let base = keys(A);
+        let seeded = keys(&A.replace("seed: 1\n", "seed: 1\nseeds: [1, 2]\n"));
+        for (id, key) in &base {
+            let chained = id
+                .strip_prefix("train/")
+                .map(|r| format!("train/{r}/seed-1"))
+                .or_else(|| {
+                    id.strip_prefix("eval/d/resnet18/at/")
+                        .map(|r| format!("eval/d/resnet18/at/seed-1/{r}"))
+                })
+                .unwrap_or_else(|| id.clone());
+            if id != "report" {
+                assert_eq!(&seeded[&chained], key, "{id} → {chained}");
+            }
+        }
+        assert_ne!(
+            seeded["train/d/resnet18/at/seed-2"],
+            seeded["train/d/resnet18/at/seed-1"]
+        );
+        assert!(seeded.contains_key("eval/d/resnet18/at/seed-2/fgsm/test"));
+        assert_eq!(seeded.len(), 2 * (base.len() - 2) + 2);
     }
 
     /// A plan is built from a resolved spec only (`Loaded::resolved`), so planning has no check

@@ -79,6 +79,19 @@ pub struct Table {
     pub build: fn(&Inputs) -> Result<Option<Built>>,
 }
 
+impl Table {
+    /// A sentence printed under the table in every format, where its values need one: what a
+    /// correlation's point is where seeds repeat.
+    pub fn note(&self, inputs: &Inputs) -> Option<String> {
+        match self.kind {
+            TableKind::Correlation | TableKind::CorrelationMatrix => {
+                inputs.correlation.as_ref().and_then(|c| c.points())
+            }
+            _ => None,
+        }
+    }
+}
+
 fn long(df: Result<DataFrame>) -> Result<Option<Built>> {
     df.map(|d| Some(Built::Long(d)))
 }
@@ -501,6 +514,7 @@ pub fn write(
         };
         let mut df = built.frame()?;
         cells.add(t.file, &built, &df);
+        let note = t.note(inputs);
         for f in &spec.formats {
             let name = match f {
                 Format::Csv => {
@@ -519,6 +533,10 @@ pub fn write(
                         Built::Long(df) => to_markdown(df)?,
                         Built::Study(s) => render::study_markdown(s)?,
                     };
+                    let text = match &note {
+                        Some(n) => format!("{text}\n{n}\n"),
+                        None => text,
+                    };
                     write_file(&dir.join(&name), &text)?;
                     name
                 }
@@ -528,6 +546,13 @@ pub fn write(
                         Built::Long(df) => render::frame_latex(df, t.caption)?,
                         Built::Study(s) => render::study_latex(s)?,
                     };
+                    let text = match &note {
+                        Some(n) => format!(
+                            "{text}{{\\footnotesize\\noindent {}\\par}}\n",
+                            render::tex_escape(n)
+                        ),
+                        None => text,
+                    };
                     write_file(&dir.join(&name), &text)?;
                     fragments.push(name.clone());
                     name
@@ -536,12 +561,16 @@ pub fn write(
             written.push(rel(&name));
         }
         if spec.html {
+            let mut page = match &built {
+                Built::Long(df) => render::frame_html(df, t.file, t.caption)?,
+                Built::Study(s) => render::study_html(s)?,
+            };
+            if let Some(n) = &note {
+                page.push_str(&format!("<p class=\"note\">{}</p>\n", render::html_escape(n)));
+            }
             match &built {
-                Built::Long(df) => long_pages.push((
-                    t.file.to_string(),
-                    render::frame_html(df, t.file, t.caption)?,
-                )),
-                Built::Study(s) => study_pages.push((t.file.to_string(), render::study_html(s)?)),
+                Built::Long(_) => long_pages.push((t.file.to_string(), page)),
+                Built::Study(_) => study_pages.push((t.file.to_string(), page)),
             }
         }
     }

@@ -282,6 +282,13 @@ fn scatters(inputs: &Inputs) -> Vec<Plot> {
     for r in &c.rows {
         blocks.entry((&r.dataset, &r.training)).or_default().push(r);
     }
+    let per = match (c.seeds.is_empty(), c.over) {
+        (true, _) => "one point per architecture",
+        (false, crate::analysis::correlation::Over::Means) => {
+            "one point per architecture (its mean over the training seeds)"
+        }
+        (false, crate::analysis::correlation::Over::Seeds) => "one point per (architecture, seed)",
+    };
     let mut out = Vec::new();
     for ((d, t), rows) in blocks {
         // The gap under the strongest multi-step attack of the training threat model (lowest mean
@@ -344,7 +351,7 @@ fn scatters(inputs: &Inputs) -> Vec<Plot> {
         if let Some(p) = panel("hoyer") {
             out.push(Plot {
                 file: format!("sparsity_vs_gap_{}_{}", slug(d), slug(t)),
-                caption: format!("Hoyer weight sparsity against the robust generalization gap under `{gap_attack}` ({d}, {t}), one point per architecture coloured by kind; the legend gives the rank correlations."),
+                caption: format!("Hoyer weight sparsity against the robust generalization gap under `{gap_attack}` ({d}, {t}), {per} coloured by kind; the legend gives the rank correlations."),
                 figure: Figure::Scatter {
                     title: format!("Sparsity vs robust gap ({gap_attack}) — {d}, {t}"),
                     y: format!("robust gap, {gap_attack} (points)"),
@@ -359,7 +366,7 @@ fn scatters(inputs: &Inputs) -> Vec<Plot> {
         if !panels.is_empty() {
             out.push(Plot {
                 file: format!("bounds_vs_gap_{}_{}", slug(d), slug(t)),
-                caption: format!("Each norm-based bound (log10) against the robust generalization gap under `{gap_attack}` ({d}, {t}), one point per architecture coloured by kind; each panel's legend gives the rank correlations."),
+                caption: format!("Each norm-based bound (log10) against the robust generalization gap under `{gap_attack}` ({d}, {t}), {per} coloured by kind; each panel's legend gives the rank correlations."),
                 figure: Figure::Scatter {
                     title: format!("Bounds vs robust gap ({gap_attack}) — {d}, {t}"),
                     y: "robust gap (points)".into(),

@@ -36,6 +36,11 @@ pub struct Spec {
     /// Base seed for data splits, initialisation, shuffling and attack restarts.
     #[serde(default)]
     pub seed: u64,
+    /// Training seeds to repeat every model's training with: each seed is its own chain of
+    /// stages (train → evaluations → analyses) with its own keys and ids (`…/seed-N`); tables show
+    /// mean ± std over them. `seed` still draws the data split and the correlation's bootstrap.
+    #[serde(default)]
+    pub seeds: Option<Vec<u64>>,
     /// `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`.
     #[serde(default = "default_device")]
     pub device: String,
@@ -72,6 +77,11 @@ pub struct EvaluationSpec {
     pub attacks: BTreeMap<String, AttackSpec>,
     /// Evaluate on at most this many images per split (the first N of the prepared split).
     pub limit: Option<usize>,
+    /// Per attack: fewer points or splits than the other attacks (e.g. AutoAttack on 100 test
+    /// points). A group over attacks with different limits combines them on the points they
+    /// share.
+    #[serde(default)]
+    pub only: BTreeMap<String, Only>,
     /// Named groups of attacks: a point is robust for a group only if it survives every member
     /// (per-sample worst case). A group mixing norms is the union threat model.
     #[serde(default)]
@@ -90,6 +100,16 @@ pub struct EvaluationSpec {
 
 pub use crate::models::saved::Checkpoint;
 
+/// `evaluation.only.<attack>`: where one attack is evaluated, in place of `limit` and `splits`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Only {
+    /// At most this many points per split (the first N), in place of `evaluation.limit`.
+    pub limit: Option<usize>,
+    /// These of `evaluation.splits` only.
+    pub splits: Option<Vec<Split>>,
+}
+
 fn default_splits() -> Vec<Split> {
     vec![Split::Train, Split::Test]
 }
@@ -106,6 +126,7 @@ impl Default for EvaluationSpec {
             splits: default_splits(),
             attacks: default_attacks(),
             limit: None,
+            only: BTreeMap::new(),
             groups: BTreeMap::new(),
             batch_size: 256,
             checkpoint: Checkpoint::Last,
@@ -146,6 +167,35 @@ pub struct Loaded {
     pub source: String,
     /// The spec resolved: what planning reads.
     pub resolved: Resolved,
+}
+
+/// `seeds:`: at least one, each once.
+fn check_seeds(seeds: Option<&[u64]>) -> Vec<Problem> {
+    let Some(seeds) = seeds else { return vec![] };
+    if seeds.is_empty() {
+        return vec![Problem::new(&["seeds"], "is empty")
+            .hint("list the training seeds, e.g. `seeds: [0, 1]`, or remove `seeds:`")];
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    seeds
+        .iter()
+        .filter(|s| !seen.insert(**s))
+        .map(|s| {
+            Problem::new(&["seeds"], format!("lists seed {s} twice"))
+                .hint("each seed is one repeat of the study; list it once")
+        })
+        .collect()
+}
+
+impl Spec {
+    /// The training seeds of the chains: each of `seeds:`, or one chain with no seed label (its
+    /// stages seeded by `seed`, ids and keys as without repeats).
+    pub fn chains(&self) -> Vec<Option<u64>> {
+        match &self.seeds {
+            Some(v) => v.iter().copied().map(Some).collect(),
+            None => vec![None],
+        }
+    }
 }
 
 /// Reads, parses and validates a pipeline file.
@@ -674,6 +724,7 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
     if let Err(e) = crate::vocab::device::parse_device(&spec.device) {
         out.push(Problem::new(&["device"], e).hint("use auto, cpu, cuda or cuda:N"));
     }
+    out.extend(check_seeds(spec.seeds.as_deref()));
     for (section, empty) in [
         ("datasets", spec.datasets.is_empty()),
         ("models", spec.models.is_empty()),
@@ -814,6 +865,40 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
                 }
                 r.attacks.push((name.clone(), c));
             }
+        }
+    }
+    for (a, o) in &spec.evaluation.only {
+        let at = ["evaluation", "only", a.as_str()];
+        if !spec.evaluation.attacks.contains_key(a) {
+            out.push(
+                Problem::new(&at, format!("`{a}` is not an attack of `evaluation.attacks`"))
+                    .hint(typo_hint(a, spec.evaluation.attacks.keys().map(|s| s.as_str()), || {
+                        "name an attack of `evaluation.attacks`".into()
+                    })),
+            );
+        }
+        if o.limit == Some(0) {
+            out.push(
+                Problem::new(&[at[0], at[1], at[2], "limit"], "must be at least 1")
+                    .hint("the number of points per split this attack is evaluated on"),
+            );
+        }
+        for s in o.splits.iter().flatten() {
+            if !spec.evaluation.splits.contains(s) {
+                out.push(
+                    Problem::new(
+                        &[at[0], at[1], at[2], "splits"],
+                        format!("`{s}` is not one of `evaluation.splits`"),
+                    )
+                    .hint("list splits that `evaluation.splits` evaluates"),
+                );
+            }
+        }
+        if o.splits.as_ref().is_some_and(|s| s.is_empty()) {
+            out.push(
+                Problem::new(&[at[0], at[1], at[2], "splits"], "is empty")
+                    .hint("remove the attack from `evaluation.attacks` to evaluate it nowhere"),
+            );
         }
     }
     for (g, members) in &spec.evaluation.groups {

@@ -67,6 +67,11 @@ impl StageKind for Evaluate {
     fn version(&self) -> u32 {
         2
     }
+    fn flops(&self, inputs: &super::cost::CostInputs) -> Option<f64> {
+        let n = inputs.images?.of(self.split);
+        let n = self.limit.map_or(n, |l| n.min(l));
+        Some(super::cost::evaluation(&self.attack, n, &inputs.model?))
+    }
     fn uses_device(&self) -> bool {
         true
     }

@@ -76,6 +76,11 @@ impl StageKind for Import {
     fn version(&self) -> u32 {
         1
     }
+    fn flops(&self, _: &super::cost::CostInputs) -> Option<f64> {
+        // Copying and checking a file; an imported network's FLOPs are unknown, so its
+        // evaluations have no estimate (`model_cost` is `None`).
+        Some(0.0)
+    }
     #[cfg(feature = "torch")]
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let data = prepared::load(&cx.input("data")?.dir)?;

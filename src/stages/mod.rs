@@ -4,6 +4,7 @@
 //! serialised.
 pub mod bounds;
 pub mod correlation;
+pub mod cost;
 pub mod evaluate;
 pub mod import;
 pub mod inputs;
@@ -102,6 +103,19 @@ pub trait StageKind: Serialize + Send + Sync {
     fn in_worker(&self) -> bool {
         true
     }
+    /// For compute estimates: the images per split this stage will hold (`prepare`).
+    fn images(&self) -> Option<crate::data::SplitSizes> {
+        None
+    }
+    /// For compute estimates: the model this stage provides (`train`, `import`).
+    fn model_cost(&self) -> Option<cost::ModelCost> {
+        None
+    }
+    /// For compute estimates: this stage's FLOPs, given what its inputs provide; `None` where
+    /// unknown, `Some(0.0)` where negligible (reading and writing results).
+    fn flops(&self, _: &cost::CostInputs) -> Option<f64> {
+        Some(0.0)
+    }
     /// Produces the outputs; returns a small JSON summary stored in the entry's metadata. Stages
     /// that compute with tensors have it only with the `torch` feature (in the worker); the
     /// control plane, built without, hands them to a worker and never calls this.
@@ -122,6 +136,9 @@ pub trait Stage: Send + Sync {
     fn uses_device(&self) -> bool;
     fn in_worker(&self) -> bool;
     fn run(&self, cx: &StageContext) -> Result<Value>;
+    fn images(&self) -> Option<crate::data::SplitSizes>;
+    fn model_cost(&self) -> Option<cost::ModelCost>;
+    fn flops(&self, inputs: &cost::CostInputs) -> Option<f64>;
 }
 
 impl<T: StageKind> Stage for T {
@@ -142,6 +159,15 @@ impl<T: StageKind> Stage for T {
     }
     fn run(&self, cx: &StageContext) -> Result<Value> {
         StageKind::run(self, cx)
+    }
+    fn images(&self) -> Option<crate::data::SplitSizes> {
+        StageKind::images(self)
+    }
+    fn model_cost(&self) -> Option<cost::ModelCost> {
+        StageKind::model_cost(self)
+    }
+    fn flops(&self, inputs: &cost::CostInputs) -> Option<f64> {
+        StageKind::flops(self, inputs)
     }
 }
 

@@ -39,6 +39,9 @@ impl StageKind for Prepare {
     fn version(&self) -> u32 {
         2
     }
+    fn images(&self) -> Option<crate::data::SplitSizes> {
+        crate::data::expected_sizes(&self.dataset)
+    }
     #[cfg(feature = "torch")]
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let d = prepared::prepare(&self.dataset, self.root.as_deref(), self.seed)?;

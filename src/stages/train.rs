@@ -73,6 +73,31 @@ impl StageKind for Train {
     fn version(&self) -> u32 {
         1
     }
+    fn model_cost(&self) -> Option<super::cost::ModelCost> {
+        let p = &self.params;
+        let f = crate::models::flops::forward(&p.model, &p.io)?;
+        Some(super::cost::ModelCost {
+            forward: f.flops,
+            classes: p.io.num_classes as usize,
+            scaled: f.scaled,
+        })
+    }
+    fn flops(&self, inputs: &super::cost::CostInputs) -> Option<f64> {
+        // Every epoch: each training image through the inner attack and the update, and the
+        // monitor's points of both splits through its attack.
+        let p = &self.params;
+        let m = self.model_cost()?;
+        let images = inputs.images?;
+        let step = super::cost::training_step(p.method, p.attack.as_ref(), &m);
+        let monitor = p.monitor.as_ref().map_or(0.0, |mo| {
+            let n = mo.n.min(images.train) + mo.n.min(images.test);
+            mo.attack.as_ref().map_or(
+                n as f64 * m.forward,
+                |a| super::cost::evaluation(a, n, &m),
+            )
+        });
+        Some(p.epochs as f64 * (images.train as f64 * step + monitor))
+    }
     fn uses_device(&self) -> bool {
         true
     }

@@ -24,6 +24,7 @@ mod models_crosscheck;
 mod provenance;
 mod recipes;
 mod report;
+mod seeds;
 mod slurm;
 mod torchscript;
 mod training;
