@@ -43,7 +43,7 @@ def forward_flops(family, config, io):
     model = reference_models.build(family, config, io).eval()
     x = torch.rand(1, io["in_channels"], io["image_size"], io["image_size"])
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
+    with counter:  # not under no_grad: its module tracker needs grad_fns (timm CaiT)
         model(x)
     return counter.get_total_flops()
 

@@ -7,7 +7,8 @@ source "$(dirname "$0")/env.sh"
 bash "$ROOT/scripts/build.sh" >/dev/null
 BIN="$CARGO_TARGET_DIR/release/robarch"
 specs=()
-for arch in $("$BIN" ls models | awk 'NR > 1 {print $1}'); do
+# Every registry architecture but the imported-TorchScript placeholder (no presets).
+for arch in $("$BIN" ls models | awk 'NR > 1 && $3 != "external" {print $1}'); do
   specs+=("$arch:cifar:32:3:10" "$arch:imagenet:224:3:10" "$arch:tiny:32:1:10")
 done
 "$ROOT/.venv/bin/python" "$ROOT/scripts/flops.py" "$BIN" "${specs[@]}" > "$ROOT/src/models/flops.json.new"

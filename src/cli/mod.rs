@@ -408,8 +408,9 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         force,
         keep_going: a.keep_going,
         device: a.device,
-        // A dry run's lines carry the estimates, printed below.
-        stage_lines: !json && !a.dry_run,
+        // A local dry run's lines carry the estimates, printed below (a Slurm dry run's say how
+        // the stages would be submitted).
+        stage_lines: !json && !(a.dry_run && !slurm),
         spec: a.pipeline.clone(),
         log_filter: LOG
             .get()
@@ -472,7 +473,7 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         let est = crate::plan::cost::Estimate::of(&plan);
         let by_id: BTreeMap<&str, petgraph::graph::NodeIndex> =
             plan.order.iter().map(|&ix| (plan.graph[ix].id.as_str(), ix)).collect();
-        for (id, o) in &summary.outcomes {
+        for (id, o) in summary.outcomes.iter().filter(|_| !slurm) {
             let f = by_id.get(id.as_str()).and_then(|ix| est.stages[ix]);
             let state = if matches!(o, Outcome::Pending) { "would run" } else { "cached" };
             println!("{state:<9} {:>11}  {id}", crate::plan::cost::human(f));

@@ -280,6 +280,19 @@ fn key(e: &EvalResult) -> (&str, &str, &str) {
     (&e.dataset, &e.model, &e.training)
 }
 
+/// Per (model, seed, split), the evaluation on the most points: where `evaluation.only` gives an
+/// attack fewer points, the clean accuracy a table shows is over the most points evaluated.
+fn widest<'a>(evals: &[&'a EvalResult]) -> Vec<&'a EvalResult> {
+    let mut best: BTreeMap<((&str, &str, &str), Option<u64>, &str), &EvalResult> = BTreeMap::new();
+    for e in evals {
+        let slot = best.entry((key(e), e.seed, e.split.as_str())).or_insert(e);
+        if e.n > slot.n {
+            *slot = e;
+        }
+    }
+    best.into_values().collect()
+}
+
 /// Robust accuracy (%) per architecture and attack, train and test side by side; `clean` is the
 /// clean accuracy.
 pub fn accuracy_by_attack(inputs: &Inputs) -> Option<StudyTable> {
@@ -299,6 +312,8 @@ pub fn accuracy_by_attack(inputs: &Inputs) -> Option<StudyTable> {
             &format!("{}/{}", e.attack, e.split),
             100.0 * e.robust_accuracy,
         );
+    }
+    for e in widest(&evals) {
         cells.put(
             key(e),
             e.seed,
@@ -373,12 +388,25 @@ pub fn gap_by_attack(inputs: &Inputs) -> Option<StudyTable> {
         }
     }
     let mut cells = Cells::default();
-    for ((d, m, t, seed, a), ((tr, te), (ctr, cte))) in &acc {
+    for ((d, m, t, seed, a), ((tr, te), _)) in &acc {
         if let (Some(tr), Some(te)) = (tr, te) {
             cells.put((d, m, t), *seed, a, 100.0 * (tr - te));
         }
-        if let (Some(tr), Some(te)) = (ctr, cte) {
-            cells.put((d, m, t), *seed, "clean", 100.0 * (tr - te));
+    }
+    // The clean gap from the evaluations on the most points of each split.
+    let mut clean: BTreeMap<((&str, &str, &str), Option<u64>), (Option<f64>, Option<f64>)> =
+        BTreeMap::new();
+    for e in widest(&evals) {
+        let slot = clean.entry((key(e), e.seed)).or_default();
+        match e.split.as_str() {
+            "train" => slot.0 = Some(e.clean_accuracy),
+            "test" => slot.1 = Some(e.clean_accuracy),
+            _ => {}
+        }
+    }
+    for ((k, seed), sides) in &clean {
+        if let (Some(tr), Some(te)) = sides {
+            cells.put(*k, *seed, "clean", 100.0 * (tr - te));
         }
     }
     if cells.0.is_empty() {
@@ -706,6 +734,37 @@ mod tests {
             )]
             .into(),
             histories: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn clean_accuracy_comes_from_the_evaluation_on_the_most_points() {
+        // AutoAttack on 2 test points (`evaluation.only`), PGD on 10: the clean column and the
+        // clean gap are PGD's 10 points', whatever order the evaluations come in.
+        let few = |split: &str, clean: f64| EvalResult {
+            n: 2,
+            ..e("cnn", "aa", split, 0, 0.5, clean)
+        };
+        for evals in [
+            vec![e("cnn", "pgd", "train", 0, 0.7, 0.9), e("cnn", "pgd", "test", 0, 0.6, 0.8), few("train", 1.0), few("test", 0.5)],
+            vec![few("train", 1.0), few("test", 0.5), e("cnn", "pgd", "train", 0, 0.7, 0.9), e("cnn", "pgd", "test", 0, 0.6, 0.8)],
+        ] {
+            let i = inputs(evals);
+            let t = accuracy_by_attack(&i).unwrap();
+            let col = |g: &str, n: &str| {
+                t.cols
+                    .iter()
+                    .find(|c| c.group.as_deref() == Some(g) && c.name == n)
+                    .unwrap()
+                    .cells[0]
+                    .clone()
+            };
+            assert_eq!(col("clean", "test"), [80.0]);
+            assert_eq!(col("clean", "train"), [90.0]);
+            assert_eq!(col("aa", "test"), [50.0]);
+            let g = gap_by_attack(&i).unwrap();
+            let clean = g.cols.iter().find(|c| c.name == "clean").unwrap();
+            assert!((clean.cells[0][0] - 10.0).abs() < 1e-9, "{:?}", clean.cells);
         }
     }
 

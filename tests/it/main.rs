@@ -11,6 +11,7 @@ mod augment_crosscheck;
 mod cache;
 mod cli;
 mod corpus;
+mod cost;
 mod datasets;
 mod export;
 mod faults;
