@@ -534,14 +534,7 @@ mod tests {
     const B: &str = "# comment\nname: t\nevaluation:\n  attacks:\n    fgsm:\n      eps: 0.03137254901960784   # same f64\n    clean: {}\ntraining:\n  at:\n    optimizer: {lr: 0.001, name: adamw}\n    epochs: 1\n    attack:\n      steps: 2\n      eps: 0.03137254901960784\n      norm: linf\nmodels:\n  resnet18:\n    preset: tiny\ndatasets:\n  d:\n    synthetic: {test_size: 9, train_size: 30, classes: 3}\n    resolution: 8\n    source: synthetic\nseed: 1\n";
 
     fn keys(src: &str) -> BTreeMap<String, String> {
-        let spec = spec::parse(Path::new("x.yaml"), src).unwrap();
-        let l = Loaded {
-            resolved: spec::resolve(&spec).unwrap(),
-            spec,
-            path: "x.yaml".into(),
-            source: src.into(),
-        };
-        let p = Plan::build(&l).unwrap();
+        let p = plan(src);
         p.order
             .iter()
             .map(|&ix| (p.graph[ix].id.clone(), p.graph[ix].key.clone()))
