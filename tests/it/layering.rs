@@ -301,9 +301,11 @@ fn no_files_import_each_other_in_a_cycle() {
 #[test]
 fn no_stage_imports_another_stage() {
     let stages = src().join("stages");
+    // The files of stages/ that are no stage: the trait, what the report and correlation read of
+    // their inputs, and what a compute estimate asks of a stage.
     let is_stage = |p: &Path| {
         p.parent() == Some(stages.as_path())
-            && !["mod.rs", "inputs.rs"].contains(&p.file_name().unwrap().to_str().unwrap())
+            && !["mod.rs", "inputs.rs", "cost.rs"].contains(&p.file_name().unwrap().to_str().unwrap())
     };
     let wrong: Vec<String> = imports()
         .into_iter()
