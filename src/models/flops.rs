@@ -54,7 +54,7 @@ pub fn forward(model: &ModelParams, io: &ModelIo) -> Option<Forward> {
     let ratio = (io.image_size * io.image_size) as f64 / (e.io.image_size * e.io.image_size) as f64;
     Some(Forward {
         flops: e.forward_flops * ratio,
-        scaled: !(e.io.image_size == io.image_size),
+        scaled: e.io.image_size != io.image_size,
     })
 }
 
