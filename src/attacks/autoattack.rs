@@ -179,6 +179,7 @@ pub fn autoattack(model: &dyn Model, x: &Tensor, y: &Tensor, ms: &[Member], seed
         ms.iter().enumerate(),
         |(i, (name, cfg)), idx| {
             let (xs, ys) = (x.index_select(0, idx), y.index_select(0, idx));
+            let started = std::time::Instant::now();
             let out = cfg.run(
                 model,
                 &xs,
@@ -189,6 +190,13 @@ pub fn autoattack(model: &dyn Model, x: &Tensor, y: &Tensor, ms: &[Member], seed
             notes.extend(out.notes.into_iter().map(|m| format!("{name}: {m}")));
             let broken = correct(model, &out.adv, &ys).logical_not();
             let hit = broken.nonzero().squeeze_dim(1);
+            tracing::debug!(
+                member = name,
+                points = idx.size()[0],
+                broken = hit.size()[0],
+                secs = started.elapsed().as_secs_f64(),
+                "autoattack member done"
+            );
             if hit.size()[0] > 0 {
                 broken_by = broken_by.index_fill(0, &idx.index_select(0, &hit), i as i64);
                 if cfg.class() == AttackClass::BlackBox {
