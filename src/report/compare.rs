@@ -18,7 +18,7 @@ pub struct Cells {
 
 impl Cells {
     /// Adds the cells of table `file`: study tables by their means, long tables by every numeric
-    /// column, rows named by their text columns.
+    /// column, rows named by their text columns and seed.
     pub fn add(&mut self, file: &str, built: &Built, df: &DataFrame) {
         match built {
             Built::Study(t) => {
@@ -33,21 +33,24 @@ impl Cells {
                 }
             }
             Built::Long(_) => {
-                let text: Vec<&Column> = df
-                    .get_columns()
-                    .iter()
-                    .filter(|c| c.dtype() == &DataType::String)
-                    .collect();
+                // A row is named by its text columns and its seed (`seed-N`, where seeds repeat).
+                let is_id = |c: &Column| {
+                    c.dtype() == &DataType::String || c.name().as_str() == super::SEED_COLUMN
+                };
+                let text: Vec<&Column> = df.get_columns().iter().filter(|c| is_id(c)).collect();
                 let nums: Vec<&Column> = df
                     .get_columns()
                     .iter()
-                    .filter(|c| c.dtype().is_primitive_numeric())
+                    .filter(|c| !is_id(c) && c.dtype().is_primitive_numeric())
                     .collect();
                 for i in 0..df.height() {
                     let id: Vec<String> = text
                         .iter()
                         .map(|c| match c.get(i) {
                             Ok(AnyValue::String(s)) => s.to_string(),
+                            Ok(v) if c.name().as_str() == super::SEED_COLUMN => v
+                                .extract::<u64>()
+                                .map_or_else(String::new, |s| format!("seed-{s}")),
                             _ => String::new(),
                         })
                         .collect();

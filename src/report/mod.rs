@@ -218,6 +218,7 @@ pub fn eps_curve(evals: &[EvalResult]) -> Result<DataFrame> {
             &a.dataset,
             &a.model,
             &a.training,
+            a.seed,
             a.attack.split('@').next(),
             &a.split,
         )
@@ -225,6 +226,7 @@ pub fn eps_curve(evals: &[EvalResult]) -> Result<DataFrame> {
                 &b.dataset,
                 &b.model,
                 &b.training,
+                b.seed,
                 b.attack.split('@').next(),
                 &b.split,
             ))
@@ -233,10 +235,9 @@ pub fn eps_curve(evals: &[EvalResult]) -> Result<DataFrame> {
     let col = |name: &str, f: &dyn Fn(&EvalResult) -> String| {
         Column::new(name.into(), rows.iter().map(|e| f(e)).collect::<Vec<_>>())
     };
-    Ok(DataFrame::new(vec![
-        col("dataset", &|e| e.dataset.clone()),
-        col("model", &|e| e.model.clone()),
-        col("training", &|e| e.training.clone()),
+    let keys: Vec<SeedKey> = rows.iter().map(|e| seed_key(e)).collect();
+    let mut cols = key_cols(&keys, seeded(evals));
+    cols.extend([
         col("attack", &|e| {
             e.attack.split('@').next().unwrap_or("").to_string()
         }),
@@ -248,7 +249,8 @@ pub fn eps_curve(evals: &[EvalResult]) -> Result<DataFrame> {
                 .map(|e| 100.0 * e.robust_accuracy)
                 .collect::<Vec<_>>(),
         ),
-    ])?)
+    ]);
+    Ok(DataFrame::new(cols)?)
 }
 
 #[derive(Debug, Clone)]
@@ -256,60 +258,87 @@ pub struct SparsityResult {
     pub dataset: String,
     pub model: String,
     pub training: String,
+    /// The training seed, where the pipeline repeats seeds.
+    pub seed: Option<u64>,
     pub hoyer: f64,
 }
 
-fn key_cols(keys: &[RowKey]) -> Vec<Column> {
-    vec![
+/// A long table's row: (dataset, model, training) and the training seed where the pipeline
+/// repeats seeds (`seeds:`); each seed is its own row, never overwritten by another's.
+type SeedKey = (RowKey, Option<u64>);
+
+fn seed_key(e: &EvalResult) -> SeedKey {
+    (
+        (e.dataset.clone(), e.model.clone(), e.training.clone()),
+        e.seed,
+    )
+}
+
+/// Whether the results carry seeds: the long tables then have a `seed` column after `training`
+/// (without `seeds:` they are as before).
+fn seeded(evals: &[EvalResult]) -> bool {
+    evals.iter().any(|e| e.seed.is_some())
+}
+
+/// The key columns of `keys`: dataset, model, training, then `seed` when `seeded`.
+fn key_cols(keys: &[SeedKey], seeded: bool) -> Vec<Column> {
+    let mut cols = vec![
         Column::new(
             "dataset".into(),
-            keys.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(),
+            keys.iter().map(|k| k.0 .0.as_str()).collect::<Vec<_>>(),
         ),
         Column::new(
             "model".into(),
-            keys.iter().map(|k| k.1.as_str()).collect::<Vec<_>>(),
+            keys.iter().map(|k| k.0 .1.as_str()).collect::<Vec<_>>(),
         ),
         Column::new(
             "training".into(),
-            keys.iter().map(|k| k.2.as_str()).collect::<Vec<_>>(),
+            keys.iter().map(|k| k.0 .2.as_str()).collect::<Vec<_>>(),
         ),
-    ]
+    ];
+    if seeded {
+        cols.push(Column::new(
+            SEED_COLUMN.into(),
+            keys.iter().map(|k| k.1).collect::<Vec<_>>(),
+        ));
+    }
+    cols
 }
 
-/// Test-split accuracy (%) per (dataset, model, training): `clean`, then one column per attack,
-/// then `hoyer_sparsity` when the sparsity analysis ran.
+/// The long tables' seed column; `report --compare` reads it as part of a row's identity.
+pub const SEED_COLUMN: &str = "seed";
+
+/// Test-split accuracy (%) per (dataset, model, training[, seed]): `clean`, then one column per
+/// attack, then `hoyer_sparsity` when the sparsity analysis ran. `clean` is that of the
+/// evaluation on the most points (an attack `evaluation.only` limits sees fewer).
 pub fn robust_accuracy(evals: &[EvalResult], sparsity: &[SparsityResult]) -> Result<DataFrame> {
     let test: Vec<&EvalResult> = evals
         .iter()
         .filter(|e| e.split == "test" && !e.is_curve_point())
         .collect();
-    let keys: Vec<RowKey> = test
+    let keys: Vec<SeedKey> = test
         .iter()
-        .map(|e| (e.dataset.clone(), e.model.clone(), e.training.clone()))
+        .map(|e| seed_key(e))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     let attacks: BTreeSet<&str> = test.iter().map(|e| e.attack.as_str()).collect();
-    let lookup: BTreeMap<(RowKey, &str), &EvalResult> = test
+    let lookup: BTreeMap<(SeedKey, &str), &EvalResult> = test
         .iter()
-        .map(|e| {
-            (
-                (
-                    (e.dataset.clone(), e.model.clone(), e.training.clone()),
-                    e.attack.as_str(),
-                ),
-                *e,
-            )
-        })
+        .map(|e| ((seed_key(e), e.attack.as_str()), *e))
         .collect();
-    let mut cols = key_cols(&keys);
+    let mut cols = key_cols(&keys, seeded(evals));
     let clean: Vec<Option<f64>> = keys
         .iter()
         .map(|k| {
-            attacks
-                .iter()
-                .find_map(|a| lookup.get(&(k.clone(), *a)))
-                .map(|e| 100.0 * e.clean_accuracy)
+            // The first attack (in name order) among those on the most points.
+            let mut widest: Option<&EvalResult> = None;
+            for e in attacks.iter().filter_map(|a| lookup.get(&(k.clone(), *a))) {
+                if widest.is_none_or(|w| e.n > w.n) {
+                    widest = Some(e);
+                }
+            }
+            widest.map(|e| 100.0 * e.clean_accuracy)
         })
         .collect();
     cols.push(Column::new("clean".into(), clean));
@@ -328,11 +357,14 @@ pub fn robust_accuracy(evals: &[EvalResult], sparsity: &[SparsityResult]) -> Res
         cols.push(Column::new((*a).into(), v));
     }
     if !sparsity.is_empty() {
-        let s: BTreeMap<RowKey, f64> = sparsity
+        let s: BTreeMap<SeedKey, f64> = sparsity
             .iter()
             .map(|s| {
                 (
-                    (s.dataset.clone(), s.model.clone(), s.training.clone()),
+                    (
+                        (s.dataset.clone(), s.model.clone(), s.training.clone()),
+                        s.seed,
+                    ),
                     s.hoyer,
                 )
             })
@@ -345,16 +377,12 @@ pub fn robust_accuracy(evals: &[EvalResult], sparsity: &[SparsityResult]) -> Res
     Ok(DataFrame::new(cols)?)
 }
 
-/// Robust accuracy (%) on train and test and their gap (train − test) per model and attack.
+/// Robust accuracy (%) on train and test and their gap (train − test) per model[, seed] and
+/// attack.
 pub fn generalization_gap(evals: &[EvalResult]) -> Result<DataFrame> {
-    let mut by: BTreeMap<(RowKey, String), (Option<f64>, Option<f64>)> = BTreeMap::new();
+    let mut by: BTreeMap<(SeedKey, String), (Option<f64>, Option<f64>)> = BTreeMap::new();
     for e in evals.iter().filter(|e| !e.is_curve_point()) {
-        let slot = by
-            .entry((
-                (e.dataset.clone(), e.model.clone(), e.training.clone()),
-                e.attack.clone(),
-            ))
-            .or_default();
+        let slot = by.entry((seed_key(e), e.attack.clone())).or_default();
         let acc = Some(100.0 * e.robust_accuracy);
         if e.split == "train" {
             slot.0 = acc
@@ -362,8 +390,8 @@ pub fn generalization_gap(evals: &[EvalResult]) -> Result<DataFrame> {
             slot.1 = acc
         }
     }
-    let keys: Vec<RowKey> = by.keys().map(|(k, _)| k.clone()).collect();
-    let mut cols = key_cols(&keys);
+    let keys: Vec<SeedKey> = by.keys().map(|(k, _)| k.clone()).collect();
+    let mut cols = key_cols(&keys, seeded(evals));
     cols.push(Column::new(
         "attack".into(),
         by.keys().map(|(_, a)| a.as_str()).collect::<Vec<_>>(),
@@ -425,25 +453,26 @@ impl ModelMeasures {
     }
 }
 
-/// One row per trained model with every analysis measure (columns in first-seen order).
+/// One row per trained model (and seed) with every analysis measure (columns in first-seen
+/// order).
 pub fn analysis(measures: &[ModelMeasures]) -> Result<DataFrame> {
-    let keys: Vec<RowKey> = measures
+    let keys: Vec<SeedKey> = measures
         .iter()
-        .map(|m| m.key.clone())
+        .map(|m| (m.key.clone(), m.seed))
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
     let mut names: Vec<String> = Vec::new();
-    let mut table: BTreeMap<(RowKey, String), Option<f64>> = BTreeMap::new();
+    let mut table: BTreeMap<(SeedKey, String), Option<f64>> = BTreeMap::new();
     for m in measures {
         for (n, v) in &m.values {
             if !names.contains(n) {
                 names.push(n.clone());
             }
-            table.insert((m.key.clone(), n.clone()), *v);
+            table.insert(((m.key.clone(), m.seed), n.clone()), *v);
         }
     }
-    let mut cols = key_cols(&keys);
+    let mut cols = key_cols(&keys, measures.iter().any(|m| m.seed.is_some()));
     for n in &names {
         let v: Vec<Option<f64>> = keys
             .iter()
@@ -566,7 +595,10 @@ pub fn write(
                 Built::Study(s) => render::study_html(s)?,
             };
             if let Some(n) = &note {
-                page.push_str(&format!("<p class=\"note\">{}</p>\n", render::html_escape(n)));
+                page.push_str(&format!(
+                    "<p class=\"note\">{}</p>\n",
+                    render::html_escape(n)
+                ));
             }
             match &built {
                 Built::Long(_) => long_pages.push((t.file.to_string(), page)),
@@ -701,6 +733,7 @@ mod tests {
                 dataset: "d".into(),
                 model: "cnn".into(),
                 training: "t".into(),
+                seed: None,
                 hoyer: 0.25,
             }],
         )
@@ -730,5 +763,94 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| d | vit | t | pgd | – | 30.00 | – |"), "{md}");
+    }
+
+    /// With `seeds:`, each seed keeps its own row in every long table (before, the last seed's
+    /// result overwrote the others'), and `clean` comes from the evaluation on the most points.
+    #[test]
+    fn long_tables_keep_each_seed() {
+        let seeded = |model: &str, attack: &str, split: &str, seed, robust, n, clean| {
+            let mut e = ev(model, attack, split, robust);
+            (e.seed, e.n, e.clean_accuracy) = (Some(seed), n, clean);
+            e
+        };
+        let evals = vec![
+            // AutoAttack on 16 points, sorted before `pgd`: its clean accuracy is not the row's.
+            seeded("cnn", "aa", "test", 0, 0.5, 16, 1.0),
+            seeded("cnn", "pgd", "test", 0, 0.4, 200, 0.9),
+            seeded("cnn", "pgd", "train", 0, 0.6, 200, 0.95),
+            seeded("cnn", "aa", "test", 1, 0.25, 16, 0.5),
+            seeded("cnn", "pgd", "test", 1, 0.3, 200, 0.8),
+            seeded("cnn", "pgd", "train", 1, 0.7, 200, 0.85),
+        ];
+        let sparsity = [0, 1].map(|seed| SparsityResult {
+            dataset: "d".into(),
+            model: "cnn".into(),
+            training: "t".into(),
+            seed: Some(seed),
+            hoyer: 0.25 + seed as f64 / 10.0,
+        });
+        let ra = robust_accuracy(&evals, &sparsity).unwrap();
+        assert_eq!(
+            ra.get_column_names(),
+            [
+                "dataset",
+                "model",
+                "training",
+                "seed",
+                "clean",
+                "aa",
+                "pgd",
+                "hoyer_sparsity"
+            ]
+        );
+        let md = to_markdown(&ra).unwrap();
+        assert!(
+            md.contains("| d | cnn | t | 0 | 90.00 | 50.00 | 40.00 | 0.25 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| d | cnn | t | 1 | 80.00 | 25.00 | 30.00 | 0.35 |"),
+            "{md}"
+        );
+        let md = to_markdown(&generalization_gap(&evals).unwrap()).unwrap();
+        assert!(
+            md.contains("| d | cnn | t | 0 | pgd | 60.00 | 40.00 | 20.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| d | cnn | t | 1 | pgd | 70.00 | 30.00 | 40.00 |"),
+            "{md}"
+        );
+        let measures = [0, 1].map(|seed| ModelMeasures {
+            key: ("d".into(), "cnn".into(), "t".into()),
+            seed: Some(seed),
+            values: vec![("hoyer".into(), Some(seed as f64))],
+        });
+        let an = analysis(&measures).unwrap();
+        assert_eq!(an.height(), 2);
+        assert_eq!(
+            an.get_column_names(),
+            ["dataset", "model", "training", "seed", "hoyer"]
+        );
+        // `report --compare` names the rows by their seed, so both seeds' cells are kept.
+        let mut cells = compare::Cells::default();
+        cells.add("robust_accuracy", &Built::Long(ra.clone()), &ra);
+        let ids: BTreeSet<&str> = cells.cells.iter().map(|c| c.1.as_str()).collect();
+        assert_eq!(ids, BTreeSet::from(["d/cnn/t/seed-0", "d/cnn/t/seed-1"]));
+        // Without seeds the tables have no `seed` column (the quickstart's are unchanged).
+        let plain: Vec<EvalResult> = evals[..3]
+            .iter()
+            .cloned()
+            .map(|mut e| {
+                e.seed = None;
+                e
+            })
+            .collect();
+        assert!(!robust_accuracy(&plain, &[])
+            .unwrap()
+            .get_column_names()
+            .iter()
+            .any(|c| c.as_str() == SEED_COLUMN));
     }
 }

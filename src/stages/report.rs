@@ -70,7 +70,8 @@ impl StageKind for Report {
         "report"
     }
     fn version(&self) -> u32 {
-        4
+        // 5: the long tables keep each seed's row (a `seed` column where seeds repeat).
+        5
     }
     fn in_worker(&self) -> bool {
         false
@@ -94,6 +95,7 @@ impl StageKind for Report {
                 dataset: l.dataset.clone(),
                 model: l.model.clone(),
                 training: l.training.clone(),
+                seed: l.seed,
                 hoyer: s.overall.hoyer,
             });
             let mut m = report::ModelMeasures::from_sparsity(&l.dataset, &l.model, &l.training, &s);
