@@ -2,11 +2,16 @@
 kind, the mean over architectures (± their standard deviation) of each architecture's seed mean,
 for clean accuracy, the robust generalization gaps and the drops under unseen attacks; the typical
 seed spread within an architecture; PGD-ℓ1 against APGD-ℓ1; and the correlations whose bootstrap
-interval excludes zero.
+interval excludes zero; the per-architecture table.
 
-usage: mini_study_summary.py [REPORT_DIR]
+With CACHE (the pipeline's cache directory), also AutoAttack against PGD on the same points: each
+AutoAttack evaluation's points (the first n of the test split) against the PGD evaluation of the
+same norm, model and seed on those points, from `per_sample.safetensors` (docs/formats.md).
+
+usage: mini_study_summary.py [REPORT_DIR [CACHE [PIPELINE_NAME]]]
 """
 import csv
+import json
 import pathlib
 import sys
 
@@ -63,11 +68,51 @@ def seed_spread(table, columns):
             print(f"- {c}: median sd {np.median(v):.2f}, largest {v.max():.2f}")
 
 
+def per_model(acc, gap, drop):
+    """The per-architecture table of docs/results.md: seed mean ± sd of each column."""
+    cols = [("clean", acc, "clean/test"), ("PGD-ℓ∞", acc, "pgd-linf/test"), ("AA-ℓ∞", acc, "aa-linf/test"),
+            ("gap PGD-ℓ∞", gap, "pgd-linf"), ("gap PGD-ℓ1", gap, "pgd-l1"), ("gap APGD-ℓ1", gap, "apgd-l1"),
+            ("unseen drop", drop, "mean/unseen")]
+    print("\nPer architecture (seed mean ± sd)")
+    print("| model | kind | " + " | ".join(c[0] for c in cols) + " |")
+    print("|---|---|" + "---|" * len(cols))
+    for r in acc:
+        cells = []
+        for _, table, c in cols:
+            row = next(x for x in table if x["model"] == r["model"] and x["training"] == r["training"])
+            cells.append(f"{num(row[c]):.1f} ± {num(row[c + '_std']):.1f}")
+        print(f"| {r['model']} | {r['kind']} | " + " | ".join(cells) + " |")
+
+
+def same_points(cache, name):
+    """AutoAttack vs the PGD attack of its norm, on the AutoAttack evaluation's points."""
+    from safetensors.numpy import load_file
+
+    stages = json.load(open(cache / "runs" / f"{name}.json"))["stages"]
+
+    def robust(stage):
+        key = stages[stage]["key"]
+        return load_file(str(cache / "objects" / key[:2] / key / "per_sample.safetensors"))["robust_correct"].astype(bool)
+
+    print("\nAutoAttack against PGD on the same points (test split): robust accuracy (%), summed over models and seeds")
+    for aa, pgd in [("aa-linf", "pgd-linf"), ("aa-l2", "pgd-l2")]:
+        ids = sorted(s for s in stages if s.endswith(f"/{aa}/test"))
+        a_total = p_total = n_total = weaker = 0
+        for s in ids:
+            a = robust(s)
+            p = robust(s[: -len(f"{aa}/test")] + f"{pgd}/test")[: len(a)]
+            a_total, p_total, n_total = a_total + a.sum(), p_total + p.sum(), n_total + len(a)
+            weaker += int((a & ~p).any())  # a point PGD broke and AutoAttack did not
+        print(f"- {aa} vs {pgd}: {100 * a_total / n_total:.1f} vs {100 * p_total / n_total:.1f} over {len(ids)} evaluations of {n_total // max(len(ids), 1)} points; "
+              f"evaluations where PGD broke a point AutoAttack left robust: {weaker}")
+
+
 def main():
     d = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "reports/mini-study")
     acc = rows(d / "accuracy_by_attack.csv")
     gap = rows(d / "gap_by_attack.csv")
     drop = rows(d / "unseen_drop.csv")
+    per_model(acc, gap, drop)
     by_kind(acc, ["clean/test", "pgd-linf/test", "aa-linf/test", "pgd-l2/test", "pgd-l1/test", "apgd-l1/test", "aa-l2/test"], "Test accuracy (%)")
     by_kind(gap, ["clean", "fgsm", "pgd-linf", "mim", "pgd-l2", "pgd-l1", "apgd-l1"], "Train − test gap (points)")
     by_kind(drop, ["mean/seen", "mean/unseen", "unseen/pgd-l2", "unseen/pgd-l1", "unseen/apgd-l1", "unseen/aa-l2"], "Test clean − robust drop (points)")
@@ -90,6 +135,8 @@ def main():
     for r in corr:
         if r["measure"] == "hoyer":
             print(f"- hoyer vs {r['gap']}: τ {num(r['kendall_tau']):.2f} [{num(r['tau_lo']):.2f}, {num(r['tau_hi']):.2f}]")
+    if len(sys.argv) > 2:
+        same_points(pathlib.Path(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else d.name)
 
 
 if __name__ == "__main__":

@@ -160,7 +160,7 @@ fn bars(inputs: &Inputs) -> Vec<Plot> {
                                 .filter(|e| &e.model == m && &e.attack == a)
                                 .map(|e| 100.0 * e.robust_accuracy)
                                 .collect();
-                            (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
+                            super::study::mean_std(&vals).map(|m| m.0)
                         })
                         .collect();
                     (m.clone(), v)
@@ -179,6 +179,11 @@ fn bars(inputs: &Inputs) -> Vec<Plot> {
         .collect()
 }
 
+/// The mean over seeds of a point drawn (`v` holds one value per seed, never none).
+fn mean(v: &[f64]) -> f64 {
+    super::study::mean_std(v).map_or(f64::NAN, |m| m.0)
+}
+
 /// Robust accuracy against ε, one chart per (dataset, training, attack with a curve), test split.
 fn curves(inputs: &Inputs) -> Vec<Plot> {
     let bases: BTreeSet<&str> = inputs
@@ -187,7 +192,9 @@ fn curves(inputs: &Inputs) -> Vec<Plot> {
         .filter(|e| e.is_curve_point())
         .map(|e| base(&e.attack))
         .collect();
-    type PerModel<'a> = BTreeMap<&'a str, Vec<(f64, f64)>>;
+    // Per model, ε (its bits: radii are non-negative, so they order as the values) → each seed's
+    // accuracy; a line goes through the seed means.
+    type PerModel<'a> = BTreeMap<&'a str, BTreeMap<u64, Vec<f64>>>;
     let mut by: BTreeMap<(&str, &str, &str), PerModel> = BTreeMap::new();
     for e in inputs
         .evals
@@ -198,7 +205,9 @@ fn curves(inputs: &Inputs) -> Vec<Plot> {
             .or_default()
             .entry(&e.model)
             .or_default()
-            .push((e.eps, 100.0 * e.robust_accuracy));
+            .entry(e.eps.to_bits())
+            .or_default()
+            .push(100.0 * e.robust_accuracy);
     }
     by.into_iter()
         .map(|((d, t, a), per)| {
@@ -206,14 +215,16 @@ fn curves(inputs: &Inputs) -> Vec<Plot> {
             let lines = models
                 .into_iter()
                 .map(|m| {
-                    let mut p = per[m.as_str()].clone();
-                    p.sort_by(|x, y| x.0.total_cmp(&y.0));
+                    let p = per[m.as_str()]
+                        .iter()
+                        .map(|(eps, v)| (f64::from_bits(*eps), mean(v)))
+                        .collect();
                     (m, p)
                 })
                 .collect();
             Plot {
                 file: format!("eps_{}_{}_{}", slug(d), slug(t), slug(a)),
-                caption: format!("Test robust accuracy of `{a}` against the radius ε ({d}, {t}), one line per architecture."),
+                caption: format!("Test robust accuracy of `{a}` against the radius ε ({d}, {t}), one line per architecture (its mean over the training seeds where they repeat)."),
                 figure: Figure::Curve {
                     title: format!("{a}: robust accuracy vs ε — {d}, {t}"),
                     x: "ε (pixel scale [0, 1])".into(),
@@ -227,12 +238,16 @@ fn curves(inputs: &Inputs) -> Vec<Plot> {
 /// Per-epoch accuracies from each training's history, one chart per (dataset, training) with a
 /// panel per architecture.
 fn histories(inputs: &Inputs) -> Vec<Plot> {
-    let mut by: BTreeMap<(&str, &str), BTreeMap<&str, &Vec<EpochRecord>>> = BTreeMap::new();
+    // Per model, every seed's history; a panel draws their mean per epoch.
+    type Seeds<'a> = Vec<&'a Vec<EpochRecord>>;
+    let mut by: BTreeMap<(&str, &str), BTreeMap<&str, Seeds>> = BTreeMap::new();
     for h in &inputs.histories {
         if !h.epochs.is_empty() {
             by.entry((&h.key.0, &h.key.2))
                 .or_default()
-                .insert(&h.key.1, &h.epochs);
+                .entry(&h.key.1)
+                .or_default()
+                .push(&h.epochs);
         }
     }
     by.into_iter()
@@ -241,11 +256,15 @@ fn histories(inputs: &Inputs) -> Vec<Plot> {
             let panels = models
                 .into_iter()
                 .map(|m| {
-                    let h = per[m.as_str()];
+                    let seeds = &per[m.as_str()];
                     let series = |f: fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
-                        h.iter()
-                            .filter_map(|r| f(r).map(|v| (r.epoch as f64, 100.0 * v)))
-                            .collect()
+                        let mut at: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+                        for r in seeds.iter().flat_map(|h| h.iter()) {
+                            if let Some(v) = f(r) {
+                                at.entry(r.epoch).or_default().push(100.0 * v);
+                            }
+                        }
+                        at.iter().map(|(e, v)| (*e as f64, mean(v))).collect()
                     };
                     let mut s: Vec<(&'static str, Vec<(f64, f64)>)> = vec![
                         ("train robust", series(|r| r.train_robust_accuracy)),
@@ -261,7 +280,7 @@ fn histories(inputs: &Inputs) -> Vec<Plot> {
             Plot {
                 file: format!("history_{}_{}", slug(d), slug(t)),
                 caption: format!(
-                    "Accuracy per epoch ({d}, {t}), one panel per architecture: robust and clean accuracy on fixed train and test points where the training monitored them (`monitor:`), and the accuracy on the training batches (adversarial for adversarial training). A test robust curve that falls while the train curve rises is robust overfitting."
+                    "Accuracy per epoch ({d}, {t}), one panel per architecture (the mean over the training seeds where they repeat): robust and clean accuracy on fixed train and test points where the training monitored them (`monitor:`), and the accuracy on the training batches (adversarial for adversarial training). A test robust curve that falls while the train curve rises is robust overfitting."
                 ),
                 figure: Figure::History {
                     title: format!("Accuracy per epoch — {d}, {t}"),
@@ -755,5 +774,74 @@ fn grid_cols(n: usize) -> usize {
         5..=9 => 3,
         10..=16 => 4,
         _ => 5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attacks::verdict::testing::ev;
+
+    /// Where seeds repeat, an ε curve and a history panel go through the seeds' means: one point
+    /// per radius or epoch, not a zig-zag between the seeds' values.
+    #[test]
+    fn curves_and_histories_draw_the_seed_mean() {
+        let point = |attack: &str, eps: f64, seed: u64, robust: f64| {
+            let mut e = ev("cnn", attack, "test", robust);
+            (e.eps, e.seed) = (eps, Some(seed));
+            e
+        };
+        let record = |epoch, acc| EpochRecord {
+            epoch,
+            loss: 1.0,
+            train_accuracy: acc,
+            lr: 0.1,
+            train_clean_accuracy: None,
+            train_robust_accuracy: None,
+            test_clean_accuracy: None,
+            test_robust_accuracy: None,
+        };
+        let inputs = Inputs {
+            evals: vec![
+                point("pgd", 0.03, 0, 0.5),
+                point("pgd", 0.03, 1, 0.25),
+                point("pgd@0.06", 0.06, 0, 0.25),
+                point("pgd@0.06", 0.06, 1, 0.125),
+            ],
+            sparsity: Vec::new(),
+            measures: Vec::new(),
+            correlation: None,
+            kinds: BTreeMap::new(),
+            gaps: BTreeMap::new(),
+            histories: [0.5, 0.75]
+                .iter()
+                .enumerate()
+                .map(|(seed, acc)| crate::report::History {
+                    key: ("d".into(), "cnn".into(), "t".into()),
+                    seed: Some(seed as u64),
+                    epochs: vec![record(1, *acc), record(2, acc + 0.125)],
+                })
+                .collect(),
+        };
+        let [plot] = &curves(&inputs)[..] else {
+            panic!("one ε-curve plot")
+        };
+        let Figure::Curve { lines, .. } = &plot.figure else {
+            panic!("a curve")
+        };
+        assert_eq!(
+            lines,
+            &[("cnn".to_string(), vec![(0.03, 37.5), (0.06, 18.75)])]
+        );
+        let [plot] = &histories(&inputs)[..] else {
+            panic!("one history plot")
+        };
+        let Figure::History { panels, .. } = &plot.figure else {
+            panic!("a history")
+        };
+        assert_eq!(
+            panels[0].1,
+            vec![("training batches", vec![(1.0, 62.5), (2.0, 75.0)])]
+        );
     }
 }

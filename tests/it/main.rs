@@ -20,6 +20,7 @@ mod keys;
 mod layering;
 mod locks;
 mod masking;
+mod mini_study;
 mod model_zoo;
 mod models_crosscheck;
 mod provenance;

@@ -36,7 +36,7 @@ evaluation:
 analysis: [sparsity, bounds, correlation]
 "#;
 
-const TABLES: &[&str] = &[
+pub(crate) const TABLES: &[&str] = &[
     "robust_accuracy",
     "generalization_gap",
     "eps_curve",
@@ -50,7 +50,7 @@ const TABLES: &[&str] = &[
     "correlation_matrix",
 ];
 
-const PLOTS: &[&str] = &[
+pub(crate) const PLOTS: &[&str] = &[
     "bars_digits_at",
     "eps_digits_at_pgd-linf",
     "history_digits_at",
