@@ -328,19 +328,15 @@ pub fn robust_accuracy(evals: &[EvalResult], sparsity: &[SparsityResult]) -> Res
         .map(|e| ((seed_key(e), e.attack.as_str()), *e))
         .collect();
     let mut cols = key_cols(&keys, seeded(evals));
-    let clean: Vec<Option<f64>> = keys
-        .iter()
-        .map(|k| {
-            // The first attack (in name order) among those on the most points.
-            let mut widest: Option<&EvalResult> = None;
-            for e in attacks.iter().filter_map(|a| lookup.get(&(k.clone(), *a))) {
-                if widest.is_none_or(|w| e.n > w.n) {
-                    widest = Some(e);
-                }
-            }
-            widest.map(|e| 100.0 * e.clean_accuracy)
-        })
+    // The first attack in name order among those on the most points (`study::widest` keeps the
+    // first of equals).
+    let mut by_name = test.clone();
+    by_name.sort_by_key(|e| e.attack.as_str());
+    let widest: BTreeMap<SeedKey, f64> = study::widest(&by_name)
+        .into_iter()
+        .map(|e| (seed_key(e), 100.0 * e.clean_accuracy))
         .collect();
+    let clean: Vec<Option<f64>> = keys.iter().map(|k| widest.get(k).copied()).collect();
     cols.push(Column::new("clean".into(), clean));
     for a in &attacks {
         if *a == "clean" {

@@ -282,7 +282,7 @@ fn key(e: &EvalResult) -> (&str, &str, &str) {
 
 /// Per (model, seed, split), the evaluation on the most points: where `evaluation.only` gives an
 /// attack fewer points, the clean accuracy a table shows is over the most points evaluated.
-fn widest<'a>(evals: &[&'a EvalResult]) -> Vec<&'a EvalResult> {
+pub(super) fn widest<'a>(evals: &[&'a EvalResult]) -> Vec<&'a EvalResult> {
     let mut best: BTreeMap<((&str, &str, &str), Option<u64>, &str), &EvalResult> = BTreeMap::new();
     for e in evals {
         let slot = best.entry((key(e), e.seed, e.split.as_str())).or_insert(e);
