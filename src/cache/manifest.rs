@@ -73,6 +73,29 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// What robarch writes it reads back exactly (serde_json's `float_roundtrip`): radii and
+    /// step sizes such as 3/255 and 0.75·ε/steps, whose shortest decimal has 17 digits, would
+    /// otherwise come back one ulp off and show as changed parameters.
+    #[test]
+    fn floats_read_back_bit_for_bit() {
+        let mut n = 0;
+        for k in 1..=255u32 {
+            for steps in [1u32, 3, 7, 10, 20] {
+                for x in [k as f64 / 255.0, 0.75 * (k as f64 / 255.0) / steps as f64, 2.5 * k as f64 / 255.0 / steps as f64] {
+                    let v = json!({"eps": x});
+                    let back: Value = serde_json::from_slice(&serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+                    assert_eq!(back["eps"].as_f64().unwrap().to_bits(), x.to_bits(), "{x:?}");
+                    assert!(diff(&v, &back).is_empty());
+                    n += 1;
+                }
+            }
+        }
+        assert_eq!(n, 255 * 5 * 3);
+        // The value the issue saw come back changed.
+        let x: f64 = serde_json::from_str("0.011764705882352941").unwrap();
+        assert_eq!(x, 3.0 / 255.0);
+    }
+
     #[test]
     fn diff_names_changed_leaves() {
         let a = json!({"attack": {"eps": 0.1, "steps": 10}, "split": "test"});
