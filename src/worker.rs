@@ -64,6 +64,37 @@ static PROTO: OnceLock<Mutex<File>> = OnceLock::new();
 /// Whether log lines go to the control plane too (not while the plan loads: the control plane
 /// has said all of that already).
 static RELAY: AtomicBool = AtomicBool::new(false);
+/// Counts the running stage's progress: batches, phases and log lines (what a beat reports).
+static PROGRESS: AtomicU64 = AtomicU64::new(0);
+/// Whether a stage is running: beats go out only then (an idle worker's pipe is not read, and
+/// must not fill up).
+static BEATING: AtomicBool = AtomicBool::new(false);
+
+/// Every [`crate::exec::pool::BEAT`], while a stage runs, tells the control plane how far the
+/// stage got and how much CPU time this process used: the control plane ends a worker that
+/// goes silent (stopped) or makes no progress (deadlocked) for the stage kind's limit.
+fn start_beats() {
+    let _ = std::thread::Builder::new().name("beat".into()).spawn(|| loop {
+        std::thread::sleep(crate::exec::pool::BEAT);
+        if BEATING.load(Ordering::Relaxed) {
+            send(&Reply::Beat {
+                progress: PROGRESS.load(Ordering::Relaxed),
+                cpu_ms: cpu_ms(),
+            });
+        }
+    });
+}
+
+/// CPU time (user + system) this process and its threads used, in milliseconds.
+fn cpu_ms() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return 0;
+    }
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    ms(u.ru_utime) + ms(u.ru_stime)
+}
 
 fn send(r: &Reply) {
     let mut line = serde_json::to_string(r).expect("replies serialise");
@@ -86,6 +117,7 @@ struct LogSink;
 impl Write for LogSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let _ = std::io::stderr().write_all(buf);
+        PROGRESS.fetch_add(1, Ordering::Relaxed);
         if RELAY.load(Ordering::Relaxed) {
             send(&Reply::Log(String::from_utf8_lossy(buf).into_owned()));
         }
@@ -129,19 +161,26 @@ fn flush_native() {
 }
 
 /// Points fds 1 and 2 at `log` (created or emptied), so that everything written while the stage
-/// runs, by this code or by native code, lands there.
-fn redirect(log: &Path, append: bool) -> Result<()> {
+/// runs, by this code or by native code, lands there. `log` is `<cache>/logs/<pipeline>/<stage>.log`
+/// (see `exec::log_path`): no directory from `<cache>/logs` down, nor the log itself, is followed
+/// as a symbolic link.
+fn redirect(log: &Path, stage: &str, append: bool) -> Result<()> {
     flush_native();
-    if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating the stage log directory {}", dir.display()))?;
+    // The cache root: above the stage id's directories, the pipeline's and `logs/`.
+    let depth = Path::new(stage).components().count() + 2;
+    let root = log.ancestors().nth(depth);
+    match (root, log.parent()) {
+        (Some(root), Some(dir)) if dir.starts_with(root.join("logs")) => {
+            let rel = dir.strip_prefix(root).expect("checked above");
+            crate::cache::links::real_dir(root, rel, "stage logs (logs/<pipeline>/…)")
+        }
+        (_, Some(dir)) => std::fs::create_dir_all(dir)
+            .map(|()| dir.to_path_buf())
+            .map_err(anyhow::Error::from),
+        _ => Ok(PathBuf::new()),
     }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(append)
-        .truncate(!append)
-        .open(log)
+    .with_context(|| format!("creating the stage log directory of {}", log.display()))?;
+    let f = crate::cache::links::create(log, append, "a stage log (logs/<pipeline>/…)")
         .with_context(|| format!("creating the stage log {}", log.display()))?;
     for fd in [1, 2] {
         // SAFETY: dup2 onto the standard descriptors; `f` stays open for the call.
@@ -183,7 +222,9 @@ impl Compute for Tensors {
 fn remote_progress() -> StageProgress {
     let pending = AtomicU64::new(0);
     let last = Mutex::new(Instant::now());
-    StageProgress::remote(move |u| match u {
+    StageProgress::remote(move |u| {
+        PROGRESS.fetch_add(1, Ordering::Relaxed);
+        match u {
         Update::Inc { n } => {
             pending.fetch_add(n, Ordering::Relaxed);
             let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
@@ -199,6 +240,7 @@ fn remote_progress() -> StageProgress {
                 send(&Reply::Progress(Update::Inc { n }));
             }
             send(&Reply::Progress(phase));
+        }
         }
     })
 }
@@ -308,6 +350,7 @@ pub fn main() -> i32 {
     let _ = PROTO.set(Mutex::new(unsafe { File::from_raw_fd(proto) }));
     RELAY.store(true, Ordering::Relaxed);
     init_logging(log_json);
+    start_beats();
     let mut loaded: Option<Loaded> = None;
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
@@ -320,11 +363,12 @@ pub fn main() -> i32 {
                 continue;
             }
         };
-        if let Err(e) = redirect(&job.log, false) {
+        if let Err(e) = redirect(&job.log, &job.stage, false) {
             send(&Reply::Failed(format!("{e:#}")));
             continue;
         }
         send(&Reply::Started);
+        BEATING.store(true, Ordering::Relaxed);
         let _ = writeln!(
             std::io::stderr(),
             "robarch-worker (pid {}): stage {} on {}, {} thread(s)",
@@ -338,6 +382,7 @@ pub fn main() -> i32 {
             loaded = load(&spec, &cache, true)
                 .map_err(|e| {
                     let _ = writeln!(std::io::stderr(), "error: loading {}: {e:#}", spec.display());
+                    BEATING.store(false, Ordering::Relaxed);
                     send(&Reply::Failed(format!("loading {}: {e:#}", spec.display())));
                 })
                 .ok();
@@ -350,15 +395,18 @@ pub fn main() -> i32 {
         let reply = match r {
             Ok(d) => Reply::Done(d),
             Err(e) => {
+                // The whole error (a C++ backtrace, if libtorch gave one) goes to the stage's
+                // log; the control plane gets its gist.
                 let _ = writeln!(
                     std::io::stderr(),
                     "error: stage {} failed: {e:#}",
                     job.stage
                 );
-                Reply::Failed(format!("{e:#}"))
+                Reply::Failed(crate::exec::failure::brief(&format!("{e:#}"), &job.kind))
             }
         };
         flush_native();
+        BEATING.store(false, Ordering::Relaxed);
         send(&reply);
     }
     0
@@ -465,7 +513,7 @@ fn slurm_job(batch_file: &Path) -> i32 {
     };
     // A requeued job appends to the log of its earlier runs.
     let restarted = std::env::var("SLURM_RESTART_COUNT").is_ok_and(|n| n != "0");
-    if let Err(e) = redirect(&item.log, restarted) {
+    if let Err(e) = redirect(&item.log, &item.stage, restarted) {
         eprintln!("robarch-worker: {e:#}");
         return 1;
     }
@@ -523,6 +571,9 @@ fn slurm_job(batch_file: &Path) -> i32 {
             threads,
             force: item.force,
             log: item.log.clone(),
+            kind: l.plan.graph[ix].stage.kind().to_string(),
+            // A Slurm job is watched by Slurm's own time limit.
+            stall: Duration::ZERO,
         };
         run_job(&job, &l)
     });

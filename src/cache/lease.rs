@@ -47,13 +47,49 @@ pub struct Owner {
     /// What holds it (a stage id), for messages.
     #[serde(default)]
     pub what: String,
+    /// When the owner took it (seconds since the epoch, by its clock; 0 in locks written before
+    /// it was recorded), for messages.
+    #[serde(default)]
+    pub since_unix: f64,
 }
 
 impl Owner {
     pub fn describe(&self) -> String {
         format!("pid {} on {}", self.pid, self.host)
     }
+
+    /// Who holds it, for how long, and its last renewal: `pid 12 on n1 (train/…) since 3 min,
+    /// renewed 4 s ago`.
+    pub fn holding(&self) -> String {
+        let now = now_unix();
+        let ago = |t: f64| {
+            let s = (now - t).max(0.0);
+            if s < 120.0 {
+                format!("{s:.0} s")
+            } else {
+                format!("{:.0} min", s / 60.0)
+            }
+        };
+        let what = if self.what.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.what)
+        };
+        let since = if self.since_unix > 0.0 {
+            format!(" for {}", ago(self.since_unix))
+        } else {
+            String::new()
+        };
+        format!(
+            "{}{what}{since}, renewed {} ago",
+            self.describe(),
+            ago(self.renewed_unix)
+        )
+    }
 }
+
+/// How long a waiter waits before it first says who holds the lock.
+const FIRST_SAY: Duration = Duration::from_secs(5);
 
 fn now_unix() -> f64 {
     SystemTime::now()
@@ -142,6 +178,11 @@ pub fn stale(o: &Owner, watched: Duration) -> Option<String> {
 
 /// The owner written in the lock file at `path`, if it exists and reads as one.
 pub fn read(path: &Path) -> Option<Owner> {
+    // A link is no lock robarch wrote (locks are created by `link`, renewed by `rename`): not
+    // followed; a waiter removes it.
+    if super::links::is_link(path) {
+        return None;
+    }
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
@@ -200,12 +241,28 @@ impl Lease {
     }
 
     /// Blocks until this process holds the lock at `path` (polling, backed off to one second).
+    /// While it waits it says who holds the lock, after [`FIRST_SAY`] and then every minute.
     pub fn acquire(path: &Path, what: &str) -> Result<Lease> {
         let mut seen = None;
         let mut wait = Duration::from_millis(10);
+        let start = Instant::now();
+        let mut say = FIRST_SAY;
         loop {
             if let Some(l) = Self::attempt(path, what, &mut seen)? {
                 return Ok(l);
+            }
+            if start.elapsed() >= say {
+                say += Duration::from_secs(60);
+                let holder = match read(path) {
+                    Some(o) => o.holding(),
+                    None => "another process".into(),
+                };
+                tracing::warn!(
+                    lock = %path.display(),
+                    "{what}: waiting {:.0} s for its lock, held by {holder}; it is taken over \
+                     when that process is gone or stops renewing it for its lease",
+                    start.elapsed().as_secs_f64()
+                );
             }
             std::thread::sleep(wait);
             wait = (wait * 2).min(Duration::from_secs(1));
@@ -214,6 +271,7 @@ impl Lease {
 
     /// One try; `seen` remembers the owner this waiter watches and since when.
     fn attempt(path: &Path, what: &str, seen: &mut Option<(Owner, Instant)>) -> Result<Option<Lease>> {
+        super::links::unlink(path, "a stage lock (locks/<key>.lease)");
         // A held lock is only read while it is waited for (nothing is written each poll).
         if let Some(owner) = read(path) {
             return Self::judge(path, owner, seen);
@@ -229,6 +287,7 @@ impl Lease {
             lease_s: lease_secs(),
             beat: 0,
             what: what.to_string(),
+            since_unix: now_unix(),
         };
         let tmp = write_private(path, &me)?;
         let linked = std::fs::hard_link(&tmp, path);
@@ -429,6 +488,7 @@ mod tests {
             lease_s: 30.0,
             beat: 3,
             what: "train/x".into(),
+            since_unix: now_unix() - 200.0,
         }
     }
 

@@ -12,6 +12,7 @@
 //! - `slurm/<pipeline>/` — the Slurm executor's record of submitted jobs, their scripts and output.
 //! - `.lock` — shared by runs, exclusive for `gc` (on one machine: `flock`).
 pub mod lease;
+pub mod links;
 pub mod manifest;
 
 use anyhow::{Context, Result};
@@ -139,6 +140,9 @@ enum Depth {
     Hash,
     /// As `Hash`, and an unlisted file makes the entry corrupt (`robarch cache verify`).
     Audit,
+    /// As `Stamp`, for a reader that writes nothing (`robarch status`): no stamp is refreshed,
+    /// no link removed, nothing warned about.
+    Peek,
 }
 
 /// A committed, verified entry.
@@ -152,6 +156,19 @@ impl Entry {
     pub fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
     }
+}
+
+/// What [`Cache::inspect`] finds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inspect {
+    Cached,
+    Missing,
+    /// The entry's directory is there but its `meta.json` is not (a commit or a removal cut
+    /// short by hand): a run recomputes it.
+    Incomplete(String),
+    /// The entry fails the check a run makes (a file truncated, rewritten, missing, replaced by
+    /// a link; `meta.json` unreadable): a run removes and recomputes it.
+    Corrupt(String),
 }
 
 /// Result of looking a key up.
@@ -207,6 +224,8 @@ fn settled() -> i128 {
 
 impl Cache {
     pub fn open(root: &Path) -> Result<Cache> {
+        Self::check_root(root)?;
+        links::check_layout(root)?;
         for sub in ["objects", "tmp", "ckpt", "locks", "runs"] {
             std::fs::create_dir_all(root.join(sub)).with_context(|| {
                 format!("creating cache directory {}", root.join(sub).display())
@@ -216,6 +235,29 @@ impl Cache {
             root: root.to_path_buf(),
             hashed: Default::default(),
         })
+    }
+
+    /// A cache handle that creates nothing, for a dry run: a cache that is not there has no
+    /// entries. Fails as [`Cache::open`] would on a root that cannot be a cache.
+    pub fn unopened(root: &Path) -> Result<Cache> {
+        Self::check_root(root)?;
+        links::check_layout(root)?;
+        Ok(Cache {
+            root: root.to_path_buf(),
+            hashed: Default::default(),
+        })
+    }
+
+    /// Refuses a cache root that is a file.
+    fn check_root(root: &Path) -> Result<()> {
+        if root.exists() && !root.is_dir() {
+            anyhow::bail!(
+                "the cache {} is not a directory: point `--cache DIR` (or ROBARCH_CACHE) at a \
+                 directory, which is created if missing",
+                root.display()
+            );
+        }
+        Ok(())
     }
 
     /// Opens an existing cache without creating anything (read-only commands).
@@ -238,6 +280,29 @@ impl Cache {
         self.root.join("ckpt").join(key)
     }
 
+    /// The checkpoint directory of `key` for a stage about to write there: a symbolic link found
+    /// in its place is removed (as a link, with a warning), so that checkpoints are written and
+    /// pruned only inside the cache. Not created (the stage creates it when it checkpoints).
+    pub fn checkpoints(&self, key: &str) -> Result<PathBuf> {
+        links::check_layout(&self.root)?;
+        let dir = self.checkpoint_dir(key);
+        links::unlink(&dir, "a stage's checkpoints (ckpt/<key>)");
+        Ok(dir)
+    }
+
+    /// Removes a symbolic link found where `key`'s shard (`objects/ab`) or entry directory
+    /// should be, as a link; says what was removed. Nothing below such a link is read or written.
+    fn unlink_entry(&self, key: &str) -> Option<String> {
+        let dir = self.entry_dir(key);
+        let shard = dir.parent().expect("entry dirs have a parent");
+        for (p, what) in [(shard, "a shard of entries (objects/ab)"), (dir.as_path(), "an entry")] {
+            if links::unlink(p, what) {
+                return Some(format!("{} was a symbolic link (removed)", p.display()));
+            }
+        }
+        None
+    }
+
     /// Reads and fully verifies an entry: the size and blake3 of every file it lists, and that it
     /// holds no file it does not list. Always reads every file (`robarch cache verify`).
     pub fn verify(&self, key: &str) -> Result<Entry, String> {
@@ -248,6 +313,17 @@ impl Cache {
     /// stat stamp or its blake3, and (warned about or, in an audit, failed) unlisted files.
     fn check(&self, key: &str, depth: Depth) -> Result<Entry, String> {
         let dir = self.entry_dir(key);
+        if depth == Depth::Peek {
+            let shard = dir.parent().expect("entry dirs have a parent");
+            if let Some(p) = [shard, dir.as_path()].into_iter().find(|p| links::is_link(p)) {
+                return Err(format!("{} is a symbolic link", p.display()));
+            }
+        } else if let Some(why) = self.unlink_entry(key) {
+            return Err(why);
+        }
+        if links::is_link(&dir.join(META)) {
+            return Err(format!("{META} is a symbolic link"));
+        }
         let meta: EntryMeta = std::fs::read(dir.join(META))
             .map_err(|e| format!("meta.json unreadable: {e}"))
             .and_then(|b| {
@@ -266,7 +342,10 @@ impl Cache {
         let mut moved: Vec<(&String, Stamp)> = Vec::new();
         for (name, fm) in &meta.files {
             let path = dir.join(name);
-            let md = std::fs::metadata(&path).map_err(|e| format!("{name}: {e}"))?;
+            let md = std::fs::symlink_metadata(&path).map_err(|e| format!("{name}: {e}"))?;
+            if !md.is_file() {
+                return Err(format!("{name} is not a regular file (a symbolic link?)"));
+            }
             if md.len() != fm.size {
                 return Err(format!(
                     "{name} has {} bytes, meta.json recorded {}",
@@ -274,7 +353,7 @@ impl Cache {
                     fm.size
                 ));
             }
-            let stamped = depth == Depth::Stamp
+            let stamped = matches!(depth, Depth::Stamp | Depth::Peek)
                 && fm.stamp == Some(Stamp::of(&md))
                 && fm.stamp.is_some_and(|st| st.mtime_ns < written);
             if !stamped {
@@ -300,6 +379,9 @@ impl Cache {
                 let why = format!("{rel} is not listed in {META}");
                 if depth == Depth::Audit {
                     return Err(why);
+                }
+                if depth == Depth::Peek {
+                    continue;
                 }
                 // Nothing reads it (stages and reports read listed files only): a stray file
                 // (an editor's, a file manager's) does not cost a recompute.
@@ -347,6 +429,22 @@ impl Cache {
         self.lookup_to(key, Depth::Stamp)
     }
 
+    /// What [`Cache::lookup`] would find for `key`, without changing anything (no stamp refreshed,
+    /// nothing removed): what `robarch status` reports. Entries without stamps are hashed.
+    pub fn inspect(&self, key: &str) -> Inspect {
+        let dir = self.entry_dir(key);
+        if std::fs::symlink_metadata(&dir).is_err() {
+            return Inspect::Missing;
+        }
+        if !links::is_link(&dir) && std::fs::symlink_metadata(dir.join(META)).is_err() {
+            return Inspect::Incomplete(format!("{META} is missing"));
+        }
+        match self.check(key, Depth::Peek) {
+            Ok(_) => Inspect::Cached,
+            Err(why) => Inspect::Corrupt(why),
+        }
+    }
+
     /// Looks up `key` to read its files: hashes every file (once per process per entry), so a
     /// byte flipped without changing the stamp is caught before the contents are used.
     pub fn load(&self, key: &str) -> Lookup {
@@ -367,6 +465,9 @@ impl Cache {
     }
 
     fn lookup_to(&self, key: &str, depth: Depth) -> Lookup {
+        if let Some(why) = self.unlink_entry(key) {
+            return Lookup::Corrupt(why);
+        }
         if !self.entry_dir(key).exists() {
             return Lookup::Missing;
         }
@@ -389,11 +490,6 @@ impl Cache {
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// Whether an entry exists (no verification; for `status`).
-    pub fn contains(&self, key: &str) -> bool {
-        self.entry_dir(key).join(META).exists()
-    }
-
     /// A fresh staging directory for a stage's outputs.
     pub fn stage_dir(&self) -> Result<tempfile::TempDir> {
         self.staging("entry-")
@@ -406,6 +502,7 @@ impl Cache {
     }
 
     fn staging(&self, prefix: &str) -> Result<tempfile::TempDir> {
+        links::check_layout(&self.root)?;
         let tmp = self.root.join("tmp");
         tempfile::Builder::new()
             .prefix(prefix)
@@ -439,6 +536,12 @@ impl Cache {
     pub fn commit(&self, staged: tempfile::TempDir, mut meta: EntryMeta) -> Result<Entry> {
         let mut files = BTreeMap::new();
         for e in walk(staged.path())? {
+            if links::is_link(&e) {
+                anyhow::bail!(
+                    "{} is a symbolic link: a stage's outputs must be regular files",
+                    e.display()
+                );
+            }
             let rel = e
                 .strip_prefix(staged.path())?
                 .to_string_lossy()
@@ -469,11 +572,12 @@ impl Cache {
                 .with_context(|| format!("syncing {}", f.display()))?;
         }
         sync_dir(staged.path())?;
+        links::check_layout(&self.root)?;
         let dest = self.entry_dir(&meta.key);
         let shard = dest.parent().expect("entry dirs have a parent");
+        self.unlink_entry(&meta.key);
         if !shard.exists() {
-            std::fs::create_dir_all(shard)
-                .with_context(|| format!("creating {}", shard.display()))?;
+            links::real_dir(&self.root, &Path::new("objects").join(&meta.key[..2]), "a shard of entries (objects/ab)")?;
             sync_dir(shard.parent().expect("shards have a parent"))?;
         }
         if dest.exists() {
@@ -504,12 +608,17 @@ impl Cache {
 
     /// Removes an entry by first renaming it out of `objects/` (so it vanishes atomically).
     pub fn remove(&self, key: &str) -> Result<()> {
+        links::check_layout(&self.root)?;
+        if self.unlink_entry(key).is_some() {
+            return Ok(());
+        }
         let dir = self.entry_dir(key);
         if dir.exists() {
             let trash = self
                 .root
                 .join("tmp")
                 .join(format!("trash-{key}-{}", std::process::id()));
+            links::unlink(&trash, "a removed entry on its way out (tmp/trash-…)");
             std::fs::rename(&dir, &trash)
                 .with_context(|| format!("moving {} to {}", dir.display(), trash.display()))?;
             std::fs::remove_dir_all(&trash)
@@ -545,10 +654,13 @@ impl Cache {
 
     /// Keys of all committed entries.
     pub fn keys(&self) -> Result<Vec<String>> {
+        links::check_layout(&self.root)?;
         let mut out = Vec::new();
         for shard in std::fs::read_dir(self.root.join("objects"))? {
-            let shard = shard?.path();
-            if shard.is_dir() {
+            let shard = shard?;
+            // A link in place of a shard is not followed (a lookup of a key there removes it).
+            if shard.file_type()?.is_dir() {
+                let shard = shard.path();
                 for e in std::fs::read_dir(&shard)? {
                     let name = e?.file_name().to_string_lossy().into_owned();
                     if is_key(&name) {
@@ -578,7 +690,8 @@ impl Cache {
 
     /// Opens (creating) a lock file; the error names it and says what a read-only cache needs.
     fn lock_file(&self, path: &Path) -> Result<File> {
-        File::create(path).with_context(|| {
+        links::check_layout(&self.root)?;
+        links::open_lock(path).with_context(|| {
             format!(
                 "opening the lock file {}: the cache must be writable (point `--cache DIR` or \
                  ROBARCH_CACHE at a writable directory)",
@@ -590,6 +703,7 @@ impl Cache {
     /// A shared lock for a reader that writes nothing (`cache verify --keep`): the lock file is
     /// opened read-only where it exists, so a read-only cache can be checked.
     pub fn lock_shared_read(&self) -> Result<File> {
+        links::check_layout(&self.root)?;
         let path = self.root.join(".lock");
         let f = match File::open(&path) {
             Ok(f) => f,
@@ -641,15 +755,19 @@ impl Cache {
     /// stages whose lock a live process holds, and the checkpoints of committed
     /// stages (only under the exclusive lock).
     pub fn sweep_tmp(&self) -> Result<usize> {
+        links::check_layout(&self.root)?;
         let mut n = 0;
         for e in std::fs::read_dir(self.root.join("tmp"))? {
-            let p = e?.path();
+            let e = e?;
+            let p = e.path();
+            let is_dir = e.file_type()?.is_dir();
             // A stage being computed elsewhere (a Slurm job on another node, which shares no
             // `flock` with this run) holds its lock: its staging directory is not a leftover.
             if self.staging_key(&p).is_some_and(|k| self.stage_holder(&k).is_some()) {
                 continue;
             }
-            let removed = if p.is_dir() {
+            // A link is removed as a link (`remove_file`), never followed.
+            let removed = if is_dir {
                 std::fs::remove_dir_all(&p)
             } else {
                 std::fs::remove_file(&p)
@@ -673,10 +791,14 @@ impl Cache {
             let committed = std::fs::metadata(self.entry_dir(&key).join(META))
                 .and_then(|m| m.modified())
                 .ok();
+            if links::unlink(&p, "a stage's checkpoints (ckpt/<key>)") {
+                n += 1;
+                continue;
+            }
             let newest = walk(&p)
                 .unwrap_or_default()
                 .iter()
-                .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+                .filter_map(|f| std::fs::symlink_metadata(f).and_then(|m| m.modified()).ok())
                 .max();
             if let (Some(committed), Some(newest)) = (committed, newest) {
                 if newest <= committed {
@@ -720,6 +842,9 @@ impl Cache {
             }
         }
         let keep = &keep;
+        for e in std::fs::read_dir(self.root.join("objects"))?.flatten() {
+            links::unlink(&e.path(), "a shard of entries (objects/ab)");
+        }
         for key in self.keys()? {
             if !keep.contains(&key) {
                 bytes += walk(&self.entry_dir(&key))?
@@ -732,7 +857,9 @@ impl Cache {
         }
         for sub in ["ckpt", "locks"] {
             for e in std::fs::read_dir(self.root.join(sub))? {
-                let p = e?.path();
+                let e = e?;
+                let p = e.path();
+                let is_dir = e.file_type()?.is_dir();
                 let stem = p
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
@@ -740,7 +867,8 @@ impl Cache {
                 // A lock taken since the keys were collected is live: left alone.
                 let held = sub == "locks" && lease::live(&p).is_some();
                 if !keep.contains(&stem) && !held {
-                    let r = if p.is_dir() {
+                    // A link is removed as a link (`remove_file`), never followed.
+                    let r = if is_dir {
                         std::fs::remove_dir_all(&p)
                     } else {
                         std::fs::remove_file(&p)
@@ -771,14 +899,15 @@ fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// All regular files below `dir`, sorted.
+/// All files below `dir`, sorted; symbolic links are listed as files, never followed.
 pub fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d)? {
-            let p = e?.path();
-            if p.is_dir() {
+            let e = e?;
+            let p = e.path();
+            if e.file_type()?.is_dir() {
                 stack.push(p);
             } else {
                 out.push(p);

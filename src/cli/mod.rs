@@ -359,6 +359,39 @@ fn at_least_one(s: &str) -> std::result::Result<usize, String> {
     }
 }
 
+/// Fails unless `<reports>/<pipeline>/` can be a directory: `--reports` (or that directory) is
+/// no file, and the nearest existing directory above it is writable.
+fn check_reports_dir(reports: &Path, pipeline: &str) -> Result<()> {
+    let dest = reports.join(pipeline);
+    let base = dest
+        .ancestors()
+        .find(|a| a.as_os_str().is_empty() || a.exists())
+        .map(|a| if a.as_os_str().is_empty() { Path::new(".") } else { a })
+        .unwrap_or(Path::new("."));
+    for p in [base, reports, dest.as_path()] {
+        if p.exists() && !p.is_dir() {
+            bail!(
+                "--reports {}: {} is not a directory (reports are written as <dir>/<pipeline \
+                 name>/); give `--reports` a directory, or move the file away",
+                reports.display(),
+                p.display()
+            );
+        }
+    }
+    let c = std::ffi::CString::new(base.as_os_str().as_encoded_bytes()).ok();
+    // SAFETY: access(2) reads the NUL-terminated path it is given.
+    let writable = c.is_some_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0);
+    if !writable {
+        bail!(
+            "--reports {}: {} is not writable, so the report could not be written there; give \
+             `--reports` a directory you can write",
+            reports.display(),
+            base.display()
+        );
+    }
+    Ok(())
+}
+
 /// `robarch run`: every missing stage, then the report.
 fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
     use spec::executor::ExecutorKind;
@@ -375,7 +408,8 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
             a.pipeline.display()
         );
     }
-    let plan = load_plan(&a.pipeline, cache_dir)?;
+    // A dry run writes nothing: not even the source-file hashes planning remembers.
+    let plan = crate::plan::load(&a.pipeline, cache_dir, !a.dry_run)?;
     let slurm = a.executor.unwrap_or(plan.executor.kind) == ExecutorKind::Slurm;
     let force = a
         .force
@@ -396,10 +430,30 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    // A training or evaluation takes `--threads` of the `-j` CPU slots (README, "Placement").
+    if a.threads > jobs {
+        let given = if a.jobs.is_some() {
+            format!("-j {jobs}")
+        } else {
+            format!("-j (default: {jobs}, the CPU cores)")
+        };
+        bail!(
+            "--threads {} is more than {given}: a training or evaluation takes --threads of the -j \
+             CPU slots, so it could never start; give -j {} or more, or --threads {jobs} or fewer",
+            a.threads,
+            a.threads
+        );
+    }
     if !a.dry_run {
         plan.check_data()?;
     }
-    let cache = Cache::open(cache_dir)?;
+    // Where the report goes is checked before any stage runs, not after hours of them.
+    check_reports_dir(&a.reports, &plan.name)?;
+    let cache = if a.dry_run {
+        Cache::unopened(cache_dir)?
+    } else {
+        Cache::open(cache_dir)?
+    };
     let json = a.format == Format::Json;
     let opts = RunOptions {
         jobs,

@@ -64,7 +64,15 @@ fn render(plan: &Plan, cache: &Cache, staging_in: &Path) -> Result<Rendered> {
     let ix = plan.report().context("the pipeline has no report stage")?;
     let node = &plan.graph[ix];
     // Published files are hashed first, not only stamp-checked.
-    if let Lookup::Hit(e) = cache.load(&node.key) {
+    let found = cache.load(&node.key);
+    if let Lookup::Corrupt(why) = &found {
+        tracing::warn!(
+            stage = %node.id,
+            "the cached report was corrupt ({why}) and has been removed; the report is rendered \
+             again from the cached results (the next `robarch run` caches it again)"
+        );
+    }
+    if let Lookup::Hit(e) = found {
         let prefixes = [format!("{TABLES_DIR}/"), format!("{PLOTS_DIR}/")];
         let files = e
             .meta
@@ -82,8 +90,16 @@ fn render(plan: &Plan, cache: &Cache, staging_in: &Path) -> Result<Rendered> {
     }
     let mut inputs = BTreeMap::new();
     for (role, key) in &node.inputs {
-        if let Lookup::Hit(e) = cache.load(key) {
-            inputs.insert(role.clone(), e);
+        match cache.load(key) {
+            Lookup::Hit(e) => {
+                inputs.insert(role.clone(), e);
+            }
+            Lookup::Corrupt(why) => tracing::warn!(
+                stage = %plan.producer(ix, key).unwrap_or(role.as_str()),
+                "a result the report reads was corrupt ({why}) and has been removed: the report \
+                 leaves it out (`robarch run` recomputes it)"
+            ),
+            Lookup::Missing => {}
         }
     }
     if inputs.is_empty() && !node.inputs.is_empty() {
@@ -196,7 +212,16 @@ pub fn materialize_report(
         let _ = std::fs::remove_dir(dest.join(PLOTS_DIR));
     }
     let shown = published?;
-    record_run(&dest, &r.missing)?;
+    // The tables are published: a run record that cannot be written costs only the comparison.
+    if let Err(e) = record_run(&dest, &r.missing) {
+        tracing::warn!(
+            "the report is published in {}, but its record for `robarch report --compare` could \
+             not be written under {} ({e:#}); free space there and run `robarch report` on the \
+             pipeline to record it",
+            dest.display(),
+            dest.join(RUNS).display()
+        );
+    }
     if !show {
         return Ok(dest);
     }
@@ -296,7 +321,8 @@ fn record_run(dest: &Path, missing: &[String]) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix(&format!("{REPORT_TMP}{}-", std::process::id()))
         .tempfile_in(&dir)?;
-    std::fs::write(tmp.path(), serde_json::to_vec(&run)?)?;
+    std::fs::write(tmp.path(), serde_json::to_vec(&run)?)
+        .with_context(|| format!("writing {}", tmp.path().display()))?;
     tmp.persist(&path)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())

@@ -3,6 +3,7 @@
 //! that compute with tensors run in worker processes (`pool`); the report and the correlation,
 //! which do not, run here.
 pub mod devices;
+pub mod failure;
 pub mod pool;
 pub mod slurm;
 pub mod stage;
@@ -146,7 +147,12 @@ pub fn log_path_in(cache: &std::path::Path, pipeline: &str, id: &str) -> PathBuf
 
 /// Executes `plan`. Stages whose entry is cached and valid are not run.
 pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> {
-    let _shared = cache.lock_run(!opts.dry_run)?;
+    // A dry run writes nothing, not even the lock file (it only reads stamps).
+    let _shared = if opts.dry_run {
+        None
+    } else {
+        Some(cache.lock_run(true)?)
+    };
     let choice = opts.device.as_deref().unwrap_or(&plan.device);
     let gpus = devices::gpus();
     let mut slots = if opts.dry_run {
@@ -167,7 +173,7 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
         }
     }
 
-    let (forced, mut outcome, todo) = what_must_run(plan, cache, &opts.force);
+    let (forced, mut outcome, todo) = what_must_run(plan, cache, &opts.force, opts.dry_run);
     if opts.dry_run {
         for &ix in &todo {
             outcome.insert(ix, Outcome::Pending);
@@ -252,6 +258,7 @@ pub(crate) fn what_must_run(
     plan: &Plan,
     cache: &Cache,
     force: &[glob::Pattern],
+    dry_run: bool,
 ) -> (HashSet<NodeIndex>, HashMap<NodeIndex, Outcome>, Vec<NodeIndex>) {
     let mut forced: HashSet<NodeIndex> = HashSet::new();
     for &ix in &plan.order {
@@ -268,15 +275,32 @@ pub(crate) fn what_must_run(
             todo.push(ix);
             continue;
         }
-        match cache.lookup(&n.key) {
-            Lookup::Hit(_) => {
+        // A dry run only looks (a corrupt entry is left where it is, no stamp refreshed).
+        let found = if dry_run {
+            match cache.inspect(&n.key) {
+                crate::cache::Inspect::Cached => Ok(()),
+                crate::cache::Inspect::Missing => Err(None),
+                crate::cache::Inspect::Corrupt(why) | crate::cache::Inspect::Incomplete(why) => {
+                    Err(Some(why))
+                }
+            }
+        } else {
+            match cache.lookup(&n.key) {
+                Lookup::Hit(_) => Ok(()),
+                Lookup::Missing => Err(None),
+                Lookup::Corrupt(why) => Err(Some(why)),
+            }
+        };
+        match found {
+            Ok(()) => {
                 outcome.insert(ix, Outcome::Cached);
             }
-            Lookup::Corrupt(why) => {
-                tracing::warn!(stage = %n.id, "cache entry was corrupt ({why}); recomputing");
+            Err(Some(why)) => {
+                let verb = if dry_run { "would be recomputed" } else { "recomputing" };
+                tracing::warn!(stage = %n.id, "cache entry was corrupt ({why}); {verb}");
                 todo.push(ix);
             }
-            Lookup::Missing => todo.push(ix),
+            Err(None) => todo.push(ix),
         }
     }
     (forced, outcome, todo)
@@ -405,6 +429,8 @@ fn schedule(
                     threads: opts.threads,
                     force,
                     log: log_path(cache, plan, &node.id),
+                    kind: node.stage.kind().to_string(),
+                    stall: plan.executor.stall_minutes.for_kind(node.stage.kind()),
                 };
                 scope.spawn(move |_| {
                     let r = stage::catching(|| match workers {

@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// What the control plane asks of a worker: run one stage of the plan the worker loaded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,7 +28,18 @@ pub struct Job {
     pub force: bool,
     /// Where the stage's log goes (everything the worker writes while running it).
     pub log: PathBuf,
+    /// The stage's kind (`train`, `evaluate`, …), for the advice in its errors.
+    #[serde(default)]
+    pub kind: String,
+    /// How long the worker may go without progress before it is ended (`executor.stall_minutes`);
+    /// the control plane's own business.
+    #[serde(skip)]
+    pub stall: Duration,
 }
+
+/// How often a worker running a stage beats (says how far it got); a stall limit is at least
+/// three beats.
+pub const BEAT: Duration = Duration::from_secs(2);
 
 /// A worker's reply: updates while the stage runs, then `done` or `failed`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +50,8 @@ pub enum Reply {
     Progress(Update),
     /// A log line (already formatted, ending in a newline) for the control plane's stderr.
     Log(String),
+    /// The stage runs: its progress count (batches, phases, log lines) and the worker's CPU time.
+    Beat { progress: u64, cpu_ms: u64 },
     Done(Done),
     Failed(String),
 }
@@ -235,8 +249,28 @@ impl Pool {
         };
         let mut started = false;
         let mut buf = String::new();
+        let mut watch = Watch::new(job.stall);
         loop {
             buf.clear();
+            // Watched from the moment the job is sent: a reused worker stopped while idle never
+            // says it started.
+            if sent.is_ok() {
+                if let Some(quiet) = watch.wait(&w.stdout) {
+                    let pid = w.child.id();
+                    let _ = w.child.kill();
+                    let _ = w.child.wait();
+                    w.closed = true;
+                    anyhow::bail!(
+                        "no progress for {} (its worker, pid {pid} on {}, {quiet}): the worker was \
+                         killed and nothing of the stage was committed; run again to retry it (a \
+                         training resumes from its last checkpoint), or raise \
+                         `executor.stall_minutes` if the stage is only slow; its log: {}",
+                        human_secs(job.stall.as_secs_f64()),
+                        job.slot,
+                        job.log.display()
+                    );
+                }
+            }
             let n = match &sent {
                 Ok(()) => w.stdout.read_line(&mut buf).unwrap_or(0),
                 Err(_) => 0,
@@ -252,13 +286,32 @@ impl Pool {
                 if !started {
                     return Ok(Attempt::NotStarted(w, how));
                 }
-                let oom = if signal == Some(libc::SIGKILL) {
-                    " (the kernel's out-of-memory killer sends SIGKILL: see `dmesg`)"
-                } else {
-                    ""
-                };
+                // Rust's allocator aborts after printing what it could not allocate.
+                if signal == Some(libc::SIGABRT) {
+                    if let Some(what) = log_tail(&job.log).as_deref().and_then(super::failure::out_of_memory) {
+                        anyhow::bail!(
+                            "its worker process (pid {}, {}) ran out of memory: could not allocate \
+                             {what}; nothing of the stage was committed; {}; its log: {}",
+                            w.child.id(),
+                            job.slot,
+                            super::failure::oom_advice(&job.kind),
+                            job.log.display()
+                        );
+                    }
+                }
+                if signal == Some(libc::SIGKILL) {
+                    anyhow::bail!(
+                        "its worker process (pid {}, {}) {how}, most likely by the kernel's \
+                         out-of-memory killer (`dmesg` says); nothing of the stage was committed; \
+                         {}; its log: {}",
+                        w.child.id(),
+                        job.slot,
+                        super::failure::oom_advice(&job.kind),
+                        job.log.display()
+                    );
+                }
                 anyhow::bail!(
-                    "its worker process (pid {}, {}) {how}{oom} while running it; nothing of the stage was committed; its log: {}",
+                    "its worker process (pid {}, {}) {how} while running it; nothing of the stage was committed; its log: {}",
                     w.child.id(),
                     job.slot,
                     job.log.display()
@@ -273,9 +326,19 @@ impl Pool {
                 ),
             };
             match reply {
-                Reply::Started => started = true,
-                Reply::Progress(u) => bar.apply(u),
-                Reply::Log(text) => progress::eprint_raw(&text),
+                Reply::Started => {
+                    started = true;
+                    watch.moved();
+                }
+                Reply::Progress(u) => {
+                    watch.moved();
+                    bar.apply(u)
+                }
+                Reply::Log(text) => {
+                    watch.moved();
+                    progress::eprint_raw(&text)
+                }
+                Reply::Beat { progress, cpu_ms } => watch.beat(progress, cpu_ms),
                 Reply::Done(d) => {
                     self.give(w);
                     return Ok(Attempt::Finished(match d {
@@ -292,6 +355,110 @@ impl Pool {
                 }
             }
         }
+    }
+}
+
+/// Watches a running stage's worker for progress: replies, and beats whose progress count or
+/// CPU time moved.
+struct Watch {
+    limit: Duration,
+    /// When the stage last progressed.
+    since: Instant,
+    /// When the worker last said anything.
+    heard: Instant,
+    /// The last beat's progress count and CPU time.
+    last: Option<(u64, u64)>,
+}
+
+/// CPU time that counts as work: more than the beats themselves cost over a long limit.
+const BUSY_MS: u64 = 200;
+
+impl Watch {
+    fn new(limit: Duration) -> Watch {
+        Watch {
+            limit,
+            since: Instant::now(),
+            heard: Instant::now(),
+            last: None,
+        }
+    }
+
+    fn moved(&mut self) {
+        self.since = Instant::now();
+        self.heard = self.since;
+    }
+
+    fn beat(&mut self, progress: u64, cpu_ms: u64) {
+        self.heard = Instant::now();
+        match self.last {
+            Some((p, c)) if p == progress && cpu_ms < c + BUSY_MS => {}
+            _ => {
+                self.since = self.heard;
+                self.last = Some((progress, cpu_ms));
+            }
+        }
+    }
+
+    /// Waits until the worker has something to say (None), or until it has made no progress
+    /// for the limit: then how it went quiet.
+    fn wait(&mut self, from: &BufReader<ChildStdout>) -> Option<String> {
+        use std::os::fd::AsRawFd;
+        if self.limit.is_zero() || !from.buffer().is_empty() {
+            return None;
+        }
+        loop {
+            let left = self.limit.saturating_sub(self.since.elapsed());
+            if left.is_zero() {
+                let silent = self.heard.elapsed();
+                return Some(if silent >= self.limit.min(BEAT * 3) {
+                    format!(
+                        "silent for {}: stopped (SIGSTOP), or frozen",
+                        human_secs(silent.as_secs_f64())
+                    )
+                } else {
+                    "alive but neither reporting progress nor using CPU time: deadlocked, or \
+                     waiting on a hung filesystem"
+                        .to_string()
+                });
+            }
+            let mut fd = libc::pollfd {
+                fd: from.get_ref().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let ms = left.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: poll on one descriptor we own, for at most `ms`.
+            let n = unsafe { libc::poll(&mut fd, 1, ms.max(1)) };
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            if n != 0 {
+                // Readable, closed, or interrupted: the reader finds out which.
+                return None;
+            }
+        }
+    }
+}
+
+/// The last few kilobytes of a stage's log (what a worker printed as it died).
+fn log_tail(log: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(log).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// Seconds as people say them: `45 s`, `6.0 min`, `2.5 h`.
+fn human_secs(s: f64) -> String {
+    if s < 120.0 {
+        format!("{s:.0} s")
+    } else if s < 7200.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
     }
 }
 

@@ -146,7 +146,7 @@ pub fn run_stage(
         out: staged.path(),
         inputs: &inputs,
         slot,
-        checkpoints: cache.checkpoint_dir(&node.key),
+        checkpoints: cache.checkpoints(&node.key)?,
         progress: bar,
         notes: Default::default(),
         setting: Default::default(),
@@ -191,7 +191,7 @@ pub fn run_stage(
     cache
         .commit(staged, meta)
         .map_err(|e| name_full_disk(e, cache.root()))?;
-    let ckpt = cache.checkpoint_dir(&node.key);
+    let ckpt = cache.checkpoints(&node.key)?;
     if ckpt.exists() {
         std::fs::remove_dir_all(&ckpt).context("removing finished checkpoints")?;
     }

@@ -3,7 +3,7 @@
 //! the key code, rendered by `robarch status` and `robarch explain`, as text or JSON.
 use super::Plan;
 use crate::cache::manifest::{diff, Manifest};
-use crate::cache::Cache;
+use crate::cache::{Cache, Inspect};
 use petgraph::graph::NodeIndex;
 use serde::Serialize;
 use std::fmt;
@@ -50,6 +50,10 @@ pub enum StageState {
     Stale {
         reasons: Vec<StaleReason>,
     },
+    /// Its entry is there but fails the check `run` makes (`why`): `run` recomputes it.
+    Corrupt { why: String },
+    /// Its entry's directory is there without its `meta.json`: `run` recomputes it.
+    Incomplete { why: String },
     /// A data stage whose dataset is not downloaded yet: what provides it (the stages after it
     /// are missing, their keys unknown until the data is there).
     #[serde(rename = "missing")]
@@ -64,6 +68,8 @@ impl StageState {
             StageState::Cached => "cached",
             StageState::Missing | StageState::Absent { .. } => "missing",
             StageState::Stale { .. } => "stale",
+            StageState::Corrupt { .. } => "corrupt",
+            StageState::Incomplete { .. } => "incomplete",
         }
     }
 
@@ -71,6 +77,9 @@ impl StageState {
     pub fn why(&self) -> String {
         match self {
             StageState::Absent { data } => data.clone(),
+            StageState::Corrupt { why } | StageState::Incomplete { why } => {
+                format!("{why}; `robarch run` recomputes it")
+            }
             StageState::Stale { reasons } => reasons
                 .iter()
                 .map(ToString::to_string)
@@ -92,8 +101,13 @@ pub fn stage_state(
     if let Some(why) = plan.absent.get(&n.id) {
         return StageState::Absent { data: why.clone() };
     }
-    if cache.is_some_and(|c| c.contains(&n.key)) {
-        return StageState::Cached;
+    // The check `run` makes (sizes and stat stamps of the listed files), so that `status` says
+    // `cached` only for what `run` would reuse.
+    match cache.map(|c| c.inspect(&n.key)) {
+        Some(Inspect::Cached) => return StageState::Cached,
+        Some(Inspect::Corrupt(why)) => return StageState::Corrupt { why },
+        Some(Inspect::Incomplete(why)) => return StageState::Incomplete { why },
+        Some(Inspect::Missing) | None => {}
     }
     let Some(old) = manifest.stages.get(&n.id) else {
         return StageState::Missing;

@@ -35,6 +35,71 @@ pub struct ExecutorSpec {
     pub kind: ExecutorKind,
     #[serde(default)]
     pub slurm: SlurmSpec,
+    /// Minutes a stage's worker may go without progress (no batch, epoch or log line, and no
+    /// CPU time) before it is reported, killed and its stage failed: one number for every kind,
+    /// or per stage kind with `default` for the others.
+    #[serde(default)]
+    pub stall_minutes: Stall,
+}
+
+/// `executor.stall_minutes`: one limit, or one per stage kind.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Stall {
+    All(f64),
+    PerKind(BTreeMap<String, f64>),
+}
+
+/// Generous: a paper-scale epoch reports every batch, and a batch takes seconds, not minutes.
+pub const DEFAULT_STALL_MINUTES: f64 = 30.0;
+/// The shortest limit: workers beat every two seconds.
+pub const MIN_STALL_MINUTES: f64 = 0.1;
+
+impl Default for Stall {
+    fn default() -> Self {
+        Stall::All(DEFAULT_STALL_MINUTES)
+    }
+}
+
+impl Stall {
+    /// The limit for a stage of `kind`.
+    pub fn for_kind(&self, kind: &str) -> std::time::Duration {
+        let minutes = match self {
+            Stall::All(m) => *m,
+            Stall::PerKind(m) => m
+                .get(kind)
+                .or_else(|| m.get("default"))
+                .copied()
+                .unwrap_or(DEFAULT_STALL_MINUTES),
+        };
+        std::time::Duration::from_secs_f64(minutes * 60.0)
+    }
+
+    fn check(&self, out: &mut Vec<Problem>) {
+        let limits: Vec<(Vec<&str>, f64)> = match self {
+            Stall::All(m) => vec![(vec!["executor", "stall_minutes"], *m)],
+            Stall::PerKind(m) => m
+                .iter()
+                .map(|(k, v)| (vec!["executor", "stall_minutes", k.as_str()], *v))
+                .collect(),
+        };
+        for (path, m) in limits {
+            if let Some(kind) = path.get(2).filter(|k| **k != "default" && !STAGE_KINDS.contains(k)) {
+                let hint = did_you_mean(kind, STAGE_KINDS.iter().copied().chain(["default"]))
+                    .map(|c| format!("did you mean `{c}`? "))
+                    .unwrap_or_default();
+                out.push(Problem::new(&path, format!("`{kind}` is not a stage kind")).hint(format!(
+                    "{hint}the kinds are {} (and `default` for the others)",
+                    STAGE_KINDS.join(", ")
+                )));
+            } else if !(m.is_finite() && m >= MIN_STALL_MINUTES) {
+                out.push(
+                    Problem::new(&path, format!("{m} is not a limit in minutes of at least {MIN_STALL_MINUTES}"))
+                        .hint(format!("e.g. `stall_minutes: {DEFAULT_STALL_MINUTES}` (the default), or `{{default: 30, train: 120}}`")),
+                );
+            }
+        }
+    }
 }
 
 /// What the Slurm executor asks of `sbatch`.
@@ -243,6 +308,7 @@ fn check_resources(path: &[&str], r: &Resources, out: &mut Vec<Problem>) {
 /// Every problem of the block.
 pub fn check(e: &ExecutorSpec) -> Vec<Problem> {
     let mut out = Vec::new();
+    e.stall_minutes.check(&mut out);
     let s = &e.slurm;
     if let Some(t) = s.time.as_deref().filter(|t| !valid_time(t)) {
         out.push(
@@ -333,5 +399,21 @@ mod tests {
         for good in ["--constraint=a100", "--export=ALL,X=1", "--nice=10", "--exclusive", "-C", "--gpus-per-node=2"] {
             assert!(bad_arg(&[good.to_string()]).is_none(), "{good}");
         }
+    }
+
+    #[test]
+    fn stall_limits_per_kind_fall_back_to_default() {
+        let e: ExecutorSpec = serde_yaml::from_str("stall_minutes: {default: 2, train: 90}\n").unwrap();
+        assert!(check(&e).is_empty());
+        assert_eq!(e.stall_minutes.for_kind("train").as_secs(), 5400);
+        assert_eq!(e.stall_minutes.for_kind("evaluate").as_secs(), 120);
+        let one: ExecutorSpec = serde_yaml::from_str("stall_minutes: 0.5\n").unwrap();
+        assert_eq!(one.stall_minutes.for_kind("report").as_secs(), 30);
+        assert_eq!(ExecutorSpec::default().stall_minutes.for_kind("train").as_secs(), 1800);
+        let bad: ExecutorSpec = serde_yaml::from_str("stall_minutes: {trian: 5, evaluate: 0}\n").unwrap();
+        let p = check(&bad);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p.iter().any(|p| p.message.contains("`trian` is not a stage kind")), "{p:?}");
+        assert!(p.iter().any(|p| p.message.contains("at least 0.1")), "{p:?}");
     }
 }

@@ -329,6 +329,14 @@ fn type_hint(msg: &str) -> Option<String> {
     if !(msg.contains("invalid type") || msg.contains("invalid value")) {
         return None;
     }
+    // serde_yaml reads an integer beyond 64 bits as a u128/i128 that no field takes.
+    if msg.contains(" as u128") || msg.contains(" as i128") {
+        return Some(format!(
+            "the number is too large: whole numbers here go up to {} (epochs, steps and sizes \
+             far below); write a smaller one",
+            u64::MAX
+        ));
+    }
     let expected = msg.rsplit("expected ").next()?;
     let fix = if ["usize", "u64", "u32", "u16", "u8"]
         .iter()

@@ -161,7 +161,8 @@ fn epochs(root: &Path) -> Result<Vec<PathBuf>> {
             .file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.starts_with("epoch-"));
-        if is_epoch {
+        // A link in place of a checkpoint is removed as a link, never read or pruned through.
+        if is_epoch && !crate::cache::links::unlink(&p, "a checkpoint (ckpt/<key>/epoch-N)") {
             v.push(p);
         }
     }
@@ -230,6 +231,7 @@ fn verify(dir: &Path, net: &Network, opt: &Optimizer) -> Result<Verified, Fault>
 /// is removed with a warning naming it and why, and the next older one is tried; `None`: start
 /// afresh. A checkpoint that cannot be read (an I/O error) is an error, and is kept.
 pub fn resume(root: &Path, net: &mut Network, opt: &mut Optimizer) -> Result<Option<Resumed>> {
+    crate::cache::links::unlink(&root.join(super::BEST), "the best weights (ckpt/<key>/best)");
     for dir in epochs(root)? {
         match verify(&dir, net, opt) {
             Ok(v) => return apply(v, root, net, opt).map(Some),

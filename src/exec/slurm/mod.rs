@@ -132,6 +132,20 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// `s` made safe for a `#` comment in a shell script: one line, whatever it holds (a path or a
+/// name with a newline would otherwise start a command on the next line).
+fn sh_comment(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("making {} absolute", p.display()))
 }
@@ -352,10 +366,11 @@ impl Submitter<'_> {
         std::fs::write(
             &script,
             format!(
-                "#!/bin/sh\n# robarch: {} stage(s) of pipeline `{}`, from {first}; see {}\nexec {} job --batch {}\n",
+                "#!/bin/sh\n# robarch: {} stage(s) of pipeline `{}`, from {}; see {}\nexec {} job --batch {}\n",
                 g.stages.len(),
-                self.plan.name,
-                batch_file.display(),
+                sh_comment(&self.plan.name),
+                sh_comment(first),
+                sh_comment(&batch_file.to_string_lossy()),
                 sh_quote(&self.worker.to_string_lossy()),
                 sh_quote(&batch_file.to_string_lossy()),
             ),
@@ -419,7 +434,7 @@ impl Submitter<'_> {
             &script,
             format!(
                 "#!/bin/sh\n# robarch: pilot job of pipeline `{}` ({} stages)\nexec {}\n",
-                self.plan.name,
+                sh_comment(&self.plan.name),
                 todo.len(),
                 cmd.join(" ")
             ),
@@ -479,8 +494,12 @@ fn failure(plan: &Plan, cache: &Cache, ix: NodeIndex, rec: &JobRec, st: Option<&
 
 /// Runs `plan` through Slurm.
 pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions, s: &SlurmOptions) -> Result<RunSummary> {
-    let _shared = cache.lock_run(!opts.dry_run)?;
-    let (forced, mut outcome, todo) = super::what_must_run(plan, cache, &opts.force);
+    let _shared = if opts.dry_run {
+        None
+    } else {
+        Some(cache.lock_run(true)?)
+    };
+    let (forced, mut outcome, todo) = super::what_must_run(plan, cache, &opts.force, opts.dry_run);
     let root = dir(cache.root(), &plan.name);
     if opts.dry_run {
         let mut job_of = HashMap::new();
@@ -511,8 +530,12 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions, s: &SlurmOptions) -> R
         return Ok(summary(plan, outcome, opts));
     }
     for sub in ["jobs", "out"] {
-        std::fs::create_dir_all(root.join(sub))
-            .with_context(|| format!("creating {}", root.join(sub).display()))?;
+        // Not through a symbolic link planted in the shared cache.
+        crate::cache::links::real_dir(
+            cache.root(),
+            &Path::new("slurm").join(&plan.name).join(sub),
+            "the Slurm executor's records (slurm/<pipeline>/…)",
+        )?;
     }
     let mut state;
     let mut job_of: HashMap<NodeIndex, String> = HashMap::new();
