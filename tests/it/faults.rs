@@ -2,9 +2,12 @@
 //! would end it) at every rename of its commits, checkpoints and report files, and at random
 //! times, then run again. Commits of stages computed in a worker kill that worker (the run fails
 //! the stage); the report's files and the report stage's commit are the control plane's own, and
-//! the random kills hit the control plane, whose workers die with it. Every final report must equal an uninterrupted run's byte for byte, and
-//! nothing may be left behind: no staging directory, checkpoint, partial report file, or extra or
-//! corrupt entry.
+//! the random kills hit the control plane, whose workers die with it. Workers are also killed
+//! (SIGKILL) and stopped (SIGSTOP: the run must end by itself, the worker reported and killed)
+//! at random moments, and a run killed at random meets symbolic links planted in its cache
+//! (every entry, checkpoint directory and lock) to a canary directory that must stay untouched.
+//! Every final report must equal an uninterrupted run's byte for byte, and nothing may be left
+//! behind: no staging directory, checkpoint, partial report file, or extra or corrupt entry.
 use crate::common::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -47,6 +50,60 @@ enum Fault {
     At(String),
     /// SIGKILL from outside after this long.
     After(Duration),
+    /// SIGKILL of a worker (the first one running) after this long.
+    KillWorker(Duration),
+    /// SIGSTOP of a worker after this long, under a 6-second stall limit.
+    StopWorker(Duration),
+    /// SIGKILL of the run after this long; then every entry, checkpoint directory and stage
+    /// lock of the cache is replaced by a link to a canary directory outside it.
+    Links(Duration),
+}
+
+/// The first worker of the run `child` once one runs (None if the run ended first).
+fn a_worker(child: &mut std::process::Child) -> Option<u32> {
+    loop {
+        if let Some(&w) = workers_of(child.id()).first() {
+            return Some(w);
+        }
+        if child.try_wait().unwrap().is_some() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Replaces every entry, checkpoint directory and stage lock under `cache` by a link to `canary`.
+fn plant_links(cache: &Path, canary: &Path) {
+    let mut planted = 0;
+    for shard in std::fs::read_dir(cache.join("objects")).unwrap().flatten() {
+        for e in std::fs::read_dir(shard.path()).unwrap().flatten() {
+            std::fs::remove_dir_all(e.path()).unwrap();
+            std::os::unix::fs::symlink(canary, e.path()).unwrap();
+            planted += 1;
+        }
+    }
+    for sub in ["ckpt", "locks"] {
+        for e in std::fs::read_dir(cache.join(sub)).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                std::fs::remove_dir_all(&p).unwrap();
+            } else {
+                std::fs::remove_file(&p).unwrap();
+            }
+            std::os::unix::fs::symlink(canary, &p).unwrap();
+            planted += 1;
+        }
+    }
+    // A checkpoint directory and a lock of stages that have none yet.
+    let (a, b) = ("0".repeat(64), "1".repeat(64));
+    for name in [format!("ckpt/{a}"), format!("locks/{b}.lease")] {
+        let p = cache.join(name);
+        if std::fs::symlink_metadata(&p).is_err() {
+            std::os::unix::fs::symlink(canary, &p).unwrap();
+            planted += 1;
+        }
+    }
+    assert!(planted > 0);
 }
 
 struct Reference {
@@ -68,6 +125,18 @@ fn records(p: &Project) -> Vec<String> {
 fn trial(fault: &Fault, reference: &Reference) {
     let p = Project::new();
     p.write("p.yaml", TINY);
+    let canary = p.path("canary");
+    std::fs::create_dir_all(canary.join("epoch-00001")).unwrap();
+    std::fs::write(canary.join("epoch-00001/state.json"), b"{}").unwrap();
+    std::fs::write(canary.join("meta.json"), b"{}").unwrap();
+    let untouched = files(&canary);
+    let spawn = |p: &Project| {
+        p.cmd(&["run", "--format", "json", "p.yaml"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
     match fault {
         // One worker, so that its n-th commit is the pipeline's n-th worker stage.
         Fault::At(point) => killed_at(&p, point, &["-j", "1"]),
@@ -82,8 +151,46 @@ fn trial(fault: &Fault, reference: &Reference) {
             let _ = child.kill();
             child.wait().unwrap();
         }
+        Fault::KillWorker(delay) => {
+            let mut child = spawn(&p);
+            std::thread::sleep(*delay);
+            if let Some(w) = a_worker(&mut child) {
+                // SAFETY: signals a process this test's child started.
+                unsafe { libc::kill(w as i32, libc::SIGKILL) };
+            }
+            child.wait().unwrap();
+        }
+        Fault::StopWorker(delay) => {
+            p.write("p.yaml", &stalling());
+            let mut child = spawn(&p);
+            std::thread::sleep(*delay);
+            if let Some(w) = a_worker(&mut child) {
+                // SAFETY: as above.
+                unsafe { libc::kill(w as i32, libc::SIGSTOP) };
+            }
+            // The run ends by itself: the stopped worker is found and killed.
+            let start = Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(90),
+                    "{fault:?}: the run did not end with a stopped worker"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Fault::Links(delay) => {
+            let mut child = spawn(&p);
+            std::thread::sleep(*delay);
+            let _ = child.kill();
+            child.wait().unwrap();
+            plant_links(&p.path("cache"), &canary);
+        }
+    }
+    if !matches!(fault, Fault::StopWorker(_)) {
+        assert_eq!(files(&canary), untouched, "{fault:?}: the canary outside the cache changed");
     }
     let out = p.ok(&["run", "--format", "json", "p.yaml"]);
+    assert_eq!(files(&canary), untouched, "{fault:?}: the canary outside the cache changed");
     let report = files(&p.path("reports/tiny"));
     assert!(
         report == reference.report,
@@ -146,6 +253,22 @@ fn kills_at_every_rename_and_at_random_times_end_as_an_uninterrupted_run() {
             .wrapping_add(1442695040888963407);
         let u = (x >> 11) as f64 / (1u64 << 53) as f64;
         faults.push(Fault::After(took.mul_f64(0.05 + 0.9 * u)));
+    }
+    // Workers killed and stopped at random moments, and links met after a random kill.
+    let mut draw = || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        took.mul_f64(0.05 + 0.85 * ((x >> 11) as f64 / (1u64 << 53) as f64))
+    };
+    for _ in 0..4 {
+        faults.push(Fault::KillWorker(draw()));
+    }
+    for _ in 0..2 {
+        faults.push(Fault::StopWorker(draw()));
+    }
+    for _ in 0..2 {
+        faults.push(Fault::Links(draw()));
     }
     println!(
         "{} trials; an uninterrupted run takes {:.2} s",

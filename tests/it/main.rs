@@ -15,6 +15,7 @@ mod cost;
 mod datasets;
 mod export;
 mod faults;
+mod hardening;
 mod incremental;
 mod keys;
 mod layering;

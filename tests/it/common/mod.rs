@@ -31,6 +31,34 @@ evaluation:
 analysis: [sparsity]
 "#;
 
+/// TINY with a short stall limit (`executor.stall_minutes`: 12 s), for tests that stop workers.
+pub fn stalling() -> String {
+    format!("{TINY}executor: {{stall_minutes: 0.2}}\n")
+}
+
+/// The process ids of `parent`'s children that are stage workers (`robarch-worker`).
+pub fn workers_of(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        // The command name is cut to 15 bytes: `robarch-worker` fits.
+        let comm = &stat[open + 1..close];
+        let ppid = stat[close + 2..].split(' ').nth(1).and_then(|s| s.parse::<u32>().ok());
+        if ppid == Some(parent) && comm == "robarch-worker" {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 /// The repository's root (the tests belong to the worker package, in `worker/`).
 pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
