@@ -259,6 +259,15 @@ fn load(spec: &Path, cache_dir: &Path, run_lock: bool) -> Result<Loaded> {
     let plan = crate::plan::load(spec, cache_dir, false);
     RELAY.store(true, Ordering::Relaxed);
     let plan = plan?;
+    // Before any tensor is computed in this process (the libraries read their settings once).
+    if plan.numerics == crate::vocab::Numerics::Portable {
+        crate::torch::cpu::portable(&crate::vocab::Numerics::PORTABLE_ENV).map_err(|e| {
+            anyhow::anyhow!(
+                "`numerics: portable` could not be applied in the worker: {e}; run the stage in a \
+                 fresh worker (robarch run), or remove `numerics: portable`"
+            )
+        })?;
+    }
     let cache = Cache::open(cache_dir)?;
     let lock = if run_lock {
         Some(cache.lock_run(false)?)

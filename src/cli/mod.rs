@@ -570,6 +570,9 @@ fn warn_mixed_settings(plan: &Plan, cache: &Cache) -> Vec<(String, Vec<String>)>
     if let Some(w) = exec::mixed_settings_warning(plan, &settings) {
         tracing::warn!("{w}");
     }
+    if let Some(w) = exec::unportable_warning(plan, &settings) {
+        tracing::warn!("{w}");
+    }
     settings
 }
 

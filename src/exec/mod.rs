@@ -186,6 +186,7 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
             log_filter: opts.log_filter.clone(),
             log_json: opts.log_json,
             gpus,
+            numerics: plan.numerics,
         };
         schedule(
             plan,
@@ -329,6 +330,26 @@ pub fn settings(plan: &Plan, cache: &Cache) -> Vec<(String, Vec<String>)> {
 }
 
 /// The warning for a pipeline whose entries were computed under more than one setting.
+/// The warning when a pipeline asks for portable numerics but some of its CPU entries were
+/// computed without them (the setting enters no key, so a cache filled before reuses them).
+pub fn unportable_warning(plan: &Plan, settings: &[(String, Vec<String>)]) -> Option<String> {
+    if plan.numerics != crate::vocab::Numerics::Portable {
+        return None;
+    }
+    let other: Vec<&(String, Vec<String>)> = settings
+        .iter()
+        .filter(|(s, _)| s.starts_with("cpu, ") && !s.contains(" portable "))
+        .collect();
+    let n: usize = other.iter().map(|(_, ids)| ids.len()).sum();
+    let first = other.first()?;
+    Some(format!(
+        "`{}` asks for `numerics: portable`, but {n} of its training and evaluation entries were \
+         computed without it (e.g. {} under `{}`): they were cached before, and the setting \
+         enters no key; `robarch run --force 'train/*'` recomputes them under it",
+        plan.name, first.1[0], first.0
+    ))
+}
+
 pub fn mixed_settings_warning(plan: &Plan, settings: &[(String, Vec<String>)]) -> Option<String> {
     if settings.len() < 2 {
         return None;

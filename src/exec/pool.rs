@@ -75,6 +75,9 @@ pub struct Launch {
     pub log_json: bool,
     /// The identifiers a GPU slot's worker gets as `CUDA_VISIBLE_DEVICES`, by slot index.
     pub gpus: Vec<String>,
+    /// Portable numerics: the libraries' settings go into the workers' environment from the
+    /// start (the worker also applies them itself, as a Slurm job must).
+    pub numerics: crate::vocab::Numerics,
 }
 
 /// The worker binary: `ROBARCH_WORKER`, else `robarch-worker` beside this executable (or beside
@@ -173,6 +176,9 @@ impl Pool {
             .stderr(Stdio::inherit());
         if l.log_json {
             cmd.arg("--log-json");
+        }
+        if l.numerics == crate::vocab::Numerics::Portable {
+            cmd.envs(crate::vocab::Numerics::PORTABLE_ENV);
         }
         if let Some(f) = std::env::var_os(crate::fault::WORKER_VAR) {
             cmd.env(crate::fault::VAR, f);

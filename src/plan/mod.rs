@@ -45,6 +45,8 @@ impl Node {
 pub struct Plan {
     pub name: String,
     pub device: String,
+    /// How CPU kernels are chosen (no stage key depends on it).
+    pub numerics: crate::vocab::Numerics,
     /// The spec's `executor:` block (no stage key depends on it).
     pub executor: crate::spec::executor::ExecutorSpec,
     /// Edges point from producer to consumer, labelled with the consumer's input role.
@@ -368,6 +370,7 @@ impl Plan {
         Ok(Plan {
             name: s.name.clone(),
             device: s.device.clone(),
+            numerics: s.numerics,
             executor: s.executor.clone(),
             graph,
             order,

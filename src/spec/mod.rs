@@ -44,6 +44,10 @@ pub struct Spec {
     /// `auto` (CUDA when present), `cpu`, `cuda` or `cuda:N`.
     #[serde(default = "default_device")]
     pub device: String,
+    /// `default`, or `portable`: CPU results bit-identical across x86-64 CPUs, slower (enters
+    /// no key; recorded in each entry's provenance).
+    #[serde(default)]
+    pub numerics: crate::vocab::Numerics,
     pub datasets: BTreeMap<String, DatasetSpec>,
     pub models: BTreeMap<String, ModelSpec>,
     /// Needed unless every model is an imported TorchScript model.

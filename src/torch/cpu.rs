@@ -33,6 +33,54 @@ struct CxxString {
 extern "C" {
     #[link_name = "_ZN2at18get_cpu_capabilityB5cxx11Ev"]
     fn at_get_cpu_capability(out: *mut CxxString) -> *mut CxxString;
+    // `at::Context& at::globalContext()`, and members of `at::Context` (on x86-64 System V a
+    // member function takes `this` as its first argument, a `bool` as an `int`-sized one, and
+    // returns a `bool` in `al`): the switches `torch.backends.mkldnn.enabled` and
+    // `torch.backends.nnpack.enabled` set from Python.
+    #[link_name = "_ZN2at13globalContextEv"]
+    fn at_global_context() -> *mut std::ffi::c_void;
+    #[link_name = "_ZN2at7Context20setUserEnabledMkldnnEb"]
+    fn at_set_user_enabled_mkldnn(ctx: *mut std::ffi::c_void, on: bool);
+    #[link_name = "_ZN2at7Context20setUserEnabledNNPACKEb"]
+    fn at_set_user_enabled_nnpack(ctx: *mut std::ffi::c_void, on: bool);
+    #[link_name = "_ZNK2at7Context17userEnabledMkldnnEv"]
+    fn at_user_enabled_mkldnn(ctx: *const std::ffi::c_void) -> bool;
+    #[link_name = "_ZNK2at7Context17userEnabledNNPACKEv"]
+    fn at_user_enabled_nnpack(ctx: *const std::ffi::c_void) -> bool;
+}
+
+/// Whether this process computes with portable numerics (see [`portable`]).
+static PORTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Switches this process to portable numerics: the environment `env` (`Numerics::PORTABLE_ENV`:
+/// ATen's baseline kernels and MKL's compatible code path, read by the libraries at their first
+/// use, so this must come before any tensor is computed), and convolutions on ATen's own im2col +
+/// matrix-product path instead of oneDNN's or NNPACK's, whose kernels are chosen by the CPU's
+/// instruction sets and cache sizes. Fails when ATen had already chosen wider kernels.
+pub fn portable(env: &[(&str, &str)]) -> Result<(), String> {
+    for &(var, value) in env {
+        if std::env::var(var).ok().as_deref() != Some(value) {
+            std::env::set_var(var, value);
+        }
+    }
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    // SAFETY: see the module's ABI note; the context is libtorch's static singleton.
+    unsafe {
+        let ctx = at_global_context();
+        at_set_user_enabled_mkldnn(ctx, false);
+        at_set_user_enabled_nnpack(ctx, false);
+        if at_user_enabled_mkldnn(ctx) || at_user_enabled_nnpack(ctx) {
+            return Err("libtorch kept oneDNN or NNPACK enabled".into());
+        }
+    }
+    let level = aten_capability();
+    if level != "DEFAULT" {
+        return Err(format!(
+            "ATen had already chosen its {level} kernels before ATEN_CPU_CAPABILITY=default was set"
+        ));
+    }
+    PORTABLE.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
 }
 
 /// ATen's kernel choice, as `torch.backends.cpu.get_cpu_capability()` reports it (`AVX512`,
@@ -62,6 +110,14 @@ pub fn aten_capability() -> String {
 /// the life of the process, so it is worked out once.
 pub fn kernel_path() -> String {
     static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    // Portable numerics compute the same on every x86-64 CPU: the CPU is not part of the setting
+    // (entries made on two machines under it are not "mixed").
+    if PORTABLE.load(std::sync::atomic::Ordering::Relaxed) {
+        return format!(
+            "{} portable (ATen DEFAULT, MKL_CBWR=COMPATIBLE, no oneDNN or NNPACK)",
+            std::env::consts::ARCH
+        );
+    }
     PATH.get_or_init(|| {
         let info = cpu_info();
         let mut s = format!(

@@ -10,6 +10,37 @@ pub use real::Real;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// How CPU kernels are chosen (`numerics:` in a pipeline); enters no key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Numerics {
+    /// Each library picks the fastest kernels for this CPU: results may differ in their last bits
+    /// (and a trained model in its accuracies) between CPUs.
+    #[default]
+    Default,
+    /// Kernels that compute the same bits on every x86-64 CPU (ATen's baseline kernels, MKL's
+    /// compatible code path, no oneDNN or NNPACK), at a speed cost; the thread count must still
+    /// match.
+    Portable,
+}
+
+impl Numerics {
+    /// The environment portable numerics compute under, set before libtorch computes anything:
+    /// ATen's baseline kernels (built without instruction-set flags: the same code on every
+    /// x86-64 CPU) and MKL's conditional numerical reproducibility on its one cross-vendor code
+    /// path (`COMPATIBLE`: SSE2, the same results on Intel and AMD CPUs). The worker also turns
+    /// oneDNN and NNPACK off (`torch::cpu::portable`).
+    pub const PORTABLE_ENV: [(&'static str, &'static str); 2] =
+        [("ATEN_CPU_CAPABILITY", "default"), ("MKL_CBWR", "COMPATIBLE")];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Numerics::Default => "default",
+            Numerics::Portable => "portable",
+        }
+    }
+}
+
 /// A threat model's norm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -303,6 +303,14 @@ fn slurm_scripts_run_nothing_their_paths_say() {
     let shim_out = p.path("shim/out");
     std::fs::create_dir_all(&shim_out).unwrap();
     let bin = fake_sbatch(&p.path("shim"));
+    // The Slurm executor's records of the pipeline are a link planted in the cache: removed as
+    // a link, never written through.
+    let canary = p.path("canary");
+    std::fs::create_dir_all(canary.join("jobs")).unwrap();
+    std::fs::write(canary.join("jobs/keep"), b"canary").unwrap();
+    std::fs::create_dir_all(base.join("cache/slurm")).unwrap();
+    symlink(&canary, &base.join("cache/slurm/tiny"));
+    let untouched = tree(&canary);
     let path = format!(
         "{}:{}",
         bin.display(),
@@ -328,7 +336,19 @@ fn slurm_scripts_run_nothing_their_paths_say() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
+        if extra.is_empty() {
+            assert!(
+                stderr(&out).contains("where the cache keeps the Slurm executor's records"),
+                "{}",
+                stderr(&out)
+            );
+        }
     }
+    assert_eq!(
+        tree(&canary),
+        untouched,
+        "written through a link in the cache"
+    );
     let scripts: Vec<PathBuf> = std::fs::read_dir(&shim_out)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -22,6 +22,7 @@ mod layering;
 mod locks;
 mod masking;
 mod mini_study;
+mod numerics;
 mod model_zoo;
 mod models_crosscheck;
 mod provenance;
