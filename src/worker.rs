@@ -78,7 +78,8 @@ fn start_beats() {
         std::thread::sleep(crate::exec::pool::BEAT);
         if BEATING.load(Ordering::Relaxed) {
             send(&Reply::Beat {
-                progress: PROGRESS.load(Ordering::Relaxed),
+                progress: PROGRESS.load(Ordering::Relaxed)
+                    + crate::cache::lease::POLLS.load(Ordering::Relaxed),
                 cpu_ms: cpu_ms(),
             });
         }

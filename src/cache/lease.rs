@@ -88,6 +88,10 @@ impl Owner {
     }
 }
 
+/// Counts the polls of every lock this process waits for: a worker waiting on another's stage
+/// makes progress of its own kind (the holder is watched by its own control plane).
+pub static POLLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// How long a waiter waits before it first says who holds the lock.
 const FIRST_SAY: Duration = Duration::from_secs(5);
 
@@ -219,7 +223,14 @@ fn write_private(path: &Path, o: &Owner) -> Result<PathBuf> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.{}-{}", o.token, o.beat));
-    let mut f = std::fs::File::create(&tmp).with_context(|| {
+    // Its name is predictable from the lock's contents: a link planted there is removed, and the
+    // file is created new, never through a link (O_EXCL does not follow one).
+    super::links::unlink(&tmp, "a stage lock being written (locks/.<key>.lease.…)");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .with_context(|| {
         format!(
             "creating {}: the cache must be writable (point `--cache DIR` or ROBARCH_CACHE at a writable directory)",
             tmp.display()
@@ -251,6 +262,7 @@ impl Lease {
             if let Some(l) = Self::attempt(path, what, &mut seen)? {
                 return Ok(l);
             }
+            POLLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if start.elapsed() >= say {
                 say += Duration::from_secs(60);
                 let holder = match read(path) {

@@ -313,7 +313,8 @@ impl Cache {
     /// stat stamp or its blake3, and (warned about or, in an audit, failed) unlisted files.
     fn check(&self, key: &str, depth: Depth) -> Result<Entry, String> {
         let dir = self.entry_dir(key);
-        if depth == Depth::Peek {
+        // Readers that write nothing (`status`, `cache verify`) report a link; a lookup removes it.
+        if matches!(depth, Depth::Peek | Depth::Audit) {
             let shard = dir.parent().expect("entry dirs have a parent");
             if let Some(p) = [shard, dir.as_path()].into_iter().find(|p| links::is_link(p)) {
                 return Err(format!("{} is a symbolic link", p.display()));
@@ -637,7 +638,7 @@ impl Cache {
             match self.verify(key) {
                 Ok(e) => bytes += e.meta.files.values().map(|f| f.size).sum::<u64>(),
                 // Removed or replaced by a concurrent run meanwhile (under `--keep`): not corrupt.
-                Err(_) if !self.entry_dir(key).exists() => {}
+                Err(_) if std::fs::symlink_metadata(self.entry_dir(key)).is_err() => {}
                 Err(why) => {
                     let stage = self.read_meta(key).map(|m| m.stage).unwrap_or_default();
                     if !keep {

@@ -430,16 +430,18 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    // A training or evaluation takes `--threads` of the `-j` CPU slots (README, "Placement").
-    if a.threads > jobs {
+    // Locally, a training or evaluation takes `--threads` of the `-j` CPU slots (README,
+    // "Placement"); a Slurm job's threads come from its allocation.
+    if a.threads > jobs && !slurm {
         let given = if a.jobs.is_some() {
             format!("-j {jobs}")
         } else {
             format!("-j (default: {jobs}, the CPU cores)")
         };
         bail!(
-            "--threads {} is more than {given}: a training or evaluation takes --threads of the -j \
-             CPU slots, so it could never start; give -j {} or more, or --threads {jobs} or fewer",
+            "--threads {} is more than {given}: a training or evaluation on the CPU takes \
+             --threads of the -j CPU slots, so it would use more cores than -j allows; give -j {} \
+             or more, or --threads {jobs} or fewer",
             a.threads,
             a.threads
         );
@@ -448,7 +450,9 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         plan.check_data()?;
     }
     // Where the report goes is checked before any stage runs, not after hours of them.
-    check_reports_dir(&a.reports, &plan.name)?;
+    if !a.dry_run {
+        check_reports_dir(&a.reports, &plan.name)?;
+    }
     let cache = if a.dry_run {
         Cache::unopened(cache_dir)?
     } else {

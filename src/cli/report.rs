@@ -68,7 +68,7 @@ fn render(plan: &Plan, cache: &Cache, staging_in: &Path) -> Result<Rendered> {
     if let Lookup::Corrupt(why) = &found {
         tracing::warn!(
             stage = %node.id,
-            "the cached report was corrupt ({why}) and has been removed; the report is rendered \
+            "the cached report was corrupt ({why}): it is not published; the report is rendered \
              again from the cached results (the next `robarch run` caches it again)"
         );
     }
@@ -96,8 +96,8 @@ fn render(plan: &Plan, cache: &Cache, staging_in: &Path) -> Result<Rendered> {
             }
             Lookup::Corrupt(why) => tracing::warn!(
                 stage = %plan.producer(ix, key).unwrap_or(role.as_str()),
-                "a result the report reads was corrupt ({why}) and has been removed: the report \
-                 leaves it out (`robarch run` recomputes it)"
+                "a result the report reads was corrupt ({why}): the report leaves it out \
+                 (`robarch run` recomputes it)"
             ),
             Lookup::Missing => {}
         }

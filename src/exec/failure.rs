@@ -75,8 +75,12 @@ pub fn out_of_memory(text: &str) -> Option<String> {
 /// or its first `frame #` line, on).
 pub fn brief(text: &str, kind: &str) -> String {
     if let Some(what) = out_of_memory(text) {
+        // The error's own first line, without libtorch's location prefix, for context.
+        let first = text.lines().next().unwrap_or_default();
+        let first: String = first.chars().take(160).collect();
         return format!(
-            "out of memory: could not allocate {what}; {}; the full error is in the stage's log",
+            "out of memory: could not allocate {what} ({first}); {}; the full error is in the \
+             stage's log",
             oom_advice(kind)
         );
     }

@@ -329,7 +329,6 @@ pub fn settings(plan: &Plan, cache: &Cache) -> Vec<(String, Vec<String>)> {
     out
 }
 
-/// The warning for a pipeline whose entries were computed under more than one setting.
 /// The warning when a pipeline asks for portable numerics but some of its CPU entries were
 /// computed without them (the setting enters no key, so a cache filled before reuses them).
 pub fn unportable_warning(plan: &Plan, settings: &[(String, Vec<String>)]) -> Option<String> {
@@ -350,6 +349,7 @@ pub fn unportable_warning(plan: &Plan, settings: &[(String, Vec<String>)]) -> Op
     ))
 }
 
+/// The warning for a pipeline whose entries were computed under more than one setting.
 pub fn mixed_settings_warning(plan: &Plan, settings: &[(String, Vec<String>)]) -> Option<String> {
     if settings.len() < 2 {
         return None;

@@ -112,11 +112,29 @@ struct Worker {
 }
 
 impl Worker {
-    /// Ends an idle worker: its stdin closes, it exits.
+    /// Ends an idle worker: its stdin closes, it exits; one that has not within a few seconds
+    /// (stopped, or stuck) is killed.
     fn close(mut self) {
         drop(self.stdin.take());
-        let _ = self.child.wait();
+        let start = Instant::now();
+        while let Ok(None) = self.child.try_wait() {
+            if start.elapsed() > Duration::from_secs(5) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         self.closed = true;
+    }
+
+    /// Whether the process is stopped (SIGSTOP, a debugger): state `T` or `t` in
+    /// `/proc/<pid>/stat` (Linux; elsewhere never).
+    fn stopped(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|s| s.rfind(')').and_then(|i| s[i + 1..].trim_start().chars().next()))
+            .is_some_and(|c| c == 'T' || c == 't')
     }
 }
 
@@ -210,7 +228,7 @@ impl Pool {
         while let Some(i) = idle.iter().position(|w| w.slot == slot) {
             let mut w = idle.swap_remove(i);
             match w.child.try_wait() {
-                Ok(None) => {
+                Ok(None) if !w.stopped() => {
                     w.reused = true;
                     return Ok(w);
                 }
@@ -266,6 +284,10 @@ impl Pool {
                     let _ = w.child.kill();
                     let _ = w.child.wait();
                     w.closed = true;
+                    if !started {
+                        // It never took the job: a reused worker is replaced once.
+                        return Ok(Attempt::NotStarted(w, format!("was {quiet}")));
+                    }
                     anyhow::bail!(
                         "no progress for {} (its worker, pid {pid} on {}, {quiet}): the worker was \
                          killed and nothing of the stage was committed; run again to retry it (a \
@@ -307,9 +329,9 @@ impl Pool {
                 }
                 if signal == Some(libc::SIGKILL) {
                     anyhow::bail!(
-                        "its worker process (pid {}, {}) {how}, most likely by the kernel's \
-                         out-of-memory killer (`dmesg` says); nothing of the stage was committed; \
-                         {}; its log: {}",
+                        "its worker process (pid {}, {}) {how} while running it; unless you or a \
+                         scheduler sent it, the kernel's out-of-memory killer did (`dmesg` says): \
+                         nothing of the stage was committed; {}; its log: {}",
                         w.child.id(),
                         job.slot,
                         super::failure::oom_advice(&job.kind),

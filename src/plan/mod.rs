@@ -104,7 +104,11 @@ pub fn load(path: &std::path::Path, cache: &std::path::Path, remember: bool) -> 
         data::fingerprint::HashState::open(cache.join("state").join("file-hashes.json"));
     let plan = Plan::build_with(&loaded, &mut hashes)?;
     if remember {
-        if let Err(e) = hashes.save() {
+        // Not through a link planted at `state/` (the cache's own directories are refused).
+        let saved = crate::cache::links::check_layout(cache)
+            .map_err(|e| e.to_string())
+            .and_then(|()| hashes.save().map_err(|e| e.to_string()));
+        if let Err(e) = saved {
             tracing::warn!(error = %e, "could not remember source-file hashes");
         }
     }

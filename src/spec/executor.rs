@@ -72,7 +72,8 @@ impl Stall {
                 .copied()
                 .unwrap_or(DEFAULT_STALL_MINUTES),
         };
-        std::time::Duration::from_secs_f64(minutes * 60.0)
+        // A number too large for a duration (`1e300`: never) is no limit.
+        std::time::Duration::try_from_secs_f64(minutes * 60.0).unwrap_or(std::time::Duration::MAX)
     }
 
     fn check(&self, out: &mut Vec<Problem>) {

@@ -58,6 +58,14 @@ static PORTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::
 /// matrix-product path instead of oneDNN's or NNPACK's, whose kernels are chosen by the CPU's
 /// instruction sets and cache sizes. Fails when ATen had already chosen wider kernels.
 pub fn portable(env: &[(&str, &str)]) -> Result<(), String> {
+    if !cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+        return Err(format!(
+            "portable numerics are defined for x86-64 Linux (ATen, MKL and oneDNN as the PyPI \
+             wheel builds them there), not for {} {}",
+            std::env::consts::ARCH,
+            std::env::consts::OS
+        ));
+    }
     for &(var, value) in env {
         if std::env::var(var).ok().as_deref() != Some(value) {
             std::env::set_var(var, value);

@@ -52,7 +52,7 @@ enum Fault {
     After(Duration),
     /// SIGKILL of a worker (the first one running) after this long.
     KillWorker(Duration),
-    /// SIGSTOP of a worker after this long, under a 6-second stall limit.
+    /// SIGSTOP of a worker after this long, under a 12-second stall limit.
     StopWorker(Duration),
     /// SIGKILL of the run after this long; then every entry, checkpoint directory and stage
     /// lock of the cache is replaced by a link to a canary directory outside it.

@@ -471,7 +471,12 @@ fn status_says_corrupt_or_incomplete_for_what_run_recomputes() {
 fn a_stopped_worker_is_reported_killed_and_the_run_ends() {
     let p = Project::new();
     // Long enough a training that it is still running when its worker is stopped.
-    p.write("p.yaml", &stalling().replace("epochs: 2", "epochs: 60"));
+    // A 30-second limit: time for a second run to start, reach the lock and say who holds it
+    // (after 5 s) on a loaded machine.
+    p.write(
+        "p.yaml",
+        &format!("{TINY}executor: {{stall_minutes: 0.5}}\n").replace("epochs: 2", "epochs: 60"),
+    );
     let mut run = p
         .cmd(&["run", "--format", "json", "p.yaml", "-j", "1"])
         .stdout(Stdio::null())
@@ -516,7 +521,7 @@ fn a_stopped_worker_is_reported_killed_and_the_run_ends() {
         "the run took {took:?} to end"
     );
     assert!(
-        err.contains("no progress for 12 s")
+        err.contains("no progress for 30 s")
             && err.contains(&format!("pid {worker}"))
             && err.contains(TRAIN)
             && err.contains(&format!("logs/tiny/{TRAIN}.log"))

@@ -777,7 +777,7 @@ pub fn jobs_of(plan: &Plan, cache: &Cache) -> Option<HashMap<String, (JobRec, Op
         .map(|&ix| &plan.graph[ix])
         .filter_map(|n| {
             let rec = state.jobs.get(&n.id)?;
-            (rec.key == n.key && !matches!(cache.lookup(&n.key), Lookup::Hit(_)))
+            (rec.key == n.key && cache.inspect(&n.key) != crate::cache::Inspect::Cached)
                 .then(|| (n.id.clone(), rec.clone()))
         })
         .collect();
