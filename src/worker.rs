@@ -163,22 +163,17 @@ fn flush_native() {
 
 /// Points fds 1 and 2 at `log` (created or emptied), so that everything written while the stage
 /// runs, by this code or by native code, lands there. `log` is `<cache>/logs/<pipeline>/<stage>.log`
-/// (see `exec::log_path`): no directory from `<cache>/logs` down, nor the log itself, is followed
-/// as a symbolic link.
-fn redirect(log: &Path, stage: &str, append: bool) -> Result<()> {
+/// (see `exec::log_path`, given the same `cache` path): no directory below `cache`, nor the log
+/// itself, is followed as a symbolic link.
+fn redirect(log: &Path, cache: &Path, append: bool) -> Result<()> {
     flush_native();
-    // The cache root: above the stage id's directories, the pipeline's and `logs/`.
-    let depth = Path::new(stage).components().count() + 2;
-    let root = log.ancestors().nth(depth);
-    match (root, log.parent()) {
-        (Some(root), Some(dir)) if dir.starts_with(root.join("logs")) => {
-            let rel = dir.strip_prefix(root).expect("checked above");
-            crate::cache::links::real_dir(root, rel, "stage logs (logs/<pipeline>/…)")
+    let dir = log.parent().unwrap_or(Path::new("."));
+    match dir.strip_prefix(cache) {
+        Ok(rel) => {
+            crate::cache::links::real_dir(cache, rel, "stage logs (logs/<pipeline>/…)").map(drop)
         }
-        (_, Some(dir)) => std::fs::create_dir_all(dir)
-            .map(|()| dir.to_path_buf())
-            .map_err(anyhow::Error::from),
-        _ => Ok(PathBuf::new()),
+        // Not under the cache (no log path is today): nothing of the cache to protect.
+        Err(_) => std::fs::create_dir_all(dir).map_err(anyhow::Error::from),
     }
     .with_context(|| format!("creating the stage log directory of {}", log.display()))?;
     let f = crate::cache::links::create(log, append, "a stage log (logs/<pipeline>/…)")
@@ -373,7 +368,7 @@ pub fn main() -> i32 {
                 continue;
             }
         };
-        if let Err(e) = redirect(&job.log, &job.stage, false) {
+        if let Err(e) = redirect(&job.log, &cache, false) {
             send(&Reply::Failed(format!("{e:#}")));
             continue;
         }
@@ -523,7 +518,7 @@ fn slurm_job(batch_file: &Path) -> i32 {
     };
     // A requeued job appends to the log of its earlier runs.
     let restarted = std::env::var("SLURM_RESTART_COUNT").is_ok_and(|n| n != "0");
-    if let Err(e) = redirect(&item.log, &item.stage, restarted) {
+    if let Err(e) = redirect(&item.log, &batch.cache, restarted) {
         eprintln!("robarch-worker: {e:#}");
         return 1;
     }

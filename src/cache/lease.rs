@@ -62,14 +62,7 @@ impl Owner {
     /// renewed 4 s ago`.
     pub fn holding(&self) -> String {
         let now = now_unix();
-        let ago = |t: f64| {
-            let s = (now - t).max(0.0);
-            if s < 120.0 {
-                format!("{s:.0} s")
-            } else {
-                format!("{:.0} min", s / 60.0)
-            }
-        };
+        let ago = |t: f64| human_secs((now - t).max(0.0));
         let what = if self.what.is_empty() {
             String::new()
         } else {
@@ -85,6 +78,17 @@ impl Owner {
             self.describe(),
             ago(self.renewed_unix)
         )
+    }
+}
+
+/// Seconds as people say them: `45 s`, `6.0 min`, `2.5 h`.
+pub fn human_secs(s: f64) -> String {
+    if s < 120.0 {
+        format!("{s:.0} s")
+    } else if s < 7200.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
     }
 }
 

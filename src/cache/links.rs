@@ -102,27 +102,34 @@ pub fn real_dir(root: &Path, rel: &Path, what: &str) -> Result<PathBuf> {
 /// emptied.
 pub fn create(path: &Path, append: bool, what: &str) -> Result<File> {
     unlink(path, what);
-    let mut o = std::fs::OpenOptions::new();
-    o.create(true).write(true).append(append).truncate(!append);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        o.custom_flags(libc::O_NOFOLLOW);
-    }
-    o.open(path)
+    nofollow()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(path)
         .with_context(|| format!("creating {}", path.display()))
 }
 
 /// Opens (creating, never truncating) a lock file without following a link there.
 pub fn open_lock(path: &Path) -> std::io::Result<File> {
+    nofollow()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .read(true)
+        .open(path)
+}
+
+/// Options whose open fails on a symbolic link at the last component (`O_NOFOLLOW`).
+fn nofollow() -> std::fs::OpenOptions {
     let mut o = std::fs::OpenOptions::new();
-    o.create(true).truncate(false).write(true).read(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         o.custom_flags(libc::O_NOFOLLOW);
     }
-    o.open(path)
+    o
 }
 
 #[cfg(test)]

@@ -290,17 +290,22 @@ impl Cache {
         Ok(dir)
     }
 
-    /// Removes a symbolic link found where `key`'s shard (`objects/ab`) or entry directory
-    /// should be, as a link; says what was removed. Nothing below such a link is read or written.
-    fn unlink_entry(&self, key: &str) -> Option<String> {
+    /// A symbolic link found where `key`'s shard (`objects/ab`) or entry directory should be,
+    /// with what it stands in place of.
+    fn entry_link(&self, key: &str) -> Option<(PathBuf, &'static str)> {
         let dir = self.entry_dir(key);
-        let shard = dir.parent().expect("entry dirs have a parent");
-        for (p, what) in [(shard, "a shard of entries (objects/ab)"), (dir.as_path(), "an entry")] {
-            if links::unlink(p, what) {
-                return Some(format!("{} was a symbolic link (removed)", p.display()));
-            }
-        }
-        None
+        let shard = dir.parent().expect("entry dirs have a parent").to_path_buf();
+        [(shard, "a shard of entries (objects/ab)"), (dir, "an entry")]
+            .into_iter()
+            .find(|(p, _)| links::is_link(p))
+    }
+
+    /// Removes a symbolic link found where `key`'s shard or entry directory should be, as a link;
+    /// says what was removed. Nothing below such a link is read or written.
+    fn unlink_entry(&self, key: &str) -> Option<String> {
+        let (p, what) = self.entry_link(key)?;
+        links::unlink(&p, what);
+        Some(format!("{} was a symbolic link (removed)", p.display()))
     }
 
     /// Reads and fully verifies an entry: the size and blake3 of every file it lists, and that it
@@ -315,8 +320,7 @@ impl Cache {
         let dir = self.entry_dir(key);
         // Readers that write nothing (`status`, `cache verify`) report a link; a lookup removes it.
         if matches!(depth, Depth::Peek | Depth::Audit) {
-            let shard = dir.parent().expect("entry dirs have a parent");
-            if let Some(p) = [shard, dir.as_path()].into_iter().find(|p| links::is_link(p)) {
+            if let Some((p, _)) = self.entry_link(key) {
                 return Err(format!("{} is a symbolic link", p.display()));
             }
         } else if let Some(why) = self.unlink_entry(key) {

@@ -75,7 +75,7 @@ pub fn out_of_memory(text: &str) -> Option<String> {
 /// or its first `frame #` line, on).
 pub fn brief(text: &str, kind: &str) -> String {
     if let Some(what) = out_of_memory(text) {
-        // The error's own first line, without libtorch's location prefix, for context.
+        // The error's own first line (its first 160 characters), for context.
         let first = text.lines().next().unwrap_or_default();
         let first: String = first.chars().take(160).collect();
         return format!(

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use crate::cache::lease::human_secs;
 
 /// What the control plane asks of a worker: run one stage of the plan the worker loaded.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -477,17 +478,6 @@ fn log_tail(log: &Path) -> Option<String> {
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).ok()?;
     Some(String::from_utf8_lossy(&buf).into_owned())
-}
-
-/// Seconds as people say them: `45 s`, `6.0 min`, `2.5 h`.
-fn human_secs(s: f64) -> String {
-    if s < 120.0 {
-        format!("{s:.0} s")
-    } else if s < 7200.0 {
-        format!("{:.1} min", s / 60.0)
-    } else {
-        format!("{:.1} h", s / 3600.0)
-    }
 }
 
 /// How an attempt to run a job on a worker ended.

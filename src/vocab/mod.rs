@@ -32,13 +32,6 @@ impl Numerics {
     /// oneDNN and NNPACK off (`torch::cpu::portable`).
     pub const PORTABLE_ENV: [(&'static str, &'static str); 2] =
         [("ATEN_CPU_CAPABILITY", "default"), ("MKL_CBWR", "COMPATIBLE")];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Numerics::Default => "default",
-            Numerics::Portable => "portable",
-        }
-    }
 }
 
 /// A threat model's norm.
