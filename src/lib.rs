@@ -17,9 +17,10 @@
 //!    specs, each owned by its domain module)
 //! 5. `stages` — one file per stage kind: inputs and outputs in the cache, calls into the domains
 //! 6. `report` — the paper's tables from stage results
-//! 7. `train` — adversarial training
+//! 7. `train`, `analysis` — adversarial training; analyses of trained models (sparsity, norms,
+//!    bounds, robust flatness: each computes on a model, its data and attacks) and correlations
 //! 8. `attacks`, `data` — attacks; datasets, preparation and loading
-//! 9. `models`, `augment`, `analysis` — the model zoo; augmentation; sparsity, norms, bounds
+//! 9. `models`, `augment` — the model zoo; augmentation
 //! 10. `cache`, `progress`, `rng`, `torch`, `vocab` — leaves: the content-addressed store,
 //!     progress bars, seeds, libtorch glue, the shared vocabulary (norms, splits, problems)
 //! 11. `fault` — the fault-injection points the crash tests kill processes at (any layer may

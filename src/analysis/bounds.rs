@@ -6,13 +6,17 @@
 //! zero norm) is `None`. The network is read as the chain of its L linear maps W₁…W_L (see
 //! `analysis::norms`); the margin γ is 1.
 #[cfg(feature = "torch")]
+use super::Subject;
+use super::{Measure, PerModel, PlanContext, Scatter};
+use crate::models::saved::Checkpoint;
+use crate::vocab::{Norm, Problem};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+#[cfg(feature = "torch")]
 use {
     super::norms::LayerNorms,
     tch::{Kind, Tensor},
 };
-use crate::vocab::Norm;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Statistics of the training inputs, in the network's input space (after its normalisation).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -122,6 +126,152 @@ impl Output {
             .chain(BOUNDS)
             .map(|n| (format!("log10_{n}"), self.log10.get(*n).copied().flatten()))
             .collect()
+    }
+}
+
+/// `analysis.bounds`: how the layer norms are measured, and the attack of the adversarial bounds.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Convolutions are measured as operators on `conv_grid`×`conv_grid` periodic inputs.
+    #[serde(default = "default_conv_grid")]
+    pub conv_grid: i64,
+    /// Most Lanczos steps (operator products) per spectral norm.
+    #[serde(default = "default_iterations")]
+    pub iterations: u32,
+    /// The evaluation attack whose norm and ε enter the adversarial bounds; default: the training
+    /// attack (ε = 0 for standard training).
+    #[serde(default)]
+    pub attack: Option<String>,
+}
+
+fn default_conv_grid() -> i64 {
+    8
+}
+fn default_iterations() -> u32 {
+    100
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            conv_grid: default_conv_grid(),
+            iterations: default_iterations(),
+            attack: None,
+        }
+    }
+}
+
+/// The `bounds` stage's key parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Params {
+    pub conv_grid: i64,
+    /// Most Lanczos steps per spectral norm.
+    pub iterations: u32,
+    /// The attack of the adversarial bounds in pixel units; `None`: ε = 0 (standard training
+    /// without `analysis.bounds.attack`).
+    pub attack: Option<Threat>,
+    pub checkpoint: Checkpoint,
+}
+
+/// Where the stage writes every layer's norms.
+pub const NORMS: &str = "norms.json";
+/// Where the stage writes its output (also its summary).
+pub const OUTPUT: &str = "bounds.json";
+
+/// The `bounds` analysis: layer norms and norm-based (adversarial) Rademacher bounds.
+pub struct Bounds;
+
+impl PerModel for Bounds {
+    const NAME: &'static str = "bounds";
+    const ABOUT: &'static str = "per model: Frobenius/spectral/ℓ1/ℓ2,1/ℓ1,∞ norms of every linear map (convolutions also as operators) and norm-based (adversarial) Rademacher bounds";
+    const VERSION: u32 = 1;
+    const NEEDS_DATA: bool = true;
+    const ALWAYS_LISTED: bool = true;
+    type Settings = Settings;
+    type Params = Params;
+    type Output = Output;
+
+    fn check(b: &Settings, out: &mut Vec<Problem>) {
+        if !(1..=256).contains(&b.conv_grid) {
+            out.push(
+                Problem::at("conv_grid", format!("{} is out of range", b.conv_grid))
+                    .hint("use a grid side from 1 to 256 (8 by default)"),
+            );
+        }
+        if b.iterations == 0 {
+            out.push(Problem::at("iterations", "must be at least 1").hint("100 by default"));
+        }
+    }
+
+    fn attack(b: &Settings) -> Option<&str> {
+        b.attack.as_deref()
+    }
+
+    fn params(b: &Settings, cx: &PlanContext) -> Params {
+        Params {
+            conv_grid: b.conv_grid,
+            iterations: b.iterations,
+            attack: cx
+                .named
+                .and_then(super::threat_of)
+                .or_else(|| cx.training.and_then(super::threat_of)),
+            checkpoint: cx.checkpoint,
+        }
+    }
+
+    fn measures(o: &Output) -> Vec<Measure> {
+        o.measures()
+    }
+
+    const SCATTER: Option<Scatter> = Some(Scatter {
+        file: "bounds_vs_gap",
+        measures: || BOUNDS.iter().map(|b| format!("log10_{b}")).collect(),
+        axis: |m| match m.strip_prefix("log10_") {
+            Some(b) => format!("log10 {b}"),
+            None => m.to_string(),
+        },
+        title: |a| format!("Bounds vs robust gap ({a})"),
+        y: |_| "robust gap (points)".into(),
+        caption: |a, d, t, per| {
+            format!("Each norm-based bound (log10) against the robust generalization gap under `{a}` ({d}, {t}), {per} coloured by kind; each panel's legend gives the rank correlations.")
+        },
+    });
+
+    #[cfg(feature = "torch")]
+    fn compute(p: &Params, s: &Subject) -> anyhow::Result<Output> {
+        use super::norms::{self, Lanczos};
+        let saved = crate::models::saved::SavedModel::open(s.model)?;
+        let net = saved.network(p.checkpoint, tch::Device::Cpu)?;
+        let named = net.named_tensors();
+        // The normalisation the network applies to its inputs (identity for an imported model
+        // that normalises inside itself).
+        let (mean, std) = (saved.info.mean, saved.info.std);
+        let data_dir = s
+            .data
+            .ok_or_else(|| anyhow::anyhow!("bounds need the dataset"))?;
+        let data = crate::data::prepared::load(data_dir)?;
+        let stats = DataStats::of_images(&data.train_x, &mean, &std);
+        let pi = Lanczos {
+            max_iters: p.iterations,
+            ..Lanczos::default()
+        };
+        let layers = norms::analyse(&named, p.conv_grid, pi);
+        let min_std = std.iter().copied().fold(f64::INFINITY, f64::min);
+        let threat = p.attack.map(|a| Threat {
+            norm: a.norm,
+            eps: a.eps / min_std,
+        });
+        let log10 = compute(&layers, &stats, threat);
+        super::write_json(&s.out.join(NORMS), &layers)?;
+        let out = Output {
+            data: stats,
+            threat,
+            layers: layers.len(),
+            log10,
+        };
+        super::write_json(&s.out.join(OUTPUT), &out)?;
+        Ok(out)
     }
 }
 

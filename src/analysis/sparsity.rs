@@ -11,6 +11,11 @@
 //! including PVT's spatial-reduction convolution), `linear` (MLP, head and other matrices),
 //! `embedding` (patch embeddings, position embeddings, class tokens, relative position biases).
 //! Aggregates over a layer type (and overall) weight each tensor by its number of entries.
+#[cfg(feature = "torch")]
+use super::Subject;
+use super::{Measure, PerModel, PlanContext, Scatter};
+use crate::models::saved::Checkpoint;
+use crate::vocab::{Problem, Real};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 #[cfg(feature = "torch")]
@@ -271,6 +276,152 @@ pub fn analyse(named: &[(String, Tensor)], thresholds: &Thresholds) -> SparsityR
         layers,
         by_type,
         overall,
+    }
+}
+
+/// `analysis.sparsity`: the thresholds of the "fraction of small weights" measures.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Fractions of |w| below each of these.
+    #[serde(default = "default_absolute")]
+    pub absolute: Vec<Real>,
+    /// Fractions of |w| below each of these times the tensor's largest |w|.
+    #[serde(default = "default_relative")]
+    pub relative: Vec<Real>,
+}
+
+fn default_absolute() -> Vec<Real> {
+    vec![Real(1e-3)]
+}
+fn default_relative() -> Vec<Real> {
+    vec![Real(0.01)]
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            absolute: default_absolute(),
+            relative: default_relative(),
+        }
+    }
+}
+
+/// What the stage measures, in its key as the list `["hoyer", "l1_over_l2", "below"]`: a measure
+/// added to the analysis must extend it (and bump the version), so old entries are not reused.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Measures;
+
+impl Serialize for Measures {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        ["hoyer", "l1_over_l2", "below"].serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Measures {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Vec::<String>::deserialize(d).map(|_| Measures)
+    }
+}
+
+/// The `sparsity` stage's key parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Params {
+    pub measures: Measures,
+    pub thresholds: Thresholds,
+    /// Which weights: those `evaluation.checkpoint` evaluates.
+    pub checkpoint: Checkpoint,
+}
+
+/// Where the stage writes every tensor's measures.
+pub const OUTPUT: &str = "sparsity.json";
+
+/// The `sparsity` analysis: weight sparsity of a trained model.
+pub struct Sparsity;
+
+impl PerModel for Sparsity {
+    const NAME: &'static str = "sparsity";
+    const ABOUT: &'static str = "per model: Hoyer sparsity, ‖w‖₁/‖w‖₂, fractions below absolute/relative thresholds, per layer and layer type";
+    const VERSION: u32 = 2;
+    const NEEDS_DATA: bool = false;
+    const ALWAYS_LISTED: bool = true;
+    type Settings = Settings;
+    type Params = Params;
+    type Output = Summary;
+
+    fn check(s: &Settings, out: &mut Vec<Problem>) {
+        for (field, list, max) in [
+            ("absolute", &s.absolute, f64::INFINITY),
+            ("relative", &s.relative, 1.0),
+        ] {
+            for t in list {
+                let t = t.get();
+                if !(t > 0.0 && t <= max) {
+                    out.push(
+                        Problem::at(field, format!("threshold {t} is out of range")).hint(
+                            if max == 1.0 {
+                                "relative thresholds are fractions of the largest |w|, in (0, 1]"
+                            } else {
+                                "absolute thresholds are positive"
+                            },
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn params(s: &Settings, cx: &PlanContext) -> Params {
+        Params {
+            measures: Measures,
+            thresholds: Thresholds {
+                absolute: s.absolute.iter().map(|t| t.get()).collect(),
+                relative: s.relative.iter().map(|t| t.get()).collect(),
+            },
+            checkpoint: cx.checkpoint,
+        }
+    }
+
+    /// Every model's summary has a whole-model Hoyer measure.
+    fn verify(s: &Summary) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !s.overall.hoyer.is_nan(),
+            "the sparsity summary has no overall Hoyer measure"
+        );
+        Ok(())
+    }
+
+    fn measures(s: &Summary) -> Vec<Measure> {
+        s.overall_measures()
+    }
+
+    /// The whole-model measures, then Hoyer per layer type.
+    fn columns(s: &Summary) -> Vec<Measure> {
+        let mut values = s.overall_measures();
+        values.extend(s.hoyer_by_type());
+        values
+    }
+
+    const SCATTER: Option<Scatter> = Some(Scatter {
+        file: "sparsity_vs_gap",
+        measures: || vec!["hoyer".to_string()],
+        axis: |_| "Hoyer sparsity of all weights".to_string(),
+        title: |a| format!("Sparsity vs robust gap ({a})"),
+        y: |a| format!("robust gap, {a} (points)"),
+        caption: |a, d, t, per| {
+            format!("Hoyer weight sparsity against the robust generalization gap under `{a}` ({d}, {t}), {per} coloured by kind; the legend gives the rank correlations.")
+        },
+    });
+
+    #[cfg(feature = "torch")]
+    fn compute(p: &Params, s: &Subject) -> anyhow::Result<Summary> {
+        let net = crate::models::saved::load(s.model, p.checkpoint, tch::Device::Cpu)?;
+        let r = analyse(&net.named_tensors(), &p.thresholds);
+        super::write_json(&s.out.join(OUTPUT), &r)?;
+        Ok(Summary {
+            overall: r.overall,
+            by_type: r.by_type,
+        })
     }
 }
 

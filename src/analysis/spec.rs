@@ -7,80 +7,24 @@
 //!   bounds: {conv_grid: 16}
 //!   correlation: {bootstrap: 2000, confidence: 0.9}
 //! ```
+pub use super::correlation::Over;
+use super::correlation::NAME as CORRELATION;
 use crate::vocab::{Problem, Real};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt;
 
-/// Analyses known to `analysis:`.
-pub const ANALYSES: &[&str] = &["sparsity", "bounds", "correlation"];
-
+/// The `analysis:` section, resolved: each per-model analysis's settings (canonical JSON, typed
+/// by its file in the registry, every default filled in) and the correlation's.
 #[derive(Debug, Clone, Default)]
 pub struct AnalysisSpec {
-    pub sparsity: Option<SparsitySpec>,
-    pub bounds: Option<BoundsSpec>,
+    /// Per-model analysis name → its settings.
+    pub per_model: BTreeMap<String, Value>,
     pub correlation: Option<CorrelationSpec>,
     /// Names that are no analysis (reported by validation, with a did-you-mean).
     pub unknown: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SparsitySpec {
-    /// Fractions of |w| below each of these.
-    #[serde(default = "default_absolute")]
-    pub absolute: Vec<Real>,
-    /// Fractions of |w| below each of these times the tensor's largest |w|.
-    #[serde(default = "default_relative")]
-    pub relative: Vec<Real>,
-}
-
-fn default_absolute() -> Vec<Real> {
-    vec![Real(1e-3)]
-}
-fn default_relative() -> Vec<Real> {
-    vec![Real(0.01)]
-}
-
-impl Default for SparsitySpec {
-    fn default() -> Self {
-        Self {
-            absolute: default_absolute(),
-            relative: default_relative(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct BoundsSpec {
-    /// Convolutions are measured as operators on `conv_grid`×`conv_grid` periodic inputs.
-    #[serde(default = "default_conv_grid")]
-    pub conv_grid: i64,
-    /// Most Lanczos steps (operator products) per spectral norm.
-    #[serde(default = "default_iterations")]
-    pub iterations: u32,
-    /// The evaluation attack whose norm and ε enter the adversarial bounds; default: the training
-    /// attack (ε = 0 for standard training).
-    #[serde(default)]
-    pub attack: Option<String>,
-}
-
-fn default_conv_grid() -> i64 {
-    8
-}
-fn default_iterations() -> u32 {
-    100
-}
-
-impl Default for BoundsSpec {
-    fn default() -> Self {
-        Self {
-            conv_grid: default_conv_grid(),
-            iterations: default_iterations(),
-            attack: None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -107,21 +51,6 @@ pub struct CorrelationSpec {
     pub over: Over,
 }
 
-/// What one point of a correlation is where seeds repeat.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Over {
-    #[default]
-    Means,
-    Seeds,
-}
-
-impl Over {
-    pub fn is_means(&self) -> bool {
-        *self == Over::Means
-    }
-}
-
 fn default_bootstrap() -> usize {
     1000
 }
@@ -143,15 +72,21 @@ impl Default for CorrelationSpec {
 
 impl AnalysisSpec {
     pub fn is_empty(&self) -> bool {
-        self.sparsity.is_none() && self.bounds.is_none() && self.correlation.is_none()
+        self.per_model.is_empty() && self.correlation.is_none()
+    }
+
+    /// The settings of per-model analysis `name`, where the pipeline runs it.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.per_model.get(name)
     }
 
     fn set(&mut self, name: &str) -> bool {
-        match name {
-            "sparsity" => self.sparsity = Some(SparsitySpec::default()),
-            "bounds" => self.bounds = Some(BoundsSpec::default()),
-            "correlation" => self.correlation = Some(CorrelationSpec::default()),
-            _ => return false,
+        if let Some(e) = super::find(name) {
+            self.per_model.insert(name.to_string(), (e.defaults)());
+        } else if name == CORRELATION {
+            self.correlation = Some(CorrelationSpec::default());
+        } else {
+            return false;
         }
         true
     }
@@ -159,52 +94,18 @@ impl AnalysisSpec {
     /// Range checks and names; attack names are checked against the evaluation by the caller.
     pub fn validate(&self, out: &mut Vec<Problem>) {
         for a in &self.unknown {
+            let known: Vec<&str> = super::names().collect();
             out.push(
                 Problem::new(&["analysis"], format!("unknown analysis `{a}`")).hint(
-                    crate::vocab::typo_hint(a, ANALYSES.iter().copied(), || {
-                        format!("known analyses: {}", ANALYSES.join(", "))
+                    crate::vocab::typo_hint(a, known.iter().copied(), || {
+                        format!("known analyses: {}", known.join(", "))
                     }),
                 ),
             );
         }
-        if let Some(s) = &self.sparsity {
-            for (field, list, max) in [
-                ("absolute", &s.absolute, f64::INFINITY),
-                ("relative", &s.relative, 1.0),
-            ] {
-                for t in list {
-                    let t = t.get();
-                    if !(t > 0.0 && t <= max) {
-                        out.push(
-                            Problem::new(
-                                &["analysis", "sparsity", field],
-                                format!("threshold {t} is out of range"),
-                            )
-                            .hint(if max == 1.0 {
-                                "relative thresholds are fractions of the largest |w|, in (0, 1]"
-                            } else {
-                                "absolute thresholds are positive"
-                            }),
-                        );
-                    }
-                }
-            }
-        }
-        if let Some(b) = &self.bounds {
-            if !(1..=256).contains(&b.conv_grid) {
-                out.push(
-                    Problem::new(
-                        &["analysis", "bounds", "conv_grid"],
-                        format!("{} is out of range", b.conv_grid),
-                    )
-                    .hint("use a grid side from 1 to 256 (8 by default)"),
-                );
-            }
-            if b.iterations == 0 {
-                out.push(
-                    Problem::new(&["analysis", "bounds", "iterations"], "must be at least 1")
-                        .hint("100 by default"),
-                );
+        for e in super::REGISTRY {
+            if let Some(s) = self.per_model.get(e.name) {
+                e.check(s, out);
             }
         }
         if let Some(c) = &self.correlation {
@@ -227,13 +128,27 @@ impl AnalysisSpec {
                     .hint("use at least 100 (1000 by default)"),
                 );
             }
-            if self.sparsity.is_none() && self.bounds.is_none() {
+            if self.per_model.is_empty() {
+                let names: Vec<String> = super::REGISTRY
+                    .iter()
+                    .map(|e| format!("`{}`", e.name))
+                    .collect();
                 out.push(
                     Problem::new(&["analysis", "correlation"], "has no measures to correlate")
-                        .hint("add `sparsity` and/or `bounds` to `analysis`"),
+                        .hint(format!("add {} to `analysis`", names.join(" and/or "))),
                 );
             }
         }
+    }
+}
+
+/// Reads one per-model analysis's settings typed, through the registry.
+struct SettingsOf<'a>(&'a str);
+
+impl<'de> DeserializeSeed<'de> for SettingsOf<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        super::read_settings(self.0, d).expect("only registered analyses are read")
     }
 }
 
@@ -260,27 +175,17 @@ impl<'de> Deserialize<'de> for AnalysisSpec {
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut a = AnalysisSpec::default();
                 while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "sparsity" => {
-                            a.sparsity = Some(
-                                map.next_value::<Option<SparsitySpec>>()?
-                                    .unwrap_or_default(),
-                            )
-                        }
-                        "bounds" => {
-                            a.bounds =
-                                Some(map.next_value::<Option<BoundsSpec>>()?.unwrap_or_default())
-                        }
-                        "correlation" => {
-                            a.correlation = Some(
-                                map.next_value::<Option<CorrelationSpec>>()?
-                                    .unwrap_or_default(),
-                            )
-                        }
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                            a.unknown.push(key);
-                        }
+                    if super::find(&key).is_some() {
+                        let s = map.next_value_seed(SettingsOf(&key))?;
+                        a.per_model.insert(key, s);
+                    } else if key == CORRELATION {
+                        a.correlation = Some(
+                            map.next_value::<Option<CorrelationSpec>>()?
+                                .unwrap_or_default(),
+                        );
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                        a.unknown.push(key);
                     }
                 }
                 Ok(a)
@@ -296,17 +201,23 @@ mod tests {
 
     #[test]
     fn list_and_map_forms() {
+        use crate::analysis::{bounds, sparsity, PerModel};
+        let default = |e: &str| Some((crate::analysis::find(e).unwrap().defaults)());
         let a: AnalysisSpec = serde_yaml::from_str("[sparsity, bounds]").unwrap();
-        assert_eq!(a.sparsity, Some(SparsitySpec::default()));
-        assert_eq!(a.bounds, Some(BoundsSpec::default()));
+        assert_eq!(a.get("sparsity").cloned(), default("sparsity"));
+        assert_eq!(a.get("bounds").cloned(), default("bounds"));
         assert!(a.correlation.is_none() && a.unknown.is_empty());
         let a: AnalysisSpec = serde_yaml::from_str(
             "sparsity: {absolute: [0.5]}\nbounds:\ncorrelation: {bootstrap: 200}\nsparsty: {}",
         )
         .unwrap();
-        assert_eq!(a.sparsity.as_ref().unwrap().absolute, vec![Real(0.5)]);
-        assert_eq!(a.sparsity.as_ref().unwrap().relative, vec![Real(0.01)]);
-        assert_eq!(a.bounds, Some(BoundsSpec::default()));
+        let sp: <sparsity::Sparsity as PerModel>::Settings =
+            serde_json::from_value(a.get("sparsity").unwrap().clone()).unwrap();
+        assert_eq!(sp.absolute, vec![Real(0.5)]);
+        assert_eq!(sp.relative, vec![Real(0.01)]);
+        let b: <bounds::Bounds as PerModel>::Settings =
+            serde_json::from_value(a.get("bounds").unwrap().clone()).unwrap();
+        assert_eq!(b, Default::default());
         assert_eq!(a.correlation.as_ref().unwrap().bootstrap, 200);
         assert_eq!(a.unknown, ["sparsty"]);
         let mut p = Vec::new();

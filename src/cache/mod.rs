@@ -189,6 +189,12 @@ pub struct Cache {
 }
 
 /// Whether `name` is a key (64 lowercase hex digits): what may name an entry or checkpoint.
+/// Writes pretty JSON (a stage's output file).
+pub fn write_json(path: &Path, v: &impl Serialize) -> Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(v)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 pub fn is_key(name: &str) -> bool {
     name.len() == 64
         && name

@@ -1269,14 +1269,14 @@ fn ls(what: Registry) -> Result<i32> {
             }
         }
         Registry::Analyses => {
-            for a in spec::ANALYSES {
-                let what = match *a {
-                        "sparsity" => "per model: Hoyer sparsity, ‖w‖₁/‖w‖₂, fractions below absolute/relative thresholds, per layer and layer type",
-                        "bounds" => "per model: Frobenius/spectral/ℓ1/ℓ2,1/ℓ1,∞ norms of every linear map (convolutions also as operators) and norm-based (adversarial) Rademacher bounds",
-                        _ => "per pipeline: Kendall τ and Spearman ρ (bootstrap intervals) of every measure against the robust generalization gap and unseen-attack drops",
-                    };
-                println!("{a:<12} {what}");
+            for a in crate::analysis::REGISTRY {
+                println!("{:<12} {}", a.name, a.about);
             }
+            println!(
+                "{:<12} {}",
+                crate::analysis::correlation::NAME,
+                crate::analysis::correlation::ABOUT
+            );
         }
     }
     Ok(0)

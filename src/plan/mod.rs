@@ -2,7 +2,8 @@
 //! content keys.
 //!
 //! A stage's key is blake3 over the canonical JSON of `{kind, version, params, inputs}`, where
-//! `params` are the parsed, default-filled parameters (serde_json sorts object keys) and `inputs`
+//! `params` are the parsed, default-filled parameters (in the stage struct's field order: serde_json
+//! keeps insertion order in this build) and `inputs`
 //! maps each input role to its stage's key. YAML formatting, key order, comments and `8/255` vs
 //! `0.0313725…` therefore never change a key; any semantic change changes it and every key
 //! downstream.
@@ -10,6 +11,7 @@ pub mod cost;
 pub mod render;
 pub mod stale;
 
+use crate::analysis;
 use crate::attacks::AttackConfig;
 use crate::cache::manifest::StageRecord;
 use crate::data;
@@ -146,17 +148,16 @@ impl Plan {
             ix
         };
         let attacks = &r.attacks;
-        let (mut eval_labels, mut sparsity_labels, mut bounds_labels, mut report_inputs) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut eval_labels, mut report_inputs) = (Vec::new(), Vec::new());
+        // Per-model analysis → its stages' labels; the analyses the correlation and report keys
+        // have always listed are there even when not run (keys unchanged).
+        let mut per_model = stages::inputs::PerModel::listing(
+            analysis::REGISTRY
+                .iter()
+                .filter(|a| a.always_listed || s.analysis.get(a.name).is_some())
+                .map(|a| a.name.to_string()),
+        );
         let (mut history_labels, mut history_inputs) = (Vec::new(), Vec::new());
-        // The attack the adversarial bounds use when `analysis.bounds.attack` names one.
-        let bounds_attack = s
-            .analysis
-            .bounds
-            .as_ref()
-            .and_then(|b| b.attack.as_ref())
-            .and_then(|n| attacks.iter().find(|(a, _)| a == n))
-            .and_then(|(_, c)| bounds_attack_of(c));
         let mut absent = BTreeMap::new();
         for (dname, dr) in &r.datasets {
             let mut dr = dr.clone();
@@ -244,25 +245,28 @@ impl Plan {
                         history_labels.push(label(id.clone(), None, None));
                         history_inputs.push((id, tr));
                     }
-                    if let Some(sp) = &s.analysis.sparsity {
-                        let id = format!("sparsity/{base}");
-                        let st = stages::sparsity::Sparsity::new(sp, s.evaluation.checkpoint);
-                        let ix = add(&mut graph, id.clone(), Box::new(st), vec![("model", tr)]);
-                        sparsity_labels.push(label(id.clone(), None, None));
-                        report_inputs.push((id, ix));
-                    }
-                    if let Some(b) = &s.analysis.bounds {
-                        let id = format!("bounds/{base}");
-                        let attack = bounds_attack
-                            .or_else(|| train_attack.as_ref().and_then(bounds_attack_of));
-                        let st = stages::bounds::Bounds::new(b, attack, s.evaluation.checkpoint);
-                        let ix = add(
-                            &mut graph,
-                            id.clone(),
-                            Box::new(st),
-                            vec![("model", tr), ("data", prep)],
-                        );
-                        bounds_labels.push(label(id.clone(), None, None));
+                    for a in analysis::REGISTRY {
+                        let Some(settings) = s.analysis.get(a.name) else {
+                            continue;
+                        };
+                        let id = format!("{}/{base}", a.name);
+                        let named = a
+                            .attack(settings)
+                            .and_then(|n| attacks.iter().find(|(m, _)| *m == n))
+                            .map(|(_, c)| c);
+                        let cx = analysis::PlanContext {
+                            checkpoint: s.evaluation.checkpoint,
+                            named,
+                            training: train_attack.as_ref(),
+                            seed: s.evaluation.seed.or(seed).unwrap_or(s.seed),
+                        };
+                        let st = stages::analyse::Analyse::new(a, a.params(settings, &cx));
+                        let mut inputs = vec![("model", tr)];
+                        if a.needs_data {
+                            inputs.push(("data", prep));
+                        }
+                        let ix = add(&mut graph, id.clone(), Box::new(st), inputs);
+                        per_model.push(a.name, label(id.clone(), None, None));
                         report_inputs.push((id, ix));
                     }
                     for (aname, ac) in attacks {
@@ -310,8 +314,7 @@ impl Plan {
                 s.evaluation.groups.clone(),
                 correlation_gaps(s, r, Some(c)),
                 eval_labels.clone(),
-                sparsity_labels.clone(),
-                bounds_labels.clone(),
+                per_model.clone(),
             );
             let inputs: Vec<(&str, NodeIndex)> = report_inputs
                 .iter()
@@ -334,8 +337,7 @@ impl Plan {
             stages::report::Parts {
                 groups: s.evaluation.groups.clone(),
                 evals: eval_labels,
-                sparsity: sparsity_labels,
-                bounds: bounds_labels,
+                per_model,
                 histories: history_labels,
                 correlation: s.analysis.correlation.is_some(),
                 kinds,
@@ -446,13 +448,6 @@ fn attack_only<'a>(e: &'a spec::EvaluationSpec, name: &str) -> Option<&'a spec::
 /// The id segment of a repeated training's chain (`/seed-N`); none without `seeds:`.
 pub fn chain_suffix(seed: Option<u64>) -> String {
     seed.map(|k| format!("/seed-{k}")).unwrap_or_default()
-}
-
-/// The (norm, ε) of an attack for the adversarial bounds; `None` for clean evaluation.
-fn bounds_attack_of(c: &AttackConfig) -> Option<stages::bounds::Attack> {
-    c.norm()
-        .filter(|_| c.eps() > 0.0)
-        .map(|norm| stages::bounds::Attack { norm, eps: c.eps() })
 }
 
 /// Per training entry, the attacks (and groups) of the correlation's gaps: `gap` (train − test

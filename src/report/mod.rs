@@ -6,6 +6,7 @@ pub mod plots;
 pub mod render;
 pub mod spec;
 pub mod study;
+use crate::analysis::PerModel;
 use crate::attacks::verdict::{EvalResult, RowKey};
 use anyhow::{Context, Result};
 use polars::prelude::*;
@@ -17,7 +18,7 @@ use std::path::Path;
 pub struct Inputs {
     /// Every evaluation, worst-case groups included.
     pub evals: Vec<EvalResult>,
-    pub sparsity: Vec<SparsityResult>,
+    /// Every per-model analysis's columns, analyses in registry order.
     pub measures: Vec<ModelMeasures>,
     pub correlation: Option<crate::analysis::correlation::Output>,
     /// Model name → architecture kind (`cnn`, `transformer`, …).
@@ -36,12 +37,8 @@ impl Inputs {
 }
 
 /// The attacks of a training's threat model (`gap`, seen) and of other norms (`unseen`): the
-/// correlation stage's gaps (`stages::correlation::Gaps`) and the report's seen/unseen columns.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Sides {
-    pub gap: Vec<String>,
-    pub unseen: Vec<String>,
-}
+/// correlation's gaps and the report's seen/unseen columns.
+pub use crate::analysis::correlation::Sides;
 
 /// The per-epoch records of one trained model.
 #[derive(Debug, Clone)]
@@ -104,7 +101,7 @@ pub const TABLES: &[Table] = &[
         file: "robust_accuracy",
         caption: "Clean and robust test accuracy (%) per model and attack",
         auto: |_| false,
-        build: |i| long(robust_accuracy(&i.evals, &i.sparsity)),
+        build: |i| long(robust_accuracy(&i.evals, &sparsity_results(&i.measures))),
     },
     Table {
         kind: TableKind::GeneralizationGap,
@@ -123,6 +120,7 @@ pub const TABLES: &[Table] = &[
     Table {
         kind: TableKind::Analysis,
         file: "analysis",
+        // Kept as worded before other analyses joined the table (reports stay identical).
         caption: "Sparsity measures and log10 norm-based bounds per model",
         auto: |i| !i.measures.is_empty(),
         build: |i| long(analysis(&i.measures)),
@@ -412,41 +410,30 @@ pub fn generalization_gap(evals: &[EvalResult]) -> Result<DataFrame> {
 /// Analysis measures of one trained model: column name → value.
 #[derive(Debug, Clone)]
 pub struct ModelMeasures {
+    /// The analysis that measured them (`analysis::REGISTRY`).
+    pub analysis: &'static str,
     pub key: RowKey,
     pub seed: Option<u64>,
     pub values: Vec<(String, Option<f64>)>,
 }
 
-impl ModelMeasures {
-    /// From a `sparsity` summary: the whole-model measures, then Hoyer per layer type.
-    pub fn from_sparsity(
-        dataset: &str,
-        model: &str,
-        training: &str,
-        s: &crate::analysis::sparsity::Summary,
-    ) -> Self {
-        let mut values = s.overall_measures();
-        values.extend(s.hoyer_by_type());
-        Self {
-            key: (dataset.into(), model.into(), training.into()),
-            seed: None,
-            values,
-        }
-    }
-
-    /// From a `bounds` output: each product and bound, log10.
-    pub fn from_bounds(
-        dataset: &str,
-        model: &str,
-        training: &str,
-        b: &crate::analysis::bounds::Output,
-    ) -> Self {
-        Self {
-            key: (dataset.into(), model.into(), training.into()),
-            seed: None,
-            values: b.measures(),
-        }
-    }
+/// The whole-model Hoyer sparsity of every model the `sparsity` analysis measured (the
+/// `robust_accuracy` table's last column).
+pub fn sparsity_results(measures: &[ModelMeasures]) -> Vec<SparsityResult> {
+    measures
+        .iter()
+        .filter(|m| m.analysis == crate::analysis::sparsity::Sparsity::NAME)
+        .filter_map(|m| {
+            let hoyer = m.values.iter().find(|(n, _)| n == "hoyer")?.1?;
+            Some(SparsityResult {
+                dataset: m.key.0.clone(),
+                model: m.key.1.clone(),
+                training: m.key.2.clone(),
+                seed: m.seed,
+                hoyer,
+            })
+        })
+        .collect()
 }
 
 /// One row per trained model (and seed) with every analysis measure (columns in first-seen
@@ -819,6 +806,7 @@ mod tests {
             "{md}"
         );
         let measures = [0, 1].map(|seed| ModelMeasures {
+            analysis: "sparsity",
             key: ("d".into(), "cnn".into(), "t".into()),
             seed: Some(seed),
             values: vec![("hoyer".into(), Some(seed as f64))],

@@ -291,7 +291,8 @@ fn histories(inputs: &Inputs) -> Vec<Plot> {
         .collect()
 }
 
-/// Hoyer sparsity, then each bound, against the training threat model's robust gap.
+/// Each analysis's figure (`analysis::Scatter`: Hoyer sparsity, the bounds, robust flatness)
+/// against the training threat model's robust gap.
 fn scatters(inputs: &Inputs) -> Vec<Plot> {
     let Some(c) = &inputs.correlation else {
         return Vec::new();
@@ -343,7 +344,7 @@ fn scatters(inputs: &Inputs) -> Vec<Plot> {
                     .find(|g| g.starts_with("robust_gap:"))
             });
         let Some(gap) = seen else { continue };
-        let panel = |measure: &str| {
+        let panel = |measure: &str, axis: String| {
             let r = rows.iter().find(|r| r.measure == measure && r.gap == gap)?;
             let pts = r
                 .models
@@ -359,36 +360,24 @@ fn scatters(inputs: &Inputs) -> Vec<Plot> {
                 f(r.stat.spearman_rho.value),
                 r.stat.n
             );
-            let axis = match measure.strip_prefix("log10_") {
-                Some(b) => format!("log10 {b}"),
-                None if measure == "hoyer" => "Hoyer sparsity of all weights".to_string(),
-                None => measure.to_string(),
-            };
             Some((axis, pts, legend))
         };
         let gap_attack = gap.trim_start_matches("robust_gap:").to_string();
-        if let Some(p) = panel("hoyer") {
+        // One figure per analysis that draws one, panels in its measures' order.
+        for sc in crate::analysis::REGISTRY.iter().filter_map(|a| a.scatter) {
+            let panels: Vec<_> = (sc.measures)()
+                .iter()
+                .filter_map(|m| panel(m, (sc.axis)(m)))
+                .collect();
+            if panels.is_empty() {
+                continue;
+            }
             out.push(Plot {
-                file: format!("sparsity_vs_gap_{}_{}", slug(d), slug(t)),
-                caption: format!("Hoyer weight sparsity against the robust generalization gap under `{gap_attack}` ({d}, {t}), {per} coloured by kind; the legend gives the rank correlations."),
+                file: format!("{}_{}_{}", sc.file, slug(d), slug(t)),
+                caption: (sc.caption)(&gap_attack, d, t, per),
                 figure: Figure::Scatter {
-                    title: format!("Sparsity vs robust gap ({gap_attack}) — {d}, {t}"),
-                    y: format!("robust gap, {gap_attack} (points)"),
-                    panels: vec![p],
-                },
-            });
-        }
-        let panels: Vec<_> = crate::analysis::bounds::BOUNDS
-            .iter()
-            .filter_map(|b| panel(&format!("log10_{b}")))
-            .collect();
-        if !panels.is_empty() {
-            out.push(Plot {
-                file: format!("bounds_vs_gap_{}_{}", slug(d), slug(t)),
-                caption: format!("Each norm-based bound (log10) against the robust generalization gap under `{gap_attack}` ({d}, {t}), {per} coloured by kind; each panel's legend gives the rank correlations."),
-                figure: Figure::Scatter {
-                    title: format!("Bounds vs robust gap ({gap_attack}) — {d}, {t}"),
-                    y: "robust gap (points)".into(),
+                    title: format!("{} — {d}, {t}", (sc.title)(&gap_attack)),
+                    y: (sc.y)(&gap_attack),
                     panels,
                 },
             });
@@ -808,7 +797,6 @@ mod tests {
                 point("pgd@0.06", 0.06, 0, 0.25),
                 point("pgd@0.06", 0.06, 1, 0.125),
             ],
-            sparsity: Vec::new(),
             measures: Vec::new(),
             correlation: None,
             kinds: BTreeMap::new(),

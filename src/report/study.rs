@@ -554,6 +554,7 @@ fn measure_table(
             key: (d, mo, t),
             seed,
             values,
+            ..
         } = m;
         for (n, v) in values {
             let Some(head) = pick(n) else { continue };
@@ -719,7 +720,6 @@ mod tests {
     fn inputs(evals: Vec<EvalResult>) -> Inputs {
         Inputs {
             evals,
-            sparsity: Vec::new(),
             measures: Vec::new(),
             correlation: None,
             kinds: [("vit", "transformer"), ("cnn", "cnn"), ("pvt", "hybrid")]

@@ -5,17 +5,14 @@ use crate::vocab::{did_you_mean, Problem};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Stage kinds, the keys `resources` takes besides `default`.
-pub const STAGE_KINDS: &[&str] = &[
-    "prepare",
-    "import",
-    "train",
-    "evaluate",
-    "sparsity",
-    "bounds",
-    "correlation",
-    "report",
-];
+/// Stage kinds, the keys `resources` takes besides `default`: the fixed ones, with every
+/// per-model analysis (`analysis::REGISTRY`) after `evaluate`.
+pub fn stage_kinds() -> Vec<&'static str> {
+    let mut kinds = vec!["prepare", "import", "train", "evaluate"];
+    kinds.extend(crate::analysis::REGISTRY.iter().map(|a| a.name));
+    kinds.extend([crate::analysis::correlation::NAME, "report"]);
+    kinds
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -85,13 +82,14 @@ impl Stall {
                 .collect(),
         };
         for (path, m) in limits {
-            if let Some(kind) = path.get(2).filter(|k| **k != "default" && !STAGE_KINDS.contains(k)) {
-                let hint = did_you_mean(kind, STAGE_KINDS.iter().copied().chain(["default"]))
+            let kinds = stage_kinds();
+            if let Some(kind) = path.get(2).filter(|k| **k != "default" && !kinds.contains(k)) {
+                let hint = did_you_mean(kind, kinds.iter().copied().chain(["default"]))
                     .map(|c| format!("did you mean `{c}`? "))
                     .unwrap_or_default();
                 out.push(Problem::new(&path, format!("`{kind}` is not a stage kind")).hint(format!(
                     "{hint}the kinds are {} (and `default` for the others)",
-                    STAGE_KINDS.join(", ")
+                    kinds.join(", ")
                 )));
             } else if !(m.is_finite() && m >= MIN_STALL_MINUTES) {
                 out.push(
@@ -324,8 +322,9 @@ pub fn check(e: &ExecutorSpec) -> Vec<Problem> {
         out.push(Problem::new(&["executor", "slurm", "sbatch_args"], msg).hint(hint));
     }
     for (kind, r) in &s.resources {
-        if kind != "default" && !STAGE_KINDS.contains(&kind.as_str()) {
-            let hint = did_you_mean(kind, STAGE_KINDS.iter().copied().chain(["default"]))
+        let kinds = stage_kinds();
+        if kind != "default" && !kinds.contains(&kind.as_str()) {
+            let hint = did_you_mean(kind, kinds.iter().copied().chain(["default"]))
                 .map(|c| format!("did you mean `{c}`? "))
                 .unwrap_or_default();
             out.push(
@@ -335,7 +334,7 @@ pub fn check(e: &ExecutorSpec) -> Vec<Problem> {
                 )
                 .hint(format!(
                     "{hint}the kinds are {} (and `default` for the others)",
-                    STAGE_KINDS.join(", ")
+                    kinds.join(", ")
                 )),
             );
         }

@@ -7,7 +7,7 @@ pub mod locate;
 pub mod recipe;
 pub mod resolved;
 pub use crate::analysis::spec as analysis;
-pub use crate::analysis::spec::{AnalysisSpec, ANALYSES};
+pub use crate::analysis::spec::AnalysisSpec;
 pub use resolved::Resolved;
 
 // The YAML-facing structs each domain owns, and the shared vocabulary, composed here.
@@ -962,7 +962,7 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
         (
             TableKind::Analysis,
             "`sparsity` or `bounds`",
-            spec.analysis.sparsity.is_some() || spec.analysis.bounds.is_some(),
+            !spec.analysis.per_model.is_empty(),
         ),
         (
             TableKind::Correlation,
@@ -1013,13 +1013,9 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
             }
         }
     };
-    if let Some(b) = &spec.analysis.bounds {
-        if let Some(a) = &b.attack {
-            check(
-                &["analysis", "bounds", "attack"],
-                std::slice::from_ref(a),
-                false,
-            );
+    for a in crate::analysis::REGISTRY {
+        if let Some(name) = spec.analysis.get(a.name).and_then(|s| a.attack(s)) {
+            check(&["analysis", a.name, "attack"], &[name], false);
         }
     }
     if let Some(c) = &spec.analysis.correlation {

@@ -1,6 +1,6 @@
 //! What the report and correlation stages know of their inputs: the spec names behind each input
 //! entry ([`Labels`], part of their keys) and the entries' results, read typed through each
-//! producing stage's reader (`evaluate`, `sparsity::read`, `bounds::read`): no stage reads another
+//! producing stage's reader (`evaluate`, each analysis's typed output): no stage reads another
 //! stage's output by string key.
 use super::StageContext;
 use crate::attacks::verdict::{EvalMetrics, EvalResult, PER_SAMPLE};
@@ -19,6 +19,48 @@ pub struct Labels {
     /// The training seed where a pipeline repeats seeds; absent otherwise (keys unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+}
+
+/// The labels of each per-model analysis's stages, by analysis name in registry order: a map in
+/// the correlation's and the report's keys, where each analysis appears under its name where the
+/// old `sparsity` and `bounds` fields were (serde_json keeps insertion order, so the order is
+/// part of the key).
+#[derive(Debug, Clone, Default)]
+pub struct PerModel(Vec<(String, Vec<Labels>)>);
+
+impl PerModel {
+    /// The lists of `names`, empty, in the order given.
+    pub fn listing(names: impl IntoIterator<Item = String>) -> Self {
+        Self(names.into_iter().map(|n| (n, Vec::new())).collect())
+    }
+
+    /// Adds `label` to analysis `name`'s list (a new list goes last).
+    pub fn push(&mut self, name: &str, label: Labels) {
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some((_, ls)) => ls.push(label),
+            None => self.0.push((name.to_string(), vec![label])),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Vec<Labels>> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, ls)| ls)
+    }
+
+    /// Every label, analyses in order.
+    pub fn labels(&self) -> impl Iterator<Item = &Labels> {
+        self.0.iter().flat_map(|(_, ls)| ls)
+    }
+}
+
+impl Serialize for PerModel {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (name, labels) in &self.0 {
+            m.serialize_entry(name, labels)?;
+        }
+        m.end()
+    }
 }
 
 /// The evaluation results behind `labels`, with their per-point flags.
@@ -74,19 +116,25 @@ fn load<'a, T>(
         .collect()
 }
 
-/// The sparsity summaries behind `labels`; each must have a whole-model Hoyer measure.
-pub fn load_sparsity<'a>(
+/// The measures of analysis `a` behind `labels`, read typed by the analysis: the correlated
+/// measures, or with `columns` the `analysis` table's columns.
+pub fn load_measures<'a>(
     cx: &StageContext,
+    a: &crate::analysis::Entry,
     labels: &'a [Labels],
-) -> Result<Vec<(&'a Labels, crate::analysis::sparsity::Summary)>> {
-    let out = load(cx, labels, super::sparsity::read)?;
-    if let Some((l, _)) = out.iter().find(|(_, s)| s.overall.hoyer.is_nan()) {
-        anyhow::bail!(
-            "{}: the sparsity summary has no overall Hoyer measure",
-            l.role
-        );
-    }
-    Ok(out)
+    columns: bool,
+) -> Result<Vec<(&'a Labels, Vec<crate::analysis::Measure>)>> {
+    labels
+        .iter()
+        .map(|l| {
+            let summary = &cx.input(&l.role)?.meta.summary;
+            let m = match columns {
+                true => a.columns(summary),
+                false => a.measures(summary),
+            };
+            Ok((l, m.with_context(|| l.role.clone())?))
+        })
+        .collect()
 }
 
 /// The per-epoch histories of the train entries behind `labels`.
@@ -95,12 +143,4 @@ pub fn load_histories<'a>(
     labels: &'a [Labels],
 ) -> Result<Vec<(&'a Labels, Vec<crate::train::EpochRecord>)>> {
     load(cx, labels, super::train::read_history)
-}
-
-/// The bounds outputs behind `labels`.
-pub fn load_bounds<'a>(
-    cx: &StageContext,
-    labels: &'a [Labels],
-) -> Result<Vec<(&'a Labels, crate::analysis::bounds::Output)>> {
-    load(cx, labels, super::bounds::read)
 }

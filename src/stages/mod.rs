@@ -2,7 +2,7 @@
 //! whenever its semantics change, and `run`, which writes outputs into a staging directory the
 //! executor commits to the cache. Its canonical parameters (part of its key) are its fields,
 //! serialised.
-pub mod bounds;
+pub mod analyse;
 pub mod correlation;
 pub mod cost;
 pub mod evaluate;
@@ -10,7 +10,6 @@ pub mod import;
 pub mod inputs;
 pub mod prepare;
 pub mod report;
-pub mod sparsity;
 pub mod train;
 
 use crate::cache::Entry;
@@ -171,20 +170,7 @@ impl<T: StageKind> Stage for T {
     }
 }
 
-/// The network of input `model` with the weights `checkpoint` names, on the CPU (analyses).
-#[cfg(feature = "torch")]
-pub fn analysed_network(
-    cx: &StageContext,
-    checkpoint: crate::models::saved::Checkpoint,
-) -> Result<crate::models::Network> {
-    crate::models::saved::load(&cx.input("model")?.dir, checkpoint, Device::Cpu)
-}
-
-/// Writes pretty JSON.
-pub fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<()> {
-    std::fs::write(path, serde_json::to_vec_pretty(v)?)
-        .with_context(|| format!("writing {}", path.display()))
-}
+pub use crate::cache::write_json;
 
 #[cfg(test)]
 mod tests {
@@ -240,6 +226,7 @@ mod tests {
         assert_eq!(
             skipped,
             [
+                "analyse.rs:pub analysis: &'static Entry,",
                 "import.rs:pub file: PathBuf,",
                 "prepare.rs:pub root: Option<PathBuf>,"
             ]

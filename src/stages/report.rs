@@ -3,7 +3,7 @@ use super::inputs::{self, load_evals, Labels};
 use super::{StageContext, StageKind};
 use crate::attacks::verdict;
 use crate::report::spec::ReportSpec;
-use crate::report::{self, Sides, SparsityResult};
+use crate::report::{self, Sides};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -26,8 +26,10 @@ pub struct Parts {
     /// `evaluation.groups`: per-sample worst case over member attacks.
     pub groups: BTreeMap<String, Vec<String>>,
     pub evals: Vec<Labels>,
-    pub sparsity: Vec<Labels>,
-    pub bounds: Vec<Labels>,
+    /// Per-model analysis name → the inputs behind its measures (each appears under its name in
+    /// the key).
+    #[serde(flatten)]
+    pub per_model: inputs::PerModel,
     /// The training stages, whose histories the per-epoch plots show.
     pub histories: Vec<Labels>,
     /// Whether the `correlation` stage is an input.
@@ -49,8 +51,7 @@ impl Report {
         let mut roles: Vec<&str> = p
             .evals
             .iter()
-            .chain(&p.sparsity)
-            .chain(&p.bounds)
+            .chain(p.per_model.labels())
             .chain(&p.histories)
             .map(|l| l.role.as_str())
             .collect();
@@ -87,26 +88,19 @@ impl StageKind for Report {
         };
         let missing = self.missing(cx);
         let mut evals = load_evals(cx, &have(&self.parts.evals))?;
-        let mut sparsity = Vec::new();
         let mut measures: Vec<report::ModelMeasures> = Vec::new();
-        let sl = have(&self.parts.sparsity);
-        for (l, s) in inputs::load_sparsity(cx, &sl)? {
-            sparsity.push(SparsityResult {
-                dataset: l.dataset.clone(),
-                model: l.model.clone(),
-                training: l.training.clone(),
-                seed: l.seed,
-                hoyer: s.overall.hoyer,
-            });
-            let mut m = report::ModelMeasures::from_sparsity(&l.dataset, &l.model, &l.training, &s);
-            m.seed = l.seed;
-            measures.push(m);
-        }
-        let bl = have(&self.parts.bounds);
-        for (l, b) in inputs::load_bounds(cx, &bl)? {
-            let mut m = report::ModelMeasures::from_bounds(&l.dataset, &l.model, &l.training, &b);
-            m.seed = l.seed;
-            measures.push(m);
+        for a in crate::analysis::REGISTRY {
+            let Some(labels) = self.parts.per_model.get(a.name) else {
+                continue;
+            };
+            for (l, values) in inputs::load_measures(cx, a, &have(labels), true)? {
+                measures.push(report::ModelMeasures {
+                    analysis: a.name,
+                    key: (l.dataset.clone(), l.model.clone(), l.training.clone()),
+                    seed: l.seed,
+                    values,
+                });
+            }
         }
         let hl = have(&self.parts.histories);
         let histories = inputs::load_histories(cx, &hl)?
@@ -139,7 +133,6 @@ impl StageKind for Report {
         }
         let inputs = report::Inputs {
             evals,
-            sparsity,
             measures,
             correlation,
             kinds: self.parts.kinds.clone(),

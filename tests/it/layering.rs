@@ -21,9 +21,9 @@ const LAYERS: &[&[&str]] = &[
     &["spec"],
     &["stages"],
     &["report"],
-    &["train"],
+    &["train", "analysis"],
     &["attacks", "data"],
-    &["models", "augment", "analysis"],
+    &["models", "augment"],
     &["cache", "progress", "rng", "torch", "vocab"],
     &["fault"],
 ];

@@ -15,6 +15,7 @@ mod cost;
 mod datasets;
 mod export;
 mod faults;
+mod flatness;
 mod hardening;
 mod incremental;
 mod keys;

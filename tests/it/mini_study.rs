@@ -43,7 +43,7 @@ fn the_mini_study_plans_every_architecture_seed_attack_and_analysis_within_its_b
     for m in &archs {
         for seed in [0, 1] {
             let chain = format!("digits/{m}/pgd-linf/seed-{seed}");
-            for kind in ["train", "sparsity", "bounds"] {
+            for kind in ["train", "sparsity", "bounds", "flatness"] {
                 want.push(format!("{kind}/{chain}"));
             }
             // The study's suite on both splits (the gaps), AutoAttack on the test split only,
