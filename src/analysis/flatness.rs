@@ -14,8 +14,6 @@
 //! linear maps, attention and embeddings (trainable tensors of two or more dimensions) and their
 //! biases; normalisation layers are not, as in the authors' code.
 use super::bounds::Threat;
-#[cfg(feature = "torch")]
-use super::Subject;
 use super::{Measure, PerModel, PlanContext, Scatter};
 use crate::models::saved::Checkpoint;
 use crate::vocab::{Problem, Real};
@@ -288,11 +286,6 @@ impl PerModel for Flatness {
         },
     });
 
-    #[cfg(feature = "torch")]
-    fn compute(p: &Params, s: &Subject) -> anyhow::Result<Output> {
-        net::compute(p, s)
-    }
-
     fn flops(p: &Params, forward: f64) -> Option<f64> {
         // A PGD step is a forward and a backward (≈ 3 forwards), the loss one more forward; a
         // weight step adds a backward through the network.
@@ -305,12 +298,19 @@ impl PerModel for Flatness {
 /// The tensor half: perturbing weights and measuring the robust loss.
 #[cfg(feature = "torch")]
 mod net {
-    use super::{Average, AverageOutput, Output, Params, Subject, Worst, WorstOutput};
+    use super::{Average, AverageOutput, Flatness, Output, Params, Worst, WorstOutput};
+    use crate::analysis::{Compute, Subject};
     use crate::attacks::pgd::{self, L1Step, PgdLoss, PgdParams};
     use crate::attacks::{loss, radii, Model, Net};
     use crate::models::Network;
     use anyhow::{Context, Result};
     use tch::{Device, Kind, Tensor};
+
+    impl Compute for Flatness {
+        fn compute(p: &Params, s: &Subject) -> anyhow::Result<Output> {
+            self::compute(p, s)
+        }
+    }
 
     /// The perturbed tensors, by name (sorted): trainable tensors of two or more dimensions, and
     /// the `bias` beside each such `weight`.

@@ -3,11 +3,11 @@
 //!
 //! A per-model analysis is one file implementing [`PerModel`]: its typed settings (the YAML under
 //! `analysis.<name>`, defaults and checks), its stage's key parameters, its computation on one
-//! trained model (in the worker, with the `torch` feature), and its typed output with the measures
-//! the correlation ranks and the report shows. The [`registry!`] below lists them, one line each;
-//! the planner, the correlation stage, the report's tables and scatter plots, `robarch ls
-//! analyses` and the executor's `resources` keys all go through [`REGISTRY`], so adding an
-//! analysis is its file plus one line there (and docs, tests).
+//! trained model (`Compute`, in the worker, with the `torch` feature), and its typed output with
+//! the measures the correlation ranks and the report shows. The [`registry!`] below lists them,
+//! one line each; the planner, the correlation stage, the report's tables and scatter plots,
+//! `robarch ls analyses` and the executor's `resources` keys all go through [`REGISTRY`], so
+//! adding an analysis is its file plus one line there (and docs, tests).
 //!
 //! `correlation` is not per model: it ranks every per-model measure against the gaps
 //! (`analysis::correlation`, the `correlation` stage).
@@ -26,9 +26,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-#[cfg(feature = "torch")]
-pub(crate) use crate::cache::write_json;
-
 /// One measured value of a model: a column name and its value (`None` where undefined).
 pub type Measure = (String, Option<f64>);
 
@@ -45,20 +42,8 @@ pub struct PlanContext<'a> {
     pub seed: u64,
 }
 
-/// What an analysis stage computes on: its inputs' cache entries and where its outputs go.
-#[cfg(feature = "torch")]
-pub struct Subject<'a> {
-    /// The model entry's directory (`models::saved`).
-    pub model: &'a std::path::Path,
-    /// The prepared dataset's directory, for analyses with [`PerModel::NEEDS_DATA`].
-    pub data: Option<&'a std::path::Path>,
-    /// The staging directory the outputs are written to.
-    pub out: &'a std::path::Path,
-    /// Where to compute.
-    pub device: tch::Device,
-}
-
-/// A per-model analysis: one file, one [`registry!`] line.
+/// A per-model analysis: one file, one [`registry!`] line (its computation is `Compute`, with
+/// the tensor code).
 pub trait PerModel {
     /// Its name in `analysis:`, its stage kind and the first segment of its stage ids.
     const NAME: &'static str;
@@ -107,9 +92,6 @@ pub trait PerModel {
     }
     /// The figure of its measures against the robust gap, if it draws one.
     const SCATTER: Option<Scatter> = None;
-    /// Computes the analysis of one model, writes its files into `s.out`, returns its output.
-    #[cfg(feature = "torch")]
-    fn compute(params: &Self::Params, s: &Subject) -> Result<Self::Output>;
 }
 
 /// How the report draws an analysis's measures against the robust generalization gap (one figure
@@ -147,8 +129,6 @@ pub struct Entry {
     measures: fn(&Value) -> Result<Vec<Measure>>,
     columns: fn(&Value) -> Result<Vec<Measure>>,
     flops: fn(&Value, f64) -> Option<f64>,
-    #[cfg(feature = "torch")]
-    compute: fn(&Value, &Subject) -> Result<Value>,
 }
 
 fn typed<T: DeserializeOwned>(v: &Value, what: &str) -> Result<T> {
@@ -189,12 +169,6 @@ impl Entry {
                 let p: A::Params = typed(p, A::NAME).ok()?;
                 A::flops(&p, forward)
             },
-            #[cfg(feature = "torch")]
-            compute: |p, s| {
-                let params: A::Params = typed(p, &format!("{} parameters", A::NAME))?;
-                let out = A::compute(&params, s)?;
-                Ok(serde_json::to_value(out)?)
-            },
         }
     }
 
@@ -229,15 +203,10 @@ impl Entry {
     pub fn flops(&self, params: &Value, forward: f64) -> Option<f64> {
         (self.flops)(params, forward)
     }
-
-    /// Runs the analysis on one model (the worker).
-    #[cfg(feature = "torch")]
-    pub fn compute(&self, params: &Value, s: &Subject) -> Result<Value> {
-        (self.compute)(params, s)
-    }
 }
 
-/// Declares [`REGISTRY`] and the typed reading of each analysis's settings.
+/// Declares [`REGISTRY`], the typed reading of each analysis's settings and (in the worker build)
+/// the dispatch of a computation by name.
 macro_rules! registry {
     ($($ty:ty),* $(,)?) => {
         /// Every per-model analysis, in the order of the report's columns and figures.
@@ -258,6 +227,18 @@ macro_rules! registry {
                                 .expect("settings serialise")
                         }),
                     );
+                }
+            )*
+            None
+        }
+
+        /// Computes analysis `name` on one model (the worker): `None`: no analysis is called
+        /// `name`.
+        #[cfg(feature = "torch")]
+        fn compute_named(name: &str, params: &Value, s: &Subject) -> Option<Result<Value>> {
+            $(
+                if name == <$ty as PerModel>::NAME {
+                    return Some(net::compute::<$ty>(params, s));
                 }
             )*
             None
@@ -288,6 +269,53 @@ pub fn threat_of(c: &AttackConfig) -> Option<bounds::Threat> {
         .filter(|_| c.eps() > 0.0)
         .map(|norm| bounds::Threat { norm, eps: c.eps() })
 }
+
+/// The tensor half (libtorch, the worker build): what an analysis computes on, and the
+/// computation itself.
+#[cfg(feature = "torch")]
+mod net {
+    use super::*;
+
+    pub(crate) use crate::cache::write_json;
+
+    /// What an analysis stage computes on: its inputs' cache entries and where its outputs go.
+    pub struct Subject<'a> {
+        /// The model entry's directory (`models::saved`).
+        pub model: &'a std::path::Path,
+        /// The prepared dataset's directory, for analyses with [`PerModel::NEEDS_DATA`].
+        pub data: Option<&'a std::path::Path>,
+        /// The staging directory the outputs are written to.
+        pub out: &'a std::path::Path,
+        /// Where to compute.
+        pub device: tch::Device,
+    }
+
+    /// The tensor half of a [`PerModel`] analysis, implemented in its file's gated module.
+    pub trait Compute: PerModel {
+        /// Computes the analysis of one model, writes its files into `s.out`, returns its output.
+        fn compute(params: &Self::Params, s: &Subject) -> Result<Self::Output>;
+    }
+
+    /// `A`'s computation on JSON: its parameters read typed, its output serialised.
+    pub(super) fn compute<A: Compute>(p: &Value, s: &Subject) -> Result<Value> {
+        let params: A::Params = typed(p, &format!("{} parameters", A::NAME))?;
+        let out = A::compute(&params, s)?;
+        Ok(serde_json::to_value(out)?)
+    }
+
+    impl Entry {
+        /// Runs the analysis on one model (the worker).
+        pub fn compute(&self, params: &Value, s: &Subject) -> Result<Value> {
+            match compute_named(self.name, params, s) {
+                Some(out) => out,
+                None => anyhow::bail!("no analysis is called `{}`", self.name),
+            }
+        }
+    }
+}
+
+#[cfg(feature = "torch")]
+pub use net::*;
 
 #[cfg(test)]
 mod tests {

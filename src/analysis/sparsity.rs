@@ -11,15 +11,11 @@
 //! including PVT's spatial-reduction convolution), `linear` (MLP, head and other matrices),
 //! `embedding` (patch embeddings, position embeddings, class tokens, relative position biases).
 //! Aggregates over a layer type (and overall) weight each tensor by its number of entries.
-#[cfg(feature = "torch")]
-use super::Subject;
 use super::{Measure, PerModel, PlanContext, Scatter};
 use crate::models::saved::Checkpoint;
 use crate::vocab::{Problem, Real};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-#[cfg(feature = "torch")]
-use tch::{Kind, Tensor};
 
 /// Thresholds of the "fraction of small weights" measures.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -54,18 +50,6 @@ pub fn abs_key(t: f64) -> String {
 /// Key of the fraction of |w| below `t`·max|w|: `rel<0.01`.
 pub fn rel_key(t: f64) -> String {
     format!("rel<{t}")
-}
-
-#[cfg(feature = "torch")]
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TensorSparsity {
-    pub name: String,
-    pub layer_type: String,
-    pub numel: i64,
-    pub hoyer: f64,
-    pub l1_over_l2: f64,
-    /// Fraction of entries below each threshold (keys from [`Thresholds::keys`]).
-    pub below: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -141,15 +125,6 @@ impl Summary {
     }
 }
 
-#[cfg(feature = "torch")]
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SparsityReport {
-    pub thresholds: Thresholds,
-    pub layers: Vec<TensorSparsity>,
-    pub by_type: BTreeMap<String, Aggregate>,
-    pub overall: Aggregate,
-}
-
 /// The layer types, in table order.
 pub const LAYER_TYPES: &[&str] = &["conv", "attention", "linear", "embedding"];
 
@@ -189,93 +164,6 @@ pub fn layer_type(name: &str, dims: usize) -> Option<&'static str> {
         4 => Some("conv"),
         2 => Some("linear"),
         _ => None,
-    }
-}
-
-#[cfg(feature = "torch")]
-pub fn tensor_sparsity(
-    name: &str,
-    layer_type: &str,
-    w: &Tensor,
-    thresholds: &Thresholds,
-) -> TensorSparsity {
-    let w = w.to_kind(Kind::Double).flatten(0, -1);
-    let n = w.numel() as f64;
-    let abs = w.abs();
-    let l1 = f64::try_from(abs.sum(Kind::Double)).unwrap_or(0.0);
-    let l2 = f64::try_from(w.square().sum(Kind::Double))
-        .unwrap_or(0.0)
-        .sqrt();
-    let max = f64::try_from(abs.max()).unwrap_or(0.0);
-    let ratio = if l2 > 0.0 { l1 / l2 } else { 0.0 };
-    let hoyer = if n > 1.0 && l2 > 0.0 {
-        (n.sqrt() - ratio) / (n.sqrt() - 1.0)
-    } else {
-        0.0
-    };
-    let frac = |t: f64| f64::try_from(abs.lt(t).sum(Kind::Double)).unwrap_or(0.0) / n;
-    let mut below = BTreeMap::new();
-    for &t in &thresholds.absolute {
-        below.insert(abs_key(t), frac(t));
-    }
-    for &t in &thresholds.relative {
-        below.insert(rel_key(t), frac(t * max));
-    }
-    TensorSparsity {
-        name: name.into(),
-        layer_type: layer_type.into(),
-        numel: n as i64,
-        hoyer,
-        l1_over_l2: ratio,
-        below,
-    }
-}
-
-#[cfg(feature = "torch")]
-/// Means weighted by the number of entries.
-fn aggregate<'a>(items: impl Iterator<Item = &'a TensorSparsity>) -> Aggregate {
-    let mut a = Aggregate::default();
-    for t in items {
-        let w = t.numel as f64;
-        a.numel += t.numel;
-        a.tensors += 1;
-        a.hoyer += t.hoyer * w;
-        a.l1_over_l2 += t.l1_over_l2 * w;
-        for (k, v) in &t.below {
-            *a.below.entry(k.clone()).or_insert(0.0) += v * w;
-        }
-    }
-    if a.numel > 0 {
-        let n = a.numel as f64;
-        a.hoyer /= n;
-        a.l1_over_l2 /= n;
-        a.below.values_mut().for_each(|v| *v /= n);
-    }
-    a
-}
-
-#[cfg(feature = "torch")]
-/// Sparsity of every counted weight in `named` (name, tensor) pairs.
-pub fn analyse(named: &[(String, Tensor)], thresholds: &Thresholds) -> SparsityReport {
-    let layers: Vec<TensorSparsity> = named
-        .iter()
-        .filter_map(|(n, t)| layer_type(n, t.dim()).map(|lt| tensor_sparsity(n, lt, t, thresholds)))
-        .collect();
-    let mut by_type = BTreeMap::new();
-    for lt in LAYER_TYPES {
-        if layers.iter().any(|l| l.layer_type == *lt) {
-            by_type.insert(
-                lt.to_string(),
-                aggregate(layers.iter().filter(|l| l.layer_type == *lt)),
-            );
-        }
-    }
-    let overall = aggregate(layers.iter());
-    SparsityReport {
-        thresholds: thresholds.clone(),
-        layers,
-        by_type,
-        overall,
     }
 }
 
@@ -412,156 +300,273 @@ impl PerModel for Sparsity {
             format!("Hoyer weight sparsity against the robust generalization gap under `{a}` ({d}, {t}), {per} coloured by kind; the legend gives the rank correlations.")
         },
     });
+}
 
-    #[cfg(feature = "torch")]
-    fn compute(p: &Params, s: &Subject) -> anyhow::Result<Summary> {
-        let net = crate::models::saved::load(s.model, p.checkpoint, tch::Device::Cpu)?;
-        let r = analyse(&net.named_tensors(), &p.thresholds);
-        super::write_json(&s.out.join(OUTPUT), &r)?;
-        Ok(Summary {
-            overall: r.overall,
-            by_type: r.by_type,
-        })
+/// The tensor half (libtorch, the worker build): sparsity computed on a model's tensors.
+#[cfg(feature = "torch")]
+mod net {
+    use super::*;
+    use crate::analysis::Compute;
+    use crate::analysis::Subject;
+    use tch::{Kind, Tensor};
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct TensorSparsity {
+        pub name: String,
+        pub layer_type: String,
+        pub numel: i64,
+        pub hoyer: f64,
+        pub l1_over_l2: f64,
+        /// Fraction of entries below each threshold (keys from [`Thresholds::keys`]).
+        pub below: BTreeMap<String, f64>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+    pub struct SparsityReport {
+        pub thresholds: Thresholds,
+        pub layers: Vec<TensorSparsity>,
+        pub by_type: BTreeMap<String, Aggregate>,
+        pub overall: Aggregate,
+    }
+
+    pub fn tensor_sparsity(
+        name: &str,
+        layer_type: &str,
+        w: &Tensor,
+        thresholds: &Thresholds,
+    ) -> TensorSparsity {
+        let w = w.to_kind(Kind::Double).flatten(0, -1);
+        let n = w.numel() as f64;
+        let abs = w.abs();
+        let l1 = f64::try_from(abs.sum(Kind::Double)).unwrap_or(0.0);
+        let l2 = f64::try_from(w.square().sum(Kind::Double))
+            .unwrap_or(0.0)
+            .sqrt();
+        let max = f64::try_from(abs.max()).unwrap_or(0.0);
+        let ratio = if l2 > 0.0 { l1 / l2 } else { 0.0 };
+        let hoyer = if n > 1.0 && l2 > 0.0 {
+            (n.sqrt() - ratio) / (n.sqrt() - 1.0)
+        } else {
+            0.0
+        };
+        let frac = |t: f64| f64::try_from(abs.lt(t).sum(Kind::Double)).unwrap_or(0.0) / n;
+        let mut below = BTreeMap::new();
+        for &t in &thresholds.absolute {
+            below.insert(abs_key(t), frac(t));
+        }
+        for &t in &thresholds.relative {
+            below.insert(rel_key(t), frac(t * max));
+        }
+        TensorSparsity {
+            name: name.into(),
+            layer_type: layer_type.into(),
+            numel: n as i64,
+            hoyer,
+            l1_over_l2: ratio,
+            below,
+        }
+    }
+
+    /// Means weighted by the number of entries.
+    fn aggregate<'a>(items: impl Iterator<Item = &'a TensorSparsity>) -> Aggregate {
+        let mut a = Aggregate::default();
+        for t in items {
+            let w = t.numel as f64;
+            a.numel += t.numel;
+            a.tensors += 1;
+            a.hoyer += t.hoyer * w;
+            a.l1_over_l2 += t.l1_over_l2 * w;
+            for (k, v) in &t.below {
+                *a.below.entry(k.clone()).or_insert(0.0) += v * w;
+            }
+        }
+        if a.numel > 0 {
+            let n = a.numel as f64;
+            a.hoyer /= n;
+            a.l1_over_l2 /= n;
+            a.below.values_mut().for_each(|v| *v /= n);
+        }
+        a
+    }
+
+    /// Sparsity of every counted weight in `named` (name, tensor) pairs.
+    pub fn analyse(named: &[(String, Tensor)], thresholds: &Thresholds) -> SparsityReport {
+        let layers: Vec<TensorSparsity> = named
+            .iter()
+            .filter_map(|(n, t)| {
+                layer_type(n, t.dim()).map(|lt| tensor_sparsity(n, lt, t, thresholds))
+            })
+            .collect();
+        let mut by_type = BTreeMap::new();
+        for lt in LAYER_TYPES {
+            if layers.iter().any(|l| l.layer_type == *lt) {
+                by_type.insert(
+                    lt.to_string(),
+                    aggregate(layers.iter().filter(|l| l.layer_type == *lt)),
+                );
+            }
+        }
+        let overall = aggregate(layers.iter());
+        SparsityReport {
+            thresholds: thresholds.clone(),
+            layers,
+            by_type,
+            overall,
+        }
+    }
+
+    impl Compute for Sparsity {
+        fn compute(p: &Params, s: &Subject) -> anyhow::Result<Summary> {
+            let net = crate::models::saved::load(s.model, p.checkpoint, tch::Device::Cpu)?;
+            let r = analyse(&net.named_tensors(), &p.thresholds);
+            crate::analysis::write_json(&s.out.join(OUTPUT), &r)?;
+            Ok(Summary {
+                overall: r.overall,
+                by_type: r.by_type,
+            })
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// The report and the correlation read the summary typed: a field renamed on one side fails
+        /// the read instead of leaving a report column empty; `null` (a NaN written as JSON) reads
+        /// as an undefined measure.
+        #[test]
+        fn summaries_read_typed_and_fail_on_a_renamed_field() {
+            let r = analyse(
+                &[("conv.weight".into(), t(&[0.0, 1.0, 2.0, 3.0]))],
+                &Thresholds {
+                    absolute: vec![1e-3],
+                    relative: vec![0.01],
+                },
+            );
+            let s = Summary {
+                overall: r.overall.clone(),
+                by_type: r.by_type.clone(),
+            };
+            let json = serde_json::to_value(&s).unwrap();
+            assert_eq!(serde_json::from_value::<Summary>(json.clone()).unwrap(), s);
+            let names: Vec<String> = s.overall_measures().into_iter().map(|(n, _)| n).collect();
+            assert_eq!(
+                names,
+                ["hoyer", "l1_over_l2", "below_abs<0.001", "below_rel<0.01"]
+            );
+            let mut renamed = json.clone();
+            let o = renamed.as_object_mut().unwrap();
+            let overall = o.remove("overall").unwrap();
+            o.insert("whole".into(), overall);
+            assert!(serde_json::from_value::<Summary>(renamed).is_err());
+            let mut nan = json;
+            nan["overall"]["hoyer"] = serde_json::Value::Null;
+            let s = serde_json::from_value::<Summary>(nan).unwrap();
+            assert_eq!(s.overall_measures()[0], ("hoyer".to_string(), None));
+            assert_eq!(
+                s.hoyer_by_type()[0].0,
+                "hoyer_conv",
+                "per-type columns in LAYER_TYPES order"
+            );
+        }
+
+        fn t(v: &[f64]) -> Tensor {
+            Tensor::from_slice(v).view([1, v.len() as i64])
+        }
+
+        fn th() -> Thresholds {
+            Thresholds {
+                absolute: vec![0.5, 3.5],
+                relative: vec![0.01, 0.5],
+            }
+        }
+
+        #[test]
+        fn hoyer_is_zero_for_flat_and_one_for_a_spike() {
+            let flat = tensor_sparsity("a", "linear", &t(&[2.0, -2.0, 2.0, 2.0]), &th());
+            assert!(flat.hoyer.abs() < 1e-12);
+            assert_eq!(flat.below["rel<0.01"], 0.0);
+            let spike = tensor_sparsity("a", "linear", &t(&[0.0, 0.0, 5.0, 0.0]), &th());
+            assert!((spike.hoyer - 1.0).abs() < 1e-12);
+            assert_eq!(spike.below["rel<0.01"], 0.75);
+            // Hand-computed: w = [3, 4, 0, 0]: ‖w‖₁ = 7, ‖w‖₂ = 5, √4 = 2 → (2 − 1.4)/(2 − 1) = 0.6.
+            let mid = tensor_sparsity("a", "linear", &t(&[3.0, 4.0, 0.0, 0.0]), &th());
+            assert!((mid.hoyer - 0.6).abs() < 1e-12);
+            assert!((mid.l1_over_l2 - 1.4).abs() < 1e-12);
+        }
+
+        #[test]
+        fn absolute_and_relative_thresholds() {
+            // |w| = [0.1, 0.4, 1, 3, 4, 8]: below 0.5 → 2/6; below 3.5 → 4/6;
+            // below 0.01·8 = 0.08 → 0; below 0.5·8 = 4 → 4/6 (4 itself is not below).
+            let w = t(&[0.1, -0.4, 1.0, -3.0, 4.0, 8.0]);
+            let s = tensor_sparsity("a", "linear", &w, &th());
+            assert_eq!(th().keys(), ["abs<0.5", "abs<3.5", "rel<0.01", "rel<0.5"]);
+            assert!((s.below["abs<0.5"] - 2.0 / 6.0).abs() < 1e-12);
+            assert!((s.below["abs<3.5"] - 4.0 / 6.0).abs() < 1e-12);
+            assert_eq!(s.below["rel<0.01"], 0.0);
+            assert!((s.below["rel<0.5"] - 4.0 / 6.0).abs() < 1e-12);
+            assert_eq!(s.below.len(), 4);
+        }
+
+        #[test]
+        fn layer_types_and_exclusions() {
+            assert_eq!(layer_type("layer1.0.conv1.weight", 4), Some("conv"));
+            assert_eq!(layer_type("layer1.0.bn1.weight", 1), None);
+            assert_eq!(layer_type("layer2.0.downsample.1.weight", 1), None);
+            assert_eq!(layer_type("layer2.0.downsample.0.weight", 4), Some("conv"));
+            assert_eq!(layer_type("blocks.0.attn.qkv.weight", 2), Some("attention"));
+            assert_eq!(
+                layer_type("stages.1.blocks.0.attn.sr.weight", 4),
+                Some("attention")
+            );
+            assert_eq!(layer_type("blocks.0.mlp.fc1.weight", 2), Some("linear"));
+            assert_eq!(layer_type("blocks.0.norm1.weight", 1), None);
+            assert_eq!(layer_type("blocks.0.gamma_1", 1), None);
+            assert_eq!(layer_type("patch_embed.proj.weight", 4), Some("embedding"));
+            assert_eq!(
+                layer_type("stage1.patch_embed.proj.weight", 4),
+                Some("embedding")
+            );
+            assert_eq!(
+                layer_type("classifier.positional_emb", 3),
+                Some("embedding")
+            );
+            assert_eq!(
+                layer_type("classifier.blocks.0.self_attn.qkv.weight", 2),
+                Some("attention")
+            );
+            assert_eq!(layer_type("pos_embed", 3), Some("embedding"));
+            assert_eq!(layer_type("cls_token", 3), Some("embedding"));
+            assert_eq!(
+                layer_type("layers.0.blocks.0.attn.relative_position_bias_table", 2),
+                Some("embedding")
+            );
+            assert_eq!(layer_type("fc.bias", 1), None);
+            assert_eq!(layer_type("head.weight", 2), Some("linear"));
+            assert_eq!(layer_type("normalize.mean", 4), None);
+        }
+
+        #[test]
+        fn aggregates_weight_by_size() {
+            let named = vec![
+                ("a.weight".to_string(), t(&[0.0, 0.0, 5.0, 0.0])),
+                ("b.weight".to_string(), t(&[1.0; 12])),
+                ("b.bias".to_string(), Tensor::from_slice(&[0.0, 0.0])),
+            ];
+            let r = analyse(&named, &th());
+            assert_eq!(r.overall.numel, 16);
+            assert_eq!(r.overall.tensors, 2);
+            assert!((r.overall.hoyer - 4.0 / 16.0).abs() < 1e-12);
+            // rel<0.5: 3/4 of a, none of b → 3/16.
+            assert!((r.overall.below["rel<0.5"] - 3.0 / 16.0).abs() < 1e-12);
+            // ‖·‖₁/‖·‖₂: a 1, b √12 → (4·1 + 12·√12)/16.
+            assert!((r.overall.l1_over_l2 - (4.0 + 12.0 * 12f64.sqrt()) / 16.0).abs() < 1e-12);
+            assert_eq!(r.by_type["linear"].numel, 16);
+            assert_eq!(r.by_type.len(), 1);
+        }
     }
 }
 
 #[cfg(feature = "torch")]
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The report and the correlation read the summary typed: a field renamed on one side fails
-    /// the read instead of leaving a report column empty; `null` (a NaN written as JSON) reads
-    /// as an undefined measure.
-    #[test]
-    fn summaries_read_typed_and_fail_on_a_renamed_field() {
-        let r = analyse(
-            &[("conv.weight".into(), t(&[0.0, 1.0, 2.0, 3.0]))],
-            &Thresholds {
-                absolute: vec![1e-3],
-                relative: vec![0.01],
-            },
-        );
-        let s = Summary {
-            overall: r.overall.clone(),
-            by_type: r.by_type.clone(),
-        };
-        let json = serde_json::to_value(&s).unwrap();
-        assert_eq!(serde_json::from_value::<Summary>(json.clone()).unwrap(), s);
-        let names: Vec<String> = s.overall_measures().into_iter().map(|(n, _)| n).collect();
-        assert_eq!(
-            names,
-            ["hoyer", "l1_over_l2", "below_abs<0.001", "below_rel<0.01"]
-        );
-        let mut renamed = json.clone();
-        let o = renamed.as_object_mut().unwrap();
-        let overall = o.remove("overall").unwrap();
-        o.insert("whole".into(), overall);
-        assert!(serde_json::from_value::<Summary>(renamed).is_err());
-        let mut nan = json;
-        nan["overall"]["hoyer"] = serde_json::Value::Null;
-        let s = serde_json::from_value::<Summary>(nan).unwrap();
-        assert_eq!(s.overall_measures()[0], ("hoyer".to_string(), None));
-        assert_eq!(
-            s.hoyer_by_type()[0].0,
-            "hoyer_conv",
-            "per-type columns in LAYER_TYPES order"
-        );
-    }
-
-    fn t(v: &[f64]) -> Tensor {
-        Tensor::from_slice(v).view([1, v.len() as i64])
-    }
-
-    fn th() -> Thresholds {
-        Thresholds {
-            absolute: vec![0.5, 3.5],
-            relative: vec![0.01, 0.5],
-        }
-    }
-
-    #[test]
-    fn hoyer_is_zero_for_flat_and_one_for_a_spike() {
-        let flat = tensor_sparsity("a", "linear", &t(&[2.0, -2.0, 2.0, 2.0]), &th());
-        assert!(flat.hoyer.abs() < 1e-12);
-        assert_eq!(flat.below["rel<0.01"], 0.0);
-        let spike = tensor_sparsity("a", "linear", &t(&[0.0, 0.0, 5.0, 0.0]), &th());
-        assert!((spike.hoyer - 1.0).abs() < 1e-12);
-        assert_eq!(spike.below["rel<0.01"], 0.75);
-        // Hand-computed: w = [3, 4, 0, 0]: ‖w‖₁ = 7, ‖w‖₂ = 5, √4 = 2 → (2 − 1.4)/(2 − 1) = 0.6.
-        let mid = tensor_sparsity("a", "linear", &t(&[3.0, 4.0, 0.0, 0.0]), &th());
-        assert!((mid.hoyer - 0.6).abs() < 1e-12);
-        assert!((mid.l1_over_l2 - 1.4).abs() < 1e-12);
-    }
-
-    #[test]
-    fn absolute_and_relative_thresholds() {
-        // |w| = [0.1, 0.4, 1, 3, 4, 8]: below 0.5 → 2/6; below 3.5 → 4/6;
-        // below 0.01·8 = 0.08 → 0; below 0.5·8 = 4 → 4/6 (4 itself is not below).
-        let w = t(&[0.1, -0.4, 1.0, -3.0, 4.0, 8.0]);
-        let s = tensor_sparsity("a", "linear", &w, &th());
-        assert_eq!(th().keys(), ["abs<0.5", "abs<3.5", "rel<0.01", "rel<0.5"]);
-        assert!((s.below["abs<0.5"] - 2.0 / 6.0).abs() < 1e-12);
-        assert!((s.below["abs<3.5"] - 4.0 / 6.0).abs() < 1e-12);
-        assert_eq!(s.below["rel<0.01"], 0.0);
-        assert!((s.below["rel<0.5"] - 4.0 / 6.0).abs() < 1e-12);
-        assert_eq!(s.below.len(), 4);
-    }
-
-    #[test]
-    fn layer_types_and_exclusions() {
-        assert_eq!(layer_type("layer1.0.conv1.weight", 4), Some("conv"));
-        assert_eq!(layer_type("layer1.0.bn1.weight", 1), None);
-        assert_eq!(layer_type("layer2.0.downsample.1.weight", 1), None);
-        assert_eq!(layer_type("layer2.0.downsample.0.weight", 4), Some("conv"));
-        assert_eq!(layer_type("blocks.0.attn.qkv.weight", 2), Some("attention"));
-        assert_eq!(
-            layer_type("stages.1.blocks.0.attn.sr.weight", 4),
-            Some("attention")
-        );
-        assert_eq!(layer_type("blocks.0.mlp.fc1.weight", 2), Some("linear"));
-        assert_eq!(layer_type("blocks.0.norm1.weight", 1), None);
-        assert_eq!(layer_type("blocks.0.gamma_1", 1), None);
-        assert_eq!(layer_type("patch_embed.proj.weight", 4), Some("embedding"));
-        assert_eq!(
-            layer_type("stage1.patch_embed.proj.weight", 4),
-            Some("embedding")
-        );
-        assert_eq!(
-            layer_type("classifier.positional_emb", 3),
-            Some("embedding")
-        );
-        assert_eq!(
-            layer_type("classifier.blocks.0.self_attn.qkv.weight", 2),
-            Some("attention")
-        );
-        assert_eq!(layer_type("pos_embed", 3), Some("embedding"));
-        assert_eq!(layer_type("cls_token", 3), Some("embedding"));
-        assert_eq!(
-            layer_type("layers.0.blocks.0.attn.relative_position_bias_table", 2),
-            Some("embedding")
-        );
-        assert_eq!(layer_type("fc.bias", 1), None);
-        assert_eq!(layer_type("head.weight", 2), Some("linear"));
-        assert_eq!(layer_type("normalize.mean", 4), None);
-    }
-
-    #[test]
-    fn aggregates_weight_by_size() {
-        let named = vec![
-            ("a.weight".to_string(), t(&[0.0, 0.0, 5.0, 0.0])),
-            ("b.weight".to_string(), t(&[1.0; 12])),
-            ("b.bias".to_string(), Tensor::from_slice(&[0.0, 0.0])),
-        ];
-        let r = analyse(&named, &th());
-        assert_eq!(r.overall.numel, 16);
-        assert_eq!(r.overall.tensors, 2);
-        assert!((r.overall.hoyer - 4.0 / 16.0).abs() < 1e-12);
-        // rel<0.5: 3/4 of a, none of b → 3/16.
-        assert!((r.overall.below["rel<0.5"] - 3.0 / 16.0).abs() < 1e-12);
-        // ‖·‖₁/‖·‖₂: a 1, b √12 → (4·1 + 12·√12)/16.
-        assert!((r.overall.l1_over_l2 - (4.0 + 12.0 * 12f64.sqrt()) / 16.0).abs() < 1e-12);
-        assert_eq!(r.by_type["linear"].numel, 16);
-        assert_eq!(r.by_type.len(), 1);
-    }
-}
+pub use net::*;

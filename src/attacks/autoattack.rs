@@ -11,19 +11,14 @@
 //! APGD and FAB run 100 iterations, Square 5000 queries with `p_init` 0.8 and the margin loss.
 //! Targets are capped at classes − 1; DLR members are skipped (with a note) below 3/4 classes.
 //!
+use super::Attack;
+use super::AttackType;
 use super::{
     apgd::{Apgd, ApgdLoss},
     fab::Fab,
     square::{Square, SquareLoss},
 };
-#[cfg(feature = "torch")]
-use {
-    super::{correct, on_robust_points, AttackClass, Model, Outcome, Use},
-    tch::{Kind, Tensor},
-};
-use super::Attack;
-use super::AttackType;
-use super::{Fields, Name};
+use super::{AttackConfig, Fields, Name};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
 
@@ -75,16 +70,6 @@ impl AttackType for AutoAttack {
 }
 
 impl Attack for AutoAttack {
-    #[cfg(feature = "torch")]
-    fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, _: Use) -> Outcome {
-        autoattack(
-            model,
-            x,
-            y,
-            &members(self.norm, self.eps, self.version),
-            seed,
-        )
-    }
     radius_from_fields!();
     fn passes(&self, classes: usize) -> super::Passes {
         // The first member attacks every point; each later one only the points still robust,
@@ -106,13 +91,13 @@ impl Attack for AutoAttack {
 pub const SURVIVING: f64 = 0.5;
 
 /// A named member of a composition.
-pub type Member = (&'static str, Box<dyn Attack>);
+pub type Member = (&'static str, AttackConfig);
 
 /// The members of an AutoAttack composition, in order, with their names.
 pub fn members(norm: Norm, eps: f64, version: Version) -> Vec<Member> {
     let l1 = norm == Norm::L1;
-    let apgd = |loss, restarts, targets| -> Box<dyn Attack> {
-        Box::new(Apgd {
+    let apgd = |loss, restarts, targets| -> AttackConfig {
+        AttackConfig::Apgd(Apgd {
             norm,
             eps,
             steps: 100,
@@ -124,8 +109,8 @@ pub fn members(norm: Norm, eps: f64, version: Version) -> Vec<Member> {
             revision: super::apgd::revision(norm),
         })
     };
-    let fab = |restarts, targets| -> Box<dyn Attack> {
-        Box::new(Fab {
+    let fab = |restarts, targets| -> AttackConfig {
+        AttackConfig::Fab(Fab {
             norm,
             eps,
             steps: 100,
@@ -133,8 +118,8 @@ pub fn members(norm: Norm, eps: f64, version: Version) -> Vec<Member> {
             targets,
         })
     };
-    let square = || -> Box<dyn Attack> {
-        Box::new(Square {
+    let square = || -> AttackConfig {
+        AttackConfig::Square(Square {
             norm,
             eps,
             queries: 5000,
@@ -166,52 +151,80 @@ pub fn members(norm: Norm, eps: f64, version: Version) -> Vec<Member> {
     }
 }
 
+/// The tensor half (libtorch, the worker build): the attack itself and its `AttackRun`.
 #[cfg(feature = "torch")]
-/// Runs the composition `ms` (named members, in order); `broken_by[i]` is the index of the first
-/// member that broke point i (−1 where none did, or the point was misclassified clean).
-pub fn autoattack(model: &dyn Model, x: &Tensor, y: &Tensor, ms: &[Member], seed: u64) -> Outcome {
-    let n = x.size()[0];
-    let mut broken_by = Tensor::full([n], -1, (Kind::Int64, x.device()));
-    let mut notes = Vec::new();
-    let adv = on_robust_points(
-        x,
-        correct(model, x, y),
-        ms.iter().enumerate(),
-        |(i, (name, cfg)), idx| {
-            let (xs, ys) = (x.index_select(0, idx), y.index_select(0, idx));
-            let started = std::time::Instant::now();
-            let out = cfg.run(
+mod net {
+    use super::*;
+    use crate::attacks::{correct, on_robust_points, AttackClass, AttackRun, Model, Outcome, Use};
+    use tch::{Kind, Tensor};
+
+    impl AttackRun for AutoAttack {
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, _: Use) -> Outcome {
+            autoattack(
                 model,
-                &xs,
-                &ys,
-                crate::rng::derive(seed, &[i as u64]),
-                Use::Evaluation,
-            );
-            notes.extend(out.notes.into_iter().map(|m| format!("{name}: {m}")));
-            let broken = correct(model, &out.adv, &ys).logical_not();
-            let hit = broken.nonzero().squeeze_dim(1);
-            tracing::debug!(
-                member = name,
-                points = idx.size()[0],
-                broken = hit.size()[0],
-                secs = started.elapsed().as_secs_f64(),
-                "autoattack member done"
-            );
-            if hit.size()[0] > 0 {
-                broken_by = broken_by.index_fill(0, &idx.index_select(0, &hit), i as i64);
-                if cfg.class() == AttackClass::BlackBox {
-                    notes.push(format!(
-                    "{name} broke {} points the gradient-based members before it left robust: a sign of gradient masking (Croce & Hein 2020, §5)",
-                    hit.size()[0]
-                ));
+                x,
+                y,
+                &members(self.norm, self.eps, self.version),
+                seed,
+            )
+        }
+    }
+
+    /// Runs the composition `ms` (named members, in order); `broken_by[i]` is the index of the first
+    /// member that broke point i (−1 where none did, or the point was misclassified clean).
+    pub fn autoattack(
+        model: &dyn Model,
+        x: &Tensor,
+        y: &Tensor,
+        ms: &[Member],
+        seed: u64,
+    ) -> Outcome {
+        let n = x.size()[0];
+        let mut broken_by = Tensor::full([n], -1, (Kind::Int64, x.device()));
+        let mut notes = Vec::new();
+        let adv = on_robust_points(
+            x,
+            correct(model, x, y),
+            ms.iter().enumerate(),
+            |(i, (name, cfg)), idx| {
+                let (xs, ys) = (x.index_select(0, idx), y.index_select(0, idx));
+                let started = std::time::Instant::now();
+                let out = cfg.run(
+                    model,
+                    &xs,
+                    &ys,
+                    crate::rng::derive(seed, &[i as u64]),
+                    Use::Evaluation,
+                );
+                notes.extend(out.notes.into_iter().map(|m| format!("{name}: {m}")));
+                let broken = correct(model, &out.adv, &ys).logical_not();
+                let hit = broken.nonzero().squeeze_dim(1);
+                tracing::debug!(
+                    member = name,
+                    points = idx.size()[0],
+                    broken = hit.size()[0],
+                    secs = started.elapsed().as_secs_f64(),
+                    "autoattack member done"
+                );
+                if hit.size()[0] > 0 {
+                    broken_by = broken_by.index_fill(0, &idx.index_select(0, &hit), i as i64);
+                    if cfg.class() == AttackClass::BlackBox {
+                        notes.push(format!(
+                        "{name} broke {} points the gradient-based members before it left robust: a sign of gradient masking (Croce & Hein 2020, §5)",
+                        hit.size()[0]
+                    ));
+                    }
                 }
-            }
-            (out.adv, broken)
-        },
-    );
-    Outcome {
-        adv,
-        broken_by: Some((ms.iter().map(|(n, _)| n.to_string()).collect(), broken_by)),
-        notes,
+                (out.adv, broken)
+            },
+        );
+        Outcome {
+            adv,
+            broken_by: Some((ms.iter().map(|(n, _)| n.to_string()).collect(), broken_by)),
+            notes,
+        }
     }
 }
+
+#[cfg(feature = "torch")]
+pub use net::*;

@@ -2,11 +2,6 @@
 use super::Attack;
 use super::AttackClass;
 use super::AttackType;
-#[cfg(feature = "torch")]
-use {
-    super::{outcome, Model, Outcome, Use},
-    tch::Tensor,
-};
 use super::{Fields, Name};
 use crate::vocab::Norm;
 use crate::vocab::Problem;
@@ -36,10 +31,6 @@ impl AttackType for Clean {
 }
 
 impl Attack for Clean {
-    #[cfg(feature = "torch")]
-    fn run(&self, _: &dyn Model, x: &Tensor, _: &Tensor, _: u64, _: Use) -> Outcome {
-        outcome(x.shallow_clone())
-    }
     fn class(&self) -> AttackClass {
         AttackClass::Clean
     }
@@ -53,5 +44,19 @@ impl Attack for Clean {
     fn passes(&self, _: usize) -> super::Passes {
         // The evaluation's clean forward pass is counted by the evaluation, once per point.
         super::Passes::default()
+    }
+}
+
+/// The tensor half (libtorch, the worker build): the attack itself and its `AttackRun`.
+#[cfg(feature = "torch")]
+mod net {
+    use super::*;
+    use crate::attacks::{outcome, AttackRun, Model, Outcome, Use};
+    use tch::Tensor;
+
+    impl AttackRun for Clean {
+        fn run(&self, _: &dyn Model, x: &Tensor, _: &Tensor, _: u64, _: Use) -> Outcome {
+            outcome(x.shallow_clone())
+        }
     }
 }

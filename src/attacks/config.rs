@@ -9,17 +9,13 @@ use super::Attack;
 use super::AttackClass;
 use super::AttackType;
 use super::Name;
-#[cfg(feature = "torch")]
-use {
-    super::{Model, Outcome, Use},
-    tch::Tensor,
-};
 use crate::vocab::Problem;
 use crate::vocab::{did_you_mean, typo_hint, Norm};
 use serde::{Deserialize, Serialize};
 
 /// Declares [`AttackConfig`] (one variant per attack type; serialised `{"type": <variant in
-/// lowercase>, …fields}`), its delegation to [`Attack`], and the registry of names.
+/// lowercase>, …fields}`), its delegation to [`Attack`] (and, in the worker build, to
+/// `AttackRun`), and the registry of names.
 macro_rules! registry {
     ($($variant:ident($ty:ty)),* $(,)?) => {
         /// A fully resolved attack: every default filled in. Its JSON is part of stage keys.
@@ -36,6 +32,15 @@ macro_rules! registry {
                 }
             }
             fn attack_mut(&mut self) -> &mut dyn Attack {
+                match self {
+                    $(AttackConfig::$variant(a) => a,)*
+                }
+            }
+        }
+
+        #[cfg(feature = "torch")]
+        impl AttackConfig {
+            fn attack_run(&self) -> &dyn super::AttackRun {
                 match self {
                     $(AttackConfig::$variant(a) => a,)*
                 }
@@ -222,33 +227,9 @@ impl AttackConfig {
         c.attack_mut().set_eps(e);
         c
     }
-
-    #[cfg(feature = "torch")]
-    /// Runs the attack on a batch of points (typically only the clean-correct ones). `seed`
-    /// drives every random draw.
-    pub fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome {
-        self.attack().run(model, x, y, seed, usage)
-    }
-
-    #[cfg(feature = "torch")]
-    /// Adversarial examples for `(x, y)` (training and simple uses).
-    pub fn perturb(
-        &self,
-        model: &dyn Model,
-        x: &Tensor,
-        y: &Tensor,
-        seed: u64,
-        usage: Use,
-    ) -> Tensor {
-        self.run(model, x, y, seed, usage).adv
-    }
 }
 
 impl Attack for AttackConfig {
-    #[cfg(feature = "torch")]
-    fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome {
-        AttackConfig::run(self, model, x, y, seed, usage)
-    }
     fn class(&self) -> AttackClass {
         AttackConfig::class(self)
     }
@@ -263,6 +244,47 @@ impl Attack for AttackConfig {
     }
     fn set_eps(&mut self, e: f64) {
         self.attack_mut().set_eps(e)
+    }
+}
+
+/// The tensor half (libtorch, the worker build): running a resolved attack.
+#[cfg(feature = "torch")]
+mod net {
+    use super::*;
+    use crate::attacks::{AttackRun, Model, Outcome, Use};
+    use tch::Tensor;
+
+    impl AttackConfig {
+        /// Runs the attack on a batch of points (typically only the clean-correct ones). `seed`
+        /// drives every random draw.
+        pub fn run(
+            &self,
+            model: &dyn Model,
+            x: &Tensor,
+            y: &Tensor,
+            seed: u64,
+            usage: Use,
+        ) -> Outcome {
+            self.attack_run().run(model, x, y, seed, usage)
+        }
+
+        /// Adversarial examples for `(x, y)` (training and simple uses).
+        pub fn perturb(
+            &self,
+            model: &dyn Model,
+            x: &Tensor,
+            y: &Tensor,
+            seed: u64,
+            usage: Use,
+        ) -> Tensor {
+            self.run(model, x, y, seed, usage).adv
+        }
+    }
+
+    impl AttackRun for AttackConfig {
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome {
+            AttackConfig::run(self, model, x, y, seed, usage)
+        }
     }
 }
 
@@ -348,12 +370,13 @@ mod tests {
         // The stretched schedule is in the key; the unstretched one (before the field existed,
         // and AutoAttack's member) keeps the key it had.
         let json = |c: &AttackConfig| serde_json::to_string(c).unwrap();
-        assert!(json(&sq).contains("\"rescale_schedule\":true"), "{}", json(&sq));
-        let off = AttackConfig::resolve(
-            "square",
-            &spec(Some(0.5)).with("rescale_schedule", false),
-        )
-        .unwrap();
+        assert!(
+            json(&sq).contains("\"rescale_schedule\":true"),
+            "{}",
+            json(&sq)
+        );
+        let off = AttackConfig::resolve("square", &spec(Some(0.5)).with("rescale_schedule", false))
+            .unwrap();
         assert!(!json(&off).contains("rescale_schedule"), "{}", json(&off));
         let bad = AttackConfig::resolve("square", &spec(Some(0.5)).with("rescale_schedule", "yes"));
         assert!(bad.is_err());
@@ -410,7 +433,12 @@ mod tests {
         // The unstretched schedule keeps the shape (and so the keys) of before `rescale_schedule`;
         // the stretched one, now the default, is a new key.
         assert_eq!(
-            json("square", spec(Some(0.5)).with("loss", "ce").with("rescale_schedule", false)),
+            json(
+                "square",
+                spec(Some(0.5))
+                    .with("loss", "ce")
+                    .with("rescale_schedule", false)
+            ),
             r#"{"type":"square","norm":"linf","eps":0.5,"queries":5000,"p_init":0.8,"restarts":1,"loss":"ce"}"#
         );
         assert_eq!(

@@ -1,22 +1,11 @@
 //! FGSM (Goodfellow et al. 2015): one signed-gradient step of size ε on the batch-mean
 //! cross-entropy, clipped to [0,1] (torchattacks `FGSM`).
-#[cfg(feature = "torch")]
-use {
-    super::{input_grad, outcome, project::col, radii, Model, Outcome, Use},
-    tch::Tensor,
-};
 use super::Attack;
 use super::AttackClass;
 use super::AttackType;
 use super::{Fields, Name};
 use crate::vocab::{Norm, Problem};
 use serde::{Deserialize, Serialize};
-
-#[cfg(feature = "torch")]
-pub fn fgsm(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor) -> Tensor {
-    let g = input_grad(model, x, y);
-    tch::no_grad(|| (x + g.sign() * col(eps, x)).clamp(0.0, 1.0))
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fgsm {
@@ -37,10 +26,6 @@ impl AttackType for Fgsm {
 }
 
 impl Attack for Fgsm {
-    #[cfg(feature = "torch")]
-    fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: u64, _: Use) -> Outcome {
-        outcome(fgsm(model, x, y, &radii(x, self.eps)))
-    }
     fn class(&self) -> AttackClass {
         AttackClass::SingleStep
     }
@@ -49,3 +34,27 @@ impl Attack for Fgsm {
         super::Passes::grads(1)
     }
 }
+
+/// The tensor half (libtorch, the worker build): the attack itself and its `AttackRun`.
+#[cfg(feature = "torch")]
+mod net {
+    use super::*;
+    use crate::attacks::{
+        input_grad, outcome, project::col, radii, AttackRun, Model, Outcome, Use,
+    };
+    use tch::Tensor;
+
+    pub fn fgsm(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor) -> Tensor {
+        let g = input_grad(model, x, y);
+        tch::no_grad(|| (x + g.sign() * col(eps, x)).clamp(0.0, 1.0))
+    }
+
+    impl AttackRun for Fgsm {
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: u64, _: Use) -> Outcome {
+            outcome(fgsm(model, x, y, &radii(x, self.eps)))
+        }
+    }
+}
+
+#[cfg(feature = "torch")]
+pub use net::*;

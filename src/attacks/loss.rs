@@ -1,15 +1,12 @@
 //! Per-sample attack losses on logits (docs/attacks.md, "Reference update rules: Losses"). Every
 //! function returns one value per sample, shaped `[N]`; attacks maximise them.
-#[cfg(feature = "torch")]
 use tch::{Kind, Tensor};
 
-#[cfg(feature = "torch")]
 /// Cross-entropy per sample.
 pub fn ce(logits: &Tensor, y: &Tensor) -> Tensor {
     logits.cross_entropy_loss::<Tensor>(y, None, tch::Reduction::None, -100, 0.0)
 }
 
-#[cfg(feature = "torch")]
 /// Largest logit among the classes other than `y` (the true class masked to −∞, so negative
 /// logits are handled: the bug of torchattacks' CW, issue #184).
 pub fn max_other(logits: &Tensor, y: &Tensor) -> Tensor {
@@ -19,20 +16,17 @@ pub fn max_other(logits: &Tensor, y: &Tensor) -> Tensor {
         .amax([1].as_slice(), false)
 }
 
-#[cfg(feature = "torch")]
 /// `z_y − max_{i≠y} z_i`: positive exactly when the sample is classified correctly.
 pub fn margin(logits: &Tensor, y: &Tensor) -> Tensor {
     logits.gather(1, &y.unsqueeze(1), false).squeeze_dim(1) - max_other(logits, y)
 }
 
-#[cfg(feature = "torch")]
 /// Carlini–Wagner loss for PGD: `−relu(z_y − max_{i≠y} z_i + κ)` (Madry's CIFAR challenge, with the
 /// true class masked).
 pub fn cw(logits: &Tensor, y: &Tensor, kappa: f64) -> Tensor {
     -(margin(logits, y) + kappa).relu()
 }
 
-#[cfg(feature = "torch")]
 /// Difference-of-logits-ratio loss (Croce & Hein 2020): `−(z_y − max_{i≠y} z_i)/(z_π1 − z_π3)`,
 /// written as AutoAttack writes it (the ordering of ties included). Needs ≥ 3 classes.
 pub fn dlr(logits: &Tensor, y: &Tensor) -> Tensor {
@@ -44,7 +38,6 @@ pub fn dlr(logits: &Tensor, y: &Tensor) -> Tensor {
     (other - zy) / (sorted.select(1, c - 1) - sorted.select(1, c - 3) + 1e-12)
 }
 
-#[cfg(feature = "torch")]
 /// Targeted DLR towards class `t`: `−(z_y − z_t)/(z_π1 − ½(z_π3 + z_π4))`. Needs ≥ 4 classes.
 pub fn dlr_targeted(logits: &Tensor, y: &Tensor, t: &Tensor) -> Tensor {
     let (sorted, _) = logits.sort(1, false);
@@ -56,18 +49,15 @@ pub fn dlr_targeted(logits: &Tensor, y: &Tensor, t: &Tensor) -> Tensor {
             + 1e-12)
 }
 
-#[cfg(feature = "torch")]
 /// Targeted cross-entropy: `−CE(z, t)` (maximised to move towards `t`).
 pub fn ce_targeted(logits: &Tensor, t: &Tensor) -> Tensor {
     -ce(logits, t)
 }
 
-#[cfg(feature = "torch")]
 pub fn one_hot(logits: &Tensor, y: &Tensor) -> Tensor {
     y.one_hot(logits.size()[1]).to_kind(logits.kind())
 }
 
-#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,11 +3,6 @@
 //! (`m ← μ·m + g/mean|g|`), and the iterate moves by α·sign(m), then is clipped to the ε-box and
 //! [0,1]. No random start. In evaluation, points leave the batch at their first misclassified
 //! iterate (kept), as in PGD.
-#[cfg(feature = "torch")]
-use {
-    super::{loss, loss_grad, outcome, project, radii, Model, Outcome, Reduce, Use},
-    tch::{Kind, Tensor},
-};
 use super::scale_with_eps;
 use super::Attack;
 use super::AttackType;
@@ -21,58 +16,6 @@ pub struct MimParams {
     pub step_size: f64,
     pub decay: f64,
     pub early_stop: bool,
-}
-
-#[cfg(feature = "torch")]
-pub fn mim(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor, p: &MimParams) -> Tensor {
-    let n = x.size()[0];
-    let mut out = x.shallow_clone();
-    let mut ids = Tensor::arange(n, (Kind::Int64, x.device()));
-    let (mut xs, mut ys, mut es) = (x.shallow_clone(), y.shallow_clone(), eps.shallow_clone());
-    let mut adv = x.shallow_clone();
-    let mut momentum = x.zeros_like();
-    for k in 0..=p.steps {
-        let last = k == p.steps;
-        let (logits, g) = if last {
-            (tch::no_grad(|| model.logits(&adv)), Tensor::new())
-        } else {
-            let (_, z, g) = loss_grad(model, &adv, Reduce::Mean, |z| loss::ce(z, &ys));
-            (z, g)
-        };
-        if last {
-            out = out.index_copy(0, &ids, &adv);
-            break;
-        }
-        let mut g = g;
-        if p.early_stop {
-            let fooled = logits.argmax(1, false).ne_tensor(&ys);
-            if bool::try_from(fooled.any()).unwrap_or(false) {
-                let hit = fooled.nonzero().squeeze_dim(1);
-                out = out.index_copy(0, &ids.index_select(0, &hit), &adv.index_select(0, &hit));
-                let keep = fooled.logical_not().nonzero().squeeze_dim(1);
-                let s = |t: &Tensor| t.index_select(0, &keep);
-                (ids, xs, ys, es, adv, momentum, g) = (
-                    s(&ids),
-                    s(&xs),
-                    s(&ys),
-                    s(&es),
-                    s(&adv),
-                    s(&momentum),
-                    s(&g),
-                );
-                if ids.size()[0] == 0 {
-                    return out;
-                }
-            }
-        }
-        adv = tch::no_grad(|| {
-            let scale = g.abs().mean_dim([1, 2, 3].as_slice(), true, None);
-            momentum = &momentum * p.decay + &g / scale;
-            let stepped = &adv + momentum.sign() * p.step_size;
-            project::linf(&xs, &stepped, &es)
-        });
-    }
-    out
 }
 
 /// A resolved `mim` entry.
@@ -103,16 +46,6 @@ impl AttackType for Mim {
 }
 
 impl Attack for Mim {
-    #[cfg(feature = "torch")]
-    fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: u64, usage: Use) -> Outcome {
-        let p = MimParams {
-            steps: self.steps,
-            step_size: self.step_size,
-            decay: self.decay,
-            early_stop: usage == Use::Evaluation,
-        };
-        outcome(mim(model, x, y, &radii(x, self.eps), &p))
-    }
     fn eps(&self) -> f64 {
         self.eps
     }
@@ -128,43 +61,118 @@ impl Attack for Mim {
     }
 }
 
+/// The tensor half (libtorch, the worker build): the attack itself and its `AttackRun`.
 #[cfg(feature = "torch")]
-#[cfg(test)]
-mod tests {
+mod net {
     use super::*;
-    use tch::Device;
+    use crate::attacks::{
+        loss, loss_grad, outcome, project, radii, AttackRun, Model, Outcome, Reduce, Use,
+    };
+    use tch::{Kind, Tensor};
 
-    #[test]
-    fn mim_is_feasible_and_breaks_a_linear_model() {
-        tch::manual_seed(0);
-        let w = Tensor::randn([10, 48], (Kind::Float, Device::Cpu));
-        let m = move |x: &Tensor| x.flatten(1, -1).matmul(&w.tr());
-        let x = Tensor::rand([32, 3, 4, 4], (Kind::Float, Device::Cpu)) * 0.5 + 0.25;
-        let y = tch::no_grad(|| m(&x)).argmax(1, false);
-        let e = Tensor::full([32], 0.2, (Kind::Float, Device::Cpu));
-        for early_stop in [false, true] {
-            let adv = mim(
-                &m,
-                &x,
-                &y,
-                &e,
-                &MimParams {
-                    steps: 10,
-                    step_size: 0.02,
-                    decay: 1.0,
-                    early_stop,
-                },
-            );
-            let d = project::norm(&(&adv - &x), Norm::Linf);
-            assert!(f64::try_from(d.max()).unwrap() <= 0.2 + 1e-6);
-            let acc = f64::try_from(
-                super::super::correct(&m, &adv, &y)
-                    .to_kind(Kind::Float)
-                    .mean(Kind::Float),
-            )
-            .unwrap();
-            // ε = 0.2 over 48 inputs moves a N(0,1)-weight logit gap by ~0.2·48·1.13 ≈ 11: nothing survives.
-            assert!(acc < 0.1, "MIM left {acc} accuracy");
+    pub fn mim(model: &dyn Model, x: &Tensor, y: &Tensor, eps: &Tensor, p: &MimParams) -> Tensor {
+        let n = x.size()[0];
+        let mut out = x.shallow_clone();
+        let mut ids = Tensor::arange(n, (Kind::Int64, x.device()));
+        let (mut xs, mut ys, mut es) = (x.shallow_clone(), y.shallow_clone(), eps.shallow_clone());
+        let mut adv = x.shallow_clone();
+        let mut momentum = x.zeros_like();
+        for k in 0..=p.steps {
+            let last = k == p.steps;
+            let (logits, g) = if last {
+                (tch::no_grad(|| model.logits(&adv)), Tensor::new())
+            } else {
+                let (_, z, g) = loss_grad(model, &adv, Reduce::Mean, |z| loss::ce(z, &ys));
+                (z, g)
+            };
+            if last {
+                out = out.index_copy(0, &ids, &adv);
+                break;
+            }
+            let mut g = g;
+            if p.early_stop {
+                let fooled = logits.argmax(1, false).ne_tensor(&ys);
+                if bool::try_from(fooled.any()).unwrap_or(false) {
+                    let hit = fooled.nonzero().squeeze_dim(1);
+                    out = out.index_copy(0, &ids.index_select(0, &hit), &adv.index_select(0, &hit));
+                    let keep = fooled.logical_not().nonzero().squeeze_dim(1);
+                    let s = |t: &Tensor| t.index_select(0, &keep);
+                    (ids, xs, ys, es, adv, momentum, g) = (
+                        s(&ids),
+                        s(&xs),
+                        s(&ys),
+                        s(&es),
+                        s(&adv),
+                        s(&momentum),
+                        s(&g),
+                    );
+                    if ids.size()[0] == 0 {
+                        return out;
+                    }
+                }
+            }
+            adv = tch::no_grad(|| {
+                let scale = g.abs().mean_dim([1, 2, 3].as_slice(), true, None);
+                momentum = &momentum * p.decay + &g / scale;
+                let stepped = &adv + momentum.sign() * p.step_size;
+                project::linf(&xs, &stepped, &es)
+            });
+        }
+        out
+    }
+
+    impl AttackRun for Mim {
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: u64, usage: Use) -> Outcome {
+            let p = MimParams {
+                steps: self.steps,
+                step_size: self.step_size,
+                decay: self.decay,
+                early_stop: usage == Use::Evaluation,
+            };
+            outcome(mim(model, x, y, &radii(x, self.eps), &p))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use tch::Device;
+
+        #[test]
+        fn mim_is_feasible_and_breaks_a_linear_model() {
+            tch::manual_seed(0);
+            let w = Tensor::randn([10, 48], (Kind::Float, Device::Cpu));
+            let m = move |x: &Tensor| x.flatten(1, -1).matmul(&w.tr());
+            let x = Tensor::rand([32, 3, 4, 4], (Kind::Float, Device::Cpu)) * 0.5 + 0.25;
+            let y = tch::no_grad(|| m(&x)).argmax(1, false);
+            let e = Tensor::full([32], 0.2, (Kind::Float, Device::Cpu));
+            for early_stop in [false, true] {
+                let adv = mim(
+                    &m,
+                    &x,
+                    &y,
+                    &e,
+                    &MimParams {
+                        steps: 10,
+                        step_size: 0.02,
+                        decay: 1.0,
+                        early_stop,
+                    },
+                );
+                let d = project::norm(&(&adv - &x), Norm::Linf);
+                assert!(f64::try_from(d.max()).unwrap() <= 0.2 + 1e-6);
+                let acc = f64::try_from(
+                    crate::attacks::correct(&m, &adv, &y)
+                        .to_kind(Kind::Float)
+                        .mean(Kind::Float),
+                )
+                .unwrap();
+                // ε = 0.2 over 48 inputs moves a N(0,1)-weight logit gap by ~0.2·48·1.13 ≈ 11: nothing survives.
+                assert!(acc < 0.1, "MIM left {acc} accuracy");
+            }
         }
     }
 }
+
+#[cfg(feature = "torch")]
+pub use net::*;

@@ -1,9 +1,10 @@
 //! Adversarial attacks on [0,1] inputs with per-sample radii: the shared model interface and
 //! gradient helper, and one file per attack. Each attack file owns its typed parameters (the
 //! resolved form that stage keys hash), how they are read from the spec with their defaults and
-//! checks ([`AttackType`]), and how the attack runs ([`Attack`]); `config` holds the registry, one
-//! line per attack type. Update rules follow the reference libraries (docs/attacks.md, "Reference
-//! update rules"); docs/attacks.md also lists every attack's fields and defaults.
+//! checks ([`AttackType`]), what it is ([`Attack`]) and, in a gated `net` module, how it runs
+//! (`AttackRun`, the tensor code); `config` holds the registry, one line per attack type. Update
+//! rules follow the reference libraries (docs/attacks.md, "Reference update rules");
+//! docs/attacks.md also lists every attack's fields and defaults.
 /// `eps`, `norm` and `set_eps` of an [`Attack`] whose radius is its own `eps` field, with nothing
 /// else scaled with ε (used inside `impl Attack` blocks of the child modules): the norm is its own
 /// `norm` field, or the fixed norm given (`radius_from_fields!(Norm::L2)`).
@@ -35,9 +36,11 @@ pub mod cw;
 pub mod deepfool;
 pub mod fab;
 pub mod fgsm;
+#[cfg(feature = "torch")]
 pub mod loss;
 pub mod mim;
 pub mod pgd;
+#[cfg(feature = "torch")]
 pub mod project;
 pub mod spec;
 pub mod square;
@@ -46,11 +49,6 @@ pub mod verdict;
 pub use config::{kind_for, names, AttackConfig};
 pub use spec::Fields;
 
-#[cfg(feature = "torch")]
-use {
-    crate::models::Network,
-    tch::{Kind, Tensor},
-};
 use crate::vocab::Norm;
 use crate::vocab::Problem;
 use serde::{Deserialize, Serialize};
@@ -73,12 +71,9 @@ pub enum AttackClass {
     BlackBox,
 }
 
-/// A resolved attack: what evaluation, training and a composition (AutoAttack) need of it.
+/// A resolved attack: what evaluation, training and a composition (AutoAttack) need of it, less
+/// the run itself (`AttackRun`, with the tensor code).
 pub trait Attack {
-    /// Runs the attack on a batch of points (in evaluation, only the clean-correct ones); `seed`
-    /// drives every random draw.
-    #[cfg(feature = "torch")]
-    fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome;
     /// How the attack uses the model (gradient-masking checks); most attacks are iterative.
     fn class(&self) -> AttackClass {
         AttackClass::Iterative
@@ -144,7 +139,8 @@ impl std::ops::Add for Passes {
 pub const GRAD_PASS: f64 = 3.0;
 
 /// An attack type as the registry (`config.rs`) lists it: the names it answers to and how a spec
-/// entry becomes its typed parameters (each type also implements [`Attack`], with the tensor code).
+/// entry becomes its typed parameters (each type also implements [`Attack`], and `AttackRun` with
+/// the tensor code).
 pub trait AttackType: Sized {
     /// Registry names of this type; several when a name presets fields (`apgd-t` is APGD with the
     /// targeted loss).
@@ -180,60 +176,10 @@ impl Name {
     }
 }
 
-#[cfg(feature = "torch")]
-/// Number of classes the model outputs (one forward on one point).
-pub fn classes(model: &dyn Model, x: &Tensor) -> i64 {
-    tch::no_grad(|| model.logits(&x.narrow(0, 0, x.size()[0].min(1)))).size()[1]
-}
-
-#[cfg(feature = "torch")]
-/// Per-sample radii `[N]` for a batch `x`, all `eps`.
-pub fn radii(x: &Tensor, eps: f64) -> Tensor {
-    Tensor::full([x.size()[0]], eps, (Kind::Float, x.device()))
-}
-
 /// `*s *= new / old` when `old > 0`: a parameter that is a fraction of ε follows it to a new radius.
 pub fn scale_with_eps(s: &mut f64, old: f64, new: f64) {
     if old > 0.0 {
         *s *= new / old
-    }
-}
-
-#[cfg(feature = "torch")]
-/// An outcome with no composition details.
-pub fn outcome(adv: Tensor) -> Outcome {
-    Outcome {
-        adv,
-        broken_by: None,
-        notes: Vec::new(),
-    }
-}
-
-#[cfg(feature = "torch")]
-/// A classifier attacked: [0,1] images in, logits out. Implemented by [`Net`] and by closures
-/// (tests use linear models and gradient-masking wrappers).
-pub trait Model {
-    fn logits(&self, x: &Tensor) -> Tensor;
-}
-
-#[cfg(feature = "torch")]
-impl<F: Fn(&Tensor) -> Tensor> Model for F {
-    fn logits(&self, x: &Tensor) -> Tensor {
-        self(x)
-    }
-}
-
-#[cfg(feature = "torch")]
-/// A [`Network`] in evaluation mode (`train: false`, running BN statistics) or training mode.
-pub struct Net<'a> {
-    pub net: &'a Network,
-    pub train: bool,
-}
-
-#[cfg(feature = "torch")]
-impl Model for Net<'_> {
-    fn logits(&self, x: &Tensor) -> Tensor {
-        self.net.forward_t(x, self.train)
     }
 }
 
@@ -246,138 +192,190 @@ pub enum Reduce {
     Sum,
 }
 
+/// The tensor half (libtorch, the worker build): the model interface, the gradient helpers
+/// and batch evaluation.
 #[cfg(feature = "torch")]
-/// Per-sample loss `[N]`, logits, and the gradient of the reduced loss with respect to `x` only.
-pub fn loss_grad(
-    model: &dyn Model,
-    x: &Tensor,
-    reduce: Reduce,
-    loss: impl Fn(&Tensor) -> Tensor,
-) -> (Tensor, Tensor, Tensor) {
-    let x = x.detach().set_requires_grad(true);
-    let logits = model.logits(&x);
-    let l = loss(&logits);
-    let total = match reduce {
-        Reduce::Mean => l.mean(Kind::Float),
-        Reduce::Sum => l.sum(Kind::Float),
-    };
-    let g = Tensor::run_backward(&[&total], &[&x], false, false)
-        .pop()
-        .expect("one input, one gradient");
-    (l.detach(), logits.detach(), g)
-}
+mod net {
+    use super::*;
+    use crate::models::Network;
+    use tch::{Kind, Tensor};
 
-#[cfg(feature = "torch")]
-/// Gradient of the mean cross-entropy with respect to the input only (parameters untouched).
-pub fn input_grad(model: &dyn Model, x: &Tensor, y: &Tensor) -> Tensor {
-    loss_grad(model, x, Reduce::Mean, |z| loss::ce(z, y)).2
-}
+    /// The tensor half of an [`Attack`] (libtorch, the worker build): running it on a batch.
+    pub trait AttackRun: Attack {
+        /// Runs the attack on a batch of points (in evaluation, only the clean-correct ones); `seed`
+        /// drives every random draw.
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome;
+    }
 
-#[cfg(feature = "torch")]
-/// The loop every multi-run attack shares (restarts, target classes, AutoAttack's members): each
-/// round runs on the points still `robust` — `run(round, indices)` returns candidates for those
-/// points and which of them are broken — and a broken point keeps its candidate and sits out the
-/// later rounds. Returns the adversarials (`x` where nothing broke).
-pub(crate) fn on_robust_points<R>(
-    x: &Tensor,
-    mut robust: Tensor,
-    rounds: impl IntoIterator<Item = R>,
-    mut run: impl FnMut(R, &Tensor) -> (Tensor, Tensor),
-) -> Tensor {
-    let mut adv = x.shallow_clone();
-    for round in rounds {
-        let idx = robust.nonzero().squeeze_dim(1);
-        if idx.size()[0] == 0 {
-            break;
-        }
-        let (candidates, broken) = run(round, &idx);
-        let hit = broken.nonzero().squeeze_dim(1);
-        if hit.size()[0] > 0 {
-            let at = idx.index_select(0, &hit);
-            adv = adv.index_copy(0, &at, &candidates.index_select(0, &hit));
-            robust = robust.index_fill(0, &at, 0);
+    /// Number of classes the model outputs (one forward on one point).
+    pub fn classes(model: &dyn Model, x: &Tensor) -> i64 {
+        tch::no_grad(|| model.logits(&x.narrow(0, 0, x.size()[0].min(1)))).size()[1]
+    }
+
+    /// Per-sample radii `[N]` for a batch `x`, all `eps`.
+    pub fn radii(x: &Tensor, eps: f64) -> Tensor {
+        Tensor::full([x.size()[0]], eps, (Kind::Float, x.device()))
+    }
+
+    /// An outcome with no composition details.
+    pub fn outcome(adv: Tensor) -> Outcome {
+        Outcome {
+            adv,
+            broken_by: None,
+            notes: Vec::new(),
         }
     }
-    adv
-}
 
-#[cfg(feature = "torch")]
-/// Per row, the class with the `rank`-th largest logit (2: the runner-up), the target classes of
-/// APGD-T and FAB-T (`logits.sort()[1][:, -rank]`).
-pub(crate) fn ranked_class(logits: &Tensor, rank: i64) -> Tensor {
-    let (_, order) = logits.sort(1, false);
-    order.select(1, logits.size()[1] - rank)
-}
+    /// A classifier attacked: [0,1] images in, logits out. Implemented by [`Net`] and by closures
+    /// (tests use linear models and gradient-masking wrappers).
+    pub trait Model {
+        fn logits(&self, x: &Tensor) -> Tensor;
+    }
 
-#[cfg(feature = "torch")]
-/// `cond ? yes : no`, elementwise with broadcasting (`cond` of any kind, non-zero = true).
-pub fn select(cond: &Tensor, yes: &Tensor, no: &Tensor) -> Tensor {
-    yes.where_self(&cond.to_kind(Kind::Bool), no)
-}
+    impl<F: Fn(&Tensor) -> Tensor> Model for F {
+        fn logits(&self, x: &Tensor) -> Tensor {
+            self(x)
+        }
+    }
 
-#[cfg(feature = "torch")]
-/// Per-sample correctness of `model` on `x`, `[N]` bool, without a graph.
-pub fn correct(model: &dyn Model, x: &Tensor, y: &Tensor) -> Tensor {
-    tch::no_grad(|| model.logits(x).argmax(1, false).eq_tensor(y))
-}
+    /// A [`Network`] in evaluation mode (`train: false`, running BN statistics) or training mode.
+    pub struct Net<'a> {
+        pub net: &'a Network,
+        pub train: bool,
+    }
 
-#[cfg(feature = "torch")]
-/// Draws random tensors reproducibly: `f` runs with libtorch's generator seeded from `seed` and
-/// `parts` (only the draws belong in `f`, not model calls).
-pub fn draw<T>(seed: u64, parts: &[u64], f: impl FnOnce() -> T) -> T {
-    crate::torch::with_seed(crate::rng::derive(seed, parts), f)
-}
+    impl Model for Net<'_> {
+        fn logits(&self, x: &Tensor) -> Tensor {
+            self.net.forward_t(x, self.train)
+        }
+    }
 
-#[cfg(feature = "torch")]
-/// One batch evaluated under an attack: per-point `clean` and `robust` flags (`[N]` bool) and, when
-/// some point was attacked, the attacked points' indices, their images and the attack's outcome.
-pub struct BatchEval {
-    pub clean: Tensor,
-    pub robust: Tensor,
-    pub attacked: Option<(Tensor, Tensor, Outcome)>,
-}
-
-#[cfg(feature = "torch")]
-/// Evaluates `attack` on a batch as every evaluation does: the clean pass decides which points are
-/// attacked (a point misclassified clean is not robust), the attack runs on those only, and a point
-/// is robust when its adversarial is still classified correctly. `clean` attacks nothing.
-pub fn evaluate_batch(
-    model: &dyn Model,
-    x: &Tensor,
-    y: &Tensor,
-    attack: &AttackConfig,
-    seed: u64,
-) -> BatchEval {
-    let clean = correct(model, x, y);
-    let idx = clean.nonzero().squeeze_dim(1);
-    // At ε = 0 (the first point of an ε-curve) no attack can move a point, so the robust points
-    // are the clean-correct ones by definition; scoring the clean subset again in a batch of
-    // another shape could flip a near-tied prediction (GEMM blocking depends on the batch size).
-    if matches!(attack, AttackConfig::Clean(_)) || attack.eps() == 0.0 || idx.size()[0] == 0 {
-        return BatchEval {
-            robust: clean.shallow_clone(),
-            clean,
-            attacked: None,
+    /// Per-sample loss `[N]`, logits, and the gradient of the reduced loss with respect to `x` only.
+    pub fn loss_grad(
+        model: &dyn Model,
+        x: &Tensor,
+        reduce: Reduce,
+        loss: impl Fn(&Tensor) -> Tensor,
+    ) -> (Tensor, Tensor, Tensor) {
+        let x = x.detach().set_requires_grad(true);
+        let logits = model.logits(&x);
+        let l = loss(&logits);
+        let total = match reduce {
+            Reduce::Mean => l.mean(Kind::Float),
+            Reduce::Sum => l.sum(Kind::Float),
         };
+        let g = Tensor::run_backward(&[&total], &[&x], false, false)
+            .pop()
+            .expect("one input, one gradient");
+        (l.detach(), logits.detach(), g)
     }
-    let (xs, ys) = (x.index_select(0, &idx), y.index_select(0, &idx));
-    let out = attack.run(model, &xs, &ys, seed, Use::Evaluation);
-    let ok = correct(model, &out.adv, &ys);
-    BatchEval {
-        robust: clean.zeros_like().index_copy(0, &idx, &ok),
-        clean,
-        attacked: Some((idx, xs, out)),
+
+    /// Gradient of the mean cross-entropy with respect to the input only (parameters untouched).
+    pub fn input_grad(model: &dyn Model, x: &Tensor, y: &Tensor) -> Tensor {
+        loss_grad(model, x, Reduce::Mean, |z| loss::ce(z, y)).2
+    }
+
+    /// The loop every multi-run attack shares (restarts, target classes, AutoAttack's members): each
+    /// round runs on the points still `robust` — `run(round, indices)` returns candidates for those
+    /// points and which of them are broken — and a broken point keeps its candidate and sits out the
+    /// later rounds. Returns the adversarials (`x` where nothing broke).
+    pub(crate) fn on_robust_points<R>(
+        x: &Tensor,
+        mut robust: Tensor,
+        rounds: impl IntoIterator<Item = R>,
+        mut run: impl FnMut(R, &Tensor) -> (Tensor, Tensor),
+    ) -> Tensor {
+        let mut adv = x.shallow_clone();
+        for round in rounds {
+            let idx = robust.nonzero().squeeze_dim(1);
+            if idx.size()[0] == 0 {
+                break;
+            }
+            let (candidates, broken) = run(round, &idx);
+            let hit = broken.nonzero().squeeze_dim(1);
+            if hit.size()[0] > 0 {
+                let at = idx.index_select(0, &hit);
+                adv = adv.index_copy(0, &at, &candidates.index_select(0, &hit));
+                robust = robust.index_fill(0, &at, 0);
+            }
+        }
+        adv
+    }
+
+    /// Per row, the class with the `rank`-th largest logit (2: the runner-up), the target classes of
+    /// APGD-T and FAB-T (`logits.sort()[1][:, -rank]`).
+    pub(crate) fn ranked_class(logits: &Tensor, rank: i64) -> Tensor {
+        let (_, order) = logits.sort(1, false);
+        order.select(1, logits.size()[1] - rank)
+    }
+
+    /// `cond ? yes : no`, elementwise with broadcasting (`cond` of any kind, non-zero = true).
+    pub fn select(cond: &Tensor, yes: &Tensor, no: &Tensor) -> Tensor {
+        yes.where_self(&cond.to_kind(Kind::Bool), no)
+    }
+
+    /// Per-sample correctness of `model` on `x`, `[N]` bool, without a graph.
+    pub fn correct(model: &dyn Model, x: &Tensor, y: &Tensor) -> Tensor {
+        tch::no_grad(|| model.logits(x).argmax(1, false).eq_tensor(y))
+    }
+
+    /// Draws random tensors reproducibly: `f` runs with libtorch's generator seeded from `seed` and
+    /// `parts` (only the draws belong in `f`, not model calls).
+    pub fn draw<T>(seed: u64, parts: &[u64], f: impl FnOnce() -> T) -> T {
+        crate::torch::with_seed(crate::rng::derive(seed, parts), f)
+    }
+
+    /// One batch evaluated under an attack: per-point `clean` and `robust` flags (`[N]` bool) and, when
+    /// some point was attacked, the attacked points' indices, their images and the attack's outcome.
+    pub struct BatchEval {
+        pub clean: Tensor,
+        pub robust: Tensor,
+        pub attacked: Option<(Tensor, Tensor, Outcome)>,
+    }
+
+    /// Evaluates `attack` on a batch as every evaluation does: the clean pass decides which points are
+    /// attacked (a point misclassified clean is not robust), the attack runs on those only, and a point
+    /// is robust when its adversarial is still classified correctly. `clean` attacks nothing.
+    pub fn evaluate_batch(
+        model: &dyn Model,
+        x: &Tensor,
+        y: &Tensor,
+        attack: &AttackConfig,
+        seed: u64,
+    ) -> BatchEval {
+        let clean = correct(model, x, y);
+        let idx = clean.nonzero().squeeze_dim(1);
+        // At ε = 0 (the first point of an ε-curve) no attack can move a point, so the robust points
+        // are the clean-correct ones by definition; scoring the clean subset again in a batch of
+        // another shape could flip a near-tied prediction (GEMM blocking depends on the batch size).
+        if matches!(attack, AttackConfig::Clean(_)) || attack.eps() == 0.0 || idx.size()[0] == 0 {
+            return BatchEval {
+                robust: clean.shallow_clone(),
+                clean,
+                attacked: None,
+            };
+        }
+        let (xs, ys) = (x.index_select(0, &idx), y.index_select(0, &idx));
+        let out = attack.run(model, &xs, &ys, seed, Use::Evaluation);
+        let ok = correct(model, &out.adv, &ys);
+        BatchEval {
+            robust: clean.zeros_like().index_copy(0, &idx, &ok),
+            clean,
+            attacked: Some((idx, xs, out)),
+        }
+    }
+
+    /// The result of an attack on a batch: adversarial images (the clean image where the attack
+    /// failed) and, for compositions, which member broke each point.
+    pub struct Outcome {
+        pub adv: Tensor,
+        /// For compositions (AutoAttack): member names and, per point, the index of the first member
+        /// that broke it (−1: none, or misclassified clean).
+        pub broken_by: Option<(Vec<String>, Tensor)>,
+        /// Warnings worth a user's attention (gradient-masking signs, skipped members).
+        pub notes: Vec<String>,
     }
 }
 
 #[cfg(feature = "torch")]
-/// The result of an attack on a batch: adversarial images (the clean image where the attack
-/// failed) and, for compositions, which member broke each point.
-pub struct Outcome {
-    pub adv: Tensor,
-    /// For compositions (AutoAttack): member names and, per point, the index of the first member
-    /// that broke it (−1: none, or misclassified clean).
-    pub broken_by: Option<(Vec<String>, Tensor)>,
-    /// Warnings worth a user's attention (gradient-masking signs, skipped members).
-    pub notes: Vec<String>,
-}
+pub use net::*;

@@ -16,13 +16,6 @@
 //! would have "un-broken" counts as broken, so the attack is never weaker, and unbroken points
 //! follow exactly the reference trajectory. In training every point takes every step and the last
 //! iterate is returned (highest loss over restarts).
-#[cfg(feature = "torch")]
-use {
-    super::{
-        draw, loss, loss_grad, outcome, project::{self, col}, radii, Model, Outcome, Reduce, Use,
-    },
-    tch::{Kind, Tensor},
-};
 use super::Attack;
 use super::AttackType;
 use super::{scale_with_eps, AttackClass, Fields, Name};
@@ -58,164 +51,6 @@ pub struct PgdParams {
     pub l1: L1Step,
     /// Evaluation: keep a point's first misclassified iterate and stop attacking it.
     pub early_stop: bool,
-}
-
-#[cfg(feature = "torch")]
-pub fn attack_loss(kind: PgdLoss, logits: &Tensor, y: &Tensor) -> Tensor {
-    match kind {
-        PgdLoss::Ce => loss::ce(logits, y),
-        PgdLoss::Cw { kappa } => loss::cw(logits, y, kappa),
-    }
-}
-
-#[cfg(feature = "torch")]
-/// A random point of the ε-ball around `x`, clipped to the box.
-pub fn random_start(x: &Tensor, norm: Norm, eps: &Tensor, seed: u64) -> Tensor {
-    let e = col(eps, x);
-    let n = x.size()[0];
-    let delta = draw(seed, &[0], || match norm {
-        Norm::Linf => (Tensor::rand_like(x) * 2.0 - 1.0) * &e,
-        Norm::L2 => {
-            let z = Tensor::randn_like(x);
-            let r = Tensor::rand([n], (x.kind(), x.device()));
-            &z / (col(&project::norm(&z, Norm::L2), x) + 1e-12) * col(&r, x) * &e
-        }
-        Norm::L1 => {
-            // Laplace(0, 1) as −sign(u)·ln(1 − 2|u|), u ~ U(−½, ½).
-            let u = Tensor::rand_like(x) - 0.5;
-            let lap = -u.sign() * (u.abs() * -2.0 + 1.0).clamp_min(1e-12).log();
-            &lap / (col(&project::norm(&lap, Norm::L1), x) + 1e-12) * &e
-        }
-    });
-    (x + delta).clamp(0.0, 1.0)
-}
-
-#[cfg(feature = "torch")]
-/// One PGD step from `adv` along gradient `g`, projected back onto the feasible set.
-pub fn step(x: &Tensor, adv: &Tensor, g: &Tensor, eps: &Tensor, p: &PgdParams) -> Tensor {
-    let a = p.step_size;
-    match p.norm {
-        Norm::Linf => project::linf(x, &(adv + g.sign() * a), eps),
-        Norm::L2 => {
-            let dir = g / (col(&project::norm(g, Norm::L2), g) + 1e-10);
-            project::l2(x, &(adv + dir * a), eps)
-        }
-        Norm::L1 => {
-            let delta = match p.l1 {
-                L1Step::Slide { percentile } => {
-                    project::l1_ball(&(adv - x + slide_direction(adv, g, percentile) * a), eps)
-                }
-                L1Step::Dense => {
-                    let d = adv - x + g / (col(&project::norm(g, Norm::L1), g) + 1e-12) * a;
-                    let n = col(&project::norm(&d, Norm::L1), x);
-                    &d * (col(eps, x) / (n + 1e-12)).clamp_max(1.0)
-                }
-            };
-            (x + delta).clamp(0.0, 1.0)
-        }
-    }
-}
-
-#[cfg(feature = "torch")]
-/// SLIDE's sparse direction: gradient coordinates that would leave the box are zeroed, then the
-/// coordinates with |g| at or above the per-sample `percentile` move by sign(g)/#moved (ties
-/// included, so ‖e‖₁ = 1).
-pub fn slide_direction(adv: &Tensor, g: &Tensor, percentile: f64) -> Tensor {
-    let out = adv
-        .ge(1.0)
-        .logical_and(&g.gt(0.0))
-        .logical_or(&adv.le(0.0).logical_and(&g.lt(0.0)));
-    let g = g.masked_fill(&out, 0.0);
-    let n = g.size()[0];
-    let a = g.abs().view([n, -1]);
-    let q = a.quantile_scalar(percentile / 100.0, 1, true, "linear");
-    let sel = a.ge_tensor(&q).logical_and(&a.gt(0.0)).to_kind(g.kind());
-    let count = sel
-        .sum_dim_intlist([1].as_slice(), true, None)
-        .clamp_min(1.0);
-    (g.view([n, -1]).sign() * &sel / count).view(g.size().as_slice())
-}
-
-#[cfg(feature = "torch")]
-/// PGD on a batch. Returns, per point, its first misclassified iterate (evaluation) or the last
-/// iterate of the highest-loss restart (training).
-pub fn pgd(
-    model: &dyn Model,
-    x: &Tensor,
-    y: &Tensor,
-    eps: &Tensor,
-    p: &PgdParams,
-    seed: u64,
-) -> Tensor {
-    let n = x.size()[0];
-    let mut out = x.shallow_clone();
-    let mut done = Tensor::zeros([n], (Kind::Bool, x.device()));
-    let mut best_loss = Tensor::full([n], f64::NEG_INFINITY, (Kind::Float, x.device()));
-    for r in 0..p.restarts.max(1) {
-        let ids = done.logical_not().nonzero().squeeze_dim(1);
-        if ids.size()[0] == 0 {
-            break;
-        }
-        let (mut ids, mut xs, mut ys, mut es) = (
-            ids.shallow_clone(),
-            x.index_select(0, &ids),
-            y.index_select(0, &ids),
-            eps.index_select(0, &ids),
-        );
-        let mut adv = if p.random_start {
-            random_start(&xs, p.norm, &es, crate::rng::derive(seed, &[r as u64]))
-        } else {
-            xs.shallow_clone()
-        };
-        // One restart in training: the last iterate is the answer, no final forward needed.
-        if !p.early_stop && p.restarts <= 1 {
-            for _ in 0..p.steps {
-                let g = loss_grad(model, &adv, Reduce::Mean, |z| attack_loss(p.loss, z, &ys)).2;
-                adv = tch::no_grad(|| step(&xs, &adv, &g, &es, p));
-            }
-            return adv;
-        }
-        for k in 0..=p.steps {
-            let last = k == p.steps;
-            let (l, logits, g) = if last {
-                let z = tch::no_grad(|| model.logits(&adv));
-                (attack_loss(p.loss, &z, &ys), z, Tensor::new())
-            } else {
-                loss_grad(model, &adv, Reduce::Mean, |z| attack_loss(p.loss, z, &ys))
-            };
-            if p.early_stop {
-                let fooled = logits.argmax(1, false).ne_tensor(&ys);
-                if bool::try_from(fooled.any()).unwrap_or(false) {
-                    let hit = fooled.nonzero().squeeze_dim(1);
-                    let at = ids.index_select(0, &hit);
-                    out = out.index_copy(0, &at, &adv.index_select(0, &hit));
-                    done = done.index_fill(0, &at, 1);
-                    let keep = fooled.logical_not().nonzero().squeeze_dim(1);
-                    let s = |t: &Tensor| t.index_select(0, &keep);
-                    (ids, xs, ys, es, adv) = (s(&ids), s(&xs), s(&ys), s(&es), s(&adv));
-                    if ids.size()[0] == 0 {
-                        break;
-                    }
-                    if !last {
-                        let g = s(&g);
-                        adv = tch::no_grad(|| step(&xs, &adv, &g, &es, p));
-                    }
-                    continue;
-                }
-            }
-            if last {
-                // Unbroken points: the last iterate of the restart with the highest loss.
-                let prev = best_loss.index_select(0, &ids);
-                let better = l.gt_tensor(&prev).nonzero().squeeze_dim(1);
-                let at = ids.index_select(0, &better);
-                out = out.index_copy(0, &at, &adv.index_select(0, &better));
-                best_loss = best_loss.index_copy(0, &at, &l.index_select(0, &better));
-            } else {
-                adv = tch::no_grad(|| step(&xs, &adv, &g, &es, p));
-            }
-        }
-    }
-    out
 }
 
 /// A resolved `pgd` entry (docs/attacks.md, "pgd").
@@ -314,11 +149,6 @@ impl AttackType for Pgd {
 }
 
 impl Attack for Pgd {
-    #[cfg(feature = "torch")]
-    fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome {
-        let p = self.params(usage == Use::Evaluation);
-        outcome(pgd(model, x, y, &radii(x, self.eps), &p, seed))
-    }
     fn class(&self) -> AttackClass {
         if self.steps == 1 {
             AttackClass::SingleStep
@@ -342,102 +172,276 @@ impl Attack for Pgd {
     }
 }
 
+/// The tensor half (libtorch, the worker build): the attack itself and its `AttackRun`.
 #[cfg(feature = "torch")]
-#[cfg(test)]
-mod tests {
+mod net {
     use super::*;
-    use tch::Device;
+    use crate::attacks::{
+        draw, loss, loss_grad, outcome,
+        project::{self, col},
+        radii, AttackRun, Model, Outcome, Reduce, Use,
+    };
+    use tch::{Kind, Tensor};
 
-    fn cpu() -> (Kind, Device) {
-        (Kind::Float, Device::Cpu)
+    pub fn attack_loss(kind: PgdLoss, logits: &Tensor, y: &Tensor) -> Tensor {
+        match kind {
+            PgdLoss::Ce => loss::ce(logits, y),
+            PgdLoss::Cw { kappa } => loss::cw(logits, y, kappa),
+        }
     }
 
-    #[test]
-    fn slide_direction_has_unit_l1_mass_on_the_top_coordinates_and_respects_the_box() {
-        let adv = Tensor::from_slice(&[0.5f32, 1.0, 0.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
-            .view([1, 10]);
-        // Largest |g| at index 1 points out of the box (adv = 1, g > 0) and index 2 (adv = 0,
-        // g < 0): both are masked, so the top-20% are indices 3 and 0.
-        let g = Tensor::from_slice(&[0.8f32, 9.0, -9.0, -0.9, 0.1, 0.2, 0.3, 0.1, 0.2, 0.1])
-            .view([1, 10]);
-        let e = slide_direction(&adv, &g, 80.0);
-        let v = Vec::<f32>::try_from(e.flatten(0, -1)).unwrap();
-        assert_eq!(v, vec![0.5, 0.0, 0.0, -0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
-        let l1: f32 = v.iter().map(|a| a.abs()).sum();
-        assert!((l1 - 1.0).abs() < 1e-6);
+    /// A random point of the ε-ball around `x`, clipped to the box.
+    pub fn random_start(x: &Tensor, norm: Norm, eps: &Tensor, seed: u64) -> Tensor {
+        let e = col(eps, x);
+        let n = x.size()[0];
+        let delta = draw(seed, &[0], || match norm {
+            Norm::Linf => (Tensor::rand_like(x) * 2.0 - 1.0) * &e,
+            Norm::L2 => {
+                let z = Tensor::randn_like(x);
+                let r = Tensor::rand([n], (x.kind(), x.device()));
+                &z / (col(&project::norm(&z, Norm::L2), x) + 1e-12) * col(&r, x) * &e
+            }
+            Norm::L1 => {
+                // Laplace(0, 1) as −sign(u)·ln(1 − 2|u|), u ~ U(−½, ½).
+                let u = Tensor::rand_like(x) - 0.5;
+                let lap = -u.sign() * (u.abs() * -2.0 + 1.0).clamp_min(1e-12).log();
+                &lap / (col(&project::norm(&lap, Norm::L1), x) + 1e-12) * &e
+            }
+        });
+        (x + delta).clamp(0.0, 1.0)
     }
 
-    fn linear(seed: i64) -> impl Fn(&Tensor) -> Tensor {
-        tch::manual_seed(seed);
-        let w = Tensor::randn([10, 48], cpu());
-        move |x: &Tensor| x.flatten(1, -1).matmul(&w.tr())
-    }
-
-    #[test]
-    fn every_variant_stays_feasible_and_eps_zero_is_clean() {
-        let m = linear(0);
-        let x = Tensor::rand([32, 3, 4, 4], cpu());
-        let y = tch::no_grad(|| m(&x)).argmax(1, false);
-        for (norm, eps, l1) in [
-            (Norm::Linf, 8.0 / 255.0, L1Step::Dense),
-            (Norm::L2, 0.5, L1Step::Dense),
-            (Norm::L1, 3.0, L1Step::Slide { percentile: 90.0 }),
-            (Norm::L1, 3.0, L1Step::Dense),
-        ] {
-            for early_stop in [false, true] {
-                let p = PgdParams {
-                    norm,
-                    steps: 7,
-                    step_size: 2.5 * eps / 7.0,
-                    random_start: true,
-                    restarts: 2,
-                    loss: PgdLoss::Ce,
-                    l1,
-                    early_stop,
+    /// One PGD step from `adv` along gradient `g`, projected back onto the feasible set.
+    pub fn step(x: &Tensor, adv: &Tensor, g: &Tensor, eps: &Tensor, p: &PgdParams) -> Tensor {
+        let a = p.step_size;
+        match p.norm {
+            Norm::Linf => project::linf(x, &(adv + g.sign() * a), eps),
+            Norm::L2 => {
+                let dir = g / (col(&project::norm(g, Norm::L2), g) + 1e-10);
+                project::l2(x, &(adv + dir * a), eps)
+            }
+            Norm::L1 => {
+                let delta = match p.l1 {
+                    L1Step::Slide { percentile } => {
+                        project::l1_ball(&(adv - x + slide_direction(adv, g, percentile) * a), eps)
+                    }
+                    L1Step::Dense => {
+                        let d = adv - x + g / (col(&project::norm(g, Norm::L1), g) + 1e-12) * a;
+                        let n = col(&project::norm(&d, Norm::L1), x);
+                        &d * (col(eps, x) / (n + 1e-12)).clamp_max(1.0)
+                    }
                 };
-                let e = Tensor::full([32], eps, cpu());
-                let adv = pgd(&m, &x, &y, &e, &p, 3);
-                let d = project::norm(&(&adv - &x), norm);
-                assert!(
-                    f64::try_from(d.max()).unwrap() <= eps * (1.0 + 1e-5),
-                    "{norm:?}"
-                );
-                assert!(
-                    f64::try_from(adv.min()).unwrap() >= 0.0
-                        && f64::try_from(adv.max()).unwrap() <= 1.0
-                );
-                let z = Tensor::zeros([32], cpu());
-                let adv0 = pgd(&m, &x, &y, &z, &p, 3);
-                assert!(
-                    adv0.equal(&x),
-                    "ε = 0 must return the clean points ({norm:?})"
-                );
+                (x + delta).clamp(0.0, 1.0)
             }
         }
     }
 
-    #[test]
-    fn linf_pgd_reaches_the_linear_optimum() {
-        // For a linear binary problem the optimal ℓ∞ attack is x − ε·sign(w_y − w_o) (when the box
-        // does not bind); PGD with a sign step of size ε must find it in one step.
-        let w = Tensor::from_slice(&[1.0f32, -2.0, 0.5, 0.0, 3.0, -1.0, 1.0, 1.0]).view([2, 4]);
-        let m = |x: &Tensor| x.flatten(1, -1).matmul(&w.tr());
-        let x = Tensor::full([1, 1, 2, 2], 0.5, cpu());
-        let y = Tensor::from_slice(&[0i64]);
-        let e = Tensor::from_slice(&[0.1f32]);
-        let p = PgdParams {
-            norm: Norm::Linf,
-            steps: 3,
-            step_size: 0.1,
-            random_start: false,
-            restarts: 1,
-            loss: PgdLoss::Ce,
-            l1: L1Step::Dense,
-            early_stop: false,
-        };
-        let adv = pgd(&m, &x, &y, &e, &p, 0);
-        // w_o − w_y = (2, 1, 0.5, 1) > 0: increasing the loss moves every pixel by +ε.
-        let want = Tensor::from_slice(&[0.6f32, 0.6, 0.6, 0.6]).view([1, 1, 2, 2]);
-        assert!(f64::try_from((&adv - want).abs().max()).unwrap() < 1e-6);
+    /// SLIDE's sparse direction: gradient coordinates that would leave the box are zeroed, then the
+    /// coordinates with |g| at or above the per-sample `percentile` move by sign(g)/#moved (ties
+    /// included, so ‖e‖₁ = 1).
+    pub fn slide_direction(adv: &Tensor, g: &Tensor, percentile: f64) -> Tensor {
+        let out = adv
+            .ge(1.0)
+            .logical_and(&g.gt(0.0))
+            .logical_or(&adv.le(0.0).logical_and(&g.lt(0.0)));
+        let g = g.masked_fill(&out, 0.0);
+        let n = g.size()[0];
+        let a = g.abs().view([n, -1]);
+        let q = a.quantile_scalar(percentile / 100.0, 1, true, "linear");
+        let sel = a.ge_tensor(&q).logical_and(&a.gt(0.0)).to_kind(g.kind());
+        let count = sel
+            .sum_dim_intlist([1].as_slice(), true, None)
+            .clamp_min(1.0);
+        (g.view([n, -1]).sign() * &sel / count).view(g.size().as_slice())
+    }
+
+    /// PGD on a batch. Returns, per point, its first misclassified iterate (evaluation) or the last
+    /// iterate of the highest-loss restart (training).
+    pub fn pgd(
+        model: &dyn Model,
+        x: &Tensor,
+        y: &Tensor,
+        eps: &Tensor,
+        p: &PgdParams,
+        seed: u64,
+    ) -> Tensor {
+        let n = x.size()[0];
+        let mut out = x.shallow_clone();
+        let mut done = Tensor::zeros([n], (Kind::Bool, x.device()));
+        let mut best_loss = Tensor::full([n], f64::NEG_INFINITY, (Kind::Float, x.device()));
+        for r in 0..p.restarts.max(1) {
+            let ids = done.logical_not().nonzero().squeeze_dim(1);
+            if ids.size()[0] == 0 {
+                break;
+            }
+            let (mut ids, mut xs, mut ys, mut es) = (
+                ids.shallow_clone(),
+                x.index_select(0, &ids),
+                y.index_select(0, &ids),
+                eps.index_select(0, &ids),
+            );
+            let mut adv = if p.random_start {
+                random_start(&xs, p.norm, &es, crate::rng::derive(seed, &[r as u64]))
+            } else {
+                xs.shallow_clone()
+            };
+            // One restart in training: the last iterate is the answer, no final forward needed.
+            if !p.early_stop && p.restarts <= 1 {
+                for _ in 0..p.steps {
+                    let g = loss_grad(model, &adv, Reduce::Mean, |z| attack_loss(p.loss, z, &ys)).2;
+                    adv = tch::no_grad(|| step(&xs, &adv, &g, &es, p));
+                }
+                return adv;
+            }
+            for k in 0..=p.steps {
+                let last = k == p.steps;
+                let (l, logits, g) = if last {
+                    let z = tch::no_grad(|| model.logits(&adv));
+                    (attack_loss(p.loss, &z, &ys), z, Tensor::new())
+                } else {
+                    loss_grad(model, &adv, Reduce::Mean, |z| attack_loss(p.loss, z, &ys))
+                };
+                if p.early_stop {
+                    let fooled = logits.argmax(1, false).ne_tensor(&ys);
+                    if bool::try_from(fooled.any()).unwrap_or(false) {
+                        let hit = fooled.nonzero().squeeze_dim(1);
+                        let at = ids.index_select(0, &hit);
+                        out = out.index_copy(0, &at, &adv.index_select(0, &hit));
+                        done = done.index_fill(0, &at, 1);
+                        let keep = fooled.logical_not().nonzero().squeeze_dim(1);
+                        let s = |t: &Tensor| t.index_select(0, &keep);
+                        (ids, xs, ys, es, adv) = (s(&ids), s(&xs), s(&ys), s(&es), s(&adv));
+                        if ids.size()[0] == 0 {
+                            break;
+                        }
+                        if !last {
+                            let g = s(&g);
+                            adv = tch::no_grad(|| step(&xs, &adv, &g, &es, p));
+                        }
+                        continue;
+                    }
+                }
+                if last {
+                    // Unbroken points: the last iterate of the restart with the highest loss.
+                    let prev = best_loss.index_select(0, &ids);
+                    let better = l.gt_tensor(&prev).nonzero().squeeze_dim(1);
+                    let at = ids.index_select(0, &better);
+                    out = out.index_copy(0, &at, &adv.index_select(0, &better));
+                    best_loss = best_loss.index_copy(0, &at, &l.index_select(0, &better));
+                } else {
+                    adv = tch::no_grad(|| step(&xs, &adv, &g, &es, p));
+                }
+            }
+        }
+        out
+    }
+
+    impl AttackRun for Pgd {
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome {
+            let p = self.params(usage == Use::Evaluation);
+            outcome(pgd(model, x, y, &radii(x, self.eps), &p, seed))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use tch::Device;
+
+        fn cpu() -> (Kind, Device) {
+            (Kind::Float, Device::Cpu)
+        }
+
+        #[test]
+        fn slide_direction_has_unit_l1_mass_on_the_top_coordinates_and_respects_the_box() {
+            let adv = Tensor::from_slice(&[0.5f32, 1.0, 0.0, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
+                .view([1, 10]);
+            // Largest |g| at index 1 points out of the box (adv = 1, g > 0) and index 2 (adv = 0,
+            // g < 0): both are masked, so the top-20% are indices 3 and 0.
+            let g = Tensor::from_slice(&[0.8f32, 9.0, -9.0, -0.9, 0.1, 0.2, 0.3, 0.1, 0.2, 0.1])
+                .view([1, 10]);
+            let e = slide_direction(&adv, &g, 80.0);
+            let v = Vec::<f32>::try_from(e.flatten(0, -1)).unwrap();
+            assert_eq!(v, vec![0.5, 0.0, 0.0, -0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+            let l1: f32 = v.iter().map(|a| a.abs()).sum();
+            assert!((l1 - 1.0).abs() < 1e-6);
+        }
+
+        fn linear(seed: i64) -> impl Fn(&Tensor) -> Tensor {
+            tch::manual_seed(seed);
+            let w = Tensor::randn([10, 48], cpu());
+            move |x: &Tensor| x.flatten(1, -1).matmul(&w.tr())
+        }
+
+        #[test]
+        fn every_variant_stays_feasible_and_eps_zero_is_clean() {
+            let m = linear(0);
+            let x = Tensor::rand([32, 3, 4, 4], cpu());
+            let y = tch::no_grad(|| m(&x)).argmax(1, false);
+            for (norm, eps, l1) in [
+                (Norm::Linf, 8.0 / 255.0, L1Step::Dense),
+                (Norm::L2, 0.5, L1Step::Dense),
+                (Norm::L1, 3.0, L1Step::Slide { percentile: 90.0 }),
+                (Norm::L1, 3.0, L1Step::Dense),
+            ] {
+                for early_stop in [false, true] {
+                    let p = PgdParams {
+                        norm,
+                        steps: 7,
+                        step_size: 2.5 * eps / 7.0,
+                        random_start: true,
+                        restarts: 2,
+                        loss: PgdLoss::Ce,
+                        l1,
+                        early_stop,
+                    };
+                    let e = Tensor::full([32], eps, cpu());
+                    let adv = pgd(&m, &x, &y, &e, &p, 3);
+                    let d = project::norm(&(&adv - &x), norm);
+                    assert!(
+                        f64::try_from(d.max()).unwrap() <= eps * (1.0 + 1e-5),
+                        "{norm:?}"
+                    );
+                    assert!(
+                        f64::try_from(adv.min()).unwrap() >= 0.0
+                            && f64::try_from(adv.max()).unwrap() <= 1.0
+                    );
+                    let z = Tensor::zeros([32], cpu());
+                    let adv0 = pgd(&m, &x, &y, &z, &p, 3);
+                    assert!(
+                        adv0.equal(&x),
+                        "ε = 0 must return the clean points ({norm:?})"
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn linf_pgd_reaches_the_linear_optimum() {
+            // For a linear binary problem the optimal ℓ∞ attack is x − ε·sign(w_y − w_o) (when the box
+            // does not bind); PGD with a sign step of size ε must find it in one step.
+            let w = Tensor::from_slice(&[1.0f32, -2.0, 0.5, 0.0, 3.0, -1.0, 1.0, 1.0]).view([2, 4]);
+            let m = |x: &Tensor| x.flatten(1, -1).matmul(&w.tr());
+            let x = Tensor::full([1, 1, 2, 2], 0.5, cpu());
+            let y = Tensor::from_slice(&[0i64]);
+            let e = Tensor::from_slice(&[0.1f32]);
+            let p = PgdParams {
+                norm: Norm::Linf,
+                steps: 3,
+                step_size: 0.1,
+                random_start: false,
+                restarts: 1,
+                loss: PgdLoss::Ce,
+                l1: L1Step::Dense,
+                early_stop: false,
+            };
+            let adv = pgd(&m, &x, &y, &e, &p, 0);
+            // w_o − w_y = (2, 1, 0.5, 1) > 0: increasing the loss moves every pixel by +ε.
+            let want = Tensor::from_slice(&[0.6f32, 0.6, 0.6, 0.6]).view([1, 1, 2, 2]);
+            assert!(f64::try_from((&adv - want).abs().max()).unwrap() < 1e-6);
+        }
     }
 }
+
+#[cfg(feature = "torch")]
+pub use net::*;

@@ -1,12 +1,8 @@
 //! Norms and projections for perturbations of images in [0,1] (docs/attacks.md, "Reference update
 //! rules: Projections"). Per-sample radii `eps` are `[N]` tensors; perturbations are `[N, …]`.
-#[cfg(feature = "torch")]
-use {
-    crate::vocab::Norm,
-    tch::{Kind, Tensor},
-};
+use crate::vocab::Norm;
+use tch::{Kind, Tensor};
 
-#[cfg(feature = "torch")]
 /// `[N]` radii as `[N, 1, 1, …]`, to broadcast against `like`.
 pub fn col(eps: &Tensor, like: &Tensor) -> Tensor {
     let mut shape = vec![like.size()[0]];
@@ -14,7 +10,6 @@ pub fn col(eps: &Tensor, like: &Tensor) -> Tensor {
     eps.to_kind(like.kind()).view(shape.as_slice())
 }
 
-#[cfg(feature = "torch")]
 /// Per-sample ℓp norm of `t`, `[N]`.
 pub fn norm(t: &Tensor, p: Norm) -> Tensor {
     let flat = t.flatten(1, -1);
@@ -28,7 +23,6 @@ pub fn norm(t: &Tensor, p: Norm) -> Tensor {
     }
 }
 
-#[cfg(feature = "torch")]
 /// Per-sample ℓ0 "norm" (number of non-zero coordinates), `[N]` float.
 pub fn l0(t: &Tensor) -> Tensor {
     t.flatten(1, -1)
@@ -36,7 +30,6 @@ pub fn l0(t: &Tensor) -> Tensor {
         .sum_dim_intlist([1].as_slice(), false, Kind::Float)
 }
 
-#[cfg(feature = "torch")]
 /// Projection onto {‖z − x‖∞ ≤ ε} ∩ [0,1]^d: exact (the two clips commute because x ∈ [0,1]).
 pub fn linf(x: &Tensor, adv: &Tensor, eps: &Tensor) -> Tensor {
     let e = col(eps, x);
@@ -45,7 +38,6 @@ pub fn linf(x: &Tensor, adv: &Tensor, eps: &Tensor) -> Tensor {
         .clamp(0.0, 1.0)
 }
 
-#[cfg(feature = "torch")]
 /// Rescales δ into the ℓ2 ball, then clips to [0,1]: what every reference library does; feasible
 /// but not the exact projection onto the intersection.
 pub fn l2(x: &Tensor, adv: &Tensor, eps: &Tensor) -> Tensor {
@@ -54,7 +46,6 @@ pub fn l2(x: &Tensor, adv: &Tensor, eps: &Tensor) -> Tensor {
     (x + delta * factor).clamp(0.0, 1.0)
 }
 
-#[cfg(feature = "torch")]
 /// Euclidean projection of δ onto the ℓ1 ball of radius ε (Duchi et al. 2008; sort-based), applied
 /// only to samples outside the ball. Used by SLIDE, followed by a clip to the box.
 pub fn l1_ball(delta: &Tensor, eps: &Tensor) -> Tensor {
@@ -79,7 +70,6 @@ pub fn l1_ball(delta: &Tensor, eps: &Tensor) -> Tensor {
         .view(delta.size().as_slice())
 }
 
-#[cfg(feature = "torch")]
 /// Exact Euclidean projection of `x + delta` onto {‖z − x‖₁ ≤ ε} ∩ [0,1]^d; returns the projected
 /// perturbation. KKT form: `δ_i(λ) = sign(δ_i)·min(max(|δ_i| − λ, 0), c_i)` with `c_i` the room to the
 /// box in the direction of `δ_i`, and λ ≥ 0 the smallest value with ‖δ(λ)‖₁ ≤ ε. ‖δ(λ)‖₁ is piecewise
@@ -126,7 +116,6 @@ pub fn l1_box(x: &Tensor, delta: &Tensor, eps: &Tensor) -> Tensor {
     out.to_kind(delta.kind()).view(delta.size().as_slice())
 }
 
-#[cfg(feature = "torch")]
 /// The projection each norm's attacks use: exact for ℓ∞ and ℓ1 ∩ box, rescale-and-clip for ℓ2.
 pub fn project(norm: Norm, x: &Tensor, adv: &Tensor, eps: &Tensor) -> Tensor {
     match norm {
@@ -136,7 +125,6 @@ pub fn project(norm: Norm, x: &Tensor, adv: &Tensor, eps: &Tensor) -> Tensor {
     }
 }
 
-#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

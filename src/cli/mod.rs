@@ -1170,7 +1170,7 @@ fn model(a: ModelArgs) -> Result<i32> {
         num_classes: classes,
     };
     let a = models::find(&params.arch).expect("resolved");
-    (a.fits)(&params.config, &io).map_err(|e| anyhow::anyhow!("{arch}: {e}"))?;
+    (a.fits)(&params.config, &io).map_err(|e| anyhow::anyhow!("{arch}: {}", e.message))?;
     #[cfg(not(feature = "torch"))]
     {
         // Building the network needs libtorch: the worker binary runs this same command.

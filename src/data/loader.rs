@@ -2,11 +2,6 @@
 //! batches are gathered and augmented on the rayon pool, so the accelerator is not kept waiting on
 //! the CPU. Batches are bit-identical for any thread count (per-image seeds, fixed order).
 use crate::augment::{self, Augment, Image};
-#[cfg(feature = "torch")]
-use {
-    anyhow::Result,
-    tch::{Device, Kind, Tensor},
-};
 use rayon::prelude::*;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -23,27 +18,6 @@ pub struct HostData {
 }
 
 impl HostData {
-    #[cfg(feature = "torch")]
-    /// Copies uint8 NCHW images and int64 labels out of tensors.
-    pub fn from_tensors(x: &Tensor, y: &Tensor) -> Result<HostData> {
-        let s = x.size();
-        anyhow::ensure!(
-            s.len() == 4 && x.kind() == Kind::Uint8,
-            "expected uint8 NCHW images, got {:?} {:?}",
-            x.kind(),
-            s
-        );
-        Ok(HostData {
-            images: Arc::new(Vec::<u8>::try_from(
-                x.to_device(Device::Cpu).contiguous().view([-1]),
-            )?),
-            labels: Arc::new(Vec::<i64>::try_from(y.to_device(Device::Cpu).contiguous())?),
-            c: s[1] as usize,
-            h: s[2] as usize,
-            w: s[3] as usize,
-        })
-    }
-
     pub fn len(&self) -> usize {
         self.labels.len()
     }
@@ -73,18 +47,6 @@ impl HostBatch {
 
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
-    }
-
-    #[cfg(feature = "torch")]
-    /// Images as float [0,1] on `device`, and labels.
-    pub fn to_device(&self, device: Device) -> (Tensor, Tensor) {
-        let n = self.len() as i64;
-        let x = Tensor::from_slice(&self.images)
-            .view([n, self.c as i64, self.h as i64, self.w as i64])
-            .to_device(device)
-            .to_kind(Kind::Float)
-            / 255.0;
-        (x, Tensor::from_slice(&self.labels).to_device(device))
     }
 }
 
@@ -176,6 +138,49 @@ impl Drop for Loader {
         self.rx.take();
         if let Some(w) = self.worker.take() {
             let _ = w.join();
+        }
+    }
+}
+
+/// The tensor half (libtorch, the worker build): host batches to and from tensors.
+#[cfg(feature = "torch")]
+mod net {
+    use super::*;
+    use anyhow::Result;
+    use tch::{Device, Kind, Tensor};
+
+    impl HostData {
+        /// Copies uint8 NCHW images and int64 labels out of tensors.
+        pub fn from_tensors(x: &Tensor, y: &Tensor) -> Result<HostData> {
+            let s = x.size();
+            anyhow::ensure!(
+                s.len() == 4 && x.kind() == Kind::Uint8,
+                "expected uint8 NCHW images, got {:?} {:?}",
+                x.kind(),
+                s
+            );
+            Ok(HostData {
+                images: Arc::new(Vec::<u8>::try_from(
+                    x.to_device(Device::Cpu).contiguous().view([-1]),
+                )?),
+                labels: Arc::new(Vec::<i64>::try_from(y.to_device(Device::Cpu).contiguous())?),
+                c: s[1] as usize,
+                h: s[2] as usize,
+                w: s[3] as usize,
+            })
+        }
+    }
+
+    impl HostBatch {
+        /// Images as float [0,1] on `device`, and labels.
+        pub fn to_device(&self, device: Device) -> (Tensor, Tensor) {
+            let n = self.len() as i64;
+            let x = Tensor::from_slice(&self.images)
+                .view([n, self.c as i64, self.h as i64, self.w as i64])
+                .to_device(device)
+                .to_kind(Kind::Float)
+                / 255.0;
+            (x, Tensor::from_slice(&self.labels).to_device(device))
         }
     }
 }

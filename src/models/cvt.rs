@@ -22,13 +22,9 @@
 //! imagenet = CvT-13: 19,997,480 parameters at 224px / 1000 classes (the paper's 20M; Hugging Face
 //! `CvtForImageClassification(CvtConfig())` has the same count with 1000 labels). cifar = CvT-13
 //! with a 3×3 stride-1 first embedding, so a 32px image gives 32/16/8 maps (224px: 56/28/14).
-#[cfg(feature = "torch")]
-use {
-    super::{build_of, layers::{self, drop_path, drop_path_rates}},
-    tch::{nn::{self, ModuleT}, Kind, Tensor},
-};
-use super::vit::check_rates;
-use super::{check_of, fits_of, Arch, Family, ModelIo};
+use super::vit::{check_rates, renamed};
+use super::{build_of, check_of, fits_of, Arch, Family, ModelIo};
+use crate::vocab::Problem;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -86,7 +82,7 @@ impl CvtConfig {
 }
 
 impl Family for CvtConfig {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Problem> {
         let n = self.depths.len();
         if n == 0
             || [
@@ -99,11 +95,11 @@ impl Family for CvtConfig {
             .iter()
             .any(|v| v.len() != n)
         {
-            return Err(
+            return Err(Problem::at(
+                "patch_sizes",
                 "`patch_sizes`, `patch_strides`, `patch_paddings`, `dims`, `heads` and \
-                        `depths` need the same, non-zero length"
-                    .into(),
-            );
+                 `depths` need the same, non-zero length",
+            ));
         }
         for (name, v) in [
             ("patch_sizes", &self.patch_sizes),
@@ -113,62 +109,83 @@ impl Family for CvtConfig {
             ("depths", &self.depths),
         ] {
             if v.iter().any(|&x| x < 1) {
-                return Err(format!("`{name}` entries must be at least 1, got {v:?}"));
+                return Err(Problem::at(
+                    name,
+                    format!("`{name}` entries must be at least 1, got {v:?}"),
+                ));
             }
         }
         if self.patch_paddings.iter().any(|&x| x < 0) {
-            return Err(format!(
-                "`patch_paddings` entries must be at least 0, got {:?}",
-                self.patch_paddings
+            return Err(Problem::at(
+                "patch_paddings",
+                format!(
+                    "`patch_paddings` entries must be at least 0, got {:?}",
+                    self.patch_paddings
+                ),
             ));
         }
         for (i, (d, h)) in self.dims.iter().zip(&self.heads).enumerate() {
             if d % h != 0 {
-                return Err(format!(
-                    "stage {i}: width {d} is not divisible by heads {h}"
+                return Err(Problem::new(
+                    &[],
+                    format!("stage {i}: width {d} is not divisible by heads {h}"),
                 ));
             }
         }
         if self.kernel_qkv < 1 || self.kernel_qkv % 2 == 0 {
-            return Err(format!(
-                "`kernel_qkv` must be odd and positive (queries keep the map size), got {}",
-                self.kernel_qkv
+            return Err(Problem::at(
+                "kernel_qkv",
+                format!(
+                    "`kernel_qkv` must be odd and positive (queries keep the map size), got {}",
+                    self.kernel_qkv
+                ),
             ));
         }
         if self.stride_kv < 1 {
-            return Err(format!(
-                "`stride_kv` must be at least 1, got {}",
-                self.stride_kv
+            return Err(Problem::at(
+                "stride_kv",
+                format!("`stride_kv` must be at least 1, got {}", self.stride_kv),
             ));
         }
         check_rates(self.mlp_ratio, self.drop_path_rate, self.dropout)?;
-        check_rates(1.0, self.attention_dropout, 0.0)
-            .map_err(|e| e.replace("`drop_path_rate`", "`attention_dropout`"))?;
+        check_rates(1.0, self.attention_dropout, 0.0).map_err(|p| {
+            renamed(
+                p,
+                "drop_path_rate",
+                "attention_dropout",
+                "`attention_dropout`",
+            )
+        })?;
         if let Some(d) = self
             .dims
             .iter()
             .find(|&&d| ((d as f64 * self.mlp_ratio) as i64) < 1)
         {
-            return Err(format!(
-                "the MLP width int(mlp_ratio × {d}) must be at least 1 (mlp_ratio {})",
-                self.mlp_ratio
+            return Err(Problem::new(
+                &[],
+                format!(
+                    "the MLP width int(mlp_ratio × {d}) must be at least 1 (mlp_ratio {})",
+                    self.mlp_ratio
+                ),
             ));
         }
         Ok(())
     }
-    fn fits(&self, io: &ModelIo) -> Result<(), String> {
+    fn fits(&self, io: &ModelIo) -> Result<(), Problem> {
         match self.sides(io.image_size).iter().position(|s| s.is_none()) {
-            Some(i) => Err(format!(
-                "stage {i}'s token embedding (kernel {}, stride {}, padding {}) does not fit the \
-                 map of a {}px image",
-                self.patch_sizes[i], self.patch_strides[i], self.patch_paddings[i], io.image_size
+            Some(i) => Err(Problem::new(
+                &[],
+                format!(
+                    "stage {i}'s token embedding (kernel {}, stride {}, padding {}) does not fit \
+                     the map of a {}px image",
+                    self.patch_sizes[i],
+                    self.patch_strides[i],
+                    self.patch_paddings[i],
+                    io.image_size
+                ),
             )),
             None => Ok(()),
         }
-    }
-    #[cfg(feature = "torch")]
-    fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
-        Ok(Box::new(Cvt::new(p, self, io)))
     }
 }
 
@@ -200,282 +217,290 @@ pub static CVT: Arch = Arch {
     },
     check: check_of::<CvtConfig>,
     fits: fits_of::<CvtConfig>,
-    #[cfg(feature = "torch")]
     build: build_of::<CvtConfig>,
     reference: "microsoft/CvT cvt-13-224x224 (transcribed; = Hugging Face CvtConfig() at 1000 \
                 classes)",
 };
 
+/// The tensor half: the network itself, built only with libtorch (the worker).
 #[cfg(feature = "torch")]
-/// The authors' 'dw_bn' projection: depthwise conv (no bias) → BatchNorm → tokens.
-#[derive(Debug)]
-struct ConvProj {
-    conv: nn::Conv2D,
-    bn: nn::BatchNorm,
-}
+mod net {
+    use super::*;
+    use crate::models::{
+        layers::{self, drop_path, drop_path_rates},
+        Build,
+    };
+    use tch::{
+        nn::{self, ModuleT},
+        Kind, Tensor,
+    };
 
-#[cfg(feature = "torch")]
-impl ConvProj {
-    fn new(p: nn::Path, dim: i64, k: i64, stride: i64) -> Self {
-        Self {
-            conv: layers::conv2d(&p / "conv", dim, dim, k, stride, k / 2, dim, false),
-            bn: layers::bn2d(&p / "bn", dim),
-        }
-    }
-}
-
-#[cfg(feature = "torch")]
-impl ModuleT for ConvProj {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        x.apply(&self.conv)
-            .apply_t(&self.bn, train)
-            .flatten(2, -1)
-            .transpose(1, 2)
-    }
-}
-
-#[cfg(feature = "torch")]
-#[derive(Debug)]
-struct Attention {
-    conv_proj_q: ConvProj,
-    conv_proj_k: ConvProj,
-    conv_proj_v: ConvProj,
-    proj_q: nn::Linear,
-    proj_k: nn::Linear,
-    proj_v: nn::Linear,
-    proj: nn::Linear,
-    heads: i64,
-    scale: f64,
-    with_cls: bool,
-    attn_drop: f64,
-    proj_drop: f64,
-}
-
-#[cfg(feature = "torch")]
-impl Attention {
-    fn new(p: nn::Path, dim: i64, heads: i64, c: &CvtConfig, with_cls: bool) -> Self {
-        let (k, skv) = (c.kernel_qkv, c.stride_kv);
-        Self {
-            conv_proj_q: ConvProj::new(&p / "conv_proj_q", dim, k, 1),
-            conv_proj_k: ConvProj::new(&p / "conv_proj_k", dim, k, skv),
-            conv_proj_v: ConvProj::new(&p / "conv_proj_v", dim, k, skv),
-            proj_q: layers::linear(&p / "proj_q", dim, dim, c.qkv_bias),
-            proj_k: layers::linear(&p / "proj_k", dim, dim, c.qkv_bias),
-            proj_v: layers::linear(&p / "proj_v", dim, dim, c.qkv_bias),
-            proj: layers::linear(&p / "proj", dim, dim, true),
-            heads,
-            scale: (dim as f64).powf(-0.5),
-            with_cls,
-            attn_drop: c.attention_dropout,
-            proj_drop: c.dropout,
+    impl Build for CvtConfig {
+        fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
+            Ok(Box::new(Cvt::new(p, self, io)))
         }
     }
 
-    /// `x`: `[batch, (1 +) h·w, dim]`, the class token first when there is one.
-    fn forward(&self, x: &Tensor, h: i64, w: i64, train: bool) -> Tensor {
-        let (b, _, c) = x.size3().expect("tokens are [batch, tokens, dim]");
-        let (cls, sp) = if self.with_cls {
-            (Some(x.narrow(1, 0, 1)), x.narrow(1, 1, h * w))
-        } else {
-            (None, x.shallow_clone())
-        };
-        let map = sp.transpose(1, 2).reshape([b, c, h, w]);
-        let project = |cp: &ConvProj, lin: &nn::Linear| -> Tensor {
-            let t = cp.forward_t(&map, train);
-            let t = match &cls {
-                Some(ct) => Tensor::cat(&[ct, &t], 1),
-                None => t,
-            };
-            let n = t.size()[1];
-            t.apply(lin)
-                .reshape([b, n, self.heads, c / self.heads])
-                .transpose(1, 2)
-        };
-        let q = project(&self.conv_proj_q, &self.proj_q);
-        let k = project(&self.conv_proj_k, &self.proj_k);
-        let v = project(&self.conv_proj_v, &self.proj_v);
-        let n = q.size()[2];
-        let y = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            None::<Tensor>,
-            if train { self.attn_drop } else { 0.0 },
-            false,
-            self.scale,
-            false,
-        );
-        layers::dropout(
-            &y.transpose(1, 2).reshape([b, n, c]).apply(&self.proj),
-            self.proj_drop,
-            train,
-        )
+    /// The authors' 'dw_bn' projection: depthwise conv (no bias) → BatchNorm → tokens.
+    #[derive(Debug)]
+    struct ConvProj {
+        conv: nn::Conv2D,
+        bn: nn::BatchNorm,
     }
-}
 
-#[cfg(feature = "torch")]
-fn quick_gelu(x: &Tensor) -> Tensor {
-    x * (x * 1.702).sigmoid()
-}
-
-#[cfg(feature = "torch")]
-#[derive(Debug)]
-struct Block {
-    norm1: nn::LayerNorm,
-    attn: Attention,
-    norm2: nn::LayerNorm,
-    fc1: nn::Linear,
-    fc2: nn::Linear,
-    dropout: f64,
-    drop_path: f64,
-}
-
-#[cfg(feature = "torch")]
-impl Block {
-    fn new(
-        p: nn::Path,
-        dim: i64,
-        heads: i64,
-        c: &CvtConfig,
-        with_cls: bool,
-        drop_path: f64,
-    ) -> Self {
-        let hidden = (dim as f64 * c.mlp_ratio) as i64;
-        Self {
-            norm1: layers::layer_norm(&p / "norm1", dim, 1e-5),
-            attn: Attention::new(&p / "attn", dim, heads, c, with_cls),
-            norm2: layers::layer_norm(&p / "norm2", dim, 1e-5),
-            fc1: layers::linear(&p / "mlp" / "fc1", dim, hidden, true),
-            fc2: layers::linear(&p / "mlp" / "fc2", hidden, dim, true),
-            dropout: c.dropout,
-            drop_path,
+    impl ConvProj {
+        fn new(p: nn::Path, dim: i64, k: i64, stride: i64) -> Self {
+            Self {
+                conv: layers::conv2d(&p / "conv", dim, dim, k, stride, k / 2, dim, false),
+                bn: layers::bn2d(&p / "bn", dim),
+            }
         }
     }
 
-    fn forward(&self, x: &Tensor, h: i64, w: i64, train: bool) -> Tensor {
-        let a = self.attn.forward(&x.apply(&self.norm1), h, w, train);
-        let x = x + drop_path(&a, self.drop_path, train);
-        let m = layers::dropout(
-            &quick_gelu(&x.apply(&self.norm2).apply(&self.fc1)),
-            self.dropout,
-            train,
-        );
-        let m = layers::dropout(&m.apply(&self.fc2), self.dropout, train);
-        &x + drop_path(&m, self.drop_path, train)
-    }
-}
-
-#[cfg(feature = "torch")]
-/// One stage (the authors' `VisionTransformer`).
-#[derive(Debug)]
-struct Stage {
-    proj: nn::Conv2D,
-    norm: nn::LayerNorm,
-    cls_token: Option<Tensor>,
-    blocks: Vec<Block>,
-    dropout: f64,
-}
-
-#[cfg(feature = "torch")]
-impl Stage {
-    /// Returns the stage's map (NCHW) and, in a stage with one, the class token `[batch, 1, dim]`.
-    fn forward(&self, x: &Tensor, train: bool) -> (Tensor, Option<Tensor>) {
-        let y = x.apply(&self.proj);
-        let (b, c, h, w) = y.size4().expect("maps are NCHW");
-        let mut t = y.flatten(2, -1).transpose(1, 2).apply(&self.norm);
-        if let Some(ct) = &self.cls_token {
-            t = Tensor::cat(&[ct.expand([b, -1, -1], false), t], 1);
-        }
-        let mut t = layers::dropout(&t, self.dropout, train);
-        for blk in &self.blocks {
-            t = blk.forward(&t, h, w, train);
-        }
-        let (cls, sp) = if self.cls_token.is_some() {
-            (Some(t.narrow(1, 0, 1)), t.narrow(1, 1, h * w))
-        } else {
-            (None, t)
-        };
-        (sp.transpose(1, 2).reshape([b, c, h, w]), cls)
-    }
-}
-
-#[cfg(feature = "torch")]
-#[derive(Debug)]
-pub struct Cvt {
-    stages: Vec<Stage>,
-    norm: nn::LayerNorm,
-    head: nn::Linear,
-}
-
-#[cfg(feature = "torch")]
-impl Cvt {
-    pub fn new(p: &nn::Path, c: &CvtConfig, io: &ModelIo) -> Self {
-        let n = c.depths.len();
-        let mut cin = io.in_channels;
-        let mut stages = Vec::new();
-        for (i, &dim) in c.dims.iter().enumerate() {
-            let sp = p / format!("stage{i}");
-            let last = i == n - 1;
-            let with_cls = c.cls_token && last;
-            let rate = if last { c.drop_path_rate } else { 0.0 };
-            let dpr = drop_path_rates(rate, c.depths[i]);
-            stages.push(Stage {
-                proj: layers::conv2d(
-                    &sp / "patch_embed" / "proj",
-                    cin,
-                    dim,
-                    c.patch_sizes[i],
-                    c.patch_strides[i],
-                    c.patch_paddings[i],
-                    1,
-                    true,
-                ),
-                norm: layers::layer_norm(&sp / "patch_embed" / "norm", dim, 1e-5),
-                cls_token: with_cls
-                    .then(|| layers::trunc_normal_var(&sp, "cls_token", &[1, 1, dim], 0.02)),
-                blocks: (0..c.depths[i])
-                    .map(|j| {
-                        Block::new(
-                            &sp / "blocks" / j,
-                            dim,
-                            c.heads[i],
-                            c,
-                            with_cls,
-                            dpr[j as usize],
-                        )
-                    })
-                    .collect(),
-                dropout: c.dropout,
-            });
-            cin = dim;
-        }
-        Self {
-            stages,
-            norm: layers::layer_norm(p / "norm", cin, 1e-5),
-            head: layers::linear(p / "head", cin, io.num_classes, true),
-        }
-    }
-}
-
-#[cfg(feature = "torch")]
-impl ModuleT for Cvt {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut y = x.shallow_clone();
-        let mut cls = None;
-        for s in &self.stages {
-            let (m, c) = s.forward(&y, train);
-            y = m;
-            cls = c;
-        }
-        let f = match cls {
-            Some(ct) => ct.apply(&self.norm).select(1, 0),
-            None => y
+    impl ModuleT for ConvProj {
+        fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+            x.apply(&self.conv)
+                .apply_t(&self.bn, train)
                 .flatten(2, -1)
                 .transpose(1, 2)
-                .apply(&self.norm)
-                .mean_dim(&[1i64][..], false, Kind::Float)
-                .to_kind(y.kind()),
-        };
-        f.apply(&self.head)
+        }
+    }
+
+    #[derive(Debug)]
+    struct Attention {
+        conv_proj_q: ConvProj,
+        conv_proj_k: ConvProj,
+        conv_proj_v: ConvProj,
+        proj_q: nn::Linear,
+        proj_k: nn::Linear,
+        proj_v: nn::Linear,
+        proj: nn::Linear,
+        heads: i64,
+        scale: f64,
+        with_cls: bool,
+        attn_drop: f64,
+        proj_drop: f64,
+    }
+
+    impl Attention {
+        fn new(p: nn::Path, dim: i64, heads: i64, c: &CvtConfig, with_cls: bool) -> Self {
+            let (k, skv) = (c.kernel_qkv, c.stride_kv);
+            Self {
+                conv_proj_q: ConvProj::new(&p / "conv_proj_q", dim, k, 1),
+                conv_proj_k: ConvProj::new(&p / "conv_proj_k", dim, k, skv),
+                conv_proj_v: ConvProj::new(&p / "conv_proj_v", dim, k, skv),
+                proj_q: layers::linear(&p / "proj_q", dim, dim, c.qkv_bias),
+                proj_k: layers::linear(&p / "proj_k", dim, dim, c.qkv_bias),
+                proj_v: layers::linear(&p / "proj_v", dim, dim, c.qkv_bias),
+                proj: layers::linear(&p / "proj", dim, dim, true),
+                heads,
+                scale: (dim as f64).powf(-0.5),
+                with_cls,
+                attn_drop: c.attention_dropout,
+                proj_drop: c.dropout,
+            }
+        }
+
+        /// `x`: `[batch, (1 +) h·w, dim]`, the class token first when there is one.
+        fn forward(&self, x: &Tensor, h: i64, w: i64, train: bool) -> Tensor {
+            let (b, _, c) = x.size3().expect("tokens are [batch, tokens, dim]");
+            let (cls, sp) = if self.with_cls {
+                (Some(x.narrow(1, 0, 1)), x.narrow(1, 1, h * w))
+            } else {
+                (None, x.shallow_clone())
+            };
+            let map = sp.transpose(1, 2).reshape([b, c, h, w]);
+            let project = |cp: &ConvProj, lin: &nn::Linear| -> Tensor {
+                let t = cp.forward_t(&map, train);
+                let t = match &cls {
+                    Some(ct) => Tensor::cat(&[ct, &t], 1),
+                    None => t,
+                };
+                let n = t.size()[1];
+                t.apply(lin)
+                    .reshape([b, n, self.heads, c / self.heads])
+                    .transpose(1, 2)
+            };
+            let q = project(&self.conv_proj_q, &self.proj_q);
+            let k = project(&self.conv_proj_k, &self.proj_k);
+            let v = project(&self.conv_proj_v, &self.proj_v);
+            let n = q.size()[2];
+            let y = Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                None::<Tensor>,
+                if train { self.attn_drop } else { 0.0 },
+                false,
+                self.scale,
+                false,
+            );
+            layers::dropout(
+                &y.transpose(1, 2).reshape([b, n, c]).apply(&self.proj),
+                self.proj_drop,
+                train,
+            )
+        }
+    }
+
+    fn quick_gelu(x: &Tensor) -> Tensor {
+        x * (x * 1.702).sigmoid()
+    }
+
+    #[derive(Debug)]
+    struct Block {
+        norm1: nn::LayerNorm,
+        attn: Attention,
+        norm2: nn::LayerNorm,
+        fc1: nn::Linear,
+        fc2: nn::Linear,
+        dropout: f64,
+        drop_path: f64,
+    }
+
+    impl Block {
+        fn new(
+            p: nn::Path,
+            dim: i64,
+            heads: i64,
+            c: &CvtConfig,
+            with_cls: bool,
+            drop_path: f64,
+        ) -> Self {
+            let hidden = (dim as f64 * c.mlp_ratio) as i64;
+            Self {
+                norm1: layers::layer_norm(&p / "norm1", dim, 1e-5),
+                attn: Attention::new(&p / "attn", dim, heads, c, with_cls),
+                norm2: layers::layer_norm(&p / "norm2", dim, 1e-5),
+                fc1: layers::linear(&p / "mlp" / "fc1", dim, hidden, true),
+                fc2: layers::linear(&p / "mlp" / "fc2", hidden, dim, true),
+                dropout: c.dropout,
+                drop_path,
+            }
+        }
+
+        fn forward(&self, x: &Tensor, h: i64, w: i64, train: bool) -> Tensor {
+            let a = self.attn.forward(&x.apply(&self.norm1), h, w, train);
+            let x = x + drop_path(&a, self.drop_path, train);
+            let m = layers::dropout(
+                &quick_gelu(&x.apply(&self.norm2).apply(&self.fc1)),
+                self.dropout,
+                train,
+            );
+            let m = layers::dropout(&m.apply(&self.fc2), self.dropout, train);
+            &x + drop_path(&m, self.drop_path, train)
+        }
+    }
+
+    /// One stage (the authors' `VisionTransformer`).
+    #[derive(Debug)]
+    struct Stage {
+        proj: nn::Conv2D,
+        norm: nn::LayerNorm,
+        cls_token: Option<Tensor>,
+        blocks: Vec<Block>,
+        dropout: f64,
+    }
+
+    impl Stage {
+        /// Returns the stage's map (NCHW) and, in a stage with one, the class token `[batch, 1, dim]`.
+        fn forward(&self, x: &Tensor, train: bool) -> (Tensor, Option<Tensor>) {
+            let y = x.apply(&self.proj);
+            let (b, c, h, w) = y.size4().expect("maps are NCHW");
+            let mut t = y.flatten(2, -1).transpose(1, 2).apply(&self.norm);
+            if let Some(ct) = &self.cls_token {
+                t = Tensor::cat(&[ct.expand([b, -1, -1], false), t], 1);
+            }
+            let mut t = layers::dropout(&t, self.dropout, train);
+            for blk in &self.blocks {
+                t = blk.forward(&t, h, w, train);
+            }
+            let (cls, sp) = if self.cls_token.is_some() {
+                (Some(t.narrow(1, 0, 1)), t.narrow(1, 1, h * w))
+            } else {
+                (None, t)
+            };
+            (sp.transpose(1, 2).reshape([b, c, h, w]), cls)
+        }
+    }
+
+    #[derive(Debug)]
+    pub struct Cvt {
+        stages: Vec<Stage>,
+        norm: nn::LayerNorm,
+        head: nn::Linear,
+    }
+
+    impl Cvt {
+        pub fn new(p: &nn::Path, c: &CvtConfig, io: &ModelIo) -> Self {
+            let n = c.depths.len();
+            let mut cin = io.in_channels;
+            let mut stages = Vec::new();
+            for (i, &dim) in c.dims.iter().enumerate() {
+                let sp = p / format!("stage{i}");
+                let last = i == n - 1;
+                let with_cls = c.cls_token && last;
+                let rate = if last { c.drop_path_rate } else { 0.0 };
+                let dpr = drop_path_rates(rate, c.depths[i]);
+                stages.push(Stage {
+                    proj: layers::conv2d(
+                        &sp / "patch_embed" / "proj",
+                        cin,
+                        dim,
+                        c.patch_sizes[i],
+                        c.patch_strides[i],
+                        c.patch_paddings[i],
+                        1,
+                        true,
+                    ),
+                    norm: layers::layer_norm(&sp / "patch_embed" / "norm", dim, 1e-5),
+                    cls_token: with_cls
+                        .then(|| layers::trunc_normal_var(&sp, "cls_token", &[1, 1, dim], 0.02)),
+                    blocks: (0..c.depths[i])
+                        .map(|j| {
+                            Block::new(
+                                &sp / "blocks" / j,
+                                dim,
+                                c.heads[i],
+                                c,
+                                with_cls,
+                                dpr[j as usize],
+                            )
+                        })
+                        .collect(),
+                    dropout: c.dropout,
+                });
+                cin = dim;
+            }
+            Self {
+                stages,
+                norm: layers::layer_norm(p / "norm", cin, 1e-5),
+                head: layers::linear(p / "head", cin, io.num_classes, true),
+            }
+        }
+    }
+
+    impl ModuleT for Cvt {
+        fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+            let mut y = x.shallow_clone();
+            let mut cls = None;
+            for s in &self.stages {
+                let (m, c) = s.forward(&y, train);
+                y = m;
+                cls = c;
+            }
+            let f = match cls {
+                Some(ct) => ct.apply(&self.norm).select(1, 0),
+                None => y
+                    .flatten(2, -1)
+                    .transpose(1, 2)
+                    .apply(&self.norm)
+                    .mean_dim(&[1i64][..], false, Kind::Float)
+                    .to_kind(y.kind()),
+            };
+            f.apply(&self.head)
+        }
     }
 }
+#[cfg(feature = "torch")]
+pub use net::*;

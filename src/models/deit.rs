@@ -1,13 +1,9 @@
 //! DeiT (Touvron et al. 2021), the distilled variant: ViT plus a distillation token with its own
 //! head; outside distillation training both heads see the labels and their logits are averaged
 //! (timm's `VisionTransformerDistilled`). Names follow timm (`dist_token`, `head_dist`).
-#[cfg(feature = "torch")]
-use {
-    super::{build_of, vit::Vit},
-    tch::nn::{self, ModuleT},
-};
 use super::vit::VitConfig;
-use super::{check_of, fits_of, Arch, Family, ModelIo};
+use super::{build_of, check_of, fits_of, Arch, Family, ModelIo};
+use crate::vocab::Problem;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -17,15 +13,11 @@ use serde_json::json;
 pub struct DeitConfig(pub VitConfig);
 
 impl Family for DeitConfig {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Problem> {
         self.0.validate()
     }
-    fn fits(&self, io: &ModelIo) -> Result<(), String> {
+    fn fits(&self, io: &ModelIo) -> Result<(), Problem> {
         self.0.fits(io)
-    }
-    #[cfg(feature = "torch")]
-    fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
-        Ok(Box::new(Vit::new(p, &self.0, io, true)))
     }
 }
 
@@ -49,7 +41,20 @@ pub static DEIT: Arch = Arch {
     },
     check: check_of::<DeitConfig>,
     fits: fits_of::<DeitConfig>,
-    #[cfg(feature = "torch")]
     build: build_of::<DeitConfig>,
     reference: "timm deit_small_distilled_patch16_224",
 };
+
+/// The tensor half: the network itself, built only with libtorch (the worker).
+#[cfg(feature = "torch")]
+mod net {
+    use super::*;
+    use crate::models::{vit::Vit, Build};
+    use tch::nn::{self, ModuleT};
+
+    impl Build for DeitConfig {
+        fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
+            Ok(Box::new(Vit::new(p, &self.0, io, true)))
+        }
+    }
+}

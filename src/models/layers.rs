@@ -1,10 +1,12 @@
 //! Building blocks shared by the architecture files. Names and defaults follow PyTorch/timm so
 //! that every family's parameters carry timm's dotted names (`blocks.0.attn.qkv.weight`) and load
-//! into the reference implementation unchanged.
-#[cfg(feature = "torch")]
-use tch::{nn::{self, ModuleT}, Kind, Tensor};
+//! into the reference implementation unchanged. Tensor code only: `models/mod.rs` declares the
+//! module for the worker's build alone.
+use tch::{
+    nn::{self, ModuleT},
+    Kind, Tensor,
+};
 
-#[cfg(feature = "torch")]
 /// A 2-d convolution with PyTorch's default initialisation.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d(
@@ -27,7 +29,6 @@ pub fn conv2d(
     nn::conv2d(p, cin, cout, k, c)
 }
 
-#[cfg(feature = "torch")]
 /// Convolution initialised as torchvision/timm CNNs do: Kaiming normal, fan-out, ReLU gain.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_kaiming(
@@ -48,7 +49,6 @@ pub fn conv2d_kaiming(
     conv2d_init(p, cin, cout, k, (stride, padding, groups), bias, ws_init)
 }
 
-#[cfg(feature = "torch")]
 /// A convolution with normal init of std √(2/fan-out), fan-out = k²·out/groups, and zero bias:
 /// timm's `_init_weight` for EfficientNet/ByobNet/RegNet/MaxxVit and PVT-v2's init.
 #[allow(clippy::too_many_arguments)]
@@ -70,7 +70,6 @@ pub fn conv2d_fan_out(
     conv2d_init(p, cin, cout, k, (stride, padding, groups), bias, ws_init)
 }
 
-#[cfg(feature = "torch")]
 /// A convolution whose weights start from `ws_init` and whose bias (if any) starts at zero.
 fn conv2d_init(
     p: nn::Path,
@@ -93,7 +92,6 @@ fn conv2d_init(
     nn::conv2d(p, cin, cout, k, c)
 }
 
-#[cfg(feature = "torch")]
 /// timm's `create_conv2d`: [`conv2d_fan_out`] with timm's symmetric padding
 /// `((stride-1) + (k-1)) / 2`.
 pub fn conv2d_timm(
@@ -109,7 +107,6 @@ pub fn conv2d_timm(
     conv2d_fan_out(p, cin, cout, k, stride, padding, groups, bias)
 }
 
-#[cfg(feature = "torch")]
 /// A convolution initialised as timm's ConvNeXt and MetaFormer do: truncated normal (std 0.02)
 /// weights, zero bias.
 #[allow(clippy::too_many_arguments)]
@@ -130,7 +127,6 @@ pub fn conv2d_trunc_normal(
     c
 }
 
-#[cfg(feature = "torch")]
 /// Batch norm with PyTorch's defaults: eps 1e-5, momentum 0.1, weight 1, bias 0 (tch's own
 /// default draws the weight from U(0, 1)).
 pub fn bn2d(p: nn::Path, c: i64) -> nn::BatchNorm {
@@ -145,7 +141,6 @@ pub fn bn2d(p: nn::Path, c: i64) -> nn::BatchNorm {
     )
 }
 
-#[cfg(feature = "torch")]
 /// Layer norm over the last dimension.
 pub fn layer_norm(p: nn::Path, d: i64, eps: f64) -> nn::LayerNorm {
     nn::layer_norm(
@@ -158,7 +153,6 @@ pub fn layer_norm(p: nn::Path, d: i64, eps: f64) -> nn::LayerNorm {
     )
 }
 
-#[cfg(feature = "torch")]
 /// Fills `t` in place with a normal(0, std) truncated at ±2 std (timm's `trunc_normal_`).
 pub fn trunc_normal_(t: &Tensor, std: f64) {
     // Inverse-CDF sampling: uniform over [Φ(-2), Φ(2)] mapped through Φ⁻¹.
@@ -172,7 +166,6 @@ pub fn trunc_normal_(t: &Tensor, std: f64) {
     });
 }
 
-#[cfg(feature = "torch")]
 /// A trainable parameter drawn from a truncated normal (timm's position embeddings, tokens).
 pub fn trunc_normal_var(p: &nn::Path, name: &str, dims: &[i64], std: f64) -> Tensor {
     let t = p.var(name, dims, nn::Init::Const(0.0));
@@ -180,7 +173,6 @@ pub fn trunc_normal_var(p: &nn::Path, name: &str, dims: &[i64], std: f64) -> Ten
     t
 }
 
-#[cfg(feature = "torch")]
 /// A linear layer initialised as timm's transformers do: truncated normal (std 0.02), zero bias.
 pub fn linear(p: nn::Path, cin: i64, cout: i64, bias: bool) -> nn::Linear {
     let l = nn::linear(
@@ -197,32 +189,27 @@ pub fn linear(p: nn::Path, cin: i64, cout: i64, bias: bool) -> nn::Linear {
     l
 }
 
-#[cfg(feature = "torch")]
 /// A linear layer with PyTorch's default initialisation (CNN classifier heads).
 pub fn linear_default(p: nn::Path, cin: i64, cout: i64) -> nn::Linear {
     nn::linear(p, cin, cout, Default::default())
 }
 
-#[cfg(feature = "torch")]
 /// Layer norm over the channel dimension of an NCHW tensor (timm's `LayerNorm2d`).
 #[derive(Debug)]
 pub struct LayerNorm2d(pub nn::LayerNorm);
 
-#[cfg(feature = "torch")]
 impl LayerNorm2d {
     pub fn new(p: nn::Path, c: i64, eps: f64) -> Self {
         Self(layer_norm(p, c, eps))
     }
 }
 
-#[cfg(feature = "torch")]
 impl nn::Module for LayerNorm2d {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.permute([0, 2, 3, 1]).apply(&self.0).permute([0, 3, 1, 2])
     }
 }
 
-#[cfg(feature = "torch")]
 /// Stochastic depth (Huang et al. 2016): in training, drops the whole residual branch of a
 /// sample with probability `p` and rescales the survivors by 1/(1-p); identity in eval.
 pub fn drop_path(x: &Tensor, p: f64, train: bool) -> Tensor {
@@ -244,7 +231,6 @@ pub fn drop_path_rates(rate: f64, n: i64) -> Vec<f64> {
     (0..n).map(|i| rate * i as f64 / (n - 1) as f64).collect()
 }
 
-#[cfg(feature = "torch")]
 pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
     if p > 0.0 && train {
         x.dropout(p, train)
@@ -253,7 +239,6 @@ pub fn dropout(x: &Tensor, p: f64, train: bool) -> Tensor {
     }
 }
 
-#[cfg(feature = "torch")]
 /// timm's `Mlp`: fc1 → GELU → dropout → fc2 → dropout.
 #[derive(Debug)]
 pub struct Mlp {
@@ -262,7 +247,6 @@ pub struct Mlp {
     pub drop: f64,
 }
 
-#[cfg(feature = "torch")]
 impl Mlp {
     pub fn new(p: nn::Path, dim: i64, hidden: i64, out: i64, drop: f64) -> Self {
         Self {
@@ -273,7 +257,6 @@ impl Mlp {
     }
 }
 
-#[cfg(feature = "torch")]
 impl ModuleT for Mlp {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let h = dropout(&x.apply(&self.fc1).gelu("none"), self.drop, train);
@@ -281,7 +264,6 @@ impl ModuleT for Mlp {
     }
 }
 
-#[cfg(feature = "torch")]
 /// Scaled dot-product attention over `[batch, heads, tokens, head_dim]` with an optional additive
 /// bias and attention dropout.
 pub fn sdpa(
@@ -305,7 +287,6 @@ pub fn sdpa(
     )
 }
 
-#[cfg(feature = "torch")]
 /// timm's `Attention`: fused qkv projection, multi-head scaled dot-product attention, output
 /// projection.
 #[derive(Debug)]
@@ -317,7 +298,6 @@ pub struct Attention {
     pub proj_drop: f64,
 }
 
-#[cfg(feature = "torch")]
 impl Attention {
     pub fn new(
         p: nn::Path,
@@ -337,7 +317,6 @@ impl Attention {
     }
 }
 
-#[cfg(feature = "torch")]
 impl ModuleT for Attention {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let (b, n, c) = x.size3().expect("tokens are [batch, tokens, dim]");
@@ -361,7 +340,6 @@ impl ModuleT for Attention {
     }
 }
 
-#[cfg(feature = "torch")]
 /// A learned per-channel scale on a residual branch (CaiT's LayerScale, ConvNeXt's gamma).
 pub fn layer_scale(p: &nn::Path, name: &str, dim: i64, init: f64) -> Tensor {
     p.var(name, &[dim], nn::Init::Const(init))
@@ -378,19 +356,16 @@ pub fn make_divisible(v: f64, divisor: i64) -> i64 {
     }
 }
 
-#[cfg(feature = "torch")]
 /// Global average pool of an NCHW map to `[batch, channels]`.
 pub fn global_pool(x: &Tensor) -> Tensor {
     x.mean_dim(&[-2i64, -1][..], false, Kind::Float)
         .to_kind(x.kind())
 }
 
-#[cfg(feature = "torch")]
 /// A module that is a sequence of train-aware modules.
 #[derive(Debug, Default)]
 pub struct Seq(pub Vec<Box<dyn ModuleT>>);
 
-#[cfg(feature = "torch")]
 impl ModuleT for Seq {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x.shallow_clone();
@@ -401,7 +376,6 @@ impl ModuleT for Seq {
     }
 }
 
-#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

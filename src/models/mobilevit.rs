@@ -22,22 +22,12 @@
 //! MobileViT-XS (2,317,848), `xxs` = MobileViT-XXS (1,272,024). `cifar` is MobileViT-S with a
 //! stride-1 stem: a 32px image reaches the transformer stages at 8×8, 4×4 and 2×2 (total stride
 //! 16 instead of 32), so every stage still has at least one whole 2×2 patch.
-#[cfg(feature = "torch")]
-use {
-    super::{
-        build_of, layers::{self, conv2d_timm, drop_path, drop_path_rates, make_divisible}, ModelIo,
-    },
-    tch::{nn::{self, ModuleT}, Kind, Tensor},
-};
 use super::vit::check_rates;
-use super::{check_of, fits_of, positive, Arch, Family};
+use super::{build_of, check_of, fits_of, positive, Arch, Family};
+use crate::vocab::Problem;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-
-/// LayerNorm eps of the transformer layers (timm passes `nn.LayerNorm`, eps 1e-5).
-#[cfg(feature = "torch")]
-const LN_EPS: f64 = 1e-5;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,7 +62,7 @@ pub struct MobileVitConfig {
 }
 
 impl Family for MobileVitConfig {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Problem> {
         positive(&[
             ("stem_chs", self.stem_chs),
             ("patch_size", self.patch_size),
@@ -85,12 +75,17 @@ impl Family for MobileVitConfig {
             || self.transformer_dims.len() != n
             || self.transformer_depths.len() != n
         {
-            return Err("`channels`, `depths`, `strides`, `transformer_dims` and \
-                        `transformer_depths` need the same, non-zero length"
-                .into());
+            return Err(Problem::at(
+                "channels",
+                "`channels`, `depths`, `strides`, `transformer_dims` and \
+                 `transformer_depths` need the same, non-zero length",
+            ));
         }
         if self.channels.iter().chain(&self.depths).any(|&x| x < 1) {
-            return Err("`channels` and `depths` entries must be at least 1".into());
+            return Err(Problem::at(
+                "channels",
+                "`channels` and `depths` entries must be at least 1",
+            ));
         }
         if self
             .strides
@@ -98,7 +93,10 @@ impl Family for MobileVitConfig {
             .chain([&self.stem_stride])
             .any(|s| !(1..=2).contains(s))
         {
-            return Err("`strides` and `stem_stride` entries must be 1 or 2".into());
+            return Err(Problem::at(
+                "strides",
+                "`strides` and `stem_stride` entries must be 1 or 2",
+            ));
         }
         for (i, (&d, &l)) in self
             .transformer_dims
@@ -107,41 +105,48 @@ impl Family for MobileVitConfig {
             .enumerate()
         {
             if d < 0 || l < 0 {
-                return Err(format!(
-                    "stage {i}: `transformer_dims` and `transformer_depths` must be at least 0"
+                return Err(Problem::at(
+                    "transformer_dims",
+                    format!(
+                        "stage {i}: `transformer_dims` and `transformer_depths` must be at least 0"
+                    ),
                 ));
             }
             if d > 0 && l < 1 {
-                return Err(format!(
-                    "stage {i}: a MobileViT block (transformer_dims {d}) needs \
-                     `transformer_depths` of at least 1"
+                return Err(Problem::at(
+                    "transformer_depths",
+                    format!(
+                        "stage {i}: a MobileViT block (transformer_dims {d}) needs \
+                         `transformer_depths` of at least 1"
+                    ),
                 ));
             }
             if d > 0 && d % self.heads != 0 {
-                return Err(format!(
-                    "stage {i}: transformer width {d} is not divisible by `heads` {}",
-                    self.heads
+                return Err(Problem::at(
+                    "heads",
+                    format!(
+                        "stage {i}: transformer width {d} is not divisible by `heads` {}",
+                        self.heads
+                    ),
                 ));
             }
         }
         if !(self.expansion > 0.0 && self.expansion.is_finite()) {
-            return Err(format!(
-                "`expansion` must be positive, got {}",
-                self.expansion
+            return Err(Problem::at(
+                "expansion",
+                format!("`expansion` must be positive, got {}", self.expansion),
             ));
         }
         if self.num_features < 0 {
-            return Err(format!(
-                "`num_features` must be at least 0, got {}",
-                self.num_features
+            return Err(Problem::at(
+                "num_features",
+                format!(
+                    "`num_features` must be at least 0, got {}",
+                    self.num_features
+                ),
             ));
         }
         check_rates(self.mlp_ratio, self.drop_path_rate, 0.0)
-    }
-    #[cfg(feature = "torch")]
-    fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
-        self.validate().map_err(anyhow::Error::msg)?;
-        Ok(Box::new(MobileVit::new(p, self, io)))
     }
 }
 
@@ -194,334 +199,351 @@ pub static MOBILEVIT: Arch = Arch {
     preset,
     check: check_of::<MobileVitConfig>,
     fits: fits_of::<MobileVitConfig>,
-    #[cfg(feature = "torch")]
     build: build_of::<MobileVitConfig>,
     reference: "timm mobilevit_s",
 };
 
+/// The tensor half: the network itself, built only with libtorch (the worker).
 #[cfg(feature = "torch")]
-/// A linear layer initialised as timm's ByobNet does (normal std 0.01, zero bias).
-fn linear(p: nn::Path, cin: i64, cout: i64) -> nn::Linear {
-    nn::linear(
-        p,
-        cin,
-        cout,
-        nn::LinearConfig {
-            ws_init: nn::Init::Randn {
-                mean: 0.0,
-                stdev: 0.01,
-            },
-            bs_init: Some(nn::Init::Const(0.0)),
-            bias: true,
-        },
-    )
-}
+mod net {
+    use super::*;
+    use crate::models::{
+        layers::{self, conv2d_timm, drop_path, drop_path_rates, make_divisible},
+        Build, ModelIo,
+    };
+    use tch::{
+        nn::{self, ModuleT},
+        Kind, Tensor,
+    };
 
-#[cfg(feature = "torch")]
-/// timm's `ConvNormAct`: conv (`.conv`) → BatchNorm (`.bn`) → SiLU (optional).
-#[derive(Debug)]
-struct ConvBnAct {
-    conv: nn::Conv2D,
-    bn: nn::BatchNorm,
-    act: bool,
-}
+    impl Build for MobileVitConfig {
+        fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
+            self.validate().map_err(|p| anyhow::Error::msg(p.message))?;
+            Ok(Box::new(MobileVit::new(p, self, io)))
+        }
+    }
 
-#[cfg(feature = "torch")]
-impl ConvBnAct {
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        p: nn::Path,
-        cin: i64,
-        cout: i64,
-        k: i64,
-        stride: i64,
-        groups: i64,
-        act: bool,
-        gamma: f64,
-    ) -> Self {
-        Self {
-            conv: conv2d_timm(&p / "conv", cin, cout, k, stride, groups, false),
-            bn: nn::batch_norm2d(
-                &p / "bn",
-                cout,
-                nn::BatchNormConfig {
-                    ws_init: nn::Init::Const(gamma),
-                    ..Default::default()
+    /// LayerNorm eps of the transformer layers (timm passes `nn.LayerNorm`, eps 1e-5).
+    const LN_EPS: f64 = 1e-5;
+
+    /// A linear layer initialised as timm's ByobNet does (normal std 0.01, zero bias).
+    fn linear(p: nn::Path, cin: i64, cout: i64) -> nn::Linear {
+        nn::linear(
+            p,
+            cin,
+            cout,
+            nn::LinearConfig {
+                ws_init: nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.01,
                 },
-            ),
-            act,
-        }
-    }
-
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = x.apply(&self.conv).apply_t(&self.bn, train);
-        if self.act {
-            y.silu()
-        } else {
-            y
-        }
-    }
-}
-
-#[cfg(feature = "torch")]
-/// timm's `BottleneckBlock` as MobileViT configures it (`bottle_in`, `linear_out`, depthwise
-/// 3×3, no downsample shortcut): the residual exists only when stride 1 and width unchanged.
-#[derive(Debug)]
-struct InvertedResidual {
-    conv1_1x1: ConvBnAct,
-    conv2_kxk: ConvBnAct,
-    conv3_1x1: ConvBnAct,
-    residual: bool,
-    drop_path: f64,
-}
-
-#[cfg(feature = "torch")]
-impl InvertedResidual {
-    fn new(p: nn::Path, cin: i64, cout: i64, stride: i64, expansion: f64, drop_path: f64) -> Self {
-        let mid = make_divisible(cin as f64 * expansion, 8);
-        let residual = cin == cout && stride == 1;
-        Self {
-            conv1_1x1: ConvBnAct::new(&p / "conv1_1x1", cin, mid, 1, 1, 1, true, 1.0),
-            conv2_kxk: ConvBnAct::new(&p / "conv2_kxk", mid, mid, 3, stride, mid, true, 1.0),
-            conv3_1x1: ConvBnAct::new(
-                &p / "conv3_1x1",
-                mid,
-                cout,
-                1,
-                1,
-                1,
-                false,
-                if residual { 0.0 } else { 1.0 },
-            ),
-            residual,
-            drop_path,
-        }
-    }
-}
-
-#[cfg(feature = "torch")]
-impl ModuleT for InvertedResidual {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = self.conv1_1x1.forward_t(x, train);
-        let y = self.conv2_kxk.forward_t(&y, train);
-        let y = self.conv3_1x1.forward_t(&y, train);
-        // timm applies drop-path to the branch whether or not a shortcut follows.
-        let y = drop_path(&y, self.drop_path, train);
-        if self.residual {
-            y + x
-        } else {
-            y
-        }
-    }
-}
-
-#[cfg(feature = "torch")]
-/// timm's ViT `Block` as MobileViT uses it: pre-norm attention and a SiLU MLP, no layer scale.
-#[derive(Debug)]
-struct TransformerLayer {
-    norm1: nn::LayerNorm,
-    attn: layers::Attention,
-    norm2: nn::LayerNorm,
-    fc1: nn::Linear,
-    fc2: nn::Linear,
-    drop_path: f64,
-}
-
-#[cfg(feature = "torch")]
-impl TransformerLayer {
-    fn new(p: nn::Path, dim: i64, heads: i64, mlp_ratio: f64, drop_path: f64) -> Self {
-        let hidden = (dim as f64 * mlp_ratio) as i64;
-        let a = &p / "attn";
-        Self {
-            norm1: layers::layer_norm(&p / "norm1", dim, LN_EPS),
-            attn: layers::Attention {
-                qkv: linear(&a / "qkv", dim, 3 * dim),
-                proj: linear(&a / "proj", dim, dim),
-                heads,
-                attn_drop: 0.0,
-                proj_drop: 0.0,
+                bs_init: Some(nn::Init::Const(0.0)),
+                bias: true,
             },
-            norm2: layers::layer_norm(&p / "norm2", dim, LN_EPS),
-            fc1: linear(&p / "mlp" / "fc1", dim, hidden),
-            fc2: linear(&p / "mlp" / "fc2", hidden, dim),
-            drop_path,
-        }
+        )
     }
-}
 
-#[cfg(feature = "torch")]
-impl ModuleT for TransformerLayer {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = self.attn.forward_t(&x.apply(&self.norm1), train);
-        let x = x + drop_path(&y, self.drop_path, train);
-        let y = x
-            .apply(&self.norm2)
-            .apply(&self.fc1)
-            .silu()
-            .apply(&self.fc2);
-        &x + drop_path(&y, self.drop_path, train)
+    /// timm's `ConvNormAct`: conv (`.conv`) → BatchNorm (`.bn`) → SiLU (optional).
+    #[derive(Debug)]
+    struct ConvBnAct {
+        conv: nn::Conv2D,
+        bn: nn::BatchNorm,
+        act: bool,
     }
-}
 
-#[cfg(feature = "torch")]
-/// timm's `MobileVitBlock` (local 3×3 + 1×1, unfold → transformer → fold, 1×1 projection,
-/// 3×3 fusion with the input).
-#[derive(Debug)]
-struct MobileVitBlock {
-    conv_kxk: ConvBnAct,
-    conv_1x1: nn::Conv2D,
-    transformer: Vec<TransformerLayer>,
-    norm: nn::LayerNorm,
-    conv_proj: ConvBnAct,
-    conv_fusion: ConvBnAct,
-    patch: i64,
-}
-
-#[cfg(feature = "torch")]
-impl MobileVitBlock {
-    fn new(p: nn::Path, c: &MobileVitConfig, chs: i64, dim: i64, depth: i64, dp: f64) -> Self {
-        Self {
-            conv_kxk: ConvBnAct::new(&p / "conv_kxk", chs, chs, 3, 1, 1, true, 1.0),
-            conv_1x1: conv2d_timm(&p / "conv_1x1", chs, dim, 1, 1, 1, false),
-            transformer: (0..depth)
-                .map(|i| {
-                    TransformerLayer::new(&p / "transformer" / i, dim, c.heads, c.mlp_ratio, dp)
-                })
-                .collect(),
-            norm: layers::layer_norm(&p / "norm", dim, LN_EPS),
-            conv_proj: ConvBnAct::new(&p / "conv_proj", dim, chs, 1, 1, 1, true, 1.0),
-            conv_fusion: ConvBnAct::new(&p / "conv_fusion", 2 * chs, chs, 3, 1, 1, true, 1.0),
-            patch: c.patch_size,
-        }
-    }
-}
-
-#[cfg(feature = "torch")]
-impl ModuleT for MobileVitBlock {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = self.conv_kxk.forward_t(x, train).apply(&self.conv_1x1);
-        let (b, c, h, w) = y.size4().expect("MobileViT features are [batch, C, H, W]");
-        let ps = self.patch;
-        let (nh, nw) = ((h + ps - 1) / ps, (w + ps - 1) / ps);
-        let resize = nh * ps != h || nw * ps != w;
-        let y = if resize {
-            y.upsample_bilinear2d([nh * ps, nw * ps], false, None::<f64>, None::<f64>)
-        } else {
-            y
-        };
-        let (n, area) = (nh * nw, ps * ps);
-        // Unfold: [B, C, H, W] → [B·C·nh, nw, ps, ps] → [B·area, N, C].
-        let mut t = y
-            .reshape([b * c * nh, ps, nw, ps])
-            .transpose(1, 2)
-            .reshape([b, c, n, area])
-            .transpose(1, 3)
-            .reshape([b * area, n, c]);
-        for l in &self.transformer {
-            t = l.forward_t(&t, train);
-        }
-        let t = t.apply(&self.norm);
-        // Fold: [B·area, N, C] → [B, C, nh·ps, nw·ps].
-        let y = t
-            .reshape([b, area, n, c])
-            .transpose(1, 3)
-            .reshape([b * c * nh, nw, ps, ps])
-            .transpose(1, 2)
-            .reshape([b, c, nh * ps, nw * ps]);
-        let y = if resize {
-            y.upsample_bilinear2d([h, w], false, None::<f64>, None::<f64>)
-        } else {
-            y
-        };
-        let y = self.conv_proj.forward_t(&y, train);
-        self.conv_fusion.forward_t(&Tensor::cat(&[x, &y], 1), train)
-    }
-}
-
-#[cfg(feature = "torch")]
-#[derive(Debug)]
-pub struct MobileVit {
-    stem: ConvBnAct,
-    blocks: Vec<Box<dyn ModuleT>>,
-    final_conv: Option<ConvBnAct>,
-    fc: nn::Linear,
-}
-
-#[cfg(feature = "torch")]
-impl MobileVit {
-    pub fn new(p: &nn::Path, c: &MobileVitConfig, io: &ModelIo) -> Self {
-        let n = c.channels.len();
-        let per_stage: Vec<i64> = (0..n)
-            .map(|i| c.depths[i] + i64::from(c.transformer_dims[i] > 0))
-            .collect();
-        let dpr = drop_path_rates(c.drop_path_rate, per_stage.iter().sum());
-        let stem = ConvBnAct::new(
-            p / "stem",
-            io.in_channels,
-            c.stem_chs,
-            3,
-            c.stem_stride,
-            1,
-            true,
-            1.0,
-        );
-        let mut blocks: Vec<Box<dyn ModuleT>> = Vec::new();
-        let mut cin = c.stem_chs;
-        for i in 0..n {
-            let sp = p / "stages" / i as i64;
-            let cout = make_divisible(c.channels[i] as f64, 8);
-            for j in 0..c.depths[i] {
-                let stride = if j == 0 { c.strides[i] } else { 1 };
-                let rate = dpr[blocks.len()];
-                blocks.push(Box::new(InvertedResidual::new(
-                    &sp / j,
-                    cin,
+    impl ConvBnAct {
+        #[allow(clippy::too_many_arguments)]
+        fn new(
+            p: nn::Path,
+            cin: i64,
+            cout: i64,
+            k: i64,
+            stride: i64,
+            groups: i64,
+            act: bool,
+            gamma: f64,
+        ) -> Self {
+            Self {
+                conv: conv2d_timm(&p / "conv", cin, cout, k, stride, groups, false),
+                bn: nn::batch_norm2d(
+                    &p / "bn",
                     cout,
-                    stride,
-                    c.expansion,
-                    rate,
-                )));
-                cin = cout;
-            }
-            if c.transformer_dims[i] > 0 {
-                let rate = dpr[blocks.len()];
-                blocks.push(Box::new(MobileVitBlock::new(
-                    &sp / c.depths[i],
-                    c,
-                    cout,
-                    c.transformer_dims[i],
-                    c.transformer_depths[i],
-                    rate,
-                )));
+                    nn::BatchNormConfig {
+                        ws_init: nn::Init::Const(gamma),
+                        ..Default::default()
+                    },
+                ),
+                act,
             }
         }
-        let final_conv = (c.num_features > 0)
-            .then(|| ConvBnAct::new(p / "final_conv", cin, c.num_features, 1, 1, 1, true, 1.0));
-        let feat = if c.num_features > 0 {
-            c.num_features
-        } else {
-            cin
-        };
-        Self {
-            stem,
-            blocks,
-            final_conv,
-            fc: linear(p / "head" / "fc", feat, io.num_classes),
-        }
-    }
-}
 
-#[cfg(feature = "torch")]
-impl ModuleT for MobileVit {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut y = self.stem.forward_t(x, train);
-        for b in &self.blocks {
-            y = b.forward_t(&y, train);
+        fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+            let y = x.apply(&self.conv).apply_t(&self.bn, train);
+            if self.act {
+                y.silu()
+            } else {
+                y
+            }
         }
-        if let Some(f) = &self.final_conv {
-            y = f.forward_t(&y, train);
+    }
+
+    /// timm's `BottleneckBlock` as MobileViT configures it (`bottle_in`, `linear_out`, depthwise
+    /// 3×3, no downsample shortcut): the residual exists only when stride 1 and width unchanged.
+    #[derive(Debug)]
+    struct InvertedResidual {
+        conv1_1x1: ConvBnAct,
+        conv2_kxk: ConvBnAct,
+        conv3_1x1: ConvBnAct,
+        residual: bool,
+        drop_path: f64,
+    }
+
+    impl InvertedResidual {
+        fn new(
+            p: nn::Path,
+            cin: i64,
+            cout: i64,
+            stride: i64,
+            expansion: f64,
+            drop_path: f64,
+        ) -> Self {
+            let mid = make_divisible(cin as f64 * expansion, 8);
+            let residual = cin == cout && stride == 1;
+            Self {
+                conv1_1x1: ConvBnAct::new(&p / "conv1_1x1", cin, mid, 1, 1, 1, true, 1.0),
+                conv2_kxk: ConvBnAct::new(&p / "conv2_kxk", mid, mid, 3, stride, mid, true, 1.0),
+                conv3_1x1: ConvBnAct::new(
+                    &p / "conv3_1x1",
+                    mid,
+                    cout,
+                    1,
+                    1,
+                    1,
+                    false,
+                    if residual { 0.0 } else { 1.0 },
+                ),
+                residual,
+                drop_path,
+            }
         }
-        y.mean_dim(&[-2i64, -1][..], false, Kind::Float)
-            .apply(&self.fc)
+    }
+
+    impl ModuleT for InvertedResidual {
+        fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+            let y = self.conv1_1x1.forward_t(x, train);
+            let y = self.conv2_kxk.forward_t(&y, train);
+            let y = self.conv3_1x1.forward_t(&y, train);
+            // timm applies drop-path to the branch whether or not a shortcut follows.
+            let y = drop_path(&y, self.drop_path, train);
+            if self.residual {
+                y + x
+            } else {
+                y
+            }
+        }
+    }
+
+    /// timm's ViT `Block` as MobileViT uses it: pre-norm attention and a SiLU MLP, no layer scale.
+    #[derive(Debug)]
+    struct TransformerLayer {
+        norm1: nn::LayerNorm,
+        attn: layers::Attention,
+        norm2: nn::LayerNorm,
+        fc1: nn::Linear,
+        fc2: nn::Linear,
+        drop_path: f64,
+    }
+
+    impl TransformerLayer {
+        fn new(p: nn::Path, dim: i64, heads: i64, mlp_ratio: f64, drop_path: f64) -> Self {
+            let hidden = (dim as f64 * mlp_ratio) as i64;
+            let a = &p / "attn";
+            Self {
+                norm1: layers::layer_norm(&p / "norm1", dim, LN_EPS),
+                attn: layers::Attention {
+                    qkv: linear(&a / "qkv", dim, 3 * dim),
+                    proj: linear(&a / "proj", dim, dim),
+                    heads,
+                    attn_drop: 0.0,
+                    proj_drop: 0.0,
+                },
+                norm2: layers::layer_norm(&p / "norm2", dim, LN_EPS),
+                fc1: linear(&p / "mlp" / "fc1", dim, hidden),
+                fc2: linear(&p / "mlp" / "fc2", hidden, dim),
+                drop_path,
+            }
+        }
+    }
+
+    impl ModuleT for TransformerLayer {
+        fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+            let y = self.attn.forward_t(&x.apply(&self.norm1), train);
+            let x = x + drop_path(&y, self.drop_path, train);
+            let y = x
+                .apply(&self.norm2)
+                .apply(&self.fc1)
+                .silu()
+                .apply(&self.fc2);
+            &x + drop_path(&y, self.drop_path, train)
+        }
+    }
+
+    /// timm's `MobileVitBlock` (local 3×3 + 1×1, unfold → transformer → fold, 1×1 projection,
+    /// 3×3 fusion with the input).
+    #[derive(Debug)]
+    struct MobileVitBlock {
+        conv_kxk: ConvBnAct,
+        conv_1x1: nn::Conv2D,
+        transformer: Vec<TransformerLayer>,
+        norm: nn::LayerNorm,
+        conv_proj: ConvBnAct,
+        conv_fusion: ConvBnAct,
+        patch: i64,
+    }
+
+    impl MobileVitBlock {
+        fn new(p: nn::Path, c: &MobileVitConfig, chs: i64, dim: i64, depth: i64, dp: f64) -> Self {
+            Self {
+                conv_kxk: ConvBnAct::new(&p / "conv_kxk", chs, chs, 3, 1, 1, true, 1.0),
+                conv_1x1: conv2d_timm(&p / "conv_1x1", chs, dim, 1, 1, 1, false),
+                transformer: (0..depth)
+                    .map(|i| {
+                        TransformerLayer::new(&p / "transformer" / i, dim, c.heads, c.mlp_ratio, dp)
+                    })
+                    .collect(),
+                norm: layers::layer_norm(&p / "norm", dim, LN_EPS),
+                conv_proj: ConvBnAct::new(&p / "conv_proj", dim, chs, 1, 1, 1, true, 1.0),
+                conv_fusion: ConvBnAct::new(&p / "conv_fusion", 2 * chs, chs, 3, 1, 1, true, 1.0),
+                patch: c.patch_size,
+            }
+        }
+    }
+
+    impl ModuleT for MobileVitBlock {
+        fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+            let y = self.conv_kxk.forward_t(x, train).apply(&self.conv_1x1);
+            let (b, c, h, w) = y.size4().expect("MobileViT features are [batch, C, H, W]");
+            let ps = self.patch;
+            let (nh, nw) = ((h + ps - 1) / ps, (w + ps - 1) / ps);
+            let resize = nh * ps != h || nw * ps != w;
+            let y = if resize {
+                y.upsample_bilinear2d([nh * ps, nw * ps], false, None::<f64>, None::<f64>)
+            } else {
+                y
+            };
+            let (n, area) = (nh * nw, ps * ps);
+            // Unfold: [B, C, H, W] → [B·C·nh, nw, ps, ps] → [B·area, N, C].
+            let mut t = y
+                .reshape([b * c * nh, ps, nw, ps])
+                .transpose(1, 2)
+                .reshape([b, c, n, area])
+                .transpose(1, 3)
+                .reshape([b * area, n, c]);
+            for l in &self.transformer {
+                t = l.forward_t(&t, train);
+            }
+            let t = t.apply(&self.norm);
+            // Fold: [B·area, N, C] → [B, C, nh·ps, nw·ps].
+            let y = t
+                .reshape([b, area, n, c])
+                .transpose(1, 3)
+                .reshape([b * c * nh, nw, ps, ps])
+                .transpose(1, 2)
+                .reshape([b, c, nh * ps, nw * ps]);
+            let y = if resize {
+                y.upsample_bilinear2d([h, w], false, None::<f64>, None::<f64>)
+            } else {
+                y
+            };
+            let y = self.conv_proj.forward_t(&y, train);
+            self.conv_fusion.forward_t(&Tensor::cat(&[x, &y], 1), train)
+        }
+    }
+
+    #[derive(Debug)]
+    pub struct MobileVit {
+        stem: ConvBnAct,
+        blocks: Vec<Box<dyn ModuleT>>,
+        final_conv: Option<ConvBnAct>,
+        fc: nn::Linear,
+    }
+
+    impl MobileVit {
+        pub fn new(p: &nn::Path, c: &MobileVitConfig, io: &ModelIo) -> Self {
+            let n = c.channels.len();
+            let per_stage: Vec<i64> = (0..n)
+                .map(|i| c.depths[i] + i64::from(c.transformer_dims[i] > 0))
+                .collect();
+            let dpr = drop_path_rates(c.drop_path_rate, per_stage.iter().sum());
+            let stem = ConvBnAct::new(
+                p / "stem",
+                io.in_channels,
+                c.stem_chs,
+                3,
+                c.stem_stride,
+                1,
+                true,
+                1.0,
+            );
+            let mut blocks: Vec<Box<dyn ModuleT>> = Vec::new();
+            let mut cin = c.stem_chs;
+            for i in 0..n {
+                let sp = p / "stages" / i as i64;
+                let cout = make_divisible(c.channels[i] as f64, 8);
+                for j in 0..c.depths[i] {
+                    let stride = if j == 0 { c.strides[i] } else { 1 };
+                    let rate = dpr[blocks.len()];
+                    blocks.push(Box::new(InvertedResidual::new(
+                        &sp / j,
+                        cin,
+                        cout,
+                        stride,
+                        c.expansion,
+                        rate,
+                    )));
+                    cin = cout;
+                }
+                if c.transformer_dims[i] > 0 {
+                    let rate = dpr[blocks.len()];
+                    blocks.push(Box::new(MobileVitBlock::new(
+                        &sp / c.depths[i],
+                        c,
+                        cout,
+                        c.transformer_dims[i],
+                        c.transformer_depths[i],
+                        rate,
+                    )));
+                }
+            }
+            let final_conv = (c.num_features > 0)
+                .then(|| ConvBnAct::new(p / "final_conv", cin, c.num_features, 1, 1, 1, true, 1.0));
+            let feat = if c.num_features > 0 {
+                c.num_features
+            } else {
+                cin
+            };
+            Self {
+                stem,
+                blocks,
+                final_conv,
+                fc: linear(p / "head" / "fc", feat, io.num_classes),
+            }
+        }
+    }
+
+    impl ModuleT for MobileVit {
+        fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+            let mut y = self.stem.forward_t(x, train);
+            for b in &self.blocks {
+                y = b.forward_t(&y, train);
+            }
+            if let Some(f) = &self.final_conv {
+                y = f.forward_t(&y, train);
+            }
+            y.mean_dim(&[-2i64, -1][..], false, Kind::Float)
+                .apply(&self.fc)
+        }
     }
 }
+#[cfg(feature = "torch")]
+pub use net::*;

@@ -12,13 +12,9 @@
 //! The CIFAR variant keeps PVT-v2-b2's stages but embeds 32px images with a 3×3 stride-2 first
 //! patch embedding (16×16 tokens in stage 1 instead of 8×8) and reduces keys/values by (4, 2, 1, 1)
 //! so every stage attends over a 4×4 (or full) key grid, as b2's (8, 4, 2, 1) gives 7×7 at 224px.
-#[cfg(feature = "torch")]
-use {
-    super::{build_of, layers::{self, conv2d_fan_out, drop_path, drop_path_rates}},
-    tch::{nn::{self, ModuleT}, Kind, Tensor},
-};
-use super::vit::check_rates;
-use super::{check_of, fits_of, positive, Arch, Family, ModelIo};
+use super::vit::{check_rates, renamed};
+use super::{build_of, check_of, fits_of, positive, Arch, Family, ModelIo};
+use crate::vocab::Problem;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -59,15 +55,19 @@ impl PvtV2Config {
 }
 
 impl Family for PvtV2Config {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Problem> {
         positive(&[
             ("stem_patch", self.stem_patch),
             ("stem_stride", self.stem_stride),
         ])?;
         if self.stem_patch <= self.stem_stride {
-            return Err(format!(
-                "`stem_patch` ({}) must be larger than `stem_stride` ({}) for overlapping patches",
-                self.stem_patch, self.stem_stride
+            return Err(Problem::at(
+                "stem_patch",
+                format!(
+                    "`stem_patch` ({}) must be larger than `stem_stride` ({}) for overlapping \
+                     patches",
+                    self.stem_patch, self.stem_stride
+                ),
             ));
         }
         let n = self.depths.len();
@@ -77,11 +77,11 @@ impl Family for PvtV2Config {
             || self.sr_ratios.len() != n
             || self.mlp_ratios.len() != n
         {
-            return Err(
+            return Err(Problem::at(
+                "depths",
                 "`depths`, `embed_dims`, `heads`, `sr_ratios` and `mlp_ratios` need the same, \
-                 non-zero length"
-                    .into(),
-            );
+                 non-zero length",
+            ));
         }
         for (name, v) in [
             ("depths", &self.depths),
@@ -90,23 +90,27 @@ impl Family for PvtV2Config {
             ("sr_ratios", &self.sr_ratios),
         ] {
             if v.iter().any(|&x| x < 1) {
-                return Err(format!("`{name}` entries must be at least 1, got {v:?}"));
+                return Err(Problem::at(
+                    name,
+                    format!("`{name}` entries must be at least 1, got {v:?}"),
+                ));
             }
         }
         for (i, (d, h)) in self.embed_dims.iter().zip(&self.heads).enumerate() {
             if d % h != 0 {
-                return Err(format!(
-                    "stage {i}: width {d} is not divisible by heads {h}"
+                return Err(Problem::new(
+                    &[],
+                    format!("stage {i}: width {d} is not divisible by heads {h}"),
                 ));
             }
         }
         for &r in &self.mlp_ratios {
             check_rates(r, self.drop_path_rate, 0.0)
-                .map_err(|e| e.replace("`mlp_ratio`", "`mlp_ratios` entries"))?;
+                .map_err(|p| renamed(p, "mlp_ratio", "mlp_ratios", "`mlp_ratios` entries"))?;
         }
         Ok(())
     }
-    fn fits(&self, io: &ModelIo) -> Result<(), String> {
+    fn fits(&self, io: &ModelIo) -> Result<(), Problem> {
         for (i, (r, sr)) in self
             .resolutions(io.image_size)
             .into_iter()
@@ -114,17 +118,16 @@ impl Family for PvtV2Config {
             .enumerate()
         {
             if r < *sr {
-                return Err(format!(
-                    "stage {i} has {r}×{r} tokens at {}px, fewer than its sr_ratio {sr}",
-                    io.image_size
+                return Err(Problem::new(
+                    &[],
+                    format!(
+                        "stage {i} has {r}×{r} tokens at {}px, fewer than its sr_ratio {sr}",
+                        io.image_size
+                    ),
                 ));
             }
         }
         Ok(())
-    }
-    #[cfg(feature = "torch")]
-    fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
-        Ok(Box::new(PvtV2::new(p, self, io)))
     }
 }
 
@@ -159,245 +162,252 @@ pub static PVT_V2: Arch = Arch {
     },
     check: check_of::<PvtV2Config>,
     fits: fits_of::<PvtV2Config>,
-    #[cfg(feature = "torch")]
     build: build_of::<PvtV2Config>,
     reference: "timm pvt_v2_b2",
 };
 
+/// The tensor half: the network itself, built only with libtorch (the worker).
 #[cfg(feature = "torch")]
-/// timm's `OverlapPatchEmbed`: k×k stride-s convolution with padding k/2, then LayerNorm
-/// (eps 1e-5) on the NHWC map. NCHW in, NHWC out.
-#[derive(Debug)]
-struct OverlapPatchEmbed {
-    proj: nn::Conv2D,
-    norm: nn::LayerNorm,
-}
+mod net {
+    use super::*;
+    use crate::models::{
+        layers::{self, conv2d_fan_out, drop_path, drop_path_rates},
+        Build,
+    };
+    use tch::{
+        nn::{self, ModuleT},
+        Kind, Tensor,
+    };
 
-#[cfg(feature = "torch")]
-impl OverlapPatchEmbed {
-    fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
-        Self {
-            proj: conv2d_fan_out(&p / "proj", cin, cout, k, stride, k / 2, 1, true),
-            norm: layers::layer_norm(&p / "norm", cout, 1e-5),
-        }
-    }
-}
-
-#[cfg(feature = "torch")]
-impl nn::Module for OverlapPatchEmbed {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.apply(&self.proj).permute([0, 2, 3, 1]).apply(&self.norm)
-    }
-}
-
-#[cfg(feature = "torch")]
-/// Spatial-reduction attention: q from all tokens; k, v from the `sr`-strided map (+ LayerNorm).
-#[derive(Debug)]
-struct Attention {
-    q: nn::Linear,
-    kv: nn::Linear,
-    proj: nn::Linear,
-    sr: Option<(nn::Conv2D, nn::LayerNorm)>,
-    heads: i64,
-}
-
-#[cfg(feature = "torch")]
-impl Attention {
-    fn new(p: nn::Path, dim: i64, heads: i64, sr: i64) -> Self {
-        Self {
-            q: layers::linear(&p / "q", dim, dim, true),
-            kv: layers::linear(&p / "kv", dim, 2 * dim, true),
-            proj: layers::linear(&p / "proj", dim, dim, true),
-            sr: (sr > 1).then(|| {
-                (
-                    conv2d_fan_out(&p / "sr", dim, dim, sr, sr, 0, 1, true),
-                    layers::layer_norm(&p / "norm", dim, 1e-5),
-                )
-            }),
-            heads,
+    impl Build for PvtV2Config {
+        fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
+            Ok(Box::new(PvtV2::new(p, self, io)))
         }
     }
 
-    /// `x`: `[batch, h·w, dim]` tokens of an `h × w` map.
-    fn forward(&self, x: &Tensor, h: i64, w: i64, train: bool) -> Tensor {
-        let (b, n, c) = x.size3().expect("tokens are [batch, tokens, dim]");
-        let hd = c / self.heads;
-        let q = x
-            .apply(&self.q)
-            .reshape([b, n, self.heads, hd])
-            .permute([0, 2, 1, 3]);
-        let src = match &self.sr {
-            Some((sr, norm)) => x
-                .permute([0, 2, 1])
-                .reshape([b, c, h, w])
-                .apply(sr)
-                .reshape([b, c, -1])
-                .permute([0, 2, 1])
-                .apply(norm),
-            None => x.shallow_clone(),
-        };
-        let kv = src
-            .apply(&self.kv)
-            .reshape([b, -1, 2, self.heads, hd])
-            .permute([2, 0, 3, 1, 4]);
-        let y = layers::sdpa(&q, &kv.get(0), &kv.get(1), None, 0.0, train);
-        y.transpose(1, 2).reshape([b, n, c]).apply(&self.proj)
+    /// timm's `OverlapPatchEmbed`: k×k stride-s convolution with padding k/2, then LayerNorm
+    /// (eps 1e-5) on the NHWC map. NCHW in, NHWC out.
+    #[derive(Debug)]
+    struct OverlapPatchEmbed {
+        proj: nn::Conv2D,
+        norm: nn::LayerNorm,
     }
-}
 
-#[cfg(feature = "torch")]
-/// timm's `MlpWithDepthwiseConv`: fc1 → 3×3 depthwise conv on the map → GELU → fc2.
-#[derive(Debug)]
-struct Mlp {
-    fc1: nn::Linear,
-    dwconv: nn::Conv2D,
-    fc2: nn::Linear,
-}
-
-#[cfg(feature = "torch")]
-impl Mlp {
-    fn new(p: nn::Path, dim: i64, hidden: i64) -> Self {
-        Self {
-            fc1: layers::linear(&p / "fc1", dim, hidden, true),
-            dwconv: conv2d_fan_out(&p / "dwconv", hidden, hidden, 3, 1, 1, hidden, true),
-            fc2: layers::linear(&p / "fc2", hidden, dim, true),
+    impl OverlapPatchEmbed {
+        fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64) -> Self {
+            Self {
+                proj: conv2d_fan_out(&p / "proj", cin, cout, k, stride, k / 2, 1, true),
+                norm: layers::layer_norm(&p / "norm", cout, 1e-5),
+            }
         }
     }
 
-    fn forward(&self, x: &Tensor, h: i64, w: i64) -> Tensor {
-        let y = x.apply(&self.fc1);
-        let (b, _, c) = y.size3().expect("tokens are [batch, tokens, dim]");
-        y.transpose(1, 2)
-            .reshape([b, c, h, w])
-            .apply(&self.dwconv)
-            .flatten(2, -1)
-            .transpose(1, 2)
-            .gelu("none")
-            .apply(&self.fc2)
-    }
-}
-
-#[cfg(feature = "torch")]
-#[derive(Debug)]
-struct Block {
-    norm1: nn::LayerNorm,
-    attn: Attention,
-    norm2: nn::LayerNorm,
-    mlp: Mlp,
-    drop_path: f64,
-}
-
-#[cfg(feature = "torch")]
-impl Block {
-    fn new(p: nn::Path, dim: i64, heads: i64, sr: i64, mlp_ratio: f64, drop_path: f64) -> Self {
-        Self {
-            norm1: layers::layer_norm(&p / "norm1", dim, 1e-6),
-            attn: Attention::new(&p / "attn", dim, heads, sr),
-            norm2: layers::layer_norm(&p / "norm2", dim, 1e-6),
-            mlp: Mlp::new(&p / "mlp", dim, (dim as f64 * mlp_ratio) as i64),
-            drop_path,
+    impl nn::Module for OverlapPatchEmbed {
+        fn forward(&self, x: &Tensor) -> Tensor {
+            x.apply(&self.proj).permute([0, 2, 3, 1]).apply(&self.norm)
         }
     }
 
-    fn forward(&self, x: &Tensor, h: i64, w: i64, train: bool) -> Tensor {
-        let a = self.attn.forward(&x.apply(&self.norm1), h, w, train);
-        let x = x + drop_path(&a, self.drop_path, train);
-        let m = self.mlp.forward(&x.apply(&self.norm2), h, w);
-        &x + drop_path(&m, self.drop_path, train)
+    /// Spatial-reduction attention: q from all tokens; k, v from the `sr`-strided map (+ LayerNorm).
+    #[derive(Debug)]
+    struct Attention {
+        q: nn::Linear,
+        kv: nn::Linear,
+        proj: nn::Linear,
+        sr: Option<(nn::Conv2D, nn::LayerNorm)>,
+        heads: i64,
     }
-}
 
-#[cfg(feature = "torch")]
-#[derive(Debug)]
-struct Stage {
-    /// Overlapping 3×3 stride-2 patch embedding (all stages but the first).
-    downsample: Option<OverlapPatchEmbed>,
-    blocks: Vec<Block>,
-    norm: nn::LayerNorm,
-}
-
-#[cfg(feature = "torch")]
-impl Stage {
-    /// NHWC in (first stage) or NCHW in (the others, through `downsample`); NCHW out.
-    fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let x = match &self.downsample {
-            Some(d) => x.apply(d),
-            None => x.shallow_clone(),
-        };
-        let (b, h, w, c) = x.size4().expect("PVT features are [batch, H, W, dim]");
-        let mut t = x.reshape([b, h * w, c]);
-        for blk in &self.blocks {
-            t = blk.forward(&t, h, w, train);
-        }
-        t.apply(&self.norm)
-            .reshape([b, h, w, c])
-            .permute([0, 3, 1, 2])
-    }
-}
-
-#[cfg(feature = "torch")]
-#[derive(Debug)]
-pub struct PvtV2 {
-    patch_embed: OverlapPatchEmbed,
-    stages: Vec<Stage>,
-    head: nn::Linear,
-}
-
-#[cfg(feature = "torch")]
-impl PvtV2 {
-    pub fn new(p: &nn::Path, c: &PvtV2Config, io: &ModelIo) -> Self {
-        let total: i64 = c.depths.iter().sum();
-        let dpr = drop_path_rates(c.drop_path_rate, total);
-        let mut k = 0usize;
-        let mut stages = Vec::new();
-        let mut cin = c.embed_dims[0];
-        for i in 0..c.depths.len() {
-            let sp = p / "stages" / i as i64;
-            let dim = c.embed_dims[i];
-            let downsample =
-                (i > 0).then(|| OverlapPatchEmbed::new(&sp / "downsample", cin, dim, 3, 2));
-            let blocks = (0..c.depths[i])
-                .map(|j| {
-                    k += 1;
-                    Block::new(
-                        &sp / "blocks" / j,
-                        dim,
-                        c.heads[i],
-                        c.sr_ratios[i],
-                        c.mlp_ratios[i],
-                        dpr[k - 1],
+    impl Attention {
+        fn new(p: nn::Path, dim: i64, heads: i64, sr: i64) -> Self {
+            Self {
+                q: layers::linear(&p / "q", dim, dim, true),
+                kv: layers::linear(&p / "kv", dim, 2 * dim, true),
+                proj: layers::linear(&p / "proj", dim, dim, true),
+                sr: (sr > 1).then(|| {
+                    (
+                        conv2d_fan_out(&p / "sr", dim, dim, sr, sr, 0, 1, true),
+                        layers::layer_norm(&p / "norm", dim, 1e-5),
                     )
-                })
-                .collect();
-            stages.push(Stage {
-                downsample,
-                blocks,
-                norm: layers::layer_norm(&sp / "norm", dim, 1e-6),
-            });
-            cin = dim;
+                }),
+                heads,
+            }
         }
-        Self {
-            patch_embed: OverlapPatchEmbed::new(
-                p / "patch_embed",
-                io.in_channels,
-                c.embed_dims[0],
-                c.stem_patch,
-                c.stem_stride,
-            ),
-            stages,
-            head: layers::linear(p / "head", cin, io.num_classes, true),
-        }
-    }
-}
 
-#[cfg(feature = "torch")]
-impl ModuleT for PvtV2 {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut y = x.apply(&self.patch_embed);
-        for s in &self.stages {
-            y = s.forward(&y, train);
+        /// `x`: `[batch, h·w, dim]` tokens of an `h × w` map.
+        fn forward(&self, x: &Tensor, h: i64, w: i64, train: bool) -> Tensor {
+            let (b, n, c) = x.size3().expect("tokens are [batch, tokens, dim]");
+            let hd = c / self.heads;
+            let q = x
+                .apply(&self.q)
+                .reshape([b, n, self.heads, hd])
+                .permute([0, 2, 1, 3]);
+            let src = match &self.sr {
+                Some((sr, norm)) => x
+                    .permute([0, 2, 1])
+                    .reshape([b, c, h, w])
+                    .apply(sr)
+                    .reshape([b, c, -1])
+                    .permute([0, 2, 1])
+                    .apply(norm),
+                None => x.shallow_clone(),
+            };
+            let kv = src
+                .apply(&self.kv)
+                .reshape([b, -1, 2, self.heads, hd])
+                .permute([2, 0, 3, 1, 4]);
+            let y = layers::sdpa(&q, &kv.get(0), &kv.get(1), None, 0.0, train);
+            y.transpose(1, 2).reshape([b, n, c]).apply(&self.proj)
         }
-        y.mean_dim(&[-1i64, -2][..], false, Kind::Float)
-            .apply(&self.head)
+    }
+
+    /// timm's `MlpWithDepthwiseConv`: fc1 → 3×3 depthwise conv on the map → GELU → fc2.
+    #[derive(Debug)]
+    struct Mlp {
+        fc1: nn::Linear,
+        dwconv: nn::Conv2D,
+        fc2: nn::Linear,
+    }
+
+    impl Mlp {
+        fn new(p: nn::Path, dim: i64, hidden: i64) -> Self {
+            Self {
+                fc1: layers::linear(&p / "fc1", dim, hidden, true),
+                dwconv: conv2d_fan_out(&p / "dwconv", hidden, hidden, 3, 1, 1, hidden, true),
+                fc2: layers::linear(&p / "fc2", hidden, dim, true),
+            }
+        }
+
+        fn forward(&self, x: &Tensor, h: i64, w: i64) -> Tensor {
+            let y = x.apply(&self.fc1);
+            let (b, _, c) = y.size3().expect("tokens are [batch, tokens, dim]");
+            y.transpose(1, 2)
+                .reshape([b, c, h, w])
+                .apply(&self.dwconv)
+                .flatten(2, -1)
+                .transpose(1, 2)
+                .gelu("none")
+                .apply(&self.fc2)
+        }
+    }
+
+    #[derive(Debug)]
+    struct Block {
+        norm1: nn::LayerNorm,
+        attn: Attention,
+        norm2: nn::LayerNorm,
+        mlp: Mlp,
+        drop_path: f64,
+    }
+
+    impl Block {
+        fn new(p: nn::Path, dim: i64, heads: i64, sr: i64, mlp_ratio: f64, drop_path: f64) -> Self {
+            Self {
+                norm1: layers::layer_norm(&p / "norm1", dim, 1e-6),
+                attn: Attention::new(&p / "attn", dim, heads, sr),
+                norm2: layers::layer_norm(&p / "norm2", dim, 1e-6),
+                mlp: Mlp::new(&p / "mlp", dim, (dim as f64 * mlp_ratio) as i64),
+                drop_path,
+            }
+        }
+
+        fn forward(&self, x: &Tensor, h: i64, w: i64, train: bool) -> Tensor {
+            let a = self.attn.forward(&x.apply(&self.norm1), h, w, train);
+            let x = x + drop_path(&a, self.drop_path, train);
+            let m = self.mlp.forward(&x.apply(&self.norm2), h, w);
+            &x + drop_path(&m, self.drop_path, train)
+        }
+    }
+
+    #[derive(Debug)]
+    struct Stage {
+        /// Overlapping 3×3 stride-2 patch embedding (all stages but the first).
+        downsample: Option<OverlapPatchEmbed>,
+        blocks: Vec<Block>,
+        norm: nn::LayerNorm,
+    }
+
+    impl Stage {
+        /// NHWC in (first stage) or NCHW in (the others, through `downsample`); NCHW out.
+        fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+            let x = match &self.downsample {
+                Some(d) => x.apply(d),
+                None => x.shallow_clone(),
+            };
+            let (b, h, w, c) = x.size4().expect("PVT features are [batch, H, W, dim]");
+            let mut t = x.reshape([b, h * w, c]);
+            for blk in &self.blocks {
+                t = blk.forward(&t, h, w, train);
+            }
+            t.apply(&self.norm)
+                .reshape([b, h, w, c])
+                .permute([0, 3, 1, 2])
+        }
+    }
+
+    #[derive(Debug)]
+    pub struct PvtV2 {
+        patch_embed: OverlapPatchEmbed,
+        stages: Vec<Stage>,
+        head: nn::Linear,
+    }
+
+    impl PvtV2 {
+        pub fn new(p: &nn::Path, c: &PvtV2Config, io: &ModelIo) -> Self {
+            let total: i64 = c.depths.iter().sum();
+            let dpr = drop_path_rates(c.drop_path_rate, total);
+            let mut k = 0usize;
+            let mut stages = Vec::new();
+            let mut cin = c.embed_dims[0];
+            for i in 0..c.depths.len() {
+                let sp = p / "stages" / i as i64;
+                let dim = c.embed_dims[i];
+                let downsample =
+                    (i > 0).then(|| OverlapPatchEmbed::new(&sp / "downsample", cin, dim, 3, 2));
+                let blocks = (0..c.depths[i])
+                    .map(|j| {
+                        k += 1;
+                        Block::new(
+                            &sp / "blocks" / j,
+                            dim,
+                            c.heads[i],
+                            c.sr_ratios[i],
+                            c.mlp_ratios[i],
+                            dpr[k - 1],
+                        )
+                    })
+                    .collect();
+                stages.push(Stage {
+                    downsample,
+                    blocks,
+                    norm: layers::layer_norm(&sp / "norm", dim, 1e-6),
+                });
+                cin = dim;
+            }
+            Self {
+                patch_embed: OverlapPatchEmbed::new(
+                    p / "patch_embed",
+                    io.in_channels,
+                    c.embed_dims[0],
+                    c.stem_patch,
+                    c.stem_stride,
+                ),
+                stages,
+                head: layers::linear(p / "head", cin, io.num_classes, true),
+            }
+        }
+    }
+
+    impl ModuleT for PvtV2 {
+        fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+            let mut y = x.apply(&self.patch_embed);
+            for s in &self.stages {
+                y = s.forward(&y, train);
+            }
+            y.mean_dim(&[-1i64, -2][..], false, Kind::Float)
+                .apply(&self.head)
+        }
     }
 }
+#[cfg(feature = "torch")]
+pub use net::*;

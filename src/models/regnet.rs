@@ -18,12 +18,8 @@
 //! stride-1 stem, 64 stem channels and unstrided first two stages, as in kuangliu/pytorch-cifar's
 //! `RegNetX_200MF` (widths 24/56/152/368, depths 1/1/4/7, group width 8, strides 1/1/2/2): a 32px
 //! image keeps 32×32 features through two stages and ends at 8×8.
-#[cfg(feature = "torch")]
-use {
-    super::{build_of, layers::{drop_path, drop_path_rates}, ModelIo},
-    tch::{nn::{self, ModuleT}, Tensor},
-};
-use super::{check_of, fits_of, positive, Arch, Family};
+use super::{build_of, check_of, fits_of, positive, Arch, Family};
+use crate::vocab::Problem;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -115,7 +111,7 @@ impl RegNetConfig {
 }
 
 impl Family for RegNetConfig {
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Problem> {
         positive(&[
             ("w0", self.w0),
             ("depth", self.depth),
@@ -123,27 +119,42 @@ impl Family for RegNetConfig {
             ("stem_width", self.stem_width),
         ])?;
         if self.w0 % 8 != 0 {
-            return Err(format!("`w0` must be a multiple of 8, got {}", self.w0));
+            return Err(Problem::at(
+                "w0",
+                format!("`w0` must be a multiple of 8, got {}", self.w0),
+            ));
         }
         if !(self.wa >= 0.0 && self.wa.is_finite()) {
-            return Err(format!("`wa` must be at least 0, got {}", self.wa));
+            return Err(Problem::at(
+                "wa",
+                format!("`wa` must be at least 0, got {}", self.wa),
+            ));
         }
         if !(self.wm > 1.0 && self.wm.is_finite()) {
-            return Err(format!("`wm` must be greater than 1, got {}", self.wm));
+            return Err(Problem::at(
+                "wm",
+                format!("`wm` must be greater than 1, got {}", self.wm),
+            ));
         }
         if !(self.bottle_ratio > 0.0 && self.bottle_ratio.is_finite()) {
-            return Err(format!(
-                "`bottle_ratio` must be positive, got {}",
-                self.bottle_ratio
+            return Err(Problem::at(
+                "bottle_ratio",
+                format!("`bottle_ratio` must be positive, got {}", self.bottle_ratio),
             ));
         }
         if self.depth > 1000 {
-            return Err(format!("`depth` must be at most 1000, got {}", self.depth));
+            return Err(Problem::at(
+                "depth",
+                format!("`depth` must be at most 1000, got {}", self.depth),
+            ));
         }
         if self.strides.len() != 4 {
-            return Err(format!(
-                "`strides` needs one entry per stage (4), got {}",
-                self.strides.len()
+            return Err(Problem::at(
+                "strides",
+                format!(
+                    "`strides` needs one entry per stage (4), got {}",
+                    self.strides.len()
+                ),
             ));
         }
         if self
@@ -152,41 +163,49 @@ impl Family for RegNetConfig {
             .chain([&self.stem_stride])
             .any(|s| !(1..=2).contains(s))
         {
-            return Err("`strides` and `stem_stride` entries must be 1 or 2".into());
+            return Err(Problem::at(
+                "strides",
+                "`strides` and `stem_stride` entries must be 1 or 2",
+            ));
         }
         if !(0.0..1.0).contains(&self.drop_path_rate) {
-            return Err(format!(
-                "`drop_path_rate` must be in [0, 1), got {}",
-                self.drop_path_rate
+            return Err(Problem::at(
+                "drop_path_rate",
+                format!(
+                    "`drop_path_rate` must be in [0, 1), got {}",
+                    self.drop_path_rate
+                ),
             ));
         }
         let stages = self.stages();
         if stages.len() != 4 {
-            return Err(format!(
-                "`w0`, `wa`, `wm` and `depth` give {} stages (widths {:?}); RegNet needs exactly 4",
-                stages.len(),
-                stages.iter().map(|s| s.width).collect::<Vec<_>>()
+            return Err(Problem::at(
+                "w0",
+                format!(
+                    "`w0`, `wa`, `wm` and `depth` give {} stages (widths {:?}); RegNet needs \
+                     exactly 4",
+                    stages.len(),
+                    stages.iter().map(|s| s.width).collect::<Vec<_>>()
+                ),
             ));
         }
         for (i, s) in stages.iter().enumerate() {
             let (b, groups) = self.bottleneck(s.width, s.group_size);
             if s.width < 1 || b < 1 || groups < 1 || b % groups != 0 {
-                return Err(format!(
-                    "stage {}: width {} with `bottle_ratio` {} and group size {} gives a \
-                     bottleneck of {b} channels that {groups} groups cannot split",
-                    i + 1,
-                    s.width,
-                    self.bottle_ratio,
-                    s.group_size
+                return Err(Problem::at(
+                    "bottle_ratio",
+                    format!(
+                        "stage {}: width {} with `bottle_ratio` {} and group size {} gives a \
+                         bottleneck of {b} channels that {groups} groups cannot split",
+                        i + 1,
+                        s.width,
+                        self.bottle_ratio,
+                        s.group_size
+                    ),
                 ));
             }
         }
         Ok(())
-    }
-    #[cfg(feature = "torch")]
-    fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
-        self.validate().map_err(anyhow::Error::msg)?;
-        Ok(Box::new(RegNet::new(p, self, io)))
     }
 }
 
@@ -218,157 +237,187 @@ pub static REGNETX: Arch = Arch {
     },
     check: check_of::<RegNetConfig>,
     fits: fits_of::<RegNetConfig>,
-    #[cfg(feature = "torch")]
     build: build_of::<RegNetConfig>,
     reference: "timm regnetx_002",
 };
 
+/// The tensor half: the network itself, built only with libtorch (the worker).
 #[cfg(feature = "torch")]
-/// timm's `ConvNormAct` without its activation: a bias-free convolution (`.conv`, timm's
-/// symmetric padding, normal init with std √(2/fan-out)) and BatchNorm (`.bn`, γ = `gamma`).
-#[derive(Debug)]
-struct ConvBn {
-    conv: nn::Conv2D,
-    bn: nn::BatchNorm,
-}
+mod net {
+    use super::*;
+    use crate::models::{
+        layers::{drop_path, drop_path_rates},
+        Build, ModelIo,
+    };
+    use tch::{
+        nn::{self, ModuleT},
+        Tensor,
+    };
 
-#[cfg(feature = "torch")]
-impl ConvBn {
-    fn new(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, groups: i64, gamma: f64) -> Self {
-        let conv = super::layers::conv2d_timm(&p / "conv", cin, cout, k, stride, groups, false);
-        let bn = nn::batch_norm2d(
-            &p / "bn",
-            cout,
-            nn::BatchNormConfig {
-                ws_init: nn::Init::Const(gamma),
-                ..Default::default()
-            },
-        );
-        Self { conv, bn }
-    }
-
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        x.apply(&self.conv).apply_t(&self.bn, train)
-    }
-}
-
-#[cfg(feature = "torch")]
-/// timm's RegNet `Bottleneck` (no SE, ReLU after the residual sum).
-#[derive(Debug)]
-struct Bottleneck {
-    conv1: ConvBn,
-    conv2: ConvBn,
-    conv3: ConvBn,
-    downsample: Option<ConvBn>,
-    drop_path: f64,
-}
-
-#[cfg(feature = "torch")]
-impl Bottleneck {
-    fn new(
-        p: nn::Path,
-        c: &RegNetConfig,
-        cin: i64,
-        cout: i64,
-        stride: i64,
-        group_size: i64,
-        drop_path: f64,
-    ) -> Self {
-        let (b, groups) = c.bottleneck(cout, group_size);
-        Self {
-            conv1: ConvBn::new(&p / "conv1", cin, b, 1, 1, 1, 1.0),
-            conv2: ConvBn::new(&p / "conv2", b, b, 3, stride, groups, 1.0),
-            conv3: ConvBn::new(&p / "conv3", b, cout, 1, 1, 1, 0.0),
-            downsample: (cin != cout || stride != 1)
-                .then(|| ConvBn::new(&p / "downsample", cin, cout, 1, stride, 1, 1.0)),
-            drop_path,
+    impl Build for RegNetConfig {
+        fn build(&self, p: &nn::Path, io: &ModelIo) -> anyhow::Result<Box<dyn ModuleT>> {
+            self.validate().map_err(|p| anyhow::Error::msg(p.message))?;
+            Ok(Box::new(RegNet::new(p, self, io)))
         }
     }
-}
 
-#[cfg(feature = "torch")]
-impl ModuleT for Bottleneck {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let y = self.conv1.forward_t(x, train).relu();
-        let y = self.conv2.forward_t(&y, train).relu();
-        let y = self.conv3.forward_t(&y, train);
-        let short = match &self.downsample {
-            Some(d) => d.forward_t(x, train),
-            None => x.shallow_clone(),
-        };
-        (drop_path(&y, self.drop_path, train) + short).relu()
+    /// timm's `ConvNormAct` without its activation: a bias-free convolution (`.conv`, timm's
+    /// symmetric padding, normal init with std √(2/fan-out)) and BatchNorm (`.bn`, γ = `gamma`).
+    #[derive(Debug)]
+    struct ConvBn {
+        conv: nn::Conv2D,
+        bn: nn::BatchNorm,
     }
-}
 
-#[cfg(feature = "torch")]
-#[derive(Debug)]
-pub struct RegNet {
-    stem: ConvBn,
-    blocks: Vec<Bottleneck>,
-    fc: nn::Linear,
-}
+    impl ConvBn {
+        fn new(
+            p: nn::Path,
+            cin: i64,
+            cout: i64,
+            k: i64,
+            stride: i64,
+            groups: i64,
+            gamma: f64,
+        ) -> Self {
+            let conv = crate::models::layers::conv2d_timm(
+                &p / "conv",
+                cin,
+                cout,
+                k,
+                stride,
+                groups,
+                false,
+            );
+            let bn = nn::batch_norm2d(
+                &p / "bn",
+                cout,
+                nn::BatchNormConfig {
+                    ws_init: nn::Init::Const(gamma),
+                    ..Default::default()
+                },
+            );
+            Self { conv, bn }
+        }
 
-#[cfg(feature = "torch")]
-impl RegNet {
-    pub fn new(p: &nn::Path, c: &RegNetConfig, io: &ModelIo) -> Self {
-        let stages = c.stages();
-        let total: i64 = stages.iter().map(|s| s.depth).sum();
-        let dpr = drop_path_rates(c.drop_path_rate, total);
-        let stem = ConvBn::new(
-            p / "stem",
-            io.in_channels,
-            c.stem_width,
-            3,
-            c.stem_stride,
-            1,
-            1.0,
-        );
-        let mut blocks = Vec::new();
-        let mut cin = c.stem_width;
-        for (i, s) in stages.iter().enumerate() {
-            let sp = p / format!("s{}", i + 1);
-            for j in 0..s.depth {
-                let stride = if j == 0 { c.strides[i] } else { 1 };
-                let rate = dpr[blocks.len()];
-                blocks.push(Bottleneck::new(
-                    &sp / format!("b{}", j + 1),
-                    c,
-                    cin,
-                    s.width,
-                    stride,
-                    s.group_size,
-                    rate,
-                ));
-                cin = s.width;
+        fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+            x.apply(&self.conv).apply_t(&self.bn, train)
+        }
+    }
+
+    /// timm's RegNet `Bottleneck` (no SE, ReLU after the residual sum).
+    #[derive(Debug)]
+    struct Bottleneck {
+        conv1: ConvBn,
+        conv2: ConvBn,
+        conv3: ConvBn,
+        downsample: Option<ConvBn>,
+        drop_path: f64,
+    }
+
+    impl Bottleneck {
+        fn new(
+            p: nn::Path,
+            c: &RegNetConfig,
+            cin: i64,
+            cout: i64,
+            stride: i64,
+            group_size: i64,
+            drop_path: f64,
+        ) -> Self {
+            let (b, groups) = c.bottleneck(cout, group_size);
+            Self {
+                conv1: ConvBn::new(&p / "conv1", cin, b, 1, 1, 1, 1.0),
+                conv2: ConvBn::new(&p / "conv2", b, b, 3, stride, groups, 1.0),
+                conv3: ConvBn::new(&p / "conv3", b, cout, 1, 1, 1, 0.0),
+                downsample: (cin != cout || stride != 1)
+                    .then(|| ConvBn::new(&p / "downsample", cin, cout, 1, stride, 1, 1.0)),
+                drop_path,
             }
         }
-        let fc = nn::linear(
-            p / "head" / "fc",
-            cin,
-            io.num_classes,
-            nn::LinearConfig {
-                ws_init: nn::Init::Randn {
-                    mean: 0.0,
-                    stdev: 0.01,
-                },
-                bs_init: Some(nn::Init::Const(0.0)),
-                bias: true,
-            },
-        );
-        Self { stem, blocks, fc }
     }
-}
 
-#[cfg(feature = "torch")]
-impl ModuleT for RegNet {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut y = self.stem.forward_t(x, train).relu();
-        for b in &self.blocks {
-            y = b.forward_t(&y, train);
+    impl ModuleT for Bottleneck {
+        fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+            let y = self.conv1.forward_t(x, train).relu();
+            let y = self.conv2.forward_t(&y, train).relu();
+            let y = self.conv3.forward_t(&y, train);
+            let short = match &self.downsample {
+                Some(d) => d.forward_t(x, train),
+                None => x.shallow_clone(),
+            };
+            (drop_path(&y, self.drop_path, train) + short).relu()
         }
-        y.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
+    }
+
+    #[derive(Debug)]
+    pub struct RegNet {
+        stem: ConvBn,
+        blocks: Vec<Bottleneck>,
+        fc: nn::Linear,
+    }
+
+    impl RegNet {
+        pub fn new(p: &nn::Path, c: &RegNetConfig, io: &ModelIo) -> Self {
+            let stages = c.stages();
+            let total: i64 = stages.iter().map(|s| s.depth).sum();
+            let dpr = drop_path_rates(c.drop_path_rate, total);
+            let stem = ConvBn::new(
+                p / "stem",
+                io.in_channels,
+                c.stem_width,
+                3,
+                c.stem_stride,
+                1,
+                1.0,
+            );
+            let mut blocks = Vec::new();
+            let mut cin = c.stem_width;
+            for (i, s) in stages.iter().enumerate() {
+                let sp = p / format!("s{}", i + 1);
+                for j in 0..s.depth {
+                    let stride = if j == 0 { c.strides[i] } else { 1 };
+                    let rate = dpr[blocks.len()];
+                    blocks.push(Bottleneck::new(
+                        &sp / format!("b{}", j + 1),
+                        c,
+                        cin,
+                        s.width,
+                        stride,
+                        s.group_size,
+                        rate,
+                    ));
+                    cin = s.width;
+                }
+            }
+            let fc = nn::linear(
+                p / "head" / "fc",
+                cin,
+                io.num_classes,
+                nn::LinearConfig {
+                    ws_init: nn::Init::Randn {
+                        mean: 0.0,
+                        stdev: 0.01,
+                    },
+                    bs_init: Some(nn::Init::Const(0.0)),
+                    bias: true,
+                },
+            );
+            Self { stem, blocks, fc }
+        }
+    }
+
+    impl ModuleT for RegNet {
+        fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+            let mut y = self.stem.forward_t(x, train).relu();
+            for b in &self.blocks {
+                y = b.forward_t(&y, train);
+            }
+            y.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
+        }
     }
 }
+#[cfg(feature = "torch")]
+pub use net::*;
 
 #[cfg(test)]
 mod tests {

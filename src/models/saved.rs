@@ -6,11 +6,6 @@
 //! - `model_best.safetensors`: the best monitored epoch's weights (trained with monitoring only);
 //! - for an imported TorchScript model, the script itself (its config names the file relative to
 //!   the entry, so the entry can move).
-#[cfg(feature = "torch")]
-use {
-    super::Network,
-    tch::Device,
-};
 use super::{ModelIo, ModelParams};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -78,38 +73,6 @@ impl SavedModel {
         std::fs::write(&path, serde_json::to_vec_pretty(info)?)
             .with_context(|| format!("writing {}", path.display()))
     }
-
-    #[cfg(feature = "torch")]
-    /// The network with the weights `checkpoint` names, on `device`.
-    pub fn network(&self, checkpoint: Checkpoint, device: Device) -> Result<Network> {
-        let file = match checkpoint {
-            Checkpoint::Last => WEIGHTS,
-            Checkpoint::Best => {
-                if !self.dir.join(BEST_WEIGHTS).exists() {
-                    anyhow::bail!(
-                        "{} has no best checkpoint ({BEST_WEIGHTS}): the model was imported or trained without monitoring; set `evaluation.checkpoint: last`",
-                        self.dir.display()
-                    );
-                }
-                BEST_WEIGHTS
-            }
-        };
-        let info = &self.info;
-        if info.model.arch == super::torchscript::TORCHSCRIPT.name {
-            // An imported TorchScript model: its weights live in the script file itself.
-            let model = script_in(&info.model, &self.dir);
-            return Network::new(&model, &info.io, &info.mean, &info.std, device, 0);
-        }
-        let mut net = Network::new(&info.model, &info.io, &info.mean, &info.std, device, 0)?;
-        net.load(&self.dir.join(file))?;
-        Ok(net)
-    }
-}
-
-#[cfg(feature = "torch")]
-/// Loads the network saved in `dir` with the weights `checkpoint` names.
-pub fn load(dir: &Path, checkpoint: Checkpoint, device: Device) -> Result<Network> {
-    SavedModel::open(dir)?.network(checkpoint, device)
 }
 
 /// TorchScript params with the script's file name made absolute under `dir` (an entry
@@ -121,3 +84,45 @@ pub fn script_in(model: &ModelParams, dir: &Path) -> ModelParams {
     }
     m
 }
+
+/// The tensor half: loading the network, only with libtorch (the worker).
+#[cfg(feature = "torch")]
+mod net {
+    use super::*;
+    use crate::models::Network;
+    use tch::Device;
+
+    impl SavedModel {
+        /// The network with the weights `checkpoint` names, on `device`.
+        pub fn network(&self, checkpoint: Checkpoint, device: Device) -> Result<Network> {
+            let file = match checkpoint {
+                Checkpoint::Last => WEIGHTS,
+                Checkpoint::Best => {
+                    if !self.dir.join(BEST_WEIGHTS).exists() {
+                        anyhow::bail!(
+                            "{} has no best checkpoint ({BEST_WEIGHTS}): the model was imported or trained without monitoring; set `evaluation.checkpoint: last`",
+                            self.dir.display()
+                        );
+                    }
+                    BEST_WEIGHTS
+                }
+            };
+            let info = &self.info;
+            if info.model.arch == crate::models::torchscript::TORCHSCRIPT.name {
+                // An imported TorchScript model: its weights live in the script file itself.
+                let model = script_in(&info.model, &self.dir);
+                return Network::new(&model, &info.io, &info.mean, &info.std, device, 0);
+            }
+            let mut net = Network::new(&info.model, &info.io, &info.mean, &info.std, device, 0)?;
+            net.load(&self.dir.join(file))?;
+            Ok(net)
+        }
+    }
+
+    /// Loads the network saved in `dir` with the weights `checkpoint` names.
+    pub fn load(dir: &Path, checkpoint: Checkpoint, device: Device) -> Result<Network> {
+        SavedModel::open(dir)?.network(checkpoint, device)
+    }
+}
+#[cfg(feature = "torch")]
+pub use net::load;

@@ -145,8 +145,7 @@ pub fn check_pairs(s: &Spec, r: &Resolved) -> Vec<Problem> {
             );
         }
         for (dname, d) in &r.datasets {
-            if let Err(e) = (arch.fits)(&mp.config, &io_of(d)) {
-                let mut p = models::config_problem(&mp.config, e);
+            if let Err(mut p) = (arch.fits)(&mp.config, &io_of(d)) {
                 p.message = format!("does not fit dataset `{dname}`: {}", p.message);
                 out.push(p.under(&["models", mname]));
             }

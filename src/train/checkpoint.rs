@@ -3,17 +3,17 @@
 //! carries the blake3 of its tensors; a resume verifies it, and a checkpoint that is corrupt,
 //! truncated or unreadable is discarded with a warning in favour of the previous epoch's (the two
 //! newest are kept), or of a fresh start.
-#[cfg(feature = "torch")]
-use {
-    anyhow::{Context, Result},
-    crate::models::Network,
-    serde::{Deserialize, Serialize},
-    std::{collections::HashMap, path::{Path, PathBuf}},
-    super::{optim::Optimizer, EpochRecord, SettingSpan},
-    tch::Tensor,
+#![cfg(feature = "torch")]
+use super::{optim::Optimizer, EpochRecord, SettingSpan};
+use crate::models::Network;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
 };
+use tch::Tensor;
 
-#[cfg(feature = "torch")]
 #[derive(Serialize, Deserialize)]
 struct State {
     epoch: usize,
@@ -33,7 +33,6 @@ struct State {
     settings: Vec<SettingSpan>,
 }
 
-#[cfg(feature = "torch")]
 /// What a resume restores besides the tensors.
 pub struct Resumed {
     /// Epochs done.
@@ -43,20 +42,16 @@ pub struct Resumed {
     pub settings: Vec<SettingSpan>,
 }
 
-#[cfg(feature = "torch")]
 const TENSORS: &str = "state.safetensors";
-#[cfg(feature = "torch")]
 const STATE: &str = "state.json";
 
 /// Why a checkpoint cannot be resumed from: its contents are damaged (it is discarded), or it
 /// could not be read (an I/O error, passed on: the checkpoint may be fine).
-#[cfg(feature = "torch")]
 enum Fault {
     Damaged(anyhow::Error),
     Unreadable(anyhow::Error),
 }
 
-#[cfg(feature = "torch")]
 impl From<anyhow::Error> for Fault {
     fn from(e: anyhow::Error) -> Self {
         Fault::Damaged(e)
@@ -64,7 +59,6 @@ impl From<anyhow::Error> for Fault {
 }
 
 /// A missing file is damage (a truncated checkpoint); any other I/O error is not.
-#[cfg(feature = "torch")]
 fn io_fault(e: std::io::Error, what: String) -> Fault {
     if e.kind() == std::io::ErrorKind::NotFound {
         Fault::Damaged(anyhow::Error::new(e).context(what))
@@ -73,7 +67,6 @@ fn io_fault(e: std::io::Error, what: String) -> Fault {
     }
 }
 
-#[cfg(feature = "torch")]
 fn blake3_of(file: &Path) -> Result<String, Fault> {
     let mut f = std::fs::File::open(file)
         .map_err(|e| io_fault(e, format!("opening {}", file.display())))?;
@@ -83,12 +76,10 @@ fn blake3_of(file: &Path) -> Result<String, Fault> {
     Ok(h.finalize().to_hex().to_string())
 }
 
-#[cfg(feature = "torch")]
 fn epoch_dir(root: &Path, epoch: usize) -> PathBuf {
     root.join(format!("epoch-{epoch:05}"))
 }
 
-#[cfg(feature = "torch")]
 pub fn save(
     root: &Path,
     epoch: usize,
@@ -149,7 +140,6 @@ pub fn save(
 }
 
 /// The checkpoint directories under `root`, newest first.
-#[cfg(feature = "torch")]
 fn epochs(root: &Path) -> Result<Vec<PathBuf>> {
     if !root.exists() {
         return Ok(Vec::new());
@@ -171,7 +161,6 @@ fn epochs(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-#[cfg(feature = "torch")]
 /// A checkpoint read and checked, not yet applied.
 struct Verified {
     dir: PathBuf,
@@ -179,7 +168,6 @@ struct Verified {
     tensors: HashMap<String, Tensor>,
 }
 
-#[cfg(feature = "torch")]
 /// Reads the checkpoint in `dir` and checks it before anything is changed: its checksums, that it
 /// parses, and that it holds every tensor of `net` and `opt` with the right shape.
 fn verify(dir: &Path, net: &Network, opt: &Optimizer) -> Result<Verified, Fault> {
@@ -225,13 +213,15 @@ fn verify(dir: &Path, net: &Network, opt: &Optimizer) -> Result<Verified, Fault>
     })
 }
 
-#[cfg(feature = "torch")]
 /// Resumes from the newest intact checkpoint under `root`: loads it into `net` and `opt` and
 /// returns what else it restores. A checkpoint whose contents fail their checks
 /// is removed with a warning naming it and why, and the next older one is tried; `None`: start
 /// afresh. A checkpoint that cannot be read (an I/O error) is an error, and is kept.
 pub fn resume(root: &Path, net: &mut Network, opt: &mut Optimizer) -> Result<Option<Resumed>> {
-    crate::cache::links::unlink(&root.join(super::BEST), "the best weights (ckpt/<key>/best)");
+    crate::cache::links::unlink(
+        &root.join(super::BEST),
+        "the best weights (ckpt/<key>/best)",
+    );
     for dir in epochs(root)? {
         match verify(&dir, net, opt) {
             Ok(v) => return apply(v, root, net, opt).map(Some),
@@ -252,7 +242,6 @@ pub fn resume(root: &Path, net: &mut Network, opt: &mut Optimizer) -> Result<Opt
     Ok(None)
 }
 
-#[cfg(feature = "torch")]
 fn apply(v: Verified, root: &Path, net: &mut Network, opt: &mut Optimizer) -> Result<Resumed> {
     // The best weights as of this epoch (checked above); none yet: no best file.
     let best = root.join(super::BEST);

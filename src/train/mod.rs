@@ -1,5 +1,7 @@
 //! Adversarial training: the epoch loop (standard, PGD-AT, fast AT or TRADES), per-epoch
 //! checkpoints for resuming, and per-epoch metrics.
+// `checkpoint`, `optim` and `trades` are tensor-only (the worker build): each file gates itself
+// once, with an inner `#![cfg]` at its top, so that this file's only gate is its `net` module.
 pub mod checkpoint;
 pub mod optim;
 pub mod precision;
@@ -9,17 +11,6 @@ pub mod trades;
 
 use crate::attacks::spec::AttackSpec;
 use crate::attacks::AttackConfig;
-#[cfg(feature = "torch")]
-use {
-    anyhow::bail,
-    crate::{
-        attacks::{Net, Use}, data::{loader::{HostData, Loader}, prepared::Prepared},
-        models::Network, progress::StageProgress,
-    },
-    rand::{seq::SliceRandom, SeedableRng},
-    std::path::Path,
-    tch::{Device, Kind, Tensor},
-};
 use crate::augment::Augment;
 use crate::models::{ModelIo, ModelParams};
 use crate::vocab::{Norm, Problem};
@@ -163,42 +154,6 @@ pub fn inner_attack(method: TrainMethod, a: &AttackSpec) -> Result<AttackConfig,
     }
 }
 
-#[cfg(feature = "torch")]
-/// Mean cross-entropy with label smoothing `smoothing` (0: plain).
-pub fn cross_entropy(logits: &Tensor, y: &Tensor, smoothing: f64) -> Tensor {
-    logits.cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Mean, -100, smoothing)
-}
-
-#[cfg(feature = "torch")]
-/// Scales the gradients so their global ℓ2 norm is at most `max` (`clip_grad_norm_`: the norm of
-/// the per-tensor norms, computed on the device with one transfer; factor max/(norm + 1e-6) when
-/// below 1). Returns the norm before clipping.
-pub fn clip_grad_norm(params: &[Tensor], max: f64) -> f64 {
-    let grads: Vec<Tensor> = params
-        .iter()
-        .map(|p| p.grad())
-        .filter(|g| g.defined())
-        .collect();
-    if grads.is_empty() {
-        return 0.0;
-    }
-    let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
-    let total = f64::try_from(Tensor::stack(&norms, 0).norm()).unwrap_or(f64::NAN);
-    let coef = max / (total + 1e-6);
-    if coef < 1.0 {
-        tch::no_grad(|| {
-            for mut g in grads {
-                let _ = g.g_mul_scalar_(coef);
-            }
-        });
-    }
-    total
-}
-
-/// Batches assembled ahead of the training step (host memory: a few batches).
-#[cfg(feature = "torch")]
-const PREFETCH: usize = 3;
-
 /// Metrics of one finished epoch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EpochRecord {
@@ -233,63 +188,6 @@ impl EpochRecord {
     }
 }
 
-#[cfg(feature = "torch")]
-/// The first epoch with the largest value of `metric` in `history`, and that value.
-pub fn best_epoch(history: &[EpochRecord], metric: &str) -> Option<(usize, f64)> {
-    history
-        .iter()
-        .filter_map(|r| r.metric(metric).map(|v| (r.epoch, v)))
-        .fold(None, |best, (e, v)| match best {
-            Some((_, b)) if b >= v => best,
-            _ => Some((e, v)),
-        })
-}
-
-#[cfg(feature = "torch")]
-/// Clean and robust accuracy of `net` (eval mode) on uint8 images `x`, in batches of 256; the
-/// attack's draws are seeded by `seed` and the batch, so every epoch sees the same ones.
-fn accuracies(
-    net: &Network,
-    x: &Tensor,
-    y: &Tensor,
-    attack: Option<&AttackConfig>,
-    device: Device,
-    seed: u64,
-) -> (Option<f64>, Option<f64>) {
-    let model = Net { net, train: false };
-    let n = x.size()[0];
-    let (mut clean, mut robust) = (0i64, 0i64);
-    for (b, lo) in (0..n).step_by(256).enumerate() {
-        let len = 256.min(n - lo);
-        let xb = x.narrow(0, lo, len).to_device(device).to_kind(Kind::Float) / 255.0;
-        let yb = y.narrow(0, lo, len).to_device(device);
-        let a = attack.unwrap_or(&crate::attacks::config::CLEAN);
-        let e = crate::attacks::evaluate_batch(
-            &model,
-            &xb,
-            &yb,
-            a,
-            crate::rng::derive(seed, &[b as u64]),
-        );
-        clean += i64::try_from(e.clean.sum(Kind::Int64)).unwrap_or(0);
-        robust += i64::try_from(e.robust.sum(Kind::Int64)).unwrap_or(0);
-    }
-    let frac = |k: i64| k as f64 / n.max(1) as f64;
-    (Some(frac(clean)), attack.map(|_| frac(robust)))
-}
-
-#[cfg(feature = "torch")]
-/// `n` points of a split drawn once (seeded), the same every epoch.
-fn subset(x: &Tensor, y: &Tensor, n: usize, seed: u64) -> (Tensor, Tensor) {
-    let total = x.size()[0] as usize;
-    let mut idx: Vec<i64> = (0..total as i64).collect();
-    idx.shuffle(&mut rand_pcg::Pcg64::seed_from_u64(seed));
-    idx.truncate(n.min(total));
-    idx.sort_unstable();
-    let idx = Tensor::from_slice(&idx);
-    (x.index_select(0, &idx), y.index_select(0, &idx))
-}
-
 /// The epochs of a training that ran under one setting (`torch::setting`: thread count and
 /// kernel path on CPU, device kind on a GPU), from `from_epoch` (1-based) to the next span's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -298,259 +196,360 @@ pub struct SettingSpan {
     pub setting: String,
 }
 
+/// The tensor half (libtorch, the worker build): the epoch loop and its helpers.
 #[cfg(feature = "torch")]
-/// A finished training: the model, its per-epoch records, and the settings its epochs ran
-/// under (one span unless it resumed under another).
-pub struct Trained {
-    pub net: Network,
-    pub history: Vec<EpochRecord>,
-    pub settings: Vec<SettingSpan>,
-}
+mod net {
+    use super::*;
+    use crate::attacks::{Net, Use};
+    use crate::data::loader::{HostData, Loader};
+    use crate::data::prepared::Prepared;
+    use crate::models::Network;
+    use crate::progress::StageProgress;
+    use anyhow::bail;
+    use rand::{seq::SliceRandom, SeedableRng};
+    use std::path::Path;
+    use tch::{Device, Kind, Tensor};
 
-#[cfg(feature = "torch")]
-impl Trained {
-    /// The setting the epochs ran under, for the entry's provenance: one span's, or
-    /// `mixed (epochs 1–2 under `…`; epochs 3–4 under `…`)`, which no other setting equals.
-    pub fn setting(&self) -> String {
-        match (self.mixed_settings(), self.settings.first()) {
-            (Some(spans), _) => format!("mixed ({spans})"),
-            (None, Some(one)) => one.setting.clone(),
-            (None, None) => String::new(),
-        }
+    /// Mean cross-entropy with label smoothing `smoothing` (0: plain).
+    pub fn cross_entropy(logits: &Tensor, y: &Tensor, smoothing: f64) -> Tensor {
+        logits.cross_entropy_loss::<Tensor>(y, None, tch::Reduction::Mean, -100, smoothing)
     }
 
-    /// For the entry's provenance when the epochs ran under more than one setting:
-    /// `epochs 1–2 under `…`; epochs 3–4 under `…``.
-    pub fn mixed_settings(&self) -> Option<String> {
-        if self.settings.len() < 2 {
-            return None;
-        }
-        let last = self.history.len();
-        let spans: Vec<String> = self
-            .settings
+    /// Scales the gradients so their global ℓ2 norm is at most `max` (`clip_grad_norm_`: the norm of
+    /// the per-tensor norms, computed on the device with one transfer; factor max/(norm + 1e-6) when
+    /// below 1). Returns the norm before clipping.
+    pub fn clip_grad_norm(params: &[Tensor], max: f64) -> f64 {
+        let grads: Vec<Tensor> = params
             .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let to = self
-                    .settings
-                    .get(i + 1)
-                    .map_or(last, |n| n.from_epoch.saturating_sub(1));
-                format!("epochs {}–{to} under `{}`", s.from_epoch, s.setting)
-            })
+            .map(|p| p.grad())
+            .filter(|g| g.defined())
             .collect();
-        Some(spans.join("; "))
-    }
-}
-
-#[cfg(feature = "torch")]
-/// Hook called after each epoch's checkpoint is safely on disk.
-pub type EpochHook<'a> = &'a dyn Fn(&EpochRecord);
-
-#[cfg(feature = "torch")]
-/// Trains (or resumes training of) a model; checkpoints go under `ckpt_dir` after every epoch.
-pub fn train(
-    p: &TrainParams,
-    data: &Prepared,
-    device: Device,
-    ckpt_dir: &Path,
-    progress: &StageProgress,
-    on_epoch: EpochHook,
-) -> Result<Trained> {
-    let mut net = Network::new(
-        &p.model,
-        &p.io,
-        &data.info.mean,
-        &data.info.std,
-        device,
-        crate::rng::derive(p.seed, &[0]),
-    )?;
-    if p.uses_channels_last() {
-        net.to_channels_last();
-    }
-    net.set_autocast(p.amp.resolve(device));
-    let mut opt = optim::Optimizer::new(&p.optimizer, &net.vs);
-    let mut history = Vec::new();
-    let mut start = 0;
-    let current = crate::torch::setting(device);
-    let mut settings = vec![SettingSpan {
-        from_epoch: 1,
-        setting: current.clone(),
-    }];
-    if let Some(r) = checkpoint::resume(ckpt_dir, &mut net, &mut opt)? {
-        tracing::info!(epoch = r.epoch, "resuming from checkpoint");
-        start = r.epoch;
-        history = r.history;
-        opt.step = r.opt_step;
-        settings = r.settings;
-        if settings.is_empty() {
-            settings.push(SettingSpan {
-                from_epoch: 1,
-                setting: "not recorded".into(),
+        if grads.is_empty() {
+            return 0.0;
+        }
+        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
+        let total = f64::try_from(Tensor::stack(&norms, 0).norm()).unwrap_or(f64::NAN);
+        let coef = max / (total + 1e-6);
+        if coef < 1.0 {
+            tch::no_grad(|| {
+                for mut g in grads {
+                    let _ = g.g_mul_scalar_(coef);
+                }
             });
         }
-        let before = &settings.last().expect("one at least").setting;
-        // A resume after the last epoch (killed before its commit) runs no epoch.
-        if *before != current && r.epoch < p.epochs {
-            tracing::warn!(
-                "resuming after epoch {} under `{current}`; the epochs so far ran under \
-                 `{before}`. The rest run under the new setting, so the weights can differ in \
-                 their last bits from an uninterrupted run under either; the entry's provenance \
-                 records both (`robarch explain`), and `--force` on the stage recomputes it \
-                 under one",
-                r.epoch
-            );
-            settings.push(SettingSpan {
-                from_epoch: r.epoch + 1,
-                setting: current.clone(),
-            });
-        }
+        total
     }
-    let host = HostData::from_tensors(&data.train_x, &data.train_y)?;
-    let steps = std::sync::Arc::new(p.augment.clone());
-    let n = host.len();
-    let steps_per_epoch = n.div_ceil(p.batch_size);
-    // The monitored points: drawn once, the same every epoch.
-    let monitored = p.monitor.as_ref().map(|m| {
-        (
-            subset(
-                &data.train_x,
-                &data.train_y,
-                m.n,
-                crate::rng::derive(p.seed, &[5]),
-            ),
-            subset(
-                &data.test_x,
-                &data.test_y,
-                m.n,
-                crate::rng::derive(p.seed, &[6]),
-            ),
-        )
-    });
-    let total = steps_per_epoch * p.epochs;
-    for epoch in start..p.epochs {
-        progress.phase(
-            format!("epoch {}/{}", epoch + 1, p.epochs),
-            steps_per_epoch as u64,
-        );
-        let mut order: Vec<usize> = (0..n).collect();
-        order.shuffle(&mut rand_pcg::Pcg64::seed_from_u64(crate::rng::derive(
-            p.seed,
-            &[1, epoch as u64],
-        )));
-        let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
-        let loader = Loader::start(
-            host.clone(),
-            order,
-            p.batch_size,
-            steps.clone(),
-            crate::rng::derive(p.seed, &[3, epoch as u64]),
-            PREFETCH,
-        );
-        for (b, batch) in loader.enumerate() {
-            let lr = schedule::lr_at(
-                &p.schedule,
-                p.optimizer.lr.get(),
-                epoch * steps_per_epoch + b,
-                steps_per_epoch,
-                total,
-            );
-            opt.lr = lr;
-            let (x, y) = batch.to_device(device);
-            let seed = crate::rng::derive(p.seed, &[2, epoch as u64, b as u64]);
-            let attacker = Net {
-                net: &net,
-                train: p.attack_mode == ModelMode::Train,
-            };
-            let smoothing = p.label_smoothing.unwrap_or(0.0);
-            let (logits, loss) = match (p.method, &p.attack) {
-                (TrainMethod::Trades, Some(a)) => {
-                    let adv = trades::adversarial(&attacker, &x, a, seed).detach();
-                    let clean = net.forward_t(&x, true);
-                    let robust = net.forward_t(&adv, true);
-                    let beta = p.beta.unwrap_or(TRADES_BETA);
-                    let loss = trades::loss(&clean, &robust, &y, beta, smoothing);
-                    (clean, loss)
-                }
-                (TrainMethod::PgdAt | TrainMethod::FastAt, Some(a)) => {
-                    let adv = a.perturb(&attacker, &x, &y, seed, Use::Training).detach();
-                    let logits = net.forward_t(&adv, true);
-                    let loss = cross_entropy(&logits, &y, smoothing);
-                    (logits, loss)
-                }
-                _ => {
-                    let logits = net.forward_t(&x, true);
-                    let loss = cross_entropy(&logits, &y, smoothing);
-                    (logits, loss)
-                }
-            };
-            let loss_v = f64::try_from(&loss)?;
-            tracing::debug!(epoch, batch = b, loss = loss_v, lr, "batch");
-            if !loss_v.is_finite() {
-                bail!("training diverged: loss is {loss_v} at epoch {} batch {} (lr {lr:.3e}); lower optimizer.lr or check the data", epoch + 1, b + 1);
-            }
-            opt.zero_grad();
-            loss.backward();
-            if let Some(max) = p.grad_clip {
-                clip_grad_norm(&opt.parameters(), max);
-            }
-            opt.step();
-            loss_sum += loss_v * batch.len() as f64;
-            correct += i64::try_from(logits.argmax(1, false).eq_tensor(&y).sum(Kind::Int64))?;
-            seen += batch.len();
-            progress.inc(1);
-        }
-        let finite = net
-            .vs
-            .trainable_variables()
+
+    /// Batches assembled ahead of the training step (host memory: a few batches).
+    const PREFETCH: usize = 3;
+
+    /// The first epoch with the largest value of `metric` in `history`, and that value.
+    pub fn best_epoch(history: &[EpochRecord], metric: &str) -> Option<(usize, f64)> {
+        history
             .iter()
-            .all(|t| bool::try_from(t.isfinite().all()).unwrap_or(false));
-        if !finite {
-            bail!("training diverged: weights became NaN/inf in epoch {} (lr {:.3e}); lower optimizer.lr", epoch + 1, opt.lr);
+            .filter_map(|r| r.metric(metric).map(|v| (r.epoch, v)))
+            .fold(None, |best, (e, v)| match best {
+                Some((_, b)) if b >= v => best,
+                _ => Some((e, v)),
+            })
+    }
+
+    /// Clean and robust accuracy of `net` (eval mode) on uint8 images `x`, in batches of 256; the
+    /// attack's draws are seeded by `seed` and the batch, so every epoch sees the same ones.
+    fn accuracies(
+        net: &Network,
+        x: &Tensor,
+        y: &Tensor,
+        attack: Option<&AttackConfig>,
+        device: Device,
+        seed: u64,
+    ) -> (Option<f64>, Option<f64>) {
+        let model = Net { net, train: false };
+        let n = x.size()[0];
+        let (mut clean, mut robust) = (0i64, 0i64);
+        for (b, lo) in (0..n).step_by(256).enumerate() {
+            let len = 256.min(n - lo);
+            let xb = x.narrow(0, lo, len).to_device(device).to_kind(Kind::Float) / 255.0;
+            let yb = y.narrow(0, lo, len).to_device(device);
+            let a = attack.unwrap_or(&crate::attacks::config::CLEAN);
+            let e = crate::attacks::evaluate_batch(
+                &model,
+                &xb,
+                &yb,
+                a,
+                crate::rng::derive(seed, &[b as u64]),
+            );
+            clean += i64::try_from(e.clean.sum(Kind::Int64)).unwrap_or(0);
+            robust += i64::try_from(e.robust.sum(Kind::Int64)).unwrap_or(0);
         }
-        let mut rec = EpochRecord {
-            epoch: epoch + 1,
-            loss: loss_sum / seen as f64,
-            train_accuracy: correct as f64 / seen as f64,
-            lr: opt.lr,
-            train_clean_accuracy: None,
-            train_robust_accuracy: None,
-            test_clean_accuracy: None,
-            test_robust_accuracy: None,
-        };
-        if let (Some(m), Some(((tx, ty), (vx, vy)))) = (&p.monitor, &monitored) {
-            progress.phase(format!("epoch {}/{}: monitor", epoch + 1, p.epochs), 1);
-            let seed = crate::rng::derive(p.seed, &[4]);
-            let a = m.attack.as_ref();
-            (rec.train_clean_accuracy, rec.train_robust_accuracy) =
-                accuracies(&net, tx, ty, a, device, seed);
-            (rec.test_clean_accuracy, rec.test_robust_accuracy) =
-                accuracies(&net, vx, vy, a, device, seed);
-            let value = rec.metric(&m.best_by);
-            let previous = best_epoch(&history, &m.best_by).map(|b| b.1);
-            if value.is_some_and(|v| previous.is_none_or(|b| v > b)) {
-                std::fs::create_dir_all(ckpt_dir)?;
-                // Written before the epoch's checkpoint commits; a rerun of the epoch rewrites it.
-                let tmp = tempfile::Builder::new()
-                    .prefix(".partial-best")
-                    .suffix(".safetensors")
-                    .tempfile_in(ckpt_dir)?;
-                net.save(tmp.path())?;
-                tmp.persist(ckpt_dir.join(BEST))?;
+        let frac = |k: i64| k as f64 / n.max(1) as f64;
+        (Some(frac(clean)), attack.map(|_| frac(robust)))
+    }
+
+    /// `n` points of a split drawn once (seeded), the same every epoch.
+    fn subset(x: &Tensor, y: &Tensor, n: usize, seed: u64) -> (Tensor, Tensor) {
+        let total = x.size()[0] as usize;
+        let mut idx: Vec<i64> = (0..total as i64).collect();
+        idx.shuffle(&mut rand_pcg::Pcg64::seed_from_u64(seed));
+        idx.truncate(n.min(total));
+        idx.sort_unstable();
+        let idx = Tensor::from_slice(&idx);
+        (x.index_select(0, &idx), y.index_select(0, &idx))
+    }
+
+    /// A finished training: the model, its per-epoch records, and the settings its epochs ran
+    /// under (one span unless it resumed under another).
+    pub struct Trained {
+        pub net: Network,
+        pub history: Vec<EpochRecord>,
+        pub settings: Vec<SettingSpan>,
+    }
+
+    impl Trained {
+        /// The setting the epochs ran under, for the entry's provenance: one span's, or
+        /// `mixed (epochs 1–2 under `…`; epochs 3–4 under `…`)`, which no other setting equals.
+        pub fn setting(&self) -> String {
+            match (self.mixed_settings(), self.settings.first()) {
+                (Some(spans), _) => format!("mixed ({spans})"),
+                (None, Some(one)) => one.setting.clone(),
+                (None, None) => String::new(),
             }
         }
-        history.push(rec.clone());
-        checkpoint::save(ckpt_dir, epoch + 1, &net, &opt, &history, &settings)?;
-        tracing::info!(
-            epoch = epoch + 1,
-            loss = rec.loss,
-            train_accuracy = rec.train_accuracy,
-            "checkpoint saved"
-        );
-        on_epoch(&rec);
+
+        /// For the entry's provenance when the epochs ran under more than one setting:
+        /// `epochs 1–2 under `…`; epochs 3–4 under `…``.
+        pub fn mixed_settings(&self) -> Option<String> {
+            if self.settings.len() < 2 {
+                return None;
+            }
+            let last = self.history.len();
+            let spans: Vec<String> = self
+                .settings
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let to = self
+                        .settings
+                        .get(i + 1)
+                        .map_or(last, |n| n.from_epoch.saturating_sub(1));
+                    format!("epochs {}–{to} under `{}`", s.from_epoch, s.setting)
+                })
+                .collect();
+            Some(spans.join("; "))
+        }
     }
-    Ok(Trained {
-        net,
-        history,
-        settings,
-    })
+
+    /// Hook called after each epoch's checkpoint is safely on disk.
+    pub type EpochHook<'a> = &'a dyn Fn(&EpochRecord);
+
+    /// Trains (or resumes training of) a model; checkpoints go under `ckpt_dir` after every epoch.
+    pub fn train(
+        p: &TrainParams,
+        data: &Prepared,
+        device: Device,
+        ckpt_dir: &Path,
+        progress: &StageProgress,
+        on_epoch: EpochHook,
+    ) -> Result<Trained> {
+        let mut net = Network::new(
+            &p.model,
+            &p.io,
+            &data.info.mean,
+            &data.info.std,
+            device,
+            crate::rng::derive(p.seed, &[0]),
+        )?;
+        if p.uses_channels_last() {
+            net.to_channels_last();
+        }
+        net.set_autocast(p.amp.resolve(device));
+        let mut opt = optim::Optimizer::new(&p.optimizer, &net.vs);
+        let mut history = Vec::new();
+        let mut start = 0;
+        let current = crate::torch::setting(device);
+        let mut settings = vec![SettingSpan {
+            from_epoch: 1,
+            setting: current.clone(),
+        }];
+        if let Some(r) = checkpoint::resume(ckpt_dir, &mut net, &mut opt)? {
+            tracing::info!(epoch = r.epoch, "resuming from checkpoint");
+            start = r.epoch;
+            history = r.history;
+            opt.step = r.opt_step;
+            settings = r.settings;
+            if settings.is_empty() {
+                settings.push(SettingSpan {
+                    from_epoch: 1,
+                    setting: "not recorded".into(),
+                });
+            }
+            let before = &settings.last().expect("one at least").setting;
+            // A resume after the last epoch (killed before its commit) runs no epoch.
+            if *before != current && r.epoch < p.epochs {
+                tracing::warn!(
+                    "resuming after epoch {} under `{current}`; the epochs so far ran under \
+                     `{before}`. The rest run under the new setting, so the weights can differ in \
+                     their last bits from an uninterrupted run under either; the entry's provenance \
+                     records both (`robarch explain`), and `--force` on the stage recomputes it \
+                     under one",
+                    r.epoch
+                );
+                settings.push(SettingSpan {
+                    from_epoch: r.epoch + 1,
+                    setting: current.clone(),
+                });
+            }
+        }
+        let host = HostData::from_tensors(&data.train_x, &data.train_y)?;
+        let steps = std::sync::Arc::new(p.augment.clone());
+        let n = host.len();
+        let steps_per_epoch = n.div_ceil(p.batch_size);
+        // The monitored points: drawn once, the same every epoch.
+        let monitored = p.monitor.as_ref().map(|m| {
+            (
+                subset(
+                    &data.train_x,
+                    &data.train_y,
+                    m.n,
+                    crate::rng::derive(p.seed, &[5]),
+                ),
+                subset(
+                    &data.test_x,
+                    &data.test_y,
+                    m.n,
+                    crate::rng::derive(p.seed, &[6]),
+                ),
+            )
+        });
+        let total = steps_per_epoch * p.epochs;
+        for epoch in start..p.epochs {
+            progress.phase(
+                format!("epoch {}/{}", epoch + 1, p.epochs),
+                steps_per_epoch as u64,
+            );
+            let mut order: Vec<usize> = (0..n).collect();
+            order.shuffle(&mut rand_pcg::Pcg64::seed_from_u64(crate::rng::derive(
+                p.seed,
+                &[1, epoch as u64],
+            )));
+            let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
+            let loader = Loader::start(
+                host.clone(),
+                order,
+                p.batch_size,
+                steps.clone(),
+                crate::rng::derive(p.seed, &[3, epoch as u64]),
+                PREFETCH,
+            );
+            for (b, batch) in loader.enumerate() {
+                let lr = schedule::lr_at(
+                    &p.schedule,
+                    p.optimizer.lr.get(),
+                    epoch * steps_per_epoch + b,
+                    steps_per_epoch,
+                    total,
+                );
+                opt.lr = lr;
+                let (x, y) = batch.to_device(device);
+                let seed = crate::rng::derive(p.seed, &[2, epoch as u64, b as u64]);
+                let attacker = Net {
+                    net: &net,
+                    train: p.attack_mode == ModelMode::Train,
+                };
+                let smoothing = p.label_smoothing.unwrap_or(0.0);
+                let (logits, loss) = match (p.method, &p.attack) {
+                    (TrainMethod::Trades, Some(a)) => {
+                        let adv = trades::adversarial(&attacker, &x, a, seed).detach();
+                        let clean = net.forward_t(&x, true);
+                        let robust = net.forward_t(&adv, true);
+                        let beta = p.beta.unwrap_or(TRADES_BETA);
+                        let loss = trades::loss(&clean, &robust, &y, beta, smoothing);
+                        (clean, loss)
+                    }
+                    (TrainMethod::PgdAt | TrainMethod::FastAt, Some(a)) => {
+                        let adv = a.perturb(&attacker, &x, &y, seed, Use::Training).detach();
+                        let logits = net.forward_t(&adv, true);
+                        let loss = cross_entropy(&logits, &y, smoothing);
+                        (logits, loss)
+                    }
+                    _ => {
+                        let logits = net.forward_t(&x, true);
+                        let loss = cross_entropy(&logits, &y, smoothing);
+                        (logits, loss)
+                    }
+                };
+                let loss_v = f64::try_from(&loss)?;
+                tracing::debug!(epoch, batch = b, loss = loss_v, lr, "batch");
+                if !loss_v.is_finite() {
+                    bail!("training diverged: loss is {loss_v} at epoch {} batch {} (lr {lr:.3e}); lower optimizer.lr or check the data", epoch + 1, b + 1);
+                }
+                opt.zero_grad();
+                loss.backward();
+                if let Some(max) = p.grad_clip {
+                    clip_grad_norm(&opt.parameters(), max);
+                }
+                opt.step();
+                loss_sum += loss_v * batch.len() as f64;
+                correct += i64::try_from(logits.argmax(1, false).eq_tensor(&y).sum(Kind::Int64))?;
+                seen += batch.len();
+                progress.inc(1);
+            }
+            let finite = net
+                .vs
+                .trainable_variables()
+                .iter()
+                .all(|t| bool::try_from(t.isfinite().all()).unwrap_or(false));
+            if !finite {
+                bail!("training diverged: weights became NaN/inf in epoch {} (lr {:.3e}); lower optimizer.lr", epoch + 1, opt.lr);
+            }
+            let mut rec = EpochRecord {
+                epoch: epoch + 1,
+                loss: loss_sum / seen as f64,
+                train_accuracy: correct as f64 / seen as f64,
+                lr: opt.lr,
+                train_clean_accuracy: None,
+                train_robust_accuracy: None,
+                test_clean_accuracy: None,
+                test_robust_accuracy: None,
+            };
+            if let (Some(m), Some(((tx, ty), (vx, vy)))) = (&p.monitor, &monitored) {
+                progress.phase(format!("epoch {}/{}: monitor", epoch + 1, p.epochs), 1);
+                let seed = crate::rng::derive(p.seed, &[4]);
+                let a = m.attack.as_ref();
+                (rec.train_clean_accuracy, rec.train_robust_accuracy) =
+                    accuracies(&net, tx, ty, a, device, seed);
+                (rec.test_clean_accuracy, rec.test_robust_accuracy) =
+                    accuracies(&net, vx, vy, a, device, seed);
+                let value = rec.metric(&m.best_by);
+                let previous = best_epoch(&history, &m.best_by).map(|b| b.1);
+                if value.is_some_and(|v| previous.is_none_or(|b| v > b)) {
+                    std::fs::create_dir_all(ckpt_dir)?;
+                    // Written before the epoch's checkpoint commits; a rerun of the epoch rewrites it.
+                    let tmp = tempfile::Builder::new()
+                        .prefix(".partial-best")
+                        .suffix(".safetensors")
+                        .tempfile_in(ckpt_dir)?;
+                    net.save(tmp.path())?;
+                    tmp.persist(ckpt_dir.join(BEST))?;
+                }
+            }
+            history.push(rec.clone());
+            checkpoint::save(ckpt_dir, epoch + 1, &net, &opt, &history, &settings)?;
+            tracing::info!(
+                epoch = epoch + 1,
+                loss = rec.loss,
+                train_accuracy = rec.train_accuracy,
+                "checkpoint saved"
+            );
+            on_epoch(&rec);
+        }
+        Ok(Trained {
+            net,
+            history,
+            settings,
+        })
+    }
 }
+
+#[cfg(feature = "torch")]
+pub use net::*;

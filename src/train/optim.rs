@@ -1,13 +1,10 @@
 //! Optimisers with PyTorch's exact update rules and serialisable state, so a checkpointed run
 //! resumes bit-identically (tch's built-in optimisers cannot save their state).
-#[cfg(feature = "torch")]
-use {
-    anyhow::{Context, Result},
-    super::spec::{OptimizerName, OptimizerSpec},
-    tch::Tensor,
-};
+#![cfg(feature = "torch")]
+use super::spec::{OptimizerName, OptimizerSpec};
+use anyhow::{Context, Result};
+use tch::Tensor;
 
-#[cfg(feature = "torch")]
 pub struct Optimizer {
     spec: OptimizerSpec,
     /// (name, parameter) in a fixed order.
@@ -19,7 +16,6 @@ pub struct Optimizer {
     pub lr: f64,
 }
 
-#[cfg(feature = "torch")]
 impl Optimizer {
     pub fn new(spec: &OptimizerSpec, vs: &tch::nn::VarStore) -> Self {
         let mut params: Vec<(String, Tensor)> = vs
@@ -154,7 +150,6 @@ impl Optimizer {
     }
 }
 
-#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

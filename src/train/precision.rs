@@ -2,8 +2,6 @@
 //! resolves to. The mechanisms (autocast, the NHWC layout) are libtorch glue in `crate::torch`.
 use crate::models::ArchKind;
 use serde::{Deserialize, Serialize};
-#[cfg(feature = "torch")]
-use tch::{Device, Kind};
 
 /// `training.<name>.amp`: mixed precision of the training forward passes (the attack's and the
 /// update's).
@@ -33,15 +31,6 @@ impl Amp {
     pub fn is_auto(&self) -> bool {
         *self == Amp::Auto
     }
-    #[cfg(feature = "torch")]
-    /// The autocast dtype on `device` (none: float32).
-    pub fn resolve(self, device: Device) -> Option<Kind> {
-        match self {
-            Amp::Auto if device.is_cuda() => Some(Kind::BFloat16),
-            Amp::Bf16 => Some(Kind::BFloat16),
-            _ => None,
-        }
-    }
 }
 
 impl ChannelsLast {
@@ -54,6 +43,24 @@ impl ChannelsLast {
             ChannelsLast::Auto => kind == ArchKind::Cnn,
             ChannelsLast::On => true,
             ChannelsLast::Off => false,
+        }
+    }
+}
+
+/// The tensor half (libtorch, the worker build): what `amp` resolves to on a device.
+#[cfg(feature = "torch")]
+mod net {
+    use super::*;
+    use tch::{Device, Kind};
+
+    impl Amp {
+        /// The autocast dtype on `device` (none: float32).
+        pub fn resolve(self, device: Device) -> Option<Kind> {
+            match self {
+                Amp::Auto if device.is_cuda() => Some(Kind::BFloat16),
+                Amp::Bf16 => Some(Kind::BFloat16),
+                _ => None,
+            }
         }
     }
 }

@@ -6,13 +6,14 @@
 //! steps, which ours equal, and an SGD-on-δ variant for ℓ2); the training loss computes f(x) once
 //! (the reference runs the clean batch through the model twice, which updates batch-norm running
 //! statistics twice with the same batch; the gradients are the same).
-#[cfg(feature = "torch")]
-use {
-    crate::attacks::{draw, loss_grad, pgd::{self, PgdParams}, AttackConfig, Model, Reduce},
-    tch::{Kind, Tensor},
+#![cfg(feature = "torch")]
+use crate::attacks::{
+    draw, loss_grad,
+    pgd::{self, PgdParams},
+    AttackConfig, Model, Reduce,
 };
+use tch::{Kind, Tensor};
 
-#[cfg(feature = "torch")]
 /// Per-sample KL(p ‖ softmax(logits)) = Σ_k p_k (log p_k − log q_k), with 0·log 0 = 0
 /// (`F.kl_div(log_softmax(logits), p, reduction='none').sum(1)`).
 pub fn kl(logits: &Tensor, p: &Tensor) -> Tensor {
@@ -20,7 +21,6 @@ pub fn kl(logits: &Tensor, p: &Tensor) -> Tensor {
     (p * (p.clamp_min(1e-30).log() - log_q)).sum_dim_intlist([1i64].as_slice(), false, None)
 }
 
-#[cfg(feature = "torch")]
 /// The adversarial points of TRADES' inner loop for the PGD configuration `attack` (norm, ε, steps,
 /// step size; its random start, restarts and loss do not apply).
 pub fn adversarial(model: &dyn Model, x: &Tensor, attack: &AttackConfig, seed: u64) -> Tensor {
@@ -41,7 +41,6 @@ pub fn adversarial(model: &dyn Model, x: &Tensor, attack: &AttackConfig, seed: u
     adv.clamp(0.0, 1.0)
 }
 
-#[cfg(feature = "torch")]
 /// The training loss from clean and adversarial logits (both with gradients):
 /// CE(clean, y) (label-smoothed by `smoothing`) + β · mean KL(softmax(clean) ‖ softmax(adv)).
 pub fn loss(clean: &Tensor, adv: &Tensor, y: &Tensor, beta: f64, smoothing: f64) -> Tensor {
@@ -50,7 +49,6 @@ pub fn loss(clean: &Tensor, adv: &Tensor, y: &Tensor, beta: f64, smoothing: f64)
     natural + robust * beta
 }
 
-#[cfg(feature = "torch")]
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,8 @@ fn build(arch: &str, preset: &str, over: &[(&str, &str)], io: ModelIo) -> Networ
     };
     let p = models::resolve(arch, &spec).unwrap_or_else(|e| panic!("{arch}/{preset}: {e:?}"));
     let a = models::find(arch).unwrap();
-    (a.fits)(&p.config, &io).unwrap_or_else(|e| panic!("{arch}/{preset} at {io:?}: {e}"));
+    (a.fits)(&p.config, &io)
+        .unwrap_or_else(|e| panic!("{arch}/{preset} at {io:?}: {}", e.message));
     let c = io.in_channels as usize;
     Network::new(&p, &io, &vec![0.5; c], &vec![0.25; c], Device::Cpu, 3).unwrap()
 }
