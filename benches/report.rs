@@ -109,7 +109,10 @@ fn run_in_process(cache: &Cache, node: &robarch::plan::Node, root: &Path) {
         notes: Default::default(),
         setting: Default::default(),
     };
-    let summary = node.stage.run(&cx).unwrap();
+    let summary = match node.stage.work() {
+        robarch::stages::Work::Here(s) => s.run(&cx).unwrap(),
+        robarch::stages::Work::Worker(_) => panic!("{} runs in a worker", node.id),
+    };
     commit(cache, node, staged, summary);
 }
 

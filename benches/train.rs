@@ -98,6 +98,7 @@ fn main() {
             test_size: batch,
             mean: vec![0.5; 3],
             std: vec![0.25; 3],
+            resampled: None,
         },
     };
     let mut ratios = Vec::new();

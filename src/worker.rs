@@ -1,21 +1,21 @@
 //! The stage worker, `robarch-worker serve`: the process that computes the stages that use
-//! tensors, started and fed by the control plane (`exec::pool`). It loads the plan from the same
-//! pipeline file, then reads jobs (one JSON line each) from stdin and runs each as the control
-//! plane would have: lock, re-check the cache, verify the inputs it loads, compute, commit. It
+//! tensors, started and fed by the control plane (`exec::pool`). It reads jobs (one JSON line
+//! each) from stdin, each describing its stage whole (`exec::stage::Task`: kind, parameters,
+//! inputs; it never reads the pipeline file), rebuilds the stage, checks it has the planned key,
+//! and runs it as the control plane would have: lock, re-check the cache, verify the inputs it
+//! loads, compute, commit. It
 //! replies on stdout (progress, log lines, then `done` or `failed`); everything else the process
 //! writes while running a stage, its own log lines and whatever native code prints, goes to that
 //! stage's log file. It dies with the control plane (`PR_SET_PDEATHSIG`).
 use crate::cache::Cache;
 use crate::exec::pool::{Done, Job, Reply};
-use crate::exec::stage::{self, Compute, Facts};
+use crate::exec::stage::{self, Compute, Facts, Task};
 use crate::exec::Outcome;
-use crate::plan::Plan;
 use crate::progress::{StageProgress, Update};
-use crate::stages::{device_for, StageContext};
+use crate::stages::{device_for, Stage, StageContext, Work};
 use crate::vocab::device::Slot;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use petgraph::graph::NodeIndex;
 use std::fs::File;
 use std::io::{BufRead, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -37,11 +37,9 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Load the plan of PIPELINE, then run the jobs read from stdin (one JSON line each),
-    /// replying on stdout.
+    /// Run the jobs read from stdin (one JSON line each, each describing its stage) against the
+    /// cache CACHE, replying on stdout.
     Serve {
-        #[arg(long)]
-        spec: PathBuf,
         #[arg(long)]
         cache: PathBuf,
         /// Log lines as JSON.
@@ -61,8 +59,7 @@ enum Cmd {
 
 /// The pipe to the control plane (the process's original stdout; fd 1 itself is the log).
 static PROTO: OnceLock<Mutex<File>> = OnceLock::new();
-/// Whether log lines go to the control plane too (not while the plan loads: the control plane
-/// has said all of that already).
+/// Whether log lines go to the control plane too.
 static RELAY: AtomicBool = AtomicBool::new(false);
 /// Counts the running stage's progress: batches, phases and log lines (what a beat reports).
 static PROGRESS: AtomicU64 = AtomicU64::new(0);
@@ -192,8 +189,12 @@ fn redirect(log: &Path, cache: &Path, append: bool) -> Result<()> {
 struct Tensors;
 
 impl Compute for Tensors {
-    fn compute(&self, plan: &Plan, ix: NodeIndex, cx: &StageContext) -> Result<serde_json::Value> {
-        plan.graph[ix].stage.run(cx)
+    fn compute(&self, stage: &dyn Stage, cx: &StageContext) -> Result<serde_json::Value> {
+        match stage.work() {
+            Work::Worker(t) => t.run(cx),
+            // A Slurm job runs the report and the correlation too.
+            Work::Here(s) => s.run(cx),
+        }
     }
     fn facts(&self, slot: Slot) -> Facts {
         let d = device_for(slot);
@@ -241,8 +242,8 @@ fn remote_progress() -> StageProgress {
     })
 }
 
-struct Loaded {
-    plan: Plan,
+/// What a worker keeps across its jobs.
+struct Session {
     cache: Cache,
     /// The cache's shared lock, held while a local worker lives (no `gc` or sweep of this
     /// machine under it). A Slurm job takes none: `flock` may not work on the cluster's shared
@@ -250,13 +251,20 @@ struct Loaded {
     _lock: Option<File>,
 }
 
-fn load(spec: &Path, cache_dir: &Path, run_lock: bool) -> Result<Loaded> {
-    RELAY.store(false, Ordering::Relaxed);
-    let plan = crate::plan::load(spec, cache_dir, false);
-    RELAY.store(true, Ordering::Relaxed);
-    let plan = plan?;
-    // Before any tensor is computed in this process (the libraries read their settings once).
-    if plan.numerics == crate::vocab::Numerics::Portable {
+fn open(cache_dir: &Path, run_lock: bool) -> Result<Session> {
+    let cache = Cache::open(cache_dir)?;
+    let lock = if run_lock {
+        Some(cache.lock_run(false)?)
+    } else {
+        None
+    };
+    Ok(Session { cache, _lock: lock })
+}
+
+/// Applies the task's `numerics:` before any tensor is computed in this process (the libraries
+/// read their settings once).
+fn apply_numerics(task: &Task) -> Result<()> {
+    if task.numerics == crate::vocab::Numerics::Portable {
         crate::torch::cpu::portable(&crate::vocab::Numerics::PORTABLE_ENV).map_err(|e| {
             anyhow::anyhow!(
                 "`numerics: portable` could not be applied in the worker: {e}; run the stage in a \
@@ -264,39 +272,13 @@ fn load(spec: &Path, cache_dir: &Path, run_lock: bool) -> Result<Loaded> {
             )
         })?;
     }
-    let cache = Cache::open(cache_dir)?;
-    let lock = if run_lock {
-        Some(cache.lock_run(false)?)
-    } else {
-        None
-    };
-    Ok(Loaded {
-        plan,
-        cache,
-        _lock: lock,
-    })
+    Ok(())
 }
 
-fn run_job(job: &Job, l: &Loaded) -> Result<Done> {
-    let plan = &l.plan;
-    let ix = plan
-        .order
-        .iter()
-        .copied()
-        .find(|&ix| plan.graph[ix].id == job.stage)
-        .with_context(|| {
-            format!(
-                "the pipeline has no stage {} now: it was edited during the run; run again",
-                job.stage
-            )
-        })?;
-    anyhow::ensure!(
-        plan.graph[ix].key == job.key,
-        "the pipeline was edited during the run: stage {}'s key is now {}, the run planned {}; run again",
-        job.stage,
-        plan.graph[ix].key,
-        job.key
-    );
+fn run_job(job: &Job, session: &Session) -> Result<Done> {
+    let task = &job.task;
+    let stage = task.stage()?;
+    apply_numerics(task)?;
     if let Slot::Cuda(_) = job.slot {
         if device_for(job.slot) != tch::Device::Cpu && crate::torch::device::cuda_count() == 0 {
             anyhow::bail!(
@@ -308,9 +290,9 @@ fn run_job(job: &Job, l: &Loaded) -> Result<Done> {
     }
     tch::set_num_threads(job.threads as i32);
     match stage::run_stage(
-        plan,
-        &l.cache,
-        ix,
+        task,
+        stage.as_ref(),
+        &session.cache,
         job.slot,
         job.force,
         remote_progress(),
@@ -326,12 +308,8 @@ fn run_job(job: &Job, l: &Loaded) -> Result<Done> {
 pub fn main() -> i32 {
     // Parsed as `robarch-worker serve …` (argv[0] is the program).
     let args = Args::parse();
-    let (spec, cache, log_json) = match args.cmd {
-        Cmd::Serve {
-            spec,
-            cache,
-            log_json,
-        } => (spec, cache, log_json),
+    let (cache, log_json) = match args.cmd {
+        Cmd::Serve { cache, log_json } => (cache, log_json),
         Cmd::Probe => {
             println!("{}", crate::torch::device::cuda_count());
             return 0;
@@ -356,7 +334,7 @@ pub fn main() -> i32 {
     RELAY.store(true, Ordering::Relaxed);
     init_logging(log_json);
     start_beats();
-    let mut loaded: Option<Loaded> = None;
+    let mut session: Option<Session> = None;
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         let job: Job = match serde_json::from_str(&line) {
@@ -378,24 +356,24 @@ pub fn main() -> i32 {
             std::io::stderr(),
             "robarch-worker (pid {}): stage {} on {}, {} thread(s)",
             std::process::id(),
-            job.stage,
+            job.task.id,
             job.slot,
             job.threads
         );
-        // Loaded at the first job; a failed load is tried again at the next.
-        if loaded.is_none() {
-            loaded = load(&spec, &cache, true)
+        // Opened at the first job; a failed open is tried again at the next.
+        if session.is_none() {
+            session = open(&cache, true)
                 .map_err(|e| {
-                    let _ = writeln!(std::io::stderr(), "error: loading {}: {e:#}", spec.display());
+                    let _ = writeln!(std::io::stderr(), "error: opening the cache {}: {e:#}", cache.display());
                     BEATING.store(false, Ordering::Relaxed);
-                    send(&Reply::Failed(format!("loading {}: {e:#}", spec.display())));
+                    send(&Reply::Failed(format!("opening the cache {}: {e:#}", cache.display())));
                 })
                 .ok();
-            if loaded.is_none() {
+            if session.is_none() {
                 continue;
             }
         }
-        let l = loaded.as_ref().expect("loaded above");
+        let l = session.as_ref().expect("opened above");
         let r = stage::catching(|| run_job(&job, l));
         let reply = match r {
             Ok(d) => Reply::Done(d),
@@ -405,9 +383,9 @@ pub fn main() -> i32 {
                 let _ = writeln!(
                     std::io::stderr(),
                     "error: stage {} failed: {e:#}",
-                    job.stage
+                    job.task.id
                 );
-                Reply::Failed(crate::exec::failure::brief(&format!("{e:#}"), &job.kind))
+                Reply::Failed(crate::exec::failure::brief(&format!("{e:#}"), &job.task.kind))
             }
         };
         flush_native();
@@ -528,30 +506,26 @@ fn slurm_job(batch_file: &Path) -> i32 {
     eprintln!(
         "robarch-worker (pid {}): stage {} in Slurm job {} on {}",
         std::process::id(),
-        item.stage,
+        item.task.id,
         slurm_job_id(),
         crate::cache::lease::host()
     );
     let r = stage::catching(|| {
-        let l = load(&batch.spec, &batch.cache, false)?;
-        let ix = l
-            .plan
-            .find(&item.stage)
-            .with_context(|| format!("the pipeline has no stage {}", item.stage))?;
+        let l = open(&batch.cache, false)?;
+        let task = &item.task;
         // Its inputs were committed by other jobs, maybe on other nodes: a shared filesystem
         // may show them here a little later.
         stage::wait_for_inputs(Duration::from_secs(60));
         let _ = JOB_CKPT.set((
-            l.cache.checkpoint_dir(&item.key),
+            l.cache.checkpoint_dir(&task.key),
             std::time::SystemTime::now(),
         ));
         let gpus = crate::exec::devices::gpus();
-        let slot = if l.plan.graph[ix].stage.uses_device() {
+        let slot = if task.uses_device {
             let slots = crate::exec::devices::resolve(&batch.device, &gpus).with_context(|| {
                 format!(
                     "the job of stage {} has no GPU: give stages of kind `{}` one in the pipeline's executor.slurm.resources (gres: gpu:1), or run on the CPU (device: cpu)",
-                    item.stage,
-                    l.plan.graph[ix].stage.kind()
+                    task.id, task.kind
                 )
             })?;
             match slots.first() {
@@ -570,13 +544,11 @@ fn slurm_job(batch_file: &Path) -> i32 {
             .unwrap_or(1usize)
             .max(1);
         let job = Job {
-            stage: item.stage.clone(),
-            key: item.key.clone(),
+            task: task.clone(),
             slot,
             threads,
             force: item.force,
             log: item.log.clone(),
-            kind: l.plan.graph[ix].stage.kind().to_string(),
             // A Slurm job is watched by Slurm's own time limit.
             stall: Duration::ZERO,
         };
@@ -585,15 +557,15 @@ fn slurm_job(batch_file: &Path) -> i32 {
     flush_native();
     match r {
         Ok(Done::Ran { seconds }) => {
-            eprintln!("robarch-worker: stage {} committed in {seconds:.1} s", item.stage);
+            eprintln!("robarch-worker: stage {} committed in {seconds:.1} s", item.task.id);
             0
         }
         Ok(Done::Cached) => {
-            eprintln!("robarch-worker: stage {} was already cached", item.stage);
+            eprintln!("robarch-worker: stage {} was already cached", item.task.id);
             0
         }
         Err(e) => {
-            eprintln!("error: stage {} failed: {e:#}", item.stage);
+            eprintln!("error: stage {} failed: {e:#}", item.task.id);
             1
         }
     }

@@ -121,7 +121,10 @@ fn render(plan: &Plan, cache: &Cache, staging_in: &Path) -> Result<Rendered> {
         notes: Default::default(),
         setting: Default::default(),
     };
-    let summary = node.stage.run(&cx)?;
+    let summary = match node.stage.work() {
+        crate::stages::Work::Here(s) => s.run(&cx)?,
+        crate::stages::Work::Worker(_) => bail!("the report computes in the control plane"),
+    };
     let strings = |k: &str| -> Vec<String> {
         summary[k]
             .as_array()

@@ -12,7 +12,7 @@ use crate::cache::manifest::Manifest;
 use crate::cache::{Cache, Lookup};
 use crate::plan::Plan;
 use crate::progress::{self, StageProgress};
-use crate::stages::StageContext;
+use crate::stages::{Stage, StageContext, Work};
 use crate::vocab::device::Slot;
 use anyhow::Result;
 use petgraph::graph::NodeIndex;
@@ -120,8 +120,14 @@ impl Slots {
 struct Here;
 
 impl stage::Compute for Here {
-    fn compute(&self, plan: &Plan, ix: NodeIndex, cx: &StageContext) -> Result<serde_json::Value> {
-        plan.graph[ix].stage.run(cx)
+    fn compute(&self, stage: &dyn Stage, cx: &StageContext) -> Result<serde_json::Value> {
+        match stage.work() {
+            Work::Here(s) => s.run(cx),
+            Work::Worker(_) => anyhow::bail!(
+                "the {} stage computes with tensors: robarch-worker runs it",
+                stage.kind()
+            ),
+        }
     }
     fn facts(&self, _slot: Slot) -> stage::Facts {
         stage::Facts {
@@ -181,7 +187,6 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> 
     } else if !todo.is_empty() {
         let launch = pool::Launch {
             exe: PathBuf::new(),
-            spec: opts.spec.clone(),
             cache: cache.root().to_path_buf(),
             log_filter: opts.log_filter.clone(),
             log_json: opts.log_json,
@@ -444,19 +449,25 @@ fn schedule(
                 let node = &plan.graph[ix];
                 tracing::info!(stage = %node.id, %slot, "starting");
                 let job = pool::Job {
-                    stage: node.id.clone(),
-                    key: node.key.clone(),
+                    task: stage::Task::of(plan, ix),
                     slot,
                     threads: opts.threads,
                     force,
                     log: log_path(cache, plan, &node.id),
-                    kind: node.stage.kind().to_string(),
                     stall: plan.executor.stall_minutes.for_kind(node.stage.kind()),
                 };
                 scope.spawn(move |_| {
                     let r = stage::catching(|| match workers {
                         Some(w) if node.stage.in_worker() => w.run(&job, &bar),
-                        _ => stage::run_stage(plan, cache, ix, slot, force, bar.clone(), &Here),
+                        _ => stage::run_stage(
+                            &job.task,
+                            node.stage.as_ref(),
+                            cache,
+                            slot,
+                            force,
+                            bar.clone(),
+                            &Here,
+                        ),
                     });
                     bar.finish();
                     let _ = tx.send((ix, slot, r));

@@ -15,13 +15,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use crate::cache::lease::human_secs;
 
-/// What the control plane asks of a worker: run one stage of the plan the worker loaded.
+/// What the control plane asks of a worker: run one stage, described whole (the worker never
+/// reads the pipeline file).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Job {
-    /// The stage's id in the plan.
-    pub stage: String,
-    /// Its key as the control plane planned it: the worker refuses a plan that disagrees.
-    pub key: String,
+    /// The stage, resolved: kind, parameters, inputs; the worker rebuilds it and checks its key.
+    pub task: super::stage::Task,
     pub slot: Slot,
     /// libtorch intra-op threads on the CPU.
     pub threads: usize,
@@ -29,9 +28,6 @@ pub struct Job {
     pub force: bool,
     /// Where the stage's log goes (everything the worker writes while running it).
     pub log: PathBuf,
-    /// The stage's kind (`train`, `evaluate`, …), for the advice in its errors.
-    #[serde(default)]
-    pub kind: String,
     /// How long the worker may go without progress before it is ended (`executor.stall_minutes`);
     /// the control plane's own business.
     #[serde(skip)]
@@ -69,7 +65,6 @@ pub enum Done {
 pub struct Launch {
     /// The worker binary.
     pub exe: PathBuf,
-    pub spec: PathBuf,
     pub cache: PathBuf,
     /// `ROBARCH_LOG`'s filter for the workers' logs, and whether they are JSON lines.
     pub log_filter: String,
@@ -184,8 +179,6 @@ impl Pool {
         let l = &self.launch;
         let mut cmd = Command::new(&l.exe);
         cmd.arg("serve")
-            .arg("--spec")
-            .arg(&l.spec)
             .arg("--cache")
             .arg(&l.cache)
             .env("ROBARCH_LOG", &l.log_filter)
@@ -323,7 +316,7 @@ impl Pool {
                              {what}; nothing of the stage was committed; {}; its log: {}",
                             w.child.id(),
                             job.slot,
-                            super::failure::oom_advice(&job.kind),
+                            super::failure::oom_advice(&job.task.kind),
                             job.log.display()
                         );
                     }
@@ -335,7 +328,7 @@ impl Pool {
                          nothing of the stage was committed; {}; its log: {}",
                         w.child.id(),
                         job.slot,
-                        super::failure::oom_advice(&job.kind),
+                        super::failure::oom_advice(&job.task.kind),
                         job.log.display()
                     );
                 }

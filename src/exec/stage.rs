@@ -6,12 +6,104 @@ use super::Outcome;
 use crate::cache::{Cache, Entry, EntryMeta, Lookup, Provenance};
 use crate::plan::Plan;
 use crate::progress::StageProgress;
-use crate::stages::StageContext;
+use crate::stages::{Stage, StageContext};
 use crate::vocab::device::Slot;
 use anyhow::{Context, Result};
 use petgraph::graph::NodeIndex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::time::Instant;
+
+/// One stage as the control plane planned it: all a process needs to run it. A worker (or a
+/// Slurm job) receives this and never reads the pipeline file: it rebuilds the stage from its
+/// kind and parameters ([`Task::stage`]) and checks that the rebuilt stage has the planned key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Task {
+    /// The stage's id in the plan, e.g. `eval/digits/vit/pgd-linf/fgsm/test`.
+    pub id: String,
+    pub key: String,
+    pub kind: String,
+    pub version: u32,
+    /// The stage's key parameters (its serialised struct).
+    pub params: Value,
+    /// What it reads that is not part of its key (`StageKind::locations`).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub locations: Value,
+    /// Input role → the stage that produces it.
+    pub inputs: BTreeMap<String, TaskInput>,
+    /// Whether it computes on the compute device (a GPU where there is one).
+    pub uses_device: bool,
+    /// How CPU kernels are chosen (`numerics:`), applied by the process before any tensor.
+    pub numerics: crate::vocab::Numerics,
+}
+
+/// A stage's input as its task names it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskInput {
+    pub id: String,
+    pub key: String,
+}
+
+impl Task {
+    /// The task of the stage at `ix`.
+    pub fn of(plan: &Plan, ix: NodeIndex) -> Task {
+        let node = &plan.graph[ix];
+        let inputs = plan
+            .graph
+            .edges_directed(ix, petgraph::Direction::Incoming)
+            .map(|e| {
+                let src = &plan.graph[petgraph::visit::EdgeRef::source(&e)];
+                let input = TaskInput {
+                    id: src.id.clone(),
+                    key: src.key.clone(),
+                };
+                (e.weight().clone(), input)
+            })
+            .collect();
+        Task {
+            id: node.id.clone(),
+            key: node.key.clone(),
+            kind: node.stage.kind().to_string(),
+            version: node.stage.version(),
+            params: node.stage.params(),
+            locations: node.stage.locations(),
+            inputs,
+            uses_device: node.stage.uses_device(),
+            numerics: plan.numerics,
+        }
+    }
+
+    /// The input keys by role, as the stage's key holds them.
+    pub fn input_keys(&self) -> BTreeMap<String, String> {
+        self.inputs
+            .iter()
+            .map(|(role, i)| (role.clone(), i.key.clone()))
+            .collect()
+    }
+
+    /// The stage, rebuilt from its kind and parameters; fails unless it has the planned key (a
+    /// worker of another robarch version, or a description edited on its way).
+    pub fn stage(&self) -> Result<Box<dyn Stage>> {
+        let stage = crate::stages::rebuild(&self.kind, &self.params, &self.locations)
+            .with_context(|| format!("rebuilding stage {}", self.id))?;
+        let key = crate::plan::stage_key(
+            stage.kind(),
+            stage.version(),
+            &stage.params(),
+            &self.input_keys(),
+        );
+        anyhow::ensure!(
+            key == self.key && stage.version() == self.version,
+            "stage {}: its description rebuilds a stage with key {key} (version {}), not the planned {} (version {}): robarch and robarch-worker differ in version; rebuild both (make build)",
+            self.id,
+            stage.version(),
+            self.key,
+            self.version
+        );
+        Ok(stage)
+    }
+}
 
 /// What an entry's provenance records of the process that computed it (see
 /// `cache::Provenance`), asked once the stage has finished.
@@ -27,7 +119,7 @@ pub struct Facts {
 
 /// How a stage is computed where it runs: the stage's own code, with the process's facts.
 pub trait Compute {
-    fn compute(&self, plan: &Plan, ix: NodeIndex, cx: &StageContext) -> Result<serde_json::Value>;
+    fn compute(&self, stage: &dyn Stage, cx: &StageContext) -> Result<Value>;
     fn facts(&self, slot: Slot) -> Facts;
 }
 
@@ -106,18 +198,18 @@ fn load_input(cache: &Cache, key: &str) -> Lookup {
     }
 }
 
-/// Runs the stage at `ix` on `slot`: lock, re-check the cache unless `force`, hash the inputs it
-/// reads, compute, commit.
+/// Runs `stage`, the stage `task` describes, on `slot`: lock, re-check the cache unless `force`,
+/// hash the inputs it reads, compute, commit.
 pub fn run_stage(
-    plan: &Plan,
+    task: &Task,
+    stage: &dyn Stage,
     cache: &Cache,
-    ix: NodeIndex,
     slot: Slot,
     force: bool,
     bar: StageProgress,
     how: &dyn Compute,
 ) -> Result<Outcome> {
-    let node = &plan.graph[ix];
+    let node = task;
     let _lock = cache.lock_stage(&node.key, &node.id)?;
     if !force {
         if let Lookup::Hit(_) = cache.lookup(&node.key) {
@@ -125,11 +217,10 @@ pub fn run_stage(
         }
     }
     let mut inputs: BTreeMap<String, Entry> = BTreeMap::new();
-    for e in plan.graph.edges_directed(ix, petgraph::Direction::Incoming) {
-        let src = &plan.graph[petgraph::visit::EdgeRef::source(&e)];
+    for (role, src) in &task.inputs {
         // The files this stage reads are hashed here (the scheduler only compared stamps).
         match load_input(cache, &src.key) {
-            Lookup::Hit(entry) => inputs.insert(e.weight().clone(), entry),
+            Lookup::Hit(entry) => inputs.insert(role.clone(), entry),
             Lookup::Corrupt(why) => anyhow::bail!(
                 "input {} was corrupt ({why}) and has been removed; run again to recompute it",
                 src.id
@@ -153,7 +244,7 @@ pub fn run_stage(
     };
     crate::fault::point_in("stage-run", &node.id);
     let summary = how
-        .compute(plan, ix, &cx)
+        .compute(stage, &cx)
         .map_err(|e| name_full_disk(e, cache.root()))?;
     let notes = cx.notes.into_inner().unwrap_or_else(|e| e.into_inner());
     let facts = how.facts(slot);
@@ -162,11 +253,11 @@ pub fn run_stage(
     let seconds = start.elapsed().as_secs_f64();
     let meta = EntryMeta {
         key: node.key.clone(),
-        kind: node.stage.kind().into(),
-        version: node.stage.version(),
+        kind: stage.kind().into(),
+        version: stage.version(),
         stage: node.id.clone(),
-        params: node.stage.params(),
-        inputs: node.inputs.clone(),
+        params: stage.params(),
+        inputs: task.input_keys(),
         files: Default::default(),
         summary,
         provenance: Provenance {

@@ -49,7 +49,13 @@ impl StageKind for Analyse {
                 .filter(|f| !f.is_nan()),
         }
     }
-    #[cfg(feature = "torch")]
+    fn work(&self) -> super::Work<'_> {
+        super::in_worker(self)
+    }
+}
+
+#[cfg(feature = "torch")]
+impl super::TensorStage for Analyse {
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let data = match self.analysis.needs_data {
             true => Some(cx.input("data")?.dir.as_path()),

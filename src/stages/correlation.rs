@@ -12,21 +12,21 @@ use super::{write_json, StageContext, StageKind};
 use crate::analysis::correlation::{correlate_all, defined, gap_values, Over, Values, OUTPUT};
 use crate::attacks::verdict;
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// The gaps of one training entry: which attacks (or groups) measure what.
 pub use crate::analysis::correlation::Sides as Gaps;
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Correlation {
     pub bootstrap: usize,
     pub confidence: f64,
     pub seed: u64,
     /// Per-seed points or per-architecture means where seeds repeat (absent from the key when
     /// `means`, the default).
-    #[serde(skip_serializing_if = "Over::is_means")]
+    #[serde(default, skip_serializing_if = "Over::is_means")]
     pub over: Over,
     pub groups: BTreeMap<String, Vec<String>>,
     /// Per training name.
@@ -88,9 +88,12 @@ impl StageKind for Correlation {
     fn version(&self) -> u32 {
         1
     }
-    fn in_worker(&self) -> bool {
-        false
+    fn work(&self) -> super::Work<'_> {
+        super::Work::Here(self)
     }
+}
+
+impl super::ControlStage for Correlation {
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let mut evals = load_evals(cx, &self.evals)?;
         let grouped = verdict::group_results(&evals, &self.groups);

@@ -17,11 +17,11 @@ use {
 use crate::attacks::AttackConfig;
 use crate::models::saved::Checkpoint;
 use crate::vocab::Split;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub const METRICS: &str = "metrics.json";
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Evaluate {
     pub attack: AttackConfig,
     pub split: Split,
@@ -30,7 +30,7 @@ pub struct Evaluate {
     pub seed: u64,
     /// In the key only when it is not the default (`last`), so keys from before the setting
     /// existed stay valid.
-    #[serde(skip_serializing_if = "Checkpoint::is_last")]
+    #[serde(default, skip_serializing_if = "Checkpoint::is_last")]
     pub checkpoint: Checkpoint,
 }
 
@@ -75,7 +75,13 @@ impl StageKind for Evaluate {
     fn uses_device(&self) -> bool {
         true
     }
-    #[cfg(feature = "torch")]
+    fn work(&self) -> super::Work<'_> {
+        super::in_worker(self)
+    }
+}
+
+#[cfg(feature = "torch")]
+impl super::TensorStage for Evaluate {
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let started = std::time::Instant::now();
         let net = saved::load(&cx.input("model")?.dir, self.checkpoint, cx.device())?;

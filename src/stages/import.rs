@@ -13,14 +13,14 @@ use crate::data::fingerprint::HashState;
 use crate::models::torchscript::TorchScriptConfig;
 use crate::models::{ModelIo, ModelParams};
 use crate::vocab::Problem;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// The training label that evaluations of imported models carry in reports.
 pub const TRAINING_LABEL: &str = "external";
 pub const SCRIPT: &str = "model.pt";
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Import {
     /// Canonical model params: the config holds the file's name and hash, never its location.
     pub model: ModelParams,
@@ -81,7 +81,16 @@ impl StageKind for Import {
         // evaluations have no estimate (`model_cost` is `None`).
         Some(0.0)
     }
-    #[cfg(feature = "torch")]
+    fn locations(&self) -> serde_json::Value {
+        serde_json::json!({ "file": self.file })
+    }
+    fn work(&self) -> super::Work<'_> {
+        super::in_worker(self)
+    }
+}
+
+#[cfg(feature = "torch")]
+impl super::TensorStage for Import {
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let data = prepared::load(&cx.input("data")?.dir)?;
         let c: TorchScriptConfig = serde_json::from_value(self.model.config.clone())?;

@@ -5,10 +5,10 @@
 use super::StageContext;
 use crate::attacks::verdict::{EvalMetrics, EvalResult, PER_SAMPLE};
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Labels of one input: which spec names produced it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Labels {
     pub role: String,
     pub dataset: String,
@@ -49,6 +49,29 @@ impl PerModel {
     /// Every label, analyses in order.
     pub fn labels(&self) -> impl Iterator<Item = &Labels> {
         self.0.iter().flat_map(|(_, ls)| ls)
+    }
+}
+
+impl<'de> Deserialize<'de> for PerModel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = PerModel;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("analysis names with their inputs' labels")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> std::result::Result<PerModel, M::Error> {
+                let mut out = Vec::new();
+                while let Some((name, labels)) = m.next_entry::<String, Vec<Labels>>()? {
+                    out.push((name, labels));
+                }
+                Ok(PerModel(out))
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 

@@ -1,7 +1,10 @@
 //! Stage kinds. Each is one file implementing [`StageKind`]: its kind name, a version bumped
-//! whenever its semantics change, and `run`, which writes outputs into a staging directory the
-//! executor commits to the cache. Its canonical parameters (part of its key) are its fields,
-//! serialised.
+//! whenever its semantics change, and where its code runs ([`Work`]): a stage that computes with
+//! tensors implements [`TensorStage`] (only the worker's build has it, so the control plane
+//! cannot call it), one that reads results implements [`ControlStage`]. Either writes outputs
+//! into a staging directory the executor commits to the cache. Its canonical parameters (part of
+//! its key) are its fields, serialised; [`rebuild`] makes a stage again from them, as a worker
+//! does from the description the control plane sends.
 pub mod analyse;
 pub mod correlation;
 pub mod cost;
@@ -12,6 +15,15 @@ pub mod prepare;
 pub mod report;
 pub mod train;
 
+#[cfg(not(feature = "torch"))]
+mod no_tensor;
+#[cfg(not(feature = "torch"))]
+pub use no_tensor::*;
+#[cfg(feature = "torch")]
+mod tensor;
+#[cfg(feature = "torch")]
+pub use tensor::*;
+
 use crate::cache::Entry;
 use crate::progress::StageProgress;
 use crate::vocab::device::Slot;
@@ -20,8 +32,6 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-#[cfg(feature = "torch")]
-use tch::Device;
 
 /// Everything a running stage may touch.
 pub struct StageContext<'a> {
@@ -42,14 +52,6 @@ pub struct StageContext<'a> {
 }
 
 impl StageContext<'_> {
-    #[cfg(feature = "torch")]
-    /// The libtorch device this process computes on for its slot. A worker placed on a GPU sees
-    /// only that GPU (`CUDA_VISIBLE_DEVICES`), as device 0; under `ROBARCH_FAKE_GPUS` (tests of
-    /// the placement on machines without one) it computes on the CPU.
-    pub fn device(&self) -> Device {
-        device_for(self.slot)
-    }
-
     /// Records the setting the outputs were computed under, e.g. a training's resumed epochs ran
     /// under another thread count than this process's.
     pub fn set_setting(&self, setting: String) {
@@ -72,17 +74,6 @@ impl StageContext<'_> {
     }
 }
 
-/// The libtorch device a process computes on for `slot` (see [`StageContext::device`]).
-#[cfg(feature = "torch")]
-pub fn device_for(slot: Slot) -> Device {
-    match slot {
-        Slot::Cpu => Device::Cpu,
-        Slot::Cuda(_) if std::env::var_os(crate::vocab::device::FAKE_GPUS).is_some() => Device::Cpu,
-        Slot::Cuda(_) if std::env::var_os("CUDA_VISIBLE_DEVICES").is_some() => Device::Cuda(0),
-        Slot::Cuda(i) => Device::Cuda(i),
-    }
-}
-
 /// A stage kind: its name, a version bumped whenever its semantics change, and `run`, which
 /// writes outputs into a staging directory the executor commits to the cache.
 ///
@@ -97,10 +88,14 @@ pub trait StageKind: Serialize + Send + Sync {
     fn uses_device(&self) -> bool {
         false
     }
-    /// Whether the stage computes with tensors, and so runs in a worker process (the report and
-    /// the correlation read results and run in the control plane).
-    fn in_worker(&self) -> bool {
-        true
+    /// Where its code runs: `in_worker(self)` for a stage that computes with tensors (it
+    /// implements [`TensorStage`]), `Work::Here(self)` for one that reads results in the control
+    /// plane (it implements [`ControlStage`]).
+    fn work(&self) -> Work<'_>;
+    /// What the stage reads that is not part of its key (a dataset's directory, an imported
+    /// file), for [`rebuild`]; `null` where nothing.
+    fn locations(&self) -> Value {
+        Value::Null
     }
     /// For compute estimates: the images per split this stage will hold (`prepare`).
     fn images(&self) -> Option<crate::data::SplitSizes> {
@@ -115,15 +110,21 @@ pub trait StageKind: Serialize + Send + Sync {
     fn flops(&self, _: &cost::CostInputs) -> Option<f64> {
         Some(0.0)
     }
-    /// Produces the outputs; returns a small JSON summary stored in the entry's metadata. Stages
-    /// that compute with tensors have it only with the `torch` feature (in the worker); the
-    /// control plane, built without, hands them to a worker and never calls this.
-    fn run(&self, _cx: &StageContext) -> Result<Value> {
-        anyhow::bail!(
-            "the {} stage computes with tensors: robarch-worker runs it",
-            self.kind()
-        )
-    }
+}
+
+/// Where a stage's code runs.
+pub enum Work<'a> {
+    /// Here, in the control plane: the stage reads results (the report, the correlation).
+    Here(&'a dyn ControlStage),
+    /// In a worker process, with tensors: the stage's tensor half, which only the worker's build
+    /// has (the control plane's is an empty marker).
+    Worker(TensorHalf<'a>),
+}
+
+/// A stage that reads results and computes in the control plane.
+pub trait ControlStage {
+    /// Produces the outputs; returns a small JSON summary stored in the entry's metadata.
+    fn run(&self, cx: &StageContext) -> Result<Value>;
 }
 
 /// A stage as the planner and the executor see it; implemented for every [`StageKind`].
@@ -133,8 +134,12 @@ pub trait Stage: Send + Sync {
     /// Canonical parameters: every value that determines the output, defaults filled in.
     fn params(&self) -> Value;
     fn uses_device(&self) -> bool;
-    fn in_worker(&self) -> bool;
-    fn run(&self, cx: &StageContext) -> Result<Value>;
+    fn work(&self) -> Work<'_>;
+    /// Whether the stage runs in a worker process (it computes with tensors).
+    fn in_worker(&self) -> bool {
+        matches!(self.work(), Work::Worker(_))
+    }
+    fn locations(&self) -> Value;
     fn images(&self) -> Option<crate::data::SplitSizes>;
     fn model_cost(&self) -> Option<cost::ModelCost>;
     fn flops(&self, inputs: &cost::CostInputs) -> Option<f64>;
@@ -153,11 +158,11 @@ impl<T: StageKind> Stage for T {
     fn uses_device(&self) -> bool {
         StageKind::uses_device(self)
     }
-    fn in_worker(&self) -> bool {
-        StageKind::in_worker(self)
+    fn work(&self) -> Work<'_> {
+        StageKind::work(self)
     }
-    fn run(&self, cx: &StageContext) -> Result<Value> {
-        StageKind::run(self, cx)
+    fn locations(&self) -> Value {
+        StageKind::locations(self)
     }
     fn images(&self) -> Option<crate::data::SplitSizes> {
         StageKind::images(self)
@@ -171,6 +176,36 @@ impl<T: StageKind> Stage for T {
 }
 
 pub use crate::cache::write_json;
+
+/// Makes a stage again from what its key holds (`kind`, its parameters) and its
+/// [`StageKind::locations`]: the stage the control plane planned, as a worker (or a Slurm job,
+/// which also runs the report and the correlation) runs it.
+pub fn rebuild(kind: &str, params: &Value, locations: &Value) -> Result<Box<dyn Stage>> {
+    let p = params.clone();
+    let what = || format!("the parameters of a `{kind}` stage");
+    Ok(match kind {
+        "prepare" => {
+            let mut s: prepare::Prepare = serde_json::from_value(p).with_context(what)?;
+            s.root = serde_json::from_value(locations["root"].clone()).with_context(what)?;
+            Box::new(s)
+        }
+        "import" => {
+            let mut s: import::Import = serde_json::from_value(p).with_context(what)?;
+            s.file = serde_json::from_value(locations["file"].clone()).with_context(what)?;
+            Box::new(s)
+        }
+        "train" => Box::new(serde_json::from_value::<train::Train>(p).with_context(what)?),
+        "evaluate" => Box::new(serde_json::from_value::<evaluate::Evaluate>(p).with_context(what)?),
+        "correlation" => {
+            Box::new(serde_json::from_value::<correlation::Correlation>(p).with_context(what)?)
+        }
+        "report" => Box::new(serde_json::from_value::<report::Report>(p).with_context(what)?),
+        k => match crate::analysis::find(k) {
+            Some(a) => Box::new(analyse::Analyse::new(a, p)),
+            None => anyhow::bail!("`{k}` is no stage kind a worker runs"),
+        },
+    })
+}
 
 #[cfg(test)]
 mod tests {

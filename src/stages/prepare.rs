@@ -8,10 +8,10 @@ use {
 };
 use super::StageKind;
 use crate::data::DatasetParams;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Prepare {
     pub dataset: DatasetParams,
     /// Where a file-backed source lives. Not part of the key: its contents are (via
@@ -42,7 +42,16 @@ impl StageKind for Prepare {
     fn images(&self) -> Option<crate::data::SplitSizes> {
         crate::data::expected_sizes(&self.dataset)
     }
-    #[cfg(feature = "torch")]
+    fn locations(&self) -> serde_json::Value {
+        serde_json::json!({ "root": self.root })
+    }
+    fn work(&self) -> super::Work<'_> {
+        super::in_worker(self)
+    }
+}
+
+#[cfg(feature = "torch")]
+impl super::TensorStage for Prepare {
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let d = prepared::prepare(&self.dataset, self.root.as_deref(), self.seed)?;
         prepared::save(cx.out, &d)?;

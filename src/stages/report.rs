@@ -5,14 +5,14 @@ use crate::attacks::verdict;
 use crate::report::spec::ReportSpec;
 use crate::report::{self, Sides};
 use anyhow::{Context, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 pub const TABLES: &str = report::TABLES_DIR;
 
 /// The report stage: its spec and what it is made of; both enter its key.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Report {
     #[serde(rename = "report")]
     pub spec: ReportSpec,
@@ -21,7 +21,7 @@ pub struct Report {
 }
 
 /// What a report is made of, beyond its spec: the inputs' labels and how to group them.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Parts {
     /// `evaluation.groups`: per-sample worst case over member attacks.
     pub groups: BTreeMap<String, Vec<String>>,
@@ -74,9 +74,12 @@ impl StageKind for Report {
         // 5: the long tables keep each seed's row (a `seed` column where seeds repeat).
         5
     }
-    fn in_worker(&self) -> bool {
-        false
+    fn work(&self) -> super::Work<'_> {
+        super::Work::Here(self)
     }
+}
+
+impl super::ControlStage for Report {
     /// The report of every input `cx` has: inside a pipeline run all of them; `robarch report`
     /// on a partly computed pipeline passes the cached ones and the page lists the rest.
     fn run(&self, cx: &StageContext) -> Result<Value> {

@@ -8,7 +8,7 @@ use {
     super::{write_json, StageContext},
 };
 use crate::train::{self, TrainParams};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub const HISTORY: &str = "history.json";
 
@@ -22,7 +22,7 @@ pub fn read_history(e: &crate::cache::Entry) -> anyhow::Result<Vec<crate::train:
     .with_context(|| format!("reading {}", file.display()))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Train {
     pub params: TrainParams,
@@ -101,7 +101,13 @@ impl StageKind for Train {
     fn uses_device(&self) -> bool {
         true
     }
-    #[cfg(feature = "torch")]
+    fn work(&self) -> super::Work<'_> {
+        super::in_worker(self)
+    }
+}
+
+#[cfg(feature = "torch")]
+impl super::TensorStage for Train {
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let data = prepared::load(&cx.input("data")?.dir)?;
         let trained = train::train(

@@ -46,9 +46,6 @@ pub struct SlurmOptions {
 /// What one Slurm job (or each task of an array) runs: read by `robarch-worker job`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Batch {
-    /// The pipeline as it was when submitted (a copy in the cache: editing the file while jobs
-    /// wait in the queue changes nothing they run).
-    pub spec: PathBuf,
     pub cache: PathBuf,
     /// The device choice (the spec's `device` or `--device`).
     pub device: String,
@@ -60,8 +57,9 @@ pub struct Batch {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BatchStage {
-    pub stage: String,
-    pub key: String,
+    /// The stage, resolved when submitted: editing the pipeline while jobs wait in the queue
+    /// changes nothing they run.
+    pub task: super::stage::Task,
     pub force: bool,
     pub log: PathBuf,
 }
@@ -337,7 +335,6 @@ impl Submitter<'_> {
         let stem = self.stem();
         let (batch_file, script) = self.files(&stem);
         let batch = Batch {
-            spec: self.spec.clone(),
             cache: absolute(self.cache.root())?,
             device: self
                 .opts
@@ -352,8 +349,7 @@ impl Submitter<'_> {
                 .map(|&ix| {
                     let n = &self.plan.graph[ix];
                     Ok(BatchStage {
-                        stage: n.id.clone(),
-                        key: n.key.clone(),
+                        task: super::stage::Task::of(self.plan, ix),
                         force: self.forced.contains(&ix),
                         log: absolute(&super::log_path(self.cache, self.plan, &n.id))?,
                     })
