@@ -942,14 +942,17 @@ fn report_cmd(cache_dir: &Path, a: ReportArgs) -> Result<i32> {
     warn_mixed_settings(&plan, &cache);
     // A `--compare` that cannot name a report fails before anything is written.
     let other = match &a.compare {
-        Some(q) => Some((q, report::parse_other(q, &a.reports.join(&plan.name))?)),
+        Some(q) => Some((
+            q,
+            crate::report::publish::parse_other(q, &a.reports.join(&plan.name))?,
+        )),
         None => None,
     };
     let dest = materialize_report(&plan, &cache, &a.reports, true)?;
     if let Some((q, other)) = other {
         // After publishing, so that `@1` is the run before this one.
         let (label, cells) = report::other_side(&other, q, &dest, cache_dir)?;
-        report::compare(&dest, &label, &cells)?;
+        crate::report::publish::compare(&dest, &label, &cells)?;
     }
     Ok(0)
 }

@@ -3,6 +3,7 @@
 pub mod compare;
 pub mod html;
 pub mod plots;
+pub mod publish;
 pub mod render;
 pub mod spec;
 pub mod study;
