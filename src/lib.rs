@@ -9,7 +9,8 @@
 //! bottom (`tests/it/layering.rs` checks this list against every import, and that no files import
 //! each other in a cycle):
 //!
-//! 1. `cli`, `worker` — the command line (the control plane); the stage worker process
+//! 1. `cli` — the command line (the control plane; the stage worker process is the `worker/`
+//!    package, which uses this library with the `torch` feature)
 //! 2. `exec` — the scheduler: runs a plan's missing stages (in worker processes, or here for
 //!    those without tensors), commits entries
 //! 3. `plan` — stages and their keys from a resolved spec; the DAG
@@ -44,5 +45,3 @@ pub mod stages;
 pub mod torch;
 pub mod train;
 pub mod vocab;
-#[cfg(feature = "torch")]
-pub mod worker;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 /// Top to bottom; a module may import modules of the layers below its own, never above or beside.
 const LAYERS: &[&[&str]] = &[
-    &["cli", "worker"],
+    &["cli"],
     &["exec"],
     &["plan"],
     &["spec"],
