@@ -348,3 +348,38 @@ fn the_scan_sees_groups_relative_paths_and_skips_comments() {
         src().join("attacks/pgd.rs")
     );
 }
+
+/// The most lines of one file under `src/` that may name `feature = "torch"` (see the test below).
+const TORCH_GATES_PER_FILE: usize = 4;
+
+/// No file under `src/` has more than 4 lines containing `feature = "torch"`. Tensor code sits
+/// behind one gated module per file (its `net` half, or the whole file gated once where its parent
+/// declares it), so a file needs at most a gated `mod` line and its `pub use`, plus a gated import
+/// pair; more means item-by-item `cfg`s weaving the control plane and the worker together again.
+#[test]
+fn no_file_has_more_than_a_few_torch_gates() {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut counts: Vec<(String, usize)> = files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            let n = text
+                .lines()
+                .filter(|l| l.contains("feature = \"torch\""))
+                .count();
+            (rel(f), n)
+        })
+        .collect();
+    assert!(
+        counts.iter().any(|(_, n)| *n > 0),
+        "no `feature = \"torch\"` line found under src/: the scan is broken"
+    );
+    counts.retain(|(_, n)| *n > TORCH_GATES_PER_FILE);
+    counts.sort();
+    assert!(
+        counts.is_empty(),
+        "more than {TORCH_GATES_PER_FILE} `feature = \"torch\"` lines (put the file's tensor code \
+         behind one gated module): {counts:?}"
+    );
+}
