@@ -402,7 +402,9 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
             None => spec::load(&a.pipeline)?.spec.executor.kind,
         })
     };
-    if (a.detach || a.pilot) && kind(&a)? != ExecutorKind::Slurm {
+    if (a.detach || a.pilot)
+        && !exec::executor::executor(kind(&a)?, Default::default()).submits_jobs()
+    {
         bail!(
             "--detach and --pilot go with the Slurm executor: add `--executor slurm` (or set `executor: {{kind: slurm}}` in {})",
             a.pipeline.display()
@@ -410,7 +412,14 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
     }
     // A dry run writes nothing: not even the source-file hashes planning remembers.
     let plan = crate::plan::load(&a.pipeline, cache_dir, !a.dry_run)?;
-    let slurm = a.executor.unwrap_or(plan.executor.kind) == ExecutorKind::Slurm;
+    let mut ex = exec::executor::executor(
+        a.executor.unwrap_or(plan.executor.kind),
+        exec::executor::Submission {
+            detach: a.detach,
+            pilot: a.pilot,
+            reports: a.reports.clone(),
+        },
+    );
     let force = a
         .force
         .iter()
@@ -432,7 +441,7 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
     });
     // Locally, a training or evaluation takes `--threads` of the `-j` CPU slots (README,
     // "Placement"); a Slurm job's threads come from its allocation.
-    if a.threads > jobs && !slurm {
+    if a.threads > jobs && ex.uses_local_slots() {
         let given = if a.jobs.is_some() {
             format!("-j {jobs}")
         } else {
@@ -466,9 +475,8 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         force,
         keep_going: a.keep_going,
         device: a.device,
-        // A local dry run's lines carry the estimates, printed below (a Slurm dry run's say how
-        // the stages would be submitted).
-        stage_lines: !json && !(a.dry_run && !slurm),
+        // A dry run's lines carry the estimates, printed below.
+        stage_lines: !json && !a.dry_run,
         spec: a.pipeline.clone(),
         log_filter: LOG
             .get()
@@ -476,16 +484,7 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
             .unwrap_or_else(|| "robarch=info".into()),
         log_json: LOG.get().is_some_and(|l| l.1),
     };
-    let summary = if slurm {
-        let s = exec::slurm::SlurmOptions {
-            detach: a.detach,
-            pilot: a.pilot,
-            reports: a.reports.clone(),
-        };
-        exec::slurm::run(&plan, &cache, &opts, &s)?
-    } else {
-        exec::run(&plan, &cache, &opts)?
-    };
+    let summary = exec::run(&plan, &cache, &opts, ex.as_mut())?;
     let count = |f: fn(&Outcome) -> bool| summary.count(f);
     let queued = count(|o| matches!(o, Outcome::Queued { .. }));
     let ran = count(|o| matches!(o, Outcome::Ran { .. }));
@@ -531,12 +530,15 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         let est = crate::plan::cost::Estimate::of(&plan);
         let by_id: BTreeMap<&str, petgraph::graph::NodeIndex> =
             plan.order.iter().map(|&ix| (plan.graph[ix].id.as_str(), ix)).collect();
-        for (id, o) in summary.outcomes.iter().filter(|_| !slurm) {
+        for (id, o) in &summary.outcomes {
             let f = by_id.get(id.as_str()).and_then(|ix| est.stages[ix]);
             let state = if matches!(o, Outcome::Pending) { "would run" } else { "cached" };
             println!("{state:<9} {:>11}  {id}", crate::plan::cost::human(f));
         }
         println!("{total} stages: {pending} would run, {cached} cached");
+        if let Some(note) = &summary.note {
+            println!("{note}");
+        }
         let pending_ids: std::collections::BTreeSet<&str> = summary
             .outcomes
             .iter()
@@ -601,11 +603,16 @@ fn cache_and_manifest(cache_dir: &Path, plan: &Plan) -> (Option<Cache>, Manifest
 fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
     let plan = load_plan(&a.pipeline, cache_dir)?;
     let (cache, manifest) = cache_and_manifest(cache_dir, &plan);
-    // Stages submitted to Slurm and not cached yet, with their jobs' states (one query).
-    let jobs = cache
-        .as_ref()
-        .and_then(|c| exec::slurm::jobs_of(&plan, c))
-        .unwrap_or_default();
+    // Stages in an executor's records (jobs submitted) and not cached yet, with their jobs'
+    // states (one query per executor).
+    let mut jobs = std::collections::HashMap::new();
+    if let Some(c) = cache.as_ref() {
+        for ex in exec::executor::all() {
+            for (id, f) in ex.in_flight(&plan, c).unwrap_or_default() {
+                jobs.insert(id, (ex.name(), ex.label(), f));
+            }
+        }
+    }
     let mut stages = Vec::new();
     let est = crate::plan::cost::Estimate::of(&plan);
     for &ix in &plan.order {
@@ -622,11 +629,13 @@ fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
                     format!("  ({why})")
                 };
                 let job = job
-                    .map(|(r, st)| {
+                    .map(|(_, label, f)| {
                         format!(
-                            "  [Slurm job {} {}]",
-                            r.job,
-                            st.as_ref().map_or("(no longer known to Slurm)".into(), |s| s.describe())
+                            "  [{label} job {} {}]",
+                            f.job,
+                            f.describe
+                                .clone()
+                                .unwrap_or_else(|| format!("(no longer known to {label})"))
                         )
                     })
                     .unwrap_or_default();
@@ -641,16 +650,18 @@ fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
                 let mut v =
                     json!({"id": n.id, "kind": n.stage.kind(), "key": n.key, "flops": flops});
                 merge(&mut v, serde_json::to_value(&state)?);
-                if let Some((r, st)) = job {
-                    merge(
-                        &mut v,
-                        json!({"slurm": {
-                            "job": r.job,
-                            "state": st.as_ref().map(|s| s.state.clone()),
-                            "reason": st.as_ref().map(|s| s.reason.clone()),
-                            "output": r.output,
-                        }}),
+                if let Some((name, _, f)) = job {
+                    let mut rec = serde_json::Map::new();
+                    rec.insert(
+                        name.to_string(),
+                        json!({
+                            "job": f.job,
+                            "state": f.state,
+                            "reason": f.reason,
+                            "output": f.output,
+                        }),
                     );
+                    merge(&mut v, serde_json::Value::Object(rec));
                 }
                 stages.push(v);
             }
@@ -976,34 +987,32 @@ fn gc(cache_dir: &Path, a: GcArgs) -> Result<i32> {
         println!("no cache at {}; nothing to do", cache_dir.display());
         return Ok(0);
     };
-    // Slurm jobs still queued or running read entries gc could delete (they hold no lock yet).
-    match exec::slurm::active_jobs(&cache) {
-        Ok(active) if !active.is_empty() => {
-            let list: Vec<String> = active
-                .iter()
-                .map(|(p, j)| format!("{j} ({p})"))
-                .collect();
-            bail!(
-                "{} Slurm job(s) of this cache are queued or running: {}; gc would delete entries they read. Wait for them (`robarch status <pipeline>`) or cancel them (scancel), then run gc again",
-                active.len(),
-                list.join(", ")
-            );
+    // Jobs still queued or running read entries gc could delete (they hold no lock yet); and
+    // the executors' records (jobs, scripts, output, pipeline copies) of pipelines not given.
+    let mut records: Vec<PathBuf> = Vec::new();
+    for ex in exec::executor::all() {
+        match ex.busy(&cache) {
+            Ok(active) if !active.is_empty() => {
+                let list: Vec<String> = active
+                    .iter()
+                    .map(|(p, j)| format!("{j} ({p})"))
+                    .collect();
+                bail!(
+                    "{} {} job(s) of this cache are queued or running: {}; gc would delete entries they read. Wait for them (`robarch status <pipeline>`) or cancel them (scancel), then run gc again",
+                    active.len(),
+                    ex.label(),
+                    list.join(", ")
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                "could not ask {} about the jobs recorded in {} ({e:#}); gc goes on",
+                ex.label(),
+                cache.root().join(ex.name()).display()
+            ),
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(
-            "could not ask Slurm about the jobs recorded in {} ({e:#}); gc goes on",
-            cache.root().join("slurm").display()
-        ),
+        records.extend(ex.records_beside(&cache, &names));
     }
-    // The Slurm records (jobs, scripts, output, pipeline copies) of pipelines not given.
-    let records: Vec<PathBuf> = std::fs::read_dir(cache.root().join("slurm"))
-        .map(|d| {
-            d.flatten()
-                .filter(|e| !names.contains(&*e.file_name().to_string_lossy()))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default();
     if dry_run {
         let doomed: Vec<String> = cache
             .keys()?

@@ -1,9 +1,11 @@
-//! Executes a plan against the cache: decides what must run, schedules ready stages under
-//! resource slots (CPU threads; one stage per GPU), and has each computed and committed. Stages
-//! that compute with tensors run in worker processes (`pool`); the report and the correlation,
-//! which do not, run here.
+//! Executes a plan against the cache: decides what must run, offers stages to an executor
+//! (`executor::Executor`: `local` worker processes under resource slots, or `slurm` jobs) as
+//! they become ready, and records the run. Stages that compute with tensors run in worker
+//! processes (`pool`); locally, the report and the correlation, which do not, run here.
 pub mod devices;
+pub mod executor;
 pub mod failure;
+pub mod local;
 pub mod pool;
 pub mod slurm;
 pub mod stage;
@@ -59,6 +61,8 @@ pub enum Outcome {
 
 pub struct RunSummary {
     pub outcomes: Vec<(String, Outcome)>,
+    /// What the executor adds to a dry run (how it would submit the stages).
+    pub note: Option<String>,
 }
 
 impl RunSummary {
@@ -83,64 +87,6 @@ pub(crate) fn report_line(id: &str, o: &Outcome) {
     progress::println(&line);
 }
 
-struct Slots {
-    cpu_free: usize,
-    gpus_free: Vec<Slot>,
-    cpu_only: bool,
-    threads: usize,
-}
-
-impl Slots {
-    /// Takes resources for a stage; returns the slot it runs on. A stage that computes on the
-    /// device takes a GPU (or, on the CPU, its threads' worth of CPU slots); any other takes one
-    /// CPU slot and never holds a GPU.
-    fn take(&mut self, uses_device: bool) -> Option<Slot> {
-        if uses_device && !self.cpu_only {
-            self.gpus_free.pop()
-        } else {
-            let need = if uses_device { self.threads } else { 1 };
-            if self.cpu_free >= need {
-                self.cpu_free -= need;
-                Some(Slot::Cpu)
-            } else {
-                None
-            }
-        }
-    }
-    fn give(&mut self, uses_device: bool, slot: Slot) {
-        match slot {
-            Slot::Cpu => self.cpu_free += if uses_device { self.threads } else { 1 },
-            gpu => self.gpus_free.push(gpu),
-        }
-    }
-}
-
-/// Stages computed in the control plane: the report and the correlation, which read results
-/// and compute no tensors.
-struct Here;
-
-impl stage::Compute for Here {
-    fn compute(&self, stage: &dyn Stage, cx: &StageContext) -> Result<serde_json::Value> {
-        match stage.work() {
-            Work::Here(s) => s.run(cx),
-            Work::Worker(_) => anyhow::bail!(
-                "the {} stage computes with tensors: robarch-worker runs it",
-                stage.kind()
-            ),
-        }
-    }
-    fn facts(&self, _slot: Slot) -> stage::Facts {
-        stage::Facts {
-            device: "cpu".into(),
-            threads: None,
-            kernels: String::new(),
-            setting: "cpu".into(),
-            cpu: String::new(),
-            slot: String::new(),
-        }
-    }
-}
-
 /// Where a stage's log is kept: `<cache>/logs/<pipeline>/<stage id>.log`.
 pub fn log_path(cache: &Cache, plan: &Plan, id: &str) -> PathBuf {
     log_path_in(cache.root(), &plan.name, id)
@@ -151,96 +97,175 @@ pub fn log_path_in(cache: &std::path::Path, pipeline: &str, id: &str) -> PathBuf
     cache.join("logs").join(pipeline).join(format!("{id}.log"))
 }
 
-/// Executes `plan`. Stages whose entry is cached and valid are not run.
-pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions) -> Result<RunSummary> {
+/// Executes `plan` with `ex`: what must run (forced stages and everything downstream, then
+/// every stage without a valid entry), then stages are offered to the executor as they become
+/// ready, their completions recorded, and the descendants of a failed stage skipped. Stages
+/// whose entry is cached and valid are not run.
+pub fn run(
+    plan: &Plan,
+    cache: &Cache,
+    opts: &RunOptions,
+    ex: &mut dyn executor::Executor,
+) -> Result<RunSummary> {
     // A dry run writes nothing, not even the lock file (it only reads stamps).
-    let _shared = if opts.dry_run {
+    let shared = if opts.dry_run {
         None
     } else {
         Some(cache.lock_run(true)?)
     };
-    let choice = opts.device.as_deref().unwrap_or(&plan.device);
-    let gpus = devices::gpus();
-    let mut slots = if opts.dry_run {
-        vec![Slot::Cpu]
-    } else {
-        devices::resolve(choice, &gpus)?
-    };
-    // `auto` trusts the driver's GPUs only if libtorch sees them too (a CPU build of torch does not).
-    let auto = choice.split(',').any(|c| c.trim() == "auto");
-    if auto && slots != [Slot::Cpu] && std::env::var_os(devices::FAKE_GPUS).is_none() {
-        if let Some(0) = devices::libtorch_gpus(&pool::worker_exe()?) {
-            tracing::warn!(
-                gpus = slots.len(),
-                "the NVIDIA driver shows GPUs but libtorch in robarch-worker sees none (a CPU build \
-                 of torch?); `device: auto` runs on the CPU"
-            );
-            slots = vec![Slot::Cpu];
-        }
-    }
-
     let (forced, mut outcome, todo) = what_must_run(plan, cache, &opts.force, opts.dry_run);
     if opts.dry_run {
         for &ix in &todo {
             outcome.insert(ix, Outcome::Pending);
         }
-    } else if !todo.is_empty() {
-        let launch = pool::Launch {
-            exe: PathBuf::new(),
-            cache: cache.root().to_path_buf(),
-            log_filter: opts.log_filter.clone(),
-            log_json: opts.log_json,
-            gpus,
-            numerics: plan.numerics,
-        };
-        schedule(
-            plan,
-            cache,
-            opts,
-            launch,
-            &slots,
-            &todo,
-            &forced,
-            &mut outcome,
-        )?;
+        let mut summary = summarize(plan, outcome, opts, &HashSet::new());
+        summary.note = ex.dry_run(plan, &todo)?;
+        return Ok(summary);
     }
-    let RunSummary { outcomes } = summarize(plan, outcome, opts, |o| {
-        matches!(o, Outcome::Cached | Outcome::Pending | Outcome::Skipped)
-    });
-    if !opts.dry_run {
+    let mut printed = HashSet::new();
+    if !todo.is_empty() {
+        ex.prepare(plan, cache, opts, &todo)?;
+        drive(plan, cache, opts, ex, &todo, &forced, &mut outcome, &mut printed)?;
+    }
+    let detached = ex.detached();
+    if let Some(jobs) = &detached {
+        for &ix in &todo {
+            if !outcome.contains_key(&ix) {
+                let job = jobs.get(&ix).cloned().unwrap_or_default();
+                outcome.insert(ix, Outcome::Queued { job });
+            }
+        }
+    }
+    let RunSummary { outcomes } = summarize(plan, outcome, opts, &printed);
+    if detached.is_none() {
         remember(plan, cache, &outcomes)?;
-        // Sweep again now that this run's workers are gone: a worker of a killed run can outlive
-        // it by a moment and miss the sweep at the start (its staging directory, checkpoints).
-        drop(_shared);
-        let _ = cache.lock_run(true)?;
     }
-    Ok(RunSummary { outcomes })
+    drop(shared);
+    ex.finish(cache)?;
+    Ok(RunSummary {
+        outcomes,
+        note: None,
+    })
+}
+
+/// The scheduler's loop: adopt what an earlier run left in flight (cancelling an adopted stage
+/// whose input must run again), then offer ready stages to the executor and record what ends,
+/// until every stage of `todo` has an outcome (or, detached, was submitted). Each stage that
+/// ends prints its line (`printed`).
+#[allow(clippy::too_many_arguments)]
+fn drive(
+    plan: &Plan,
+    cache: &Cache,
+    opts: &RunOptions,
+    ex: &mut dyn executor::Executor,
+    todo: &[NodeIndex],
+    forced: &HashSet<NodeIndex>,
+    outcome: &mut HashMap<NodeIndex, Outcome>,
+    printed: &mut HashSet<NodeIndex>,
+) -> Result<()> {
+    let mut submitted: HashSet<NodeIndex> = ex.adopt(plan, cache, todo, forced)?.into_iter().collect();
+    // An adopted stage whose input is submitted again would wait on the old, dead job: it is
+    // cancelled and submitted again too, after its input.
+    let stale: Vec<NodeIndex> = todo
+        .iter()
+        .copied()
+        .filter(|ix| submitted.contains(ix))
+        .filter(|&ix| {
+            plan.deps(ix)
+                .iter()
+                .any(|d| todo.contains(d) && !submitted.contains(d))
+        })
+        .collect();
+    if !stale.is_empty() {
+        for ix in &stale {
+            submitted.remove(ix);
+        }
+        if let Err(e) = ex.cancel(plan, &stale) {
+            tracing::warn!("cancelling jobs that wait on resubmitted inputs: {e:#}");
+        }
+    }
+    let mut stop = false;
+    loop {
+        if !stop {
+            let ready = ready(plan, todo, &submitted, outcome, ex.chains());
+            if !ready.is_empty() {
+                submitted.extend(ex.submit(plan, cache, &ready, forced)?);
+            }
+        }
+        let in_flight = submitted.iter().any(|ix| !outcome.contains_key(ix));
+        if !in_flight || ex.detached().is_some() {
+            break;
+        }
+        for (ix, o) in ex.observe(plan, cache, outcome)? {
+            if opts.stage_lines {
+                report_line(&plan.graph[ix].id, &o);
+            }
+            printed.insert(ix);
+            if matches!(o, Outcome::Failed(_)) {
+                stop |= !opts.keep_going;
+                for d in plan.descendants(ix) {
+                    if todo.contains(&d) && !submitted.contains(&d) && !outcome.contains_key(&d) {
+                        outcome.insert(d, Outcome::Skipped);
+                    }
+                }
+            }
+            outcome.insert(ix, o);
+        }
+    }
+    Ok(())
+}
+
+/// The stages of `todo` not submitted and without an outcome whose inputs in `todo` have
+/// succeeded (or, where the executor `chains` them, were submitted), in plan order.
+fn ready(
+    plan: &Plan,
+    todo: &[NodeIndex],
+    submitted: &HashSet<NodeIndex>,
+    outcome: &HashMap<NodeIndex, Outcome>,
+    chains: bool,
+) -> Vec<NodeIndex> {
+    let mut taken: HashSet<NodeIndex> = HashSet::new();
+    let mut out = Vec::new();
+    for &ix in todo {
+        if submitted.contains(&ix) || outcome.contains_key(&ix) {
+            continue;
+        }
+        let ok = plan.deps(ix).iter().all(|d| {
+            !todo.contains(d)
+                || matches!(outcome.get(d), Some(Outcome::Ran { .. } | Outcome::Cached))
+                || (chains
+                    && (submitted.contains(d) || taken.contains(d))
+                    && !matches!(outcome.get(d), Some(Outcome::Failed(_) | Outcome::Skipped)))
+        });
+        if ok {
+            taken.insert(ix);
+            out.push(ix);
+        }
+    }
+    out
 }
 
 /// Every stage's outcome in plan order (a stage without one was skipped); prints the lines of
-/// those `at_end` picks (the others were printed as they finished).
+/// those not `printed` as they finished.
 pub(crate) fn summarize(
     plan: &Plan,
     mut outcome: HashMap<NodeIndex, Outcome>,
     opts: &RunOptions,
-    at_end: impl Fn(&Outcome) -> bool,
+    printed: &HashSet<NodeIndex>,
 ) -> RunSummary {
-    let outcomes: Vec<(String, Outcome)> = plan
-        .order
-        .iter()
-        .map(|&ix| {
-            (
-                plan.graph[ix].id.clone(),
-                outcome.remove(&ix).unwrap_or(Outcome::Skipped),
-            )
-        })
-        .collect();
-    for (id, o) in &outcomes {
-        if opts.stage_lines && at_end(o) {
-            report_line(id, o);
+    let mut outcomes = Vec::new();
+    for &ix in &plan.order {
+        let id = plan.graph[ix].id.clone();
+        let o = outcome.remove(&ix).unwrap_or(Outcome::Skipped);
+        if opts.stage_lines && !printed.contains(&ix) {
+            report_line(&id, &o);
         }
+        outcomes.push((id, o));
     }
-    RunSummary { outcomes }
+    RunSummary {
+        outcomes,
+        note: None,
+    }
 }
 
 /// Records the run's finished stages (`runs/<pipeline>.json`), from which `status` explains
@@ -371,189 +396,4 @@ pub fn mixed_settings_warning(plan: &Plan, settings: &[(String, Vec<String>)]) -
         plan.name,
         parts.join(", ")
     ))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn schedule(
-    plan: &Plan,
-    cache: &Cache,
-    opts: &RunOptions,
-    mut launch: pool::Launch,
-    devices: &[Slot],
-    todo: &[NodeIndex],
-    forced: &HashSet<NodeIndex>,
-    outcome: &mut HashMap<NodeIndex, Outcome>,
-) -> Result<()> {
-    let cpu_only = devices == [Slot::Cpu];
-    let mut slots = Slots {
-        cpu_free: opts.jobs.max(1),
-        gpus_free: devices.iter().rev().copied().collect(),
-        cpu_only,
-        threads: opts.threads.clamp(1, opts.jobs.max(1)),
-    };
-    let todo_set: HashSet<NodeIndex> = todo.iter().copied().collect();
-    let mut waiting: HashMap<NodeIndex, usize> = todo
-        .iter()
-        .map(|&ix| {
-            (
-                ix,
-                plan.deps(ix)
-                    .iter()
-                    .filter(|d| todo_set.contains(d))
-                    .count(),
-            )
-        })
-        .collect();
-    let multi = progress::multi();
-    let overall = multi.add(indicatif::ProgressBar::new(todo.len() as u64));
-    overall.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix:.bold} [{bar:30}] {pos}/{len} stages {elapsed}",
-        )
-        .expect("static template")
-        .progress_chars("=> "),
-    );
-    overall.set_prefix(plan.name.clone());
-    let threads = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs.max(1) + devices.len() + 1)
-        .build()?;
-    // Workers are started only when a stage needs one; a missing worker binary fails here,
-    // before anything runs.
-    let workers = if todo.iter().any(|&ix| plan.graph[ix].stage.in_worker()) {
-        launch.exe = pool::worker_exe()?;
-        Some(pool::Pool::new(launch))
-    } else {
-        None
-    };
-    let workers = workers.as_ref();
-    let (tx, rx) = std::sync::mpsc::channel::<(NodeIndex, Slot, Result<Outcome>)>();
-    let mut running = 0usize;
-    let mut stop = false;
-    threads.in_place_scope(|scope| loop {
-        if !stop {
-            for &ix in todo {
-                if waiting.get(&ix) != Some(&0) || outcome.contains_key(&ix) {
-                    continue;
-                }
-                let uses_device = plan.graph[ix].stage.uses_device();
-                let Some(slot) = slots.take(uses_device) else {
-                    continue;
-                };
-                waiting.remove(&ix);
-                running += 1;
-                let tx = tx.clone();
-                let bar = multi.add(indicatif::ProgressBar::new(0));
-                bar.set_prefix(plan.graph[ix].id.clone());
-                let bar = StageProgress::new(bar);
-                let force = forced.contains(&ix);
-                let node = &plan.graph[ix];
-                tracing::info!(stage = %node.id, %slot, "starting");
-                let job = pool::Job {
-                    task: stage::Task::of(plan, ix),
-                    slot,
-                    threads: opts.threads,
-                    force,
-                    log: log_path(cache, plan, &node.id),
-                    stall: plan.executor.stall_minutes.for_kind(node.stage.kind()),
-                };
-                scope.spawn(move |_| {
-                    let r = stage::catching(|| match workers {
-                        Some(w) if node.stage.in_worker() => w.run(&job, &bar),
-                        _ => stage::run_stage(
-                            &job.task,
-                            node.stage.as_ref(),
-                            cache,
-                            slot,
-                            force,
-                            bar.clone(),
-                            &Here,
-                        ),
-                    });
-                    bar.finish();
-                    let _ = tx.send((ix, slot, r));
-                });
-            }
-        }
-        if running == 0 {
-            break;
-        }
-        let (ix, dev, r) = rx.recv().expect("workers hold a sender while running");
-        running -= 1;
-        overall.inc(1);
-        slots.give(plan.graph[ix].stage.uses_device(), dev);
-        let node = &plan.graph[ix];
-        let o = match r {
-            Ok(o) => o,
-            Err(e) => {
-                let params = serde_json::to_string(&node.stage.params()).unwrap_or_default();
-                progress::eprintln(&format!(
-                    "error: stage {} failed: {e:#}\n  params: {params}",
-                    node.id
-                ));
-                Outcome::Failed(format!("{e:#}"))
-            }
-        };
-        if opts.stage_lines {
-            report_line(&node.id, &o);
-        }
-        let failed = matches!(o, Outcome::Failed(_));
-        for d in plan.descendants(ix) {
-            if failed {
-                if waiting.remove(&d).is_some() {
-                    outcome.insert(d, Outcome::Skipped);
-                }
-            } else if plan.deps(d).contains(&ix) {
-                if let Some(w) = waiting.get_mut(&d) {
-                    *w -= 1;
-                }
-            }
-        }
-        if failed && !opts.keep_going {
-            stop = true;
-        }
-        outcome.insert(ix, o);
-    });
-    overall.finish_and_clear();
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_gpu_runs_one_stage_and_cpu_stages_take_their_threads() {
-        let mut s = Slots {
-            cpu_free: 2,
-            gpus_free: vec![Slot::Cuda(1), Slot::Cuda(0)],
-            cpu_only: false,
-            threads: 1,
-        };
-        assert_eq!(s.take(true), Some(Slot::Cuda(0)));
-        assert_eq!(s.take(true), Some(Slot::Cuda(1)));
-        assert_eq!(s.take(true), None, "one stage per GPU");
-        // Stages without tensors on the device never hold a GPU.
-        assert_eq!(s.take(false), Some(Slot::Cpu));
-        assert_eq!(s.take(false), Some(Slot::Cpu));
-        assert_eq!(s.take(false), None);
-        s.give(true, Slot::Cuda(1));
-        assert_eq!(s.take(true), Some(Slot::Cuda(1)));
-
-        // On the CPU, a device stage takes its threads' worth of the -j slots: their thread
-        // counts never add up to more than -j.
-        let mut c = Slots {
-            cpu_free: 4,
-            gpus_free: Vec::new(),
-            cpu_only: true,
-            threads: 2,
-        };
-        assert_eq!(c.take(true), Some(Slot::Cpu));
-        assert_eq!(c.take(true), Some(Slot::Cpu));
-        assert_eq!(c.take(true), None);
-        assert_eq!(c.take(false), None);
-        c.give(true, Slot::Cpu);
-        assert_eq!(c.take(false), Some(Slot::Cpu));
-        assert_eq!(c.take(false), Some(Slot::Cpu));
-        assert_eq!(c.take(false), None);
-    }
 }

@@ -12,7 +12,8 @@
 //! itself if its stage wrote a checkpoint since it started: the next run resumes from it.
 pub mod queue;
 
-use super::{report_line, Outcome, RunOptions, RunSummary};
+use super::executor::{Executor, InFlight, Submission};
+use super::{Outcome, RunOptions};
 use crate::cache::lease::Lease;
 use crate::cache::{Cache, Lookup};
 use crate::plan::Plan;
@@ -32,16 +33,6 @@ pub const POLL_SECS: &str = "ROBARCH_SLURM_POLL";
 /// attribute cache can hide a new directory from other nodes for up to a minute).
 const VISIBLE: Duration = Duration::from_secs(60);
 
-/// How `robarch run --executor slurm` behaves.
-#[derive(Debug, Clone, Default)]
-pub struct SlurmOptions {
-    /// Submit and return: the jobs go on, `status` and a later `run` pick them up.
-    pub detach: bool,
-    /// One job whose allocation runs every stage (the local executor inside it).
-    pub pilot: bool,
-    /// Where the pilot writes the report (`--reports`).
-    pub reports: PathBuf,
-}
 
 /// What one Slurm job (or each task of an array) runs: read by `robarch-worker job`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -488,60 +479,130 @@ fn failure(plan: &Plan, cache: &Cache, ix: NodeIndex, rec: &JobRec, st: Option<&
     )
 }
 
-/// Runs `plan` through Slurm.
-pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions, s: &SlurmOptions) -> Result<RunSummary> {
-    let _shared = if opts.dry_run {
-        None
-    } else {
-        Some(cache.lock_run(true)?)
-    };
-    let (forced, mut outcome, todo) = super::what_must_run(plan, cache, &opts.force, opts.dry_run);
-    let root = dir(cache.root(), &plan.name);
-    if opts.dry_run {
+/// The Slurm executor: stages as jobs (job arrays of like stages, `afterok` dependencies on
+/// their inputs' jobs, or one pilot allocation) on a cache every node shares.
+pub struct Slurm {
+    sub: Submission,
+    /// `<cache>/slurm/<pipeline>`.
+    root: PathBuf,
+    /// One driver at a time submits for a pipeline (another waits, then adopts its jobs): held
+    /// from adopting to the end of submitting.
+    driver: Option<Lease>,
+    state: State,
+    /// The job of each stage submitted or adopted.
+    job_of: HashMap<NodeIndex, String>,
+    /// Polling: the current interval, failed queries in a row, and when each stage's job was
+    /// seen completed (its entry may show here later).
+    interval: f64,
+    failures: usize,
+    completed_at: HashMap<NodeIndex, Instant>,
+    announced: bool,
+    opts: Option<RunOptions>,
+}
+
+impl Slurm {
+    pub fn new(sub: Submission) -> Self {
+        Slurm {
+            sub,
+            root: PathBuf::new(),
+            driver: None,
+            state: State::default(),
+            job_of: HashMap::new(),
+            interval: 0.0,
+            failures: 0,
+            completed_at: HashMap::new(),
+            announced: false,
+            opts: None,
+        }
+    }
+}
+
+/// The shortest and longest poll intervals in seconds (`ROBARCH_SLURM_POLL`, default 5).
+fn poll_interval() -> (f64, f64) {
+    let min = std::env::var(POLL_SECS)
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or(5.0);
+    (min, (min * 12.0).max(60.0))
+}
+
+impl Executor for Slurm {
+    fn name(&self) -> &'static str {
+        "slurm"
+    }
+    fn label(&self) -> &'static str {
+        "Slurm"
+    }
+    fn submits_jobs(&self) -> bool {
+        true
+    }
+    fn chains(&self) -> bool {
+        true
+    }
+
+    fn dry_run(&self, plan: &Plan, todo: &[NodeIndex]) -> Result<Option<String>> {
+        if todo.is_empty() {
+            return Ok(None);
+        }
         let mut job_of = HashMap::new();
         let mut n = 0usize;
-        submit_groups(plan, &todo, &mut job_of, |g| {
+        submit_groups(plan, todo, &mut job_of, |g| {
             n += 1;
             let array = g.stages.len() > 1;
             Ok((0..g.stages.len())
                 .map(|i| if array { format!("{n}_{i}") } else { n.to_string() })
                 .collect())
         })?;
-        for &ix in &todo {
-            outcome.insert(ix, Outcome::Pending);
-        }
-        if !todo.is_empty() {
-            let how = if s.pilot {
-                "1 pilot job".to_string()
-            } else {
-                format!("{n} job(s) or job array(s)")
-            };
-            if opts.stage_lines {
-                crate::progress::println(&format!(
-                    "would submit {} stage(s) to Slurm as {how}",
-                    todo.len()
-                ));
-            }
-        }
-        return Ok(summary(plan, outcome, opts));
+        let how = if self.sub.pilot {
+            "1 pilot job".to_string()
+        } else {
+            format!("{n} job(s) or job array(s)")
+        };
+        Ok(Some(format!(
+            "would submit {} stage(s) to Slurm as {how}",
+            todo.len()
+        )))
     }
-    for sub in ["jobs", "out"] {
-        // Not through a symbolic link planted in the shared cache.
-        crate::cache::links::real_dir(
-            cache.root(),
-            &Path::new("slurm").join(&plan.name).join(sub),
-            "the Slurm executor's records (slurm/<pipeline>/…)",
-        )?;
+
+    fn prepare(
+        &mut self,
+        plan: &Plan,
+        cache: &Cache,
+        opts: &RunOptions,
+        _: &[NodeIndex],
+    ) -> Result<()> {
+        self.opts = Some(opts.clone());
+        for sub in ["jobs", "out"] {
+            // Not through a symbolic link planted in the shared cache.
+            crate::cache::links::real_dir(
+                cache.root(),
+                &Path::new("slurm").join(&plan.name).join(sub),
+                "the Slurm executor's records (slurm/<pipeline>/…)",
+            )?;
+        }
+        self.root = dir(cache.root(), &plan.name);
+        self.interval = poll_interval().0;
+        self.driver = Some(Lease::acquire(
+            &self.root.join("driver.lease"),
+            &format!("slurm:{}", plan.name),
+        )?);
+        self.state = State::load(cache.root(), &plan.name);
+        Ok(())
     }
-    let mut state;
-    let mut job_of: HashMap<NodeIndex, String> = HashMap::new();
-    {
-        // One driver at a time submits for a pipeline (another waits, then adopts its jobs).
-        let _driver = Lease::acquire(&root.join("driver.lease"), &format!("slurm:{}", plan.name))?;
-        state = State::load(cache.root(), &plan.name);
+
+    /// The recorded jobs of `todo` still queued or running, by id, key and name (an id the
+    /// controller reused for another job is not ours).
+    fn adopt(
+        &mut self,
+        plan: &Plan,
+        _cache: &Cache,
+        todo: &[NodeIndex],
+        forced: &HashSet<NodeIndex>,
+    ) -> Result<Vec<NodeIndex>> {
         let recorded: Vec<String> = todo
             .iter()
-            .filter_map(|ix| state.jobs.get(&plan.graph[*ix].id))
+            .filter_map(|ix| self.state.jobs.get(&plan.graph[*ix].id))
             .map(|r| r.job.clone())
             .collect();
         let states = if recorded.is_empty() {
@@ -550,187 +611,227 @@ pub fn run(plan: &Plan, cache: &Cache, opts: &RunOptions, s: &SlurmOptions) -> R
             queue::query(&recorded)?
         };
         let ours = format!("robarch:{}:", plan.name);
-        for &ix in &todo {
+        let mut adopted = Vec::new();
+        for &ix in todo {
             let n = &plan.graph[ix];
-            let Some(rec) = state.jobs.get(&n.id) else {
+            let Some(rec) = self.state.jobs.get(&n.id) else {
                 continue;
             };
             let st = states.get(&rec.job);
-            // By id, key and name: an id the controller reused for another job is not ours.
             let active = st.is_some_and(|s| !s.terminal() && s.name.starts_with(&ours));
             if active && rec.key == n.key && !forced.contains(&ix) {
                 tracing::info!(stage = %n.id, job = %rec.job, state = %st.map(|s| s.describe()).unwrap_or_default(), "adopting the job already submitted");
-                job_of.insert(ix, rec.job.clone());
+                self.job_of.insert(ix, rec.job.clone());
+                adopted.push(ix);
             } else if rec.key == n.key {
                 let why = st.map_or_else(|| "left the queue".into(), |s| format!("ended {}", s.describe()));
                 tracing::info!(stage = %n.id, job = %rec.job, "submitting again: its last job {why}");
             }
         }
-        // A queued job whose input is submitted again waits on the old, dead job: it is
-        // cancelled and submitted again too, after its input.
-        let mut stale_jobs = Vec::new();
-        for &ix in &todo {
-            let resubmitted_input = plan
-                .deps(ix)
-                .iter()
-                .any(|d| todo.contains(d) && !job_of.contains_key(d));
-            if resubmitted_input {
-                if let Some(job) = job_of.remove(&ix) {
-                    tracing::info!(stage = %plan.graph[ix].id, %job, "cancelling the job: an input of its stage is submitted again");
-                    stale_jobs.push(job);
-                }
+        Ok(adopted)
+    }
+
+    fn cancel(&mut self, plan: &Plan, stages: &[NodeIndex]) -> Result<()> {
+        let mut jobs = Vec::new();
+        for ix in stages {
+            if let Some(job) = self.job_of.remove(ix) {
+                tracing::info!(stage = %plan.graph[*ix].id, %job, "cancelling the job: an input of its stage is submitted again");
+                jobs.push(job);
             }
         }
-        if let Err(e) = queue::scancel(&stale_jobs) {
-            tracing::warn!("cancelling jobs that wait on resubmitted inputs: {e:#}");
-        }
+        queue::scancel(&jobs)
+    }
+
+    /// Submits every stage offered (inputs' jobs first: `afterok`), as groups or one pilot;
+    /// what was submitted before a failed sbatch is recorded, to be adopted next time.
+    fn submit(
+        &mut self,
+        plan: &Plan,
+        cache: &Cache,
+        ready: &[NodeIndex],
+        forced: &HashSet<NodeIndex>,
+    ) -> Result<Vec<NodeIndex>> {
+        let opts = self.opts.clone().expect("prepared before stages are submitted");
         let sub = Submitter {
             plan,
             cache,
-            opts,
-            root: absolute(&root)?,
-            shown: root.join("out"),
-            spec: absolute(&snapshot(&opts.spec, &root)?)?,
+            opts: &opts,
+            root: absolute(&self.root)?,
+            shown: self.root.join("out"),
+            spec: absolute(&snapshot(&opts.spec, &self.root)?)?,
             cwd: std::env::current_dir().context("reading the working directory")?,
             worker: absolute(&super::pool::worker_exe()?)?,
-            forced: &forced,
+            forced,
         };
-        if s.pilot {
-            let fresh: Vec<NodeIndex> = todo.iter().copied().filter(|ix| !job_of.contains_key(ix)).collect();
-            if !fresh.is_empty() {
-                let mut after: Vec<String> = job_of.values().cloned().collect();
-                after.sort();
-                after.dedup();
-                let id = sub.submit_pilot(&fresh, after, &s.reports, &mut state)?;
-                for ix in fresh {
-                    job_of.insert(ix, id.clone());
+        let mut state = std::mem::take(&mut self.state);
+        let r = if self.sub.pilot {
+            let mut after: Vec<String> = self.job_of.values().cloned().collect();
+            after.sort();
+            after.dedup();
+            sub.submit_pilot(ready, after, &self.sub.reports, &mut state)
+                .map(|id| {
+                    for &ix in ready {
+                        self.job_of.insert(ix, id.clone());
+                    }
+                })
+        } else {
+            submit_groups(plan, ready, &mut self.job_of, |g| sub.submit(g, &mut state))
+        };
+        let saved = state.save(cache.root(), &plan.name);
+        self.state = state;
+        r?;
+        saved?;
+        // Submitted: another driver may adopt these jobs from here on.
+        self.driver = None;
+        Ok(ready.to_vec())
+    }
+
+    fn detached(&self) -> Option<HashMap<NodeIndex, String>> {
+        self.sub.detach.then(|| self.job_of.clone())
+    }
+
+    /// Polls Slurm until some job in flight has ended.
+    fn observe(
+        &mut self,
+        plan: &Plan,
+        cache: &Cache,
+        done: &HashMap<NodeIndex, Outcome>,
+    ) -> Result<Vec<(NodeIndex, Outcome)>> {
+        let (min, max) = poll_interval();
+        let mut waiting: Vec<NodeIndex> = plan
+            .order
+            .iter()
+            .copied()
+            .filter(|ix| self.job_of.contains_key(ix) && !done.contains_key(ix))
+            .collect();
+        if !self.announced {
+            self.announced = true;
+            tracing::info!(
+                "{} stage(s) in Slurm jobs; waiting for them (Ctrl-C leaves them running: `robarch status` shows them, `robarch run` picks them up)",
+                waiting.len()
+            );
+        }
+        loop {
+            let jobs: Vec<String> = waiting
+                .iter()
+                .filter_map(|ix| self.state.jobs.get(&plan.graph[*ix].id))
+                .map(|r| r.job.clone())
+                .collect();
+            let states = match queue::query(&jobs) {
+                Ok(s) => {
+                    self.failures = 0;
+                    s
+                }
+                Err(e) => {
+                    self.failures += 1;
+                    anyhow::ensure!(self.failures < 10, "asking Slurm about the jobs failed 10 times: {e:#}");
+                    tracing::warn!("asking Slurm about the jobs: {e:#}; trying again");
+                    std::thread::sleep(Duration::from_secs_f64(self.interval));
+                    self.interval = (self.interval * 1.5).min(max);
+                    continue;
+                }
+            };
+            let mut ended: Vec<(NodeIndex, Outcome)> = Vec::new();
+            let mut still = Vec::new();
+            for &ix in &waiting {
+                match self.ended(plan, cache, ix, states.get(&self.state.jobs.get(&plan.graph[ix].id).map(|r| r.job.clone()).unwrap_or_default()), done, &ended) {
+                    Some(o) => ended.push((ix, o)),
+                    None => still.push(ix),
                 }
             }
-        } else {
-            let r = submit_groups(plan, &todo, &mut job_of, |g| sub.submit(g, &mut state));
-            // What was submitted before a failed sbatch is recorded, to be adopted next time.
-            state.save(cache.root(), &plan.name)?;
-            r?;
+            waiting = still;
+            let changed = !ended.is_empty();
+            self.interval = if changed { min } else { (self.interval * 1.5).min(max) };
+            if changed {
+                return Ok(ended);
+            }
+            std::thread::sleep(Duration::from_secs_f64(self.interval));
         }
-        state.save(cache.root(), &plan.name)?;
     }
-    if s.detach {
-        for &ix in &todo {
-            let job = job_of.get(&ix).cloned().unwrap_or_default();
-            outcome.insert(ix, Outcome::Queued { job });
-        }
-        return Ok(summary(plan, outcome, opts));
+
+    fn in_flight(&self, plan: &Plan, cache: &Cache) -> Option<HashMap<String, InFlight>> {
+        jobs_of(plan, cache).map(|m| {
+            m.into_iter()
+                .map(|(id, (r, st))| {
+                    let f = InFlight {
+                        job: r.job,
+                        state: st.as_ref().map(|s| s.state.clone()),
+                        reason: st.as_ref().map(|s| s.reason.clone()),
+                        describe: st.as_ref().map(|s| s.describe()),
+                        output: r.output,
+                    };
+                    (id, f)
+                })
+                .collect()
+        })
     }
-    watch(plan, cache, opts, &state, &todo, &mut outcome)?;
-    let summary = summary(plan, outcome, opts);
-    super::remember(plan, cache, &summary.outcomes)?;
-    Ok(summary)
+
+    fn busy(&self, cache: &Cache) -> Result<Vec<(String, String)>> {
+        active_jobs(cache)
+    }
+
+    /// The records (jobs, scripts, output, pipeline copies) of other pipelines.
+    fn records_beside(&self, cache: &Cache, pipelines: &HashSet<String>) -> Vec<PathBuf> {
+        std::fs::read_dir(cache.root().join("slurm"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| !pipelines.contains(&*e.file_name().to_string_lossy()))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
-/// Polls Slurm until every job of `todo` has ended, printing each stage as it finishes.
-fn watch(
-    plan: &Plan,
-    cache: &Cache,
-    opts: &RunOptions,
-    state: &State,
-    todo: &[NodeIndex],
-    outcome: &mut HashMap<NodeIndex, Outcome>,
-) -> Result<()> {
-    let min = std::env::var(POLL_SECS)
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|s| *s > 0.0)
-        .unwrap_or(5.0);
-    let max = (min * 12.0).max(60.0);
-    let mut interval = min;
-    let mut waiting: Vec<NodeIndex> = todo.to_vec();
-    let mut failures = 0;
-    let mut completed_at: HashMap<NodeIndex, Instant> = HashMap::new();
-    tracing::info!(
-        "{} stage(s) in Slurm jobs; waiting for them (Ctrl-C leaves them running: `robarch status` shows them, `robarch run` picks them up)",
-        waiting.len()
-    );
-    while !waiting.is_empty() {
-        let jobs: Vec<String> = waiting
-            .iter()
-            .filter_map(|ix| state.jobs.get(&plan.graph[*ix].id))
-            .map(|r| r.job.clone())
-            .collect();
-        let states = match queue::query(&jobs) {
-            Ok(s) => {
-                failures = 0;
-                s
-            }
-            Err(e) => {
-                failures += 1;
-                anyhow::ensure!(failures < 10, "asking Slurm about the jobs failed 10 times: {e:#}");
-                tracing::warn!("asking Slurm about the jobs: {e:#}; trying again");
-                std::thread::sleep(Duration::from_secs_f64(interval));
-                interval = (interval * 1.5).min(max);
-                continue;
-            }
+impl Slurm {
+    /// The outcome of the stage at `ix` if its job ended (`st`: its state, if Slurm knows it;
+    /// `earlier`: what ended before it in this poll).
+    fn ended(
+        &mut self,
+        plan: &Plan,
+        cache: &Cache,
+        ix: NodeIndex,
+        st: Option<&JobState>,
+        done: &HashMap<NodeIndex, Outcome>,
+        earlier: &[(NodeIndex, Outcome)],
+    ) -> Option<Outcome> {
+        let n = &plan.graph[ix];
+        let Some(rec) = self.state.jobs.get(&n.id) else {
+            return Some(Outcome::Failed("no Slurm job was recorded for it".into()));
         };
-        let mut changed = false;
-        let mut still = Vec::new();
-        for &ix in &waiting {
-            let n = &plan.graph[ix];
-            let Some(rec) = state.jobs.get(&n.id) else {
-                outcome.insert(ix, Outcome::Failed("no Slurm job was recorded for it".into()));
-                continue;
-            };
-            let st = states.get(&rec.job);
-            let o = if let Some(seconds) = finished(cache, rec) {
-                Outcome::Ran { seconds }
-            } else if st.is_some_and(|s| s.held()) {
-                let s = st.expect("checked");
-                let msg = format!(
-                    "Slurm job {} is held ({}): it runs once released (`scontrol release {}`), and `robarch run` follows it again",
-                    rec.job,
-                    s.describe(),
-                    rec.job
-                );
-                crate::progress::eprintln(&format!("error: stage {} is not running: {msg}", n.id));
-                Outcome::Failed(msg)
-            } else if st.is_some_and(|s| !s.terminal()) {
-                still.push(ix);
-                continue;
-            } else if st.is_some_and(|s| s.state == "COMPLETED")
-                && completed_at.entry(ix).or_insert_with(Instant::now).elapsed() < VISIBLE
-            {
-                // Its entry may not be visible here yet (a shared filesystem's attribute cache).
-                still.push(ix);
-                continue;
-            } else if plan
-                .deps(ix)
-                .iter()
-                .any(|d| matches!(outcome.get(d), Some(Outcome::Failed(_) | Outcome::Skipped)))
-            {
-                Outcome::Skipped
-            } else {
-                let msg = failure(plan, cache, ix, rec, st);
-                crate::progress::eprintln(&format!("error: stage {} failed: {msg}", n.id));
-                Outcome::Failed(msg)
-            };
-            changed = true;
-            if opts.stage_lines {
-                report_line(&n.id, &o);
-            }
-            outcome.insert(ix, o);
-        }
-        waiting = still;
-        if waiting.is_empty() {
-            break;
-        }
-        interval = if changed { min } else { (interval * 1.5).min(max) };
-        std::thread::sleep(Duration::from_secs_f64(interval));
+        let failed_input = |d: &NodeIndex| {
+            let o = done
+                .get(d)
+                .or_else(|| earlier.iter().find(|(e, _)| e == d).map(|(_, o)| o));
+            matches!(o, Some(Outcome::Failed(_) | Outcome::Skipped))
+        };
+        Some(if let Some(seconds) = finished(cache, rec) {
+            Outcome::Ran { seconds }
+        } else if st.is_some_and(|s| s.held()) {
+            let s = st.expect("checked");
+            let msg = format!(
+                "Slurm job {} is held ({}): it runs once released (`scontrol release {}`), and `robarch run` follows it again",
+                rec.job,
+                s.describe(),
+                rec.job
+            );
+            crate::progress::eprintln(&format!("error: stage {} is not running: {msg}", n.id));
+            Outcome::Failed(msg)
+        } else if st.is_some_and(|s| !s.terminal()) {
+            return None;
+        } else if st.is_some_and(|s| s.state == "COMPLETED")
+            && self.completed_at.entry(ix).or_insert_with(Instant::now).elapsed() < VISIBLE
+        {
+            // Its entry may not be visible here yet (a shared filesystem's attribute cache).
+            return None;
+        } else if plan.deps(ix).iter().any(failed_input) {
+            Outcome::Skipped
+        } else {
+            let msg = failure(plan, cache, ix, rec, st);
+            crate::progress::eprintln(&format!("error: stage {} failed: {msg}", n.id));
+            Outcome::Failed(msg)
+        })
     }
-    Ok(())
-}
-
-fn summary(plan: &Plan, outcome: HashMap<NodeIndex, Outcome>, opts: &RunOptions) -> RunSummary {
-    super::summarize(plan, outcome, opts, |o| {
-        matches!(o, Outcome::Cached | Outcome::Pending | Outcome::Queued { .. })
-    })
 }
 
 /// The Slurm jobs recorded in the cache (any pipeline) that are still queued or running, as
