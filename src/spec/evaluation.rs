@@ -1,10 +1,10 @@
 //! `evaluation:`: which attacks are evaluated, on which splits and points, and how they are
 //! grouped. Its checks, the checks of what other sections name of it (an analysis's attack, the
 //! correlation's gaps) and the resolved attacks ([`resolve_evaluation`]): each entry of
-//! `evaluation.attacks` and each extra radius of its `curve` (named `attack@ε`).
+//! `evaluation.attacks` and each extra radius of its `curve` ([`EvalAttack`]).
 use super::Spec;
 use crate::attacks::spec::AttackSpec;
-use crate::attacks::{self, AttackConfig};
+use crate::attacks::{self, verdict::EvalAttack};
 use crate::models::saved::Checkpoint;
 use crate::vocab::{typo_hint, Problem, Split};
 use serde::Deserialize;
@@ -98,8 +98,8 @@ pub fn check_val_split(spec: &Spec) -> Vec<Problem> {
 }
 
 /// Checks `evaluation:` and resolves its attacks: every entry of `evaluation.attacks`, each
-/// preceded by one per extra radius of its `curve` (named `attack@ε`).
-pub fn resolve_evaluation(spec: &Spec) -> Result<Vec<(String, AttackConfig)>, Vec<Problem>> {
+/// preceded by one per extra radius of its `curve` (a curve point, [`EvalAttack::curve_eps`]).
+pub fn resolve_evaluation(spec: &Spec) -> Result<Vec<EvalAttack>, Vec<Problem>> {
     let mut out = Vec::new();
     if spec.evaluation.attacks.is_empty() {
         out.push(
@@ -146,7 +146,7 @@ pub fn resolve_evaluation(spec: &Spec) -> Result<Vec<(String, AttackConfig)>, Ve
 
 /// Each entry of `evaluation.attacks` resolved by its type, preceded by its curve points; the
 /// problems of those that do not resolve go to `out`.
-fn resolve_attacks(spec: &Spec, out: &mut Vec<Problem>) -> Vec<(String, AttackConfig)> {
+fn resolve_attacks(spec: &Spec, out: &mut Vec<Problem>) -> Vec<EvalAttack> {
     let mut resolved = Vec::new();
     for (name, a) in &spec.evaluation.attacks {
         let kind = attacks::kind_for(name, a);
@@ -159,14 +159,22 @@ fn resolve_attacks(spec: &Spec, out: &mut Vec<Problem>) -> Vec<(String, AttackCo
                 }
                 out.push(p);
             }
-            // Every attack, plus one entry per extra radius of its `curve` (named `attack@ε`).
+            // Every attack, plus one entry per extra radius of its `curve` (a curve point).
             Ok(c) => {
                 for e in a.curve.iter().flatten().map(|e| e.get()) {
                     if e != c.eps() {
-                        resolved.push((super::resolved::curve_name(name, e), c.with_eps(e)));
+                        resolved.push(EvalAttack {
+                            name: name.clone(),
+                            curve_eps: Some(e),
+                            config: c.with_eps(e),
+                        });
                     }
                 }
-                resolved.push((name.clone(), c));
+                resolved.push(EvalAttack {
+                    name: name.clone(),
+                    curve_eps: None,
+                    config: c,
+                });
             }
         }
     }
