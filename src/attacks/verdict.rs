@@ -1,15 +1,62 @@
-//! Evaluation results and the verdicts drawn from them: the evaluate stage's summary
+//! Evaluation results and the verdicts drawn from them: the attacks of an evaluation, curve
+//! points typed ([`EvalAttack`], [`CurvePoint`]), the evaluate stage's summary
 //! ([`EvalMetrics`]) and per-sample flags ([`PER_SAMPLE`]), one result labelled with the spec
 //! names it came from ([`EvalResult`]), worst-case groups over attacks and threat models
 //! ([`group_results`]) and the gradient-masking checks ([`warnings`]). The report's tables and the
 //! correlation stage's gaps are built from these.
-use super::AttackClass;
+use super::{AttackClass, AttackConfig};
 use crate::vocab::Norm;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The evaluate stage's per-sample flags (`clean_correct`, `robust_correct`, uint8 [n]).
 pub const PER_SAMPLE: &str = "per_sample.safetensors";
+
+/// One attack of the evaluation, resolved: an entry of `evaluation.attacks`, or one extra radius
+/// of its `curve` (a curve point), which is evaluated as an attack of its own.
+#[derive(Debug, Clone)]
+pub struct EvalAttack {
+    /// The entry's name under `evaluation.attacks` (`pgd-linf`), a curve point's too.
+    pub name: String,
+    /// A curve point's radius; `None` for the entry itself.
+    pub curve_eps: Option<f64>,
+    /// The attack, at the curve point's radius for a curve point.
+    pub config: AttackConfig,
+}
+
+impl EvalAttack {
+    /// The name in stage ids, labels and tables: the entry's, or `attack@ε` for a curve point
+    /// with ε in decimal, at most 6 places (`pgd-linf@0.007843`). Stage ids and keys hold it, so
+    /// its format is fixed.
+    pub fn id(&self) -> String {
+        match self.curve_eps {
+            None => self.name.clone(),
+            Some(eps) => {
+                let s = format!("{eps:.6}");
+                let s = s.trim_end_matches('0').trim_end_matches('.');
+                format!("{}@{s}", self.name)
+            }
+        }
+    }
+
+    /// The curve point this attack is, if it is one.
+    pub fn curve(&self) -> Option<CurvePoint> {
+        self.curve_eps.map(|eps| CurvePoint {
+            attack: self.name.clone(),
+            eps,
+        })
+    }
+}
+
+/// A curve point: one extra radius of an attack's `curve`, evaluated as its own attack
+/// ([`EvalAttack::id`] names it) and shown in the ε-curve table and plots only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// The `evaluation.attacks` entry whose curve it is (`pgd-linf`).
+    pub attack: String,
+    /// Its radius.
+    pub eps: f64,
+}
 
 /// The evaluate stage's summary of one (model, attack, split).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -60,6 +107,9 @@ pub struct EvalResult {
     /// Per point: survived the attack (and was classified correctly clean).
     pub robust: Vec<bool>,
     pub notes: Vec<String>,
+    /// The curve point this result is of (`attack` is then its [`EvalAttack::id`]); `None` for
+    /// an entry of `evaluation.attacks` or a group.
+    pub curve: Option<CurvePoint>,
 }
 
 impl EvalResult {
@@ -74,9 +124,17 @@ impl EvalResult {
             self.seed,
         )
     }
-    /// Whether this is a curve point (`attack@ε`), shown in the ε-curve table only.
+    /// Whether this is a curve point, shown in the ε-curve table only.
     pub fn is_curve_point(&self) -> bool {
-        self.attack.contains('@')
+        self.curve.is_some()
+    }
+
+    /// The entry of `evaluation.attacks` (or the group) this is of: a curve point's attack, else
+    /// `attack`. The ε-curve table and plots gather an attack's radii under it.
+    pub fn base(&self) -> &str {
+        self.curve
+            .as_ref()
+            .map_or(self.attack.as_str(), |c| c.attack.as_str())
     }
 }
 
@@ -129,6 +187,7 @@ pub fn group_results(
                 class: AttackClass::Iterative,
                 robust,
                 notes: Vec::new(),
+                curve: None,
             });
         }
     }
@@ -208,6 +267,7 @@ pub(crate) mod testing {
             class: AttackClass::Iterative,
             robust: Vec::new(),
             notes: Vec::new(),
+            curve: None,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod render;
 pub mod stale;
 
 use crate::analysis;
+use crate::attacks::verdict::EvalAttack;
 use crate::attacks::AttackConfig;
 use crate::cache::manifest::StageRecord;
 use crate::data;
@@ -228,15 +229,18 @@ impl Plan {
                 }
                 for (tname, tr, train_attack, seed) in trained {
                     let base = format!("{dname}/{mname}/{tname}{}", chain_suffix(seed));
-                    let label = |role: String, attack: Option<&str>, split: Option<String>| {
+                    let label = |role: String,
+                                 attack: Option<&EvalAttack>,
+                                 split: Option<String>| {
                         stages::inputs::Labels {
                             role,
                             dataset: dname.clone(),
                             model: mname.clone(),
                             training: tname.clone(),
-                            attack: attack.map(String::from),
+                            attack: attack.map(EvalAttack::id),
                             split,
                             seed,
+                            curve: attack.and_then(EvalAttack::curve),
                         }
                     };
                     if graph[tr].stage.kind() == "train" {
@@ -252,8 +256,12 @@ impl Plan {
                         let id = format!("{}/{base}", a.name);
                         let named = a
                             .attack(settings)
-                            .and_then(|n| attacks.iter().find(|(m, _)| *m == n))
-                            .map(|(_, c)| c);
+                            .and_then(|n| {
+                                attacks
+                                    .iter()
+                                    .find(|e| e.curve_eps.is_none() && e.name == n)
+                            })
+                            .map(|e| &e.config);
                         let cx = analysis::PlanContext {
                             checkpoint: s.evaluation.checkpoint,
                             named,
@@ -269,8 +277,10 @@ impl Plan {
                         per_model.push(a.name, label(id.clone(), None, None));
                         report_inputs.push((id, ix));
                     }
-                    for (aname, ac) in attacks {
-                        let only = attack_only(&s.evaluation, aname);
+                    for ea in attacks {
+                        let aname = ea.id();
+                        // A curve point takes its attack's `evaluation.only`.
+                        let only = s.evaluation.only.get(&ea.name);
                         for split in &s.evaluation.splits {
                             if only
                                 .and_then(|o| o.splits.as_ref())
@@ -280,7 +290,7 @@ impl Plan {
                             }
                             let id = format!("eval/{base}/{aname}/{split}");
                             let st = stages::evaluate::Evaluate::new(
-                                ac.clone(),
+                                ea.config.clone(),
                                 *split,
                                 only.and_then(|o| o.limit).or(s.evaluation.limit),
                                 s.evaluation.batch_size,
@@ -295,7 +305,7 @@ impl Plan {
                             );
                             eval_labels.push(label(
                                 id.clone(),
-                                Some(aname),
+                                Some(ea),
                                 Some(split.to_string()),
                             ));
                             report_inputs.push((id, ix));
@@ -440,11 +450,6 @@ impl Plan {
     }
 }
 
-/// `evaluation.only` of attack `name` (a curve point `attack@ε` takes its attack's).
-fn attack_only<'a>(e: &'a spec::EvaluationSpec, name: &str) -> Option<&'a spec::Only> {
-    e.only.get(name.split('@').next().unwrap_or(name))
-}
-
 /// The id segment of a repeated training's chain (`/seed-N`); none without `seeds:`.
 pub fn chain_suffix(seed: Option<u64>) -> String {
     seed.map(|k| format!("/seed-{k}")).unwrap_or_default()
@@ -467,9 +472,11 @@ fn correlation_gaps(
         .collect();
     // Imported models have no training attack.
     training.push((stages::import::TRAINING_LABEL.to_string(), None));
-    let real: Vec<&(String, AttackConfig)> = attacks
+    // The entries themselves, not their curve points.
+    let real: Vec<(String, AttackConfig)> = attacks
         .iter()
-        .filter(|(n, a)| !n.contains('@') && a.norm().is_some() && a.eps() > 0.0)
+        .filter(|e| e.curve_eps.is_none() && e.config.norm().is_some() && e.config.eps() > 0.0)
+        .map(|e| (e.name.clone(), e.config.clone()))
         .collect();
     training
         .into_iter()

@@ -206,11 +206,11 @@ pub fn eps_curve(evals: &[EvalResult]) -> Result<DataFrame> {
     let bases: BTreeSet<&str> = evals
         .iter()
         .filter(|e| e.is_curve_point())
-        .map(|e| e.attack.split('@').next().unwrap_or(""))
+        .map(|e| e.base())
         .collect();
     let mut rows: Vec<&EvalResult> = evals
         .iter()
-        .filter(|e| bases.contains(e.attack.split('@').next().unwrap_or("")))
+        .filter(|e| bases.contains(e.base()))
         .collect();
     rows.sort_by(|a, b| {
         (
@@ -218,7 +218,7 @@ pub fn eps_curve(evals: &[EvalResult]) -> Result<DataFrame> {
             &a.model,
             &a.training,
             a.seed,
-            a.attack.split('@').next(),
+            a.base(),
             &a.split,
         )
             .cmp(&(
@@ -226,7 +226,7 @@ pub fn eps_curve(evals: &[EvalResult]) -> Result<DataFrame> {
                 &b.model,
                 &b.training,
                 b.seed,
-                b.attack.split('@').next(),
+                b.base(),
                 &b.split,
             ))
             .then(a.eps.total_cmp(&b.eps))
@@ -237,9 +237,7 @@ pub fn eps_curve(evals: &[EvalResult]) -> Result<DataFrame> {
     let keys: Vec<SeedKey> = rows.iter().map(|e| seed_key(e)).collect();
     let mut cols = key_cols(&keys, seeded(evals));
     cols.extend([
-        col("attack", &|e| {
-            e.attack.split('@').next().unwrap_or("").to_string()
-        }),
+        col("attack", &|e| e.base().to_string()),
         col("split", &|e| e.split.clone()),
         Column::new("eps".into(), rows.iter().map(|e| e.eps).collect::<Vec<_>>()),
         Column::new(
@@ -655,6 +653,7 @@ pub fn to_markdown(df: &DataFrame) -> Result<String> {
 mod tests {
     use super::*;
     use crate::attacks::verdict::testing::{ev, flags};
+    use crate::attacks::verdict::CurvePoint;
     use crate::attacks::AttackClass;
     use crate::vocab::Norm;
 
@@ -668,6 +667,10 @@ mod tests {
             &[0, 0, 0, 1],
         );
         a.attack = "pgd@0.06".into();
+        a.curve = Some(CurvePoint {
+            attack: "pgd".into(),
+            eps: 0.06,
+        });
         let b = flags(
             "pgd",
             Norm::Linf,
@@ -675,13 +678,17 @@ mod tests {
             AttackClass::Iterative,
             &[1, 1, 0, 1],
         );
-        let c = flags(
+        let mut c = flags(
             "pgd@0",
             Norm::Linf,
             0.0,
             AttackClass::Iterative,
             &[1, 1, 1, 1],
         );
+        c.curve = Some(CurvePoint {
+            attack: "pgd".into(),
+            eps: 0.0,
+        });
         let other = flags(
             "fgsm",
             Norm::Linf,

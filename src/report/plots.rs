@@ -96,10 +96,6 @@ fn series_color(i: usize) -> RGBColor {
     RGBColor(r, g, b)
 }
 
-fn base(attack: &str) -> &str {
-    attack.split('@').next().unwrap_or("")
-}
-
 /// Every plot the inputs allow, in the order the HTML page shows them.
 pub fn plots(inputs: &Inputs) -> Vec<Plot> {
     let mut out = Vec::new();
@@ -190,7 +186,7 @@ fn curves(inputs: &Inputs) -> Vec<Plot> {
         .evals
         .iter()
         .filter(|e| e.is_curve_point())
-        .map(|e| base(&e.attack))
+        .map(|e| e.base())
         .collect();
     // Per model, ε (its bits: radii are non-negative, so they order as the values) → each seed's
     // accuracy; a line goes through the seed means.
@@ -199,9 +195,9 @@ fn curves(inputs: &Inputs) -> Vec<Plot> {
     for e in inputs
         .evals
         .iter()
-        .filter(|e| e.split == "test" && bases.contains(base(&e.attack)))
+        .filter(|e| e.split == "test" && bases.contains(e.base()))
     {
-        by.entry((&e.dataset, &e.training, base(&e.attack)))
+        by.entry((&e.dataset, &e.training, e.base()))
             .or_default()
             .entry(&e.model)
             .or_default()
@@ -780,6 +776,14 @@ mod tests {
             (e.eps, e.seed) = (eps, Some(seed));
             e
         };
+        // A curve point of `pgd`, as the planner labels it.
+        let curve_point = |eps: f64, seed: u64, robust: f64| EvalResult {
+            curve: Some(crate::attacks::verdict::CurvePoint {
+                attack: "pgd".into(),
+                eps,
+            }),
+            ..point("pgd@0.06", eps, seed, robust)
+        };
         let record = |epoch, acc| EpochRecord {
             epoch,
             loss: 1.0,
@@ -794,8 +798,8 @@ mod tests {
             evals: vec![
                 point("pgd", 0.03, 0, 0.5),
                 point("pgd", 0.03, 1, 0.25),
-                point("pgd@0.06", 0.06, 0, 0.25),
-                point("pgd@0.06", 0.06, 1, 0.125),
+                curve_point(0.06, 0, 0.25),
+                curve_point(0.06, 1, 0.125),
             ],
             measures: Vec::new(),
             correlation: None,

@@ -2,12 +2,14 @@
 //! file:line:column errors, and semantic validation with did-you-mean hints.
 //!
 //! `docs/spec.md` documents every field; keep the two in step.
+pub mod evaluation;
 pub mod executor;
 pub mod locate;
 pub mod recipe;
 pub mod resolved;
 pub use crate::analysis::spec as analysis;
 pub use crate::analysis::spec::AnalysisSpec;
+pub use evaluation::{EvaluationSpec, Only};
 pub use resolved::Resolved;
 
 // The YAML-facing structs each domain owns, and the shared vocabulary, composed here.
@@ -72,72 +74,7 @@ fn default_device() -> String {
     "auto".into()
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EvaluationSpec {
-    #[serde(default = "default_splits")]
-    pub splits: Vec<Split>,
-    #[serde(default = "default_attacks")]
-    pub attacks: BTreeMap<String, AttackSpec>,
-    /// Evaluate on at most this many images per split (the first N of the prepared split).
-    pub limit: Option<usize>,
-    /// Per attack: fewer points or splits than the other attacks (e.g. AutoAttack on 100 test
-    /// points). A group over attacks with different limits combines them on the points they
-    /// share.
-    #[serde(default)]
-    pub only: BTreeMap<String, Only>,
-    /// Named groups of attacks: a point is robust for a group only if it survives every member
-    /// (per-sample worst case). A group mixing norms is the union threat model.
-    #[serde(default)]
-    pub groups: BTreeMap<String, Vec<String>>,
-    #[serde(default = "default_eval_batch")]
-    pub batch_size: usize,
-    /// Which weights of a trained model are evaluated: the last epoch's or the best epoch's
-    /// (`training.<name>.monitor.best_by`).
-    #[serde(default)]
-    pub checkpoint: Checkpoint,
-    /// Seed of the attacks' random draws (random starts, Square's proposals); default: the
-    /// pipeline's `seed`. Another value repeats the randomised attacks on the same trained models.
-    #[serde(default)]
-    pub seed: Option<u64>,
-}
-
 pub use crate::models::saved::Checkpoint;
-
-/// `evaluation.only.<attack>`: where one attack is evaluated, in place of `limit` and `splits`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Only {
-    /// At most this many points per split (the first N), in place of `evaluation.limit`.
-    pub limit: Option<usize>,
-    /// These of `evaluation.splits` only.
-    pub splits: Option<Vec<Split>>,
-}
-
-fn default_splits() -> Vec<Split> {
-    vec![Split::Train, Split::Test]
-}
-fn default_attacks() -> BTreeMap<String, AttackSpec> {
-    BTreeMap::from([("clean".to_string(), AttackSpec::default())])
-}
-fn default_eval_batch() -> usize {
-    256
-}
-
-impl Default for EvaluationSpec {
-    fn default() -> Self {
-        Self {
-            splits: default_splits(),
-            attacks: default_attacks(),
-            limit: None,
-            only: BTreeMap::new(),
-            groups: BTreeMap::new(),
-            batch_size: 256,
-            checkpoint: Checkpoint::Last,
-            seed: None,
-        }
-    }
-}
 
 /// Every problem of a spec file, formatted `file:line:col: field: message (hint)`.
 #[derive(Debug, thiserror::Error)]
@@ -753,21 +690,7 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
             }
         }
     }
-    if spec.evaluation.splits.contains(&Split::Val) {
-        for (name, ds) in &spec.datasets {
-            if ds.val_fraction.is_none() {
-                out.push(
-                    Problem::new(
-                        &["evaluation", "splits"],
-                        format!("`val` needs a val split, but dataset `{name}` has none"),
-                    )
-                    .hint(format!(
-                        "set datasets.{name}.val_fraction (e.g. 0.1) or remove `val`"
-                    )),
-                );
-            }
-        }
-    }
+    out.extend(evaluation::check_val_split(spec));
     for (name, m) in &spec.models {
         match models::resolve(name, m) {
             Err(p) => out.extend(p),
@@ -776,8 +699,43 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
             }
         }
     }
-    // Imported models are evaluated as they are; every other model needs a training entry (a
-    // model that did not resolve has its own problem already).
+    out.extend(check_trained(spec, &r));
+    out.extend(resolved::check_pairs(spec, &r));
+    for (name, t) in &spec.training {
+        let own = resolve_training(name, t);
+        out.extend(resolve_overrides(
+            spec,
+            name,
+            t,
+            &own,
+            &r.models,
+            &mut r.training,
+        ));
+        match own {
+            Ok(tr) => {
+                r.entries.insert(name.clone(), tr);
+            }
+            Err(ps) => out.extend(ps),
+        }
+    }
+    match evaluation::resolve_evaluation(spec) {
+        Ok(attacks) => r.attacks = attacks,
+        Err(ps) => out.extend(ps),
+    }
+    spec.analysis.validate(&mut out);
+    out.extend(check_tables(spec));
+    out.extend(evaluation::check_references(spec));
+    if out.is_empty() {
+        Ok(r)
+    } else {
+        Err(out)
+    }
+}
+
+/// Imported models are evaluated as they are; every other model needs a training entry (a
+/// model that did not resolve has its own problem already).
+fn check_trained(spec: &Spec, r: &Resolved) -> Vec<Problem> {
+    let mut out = Vec::new();
     let trained: Vec<&str> = spec
         .models
         .keys()
@@ -805,159 +763,12 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
             .hint("add an entry such as `training: {at: {attack: {norm: linf, eps: 8/255}, epochs: 10}}`; only a pipeline whose models are all imported (`arch: torchscript`) needs none"),
         );
     }
-    out.extend(resolved::check_pairs(spec, &r));
-    for (name, t) in &spec.training {
-        let own = resolve_training(name, t);
-        out.extend(resolve_overrides(
-            spec,
-            name,
-            t,
-            &own,
-            &r.models,
-            &mut r.training,
-        ));
-        match own {
-            Ok(tr) => {
-                r.entries.insert(name.clone(), tr);
-            }
-            Err(ps) => out.extend(ps),
-        }
-    }
-    if spec.evaluation.attacks.is_empty() {
-        out.push(
-            Problem::new(&["evaluation", "attacks"], "needs at least one attack")
-                .hint("e.g. `clean: {}`"),
-        );
-    }
-    if spec.evaluation.splits.is_empty() {
-        out.push(
-            Problem::new(&["evaluation", "splits"], "needs at least one split")
-                .hint("use [train, test]"),
-        );
-    }
-    if spec.evaluation.batch_size == 0 {
-        out.push(Problem::new(
-            &["evaluation", "batch_size"],
-            "must be at least 1",
-        ));
-    }
-    if spec.evaluation.checkpoint == Checkpoint::Best {
-        for (name, t) in &spec.training {
-            if t.monitor.as_ref().is_some_and(|m| m.n == 0) {
-                out.push(
-                    Problem::new(
-                        &["evaluation", "checkpoint"],
-                        format!(
-                            "`best` needs monitoring, but training.{name} has `monitor: {{n: 0}}`"
-                        ),
-                    )
-                    .hint("remove `n: 0` or evaluate `checkpoint: last`"),
-                );
-            }
-        }
-    }
-    for (name, a) in &spec.evaluation.attacks {
-        let kind = attacks::kind_for(name, a);
-        match attacks::AttackConfig::resolve(&kind, a) {
-            Err(e) => {
-                let mut p = e.under(&["evaluation", "attacks", name.as_str()]);
-                if p.path.last().is_some_and(|f| f == "type") && a.kind.is_none() {
-                    // The type came from the key: point at the entry.
-                    p.path.pop();
-                }
-                out.push(p);
-            }
-            // Every attack, plus one entry per extra radius of its `curve` (named `attack@ε`).
-            Ok(c) => {
-                for e in a.curve.iter().flatten().map(|e| e.get()) {
-                    if e != c.eps() {
-                        r.attacks
-                            .push((resolved::curve_name(name, e), c.with_eps(e)));
-                    }
-                }
-                r.attacks.push((name.clone(), c));
-            }
-        }
-    }
-    for (a, o) in &spec.evaluation.only {
-        let at = ["evaluation", "only", a.as_str()];
-        if !spec.evaluation.attacks.contains_key(a) {
-            out.push(
-                Problem::new(&at, format!("`{a}` is not an attack of `evaluation.attacks`"))
-                    .hint(typo_hint(a, spec.evaluation.attacks.keys().map(|s| s.as_str()), || {
-                        "name an attack of `evaluation.attacks`".into()
-                    })),
-            );
-        }
-        if o.limit == Some(0) {
-            out.push(
-                Problem::new(&[at[0], at[1], at[2], "limit"], "must be at least 1")
-                    .hint("the number of points per split this attack is evaluated on"),
-            );
-        }
-        for s in o.splits.iter().flatten() {
-            if !spec.evaluation.splits.contains(s) {
-                out.push(
-                    Problem::new(
-                        &[at[0], at[1], at[2], "splits"],
-                        format!("`{s}` is not one of `evaluation.splits`"),
-                    )
-                    .hint("list splits that `evaluation.splits` evaluates"),
-                );
-            }
-        }
-        if o.splits.as_ref().is_some_and(|s| s.is_empty()) {
-            out.push(
-                Problem::new(&[at[0], at[1], at[2], "splits"], "is empty")
-                    .hint("remove the attack from `evaluation.attacks` to evaluate it nowhere"),
-            );
-        }
-    }
-    for (g, members) in &spec.evaluation.groups {
-        if spec.evaluation.attacks.contains_key(g) {
-            out.push(
-                Problem::new(
-                    &["evaluation", "groups", g.as_str()],
-                    "has the name of an attack",
-                )
-                .hint("give the group its own name"),
-            );
-        }
-        if members.is_empty() {
-            out.push(
-                Problem::new(
-                    &["evaluation", "groups", g.as_str()],
-                    "needs at least one attack",
-                )
-                .hint("e.g. `[pgd-linf, aa-linf]`"),
-            );
-        }
-        for m in members {
-            if !spec.evaluation.attacks.contains_key(m) {
-                let mut p = Problem::new(
-                    &["evaluation", "groups", g.as_str()],
-                    format!("`{m}` is not an attack of `evaluation.attacks`"),
-                );
-                p.hint = Some(typo_hint(
-                    m,
-                    spec.evaluation.attacks.keys().map(|s| s.as_str()),
-                    || {
-                        format!(
-                            "attacks: {}",
-                            spec.evaluation
-                                .attacks
-                                .keys()
-                                .cloned()
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    },
-                ));
-                out.push(p);
-            }
-        }
-    }
-    spec.analysis.validate(&mut out);
+    out
+}
+
+/// The `analysis` and `correlation` tables need their analyses.
+fn check_tables(spec: &Spec) -> Vec<Problem> {
+    let mut out = Vec::new();
     for (table, needs, ok) in [
         (
             TableKind::Analysis,
@@ -983,67 +794,7 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
             );
         }
     }
-    let known =
-        |n: &str| spec.evaluation.attacks.contains_key(n) || spec.evaluation.groups.contains_key(n);
-    let mut check = |at: &[&str], names: &[String], groups_ok: bool| {
-        for n in names {
-            let ok = if groups_ok {
-                known(n)
-            } else {
-                spec.evaluation.attacks.contains_key(n)
-            };
-            if !ok {
-                let candidates = spec
-                    .evaluation
-                    .attacks
-                    .keys()
-                    .chain(spec.evaluation.groups.keys().filter(|_| groups_ok));
-                out.push(
-                    Problem::new(
-                        at,
-                        format!(
-                            "`{n}` is no evaluation attack{}",
-                            if groups_ok { " or group" } else { "" }
-                        ),
-                    )
-                    .hint(typo_hint(n, candidates.map(|s| s.as_str()), || {
-                        "name an entry of `evaluation.attacks`".to_string()
-                    })),
-                );
-            }
-        }
-    };
-    for a in crate::analysis::REGISTRY {
-        if let Some(name) = spec.analysis.get(a.name).and_then(|s| a.attack(s)) {
-            check(&["analysis", a.name, "attack"], &[name], false);
-        }
-    }
-    if let Some(c) = &spec.analysis.correlation {
-        if let Some(g) = &c.gap {
-            check(&["analysis", "correlation", "gap"], g, true);
-        }
-        if let Some(u) = &c.unseen {
-            check(&["analysis", "correlation", "unseen"], u, true);
-        }
-        for split in [Split::Train, Split::Test] {
-            if !spec.evaluation.splits.contains(&split) {
-                out.push(
-                    Problem::new(
-                        &["analysis", "correlation"],
-                        format!(
-                            "needs the `{split}` split evaluated: the gaps compare train and test"
-                        ),
-                    )
-                    .hint("use `evaluation.splits: [train, test]`"),
-                );
-            }
-        }
-    }
-    if out.is_empty() {
-        Ok(r)
-    } else {
-        Err(out)
-    }
+    out
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! keeps what it resolved, so planning builds stages from typed values and has no error path
 //! that could leave a stage out of the DAG.
 use super::{Checkpoint, Problem, Spec, TrainingSpec};
+use crate::attacks::verdict::EvalAttack;
 use crate::attacks::AttackConfig;
 use crate::augment::Augment;
 use crate::data;
@@ -13,8 +14,8 @@ use std::collections::BTreeMap;
 pub struct Resolved {
     pub datasets: BTreeMap<String, data::Resolved>,
     pub models: BTreeMap<String, ModelParams>,
-    /// The evaluation attacks, each preceded by its extra `curve` radii (named `attack@ε`).
-    pub attacks: Vec<(String, AttackConfig)>,
+    /// The evaluation attacks, each preceded by its extra `curve` radii (its curve points).
+    pub attacks: Vec<EvalAttack>,
     /// Per (model, training entry): the entry as it applies to that model (its `overrides`
     /// merged in), resolved.
     pub training: BTreeMap<(String, String), Training>,
@@ -65,13 +66,6 @@ pub fn monitor(
         .to_string()
     });
     Some(crate::train::Monitor { n, attack, best_by })
-}
-
-/// The attack name of a curve point: `attack@ε` with ε in decimal (at most 6 places).
-pub fn curve_name(attack: &str, eps: f64) -> String {
-    let s = format!("{eps:.6}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    format!("{attack}@{s}")
 }
 
 /// Longest name of a pipeline or an entry.

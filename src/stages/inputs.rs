@@ -3,7 +3,7 @@
 //! producing stage's reader (`evaluate`, each analysis's typed output): no stage reads another
 //! stage's output by string key.
 use super::StageContext;
-use crate::attacks::verdict::{EvalMetrics, EvalResult, PER_SAMPLE};
+use crate::attacks::verdict::{CurvePoint, EvalMetrics, EvalResult, PER_SAMPLE};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +19,11 @@ pub struct Labels {
     /// The training seed where a pipeline repeats seeds; absent otherwise (keys unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// Not part of the key: `attack` names it already (`<attack>@ε`, `EvalAttack::id`). The
+    /// curve point an evaluation is, typed, so that the report never reads it back out of the
+    /// name; a rebuilt report gets it from its locations (`Report::locations`).
+    #[serde(skip)]
+    pub curve: Option<CurvePoint>,
 }
 
 /// The labels of each per-model analysis's stages, by analysis name in registry order: a map in
@@ -122,6 +127,7 @@ pub fn load_evals(cx: &StageContext, labels: &[Labels]) -> Result<Vec<EvalResult
             class: m.class,
             robust,
             notes: m.notes,
+            curve: l.curve.clone(),
         });
     }
     Ok(evals)

@@ -93,7 +93,8 @@ pub trait StageKind: Serialize + Send + Sync {
     /// plane (it implements [`ControlStage`]).
     fn work(&self) -> Work<'_>;
     /// What the stage reads that is not part of its key (a dataset's directory, an imported
-    /// file), for [`rebuild`]; `null` where nothing.
+    /// file) or holds outside it (a report's curve points), for [`rebuild`]; `null` where
+    /// nothing.
     fn locations(&self) -> Value {
         Value::Null
     }
@@ -199,7 +200,11 @@ pub fn rebuild(kind: &str, params: &Value, locations: &Value) -> Result<Box<dyn 
         "correlation" => {
             Box::new(serde_json::from_value::<correlation::Correlation>(p).with_context(what)?)
         }
-        "report" => Box::new(serde_json::from_value::<report::Report>(p).with_context(what)?),
+        "report" => {
+            let mut s: report::Report = serde_json::from_value(p).with_context(what)?;
+            s.restore_curves(locations).with_context(what)?;
+            Box::new(s)
+        }
         k => match crate::analysis::find(k) {
             Some(a) => Box::new(analyse::Analyse::new(a, p)),
             None => anyhow::bail!("`{k}` is no stage kind a worker runs"),
@@ -263,6 +268,7 @@ mod tests {
             [
                 "analyse.rs:pub analysis: &'static Entry,",
                 "import.rs:pub file: PathBuf,",
+                "inputs.rs:pub curve: Option<CurvePoint>,",
                 "prepare.rs:pub root: Option<PathBuf>,"
             ]
         );

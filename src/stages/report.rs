@@ -45,6 +45,21 @@ impl Report {
         Self { spec, parts }
     }
 
+    /// Gives a report rebuilt from its key the curve points of its evaluations' labels back, from
+    /// its [`StageKind::locations`].
+    pub fn restore_curves(&mut self, locations: &Value) -> Result<()> {
+        if locations.is_null() {
+            return Ok(());
+        }
+        let curves: BTreeMap<String, verdict::CurvePoint> =
+            serde_json::from_value(locations["curves"].clone())
+                .context("the report's curve points")?;
+        for l in &mut self.parts.evals {
+            l.curve = curves.get(&l.role).cloned();
+        }
+        Ok(())
+    }
+
     /// The stage ids of the inputs this report reads that `cx` lacks (a partial report).
     fn missing(&self, cx: &StageContext) -> Vec<String> {
         let p = &self.parts;
@@ -73,6 +88,21 @@ impl StageKind for Report {
     fn version(&self) -> u32 {
         // 5: the long tables keep each seed's row (a `seed` column where seeds repeat).
         5
+    }
+    /// The curve points of its evaluations by stage id: their labels hold them outside the key
+    /// (`Labels::curve`), so a rebuilt report ([`Report::restore_curves`]) gets them from here.
+    fn locations(&self) -> Value {
+        let curves: BTreeMap<&str, &verdict::CurvePoint> = self
+            .parts
+            .evals
+            .iter()
+            .filter_map(|l| Some((l.role.as_str(), l.curve.as_ref()?)))
+            .collect();
+        if curves.is_empty() {
+            Value::Null
+        } else {
+            json!({ "curves": curves })
+        }
     }
     fn work(&self) -> super::Work<'_> {
         super::Work::Here(self)

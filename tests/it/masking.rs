@@ -65,6 +65,7 @@ fn square_exposes_a_quantised_model_that_defeats_gradient_attacks() {
             class: c.class(),
             robust,
             notes: out.notes,
+            curve: None,
         }
     };
     let pgd = evaluate(
