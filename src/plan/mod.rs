@@ -209,15 +209,8 @@ impl Plan {
                         .flat_map(|t| s.chains().into_iter().map(move |c| (t, c)))
                     {
                         let rt = &r.training[&(mname.clone(), tname.clone())];
-                        let st = stages::train::Train::new(
-                            mp.clone(),
-                            io,
-                            &rt.spec,
-                            rt.attack.clone(),
-                            rt.monitor.clone(),
-                            rt.augment.clone(),
-                            seed.unwrap_or(s.seed),
-                        );
+                        let st =
+                            stages::train::Train::new(mp.clone(), io, rt, seed.unwrap_or(s.seed));
                         let ix = add(
                             &mut graph,
                             format!("train/{dname}/{mname}/{tname}{}", chain_suffix(seed)),

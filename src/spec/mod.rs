@@ -23,7 +23,8 @@ pub use crate::train::spec::{
 };
 pub use crate::vocab::{did_you_mean, real, typo_hint, Norm, Problem, Real, Split};
 
-use crate::{attacks, data, models};
+use crate::vocab::type_hint;
+use crate::{attacks, data, models, train};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -265,42 +266,6 @@ impl Spec {
     }
 }
 
-/// For serde's "invalid type: …, expected T" and "invalid value: …, expected T", what to write.
-fn type_hint(msg: &str) -> Option<String> {
-    if !(msg.contains("invalid type") || msg.contains("invalid value")) {
-        return None;
-    }
-    // serde_yaml reads an integer beyond 64 bits as a u128/i128 that no field takes.
-    if msg.contains(" as u128") || msg.contains(" as i128") {
-        return Some(format!(
-            "the number is too large: whole numbers here go up to {} (epochs, steps and sizes \
-             far below); write a smaller one",
-            u64::MAX
-        ));
-    }
-    let expected = msg.rsplit("expected ").next()?;
-    let fix = if ["usize", "u64", "u32", "u16", "u8"]
-        .iter()
-        .any(|t| expected.starts_with(t))
-    {
-        "write a whole number ≥ 0, e.g. `10`"
-    } else if ["i64", "i32"].iter().any(|t| expected.starts_with(t)) {
-        "write a whole number, e.g. `8`"
-    } else if expected.starts_with("f64") || expected.contains("number") {
-        "write a number, e.g. `0.5`, `1e-3` or `8/255`"
-    } else if expected.starts_with("a boolean") {
-        "write `true` or `false`"
-    } else if expected.starts_with("a sequence") {
-        "write a list, e.g. `[a, b]`"
-    } else if expected.starts_with("a string") {
-        "write a name or text, e.g. `pgd`"
-    } else if expected.starts_with("struct") || expected.starts_with("a map") {
-        "write a mapping, e.g. `{key: value}`"
-    } else {
-        return None;
-    };
-    Some(fix.to_string())
-}
 
 /// For serde's "missing field `x`": add it.
 fn missing_hint(msg: &str) -> Option<String> {
@@ -361,302 +326,7 @@ pub fn located(path: &Path, source: &str, problems: &[Problem]) -> SpecError {
     }
 }
 
-/// Checks one training entry and resolves it: its augmentation steps, inner attack and monitor.
-fn resolve_training(name: &str, t: &TrainingSpec) -> Result<resolved::Training, Vec<Problem>> {
-    let mut out = Vec::new();
-    let base = ["training", name];
-    let mut augment = Vec::new();
-    for (i, a) in t.augment.iter().enumerate() {
-        let idx = i.to_string();
-        let at = [base[0], base[1], "augment", idx.as_str()];
-        match crate::augment::Augment::from_yaml(a) {
-            Err(e) => {
-                let hint = type_hint(&e)
-                    .unwrap_or_else(|| format!("steps: {}", crate::augment::NAMES.join(", ")));
-                out.push(Problem::new(&at, e).hint(hint))
-            }
-            Ok(aug) => match aug.check() {
-                Err(p) => out.push(p.under(&at)),
-                Ok(()) => augment.push(aug),
-            },
-        }
-    }
-    if t.epochs == 0 {
-        out.push(Problem::new(
-            &[base[0], base[1], "epochs"],
-            "must be at least 1",
-        ));
-    }
-    if t.batch_size == 0 {
-        out.push(Problem::new(
-            &[base[0], base[1], "batch_size"],
-            "must be at least 1",
-        ));
-    }
-    if t.optimizer.lr.get() <= 0.0 {
-        out.push(Problem::new(
-            &[base[0], base[1], "optimizer", "lr"],
-            "must be positive",
-        ));
-    }
-    if t.optimizer.weight_decay.get() < 0.0 {
-        out.push(Problem::new(
-            &[base[0], base[1], "optimizer", "weight_decay"],
-            "must not be negative",
-        ));
-    }
-    if t.schedule.warmup_epochs > t.epochs {
-        out.push(
-            Problem::new(
-                &[base[0], base[1], "schedule", "warmup_epochs"],
-                "is longer than `epochs`",
-            )
-            .hint(format!(
-                "set `schedule: {{warmup_epochs: N}}` with N ≤ {}, or raise `epochs`",
-                t.epochs
-            )),
-        );
-    }
-    // A number field under this training entry outside its range: `path` below the entry.
-    let check = |path: &[&str], v: Option<Real>, ok: fn(f64) -> bool, what: &str| {
-        v.filter(|v| !ok(v.get())).map(|v| {
-            let full: Vec<&str> = [base[0], base[1]].iter().chain(path).copied().collect();
-            Problem::new(&full, format!("{} {what}", v.get()))
-        })
-    };
-    out.extend(check(
-        &["label_smoothing"],
-        t.label_smoothing,
-        |v| (0.0..1.0).contains(&v),
-        "is not in [0, 1)",
-    ));
-    out.extend(check(
-        &["grad_clip"],
-        t.grad_clip,
-        |v| v > 0.0 && v.is_finite(),
-        "must be a positive number",
-    ));
-    out.extend(check(
-        &["beta"],
-        t.beta,
-        |v| v >= 0.0 && v.is_finite(),
-        "must be a finite number ≥ 0",
-    ));
-    if t.beta.is_some() && t.method != TrainMethod::Trades {
-        out.push(
-            Problem::new(
-                &[base[0], base[1], "beta"],
-                "applies to `method: trades` only",
-            )
-            .hint("remove it"),
-        );
-    }
-    let sched = &t.schedule;
-    let sched_field = |f: &str, msg: &str| Problem::new(&[base[0], base[1], "schedule", f], msg);
-    if (!sched.milestones.is_empty() || sched.gamma.is_some())
-        && sched.name != ScheduleName::Multistep
-    {
-        let f = if sched.gamma.is_some() {
-            "gamma"
-        } else {
-            "milestones"
-        };
-        out.push(
-            sched_field(f, "applies to `name: multistep` only")
-                .hint("remove it or set `name: multistep`"),
-        );
-    }
-    if sched.name == ScheduleName::Multistep && sched.milestones.is_empty() {
-        out.push(
-            sched_field(
-                "milestones",
-                "`multistep` needs the epochs at which to decay",
-            )
-            .hint("e.g. `milestones: [100, 150]`"),
-        );
-    }
-    if sched.milestones.windows(2).any(|w| w[0] >= w[1]) {
-        out.push(sched_field("milestones", "must be increasing"));
-    }
-    out.extend(check(
-        &["schedule", "gamma"],
-        sched.gamma,
-        |v| v > 0.0 && v <= 1.0,
-        "is not in (0, 1]",
-    ));
-    if let Some(p) = sched.pct_start {
-        if sched.name != ScheduleName::Onecycle {
-            out.push(
-                sched_field("pct_start", "applies to `name: onecycle` only").hint("remove it"),
-            );
-        } else if !(p.get() > 0.0 && p.get() < 1.0) {
-            out.push(sched_field(
-                "pct_start",
-                &format!("{} is not in (0, 1)", p.get()),
-            ));
-        }
-    }
-    if sched.name == ScheduleName::Onecycle && sched.warmup_epochs > 0 {
-        out.push(
-            sched_field("warmup_epochs", "`onecycle` has its own warm-up")
-                .hint("remove it; `pct_start` sets the rise"),
-        );
-    }
-    if t.optimizer.nesterov && t.optimizer.name != OptimizerName::Sgd {
-        out.push(
-            Problem::new(
-                &[base[0], base[1], "optimizer", "nesterov"],
-                "applies to `name: sgd` only",
-            )
-            .hint("remove it"),
-        );
-    }
-    let mut monitor_attack = None;
-    if let Some(m) = &t.monitor {
-        if let Some(a) = &m.attack {
-            match attacks::AttackConfig::resolve(&attacks::kind_for("pgd", a), a) {
-                Err(e) => out.push(e.under(&[base[0], base[1], "monitor", "attack"])),
-                Ok(c) => monitor_attack = Some(c),
-            }
-        }
-        if let Some(b) = &m.best_by {
-            let at = [base[0], base[1], "monitor", "best_by"];
-            let has_attack = m.attack.is_some() || t.method != TrainMethod::Standard;
-            if !crate::train::METRICS.contains(&b.as_str()) {
-                out.push(
-                    Problem::new(&at, format!("unknown metric `{b}`"))
-                        .hint(format!("use one of {}", crate::train::METRICS.join(", "))),
-                );
-            } else if b.contains("robust") && !has_attack {
-                out.push(
-                    Problem::new(
-                        &at,
-                        format!("`{b}` needs an attack; standard training has none"),
-                    )
-                    .hint("set `monitor.attack`, or pick a clean metric"),
-                );
-            }
-        }
-    }
-    let mut attack = None;
-    match (t.method, &t.attack) {
-        (TrainMethod::PgdAt | TrainMethod::Trades | TrainMethod::FastAt, None) => out.push(
-            Problem::new(
-                &[base[0], base[1]],
-                "adversarial training needs an `attack`",
-            )
-            .hint("e.g. `attack: {norm: linf, eps: 8/255, steps: 10}`"),
-        ),
-        (TrainMethod::Standard, Some(_)) => out.push(
-            Problem::new(
-                &[base[0], base[1], "attack"],
-                "method standard does not use an attack",
-            )
-            .hint("remove it or set `method: pgd-at`"),
-        ),
-        (method, Some(a)) => match crate::train::inner_attack(method, a) {
-            Err(e) => out.push(e.under(&[base[0], base[1], "attack"])),
-            Ok(c) => attack = Some(c),
-        },
-        (TrainMethod::Standard, None) => {}
-    }
-    if !out.is_empty() {
-        return Err(out);
-    }
-    Ok(resolved::Training {
-        monitor: resolved::monitor(t, monitor_attack, attack.as_ref()),
-        spec: t.clone(),
-        attack,
-        augment,
-    })
-}
 
-/// `overrides` keys name models of the pipeline or architecture kinds, and every model's
-/// specialised entry passes the entry checks. A problem the entry itself does not have is reported
-/// at the override that caused it. Each (model, entry) resolved goes into `typed`.
-fn resolve_overrides(
-    spec: &Spec,
-    name: &str,
-    t: &TrainingSpec,
-    own: &Result<resolved::Training, Vec<Problem>>,
-    models: &BTreeMap<String, models::ModelParams>,
-    typed: &mut BTreeMap<(String, String), resolved::Training>,
-) -> Vec<Problem> {
-    let mut out = Vec::new();
-    let kinds: Vec<&str> = models::ArchKind::ALL.iter().map(|k| k.as_str()).collect();
-    for (key, v) in &t.overrides {
-        let at = ["training", name, "overrides", key.as_str()];
-        if !spec.models.contains_key(key) && !kinds.contains(&key.as_str()) {
-            let candidates = spec
-                .models
-                .keys()
-                .map(String::as_str)
-                .chain(kinds.iter().copied());
-            let hint = did_you_mean(key, candidates)
-                .map(|c| format!("did you mean `{c}`?"))
-                .unwrap_or_else(|| format!("a model of `models:` or one of {}", kinds.join(", ")));
-            out.push(
-                Problem::new(
-                    &at,
-                    "is neither a model of this pipeline nor an architecture kind",
-                )
-                .hint(hint),
-            );
-        } else if !v.is_mapping() {
-            out.push(
-                Problem::new(&at, "must be a mapping of training fields")
-                    .hint("e.g. `{optimizer: {lr: 2.5e-4}}`"),
-            );
-        }
-    }
-    if !out.is_empty() {
-        return out;
-    }
-    // Each problem once, at the first model that has it.
-    let mut reported: Vec<Problem> = Vec::new();
-    for (mname, mp) in models {
-        let arch = models::find(&mp.arch).expect("resolved architectures exist");
-        let key = if t.overrides.contains_key(mname) {
-            mname.as_str()
-        } else if t.overrides.contains_key(arch.kind.as_str()) {
-            arch.kind.as_str()
-        } else {
-            // No override applies: the entry as written.
-            if let Ok(tr) = own {
-                typed.insert((mname.clone(), name.to_string()), tr.clone());
-            }
-            continue;
-        };
-        let own_problems: &[Problem] = own.as_ref().err().map_or(&[], |v| v.as_slice());
-        match spec.training_for(name, mname, arch.kind) {
-            Err(p) => out.push(p),
-            Ok(tt) => match resolve_training(name, &tt) {
-                Ok(tr) => {
-                    typed.insert((mname.clone(), name.to_string()), tr);
-                }
-                Err(ps) => {
-                    for p in ps {
-                        let same = |q: &Problem| q.path == p.path && q.message == p.message;
-                        if own_problems.iter().any(same) || reported.iter().any(same) {
-                            continue;
-                        }
-                        reported.push(p.clone());
-                        let mut path: Vec<String> = ["training", name, "overrides", key]
-                            .map(String::from)
-                            .to_vec();
-                        path.extend(p.path.iter().skip(2).cloned());
-                        out.push(Problem {
-                            path,
-                            message: format!("for model `{mname}`: {}", p.message),
-                            hint: p.hint.clone(),
-                        });
-                    }
-                }
-            },
-        }
-    }
-    out
-}
 
 /// Semantic checks serde cannot express: registry names, ranges, and cross-references.
 pub fn validate(spec: &Spec) -> Vec<Problem> {
@@ -701,23 +371,7 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
     }
     out.extend(check_trained(spec, &r));
     out.extend(resolved::check_pairs(spec, &r));
-    for (name, t) in &spec.training {
-        let own = resolve_training(name, t);
-        out.extend(resolve_overrides(
-            spec,
-            name,
-            t,
-            &own,
-            &r.models,
-            &mut r.training,
-        ));
-        match own {
-            Ok(tr) => {
-                r.entries.insert(name.clone(), tr);
-            }
-            Err(ps) => out.extend(ps),
-        }
-    }
+    resolve_training_entries(spec, &mut r, &mut out);
     match evaluation::resolve_evaluation(spec) {
         Ok(attacks) => r.attacks = attacks,
         Err(ps) => out.extend(ps),
@@ -729,6 +383,29 @@ pub fn resolve(spec: &Spec) -> Result<Resolved, Vec<Problem>> {
         Ok(r)
     } else {
         Err(out)
+    }
+}
+
+/// The training entries, as written and as each model trains with them (its `overrides`
+/// merged in here, where the YAML is), each checked and resolved by `train::resolve`.
+fn resolve_training_entries(spec: &Spec, r: &mut Resolved, out: &mut Vec<Problem>) {
+    let model_names: Vec<&str> = spec.models.keys().map(String::as_str).collect();
+    for (name, t) in &spec.training {
+        let specialise = |m: &str, kind: models::ArchKind| spec.training_for(name, m, kind);
+        let pipeline = train::resolve::Models {
+            names: &model_names,
+            resolved: &r.models,
+            specialise: &specialise,
+        };
+        match train::resolve::resolve(name, t, &pipeline) {
+            Ok(e) => {
+                for (m, settings) in e.per_model {
+                    r.training.insert((m, name.clone()), settings);
+                }
+                r.entries.insert(name.clone(), e.entry);
+            }
+            Err(ps) => out.extend(ps),
+        }
     }
 }
 

@@ -1,12 +1,11 @@
 //! The spec resolved once ("parse, don't validate"): [`super::resolve`] checks every entry and
 //! keeps what it resolved, so planning builds stages from typed values and has no error path
 //! that could leave a stage out of the DAG.
-use super::{Checkpoint, Problem, Spec, TrainingSpec};
+use super::{Checkpoint, Problem, Spec};
 use crate::attacks::verdict::EvalAttack;
-use crate::attacks::AttackConfig;
-use crate::augment::Augment;
 use crate::data;
 use crate::models::{self, ModelIo, ModelParams};
+use crate::train::resolve::TrainSettings;
 use std::collections::BTreeMap;
 
 /// Every entry of a spec that passed its checks, resolved.
@@ -18,20 +17,9 @@ pub struct Resolved {
     pub attacks: Vec<EvalAttack>,
     /// Per (model, training entry): the entry as it applies to that model (its `overrides`
     /// merged in), resolved.
-    pub training: BTreeMap<(String, String), Training>,
+    pub training: BTreeMap<(String, String), TrainSettings>,
     /// Each training entry as written (no override applied), resolved.
-    pub entries: BTreeMap<String, Training>,
-}
-
-/// A training entry as it applies to one model, resolved.
-#[derive(Debug, Clone)]
-pub struct Training {
-    pub spec: TrainingSpec,
-    /// The inner attack of adversarial training (`None` for standard training).
-    pub attack: Option<AttackConfig>,
-    /// The per-epoch monitor (`None` when `monitor: {n: 0}`).
-    pub monitor: Option<crate::train::Monitor>,
-    pub augment: Vec<Augment>,
+    pub entries: BTreeMap<String, TrainSettings>,
 }
 
 /// The data a model sees from a dataset.
@@ -41,31 +29,6 @@ pub fn io_of(d: &data::Resolved) -> ModelIo {
         image_size: d.params.resolution as i64,
         num_classes: d.classes as i64,
     }
-}
-
-/// The per-epoch monitor of a training entry: on by default (256 points per split, the training
-/// attack, best by test robust accuracy or, without an attack, test clean accuracy); `n: 0` is
-/// off. `attack` is the resolved `monitor.attack`, `train_attack` the entry's inner attack.
-pub fn monitor(
-    t: &TrainingSpec,
-    attack: Option<AttackConfig>,
-    train_attack: Option<&AttackConfig>,
-) -> Option<crate::train::Monitor> {
-    let m = t.monitor.as_ref();
-    let n = m.map_or(super::default_monitor_n(), |m| m.n);
-    if n == 0 {
-        return None;
-    }
-    let attack = attack.or_else(|| train_attack.cloned());
-    let best_by = m.and_then(|m| m.best_by.clone()).unwrap_or_else(|| {
-        if attack.is_some() {
-            "test_robust_accuracy"
-        } else {
-            "test_clean_accuracy"
-        }
-        .to_string()
-    });
-    Some(crate::train::Monitor { n, attack, best_by })
 }
 
 /// Longest name of a pipeline or an entry.

@@ -29,36 +29,31 @@ pub struct Train {
 }
 
 impl Train {
-    /// Trains `model` on data of shape `io` with the training entry `t` as it applies to the
-    /// model, its resolved inner attack, monitor and augmentation steps.
+    /// Trains `model` on data of shape `io` with the training entry as it applies to the model,
+    /// resolved (every default already applied: this only copies).
     pub fn new(
         model: crate::models::ModelParams,
         io: crate::models::ModelIo,
-        t: &crate::train::spec::TrainingSpec,
-        attack: Option<crate::attacks::AttackConfig>,
-        monitor: Option<train::Monitor>,
-        augment: Vec<crate::augment::Augment>,
+        t: &train::resolve::TrainSettings,
         seed: u64,
     ) -> Self {
-        let method = t.method;
         Self {
             params: TrainParams {
                 model,
                 io,
-                method,
-                attack,
+                method: t.method,
+                attack: t.attack.clone(),
                 attack_mode: t.attack_mode,
                 epochs: t.epochs,
                 batch_size: t.batch_size,
                 optimizer: t.optimizer.clone(),
                 schedule: t.schedule.clone(),
-                augment,
+                augment: t.augment.clone(),
                 seed,
-                beta: (method == crate::train::spec::TrainMethod::Trades)
-                    .then(|| t.beta.map_or(train::TRADES_BETA, |b| b.get())),
-                label_smoothing: t.label_smoothing.map(|v| v.get()).filter(|&v| v > 0.0),
-                grad_clip: t.grad_clip.map(|v| v.get()),
-                monitor,
+                beta: t.beta,
+                label_smoothing: t.label_smoothing,
+                grad_clip: t.grad_clip,
+                monitor: t.monitor.clone(),
                 amp: t.amp,
                 channels_last: t.channels_last,
             },

@@ -5,16 +5,14 @@
 pub mod checkpoint;
 pub mod optim;
 pub mod precision;
+pub mod resolve;
 pub mod schedule;
 pub mod spec;
 pub mod trades;
 
-use crate::attacks::spec::AttackSpec;
 use crate::attacks::AttackConfig;
 use crate::augment::Augment;
 use crate::models::{ModelIo, ModelParams};
-use crate::vocab::{Norm, Problem};
-use anyhow::Result;
 use precision::{Amp, ChannelsLast};
 use serde::{Deserialize, Serialize};
 use spec::{ModelMode, OptimizerSpec, ScheduleSpec, TrainMethod};
@@ -87,73 +85,6 @@ pub const BEST: &str = "best.safetensors";
 /// TRADES' β when the spec leaves it unset (Zhang et al.'s CIFAR-10 setting).
 pub const TRADES_BETA: f64 = 6.0;
 
-/// The inner attack of an adversarial training method, resolved from the spec's `attack:` (a PGD
-/// configuration): fast AT fills one step of 1.25ε from a random start (Wong et al. 2020); TRADES
-/// uses norm, ε, steps and step size only.
-pub fn inner_attack(method: TrainMethod, a: &AttackSpec) -> Result<AttackConfig, Problem> {
-    let mut a = a.clone();
-    let err = |f: &str, m: &str, h: &str| Err(Problem::at(f, m).hint(h));
-    // A value of the wrong type is left as written for the PGD resolution below to report.
-    let read = |a: &AttackSpec, f: &str| a.params.get(f).cloned();
-    match method {
-        TrainMethod::FastAt => {
-            let steps = read(&a, "steps").map(serde_yaml::from_value::<usize>);
-            if steps
-                .as_ref()
-                .is_some_and(|s| s.as_ref().is_ok_and(|&s| s != 1))
-            {
-                return err(
-                    "steps",
-                    "fast AT takes one step",
-                    "remove it, or use `method: pgd-at`",
-                );
-            }
-            if read(&a, "random_start").and_then(|v| serde_yaml::from_value::<bool>(v).ok())
-                == Some(false)
-            {
-                return err(
-                    "random_start",
-                    "fast AT starts at a random point",
-                    "remove it",
-                );
-            }
-            if a.norm.is_some_and(|n| n != Norm::Linf) {
-                return err(
-                    "norm",
-                    "fast AT is an ℓ∞ method",
-                    "use `method: pgd-at` for ℓ2/ℓ1",
-                );
-            }
-            if steps.is_none() {
-                a.set("steps", 1);
-            }
-            if let (None, Some(e)) = (read(&a, "step_size"), a.eps) {
-                a.set("step_size", 1.25 * e.get());
-            }
-        }
-        TrainMethod::Trades => {
-            for f in ["loss", "restarts", "random_start"] {
-                if a.params.contains_key(f) {
-                    return err(
-                        f,
-                        "does not apply to TRADES (KL loss, one run from x + 0.001·N(0, I))",
-                        "remove it",
-                    );
-                }
-            }
-        }
-        _ => {}
-    }
-    match AttackConfig::resolve("pgd", &a)? {
-        c @ (AttackConfig::Pgd(_) | AttackConfig::Fgsm(_)) => Ok(c),
-        _ => err(
-            "type",
-            "adversarial training needs a perturbing attack",
-            "use a `pgd` configuration",
-        ),
-    }
-}
-
 /// Metrics of one finished epoch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EpochRecord {
@@ -205,7 +136,7 @@ mod net {
     use crate::data::prepared::Prepared;
     use crate::models::Network;
     use crate::progress::StageProgress;
-    use anyhow::bail;
+    use anyhow::{bail, Result};
     use rand::{seq::SliceRandom, SeedableRng};
     use std::path::Path;
     use tch::{Device, Kind, Tensor};

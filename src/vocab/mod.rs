@@ -5,7 +5,7 @@ pub mod device;
 pub mod problem;
 pub mod real;
 
-pub use problem::{did_you_mean, typo_hint, Problem};
+pub use problem::{did_you_mean, type_hint, typo_hint, Problem};
 pub use real::Real;
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -1,5 +1,5 @@
 //! "A field is wrong": a problem located by its path in the spec, and the did-you-mean hints every
-//! check uses for unknown names.
+//! check uses for unknown names (and what to write for a value of the wrong type).
 
 /// One problem found in a spec, located in its file: the one shape of "a field is wrong". A check
 /// that knows only its own part of the spec (an attack's fields, a model's config) builds the
@@ -74,4 +74,41 @@ pub fn typo_hint<'a>(
         Some(c) => format!("did you mean `{c}`?"),
         None => otherwise(),
     }
+}
+
+/// For serde's "invalid type: …, expected T" and "invalid value: …, expected T", what to write.
+pub fn type_hint(msg: &str) -> Option<String> {
+    if !(msg.contains("invalid type") || msg.contains("invalid value")) {
+        return None;
+    }
+    // serde_yaml reads an integer beyond 64 bits as a u128/i128 that no field takes.
+    if msg.contains(" as u128") || msg.contains(" as i128") {
+        return Some(format!(
+            "the number is too large: whole numbers here go up to {} (epochs, steps and sizes \
+             far below); write a smaller one",
+            u64::MAX
+        ));
+    }
+    let expected = msg.rsplit("expected ").next()?;
+    let fix = if ["usize", "u64", "u32", "u16", "u8"]
+        .iter()
+        .any(|t| expected.starts_with(t))
+    {
+        "write a whole number ≥ 0, e.g. `10`"
+    } else if ["i64", "i32"].iter().any(|t| expected.starts_with(t)) {
+        "write a whole number, e.g. `8`"
+    } else if expected.starts_with("f64") || expected.contains("number") {
+        "write a number, e.g. `0.5`, `1e-3` or `8/255`"
+    } else if expected.starts_with("a boolean") {
+        "write `true` or `false`"
+    } else if expected.starts_with("a sequence") {
+        "write a list, e.g. `[a, b]`"
+    } else if expected.starts_with("a string") {
+        "write a name or text, e.g. `pgd`"
+    } else if expected.starts_with("struct") || expected.starts_with("a map") {
+        "write a mapping, e.g. `{key: value}`"
+    } else {
+        return None;
+    };
+    Some(fix.to_string())
 }
