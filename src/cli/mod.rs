@@ -403,7 +403,7 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         })
     };
     if (a.detach || a.pilot)
-        && !exec::executor::executor(kind(&a)?, Default::default()).submits_jobs()
+        && !exec::executor_of(kind(&a)?, Default::default()).submits_jobs()
     {
         bail!(
             "--detach and --pilot go with the Slurm executor: add `--executor slurm` (or set `executor: {{kind: slurm}}` in {})",
@@ -412,7 +412,7 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
     }
     // A dry run writes nothing: not even the source-file hashes planning remembers.
     let plan = crate::plan::load(&a.pipeline, cache_dir, !a.dry_run)?;
-    let mut ex = exec::executor::executor(
+    let mut ex = exec::executor_of(
         a.executor.unwrap_or(plan.executor.kind),
         exec::executor::Submission {
             detach: a.detach,
@@ -439,22 +439,7 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    // Locally, a training or evaluation takes `--threads` of the `-j` CPU slots (README,
-    // "Placement"); a Slurm job's threads come from its allocation.
-    if a.threads > jobs && ex.uses_local_slots() {
-        let given = if a.jobs.is_some() {
-            format!("-j {jobs}")
-        } else {
-            format!("-j (default: {jobs}, the CPU cores)")
-        };
-        bail!(
-            "--threads {} is more than {given}: a training or evaluation on the CPU takes \
-             --threads of the -j CPU slots, so it would use more cores than -j allows; give -j {} \
-             or more, or --threads {jobs} or fewer",
-            a.threads,
-            a.threads
-        );
-    }
+    check_threads(&a, jobs, ex.as_ref())?;
     if !a.dry_run {
         plan.check_data()?;
     }
@@ -489,7 +474,6 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
     let queued = count(|o| matches!(o, Outcome::Queued { .. }));
     let ran = count(|o| matches!(o, Outcome::Ran { .. }));
     let cached = count(|o| matches!(o, Outcome::Cached));
-    let pending = count(|o| matches!(o, Outcome::Pending));
     let skipped = count(|o| matches!(o, Outcome::Skipped));
     let failed = summary.failed();
     let total = summary.outcomes.len();
@@ -505,56 +489,14 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         } else {
             None
         };
-        let stages: Vec<serde_json::Value> = summary
-            .outcomes
-            .iter()
-            .map(|(id, o)| match o {
-                Outcome::Cached => json!({"id": id, "outcome": "cached"}),
-                Outcome::Ran { seconds } => json!({"id": id, "outcome": "ran", "seconds": seconds}),
-                Outcome::Pending => json!({"id": id, "outcome": "pending"}),
-                Outcome::Failed(e) => json!({"id": id, "outcome": "failed", "error": e}),
-                Outcome::Skipped => json!({"id": id, "outcome": "skipped"}),
-                Outcome::Queued { job } => json!({"id": id, "outcome": "queued", "job": job}),
-            })
-            .collect();
-        let doc = json!({
-            "pipeline": plan.name,
-            "dry_run": a.dry_run,
-            "stages": stages,
-            "counts": {"ran": ran, "cached": cached, "pending": pending, "failed": failed, "skipped": skipped, "queued": queued},
-            "report": report,
-            "settings": settings_json(&settings),
-        });
+        let doc = run_json(&plan, &summary, a.dry_run, report, &settings);
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if a.dry_run {
-        let est = crate::plan::cost::Estimate::of(&plan);
-        let by_id: BTreeMap<&str, petgraph::graph::NodeIndex> =
-            plan.order.iter().map(|&ix| (plan.graph[ix].id.as_str(), ix)).collect();
-        for (id, o) in &summary.outcomes {
-            let f = by_id.get(id.as_str()).and_then(|ix| est.stages[ix]);
-            let state = if matches!(o, Outcome::Pending) { "would run" } else { "cached" };
-            println!("{state:<9} {:>11}  {id}", crate::plan::cost::human(f));
-        }
-        println!("{total} stages: {pending} would run, {cached} cached");
-        if let Some(note) = &summary.note {
-            println!("{note}");
-        }
-        let pending_ids: std::collections::BTreeSet<&str> = summary
-            .outcomes
-            .iter()
-            .filter(|(_, o)| matches!(o, Outcome::Pending))
-            .map(|(id, _)| id.as_str())
-            .collect();
-        let would = |ix: petgraph::graph::NodeIndex| pending_ids.contains(plan.graph[ix].id.as_str());
-        let (flops, unknown) = est.total(would);
-        let scaled = est.scaled.iter().filter(|&&ix| would(ix)).count();
-        println!(
-            "{}",
-            crate::plan::cost::summary("what would run", flops, unknown, scaled, a.tflops)
-        );
+        print_dry_run(&plan, &summary, a.tflops);
     } else if queued > 0 {
         println!(
-            "{total} stages: {queued} queued in Slurm jobs, {cached} cached; `robarch status {p}` follows them, `robarch run {p}` waits for them and writes the report",
+            "{total} stages: {queued} queued in {} jobs, {cached} cached; `robarch status {p}` follows them, `robarch run {p}` waits for them and writes the report",
+            ex.label(),
             p = a.pipeline.display()
         );
     } else {
@@ -567,6 +509,97 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         bail!("{failed} stage(s) failed (see above); fix the cause and rerun: finished stages stay cached");
     }
     Ok(0)
+}
+
+/// Locally, a training or evaluation takes `--threads` of the `-j` CPU slots (README,
+/// "Placement"); a Slurm job's threads come from its allocation.
+fn check_threads(a: &RunArgs, jobs: usize, ex: &dyn exec::executor::Executor) -> Result<()> {
+    if a.threads > jobs && ex.uses_local_slots() {
+        let given = if a.jobs.is_some() {
+            format!("-j {jobs}")
+        } else {
+            format!("-j (default: {jobs}, the CPU cores)")
+        };
+        bail!(
+            "--threads {} is more than {given}: a training or evaluation on the CPU takes \
+             --threads of the -j CPU slots, so it would use more cores than -j allows; give -j {} \
+             or more, or --threads {jobs} or fewer",
+            a.threads,
+            a.threads
+        );
+    }
+    Ok(())
+}
+
+/// `robarch run --format json`'s document.
+fn run_json(
+    plan: &Plan,
+    summary: &exec::RunSummary,
+    dry_run: bool,
+    report: Option<PathBuf>,
+    settings: &[(String, Vec<String>)],
+) -> serde_json::Value {
+    let count = |f: fn(&Outcome) -> bool| summary.count(f);
+    let stages: Vec<serde_json::Value> = summary
+        .outcomes
+        .iter()
+        .map(|(id, o)| match o {
+            Outcome::Cached => json!({"id": id, "outcome": "cached"}),
+            Outcome::Ran { seconds } => json!({"id": id, "outcome": "ran", "seconds": seconds}),
+            Outcome::Pending => json!({"id": id, "outcome": "pending"}),
+            Outcome::Failed(e) => json!({"id": id, "outcome": "failed", "error": e}),
+            Outcome::Skipped => json!({"id": id, "outcome": "skipped"}),
+            Outcome::Queued { job } => json!({"id": id, "outcome": "queued", "job": job}),
+        })
+        .collect();
+    json!({
+        "pipeline": plan.name,
+        "dry_run": dry_run,
+        "stages": stages,
+        "counts": {
+            "ran": count(|o| matches!(o, Outcome::Ran { .. })),
+            "cached": count(|o| matches!(o, Outcome::Cached)),
+            "pending": count(|o| matches!(o, Outcome::Pending)),
+            "failed": summary.failed(),
+            "skipped": count(|o| matches!(o, Outcome::Skipped)),
+            "queued": count(|o| matches!(o, Outcome::Queued { .. })),
+        },
+        "report": report,
+        "settings": settings_json(settings),
+    })
+}
+
+/// A dry run's table: each stage with its estimated compute, then what would run in total and
+/// what the executor adds (how it would submit them).
+fn print_dry_run(plan: &Plan, summary: &exec::RunSummary, tflops: f64) {
+    let est = crate::plan::cost::Estimate::of(plan);
+    let by_id: BTreeMap<&str, petgraph::graph::NodeIndex> =
+        plan.order.iter().map(|&ix| (plan.graph[ix].id.as_str(), ix)).collect();
+    for (id, o) in &summary.outcomes {
+        let f = by_id.get(id.as_str()).and_then(|ix| est.stages[ix]);
+        let state = if matches!(o, Outcome::Pending) { "would run" } else { "cached" };
+        println!("{state:<9} {:>11}  {id}", crate::plan::cost::human(f));
+    }
+    let pending = summary.count(|o| matches!(o, Outcome::Pending));
+    let cached = summary.count(|o| matches!(o, Outcome::Cached));
+    let total = summary.outcomes.len();
+    println!("{total} stages: {pending} would run, {cached} cached");
+    if let Some(note) = &summary.note {
+        println!("{note}");
+    }
+    let pending_ids: std::collections::BTreeSet<&str> = summary
+        .outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Pending))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let would = |ix: petgraph::graph::NodeIndex| pending_ids.contains(plan.graph[ix].id.as_str());
+    let (flops, unknown) = est.total(would);
+    let scaled = est.scaled.iter().filter(|&&ix| would(ix)).count();
+    println!(
+        "{}",
+        crate::plan::cost::summary("what would run", flops, unknown, scaled, tflops)
+    );
 }
 
 /// Warns when the pipeline's training and evaluation entries were computed under different
@@ -607,7 +640,7 @@ fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
     // states (one query per executor).
     let mut jobs = std::collections::HashMap::new();
     if let Some(c) = cache.as_ref() {
-        for ex in exec::executor::all() {
+        for ex in exec::executors() {
             for (id, f) in ex.in_flight(&plan, c).unwrap_or_default() {
                 jobs.insert(id, (ex.name(), ex.label(), f));
             }
@@ -990,7 +1023,7 @@ fn gc(cache_dir: &Path, a: GcArgs) -> Result<i32> {
     // Jobs still queued or running read entries gc could delete (they hold no lock yet); and
     // the executors' records (jobs, scripts, output, pipeline copies) of pipelines not given.
     let mut records: Vec<PathBuf> = Vec::new();
-    for ex in exec::executor::all() {
+    for ex in exec::executors() {
         match ex.busy(&cache) {
             Ok(active) if !active.is_empty() => {
                 let list: Vec<String> = active

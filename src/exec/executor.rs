@@ -2,12 +2,11 @@
 //! what must run, which stages are ready, what a failure skips, the record of the run; an
 //! executor submits ready stages, reports their completions, cancels, and adopts what an earlier
 //! run left in flight. `local` (worker processes on this machine) and `slurm` (jobs on a shared
-//! cache) are its two implementations; a third is a file implementing [`Executor`] and a line in
-//! [`executor`].
+//! cache) are its two implementations; a third is a file implementing [`Executor`], an
+//! `ExecutorKind` variant and a line in `exec::executor_of`.
 use super::{Outcome, RunOptions};
 use crate::cache::Cache;
 use crate::plan::Plan;
-use crate::spec::executor::ExecutorKind;
 use anyhow::Result;
 use petgraph::graph::NodeIndex;
 use std::collections::{HashMap, HashSet};
@@ -124,20 +123,4 @@ pub trait Executor {
     fn records_beside(&self, _cache: &Cache, _pipelines: &HashSet<String>) -> Vec<PathBuf> {
         Vec::new()
     }
-}
-
-/// The executor of `kind`.
-pub fn executor(kind: ExecutorKind, sub: Submission) -> Box<dyn Executor> {
-    match kind {
-        ExecutorKind::Local => Box::new(super::local::Local::default()),
-        ExecutorKind::Slurm => Box::new(super::slurm::Slurm::new(sub)),
-    }
-}
-
-/// Every executor, for what asks all of them (`status`, `gc`).
-pub fn all() -> Vec<Box<dyn Executor>> {
-    [ExecutorKind::Local, ExecutorKind::Slurm]
-        .into_iter()
-        .map(|k| executor(k, Submission::default()))
-        .collect()
 }

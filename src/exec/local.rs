@@ -12,7 +12,6 @@ use crate::vocab::device::Slot;
 use anyhow::Result;
 use petgraph::graph::NodeIndex;
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 
@@ -96,7 +95,9 @@ struct Running {
 
 impl Local {
     fn running(&mut self) -> &mut Running {
-        self.run.as_mut().expect("prepared before stages are submitted")
+        self.run
+            .as_mut()
+            .expect("prepared before stages are submitted")
     }
 }
 
@@ -171,7 +172,7 @@ impl Executor for Local {
                 .build()?,
             opts: opts.clone(),
             workers,
-            multi,
+            multi: multi.clone(),
             overall,
             tx,
             rx,
@@ -215,7 +216,15 @@ impl Executor for Local {
                     None => {
                         let stage = job.task.stage()?;
                         let (task, force) = (&job.task, job.force);
-                        stage::run_stage(task, stage.as_ref(), &cache, slot, force, bar.clone(), &Here)
+                        stage::run_stage(
+                            task,
+                            stage.as_ref(),
+                            &cache,
+                            slot,
+                            force,
+                            bar.clone(),
+                            &Here,
+                        )
                     }
                 });
                 bar.finish();

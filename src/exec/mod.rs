@@ -13,9 +13,8 @@ pub mod stage;
 use crate::cache::manifest::Manifest;
 use crate::cache::{Cache, Lookup};
 use crate::plan::Plan;
-use crate::progress::{self, StageProgress};
-use crate::stages::{Stage, StageContext, Work};
-use crate::vocab::device::Slot;
+use crate::spec::executor::ExecutorKind;
+use crate::progress;
 use anyhow::Result;
 use petgraph::graph::NodeIndex;
 use std::collections::{HashMap, HashSet};
@@ -35,7 +34,7 @@ pub struct RunOptions {
     pub device: Option<String>,
     /// Print one line per finished stage on stdout (off for `--format json`).
     pub stage_lines: bool,
-    /// The pipeline file: workers load the same plan from it.
+    /// The pipeline file (a Slurm pilot runs `robarch run` on a copy of it).
     pub spec: PathBuf,
     /// `ROBARCH_LOG`'s filter for the workers, and whether their logs are JSON lines.
     pub log_filter: String,
@@ -97,6 +96,23 @@ pub fn log_path_in(cache: &std::path::Path, pipeline: &str, id: &str) -> PathBuf
     cache.join("logs").join(pipeline).join(format!("{id}.log"))
 }
 
+/// The executor of `kind`.
+pub fn executor_of(kind: ExecutorKind, sub: executor::Submission) -> Box<dyn executor::Executor> {
+    match kind {
+        ExecutorKind::Local => Box::new(local::Local::default()),
+        ExecutorKind::Slurm => Box::new(slurm::Slurm::new(sub)),
+    }
+}
+
+/// Every executor, for what asks all of them (`status`, `gc`).
+pub fn executors() -> Vec<Box<dyn executor::Executor>> {
+    use clap::ValueEnum;
+    ExecutorKind::value_variants()
+        .iter()
+        .map(|&k| executor_of(k, Default::default()))
+        .collect()
+}
+
 /// Executes `plan` with `ex`: what must run (forced stages and everything downstream, then
 /// every stage without a valid entry), then stages are offered to the executor as they become
 /// ready, their completions recorded, and the descendants of a failed stage skipped. Stages
@@ -123,10 +139,9 @@ pub fn run(
         return Ok(summary);
     }
     let mut printed = HashSet::new();
-    if !todo.is_empty() {
-        ex.prepare(plan, cache, opts, &todo)?;
-        drive(plan, cache, opts, ex, &todo, &forced, &mut outcome, &mut printed)?;
-    }
+    // Prepared even with nothing to run: a device that is not there fails every run alike.
+    ex.prepare(plan, cache, opts, &todo)?;
+    drive(plan, cache, opts, ex, &todo, &forced, &mut outcome, &mut printed)?;
     let detached = ex.detached();
     if let Some(jobs) = &detached {
         for &ix in &todo {
@@ -136,7 +151,7 @@ pub fn run(
             }
         }
     }
-    let RunSummary { outcomes } = summarize(plan, outcome, opts, &printed);
+    let RunSummary { outcomes, .. } = summarize(plan, outcome, opts, &printed);
     if detached.is_none() {
         remember(plan, cache, &outcomes)?;
     }
