@@ -310,6 +310,8 @@ mod net {
         }
     }
 
+    // Long because it follows fra31's `attack_single_run` step by step (momentum, checkpoints,
+    // step-size halving, restarts from the best point), so it can be read against it.
     /// One APGD run of `n_iter` iterations from a random start (or `init`). With `drop_fooled`,
     /// points leave the batch once misclassified (their outcome is then fixed).
     #[allow(clippy::too_many_arguments)]

@@ -172,6 +172,9 @@ fn source_root(ds: &DatasetSpec) -> Option<PathBuf> {
 
 /// Checks a dataset entry and fills its defaults (cheap: lists files but hashes nothing; the
 /// planner fills `source_hash` of file sources with [`fingerprint_source`]).
+// Long because it is the dataset section's checks in the order the docs list them (source, path,
+// resolution, limits, splits, augmentation of file sources), each a few lines with its located
+// problem; they share the half-resolved entry.
 pub fn resolve(name: &str, ds: &DatasetSpec) -> Result<Resolved, Vec<Problem>> {
     let at = |f: &str| vec!["datasets".to_string(), name.to_string(), f.to_string()];
     let mut problems = Vec::new();

@@ -127,264 +127,14 @@ impl Plan {
 
     /// [`Plan::build`] reusing remembered source-file hashes from `hashes`.
     pub fn build_with(l: &Loaded, hashes: &mut data::fingerprint::HashState) -> Result<Plan> {
-        let s = &l.spec;
-        let r = &l.resolved;
-        // Resolving the spec checked everything; what can still fail here reads files (hashing
-        // sources, loading an imported model), and fails the plan with a located problem.
-        let mut problems = Vec::new();
-        let mut graph: DiGraph<Node, String> = DiGraph::new();
-        let add = |g: &mut DiGraph<Node, String>,
-                   id: String,
-                   stage: Box<dyn Stage>,
-                   inputs: Vec<(&str, NodeIndex)>| {
-            let ix = g.add_node(Node {
-                id,
-                stage,
-                inputs: BTreeMap::new(),
-                key: String::new(),
-            });
-            for (role, from) in inputs {
-                g.add_edge(from, ix, role.to_string());
-            }
-            ix
-        };
-        let attacks = &r.attacks;
-        let (mut eval_labels, mut report_inputs) = (Vec::new(), Vec::new());
-        // Per-model analysis → its stages' labels; the analyses the correlation and report keys
-        // have always listed are there even when not run (keys unchanged).
-        let mut per_model = stages::inputs::PerModel::listing(
-            analysis::REGISTRY
-                .iter()
-                .filter(|a| a.always_listed || s.analysis.get(a.name).is_some())
-                .map(|a| a.name.to_string()),
-        );
-        let (mut history_labels, mut history_inputs) = (Vec::new(), Vec::new());
-        let mut absent = BTreeMap::new();
-        for (dname, dr) in &r.datasets {
-            let mut dr = dr.clone();
-            if let Some(p) = &dr.absent {
-                let located = spec::located(&l.path, &l.source, std::slice::from_ref(p));
-                absent.insert(format!("prepare/{dname}"), located.lines.join("; "));
-            }
-            data::fingerprint_source(&mut dr, hashes).with_context(|| {
-                format!(
-                    "{}: datasets.{dname}: hashing the source files",
-                    l.path.display()
-                )
-            })?;
-            let io = spec::resolved::io_of(&dr);
-            let prep = add(
-                &mut graph,
-                format!("prepare/{dname}"),
-                Box::new(stages::prepare::Prepare::new(dr, s.seed)),
-                vec![],
-            );
-            for (mname, mp) in &r.models {
-                // Trained (or imported) models: (training name, stage, training attack, chain
-                // seed where `seeds:` repeats the training).
-                let mut trained: Vec<(String, NodeIndex, Option<AttackConfig>, Option<u64>)> =
-                    Vec::new();
-                if mp.arch == models::torchscript::TORCHSCRIPT.name {
-                    match stages::import::Import::plan(&l.path, mname, mp, io, hashes) {
-                        Ok(st) => {
-                            let ix = add(
-                                &mut graph,
-                                format!("import/{dname}/{mname}"),
-                                Box::new(st),
-                                vec![("data", prep)],
-                            );
-                            trained.push((
-                                stages::import::TRAINING_LABEL.to_string(),
-                                ix,
-                                None,
-                                None,
-                            ));
-                        }
-                        Err(p) => problems.push(p),
-                    }
-                } else {
-                    for (tname, seed) in s
-                        .training
-                        .keys()
-                        .flat_map(|t| s.chains().into_iter().map(move |c| (t, c)))
-                    {
-                        let rt = &r.training[&(mname.clone(), tname.clone())];
-                        let st =
-                            stages::train::Train::new(mp.clone(), io, rt, seed.unwrap_or(s.seed));
-                        let ix = add(
-                            &mut graph,
-                            format!("train/{dname}/{mname}/{tname}{}", chain_suffix(seed)),
-                            Box::new(st),
-                            vec![("data", prep)],
-                        );
-                        trained.push((tname.clone(), ix, rt.attack.clone(), seed));
-                    }
-                }
-                for (tname, tr, train_attack, seed) in trained {
-                    let base = format!("{dname}/{mname}/{tname}{}", chain_suffix(seed));
-                    let label = |role: String,
-                                 attack: Option<&EvalAttack>,
-                                 split: Option<String>| {
-                        stages::inputs::Labels {
-                            role,
-                            dataset: dname.clone(),
-                            model: mname.clone(),
-                            training: tname.clone(),
-                            attack: attack.map(EvalAttack::id),
-                            split,
-                            seed,
-                            curve: attack.and_then(EvalAttack::curve),
-                        }
-                    };
-                    if graph[tr].stage.kind() == "train" {
-                        // The report's only: the correlation reads no histories.
-                        let id = format!("train/{base}");
-                        history_labels.push(label(id.clone(), None, None));
-                        history_inputs.push((id, tr));
-                    }
-                    for a in analysis::REGISTRY {
-                        let Some(settings) = s.analysis.get(a.name) else {
-                            continue;
-                        };
-                        let id = format!("{}/{base}", a.name);
-                        let named = a
-                            .attack(settings)
-                            .and_then(|n| {
-                                attacks
-                                    .iter()
-                                    .find(|e| e.curve_eps.is_none() && e.name == n)
-                            })
-                            .map(|e| &e.config);
-                        let cx = analysis::PlanContext {
-                            checkpoint: s.evaluation.checkpoint,
-                            named,
-                            training: train_attack.as_ref(),
-                            seed: s.evaluation.seed.or(seed).unwrap_or(s.seed),
-                        };
-                        let st = stages::analyse::Analyse::new(a, a.params(settings, &cx));
-                        let mut inputs = vec![("model", tr)];
-                        if a.needs_data {
-                            inputs.push(("data", prep));
-                        }
-                        let ix = add(&mut graph, id.clone(), Box::new(st), inputs);
-                        per_model.push(a.name, label(id.clone(), None, None));
-                        report_inputs.push((id, ix));
-                    }
-                    for ea in attacks {
-                        let aname = ea.id();
-                        // A curve point takes its attack's `evaluation.only`.
-                        let only = s.evaluation.only.get(&ea.name);
-                        for split in &s.evaluation.splits {
-                            if only
-                                .and_then(|o| o.splits.as_ref())
-                                .is_some_and(|o| !o.contains(split))
-                            {
-                                continue;
-                            }
-                            let id = format!("eval/{base}/{aname}/{split}");
-                            let st = stages::evaluate::Evaluate::new(
-                                ea.config.clone(),
-                                *split,
-                                only.and_then(|o| o.limit).or(s.evaluation.limit),
-                                s.evaluation.batch_size,
-                                s.evaluation.seed.or(seed).unwrap_or(s.seed),
-                                s.evaluation.checkpoint,
-                            );
-                            let ix = add(
-                                &mut graph,
-                                id.clone(),
-                                Box::new(st),
-                                vec![("model", tr), ("data", prep)],
-                            );
-                            eval_labels.push(label(
-                                id.clone(),
-                                Some(ea),
-                                Some(split.to_string()),
-                            ));
-                            report_inputs.push((id, ix));
-                        }
-                    }
-                }
-            }
+        let mut b = Builder::new(l);
+        for (dname, dr) in &l.resolved.datasets {
+            b.dataset(dname, dr, hashes)?;
         }
-        if !problems.is_empty() {
-            return Err(spec::located(&l.path, &l.source, &problems).into());
+        if !b.problems.is_empty() {
+            return Err(spec::located(&l.path, &l.source, &b.problems).into());
         }
-        if let Some(c) = &s.analysis.correlation {
-            let st = stages::correlation::Correlation::new(
-                c,
-                s.seed,
-                s.evaluation.groups.clone(),
-                correlation_gaps(s, r, Some(c)),
-                eval_labels.clone(),
-                per_model.clone(),
-            );
-            let inputs: Vec<(&str, NodeIndex)> = report_inputs
-                .iter()
-                .map(|(id, ix)| (id.as_str(), *ix))
-                .collect();
-            let ix = add(&mut graph, "correlation".into(), Box::new(st), inputs);
-            report_inputs.push(("correlation".into(), ix));
-        }
-        let kinds = r
-            .models
-            .iter()
-            .map(|(name, mp)| {
-                let kind = models::find(&mp.arch).map_or("external", |a| a.kind.as_str());
-                (name.clone(), kind.to_string())
-            })
-            .collect();
-        let gaps = correlation_gaps(s, r, s.analysis.correlation.as_ref());
-        let report = stages::report::Report::new(
-            s.report.clone(),
-            stages::report::Parts {
-                groups: s.evaluation.groups.clone(),
-                evals: eval_labels,
-                per_model,
-                histories: history_labels,
-                correlation: s.analysis.correlation.is_some(),
-                kinds,
-                gaps,
-            },
-        );
-        let inputs: Vec<(&str, NodeIndex)> = report_inputs
-            .iter()
-            .chain(&history_inputs)
-            .map(|(id, ix)| (id.as_str(), *ix))
-            .collect();
-        add(&mut graph, "report".into(), Box::new(report), inputs);
-        let order = petgraph::algo::toposort(&graph, None)
-            .map_err(|_| anyhow::anyhow!("the stage graph has a cycle"))?;
-        for &ix in &order {
-            let inputs: BTreeMap<String, String> = graph
-                .edges_directed(ix, petgraph::Direction::Incoming)
-                .map(|e| {
-                    (
-                        e.weight().clone(),
-                        graph[petgraph::visit::EdgeRef::source(&e)].key.clone(),
-                    )
-                })
-                .collect();
-            let n = &graph[ix];
-            let key = stage_key(
-                n.stage.kind(),
-                n.stage.version(),
-                &n.stage.params(),
-                &inputs,
-            );
-            let n = &mut graph[ix];
-            n.inputs = inputs;
-            n.key = key;
-        }
-        Ok(Plan {
-            name: s.name.clone(),
-            device: s.device.clone(),
-            numerics: s.numerics,
-            executor: s.executor.clone(),
-            graph,
-            order,
-            absent,
-        })
+        b.finish()
     }
 
     /// Fails when a dataset the plan reads is not there yet (the plan can be shown, not run).
@@ -440,6 +190,302 @@ impl Plan {
 
     pub fn report(&self) -> Option<NodeIndex> {
         self.find("report")
+    }
+}
+
+/// A trained (or imported) model: its training name, its stage, its training attack, and its
+/// chain's seed where `seeds:` repeats the training.
+struct Trained {
+    name: String,
+    ix: NodeIndex,
+    attack: Option<AttackConfig>,
+    seed: Option<u64>,
+}
+
+/// The stage graph as it is built: stages in the order they are added (the topological order
+/// follows it), and what the correlation and the report will read.
+struct Builder<'a> {
+    l: &'a Loaded,
+    graph: DiGraph<Node, String>,
+    eval_labels: Vec<stages::inputs::Labels>,
+    /// Per-model analysis → its stages' labels.
+    per_model: stages::inputs::PerModel,
+    history_labels: Vec<stages::inputs::Labels>,
+    /// (stage id, node) of every input of the report but the histories.
+    report_inputs: Vec<(String, NodeIndex)>,
+    history_inputs: Vec<(String, NodeIndex)>,
+    /// Resolving the spec checked everything; what can still fail here reads files (hashing
+    /// sources, loading an imported model), and fails the plan with a located problem.
+    problems: Vec<spec::Problem>,
+    absent: BTreeMap<String, String>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(l: &'a Loaded) -> Self {
+        Builder {
+            l,
+            graph: DiGraph::new(),
+            eval_labels: Vec::new(),
+            // The analyses the correlation and report keys have always listed are there even
+            // when not run (keys unchanged).
+            per_model: stages::inputs::PerModel::listing(
+                analysis::REGISTRY
+                    .iter()
+                    .filter(|a| a.always_listed || l.spec.analysis.get(a.name).is_some())
+                    .map(|a| a.name.to_string()),
+            ),
+            history_labels: Vec::new(),
+            report_inputs: Vec::new(),
+            history_inputs: Vec::new(),
+            problems: Vec::new(),
+            absent: BTreeMap::new(),
+        }
+    }
+
+    fn add(&mut self, id: String, stage: Box<dyn Stage>, inputs: Vec<(&str, NodeIndex)>) -> NodeIndex {
+        let ix = self.graph.add_node(Node {
+            id,
+            stage,
+            inputs: BTreeMap::new(),
+            key: String::new(),
+        });
+        for (role, from) in inputs {
+            self.graph.add_edge(from, ix, role.to_string());
+        }
+        ix
+    }
+
+    /// A dataset's preparation, then every model trained (or imported) on it and what follows.
+    fn dataset(
+        &mut self,
+        dname: &str,
+        dr: &data::Resolved,
+        hashes: &mut data::fingerprint::HashState,
+    ) -> Result<()> {
+        let l = self.l;
+        let mut dr = dr.clone();
+        if let Some(p) = &dr.absent {
+            let located = spec::located(&l.path, &l.source, std::slice::from_ref(p));
+            self.absent
+                .insert(format!("prepare/{dname}"), located.lines.join("; "));
+        }
+        data::fingerprint_source(&mut dr, hashes).with_context(|| {
+            format!(
+                "{}: datasets.{dname}: hashing the source files",
+                l.path.display()
+            )
+        })?;
+        let io = spec::resolved::io_of(&dr);
+        let prep = self.add(
+            format!("prepare/{dname}"),
+            Box::new(stages::prepare::Prepare::new(dr, l.spec.seed)),
+            vec![],
+        );
+        for (mname, mp) in &l.resolved.models {
+            for t in self.trained(dname, mname, mp, io, prep, hashes) {
+                self.downstream(dname, mname, &t, prep);
+            }
+        }
+        Ok(())
+    }
+
+    /// The model's import stage, or its training stages (one per training entry and chain).
+    fn trained(
+        &mut self,
+        dname: &str,
+        mname: &str,
+        mp: &models::ModelParams,
+        io: models::ModelIo,
+        prep: NodeIndex,
+        hashes: &mut data::fingerprint::HashState,
+    ) -> Vec<Trained> {
+        let (s, r) = (&self.l.spec, &self.l.resolved);
+        let mut trained = Vec::new();
+        if mp.arch == models::torchscript::TORCHSCRIPT.name {
+            match stages::import::Import::plan(&self.l.path, mname, mp, io, hashes) {
+                Ok(st) => {
+                    let id = format!("import/{dname}/{mname}");
+                    let ix = self.add(id, Box::new(st), vec![("data", prep)]);
+                    trained.push(Trained {
+                        name: stages::import::TRAINING_LABEL.to_string(),
+                        ix,
+                        attack: None,
+                        seed: None,
+                    });
+                }
+                Err(p) => self.problems.push(p),
+            }
+            return trained;
+        }
+        for (tname, seed) in s
+            .training
+            .keys()
+            .flat_map(|t| s.chains().into_iter().map(move |c| (t, c)))
+        {
+            let rt = &r.training[&(mname.to_string(), tname.clone())];
+            let st = stages::train::Train::new(mp.clone(), io, rt, seed.unwrap_or(s.seed));
+            let id = format!("train/{dname}/{mname}/{tname}{}", chain_suffix(seed));
+            let ix = self.add(id, Box::new(st), vec![("data", prep)]);
+            trained.push(Trained {
+                name: tname.clone(),
+                ix,
+                attack: rt.attack.clone(),
+                seed,
+            });
+        }
+        trained
+    }
+
+    /// What follows a trained model: its history (the report's), every per-model analysis,
+    /// and every evaluation.
+    fn downstream(&mut self, dname: &str, mname: &str, t: &Trained, prep: NodeIndex) {
+        let s = &self.l.spec;
+        let base = format!("{dname}/{mname}/{}{}", t.name, chain_suffix(t.seed));
+        let label = |role: String, attack: Option<&EvalAttack>, split: Option<String>| {
+            stages::inputs::Labels {
+                role,
+                dataset: dname.to_string(),
+                model: mname.to_string(),
+                training: t.name.clone(),
+                attack: attack.map(EvalAttack::id),
+                split,
+                seed: t.seed,
+                curve: attack.and_then(EvalAttack::curve),
+            }
+        };
+        if self.graph[t.ix].stage.kind() == "train" {
+            // The report's only: the correlation reads no histories.
+            let id = format!("train/{base}");
+            self.history_labels.push(label(id.clone(), None, None));
+            self.history_inputs.push((id, t.ix));
+        }
+        let attacks = &self.l.resolved.attacks;
+        let eval_seed = s.evaluation.seed.or(t.seed).unwrap_or(s.seed);
+        for a in analysis::REGISTRY {
+            let Some(settings) = s.analysis.get(a.name) else {
+                continue;
+            };
+            let id = format!("{}/{base}", a.name);
+            let named = a
+                .attack(settings)
+                .and_then(|n| attacks.iter().find(|e| e.curve_eps.is_none() && e.name == n))
+                .map(|e| &e.config);
+            let cx = analysis::PlanContext {
+                checkpoint: s.evaluation.checkpoint,
+                named,
+                training: t.attack.as_ref(),
+                seed: eval_seed,
+            };
+            let st = stages::analyse::Analyse::new(a, a.params(settings, &cx));
+            let mut inputs = vec![("model", t.ix)];
+            if a.needs_data {
+                inputs.push(("data", prep));
+            }
+            let ix = self.add(id.clone(), Box::new(st), inputs);
+            self.per_model.push(a.name, label(id.clone(), None, None));
+            self.report_inputs.push((id, ix));
+        }
+        for ea in attacks {
+            let aname = ea.id();
+            // A curve point takes its attack's `evaluation.only`.
+            let only = s.evaluation.only.get(&ea.name);
+            for split in &s.evaluation.splits {
+                if only
+                    .and_then(|o| o.splits.as_ref())
+                    .is_some_and(|o| !o.contains(split))
+                {
+                    continue;
+                }
+                let id = format!("eval/{base}/{aname}/{split}");
+                let st = stages::evaluate::Evaluate::new(
+                    ea.config.clone(),
+                    *split,
+                    only.and_then(|o| o.limit).or(s.evaluation.limit),
+                    s.evaluation.batch_size,
+                    eval_seed,
+                    s.evaluation.checkpoint,
+                );
+                let ix = self.add(id.clone(), Box::new(st), vec![("model", t.ix), ("data", prep)]);
+                self.eval_labels
+                    .push(label(id.clone(), Some(ea), Some(split.to_string())));
+                self.report_inputs.push((id, ix));
+            }
+        }
+    }
+
+    /// The correlation and the report over everything added, then every stage's key.
+    fn finish(mut self) -> Result<Plan> {
+        let (s, r) = (&self.l.spec, &self.l.resolved);
+        if let Some(c) = &s.analysis.correlation {
+            let st = stages::correlation::Correlation::new(
+                c,
+                s.seed,
+                s.evaluation.groups.clone(),
+                correlation_gaps(s, r, Some(c)),
+                self.eval_labels.clone(),
+                self.per_model.clone(),
+            );
+            let inputs: Vec<(String, NodeIndex)> = self.report_inputs.clone();
+            let inputs = inputs.iter().map(|(id, ix)| (id.as_str(), *ix)).collect();
+            let ix = self.add("correlation".into(), Box::new(st), inputs);
+            self.report_inputs.push(("correlation".into(), ix));
+        }
+        let kinds = r
+            .models
+            .iter()
+            .map(|(name, mp)| {
+                let kind = models::find(&mp.arch).map_or("external", |a| a.kind.as_str());
+                (name.clone(), kind.to_string())
+            })
+            .collect();
+        let report = stages::report::Report::new(
+            s.report.clone(),
+            stages::report::Parts {
+                groups: s.evaluation.groups.clone(),
+                evals: std::mem::take(&mut self.eval_labels),
+                per_model: std::mem::take(&mut self.per_model),
+                histories: std::mem::take(&mut self.history_labels),
+                correlation: s.analysis.correlation.is_some(),
+                kinds,
+                gaps: correlation_gaps(s, r, s.analysis.correlation.as_ref()),
+            },
+        );
+        let inputs: Vec<(String, NodeIndex)> = self
+            .report_inputs
+            .iter()
+            .chain(&self.history_inputs)
+            .cloned()
+            .collect();
+        let inputs = inputs.iter().map(|(id, ix)| (id.as_str(), *ix)).collect();
+        self.add("report".into(), Box::new(report), inputs);
+        let mut graph = self.graph;
+        let order = petgraph::algo::toposort(&graph, None)
+            .map_err(|_| anyhow::anyhow!("the stage graph has a cycle"))?;
+        for &ix in &order {
+            let inputs: BTreeMap<String, String> = graph
+                .edges_directed(ix, petgraph::Direction::Incoming)
+                .map(|e| {
+                    (
+                        e.weight().clone(),
+                        graph[petgraph::visit::EdgeRef::source(&e)].key.clone(),
+                    )
+                })
+                .collect();
+            let n = &graph[ix];
+            let key = stage_key(n.stage.kind(), n.stage.version(), &n.stage.params(), &inputs);
+            let n = &mut graph[ix];
+            n.inputs = inputs;
+            n.key = key;
+        }
+        Ok(Plan {
+            name: s.name.clone(),
+            device: s.device.clone(),
+            numerics: s.numerics,
+            executor: s.executor.clone(),
+            graph,
+            order,
+            absent: self.absent,
+        })
     }
 }
 

@@ -499,6 +499,8 @@ pub const PLOTS_DIR: &str = "plots";
 /// The report's numbers, one per table cell, for `robarch report --compare`.
 pub const CELLS: &str = "cells.json";
 
+// Long because it is the report's one writing pass: each table in every format, then the plots,
+// the page and the cells, sharing what was written so far.
 /// Writes every table in every format of `spec`, the plots, `index.html` and `cells.json` under
 /// `out`; returns the files written, relative to `out`. `missing` lists the stages whose results
 /// are not in the cache (the report is partial).

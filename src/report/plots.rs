@@ -462,6 +462,8 @@ impl Plot {
         ))
     }
 
+    // Long because it is one match over the figure kinds, each arm the few plotters calls of its
+    // chart; splitting it would scatter one figure's layout over several functions.
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()>
     where
         DB::ErrorType: 'static,

@@ -24,7 +24,7 @@ pub use crate::train::spec::{
 pub use crate::vocab::{did_you_mean, real, typo_hint, Norm, Problem, Real, Split};
 
 use crate::vocab::type_hint;
-use crate::{attacks, data, models, train};
+use crate::{data, models, train};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;

@@ -273,6 +273,9 @@ mod net {
     /// Hook called after each epoch's checkpoint is safely on disk.
     pub type EpochHook<'a> = &'a dyn Fn(&EpochRecord);
 
+    // Long because it is the epoch loop of the reference recipe in one place: resume, schedule,
+    // the batch loop with its attack, the monitor, the checkpoint and the hook, in the order a
+    // reader checks them against the authors' training code.
     /// Trains (or resumes training of) a model; checkpoints go under `ckpt_dir` after every epoch.
     pub fn train(
         p: &TrainParams,

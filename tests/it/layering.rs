@@ -305,7 +305,8 @@ fn no_stage_imports_another_stage() {
     // their inputs, and what a compute estimate asks of a stage.
     let is_stage = |p: &Path| {
         p.parent() == Some(stages.as_path())
-            && !["mod.rs", "inputs.rs", "cost.rs"].contains(&p.file_name().unwrap().to_str().unwrap())
+            && !["mod.rs", "inputs.rs", "cost.rs"]
+                .contains(&p.file_name().unwrap().to_str().unwrap())
     };
     let wrong: Vec<String> = imports()
         .into_iter()
@@ -382,4 +383,179 @@ fn no_file_has_more_than_a_few_torch_gates() {
         "more than {TORCH_GATES_PER_FILE} `feature = \"torch\"` lines (put the file's tensor code \
          behind one gated module): {counts:?}"
     );
+}
+
+/// `text` with comments and the contents of strings, raw strings and char literals blanked
+/// (newlines kept, so line numbers hold).
+fn blank(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = b.to_vec();
+    let mut i = 0;
+    let wipe = |out: &mut Vec<u8>, from: usize, to: usize| {
+        for c in &mut out[from..to] {
+            if *c != b'\n' {
+                *c = b' ';
+            }
+        }
+    };
+    while i < b.len() {
+        let ident_before = i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_');
+        if b[i..].starts_with(b"//") {
+            let end = text[i..].find('\n').map_or(b.len(), |e| i + e);
+            wipe(&mut out, i, end);
+            i = end;
+        } else if b[i] == b'r' && !ident_before && matches!(b.get(i + 1), Some(b'"' | b'#')) {
+            let hashes = b[i + 1..].iter().take_while(|&&c| c == b'#').count();
+            if b.get(i + 1 + hashes) != Some(&b'"') {
+                i += 1;
+                continue;
+            }
+            let close = format!("\"{}", "#".repeat(hashes));
+            let start = i + 2 + hashes;
+            let end = text[start..]
+                .find(&close)
+                .map_or(b.len(), |e| start + e + close.len());
+            wipe(&mut out, i, end);
+            i = end;
+        } else if b[i] == b'"' {
+            let mut j = i + 1;
+            while j < b.len() && b[j] != b'"' {
+                j += if b[j] == b'\\' { 2 } else { 1 };
+            }
+            wipe(&mut out, i + 1, j.min(b.len()));
+            i = j + 1;
+        } else if b[i] == b'\'' {
+            // A char literal ('x', '\n', '\u{..}'), not a lifetime.
+            let lit = text[i..]
+                .char_indices()
+                .skip(1)
+                .take(12)
+                .find(|&(_, c)| c == '\'')
+                .map(|(e, _)| e)
+                .filter(|&e| {
+                    e == 2 || b[i + 1] == b'\\' || text[i + 1..i + e].chars().count() == 1
+                });
+            match lit {
+                Some(e) => {
+                    wipe(&mut out, i, i + e + 1);
+                    i += e + 1;
+                }
+                None => i += 1,
+            }
+        } else {
+            i += 1;
+        }
+    }
+    String::from_utf8(out).expect("only ASCII was replaced")
+}
+
+/// The index of the brace closing the one at `open`.
+fn closing(s: &[u8], open: usize) -> usize {
+    let mut depth = 0i64;
+    for (i, &c) in s.iter().enumerate().skip(open) {
+        match c {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return i;
+                }
+            }
+            _ => {}
+        }
+    }
+    s.len() - 1
+}
+
+/// Every function over `limit` lines (from its `fn` line to its closing brace) outside test
+/// modules, as (file, line, name, lines, whether a comment above it says why it is long).
+fn long_functions(limit: usize) -> Vec<(String, usize, String, usize, bool)> {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let mut s = blank(&text).into_bytes();
+        // Test modules (`#[cfg(test)] mod …`, wherever they sit) are left out.
+        let mut from = 0;
+        while let Some(at) = String::from_utf8_lossy(&s[from..]).find("#[cfg(test)]") {
+            let at = from + at;
+            let rest = String::from_utf8_lossy(&s[at + 12..]).to_string();
+            let head = rest.trim_start();
+            if head.starts_with("mod ")
+                || head.starts_with("pub mod ")
+                || head.starts_with("pub(crate) mod ")
+            {
+                if let Some(open) = rest.find('{') {
+                    let open = at + 12 + open;
+                    let close = closing(&s, open);
+                    for c in &mut s[at..=close] {
+                        if *c != b'\n' {
+                            *c = b' ';
+                        }
+                    }
+                }
+            }
+            from = at + 12;
+        }
+        let code = String::from_utf8(s).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let mut search = 0;
+        while let Some(at) = code[search..].find("fn ") {
+            let at = search + at;
+            search = at + 3;
+            if at > 0
+                && (code.as_bytes()[at - 1].is_ascii_alphanumeric()
+                    || code.as_bytes()[at - 1] == b'_')
+            {
+                continue;
+            }
+            let name: String = code[at + 3..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let (Some(open), semi) = (code[at..].find('{'), code[at..].find(';')) else {
+                continue;
+            };
+            if semi.is_some_and(|s| s < open) || name.is_empty() {
+                continue;
+            }
+            let close = closing(code.as_bytes(), at + open);
+            let first = code[..at].matches('\n').count();
+            let last = code[..close].matches('\n').count();
+            let len = last - first + 1;
+            if len > limit {
+                let reason = lines[..first]
+                    .iter()
+                    .rev()
+                    .take_while(|l| {
+                        let l = l.trim_start();
+                        l.starts_with("//") || l.starts_with("#[")
+                    })
+                    .any(|l| l.to_lowercase().contains("long because"));
+                out.push((rel(&f), first + 1, name, len, reason));
+            }
+        }
+    }
+    out
+}
+
+/// A function over 120 lines says why beside it (a comment above it with "Long because"): most
+/// long functions are composition code that grew and should be split by concern; the few that
+/// follow a reference step by step, or are one match over kinds, say so.
+#[test]
+fn long_functions_say_why() {
+    let long = long_functions(120);
+    let unexplained: Vec<String> = long
+        .iter()
+        .filter(|l| !l.4)
+        .map(|(f, line, name, len, _)| format!("{f}:{line}: fn {name} is {len} lines"))
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "split these, or say above each why it is long (\"Long because …\"):\n{}",
+        unexplained.join("\n")
+    );
+    // The scan sees functions: the explained ones are there.
+    assert!(long.iter().any(|l| l.2 == "single_run"), "{long:?}");
 }
