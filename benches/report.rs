@@ -18,28 +18,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-const ARCHS: [&str; 20] = [
-    "resnet18",
-    "resnet50",
-    "preact_resnet18",
-    "wrn28_10",
-    "wrn34_10",
-    "vgg16_bn",
-    "densenet121",
-    "mobilenetv2",
-    "regnetx",
-    "convnext",
-    "vit",
-    "deit",
-    "swin",
-    "cait",
-    "pvt_v2",
-    "cct",
-    "coatnet",
-    "cvt",
-    "mixer",
-    "poolformer",
-];
+mod common;
+use common::ARCHS;
+
 const N: usize = 10_000;
 
 fn pipeline() -> String {

@@ -66,3 +66,27 @@ pub fn python() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join(".venv"))
         .join("bin/python")
 }
+
+/// Twenty architectures of the study, by registry name (the generated study pipelines).
+pub const ARCHS: [&str; 20] = [
+    "resnet18",
+    "resnet50",
+    "preact_resnet18",
+    "wrn28_10",
+    "wrn34_10",
+    "vgg16_bn",
+    "densenet121",
+    "mobilenetv2",
+    "regnetx",
+    "convnext",
+    "vit",
+    "deit",
+    "swin",
+    "cait",
+    "pvt_v2",
+    "cct",
+    "coatnet",
+    "cvt",
+    "mixer",
+    "poolformer",
+];

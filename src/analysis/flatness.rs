@@ -316,17 +316,19 @@ mod net {
     /// the `bias` beside each such `weight`.
     pub fn perturbed(net: &Network) -> Vec<(String, Tensor)> {
         let named = net.named_tensors();
-        let kept = |n: &str, t: &Tensor| t.requires_grad() && t.dim() >= 2 && !n.is_empty();
+        let weight = |t: &Tensor| t.requires_grad() && t.dim() >= 2;
+        let weights: std::collections::HashSet<&str> = named
+            .iter()
+            .filter(|(_, t)| weight(t))
+            .map(|(n, _)| n.as_str())
+            .collect();
         named
             .iter()
             .filter(|(n, t)| {
-                kept(n, t)
+                weight(t)
                     || (t.requires_grad()
-                        && n.strip_suffix(".bias").is_some_and(|stem| {
-                            named
-                                .iter()
-                                .any(|(m, w)| *m == format!("{stem}.weight") && kept(m, w))
-                        }))
+                        && n.strip_suffix(".bias")
+                            .is_some_and(|stem| weights.contains(format!("{stem}.weight").as_str())))
             })
             .map(|(n, t)| (n.clone(), t.shallow_clone()))
             .collect()

@@ -179,6 +179,7 @@ fn drive(
     printed: &mut HashSet<NodeIndex>,
 ) -> Result<()> {
     let mut submitted: HashSet<NodeIndex> = ex.adopt(plan, cache, todo, forced)?.into_iter().collect();
+    let in_todo: HashSet<NodeIndex> = todo.iter().copied().collect();
     // An adopted stage whose input is submitted again would wait on the old, dead job: it is
     // cancelled and submitted again too, after its input.
     let stale: Vec<NodeIndex> = todo
@@ -188,7 +189,7 @@ fn drive(
         .filter(|&ix| {
             plan.deps(ix)
                 .iter()
-                .any(|d| todo.contains(d) && !submitted.contains(d))
+                .any(|d| in_todo.contains(d) && !submitted.contains(d))
         })
         .collect();
     if !stale.is_empty() {
@@ -202,7 +203,7 @@ fn drive(
     let mut stop = false;
     loop {
         if !stop {
-            let ready = ready(plan, todo, &submitted, outcome, ex.chains());
+            let ready = ready(plan, todo, &in_todo, &submitted, outcome, ex.chains());
             if !ready.is_empty() {
                 submitted.extend(ex.submit(plan, cache, &ready, forced)?);
             }
@@ -219,7 +220,7 @@ fn drive(
             if matches!(o, Outcome::Failed(_)) {
                 stop |= !opts.keep_going;
                 for d in plan.descendants(ix) {
-                    if todo.contains(&d) && !submitted.contains(&d) && !outcome.contains_key(&d) {
+                    if in_todo.contains(&d) && !submitted.contains(&d) && !outcome.contains_key(&d) {
                         outcome.insert(d, Outcome::Skipped);
                     }
                 }
@@ -231,10 +232,12 @@ fn drive(
 }
 
 /// The stages of `todo` not submitted and without an outcome whose inputs in `todo` have
-/// succeeded (or, where the executor `chains` them, were submitted), in plan order.
+/// succeeded (or, where the executor `chains` them, were submitted), in plan order (`in_todo`:
+/// `todo` as a set).
 fn ready(
     plan: &Plan,
     todo: &[NodeIndex],
+    in_todo: &HashSet<NodeIndex>,
     submitted: &HashSet<NodeIndex>,
     outcome: &HashMap<NodeIndex, Outcome>,
     chains: bool,
@@ -246,7 +249,7 @@ fn ready(
             continue;
         }
         let ok = plan.deps(ix).iter().all(|d| {
-            !todo.contains(d)
+            !in_todo.contains(d)
                 || matches!(outcome.get(d), Some(Outcome::Ran { .. } | Outcome::Cached))
                 || (chains
                     && (submitted.contains(d) || taken.contains(d))

@@ -734,7 +734,7 @@ impl Executor for Slurm {
             let mut ended: Vec<(NodeIndex, Outcome)> = Vec::new();
             let mut still = Vec::new();
             for &ix in &waiting {
-                match self.ended(plan, cache, ix, states.get(&self.state.jobs.get(&plan.graph[ix].id).map(|r| r.job.clone()).unwrap_or_default()), done, &ended) {
+                match self.ended(plan, cache, ix, &states, done, &ended) {
                     Some(o) => ended.push((ix, o)),
                     None => still.push(ix),
                 }
@@ -784,14 +784,14 @@ impl Executor for Slurm {
 }
 
 impl Slurm {
-    /// The outcome of the stage at `ix` if its job ended (`st`: its state, if Slurm knows it;
-    /// `earlier`: what ended before it in this poll).
+    /// The outcome of the stage at `ix` if its job ended (`states`: the jobs' states Slurm
+    /// knows; `earlier`: what ended before it in this poll).
     fn ended(
         &mut self,
         plan: &Plan,
         cache: &Cache,
         ix: NodeIndex,
-        st: Option<&JobState>,
+        states: &HashMap<String, JobState>,
         done: &HashMap<NodeIndex, Outcome>,
         earlier: &[(NodeIndex, Outcome)],
     ) -> Option<Outcome> {
@@ -799,6 +799,7 @@ impl Slurm {
         let Some(rec) = self.state.jobs.get(&n.id) else {
             return Some(Outcome::Failed("no Slurm job was recorded for it".into()));
         };
+        let st = states.get(&rec.job);
         let failed_input = |d: &NodeIndex| {
             let o = done
                 .get(d)
