@@ -35,6 +35,25 @@ fn torch_lib_dir() -> Option<PathBuf> {
     (!dir.is_empty()).then(|| PathBuf::from(dir))
 }
 
+/// Compiles `src/torch/script_shim.cpp` (what tch's TorchScript API does not expose) against the
+/// libtorch headers of the same wheel; only the library with the `torch` feature needs it.
+fn compile_shim(lib: &std::path::Path) {
+    let include = lib.join("..").join("include");
+    println!("cargo:rerun-if-changed=src/torch/script_shim.cpp");
+    cc::Build::new()
+        .cpp(true)
+        .file("src/torch/script_shim.cpp")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        // The PyPI wheels are built with the C++11 ABI (torch._C._GLIBCXX_USE_CXX11_ABI).
+        .define("_GLIBCXX_USE_CXX11_ABI", "1")
+        .flag_if_supported("-Wno-unused-parameter")
+        .flag_if_supported("-Wno-deprecated-declarations")
+        .warnings(false)
+        .compile("robarch_script_shim");
+}
+
 fn main() {
     for var in [
         "ROBARCH_TORCH_LIB",
@@ -50,7 +69,21 @@ fn main() {
     if !links_torch {
         return;
     }
-    match torch_lib_dir() {
+    let lib = torch_lib_dir();
+    if std::env::var("CARGO_PKG_NAME").as_deref() == Ok("robarch")
+        && std::env::var_os("CARGO_FEATURE_TORCH").is_some()
+    {
+        // The `script` stage (timm models) runs the Python of the environment libtorch is from.
+        if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
+            let python = PathBuf::from(venv).join("bin").join("python");
+            println!("cargo:rustc-env=ROBARCH_BUILD_PYTHON={}", python.display());
+        }
+        match &lib {
+            Some(dir) => compile_shim(dir),
+            None => panic!("the `torch` feature needs libtorch's headers: run scripts/build.sh"),
+        }
+    }
+    match lib {
         Some(dir) => println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display()),
         None => println!(
             "cargo:warning=could not locate libtorch; the binary will need LD_LIBRARY_PATH"

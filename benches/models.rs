@@ -26,7 +26,7 @@ fn args() -> Args {
     let mut a = Args {
         archs: REGISTRY
             .iter()
-            .filter(|a| a.name != "torchscript")
+            .filter(|a| a.native())
             .map(|a| a.name.to_string())
             .collect(),
         presets: vec!["cifar", "imagenet"],

@@ -257,7 +257,7 @@ mod net {
                 max_iters: p.iterations,
                 ..Lanczos::default()
             };
-            let layers = norms::analyse(&named, p.conv_grid, pi);
+            let layers = norms::analyse_as(&named, &norms::linear_maps(&net), p.conv_grid, pi);
             let min_std = std.iter().copied().fold(f64::INFINITY, f64::min);
             let threat = p.attack.map(|a| Threat {
                 norm: a.norm,

@@ -249,15 +249,45 @@ mod net {
 
     /// Norms of every linear map in `named` (name, tensor) pairs, in name order.
     pub fn analyse(named: &[(String, Tensor)], conv_grid: i64, it: Lanczos) -> Vec<LayerNorms> {
+        analyse_as(
+            named,
+            &|n, dims| {
+                is_linear_map(n, dims)
+                    .then(|| crate::analysis::sparsity::layer_type(n, dims))
+                    .flatten()
+            },
+            conv_grid,
+            it,
+        )
+    }
+
+    /// Norms of the linear maps `map` picks out (their layer type; `None`: not a linear map).
+    pub fn analyse_as(
+        named: &[(String, Tensor)],
+        map: &dyn Fn(&str, usize) -> Option<&'static str>,
+        conv_grid: i64,
+        it: Lanczos,
+    ) -> Vec<LayerNorms> {
         named
             .iter()
-            .filter(|(n, t)| is_linear_map(n, t.dim()))
-            .map(|(n, t)| {
-                let lt = crate::analysis::sparsity::layer_type(n, t.dim())
-                    .expect("checked by is_linear_map");
-                layer_norms(n, lt, t, conv_grid, it)
-            })
+            .filter_map(|(n, t)| map(n, t.dim()).map(|lt| layer_norms(n, lt, t, conv_grid, it)))
             .collect()
+    }
+
+    /// Which of `net`'s tensors are linear maps, and their layer type: an outside module's by the
+    /// class of the module holding them (any 2-D or 4-D weight of a counted layer, such as
+    /// `MultiheadAttention`'s `in_proj_weight`), a native network's by name.
+    pub fn linear_maps(
+        net: &crate::models::Network,
+    ) -> impl Fn(&str, usize) -> Option<&'static str> + '_ {
+        move |n, dims| match net.script() {
+            Some(s) => (n.ends_with("weight") && (dims == 2 || dims == 4))
+                .then(|| s.layer_type(n))
+                .flatten(),
+            None => is_linear_map(n, dims)
+                .then(|| crate::analysis::sparsity::layer_type(n, dims))
+                .flatten(),
+        }
     }
 
     #[cfg(test)]

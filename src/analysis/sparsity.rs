@@ -391,10 +391,30 @@ mod net {
 
     /// Sparsity of every counted weight in `named` (name, tensor) pairs.
     pub fn analyse(named: &[(String, Tensor)], thresholds: &Thresholds) -> SparsityReport {
+        analyse_as(named, &layer_type, thresholds)
+    }
+
+    /// How `net`'s tensors are counted: an outside module's by the class of the module holding
+    /// them, a native network's by name ([`layer_type`]).
+    pub fn classifier(
+        net: &crate::models::Network,
+    ) -> impl Fn(&str, usize) -> Option<&'static str> + '_ {
+        move |n, dims| match net.script() {
+            Some(s) => s.layer_type(n),
+            None => layer_type(n, dims),
+        }
+    }
+
+    /// Sparsity of the weights `classify` counts (their layer type; `None`: left out).
+    pub fn analyse_as(
+        named: &[(String, Tensor)],
+        classify: &dyn Fn(&str, usize) -> Option<&'static str>,
+        thresholds: &Thresholds,
+    ) -> SparsityReport {
         let layers: Vec<TensorSparsity> = named
             .iter()
             .filter_map(|(n, t)| {
-                layer_type(n, t.dim()).map(|lt| tensor_sparsity(n, lt, t, thresholds))
+                classify(n, t.dim()).map(|lt| tensor_sparsity(n, lt, t, thresholds))
             })
             .collect();
         let mut by_type = BTreeMap::new();
@@ -418,7 +438,7 @@ mod net {
     impl Compute for Sparsity {
         fn compute(p: &Params, s: &Subject) -> anyhow::Result<Summary> {
             let net = crate::models::saved::load(s.model, p.checkpoint, tch::Device::Cpu)?;
-            let r = analyse(&net.named_tensors(), &p.thresholds);
+            let r = analyse_as(&net.named_tensors(), &classifier(&net), &p.thresholds);
             crate::analysis::write_json(&s.out.join(OUTPUT), &r)?;
             Ok(Summary {
                 overall: r.overall,

@@ -6,7 +6,9 @@
 //! torchvision's or timm's classes where they have the architecture, a self-contained transcription
 //! of the authors' code otherwise) followed by the loading code, which applies robarch's input
 //! normalisation so the loaded model takes [0, 1] pixels as robarch's does.
-use super::saved::{Checkpoint, ModelInfo, SavedModel, BEST_WEIGHTS, MODEL_INFO, WEIGHTS};
+use super::saved::{
+    Checkpoint, ModelInfo, SavedModel, BEST_SCRIPT, BEST_WEIGHTS, MODEL_INFO, WEIGHTS,
+};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -95,15 +97,21 @@ pub fn export(entry: &Path, origin: &Origin, to: &Path) -> Result<Vec<String>> {
     let info = &saved.info;
     let arch = super::find(&info.model.arch)
         .with_context(|| format!("{}: unknown architecture `{}`", entry.display(), info.model.arch))?;
-    let script = arch.name == super::torchscript::TORCHSCRIPT.name;
+    let script = info.model.imported();
     let weights = entry.join(match origin.checkpoint {
         Checkpoint::Last => WEIGHTS,
         Checkpoint::Best => BEST_WEIGHTS,
     });
     // Checked before anything is written.
-    if script && origin.checkpoint == Checkpoint::Best {
+    if script && origin.checkpoint == Checkpoint::Best && !entry.join(BEST_SCRIPT).exists() {
+        if !entry.join(WEIGHTS).exists() {
+            bail!(
+                "stage `{}` imports a TorchScript model, which has one set of weights; drop `--checkpoint best`",
+                origin.stage
+            );
+        }
         bail!(
-            "stage `{}` imports a TorchScript model, which has one set of weights; drop `--checkpoint best`",
+            "stage `{}` has no best TorchScript module ({BEST_SCRIPT}): the model was trained without `monitor:`, so it has no best checkpoint; use `--checkpoint last`",
             origin.stage
         );
     }
@@ -124,13 +132,17 @@ pub fn export(entry: &Path, origin: &Origin, to: &Path) -> Result<Vec<String>> {
             .context("the TorchScript config's file has no name")?
             .to_string_lossy()
             .into_owned();
-        copy(&entry.join(file), &to.join(&name))?;
+        // A trained module's best epoch is its own file; exported under the config's name.
+        let from = match origin.checkpoint {
+            Checkpoint::Best => entry.join(BEST_SCRIPT),
+            Checkpoint::Last => entry.join(file),
+        };
+        copy(&from, &to.join(&name))?;
         written.push(name.clone());
-        let normalize = info.model.config["normalize"].as_bool().unwrap_or(true);
         (
             Library::Torchscript,
             "torch.jit.ScriptModule".to_string(),
-            torchscript_body(&name, normalize),
+            torchscript_body(&name),
         )
     } else {
         let r = reference(arch.family).with_context(|| {
@@ -236,17 +248,13 @@ def network(directory=HERE, weights="model.safetensors"):
     out
 }
 
-fn torchscript_body(file: &str, normalize: bool) -> String {
+fn torchscript_body(file: &str) -> String {
     format!(
-        r#"# Whether robarch applied MEAN/STD before the module (`normalize:` in the pipeline).
-NORMALIZE = {}
-
-
+        r#"
 def network(directory=HERE):
-    """The imported TorchScript module, in eval mode."""
+    """The TorchScript module, in eval mode; it expects (x - MEAN) / STD of [0, 1] pixels x."""
     return torch.jit.load(str(pathlib.Path(directory) / "{file}"), map_location="cpu").eval()
-"#,
-        if normalize { "True" } else { "False" }
+"#
     )
 }
 
@@ -271,11 +279,7 @@ fn loader(
         Library::Torchscript => "torch",
     };
     let io = &info.io;
-    let normalized = if library == Library::Torchscript {
-        "Normalized(network(directory), MEAN, STD) if NORMALIZE else network(directory)"
-    } else {
-        "Normalized(network(directory), MEAN, STD)"
-    };
+    let contract = info.contract();
     format!(
         r#""""{arch} exported by robarch {version}: {library} ({class}).
 
@@ -287,6 +291,7 @@ From pipeline `{pipeline}`, stage `{stage}` (cache key {key}), {checkpoint} weig
 
 `network()` is the bare network (it expects (x - MEAN) / STD); `load()` wraps it with robarch's
 input normalisation, so it sees what it saw in robarch. Needs {needs}.
+Input contract (model.json's `input`): {contract}.
 `python load.py` loads the model and prints its parameter count and the logits of a grey image.
 """
 import json
@@ -296,7 +301,8 @@ import torch
 from safetensors.torch import load_file
 
 HERE = pathlib.Path(__file__).resolve().parent
-# robarch's input normalisation (the training data's per-channel mean and std).
+# What robarch applies to [0, 1] pixels before the network (model.json's `input`: the training
+# data's per-channel mean and std, or 0 and 1/255 for a network that takes raw 0-255 pixels).
 MEAN = {mean}
 STD = {std}
 
@@ -324,7 +330,7 @@ class Normalized(torch.nn.Module):
 
 def load(directory=HERE, device="cpu"):
     """The exported model in eval mode on `device`, taking images in [0, 1] as robarch's does."""
-    return ({normalized}).to(device).eval()
+    return Normalized(network(directory), MEAN, STD).to(device).eval()
 
 
 if __name__ == "__main__":
@@ -347,8 +353,9 @@ if __name__ == "__main__":
         c = io.in_channels,
         s = io.image_size,
         classes = io.num_classes,
-        mean = py_list(&info.mean),
-        std = py_list(&info.std),
+        mean = py_list(&contract.mean),
+        std = py_list(&contract.std),
+        contract = contract.describe(),
     )
 }
 
@@ -359,7 +366,7 @@ mod tests {
     #[test]
     fn every_trainable_family_has_a_reference() {
         for a in super::super::REGISTRY {
-            if a.name == super::super::torchscript::TORCHSCRIPT.name {
+            if !a.native() {
                 continue;
             }
             let r = reference(a.family).unwrap_or_else(|| panic!("{} has no reference", a.family));

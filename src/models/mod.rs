@@ -3,6 +3,7 @@
 pub mod cait;
 pub mod cct;
 pub mod coatnet;
+pub mod contract;
 pub mod convnext;
 pub mod cvt;
 pub mod deit;
@@ -22,6 +23,7 @@ pub mod resnet;
 pub mod saved;
 pub mod spec;
 pub mod swin;
+pub mod timm;
 pub mod torchscript;
 pub mod vgg;
 pub mod vit;
@@ -160,7 +162,15 @@ pub static REGISTRY: &[&Arch] = &[
     &mixer::MIXER,
     &poolformer::POOLFORMER,
     &torchscript::TORCHSCRIPT,
+    &timm::TIMM,
 ];
+
+impl Arch {
+    /// An architecture robarch defines (not an outside module: a TorchScript file, a timm model).
+    pub fn native(&self) -> bool {
+        self.kind != ArchKind::External
+    }
+}
 
 pub fn find(name: &str) -> Option<&'static Arch> {
     REGISTRY.iter().copied().find(|a| a.name == name)
@@ -171,6 +181,22 @@ pub fn find(name: &str) -> Option<&'static Arch> {
 pub struct ModelParams {
     pub arch: String,
     pub config: Value,
+}
+
+impl ModelParams {
+    /// A model that comes into robarch as a TorchScript module (a file, or a timm model its
+    /// `script` stage writes): the plan brings it into the cache with an `import` stage.
+    pub fn imported(&self) -> bool {
+        self.arch == torchscript::TORCHSCRIPT.name || self.arch == timm::TIMM.name
+    }
+
+    /// Whether the pipeline's `training:` entries train this model: every native architecture,
+    /// a timm model, and a TorchScript file with `train: true`; other files are evaluated as
+    /// they are.
+    pub fn trains(&self) -> bool {
+        self.arch != torchscript::TORCHSCRIPT.name
+            || self.config.get("train") == Some(&Value::Bool(true))
+    }
 }
 
 /// Resolves `models.<name>`: registry lookup, preset, overrides, validation.
@@ -292,15 +318,26 @@ mod net {
     /// The worker's half of a family: building its network from its config.
     pub trait Build: Family {
         fn build(&self, p: &nn::Path, io: &ModelIo) -> Result<Box<dyn ModuleT>>;
+        /// The network as [`Network`] holds it; an outside module overrides this to keep its
+        /// handle (saving it, classifying its parameters by its structure).
+        fn body(&self, p: &nn::Path, io: &ModelIo) -> Result<Body> {
+            Ok(Body::Native(self.build(p, io)?))
+        }
+    }
+
+    /// A built network: one robarch defines, or an outside TorchScript module.
+    pub enum Body {
+        Native(Box<dyn ModuleT>),
+        Script(super::torchscript::Script),
     }
 
     /// An [`Arch`](super::Arch)'s constructor: builds the network of a checked config under `p`.
-    pub type BuildFn = fn(&nn::Path, &Value, &ModelIo) -> Result<Box<dyn ModuleT>>;
+    pub type BuildFn = fn(&nn::Path, &Value, &ModelIo) -> Result<Body>;
 
     /// The [`BuildFn`] of a family.
-    pub fn build_of<T: Build>(p: &nn::Path, v: &Value, io: &ModelIo) -> Result<Box<dyn ModuleT>> {
+    pub fn build_of<T: Build>(p: &nn::Path, v: &Value, io: &ModelIo) -> Result<Body> {
         let c: T = serde_json::from_value(v.clone())?;
-        c.build(p, io)
+        c.body(p, io)
     }
 
     /// A model ready to run: [0,1] input → per-channel normalisation → architecture → logits.
@@ -309,6 +346,8 @@ mod net {
         mean: Tensor,
         std: Tensor,
         body: Box<dyn ModuleT>,
+        /// The outside module the body is, if it is one.
+        script: Option<super::torchscript::Script>,
         /// Forward passes run under autocast to this dtype (none: float32); logits come out float32.
         autocast: Option<Kind>,
         /// Inputs (and 4-D weights, see [`Network::to_channels_last`]) stored channels-last.
@@ -350,12 +389,16 @@ mod net {
                     m.f_copy_(&Tensor::from_slice(mean).to_kind(Kind::Float).view(shape))?;
                     s.f_copy_(&Tensor::from_slice(std).to_kind(Kind::Float).view(shape))
                 })?;
-                let body = (arch.build)(&root, &params.config, io)?;
+                let (body, script): (Box<dyn ModuleT>, _) = match (arch.build)(&root, &params.config, io)? {
+                    Body::Native(b) => (b, None),
+                    Body::Script(s) => (Box::new(s.clone()), Some(s)),
+                };
                 Ok(Network {
                     vs,
                     mean: m,
                     std: s,
                     body,
+                    script,
                     autocast: None,
                     channels_last: false,
                 })
@@ -415,6 +458,11 @@ mod net {
 
         pub fn save(&self, path: &std::path::Path) -> Result<()> {
             write_tensors(&self.named_tensors(), path)
+        }
+
+        /// The outside module this network runs, if it is one (a TorchScript file).
+        pub fn script(&self) -> Option<&super::torchscript::Script> {
+            self.script.as_ref()
         }
 
         pub fn load(&mut self, path: &std::path::Path) -> Result<()> {
@@ -498,7 +546,7 @@ mod net {
                 image_size: 32,
                 num_classes: 7,
             };
-            for arch in REGISTRY.iter().filter(|a| a.name != "torchscript") {
+            for arch in REGISTRY.iter().filter(|a| a.native()) {
                 let p = resolve(arch.name, &spec(None, "tiny", &[])).unwrap();
                 let a = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], Device::Cpu, 1).unwrap();
                 let b = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], Device::Cpu, 1).unwrap();

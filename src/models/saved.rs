@@ -17,6 +17,12 @@ pub const WEIGHTS: &str = "model.safetensors";
 pub const MODEL_INFO: &str = "model.json";
 /// Weights of the best epoch by `monitor.best_by` (when monitoring is on).
 pub const BEST_WEIGHTS: &str = "model_best.safetensors";
+/// A TorchScript module in an entry: an import's copy (or a `script` stage's output), a trained
+/// module's last epoch.
+pub const SCRIPT: &str = "model.pt";
+/// A trained TorchScript module's best epoch, as a module (the last epoch's is the entry's
+/// `model.pt`).
+pub const BEST_SCRIPT: &str = "model_best.pt";
 
 /// Which weights of a saved model to use (`evaluation.checkpoint`, `analysis.*.checkpoint`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +49,30 @@ pub struct ModelInfo {
     pub mean: Vec<f64>,
     pub std: Vec<f64>,
     pub num_parameters: i64,
+    /// The input contract (written since the contract was recorded; [`ModelInfo::contract`]
+    /// derives it for older entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<super::contract::InputContract>,
+}
+
+impl ModelInfo {
+    /// The model's input contract: as recorded, or, for entries written before it was, a
+    /// native network's (robarch normalises [0, 1] pixels in front of it).
+    pub fn contract(&self) -> super::contract::InputContract {
+        self.input.clone().unwrap_or_else(|| super::contract::InputContract {
+            pixels: [0, 1],
+            range: super::contract::PixelRange::Unit,
+            normalization: if self.std.iter().all(|s| *s == 1.0) && self.mean.iter().all(|m| *m == 0.0) {
+                super::contract::Normalization::None
+            } else {
+                super::contract::Normalization::Robarch
+            },
+            mean: self.mean.clone(),
+            std: self.std.clone(),
+            resolution: self.io.image_size,
+            channels: self.io.in_channels,
+        })
+    }
 }
 
 /// A saved model in an entry directory.
@@ -108,10 +138,15 @@ mod net {
                 }
             };
             let info = &self.info;
-            if info.model.arch == crate::models::torchscript::TORCHSCRIPT.name {
-                // An imported TorchScript model: its weights live in the script file itself.
+            if info.model.imported() {
+                // A TorchScript model: its weights live in the script file itself, and a trained
+                // one's also in its weights file (the last epoch's, or the best's).
                 let model = script_in(&info.model, &self.dir);
-                return Network::new(&model, &info.io, &info.mean, &info.std, device, 0);
+                let mut net = Network::new(&model, &info.io, &info.mean, &info.std, device, 0)?;
+                if self.dir.join(file).exists() {
+                    net.load(&self.dir.join(file))?;
+                }
+                return Ok(net);
             }
             let mut net = Network::new(&info.model, &info.io, &info.mean, &info.std, device, 0)?;
             net.load(&self.dir.join(file))?;

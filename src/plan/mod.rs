@@ -86,7 +86,7 @@ pub fn fuzz_one(text: &str) {
                 .resolved
                 .models
                 .values()
-                .any(|m| m.arch == models::torchscript::TORCHSCRIPT.name);
+                .any(|m| m.imported());
         if reads_files {
             return;
         }
@@ -301,21 +301,39 @@ impl<'a> Builder<'a> {
     ) -> Vec<Trained> {
         let (s, r) = (&self.l.spec, &self.l.resolved);
         let mut trained = Vec::new();
-        if mp.arch == models::torchscript::TORCHSCRIPT.name {
-            match stages::import::Import::plan(&self.l.path, mname, mp, io, hashes) {
+        // An imported model comes into the cache first; it is evaluated as it is, or is the
+        // initial network of its training stages.
+        let mut init = None;
+        let mut mp = mp.clone();
+        if mp.imported() {
+            match stages::import::Import::plan(&self.l.path, mname, &mp, io, hashes) {
                 Ok(st) => {
+                    let canonical = st.model.clone();
+                    let mut inputs = vec![("data", prep)];
+                    if mp.arch == models::timm::TIMM.name {
+                        let script = stages::script::Script::new(&mp, io, s.seed);
+                        let ix = self.add(format!("script/{dname}/{mname}"), Box::new(script), vec![]);
+                        inputs.push(("script", ix));
+                    }
                     let id = format!("import/{dname}/{mname}");
-                    let ix = self.add(id, Box::new(st), vec![("data", prep)]);
-                    trained.push(Trained {
-                        name: stages::import::TRAINING_LABEL.to_string(),
-                        ix,
-                        attack: None,
-                        seed: None,
-                    });
+                    let ix = self.add(id, Box::new(st), inputs);
+                    if !mp.trains() {
+                        trained.push(Trained {
+                            name: stages::import::TRAINING_LABEL.to_string(),
+                            ix,
+                            attack: None,
+                            seed: None,
+                        });
+                        return trained;
+                    }
+                    init = Some(ix);
+                    mp = canonical;
                 }
-                Err(p) => self.problems.push(p),
+                Err(p) => {
+                    self.problems.push(p);
+                    return trained;
+                }
             }
-            return trained;
         }
         for (tname, seed) in s
             .training
@@ -325,7 +343,9 @@ impl<'a> Builder<'a> {
             let rt = &r.training[&(mname.to_string(), tname.clone())];
             let st = stages::train::Train::new(mp.clone(), io, rt, seed.unwrap_or(s.seed));
             let id = format!("train/{dname}/{mname}/{tname}{}", chain_suffix(seed));
-            let ix = self.add(id, Box::new(st), vec![("data", prep)]);
+            let mut inputs = vec![("data", prep)];
+            inputs.extend(init.map(|ix| ("init", ix)));
+            let ix = self.add(id, Box::new(st), inputs);
             trained.push(Trained {
                 name: tname.clone(),
                 ix,

@@ -419,7 +419,7 @@ fn check_trained(spec: &Spec, r: &Resolved) -> Vec<Problem> {
         .filter(|n| {
             r.models
                 .get(*n)
-                .is_some_and(|mp| mp.arch != models::torchscript::TORCHSCRIPT.name)
+                .is_some_and(|mp| mp.trains())
         })
         .map(String::as_str)
         .collect();
@@ -437,7 +437,7 @@ fn check_trained(spec: &Spec, r: &Resolved) -> Vec<Problem> {
                     if trained.len() == 1 { "is" } else { "are" }
                 ),
             )
-            .hint("add an entry such as `training: {at: {attack: {norm: linf, eps: 8/255}, epochs: 10}}`; only a pipeline whose models are all imported (`arch: torchscript`) needs none"),
+            .hint("add an entry such as `training: {at: {attack: {norm: linf, eps: 8/255}, epochs: 10}}`; only a pipeline whose models are all imported and evaluated as they are (`arch: torchscript` without `train: true`) needs none"),
         );
     }
     out

@@ -90,8 +90,7 @@ pub fn check_pairs(s: &Spec, r: &Resolved) -> Vec<Problem> {
     let mut out = Vec::new();
     for (mname, mp) in &r.models {
         let arch = models::find(&mp.arch).expect("resolved architectures exist");
-        if mp.arch == models::torchscript::TORCHSCRIPT.name
-            && s.evaluation.checkpoint == Checkpoint::Best
+        if !mp.trains() && s.evaluation.checkpoint == Checkpoint::Best
         {
             out.push(
                 Problem::new(

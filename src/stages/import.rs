@@ -1,10 +1,16 @@
-//! `import`: brings an external TorchScript model into the cache in place of a training stage, so
-//! evaluation and analysis stages consume it like a trained network. The entry holds a copy of the
-//! file (`model.pt`) and a `model.json` whose config names it relative to the entry.
+//! `import`: brings an external TorchScript model into the cache, in place of a training stage
+//! (the model is evaluated as it is) or before one (`train: true`: it is the initial network). The
+//! entry holds a copy of the file (`model.pt`) and a `model.json` whose config names it relative to
+//! the entry, with the input contract the model was imported under.
+//!
+//! A model evaluated as it is must show it reads the pipeline's images: its clean accuracy on the
+//! first test points is measured, and below twice chance (or outside `expect:`) the import fails
+//! naming the contract it assumed and the two likely fixes, so a preprocessing mismatch stops here
+//! rather than surfacing as a robustness result.
 #[cfg(feature = "torch")]
 use {
     anyhow::Result,
-    crate::{data::prepared, models::{saved::{script_in, ModelInfo, SavedModel}, Network}},
+    crate::{data::prepared, models::{contract::InputContract, saved::{script_in, ModelInfo, SavedModel}, Network}},
     serde_json::{json, Value},
     super::StageContext,
 };
@@ -18,7 +24,9 @@ use std::path::{Path, PathBuf};
 
 /// The training label that evaluations of imported models carry in reports.
 pub const TRAINING_LABEL: &str = "external";
-pub const SCRIPT: &str = "model.pt";
+pub use crate::models::saved::SCRIPT;
+/// How many of the first test points the contract check classifies.
+pub const CHECK_POINTS: i64 = 512;
 
 #[derive(Serialize, Deserialize)]
 pub struct Import {
@@ -32,7 +40,8 @@ pub struct Import {
 }
 
 impl Import {
-    /// Resolves `models.<name>.file` against the pipeline's directory and fingerprints it.
+    /// Resolves `models.<name>.file` against the pipeline's directory and fingerprints it; a timm
+    /// model's module comes from its `script` stage instead (the input `script`).
     pub fn plan(
         pipeline: &Path,
         name: &str,
@@ -40,6 +49,13 @@ impl Import {
         io: ModelIo,
         hashes: &mut HashState,
     ) -> std::result::Result<Import, Problem> {
+        if mp.arch == crate::models::timm::TIMM.name {
+            return Ok(Import {
+                model: mp.clone(),
+                io,
+                file: PathBuf::new(),
+            });
+        }
         let field = ["models", name, "file"];
         let mut c: TorchScriptConfig = serde_json::from_value(mp.config.clone())
             .map_err(|e| Problem::new(&field, e.to_string()))?;
@@ -74,7 +90,9 @@ impl StageKind for Import {
         "import"
     }
     fn version(&self) -> u32 {
-        1
+        // 2: records the input contract and checks the clean accuracy of a model evaluated as
+        // it is; loads the module's buffers.
+        2
     }
     fn flops(&self, _: &super::cost::CostInputs) -> Option<f64> {
         // Copying and checking a file; an imported network's FLOPs are unknown, so its
@@ -89,27 +107,98 @@ impl StageKind for Import {
     }
 }
 
+/// What an imported model's config says of its input and its check, whichever family it is
+/// (`torchscript`, `timm`).
+#[derive(Deserialize)]
+pub struct Outside {
+    pub normalize: bool,
+    #[serde(default)]
+    pub range: Option<crate::models::contract::PixelRange>,
+    #[serde(default)]
+    pub expect: Option<crate::models::contract::Expect>,
+    #[serde(default)]
+    pub blake3: Option<String>,
+}
+
+impl Outside {
+    pub fn of(mp: &ModelParams) -> anyhow::Result<Outside> {
+        Ok(serde_json::from_value(mp.config.clone())?)
+    }
+}
+
+/// The contract check's verdict on a clean accuracy `acc` of a model with `classes` outputs:
+/// `None` when it passes.
+pub fn contract_problem(
+    acc: f64,
+    n: i64,
+    classes: i64,
+    expect: Option<&crate::models::contract::Expect>,
+    contract: &crate::models::contract::InputContract,
+) -> Option<String> {
+    let measured = format!(
+        "clean accuracy {:.1}% on the first {n} test points",
+        100.0 * acc
+    );
+    match expect {
+        Some(e) if (acc - e.clean).abs() > e.tolerance => Some(format!(
+            "{measured}, outside `expect: {{clean: {}, tolerance: {}}}`, with the input contract {}; {}",
+            e.clean,
+            e.tolerance,
+            contract.describe(),
+            contract.fixes()
+        )),
+        Some(_) => None,
+        None => {
+            let floor = crate::models::contract::floor(classes);
+            (acc < floor).then(|| {
+                format!(
+                    "{measured}, below twice chance ({:.1}%): the model does not read these images as it was trained to. It was imported with the input contract {}; {}; or set `expect:` to the accuracy you expect",
+                    100.0 * floor,
+                    contract.describe(),
+                    contract.fixes()
+                )
+            })
+        }
+    }
+}
+
 #[cfg(feature = "torch")]
 impl super::TensorStage for Import {
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let data = prepared::load(&cx.input("data")?.dir)?;
-        let c: TorchScriptConfig = serde_json::from_value(self.model.config.clone())?;
-        std::fs::copy(&self.file, cx.out.join(SCRIPT))
-            .map_err(|e| anyhow::anyhow!("copying {}: {e}", self.file.display()))?;
-        let channels = self.io.in_channels as usize;
-        let (mean, std) = if c.normalize {
-            (data.info.mean.clone(), data.info.std.clone())
-        } else {
-            (vec![0.0; channels], vec![1.0; channels])
+        let c = Outside::of(&self.model)?;
+        let from = match cx.input("script") {
+            Ok(e) => e.dir.join(SCRIPT),
+            Err(_) => self.file.clone(),
         };
-        let mut model = self.model.clone();
-        model.config["file"] = json!(SCRIPT);
+        std::fs::copy(&from, cx.out.join(SCRIPT))
+            .map_err(|e| anyhow::anyhow!("copying {}: {e}", from.display()))?;
+        let contract = InputContract::new(
+            c.range.unwrap_or_default(),
+            c.normalize,
+            &data.info.mean,
+            &data.info.std,
+            &self.io,
+        );
+        // Saved as the TorchScript module it now is, whatever it came from.
+        let model = ModelParams {
+            arch: crate::models::torchscript::TORCHSCRIPT.name.to_string(),
+            config: serde_json::to_value(TorchScriptConfig {
+                file: SCRIPT.to_string(),
+                normalize: c.normalize,
+                blake3: c.blake3.clone(),
+                range: c.range,
+                train: self.model.trains().then_some(true),
+                expect: c.expect.clone(),
+            })?,
+        };
         let mut info = ModelInfo {
             model,
             io: self.io,
-            mean,
-            std,
+            mean: contract.mean.clone(),
+            std: contract.std.clone(),
             num_parameters: 0,
+            input: Some(contract.clone()),
         };
         // Loading checks the file is TorchScript and maps this dataset's images to its classes.
         let net = Network::new(
@@ -122,7 +211,70 @@ impl super::TensorStage for Import {
         )
         .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         info.num_parameters = net.num_parameters();
+        let mut summary = json!({"num_parameters": info.num_parameters});
+        if !self.model.trains() {
+            let n = CHECK_POINTS.min(data.test_x.size()[0]);
+            let acc = clean_accuracy(&net, &data.test_x.narrow(0, 0, n), &data.test_y.narrow(0, 0, n));
+            if let Some(why) =
+                contract_problem(acc, n, self.io.num_classes, c.expect.as_ref(), &contract)
+            {
+                anyhow::bail!("{why}");
+            }
+            summary["clean_accuracy_check"] = json!({"points": n, "accuracy": acc});
+        }
         SavedModel::write_info(cx.out, &info)?;
-        Ok(json!({"num_parameters": info.num_parameters}))
+        Ok(summary)
+    }
+}
+
+/// The share of uint8 images `x` that `net` (eval mode) classifies as `y`, in batches of 256.
+#[cfg(feature = "torch")]
+fn clean_accuracy(net: &Network, x: &tch::Tensor, y: &tch::Tensor) -> f64 {
+    let n = x.size()[0];
+    let mut correct = 0i64;
+    tch::no_grad(|| {
+        for lo in (0..n).step_by(256) {
+            let len = 256.min(n - lo);
+            let xb = x.narrow(0, lo, len).to_kind(tch::Kind::Float) / 255.0;
+            let pred = net.forward_t(&xb, false).argmax(-1, false);
+            let hit = pred.eq_tensor(&y.narrow(0, lo, len)).sum(tch::Kind::Int64);
+            correct += i64::try_from(hit).unwrap_or(0);
+        }
+    });
+    correct as f64 / n.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::contract::{Expect, InputContract, PixelRange};
+
+    #[test]
+    fn the_contract_check_names_the_contract_and_the_fixes() {
+        let io = ModelIo {
+            in_channels: 3,
+            image_size: 8,
+            num_classes: 10,
+        };
+        let c = InputContract::new(PixelRange::Unit, true, &[0.5; 3], &[0.2; 3], &io);
+        assert_eq!(contract_problem(0.21, 100, 10, None, &c), None);
+        let why = contract_problem(0.12, 100, 10, None, &c).unwrap();
+        assert!(why.contains("below twice chance (20.0%)"), "{why}");
+        assert!(why.contains("normalised by robarch"), "{why}");
+        assert!(why.contains("`normalize: false`"), "{why}");
+        assert!(why.contains("`range: [0, 255]`"), "{why}");
+        let e = Expect {
+            clean: 0.85,
+            tolerance: 0.02,
+        };
+        assert_eq!(contract_problem(0.84, 100, 10, Some(&e), &c), None);
+        let why = contract_problem(0.80, 100, 10, Some(&e), &c).unwrap();
+        assert!(why.contains("outside `expect: {clean: 0.85, tolerance: 0.02}`"), "{why}");
+        // `expect:` replaces the floor: a model expected near chance passes there.
+        let e = Expect {
+            clean: 0.1,
+            tolerance: 0.1,
+        };
+        assert_eq!(contract_problem(0.05, 100, 10, Some(&e), &c), None);
     }
 }

@@ -13,6 +13,7 @@ pub mod import;
 pub mod inputs;
 pub mod prepare;
 pub mod report;
+pub mod script;
 pub mod train;
 
 #[cfg(not(feature = "torch"))]
@@ -195,6 +196,7 @@ pub fn rebuild(kind: &str, params: &Value, locations: &Value) -> Result<Box<dyn 
             s.file = serde_json::from_value(locations["file"].clone()).with_context(what)?;
             Box::new(s)
         }
+        "script" => Box::new(serde_json::from_value::<script::Script>(p).with_context(what)?),
         "train" => Box::new(serde_json::from_value::<train::Train>(p).with_context(what)?),
         "evaluate" => Box::new(serde_json::from_value::<evaluate::Evaluate>(p).with_context(what)?),
         "correlation" => {

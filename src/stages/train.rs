@@ -3,7 +3,7 @@ use super::StageKind;
 #[cfg(feature = "torch")]
 use {
     anyhow::{Context, Result},
-    crate::{data::prepared, models::saved::{BEST_WEIGHTS, ModelInfo, SavedModel, WEIGHTS}},
+    crate::{data::prepared, models::{contract::{InputContract, PixelRange}, saved::{script_in, BEST_SCRIPT, BEST_WEIGHTS, ModelInfo, SavedModel, WEIGHTS}}},
     serde_json::{json, Value},
     super::{write_json, StageContext},
 };
@@ -105,8 +105,27 @@ impl StageKind for Train {
 impl super::TensorStage for Train {
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let data = prepared::load(&cx.input("data")?.dir)?;
-        let trained = train::train(
-            &self.params,
+        // An imported module starts from the file its import stage holds; the contract it was
+        // imported under is the one it is trained and saved under.
+        let mut params = self.params.clone();
+        let mut saved = self.params.model.clone();
+        let mut contract = InputContract::new(
+            PixelRange::Unit,
+            true,
+            &data.info.mean,
+            &data.info.std,
+            &self.params.io,
+        );
+        if self.params.model.imported() {
+            let init = cx.input("init")?;
+            let imported = SavedModel::open(&init.dir)?.info;
+            params.model = script_in(&imported.model, &init.dir);
+            contract = imported.contract();
+            saved = imported.model;
+        }
+        let trained = train::train_from(
+            &params,
+            (&contract.mean, &contract.std),
             &data,
             cx.device(),
             &cx.checkpoints,
@@ -117,14 +136,20 @@ impl super::TensorStage for Train {
             cx.note(format!("resumed under another setting: {spans}"));
         }
         cx.set_setting(trained.setting());
-        let (net, history) = (trained.net, trained.history);
+        let (mut net, history) = (trained.net, trained.history);
         net.save(&cx.out.join(WEIGHTS))?;
+        if let Some(script) = net.script() {
+            // The trained module, with its buffers, as a file that leaves robarch on its own
+            // (`robarch export`); the import's config names it relative to the entry.
+            script.save(&cx.out.join(crate::models::saved::SCRIPT))?;
+        }
         let info = ModelInfo {
-            model: self.params.model.clone(),
+            model: saved,
             io: self.params.io,
-            mean: data.info.mean.clone(),
-            std: data.info.std.clone(),
+            mean: contract.mean.clone(),
+            std: contract.std.clone(),
             num_parameters: net.num_parameters(),
+            input: Some(contract),
         };
         SavedModel::write_info(cx.out, &info)?;
         write_json(&cx.out.join(HISTORY), &history)?;
@@ -146,6 +171,12 @@ impl super::TensorStage for Train {
             if best_file.exists() {
                 std::fs::copy(&best_file, cx.out.join(BEST_WEIGHTS))
                     .context("copying the best checkpoint")?;
+                if net.script().is_some() {
+                    net.load(&best_file)?;
+                    if let Some(script) = net.script() {
+                        script.save(&cx.out.join(BEST_SCRIPT))?;
+                    }
+                }
             }
             summary["best_by"] = json!(m.best_by);
             summary["best_epoch"] = json!(best.map(|b| b.0));

@@ -9,6 +9,7 @@ pub mod autocast;
 pub mod cpu;
 pub mod device;
 pub mod layout;
+pub mod script;
 pub mod seed;
 
 pub use autocast::autocast;

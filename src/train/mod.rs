@@ -217,6 +217,17 @@ mod net {
         (Some(frac(clean)), attack.map(|_| frac(robust)))
     }
 
+    /// The order in which epoch `epoch` (from 0) of a training seeded `seed` visits `n` training
+    /// points: a seeded shuffle, so a reference loop outside robarch can take the same batches.
+    pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rand_pcg::Pcg64::seed_from_u64(crate::rng::derive(
+            seed,
+            &[1, epoch as u64],
+        )));
+        order
+    }
+
     /// `n` points of a split drawn once (seeded), the same every epoch.
     fn subset(x: &Tensor, y: &Tensor, n: usize, seed: u64) -> (Tensor, Tensor) {
         let total = x.size()[0] as usize;
@@ -273,9 +284,6 @@ mod net {
     /// Hook called after each epoch's checkpoint is safely on disk.
     pub type EpochHook<'a> = &'a dyn Fn(&EpochRecord);
 
-    // Long because it is the epoch loop of the reference recipe in one place: resume, schedule,
-    // the batch loop with its attack, the monitor, the checkpoint and the hook, in the order a
-    // reader checks them against the authors' training code.
     /// Trains (or resumes training of) a model; checkpoints go under `ckpt_dir` after every epoch.
     pub fn train(
         p: &TrainParams,
@@ -285,11 +293,29 @@ mod net {
         progress: &StageProgress,
         on_epoch: EpochHook,
     ) -> Result<Trained> {
+        let norm = (&data.info.mean[..], &data.info.std[..]);
+        train_from(p, norm, data, device, ckpt_dir, progress, on_epoch)
+    }
+
+    // Long because it is the epoch loop of the reference recipe in one place: resume, schedule,
+    // the batch loop with its attack, the monitor, the checkpoint and the hook, in the order a
+    // reader checks them against the authors' training code.
+    /// [`train`] with the normalisation in front of the network given (`(mean, std)`, [0, 1]
+    /// units): an imported module's input contract rather than the dataset's statistics.
+    pub fn train_from(
+        p: &TrainParams,
+        (mean, std): (&[f64], &[f64]),
+        data: &Prepared,
+        device: Device,
+        ckpt_dir: &Path,
+        progress: &StageProgress,
+        on_epoch: EpochHook,
+    ) -> Result<Trained> {
         let mut net = Network::new(
             &p.model,
             &p.io,
-            &data.info.mean,
-            &data.info.std,
+            mean,
+            std,
             device,
             crate::rng::derive(p.seed, &[0]),
         )?;
@@ -361,11 +387,7 @@ mod net {
                 format!("epoch {}/{}", epoch + 1, p.epochs),
                 steps_per_epoch as u64,
             );
-            let mut order: Vec<usize> = (0..n).collect();
-            order.shuffle(&mut rand_pcg::Pcg64::seed_from_u64(crate::rng::derive(
-                p.seed,
-                &[1, epoch as u64],
-            )));
+            let order = epoch_order(p.seed, epoch, n);
             let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
             let loader = Loader::start(
                 host.clone(),

@@ -7,6 +7,8 @@ mod common;
 mod analysis;
 mod attacks;
 mod attacks_crosscheck;
+mod byo_timm;
+mod byo_training;
 mod augment_crosscheck;
 mod cache;
 mod cli;

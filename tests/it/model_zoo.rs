@@ -88,7 +88,7 @@ fn parameter_counts_match_references() {
 
 #[test]
 fn every_family_has_a_reference_count_at_224px() {
-    for a in REGISTRY.iter().filter(|a| a.name != "torchscript") {
+    for a in REGISTRY.iter().filter(|a| a.native()) {
         assert!(
             COUNTS
                 .iter()
@@ -105,7 +105,7 @@ fn every_family_has_a_reference_count_at_224px() {
 #[test]
 fn every_preset_gives_logits_at_32_and_224_px() {
     let _guard = tch::no_grad_guard();
-    for a in REGISTRY.iter().filter(|a| a.name != "torchscript") {
+    for a in REGISTRY.iter().filter(|a| a.native()) {
         // The paper-scale models at 224px run one image; the CIFAR presets run at their 32px.
         for (preset, size, batch) in [
             ("tiny", 32, 2),
@@ -144,7 +144,7 @@ fn train_and_eval_modes_behave() {
     let x = Tensor::rand([4, 3, 32, 32], (Kind::Float, Device::Cpu));
     let mut stochastic = 0;
     let mut with_bn = 0;
-    for a in REGISTRY.iter().filter(|a| a.name != "torchscript") {
+    for a in REGISTRY.iter().filter(|a| a.native()) {
         let tiny = (a.preset)("tiny").unwrap();
         // Switch on every source of training-time randomness the family has.
         let mut over: Vec<(&str, &str)> = ["drop_path_rate", "dropout"]
@@ -226,7 +226,7 @@ fn train_and_eval_modes_behave() {
 fn analyses_classify_every_weight_of_every_architecture() {
     use robarch::analysis::{norms, sparsity};
     use robarch::models::ArchKind;
-    for a in REGISTRY.iter().filter(|a| a.name != "torchscript") {
+    for a in REGISTRY.iter().filter(|a| a.native()) {
         let net = build(a.name, "tiny", &[], io(32, 10));
         let named = net.named_tensors();
         for (n, t) in &named {

@@ -95,7 +95,8 @@ device: cpu
 datasets:
   digits: {source: embedded:digits, resolution: 8, limit: 60}
 models:
-  ext: {arch: torchscript, file: models/ext.pt, normalize: false}
+  # Random weights: at chance, so the import's check is told to accept any clean accuracy.
+  ext: {arch: torchscript, file: models/ext.pt, normalize: false, expect: {clean: 0.5, tolerance: 0.5}}
 evaluation:
   limit: 30
   attacks:
@@ -145,6 +146,22 @@ fn pipeline_imports_evaluates_and_reimports_on_change() {
     export(&p.path("models/ext.pt"), 1, 8, 10, 2);
     let ran = stages(&p.ok(&["run", "--format", "json", "p.yaml"]), "ran");
     assert!(ran.contains(&"import/digits/ext".to_string()), "{ran:?}");
+
+    // Without `expect:`, a model at chance fails its import, naming the contract it assumed and
+    // the fixes; nothing is committed for it.
+    p.write(
+        "r.yaml",
+        &PIPELINE.replace(", expect: {clean: 0.5, tolerance: 0.5}", ""),
+    );
+    let before = p.entries();
+    let out = p.run(&["run", "--format", "json", "r.yaml"]);
+    assert!(!out.status.success());
+    let err = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(err.contains("import/digits/ext"), "{err}");
+    assert!(err.contains("below twice chance"), "{err}");
+    assert!(err.contains("not normalised by robarch"), "{err}");
+    assert!(err.contains("`normalize: true`") && err.contains("`range: [0, 255]`"), "{err}");
+    assert_eq!(p.entries(), before, "a failed import left an entry");
 
     // A missing file is a located spec error; nothing is written.
     p.write(
