@@ -181,6 +181,69 @@ pub fn floor(classes: i64) -> f64 {
     2.0 / classes as f64
 }
 
+/// How many of the first test points the import's contract check classifies.
+pub const CHECK_POINTS: i64 = 512;
+
+/// The contract check's verdict on a clean accuracy `acc` of a model with `classes` outputs:
+/// `None` when it passes.
+pub fn problem(
+    acc: f64,
+    n: i64,
+    classes: i64,
+    expect: Option<&Expect>,
+    contract: &InputContract,
+) -> Option<String> {
+    let measured = format!(
+        "clean accuracy {:.1}% on the first {n} test points",
+        100.0 * acc
+    );
+    match expect {
+        Some(e) if (acc - e.clean).abs() > e.tolerance => Some(format!(
+            "{measured}, outside `expect: {{clean: {}, tolerance: {}}}`, with the input contract {}; {}",
+            e.clean,
+            e.tolerance,
+            contract.describe(),
+            contract.fixes()
+        )),
+        Some(_) => None,
+        None => {
+            let floor = floor(classes);
+            (acc < floor).then(|| {
+                format!(
+                    "{measured}, below twice chance ({:.1}%): the model does not read these images as it was trained to. It was imported with the input contract {}; {}; or set `expect:` to the accuracy you expect",
+                    100.0 * floor,
+                    contract.describe(),
+                    contract.fixes()
+                )
+            })
+        }
+    }
+}
+
+/// The tensor half: measuring the accuracy the check judges, only with libtorch (the worker).
+#[cfg(feature = "torch")]
+mod net {
+    use crate::models::Network;
+
+    /// The share of uint8 images `x` that `net` (eval mode) classifies as `y`, in batches of 256.
+    pub fn clean_accuracy(net: &Network, x: &tch::Tensor, y: &tch::Tensor) -> f64 {
+        let n = x.size()[0];
+        let mut correct = 0i64;
+        tch::no_grad(|| {
+            for lo in (0..n).step_by(256) {
+                let len = 256.min(n - lo);
+                let xb = x.narrow(0, lo, len).to_kind(tch::Kind::Float) / 255.0;
+                let pred = net.forward_t(&xb, false).argmax(-1, false);
+                let hit = pred.eq_tensor(&y.narrow(0, lo, len)).sum(tch::Kind::Int64);
+                correct += i64::try_from(hit).unwrap_or(0);
+            }
+        });
+        correct as f64 / n.max(1) as f64
+    }
+}
+#[cfg(feature = "torch")]
+pub use net::clean_accuracy;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +264,37 @@ mod tests {
         let c = InputContract::new(PixelRange::Byte, true, &[0.5], &[0.2], &io);
         assert_eq!((c.mean[0], c.std[0]), (0.5, 0.2));
         assert!(c.fixes().contains("normalize: false"), "{}", c.fixes());
+    }
+
+    #[test]
+    fn the_contract_check_names_the_contract_and_the_fixes() {
+        let io = super::super::ModelIo {
+            in_channels: 3,
+            image_size: 8,
+            num_classes: 10,
+        };
+        let c = InputContract::new(PixelRange::Unit, true, &[0.5; 3], &[0.2; 3], &io);
+        assert_eq!(problem(0.21, 100, 10, None, &c), None);
+        let why = problem(0.12, 100, 10, None, &c).unwrap();
+        assert!(why.contains("below twice chance (20.0%)"), "{why}");
+        assert!(why.contains("normalised by robarch"), "{why}");
+        assert!(why.contains("`normalize: false`"), "{why}");
+        assert!(why.contains("`range: [0, 255]`"), "{why}");
+        let e = Expect {
+            clean: 0.85,
+            tolerance: 0.02,
+        };
+        assert_eq!(problem(0.84, 100, 10, Some(&e), &c), None);
+        let why = problem(0.80, 100, 10, Some(&e), &c).unwrap();
+        assert!(
+            why.contains("outside `expect: {clean: 0.85, tolerance: 0.02}`"),
+            "{why}"
+        );
+        // `expect:` replaces the floor: a model expected near chance passes there.
+        let e = Expect {
+            clean: 0.1,
+            tolerance: 0.1,
+        };
+        assert_eq!(problem(0.05, 100, 10, Some(&e), &c), None);
     }
 }

@@ -97,6 +97,7 @@ mod tests {
         let m = ModelParams {
             arch: e.arch.clone(),
             config: e.config.clone(),
+            weights: None,
         };
         let f = forward(&m, &e.io).unwrap();
         assert_eq!(f, Forward { flops: e.forward_flops, scaled: false });
@@ -109,6 +110,7 @@ mod tests {
         let other = ModelParams {
             arch: "resnet18".into(),
             config: serde_json::json!({"not": "a preset"}),
+            weights: None,
         };
         assert_eq!(forward(&other, &e.io), None);
     }

@@ -27,6 +27,7 @@ pub mod timm;
 pub mod torchscript;
 pub mod vgg;
 pub mod vit;
+pub mod weights;
 pub mod wide_resnet;
 
 use crate::vocab::{typo_hint, Problem};
@@ -181,6 +182,9 @@ pub fn find(name: &str) -> Option<&'static Arch> {
 pub struct ModelParams {
     pub arch: String,
     pub config: Value,
+    /// A published checkpoint the network is loaded from (`weights:`), instead of initialised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<weights::Weights>,
 }
 
 impl ModelParams {
@@ -194,8 +198,19 @@ impl ModelParams {
     /// a timm model, and a TorchScript file with `train: true`; other files are evaluated as
     /// they are.
     pub fn trains(&self) -> bool {
+        if let Some(w) = &self.weights {
+            return w.train == Some(true);
+        }
         self.arch != torchscript::TORCHSCRIPT.name
             || self.config.get("train") == Some(&Value::Bool(true))
+    }
+
+    /// The architecture alone: these params without a checkpoint to load.
+    pub fn bare(&self) -> ModelParams {
+        ModelParams {
+            weights: None,
+            ..self.clone()
+        }
     }
 }
 
@@ -237,7 +252,13 @@ pub fn resolve(name: &str, m: &ModelSpec) -> std::result::Result<ModelParams, Ve
         .hint(format!("presets: {}", arch.presets.join(", ")))]);
     };
     let obj = config.as_object_mut().expect("presets are JSON objects");
-    for (k, v) in &m.overrides {
+    let mut overrides = m.overrides.clone();
+    let weights = if arch.native() {
+        weights::take(name, arch, &mut overrides).map_err(|p| vec![p])?
+    } else {
+        None
+    };
+    for (k, v) in &overrides {
         let v: Value = serde_json::to_value(v)
             .map_err(|e| vec![Problem::new(&["models", name, k], e.to_string())])?;
         if !obj.contains_key(k) {
@@ -267,6 +288,7 @@ pub fn resolve(name: &str, m: &ModelSpec) -> std::result::Result<ModelParams, Ve
     Ok(ModelParams {
         arch: arch.name.to_string(),
         config,
+        weights,
     })
 }
 

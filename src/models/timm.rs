@@ -42,7 +42,11 @@ impl Family for TimmConfig {
                 "set `model:` to a timm model name (e.g. `resnet18`; `timm.list_models()` lists them)",
             ));
         }
-        if let Some(k) = self.kwargs.keys().find(|k| SET_BY_ROBARCH.contains(&k.as_str())) {
+        if let Some(k) = self
+            .kwargs
+            .keys()
+            .find(|k| SET_BY_ROBARCH.contains(&k.as_str()))
+        {
             return Err(Problem::at(
                 "kwargs",
                 format!("`{k}` is set by robarch (classes and channels from the dataset, no pretrained download)"),

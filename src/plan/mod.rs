@@ -86,7 +86,7 @@ pub fn fuzz_one(text: &str) {
                 .resolved
                 .models
                 .values()
-                .any(|m| m.imported());
+                .any(|m| m.imported() || m.weights.is_some());
         if reads_files {
             return;
         }
@@ -305,7 +305,29 @@ impl<'a> Builder<'a> {
         // initial network of its training stages.
         let mut init = None;
         let mut mp = mp.clone();
-        if mp.imported() {
+        if mp.weights.is_some() {
+            match stages::load::Load::plan(&self.l.path, mname, &mp, io, hashes) {
+                Ok(st) => {
+                    let canonical = st.model.clone();
+                    let ix = self.add(format!("load/{dname}/{mname}"), Box::new(st), vec![("data", prep)]);
+                    if !mp.trains() {
+                        trained.push(Trained {
+                            name: stages::import::TRAINING_LABEL.to_string(),
+                            ix,
+                            attack: None,
+                            seed: None,
+                        });
+                        return trained;
+                    }
+                    init = Some(ix);
+                    mp = canonical;
+                }
+                Err(p) => {
+                    self.problems.push(p);
+                    return trained;
+                }
+            }
+        } else if mp.imported() {
             match stages::import::Import::plan(&self.l.path, mname, &mp, io, hashes) {
                 Ok(st) => {
                     let canonical = st.model.clone();

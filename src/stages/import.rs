@@ -10,7 +10,7 @@
 #[cfg(feature = "torch")]
 use {
     anyhow::Result,
-    crate::{data::prepared, models::{contract::InputContract, saved::{script_in, ModelInfo, SavedModel}, Network}},
+    crate::{data::prepared, models::{contract::{self, InputContract}, saved::{script_in, ModelInfo, SavedModel}, Network}},
     serde_json::{json, Value},
     super::StageContext,
 };
@@ -25,8 +25,6 @@ use std::path::{Path, PathBuf};
 /// The training label that evaluations of imported models carry in reports.
 pub const TRAINING_LABEL: &str = "external";
 pub use crate::models::saved::SCRIPT;
-/// How many of the first test points the contract check classifies.
-pub const CHECK_POINTS: i64 = 512;
 
 #[derive(Serialize, Deserialize)]
 pub struct Import {
@@ -78,6 +76,7 @@ impl Import {
             model: ModelParams {
                 arch: mp.arch.clone(),
                 config: serde_json::to_value(&c).expect("config serialises"),
+                weights: None,
             },
             io,
             file,
@@ -126,42 +125,6 @@ impl Outside {
     }
 }
 
-/// The contract check's verdict on a clean accuracy `acc` of a model with `classes` outputs:
-/// `None` when it passes.
-pub fn contract_problem(
-    acc: f64,
-    n: i64,
-    classes: i64,
-    expect: Option<&crate::models::contract::Expect>,
-    contract: &crate::models::contract::InputContract,
-) -> Option<String> {
-    let measured = format!(
-        "clean accuracy {:.1}% on the first {n} test points",
-        100.0 * acc
-    );
-    match expect {
-        Some(e) if (acc - e.clean).abs() > e.tolerance => Some(format!(
-            "{measured}, outside `expect: {{clean: {}, tolerance: {}}}`, with the input contract {}; {}",
-            e.clean,
-            e.tolerance,
-            contract.describe(),
-            contract.fixes()
-        )),
-        Some(_) => None,
-        None => {
-            let floor = crate::models::contract::floor(classes);
-            (acc < floor).then(|| {
-                format!(
-                    "{measured}, below twice chance ({:.1}%): the model does not read these images as it was trained to. It was imported with the input contract {}; {}; or set `expect:` to the accuracy you expect",
-                    100.0 * floor,
-                    contract.describe(),
-                    contract.fixes()
-                )
-            })
-        }
-    }
-}
-
 #[cfg(feature = "torch")]
 impl super::TensorStage for Import {
     fn run(&self, cx: &StageContext) -> Result<Value> {
@@ -191,6 +154,7 @@ impl super::TensorStage for Import {
                 train: self.model.trains().then_some(true),
                 expect: c.expect.clone(),
             })?,
+            weights: None,
         };
         let mut info = ModelInfo {
             model,
@@ -213,10 +177,10 @@ impl super::TensorStage for Import {
         info.num_parameters = net.num_parameters();
         let mut summary = json!({"num_parameters": info.num_parameters});
         if !self.model.trains() {
-            let n = CHECK_POINTS.min(data.test_x.size()[0]);
-            let acc = clean_accuracy(&net, &data.test_x.narrow(0, 0, n), &data.test_y.narrow(0, 0, n));
+            let n = contract::CHECK_POINTS.min(data.test_x.size()[0]);
+            let acc = contract::clean_accuracy(&net, &data.test_x.narrow(0, 0, n), &data.test_y.narrow(0, 0, n));
             if let Some(why) =
-                contract_problem(acc, n, self.io.num_classes, c.expect.as_ref(), &contract)
+                contract::problem(acc, n, self.io.num_classes, c.expect.as_ref(), &contract)
             {
                 anyhow::bail!("{why}");
             }
@@ -227,54 +191,3 @@ impl super::TensorStage for Import {
     }
 }
 
-/// The share of uint8 images `x` that `net` (eval mode) classifies as `y`, in batches of 256.
-#[cfg(feature = "torch")]
-fn clean_accuracy(net: &Network, x: &tch::Tensor, y: &tch::Tensor) -> f64 {
-    let n = x.size()[0];
-    let mut correct = 0i64;
-    tch::no_grad(|| {
-        for lo in (0..n).step_by(256) {
-            let len = 256.min(n - lo);
-            let xb = x.narrow(0, lo, len).to_kind(tch::Kind::Float) / 255.0;
-            let pred = net.forward_t(&xb, false).argmax(-1, false);
-            let hit = pred.eq_tensor(&y.narrow(0, lo, len)).sum(tch::Kind::Int64);
-            correct += i64::try_from(hit).unwrap_or(0);
-        }
-    });
-    correct as f64 / n.max(1) as f64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::models::contract::{Expect, InputContract, PixelRange};
-
-    #[test]
-    fn the_contract_check_names_the_contract_and_the_fixes() {
-        let io = ModelIo {
-            in_channels: 3,
-            image_size: 8,
-            num_classes: 10,
-        };
-        let c = InputContract::new(PixelRange::Unit, true, &[0.5; 3], &[0.2; 3], &io);
-        assert_eq!(contract_problem(0.21, 100, 10, None, &c), None);
-        let why = contract_problem(0.12, 100, 10, None, &c).unwrap();
-        assert!(why.contains("below twice chance (20.0%)"), "{why}");
-        assert!(why.contains("normalised by robarch"), "{why}");
-        assert!(why.contains("`normalize: false`"), "{why}");
-        assert!(why.contains("`range: [0, 255]`"), "{why}");
-        let e = Expect {
-            clean: 0.85,
-            tolerance: 0.02,
-        };
-        assert_eq!(contract_problem(0.84, 100, 10, Some(&e), &c), None);
-        let why = contract_problem(0.80, 100, 10, Some(&e), &c).unwrap();
-        assert!(why.contains("outside `expect: {clean: 0.85, tolerance: 0.02}`"), "{why}");
-        // `expect:` replaces the floor: a model expected near chance passes there.
-        let e = Expect {
-            clean: 0.1,
-            tolerance: 0.1,
-        };
-        assert_eq!(contract_problem(0.05, 100, 10, Some(&e), &c), None);
-    }
-}

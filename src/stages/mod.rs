@@ -11,6 +11,7 @@ pub mod cost;
 pub mod evaluate;
 pub mod import;
 pub mod inputs;
+pub mod load;
 pub mod prepare;
 pub mod report;
 pub mod script;
@@ -197,6 +198,12 @@ pub fn rebuild(kind: &str, params: &Value, locations: &Value) -> Result<Box<dyn 
             Box::new(s)
         }
         "script" => Box::new(serde_json::from_value::<script::Script>(p).with_context(what)?),
+        "load" => {
+            let mut s: load::Load = serde_json::from_value(p).with_context(what)?;
+            s.file = serde_json::from_value(locations["file"].clone()).with_context(what)?;
+            s.name = serde_json::from_value(locations["name"].clone()).with_context(what)?;
+            Box::new(s)
+        }
         "train" => Box::new(serde_json::from_value::<train::Train>(p).with_context(what)?),
         "evaluate" => Box::new(serde_json::from_value::<evaluate::Evaluate>(p).with_context(what)?),
         "correlation" => {
@@ -282,6 +289,7 @@ mod tests {
             model: ModelParams {
                 arch: "torchscript".into(),
                 config: serde_json::json!({"file": "m.pt", "blake3": "ab"}),
+                weights: None,
             },
             io: ModelIo {
                 in_channels: 1,

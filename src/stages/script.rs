@@ -3,13 +3,12 @@
 //! TorchScript file of the user's. It runs the project's Python (the one whose `torch` wheel
 //! provides libtorch) in the worker; timm's version, the model, its kwargs, the dataset's shape and
 //! the seed of the initialisation are its key.
-#[cfg(feature = "torch")]
-use {super::StageContext, anyhow::Result, serde_json::Value};
 use super::StageKind;
 use crate::models::timm::{TimmConfig, TIMM_VERSION};
 use crate::models::{ModelIo, ModelParams};
 use serde::{Deserialize, Serialize};
-
+#[cfg(feature = "torch")]
+use {super::StageContext, anyhow::Result, serde_json::Value};
 
 #[derive(Serialize, Deserialize)]
 pub struct Script {
@@ -47,16 +46,6 @@ impl StageKind for Script {
     }
 }
 
-/// The Python interpreter of the environment libtorch comes from: `ROBARCH_PYTHON`, else the one
-/// the build found (`build.rs`), else `python3`.
-#[cfg(feature = "torch")]
-pub fn python() -> std::path::PathBuf {
-    std::env::var_os("ROBARCH_PYTHON")
-        .map(std::path::PathBuf::from)
-        .or_else(|| option_env!("ROBARCH_BUILD_PYTHON").map(std::path::PathBuf::from))
-        .unwrap_or_else(|| "python3".into())
-}
-
 #[cfg(feature = "torch")]
 impl super::TensorStage for Script {
     fn run(&self, cx: &StageContext) -> Result<Value> {
@@ -73,7 +62,7 @@ impl super::TensorStage for Script {
             "timm": self.timm,
             "out": cx.out.join(crate::models::saved::SCRIPT),
         });
-        let py = python();
+        let py = crate::torch::python();
         let out = std::process::Command::new(&py)
             .arg(&code)
             .arg(request.to_string())

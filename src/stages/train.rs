@@ -116,16 +116,27 @@ impl super::TensorStage for Train {
             &data.info.std,
             &self.params.io,
         );
+        let mut weights = None;
         if self.params.model.imported() {
             let init = cx.input("init")?;
             let imported = SavedModel::open(&init.dir)?.info;
             params.model = script_in(&imported.model, &init.dir);
             contract = imported.contract();
             saved = imported.model;
+        } else if self.params.model.weights.is_some() {
+            // Fine-tuning a loaded checkpoint: its weights, under its contract.
+            let init = cx.input("init")?;
+            contract = SavedModel::open(&init.dir)?.info.contract();
+            weights = Some(init.dir.join(WEIGHTS));
         }
+        let start = train::Start {
+            mean: &contract.mean,
+            std: &contract.std,
+            weights: weights.as_deref(),
+        };
         let trained = train::train_from(
             &params,
-            (&contract.mean, &contract.std),
+            &start,
             &data,
             cx.device(),
             &cx.checkpoints,

@@ -16,6 +16,16 @@ pub use autocast::autocast;
 pub use layout::{channels_last, is_channels_last};
 pub use seed::with_seed;
 
+/// The Python interpreter of the environment libtorch comes from (for the stages that run timm or
+/// read pickled checkpoints): `ROBARCH_PYTHON`, else the one the build found (`build.rs`), else
+/// `python3`.
+pub fn python() -> std::path::PathBuf {
+    std::env::var_os("ROBARCH_PYTHON")
+        .map(std::path::PathBuf::from)
+        .or_else(|| option_env!("ROBARCH_BUILD_PYTHON").map(std::path::PathBuf::from))
+        .unwrap_or_else(|| "python3".into())
+}
+
 /// The setting a result computed on `device` depends on beyond its inputs, written the way
 /// `cache::Provenance::setting` writes it: on CPU the intra-op thread count this thread's libtorch
 /// calls use and the CPU kernel path (`cpu, 2 threads, <kernel path>`); on a GPU the device kind.

@@ -293,18 +293,32 @@ mod net {
         progress: &StageProgress,
         on_epoch: EpochHook,
     ) -> Result<Trained> {
-        let norm = (&data.info.mean[..], &data.info.std[..]);
-        train_from(p, norm, data, device, ckpt_dir, progress, on_epoch)
+        let start = Start {
+            mean: &data.info.mean,
+            std: &data.info.std,
+            weights: None,
+        };
+        train_from(p, &start, data, device, ckpt_dir, progress, on_epoch)
+    }
+
+    /// What a training starts from besides its parameters.
+    pub struct Start<'a> {
+        /// The normalisation in front of the network ([0, 1] units): the dataset's statistics, or
+        /// an imported or loaded model's input contract.
+        pub mean: &'a [f64],
+        pub std: &'a [f64],
+        /// Initial weights (a loaded checkpoint's), instead of the seeded initialisation.
+        pub weights: Option<&'a Path>,
     }
 
     // Long because it is the epoch loop of the reference recipe in one place: resume, schedule,
     // the batch loop with its attack, the monitor, the checkpoint and the hook, in the order a
     // reader checks them against the authors' training code.
-    /// [`train`] with the normalisation in front of the network given (`(mean, std)`, [0, 1]
-    /// units): an imported module's input contract rather than the dataset's statistics.
+    /// [`train`] from `start`: an imported module's input contract rather than the dataset's
+    /// statistics, a loaded checkpoint's weights rather than the seeded initialisation.
     pub fn train_from(
         p: &TrainParams,
-        (mean, std): (&[f64], &[f64]),
+        start: &Start,
         data: &Prepared,
         device: Device,
         ckpt_dir: &Path,
@@ -314,11 +328,14 @@ mod net {
         let mut net = Network::new(
             &p.model,
             &p.io,
-            mean,
-            std,
+            start.mean,
+            start.std,
             device,
             crate::rng::derive(p.seed, &[0]),
         )?;
+        if let Some(w) = start.weights {
+            net.load(w)?;
+        }
         if p.uses_channels_last() {
             net.to_channels_last();
         }

@@ -9,6 +9,7 @@ mod attacks;
 mod attacks_crosscheck;
 mod byo_timm;
 mod byo_training;
+mod byo_weights;
 mod augment_crosscheck;
 mod cache;
 mod cli;
