@@ -1,7 +1,9 @@
 //! PGD-AT training throughput, robarch's training loop against a plain PyTorch implementation of
 //! the same loop (scripts/bench_train.py, with the reference definitions in
 //! scripts/reference_models/) on the same machine, threads, batch and model, measured in one run.
-//! Prints images/s of both and the ratio robarch/PyTorch.
+//! Prints images/s of both and the ratio robarch/PyTorch, and robarch's images/s training the
+//! same reference network as a TorchScript module (`arch: torchscript, train: true`) with the
+//! ratios scripted/native and scripted/PyTorch.
 //!
 //! Run: `scripts/bench-train.sh [--arch resnet18,vit] [--preset tiny|cifar|imagenet] [--batch 128]
 //!       [--iters 3] [--steps 10] [--threads N] [--device cpu|cuda] [--amp auto|bf16|off]
@@ -67,7 +69,7 @@ fn main() {
         "robarch: amp {amp}, channels_last {cl} (resolved per row); PyTorch: the same settings, and plain (float32, contiguous)"
     );
     println!(
-        "{:<12} {:>9} {:>5} {:>4} {:>14} {:>14} {:>7} {:>14} {:>7}",
+        "{:<12} {:>9} {:>5} {:>4} {:>14} {:>14} {:>7} {:>14} {:>7} {:>13} {:>10} {:>10}",
         "arch",
         "params",
         "amp",
@@ -76,7 +78,10 @@ fn main() {
         "pytorch img/s",
         "ratio",
         "plain img/s",
-        "ratio"
+        "ratio",
+        "script img/s",
+        "vs native",
+        "vs pytorch"
     );
     // Random uint8 images, as the prepare stage stores them.
     tch::manual_seed(0);
@@ -102,6 +107,7 @@ fn main() {
         },
     };
     let mut ratios = Vec::new();
+    let ckpt_dir = tempfile::tempdir().unwrap();
     for arch in &archs {
         let spec = ModelSpec {
             arch: Some(arch.clone()),
@@ -126,34 +132,64 @@ fn main() {
             "seed": 0, "amp": amp, "channels_last": cl,
         }))
         .expect("benchmark training parameters");
-        let ckpt = tempfile::tempdir().unwrap();
-        let stamps = Mutex::new(Vec::new());
-        let sync = || {
-            if let Device::Cuda(i) = device {
-                tch::Cuda::synchronize(i as i64);
-            }
+        // Images/s of the second of two epochs and the parameter count.
+        let run = |params: &TrainParams| -> (f64, i64) {
+            let ckpt = tempfile::tempdir().unwrap();
+            let stamps = Mutex::new(Vec::new());
+            let sync = || {
+                if let Device::Cuda(i) = device {
+                    tch::Cuda::synchronize(i as i64);
+                }
+            };
+            let t0 = Instant::now();
+            let net = train::train(
+                params,
+                &data,
+                device,
+                ckpt.path(),
+                &StageProgress::hidden(),
+                &|_| {
+                    sync();
+                    stamps.lock().unwrap().push(t0.elapsed().as_secs_f64());
+                },
+            )
+            .expect("robarch training")
+            .net;
+            let s = stamps.into_inner().unwrap();
+            (n as f64 / (s[1] - s[0]), net.num_parameters())
         };
-        let t0 = Instant::now();
-        let net = train::train(
-            &params,
-            &data,
-            device,
-            ckpt.path(),
-            &StageProgress::hidden(),
-            &|_| {
-                sync();
-                stamps.lock().unwrap().push(t0.elapsed().as_secs_f64());
-            },
-        )
-        .expect("robarch training")
-        .net;
-        let s = stamps.into_inner().unwrap();
-        let ours = n as f64 / (s[1] - s[0]);
-        let count = net.num_parameters();
-        drop(net);
+        let (ours, count) = run(&params);
         let kind = models::find(arch).unwrap().kind;
         let amp_on = params.amp.resolve(device).is_some();
         let cl_on = params.channels_last.resolve(kind);
+        // The same reference network, scripted, trained by the same loop under the settings the
+        // native one resolved to.
+        let scripted_file = ckpt_dir.path().join(format!("{arch}.pt"));
+        let req = serde_json::json!({
+            "family": models::find(arch).unwrap().family, "config": mp.config, "io": io,
+            "script_to": scripted_file,
+        });
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(req.to_string())
+            .output()
+            .expect("scripting the reference network");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut scripted_params = params.clone();
+        scripted_params.model = serde_json::from_value(serde_json::json!({
+            "arch": "torchscript",
+            "config": {"file": scripted_file, "normalize": true, "train": true},
+        }))
+        .expect("a TorchScript model");
+        scripted_params.amp =
+            serde_json::from_value(serde_json::json!(if amp_on { "bf16" } else { "off" })).unwrap();
+        scripted_params.channels_last =
+            serde_json::from_value(serde_json::json!(if cl_on { "on" } else { "off" })).unwrap();
+        let (scripted, _) = run(&scripted_params);
         let pytorch = |amp: bool, cl: bool| -> f64 {
             let req = serde_json::json!({
                 "family": models::find(arch).unwrap().family, "config": mp.config, "io": io,
@@ -180,7 +216,7 @@ fn main() {
         };
         ratios.push(ours / same);
         println!(
-            "{:<12} {:>8.2}M {:>5} {:>4} {:>14.1} {:>14.1} {:>7.2} {:>14.1} {:>7.2}",
+            "{:<12} {:>8.2}M {:>5} {:>4} {:>14.1} {:>14.1} {:>7.2} {:>14.1} {:>7.2} {:>13.1} {:>10.2} {:>10.2}",
             arch,
             count as f64 / 1e6,
             if amp_on { "bf16" } else { "off" },
@@ -189,7 +225,10 @@ fn main() {
             same,
             ours / same,
             plain,
-            ours / plain
+            ours / plain,
+            scripted,
+            scripted / ours,
+            scripted / same
         );
     }
     let geo = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();

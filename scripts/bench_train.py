@@ -2,6 +2,9 @@
 
 usage: bench_train.py '{"family", "config", "io", "batch", "iters", "steps", "threads", "device",
                          "amp", "channels_last"}'
+       bench_train.py '{"family", "config", "io", "script_to"}'
+The second form saves the reference network, scripted (torch.jit.script), for robarch to train as
+a TorchScript module (`arch: torchscript, train: true`).
 One step: PGD-ℓ∞ (ε 8/255, step 2/255, random start) with the model in eval mode, then a
 train-mode forward on the adversarial batch, cross-entropy, backward, AdamW step, and the loss read
 back (as a training loop logs it); `amp`: forward passes under torch.autocast(bfloat16);
@@ -34,6 +37,9 @@ def pgd(m, x, y, eps, alpha, steps, amp):
 
 def main():
     r = json.loads(sys.argv[1])
+    if "script_to" in r:
+        torch.jit.script(reference_models.build(r["family"], r["config"], r["io"])).save(r["script_to"])
+        return
     torch.set_num_threads(r["threads"])
     dev = torch.device("cuda" if r["device"] == "cuda" else "cpu")
     io = r["io"]

@@ -278,6 +278,8 @@ mod tests {
                 "analyse.rs:pub analysis: &'static Entry,",
                 "import.rs:pub file: PathBuf,",
                 "inputs.rs:pub curve: Option<CurvePoint>,",
+                "load.rs:pub file: PathBuf,",
+                "load.rs:pub name: String,",
                 "prepare.rs:pub root: Option<PathBuf>,"
             ]
         );
