@@ -299,64 +299,32 @@ impl<'a> Builder<'a> {
         prep: NodeIndex,
         hashes: &mut data::fingerprint::HashState,
     ) -> Vec<Trained> {
-        let (s, r) = (&self.l.spec, &self.l.resolved);
         let mut trained = Vec::new();
         // An imported model comes into the cache first; it is evaluated as it is, or is the
         // initial network of its training stages.
         let mut init = None;
         let mut mp = mp.clone();
-        if mp.weights.is_some() {
-            match stages::load::Load::plan(&self.l.path, mname, &mp, io, hashes) {
-                Ok(st) => {
-                    let canonical = st.model.clone();
-                    let ix = self.add(format!("load/{dname}/{mname}"), Box::new(st), vec![("data", prep)]);
-                    if !mp.trains() {
-                        trained.push(Trained {
-                            name: stages::import::TRAINING_LABEL.to_string(),
-                            ix,
-                            attack: None,
-                            seed: None,
-                        });
-                        return trained;
-                    }
-                    init = Some(ix);
-                    mp = canonical;
-                }
-                Err(p) => {
-                    self.problems.push(p);
-                    return trained;
-                }
+        match self.outside(dname, mname, &mp, io, prep, hashes) {
+            Err(p) => {
+                self.problems.push(p);
+                return trained;
             }
-        } else if mp.imported() {
-            match stages::import::Import::plan(&self.l.path, mname, &mp, io, hashes) {
-                Ok(st) => {
-                    let canonical = st.model.clone();
-                    let mut inputs = vec![("data", prep)];
-                    if mp.arch == models::timm::TIMM.name {
-                        let script = stages::script::Script::new(&mp, io, s.seed);
-                        let ix = self.add(format!("script/{dname}/{mname}"), Box::new(script), vec![]);
-                        inputs.push(("script", ix));
-                    }
-                    let id = format!("import/{dname}/{mname}");
-                    let ix = self.add(id, Box::new(st), inputs);
-                    if !mp.trains() {
-                        trained.push(Trained {
-                            name: stages::import::TRAINING_LABEL.to_string(),
-                            ix,
-                            attack: None,
-                            seed: None,
-                        });
-                        return trained;
-                    }
-                    init = Some(ix);
-                    mp = canonical;
-                }
-                Err(p) => {
-                    self.problems.push(p);
-                    return trained;
-                }
+            Ok(None) => {}
+            Ok(Some((ix, _))) if !mp.trains() => {
+                trained.push(Trained {
+                    name: stages::import::TRAINING_LABEL.to_string(),
+                    ix,
+                    attack: None,
+                    seed: None,
+                });
+                return trained;
+            }
+            Ok(Some((ix, canonical))) => {
+                init = Some(ix);
+                mp = canonical;
             }
         }
+        let (s, r) = (&self.l.spec, &self.l.resolved);
         for (tname, seed) in s
             .training
             .keys()
@@ -376,6 +344,40 @@ impl<'a> Builder<'a> {
             });
         }
         trained
+    }
+
+    /// The stage that brings a model from outside the cache: `load` for a native model with
+    /// `weights:`, `import` (after `script` for a timm model) for a TorchScript or timm one;
+    /// `None` for a native model trained from scratch. With it, the model's canonical params (the
+    /// file's name and hash in place of its path).
+    fn outside(
+        &mut self,
+        dname: &str,
+        mname: &str,
+        mp: &models::ModelParams,
+        io: models::ModelIo,
+        prep: NodeIndex,
+        hashes: &mut data::fingerprint::HashState,
+    ) -> Result<Option<(NodeIndex, models::ModelParams)>, spec::Problem> {
+        if mp.weights.is_some() {
+            let st = stages::load::Load::plan(&self.l.path, mname, mp, io, hashes)?;
+            let canonical = st.model.clone();
+            let ix = self.add(format!("load/{dname}/{mname}"), Box::new(st), vec![("data", prep)]);
+            return Ok(Some((ix, canonical)));
+        }
+        if !mp.imported() {
+            return Ok(None);
+        }
+        let st = stages::import::Import::plan(&self.l.path, mname, mp, io, hashes)?;
+        let canonical = st.model.clone();
+        let mut inputs = vec![("data", prep)];
+        if mp.arch == models::timm::TIMM.name {
+            let script = stages::script::Script::new(mp, io, self.l.spec.seed);
+            let ix = self.add(format!("script/{dname}/{mname}"), Box::new(script), vec![]);
+            inputs.push(("script", ix));
+        }
+        let ix = self.add(format!("import/{dname}/{mname}"), Box::new(st), inputs);
+        Ok(Some((ix, canonical)))
     }
 
     /// What follows a trained model: its history (the report's), every per-model analysis,

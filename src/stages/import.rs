@@ -57,21 +57,15 @@ impl Import {
         let field = ["models", name, "file"];
         let mut c: TorchScriptConfig = serde_json::from_value(mp.config.clone())
             .map_err(|e| Problem::new(&field, e.to_string()))?;
-        let dir = pipeline.parent().unwrap_or(Path::new("."));
-        let file = dir.join(&c.file);
-        if !file.is_file() {
-            return Err(Problem::new(&field, format!("no such file: {}", file.display()))
-                .hint("paths are relative to the pipeline file; export one with torch.jit.script(model).save(path)"));
-        }
-        let parent = file.parent().unwrap_or(Path::new("."));
-        let hash = hashes
-            .fingerprint(parent, std::slice::from_ref(&file))
-            .map_err(|e| Problem::new(&field, format!("{e:#}")))?;
-        c.file = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        c.blake3 = Some(hash);
+        let file = super::OutsideFile::pin(
+            pipeline,
+            &c.file,
+            &field,
+            "paths are relative to the pipeline file; export one with torch.jit.script(model).save(path)",
+            hashes,
+        )?;
+        c.file = file.name;
+        c.blake3 = Some(file.blake3);
         Ok(Import {
             model: ModelParams {
                 arch: mp.arch.clone(),
@@ -79,7 +73,7 @@ impl Import {
                 weights: None,
             },
             io,
-            file,
+            file: file.path,
         })
     }
 }

@@ -49,28 +49,22 @@ impl Load {
     ) -> std::result::Result<Load, Problem> {
         let field = ["models", name, "weights", "file"];
         let mut w = mp.weights.clone().expect("a model with weights");
-        let dir = pipeline.parent().unwrap_or(Path::new("."));
-        let file = dir.join(&w.file);
-        if !file.is_file() {
-            return Err(Problem::new(&field, format!("no such file: {}", file.display()))
-                .hint("paths are relative to the pipeline file; save one with torch.save(model.state_dict(), path)"));
-        }
-        let parent = file.parent().unwrap_or(Path::new("."));
-        let hash = hashes
-            .fingerprint(parent, std::slice::from_ref(&file))
-            .map_err(|e| Problem::new(&field, format!("{e:#}")))?;
-        w.file = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        w.blake3 = Some(hash);
+        let file = super::OutsideFile::pin(
+            pipeline,
+            &w.file,
+            &field,
+            "paths are relative to the pipeline file; save one with torch.save(model.state_dict(), path)",
+            hashes,
+        )?;
+        w.file = file.name;
+        w.blake3 = Some(file.blake3);
         Ok(Load {
             model: ModelParams {
                 weights: Some(w),
                 ..mp.clone()
             },
             io,
-            file,
+            file: file.path,
             name: name.to_string(),
         })
     }

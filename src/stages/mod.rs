@@ -180,6 +180,41 @@ impl<T: StageKind> Stage for T {
 
 pub use crate::cache::write_json;
 
+/// A file a model entry names outside the cache (a TorchScript module, a checkpoint), found at
+/// plan time: where it is now, and the file name and blake3 that go into the key (moving the file
+/// re-runs nothing; new bytes re-run what reads it).
+pub struct OutsideFile {
+    pub path: PathBuf,
+    pub name: String,
+    pub blake3: String,
+}
+
+impl OutsideFile {
+    /// Resolves `rel` against the pipeline's directory and hashes it; a missing file is a problem
+    /// at `field` with `hint` (how to write one).
+    pub fn pin(
+        pipeline: &Path,
+        rel: &str,
+        field: &[&str],
+        hint: &str,
+        hashes: &mut crate::data::fingerprint::HashState,
+    ) -> std::result::Result<Self, crate::vocab::Problem> {
+        use crate::vocab::Problem;
+        let path = pipeline.parent().unwrap_or(Path::new(".")).join(rel);
+        if !path.is_file() {
+            return Err(Problem::new(field, format!("no such file: {}", path.display())).hint(hint));
+        }
+        let blake3 = hashes
+            .fingerprint(path.parent().unwrap_or(Path::new(".")), std::slice::from_ref(&path))
+            .map_err(|e| Problem::new(field, format!("{e:#}")))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(Self { path, name, blake3 })
+    }
+}
+
 /// Makes a stage again from what its key holds (`kind`, its parameters) and its
 /// [`StageKind::locations`]: the stage the control plane planned, as a worker (or a Slurm job,
 /// which also runs the report and the correlation) runs it.

@@ -4,7 +4,7 @@
 //! final weights, BatchNorm statistics and test accuracy agree. The analyses classify the modules'
 //! parameters from their structure, and `export` writes the trained module.
 use crate::common::*;
-use robarch::models::{self, ModelIo, Network};
+use robarch::models::{ModelIo, Network};
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 
@@ -162,18 +162,6 @@ analysis:
   sparsity:
   bounds: {attack: clean}
 "#;
-
-fn py(args: &[&str]) {
-    let out = std::process::Command::new(python())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python {args:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn scripted_modules_train_as_a_pytorch_loop_does() {
@@ -382,17 +370,7 @@ torch.jit.script(m).save(r"{}")
         pt.display()
     );
     py(&["-c", &code]);
-    let mut over = BTreeMap::new();
-    over.insert(
-        "file".to_string(),
-        serde_yaml::Value::from(pt.to_string_lossy().as_ref()),
-    );
-    let spec = robarch::spec::ModelSpec {
-        arch: Some("torchscript".into()),
-        preset: "file".into(),
-        overrides: over,
-    };
-    let params = models::resolve("m", &spec).unwrap();
+    let params = torchscript_params(&pt);
     let io = ModelIo {
         in_channels: 1,
         image_size: 4,

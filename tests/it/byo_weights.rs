@@ -100,20 +100,12 @@ fn reference_checkpoints_load_with_the_references_logits() {
     );
     p.write("write.py", WRITE);
     let refs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts");
-    let out = std::process::Command::new(python())
-        .args([
-            p.path("write.py").to_string_lossy().as_ref(),
-            refs.to_string_lossy().as_ref(),
-            p.path("jobs.json").to_string_lossy().as_ref(),
-            p.path("ckpt").to_string_lossy().as_ref(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    py(&[
+        p.path("write.py").to_string_lossy().as_ref(),
+        refs.to_string_lossy().as_ref(),
+        p.path("jobs.json").to_string_lossy().as_ref(),
+        p.path("ckpt").to_string_lossy().as_ref(),
+    ]);
     p.write("p.yaml", &yaml);
     let out = p.ok(&["run", "--format", "json", "p.yaml"]);
     let ran = stages(&out, "ran");
@@ -129,6 +121,7 @@ fn reference_checkpoints_load_with_the_references_logits() {
             .into_iter()
             .collect();
     let x = &logits["x"];
+    let mut worst = 0f64;
     for arch in jobs.keys() {
         let entry = entry_dir(&p, "p.yaml", &format!("load/digits/{arch}"));
         let net = saved::load(&entry, Checkpoint::Last, Device::Cpu).unwrap();
@@ -136,6 +129,7 @@ fn reference_checkpoints_load_with_the_references_logits() {
         let want = &logits[arch];
         let scale = f64::try_from(want.abs().max()).unwrap().max(1.0);
         let err = f64::try_from((&y - want).abs().max()).unwrap() / scale;
+        worst = worst.max(err);
         // The same function on the same CPU: float32 op order only (as in the models' cross-check).
         assert!(
             err < 1e-5,
@@ -145,6 +139,7 @@ fn reference_checkpoints_load_with_the_references_logits() {
             serde_json::from_slice(&std::fs::read(entry.join("model.json")).unwrap()).unwrap();
         assert_eq!(info["input"]["normalization"], "none", "{arch}: {info}");
     }
+    println!("largest relative logit difference from a reference: {worst:.2e}");
 
     // Fine-tuning starts from the checkpoint: one epoch at a small learning rate stays near it.
     let loaded = saved::load(

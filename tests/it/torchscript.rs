@@ -2,7 +2,7 @@
 //! usable in a pipeline, where an `import` stage replaces training and the attacks and analyses
 //! run on them.
 use crate::common::*;
-use robarch::models::{self, ModelIo, Network};
+use robarch::models::{ModelIo, Network};
 use std::path::Path;
 use tch::{Device, Tensor};
 
@@ -25,15 +25,7 @@ save_file({{"x": x, "y": m(x).detach()}}, r"{pt}.io.safetensors")
 "#,
         pt = pt.display()
     );
-    let out = std::process::Command::new(python())
-        .args(["-c", &code])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    py(&["-c", &code]);
 }
 
 #[test]
@@ -41,17 +33,7 @@ fn torchscript_model_matches_pytorch_and_exposes_its_parameters() {
     let dir = tempfile::tempdir().unwrap();
     let pt = dir.path().join("m.pt");
     export(&pt, 3, 16, 4, 1);
-    let mut over = std::collections::BTreeMap::new();
-    over.insert(
-        "file".to_string(),
-        serde_yaml::Value::from(pt.to_string_lossy().as_ref()),
-    );
-    let spec = robarch::spec::ModelSpec {
-        arch: Some("torchscript".into()),
-        preset: "file".into(),
-        overrides: over,
-    };
-    let p = models::resolve("ext", &spec).unwrap();
+    let p = torchscript_params(&pt);
     let io = ModelIo {
         in_channels: 3,
         image_size: 16,

@@ -197,6 +197,31 @@ pub fn python() -> PathBuf {
     venv.join("bin/python")
 }
 
+/// Runs the `.venv` interpreter with `args`, which must succeed.
+pub fn py(args: &[&str]) {
+    let out = Command::new(python()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "python {args:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The resolved parameters of a `torchscript` model entry for the module saved at `file`.
+pub fn torchscript_params(file: &Path) -> robarch::models::ModelParams {
+    let mut over = BTreeMap::new();
+    over.insert(
+        "file".to_string(),
+        serde_yaml::Value::from(file.to_string_lossy().as_ref()),
+    );
+    let spec = robarch::spec::ModelSpec {
+        arch: Some("torchscript".into()),
+        preset: "file".into(),
+        overrides: over,
+    };
+    robarch::models::resolve("m", &spec).unwrap()
+}
+
 /// Runs `yaml` as `bad.yaml`, which must fail with every string of `expect` on stderr and write
 /// no cache entry.
 pub fn fails(p: &Project, yaml: &str, expect: &[&str]) {
