@@ -221,7 +221,7 @@ mod net {
             );
             let y = tch::no_grad(|| module.forward_ts(&[x])).with_context(|| {
                 format!(
-                    "{}: forward on a [2, {}, {}, {}] batch failed",
+                    "{}: forward on a [2, {}, {}, {}] batch failed; the module must take the dataset's images at this size and channel count (set the dataset's `resolution`, or build the module for it)",
                     file.display(),
                     io.in_channels,
                     io.image_size,
@@ -230,9 +230,10 @@ mod net {
             })?;
             anyhow::ensure!(
                 y.size() == [2, io.num_classes],
-                "{}: the module returns shape {:?} for a batch of 2, expected [2, {}] logits (one per class)",
+                "{}: the module returns shape {:?} for a batch of 2, expected [2, {}] logits (one per class); give it a last layer of {} outputs, the dataset's classes, and return the logits alone (not a tuple or a dict)",
                 file.display(),
                 y.size(),
+                io.num_classes,
                 io.num_classes
             );
             Ok(Script {

@@ -372,7 +372,7 @@ impl<'a> Builder<'a> {
         let canonical = st.model.clone();
         let mut inputs = vec![("data", prep)];
         if mp.arch == models::timm::TIMM.name {
-            let script = stages::script::Script::new(mp, io, self.l.spec.seed);
+            let script = stages::script::Script::new(mname, mp, io, self.l.spec.seed);
             let ix = self.add(format!("script/{dname}/{mname}"), Box::new(script), vec![]);
             inputs.push(("script", ix));
         }

@@ -35,6 +35,9 @@ pub struct Import {
     /// moving the file does not re-import it.
     #[serde(skip)]
     pub file: PathBuf,
+    /// Not part of the key: the model's name in the pipeline, for messages.
+    #[serde(skip)]
+    pub name: String,
 }
 
 impl Import {
@@ -52,6 +55,7 @@ impl Import {
                 model: mp.clone(),
                 io,
                 file: PathBuf::new(),
+                name: name.to_string(),
             });
         }
         let field = ["models", name, "file"];
@@ -74,6 +78,7 @@ impl Import {
             },
             io,
             file: file.path,
+            name: name.to_string(),
         })
     }
 }
@@ -93,7 +98,7 @@ impl StageKind for Import {
         Some(0.0)
     }
     fn locations(&self) -> serde_json::Value {
-        serde_json::json!({ "file": self.file })
+        serde_json::json!({ "file": self.file, "name": self.name })
     }
     fn work(&self) -> super::Work<'_> {
         super::in_worker(self)
@@ -158,6 +163,11 @@ impl super::TensorStage for Import {
             num_parameters: 0,
             input: Some(contract.clone()),
         };
+        // Where the spec names the module: its file, or the timm model it was scripted from.
+        let field = match cx.input("script") {
+            Ok(_) => format!("models.{}.model", self.name),
+            Err(_) => format!("models.{}.file", self.name),
+        };
         // Loading checks the file is TorchScript and maps this dataset's images to its classes.
         let net = Network::new(
             &script_in(&info.model, cx.out),
@@ -167,7 +177,7 @@ impl super::TensorStage for Import {
             tch::Device::Cpu,
             0,
         )
-        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        .map_err(|e| anyhow::anyhow!("{field}: {e:#}"))?;
         info.num_parameters = net.num_parameters();
         let mut summary = json!({"num_parameters": info.num_parameters});
         if !self.model.trains() {
@@ -176,7 +186,7 @@ impl super::TensorStage for Import {
             if let Some(why) =
                 contract::problem(acc, n, self.io.num_classes, c.expect.as_ref(), &contract)
             {
-                anyhow::bail!("{why}");
+                anyhow::bail!("{field}: {why}");
             }
             summary["clean_accuracy_check"] = json!({"points": n, "accuracy": acc});
         }

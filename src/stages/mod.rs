@@ -230,9 +230,14 @@ pub fn rebuild(kind: &str, params: &Value, locations: &Value) -> Result<Box<dyn 
         "import" => {
             let mut s: import::Import = serde_json::from_value(p).with_context(what)?;
             s.file = serde_json::from_value(locations["file"].clone()).with_context(what)?;
+            s.name = serde_json::from_value(locations["name"].clone()).with_context(what)?;
             Box::new(s)
         }
-        "script" => Box::new(serde_json::from_value::<script::Script>(p).with_context(what)?),
+        "script" => {
+            let mut s: script::Script = serde_json::from_value(p).with_context(what)?;
+            s.name = serde_json::from_value(locations["name"].clone()).with_context(what)?;
+            Box::new(s)
+        }
         "load" => {
             let mut s: load::Load = serde_json::from_value(p).with_context(what)?;
             s.file = serde_json::from_value(locations["file"].clone()).with_context(what)?;
@@ -312,10 +317,12 @@ mod tests {
             [
                 "analyse.rs:pub analysis: &'static Entry,",
                 "import.rs:pub file: PathBuf,",
+                "import.rs:pub name: String,",
                 "inputs.rs:pub curve: Option<CurvePoint>,",
                 "load.rs:pub file: PathBuf,",
                 "load.rs:pub name: String,",
-                "prepare.rs:pub root: Option<PathBuf>,"
+                "prepare.rs:pub root: Option<PathBuf>,",
+                "script.rs:pub name: String,"
             ]
         );
     }
@@ -334,6 +341,7 @@ mod tests {
                 num_classes: 10,
             },
             file: PathBuf::from(file),
+            name: file.to_string(),
         };
         let p = Stage::params(&import("/a/m.pt"));
         assert_eq!(p, Stage::params(&import("/b/m.pt")));

@@ -18,10 +18,13 @@ pub struct Script {
     pub io: ModelIo,
     /// Seeds timm's initialisation: the initial weights of the training that follows.
     pub seed: u64,
+    /// Not part of the key: the model's name in the pipeline, for messages.
+    #[serde(skip)]
+    pub name: String,
 }
 
 impl Script {
-    pub fn new(mp: &ModelParams, io: ModelIo, seed: u64) -> Script {
+    pub fn new(name: &str, mp: &ModelParams, io: ModelIo, seed: u64) -> Script {
         let c: TimmConfig =
             serde_json::from_value(mp.config.clone()).expect("a checked timm config");
         Script {
@@ -30,6 +33,7 @@ impl Script {
             kwargs: c.kwargs,
             io,
             seed,
+            name: name.to_string(),
         }
     }
 }
@@ -40,6 +44,9 @@ impl StageKind for Script {
     }
     fn version(&self) -> u32 {
         1
+    }
+    fn locations(&self) -> serde_json::Value {
+        serde_json::json!({ "name": self.name })
     }
     fn work(&self) -> super::Work<'_> {
         super::in_worker(self)
@@ -72,13 +79,14 @@ impl super::TensorStage for Script {
         if !out.status.success() {
             let msg = String::from_utf8_lossy(&out.stderr);
             let last = msg.trim().lines().last().unwrap_or("").to_string();
+            let field = format!("models.{}.model", self.name);
             match out.status.code() {
                 Some(5) => anyhow::bail!(
-                    "timm model `{}` cannot be scripted (torch.jit.script): {last}; trace it in Python instead (torch.jit.trace(model, example).save(path)) and give the file as `arch: torchscript, file: …, train: true`",
+                    "{field}: timm model `{}` cannot be scripted (torch.jit.script): {last}; trace it in Python instead (torch.jit.trace(model, example).save(path)) and give the file as `arch: torchscript, file: …, train: true`",
                     self.model
                 ),
-                Some(3 | 4) => anyhow::bail!("{last}"),
-                _ => anyhow::bail!("building timm model `{}`: {}", self.model, msg.trim()),
+                Some(3 | 4) => anyhow::bail!("{field}: {last}"),
+                _ => anyhow::bail!("{field}: building timm model `{}`: {}", self.model, msg.trim()),
             }
         }
         let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);

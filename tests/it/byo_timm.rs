@@ -98,6 +98,7 @@ fn a_model_timm_cannot_script_fails_its_stage_with_a_hint() {
     assert!(!out.status.success());
     let err = format!("{}{}", stdout(&out), stderr(&out));
     assert!(err.contains("script/digits/hiera"), "{err}");
+    assert!(err.contains("models.hiera.model: "), "{err}");
     assert!(err.contains("cannot be scripted"), "{err}");
     assert!(err.contains("torch.jit.trace"), "{err}");
     let committed = stages(&out, "ran");

@@ -140,9 +140,31 @@ fn pipeline_imports_evaluates_and_reimports_on_change() {
     assert!(!out.status.success());
     let err = format!("{}{}", stdout(&out), stderr(&out));
     assert!(err.contains("import/digits/ext"), "{err}");
+    assert!(err.contains("models.ext.file: "), "{err}");
     assert!(err.contains("below twice chance"), "{err}");
     assert!(err.contains("not normalised by robarch"), "{err}");
-    assert!(err.contains("`normalize: true`") && err.contains("`range: [0, 255]`"), "{err}");
+    assert!(
+        err.contains("`normalize: true`") && err.contains("`range: [0, 255]`"),
+        "{err}"
+    );
+    assert_eq!(p.entries(), before, "a failed import left an entry");
+
+    // A module with one output too few for the dataset's classes: located at its file, with the
+    // shape it returned; nothing is committed.
+    export(&p.path("models/five.pt"), 1, 8, 5, 1);
+    p.write(
+        "s.yaml",
+        &PIPELINE.replace("models/ext.pt", "models/five.pt"),
+    );
+    let out = p.run(&["run", "--format", "json", "s.yaml"]);
+    assert!(!out.status.success());
+    let err = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        err.contains("models.ext.file: ")
+            && err.contains("expected [2, 10] logits (one per class)")
+            && err.contains("last layer of 10 outputs"),
+        "{err}"
+    );
     assert_eq!(p.entries(), before, "a failed import left an entry");
 
     // A missing file is a located spec error; nothing is written.
