@@ -7,6 +7,7 @@ pub mod executor;
 pub mod locate;
 pub mod recipe;
 pub mod resolved;
+pub mod syntax;
 pub use crate::analysis::spec as analysis;
 pub use crate::analysis::spec::AnalysisSpec;
 pub use evaluation::{EvaluationSpec, Only};
@@ -175,9 +176,10 @@ pub fn load_str(path: &Path, source: String) -> anyhow::Result<Loaded> {
 /// Parses YAML into a [`Spec`], turning serde errors into located, hinted messages. Training
 /// entries naming a `recipe` are expanded first (see [`recipe`]).
 pub fn parse(path: &Path, source: &str) -> Result<Spec, SpecError> {
-    let error = |msg: String, loc: String| {
+    let error = |msg: String, loc: String, at: &[String]| {
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        let hint = unknown_name_hint(&msg)
+        let hint = syntax::misplaced_hint(&msg, at)
+            .or_else(|| unknown_name_hint(&msg))
             .or_else(|| type_hint(&msg))
             .or_else(|| missing_hint(&msg))
             .map(|h| format!(" ({h})"))
@@ -192,9 +194,41 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, SpecError> {
             .location()
             .map(|l| format!(":{}:{}", l.line(), l.column()))
             .unwrap_or_default();
-        error(e.to_string(), loc)
+        error(e.to_string(), loc, &[])
     };
-    let mut root: serde_yaml::Value = serde_yaml::from_str(source).map_err(from_str)?;
+    // Not YAML at all: the line with a caret under the column, and the likely cause.
+    let syntax_error = |e: serde_yaml::Error| {
+        let Some(l) = e.location() else {
+            return from_str(e);
+        };
+        let msg = e.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        let excerpt = syntax::excerpt(source, l.line(), l.column())
+            .map(|x| format!("\n{x}"))
+            .unwrap_or_default();
+        let Some(hint) = syntax::cause(source, l.line(), l.column(), &msg) else {
+            // YAML, but a value no field takes (a number beyond 64 bits): serde's hints.
+            let (line, column) = (l.line(), l.column());
+            let mut located = from_str(e);
+            if let Some(first) = located.lines.first_mut() {
+                if first.contains(&format!(":{line}:{column}:")) {
+                    first.push_str(&excerpt);
+                }
+            }
+            return located;
+        };
+        let hint = format!(" ({hint})");
+        SpecError {
+            file: path.to_path_buf(),
+            lines: vec![format!(
+                "{}:{}:{}: {msg}{hint}{excerpt}",
+                path.display(),
+                l.line(),
+                l.column()
+            )],
+        }
+    };
+    let mut root: serde_yaml::Value = serde_yaml::from_str(source).map_err(syntax_error)?;
     if root.is_null() {
         return Err(SpecError {
             file: path.to_path_buf(),
@@ -225,7 +259,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, SpecError> {
             } else {
                 format!("{}: {msg}", parts.join("."))
             };
-            error(msg, loc)
+            error(msg, loc, &parts)
         })?
     } else {
         serde_yaml::from_str(source).map_err(from_str)?
@@ -307,11 +341,19 @@ pub fn located(path: &Path, source: &str, problems: &[Problem]) -> SpecError {
             let pos = locate::locate(source, &p.path)
                 .map(|p| format!(":{}:{}", p.line, p.col))
                 .unwrap_or_default();
-            let hint = p
-                .hint
-                .as_ref()
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default();
+            // A field known elsewhere (`epochs` under a model): where it belongs.
+            let misplaced = match p.path.split_last() {
+                Some((field, above)) if p.message.starts_with("unknown field") => {
+                    syntax::misplaced_hint(&format!("unknown field `{field}`"), above)
+                }
+                _ => None,
+            };
+            let hint = match (&p.hint, misplaced) {
+                (Some(h), Some(m)) => format!(" ({h}; {m})"),
+                (Some(h), None) => format!(" ({h})"),
+                (None, Some(m)) => format!(" ({m})"),
+                (None, None) => String::new(),
+            };
             format!(
                 "{}{pos}: {}: {}{hint}",
                 path.display(),
