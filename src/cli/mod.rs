@@ -655,11 +655,11 @@ fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
         let job = jobs.get(&n.id);
         match a.format {
             Format::Text => {
-                let why = state.why();
-                let why = if why.is_empty() {
-                    why
-                } else {
-                    format!("  ({why})")
+                // One cause inline; several, one a line under the stage.
+                let causes = state.causes();
+                let why = match causes.as_slice() {
+                    [one] => format!("  ({one})"),
+                    _ => String::new(),
                 };
                 let job = job
                     .map(|(_, label, f)| {
@@ -678,6 +678,11 @@ fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
                     crate::plan::cost::human(flops),
                     n.id
                 );
+                if causes.len() > 1 {
+                    for c in &causes {
+                        println!("{:<22}- {c}", "");
+                    }
+                }
             }
             Format::Json => {
                 let mut v =

@@ -55,6 +55,31 @@ fn changing_one_eps_reruns_exactly_that_attack_and_the_report() {
             "old": "0.03137254901960784", "new": "0.01568627450980392"}]),
     );
     assert_eq!(status["train/digits/resnet18/at"]["state"], "cached");
+    // As text: one short line per cause, the changed value inline, the report's causes under it.
+    let text = stdout(&p.ok(&["status", "p.yaml"]));
+    assert!(
+        text.lines().any(|l| l.starts_with("stale")
+            && l.ends_with("eval/digits/resnet18/at/fgsm/test  (`attack.eps` 0.03137254901960784 → 0.01568627450980392)")),
+        "{text}"
+    );
+    // A new attack: the report says what was added, not the lists before and after.
+    p.write(
+        "p.yaml",
+        &TINY.replace("fgsm: {eps: 8/255}", "fgsm: {eps: 4/255}\n    mim: {eps: 8/255, steps: 2}"),
+    );
+    let text = stdout(&p.ok(&["status", "p.yaml"]));
+    let report = text.lines().skip_while(|l| !l.ends_with("  report")).collect::<Vec<_>>();
+    assert!(
+        report
+            .iter()
+            .any(|l| l.starts_with("     ") && l.trim() == "- attack `mim` added: 2 new evaluations"),
+        "{text}"
+    );
+    assert!(report.iter().all(|l| l.len() < 200), "{text}");
+    p.write(
+        "p.yaml",
+        &TINY.replace("fgsm: {eps: 8/255}", "fgsm: {eps: 4/255}"),
+    );
     let out = p.ok(&["run", "--format", "json", "p.yaml"]);
     assert_eq!(
         stages(&out, "ran"),
