@@ -21,8 +21,12 @@ def build(c, io):
     if c["stem"] == "cifar":
         m.conv1 = nn.Conv2d(io["in_channels"], widths[0], 3, 1, 1, bias=False)
         m.maxpool = nn.Identity()
-    if len(layers) == 4:
-        return m  # torchvision's own forward, which torch.jit.script accepts
+    if len(layers) <= 4:
+        # torchvision's own forward, which torch.jit.script accepts: stages a preset does not
+        # have pass their input through (no parameters, so the state dict is unchanged).
+        for i in range(len(layers), 4):
+            setattr(m, f"layer{i + 1}", nn.Identity())
+        return m
     stages = [getattr(m, f"layer{i + 1}") for i in range(len(layers))]
 
     def forward(x):
