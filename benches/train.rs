@@ -62,6 +62,20 @@ fn main() {
     let python = common::python();
     let script =
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join("scripts/bench_train.py");
+    // scripts/bench_train.py on one request: its standard output.
+    let reference = |req: serde_json::Value| -> String {
+        let out = std::process::Command::new(&python)
+            .arg(&script)
+            .arg(req.to_string())
+            .output()
+            .expect("running scripts/bench_train.py");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
     println!(
         "PGD-AT (ℓ∞ 8/255, {steps} steps, eval-mode attack) + AdamW, {preset} preset {size}px, batch {batch}, {iters} timed steps, {threads} threads, device {dev}"
     );
@@ -165,20 +179,10 @@ fn main() {
         // The same reference network, scripted, trained by the same loop under the settings the
         // native one resolved to.
         let scripted_file = ckpt_dir.path().join(format!("{arch}.pt"));
-        let req = serde_json::json!({
+        reference(serde_json::json!({
             "family": models::find(arch).unwrap().family, "config": mp.config, "io": io,
             "script_to": scripted_file,
-        });
-        let out = std::process::Command::new(&python)
-            .arg(&script)
-            .arg(req.to_string())
-            .output()
-            .expect("scripting the reference network");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        }));
         let mut scripted_params = params.clone();
         scripted_params.model = serde_json::from_value(serde_json::json!({
             "arch": "torchscript",
@@ -191,22 +195,14 @@ fn main() {
             serde_json::from_value(serde_json::json!(if cl_on { "on" } else { "off" })).unwrap();
         let (scripted, _) = run(&scripted_params);
         let pytorch = |amp: bool, cl: bool| -> f64 {
-            let req = serde_json::json!({
+            reference(serde_json::json!({
                 "family": models::find(arch).unwrap().family, "config": mp.config, "io": io,
                 "batch": batch, "iters": iters, "steps": steps, "threads": threads, "device": dev,
                 "amp": amp, "channels_last": cl,
-            });
-            let out = std::process::Command::new(&python)
-                .arg(&script)
-                .arg(req.to_string())
-                .output()
-                .expect("running the PyTorch side");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+            }))
+            .trim()
+            .parse()
+            .unwrap()
         };
         let same = pytorch(amp_on, cl_on);
         let plain = if amp_on || cl_on {

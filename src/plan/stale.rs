@@ -121,11 +121,15 @@ fn short(v: &str) -> String {
 /// names by the names.
 fn list_causes(path: &str, old: &[serde_json::Value], new: &[serde_json::Value]) -> Vec<String> {
     use serde_json::Value;
-    let id = |v: &Value| v.get("role").map_or_else(|| v.to_string(), Value::to_string);
-    let ids = |l: &[Value]| l.iter().map(id).collect::<std::collections::BTreeSet<_>>();
-    let (old_ids, new_ids) = (ids(old), ids(new));
-    let added: Vec<&Value> = new.iter().filter(|v| !old_ids.contains(&id(v))).collect();
-    let removed: Vec<&Value> = old.iter().filter(|v| !new_ids.contains(&id(v))).collect();
+    fn id(v: &Value) -> String {
+        v.get("role").map_or_else(|| v.to_string(), Value::to_string)
+    }
+    fn by_id(l: &[Value]) -> std::collections::BTreeMap<String, &Value> {
+        l.iter().map(|v| (id(v), v)).collect()
+    }
+    let (old_ids, new_ids) = (by_id(old), by_id(new));
+    let added: Vec<&Value> = new.iter().filter(|v| !old_ids.contains_key(&id(v))).collect();
+    let removed: Vec<&Value> = old.iter().filter(|v| !new_ids.contains_key(&id(v))).collect();
     let mut out = Vec::new();
     if !new.iter().chain(old).any(Value::is_object) {
         let names = |l: &[&Value]| l.iter().map(|v| short(&v.to_string())).collect::<Vec<_>>();
@@ -147,12 +151,12 @@ fn list_causes(path: &str, old: &[serde_json::Value], new: &[serde_json::Value])
             // The first label field whose values in `list` appear nowhere in `other`: the cause.
             let fields = ["dataset", "model", "training", "attack", "split", "seed"];
             let cause = fields.iter().find_map(|f| {
-                let vals: std::collections::BTreeSet<String> =
-                    list.iter().filter_map(|v| v.get(*f)).map(|v| short(&v.to_string())).collect();
-                let fresh = !vals.is_empty()
-                    && list.iter().all(|v| v.get(*f).is_some_and(|x| !x.is_null()))
-                    && !other.iter().any(|o| o.get(*f).is_some_and(|x| vals.contains(&short(&x.to_string()))));
-                fresh.then(|| (f, vals.into_iter().collect::<Vec<_>>()))
+                let vals = list
+                    .iter()
+                    .map(|v| v.get(*f).filter(|x| !x.is_null()).map(Value::to_string))
+                    .collect::<Option<std::collections::BTreeSet<String>>>()?;
+                let seen = other.iter().any(|o| o.get(*f).is_some_and(|x| vals.contains(&x.to_string())));
+                (!seen).then(|| (f, vals.iter().map(|v| short(v)).collect::<Vec<_>>()))
             });
             out.push(match cause {
                 Some((f, vals)) => {
@@ -164,7 +168,7 @@ fn list_causes(path: &str, old: &[serde_json::Value], new: &[serde_json::Value])
         }
         let changed = new
             .iter()
-            .filter(|v| old.iter().any(|o| id(o) == id(v) && o != *v))
+            .filter(|v| old_ids.get(&id(v)).is_some_and(|o| o != v))
             .count();
         if changed > 0 {
             out.push(format!("{} changed", count(changed, &noun)));

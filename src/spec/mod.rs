@@ -201,32 +201,22 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, SpecError> {
         let Some(l) = e.location() else {
             return from_str(e);
         };
+        let (line, col) = (l.line(), l.column());
         let msg = e.to_string();
-        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        let excerpt = syntax::excerpt(source, l.line(), l.column())
-            .map(|x| format!("\n{x}"))
-            .unwrap_or_default();
-        let Some(hint) = syntax::cause(source, l.line(), l.column(), &msg) else {
+        let msg = msg.split(" at line ").next().unwrap_or(&msg);
+        let mut located = match syntax::cause(source, line, col, msg) {
+            Some(cause) => SpecError {
+                file: path.to_path_buf(),
+                lines: vec![format!("{}:{line}:{col}: {msg} ({cause})", path.display())],
+            },
             // YAML, but a value no field takes (a number beyond 64 bits): serde's hints.
-            let (line, column) = (l.line(), l.column());
-            let mut located = from_str(e);
-            if let Some(first) = located.lines.first_mut() {
-                if first.contains(&format!(":{line}:{column}:")) {
-                    first.push_str(&excerpt);
-                }
-            }
-            return located;
+            None => from_str(e),
         };
-        let hint = format!(" ({hint})");
-        SpecError {
-            file: path.to_path_buf(),
-            lines: vec![format!(
-                "{}:{}:{}: {msg}{hint}{excerpt}",
-                path.display(),
-                l.line(),
-                l.column()
-            )],
+        if let (Some(first), Some(x)) = (located.lines.first_mut(), syntax::excerpt(source, line, col)) {
+            first.push('\n');
+            first.push_str(&x);
         }
+        located
     };
     let mut root: serde_yaml::Value = serde_yaml::from_str(source).map_err(syntax_error)?;
     if root.is_null() {
@@ -344,7 +334,7 @@ pub fn located(path: &Path, source: &str, problems: &[Problem]) -> SpecError {
             // A field known elsewhere (`epochs` under a model): where it belongs.
             let misplaced = match p.path.split_last() {
                 Some((field, above)) if p.message.starts_with("unknown field") => {
-                    syntax::misplaced_hint(&format!("unknown field `{field}`"), above)
+                    syntax::misplaced(field, above)
                 }
                 _ => None,
             };

@@ -33,7 +33,9 @@ pub fn cause(source: &str, line: usize, col: usize, msg: &str) -> Option<String>
     let tabbed = (line.saturating_sub(1)..=line).find(|&n| {
         n > 0
             && source.lines().nth(n - 1).is_some_and(|t| {
-                t.chars().take_while(|c| c.is_whitespace()).any(|c| c == '\t')
+                t.chars()
+                    .take_while(|c| c.is_whitespace())
+                    .any(|c| c == '\t')
             })
     });
     if at == Some('\t') || tabbed.is_some() {
@@ -60,7 +62,8 @@ pub fn cause(source: &str, line: usize, col: usize, msg: &str) -> Option<String>
             at.unwrap_or('@')
         ));
     }
-    if msg.contains("could not find expected ':'") || msg.contains("mapping values are not allowed") {
+    if msg.contains("could not find expected ':'") || msg.contains("mapping values are not allowed")
+    {
         // `method standard` above `epochs: 2`: the line above is a key without its colon.
         let above = (1..line).rev().find_map(|n| {
             let t = source.lines().nth(n - 1)?.trim();
@@ -68,7 +71,9 @@ pub fn cause(source: &str, line: usize, col: usize, msg: &str) -> Option<String>
         });
         if let Some((n, t)) = above.filter(|(_, t)| !t.contains(':') && !t.starts_with('-')) {
             let t: String = t.chars().filter(|c| !c.is_control()).collect();
-            return Some(format!("line {n} `{t}` has no colon: write it as `key: value`"));
+            return Some(format!(
+                "line {n} `{t}` has no colon: write it as `key: value`"
+            ));
         }
         return Some(if msg.contains("could not find expected ':'") {
             "a key needs a colon and a space after it (`epochs: 3`); a value holding `: ` or ` #` needs quotes".into()
@@ -92,9 +97,9 @@ pub fn cause(source: &str, line: usize, col: usize, msg: &str) -> Option<String>
 /// `preset` in a training entry, `overrides` outside one).
 pub fn home(field: &str) -> Option<&'static str> {
     Some(match field {
-        "epochs" | "batch_size" | "optimizer" | "schedule" | "method" | "attack_mode" | "augment"
-        | "beta" | "label_smoothing" | "grad_clip" | "monitor" | "amp" | "channels_last"
-        | "recipe" => "in a training entry, `training.<name>`",
+        "epochs" | "batch_size" | "optimizer" | "schedule" | "method" | "attack_mode"
+        | "augment" | "beta" | "label_smoothing" | "grad_clip" | "monitor" | "amp"
+        | "channels_last" | "recipe" => "in a training entry, `training.<name>`",
         "overrides" => "in a training entry, `training.<name>.overrides.<model or kind>`",
         "preset" | "arch" | "file" | "weights" | "normalize" | "kwargs" | "range" | "expect" => {
             "in a model entry, `models.<name>`"
@@ -112,17 +117,23 @@ pub fn home(field: &str) -> Option<&'static str> {
     })
 }
 
-/// For "unknown field `x`…" at `path` (the fields above it, outermost first): where `x` belongs,
-/// when that is somewhere else.
+/// For serde's "unknown field `x`…" at `path`: [`misplaced`].
 pub fn misplaced_hint(msg: &str, path: &[String]) -> Option<String> {
     let field = msg.split("unknown field `").nth(1)?.split('`').next()?;
+    misplaced(field, path)
+}
+
+/// For an unknown `field` at `path` (the fields above it, outermost first): where it belongs, when
+/// that is somewhere else.
+pub fn misplaced(field: &str, path: &[String]) -> Option<String> {
     let home = home(field)?;
-    let here_top = path.first().map(String::as_str);
-    let same = match here_top {
+    let same = match path.first() {
         None => home == "at the top of the file",
         Some(top) => home.contains(&format!("`{top}")),
     };
-    (!same).then(|| format!("`{field}` belongs {home}, not here; docs/spec.md lists each section's fields"))
+    (!same).then(|| {
+        format!("`{field}` belongs {home}, not here; docs/spec.md lists each section's fields")
+    })
 }
 
 #[cfg(test)]
@@ -145,21 +156,37 @@ mod tests {
     #[test]
     fn causes_name_tabs_aliases_colons_and_indentation() {
         let tab = "a:\n\tb: 1\n";
-        assert!(cause(tab, 2, 1, "found character that cannot start any token")
-            .unwrap()
-            .contains("tab on line 2"));
-        assert!(cause("only: *\n", 1, 7, "did not find expected alphabetic or numeric character")
-            .unwrap()
-            .contains("quote"));
-        assert!(cause("a:\n  b\n  c: 1\n", 3, 4, "could not find expected ':'")
-            .unwrap()
-            .contains("colon"));
-        assert!(cause("t:\n  method standard\n  epochs: 2\n", 3, 9, "mapping values are not allowed in this context")
-            .unwrap()
-            .contains("line 2 `method standard` has no colon"));
-        assert!(cause("a:\n  b: 1\n c: 2\n", 3, 2, "did not find expected key")
-            .unwrap()
-            .contains("line 3 starts at column 2"));
+        assert!(
+            cause(tab, 2, 1, "found character that cannot start any token")
+                .unwrap()
+                .contains("tab on line 2")
+        );
+        assert!(cause(
+            "only: *\n",
+            1,
+            7,
+            "did not find expected alphabetic or numeric character"
+        )
+        .unwrap()
+        .contains("quote"));
+        assert!(
+            cause("a:\n  b\n  c: 1\n", 3, 4, "could not find expected ':'")
+                .unwrap()
+                .contains("colon")
+        );
+        assert!(cause(
+            "t:\n  method standard\n  epochs: 2\n",
+            3,
+            9,
+            "mapping values are not allowed in this context"
+        )
+        .unwrap()
+        .contains("line 2 `method standard` has no colon"));
+        assert!(
+            cause("a:\n  b: 1\n c: 2\n", 3, 2, "did not find expected key")
+                .unwrap()
+                .contains("line 3 starts at column 2")
+        );
     }
 
     #[test]

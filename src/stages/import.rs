@@ -129,9 +129,10 @@ impl super::TensorStage for Import {
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let data = prepared::load(&cx.input("data")?.dir)?;
         let c = Outside::of(&self.model)?;
-        let from = match cx.input("script") {
-            Ok(e) => e.dir.join(SCRIPT),
-            Err(_) => self.file.clone(),
+        // The module, and where the spec names it: its file, or the timm model scripted into it.
+        let (from, field) = match cx.input("script") {
+            Ok(e) => (e.dir.join(SCRIPT), format!("models.{}.model", self.name)),
+            Err(_) => (self.file.clone(), format!("models.{}.file", self.name)),
         };
         std::fs::copy(&from, cx.out.join(SCRIPT))
             .map_err(|e| anyhow::anyhow!("copying {}: {e}", from.display()))?;
@@ -162,11 +163,6 @@ impl super::TensorStage for Import {
             std: contract.std.clone(),
             num_parameters: 0,
             input: Some(contract.clone()),
-        };
-        // Where the spec names the module: its file, or the timm model it was scripted from.
-        let field = match cx.input("script") {
-            Ok(_) => format!("models.{}.model", self.name),
-            Err(_) => format!("models.{}.file", self.name),
         };
         // Loading checks the file is TorchScript and maps this dataset's images to its classes.
         let net = Network::new(

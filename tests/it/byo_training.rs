@@ -163,13 +163,20 @@ analysis:
   bounds: {attack: clean}
 "#;
 
-#[test]
-fn scripted_modules_train_as_a_pytorch_loop_does() {
-    let p = Project::new();
+/// Writes NETS into `p` as `nets.py` and the untrained modules, scripted, as `models/{cnn,vit}.pt`;
+/// returns the path of `nets.py`.
+fn script_nets(p: &Project) -> String {
     std::fs::create_dir_all(p.path("models")).unwrap();
     p.write("nets.py", NETS);
     let nets = p.path("nets.py").to_string_lossy().into_owned();
     py(&[&nets, "script", &p.path("models").to_string_lossy()]);
+    nets
+}
+
+#[test]
+fn scripted_modules_train_as_a_pytorch_loop_does() {
+    let p = Project::new();
+    let nets = script_nets(&p);
     p.write("p.yaml", PIPELINE);
     let out = p.ok(&["run", "--format", "json", "--threads", "1", "p.yaml"]);
     let ran = stages(&out, "ran");
@@ -431,10 +438,7 @@ fn a_killed_scripted_module_resumes_to_an_uninterrupted_runs_weights() {
         )
         .replace("analysis:\n  sparsity:\n  bounds: {attack: clean}\n", "");
     let setup = |p: &Project| {
-        std::fs::create_dir_all(p.path("models")).unwrap();
-        p.write("nets.py", NETS);
-        let nets = p.path("nets.py").to_string_lossy().into_owned();
-        py(&[&nets, "script", &p.path("models").to_string_lossy()]);
+        script_nets(p);
         p.write("p.yaml", &text);
     };
     let reference = Project::new();
@@ -485,10 +489,7 @@ fn a_killed_scripted_module_resumes_to_an_uninterrupted_runs_weights() {
 #[test]
 fn a_scripted_module_trains_with_every_method() {
     let p = Project::new();
-    std::fs::create_dir_all(p.path("models")).unwrap();
-    p.write("nets.py", NETS);
-    let nets = p.path("nets.py").to_string_lossy().into_owned();
-    py(&[&nets, "script", &p.path("models").to_string_lossy()]);
+    script_nets(&p);
     let methods = [
         ("standard", "method: standard\n    optimizer: {name: adamw, lr: 1e-3}"),
         ("linf", "method: pgd-at\n    attack: {norm: linf, eps: 0.1, steps: 2}\n    optimizer: {name: sgd, lr: 0.05, momentum: 0.9}\n    schedule: {name: multistep, milestones: [1]}"),
