@@ -94,6 +94,16 @@ fn adversarial_training_methods_beat_standard_training_under_attack() {
     // Monitoring (on by default): per-epoch accuracies on fixed train/test subsets, and the best
     // epoch by test robust accuracy kept as model_best.safetensors.
     let dir = entry_dir(&p, "at.yaml", "train/digits/resnet18/pgd");
+    // A native model records its input contract as imported and loaded ones do: [0, 1] pixels,
+    // normalised by robarch in front of the network, at the dataset's size and channels.
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
+    let input = &info["input"];
+    assert_eq!(input["pixels"], serde_json::json!([0, 1]), "{info}");
+    assert_eq!(input["normalization"], "robarch", "{info}");
+    assert_eq!(input["resolution"], 8, "{info}");
+    assert_eq!(input["channels"], 1, "{info}");
+    assert_eq!(input["mean"], info["mean"], "{info}");
     let history: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(dir.join("history.json")).unwrap()).unwrap();
     assert_eq!(history.len(), 4);
