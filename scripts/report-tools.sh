@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The programs the report's test uses to look at what `robarch report` writes: pdflatex (Debian's
 # texlive, with booktabs) compiles the LaTeX tables, pdfinfo/pdftoppm (poppler) count and
-# rasterise the PDF's pages, and headless Chromium renders index.html.
+# rasterise the PDF's pages, headless Chromium renders index.html, and tmux shows what `robarch
+# run` draws on a terminal.
 # Usage: scripts/report-tools.sh install   (idempotent; exit 3 when it cannot install: not root,
 #                                            no apt-get, or apt-get failed)
 set -uo pipefail
 missing() {
   local m=()
-  for t in pdflatex pdfinfo pdftoppm chromium; do command -v "$t" >/dev/null || m+=("$t"); done
+  for t in pdflatex pdfinfo pdftoppm chromium tmux; do command -v "$t" >/dev/null || m+=("$t"); done
   if command -v kpsewhich >/dev/null && [ -z "$(kpsewhich booktabs.sty)" ]; then m+=(booktabs.sty); fi
   echo "${m[*]:-}"
 }
@@ -18,7 +19,7 @@ install)
     echo "report-tools: cannot install here (needs root and apt-get); missing: $(missing)" >&2
     exit 3
   fi
-  pkgs=(texlive-latex-base texlive-latex-recommended poppler-utils chromium)
+  pkgs=(texlive-latex-base texlive-latex-recommended poppler-utils chromium tmux)
   export DEBIAN_FRONTEND=noninteractive
   echo "report-tools: installing ${pkgs[*]} with apt-get (once, a few minutes)" >&2
   apt-get install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null 2>&1 ||

@@ -20,9 +20,13 @@ struct Cli {
     /// Cache directory (content-addressed stage outputs).
     #[arg(long, global = true, env = "ROBARCH_CACHE", default_value = "cache")]
     cache: PathBuf,
-    /// More log output (-v debug, -vv trace).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More output: -v a line per cached stage and the stages' INFO log lines (per epoch),
+    /// -vv debug, -vvv trace. Stage logs under <cache>/logs/ always keep INFO lines.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
+    /// Only errors, and where the report is.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     /// Logs as JSON lines on stderr.
     #[arg(long, global = true)]
     log_json: bool,
@@ -102,6 +106,9 @@ struct RunArgs {
     /// Where reports are written (as <dir>/<pipeline name>/).
     #[arg(long, default_value = "reports")]
     reports: PathBuf,
+    /// Print the report's tables (Markdown) after the run, not only where the report is.
+    #[arg(long)]
+    print: bool,
     /// `json`: no per-stage lines or tables; one JSON document (every stage's outcome, the
     /// counts, the report directory) on stdout at the end.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -184,6 +191,9 @@ struct ReportArgs {
     /// this report as `@1` (the one before the current), `@2`, … or its name in `runs/`.
     #[arg(long, value_name = "Q")]
     compare: Option<String>,
+    /// Print the report's tables (Markdown), not only where the report is.
+    #[arg(long)]
+    print: bool,
 }
 
 #[derive(Args)]
@@ -270,19 +280,41 @@ enum Registry {
     Recipes,
 }
 
-/// The log filter (`ROBARCH_LOG`, else from `-v`) and whether logs are JSON: the workers log the same way.
-static LOG: std::sync::OnceLock<(String, bool)> = std::sync::OnceLock::new();
+/// How the workers log: the filter of their stage logs (`ROBARCH_LOG`, else INFO or what `-vv`
+/// asks), the filter of the lines they relay to the terminal (`-v`, `-q`), and whether logs are
+/// JSON.
+struct LogSetting {
+    file: String,
+    relay: String,
+    json: bool,
+    verbose: u8,
+    quiet: bool,
+}
 
-fn init_logging(verbose: u8, json: bool) {
-    let level = match verbose {
-        0 => "info",
-        1 => "debug",
+static LOG: std::sync::OnceLock<LogSetting> = std::sync::OnceLock::new();
+
+/// The terminal shows warnings and errors by default, `-v` INFO lines (a training's epochs),
+/// `-q` errors only; `ROBARCH_LOG` (an `EnvFilter`) overrides both.
+fn init_logging(verbose: u8, quiet: bool, json: bool) {
+    let level = |v: u8| match v {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
         _ => "trace",
     };
-    let text = std::env::var("ROBARCH_LOG").unwrap_or_else(|_| format!("robarch={level}"));
-    let _ = LOG.set((text, json));
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ROBARCH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("robarch={level}")));
+    let user = std::env::var("ROBARCH_LOG").ok();
+    let terminal = user.clone().unwrap_or_else(|| {
+        format!("robarch={}", if quiet { "error" } else { level(verbose) })
+    });
+    let file = user.unwrap_or_else(|| format!("robarch={}", level(verbose.max(1))));
+    let _ = LOG.set(LogSetting {
+        file,
+        relay: terminal.clone(),
+        json,
+        verbose,
+        quiet,
+    });
+    let filter = tracing_subscriber::EnvFilter::new(terminal);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -292,14 +324,14 @@ fn init_logging(verbose: u8, json: bool) {
     let _ = if json {
         builder.json().try_init()
     } else {
-        builder.compact().try_init()
+        builder.compact().with_timer(crate::progress::Clock).try_init()
     };
 }
 
 /// Runs the CLI; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.log_json);
+    init_logging(cli.verbose, cli.quiet, cli.log_json);
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -453,6 +485,11 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         Cache::open(cache_dir)?
     };
     let json = a.format == Format::Json;
+    let log = LOG.get().context("logging is set up first")?;
+    if log.quiet || json {
+        crate::progress::multi().set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let started = std::time::Instant::now();
     let opts = RunOptions {
         jobs,
         threads: a.threads,
@@ -461,13 +498,12 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         keep_going: a.keep_going,
         device: a.device,
         // A dry run's lines carry the estimates, printed below.
-        stage_lines: !json && !a.dry_run,
+        stage_lines: !json && !a.dry_run && !log.quiet,
+        cached_lines: log.verbose > 0,
         spec: a.pipeline.clone(),
-        log_filter: LOG
-            .get()
-            .map(|l| l.0.clone())
-            .unwrap_or_else(|| "robarch=info".into()),
-        log_json: LOG.get().is_some_and(|l| l.1),
+        log_filter: log.file.clone(),
+        relay_filter: log.relay.clone(),
+        log_json: log.json,
     };
     let summary = exec::run(&plan, &cache, &opts, ex.as_mut())?;
     let count = |f: fn(&Outcome) -> bool| summary.count(f);
@@ -485,7 +521,7 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
     };
     if json {
         let report = if done {
-            Some(materialize_report(&plan, &cache, &a.reports, false)?)
+            Some(materialize_report(&plan, &cache, &a.reports)?.dest)
         } else {
             None
         };
@@ -494,15 +530,32 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
     } else if a.dry_run {
         print_dry_run(&plan, &summary, a.tflops);
     } else if queued > 0 {
-        println!(
-            "{total} stages: {queued} queued in {} jobs, {cached} cached; `robarch status {p}` follows them, `robarch run {p}` waits for them and writes the report",
-            ex.label(),
-            p = a.pipeline.display()
-        );
+        if !log.quiet {
+            println!(
+                "{total} stages: {queued} queued in {} jobs, {cached} cached; `robarch status {p}` follows them, `robarch run {p}` waits for them and writes the report",
+                ex.label(),
+                p = a.pipeline.display()
+            );
+        }
     } else {
-        println!("{total} stages: {ran} ran, {cached} cached, {failed} failed, {skipped} skipped");
+        // The ending: counts and time, the failures with their logs, then the report, last.
+        if !log.quiet {
+            println!(
+                "{total} stages: {ran} ran, {cached} cached, {failed} failed, {skipped} skipped in {}",
+                crate::progress::human_duration(started.elapsed().as_secs_f64())
+            );
+            for (id, o) in &summary.outcomes {
+                if matches!(o, Outcome::Failed(_)) {
+                    println!(
+                        "failed: {id}; its log: {}",
+                        exec::log_path(&cache, &plan, id).display()
+                    );
+                }
+            }
+        }
         if done {
-            materialize_report(&plan, &cache, &a.reports, true)?;
+            let r = materialize_report(&plan, &cache, &a.reports)?;
+            report::say(&r, a.print, log.quiet)?;
         }
     }
     if failed > 0 {
@@ -997,7 +1050,10 @@ fn report_cmd(cache_dir: &Path, a: ReportArgs) -> Result<i32> {
         )),
         None => None,
     };
-    let dest = materialize_report(&plan, &cache, &a.reports, true)?;
+    let r = materialize_report(&plan, &cache, &a.reports)?;
+    let quiet = LOG.get().is_some_and(|l| l.quiet);
+    report::say(&r, a.print, quiet)?;
+    let dest = r.dest;
     if let Some((q, other)) = other {
         // After publishing, so that `@1` is the run before this one.
         let (label, cells) = report::other_side(&other, q, &dest, cache_dir)?;

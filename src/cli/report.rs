@@ -110,15 +110,16 @@ fn render(plan: &Plan, cache: &Cache, staging_in: &Path) -> Result<Rendered> {
     })
 }
 
+/// A report just published: where, the stages it lacks, and its files there.
+pub struct Published {
+    pub dest: PathBuf,
+    missing: Vec<String>,
+    files: Vec<PathBuf>,
+}
+
 /// Writes the report of `plan` to `<reports>/<pipeline name>/` from the cache (partial when some
-/// stages are not computed: it says which) and records it under `runs/`; with `show`, says where
-/// and prints the Markdown tables. Returns the directory.
-pub fn materialize_report(
-    plan: &Plan,
-    cache: &Cache,
-    reports: &Path,
-    show: bool,
-) -> Result<PathBuf> {
+/// stages are not computed) and records it under `runs/`.
+pub fn materialize_report(plan: &Plan, cache: &Cache, reports: &Path) -> Result<Published> {
     let dest = reports.join(&plan.name);
     std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
     for d in [dest.clone(), dest.join(PLOTS_DIR), dest.join(RUNS)] {
@@ -130,7 +131,7 @@ pub fn materialize_report(
         // Nothing half-made stays: an empty plots directory made for this report goes too.
         let _ = std::fs::remove_dir(dest.join(PLOTS_DIR));
     }
-    let shown = published?;
+    let files = published?;
     // The tables are published: a run record that cannot be written costs only the comparison.
     if let Err(e) = publish::record_run(&dest, &r.missing) {
         tracing::warn!(
@@ -141,11 +142,17 @@ pub fn materialize_report(
             dest.join(RUNS).display()
         );
     }
-    if !show {
-        return Ok(dest);
-    }
-    println!("report: {}", dest.display());
-    if !r.missing.is_empty() {
+    Ok(Published {
+        dest,
+        missing: r.missing.clone(),
+        files,
+    })
+}
+
+/// Says what a published report lacks, prints its Markdown tables when asked (`print`), and
+/// ends with where it is (`quiet`: only that).
+pub fn say(r: &Published, print: bool, quiet: bool) -> Result<()> {
+    if !r.missing.is_empty() && !quiet {
         const LIST: usize = 12;
         println!(
             "partial report: {} stage(s) are not in the cache, and their results are left out (`robarch run` computes them):",
@@ -161,25 +168,31 @@ pub fn materialize_report(
             );
         }
     }
-    // Markdown tables on the terminal; long ones (the correlation table) cut to their first rows.
-    const ROWS: usize = 24;
-    for p in &shown {
-        if p.extension().is_some_and(|e| e == "md") {
-            let text = std::fs::read_to_string(p)?;
-            let lines: Vec<&str> = text.lines().collect();
-            if lines.len() > ROWS + 2 {
-                println!(
-                    "\n{}:\n{}\n… {} more rows in the file",
-                    p.display(),
-                    lines[..ROWS + 2].join("\n"),
-                    lines.len() - ROWS - 2
-                );
-            } else {
-                println!("\n{}:\n{text}", p.display());
+    if print && !quiet {
+        // Markdown tables on the terminal; long ones (the correlation table) cut to their
+        // first rows.
+        const ROWS: usize = 24;
+        for p in &r.files {
+            if p.extension().is_some_and(|e| e == "md") {
+                let text = std::fs::read_to_string(p)?;
+                let lines: Vec<&str> = text.lines().collect();
+                if lines.len() > ROWS + 2 {
+                    println!(
+                        "{}:\n{}\n… {} more rows in the file\n",
+                        p.display(),
+                        lines[..ROWS + 2].join("\n"),
+                        lines.len() - ROWS - 2
+                    );
+                } else {
+                    println!("{}:\n{text}", p.display());
+                }
             }
         }
     }
-    Ok(dest)
+    let index = r.dest.join("index.html");
+    let shown = if index.is_file() { index } else { r.dest.clone() };
+    println!("report: {}", shown.display());
+    Ok(())
 }
 
 /// The cells of the report `other` names, with a label. `@N` counts back from the report just

@@ -89,8 +89,21 @@ struct Running {
     workers: Option<Arc<pool::Pool>>,
     multi: indicatif::MultiProgress,
     overall: indicatif::ProgressBar,
+    /// The pipeline's time left, shown on `overall`.
+    eta: super::eta::Eta,
+    /// The running stages' progress, for their done fractions.
+    bars: HashMap<NodeIndex, StageProgress>,
     tx: Sender<Ended>,
     rx: Receiver<Ended>,
+}
+
+impl Running {
+    fn show_eta(&self) {
+        let left = self
+            .eta
+            .remaining(self.bars.iter().map(|(&ix, b)| (ix, b.fraction())));
+        self.overall.set_message(super::eta::message(left));
+    }
 }
 
 impl Local {
@@ -141,6 +154,7 @@ impl Executor for Local {
                 exe: pool::worker_exe()?,
                 cache: cache.root().to_path_buf(),
                 log_filter: opts.log_filter.clone(),
+                relay_filter: opts.relay_filter.clone(),
                 log_json: opts.log_json,
                 gpus,
                 numerics: plan.numerics,
@@ -153,12 +167,21 @@ impl Executor for Local {
         let overall = multi.add(indicatif::ProgressBar::new(todo.len() as u64));
         overall.set_style(
             indicatif::ProgressStyle::with_template(
-                "{prefix:.bold} [{bar:30}] {pos}/{len} stages {elapsed}",
+                "{prefix:.bold} [{bar:30}] {pos}/{len} stages {elapsed} {msg}",
             )
             .expect("static template")
             .progress_chars("=> "),
         );
         overall.set_prefix(plan.name.clone());
+        // The clock moves between stage ends.
+        overall.enable_steady_tick(std::time::Duration::from_millis(500));
+        let parallel = if slots == [Slot::Cpu] {
+            opts.jobs.max(1) / opts.threads.clamp(1, opts.jobs.max(1))
+        } else {
+            slots.len()
+        };
+        let eta = super::eta::Eta::new(plan, cache, todo, parallel);
+        overall.set_message(super::eta::message(eta.remaining([])));
         let (tx, rx) = channel();
         self.run = Some(Running {
             slots: Slots {
@@ -174,6 +197,8 @@ impl Executor for Local {
             workers,
             multi: multi.clone(),
             overall,
+            eta,
+            bars: HashMap::new(),
             tx,
             rx,
         });
@@ -199,6 +224,8 @@ impl Executor for Local {
             let bar = r.multi.add(indicatif::ProgressBar::new(0));
             bar.set_prefix(node.id.clone());
             let bar = StageProgress::new(bar);
+            bar.tick();
+            r.bars.insert(ix, bar.clone());
             tracing::info!(stage = %node.id, %slot, "starting");
             let job = pool::Job {
                 task: Task::of(plan, ix),
@@ -242,8 +269,18 @@ impl Executor for Local {
         _done: &HashMap<NodeIndex, Outcome>,
     ) -> Result<Vec<(NodeIndex, Outcome)>> {
         let r = self.running();
-        let (ix, slot, res) = r.rx.recv().expect("a running stage holds a sender");
+        // Every second without a stage ending, the time left is estimated again.
+        let (ix, slot, res) = loop {
+            match r.rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                Ok(ended) => break ended,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => r.show_eta(),
+                Err(e) => panic!("a running stage holds a sender: {e}"),
+            }
+        };
+        r.bars.remove(&ix);
+        r.eta.finished(ix);
         r.overall.inc(1);
+        r.show_eta();
         let node = &plan.graph[ix];
         r.slots.give(node.stage.uses_device(), slot);
         let o = match res {

@@ -3,6 +3,7 @@
 //! they become ready, and records the run. Stages that compute with tensors run in worker
 //! processes (`pool`); locally, the report and the correlation, which do not, run here.
 pub mod devices;
+pub mod eta;
 pub mod executor;
 pub mod failure;
 pub mod local;
@@ -38,7 +39,11 @@ pub struct RunOptions {
     pub spec: PathBuf,
     /// `ROBARCH_LOG`'s filter for the workers, and whether their logs are JSON lines.
     pub log_filter: String,
+    /// The filter of the worker log lines shown on stderr (`-v`, `-q`).
+    pub relay_filter: String,
     pub log_json: bool,
+    /// Print a line for cached stages too (`-v`), not only their count.
+    pub cached_lines: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -73,8 +78,11 @@ impl RunSummary {
     }
 }
 
-/// Prints one line per finished stage on stdout (tests and scripts read these).
-pub(crate) fn report_line(id: &str, o: &Outcome) {
+/// Prints one line per finished stage on stdout (a cached one only with `cached_lines`).
+pub(crate) fn report_line(opts: &RunOptions, id: &str, o: &Outcome) {
+    if !opts.stage_lines || (matches!(o, Outcome::Cached) && !opts.cached_lines) {
+        return;
+    }
     let line = match o {
         Outcome::Cached => format!("cached          {id}"),
         Outcome::Ran { seconds } => format!("ran    {seconds:>7.1}s  {id}"),
@@ -213,9 +221,7 @@ fn drive(
             break;
         }
         for (ix, o) in ex.observe(plan, cache, outcome)? {
-            if opts.stage_lines {
-                report_line(&plan.graph[ix].id, &o);
-            }
+            report_line(opts, &plan.graph[ix].id, &o);
             printed.insert(ix);
             if matches!(o, Outcome::Failed(_)) {
                 stop |= !opts.keep_going;
@@ -275,8 +281,8 @@ pub(crate) fn summarize(
     for &ix in &plan.order {
         let id = plan.graph[ix].id.clone();
         let o = outcome.remove(&ix).unwrap_or(Outcome::Skipped);
-        if opts.stage_lines && !printed.contains(&ix) {
-            report_line(&id, &o);
+        if !printed.contains(&ix) {
+            report_line(opts, &id, &o);
         }
         outcomes.push((id, o));
     }

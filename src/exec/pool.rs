@@ -68,6 +68,8 @@ pub struct Launch {
     pub cache: PathBuf,
     /// `ROBARCH_LOG`'s filter for the workers' logs, and whether they are JSON lines.
     pub log_filter: String,
+    /// The filter of the log lines relayed to the control plane's stderr (`ROBARCH_RELAY_LOG`).
+    pub relay_filter: String,
     pub log_json: bool,
     /// The identifiers a GPU slot's worker gets as `CUDA_VISIBLE_DEVICES`, by slot index.
     pub gpus: Vec<String>,
@@ -182,6 +184,7 @@ impl Pool {
             .arg("--cache")
             .arg(&l.cache)
             .env("ROBARCH_LOG", &l.log_filter)
+            .env("ROBARCH_RELAY_LOG", &l.relay_filter)
             .env_remove(crate::fault::VAR)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -358,7 +361,12 @@ impl Pool {
                 }
                 Reply::Log(text) => {
                     watch.moved();
-                    progress::eprint_raw(&text)
+                    // Two stages side by side are told apart by their lines.
+                    if self.launch.log_json {
+                        progress::eprint_raw(&text)
+                    } else {
+                        progress::eprint_raw(&format!("{}  {text}", job.task.id))
+                    }
                 }
                 Reply::Beat { progress, cpu_ms } => watch.beat(progress, cpu_ms),
                 Reply::Done(d) => {

@@ -96,7 +96,7 @@ impl super::TensorStage for Evaluate {
             .map_or(x_all.size()[0], |l| (l as i64).min(x_all.size()[0]));
         let batches = (n as usize).div_ceil(self.batch_size);
         cx.progress
-            .phase(format!("{} split", self.split), batches as u64);
+            .phase(format!("{} split: points", self.split), n as u64);
         let (mut clean_flags, mut robust_flags, mut broken) = (Vec::new(), Vec::new(), Vec::new());
         let mut member_names: Option<Vec<String>> = None;
         let mut notes: Vec<String> = Vec::new();
@@ -127,7 +127,7 @@ impl super::TensorStage for Evaluate {
             clean_flags.push(e.clean.to_device(tch::Device::Cpu));
             robust_flags.push(e.robust.to_device(tch::Device::Cpu));
             broken.push(by.to_device(tch::Device::Cpu));
-            cx.progress.inc(1);
+            cx.progress.inc((hi - lo) as u64);
         }
         let clean = Tensor::cat(&clean_flags, 0).to_kind(Kind::Uint8);
         let robust = Tensor::cat(&robust_flags, 0).to_kind(Kind::Uint8);

@@ -400,9 +400,10 @@ mod net {
         });
         let total = steps_per_epoch * p.epochs;
         for epoch in start..p.epochs {
-            progress.phase(
+            progress.phase_of(
                 format!("epoch {}/{}", epoch + 1, p.epochs),
                 steps_per_epoch as u64,
+                Some([epoch as u64, p.epochs as u64]),
             );
             let order = epoch_order(p.seed, epoch, n);
             let (mut loss_sum, mut correct, mut seen) = (0f64, 0i64, 0usize);
@@ -486,7 +487,11 @@ mod net {
                 test_robust_accuracy: None,
             };
             if let (Some(m), Some(((tx, ty), (vx, vy)))) = (&p.monitor, &monitored) {
-                progress.phase(format!("epoch {}/{}: monitor", epoch + 1, p.epochs), 1);
+                progress.phase_of(
+                    format!("epoch {}/{}: monitor", epoch + 1, p.epochs),
+                    1,
+                    Some([epoch as u64 + 1, p.epochs as u64]),
+                );
                 let seed = crate::rng::derive(p.seed, &[4]);
                 let a = m.attack.as_ref();
                 (rec.train_clean_accuracy, rec.train_robust_accuracy) =
@@ -510,8 +515,9 @@ mod net {
             checkpoint::save(ckpt_dir, epoch + 1, &net, &opt, &history, &settings)?;
             tracing::info!(
                 epoch = epoch + 1,
-                loss = rec.loss,
-                train_accuracy = rec.train_accuracy,
+                of = p.epochs,
+                loss = format_args!("{:.4}", rec.loss),
+                train_accuracy = format_args!("{:.4}", rec.train_accuracy),
                 "checkpoint saved"
             );
             on_epoch(&rec);

@@ -36,4 +36,5 @@ mod seeds;
 mod slurm;
 mod torchscript;
 mod training;
+mod terminal;
 mod workers;

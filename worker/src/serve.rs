@@ -76,17 +76,14 @@ fn send(r: &Reply) {
     }
 }
 
-/// The log writer: each line into the stage's log (fd 2) and, relayed, to the control plane.
+/// The stage log's writer: each line into the stage's log (fd 2).
 #[derive(Clone, Copy)]
-struct LogSink;
+struct FileSink;
 
-impl Write for LogSink {
+impl Write for FileSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let _ = std::io::stderr().write_all(buf);
         PROGRESS.fetch_add(1, Ordering::Relaxed);
-        if RELAY.load(Ordering::Relaxed) {
-            send(&Reply::Log(String::from_utf8_lossy(buf).into_owned()));
-        }
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -94,26 +91,69 @@ impl Write for LogSink {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
-    type Writer = LogSink;
-    fn make_writer(&'a self) -> Self::Writer {
-        LogSink
+/// The relayed lines' writer: to the control plane, while a stage runs.
+#[derive(Clone, Copy)]
+struct RelaySink;
+
+impl Write for RelaySink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if RELAY.load(Ordering::Relaxed) {
+            send(&Reply::Log(String::from_utf8_lossy(buf).into_owned()));
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
-pub(crate) fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ROBARCH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("robarch=info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(LogSink)
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for FileSink {
+    type Writer = FileSink;
+    fn make_writer(&'a self) -> Self::Writer {
+        FileSink
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RelaySink {
+    type Writer = RelaySink;
+    fn make_writer(&'a self) -> Self::Writer {
+        RelaySink
+    }
+}
+
+type Boxed = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// A log layer writing to `w` the lines `filter` lets through.
+fn layer<W>(w: W, json: bool, filter: &str) -> Boxed
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    use tracing_subscriber::Layer;
+    let filter = tracing_subscriber::EnvFilter::new(filter);
+    let l = tracing_subscriber::fmt::layer()
+        .with_writer(w)
         .with_target(false)
         .with_ansi(false);
-    let _ = if json {
-        builder.json().try_init()
+    if json {
+        l.json().with_filter(filter).boxed()
     } else {
-        builder.compact().try_init()
-    };
+        l.compact()
+            .with_timer(robarch::progress::Clock)
+            .with_filter(filter)
+            .boxed()
+    }
+}
+
+/// The stage log gets `ROBARCH_LOG`'s lines (INFO by default); the control plane the
+/// `ROBARCH_RELAY_LOG` ones (what its `-v`/`-q` show; by default the same).
+pub(crate) fn init_logging(json: bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let file = std::env::var("ROBARCH_LOG").unwrap_or_else(|_| "robarch=info".into());
+    let relay = std::env::var("ROBARCH_RELAY_LOG").unwrap_or_else(|_| file.clone());
+    let _ = tracing_subscriber::registry()
+        .with(vec![layer(FileSink, json, &file), layer(RelaySink, json, &relay)])
+        .try_init();
 }
 
 /// Writes out what C stdio (libtorch's printf and iostreams) still buffers, so that it lands in

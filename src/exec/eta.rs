@@ -1,0 +1,119 @@
+//! The pipeline's time left, for the progress display: the cost model's FLOPs of the stages
+//! still to finish, at the throughput measured so far in this run (finished stages, and the
+//! done fraction of running ones), or before anything is measured at the throughput of this
+//! pipeline's cached entries (their FLOPs over their recorded wall time) on the run's slots.
+use crate::cache::Cache;
+use crate::plan::cost::Estimate;
+use crate::plan::Plan;
+use petgraph::graph::NodeIndex;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Measured work below this many seconds is too little to extrapolate from.
+const SETTLE_SECONDS: f64 = 3.0;
+
+pub struct Eta {
+    /// FLOPs of each stage to run (0 where the cost model has no estimate: those are cheap).
+    cost: HashMap<NodeIndex, f64>,
+    total: f64,
+    finished: f64,
+    /// FLOP/s of the cached entries, times the slots that run at once.
+    prior: Option<f64>,
+    start: Instant,
+}
+
+impl Eta {
+    /// `todo`: the stages this run computes; `slots`: how many run at once at most.
+    pub fn new(plan: &Plan, cache: &Cache, todo: &[NodeIndex], slots: usize) -> Eta {
+        let est = Estimate::of(plan);
+        let cost: HashMap<NodeIndex, f64> = todo
+            .iter()
+            .map(|&ix| (ix, est.stages.get(&ix).copied().flatten().unwrap_or(0.0)))
+            .collect();
+        let total = cost.values().sum();
+        let in_todo: std::collections::HashSet<&NodeIndex> = cost.keys().collect();
+        let (mut flops, mut seconds) = (0.0, 0.0);
+        for (ix, f) in &est.stages {
+            let Some(f) = f.filter(|&f| f >= 1e9) else {
+                continue;
+            };
+            if in_todo.contains(ix) {
+                continue;
+            }
+            if let Some(m) = cache.read_meta(&plan.graph[*ix].key) {
+                if m.provenance.wall_seconds > 0.0 {
+                    flops += f;
+                    seconds += m.provenance.wall_seconds;
+                }
+            }
+        }
+        let parallel = slots.clamp(1, todo.len().max(1)) as f64;
+        Eta {
+            cost,
+            total,
+            finished: 0.0,
+            prior: (seconds > 0.0).then(|| flops / seconds * parallel),
+            start: Instant::now(),
+        }
+    }
+
+    /// Counts a stage as done.
+    pub fn finished(&mut self, ix: NodeIndex) {
+        self.finished += self.cost.get(&ix).copied().unwrap_or(0.0);
+    }
+
+    /// Seconds left, given the running stages' done fractions; `None` while nothing tells.
+    pub fn remaining(&self, running: impl IntoIterator<Item = (NodeIndex, f64)>) -> Option<f64> {
+        let partial: f64 = running
+            .into_iter()
+            .map(|(ix, frac)| self.cost.get(&ix).copied().unwrap_or(0.0) * frac)
+            .sum();
+        estimate(
+            self.total,
+            self.finished + partial,
+            self.start.elapsed().as_secs_f64(),
+            self.prior,
+        )
+    }
+}
+
+/// Seconds to do the rest of `total` FLOPs, `done` of them in `elapsed` seconds; `prior`
+/// (FLOP/s) until enough is measured.
+pub fn estimate(total: f64, done: f64, elapsed: f64, prior: Option<f64>) -> Option<f64> {
+    let left = (total - done).max(0.0);
+    if total <= 0.0 {
+        return None;
+    }
+    if done > 0.0 && elapsed >= SETTLE_SECONDS {
+        return Some(left * elapsed / done);
+    }
+    prior.filter(|&r| r > 0.0).map(|r| left / r)
+}
+
+/// The overall bar's message: `ETA 3m 20s`, or nothing while unknown.
+pub fn message(left: Option<f64>) -> String {
+    match left {
+        Some(s) => format!("ETA {}", crate::progress::human_duration(s)),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measured_throughput_replaces_the_prior_once_settled() {
+        // Nothing measured: the prior rate (cached entries') tells.
+        assert_eq!(estimate(100.0, 0.0, 0.5, Some(10.0)), Some(10.0));
+        assert_eq!(estimate(100.0, 0.0, 0.5, None), None);
+        // A quarter done in 10 s: 30 s left, whatever the prior says.
+        assert_eq!(estimate(100.0, 25.0, 10.0, Some(1.0)), Some(30.0));
+        // Too early to extrapolate: the prior, on what is left.
+        assert_eq!(estimate(100.0, 50.0, 1.0, Some(10.0)), Some(5.0));
+        assert_eq!(estimate(100.0, 100.0, 10.0, None), Some(0.0));
+        assert_eq!(estimate(0.0, 0.0, 10.0, Some(1.0)), None, "no estimate of any stage");
+        assert_eq!(message(Some(200.0)), "ETA 3m 20s");
+        assert_eq!(message(None), "");
+    }
+}
