@@ -492,6 +492,12 @@ impl<'a> Builder<'a> {
                 correlation: s.analysis.correlation.is_some(),
                 kinds,
                 gaps: correlation_gaps(s, r, s.analysis.correlation.as_ref()),
+                pipeline: s.name.clone(),
+                attack_order: if s.attack_order.is_empty() {
+                    s.evaluation.attacks.keys().cloned().collect()
+                } else {
+                    s.attack_order.clone()
+                },
             },
         );
         let inputs: Vec<(String, NodeIndex)> = self

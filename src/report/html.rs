@@ -33,13 +33,15 @@ section { overflow-x: auto; }
 
 /// The page: `tables` as (file, HTML) in report order, then `figures`.
 pub fn page(
+    title: &super::Title,
     tables: &[(String, String)],
     figures: &[Figure],
     warnings: &[String],
     missing: &[String],
 ) -> String {
+    let (heading, byline) = (html_escape(&title.heading()), html_escape(&title.byline()));
     let mut s = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>robarch report</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>robarch report</h1>\n"
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{heading} ({byline})</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{heading}</h1>\n<p class=\"byline\">{byline}</p>\n"
     );
     s.push_str("<nav><a href=\"#tables\">Tables</a><a href=\"#plots\">Plots</a>");
     if !warnings.is_empty() {
@@ -64,7 +66,7 @@ pub fn page(
         }
         s.push_str("</ul></div>\n");
     }
-    s.push_str("<h2 id=\"tables\">Tables</h2>\n<p>Best value of each column per (dataset, training) in bold where a direction is meaningful: accuracy higher, gaps, drops and bounds lower, sparsity higher. Mean ± standard deviation where seeds repeat. Each table is also in the report directory as CSV, Parquet, Markdown and LaTeX.</p>\n");
+    s.push_str("<h2 id=\"tables\">Tables</h2>\n<p>Best value of each column per (dataset, training) in bold where a direction is meaningful: accuracy higher, sparsity higher; gaps, drops and bounds lower, but only among architectures within 5 points of the block's best clean test accuracy (a model that learnt little has a small gap). Correlations show no interval over fewer than 6 architectures. Mean ± standard deviation where seeds repeat. Each table is also in the report directory as CSV, Parquet, Markdown and LaTeX.</p>\n");
     for (file, html) in tables {
         let _ = writeln!(
             s,

@@ -2,6 +2,7 @@
 //! DataFrames written as CSV and Parquet, and rendered as Markdown, LaTeX and HTML.
 pub mod compare;
 pub mod html;
+pub mod labels;
 pub mod plots;
 pub mod publish;
 pub mod render;
@@ -14,6 +15,32 @@ use polars::prelude::*;
 use spec::TableKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+
+/// What the report's title says: the pipeline, when and by which robarch it was rendered, and
+/// a fingerprint of what it shows (the spec's settings and every result it reads).
+pub struct Title {
+    pub pipeline: String,
+    /// The first 12 hex digits of the fingerprint.
+    pub spec: String,
+    /// `YYYY-MM-DD` (UTC) of rendering.
+    pub date: String,
+}
+
+impl Title {
+    /// `<pipeline>: robarch report`.
+    pub fn heading(&self) -> String {
+        format!("{}: robarch report", self.pipeline)
+    }
+    /// `2026-12-07, robarch 0.1.0, spec 1a2b3c4d5e6f`.
+    pub fn byline(&self) -> String {
+        format!(
+            "{}, robarch {}, spec {}",
+            self.date,
+            env!("CARGO_PKG_VERSION"),
+            self.spec
+        )
+    }
+}
 
 /// Everything the report's tables are built from.
 pub struct Inputs {
@@ -100,14 +127,14 @@ pub const TABLES: &[Table] = &[
     Table {
         kind: TableKind::RobustAccuracy,
         file: "robust_accuracy",
-        caption: "Clean and robust test accuracy (%) per model and attack",
+        caption: "Clean and robust test accuracy (%) per model and attack; Hoyer sparsity (0 to 1) where the sparsity analysis ran",
         auto: |_| false,
         build: |i| long(robust_accuracy(&i.evals, &sparsity_results(&i.measures))),
     },
     Table {
         kind: TableKind::GeneralizationGap,
         file: "generalization_gap",
-        caption: "Train and test robust accuracy (%) and their gap per model and attack",
+        caption: "Train and test robust accuracy (%) and their gap (percentage points) per model and attack",
         auto: |_| false,
         build: |i| long(generalization_gap(&i.evals)),
     },
@@ -121,15 +148,14 @@ pub const TABLES: &[Table] = &[
     Table {
         kind: TableKind::Analysis,
         file: "analysis",
-        // Kept as worded before other analyses joined the table (reports stay identical).
-        caption: "Sparsity measures and log10 norm-based bounds per model",
+        caption: "Per-model measures: sparsity (Hoyer and shares of weights, 0 to 1; l1/l2 ratio), log10 norm-based bounds, and robust flatness (loss increase) where analysed",
         auto: |i| !i.measures.is_empty(),
         build: |i| long(analysis(&i.measures)),
     },
     Table {
         kind: TableKind::Correlation,
         file: "correlation",
-        caption: "Rank correlations of each measure with each gap, with bootstrap intervals",
+        caption: "Rank correlations (Kendall tau, Spearman rho, -1 to 1) of each measure with each gap, with 95% bootstrap intervals (none over fewer than 6 architectures: too few)",
         auto: |i| i.correlation.is_some(),
         build: |i| {
             i.correlation
@@ -319,7 +345,13 @@ pub fn robust_accuracy(evals: &[EvalResult], sparsity: &[SparsityResult]) -> Res
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let attacks: BTreeSet<&str> = test.iter().map(|e| e.attack.as_str()).collect();
+    // In the order the evaluations come (the spec's).
+    let mut attacks: Vec<&str> = Vec::new();
+    for e in &test {
+        if !attacks.contains(&e.attack.as_str()) {
+            attacks.push(e.attack.as_str());
+        }
+    }
     let lookup: BTreeMap<(SeedKey, &str), &EvalResult> = test
         .iter()
         .map(|e| ((seed_key(e), e.attack.as_str()), *e))
@@ -491,6 +523,36 @@ pub fn correlation(rows: &[crate::analysis::correlation::Row]) -> Result<DataFra
     ])?)
 }
 
+/// The correlation table as people read it (Markdown, LaTeX, HTML): each statistic's bootstrap
+/// interval as one `[lo, hi]` cell, or `n = 4: too few` over fewer than
+/// [`crate::analysis::correlation::MIN_ARCHS`] architectures, where an interval would read as
+/// certainty; CSV and Parquet keep the bounds as numbers.
+pub fn correlation_for_people(df: &DataFrame) -> Result<DataFrame> {
+    let n: Vec<Option<u32>> = df.column("n")?.u32()?.into_iter().collect();
+    let interval = |lo: &str, hi: &str| -> Result<Vec<String>> {
+        let lo: Vec<Option<f64>> = df.column(lo)?.f64()?.into_iter().collect();
+        let hi: Vec<Option<f64>> = df.column(hi)?.f64()?.into_iter().collect();
+        Ok(n.iter()
+            .zip(lo.iter().zip(&hi))
+            .map(|(n, (lo, hi))| match (n, lo, hi) {
+                (Some(n), _, _) if (*n as usize) < crate::analysis::correlation::MIN_ARCHS => {
+                    format!("n = {n}: too few")
+                }
+                (_, Some(lo), Some(hi)) => format!("[{lo:.2}, {hi:.2}]"),
+                _ => "–".into(),
+            })
+            .collect())
+    };
+    let mut cols: Vec<Column> = Vec::new();
+    for name in ["dataset", "training", "measure", "gap", "n", "kendall_tau"] {
+        cols.push(df.column(name)?.clone());
+    }
+    cols.push(Column::new("tau_ci".into(), interval("tau_lo", "tau_hi")?));
+    cols.push(df.column("spearman_rho")?.clone());
+    cols.push(Column::new("rho_ci".into(), interval("rho_lo", "rho_hi")?));
+    Ok(DataFrame::new(cols)?)
+}
+
 /// Directory of an entry's tables (and `index.html`, `report.tex`, `cells.json`): copied flat to
 /// `<reports>/<pipeline>/`.
 pub const TABLES_DIR: &str = "tables";
@@ -505,6 +567,7 @@ pub const CELLS: &str = "cells.json";
 /// `out`; returns the files written, relative to `out`. `missing` lists the stages whose results
 /// are not in the cache (the report is partial).
 pub fn write(
+    title: &Title,
     spec: &spec::ReportSpec,
     inputs: &Inputs,
     warnings: &[String],
@@ -527,6 +590,12 @@ pub fn write(
         };
         let mut df = built.frame()?;
         cells.add(t.file, &built, &df);
+        // What people read (Markdown, LaTeX, HTML) of a long table.
+        let people = match (&built, t.kind) {
+            (Built::Long(df), TableKind::Correlation) => correlation_for_people(df)?,
+            (Built::Long(df), _) => df.clone(),
+            (Built::Study(_), _) => DataFrame::empty(),
+        };
         let note = t.note(inputs);
         for f in &spec.formats {
             let name = match f {
@@ -543,7 +612,7 @@ pub fn write(
                 Format::Md => {
                     let name = format!("{}.md", t.file);
                     let text = match &built {
-                        Built::Long(df) => to_markdown(df)?,
+                        Built::Long(_) => to_markdown(&people)?,
                         Built::Study(s) => render::study_markdown(s)?,
                     };
                     let text = match &note {
@@ -556,7 +625,7 @@ pub fn write(
                 Format::Tex => {
                     let name = format!("{}.tex", t.file);
                     let text = match &built {
-                        Built::Long(df) => render::frame_latex(df, t.caption)?,
+                        Built::Long(_) => render::frame_latex(&people, t.caption)?,
                         Built::Study(s) => render::study_latex(s)?,
                     };
                     let text = match &note {
@@ -575,7 +644,7 @@ pub fn write(
         }
         if spec.html {
             let mut page = match &built {
-                Built::Long(df) => render::frame_html(df, t.file, t.caption)?,
+                Built::Long(_) => render::frame_html(&people, t.file, t.caption)?,
                 Built::Study(s) => render::study_html(s)?,
             };
             if let Some(n) = &note {
@@ -591,7 +660,7 @@ pub fn write(
         }
     }
     if !fragments.is_empty() {
-        let doc = render::latex_document("robarch report: tables", &fragments);
+        let doc = render::latex_document(title, &fragments);
         write_file(&dir.join("report.tex"), &doc)?;
         written.push(rel("report.tex"));
     }
@@ -620,7 +689,7 @@ pub fn write(
     }
     if spec.html {
         study_pages.extend(long_pages);
-        let page = html::page(&study_pages, &figures, warnings, missing);
+        let page = html::page(title, &study_pages, &figures, warnings, missing);
         write_file(&dir.join("index.html"), &page)?;
         written.push(rel("index.html"));
     }
@@ -710,6 +779,31 @@ mod tests {
             ra.get_column_names(),
             ["dataset", "model", "training", "clean", "pgd"]
         );
+    }
+
+    #[test]
+    fn correlations_over_too_few_architectures_show_no_interval() {
+        let df = DataFrame::new(vec![
+            Column::new("dataset".into(), ["d", "d"]),
+            Column::new("training".into(), ["t", "t"]),
+            Column::new("measure".into(), ["hoyer", "hoyer"]),
+            Column::new("gap".into(), ["robust_gap:pgd", "robust_gap:l2"]),
+            Column::new("n".into(), [4u32, 8]),
+            Column::new("kendall_tau".into(), [-0.67, 0.5]),
+            Column::new("tau_lo".into(), [-1.0, 0.1]),
+            Column::new("tau_hi".into(), [1.0, 0.8]),
+            Column::new("spearman_rho".into(), [-0.8, 0.6]),
+            Column::new("rho_lo".into(), [-1.0, 0.2]),
+            Column::new("rho_hi".into(), [1.0, 0.9]),
+        ])
+        .unwrap();
+        let md = to_markdown(&correlation_for_people(&df).unwrap()).unwrap();
+        assert!(
+            md.contains("| 4 | -0.67 | n = 4: too few | -0.80 | n = 4: too few |"),
+            "{md}"
+        );
+        assert!(md.contains("| 8 | 0.50 | [0.10, 0.80] | 0.60 | [0.20, 0.90] |"), "{md}");
+        assert!(md.starts_with("| Dataset | Training | Measure | Gap | n | Kendall τ | τ 95% interval |"), "{md}");
     }
 
     #[test]

@@ -164,7 +164,7 @@ pub fn record_run(dest: &Path, missing: &[String]) -> Result<()> {
 }
 
 /// `YYYYMMDDTHHMMSS.mmmZ` of a time (UTC).
-fn utc_stamp(t: std::time::SystemTime) -> String {
+pub(crate) fn utc_stamp(t: std::time::SystemTime) -> String {
     let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let (secs, ms) = (since.as_secs() as i64, since.subsec_millis());
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));

@@ -1,5 +1,6 @@
 //! The report's text formats: Markdown, LaTeX (booktabs) and HTML, for the study tables
 //! ([`StudyTable`]) and for the long tables (plain DataFrames).
+use super::labels::label;
 use super::study::{kind_title, StudyTable};
 use anyhow::Result;
 use polars::prelude::*;
@@ -30,10 +31,11 @@ fn frame_rows(df: &DataFrame, missing: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The columns' human labels ([`super::labels`]).
 fn names(df: &DataFrame) -> Vec<String> {
     df.get_column_names()
         .iter()
-        .map(|s| s.to_string())
+        .map(|s| super::labels::label(s).into_owned())
         .collect()
 }
 
@@ -71,6 +73,13 @@ pub fn tex_escape(s: &str) -> String {
                 o.push('$')
             }
             '–' | '−' => o.push('-'),
+            'ℓ' => o.push_str("$\\ell$"),
+            'τ' => o.push_str("$\\tau$"),
+            'ρ' => o.push_str("$\\rho$"),
+            'ε' => o.push_str("$\\varepsilon$"),
+            'Δ' => o.push_str("$\\Delta$"),
+            '∞' => o.push_str("$\\infty$"),
+            '±' => o.push_str("$\\pm$"),
             c if c.is_ascii() => o.push(c),
             _ => o.push('?'),
         }
@@ -84,47 +93,75 @@ fn fit(tabular: String) -> String {
     format!("\\resizebox{{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}}{{!}}{{%\n{tabular}}}\n")
 }
 
-/// Rows beyond which a long table becomes a `longtable` (breaking across pages) instead of a float.
+/// Rows per LaTeX table: a longer one continues in another table (on its own page), so
+/// every page stays readable and one pdflatex pass lays it out (no `longtable`).
 const LONG_ROWS: usize = 40;
+/// Value columns per LaTeX table: a wider one (the analysis table's twenty-odd measures) is
+/// split into parts that repeat the row's identifying columns, readable at print size.
+const WIDE_COLS: usize = 8;
 
-/// A long table as a booktabs `table` (no bold: its columns are not comparable values); past
-/// [`LONG_ROWS`] rows, a `longtable` that breaks across pages and repeats its header.
+/// A long table as booktabs `table`s (no bold: its columns are not comparable values): the
+/// identifying (text) columns, then at most [`WIDE_COLS`] value columns and [`LONG_ROWS`] rows
+/// per part, each part captioned with its place.
 pub fn frame_latex(df: &DataFrame, caption: &str) -> Result<String> {
     let names = names(df);
-    let align: String = df
+    let numeric: Vec<bool> = df
         .get_columns()
         .iter()
-        .map(|c| {
-            if c.dtype().is_primitive_numeric() {
-                'r'
-            } else {
-                'l'
-            }
-        })
+        .map(|c| c.dtype().is_primitive_numeric())
         .collect();
-    let head: Vec<String> = names.iter().map(|n| tex_escape(n)).collect();
-    let mut body = String::new();
-    for cells in frame_rows(df, "--") {
-        let cells: Vec<String> = cells.iter().map(|c| tex_escape(c)).collect();
-        writeln!(body, "{} \\\\", cells.join(" & "))?;
+    // The leading text columns identify a row; every part repeats them.
+    let keys = numeric.iter().take_while(|n| !**n).count();
+    let values: Vec<usize> = (keys..names.len()).collect();
+    let col_parts: Vec<&[usize]> = if values.is_empty() {
+        vec![&[]]
+    } else {
+        values.chunks(WIDE_COLS).collect()
+    };
+    let rows = frame_rows(df, "--");
+    let row_parts: Vec<&[Vec<String>]> = if rows.is_empty() {
+        vec![&[]]
+    } else {
+        rows.chunks(LONG_ROWS).collect()
+    };
+    let total = col_parts.len() * row_parts.len();
+    let mut out = String::new();
+    let mut part = 0;
+    for cols in &col_parts {
+        let shown: Vec<usize> = (0..keys).chain(cols.iter().copied()).collect();
+        let align: String = shown
+            .iter()
+            .map(|&c| if numeric[c] { 'r' } else { 'l' })
+            .collect();
+        let head: Vec<String> = shown.iter().map(|&c| tex_escape(&names[c])).collect();
+        for chunk in &row_parts {
+            part += 1;
+            let mut body = String::new();
+            for cells in chunk.iter() {
+                let cells: Vec<String> = shown.iter().map(|&c| tex_escape(&cells[c])).collect();
+                writeln!(body, "{} \\\\", cells.join(" & "))?;
+            }
+            let t = format!(
+                "\\begin{{tabular}}{{{align}}}\n\\toprule\n{} \\\\\n\\midrule\n{body}\\bottomrule\n\\end{{tabular}}\n",
+                head.join(" & ")
+            );
+            let caption = if total > 1 {
+                format!("{caption} (part {part} of {total})")
+            } else {
+                caption.to_string()
+            };
+            writeln!(
+                out,
+                "\\begin{{table}}[ht]\n\\centering\n\\small\n\\caption{{{}}}\n{}\\end{{table}}",
+                tex_escape(&caption),
+                fit(t)
+            )?;
+            if part < total {
+                out.push_str("\\clearpage\n");
+            }
+        }
     }
-    if df.height() > LONG_ROWS {
-        return Ok(format!(
-            "{{\\footnotesize\\setlength{{\\tabcolsep}}{{4pt}}\n\\begin{{longtable}}{{{align}}}\n\\caption{{{}}} \\\\\n\\toprule\n{} \\\\\n\\midrule\n\\endfirsthead\n\\toprule\n{} \\\\\n\\midrule\n\\endhead\n\\bottomrule\n\\endlastfoot\n{body}\\end{{longtable}}}}\n",
-            tex_escape(caption),
-            head.join(" & "),
-            head.join(" & "),
-        ));
-    }
-    let t = format!(
-        "\\begin{{tabular}}{{{align}}}\n\\toprule\n{} \\\\\n\\midrule\n{body}\\bottomrule\n\\end{{tabular}}\n",
-        head.join(" & ")
-    );
-    Ok(format!(
-        "\\begin{{table}}[ht]\n\\centering\n\\small\n\\caption{{{}}}\n{}\\end{{table}}\n",
-        tex_escape(caption),
-        fit(t)
-    ))
+    Ok(out)
 }
 
 /// The header spans of grouped columns: (group, first column, count).
@@ -174,8 +211,8 @@ pub fn study_latex(t: &StudyTable) -> Result<String> {
                 writeln!(s, "{rules}")?;
             }
         }
-        let mut head: Vec<String> = t.row_names.iter().map(|n| tex_escape(n)).collect();
-        head.extend(t.cols.iter().map(|c| tex_escape(&c.name)));
+        let mut head: Vec<String> = t.row_names.iter().map(|n| tex_escape(&label(n))).collect();
+        head.extend(t.cols.iter().map(|c| tex_escape(&label(&c.name))));
         writeln!(s, "{} \\\\\n\\midrule", head.join(" & "))?;
         let mut section: Option<&str> = None;
         for &r in &ix {
@@ -221,12 +258,15 @@ pub fn study_latex(t: &StudyTable) -> Result<String> {
 pub fn study_markdown(t: &StudyTable) -> Result<String> {
     let best: Vec<_> = (0..t.cols.len()).map(|c| t.best(c)).collect();
     let sections = t.rows.iter().any(|r| r.section.is_some());
-    let mut head: Vec<String> = vec!["dataset".into(), "training".into()];
+    let mut head: Vec<String> = vec!["Dataset".into(), "Training".into()];
     if sections {
-        head.push("kind".into());
+        head.push("Kind".into());
     }
-    head.extend(t.row_names.iter().map(|s| s.to_string()));
-    head.extend(t.cols.iter().map(|c| c.flat_name()));
+    head.extend(t.row_names.iter().map(|s| label(s).into_owned()));
+    head.extend(t.cols.iter().map(|c| match &c.group {
+        Some(g) => format!("{g}/{}", label(&c.name)),
+        None => label(&c.name).into_owned(),
+    }));
     let mut out = format!(
         "| {} |\n|{}\n",
         head.join(" | "),
@@ -285,10 +325,10 @@ pub fn study_html(t: &StudyTable) -> Result<String> {
         }
         out.push_str("<tr>");
         for n in &t.row_names {
-            write!(out, "<th>{}</th>", html_escape(n))?;
+            write!(out, "<th>{}</th>", html_escape(&label(n)))?;
         }
         for c in &t.cols {
-            write!(out, "<th>{}</th>", html_escape(&c.name))?;
+            write!(out, "<th>{}</th>", html_escape(&label(&c.name)))?;
         }
         out.push_str("</tr>\n</thead>\n<tbody>\n");
         let mut section: Option<&str> = None;
@@ -345,17 +385,18 @@ pub fn frame_html(df: &DataFrame, file: &str, caption: &str) -> Result<String> {
 }
 
 /// A standalone LaTeX document that inputs every table fragment (`pdflatex report.tex`).
-pub fn latex_document(title: &str, fragments: &[String]) -> String {
+pub fn latex_document(title: &super::Title, fragments: &[String]) -> String {
     let mut s = String::from(
         "% Generated by robarch report: every table of the report. Compile with `pdflatex report.tex`;\n\
          % each table is also a fragment of its own (<table>.tex) to \\input into a paper, which needs\n\
-         % \\usepackage{booktabs}, \\usepackage{graphicx} and, for tables of many rows, \\usepackage{longtable}.\n\
-         \\documentclass[10pt]{article}\n\\usepackage[landscape, margin=1.5cm]{geometry}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n\\usepackage{longtable}\n",
+         % \\usepackage{booktabs} and \\usepackage{graphicx}. One pdflatex pass lays it out.\n\
+         \\documentclass[10pt]{article}\n\\usepackage[landscape, margin=1.5cm]{geometry}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n",
     );
     write!(
         s,
-        "\\title{{{}}}\n\\date{{}}\n\\begin{{document}}\n\\maketitle\n",
-        tex_escape(title)
+        "\\title{{{}}}\n\\date{{{}}}\n\\begin{{document}}\n\\maketitle\n",
+        tex_escape(&title.heading()),
+        tex_escape(&title.byline())
     )
     .expect("string");
     for f in fragments {

@@ -61,7 +61,16 @@ pub struct StudyTable {
     pub row_names: Vec<&'static str>,
     pub rows: Vec<StudyRow>,
     pub cols: Vec<StudyCol>,
+    /// Per row, its clean test accuracy (%) where a low value can make a "lower is better"
+    /// value look best (a model that learnt little has a small gap and small norms): such a
+    /// column's bold goes only to rows within [`CONTENDER_POINTS`] of the block's most
+    /// accurate. Empty: every row competes.
+    pub accuracy: Vec<Option<f64>>,
 }
+
+/// How far below the block's best clean test accuracy (points) a row may be and still have
+/// its gap, drop or bound bolded as the best.
+pub const CONTENDER_POINTS: f64 = 5.0;
 
 /// Mean and sample standard deviation (`None` with fewer than two values).
 pub fn mean_std(v: &[f64]) -> Option<(f64, Option<f64>)> {
@@ -104,12 +113,27 @@ impl StudyTable {
             return out;
         }
         for (_, ix) in self.blocks() {
-            let means: Vec<(usize, f64)> = ix
+            let top = ix
+                .iter()
+                .filter_map(|&i| self.accuracy.get(i).copied().flatten())
+                .reduce(f64::max);
+            let contends = |i: usize| match (col.better, top) {
+                (Better::Lower, Some(top)) => self
+                    .accuracy
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|a| a >= top - CONTENDER_POINTS),
+                _ => true,
+            };
+            let all: Vec<(usize, f64)> = ix
                 .iter()
                 .filter_map(|&i| mean_std(&col.cells[i]).map(|(m, _)| (i, m)))
                 .filter(|(_, m)| m.is_finite())
                 .collect();
-            if means.len() < 2 {
+            let means: Vec<(usize, f64)> =
+                all.iter().copied().filter(|&(i, _)| contends(i)).collect();
+            if all.len() < 2 || means.is_empty() {
                 continue;
             }
             let pick = |a: f64, b: f64| match col.better {
@@ -293,6 +317,31 @@ pub(super) fn widest<'a>(evals: &[&'a EvalResult]) -> Vec<&'a EvalResult> {
     best.into_values().collect()
 }
 
+/// Each architecture row's clean test accuracy (%), the mean over seeds of the evaluation on
+/// the most points: who contends for a bold gap, drop or bound ([`StudyTable::accuracy`]).
+fn clean_test(inputs: &Inputs, rows: &[StudyRow]) -> Vec<Option<f64>> {
+    let test: Vec<&EvalResult> = inputs
+        .evals
+        .iter()
+        .filter(|e| !e.is_curve_point() && e.split == "test")
+        .collect();
+    let widest = widest(&test);
+    rows.iter()
+        .map(|r| {
+            let v: Vec<f64> = widest
+                .iter()
+                .filter(|e| {
+                    e.dataset == r.dataset
+                        && e.training == r.training
+                        && r.labels.first() == Some(&e.model)
+                })
+                .map(|e| 100.0 * e.clean_accuracy)
+                .collect();
+            mean_std(&v).map(|m| m.0)
+        })
+        .collect()
+}
+
 /// Robust accuracy (%) per architecture and attack, train and test side by side; `clean` is the
 /// clean accuracy.
 pub fn accuracy_by_attack(inputs: &Inputs) -> Option<StudyTable> {
@@ -342,6 +391,7 @@ pub fn accuracy_by_attack(inputs: &Inputs) -> Option<StudyTable> {
         row_names: vec!["model"],
         rows,
         cols,
+        accuracy: Vec::new(),
     })
 }
 
@@ -432,9 +482,10 @@ pub fn gap_by_attack(inputs: &Inputs) -> Option<StudyTable> {
         .collect();
     Some(StudyTable {
         file: "gap_by_attack",
-        title: "Robust generalization gap (train - test robust accuracy, points) per architecture and attack",
+        title: "Robust generalization gap (train - test robust accuracy, points) per architecture and attack; bold: the smallest among architectures within 5 points of the best clean test accuracy",
         percent: true,
         row_names: vec!["model"],
+        accuracy: clean_test(inputs, &rows),
         rows,
         cols,
     })
@@ -531,9 +582,10 @@ pub fn unseen_drop(inputs: &Inputs) -> Option<StudyTable> {
     }
     Some(StudyTable {
         file: "unseen_drop",
-        title: "Accuracy drop (test clean - test robust, points) under the training threat model (seen) and other norms (unseen)",
+        title: "Accuracy drop (test clean - test robust, points) under the training threat model (seen) and other norms (unseen); bold: the smallest among architectures within 5 points of the best clean test accuracy",
         percent: true,
         row_names: vec!["model"],
+        accuracy: clean_test(inputs, &rows),
         rows,
         cols,
     })
@@ -616,6 +668,7 @@ pub fn sparsity_by_layer(inputs: &Inputs) -> Option<StudyTable> {
         row_names: vec!["model"],
         rows,
         cols,
+        accuracy: Vec::new(),
     })
 }
 
@@ -628,9 +681,10 @@ pub fn bounds(inputs: &Inputs) -> Option<StudyTable> {
     );
     (!rows.is_empty()).then_some(StudyTable {
         file: "bounds",
-        title: "Norm products and norm-based Rademacher complexity bounds per architecture (log10)",
+        title: "Norm products and norm-based Rademacher complexity bounds per architecture (log10); bold: the smallest among architectures within 5 points of the best clean test accuracy",
         percent: false,
         row_names: vec!["model"],
+        accuracy: clean_test(inputs, &rows),
         rows,
         cols,
     })
@@ -700,6 +754,7 @@ pub fn correlation_matrix(inputs: &Inputs) -> Option<StudyTable> {
         row_names: vec!["measure"],
         rows,
         cols,
+        accuracy: Vec::new(),
     })
 }
 
@@ -766,6 +821,33 @@ mod tests {
             let clean = g.cols.iter().find(|c| c.name == "clean").unwrap();
             assert!((clean.cells[0][0] - 10.0).abs() < 1e-9, "{:?}", clean.cells);
         }
+    }
+
+    /// A model that learnt little has the smallest gap: it is not bolded for it; the best gap
+    /// among the accurate models is.
+    #[test]
+    fn a_gap_is_bolded_only_among_accurate_models() {
+        let i = inputs(vec![
+            e("cnn", "pgd", "train", 0, 0.70, 0.95),
+            e("cnn", "pgd", "test", 0, 0.60, 0.95),
+            e("pvt", "pgd", "train", 0, 0.68, 0.92),
+            e("pvt", "pgd", "test", 0, 0.61, 0.92),
+            // 40% clean, a negative gap.
+            e("vit", "pgd", "train", 0, 0.30, 0.40),
+            e("vit", "pgd", "test", 0, 0.31, 0.40),
+        ]);
+        let g = gap_by_attack(&i).unwrap();
+        let c = g.cols.iter().position(|c| c.name == "pgd").unwrap();
+        let model = |r: usize| g.rows[r].labels[0].as_str();
+        let best: Vec<&str> = g.best(c).into_iter().map(model).collect();
+        assert_eq!(best, ["pvt"], "{:?}", g.accuracy);
+        // Every model is accurate enough: the smallest gap wins.
+        let mut all = g.clone();
+        all.accuracy.clear();
+        let best: Vec<&str> = all.best(c).into_iter().map(model).collect();
+        assert_eq!(best, ["vit"]);
+        all.accuracy = vec![Some(95.0), Some(92.0), Some(91.0)];
+        assert_eq!(all.best(c).len(), 1);
     }
 
     /// Three architectures, `vit` with two seeds: rows in kind order, train and test side by
@@ -874,6 +956,8 @@ mod tests {
             render::tex_escape("below_abs<0.001 & 5%"),
             "below\\_abs$<$0.001 \\& 5\\%"
         );
-        assert_eq!(render::tex_escape("ℓ∞"), "??");
+        assert_eq!(render::tex_escape("ℓ∞"), "$\\ell$$\\infty$");
+        assert_eq!(render::tex_escape("Kendall τ"), "Kendall $\\tau$");
+        assert_eq!(render::tex_escape("→"), "?");
     }
 }

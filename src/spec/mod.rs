@@ -70,6 +70,10 @@ pub struct Spec {
     /// Each `training` entry as YAML after recipe expansion (for per-model `overrides`).
     #[serde(skip)]
     pub training_raw: BTreeMap<String, serde_yaml::Value>,
+    /// The names of `evaluation.attacks` in the order the file lists them (the map above is
+    /// sorted): the report's columns follow it.
+    #[serde(skip)]
+    pub attack_order: Vec<String>,
 }
 
 fn default_device() -> String {
@@ -254,6 +258,13 @@ pub fn parse(path: &Path, source: &str) -> Result<Spec, SpecError> {
     } else {
         serde_yaml::from_str(source).map_err(from_str)?
     };
+    if let Some(a) = root
+        .get("evaluation")
+        .and_then(|e| e.get("attacks"))
+        .and_then(|a| a.as_mapping())
+    {
+        spec.attack_order = a.keys().filter_map(|k| k.as_str().map(String::from)).collect();
+    }
     if let Some(t) = root.get("training").and_then(|t| t.as_mapping()) {
         for (k, v) in t {
             if let Some(k) = k.as_str() {

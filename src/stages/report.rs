@@ -38,6 +38,10 @@ pub struct Parts {
     pub kinds: BTreeMap<String, String>,
     /// Training name → the attacks of its threat model (seen) and of other norms (unseen).
     pub gaps: BTreeMap<String, Sides>,
+    /// The pipeline's name, in the report's title.
+    pub pipeline: String,
+    /// `evaluation.attacks` in the spec's order: the order of the tables' attack columns.
+    pub attack_order: Vec<String>,
 }
 
 impl Report {
@@ -58,6 +62,23 @@ impl Report {
             l.curve = curves.get(&l.role).cloned();
         }
         Ok(())
+    }
+
+    /// The title: the pipeline, today's date, and a fingerprint of the report's settings and of
+    /// the keys of the results it reads (what a reader compares to tell two reports apart).
+    fn title(&self, cx: &StageContext) -> Result<report::Title> {
+        let mut h = blake3::Hasher::new();
+        h.update(serde_json::to_string(self)?.as_bytes());
+        for (role, e) in cx.inputs {
+            h.update(role.as_bytes());
+            h.update(e.meta.key.as_bytes());
+        }
+        let stamp = crate::report::publish::utc_stamp(std::time::SystemTime::now());
+        Ok(report::Title {
+            pipeline: self.parts.pipeline.clone(),
+            spec: h.finalize().to_hex()[..12].to_string(),
+            date: format!("{}-{}-{}", &stamp[..4], &stamp[4..6], &stamp[6..8]),
+        })
     }
 
     /// The stage ids of the inputs this report reads that `cx` lacks (a partial report).
@@ -87,7 +108,9 @@ impl StageKind for Report {
     }
     fn version(&self) -> u32 {
         // 5: the long tables keep each seed's row (a `seed` column where seeds repeat).
-        5
+        // 6: a title (pipeline, date, version, fingerprint), human column labels, attacks in
+        // the spec's order, LaTeX tables split to print size.
+        6
     }
     /// The curve points of its evaluations by stage id: their labels hold them outside the key
     /// (`Labels::curve`), so a rebuilt report ([`Report::restore_curves`]) gets them from here.
@@ -121,6 +144,13 @@ impl super::ControlStage for Report {
         };
         let missing = self.missing(cx);
         let mut evals = load_evals(cx, &have(&self.parts.evals))?;
+        // Attacks in the spec's order (a curve point with its attack); others (groups) after.
+        let rank = |a: &str| {
+            let base = a.split('@').next().unwrap_or(a);
+            let order = &self.parts.attack_order;
+            order.iter().position(|o| o == base).unwrap_or(order.len())
+        };
+        evals.sort_by_key(|e| rank(&e.attack));
         let mut measures: Vec<report::ModelMeasures> = Vec::new();
         for a in crate::analysis::REGISTRY {
             let Some(labels) = self.parts.per_model.get(a.name) else {
@@ -172,7 +202,7 @@ impl super::ControlStage for Report {
             gaps: self.parts.gaps.clone(),
             histories,
         };
-        let written = report::write(&self.spec, &inputs, &warnings, &missing, cx.out)?;
+        let written = report::write(&self.title(cx)?, &self.spec, &inputs, &warnings, &missing, cx.out)?;
         let mut summary = json!({"files": written, "warnings": warnings});
         if !missing.is_empty() {
             summary["missing"] = json!(missing);

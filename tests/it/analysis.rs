@@ -283,7 +283,7 @@ fn analyses_measure_every_model_and_correlate_across_them() {
     assert_eq!(analysis.lines().count(), 1 + 4);
     let corr = std::fs::read_to_string(p.path("reports/analysed/correlation.md")).unwrap();
     assert!(
-        corr.contains("kendall_tau") && corr.contains("robust_gap:pgd"),
+        corr.contains("Kendall τ") && corr.contains("robust_gap:pgd"),
         "{corr}"
     );
 

@@ -136,12 +136,29 @@ fn report_writes_every_table_format_plots_and_a_page_that_renders() {
             }
         }
     }
-    // The study layout: kinds in the paper's order, train and test side by side per attack.
+    // The study layout: kinds in the paper's order, train and test side by side per attack,
+    // attacks in the spec's order (`pgd-linf` before `pgd-l2`).
     let csv = std::fs::read_to_string(dir.join("accuracy_by_attack.csv")).unwrap();
     let header = csv.lines().next().unwrap();
     assert!(
-        header.starts_with("dataset,training,kind,model,clean/train,clean/test,fgsm/train,fgsm/test,pgd-l2/train,pgd-l2/test,pgd-linf/train,pgd-linf/test"),
+        header.starts_with("dataset,training,kind,model,clean/train,clean/test,fgsm/train,fgsm/test,pgd-linf/train,pgd-linf/test,pgd-l2/train,pgd-l2/test"),
         "{header}"
+    );
+    let ra = std::fs::read_to_string(dir.join("robust_accuracy.csv")).unwrap();
+    assert!(
+        ra.starts_with("dataset,model,training,clean,fgsm,pgd-linf,pgd-l2,hoyer_sparsity"),
+        "{ra}"
+    );
+    // People read labels (CSV keeps the identifiers above).
+    let md = std::fs::read_to_string(dir.join("robust_accuracy.md")).unwrap();
+    assert!(
+        md.starts_with("| Dataset | Model | Training | clean | fgsm | pgd-linf | pgd-l2 | Hoyer sparsity |"),
+        "{md}"
+    );
+    let analysis = std::fs::read_to_string(dir.join("analysis.md")).unwrap();
+    assert!(
+        analysis.contains("| ℓ1/ℓ2 |") && analysis.contains("| log10 Neyshabur ℓ1,∞ |"),
+        "{analysis}"
     );
     let kinds: Vec<&str> = csv
         .lines()
@@ -184,6 +201,18 @@ fn report_writes_every_table_format_plots_and_a_page_that_renders() {
         !html.contains("http://") && !html.contains("https://"),
         "the page loads nothing from the network"
     );
+    // The title names the pipeline, the date, the version and the fingerprint.
+    let today = {
+        let out = Command::new("date").args(["-u", "+%F"]).output().unwrap();
+        stdout(&out).trim().to_string()
+    };
+    let byline = format!("{today}, robarch {}, spec ", env!("CARGO_PKG_VERSION"));
+    assert!(
+        html.contains(&format!("<title>study: robarch report ({byline}"))
+            && html.contains("<h1>study: robarch report</h1>"),
+        "{}",
+        &html[..400]
+    );
     assert_eq!(html.matches("data:image/png;base64,").count(), PLOTS.len());
     // The report's numbers are its tables': a cell of cells.json equals the CSV's.
     let cells: serde_json::Value =
@@ -201,12 +230,26 @@ fn report_writes_every_table_format_plots_and_a_page_that_renders() {
                 std::fs::copy(e.path(), tmp.path().join(e.file_name())).unwrap();
             }
         }
-        run_tool(
+        // One pass lays it out: nothing asks for a rerun.
+        let first = run_tool(
             Command::new("pdflatex")
                 .args(["-interaction=nonstopmode", "-halt-on-error", "report.tex"])
                 .current_dir(tmp.path()),
             "pdflatex report.tex",
         );
+        assert!(!first.contains("Rerun"), "pdflatex asks for another pass:\n{first}");
+        let text = run_tool(
+            Command::new("pdftotext")
+                .args(["report.pdf", "-"])
+                .current_dir(tmp.path()),
+            "pdftotext",
+        );
+        assert!(
+            text.contains("study: robarch report") && text.contains(&byline),
+            "the PDF's title:\n{}",
+            &text[..text.len().min(400)]
+        );
+        assert!(text.contains("Test acc. (%)"), "a human label in the PDF");
         let info = run_tool(
             Command::new("pdfinfo")
                 .arg("report.pdf")
@@ -264,6 +307,9 @@ window.addEventListener('load', () => {
     undecoded: imgs.filter(i => !(i.complete && i.naturalWidth > 0 && i.naturalHeight > 0)).map(i => i.alt),
     invisible: imgs.filter(i => i.getBoundingClientRect().height < 50).map(i => i.alt),
     tables: [...new Set(tables.map(t => t.dataset.table))],
+    title: document.title,
+    heading: document.querySelector('h1').textContent,
+    heads: [...new Set([...document.querySelectorAll('th')].map(t => t.textContent))],
     empty: tables.filter(t => t.querySelectorAll('tbody tr td').length == 0).map(t => t.dataset.table),
   }));
 });
@@ -296,6 +342,15 @@ window.addEventListener('load', () => {
         assert_eq!(check["undecoded"], serde_json::json!([]), "{check}");
         assert_eq!(check["invisible"], serde_json::json!([]), "{check}");
         assert_eq!(check["empty"], serde_json::json!([]), "{check}");
+        assert!(
+            check["title"].as_str().unwrap().starts_with(&format!("study: robarch report ({byline}")),
+            "{check}"
+        );
+        assert_eq!(check["heading"], "study: robarch report", "{check}");
+        let heads = check["heads"].as_array().unwrap();
+        for label in ["Test acc. (%)", "Kendall τ", "Hoyer sparsity"] {
+            assert!(heads.iter().any(|h| h == label), "no column `{label}`: {check}");
+        }
         let mut shown: Vec<String> = check["tables"]
             .as_array()
             .unwrap()
