@@ -521,7 +521,7 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
     };
     if json {
         let report = if done {
-            Some(materialize_report(&plan, &cache, &a.reports)?.dest)
+            Some(materialize_report(&plan, &cache, &a.reports, &a.pipeline)?.dest)
         } else {
             None
         };
@@ -554,7 +554,7 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
             }
         }
         if done {
-            let r = materialize_report(&plan, &cache, &a.reports)?;
+            let r = materialize_report(&plan, &cache, &a.reports, &a.pipeline)?;
             report::say(&r, a.print, log.quiet)?;
         }
     }
@@ -1050,14 +1050,16 @@ fn report_cmd(cache_dir: &Path, a: ReportArgs) -> Result<i32> {
         )),
         None => None,
     };
-    let r = materialize_report(&plan, &cache, &a.reports)?;
+    let r = materialize_report(&plan, &cache, &a.reports, &a.pipeline)?;
     let quiet = LOG.get().is_some_and(|l| l.quiet);
     report::say(&r, a.print, quiet)?;
     let dest = r.dest;
     if let Some((q, other)) = other {
         // After publishing, so that `@1` is the run before this one.
-        let (label, cells) = report::other_side(&other, q, &dest, cache_dir)?;
-        crate::report::publish::compare(&dest, &label, &cells)?;
+        let (label, cells, theirs) = report::other_side(&other, q, &dest, cache_dir)?;
+        let ours = crate::spec::flatten(&a.pipeline);
+        let spec = theirs.as_ref().map(|t| (t, &ours));
+        crate::report::publish::compare(&dest, &label, &cells, spec)?;
     }
     Ok(0)
 }

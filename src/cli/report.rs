@@ -119,7 +119,13 @@ pub struct Published {
 
 /// Writes the report of `plan` to `<reports>/<pipeline name>/` from the cache (partial when some
 /// stages are not computed) and records it under `runs/`.
-pub fn materialize_report(plan: &Plan, cache: &Cache, reports: &Path) -> Result<Published> {
+/// `spec_file`: the pipeline file, whose settings the record keeps for `--compare`.
+pub fn materialize_report(
+    plan: &Plan,
+    cache: &Cache,
+    reports: &Path,
+    spec_file: &Path,
+) -> Result<Published> {
     let dest = reports.join(&plan.name);
     std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
     for d in [dest.clone(), dest.join(PLOTS_DIR), dest.join(RUNS)] {
@@ -133,7 +139,7 @@ pub fn materialize_report(plan: &Plan, cache: &Cache, reports: &Path) -> Result<
     }
     let files = published?;
     // The tables are published: a run record that cannot be written costs only the comparison.
-    if let Err(e) = publish::record_run(&dest, &r.missing) {
+    if let Err(e) = publish::record_run(&dest, &r.missing, crate::spec::flatten(spec_file)) {
         tracing::warn!(
             "the report is published in {}, but its record for `robarch report --compare` could \
              not be written under {} ({e:#}); free space there and run `robarch report` on the \
@@ -195,16 +201,20 @@ pub fn say(r: &Published, print: bool, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// The cells of the report `other` names, with a label. `@N` counts back from the report just
-/// published in `dest`; a pipeline's report is rendered from the cache, partial where stages
-/// are missing.
-pub fn other_side(
-    other: &Other,
-    q: &str,
-    dest: &Path,
-    cache_dir: &Path,
-) -> Result<(String, Cells)> {
-    let run = |p: &Path| Ok((format!("run {}", p.display()), publish::read_cells(p)?));
+/// The other side of a comparison: its label, its cells, and its settings where known.
+pub type Side = (String, Cells, Option<BTreeMap<String, String>>);
+
+/// The cells of the report `other` names, with a label and, where known (a recorded run, a
+/// pipeline), its settings. `@N` counts back from the report just published in `dest`; a
+/// pipeline's report is rendered from the cache, partial where stages are missing.
+pub fn other_side(other: &Other, q: &str, dest: &Path, cache_dir: &Path) -> Result<Side> {
+    let run = |p: &Path| {
+        Ok((
+            format!("run {}", p.display()),
+            publish::read_cells(p)?,
+            publish::read_spec(p),
+        ))
+    };
     match other {
         Other::Back(n) => {
             let recorded = publish::runs(dest);
@@ -222,6 +232,7 @@ pub fn other_side(
         Other::Dir(d) => Ok((
             format!("report {}", d.display()),
             publish::read_cells(&d.join(CELLS))?,
+            None,
         )),
         Other::Pipeline(path) => {
             let plan = load_plan(path, cache_dir)?;
@@ -234,7 +245,11 @@ pub fn other_side(
             } else {
                 format!(", partial: {} stage(s) missing", r.missing.len())
             };
-            Ok((format!("pipeline {}{partial}", path.display()), cells))
+            Ok((
+                format!("pipeline {}{partial}", path.display()),
+                cells,
+                Some(crate::spec::flatten(path)),
+            ))
         }
     }
 }

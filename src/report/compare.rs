@@ -121,75 +121,170 @@ pub fn diff(old: &Cells, new: &Cells) -> Vec<Diff> {
     out
 }
 
-fn num(v: Option<f64>) -> String {
-    v.map_or("–".into(), |v| format!("{v:.4}"))
+/// Decimals a table shows its values with: the study's percent tables 2, its other layouts 3,
+/// the long tables 2.
+pub fn decimals(table: &str) -> usize {
+    match table {
+        "sparsity_by_layer" | "bounds" | "correlation_matrix" => 3,
+        _ => 2,
+    }
 }
 
-fn change(d: &Diff) -> String {
-    match (d.old, d.new) {
+fn num(v: Option<f64>, d: usize) -> String {
+    v.map_or("–".into(), |v| format!("{v:.d$}"))
+}
+
+fn change(x: &Diff, d: usize) -> String {
+    match (x.old, x.new) {
         (None, Some(_)) => "added".into(),
         (Some(_), None) => "removed".into(),
-        _ => d.change().map_or("–".into(), |c| format!("{c:+.4}")),
+        _ => x.change().map_or("–".into(), |c| format!("{c:+.d$}")),
     }
 }
 
-/// The differences as aligned text (the terminal).
-pub fn text(diffs: &[Diff]) -> String {
-    let rows: Vec<[String; 6]> = diffs
-        .iter()
-        .map(|d| {
-            [
-                d.table.clone(),
-                d.row.clone(),
-                d.column.clone(),
-                num(d.old),
-                num(d.new),
-                change(d),
-            ]
-        })
-        .collect();
-    let head = ["table", "row", "column", "old", "new", "change"].map(String::from);
-    let mut w = head.clone().map(|h| h.chars().count());
-    for r in &rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
+/// The differences grouped by table, in table order: (table, its differences).
+pub fn by_table(diffs: &[Diff]) -> Vec<(&str, Vec<&Diff>)> {
+    let mut out: Vec<(&str, Vec<&Diff>)> = Vec::new();
+    for d in diffs {
+        match out.iter_mut().find(|(t, _)| *t == d.table) {
+            Some((_, v)) => v.push(d),
+            None => out.push((d.table.as_str(), vec![d])),
         }
     }
+    out
+}
+
+/// What changed, in a line or a few: the spec's settings when both sides recorded theirs
+/// (`spec`: flattened `path → value`), and the architectures and attacks added or removed (from
+/// the accuracy table's rows and columns).
+pub fn headline(
+    old: &Cells,
+    new: &Cells,
+    spec: Option<(&BTreeMap<String, String>, &BTreeMap<String, String>)>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some((a, b)) = spec {
+        let mut changed = Vec::new();
+        for (k, v) in b {
+            match a.get(k) {
+                None => changed.push(format!("`{k}` added: {v}")),
+                Some(o) if o != v => changed.push(format!("`{k}` {o} → {v}")),
+                _ => {}
+            }
+        }
+        for k in a.keys().filter(|k| !b.contains_key(*k)) {
+            changed.push(format!("`{k}` removed"));
+        }
+        if changed.is_empty() {
+            out.push("spec: unchanged".into());
+        } else {
+            out.push(format!("spec: {}", changed.join("; ")));
+        }
+    }
+    // Architectures (rows) and attacks (column groups) of the accuracy table.
+    let parts = |c: &Cells| {
+        let mut models = std::collections::BTreeSet::new();
+        let mut attacks = std::collections::BTreeSet::new();
+        for (t, row, col, _) in &c.cells {
+            if t == "accuracy_by_attack" {
+                models.insert(row.rsplit('/').next().unwrap_or(row).to_string());
+                attacks.insert(col.split('/').next().unwrap_or(col).to_string());
+            }
+        }
+        (models, attacks)
+    };
+    let ((m0, a0), (m1, a1)) = (parts(old), parts(new));
+    for (what, before, after) in [("architectures", &m0, &m1), ("attacks", &a0, &a1)] {
+        let added: Vec<&String> = after.difference(before).collect();
+        let removed: Vec<&String> = before.difference(after).collect();
+        let list = |v: &[&String]| {
+            v.iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !added.is_empty() {
+            out.push(format!("{what} added: {}", list(&added)));
+        }
+        if !removed.is_empty() {
+            out.push(format!("{what} removed: {}", list(&removed)));
+        }
+    }
+    out
+}
+
+/// The differences as aligned text per table (the terminal), each table's values at its
+/// precision and at most `per_table` rows of it.
+pub fn text(diffs: &[Diff], per_table: usize) -> String {
     let mut s = String::new();
-    for r in std::iter::once(&head).chain(&rows) {
-        let line: Vec<String> = r
+    for (table, ds) in by_table(diffs) {
+        let d = decimals(table);
+        let _ = writeln!(s, "{table}: {} differ", ds.len());
+        let rows: Vec<[String; 5]> = ds
             .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let pad = w[i] - c.chars().count();
-                if i >= 3 {
-                    format!("{}{c}", " ".repeat(pad))
-                } else {
-                    format!("{c}{}", " ".repeat(pad))
-                }
+            .take(per_table)
+            .map(|x| {
+                [
+                    x.row.clone(),
+                    x.column.clone(),
+                    num(x.old, d),
+                    num(x.new, d),
+                    change(x, d),
+                ]
             })
             .collect();
-        let _ = writeln!(s, "{}", line.join("  ").trim_end());
+        let head = ["row", "column", "old", "new", "change"].map(String::from);
+        let mut w = head.clone().map(|h| h.chars().count());
+        for r in &rows {
+            for (i, c) in r.iter().enumerate() {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+        for r in std::iter::once(&head).chain(&rows) {
+            let line: Vec<String> = r
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let pad = w[i] - c.chars().count();
+                    if i >= 2 {
+                        format!("{}{c}", " ".repeat(pad))
+                    } else {
+                        format!("{c}{}", " ".repeat(pad))
+                    }
+                })
+                .collect();
+            let _ = writeln!(s, "  {}", line.join("  ").trim_end());
+        }
+        if ds.len() > per_table {
+            let _ = writeln!(s, "  … and {} more (compare.md)", ds.len() - per_table);
+        }
     }
     s
 }
 
-/// The differences as a Markdown table.
-pub fn markdown(diffs: &[Diff], old: &str, new: &str) -> String {
-    let mut s = format!(
-        "# Report differences\n\nold: {old}\nnew: {new}\n\n| table | row | column | old | new | change |\n|---|---|---|---|---|---|\n"
-    );
-    for d in diffs {
-        let _ = writeln!(
+/// The differences as Markdown: the headline, then a table per report table.
+pub fn markdown(diffs: &[Diff], old: &str, new: &str, headline: &[String]) -> String {
+    let mut s = format!("# Report differences\n\nold: {old}\nnew: {new}\n\n");
+    for h in headline {
+        let _ = writeln!(s, "- {h}");
+    }
+    for (table, ds) in by_table(diffs) {
+        let d = decimals(table);
+        let _ = write!(
             s,
-            "| {} | {} | {} | {} | {} | {} |",
-            d.table,
-            d.row,
-            d.column,
-            num(d.old),
-            num(d.new),
-            change(d)
+            "\n## {table}\n\n| row | column | old | new | change |\n|---|---|---|---|---|\n"
         );
+        for x in ds {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} |",
+                x.row,
+                x.column,
+                num(x.old, d),
+                num(x.new, d),
+                change(x, d)
+            );
+        }
     }
     s
 }
@@ -222,6 +317,42 @@ mod tests {
     }
 
     #[test]
+    fn the_headline_says_what_changed_in_the_spec_and_the_tables() {
+        let acc = |rows: &[(&str, &str)]| Cells {
+            cells: rows
+                .iter()
+                .map(|(m, a)| {
+                    (
+                        "accuracy_by_attack".to_string(),
+                        format!("d/t/{m}"),
+                        format!("{a}/test"),
+                        Some(1.0),
+                    )
+                })
+                .collect(),
+        };
+        let old = acc(&[("cnn", "pgd"), ("vit", "pgd")]);
+        let new = acc(&[("cnn", "pgd"), ("cnn", "mim")]);
+        let spec = |v: &[(&str, &str)]| -> BTreeMap<String, String> {
+            v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let (a, b) = (
+            spec(&[("optimizer.lr", "0.002"), ("models.vit.preset", "tiny")]),
+            spec(&[("optimizer.lr", "0.001"), ("evaluation.attacks.mim.eps", "8/255")]),
+        );
+        let h = headline(&old, &new, Some((&a, &b)));
+        assert_eq!(
+            h,
+            [
+                "spec: `evaluation.attacks.mim.eps` added: 8/255; `optimizer.lr` 0.002 → 0.001; `models.vit.preset` removed",
+                "architectures removed: `vit`",
+                "attacks added: `mim`",
+            ]
+        );
+        assert!(headline(&old, &old, None).is_empty());
+    }
+
+    #[test]
     fn diff_lists_changed_added_and_removed_cells_only() {
         let old = cells(&[("a", 1.0), ("b", 2.0), ("gone", 3.0)]);
         let new = cells(&[("a", 1.0), ("b", 2.5), ("new", 4.0)]);
@@ -237,9 +368,11 @@ mod tests {
             (d[2].column.as_str(), d[2].old, d[2].new),
             ("gone", Some(3.0), None)
         );
-        let t = text(&d);
-        assert!(t.contains("+0.5000"), "{t}");
+        let t = text(&d, 10);
+        assert!(t.starts_with("t: 3 differ\n"), "{t}");
+        assert!(t.contains("+0.50"), "{t}");
         assert!(t.contains("added") && t.contains("removed"), "{t}");
+        assert!(text(&d, 1).contains("… and 2 more"), "{}", text(&d, 1));
         assert!(diff(&new, &new).is_empty());
     }
 }

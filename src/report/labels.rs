@@ -47,8 +47,8 @@ const FIXED: &[(&str, &str)] = &[
     ("hoyer_sparsity", "Hoyer sparsity"),
     ("hoyer (all)", "Hoyer (all)"),
     ("l1_over_l2", "ℓ1/ℓ2"),
-    ("below_abs<0.001", "share |w| < 0.001"),
-    ("below_rel<0.01", "share |w| < 1% of max"),
+    ("below_abs<0.001", "near-zero share (< 0.001)"),
+    ("below_rel<0.01", "near-zero share (< 1% of max)"),
     ("flatness_average", "avg. flatness (Δ loss)"),
     ("flatness_worst", "worst flatness (Δ loss)"),
 ];
@@ -104,5 +104,9 @@ mod tests {
         // Attack and group names are the user's.
         assert_eq!(label("pgd-linf"), "pgd-linf");
         assert_eq!(label("clean/train"), "clean/train");
+        // A `|` would end a Markdown cell.
+        for (_, l) in FIXED.iter().chain(BOUNDS) {
+            assert!(!l.contains('|'), "{l}");
+        }
     }
 }

@@ -7,7 +7,7 @@ use super::compare::{self, Cells};
 use super::{CELLS, PLOTS_DIR, TABLES_DIR};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Prefix of the temporary files and directories a report is written through (`<prefix><pid>-…`).
@@ -76,6 +76,7 @@ pub fn publish(root: &Path, files: &[String], dest: &Path) -> Result<Vec<PathBuf
             .with_context(|| format!("writing into {}", parent.display()))?;
         std::fs::copy(root.join(rel), tmp.path())
             .with_context(|| format!("writing into {}", parent.display()))?;
+        share(tmp.path())?;
         crate::fault::point("report-rename");
         tmp.persist(&to)
             .with_context(|| format!("writing {}", to.display()))?;
@@ -102,8 +103,39 @@ pub fn publish(root: &Path, files: &[String], dest: &Path) -> Result<Vec<PathBuf
 struct Run {
     recorded: String,
     missing: usize,
+    /// The pipeline's settings as flattened `path → value` (`spec::flatten`), for the
+    /// comparison's headline; empty in records written before it was kept.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    spec: BTreeMap<String, String>,
     #[serde(flatten)]
     cells: Cells,
+}
+
+/// The settings a recorded run kept (`None` for a record without them, or a `cells.json`).
+pub fn read_spec(path: &Path) -> Option<BTreeMap<String, String>> {
+    let run: Run = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    (!run.spec.is_empty()).then_some(run.spec)
+}
+
+/// Makes a file written here readable as the umask allows (a temporary file is created
+/// owner-only): colleagues on a shared filesystem read reports and compare against them.
+pub fn share(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = 0o666 & !umask();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the permissions of {}", path.display()))
+}
+
+/// The process's umask, read without changing it (Linux's `/proc/self/status`; else 022).
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
 }
 
 /// The recorded runs of a published report, newest first (by name, a UTC time stamp).
@@ -128,7 +160,7 @@ pub fn read_cells(path: &Path) -> Result<Cells> {
 }
 
 /// Records the just published report under `runs/` unless its cells equal the newest record's.
-pub fn record_run(dest: &Path, missing: &[String]) -> Result<()> {
+pub fn record_run(dest: &Path, missing: &[String], spec: BTreeMap<String, String>) -> Result<()> {
     let cells = read_cells(&dest.join(CELLS))?;
     if let Some(last) = runs(dest).first() {
         if read_cells(last).is_ok_and(|c| c == cells) {
@@ -151,6 +183,7 @@ pub fn record_run(dest: &Path, missing: &[String]) -> Result<()> {
     let run = Run {
         recorded: stamp,
         missing: missing.len(),
+        spec,
         cells,
     };
     let tmp = tempfile::Builder::new()
@@ -158,6 +191,7 @@ pub fn record_run(dest: &Path, missing: &[String]) -> Result<()> {
         .tempfile_in(&dir)?;
     std::fs::write(tmp.path(), serde_json::to_vec(&run)?)
         .with_context(|| format!("writing {}", tmp.path().display()))?;
+    share(tmp.path())?;
     tmp.persist(&path)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
@@ -253,23 +287,42 @@ pub fn parse_other(q: &str, dest: &Path) -> Result<Other> {
 
 /// Prints the cells of the report in `dest` that differ from `old`, and writes them to
 /// `compare.md` and `compare.csv` there.
-pub fn compare(dest: &Path, label: &str, old: &Cells) -> Result<()> {
+/// Rows of each table the terminal shows (`compare.md` has them all).
+const SHOWN_PER_TABLE: usize = 8;
+
+/// Prints what changed between the report in `dest` and `old` (a headline from the two sides'
+/// settings `spec`, where both are known, and their architectures and attacks; then the cells
+/// that differ, per table, at the table's precision), and writes them to `compare.md` and
+/// `compare.csv` there.
+pub fn compare(
+    dest: &Path,
+    label: &str,
+    old: &Cells,
+    spec: Option<(&BTreeMap<String, String>, &BTreeMap<String, String>)>,
+) -> Result<()> {
     let new = read_cells(&dest.join(CELLS))?;
     let diffs = compare::diff(old, &new);
-    println!("\ncompared with {label}:");
+    let headline = compare::headline(old, &new, spec);
+    println!("compared with {label}:");
+    for h in &headline {
+        println!("  {h}");
+    }
     if diffs.is_empty() {
         println!("no differences in {} cells", new.cells.len());
     } else {
-        print!("{}", compare::text(&diffs));
+        print!("{}", compare::text(&diffs, SHOWN_PER_TABLE));
         println!("{} of {} cells differ", diffs.len(), new.cells.len());
     }
     let md = dest.join("compare.md");
     std::fs::write(
         &md,
-        compare::markdown(&diffs, label, &dest.display().to_string()),
+        compare::markdown(&diffs, label, &dest.display().to_string(), &headline),
     )
     .with_context(|| format!("writing {}", md.display()))?;
-    super::write_csv(&mut compare::frame(&diffs)?, &dest.join("compare.csv"))?;
+    share(&md)?;
+    let csv = dest.join("compare.csv");
+    super::write_csv(&mut compare::frame(&diffs)?, &csv)?;
+    share(&csv)?;
     println!("written: {} and compare.csv", md.display());
     Ok(())
 }

@@ -537,3 +537,53 @@ mod tests {
         assert!(e.contains("did you mean `resolution`?"), "{e}");
     }
 }
+
+/// A pipeline file's settings as `dotted.path → value` (sequences and scalars as flow YAML),
+/// for `report --compare`'s headline; empty when the file does not read as YAML.
+pub fn flatten(path: &Path) -> BTreeMap<String, String> {
+    fn walk(prefix: &str, v: &serde_yaml::Value, out: &mut BTreeMap<String, String>) {
+        match v {
+            serde_yaml::Value::Mapping(m) if !m.is_empty() => {
+                for (k, v) in m {
+                    let k = match k {
+                        serde_yaml::Value::String(s) => s.clone(),
+                        other => flow(other),
+                    };
+                    let path = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                    walk(&path, v, out);
+                }
+            }
+            other => {
+                out.insert(prefix.to_string(), flow(other));
+            }
+        }
+    }
+    /// A value on one line: `8/255`, `[0, 1]`, `{padding: 1}`.
+    fn flow(v: &serde_yaml::Value) -> String {
+        match v {
+            serde_yaml::Value::Null => "null".into(),
+            serde_yaml::Value::Bool(b) => b.to_string(),
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::String(s) => s.clone(),
+            serde_yaml::Value::Sequence(s) => {
+                format!("[{}]", s.iter().map(flow).collect::<Vec<_>>().join(", "))
+            }
+            serde_yaml::Value::Mapping(m) => format!(
+                "{{{}}}",
+                m.iter()
+                    .map(|(k, v)| format!("{}: {}", flow(k), flow(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            serde_yaml::Value::Tagged(t) => flow(&t.value),
+        }
+    }
+    let mut out = BTreeMap::new();
+    if let Some(v) = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| serde_yaml::from_str::<serde_yaml::Value>(&s).ok())
+    {
+        walk("", &v, &mut out);
+    }
+    out
+}

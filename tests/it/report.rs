@@ -427,17 +427,47 @@ fn partial_reports_and_comparisons() {
     assert_eq!(std::fs::read_dir(dir.join("runs")).unwrap().count(), 2);
     let out = p.ok(&["report", "p.yaml", "--compare", "@1"]);
     let text = String::from_utf8_lossy(&out.stdout);
+    // A headline of what changed in the spec and the tables, then the cells per table at the
+    // table's precision.
+    let lines: Vec<&str> = text.lines().skip_while(|l| !l.starts_with("compared with run ")).collect();
+    assert_eq!(
+        lines[1],
+        "  spec: `evaluation.attacks.pgd-small.eps` added: 4/255; `evaluation.attacks.pgd-small.steps` added: 2",
+        "{text}"
+    );
+    assert_eq!(lines[2], "  attacks added: `pgd-small`", "{text}");
     assert!(
-        text.contains("pgd-small") && text.contains("added"),
+        lines.iter().any(|l| l.starts_with("robust_accuracy: ") && l.ends_with(" differ")),
+        "{text}"
+    );
+    assert!(
+        lines.iter().any(|l| l.trim_start().starts_with("digits/resnet18/at  pgd-small")
+            && l.ends_with("added")
+            && l.split_whitespace().nth(3).is_some_and(|v| v.split('.').nth(1).map(str::len) == Some(2))),
         "{text}"
     );
     assert!(!text.contains("removed"), "{text}");
     let md = std::fs::read_to_string(dir.join("compare.md")).unwrap();
     assert!(
-        md.contains("| robust_accuracy | digits/resnet18/at | pgd-small |"),
+        md.contains("- attacks added: `pgd-small`")
+            && md.contains("## robust_accuracy\n\n| row | column | old | new | change |")
+            && md.contains("| digits/resnet18/at | pgd-small |"),
         "{md}"
     );
     assert!(dir.join("compare.csv").exists());
+    // Colleagues on a shared filesystem read the records and the comparison (the umask decides).
+    let umask = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
+        .unwrap();
+    let run = std::fs::read_dir(dir.join("runs")).unwrap().next().unwrap().unwrap().path();
+    for f in [run, dir.join("compare.md"), dir.join("index.html"), dir.join("robust_accuracy.csv")] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666 & !umask, "{}", f.display());
+    }
 
     // Against another pipeline (the original, under another name: the same cached stages).
     p.write("q.yaml", &TINY.replace("name: tiny", "name: other"));

@@ -140,7 +140,7 @@ fn a_terminal_shows_a_moving_clock_the_stages_and_the_report_last() {
         "{last}"
     );
     // No tables on the screen unless asked.
-    assert!(!last.contains("| model |"), "{last}");
+    assert!(!last.contains("| Model |"), "{last}");
 }
 
 #[test]
@@ -182,13 +182,13 @@ fn quiet_verbose_and_piped_output() {
     let text = stdout(&plain(&p, &["run", "p.yaml"]));
     assert_eq!(text.lines().count(), 2, "{text}");
     let text = stdout(&plain(&p, &["run", "p.yaml", "--print"]));
-    assert!(text.contains("| model |"), "{text}");
+    assert!(text.contains("| Model |"), "{text}");
     assert!(
         text.trim_end().ends_with("report: reports/tiny/index.html"),
         "{text}"
     );
     let text = stdout(&plain(&p, &["report", "p.yaml", "--print"]));
-    assert!(text.contains("| model |"), "{text}");
+    assert!(text.contains("| Model |"), "{text}");
 
     // -q: where the report is, nothing else.
     let out = plain(&p, &["-q", "run", "p.yaml"]);
