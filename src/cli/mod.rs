@@ -649,6 +649,14 @@ fn print_dry_run(plan: &Plan, summary: &exec::RunSummary, tflops: f64) {
     let would = |ix: petgraph::graph::NodeIndex| pending_ids.contains(plan.graph[ix].id.as_str());
     let (flops, unknown) = est.total(would);
     let scaled = est.scaled.iter().filter(|&&ix| would(ix)).count();
+    let per_model = est.per_model(plan, would);
+    if !per_model.is_empty() {
+        print!(
+            "per model, what would run:\n{}",
+            crate::plan::cost::subtotals(&per_model)
+        );
+    }
+    println!("{}", crate::plan::cost::LEGEND);
     println!(
         "{}",
         crate::plan::cost::summary("what would run", flops, unknown, scaled, tflops)
@@ -773,12 +781,23 @@ fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
                 "gpu_hours": crate::plan::cost::gpu_hours(flops, a.tflops),
                 "tflops": a.tflops,
                 "stages_without_estimate": unknown,
+                "per_model": est.per_model(&plan, |_| true).iter().map(|(m, f, n, u)| json!({
+                    "model": m, "flops": f, "stages": n, "stages_without_estimate": u,
+                })).collect::<Vec<_>>(),
             },
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         // On stderr: stdout stays one line per stage.
         let scaled = est.scaled.len();
+        let per_model = est.per_model(&plan, |_| true);
+        if !per_model.is_empty() {
+            eprint!(
+                "per model, the whole pipeline:\n{}",
+                crate::plan::cost::subtotals(&per_model)
+            );
+        }
+        eprintln!("{}", crate::plan::cost::LEGEND);
         eprintln!(
             "{}",
             crate::plan::cost::summary("the whole pipeline", flops, unknown, scaled, a.tflops)

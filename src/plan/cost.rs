@@ -58,11 +58,20 @@ impl Estimate {
     }
 }
 
-/// FLOPs for people: `3.2 PFLOP`; `–` for nothing to speak of, `?` for unknown.
+/// What the FLOPs column's symbols mean, printed under it.
+pub const LEGEND: &str = "FLOPs: estimated compute per stage; `none`: no network passes (data, \
+     reports, correlations); `<1 GFLOP`: under one GFLOP; `?`: no estimate (an imported network, a \
+     model config not in src/models/flops.json, or a folder dataset)";
+
+/// FLOPs for people: `3.20 PFLOP`; `none` for a stage without network passes, `<1 GFLOP`
+/// under one, `?` for unknown ([`LEGEND`]).
 pub fn human(f: Option<f64>) -> String {
     let Some(f) = f else { return "?".into() };
+    if f <= 0.0 {
+        return "none".into();
+    }
     if f < 1e9 {
-        return "–".into();
+        return "<1 GFLOP".into();
     }
     let units = [(1e18, "EFLOP"), (1e15, "PFLOP"), (1e12, "TFLOP"), (1e9, "GFLOP")];
     let (d, u) = units.iter().find(|(d, _)| f >= *d).copied().unwrap_or((1e9, "GFLOP"));
@@ -74,6 +83,54 @@ pub fn human(f: Option<f64>) -> String {
     } else {
         format!("{v:.2} {u}")
     }
+}
+
+impl Estimate {
+    /// Per model (the third part of a stage id, `eval/<dataset>/<model>/…`), the FLOPs of the
+    /// stages `which` selects, their number and how many have no estimate; largest first.
+    pub fn per_model(
+        &self,
+        plan: &Plan,
+        which: impl Fn(NodeIndex) -> bool,
+    ) -> Vec<(String, f64, usize, usize)> {
+        let mut by: BTreeMap<String, (f64, usize, usize)> = BTreeMap::new();
+        for (&ix, f) in &self.stages {
+            let id = &plan.graph[ix].id;
+            let Some(model) = id.split('/').nth(2) else {
+                continue;
+            };
+            if !which(ix) {
+                continue;
+            }
+            let e = by.entry(model.to_string()).or_default();
+            e.0 += f.unwrap_or(0.0);
+            e.1 += 1;
+            e.2 += usize::from(f.is_none());
+        }
+        let mut out: Vec<(String, f64, usize, usize)> =
+            by.into_iter().map(|(m, (f, n, u))| (m, f, n, u)).collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out
+    }
+}
+
+/// The per-model subtotals as lines: `  vit  1.86 TFLOP  9 stages`.
+pub fn subtotals(rows: &[(String, f64, usize, usize)]) -> String {
+    let w = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let mut s = String::new();
+    for (m, f, n, u) in rows {
+        let unknown = if *u > 0 {
+            format!(", {u} without an estimate")
+        } else {
+            String::new()
+        };
+        s.push_str(&format!(
+            "  {m:<w$}  {:>11}  {n} stage{}{unknown}\n",
+            human(Some(*f)),
+            if *n == 1 { "" } else { "s" }
+        ));
+    }
+    s
 }
 
 /// GPU-hours of `flops` at `tflops` sustained.
@@ -108,7 +165,8 @@ mod tests {
     #[test]
     fn human_units() {
         assert_eq!(human(None), "?");
-        assert_eq!(human(Some(0.0)), "–");
+        assert_eq!(human(Some(0.0)), "none");
+        assert_eq!(human(Some(2e8)), "<1 GFLOP");
         assert_eq!(human(Some(3.2e15)), "3.20 PFLOP");
         assert_eq!(human(Some(45e12)), "45.0 TFLOP");
         assert_eq!(human(Some(1.5e20)), "150 EFLOP");

@@ -227,6 +227,31 @@ pub fn tables_for(asked: &[TableKind], inputs: &Inputs) -> Vec<&'static Table> {
     out
 }
 
+/// A radius as people write it: `8/255` where it is a whole number of 255ths below 1 (the
+/// pixel grid), else its decimal (`0.5`, `12`).
+pub fn eps_text(eps: f64) -> String {
+    let k = eps * 255.0;
+    if k >= 0.5 && eps < 1.0 && (k - k.round()).abs() < 1e-6 {
+        format!("{}/255", k.round() as i64)
+    } else {
+        let s = format!("{eps:.6}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// The ε-curve table as people read it: each radius as written (`2/255`; CSV keeps the number).
+fn eps_curve_for_people(df: &DataFrame) -> Result<DataFrame> {
+    let eps: Vec<String> = df
+        .column("eps")?
+        .f64()?
+        .into_iter()
+        .map(|e| e.map_or("–".into(), eps_text))
+        .collect();
+    let mut df = df.clone();
+    df.with_column(Column::new("eps".into(), eps))?;
+    Ok(df)
+}
+
 /// Robust accuracy (%) against ε for every attack with curve points, on every split.
 pub fn eps_curve(evals: &[EvalResult]) -> Result<DataFrame> {
     let bases: BTreeSet<&str> = evals
@@ -593,6 +618,7 @@ pub fn write(
         // What people read (Markdown, LaTeX, HTML) of a long table.
         let people = match (&built, t.kind) {
             (Built::Long(df), TableKind::Correlation) => correlation_for_people(df)?,
+            (Built::Long(df), TableKind::EpsCurve) => eps_curve_for_people(df)?,
             (Built::Long(df), _) => df.clone(),
             (Built::Study(_), _) => DataFrame::empty(),
         };
@@ -779,6 +805,14 @@ mod tests {
             ra.get_column_names(),
             ["dataset", "model", "training", "clean", "pgd"]
         );
+    }
+
+    #[test]
+    fn radii_read_as_written() {
+        assert_eq!(eps_text(8.0 / 255.0), "8/255");
+        assert_eq!(eps_text(0.5), "0.5");
+        assert_eq!(eps_text(0.062745), "0.062745");
+        assert_eq!(eps_text(1.0), "1", "an ℓ2 radius");
     }
 
     #[test]

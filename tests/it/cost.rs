@@ -22,6 +22,21 @@ fn paper_pipelines_are_costed_before_their_data_is_there() {
         let file = format!("{name}.yaml");
         std::fs::copy(format!("{ROOT}/pipelines/{file}"), p.path(&file)).unwrap();
         let j = json_out(&p.ok(&["status", &file, "--format", "json", "--tflops", "80"]));
+        // The per-model subtotals add up to every model stage's estimate.
+        let per_model: f64 = j["estimate"]["per_model"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["flops"].as_f64().unwrap())
+            .sum();
+        let of_models: f64 = j["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["id"].as_str().unwrap().split('/').nth(2).is_some())
+            .filter_map(|s| s["flops"].as_f64())
+            .sum();
+        assert!((per_model - of_models).abs() <= 1e-9 * of_models, "{name}: {per_model} vs {of_models}");
         let est = &j["estimate"];
         assert_eq!(est["stages_without_estimate"], 0, "{name}: {est}");
         let flops = est["flops"].as_f64().unwrap();
@@ -68,6 +83,22 @@ fn paper_pipelines_are_costed_before_their_data_is_there() {
         "{text}"
     );
     assert!(text.contains("estimated compute of what would run: ") && text.contains("GPU-hours at 40 TFLOP/s"), "{text}");
+    // One symbol per meaning, with its legend; a subtotal per model.
+    assert!(
+        text.lines().any(|l| l.starts_with("would run") && l.contains(" none  prepare/cifar10")),
+        "{text}"
+    );
+    assert!(text.contains("`none`: no network passes") && text.contains("`?`: no estimate"), "{text}");
+    let subtotals: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != "per model, what would run:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert!(
+        subtotals.iter().any(|l| l.trim_start().starts_with("vit ") && l.contains("FLOP")),
+        "{text}"
+    );
     // status in text: the estimate per stage on stdout, the total on stderr.
     let out = p.ok(&["status", "cifar10.yaml"]);
     assert!(stdout(&out).lines().all(|l| l.starts_with("missing")), "{}", stdout(&out));
