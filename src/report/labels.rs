@@ -43,6 +43,8 @@ const FIXED: &[(&str, &str)] = &[
     ("rho_hi", "ρ 95% high"),
     ("tau_ci", "τ 95% interval"),
     ("rho_ci", "ρ 95% interval"),
+    ("tau", "τ"),
+    ("rho", "ρ"),
     ("hoyer", "Hoyer"),
     ("hoyer_sparsity", "Hoyer sparsity"),
     ("hoyer (all)", "Hoyer (all)"),
@@ -68,6 +70,16 @@ pub fn label(id: &str) -> Cow<'_, str> {
     }
     if let Some((_, l)) = BOUNDS.iter().find(|(k, _)| *k == id) {
         return Cow::Borrowed(l);
+    }
+    // `robust_gap:pgd` (a gap of the correlation matrix).
+    if let Some((what, attack)) = id.split_once(':') {
+        if !attack.contains('/') {
+            match what {
+                "robust_gap" => return Cow::Owned(format!("gap {attack}")),
+                "unseen_drop" => return Cow::Owned(format!("unseen drop {attack}")),
+                _ => {}
+            }
+        }
     }
     // `robust_gap:pgd/tau` (the correlation matrix): the gap, then the statistic.
     if let Some((gap, stat)) = id.rsplit_once('/') {
@@ -100,6 +112,7 @@ mod tests {
         assert_eq!(label("hoyer_attention"), "Hoyer attention");
         assert_eq!(label("kendall_tau"), "Kendall τ");
         assert_eq!(label("robust_gap:pgd-linf/tau"), "gap pgd-linf: τ");
+        assert_eq!(label("unseen_drop:pgd-l2"), "unseen drop pgd-l2");
         assert_eq!(label("test_accuracy"), "Test acc. (%)");
         // Attack and group names are the user's.
         assert_eq!(label("pgd-linf"), "pgd-linf");

@@ -195,7 +195,7 @@ pub fn study_latex(t: &StudyTable) -> Result<String> {
             let mut heads = vec![String::new(); nlab];
             let mut rules = String::new();
             for (g, first, n) in spans(t) {
-                let g = g.map(|g| tex_escape(&g)).unwrap_or_default();
+                let g = g.map(|g| tex_escape(&label(&g))).unwrap_or_default();
                 heads.push(if n > 1 {
                     format!("\\multicolumn{{{n}}}{{c}}{{{g}}}")
                 } else {
@@ -264,7 +264,7 @@ pub fn study_markdown(t: &StudyTable) -> Result<String> {
     }
     head.extend(t.row_names.iter().map(|s| label(s).into_owned()));
     head.extend(t.cols.iter().map(|c| match &c.group {
-        Some(g) => format!("{g}/{}", label(&c.name)),
+        Some(g) => format!("{}/{}", label(g), label(&c.name)),
         None => label(&c.name).into_owned(),
     }));
     let mut out = format!(
@@ -318,7 +318,7 @@ pub fn study_html(t: &StudyTable) -> Result<String> {
                 write!(
                     out,
                     "<th colspan=\"{n}\" class=\"group\">{}</th>",
-                    html_escape(&g.unwrap_or_default())
+                    html_escape(&g.map(|g| label(&g).into_owned()).unwrap_or_default())
                 )?;
             }
             out.push_str("</tr>\n");
