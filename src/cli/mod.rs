@@ -490,27 +490,11 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         crate::progress::multi().set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let started = std::time::Instant::now();
-    let opts = RunOptions {
-        jobs,
-        threads: a.threads,
-        dry_run: a.dry_run,
-        force,
-        keep_going: a.keep_going,
-        device: a.device,
-        // A dry run's lines carry the estimates, printed below.
-        stage_lines: !json && !a.dry_run && !log.quiet,
-        cached_lines: log.verbose > 0,
-        spec: a.pipeline.clone(),
-        log_filter: log.file.clone(),
-        relay_filter: log.relay.clone(),
-        log_json: log.json,
-    };
+    let opts = run_options(&a, jobs, force, log);
     let summary = exec::run(&plan, &cache, &opts, ex.as_mut())?;
     let count = |f: fn(&Outcome) -> bool| summary.count(f);
     let queued = count(|o| matches!(o, Outcome::Queued { .. }));
-    let ran = count(|o| matches!(o, Outcome::Ran { .. }));
     let cached = count(|o| matches!(o, Outcome::Cached));
-    let skipped = count(|o| matches!(o, Outcome::Skipped));
     let failed = summary.failed();
     let total = summary.outcomes.len();
     let done = !a.dry_run && failed == 0 && queued == 0;
@@ -538,20 +522,8 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
             );
         }
     } else {
-        // The ending: counts and time, the failures with their logs, then the report, last.
         if !log.quiet {
-            println!(
-                "{total} stages: {ran} ran, {cached} cached, {failed} failed, {skipped} skipped in {}",
-                crate::progress::human_duration(started.elapsed().as_secs_f64())
-            );
-            for (id, o) in &summary.outcomes {
-                if matches!(o, Outcome::Failed(_)) {
-                    println!(
-                        "failed: {id}; its log: {}",
-                        exec::log_path(&cache, &plan, id).display()
-                    );
-                }
-            }
+            print_ending(&plan, &cache, &summary, started.elapsed().as_secs_f64());
         }
         if done {
             let r = materialize_report(&plan, &cache, &a.reports, &a.pipeline)?;
@@ -562,6 +534,48 @@ fn run(cache_dir: &Path, a: RunArgs) -> Result<i32> {
         bail!("{failed} stage(s) failed (see above); fix the cause and rerun: finished stages stay cached");
     }
     Ok(0)
+}
+
+/// What `run` asks of the executor, from its arguments and the logging set-up.
+fn run_options(a: &RunArgs, jobs: usize, force: Vec<glob::Pattern>, log: &LogSetting) -> RunOptions {
+    RunOptions {
+        jobs,
+        threads: a.threads,
+        dry_run: a.dry_run,
+        force,
+        keep_going: a.keep_going,
+        device: a.device.clone(),
+        // A dry run's lines carry the estimates, printed below.
+        stage_lines: a.format != Format::Json && !a.dry_run && !log.quiet,
+        cached_lines: log.verbose > 0,
+        spec: a.pipeline.clone(),
+        log_filter: log.file.clone(),
+        relay_filter: log.relay.clone(),
+        log_json: log.json,
+    }
+}
+
+/// The ending of a run, before the report's path: the counts and the time, then each failed
+/// stage with its log.
+fn print_ending(plan: &Plan, cache: &Cache, summary: &exec::RunSummary, seconds: f64) {
+    let count = |f: fn(&Outcome) -> bool| summary.count(f);
+    println!(
+        "{} stages: {} ran, {} cached, {} failed, {} skipped in {}",
+        summary.outcomes.len(),
+        count(|o| matches!(o, Outcome::Ran { .. })),
+        count(|o| matches!(o, Outcome::Cached)),
+        summary.failed(),
+        count(|o| matches!(o, Outcome::Skipped)),
+        crate::progress::human_duration(seconds)
+    );
+    for (id, o) in &summary.outcomes {
+        if matches!(o, Outcome::Failed(_)) {
+            println!(
+                "failed: {id}; its log: {}",
+                exec::log_path(cache, plan, id).display()
+            );
+        }
+    }
 }
 
 /// Locally, a training or evaluation takes `--threads` of the `-j` CPU slots (README,

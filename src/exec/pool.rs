@@ -260,6 +260,16 @@ impl Pool {
         }
     }
 
+    /// Shows a worker's log line on stderr; as text, after its stage's id, so that two stages
+    /// side by side are told apart.
+    fn relay(&self, job: &Job, text: &str) {
+        if self.launch.log_json {
+            progress::eprint_raw(text)
+        } else {
+            progress::eprint_raw(&format!("{}  {text}", job.task.id))
+        }
+    }
+
     /// Sends `job` to `w` and follows it to its end.
     fn attempt(&self, mut w: Worker, job: &Job, bar: &StageProgress) -> Result<Attempt> {
         let mut line = serde_json::to_string(job).expect("jobs serialise");
@@ -361,12 +371,7 @@ impl Pool {
                 }
                 Reply::Log(text) => {
                     watch.moved();
-                    // Two stages side by side are told apart by their lines.
-                    if self.launch.log_json {
-                        progress::eprint_raw(&text)
-                    } else {
-                        progress::eprint_raw(&format!("{}  {text}", job.task.id))
-                    }
+                    self.relay(job, &text);
                 }
                 Reply::Beat { progress, cpu_ms } => watch.beat(progress, cpu_ms),
                 Reply::Done(d) => {

@@ -629,7 +629,7 @@ mod tests {
 
     const A: &str = "name: t\nseed: 1\ndatasets:\n  d: {source: synthetic, resolution: 8, synthetic: {classes: 3, train_size: 30, test_size: 9}}\nmodels:\n  resnet18: {preset: tiny}\ntraining:\n  at:\n    attack: {norm: linf, eps: 8/255, steps: 2}\n    epochs: 1\n    optimizer: {name: adamw, lr: 1e-3}\nevaluation:\n  attacks:\n    clean: {}\n    fgsm: {eps: 8/255}\n";
     // The same pipeline reformatted: reordered keys, comments, flow/block style, 8/255 as decimal.
-    const B: &str = "# comment\nname: t\nevaluation:\n  attacks:\n    fgsm:\n      eps: 0.03137254901960784   # same f64\n    clean: {}\ntraining:\n  at:\n    optimizer: {lr: 0.001, name: adamw}\n    epochs: 1\n    attack:\n      steps: 2\n      eps: 0.03137254901960784\n      norm: linf\nmodels:\n  resnet18:\n    preset: tiny\ndatasets:\n  d:\n    synthetic: {test_size: 9, train_size: 30, classes: 3}\n    resolution: 8\n    source: synthetic\nseed: 1\n";
+    const B: &str = "# comment\nname: t\nevaluation:\n  attacks:\n    clean: {}\n    fgsm:\n      eps: 0.03137254901960784   # same f64\ntraining:\n  at:\n    optimizer: {lr: 0.001, name: adamw}\n    epochs: 1\n    attack:\n      steps: 2\n      eps: 0.03137254901960784\n      norm: linf\nmodels:\n  resnet18:\n    preset: tiny\ndatasets:\n  d:\n    synthetic: {test_size: 9, train_size: 30, classes: 3}\n    resolution: 8\n    source: synthetic\nseed: 1\n";
 
     fn keys(src: &str) -> BTreeMap<String, String> {
         let p = plan(src);
@@ -749,6 +749,19 @@ mod tests {
         let (a, b) = (keys(A), keys(B));
         assert_eq!(a.len(), 1 + 1 + 2 * 2 + 1);
         assert_eq!(a, b);
+    }
+
+    /// The report's attack columns follow the spec's order: listing the attacks in another
+    /// order changes the report's key, and nothing else.
+    #[test]
+    fn attack_order_keys_only_the_report() {
+        let a = keys(A);
+        let c = keys(&A.replace(
+            "    clean: {}\n    fgsm: {eps: 8/255}\n",
+            "    fgsm: {eps: 8/255}\n    clean: {}\n",
+        ));
+        let changed: Vec<&String> = a.keys().filter(|k| a[*k] != c[*k]).collect();
+        assert_eq!(changed, ["report"]);
     }
 
     #[test]
