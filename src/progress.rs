@@ -95,6 +95,10 @@ impl StageProgress {
         }
         self.bar.inc(n);
     }
+    /// Seconds since the bar was made (the stage started).
+    pub fn elapsed(&self) -> f64 {
+        self.bar.elapsed().as_secs_f64()
+    }
     /// Redraws the bar (its clock) even when no update comes.
     pub fn tick(&self) {
         self.bar.enable_steady_tick(std::time::Duration::from_millis(500));

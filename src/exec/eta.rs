@@ -62,19 +62,38 @@ impl Eta {
         self.finished += self.cost.get(&ix).copied().unwrap_or(0.0);
     }
 
-    /// Seconds left, given the running stages' done fractions; `None` while nothing tells.
-    pub fn remaining(&self, running: impl IntoIterator<Item = (NodeIndex, f64)>) -> Option<f64> {
-        let partial: f64 = running
-            .into_iter()
-            .map(|(ix, frac)| self.cost.get(&ix).copied().unwrap_or(0.0) * frac)
-            .sum();
-        estimate(
+    /// Seconds left, given each running stage's done fraction and seconds run; `None` while
+    /// nothing tells. Never less than the longest time a running stage needs at its own pace:
+    /// a stage that runs alone at the end (a slow training) is not sped up by the others'
+    /// average.
+    pub fn remaining(
+        &self,
+        running: impl IntoIterator<Item = (NodeIndex, f64, f64)>,
+    ) -> Option<f64> {
+        let (mut partial, mut longest) = (0.0, None::<f64>);
+        for (ix, frac, secs) in running {
+            partial += self.cost.get(&ix).copied().unwrap_or(0.0) * frac;
+            if let Some(own) = own_pace(frac, secs) {
+                longest = Some(longest.map_or(own, |l| l.max(own)));
+            }
+        }
+        let by_flops = estimate(
             self.total,
             self.finished + partial,
             self.start.elapsed().as_secs_f64(),
             self.prior,
-        )
+        );
+        match (by_flops, longest) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
+}
+
+/// The seconds a stage `frac` done after `secs` needs at that pace; `None` until it has run
+/// long enough and far enough to tell.
+pub fn own_pace(frac: f64, secs: f64) -> Option<f64> {
+    (frac >= 0.05 && secs >= SETTLE_SECONDS).then(|| secs * (1.0 - frac.min(1.0)) / frac)
 }
 
 /// Seconds to do the rest of `total` FLOPs, `done` of them in `elapsed` seconds; `prior`
@@ -112,8 +131,16 @@ mod tests {
         // Too early to extrapolate: the prior, on what is left.
         assert_eq!(estimate(100.0, 50.0, 1.0, Some(10.0)), Some(5.0));
         assert_eq!(estimate(100.0, 100.0, 10.0, None), Some(0.0));
-        assert_eq!(estimate(0.0, 0.0, 10.0, Some(1.0)), None, "no estimate of any stage");
+        assert_eq!(
+            estimate(0.0, 0.0, 10.0, Some(1.0)),
+            None,
+            "no estimate of any stage"
+        );
         assert_eq!(message(Some(200.0)), "ETA 3m 20s");
+        // A stage's own pace: a fifth done in 20 s needs 80 s more; too early tells nothing.
+        assert_eq!(own_pace(0.2, 20.0), Some(80.0));
+        assert_eq!(own_pace(0.01, 20.0), None);
+        assert_eq!(own_pace(0.5, 1.0), None);
         assert_eq!(message(None), "");
     }
 }

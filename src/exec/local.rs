@@ -101,7 +101,7 @@ impl Running {
     fn show_eta(&self) {
         let left = self
             .eta
-            .remaining(self.bars.iter().map(|(&ix, b)| (ix, b.fraction())));
+            .remaining(self.bars.iter().map(|(&ix, b)| (ix, b.fraction(), b.elapsed())));
         self.overall.set_message(super::eta::message(left));
     }
 }
