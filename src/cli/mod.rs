@@ -1086,13 +1086,11 @@ fn report_cmd(cache_dir: &Path, a: ReportArgs) -> Result<i32> {
     let r = materialize_report(&plan, &cache, &a.reports, &a.pipeline)?;
     let quiet = LOG.get().is_some_and(|l| l.quiet);
     report::say(&r, a.print, quiet)?;
-    let dest = r.dest;
     if let Some((q, other)) = other {
         // After publishing, so that `@1` is the run before this one.
-        let (label, cells, theirs) = report::other_side(&other, q, &dest, cache_dir)?;
-        let ours = crate::spec::flatten(&a.pipeline);
-        let spec = theirs.as_ref().map(|t| (t, &ours));
-        crate::report::publish::compare(&dest, &label, &cells, spec)?;
+        let (label, cells, theirs) = report::other_side(&other, q, &r.dest, cache_dir)?;
+        let spec = theirs.as_ref().map(|t| (t, &r.spec));
+        crate::report::publish::compare(&r.dest, &label, &cells, spec)?;
     }
     Ok(0)
 }

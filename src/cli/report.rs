@@ -110,11 +110,13 @@ fn render(plan: &Plan, cache: &Cache, staging_in: &Path) -> Result<Rendered> {
     })
 }
 
-/// A report just published: where, the stages it lacks, and its files there.
+/// A report just published: where, the stages it lacks, its files there, and the pipeline's
+/// settings its record keeps (`spec::flatten`).
 pub struct Published {
     pub dest: PathBuf,
     missing: Vec<String>,
     files: Vec<PathBuf>,
+    pub spec: BTreeMap<String, String>,
 }
 
 /// Writes the report of `plan` to `<reports>/<pipeline name>/` from the cache (partial when some
@@ -139,7 +141,8 @@ pub fn materialize_report(
     }
     let files = published?;
     // The tables are published: a run record that cannot be written costs only the comparison.
-    if let Err(e) = publish::record_run(&dest, &r.missing, crate::spec::flatten(spec_file)) {
+    let spec = crate::spec::flatten(spec_file);
+    if let Err(e) = publish::record_run(&dest, &r.missing, spec.clone()) {
         tracing::warn!(
             "the report is published in {}, but its record for `robarch report --compare` could \
              not be written under {} ({e:#}); free space there and run `robarch report` on the \
@@ -152,6 +155,7 @@ pub fn materialize_report(
         dest,
         missing: r.missing.clone(),
         files,
+        spec,
     })
 }
 

@@ -23,21 +23,31 @@ pub struct Eta {
 }
 
 impl Eta {
-    /// `todo`: the stages this run computes; `slots`: how many run at once at most.
+    /// `todo`: the stages this run computes; `slots`: how many run at once at most. With
+    /// nothing to run (a no-op run), nothing is estimated or read.
     pub fn new(plan: &Plan, cache: &Cache, todo: &[NodeIndex], slots: usize) -> Eta {
+        let mut eta = Eta {
+            cost: HashMap::new(),
+            total: 0.0,
+            finished: 0.0,
+            prior: None,
+            start: Instant::now(),
+        };
+        if todo.is_empty() {
+            return eta;
+        }
         let est = Estimate::of(plan);
-        let cost: HashMap<NodeIndex, f64> = todo
+        eta.cost = todo
             .iter()
             .map(|&ix| (ix, est.stages.get(&ix).copied().flatten().unwrap_or(0.0)))
             .collect();
-        let total = cost.values().sum();
-        let in_todo: std::collections::HashSet<&NodeIndex> = cost.keys().collect();
+        eta.total = eta.cost.values().sum();
         let (mut flops, mut seconds) = (0.0, 0.0);
         for (ix, f) in &est.stages {
             let Some(f) = f.filter(|&f| f >= 1e9) else {
                 continue;
             };
-            if in_todo.contains(ix) {
+            if eta.cost.contains_key(ix) {
                 continue;
             }
             if let Some(m) = cache.read_meta(&plan.graph[*ix].key) {
@@ -47,14 +57,9 @@ impl Eta {
                 }
             }
         }
-        let parallel = slots.clamp(1, todo.len().max(1)) as f64;
-        Eta {
-            cost,
-            total,
-            finished: 0.0,
-            prior: (seconds > 0.0).then(|| flops / seconds * parallel),
-            start: Instant::now(),
-        }
+        let parallel = slots.clamp(1, todo.len()) as f64;
+        eta.prior = (seconds > 0.0).then(|| flops / seconds * parallel);
+        eta
     }
 
     /// Counts a stage as done.

@@ -39,6 +39,15 @@ impl Slots {
             }
         }
     }
+    /// How many device stages run at once: one per GPU, or on the CPU as many as the `-j`
+    /// slots hold at `threads` each.
+    fn stages_at_once(&self) -> usize {
+        if self.cpu_only {
+            self.cpu_free / self.threads
+        } else {
+            self.gpus_free.len()
+        }
+    }
     fn give(&mut self, uses_device: bool, slot: Slot) {
         match slot {
             Slot::Cpu => self.cpu_free += if uses_device { self.threads } else { 1 },
@@ -175,21 +184,17 @@ impl Executor for Local {
         overall.set_prefix(plan.name.clone());
         // The clock moves between stage ends.
         overall.enable_steady_tick(std::time::Duration::from_millis(500));
-        let parallel = if slots == [Slot::Cpu] {
-            opts.jobs.max(1) / opts.threads.clamp(1, opts.jobs.max(1))
-        } else {
-            slots.len()
+        let free = Slots {
+            cpu_free: opts.jobs.max(1),
+            gpus_free: slots.iter().rev().copied().collect(),
+            cpu_only: slots == [Slot::Cpu],
+            threads: opts.threads.clamp(1, opts.jobs.max(1)),
         };
-        let eta = super::eta::Eta::new(plan, cache, todo, parallel);
+        let eta = super::eta::Eta::new(plan, cache, todo, free.stages_at_once());
         overall.set_message(super::eta::message(eta.remaining([])));
         let (tx, rx) = channel();
         self.run = Some(Running {
-            slots: Slots {
-                cpu_free: opts.jobs.max(1),
-                gpus_free: slots.iter().rev().copied().collect(),
-                cpu_only: slots == [Slot::Cpu],
-                threads: opts.threads.clamp(1, opts.jobs.max(1)),
-            },
+            slots: free,
             threads: rayon::ThreadPoolBuilder::new()
                 .num_threads(opts.jobs.max(1) + slots.len() + 1)
                 .build()?,

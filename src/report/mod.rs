@@ -371,12 +371,7 @@ pub fn robust_accuracy(evals: &[EvalResult], sparsity: &[SparsityResult]) -> Res
         .into_iter()
         .collect();
     // In the order the evaluations come (the spec's).
-    let mut attacks: Vec<&str> = Vec::new();
-    for e in &test {
-        if !attacks.contains(&e.attack.as_str()) {
-            attacks.push(e.attack.as_str());
-        }
-    }
+    let attacks = study::attack_order(test.iter().copied());
     let lookup: BTreeMap<(SeedKey, &str), &EvalResult> = test
         .iter()
         .map(|e| ((seed_key(e), e.attack.as_str()), *e))
@@ -392,19 +387,19 @@ pub fn robust_accuracy(evals: &[EvalResult], sparsity: &[SparsityResult]) -> Res
         .collect();
     let clean: Vec<Option<f64>> = keys.iter().map(|k| widest.get(k).copied()).collect();
     cols.push(Column::new("clean".into(), clean));
-    for a in &attacks {
-        if *a == "clean" {
+    for a in attacks.iter().map(String::as_str) {
+        if a == "clean" {
             continue;
         }
         let v: Vec<Option<f64>> = keys
             .iter()
             .map(|k| {
                 lookup
-                    .get(&(k.clone(), *a))
+                    .get(&(k.clone(), a))
                     .map(|e| 100.0 * e.robust_accuracy)
             })
             .collect();
-        cols.push(Column::new((*a).into(), v));
+        cols.push(Column::new(a.into(), v));
     }
     if !sparsity.is_empty() {
         let s: BTreeMap<SeedKey, f64> = sparsity
