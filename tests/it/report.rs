@@ -155,6 +155,9 @@ fn report_writes_every_table_format_plots_and_a_page_that_renders() {
         md.starts_with("| Dataset | Model | Training | clean | fgsm | pgd-linf | pgd-l2 | Hoyer sparsity |"),
         "{md}"
     );
+    // Curve radii as the spec writes them (the CSV keeps the number).
+    let curve = std::fs::read_to_string(dir.join("eps_curve.md")).unwrap();
+    assert!(curve.contains("| 2/255 |") && curve.contains("| 4/255 |"), "{curve}");
     let analysis = std::fs::read_to_string(dir.join("analysis.md")).unwrap();
     assert!(
         analysis.contains("| ℓ1/ℓ2 |") && analysis.contains("| log10 Neyshabur ℓ1,∞ |"),
@@ -214,6 +217,12 @@ fn report_writes_every_table_format_plots_and_a_page_that_renders() {
         &html[..400]
     );
     assert_eq!(html.matches("data:image/png;base64,").count(), PLOTS.len());
+    // The bold rule is stated where the bold is.
+    assert!(
+        html.contains("gap_by_attack")
+            && html.contains("bold: the smallest among architectures within 5 points of the best clean test accuracy"),
+        "the gap table's caption states its bold rule"
+    );
     // The report's numbers are its tables': a cell of cells.json equals the CSV's.
     let cells: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("cells.json")).unwrap()).unwrap();
