@@ -184,6 +184,11 @@ fn bench(spec: &str, set: &Setup) {
         a.set("steps", apgd_steps);
     });
     let aa = cfg("autoattack", &|_| {});
+    // Evaluation draws from per-point streams (as the evaluate stage does), training per batch.
+    let streams = |usage: Use, lo: i64, len: i64| match usage {
+        Use::Evaluation => attacks::Streams::range(0, lo as u64, len as usize),
+        Use::Training => attacks::Streams::Batch(lo as u64),
+    };
     // Images/s of each repeat, and the robust accuracy of the last.
     let time = |c: &AttackConfig, usage: Use| -> (Vec<f64>, f64) {
         let mut rates = Vec::new();
@@ -192,7 +197,7 @@ fn bench(spec: &str, set: &Setup) {
             &model,
             &x.narrow(0, 0, batch.min(n)),
             &y.narrow(0, 0, batch.min(n)),
-            0,
+            &streams(usage, 0, batch.min(n)),
             usage,
         );
         for _ in 0..repeats {
@@ -206,7 +211,7 @@ fn bench(spec: &str, set: &Setup) {
                         &model,
                         &x.narrow(0, lo, len),
                         &y.narrow(0, lo, len),
-                        lo as u64,
+                        &streams(usage, lo, len),
                         usage,
                     )
                 })

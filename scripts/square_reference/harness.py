@@ -1,6 +1,7 @@
-"""Drive pyautoattack's SquareAttack (fra31 square.py) with robarch's seeded draw scheme
-(square.rs: draw(seed, [site, restart, step]) → torch.manual_seed(derive(...)) → torch.rand),
-so its trajectory can be compared with the Rust port."""
+"""Drive pyautoattack's SquareAttack (fra31 square.py) with robarch's per-point draw scheme
+(streams.rs: call k of a draw tagged [site, restart, step] gives point `id` the values of
+torch.rand after torch.manual_seed(derive(derive(derive(seed, tags), [k]), [id]))), one point at a
+time, so its trajectory can be compared with the Rust port."""
 import torch, math
 import pyautoattack.square as sq
 
@@ -49,41 +50,51 @@ def l1_box(x, delta, eps):
     out = v.sign() * torch.minimum((a - lam).clamp_min(0), room)
     return out.float().view(delta.shape)
 
+def point_draw(seed, tags, call, pid, shape):
+    """Row `pid` of call `call` of a point-stream draw tagged `tags` (streams.rs `Draw::fill`)."""
+    s = derive(derive(derive(seed, tags), [call]), [pid])
+    torch.manual_seed(s & ((1 << 63) - 1))
+    return ORIG_RAND(shape)
+
+def sign_of(u):
+    return (u * 2.0 - 1.0).sign()
+
 class Feeder:
-    def __init__(self, att, seed, restart, n_windows, n, c):
+    """Answers the random calls of one point's `attack_single_run` (a batch of that point alone)."""
+    def __init__(self, att, seed, restart, n_windows, c, pid):
         self.att, self.seed, self.r, self.K = att, seed, restart, n_windows
-        self.n, self.c = n, c
+        self.c, self.pid = c, pid
         self.choice_calls = 0; self.int_calls = 0; self.rand1_calls = 0
         self.init = None; self.u = {}
 
     def window_u(self, it):
         if it not in self.u:
-            self.u[it] = draw(self.seed, [SITE_WINDOW, self.r, it], lambda: ORIG_RAND([5]))
+            self.u[it] = point_draw(self.seed, [SITE_WINDOW, self.r, it], 0, self.pid, [5])
         return self.u[it]
 
     def init_draw(self):
         if self.init is None:
-            n, c = self.n, self.c
-            if self.att.norm == 'Linf':
-                self.init = None
-            else:
-                K = self.K
-                self.init = draw(self.seed, [SITE_INIT, self.r, 0],
-                                 lambda: (rchoice([K, n, c, 1, 1]), ORIG_RAND([K])))
+            tags, K, c = [SITE_INIT, self.r, 0], self.K, self.c
+            signs = sign_of(point_draw(self.seed, tags, 0, self.pid, [K, c, 1, 1]))
+            flips = point_draw(self.seed, tags, 1, self.pid, [K])
+            self.init = (signs, flips)
         return self.init
 
     def random_choice(self, shape):
         k = self.choice_calls; self.choice_calls += 1
         if self.att.norm == 'Linf':
             if k == 0:
-                return draw(self.seed, [SITE_INIT, self.r, 0], lambda: rchoice(shape))
+                rest = list(shape)[1:]
+                tags = [SITE_INIT, self.r, 0]
+                return sign_of(point_draw(self.seed, tags, 0, self.pid, rest)).view(shape)
             it = k - 1
-            return draw(self.seed, [SITE_SIGNS, self.r, it], lambda: rchoice(shape))
-        if k < self.K:
-            signs, _ = self.init_draw()
-            return signs[k]
-        it = k - self.K
-        return draw(self.seed, [SITE_SIGNS, self.r, it], lambda: rchoice(shape))
+        else:
+            if k < self.K:
+                signs, _ = self.init_draw()
+                return signs[k].view(shape)
+            it = k - self.K
+        u = point_draw(self.seed, [SITE_SIGNS, self.r, it], 0, self.pid, [self.c, 1, 1])
+        return sign_of(u).view(shape)
 
     def random_int(self, low=0, high=1, shape=[1]):
         j = self.int_calls; self.int_calls += 1
@@ -109,24 +120,27 @@ def grid_windows(h, w):
     return (h // s) * (w // s)
 
 def run_reference(model, x, y, eps, norm, queries, seed, loss='margin', resc=False, p_init=.8):
+    """`attack_single_run` on each correctly classified point alone (its id: its row in `x`),
+    with that point's draws; returns the points' rows, query counts and final iterates."""
     att = sq.SquareAttack(model, norm=norm, n_queries=queries, eps=eps, p_init=p_init,
                           n_restarts=1, seed=0, loss=loss, resc_schedule=resc, device='cpu')
     att.init_hyperparam(x)
     h, w = x.shape[2], x.shape[3]
-    acc0 = (model(x).max(1)[1] == y)
-    fd = Feeder(att, seed, 0, grid_windows(h, w), int(acc0.sum()), x.shape[1])
-    att.random_choice = fd.random_choice
-    att.random_int = fd.random_int
     old_proj = sq.L1_projection
     sq.L1_projection = lambda x2, y2, e1: l1_box(x2, y2, torch.full([x2.shape[0]], eps).float() * (1.0 - 1e-6)) - y2
-    torch.rand = fd.rand
+    nqs, xbs = [], []
     try:
         with torch.no_grad():
-            acc = model(x).max(1)[1] == y
-            idx = acc.nonzero().squeeze(1)
-            nq, xb = att.attack_single_run(x[idx].clone(), y[idx].clone())
+            idx = (model(x).max(1)[1] == y).nonzero().squeeze(1)
+            for i in idx.tolist():
+                fd = Feeder(att, seed, 0, grid_windows(h, w), x.shape[1], i)
+                att.random_choice = fd.random_choice
+                att.random_int = fd.random_int
+                torch.rand = fd.rand
+                nq, xb = att.attack_single_run(x[i:i+1].clone(), y[i:i+1].clone())
+                torch.rand = ORIG_RAND
+                nqs.append(nq); xbs.append(xb)
     finally:
         torch.rand = ORIG_RAND
         sq.L1_projection = old_proj
-    run_reference.fd = fd
-    return idx, nq, xb
+    return idx, torch.cat(nqs), torch.cat(xbs)

@@ -354,7 +354,7 @@ mod net {
         /// Adversarials of one batch against the network's current weights.
         fn adversarial(&self, model: &Net, x: &Tensor, y: &Tensor) -> Tensor {
             match &self.pgd {
-                Some((p, eps)) => pgd::pgd(model, x, y, &radii(x, *eps), p, 0).detach(),
+                Some((p, eps)) => pgd::pgd(model, x, y, &radii(x, *eps), p, &crate::attacks::Streams::Batch(0)).detach(),
                 None => x.shallow_clone(),
             }
         }

@@ -187,9 +187,9 @@ impl Attack for Apgd {
 mod net {
     use super::*;
     use crate::attacks::{
-        draw, loss, loss_grad, on_robust_points, outcome,
+        loss, loss_grad, on_robust_points, outcome,
         project::{self, col},
-        radii, ranked_class, select, AttackRun, Model, Outcome, Reduce, Use,
+        radii, ranked_class, select, AttackRun, Model, Outcome, Reduce, Streams, Use,
     };
     use tch::{Kind, Tensor};
 
@@ -325,7 +325,7 @@ mod net {
         n_iter: usize,
         init: Option<&Tensor>,
         drop_fooled: bool,
-        seed: u64,
+        rng: &Streams,
         zero_grads: &mut usize,
     ) -> SingleRun {
         let n = x.size()[0];
@@ -335,9 +335,9 @@ mod net {
         let start = match init {
             Some(i) => i.shallow_clone(),
             None => {
-                let t = draw(seed, &[0], || match norm {
-                    Norm::Linf => Tensor::rand_like(x) * 2.0 - 1.0,
-                    _ => Tensor::randn_like(x),
+                let t = rng.draw(&[0], |d| match norm {
+                    Norm::Linf => d.uniform_like(x) * 2.0 - 1.0,
+                    _ => d.normal_like(x),
                 });
                 match norm {
                     Norm::L1 => l1_point(x, &t, eps),
@@ -515,7 +515,7 @@ mod net {
         y: &Tensor,
         eps: &Tensor,
         p: &ApgdParams,
-        seed: u64,
+        rng: &Streams,
         zero_grads: &mut usize,
     ) -> Tensor {
         // One clean forward pass gives the class count, the points to attack and the target order.
@@ -537,9 +537,9 @@ mod net {
                 eps.index_select(0, idx),
             );
             let target = target_rank.map(|rank| ranked_class(&clean.index_select(0, idx), rank));
-            let s = crate::rng::derive(seed, &[round as u64, restart as u64]);
+            let s = rng.select(idx).sub(&[round as u64, restart as u64]);
             let res = if p.large_eps {
-                large_eps_run(model, &xs, &ys, target.as_ref(), &es, p, s, zero_grads)
+                large_eps_run(model, &xs, &ys, target.as_ref(), &es, p, &s, zero_grads)
             } else {
                 single_run(
                     model,
@@ -551,7 +551,7 @@ mod net {
                     p.steps,
                     None,
                     true,
-                    s,
+                    &s,
                     zero_grads,
                 )
             };
@@ -584,13 +584,13 @@ mod net {
         target: Option<&Tensor>,
         eps: &Tensor,
         p: &ApgdParams,
-        seed: u64,
+        rng: &Streams,
         zero_grads: &mut usize,
     ) -> SingleRun {
         let n = p.steps;
         let first = (0.3 * n as f64).ceil() as usize;
         let iters = [first, first, n.saturating_sub(2 * first)];
-        let noise = draw(seed, &[1], || Tensor::randn_like(x));
+        let noise = rng.draw(&[1], |d| d.normal_like(x));
         let start = x + noise;
         let mut init = l1_point(x, &(&start - x), &(eps * 3.0));
         let mut last = None;
@@ -608,7 +608,7 @@ mod net {
                 it.max(1),
                 Some(&init),
                 lastphase,
-                crate::rng::derive(seed, &[2, phase as u64]),
+                &rng.sub(&[2, phase as u64]),
                 zero_grads,
             );
             init = res.x_best.shallow_clone();
@@ -618,7 +618,7 @@ mod net {
     }
 
     impl AttackRun for Apgd {
-        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, _: Use) -> Outcome {
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, rng: &Streams, _: Use) -> Outcome {
             let classes = crate::attacks::classes(model, x);
             let needed = match self.loss {
                 ApgdLoss::Ce => 2,
@@ -639,7 +639,7 @@ mod net {
                 y,
                 &radii(x, self.eps),
                 &self.params(),
-                seed,
+                rng,
                 &mut zero,
             ));
             if zero > 0 {
@@ -707,7 +707,7 @@ mod net {
                     };
                     let e = Tensor::full([64], eps, (Kind::Float, Device::Cpu));
                     let mut z = 0;
-                    let adv = apgd(&m, &x, &y, &e, &p, 7, &mut z);
+                    let adv = apgd(&m, &x, &y, &e, &p, &Streams::Batch(7), &mut z);
                     feasible(&x, &adv, eps, norm);
                     let broken = crate::attacks::correct(&m, &adv, &y).logical_not();
                     // Unbroken points are returned as they came.
@@ -770,7 +770,7 @@ mod net {
                     large_eps: norm == Norm::L1,
                 };
                 let e = Tensor::zeros([16], (Kind::Float, Device::Cpu));
-                let adv = apgd(&m, &x, &y, &e, &p, 0, &mut 0);
+                let adv = apgd(&m, &x, &y, &e, &p, &Streams::Batch(0), &mut 0);
                 assert!(bool::try_from(crate::attacks::correct(&m, &adv, &y).all()).unwrap());
             }
         }

@@ -155,17 +155,19 @@ pub fn members(norm: Norm, eps: f64, version: Version) -> Vec<Member> {
 #[cfg(feature = "torch")]
 mod net {
     use super::*;
-    use crate::attacks::{correct, on_robust_points, AttackClass, AttackRun, Model, Outcome, Use};
+    use crate::attacks::{
+        correct, on_robust_points, AttackClass, AttackRun, Model, Outcome, Streams, Use,
+    };
     use tch::{Kind, Tensor};
 
     impl AttackRun for AutoAttack {
-        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, _: Use) -> Outcome {
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, rng: &Streams, _: Use) -> Outcome {
             autoattack(
                 model,
                 x,
                 y,
                 &members(self.norm, self.eps, self.version),
-                seed,
+                rng,
             )
         }
     }
@@ -177,7 +179,7 @@ mod net {
         x: &Tensor,
         y: &Tensor,
         ms: &[Member],
-        seed: u64,
+        rng: &Streams,
     ) -> Outcome {
         let n = x.size()[0];
         let mut broken_by = Tensor::full([n], -1, (Kind::Int64, x.device()));
@@ -193,7 +195,7 @@ mod net {
                     model,
                     &xs,
                     &ys,
-                    crate::rng::derive(seed, &[i as u64]),
+                    &rng.select(idx).sub(&[i as u64]),
                     Use::Evaluation,
                 );
                 notes.extend(out.notes.into_iter().map(|m| format!("{name}: {m}")));

@@ -51,11 +51,11 @@ impl Attack for Clean {
 #[cfg(feature = "torch")]
 mod net {
     use super::*;
-    use crate::attacks::{outcome, AttackRun, Model, Outcome, Use};
+    use crate::attacks::{outcome, AttackRun, Model, Outcome, Streams, Use};
     use tch::Tensor;
 
     impl AttackRun for Clean {
-        fn run(&self, _: &dyn Model, x: &Tensor, _: &Tensor, _: u64, _: Use) -> Outcome {
+        fn run(&self, _: &dyn Model, x: &Tensor, _: &Tensor, _: &Streams, _: Use) -> Outcome {
             outcome(x.shallow_clone())
         }
     }

@@ -251,21 +251,21 @@ impl Attack for AttackConfig {
 #[cfg(feature = "torch")]
 mod net {
     use super::*;
-    use crate::attacks::{AttackRun, Model, Outcome, Use};
+    use crate::attacks::{AttackRun, Model, Outcome, Streams, Use};
     use tch::Tensor;
 
     impl AttackConfig {
-        /// Runs the attack on a batch of points (typically only the clean-correct ones). `seed`
-        /// drives every random draw.
+        /// Runs the attack on a batch of points (typically only the clean-correct ones). `rng`
+        /// holds the points' random streams.
         pub fn run(
             &self,
             model: &dyn Model,
             x: &Tensor,
             y: &Tensor,
-            seed: u64,
+            rng: &Streams,
             usage: Use,
         ) -> Outcome {
-            self.attack_run().run(model, x, y, seed, usage)
+            self.attack_run().run(model, x, y, rng, usage)
         }
 
         /// Adversarial examples for `(x, y)` (training and simple uses).
@@ -274,16 +274,16 @@ mod net {
             model: &dyn Model,
             x: &Tensor,
             y: &Tensor,
-            seed: u64,
+            rng: &Streams,
             usage: Use,
         ) -> Tensor {
-            self.run(model, x, y, seed, usage).adv
+            self.run(model, x, y, rng, usage).adv
         }
     }
 
     impl AttackRun for AttackConfig {
-        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome {
-            AttackConfig::run(self, model, x, y, seed, usage)
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, rng: &Streams, usage: Use) -> Outcome {
+            AttackConfig::run(self, model, x, y, rng, usage)
         }
     }
 }

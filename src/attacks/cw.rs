@@ -65,7 +65,7 @@ mod net {
     use crate::attacks::{
         loss, outcome,
         project::{self, col},
-        radii, select, AttackRun, Model, Outcome, Use,
+        radii, select, AttackRun, Model, Outcome, Streams, Use,
     };
     use tch::{Kind, Tensor};
 
@@ -145,7 +145,7 @@ mod net {
     }
 
     impl AttackRun for Cw {
-        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: u64, _: Use) -> Outcome {
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: &Streams, _: Use) -> Outcome {
             let p = CwParams {
                 steps: self.steps,
                 lr: self.lr,

@@ -72,12 +72,12 @@ impl Attack for DeepFool {
 mod net {
     use super::*;
     use crate::attacks::{
-        correct, outcome, project, radii, select, AttackRun, Model, Outcome, Use,
+        correct, outcome, project, radii, select, AttackRun, Model, Outcome, Streams, Use,
     };
     use tch::{Kind, Tensor};
 
     impl AttackRun for DeepFool {
-        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: u64, _: Use) -> Outcome {
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: &Streams, _: Use) -> Outcome {
             let adv = deepfool(model, x, y, self.norm, self.steps, self.overshoot);
             outcome(within(model, x, y, &adv, &radii(x, self.eps), self.norm))
         }
@@ -237,7 +237,7 @@ mod net {
                     steps: 50,
                     overshoot: 0.02,
                 };
-                let o = a.run(&m, &x, &y, 0, Use::Evaluation);
+                let o = a.run(&m, &x, &y, &Streams::Batch(0), Use::Evaluation);
                 let broken = correct(&m, &o.adv, &y).logical_not();
                 let near = got.le(e);
                 assert!(

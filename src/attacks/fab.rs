@@ -119,9 +119,9 @@ impl Attack for Fab {
 mod net {
     use super::*;
     use crate::attacks::{
-        draw, loss_grad, on_robust_points, outcome,
+        loss_grad, on_robust_points, outcome,
         project::{self, col},
-        radii, ranked_class, AttackRun, Model, Outcome, Reduce, Use,
+        radii, ranked_class, AttackRun, Model, Outcome, Reduce, Streams, Use,
     };
     use tch::{Kind, Tensor};
 
@@ -141,7 +141,7 @@ mod net {
         y: &Tensor,
         eps: &Tensor,
         p: &FabParams,
-        seed: u64,
+        rng: &Streams,
     ) -> Tensor {
         let n = x.size()[0];
         if n == 0 {
@@ -176,7 +176,7 @@ mod net {
                 target.as_ref(),
                 restart > 0,
                 p,
-                seed,
+                &rng.select(idx),
                 &parts,
             );
             let res = project::norm(&(&xs - &cand), p.norm);
@@ -204,14 +204,14 @@ mod net {
         target: Option<&Tensor>,
         rand_start: bool,
         p: &FabParams,
-        seed: u64,
+        rng: &Streams,
         parts: &[u64],
     ) -> Tensor {
         let bs = x.size()[0];
         let norm = p.norm;
         let x0 = x.reshape([bs, -1]);
         let mut x1 = if rand_start {
-            random_start(x, eps, norm, seed, parts)
+            random_start(x, eps, norm, rng, parts)
         } else {
             x.shallow_clone()
         };
@@ -274,10 +274,10 @@ mod net {
 
     /// The reference's `use_rand_start` point: `x + min(res2, ε)·t/‖t‖·½` clipped to the box, with t
     /// uniform in [−1,1] (ℓ∞) or Gaussian (ℓ2, ℓ1); res2 is still 1e10 there, so the radius is ε/2.
-    fn random_start(x: &Tensor, eps: &Tensor, norm: Norm, seed: u64, parts: &[u64]) -> Tensor {
-        let t = draw(seed, parts, || match norm {
-            Norm::Linf => Tensor::rand_like(x) * 2.0 - 1.0,
-            Norm::L2 | Norm::L1 => Tensor::randn_like(x),
+    fn random_start(x: &Tensor, eps: &Tensor, norm: Norm, rng: &Streams, parts: &[u64]) -> Tensor {
+        let t = rng.draw(parts, |d| match norm {
+            Norm::Linf => d.uniform_like(x) * 2.0 - 1.0,
+            Norm::L2 | Norm::L1 => d.normal_like(x),
         });
         (x + col(eps, x) * &t / col(&project::norm(&t, norm), x) * 0.5).clamp(0.0, 1.0)
     }
@@ -506,8 +506,8 @@ mod net {
     }
 
     impl AttackRun for Fab {
-        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, _: Use) -> Outcome {
-            outcome(fab(model, x, y, &radii(x, self.eps), &self.params(), seed))
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, rng: &Streams, _: Use) -> Outcome {
+            outcome(fab(model, x, y, &radii(x, self.eps), &self.params(), rng))
         }
     }
 
@@ -985,7 +985,7 @@ mod net {
                 let (dist, free) = boundaries(&w, &x, &y, norm);
                 let (dmin, nearest) = dist.min_dim(1, false);
                 let free_nearest = free.gather(1, &nearest.unsqueeze(1), false).squeeze_dim(1);
-                let adv = fab(&m, &x, &y, &eps, &params(norm, None, 1), 0);
+                let adv = fab(&m, &x, &y, &eps, &params(norm, None, 1), &Streams::Batch(0));
                 feasible(&x, &adv, &eps, norm);
                 assert!(!bool::try_from(crate::attacks::correct(&m, &adv, &y).any()).unwrap());
                 let n = project::norm(&(&adv - &x), norm);
@@ -1010,7 +1010,7 @@ mod net {
                 let free_nearest = free.gather(1, &nearest.unsqueeze(1), false).squeeze_dim(1);
                 // Any ε: the first target (the runner-up) breaks every point, near its boundary.
                 let eps = Tensor::full([64], 100.0, CPU);
-                let adv = fab(&m, &x, &y, &eps, &params(norm, Some(9), 1), 0);
+                let adv = fab(&m, &x, &y, &eps, &params(norm, Some(9), 1), &Streams::Batch(0));
                 feasible(&x, &adv, &eps, norm);
                 assert!(!bool::try_from(crate::attacks::correct(&m, &adv, &y).any()).unwrap());
                 let n = project::norm(&(&adv - &x), norm);
@@ -1020,7 +1020,7 @@ mod net {
                 // ε = 1.06 × the nearest boundary's distance, per point: results beyond ε are rejected
                 // and the later targets reach the nearest boundary.
                 let eps = &dmin * 1.06;
-                let adv = fab(&m, &x, &y, &eps, &params(norm, Some(9), 1), 0);
+                let adv = fab(&m, &x, &y, &eps, &params(norm, Some(9), 1), &Streams::Batch(0));
                 feasible(&x, &adv, &eps, norm);
                 let broken = crate::attacks::correct(&m, &adv, &y).logical_not();
                 let missed = free_nearest.logical_and(&broken.logical_not());
@@ -1060,7 +1060,7 @@ mod net {
                     (&dmin * 0.9, Some(3), 2),
                     (Tensor::full([16], 1e-6, CPU), None, 2),
                 ] {
-                    let adv = fab(&m, &x, &y, &eps, &params(norm, targets, restarts), 1);
+                    let adv = fab(&m, &x, &y, &eps, &params(norm, targets, restarts), &Streams::Batch(1));
                     assert!(adv.equal(&x), "{norm:?} {targets:?}: a point moved");
                 }
             }
@@ -1068,7 +1068,7 @@ mod net {
             let wrong = (y.narrow(0, 0, 3) + 1).remainder(10);
             let y2 = Tensor::cat(&[wrong, y.narrow(0, 3, 13)], 0);
             let eps = Tensor::full([16], 100.0, CPU);
-            let adv = fab(&m, &x, &y2, &eps, &params(Norm::L2, None, 1), 0);
+            let adv = fab(&m, &x, &y2, &eps, &params(Norm::L2, None, 1), &Streams::Batch(0));
             assert!(adv.narrow(0, 0, 3).equal(&x.narrow(0, 0, 3)));
             assert!(!bool::try_from(
                 crate::attacks::correct(&m, &adv.narrow(0, 3, 13), &y.narrow(0, 3, 13)).any()

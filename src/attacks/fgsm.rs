@@ -40,7 +40,7 @@ impl Attack for Fgsm {
 mod net {
     use super::*;
     use crate::attacks::{
-        input_grad, outcome, project::col, radii, AttackRun, Model, Outcome, Use,
+        input_grad, outcome, project::col, radii, AttackRun, Model, Outcome, Streams, Use,
     };
     use tch::Tensor;
 
@@ -50,7 +50,7 @@ mod net {
     }
 
     impl AttackRun for Fgsm {
-        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: u64, _: Use) -> Outcome {
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: &Streams, _: Use) -> Outcome {
             outcome(fgsm(model, x, y, &radii(x, self.eps)))
         }
     }

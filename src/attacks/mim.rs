@@ -66,7 +66,7 @@ impl Attack for Mim {
 mod net {
     use super::*;
     use crate::attacks::{
-        loss, loss_grad, outcome, project, radii, AttackRun, Model, Outcome, Reduce, Use,
+        loss, loss_grad, outcome, project, radii, AttackRun, Model, Outcome, Streams, Reduce, Use,
     };
     use tch::{Kind, Tensor};
 
@@ -122,7 +122,7 @@ mod net {
     }
 
     impl AttackRun for Mim {
-        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: u64, usage: Use) -> Outcome {
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, _: &Streams, usage: Use) -> Outcome {
             let p = MimParams {
                 steps: self.steps,
                 step_size: self.step_size,

@@ -44,10 +44,14 @@ pub mod pgd;
 pub mod project;
 pub mod spec;
 pub mod square;
+#[cfg(feature = "torch")]
+pub mod streams;
 pub mod verdict;
 
 pub use config::{kind_for, names, AttackConfig};
 pub use spec::Fields;
+#[cfg(feature = "torch")]
+pub use streams::Streams;
 
 use crate::vocab::Norm;
 use crate::vocab::Problem;
@@ -202,9 +206,10 @@ mod net {
 
     /// The tensor half of an [`Attack`] (libtorch, the worker build): running it on a batch.
     pub trait AttackRun: Attack {
-        /// Runs the attack on a batch of points (in evaluation, only the clean-correct ones); `seed`
-        /// drives every random draw.
-        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome;
+        /// Runs the attack on a batch of points (in evaluation, only the clean-correct ones); `rng`
+        /// holds the points' random streams (one row each), which drive every random draw.
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, rng: &Streams, usage: Use)
+            -> Outcome;
     }
 
     /// Number of classes the model outputs (one forward on one point).
@@ -319,12 +324,6 @@ mod net {
         tch::no_grad(|| model.logits(x).argmax(1, false).eq_tensor(y))
     }
 
-    /// Draws random tensors reproducibly: `f` runs with libtorch's generator seeded from `seed` and
-    /// `parts` (only the draws belong in `f`, not model calls).
-    pub fn draw<T>(seed: u64, parts: &[u64], f: impl FnOnce() -> T) -> T {
-        crate::torch::with_seed(crate::rng::derive(seed, parts), f)
-    }
-
     /// One batch evaluated under an attack: per-point `clean` and `robust` flags (`[N]` bool) and, when
     /// some point was attacked, the attacked points' indices, their images and the attack's outcome.
     pub struct BatchEval {
@@ -341,7 +340,7 @@ mod net {
         x: &Tensor,
         y: &Tensor,
         attack: &AttackConfig,
-        seed: u64,
+        rng: &Streams,
     ) -> BatchEval {
         let clean = correct(model, x, y);
         let idx = clean.nonzero().squeeze_dim(1);
@@ -356,7 +355,7 @@ mod net {
             };
         }
         let (xs, ys) = (x.index_select(0, &idx), y.index_select(0, &idx));
-        let out = attack.run(model, &xs, &ys, seed, Use::Evaluation);
+        let out = attack.run(model, &xs, &ys, &rng.select(&idx), Use::Evaluation);
         let ok = correct(model, &out.adv, &ys);
         BatchEval {
             robust: clean.zeros_like().index_copy(0, &idx, &ok),

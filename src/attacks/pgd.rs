@@ -177,9 +177,9 @@ impl Attack for Pgd {
 mod net {
     use super::*;
     use crate::attacks::{
-        draw, loss, loss_grad, outcome,
+        loss, loss_grad, outcome,
         project::{self, col},
-        radii, AttackRun, Model, Outcome, Reduce, Use,
+        radii, AttackRun, Model, Outcome, Reduce, Streams, Use,
     };
     use tch::{Kind, Tensor};
 
@@ -191,19 +191,18 @@ mod net {
     }
 
     /// A random point of the ε-ball around `x`, clipped to the box.
-    pub fn random_start(x: &Tensor, norm: Norm, eps: &Tensor, seed: u64) -> Tensor {
+    pub fn random_start(x: &Tensor, norm: Norm, eps: &Tensor, rng: &Streams) -> Tensor {
         let e = col(eps, x);
-        let n = x.size()[0];
-        let delta = draw(seed, &[0], || match norm {
-            Norm::Linf => (Tensor::rand_like(x) * 2.0 - 1.0) * &e,
+        let delta = rng.draw(&[0], |d| match norm {
+            Norm::Linf => (d.uniform_like(x) * 2.0 - 1.0) * &e,
             Norm::L2 => {
-                let z = Tensor::randn_like(x);
-                let r = Tensor::rand([n], (x.kind(), x.device()));
+                let z = d.normal_like(x);
+                let r = d.uniform(&[], x);
                 &z / (col(&project::norm(&z, Norm::L2), x) + 1e-12) * col(&r, x) * &e
             }
             Norm::L1 => {
                 // Laplace(0, 1) as −sign(u)·ln(1 − 2|u|), u ~ U(−½, ½).
-                let u = Tensor::rand_like(x) - 0.5;
+                let u = d.uniform_like(x) - 0.5;
                 let lap = -u.sign() * (u.abs() * -2.0 + 1.0).clamp_min(1e-12).log();
                 &lap / (col(&project::norm(&lap, Norm::L1), x) + 1e-12) * &e
             }
@@ -263,7 +262,7 @@ mod net {
         y: &Tensor,
         eps: &Tensor,
         p: &PgdParams,
-        seed: u64,
+        rng: &Streams,
     ) -> Tensor {
         let n = x.size()[0];
         let mut out = x.shallow_clone();
@@ -281,7 +280,7 @@ mod net {
                 eps.index_select(0, &ids),
             );
             let mut adv = if p.random_start {
-                random_start(&xs, p.norm, &es, crate::rng::derive(seed, &[r as u64]))
+                random_start(&xs, p.norm, &es, &rng.select(&ids).sub(&[r as u64]))
             } else {
                 xs.shallow_clone()
             };
@@ -337,9 +336,9 @@ mod net {
     }
 
     impl AttackRun for Pgd {
-        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, usage: Use) -> Outcome {
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, rng: &Streams, usage: Use) -> Outcome {
             let p = self.params(usage == Use::Evaluation);
-            outcome(pgd(model, x, y, &radii(x, self.eps), &p, seed))
+            outcome(pgd(model, x, y, &radii(x, self.eps), &p, rng))
         }
     }
 
@@ -396,7 +395,7 @@ mod net {
                         early_stop,
                     };
                     let e = Tensor::full([32], eps, cpu());
-                    let adv = pgd(&m, &x, &y, &e, &p, 3);
+                    let adv = pgd(&m, &x, &y, &e, &p, &Streams::Batch(3));
                     let d = project::norm(&(&adv - &x), norm);
                     assert!(
                         f64::try_from(d.max()).unwrap() <= eps * (1.0 + 1e-5),
@@ -407,7 +406,7 @@ mod net {
                             && f64::try_from(adv.max()).unwrap() <= 1.0
                     );
                     let z = Tensor::zeros([32], cpu());
-                    let adv0 = pgd(&m, &x, &y, &z, &p, 3);
+                    let adv0 = pgd(&m, &x, &y, &z, &p, &Streams::Batch(3));
                     assert!(
                         adv0.equal(&x),
                         "ε = 0 must return the clean points ({norm:?})"
@@ -435,7 +434,7 @@ mod net {
                 l1: L1Step::Dense,
                 early_stop: false,
             };
-            let adv = pgd(&m, &x, &y, &e, &p, 0);
+            let adv = pgd(&m, &x, &y, &e, &p, &Streams::Batch(0));
             // w_o − w_y = (2, 1, 0.5, 1) > 0: increasing the loss moves every pixel by +ε.
             let want = Tensor::from_slice(&[0.6f32, 0.6, 0.6, 0.6]).view([1, 1, 2, 2]);
             assert!(f64::try_from((&adv - want).abs().max()).unwrap() < 1e-6);

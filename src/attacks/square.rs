@@ -155,36 +155,27 @@ impl Attack for Square {
 mod net {
     use super::*;
     use crate::attacks::{
-        correct, draw, loss, on_robust_points, outcome,
+        correct, loss, on_robust_points, outcome,
         project::{self, col},
-        radii, select, AttackRun, Model, Outcome, Use,
+        radii, select, AttackRun, Model, Outcome, Streams, Use,
     };
-    use tch::{Device, Kind, Tensor};
+    use tch::{Kind, Tensor};
 
-    /// Draw sites: the first tag of every [`draw`] (then restart, step).
+    /// Draw sites: the first tag of every draw (then restart, step).
     const SITE_INIT: u64 = 0;
     const SITE_WINDOW: u64 = 1;
     const SITE_SIGNS: u64 = 2;
 
-    fn cpu() -> (Kind, Device) {
-        (Kind::Float, Device::Cpu)
+    /// `random_choice` from a uniform draw `u`: the sign of `2u − 1` per entry.
+    fn random_choice(u: Tensor) -> Tensor {
+        (u * 2.0 - 1.0).sign()
     }
 
-    /// `random_choice`: the sign of U(−1, 1) per entry (CPU).
-    fn random_choice(shape: &[i64]) -> Tensor {
-        (Tensor::rand(shape, cpu()) * 2.0 - 1.0).sign()
-    }
-
-    /// `random_int(0, high)` from a uniform draw `u`: `⌊high·u⌋` computed in float32 as the reference
-    /// does, so a window's corner is in `0..high`, or `high` itself only through float32 rounding (as
-    /// there): the last corner is (almost) never drawn, a quirk kept.
-    fn random_int(high: i64, u: f32) -> i64 {
-        (high as f32 * u) as i64
-    }
-
-    /// Floats of a 1-d CPU draw.
-    fn floats(t: Tensor) -> Vec<f32> {
-        Vec::<f32>::try_from(t).expect("a 1-d float tensor converts to Vec<f32>")
+    /// `random_int(0, high)` per point from uniform draws `u` (`[M]` float32): `⌊high·u⌋` computed
+    /// in float32 as the reference does, so a window's corner is in `0..high`, or `high` itself only
+    /// through float32 rounding (as there): the last corner is (almost) never drawn, a quirk kept.
+    fn random_int(high: i64, u: &Tensor) -> Tensor {
+        (u.to_kind(Kind::Float) * high as f64).to_kind(Kind::Int64)
     }
 
     /// Window side from the fraction `p` of the `h·w` pixels (`round(√(p·n_features/c))`, Python's
@@ -261,11 +252,41 @@ mod net {
         (s, corners)
     }
 
-    /// `[1, 1, h, w]` indicator of the s×s window at (vh, vw).
-    fn window(h: i64, w: i64, vh: i64, vw: i64, s: i64, dev: Device) -> Tensor {
-        let m = Tensor::zeros([1, 1, h, w], (Kind::Float, dev));
-        let _ = m.narrow(2, vh, s).narrow(3, vw, s).fill_(1.0);
-        m
+    /// `[M, 1, h, w]` indicators of each point's s×s window, at corners `vh`, `vw` (`[M]` int64).
+    fn windows(h: i64, w: i64, vh: &Tensor, vw: &Tensor, s: i64) -> Tensor {
+        let inside = |len: i64, v: &Tensor| {
+            let r = Tensor::arange(len, (Kind::Int64, v.device())).unsqueeze(0);
+            let v = v.unsqueeze(1);
+            r.ge_tensor(&v).logical_and(&r.lt_tensor(&(v + s)))
+        };
+        let (rows, cols) = (inside(h, vh), inside(w, vw));
+        rows.unsqueeze(1)
+            .unsqueeze(3)
+            .logical_and(&cols.unsqueeze(1).unsqueeze(2))
+            .to_kind(Kind::Float)
+    }
+
+    /// Gather indices of each point's window in `t` (`[M, C, H, W]`): its rows `[M, C, s, W]` along
+    /// dim 2, then its columns `[M, C, s, s]` along dim 3.
+    fn window_index(t: &Tensor, vh: &Tensor, vw: &Tensor, s: i64) -> (Tensor, Tensor) {
+        let (m, c, _, w) = t.size4().expect("[N, C, H, W]");
+        let span = Tensor::arange(s, (Kind::Int64, t.device())).unsqueeze(0);
+        let rows = (vh.unsqueeze(1) + &span).view([m, 1, s, 1]).expand([m, c, s, w], false);
+        let cols = (vw.unsqueeze(1) + &span).view([m, 1, 1, s]).expand([m, c, s, s], false);
+        (rows, cols)
+    }
+
+    /// Each point's s×s window of `t`, `[M, C, s, s]`.
+    fn crop(t: &Tensor, vh: &Tensor, vw: &Tensor, s: i64) -> Tensor {
+        let (rows, cols) = window_index(t, vh, vw, s);
+        t.gather(2, &rows, false).gather(3, &cols, false)
+    }
+
+    /// `t` with each point's s×s window replaced by `v` (`[M, C, s, s]`).
+    fn paste(t: &Tensor, vh: &Tensor, vw: &Tensor, s: i64, v: &Tensor) -> Tensor {
+        let (rows, cols) = window_index(t, vh, vw, s);
+        let band = t.gather(2, &rows, false).scatter(3, &cols, v);
+        t.scatter(2, &rows, &band)
     }
 
     /// `normalize` for ℓ2: `t / (‖t‖₂ + 1e-12)` per sample.
@@ -300,34 +321,36 @@ mod net {
     }
 
     /// The random start (`attack_single_run` before its loop).
-    fn start(x: &Tensor, eps: &Tensor, norm: Norm, seed: u64, restart: u64) -> Tensor {
+    fn start(x: &Tensor, eps: &Tensor, norm: Norm, rng: &Streams, restart: u64) -> Tensor {
         let (n, c, h, w) = x.size4().expect("square attack inputs are [N, C, H, W]");
         let dev = x.device();
         let e = col(eps, x);
         match norm {
             Norm::Linf => {
-                let stripes = draw(seed, &[SITE_INIT, restart, 0], || {
-                    random_choice(&[n, c, 1, w])
+                let stripes = rng.draw(&[SITE_INIT, restart, 0], |d| {
+                    random_choice(d.uniform(&[c, 1, w], x))
                 });
-                (x + &e * stripes.to_device(dev)).clamp(0.0, 1.0)
+                (x + &e * stripes).clamp(0.0, 1.0)
             }
             Norm::L2 | Norm::L1 => {
                 let (s, corners) = init_grid(h, w);
                 let k = corners.len() as i64;
-                let (signs, flips) = draw(seed, &[SITE_INIT, restart, 0], || {
-                    let signs = random_choice(&[k, n, c, 1, 1]);
-                    (signs, Tensor::rand([k], cpu()))
+                // Per point: a sign per window and channel, and whether each window is transposed.
+                let (signs, flips) = rng.draw(&[SITE_INIT, restart, 0], |d| {
+                    let signs = random_choice(d.uniform(&[k, c, 1, 1], x));
+                    (signs, d.uniform(&[k], x))
                 });
-                let (signs, flips) = (signs.to_device(dev), floats(flips));
+                let plain = eta(s, norm, false).to_device(dev).reshape([1, 1, s, s]);
+                let turned = eta(s, norm, true).to_device(dev).reshape([1, 1, s, s]);
                 let delta = x.zeros_like();
                 for (j, &(vh, vw)) in corners.iter().enumerate() {
-                    let win = eta(s, norm, flips[j] > 0.5)
-                        .to_device(dev)
-                        .reshape([1, 1, s, s]);
+                    let j = j as i64;
+                    let flip = flips.select(1, j).gt(0.5).view([n, 1, 1, 1]);
+                    let win = select(&flip, &turned, &plain);
                     delta
                         .narrow(2, vh, s)
                         .narrow(3, vw, s)
-                        .copy_(&(win * signs.get(j as i64)));
+                        .copy_(&(win * signs.select(1, j)));
                 }
                 if norm == Norm::L2 {
                     (x + normalize_l2(&delta) * &e).clamp(0.0, 1.0)
@@ -347,7 +370,7 @@ mod net {
         eps_curr: &Tensor,
         norm: Norm,
         p: f64,
-        seed: u64,
+        rng: &Streams,
         restart: u64,
         it: u64,
     ) -> Tensor {
@@ -356,18 +379,17 @@ mod net {
             .expect("square attack inputs are [N, C, H, W]");
         let dev = x_curr.device();
         let e = col(eps_curr, x_curr);
-        let u = floats(draw(seed, &[SITE_WINDOW, restart, it], || {
-            Tensor::rand([5], cpu())
-        }));
+        // Per point: two window corners and whether the window is transposed.
+        let u = rng.draw(&[SITE_WINDOW, restart, it], |d| d.uniform(&[5], x_curr));
+        let signs = rng.draw(&[SITE_SIGNS, restart, it], |d| {
+            random_choice(d.uniform(&[c, 1, 1], x_curr))
+        });
+        let corner = |len: i64, s: i64, k: i64| random_int(len - s, &u.select(1, k));
         if norm == Norm::Linf {
             let s = side(p, c, h, w).max(1).min(h.min(w));
-            let (vh, vw) = (random_int(h - s, u[0]), random_int(w - s, u[1]));
-            let signs = draw(seed, &[SITE_SIGNS, restart, it], || {
-                random_choice(&[c, 1, 1])
-            });
-            // ±2ε on the window (one sign per channel, shared by the batch), 0 elsewhere.
-            let new_deltas =
-                window(h, w, vh, vw, s, dev) * signs.to_device(dev).unsqueeze(0) * (&e * 2.0);
+            let (vh, vw) = (corner(h, s, 0), corner(w, s, 1));
+            // ±2ε on the point's window (one sign per channel), 0 elsewhere.
+            let new_deltas = windows(h, w, &vh, &vw, s) * signs * (&e * 2.0);
             return project::linf(x_curr, &(x_best_curr + new_deltas), eps_curr);
         }
         let mut s = side(p, c, h, w).max(3);
@@ -375,22 +397,23 @@ mod net {
             s += 1;
         }
         let s = s.min(h.min(w));
-        let (vh, vw) = (random_int(h - s, u[0]), random_int(w - s, u[1]));
-        let (vh2, vw2) = (random_int(h - s, u[2]), random_int(w - s, u[3]));
-        let signs = draw(seed, &[SITE_SIGNS, restart, it], || {
-            random_choice(&[m, c, 1, 1])
-        });
-        let eta_s = eta(s, norm, u[4] > 0.5)
-            .to_device(dev)
-            .reshape([1, 1, s, s]);
+        let (vh, vw) = (corner(h, s, 0), corner(w, s, 1));
+        let (vh2, vw2) = (corner(h, s, 2), corner(w, s, 3));
+        let flip = u.select(1, 4).gt(0.5).view([m, 1, 1, 1]);
+        let eta_s = select(
+            &flip,
+            &eta(s, norm, true).to_device(dev).reshape([1, 1, s, s]),
+            &eta(s, norm, false).to_device(dev).reshape([1, 1, s, s]),
+        );
 
         let delta = x_best_curr - x_curr;
-        let win1 = delta.narrow(2, vh, s).narrow(3, vw, s);
-        let mask_image = window(h, w, vh, vw, s, dev).maximum(&window(h, w, vh2, vw2, s, dev));
+        let win1 = crop(&delta, &vh, &vw, s);
+        let second = windows(h, w, &vh2, &vw2, s);
+        let mask_image = windows(h, w, &vh, &vw, s).maximum(&second);
         let hw = [2i64, 3];
         let hw = hw.as_slice();
         let cf = c as f64;
-        let fresh = &eta_s * signs.to_device(dev);
+        let fresh = &eta_s * signs;
         let new_deltas = if norm == Norm::L2 {
             // The window's old content (unit norm per channel) plus a fresh pseudo-Gaussian, rescaled
             // per channel to the mass of the two windows plus the share 1/c of the unused budget.
@@ -413,9 +436,8 @@ mod net {
             let budget = (&e - norms_image).clamp_min(0.0) / cf + norms_windows;
             &nd / (nd.abs().sum_dim_intlist(hw, true, None) + 1e-12) * budget * cf
         };
-        // `new_deltas` is computed, so `win1` (a view of `delta`) may now change.
-        let _ = delta.narrow(2, vh2, s).narrow(3, vw2, s).fill_(0.0);
-        delta.narrow(2, vh, s).narrow(3, vw, s).copy_(&new_deltas);
+        // The second window cleared, then the first one written (it wins where they overlap).
+        let delta = paste(&(&delta * (1.0 - second)), &vh, &vw, s, &new_deltas);
         if norm == Norm::L2 {
             (x_curr + normalize_l2(&delta) * &e).clamp(0.0, 1.0)
         } else {
@@ -430,13 +452,13 @@ mod net {
         y: &Tensor,
         eps: &Tensor,
         p: &SquareParams,
-        seed: u64,
+        rng: &Streams,
         restart: usize,
     ) -> SquareRun {
         tch::no_grad(|| {
             let n = x.size()[0];
             let restart = restart as u64;
-            let mut x_best = start(x, eps, p.norm, seed, restart);
+            let mut x_best = start(x, eps, p.norm, rng, restart);
             let (mut margin_min, mut loss_min) = margin_and_loss(model, &x_best, y, p.loss);
             let mut n_queries = Tensor::ones([n], (Kind::Float, x.device()));
             if !bool::try_from(margin_min.lt(0.0).all()).unwrap_or(false) {
@@ -459,7 +481,7 @@ mod net {
                         &eps_curr,
                         p.norm,
                         pf,
-                        seed,
+                        &rng.select(&idx),
                         restart,
                         it as u64,
                     );
@@ -494,15 +516,15 @@ mod net {
     }
 
     /// Square attack on a batch (`perturb`): `restarts` runs on the points still classified
-    /// correctly, each seeded from `seed` and its index. Returns the misclassified iterate where a run
-    /// found one, else `x`.
+    /// correctly, each drawing from the points' streams under its index. Returns the misclassified
+    /// iterate where a run found one, else `x`.
     pub fn square(
         model: &dyn Model,
         x: &Tensor,
         y: &Tensor,
         eps: &Tensor,
         p: &SquareParams,
-        seed: u64,
+        rng: &Streams,
     ) -> Tensor {
         if x.size()[0] == 0 {
             return x.shallow_clone();
@@ -513,21 +535,21 @@ mod net {
                 y.index_select(0, idx),
                 eps.index_select(0, idx),
             );
-            let run = single_run(model, &xs, &ys, &es, p, seed, restart);
+            let run = single_run(model, &xs, &ys, &es, p, &rng.select(idx), restart);
             let fooled = correct(model, &run.x_best, &ys).logical_not();
             (run.x_best, fooled)
         })
     }
 
     impl AttackRun for Square {
-        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, seed: u64, _: Use) -> Outcome {
+        fn run(&self, model: &dyn Model, x: &Tensor, y: &Tensor, rng: &Streams, _: Use) -> Outcome {
             outcome(square(
                 model,
                 x,
                 y,
                 &radii(x, self.eps),
                 &self.params(),
-                seed,
+                rng,
             ))
         }
     }
@@ -536,6 +558,16 @@ mod net {
     mod tests {
         use super::*;
         use crate::torch::with_seed;
+        use tch::Device;
+
+        fn cpu() -> (Kind, Device) {
+            (Kind::Float, Device::Cpu)
+        }
+
+        /// Point streams seeded `seed` for the rows of `x`, numbered from 0.
+        fn pts(seed: u64, x: &Tensor) -> Streams {
+            Streams::range(seed, 0, x.size()[0] as usize)
+        }
 
         fn vals(t: &Tensor) -> Vec<f64> {
             Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap()
@@ -721,17 +753,18 @@ mod net {
 
         /// The port against the reference itself: pyautoattack 0.2.0's `attack_single_run` (fra31
         /// square.py), run in Python on the same model and data (`smooth_linear(7, 6, 10, 10)`, sample
-        /// 5 mislabelled so it is skipped) with its random calls (`random_choice`, `random_int`, the
-        /// `torch.rand` of `eta`) answered from our seeded draws (`derive`, tags
-        /// `[site, restart, step]`) and its `L1_projection` replaced by our exact projection. 60
+        /// 5 mislabelled so it is skipped), one point at a time, with its random calls
+        /// (`random_choice`, `random_int`, the `torch.rand` of `eta`) answered from that point's
+        /// stream (`Streams::Points`, tags `[site, restart, step]`, the point's row as its id) and its
+        /// `L1_projection` replaced by our exact projection. Our batched run, each point with its own
+        /// windows, must follow every point's own reference run. 60
         /// queries, seed 11, ε the same for all points. Expected: queries per point (exact), which
         /// points end misclassified, and per point Σδ, Σ(j mod 7 + 1)·δ_j and ‖δ‖_p of the final
-        /// iterate. ℓ∞ is reproduced bit for bit by a Python transliteration of this file; ℓ2 up to
-        /// ~3e-6 (its norms go through MKL's float32 reductions, whose AVX-512, AVX2 and SSE kernels
-        /// round differently: checked with MKL_CBWR=AVX2 and COMPATIBLE); ℓ1 to ~1e-6 per pixel (our
-        /// f64 projection and clamp), hence the tolerances. Query counts and verdicts are the same on
-        /// every code path. The model's weights come from libtorch's seeded `randn`, which draws the
-        /// same numbers with AVX2 and AVX-512 kernels (not on CPUs without AVX2).
+        /// iterate. ℓ2 agrees to ~3e-6 (its norms go through MKL's float32 reductions, whose AVX-512,
+        /// AVX2 and SSE kernels round differently); ℓ1 to ~1e-6 per pixel (our f64 projection and
+        /// clamp), hence the tolerances. Query counts and verdicts are the same on every code path.
+        /// The model's weights come from libtorch's seeded `randn`, which draws the same numbers with
+        /// AVX2 and AVX-512 kernels (not on CPUs without AVX2).
         /// `scripts/square_reference/expected.py` prints these numbers.
         #[test]
         fn single_run_reproduces_the_reference_trajectory() {
@@ -739,29 +772,29 @@ mod net {
             let (t, f) = (true, false);
             #[rustfmt::skip]
             let cases: [Case; 6] = [
-                (Norm::Linf, 0.015625, SquareLoss::Margin, [4, 61, 61, 1, 4], [t, f, f, t, t], [
-                    [-3.902889, 3.974063, -1.447025, -0.628366, -4.224607],
-                    [-15.286974, 15.976572, -5.580239, -2.146959, -16.9538],
+                (Norm::Linf, 0.015625, SquareLoss::Margin, [6, 61, 61, 2, 8], [t, f, f, t, t], [
+                    [1.061776, 3.710354, -1.121826, 3.427157, -1.47472],
+                    [4.20321, 14.578287, -4.383574, 13.788481, -6.21913],
                     [0.015625; 5]]),
-                (Norm::Linf, 0.01171875, SquareLoss::Ce, [35, 61, 61, 1, 61], [t, f, f, t, f], [
-                    [-0.817985, 2.982607, -1.086641, -0.469339, -1.832923],
-                    [-3.364282, 11.989022, -4.191502, -1.606574, -7.498426],
+                (Norm::Linf, 0.01171875, SquareLoss::Ce, [61, 61, 61, 2, 61], [f, f, f, t, f], [
+                    [0.800224, 2.785003, -0.840576, 2.582553, -1.10636],
+                    [3.159041, 10.940792, -3.282011, 10.381377, -4.662489],
                     [0.01171875; 5]]),
-                (Norm::L2, 1.0, SquareLoss::Margin, [1, 61, 61, 4, 61], [t, t, f, t, f], [
-                    [-0.196837, 2.633503, -1.935562, 0.349332, -0.183813],
-                    [0.029435, 12.617222, -8.143431, 2.50025, -2.319142],
-                    [0.953423, 0.990538, 0.998534, 0.991441, 1.0]]),
-                (Norm::L2, 1.0, SquareLoss::Ce, [1, 61, 61, 4, 61], [t, f, f, t, f], [
-                    [-0.196837, 2.287091, -2.918107, 0.349332, -1.59679],
-                    [0.029435, 10.691229, -10.178714, 2.50025, -6.896047],
-                    [0.953423, 0.991876, 0.978507, 0.991441, 0.971554]]),
-                (Norm::L1, 4.0, SquareLoss::Ce, [2, 49, 44, 3, 61], [t, t, t, t, f], [
-                    [-0.410642, 1.312017, -2.221841, -0.065287, 0.277995],
-                    [-3.967818, 3.793028, -2.794122, 1.525778, -5.786349],
+                (Norm::L2, 1.0, SquareLoss::Margin, [12, 51, 61, 7, 61], [t, t, f, t, f], [
+                    [0.571551, -0.18146, -0.586487, 0.374393, -0.454353],
+                    [3.709752, 1.500379, -2.658984, 1.52583, -1.21956],
+                    [0.990036, 0.985515, 0.976068, 0.9953, 0.99983]]),
+                (Norm::L2, 1.0, SquareLoss::Ce, [12, 61, 61, 7, 61], [t, f, f, t, f], [
+                    [0.571551, 0.32426, 0.461338, 0.237072, -0.030178],
+                    [3.709752, 3.260591, 0.515493, 1.992793, 0.665722],
+                    [0.990036, 0.999887, 0.999783, 0.997044, 0.990205]]),
+                (Norm::L1, 4.0, SquareLoss::Ce, [7, 14, 37, 18, 18], [t, t, t, t, t], [
+                    [-0.148612, 2.311203, -3.717822, 0.421974, -2.481556],
+                    [-0.122425, 5.384548, -16.173292, 1.229067, -10.781823],
                     [3.999996; 5]]),
-                (Norm::L1, 4.0, SquareLoss::Margin, [2, 61, 44, 3, 61], [t, f, t, t, f], [
-                    [-0.410642, 2.074876, -2.221841, -0.065287, -1.142285],
-                    [-3.967818, 2.791689, -2.794122, 1.525778, -7.716428],
+                (Norm::L1, 4.0, SquareLoss::Margin, [7, 14, 26, 13, 18], [t, t, t, t, t], [
+                    [-0.086765, 2.311203, -3.613207, 0.285288, -2.481556],
+                    [2.389982, 5.384548, -13.788047, 5.025605, -10.781823],
                     [3.999996; 5]]),
             ];
             let (w, x) = smooth_linear(7, 6, 10, 10);
@@ -779,7 +812,7 @@ mod net {
             for (norm, eps, loss_kind, nq, broken, [sum, wsum, nrm]) in cases {
                 let what = format!("{norm:?} ε={eps} {loss_kind:?}");
                 let p = params(norm, 60, loss_kind);
-                let run = single_run(m, &xs, &ys, &Tensor::full([5], eps, cpu()), &p, 11, 0);
+                let run = single_run(m, &xs, &ys, &Tensor::full([5], eps, cpu()), &p, &pts(11, &xs), 0);
                 let want_nq: Vec<f64> = nq.iter().map(|&q| f64::from(q)).collect();
                 close(
                     &vals(&run.n_queries),
@@ -800,7 +833,7 @@ mod net {
                     &format!("{what}: ‖δ‖"),
                 );
                 // `perturb`: the same run inside `square`; broken points carry the run's iterate.
-                let adv = square(m, &x, &y, &Tensor::full([6], eps, cpu()), &p, 11);
+                let adv = square(m, &x, &y, &Tensor::full([6], eps, cpu()), &p, &pts(11, &x));
                 let got = fooled(m, &adv, &y);
                 assert_eq!(&got[..5], &broken[..], "{what}: broken points");
                 for (i, &b) in broken.iter().enumerate() {
@@ -839,7 +872,7 @@ mod net {
                     let what = format!("{norm:?} {h}×{w}");
                     let eps = Tensor::from_slice(&r).to_kind(Kind::Float);
                     let p = params(norm, 100, SquareLoss::Margin);
-                    let adv = square(m, &x, &y, &eps, &p, 21);
+                    let adv = square(m, &x, &y, &eps, &p, &pts(21, &x));
                     assert_feasible(&x, &adv, &eps, norm, &what);
                     let broken = fooled(m, &adv, &y);
                     for (i, &b) in broken.iter().enumerate() {
@@ -851,12 +884,11 @@ mod net {
                     assert!(!broken[0], "{what}: ε = 0 broke a point");
                     let untouched = adv.get(7).equal(&x.get(7));
                     assert!(untouched, "{what}: misclassified point touched");
-                    // In Python (a transliteration of this file, checked against the reference)
-                    // every configuration breaks at least one point with ε > 0.
+                    // Every configuration breaks at least one point with ε > 0.
                     assert!(broken[1..7].contains(&true), "{what}: nothing broken");
                     // Queries: at most one per step plus the start; exactly that while robust.
                     let (xs, ys, es) = (x.narrow(0, 0, 7), y.narrow(0, 0, 7), eps.narrow(0, 0, 7));
-                    let run = single_run(m, &xs, &ys, &es, &p, 21, 0);
+                    let run = single_run(m, &xs, &ys, &es, &p, &pts(21, &xs), 0);
                     for (q, mm) in vals(&run.n_queries).iter().zip(vals(&run.margin_min)) {
                         assert!(*q >= 1.0 && *q <= 101.0, "{what}: {q} queries");
                         if mm > 0.0 {
@@ -868,9 +900,8 @@ mod net {
         }
 
         /// Later restarts only add: restart 0 is the same run with or without them (same seeds), so
-        /// every point it broke keeps its adversarial image, and the rest are attacked again. With 5
-        /// ℓ2 steps, the Python transliteration of this file (checked against the reference) breaks
-        /// samples 5, 7 with one restart and 4, 5, 7 with three (7 is misclassified from the start).
+        /// every point it broke keeps its adversarial image, and the rest are attacked again (sample 7
+        /// is misclassified from the start).
         #[test]
         fn restarts_attack_only_points_still_robust() {
             let (wt, u) = smooth_linear(3, 8, 8, 8);
@@ -880,9 +911,9 @@ mod net {
             let y = labels(m, &x, Some(7));
             let eps = Tensor::from_slice(&[0.0f32, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0]);
             let mut p = params(Norm::L2, 5, SquareLoss::Margin);
-            let one = square(m, &x, &y, &eps, &p, 4);
+            let one = square(m, &x, &y, &eps, &p, &pts(4, &x));
             p.restarts = 3;
-            let three = square(m, &x, &y, &eps, &p, 4);
+            let three = square(m, &x, &y, &eps, &p, &pts(4, &x));
             assert_feasible(&x, &three, &eps, Norm::L2, "3 restarts");
             let (b1, b3) = (fooled(m, &one, &y), fooled(m, &three, &y));
             for (i, (&a, &c)) in b1.iter().zip(&b3).enumerate() {
@@ -900,6 +931,30 @@ mod net {
             );
         }
 
+        /// A point's run depends on its own stream only: each point attacked alone (with its id) ends
+        /// where it ends in the batch, for every norm, with restarts.
+        #[test]
+        fn a_point_ends_the_same_alone_or_in_a_batch() {
+            let (wt, u) = smooth_linear(3, 8, 8, 8);
+            let x = (u * 1.4 - 0.2).clamp(0.0, 1.0);
+            let model = linear(wt);
+            let m: &dyn Model = &model;
+            let y = labels(m, &x, Some(7));
+            for (norm, e) in [(Norm::Linf, 0.05), (Norm::L2, 1.0), (Norm::L1, 4.0)] {
+                let mut p = params(norm, 40, SquareLoss::Margin);
+                p.restarts = 2;
+                let eps = Tensor::full([8], e, cpu());
+                let all = square(m, &x, &y, &eps, &p, &pts(9, &x));
+                for i in 0..8i64 {
+                    let one = Streams::points(9, vec![i as u64]);
+                    let (xi, yi, ei) = (x.narrow(0, i, 1), y.narrow(0, i, 1), eps.narrow(0, i, 1));
+                    let alone = square(m, &xi, &yi, &ei, &p, &one);
+                    let d = f64::try_from((alone - all.narrow(0, i, 1)).abs().max()).unwrap();
+                    assert!(d < 1e-5, "{norm:?}: point {i} moved by {d} alone");
+                }
+            }
+        }
+
         /// Easy points: `smooth_linear(8, 16, 10, 10)` with x = ½ + (u − ½)/10, so every margin is
         /// at most half of what the best perturbation removes against the runner-up class
         /// (margin / (ε‖w_y − w_o‖_q) ≤ 0.49, 0.36, 0.50 for ℓ∞, ℓ2, ℓ1 with q the dual norm). The
@@ -914,12 +969,12 @@ mod net {
             let y = labels(m, &x, None);
             for (norm, eps) in [(Norm::Linf, 0.005), (Norm::L2, 0.1), (Norm::L1, 0.5)] {
                 let p = params(norm, 300, SquareLoss::Margin);
-                let adv = square(m, &x, &y, &Tensor::full([16], eps, cpu()), &p, 5);
+                let adv = square(m, &x, &y, &Tensor::full([16], eps, cpu()), &p, &pts(5, &x));
                 let n = fooled(m, &adv, &y).iter().filter(|&&b| b).count();
                 assert!(n >= 12, "{norm:?}: broke only {n}/16");
                 // At ε = 0 every step runs on every point: 50 steps keep the test fast.
                 let p0 = params(norm, 50, SquareLoss::Margin);
-                let adv0 = square(m, &x, &y, &Tensor::zeros([16], cpu()), &p0, 5);
+                let adv0 = square(m, &x, &y, &Tensor::zeros([16], cpu()), &p0, &pts(5, &x));
                 assert!(adv0.equal(&x), "{norm:?}: ε = 0 changed the batch");
             }
         }

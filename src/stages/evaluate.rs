@@ -64,8 +64,10 @@ impl StageKind for Evaluate {
     fn kind(&self) -> &'static str {
         "evaluate"
     }
+    /// 3: attacks draw from per-point streams (`attacks::Streams`), so verdicts no longer depend
+    /// on the batch a point ran in.
     fn version(&self) -> u32 {
-        2
+        3
     }
     fn flops(&self, inputs: &super::cost::CostInputs) -> Option<f64> {
         let n = inputs.images?.of(self.split);
@@ -109,8 +111,8 @@ impl super::TensorStage for Evaluate {
                 .to_kind(Kind::Float)
                 / 255.0;
             let y = y_all.narrow(0, lo, hi - lo).to_device(cx.device());
-            let seed = crate::rng::derive(self.seed, &[b as u64]);
-            let e = attacks::evaluate_batch(&model, &x, &y, &self.attack, seed);
+            let rng = attacks::Streams::range(self.seed, lo as u64, (hi - lo) as usize);
+            let e = attacks::evaluate_batch(&model, &x, &y, &self.attack, &rng);
             let mut by = Tensor::full([hi - lo], -1, (Kind::Int64, cx.device()));
             if let Some((idx, xs, out)) = e.attacked {
                 self.check_feasible(&xs, &out.adv)?;

@@ -208,7 +208,7 @@ mod net {
                 &xb,
                 &yb,
                 a,
-                crate::rng::derive(seed, &[b as u64]),
+                &crate::attacks::Streams::Batch(crate::rng::derive(seed, &[b as u64])),
             );
             clean += i64::try_from(e.clean.sum(Kind::Int64)).unwrap_or(0);
             robust += i64::try_from(e.robust.sum(Kind::Int64)).unwrap_or(0);
@@ -441,7 +441,7 @@ mod net {
                         (clean, loss)
                     }
                     (TrainMethod::PgdAt | TrainMethod::FastAt, Some(a)) => {
-                        let adv = a.perturb(&attacker, &x, &y, seed, Use::Training).detach();
+                        let adv = a.perturb(&attacker, &x, &y, &seed.into(), Use::Training).detach();
                         let logits = net.forward_t(&adv, true);
                         let loss = cross_entropy(&logits, &y, smoothing);
                         (logits, loss)

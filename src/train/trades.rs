@@ -8,7 +8,7 @@
 //! statistics twice with the same batch; the gradients are the same).
 #![cfg(feature = "torch")]
 use crate::attacks::{
-    draw, loss_grad,
+    loss_grad, Streams,
     pgd::{self, PgdParams},
     AttackConfig, Model, Reduce,
 };
@@ -33,7 +33,7 @@ pub fn adversarial(model: &dyn Model, x: &Tensor, attack: &AttackConfig, seed: u
     };
     let e = Tensor::full([x.size()[0]], attack.eps(), (Kind::Float, x.device()));
     let p_nat = tch::no_grad(|| model.logits(x).softmax(1, Kind::Float));
-    let mut adv = x + draw(seed, &[0], || x.randn_like()) * 0.001;
+    let mut adv = x + Streams::Batch(seed).draw(&[0], |d| d.normal_like(x)) * 0.001;
     for _ in 0..p.steps {
         let g = loss_grad(model, &adv, Reduce::Sum, |z| kl(z, &p_nat)).2;
         adv = tch::no_grad(|| pgd::step(x, &adv, &g, &e, &p));

@@ -57,7 +57,7 @@ fn config(kind: &str, norm: Norm, eps: f64, f: impl FnOnce(&mut AttackSpec)) -> 
 
 /// Per-sample robustness (`[N]` bool): correct on the clean point and on the attack's result.
 fn robust_flags(model: &Net, c: &AttackConfig, x: &Tensor, y: &Tensor, seed: u64) -> Tensor {
-    attacks::evaluate_batch(model, x, y, c, seed).robust
+    attacks::evaluate_batch(model, x, y, c, &seed.into()).robust
 }
 
 fn fraction(t: &Tensor) -> f64 {
@@ -153,7 +153,7 @@ fn attacks_agree_with_torchattacks_and_autoattack() {
                 .set("step_size", eps / 4.0)
                 .set("random_start", false);
         });
-        let ours = c.perturb(&model, &x, &y, 0, Use::Training);
+        let ours = c.perturb(&model, &x, &y, &attacks::Streams::Batch(0), Use::Training);
         let theirs = &reference[&format!("pgd/{name}")];
         // ℓ∞ steps take sign(∇): where a gradient coordinate is within rounding of 0 (op order
         // differs between the two implementations), its sign may flip, move that coordinate by

@@ -38,7 +38,7 @@ fn square_exposes_a_quantised_model_that_defeats_gradient_attacks() {
     // Labels are the model's own predictions: clean accuracy 100%.
     let y = model(&x).argmax(1, false);
     let evaluate = |name: &str, c: &AttackConfig| {
-        let out = c.run(&model, &x, &y, 3, Use::Evaluation);
+        let out = c.run(&model, &x, &y, &attacks::Streams::Batch(3), Use::Evaluation);
         // Every returned point stays inside the threat model.
         let linf = f64::try_from((&out.adv - &x).abs().max()).unwrap();
         assert!(linf <= EPS + 1e-6, "{name}: ‖δ‖∞ = {linf}");

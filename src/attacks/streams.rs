@@ -1,0 +1,225 @@
+//! Where an attack's random numbers come from.
+//!
+//! An evaluation draws from one stream per point, keyed by the evaluation's seed, the point's index
+//! in its split and the draw's tags ([`Streams::Points`]). A point's random start, restarts and
+//! proposals are then the same whichever points share its batch, whatever the batch size, and
+//! however an evaluation is split into shards or resumed. Training draws from libtorch's generator
+//! seeded per batch ([`Streams::Batch`]): there the batch is the unit, and the draws are the ones
+//! training always made, so trained weights keep their keys.
+//!
+//! An attack draws inside [`Streams::draw`]: the closure gets a [`Draw`] whose calls each return a
+//! tensor with one row per point. With point streams, call `k` of a draw tagged `tags` gives point
+//! `i` its row from libtorch's CPU generator seeded `derive(derive(derive(seed, tags), [k]), [id_i])`
+//! (so a Python check reproduces it with `torch.manual_seed`), moved to the point's device: results
+//! do not depend on the device's generator either.
+use crate::rng::derive;
+use crate::torch::with_seed;
+use std::sync::Arc;
+use tch::{Device, Kind, Tensor};
+
+/// The random streams of a batch of points.
+#[derive(Clone, Debug)]
+pub enum Streams {
+    /// libtorch's generator, seeded from this seed and each draw's tags, for the whole batch.
+    Batch(u64),
+    /// One stream per point: `ids[i]` is point i's index in its split.
+    Points { seed: u64, ids: Arc<Vec<u64>> },
+}
+
+impl From<u64> for Streams {
+    fn from(seed: u64) -> Self {
+        Streams::Batch(seed)
+    }
+}
+
+impl Streams {
+    /// Point streams for the points `ids` (indices in their split) of an evaluation seeded `seed`.
+    pub fn points(seed: u64, ids: Vec<u64>) -> Self {
+        Streams::Points {
+            seed,
+            ids: Arc::new(ids),
+        }
+    }
+
+    /// Point streams for the points `lo..lo + n`.
+    pub fn range(seed: u64, lo: u64, n: usize) -> Self {
+        Self::points(seed, (lo..lo + n as u64).collect())
+    }
+
+    /// The streams of a part of the computation (`parts`: a member, a restart, a phase): the same
+    /// points, a seed derived from this one.
+    pub fn sub(&self, parts: &[u64]) -> Self {
+        match self {
+            Streams::Batch(s) => Streams::Batch(derive(*s, parts)),
+            Streams::Points { seed, ids } => Streams::Points {
+                seed: derive(*seed, parts),
+                ids: ids.clone(),
+            },
+        }
+    }
+
+    /// The streams of the rows `idx` (`[M]` int64, any device) of this batch. Batch streams are
+    /// the batch's, whichever rows draw from them.
+    pub fn select(&self, idx: &Tensor) -> Self {
+        match self {
+            Streams::Batch(s) => Streams::Batch(*s),
+            Streams::Points { seed, ids } => {
+                let rows = Vec::<i64>::try_from(idx.to_device(Device::Cpu).to_kind(Kind::Int64))
+                    .expect("row indices are a 1-d int64 tensor");
+                Streams::Points {
+                    seed: *seed,
+                    ids: Arc::new(rows.iter().map(|&r| ids[r as usize]).collect()),
+                }
+            }
+        }
+    }
+
+    /// The points' indices in their split (`None` for batch streams).
+    pub fn ids(&self) -> Option<&[u64]> {
+        match self {
+            Streams::Batch(_) => None,
+            Streams::Points { ids, .. } => Some(ids),
+        }
+    }
+
+    /// Runs `f`, whose draws are tagged `tags` (a draw site, a restart, a step). Only draws belong
+    /// in `f`, not model calls: with batch streams it holds libtorch's generator lock.
+    pub fn draw<T>(&self, tags: &[u64], f: impl FnOnce(&mut Draw) -> T) -> T {
+        match self {
+            Streams::Batch(s) => {
+                with_seed(derive(*s, tags), || f(&mut Draw::Batch))
+            }
+            Streams::Points { seed, ids } => f(&mut Draw::Points {
+                seed: derive(*seed, tags),
+                ids,
+                call: 0,
+            }),
+        }
+    }
+}
+
+/// The draws of one [`Streams::draw`]: every call returns a tensor with one row per point.
+pub enum Draw<'a> {
+    /// libtorch's generator, already seeded.
+    Batch,
+    /// Per-point generators; `call` numbers the calls, so two calls in one draw differ.
+    Points {
+        seed: u64,
+        ids: &'a [u64],
+        call: u64,
+    },
+}
+
+impl Draw<'_> {
+    /// U[0, 1) shaped like `x` (`rand_like`).
+    pub fn uniform_like(&mut self, x: &Tensor) -> Tensor {
+        match self {
+            Draw::Batch => Tensor::rand_like(x),
+            _ => self.fill(&x.size()[1..], x, |s, o| Tensor::rand(s, o)),
+        }
+    }
+
+    /// N(0, 1) shaped like `x` (`randn_like`).
+    pub fn normal_like(&mut self, x: &Tensor) -> Tensor {
+        match self {
+            Draw::Batch => Tensor::randn_like(x),
+            _ => self.fill(&x.size()[1..], x, |s, o| Tensor::randn(s, o)),
+        }
+    }
+
+    /// U[0, 1) of shape `[N, rest…]` with `x`'s kind and device (`N` = `x`'s rows).
+    pub fn uniform(&mut self, rest: &[i64], x: &Tensor) -> Tensor {
+        match self {
+            Draw::Batch => {
+                let shape: Vec<i64> = std::iter::once(x.size()[0]).chain(rest.iter().copied()).collect();
+                Tensor::rand(shape.as_slice(), (x.kind(), x.device()))
+            }
+            _ => self.fill(rest, x, |s, o| Tensor::rand(s, o)),
+        }
+    }
+
+    /// One row of shape `rest` per point, each drawn by `gen` from libtorch's CPU generator seeded
+    /// for that point, as `x`'s kind and device.
+    fn fill(
+        &mut self,
+        rest: &[i64],
+        x: &Tensor,
+        gen: fn(&[i64], (Kind, Device)) -> Tensor,
+    ) -> Tensor {
+        let Draw::Points { seed, ids, call } = self else {
+            unreachable!("batch draws are libtorch's")
+        };
+        let n = x.size()[0];
+        assert_eq!(n as usize, ids.len(), "a point-stream draw needs one row per point");
+        let seed = derive(*seed, &[*call]);
+        *call += 1;
+        let cpu = (Kind::Float, Device::Cpu);
+        let rows: Vec<Tensor> = ids
+            .iter()
+            .map(|&id| with_seed(derive(seed, &[id]), || gen(rest, cpu)))
+            .collect();
+        let t = if rows.is_empty() {
+            let shape: Vec<i64> = std::iter::once(0).chain(rest.iter().copied()).collect();
+            Tensor::zeros(shape.as_slice(), cpu)
+        } else {
+            Tensor::stack(&rows, 0)
+        };
+        t.to_device(x.device()).to_kind(x.kind())
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu(shape: &[i64]) -> Tensor {
+        Tensor::zeros(shape, (Kind::Float, Device::Cpu))
+    }
+
+    #[test]
+    fn a_points_draw_does_not_depend_on_its_batch() {
+        let all = Streams::range(7, 0, 6);
+        let a = all.draw(&[1, 2], |d| (d.uniform_like(&cpu(&[6, 3])), d.normal_like(&cpu(&[6, 3]))));
+        // Points 4 and 1 alone, in another order, see the same rows.
+        let some = all.select(&Tensor::from_slice(&[4i64, 1]));
+        assert_eq!(some.ids(), Some(&[4u64, 1][..]));
+        let b = some.draw(&[1, 2], |d| (d.uniform_like(&cpu(&[2, 3])), d.normal_like(&cpu(&[2, 3]))));
+        let rows = Tensor::from_slice(&[4i64, 1]);
+        assert!(a.0.index_select(0, &rows).equal(&b.0));
+        assert!(a.1.index_select(0, &rows).equal(&b.1));
+        // The second call of a draw, other tags and other seeds differ.
+        assert!(!a.0.equal(&a.1));
+        let c = all.draw(&[1, 3], |d| d.uniform_like(&cpu(&[6, 3])));
+        assert!(!a.0.equal(&c));
+        let d = all.sub(&[0]).draw(&[1, 2], |d| d.uniform_like(&cpu(&[6, 3])));
+        assert!(!a.0.equal(&d));
+        // Point 4's first row is libtorch's draw under the seed the module doc gives.
+        let want = with_seed(derive(derive(derive(7, &[1, 2]), &[0]), &[4]), || {
+            Tensor::rand([3], (Kind::Float, Device::Cpu))
+        });
+        assert!(b.0.get(0).equal(&want));
+        // Uniform in [0, 1), normal about 0 with unit spread.
+        let big = Streams::range(1, 0, 100).draw(&[0], |d| {
+            (d.uniform(&[1000], &cpu(&[100, 1])), d.normal_like(&cpu(&[100, 1000])))
+        });
+        assert_eq!(big.0.size(), vec![100, 1000]);
+        let (lo, hi) = (f64::try_from(big.0.min()).unwrap(), f64::try_from(big.0.max()).unwrap());
+        assert!((0.0..0.001).contains(&lo) && hi < 1.0 && hi > 0.999, "{lo} {hi}");
+        let mean = f64::try_from(big.1.mean(Kind::Double)).unwrap();
+        let sd = f64::try_from(big.1.std(true)).unwrap();
+        assert!(mean.abs() < 0.01 && (sd - 1.0).abs() < 0.01, "{mean} {sd}");
+    }
+
+    #[test]
+    fn batch_streams_are_libtorch_draws_seeded_per_tag() {
+        let x = cpu(&[4, 5]);
+        let ours = Streams::Batch(9).draw(&[0], |d| d.uniform_like(&x));
+        let theirs = with_seed(derive(9, &[0]), || Tensor::rand_like(&x));
+        assert!(ours.equal(&theirs));
+        let ours = Streams::Batch(9).sub(&[3]).draw(&[1], |d| d.normal_like(&x));
+        let theirs =
+            with_seed(derive(derive(9, &[3]), &[1]), || Tensor::randn_like(&x));
+        assert!(ours.equal(&theirs));
+    }
+}
