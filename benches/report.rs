@@ -82,6 +82,7 @@ fn run_in_process(cache: &Cache, node: &robarch::plan::Node, root: &Path) {
     }
     let staged = cache.stage_dir_for(&node.key).unwrap();
     let cx = StageContext {
+        id: &node.id,
         out: staged.path(),
         inputs: &inputs,
         slot: robarch::vocab::device::Slot::Cpu,

@@ -16,6 +16,7 @@
 //! - `commit-rename`: a cache entry is staged and fsynced, not yet renamed into `objects/`;
 //! - `commit-renamed`: it has just been renamed, its shard directory not yet fsynced;
 //! - `checkpoint-rename`: a training checkpoint is written, not yet renamed into place;
+//! - `eval-checkpoint`: an evaluation checkpoint has just been renamed into place;
 //! - `report-rename`: a report file is copied to its temporary, not yet renamed over the old one.
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -30,6 +31,7 @@ pub const POINTS: &[&str] = &[
     "commit-rename",
     "commit-renamed",
     "checkpoint-rename",
+    "eval-checkpoint",
     "report-rename",
 ];
 

@@ -41,6 +41,7 @@ pub mod report;
 pub mod rng;
 pub mod spec;
 pub mod stages;
+pub mod stop;
 #[cfg(feature = "torch")]
 pub mod torch;
 pub mod train;

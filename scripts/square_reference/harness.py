@@ -1,7 +1,7 @@
 """Drive pyautoattack's SquareAttack (fra31 square.py) with robarch's per-point draw scheme
-(streams.rs: call k of a draw tagged [site, restart, step] gives point `id` the values of
-torch.rand after torch.manual_seed(derive(derive(derive(seed, tags), [k]), [id]))), one point at a
-time, so its trajectory can be compared with the Rust port."""
+(streams.rs: call k of a draw tagged [site, restart, step] gives point `id` the uniforms of a
+SplitMix64 stream seeded derive(derive(derive(seed, tags), [k]), [id])), one point at a time, so
+its trajectory can be compared with the Rust port."""
 import torch, math
 import pyautoattack.square as sq
 
@@ -51,10 +51,18 @@ def l1_box(x, delta, eps):
     return out.float().view(delta.shape)
 
 def point_draw(seed, tags, call, pid, shape):
-    """Row `pid` of call `call` of a point-stream draw tagged `tags` (streams.rs `Draw::fill`)."""
-    s = derive(derive(derive(seed, tags), [call]), [pid])
-    torch.manual_seed(s & ((1 << 63) - 1))
-    return ORIG_RAND(shape)
+    """Row `pid` of call `call` of a point-stream draw tagged `tags` (streams.rs `Draw::fill`):
+    U[0, 1) in float32 from the top 24 bits of a SplitMix64 stream (rng.rs `SplitMix64`)."""
+    state = derive(derive(derive(seed, tags), [call]), [pid])
+    vals = []
+    for _ in range(math.prod(shape)):
+        state = (state + 0x9E3779B97F4A7C15) & M
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M
+        z ^= z >> 31
+        vals.append((z >> 40) * 2.0 ** -24)
+    return torch.tensor(vals, dtype=torch.float32).view(shape)
 
 def sign_of(u):
     return (u * 2.0 - 1.0).sign()

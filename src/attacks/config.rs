@@ -125,6 +125,20 @@ fn radius(field: &str, e: f64) -> Result<f64, Problem> {
 }
 
 impl AttackConfig {
+    /// A composition's members, named, in the order an evaluation runs them (AutoAttack's);
+    /// `None` for an attack that runs as itself.
+    pub fn members(&self) -> Option<Vec<(String, AttackConfig)>> {
+        match self {
+            AttackConfig::Autoattack(a) => Some(
+                super::autoattack::members(a.norm, a.eps, a.version)
+                    .into_iter()
+                    .map(|(n, c)| (n.to_string(), c))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
     /// Validates `a` as an attack of type `kind` and fills defaults (docs/attacks.md). Problems
     /// are relative to the entry: the caller places them with `Problem::under`.
     pub fn resolve(kind: &str, a: &AttackSpec) -> Result<Self, Problem> {

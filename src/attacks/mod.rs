@@ -46,6 +46,7 @@ pub mod spec;
 pub mod square;
 #[cfg(feature = "torch")]
 pub mod streams;
+pub mod sweep;
 pub mod verdict;
 
 pub use config::{kind_for, names, AttackConfig};

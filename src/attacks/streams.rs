@@ -9,11 +9,16 @@
 //!
 //! An attack draws inside [`Streams::draw`]: the closure gets a [`Draw`] whose calls each return a
 //! tensor with one row per point. With point streams, call `k` of a draw tagged `tags` gives point
-//! `i` its row from libtorch's CPU generator seeded `derive(derive(derive(seed, tags), [k]), [id_i])`
-//! (so a Python check reproduces it with `torch.manual_seed`), moved to the point's device: results
-//! do not depend on the device's generator either.
+//! `i` its row from a SplitMix64 stream seeded `derive(derive(derive(seed, tags), [k]), [id_i])`
+//! (uniforms: the top 24 bits of each output; normals: `rand_distr`'s ziggurat on that stream),
+//! generated on the CPU and moved to the points' device, so results do not depend on the device's
+//! generator either, and a Python check reproduces the uniforms in a few lines.
 use crate::rng::derive;
+use crate::rng::SplitMix64;
 use crate::torch::with_seed;
+use rand::Rng;
+use rand_distr::StandardNormal;
+use rayon::prelude::*;
 use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
@@ -115,7 +120,7 @@ impl Draw<'_> {
     pub fn uniform_like(&mut self, x: &Tensor) -> Tensor {
         match self {
             Draw::Batch => Tensor::rand_like(x),
-            _ => self.fill(&x.size()[1..], x, |s, o| Tensor::rand(s, o)),
+            _ => self.fill(&x.size()[1..], x, SplitMix64::next_f32),
         }
     }
 
@@ -123,7 +128,7 @@ impl Draw<'_> {
     pub fn normal_like(&mut self, x: &Tensor) -> Tensor {
         match self {
             Draw::Batch => Tensor::randn_like(x),
-            _ => self.fill(&x.size()[1..], x, |s, o| Tensor::randn(s, o)),
+            _ => self.fill(&x.size()[1..], x, |g| g.sample::<f32, _>(StandardNormal)),
         }
     }
 
@@ -134,17 +139,17 @@ impl Draw<'_> {
                 let shape: Vec<i64> = std::iter::once(x.size()[0]).chain(rest.iter().copied()).collect();
                 Tensor::rand(shape.as_slice(), (x.kind(), x.device()))
             }
-            _ => self.fill(rest, x, |s, o| Tensor::rand(s, o)),
+            _ => self.fill(rest, x, SplitMix64::next_f32),
         }
     }
 
-    /// One row of shape `rest` per point, each drawn by `gen` from libtorch's CPU generator seeded
-    /// for that point, as `x`'s kind and device.
+    /// One row of shape `rest` per point, each value `value` of that point's stream, as `x`'s kind
+    /// and device.
     fn fill(
         &mut self,
         rest: &[i64],
         x: &Tensor,
-        gen: fn(&[i64], (Kind, Device)) -> Tensor,
+        value: impl Fn(&mut SplitMix64) -> f32 + Sync,
     ) -> Tensor {
         let Draw::Points { seed, ids, call } = self else {
             unreachable!("batch draws are libtorch's")
@@ -153,21 +158,31 @@ impl Draw<'_> {
         assert_eq!(n as usize, ids.len(), "a point-stream draw needs one row per point");
         let seed = derive(*seed, &[*call]);
         *call += 1;
-        let cpu = (Kind::Float, Device::Cpu);
-        let rows: Vec<Tensor> = ids
-            .iter()
-            .map(|&id| with_seed(derive(seed, &[id]), || gen(rest, cpu)))
-            .collect();
-        let t = if rows.is_empty() {
-            let shape: Vec<i64> = std::iter::once(0).chain(rest.iter().copied()).collect();
-            Tensor::zeros(shape.as_slice(), cpu)
-        } else {
-            Tensor::stack(&rows, 0)
+        let per = rest.iter().product::<i64>().max(0) as usize;
+        let mut out = vec![0f32; per * ids.len()];
+        let row = |(i, chunk): (usize, &mut [f32])| {
+            let mut g = SplitMix64(derive(seed, &[ids[i]]));
+            for v in chunk {
+                *v = value(&mut g);
+            }
         };
-        t.to_device(x.device()).to_kind(x.kind())
+        if per > 0 {
+            if out.len() >= PARALLEL_VALUES {
+                out.par_chunks_mut(per).enumerate().for_each(row);
+            } else {
+                out.chunks_mut(per).enumerate().for_each(row);
+            }
+        }
+        let shape: Vec<i64> = std::iter::once(n).chain(rest.iter().copied()).collect();
+        Tensor::from_slice(&out)
+            .view(shape.as_slice())
+            .to_device(x.device())
+            .to_kind(x.kind())
     }
 }
 
+/// From this many values a point-stream draw is generated on all cores.
+const PARALLEL_VALUES: usize = 1 << 16;
 
 #[cfg(test)]
 mod tests {
@@ -194,11 +209,10 @@ mod tests {
         assert!(!a.0.equal(&c));
         let d = all.sub(&[0]).draw(&[1, 2], |d| d.uniform_like(&cpu(&[6, 3])));
         assert!(!a.0.equal(&d));
-        // Point 4's first row is libtorch's draw under the seed the module doc gives.
-        let want = with_seed(derive(derive(derive(7, &[1, 2]), &[0]), &[4]), || {
-            Tensor::rand([3], (Kind::Float, Device::Cpu))
-        });
-        assert!(b.0.get(0).equal(&want));
+        // Point 4's first row is its SplitMix64 stream under the seed the module doc gives.
+        let mut g = SplitMix64(derive(derive(derive(7, &[1, 2]), &[0]), &[4]));
+        let want: Vec<f32> = (0..3).map(|_| g.next_f32()).collect();
+        assert!(b.0.get(0).equal(&Tensor::from_slice(&want)));
         // Uniform in [0, 1), normal about 0 with unit spread.
         let big = Streams::range(1, 0, 100).draw(&[0], |d| {
             (d.uniform(&[1000], &cpu(&[100, 1])), d.normal_like(&cpu(&[100, 1000])))

@@ -9,8 +9,152 @@ use crate::vocab::Norm;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The evaluate stage's per-sample flags (`clean_correct`, `robust_correct`, uint8 [n]).
+/// The evaluate stage's per-point outputs: `clean_correct`, `robust_correct` (uint8 [n]),
+/// `margin` (float32 [n]: `z_y − max_{j≠y} z_j` of the last image scored) and, for compositions,
+/// `broken_by` (int64 [n], the first member that broke the point, −1 for none).
 pub const PER_SAMPLE: &str = "per_sample.safetensors";
+/// The evaluate stage's summary ([`EvalMetrics`]), also its entry's summary.
+pub const METRICS: &str = "metrics.json";
+
+/// An evaluation's per-point outputs ([`PER_SAMPLE`]), in point order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Points {
+    pub clean: Vec<bool>,
+    pub robust: Vec<bool>,
+    pub margin: Vec<f32>,
+    pub broken_by: Option<Vec<i64>>,
+}
+
+impl Points {
+    pub fn len(&self) -> usize {
+        self.clean.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.clean.is_empty()
+    }
+
+    /// The points of `parts` one after another (shards in point order).
+    pub fn concat(parts: &[Points]) -> Points {
+        let mut all = Points::default();
+        let composite = parts.iter().any(|p| p.broken_by.is_some());
+        let mut by = Vec::new();
+        for p in parts {
+            all.clean.extend(&p.clean);
+            all.robust.extend(&p.robust);
+            all.margin.extend(&p.margin);
+            match &p.broken_by {
+                Some(b) => by.extend(b),
+                None => by.extend(std::iter::repeat_n(-1, p.len())),
+            }
+        }
+        all.broken_by = composite.then_some(by);
+        all
+    }
+
+    /// The summary of these points under `attack` (`members`: a composition's member names).
+    pub fn metrics(
+        &self,
+        attack: &AttackConfig,
+        members: Option<&[String]>,
+        notes: Vec<String>,
+        seconds: f64,
+    ) -> EvalMetrics {
+        let n = self.len();
+        let frac = |k: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
+        let count = |f: &dyn Fn(usize) -> bool| (0..n).filter(|&i| f(i)).count();
+        // Robust accuracy after each member: clean-correct points no member up to i broke.
+        let by = self.broken_by.clone().unwrap_or_else(|| vec![-1; n]);
+        let members = members
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let still = count(&|p| self.clean[p] && (by[p] < 0 || by[p] > i as i64));
+                (name.clone(), frac(still))
+            })
+            .collect();
+        EvalMetrics {
+            n,
+            clean_accuracy: frac(count(&|p| self.clean[p])),
+            robust_accuracy: frac(count(&|p| self.robust[p])),
+            eps: attack.eps(),
+            norm: attack.norm(),
+            class: attack.class(),
+            members,
+            notes,
+            seconds,
+        }
+    }
+
+    /// Writes the points as [`PER_SAMPLE`] to `path`.
+    pub fn write(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        use safetensors::{tensor::TensorView, Dtype};
+        let n = self.len();
+        let flags = |v: &[bool]| v.iter().map(|&b| b as u8).collect::<Vec<u8>>();
+        let (clean, robust) = (flags(&self.clean), flags(&self.robust));
+        let margin: Vec<u8> = self.margin.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let by: Option<Vec<u8>> = self
+            .broken_by
+            .as_ref()
+            .map(|b| b.iter().flat_map(|v| v.to_le_bytes()).collect());
+        fn view(dtype: Dtype, n: usize, bytes: &[u8]) -> anyhow::Result<TensorView<'_>> {
+            TensorView::new(dtype, vec![n], bytes).map_err(|e| anyhow::anyhow!("{e:?}"))
+        }
+        let mut tensors = vec![
+            ("clean_correct", view(Dtype::U8, n, &clean)?),
+            ("robust_correct", view(Dtype::U8, n, &robust)?),
+            ("margin", view(Dtype::F32, n, &margin)?),
+        ];
+        if let Some(by) = &by {
+            tensors.push(("broken_by", view(Dtype::I64, n, by)?));
+        }
+        let bytes = safetensors::tensor::serialize(tensors, &None)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e:?}", path.display()))?;
+        std::fs::write(path, bytes)?;
+        Ok(())
+    }
+
+    /// Reads [`PER_SAMPLE`] from `path`.
+    pub fn read(path: &std::path::Path) -> anyhow::Result<Points> {
+        use anyhow::Context;
+        use safetensors::Dtype;
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e:?}", path.display()))?;
+        let get = |name: &str, dtype: Dtype| -> anyhow::Result<Option<Vec<u8>>> {
+            let Ok(t) = st.tensor(name) else { return Ok(None) };
+            anyhow::ensure!(
+                t.dtype() == dtype,
+                "{}: {name} is {:?}, not {dtype:?}",
+                path.display(),
+                t.dtype()
+            );
+            Ok(Some(t.data().to_vec()))
+        };
+        let need = |name: &str, dtype| {
+            get(name, dtype)?.with_context(|| format!("{} lacks {name}", path.display()))
+        };
+        let flags = |v: Vec<u8>| v.into_iter().map(|b| b == 1).collect::<Vec<bool>>();
+        let clean = flags(need("clean_correct", Dtype::U8)?);
+        let robust = flags(need("robust_correct", Dtype::U8)?);
+        let margin = match get("margin", Dtype::F32)? {
+            Some(b) => b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+            None => vec![f32::NAN; clean.len()],
+        };
+        let broken_by = get("broken_by", Dtype::I64)?.map(|b| {
+            b.chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        });
+        Ok(Points {
+            clean,
+            robust,
+            margin,
+            broken_by,
+        })
+    }
+}
 
 /// One attack of the evaluation, resolved: an entry of `evaluation.attacks`, or one extra radius
 /// of its `curve` (a curve point), which is evaluated as an attack of its own.

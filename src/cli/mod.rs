@@ -642,10 +642,25 @@ fn print_dry_run(plan: &Plan, summary: &exec::RunSummary, tflops: f64) {
     let est = crate::plan::cost::Estimate::of(plan);
     let by_id: BTreeMap<&str, petgraph::graph::NodeIndex> =
         plan.order.iter().map(|&ix| (plan.graph[ix].id.as_str(), ix)).collect();
-    for (id, o) in &summary.outcomes {
-        let f = by_id.get(id.as_str()).and_then(|ix| est.stages[ix]);
-        let state = if matches!(o, Outcome::Pending) { "would run" } else { "cached" };
-        println!("{state:<9} {:>11}  {id}", crate::plan::cost::human(f));
+    let flops_of = |id: &str| by_id.get(id).and_then(|ix| est.stages[ix]);
+    // An evaluation's shards take one line.
+    for (head, rows) in crate::plan::shards::fold(&summary.outcomes, |(id, _)| id.as_str()) {
+        let run = rows.iter().filter(|(_, o)| matches!(o, Outcome::Pending)).count();
+        let state = if run > 0 { "would run" } else { "cached" };
+        let f = rows
+            .iter()
+            .map(|(id, _)| flops_of(id))
+            .sum::<Option<f64>>();
+        if rows.len() == 1 && crate::plan::shards::parent(&rows[0].0).is_none() {
+            println!("{state:<9} {:>11}  {head}", crate::plan::cost::human(f));
+        } else {
+            let n = rows.len();
+            println!(
+                "{state:<9} {:>11}  {head}/points-*: {n} shards, {run} would run, {} cached",
+                crate::plan::cost::human(f),
+                n - run
+            );
+        }
     }
     let pending = summary.count(|o| matches!(o, Outcome::Pending));
     let cached = summary.count(|o| matches!(o, Outcome::Cached));
@@ -707,6 +722,56 @@ fn cache_and_manifest(cache_dir: &Path, plan: &Plan) -> (Option<Cache>, Manifest
     (cache, manifest)
 }
 
+/// One stage of `status`'s text listing.
+struct StatusRow {
+    id: String,
+    state: &'static str,
+    flops: Option<f64>,
+    why: String,
+    job: String,
+    causes: Vec<String>,
+}
+
+/// `status`'s text listing: a line per stage (its causes under it when several), an evaluation's
+/// shards on one line with their states counted.
+fn print_status_rows(rows: &[StatusRow]) {
+    for (head, group) in crate::plan::shards::fold(rows, |r| r.id.as_str()) {
+        let flops = crate::plan::cost::human(group.iter().map(|r| r.flops).sum::<Option<f64>>());
+        if let [r] = group.as_slice() {
+            if crate::plan::shards::parent(&r.id).is_none() {
+                println!("{:<8} {flops:>11}  {}{}{}", r.state, r.id, r.why, r.job);
+                if r.causes.len() > 1 {
+                    for c in &r.causes {
+                        println!("{:<22}- {c}", "");
+                    }
+                }
+                continue;
+            }
+        }
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        for r in &group {
+            match counts.iter_mut().find(|(s, _)| *s == r.state) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((r.state, 1)),
+            }
+        }
+        // The group's state: its shards' one state, or the commonest one not cached.
+        let state = counts
+            .iter()
+            .filter(|(s, _)| counts.len() == 1 || *s != "cached")
+            .max_by_key(|(_, n)| *n)
+            .map_or("cached", |(s, _)| *s);
+        let said: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        let jobs = group.iter().filter(|r| !r.job.is_empty()).count();
+        let jobs = if jobs > 0 { format!("  [{jobs} with jobs]") } else { String::new() };
+        println!(
+            "{state:<8} {flops:>11}  {head}/points-*: {} shards ({}){jobs}",
+            group.len(),
+            said.join(", ")
+        );
+    }
+}
+
 /// `robarch status`: each stage's state, with the reasons when stale.
 fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
     let plan = load_plan(&a.pipeline, cache_dir)?;
@@ -722,6 +787,7 @@ fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
         }
     }
     let mut stages = Vec::new();
+    let mut rows = Vec::new();
     let est = crate::plan::cost::Estimate::of(&plan);
     for &ix in &plan.order {
         let n = &plan.graph[ix];
@@ -747,17 +813,14 @@ fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
                         )
                     })
                     .unwrap_or_default();
-                println!(
-                    "{:<8} {:>11}  {}{why}{job}",
-                    state.name(),
-                    crate::plan::cost::human(flops),
-                    n.id
-                );
-                if causes.len() > 1 {
-                    for c in &causes {
-                        println!("{:<22}- {c}", "");
-                    }
-                }
+                rows.push(StatusRow {
+                    id: n.id.clone(),
+                    state: state.name(),
+                    flops,
+                    why,
+                    job,
+                    causes,
+                });
             }
             Format::Json => {
                 let mut v =
@@ -780,6 +843,7 @@ fn status(cache_dir: &Path, a: StatusArgs) -> Result<i32> {
             }
         }
     }
+    print_status_rows(&rows);
     let settings = cache
         .as_ref()
         .map(|c| warn_mixed_settings(&plan, c))

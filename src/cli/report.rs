@@ -80,6 +80,7 @@ fn render(plan: &Plan, cache: &Cache, staging_in: &Path) -> Result<Rendered> {
         .tempdir_in(staging_in)
         .with_context(|| format!("writing into {}", staging_in.display()))?;
     let cx = StageContext {
+        id: &node.id,
         out: staging.path(),
         inputs: &inputs,
         slot: Slot::Cpu,

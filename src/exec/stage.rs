@@ -234,6 +234,7 @@ pub fn run_stage(
     let staged = cache.stage_dir_for(&node.key)?;
     let start = Instant::now();
     let cx = StageContext {
+        id: &node.id,
         out: staged.path(),
         inputs: &inputs,
         slot,

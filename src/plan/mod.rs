@@ -9,6 +9,7 @@
 //! downstream.
 pub mod cost;
 pub mod render;
+pub mod shards;
 pub mod stale;
 
 use crate::analysis;
@@ -441,15 +442,38 @@ impl<'a> Builder<'a> {
                     continue;
                 }
                 let id = format!("eval/{base}/{aname}/{split}");
+                let limit = only.and_then(|o| o.limit).or(s.evaluation.limit);
                 let st = stages::evaluate::Evaluate::new(
                     ea.config.clone(),
                     *split,
-                    only.and_then(|o| o.limit).or(s.evaluation.limit),
+                    limit,
                     s.evaluation.batch_size,
                     eval_seed,
                     s.evaluation.checkpoint,
                 );
-                let ix = self.add(id.clone(), Box::new(st), vec![("model", t.ix), ("data", prep)]);
+                let size = self.graph[prep].stage.images().map(|z| z.of(*split));
+                let shard = only.and_then(|o| o.shard).or(s.evaluation.shard);
+                let ranges = shard.map(|k| shards::ranges(limit, size, k));
+                let ix = match ranges {
+                    Some(ranges) if ranges.len() > 1 => {
+                        let mut inputs = Vec::new();
+                        for &(lo, hi) in &ranges {
+                            let sid = shards::id(&id, lo, hi);
+                            let part = Box::new(st.clone().shard(lo, hi));
+                            inputs.push(self.add(sid, part, vec![("model", t.ix), ("data", prep)]));
+                        }
+                        let roles: Vec<String> =
+                            (0..inputs.len()).map(stages::merge::shard_role).collect();
+                        let merge = stages::merge::Merge {
+                            attack: ea.config.clone(),
+                            split: *split,
+                            shards: inputs.len(),
+                        };
+                        let edges = roles.iter().map(String::as_str).zip(inputs).collect();
+                        self.add(id.clone(), Box::new(merge), edges)
+                    }
+                    _ => self.add(id.clone(), Box::new(st), vec![("model", t.ix), ("data", prep)]),
+                };
                 self.eval_labels
                     .push(label(id.clone(), Some(ea), Some(split.to_string())));
                 self.report_inputs.push((id, ix));

@@ -39,6 +39,11 @@ pub struct EvaluationSpec {
     /// pipeline's `seed`. Another value repeats the randomised attacks on the same trained models.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Split each evaluation into stages of this many points (the last may have fewer), run in
+    /// parallel and merged into one result; each shard is cached on its own, so a larger `limit`
+    /// computes only the new points. Per attack: `only.<attack>.shard`.
+    #[serde(default)]
+    pub shard: Option<usize>,
 }
 
 /// `evaluation.only.<attack>`: where one attack is evaluated, in place of `limit` and `splits`.
@@ -49,6 +54,8 @@ pub struct Only {
     pub limit: Option<usize>,
     /// These of `evaluation.splits` only.
     pub splits: Option<Vec<Split>>,
+    /// Shards of this many points, in place of `evaluation.shard`.
+    pub shard: Option<usize>,
 }
 
 fn default_splits() -> Vec<Split> {
@@ -72,6 +79,7 @@ impl Default for EvaluationSpec {
             batch_size: 256,
             checkpoint: Checkpoint::Last,
             seed: None,
+            shard: None,
         }
     }
 }
@@ -118,6 +126,12 @@ pub fn resolve_evaluation(spec: &Spec) -> Result<Vec<EvalAttack>, Vec<Problem>> 
             &["evaluation", "batch_size"],
             "must be at least 1",
         ));
+    }
+    if spec.evaluation.shard == Some(0) {
+        out.push(
+            Problem::new(&["evaluation", "shard"], "must be at least 1")
+                .hint("the number of points per shard, e.g. 1000; leave it out for one stage per evaluation"),
+        );
     }
     if spec.evaluation.checkpoint == Checkpoint::Best {
         for (name, t) in &spec.training {
@@ -203,6 +217,12 @@ fn check_only(spec: &Spec) -> Vec<Problem> {
             out.push(
                 Problem::new(&[at[0], at[1], at[2], "limit"], "must be at least 1")
                     .hint("the number of points per split this attack is evaluated on"),
+            );
+        }
+        if o.shard == Some(0) {
+            out.push(
+                Problem::new(&[at[0], at[1], at[2], "shard"], "must be at least 1")
+                    .hint("the number of points per shard of this attack's evaluations"),
             );
         }
         for s in o.splits.iter().flatten() {

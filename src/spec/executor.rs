@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 /// Stage kinds, the keys `resources` takes besides `default`: the fixed ones, with every
 /// per-model analysis (`analysis::REGISTRY`) after `evaluate`.
 pub fn stage_kinds() -> Vec<&'static str> {
-    let mut kinds = vec!["prepare", "script", "import", "load", "train", "evaluate"];
+    let mut kinds = vec!["prepare", "script", "import", "load", "train", "evaluate", "merge"];
     kinds.extend(crate::analysis::REGISTRY.iter().map(|a| a.name));
     kinds.extend([crate::analysis::correlation::NAME, "report"]);
     kinds

@@ -7,7 +7,11 @@ use super::StageKind;
 use {
     anyhow::Result,
     crate::{
-        attacks::{self, project, verdict::{EvalMetrics, PER_SAMPLE}, Net}, data::prepared,
+        attacks::{
+            loss, project, sweep::Sweep, verdict::PER_SAMPLE, AttackClass, Model, Net, Streams,
+            Use,
+        },
+        data::prepared,
         models::saved,
     },
     serde_json::Value,
@@ -19,9 +23,9 @@ use crate::models::saved::Checkpoint;
 use crate::vocab::Split;
 use serde::{Deserialize, Serialize};
 
-pub const METRICS: &str = "metrics.json";
+pub use crate::attacks::verdict::METRICS;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Evaluate {
     pub attack: AttackConfig,
     pub split: Split,
@@ -32,6 +36,10 @@ pub struct Evaluate {
     /// existed stay valid.
     #[serde(default, skip_serializing_if = "Checkpoint::is_last")]
     pub checkpoint: Checkpoint,
+    /// A shard (`evaluation.shard`): the points `lo..hi` of the split (`hi` unset: to its end),
+    /// `limit` unset. In the key only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<(usize, Option<usize>)>,
 }
 
 /// Largest allowed overshoot of ‖δ‖_p over ε (float32 rounding of projections and rescaling).
@@ -56,6 +64,24 @@ impl Evaluate {
             batch_size,
             seed,
             checkpoint,
+            points: None,
+        }
+    }
+
+    /// The shard of the points `lo..hi` (`None`: to the split's end) of this evaluation; its
+    /// limit no longer applies.
+    pub fn shard(mut self, lo: usize, hi: Option<usize>) -> Self {
+        self.limit = None;
+        self.points = Some((lo, hi));
+        self
+    }
+
+    /// The points evaluated, of a split of `size` points: the shard's range (empty where the
+    /// split ends before it), or the first `limit`.
+    pub fn range(&self, size: usize) -> (usize, usize) {
+        match self.points {
+            Some((lo, hi)) => (lo.min(size), hi.unwrap_or(size).clamp(lo.min(size), size)),
+            None => (0, self.limit.map_or(size, |l| l.min(size))),
         }
     }
 }
@@ -70,9 +96,9 @@ impl StageKind for Evaluate {
         3
     }
     fn flops(&self, inputs: &super::cost::CostInputs) -> Option<f64> {
-        let n = inputs.images?.of(self.split);
-        let n = self.limit.map_or(n, |l| n.min(l));
-        Some(super::cost::evaluation(&self.attack, n, &inputs.model?))
+        let size = inputs.images?.of(self.split);
+        let (lo, hi) = self.range(size);
+        Some(super::cost::evaluation(&self.attack, hi - lo, &inputs.model?))
     }
     fn uses_device(&self) -> bool {
         true
@@ -84,6 +110,8 @@ impl StageKind for Evaluate {
 
 #[cfg(feature = "torch")]
 impl super::TensorStage for Evaluate {
+    // Long because it is the evaluation's one loop, read top to bottom: resume, the clean pass,
+    // each member on the points still robust, checkpoints between batches, then the outputs.
     fn run(&self, cx: &StageContext) -> Result<Value> {
         let started = std::time::Instant::now();
         let net = saved::load(&cx.input("model")?.dir, self.checkpoint, cx.device())?;
@@ -93,102 +121,158 @@ impl super::TensorStage for Evaluate {
         };
         let data = prepared::load(&cx.input("data")?.dir)?;
         let (x_all, y_all) = data.split(self.split)?;
-        let n = self
-            .limit
-            .map_or(x_all.size()[0], |l| (l as i64).min(x_all.size()[0]));
-        let batches = (n as usize).div_ceil(self.batch_size);
-        cx.progress
-            .phase(format!("{} split: points", self.split), n as u64);
-        let (mut clean_flags, mut robust_flags, mut broken) = (Vec::new(), Vec::new(), Vec::new());
-        let mut member_names: Option<Vec<String>> = None;
-        let mut notes: Vec<String> = Vec::new();
-        for b in 0..batches {
-            let lo = (b * self.batch_size) as i64;
-            let hi = (lo + self.batch_size as i64).min(n);
+        let (lo, hi) = self.range(x_all.size()[0] as usize);
+        let n = hi - lo;
+        let composite = self.attack.members();
+        let members = composite
+            .clone()
+            .unwrap_or_else(|| vec![("attack".to_string(), self.attack.clone())]);
+        let ckpt = cx.checkpoints.join("sweep");
+        let mut s = match Sweep::resume(&ckpt, lo as u64, n, members.len())? {
+            Some(s) => {
+                tracing::info!(
+                    points = s.clean_done,
+                    attacked = i64::try_from(s.tried.gt(0).sum(Kind::Int64)).unwrap_or(0),
+                    "resuming the evaluation from its checkpoint"
+                );
+                s
+            }
+            None => Sweep::new(lo as u64, n, members.len()),
+        };
+        let every = checkpoint_every();
+        let mut last_save = std::time::Instant::now();
+        crate::stop::listen();
+        let _done = scopeguard(crate::stop::done);
+        let mut maybe_save = |s: &Sweep, force: bool| -> Result<()> {
+            if force || crate::stop::asked() || last_save.elapsed() >= every {
+                s.save(&ckpt, s.seconds + started.elapsed().as_secs_f64(), cx.id)?;
+                crate::stop::saved();
+                last_save = std::time::Instant::now();
+            }
+            Ok(())
+        };
+        let batch = |idx: &Tensor| {
+            let at = idx + lo as i64;
             let x = x_all
-                .narrow(0, lo, hi - lo)
+                .index_select(0, &at)
                 .to_device(cx.device())
                 .to_kind(Kind::Float)
                 / 255.0;
-            let y = y_all.narrow(0, lo, hi - lo).to_device(cx.device());
-            let rng = attacks::Streams::range(self.seed, lo as u64, (hi - lo) as usize);
-            let e = attacks::evaluate_batch(&model, &x, &y, &self.attack, &rng);
-            let mut by = Tensor::full([hi - lo], -1, (Kind::Int64, cx.device()));
-            if let Some((idx, xs, out)) = e.attacked {
-                self.check_feasible(&xs, &out.adv)?;
-                for note in out.notes {
-                    if !notes.contains(&note) {
-                        notes.push(note);
-                    }
-                }
-                if let Some((names, member)) = out.broken_by {
-                    by = by.index_copy(0, &idx, &member);
-                    member_names = Some(names);
-                }
+            (x, y_all.index_select(0, &at).to_device(cx.device()))
+        };
+        let score = |x: &Tensor, y: &Tensor| {
+            let logits = tch::no_grad(|| model.logits(x));
+            (logits.argmax(1, false).eq_tensor(y), loss::margin(&logits, y))
+        };
+        // The clean pass.
+        cx.progress
+            .phase_of(format!("{} split: clean, points", self.split), n as u64, Some([0, 1 + members.len() as u64]));
+        cx.progress.inc(s.clean_done as u64);
+        while s.clean_done < n {
+            let k = self.batch_size.min(n - s.clean_done) as i64;
+            let (x, y) = batch(&Tensor::arange_start(
+                s.clean_done as i64,
+                s.clean_done as i64 + k,
+                (Kind::Int64, tch::Device::Cpu),
+            ));
+            let (ok, margin) = score(&x, &y);
+            s.record_clean(&ok, &margin);
+            cx.progress.inc(k as u64);
+            maybe_save(&s, false)?;
+        }
+        // At ε = 0 (the first point of an ε-curve) no attack can move a point, so the robust points
+        // are the clean-correct ones by definition.
+        let attacks = !matches!(self.attack, AttackConfig::Clean(_)) && self.attack.eps() > 0.0;
+        for (i, (name, cfg)) in members.iter().enumerate().filter(|_| attacks) {
+            let pending = s.pending(i);
+            let reaching = s.reaching(i);
+            cx.progress.phase_of(
+                format!("{} split: {name}, points", self.split),
+                reaching as u64,
+                Some([1 + i as u64, 1 + members.len() as u64]),
+            );
+            cx.progress.inc((reaching - pending.len()) as u64);
+            if !pending.is_empty() {
+                tracing::info!(member = %name, points = pending.len(), "attacking");
             }
-            clean_flags.push(e.clean.to_device(tch::Device::Cpu));
-            robust_flags.push(e.robust.to_device(tch::Device::Cpu));
-            broken.push(by.to_device(tch::Device::Cpu));
-            cx.progress.inc((hi - lo) as u64);
+            for chunk in pending.chunks(self.batch_size) {
+                let idx = Tensor::from_slice(chunk);
+                let (x, y) = batch(&idx);
+                let ids = chunk.iter().map(|&p| lo as u64 + p as u64).collect();
+                let mut rng = Streams::points(self.seed, ids);
+                if composite.is_some() {
+                    rng = rng.sub(&[i as u64]);
+                }
+                let out = cfg.run(&model, &x, &y, &rng, Use::Evaluation);
+                self.check_feasible(cfg, &x, &out.adv)?;
+                let (ok, margin) = score(&out.adv, &y);
+                s.record_member(i, chunk, &ok, &margin);
+                for note in out.notes {
+                    s.note(match composite {
+                        Some(_) => format!("{name}: {note}"),
+                        None => note,
+                    });
+                }
+                cx.progress.inc(chunk.len() as u64);
+                maybe_save(&s, false)?;
+            }
+            if composite.is_some() && cfg.class() == AttackClass::BlackBox && s.broke[i] > 0 {
+                s.note(format!("{name} broke {} points the gradient-based members before it left robust: a sign of gradient masking (Croce & Hein 2020, §5)", s.broke[i]));
+            }
         }
-        let clean = Tensor::cat(&clean_flags, 0).to_kind(Kind::Uint8);
-        let robust = Tensor::cat(&robust_flags, 0).to_kind(Kind::Uint8);
-        let by = Tensor::cat(&broken, 0);
-        let mut tensors = vec![("clean_correct", &clean), ("robust_correct", &robust)];
-        if member_names.is_some() {
-            tensors.push(("broken_by", &by));
-        }
-        Tensor::write_safetensors(&tensors, cx.out.join(PER_SAMPLE))?;
-        let frac =
-            |t: &Tensor| f64::try_from(t.to_kind(Kind::Double).mean(Kind::Double)).unwrap_or(0.0);
-        // Robust accuracy after each member: clean-correct points no member up to i broke.
-        let members = member_names
-            .unwrap_or_default()
-            .into_iter()
-            .enumerate()
-            .map(|(i, name)| {
-                let still = clean
-                    .to_kind(Kind::Bool)
-                    .logical_and(&by.lt(0).logical_or(&by.gt(i as i64)));
-                (name, frac(&still))
-            })
-            .collect();
-        for note in &notes {
+        let names = composite.map(|m| m.into_iter().map(|(n, _)| n).collect::<Vec<_>>());
+        for note in &s.notes {
             tracing::warn!(attack = ?self.attack, split = %self.split, "{note}");
         }
-        let m = EvalMetrics {
-            n: n as usize,
-            clean_accuracy: frac(&clean),
-            robust_accuracy: frac(&robust),
-            eps: self.attack.eps(),
-            norm: self.attack.norm(),
-            class: self.attack.class(),
-            members,
-            notes,
-            seconds: started.elapsed().as_secs_f64(),
-        };
+        let seconds = s.seconds + started.elapsed().as_secs_f64();
+        let points = s.points(names.is_some());
+        points.write(&cx.out.join(PER_SAMPLE))?;
+        let m = points.metrics(&self.attack, names.as_deref(), s.notes.clone(), seconds);
         write_json(&cx.out.join(METRICS), &m)?;
         Ok(serde_json::to_value(&m)?)
     }
+}
+
+/// How often a running evaluation checkpoints: `ROBARCH_EVAL_CHECKPOINT_SECONDS` (default 120 s
+/// of work; 0: after every batch).
+#[cfg(feature = "torch")]
+fn checkpoint_every() -> std::time::Duration {
+    let secs = std::env::var("ROBARCH_EVAL_CHECKPOINT_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .unwrap_or(120.0);
+    std::time::Duration::from_secs_f64(secs)
+}
+
+/// Runs `f` when dropped.
+#[cfg(feature = "torch")]
+fn scopeguard(f: fn()) -> impl Drop {
+    struct Guard(fn());
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    Guard(f)
 }
 
 impl Evaluate {
     #[cfg(feature = "torch")]
     /// Every attack must return points inside its threat model: an infeasible point would report
     /// robustness that was never tested, so it fails the stage instead of entering the cache.
-    fn check_feasible(&self, x: &Tensor, adv: &Tensor) -> Result<()> {
+    fn check_feasible(&self, attack: &AttackConfig, x: &Tensor, adv: &Tensor) -> Result<()> {
         let (lo, hi) = (f64::try_from(adv.min())?, f64::try_from(adv.max())?);
         if lo < -1e-5 || hi > 1.0 + 1e-5 {
             anyhow::bail!(
-                "attack {:?} returned pixels outside [0,1] ({lo}..{hi}): a bug in the attack",
-                self.attack
+                "attack {attack:?} returned pixels outside [0,1] ({lo}..{hi}): a bug in the attack"
             );
         }
-        if let Some(norm) = self.attack.norm() {
-            let eps = self.attack.eps();
+        if let Some(norm) = attack.norm() {
+            let eps = attack.eps();
             let d = f64::try_from(project::norm(&(adv - x), norm).max())?;
             if d > eps * (1.0 + EPS_SLACK) + 1e-6 {
-                anyhow::bail!("attack {:?} returned a perturbation of {norm} norm {d} > ε = {eps}: a bug in the attack", self.attack);
+                anyhow::bail!("attack {attack:?} returned a perturbation of {norm} norm {d} > ε = {eps}: a bug in the attack");
             }
         }
         Ok(())

@@ -12,6 +12,7 @@ pub mod evaluate;
 pub mod import;
 pub mod inputs;
 pub mod load;
+pub mod merge;
 pub mod prepare;
 pub mod report;
 pub mod script;
@@ -37,6 +38,8 @@ use std::path::{Path, PathBuf};
 
 /// Everything a running stage may touch.
 pub struct StageContext<'a> {
+    /// The stage's id (fault points scoped to stages, messages).
+    pub id: &'a str,
     /// Staging directory for outputs (committed atomically on success).
     pub out: &'a Path,
     /// Verified input entries by role (`data`, `model`, or a stage id for the report).
@@ -246,6 +249,7 @@ pub fn rebuild(kind: &str, params: &Value, locations: &Value) -> Result<Box<dyn 
         }
         "train" => Box::new(serde_json::from_value::<train::Train>(p).with_context(what)?),
         "evaluate" => Box::new(serde_json::from_value::<evaluate::Evaluate>(p).with_context(what)?),
+        "merge" => Box::new(serde_json::from_value::<merge::Merge>(p).with_context(what)?),
         "correlation" => {
             Box::new(serde_json::from_value::<correlation::Correlation>(p).with_context(what)?)
         }
@@ -356,8 +360,10 @@ mod tests {
             batch_size: 256,
             seed: 1,
             checkpoint,
+            points: None,
         };
-        // `last` (the default) is absent from the key, as before the setting existed.
+        // `last` (the default) and an unsharded range are absent from the key, as before the
+        // settings existed.
         assert_eq!(
             Stage::params(&eval(Checkpoint::Last)).to_string(),
             r#"{"attack":{"type":"clean"},"split":"test","limit":null,"batch_size":256,"seed":1}"#
@@ -366,5 +372,10 @@ mod tests {
             Stage::params(&eval(Checkpoint::Best))["checkpoint"],
             serde_json::json!("best")
         );
+        let shard = Stage::params(&eval(Checkpoint::Last).shard(100, Some(200)));
+        assert_eq!(shard["points"], serde_json::json!([100, 200]));
+        let last = Stage::params(&eval(Checkpoint::Last).shard(200, None));
+        assert_eq!(last["points"], serde_json::json!([200, null]));
+        assert_eq!(shard["limit"], serde_json::Value::Null);
     }
 }
