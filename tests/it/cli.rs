@@ -301,7 +301,7 @@ fn explain_and_ls_describe_stages_and_registries() {
     p.write("p.yaml", TINY);
     let ex = stdout(&p.ok(&["explain", "p.yaml", "eval/digits/resnet18/at/pgd/test"]));
     assert!(
-        ex.contains("kind:    evaluate (version 2)")
+        ex.contains("kind:    evaluate (version 3)")
             && ex.contains("\"steps\": 3")
             && ex.contains("status:  missing"),
         "{ex}"

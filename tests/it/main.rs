@@ -16,6 +16,7 @@ mod cli;
 mod corpus;
 mod cost;
 mod datasets;
+mod evaluation;
 mod export;
 mod faults;
 mod flatness;

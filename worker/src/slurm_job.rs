@@ -48,8 +48,12 @@ fn requeue_if_progress() {
     }
 }
 
+/// How long USR1 waits for a listening stage to save its progress (its current batch to end)
+/// before deciding whether to requeue.
+const SAVE_WAIT_SECS: u64 = 60;
+
 /// Blocks SIGUSR1 and SIGTERM in every thread and handles them in one: USR1 (the time limit is
-/// near) requeues, TERM (cancelled, requeued, or the limit reached) releases this process's stage
+/// near) asks the stage to save its progress and requeues, TERM (cancelled, requeued, or the limit reached) releases this process's stage
 /// locks at once, so the next job need not wait for their lease to run out.
 fn handle_slurm_signals() {
     // SAFETY: plain signal-set manipulation on a set we own; the mask is set before any other
@@ -66,6 +70,10 @@ fn handle_slurm_signals() {
                 return;
             }
             if sig == libc::SIGUSR1 {
+                // A stage that checkpoints at any batch (an evaluation) saves first.
+                if robarch::stop::ask_and_wait(std::time::Duration::from_secs(SAVE_WAIT_SECS)) {
+                    eprintln!("robarch-worker: the stage saved its progress");
+                }
                 requeue_if_progress();
             } else {
                 eprintln!("robarch-worker: stopped by Slurm (SIGTERM): cancelled, requeued or at its time limit");
