@@ -24,8 +24,8 @@
 //! 9. `models`, `augment` — the model zoo; augmentation
 //! 10. `cache`, `progress`, `rng`, `torch`, `vocab` — leaves: the content-addressed store,
 //!     progress bars, seeds, libtorch glue, the shared vocabulary (norms, splits, problems)
-//! 11. `fault` — the fault-injection points the crash tests kill processes at (any layer may
-//!     place one)
+//! 11. `fault`, `stop` — the fault-injection points the crash tests kill processes at (any layer
+//!     may place one); requests from a signal handler that the running stage save its progress
 pub mod analysis;
 pub mod attacks;
 pub mod augment;

@@ -44,15 +44,12 @@ pub mod pgd;
 pub mod project;
 pub mod spec;
 pub mod square;
-#[cfg(feature = "torch")]
 pub mod streams;
 pub mod sweep;
 pub mod verdict;
 
 pub use config::{kind_for, names, AttackConfig};
 pub use spec::Fields;
-#[cfg(feature = "torch")]
-pub use streams::Streams;
 
 use crate::vocab::Norm;
 use crate::vocab::Problem;
@@ -203,6 +200,7 @@ pub enum Reduce {
 mod net {
     use super::*;
     use crate::models::Network;
+    pub use super::streams::Streams;
     use tch::{Kind, Tensor};
 
     /// The tensor half of an [`Attack`] (libtorch, the worker build): running it on a batch.

@@ -13,6 +13,7 @@
 //! (uniforms: the top 24 bits of each output; normals: `rand_distr`'s ziggurat on that stream),
 //! generated on the CPU and moved to the points' device, so results do not depend on the device's
 //! generator either, and a Python check reproduces the uniforms in a few lines.
+#![cfg(feature = "torch")]
 use crate::rng::derive;
 use crate::rng::SplitMix64;
 use crate::torch::with_seed;

@@ -282,6 +282,33 @@ fn sweeps(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
+/// How often a running evaluation checkpoints: `ROBARCH_EVAL_CHECKPOINT_SECONDS` (default 120 s
+/// of work; 0: after every batch).
+pub fn checkpoint_every() -> std::time::Duration {
+    let secs = std::env::var("ROBARCH_EVAL_CHECKPOINT_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .unwrap_or(120.0);
+    std::time::Duration::from_secs_f64(secs)
+}
+
+/// While alive, the running stage answers save requests ([`crate::stop`]).
+pub struct Listening(());
+
+impl Listening {
+    pub fn start() -> Self {
+        crate::stop::listen();
+        Listening(())
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        crate::stop::done()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

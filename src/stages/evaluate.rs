@@ -8,7 +8,7 @@ use {
     anyhow::Result,
     crate::{
         attacks::{
-            loss, project, sweep::Sweep, verdict::PER_SAMPLE, AttackClass, Model, Net, Streams,
+            loss, project, sweep::{self, Sweep}, verdict::PER_SAMPLE, AttackClass, Model, Net, Streams,
             Use,
         },
         data::prepared,
@@ -126,7 +126,13 @@ impl super::TensorStage for Evaluate {
         let composite = self.attack.members();
         let members = composite
             .clone()
-            .unwrap_or_else(|| vec![("attack".to_string(), self.attack.clone())]);
+            .unwrap_or_else(|| {
+                // The attack by its type (`pgd`, `square`), for progress and logs.
+                let kind = serde_json::to_value(&self.attack).ok().and_then(|v| {
+                    v["type"].as_str().map(String::from)
+                });
+                vec![(kind.unwrap_or_else(|| "attack".into()), self.attack.clone())]
+            });
         let ckpt = cx.checkpoints.join("sweep");
         let mut s = match Sweep::resume(&ckpt, lo as u64, n, members.len())? {
             Some(s) => {
@@ -139,15 +145,16 @@ impl super::TensorStage for Evaluate {
             }
             None => Sweep::new(lo as u64, n, members.len()),
         };
-        let every = checkpoint_every();
+        let every = sweep::checkpoint_every();
         let mut last_save = std::time::Instant::now();
-        crate::stop::listen();
-        let _done = scopeguard(crate::stop::done);
-        let mut maybe_save = |s: &Sweep, force: bool| -> Result<()> {
-            if force || crate::stop::asked() || last_save.elapsed() >= every {
+        let _done = sweep::Listening::start();
+        // Where the stage is, in the stage log, at each checkpoint: e.g. `apgd-t: 40/300 points`.
+        let mut maybe_save = |s: &Sweep, at: &dyn Fn() -> String| -> Result<()> {
+            if crate::stop::asked() || last_save.elapsed() >= every {
                 s.save(&ckpt, s.seconds + started.elapsed().as_secs_f64(), cx.id)?;
                 crate::stop::saved();
                 last_save = std::time::Instant::now();
+                tracing::info!(at = %at(), "evaluation checkpoint saved");
             }
             Ok(())
         };
@@ -178,7 +185,7 @@ impl super::TensorStage for Evaluate {
             let (ok, margin) = score(&x, &y);
             s.record_clean(&ok, &margin);
             cx.progress.inc(k as u64);
-            maybe_save(&s, false)?;
+            maybe_save(&s, &|| format!("clean: {}/{n} points", s.clean_done))?;
         }
         // At ε = 0 (the first point of an ε-curve) no attack can move a point, so the robust points
         // are the clean-correct ones by definition.
@@ -214,7 +221,8 @@ impl super::TensorStage for Evaluate {
                     });
                 }
                 cx.progress.inc(chunk.len() as u64);
-                maybe_save(&s, false)?;
+                let at = || format!("{name}: {}/{reaching} points", reaching - s.pending(i).len());
+                maybe_save(&s, &at)?;
             }
             if composite.is_some() && cfg.class() == AttackClass::BlackBox && s.broke[i] > 0 {
                 s.note(format!("{name} broke {} points the gradient-based members before it left robust: a sign of gradient masking (Croce & Hein 2020, §5)", s.broke[i]));
@@ -231,30 +239,6 @@ impl super::TensorStage for Evaluate {
         write_json(&cx.out.join(METRICS), &m)?;
         Ok(serde_json::to_value(&m)?)
     }
-}
-
-/// How often a running evaluation checkpoints: `ROBARCH_EVAL_CHECKPOINT_SECONDS` (default 120 s
-/// of work; 0: after every batch).
-#[cfg(feature = "torch")]
-fn checkpoint_every() -> std::time::Duration {
-    let secs = std::env::var("ROBARCH_EVAL_CHECKPOINT_SECONDS")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .unwrap_or(120.0);
-    std::time::Duration::from_secs_f64(secs)
-}
-
-/// Runs `f` when dropped.
-#[cfg(feature = "torch")]
-fn scopeguard(f: fn()) -> impl Drop {
-    struct Guard(fn());
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            (self.0)()
-        }
-    }
-    Guard(f)
 }
 
 impl Evaluate {

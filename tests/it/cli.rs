@@ -311,7 +311,7 @@ fn explain_and_ls_describe_stages_and_registries() {
         (&j["kind"], &j["version"], &j["state"], &j["entry"]),
         (
             &serde_json::json!("evaluate"),
-            &serde_json::json!(2),
+            &serde_json::json!(3),
             &serde_json::json!("missing"),
             &serde_json::Value::Null
         ),

@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["attacks", "data"],
     &["models", "augment"],
     &["cache", "progress", "rng", "torch", "vocab"],
-    &["fault"],
+    &["fault", "stop"],
 ];
 
 fn src() -> PathBuf {

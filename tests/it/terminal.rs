@@ -121,7 +121,8 @@ fn a_terminal_shows_a_moving_clock_the_stages_and_the_report_last() {
     for shown in [
         "train/digits/resnet18/at epoch ",
         "train/digits/vit/at epoch ",
-        " split: points ",
+        " split: ",
+        ", points ",
         "ETA ",
     ] {
         assert!(all.contains(shown), "`{shown}` never shown:\n{all}");
