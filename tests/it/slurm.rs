@@ -4,7 +4,8 @@
 //! a time-limit signal (requeued, resumed from its epoch checkpoint), is reconnected to, and ends
 //! with every entry byte-identical to the local executor's; a failing job is reported with its
 //! id, Slurm state and log, and only it is resubmitted; a pilot job runs a whole pipeline in one
-//! allocation. Skipped, saying so, only where Slurm is not installed and cannot be
+//! allocation; a sharded AutoAttack evaluation runs as one job array, and a shard requeued at its
+//! time-limit signal resumes from its point checkpoint. Skipped, saying so, only where Slurm is not installed and cannot be
 //! (`scripts/test.sh` installs it and then requires it: ROBARCH_SLURM=required).
 use crate::common::*;
 use std::collections::BTreeMap;
@@ -378,4 +379,68 @@ fn a_pipeline_runs_through_a_real_slurm_as_it_runs_here() {
     assert!(pj.values().all(|j| *j == pj["report"]), "{pj:?}");
     assert_eq!(entries(&pl), reference);
     assert_eq!(reports_of(&pl, "tiny"), reports_of(&local, "tiny"));
+
+    sharded_evaluation_resumes_after_a_requeue(&c);
+}
+
+/// An AutoAttack evaluation in two shards (one job array): the first shard, told its time limit
+/// is near (USR1) while it attacks, saves its points, is requeued and resumes from them; every
+/// entry ends as the local executor made it.
+fn sharded_evaluation_resumes_after_a_requeue(c: &Cluster) {
+    let text = TINY
+        .replace("  limit: 60\n", "  limit: 24\n  batch_size: 6\n  shard: 12\n")
+        .split("  attacks:\n")
+        .next()
+        .unwrap()
+        .to_string()
+        + "  attacks:\n    aa: {type: autoattack, eps: 12/255}\nanalysis: []\n";
+    let shard = "eval/digits/resnet18/at/aa/test/points-0-12";
+    let local = Project::new();
+    local.write("p.yaml", &text);
+    local.ok(&["run", "p.yaml"]);
+    let reference = entries(&local);
+    let key = reference[shard].0.clone();
+    let p = Project::new();
+    p.write(
+        "p.yaml",
+        &format!("{text}executor:\n  kind: slurm\n  slurm:\n    time: \"10\"\n    grace_seconds: 30\n    resources:\n      default: {{cpus: 1, mem: 1G}}\n"),
+    );
+    let out = c
+        .robarch(&p, &["run", "--detach", "--format", "json", "p.yaml"])
+        .env("ROBARCH_WORKER_FAULT", format!("eval-checkpoint:{shard}@3=sleep:8"))
+        .env("ROBARCH_EVAL_CHECKPOINT_SECONDS", "0")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let submitted = jobs(&p);
+    let job = &submitted[shard];
+    let other = &submitted["eval/digits/resnet18/at/aa/test/points-12-end"];
+    assert!(
+        job.contains('_') && job.split('_').next() == other.split('_').next(),
+        "the shards are not one array: {job} {other}"
+    );
+    wait_for("the shard's first checkpoint", 180, || {
+        p.path(&format!("cache/ckpt/{key}/sweep")).exists()
+    });
+    c.slurm(&["scancel", "--signal=USR1", "--batch", job]);
+    wait_for("the requeue", 90, || {
+        c.slurm(&["scontrol", "show", "job", job]).contains("Restarts=1")
+    });
+    wait_for("the requeued job to be pending", 60, || {
+        c.slurm(&["squeue", "-h", "-j", job, "-o", "%T"]).trim() == "PENDING"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    c.slurm(&["scontrol", "update", &format!("JobId={job}"), "StartTime=now"]);
+    let out = c
+        .robarch(&p, &["run", "--format", "json", "p.yaml"])
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(p.path(&format!("cache/logs/tiny/{shard}.log"))).unwrap_or_default();
+    assert!(out.status.success(), "{}\n{log}", stderr(&out));
+    assert!(
+        log.contains(&format!("requeueing job {job}"))
+            && log.contains("resuming the evaluation from its checkpoint"),
+        "{log}"
+    );
+    assert_eq!(entries(&p), reference);
 }
