@@ -388,7 +388,7 @@ fn a_pipeline_runs_through_a_real_slurm_as_it_runs_here() {
 /// entry ends as the local executor made it.
 fn sharded_evaluation_resumes_after_a_requeue(c: &Cluster) {
     let text = TINY
-        .replace("  limit: 60\n", "  limit: 24\n  batch_size: 6\n  shard: 12\n")
+        .replace("  limit: 60\n", "  splits: [test]\n  limit: 24\n  batch_size: 6\n  shard: 12\n")
         .split("  attacks:\n")
         .next()
         .unwrap()
@@ -414,7 +414,7 @@ fn sharded_evaluation_resumes_after_a_requeue(c: &Cluster) {
     assert!(out.status.success(), "{}", stderr(&out));
     let submitted = jobs(&p);
     let job = &submitted[shard];
-    let other = &submitted["eval/digits/resnet18/at/aa/test/points-12-end"];
+    let other = &submitted["eval/digits/resnet18/at/aa/test/points-12-24"];
     assert!(
         job.contains('_') && job.split('_').next() == other.split('_').next(),
         "the shards are not one array: {job} {other}"
@@ -438,7 +438,9 @@ fn sharded_evaluation_resumes_after_a_requeue(c: &Cluster) {
     let log = std::fs::read_to_string(p.path(&format!("cache/logs/tiny/{shard}.log"))).unwrap_or_default();
     assert!(out.status.success(), "{}\n{log}", stderr(&out));
     assert!(
-        log.contains(&format!("requeueing job {job}"))
+        // The worker names the array task by its own job id (SLURM_JOB_ID).
+        log.contains("the stage saved its progress")
+            && log.contains("requeueing job ")
             && log.contains("resuming the evaluation from its checkpoint"),
         "{log}"
     );
