@@ -90,6 +90,12 @@ impl Attack for AutoAttack {
 /// RobustBench), so half; the estimate of a composition scales with it.
 pub const SURVIVING: f64 = 0.5;
 
+/// The note of a black-box member (Square) that broke `n` points the gradient-based members
+/// before it left robust.
+pub fn black_box_note(member: &str, n: i64) -> String {
+    format!("{member} broke {n} points the gradient-based members before it left robust: a sign of gradient masking (Croce & Hein 2020, §5)")
+}
+
 /// A named member of a composition.
 pub type Member = (&'static str, AttackConfig);
 
@@ -211,10 +217,7 @@ mod net {
                 if hit.size()[0] > 0 {
                     broken_by = broken_by.index_fill(0, &idx.index_select(0, &hit), i as i64);
                     if cfg.class() == AttackClass::BlackBox {
-                        notes.push(format!(
-                        "{name} broke {} points the gradient-based members before it left robust: a sign of gradient masking (Croce & Hein 2020, §5)",
-                        hit.size()[0]
-                    ));
+                        notes.push(black_box_note(name, hit.size()[0]));
                     }
                 }
                 (out.adv, broken)

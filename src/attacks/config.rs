@@ -125,6 +125,14 @@ fn radius(field: &str, e: f64) -> Result<f64, Problem> {
 }
 
 impl AttackConfig {
+    /// Whether the attack can move a point: not `clean`, and a radius above 0. At ε = 0 (the first
+    /// point of an ε-curve) no attack can, so the robust points are the clean-correct ones by
+    /// definition; scoring them again in a batch of another shape could flip a near-tied
+    /// prediction (GEMM blocking depends on the batch size).
+    pub fn moves_points(&self) -> bool {
+        !matches!(self, AttackConfig::Clean(_)) && self.eps() > 0.0
+    }
+
     /// A composition's members, named, in the order an evaluation runs them (AutoAttack's);
     /// `None` for an attack that runs as itself.
     pub fn members(&self) -> Option<Vec<(String, AttackConfig)>> {

@@ -323,17 +323,16 @@ mod net {
         tch::no_grad(|| model.logits(x).argmax(1, false).eq_tensor(y))
     }
 
-    /// One batch evaluated under an attack: per-point `clean` and `robust` flags (`[N]` bool) and, when
-    /// some point was attacked, the attacked points' indices, their images and the attack's outcome.
+    /// One batch evaluated under an attack: per-point `clean` and `robust` flags (`[N]` bool).
     pub struct BatchEval {
         pub clean: Tensor,
         pub robust: Tensor,
-        pub attacked: Option<(Tensor, Tensor, Outcome)>,
     }
 
-    /// Evaluates `attack` on a batch as every evaluation does: the clean pass decides which points are
-    /// attacked (a point misclassified clean is not robust), the attack runs on those only, and a point
-    /// is robust when its adversarial is still classified correctly. `clean` attacks nothing.
+    /// Evaluates `attack` on one batch (training's monitor, tests) as the evaluate stage does: the
+    /// clean pass decides which points are attacked (a point misclassified clean is not robust), the
+    /// attack runs on those only, and a point is robust when its adversarial is still classified
+    /// correctly. `clean` and ε = 0 attack nothing ([`AttackConfig::moves_points`]).
     pub fn evaluate_batch(
         model: &dyn Model,
         x: &Tensor,
@@ -343,14 +342,10 @@ mod net {
     ) -> BatchEval {
         let clean = correct(model, x, y);
         let idx = clean.nonzero().squeeze_dim(1);
-        // At ε = 0 (the first point of an ε-curve) no attack can move a point, so the robust points
-        // are the clean-correct ones by definition; scoring the clean subset again in a batch of
-        // another shape could flip a near-tied prediction (GEMM blocking depends on the batch size).
-        if matches!(attack, AttackConfig::Clean(_)) || attack.eps() == 0.0 || idx.size()[0] == 0 {
+        if !attack.moves_points() || idx.size()[0] == 0 {
             return BatchEval {
                 robust: clean.shallow_clone(),
                 clean,
-                attacked: None,
             };
         }
         let (xs, ys) = (x.index_select(0, &idx), y.index_select(0, &idx));
@@ -359,7 +354,6 @@ mod net {
         BatchEval {
             robust: clean.zeros_like().index_copy(0, &idx, &ok),
             clean,
-            attacked: Some((idx, xs, out)),
         }
     }
 

@@ -80,21 +80,11 @@ impl Streams {
         }
     }
 
-    /// The points' indices in their split (`None` for batch streams).
-    pub fn ids(&self) -> Option<&[u64]> {
-        match self {
-            Streams::Batch(_) => None,
-            Streams::Points { ids, .. } => Some(ids),
-        }
-    }
-
     /// Runs `f`, whose draws are tagged `tags` (a draw site, a restart, a step). Only draws belong
     /// in `f`, not model calls: with batch streams it holds libtorch's generator lock.
     pub fn draw<T>(&self, tags: &[u64], f: impl FnOnce(&mut Draw) -> T) -> T {
         match self {
-            Streams::Batch(s) => {
-                with_seed(derive(*s, tags), || f(&mut Draw::Batch))
-            }
+            Streams::Batch(s) => with_seed(derive(*s, tags), || f(&mut Draw::Batch)),
             Streams::Points { seed, ids } => f(&mut Draw::Points {
                 seed: derive(*seed, tags),
                 ids,
@@ -137,7 +127,9 @@ impl Draw<'_> {
     pub fn uniform(&mut self, rest: &[i64], x: &Tensor) -> Tensor {
         match self {
             Draw::Batch => {
-                let shape: Vec<i64> = std::iter::once(x.size()[0]).chain(rest.iter().copied()).collect();
+                let shape: Vec<i64> = std::iter::once(x.size()[0])
+                    .chain(rest.iter().copied())
+                    .collect();
                 Tensor::rand(shape.as_slice(), (x.kind(), x.device()))
             }
             _ => self.fill(rest, x, SplitMix64::next_f32),
@@ -156,7 +148,11 @@ impl Draw<'_> {
             unreachable!("batch draws are libtorch's")
         };
         let n = x.size()[0];
-        assert_eq!(n as usize, ids.len(), "a point-stream draw needs one row per point");
+        assert_eq!(
+            n as usize,
+            ids.len(),
+            "a point-stream draw needs one row per point"
+        );
         let seed = derive(*seed, &[*call]);
         *call += 1;
         let per = rest.iter().product::<i64>().max(0) as usize;
@@ -196,11 +192,14 @@ mod tests {
     #[test]
     fn a_points_draw_does_not_depend_on_its_batch() {
         let all = Streams::range(7, 0, 6);
-        let a = all.draw(&[1, 2], |d| (d.uniform_like(&cpu(&[6, 3])), d.normal_like(&cpu(&[6, 3]))));
+        let a = all.draw(&[1, 2], |d| {
+            (d.uniform_like(&cpu(&[6, 3])), d.normal_like(&cpu(&[6, 3])))
+        });
         // Points 4 and 1 alone, in another order, see the same rows.
         let some = all.select(&Tensor::from_slice(&[4i64, 1]));
-        assert_eq!(some.ids(), Some(&[4u64, 1][..]));
-        let b = some.draw(&[1, 2], |d| (d.uniform_like(&cpu(&[2, 3])), d.normal_like(&cpu(&[2, 3]))));
+        let b = some.draw(&[1, 2], |d| {
+            (d.uniform_like(&cpu(&[2, 3])), d.normal_like(&cpu(&[2, 3])))
+        });
         let rows = Tensor::from_slice(&[4i64, 1]);
         assert!(a.0.index_select(0, &rows).equal(&b.0));
         assert!(a.1.index_select(0, &rows).equal(&b.1));
@@ -208,7 +207,9 @@ mod tests {
         assert!(!a.0.equal(&a.1));
         let c = all.draw(&[1, 3], |d| d.uniform_like(&cpu(&[6, 3])));
         assert!(!a.0.equal(&c));
-        let d = all.sub(&[0]).draw(&[1, 2], |d| d.uniform_like(&cpu(&[6, 3])));
+        let d = all
+            .sub(&[0])
+            .draw(&[1, 2], |d| d.uniform_like(&cpu(&[6, 3])));
         assert!(!a.0.equal(&d));
         // Point 4's first row is its SplitMix64 stream under the seed the module doc gives.
         let mut g = SplitMix64(derive(derive(derive(7, &[1, 2]), &[0]), &[4]));
@@ -216,11 +217,20 @@ mod tests {
         assert!(b.0.get(0).equal(&Tensor::from_slice(&want)));
         // Uniform in [0, 1), normal about 0 with unit spread.
         let big = Streams::range(1, 0, 100).draw(&[0], |d| {
-            (d.uniform(&[1000], &cpu(&[100, 1])), d.normal_like(&cpu(&[100, 1000])))
+            (
+                d.uniform(&[1000], &cpu(&[100, 1])),
+                d.normal_like(&cpu(&[100, 1000])),
+            )
         });
         assert_eq!(big.0.size(), vec![100, 1000]);
-        let (lo, hi) = (f64::try_from(big.0.min()).unwrap(), f64::try_from(big.0.max()).unwrap());
-        assert!((0.0..0.001).contains(&lo) && hi < 1.0 && hi > 0.999, "{lo} {hi}");
+        let (lo, hi) = (
+            f64::try_from(big.0.min()).unwrap(),
+            f64::try_from(big.0.max()).unwrap(),
+        );
+        assert!(
+            (0.0..0.001).contains(&lo) && hi < 1.0 && hi > 0.999,
+            "{lo} {hi}"
+        );
         let mean = f64::try_from(big.1.mean(Kind::Double)).unwrap();
         let sd = f64::try_from(big.1.std(true)).unwrap();
         assert!(mean.abs() < 0.01 && (sd - 1.0).abs() < 0.01, "{mean} {sd}");
@@ -232,9 +242,10 @@ mod tests {
         let ours = Streams::Batch(9).draw(&[0], |d| d.uniform_like(&x));
         let theirs = with_seed(derive(9, &[0]), || Tensor::rand_like(&x));
         assert!(ours.equal(&theirs));
-        let ours = Streams::Batch(9).sub(&[3]).draw(&[1], |d| d.normal_like(&x));
-        let theirs =
-            with_seed(derive(derive(9, &[3]), &[1]), || Tensor::randn_like(&x));
+        let ours = Streams::Batch(9)
+            .sub(&[3])
+            .draw(&[1], |d| d.normal_like(&x));
+        let theirs = with_seed(derive(derive(9, &[3]), &[1]), || Tensor::randn_like(&x));
         assert!(ours.equal(&theirs));
     }
 }

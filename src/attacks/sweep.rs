@@ -112,11 +112,9 @@ impl Sweep {
         let by = self.by.index_select(0, &at);
         let by = by.where_self(&correct, &Tensor::full_like(&by, i as i64));
         self.by = self.by.index_copy(0, &at, &by);
-        self.margin = self.margin.index_copy(
-            0,
-            &at,
-            &margin.to_device(Device::Cpu).to_kind(Kind::Float),
-        );
+        self.margin =
+            self.margin
+                .index_copy(0, &at, &margin.to_device(Device::Cpu).to_kind(Kind::Float));
         self.tried = self.tried.index_fill(0, &at, i as i64 + 1);
         self.broke[i] += i64::try_from(broken.sum(Kind::Int64)).unwrap_or(0);
     }
@@ -265,21 +263,11 @@ fn seq_of(p: &Path) -> Option<u64> {
 
 /// The checkpoints under `root`, newest first.
 fn sweeps(root: &Path) -> Result<Vec<PathBuf>> {
-    if !root.exists() {
-        return Ok(Vec::new());
-    }
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(root)? {
-        let p = e?.path();
-        if seq_of(&p).is_some()
-            && !crate::cache::links::unlink(&p, "an evaluation checkpoint (ckpt/<key>/sweep-N)")
-        {
-            v.push(p);
-        }
-    }
-    v.sort();
-    v.reverse();
-    Ok(v)
+    crate::cache::numbered_dirs(
+        root,
+        PREFIX,
+        "an evaluation checkpoint (ckpt/<key>/sweep-N)",
+    )
 }
 
 /// How often a running evaluation checkpoints: `ROBARCH_EVAL_CHECKPOINT_SECONDS` (default 120 s
@@ -338,7 +326,10 @@ mod tests {
         assert_eq!(s.pending(1), vec![0, 3]);
         assert_eq!(s.reaching(0), 5);
         assert_eq!(s.reaching(1), 4);
-        assert_eq!(Vec::<i64>::try_from(&s.by).unwrap(), vec![-1, 0, -1, -1, -1, -1]);
+        assert_eq!(
+            Vec::<i64>::try_from(&s.by).unwrap(),
+            vec![-1, 0, -1, -1, -1, -1]
+        );
         assert_eq!(s.broke, vec![1, 0]);
         assert_eq!(s.notes.len(), 1);
     }
@@ -350,14 +341,21 @@ mod tests {
         s.save(root.path(), 1.5, "eval/x").unwrap();
         s.save(root.path(), 2.5, "eval/x").unwrap();
         s.save(root.path(), 3.5, "eval/x").unwrap();
-        assert_eq!(sweeps(root.path()).unwrap().len(), 2, "the two newest are kept");
+        assert_eq!(
+            sweeps(root.path()).unwrap().len(),
+            2,
+            "the two newest are kept"
+        );
         let r = Sweep::resume(root.path(), 10, 6, 2).unwrap().unwrap();
         assert_eq!(r.seconds, 3.5);
         for (name, t) in s.tensors() {
             let theirs = r.tensors().into_iter().find(|(n, _)| *n == name).unwrap().1;
             assert!(t.equal(theirs), "{name}");
         }
-        assert_eq!((r.clean_done, r.notes, r.broke), (6, s.notes.clone(), s.broke.clone()));
+        assert_eq!(
+            (r.clean_done, r.notes, r.broke),
+            (6, s.notes.clone(), s.broke.clone())
+        );
         // A flipped byte in the newest: discarded with a warning, the older one resumes.
         let newest = sweeps(root.path()).unwrap()[0].join(TENSORS);
         let mut bytes = std::fs::read(&newest).unwrap();

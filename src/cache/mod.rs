@@ -910,6 +910,29 @@ fn sync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The checkpoint directories `<prefix><zero-padded number>` under `root`, newest (highest) first;
+/// none when `root` does not exist. A link in place of one is removed as a link (`what` names what
+/// it stood for), never read or pruned through.
+pub fn numbered_dirs(root: &Path, prefix: &str, what: &str) -> Result<Vec<PathBuf>> {
+    if !root.exists() {
+        return Ok(Vec::new());
+    }
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(root)? {
+        let p = e?.path();
+        let ours = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(prefix));
+        if ours && !links::unlink(&p, what) {
+            v.push(p);
+        }
+    }
+    v.sort();
+    v.reverse();
+    Ok(v)
+}
+
 /// All files below `dir`, sorted; symbolic links are listed as files, never followed.
 pub fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();

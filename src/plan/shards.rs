@@ -46,14 +46,13 @@ pub fn parent(id: &str) -> Option<&str> {
 /// Rows of a stage listing with each evaluation's shards folded into one row: runs of rows
 /// (in listing order) whose ids are shards of one evaluation become `(parent, rows)`, any other
 /// row stands alone (`(id, [row])`).
-pub fn fold<'a, T>(rows: &'a [T], id: impl Fn(&T) -> &str) -> Vec<(String, Vec<&'a T>)> {
+pub fn fold<T>(rows: &[T], id: impl Fn(&T) -> &str) -> Vec<(String, Vec<&T>)> {
     let mut out: Vec<(String, Vec<&T>)> = Vec::new();
     for r in rows {
         match parent(id(r)) {
             Some(p) => match out.last_mut() {
-                Some((q, group)) if q == p && group.len() > 0 && parent(id(group[0])) == Some(p) => {
-                    group.push(r)
-                }
+                // The evaluation's own (merge) row has the same id: shards never join it.
+                Some((q, group)) if q == p && parent(id(group[0])).is_some() => group.push(r),
                 _ => out.push((p.to_string(), vec![r])),
             },
             None => out.push((id(r).to_string(), vec![r])),
@@ -68,16 +67,28 @@ mod tests {
 
     #[test]
     fn a_larger_limit_keeps_the_shards_it_had() {
-        assert_eq!(ranges(Some(1000), Some(10000), 500), [(0, Some(500)), (500, Some(1000))]);
+        assert_eq!(
+            ranges(Some(1000), Some(10000), 500),
+            [(0, Some(500)), (500, Some(1000))]
+        );
         let more = ranges(Some(2000), Some(10000), 500);
         assert_eq!(more.len(), 4);
         assert_eq!(&more[..2], &ranges(Some(1000), Some(10000), 500)[..]);
         // A limit past the split, or none: the last shard runs to the split's end.
-        assert_eq!(ranges(None, Some(1200), 500), [(0, Some(500)), (500, Some(1000)), (1000, None)]);
-        assert_eq!(ranges(Some(5000), Some(1200), 500), ranges(None, Some(1200), 500));
+        assert_eq!(
+            ranges(None, Some(1200), 500),
+            [(0, Some(500)), (500, Some(1000)), (1000, None)]
+        );
+        assert_eq!(
+            ranges(Some(5000), Some(1200), 500),
+            ranges(None, Some(1200), 500)
+        );
         assert_eq!(ranges(Some(300), None, 500), [(0, Some(300))]);
         assert_eq!(ranges(None, None, 500), [(0, None)]);
-        assert_eq!(ranges(Some(7), Some(100), 3), [(0, Some(3)), (3, Some(6)), (6, Some(7))]);
+        assert_eq!(
+            ranges(Some(7), Some(100), 3),
+            [(0, Some(3)), (3, Some(6)), (6, Some(7))]
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@ use {
     anyhow::Result,
     crate::{
         attacks::{
-            loss, project, sweep::{self, Sweep}, verdict::PER_SAMPLE, AttackClass, Model, Net, Streams,
-            Use,
+            autoattack, loss, project, sweep::{self, Sweep}, verdict::PER_SAMPLE, AttackClass, Model,
+            Net, Streams, Use,
         },
         data::prepared,
         models::saved,
@@ -172,8 +172,11 @@ impl super::TensorStage for Evaluate {
             (logits.argmax(1, false).eq_tensor(y), loss::margin(&logits, y))
         };
         // The clean pass.
-        cx.progress
-            .phase_of(format!("{} split: clean, points", self.split), n as u64, Some([0, 1 + members.len() as u64]));
+        cx.progress.phase_of(
+            format!("{} split: clean, points", self.split),
+            n as u64,
+            Some([0, 1 + members.len() as u64]),
+        );
         cx.progress.inc(s.clean_done as u64);
         while s.clean_done < n {
             let k = self.batch_size.min(n - s.clean_done) as i64;
@@ -187,9 +190,7 @@ impl super::TensorStage for Evaluate {
             cx.progress.inc(k as u64);
             maybe_save(&s, &|| format!("clean: {}/{n} points", s.clean_done))?;
         }
-        // At ε = 0 (the first point of an ε-curve) no attack can move a point, so the robust points
-        // are the clean-correct ones by definition.
-        let attacks = !matches!(self.attack, AttackConfig::Clean(_)) && self.attack.eps() > 0.0;
+        let attacks = self.attack.moves_points();
         for (i, (name, cfg)) in members.iter().enumerate().filter(|_| attacks) {
             let pending = s.pending(i);
             let reaching = s.reaching(i);
@@ -211,7 +212,7 @@ impl super::TensorStage for Evaluate {
                     rng = rng.sub(&[i as u64]);
                 }
                 let out = cfg.run(&model, &x, &y, &rng, Use::Evaluation);
-                self.check_feasible(cfg, &x, &out.adv)?;
+                check_feasible(cfg, &x, &out.adv)?;
                 let (ok, margin) = score(&out.adv, &y);
                 s.record_member(i, chunk, &ok, &margin);
                 for note in out.notes {
@@ -225,7 +226,7 @@ impl super::TensorStage for Evaluate {
                 maybe_save(&s, &at)?;
             }
             if composite.is_some() && cfg.class() == AttackClass::BlackBox && s.broke[i] > 0 {
-                s.note(format!("{name} broke {} points the gradient-based members before it left robust: a sign of gradient masking (Croce & Hein 2020, §5)", s.broke[i]));
+                s.note(autoattack::black_box_note(name, s.broke[i]));
             }
         }
         let names = composite.map(|m| m.into_iter().map(|(n, _)| n).collect::<Vec<_>>());
@@ -241,24 +242,22 @@ impl super::TensorStage for Evaluate {
     }
 }
 
-impl Evaluate {
-    #[cfg(feature = "torch")]
-    /// Every attack must return points inside its threat model: an infeasible point would report
-    /// robustness that was never tested, so it fails the stage instead of entering the cache.
-    fn check_feasible(&self, attack: &AttackConfig, x: &Tensor, adv: &Tensor) -> Result<()> {
-        let (lo, hi) = (f64::try_from(adv.min())?, f64::try_from(adv.max())?);
-        if lo < -1e-5 || hi > 1.0 + 1e-5 {
-            anyhow::bail!(
-                "attack {attack:?} returned pixels outside [0,1] ({lo}..{hi}): a bug in the attack"
-            );
-        }
-        if let Some(norm) = attack.norm() {
-            let eps = attack.eps();
-            let d = f64::try_from(project::norm(&(adv - x), norm).max())?;
-            if d > eps * (1.0 + EPS_SLACK) + 1e-6 {
-                anyhow::bail!("attack {attack:?} returned a perturbation of {norm} norm {d} > ε = {eps}: a bug in the attack");
-            }
-        }
-        Ok(())
+/// Every attack must return points inside its threat model: an infeasible point would report
+/// robustness that was never tested, so it fails the stage instead of entering the cache.
+#[cfg(feature = "torch")]
+fn check_feasible(attack: &AttackConfig, x: &Tensor, adv: &Tensor) -> Result<()> {
+    let (lo, hi) = (f64::try_from(adv.min())?, f64::try_from(adv.max())?);
+    if lo < -1e-5 || hi > 1.0 + 1e-5 {
+        anyhow::bail!(
+            "attack {attack:?} returned pixels outside [0,1] ({lo}..{hi}): a bug in the attack"
+        );
     }
+    if let Some(norm) = attack.norm() {
+        let eps = attack.eps();
+        let d = f64::try_from(project::norm(&(adv - x), norm).max())?;
+        if d > eps * (1.0 + EPS_SLACK) + 1e-6 {
+            anyhow::bail!("attack {attack:?} returned a perturbation of {norm} norm {d} > ε = {eps}: a bug in the attack");
+        }
+    }
+    Ok(())
 }

@@ -141,24 +141,7 @@ pub fn save(
 
 /// The checkpoint directories under `root`, newest first.
 fn epochs(root: &Path) -> Result<Vec<PathBuf>> {
-    if !root.exists() {
-        return Ok(Vec::new());
-    }
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(root)? {
-        let p = e?.path();
-        let is_epoch = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with("epoch-"));
-        // A link in place of a checkpoint is removed as a link, never read or pruned through.
-        if is_epoch && !crate::cache::links::unlink(&p, "a checkpoint (ckpt/<key>/epoch-N)") {
-            v.push(p);
-        }
-    }
-    v.sort();
-    v.reverse();
-    Ok(v)
+    crate::cache::numbered_dirs(root, "epoch-", "a checkpoint (ckpt/<key>/epoch-N)")
 }
 
 /// A checkpoint read and checked, not yet applied.

@@ -53,9 +53,18 @@ fn verdicts_do_not_depend_on_the_batch_or_the_shard() {
     let reference: Vec<Points> = ATTACKS.iter().map(|a| points(&p, a)).collect();
     let broken: usize = reference
         .iter()
-        .map(|r| r.clean.iter().zip(&r.robust).filter(|(c, r)| **c && !**r).count())
+        .map(|r| {
+            r.clean
+                .iter()
+                .zip(&r.robust)
+                .filter(|(c, r)| **c && !**r)
+                .count()
+        })
         .sum();
-    assert!(broken > 20, "the attacks break too few points to tell: {broken}");
+    assert!(
+        broken > 20,
+        "the attacks break too few points to tell: {broken}"
+    );
     let mut near = 0;
     for settings in [
         "  batch_size: 32\n",
@@ -67,7 +76,10 @@ fn verdicts_do_not_depend_on_the_batch_or_the_shard() {
         for (attack, want) in ATTACKS.iter().zip(&reference) {
             let got = points(&p, attack);
             assert_eq!(got.len(), 60, "{attack} under {settings:?}");
-            assert_eq!(got.clean, want.clean, "{attack}: clean verdicts under {settings:?}");
+            assert_eq!(
+                got.clean, want.clean,
+                "{attack}: clean verdicts under {settings:?}"
+            );
             for i in 0..60 {
                 if got.robust[i] != want.robust[i] {
                     let m = got.margin[i].abs().min(want.margin[i].abs());
@@ -117,7 +129,10 @@ fn shards_merge_into_the_unsharded_result_and_grow_with_the_limit() {
         text.contains("eval/digits/resnet18/at/fab/test/points-*: 2 shards, 2 would run, 0 cached"),
         "{text}"
     );
-    assert!(!text.contains("points-0-20"), "shards listed one by one:\n{text}");
+    assert!(
+        !text.contains("points-0-20"),
+        "shards listed one by one:\n{text}"
+    );
     let out = p.ok(&["run", "--format", "json", "p.yaml"]);
     let ran = stages(&out, "ran");
     assert!(ran.contains(&"eval/digits/resnet18/at/pgd/test/points-0-20".to_string()));
@@ -142,11 +157,17 @@ fn shards_merge_into_the_unsharded_result_and_grow_with_the_limit() {
     let ran = stages(&out, "ran");
     let shards: Vec<&String> = ran.iter().filter(|s| s.contains("/points-")).collect();
     assert_eq!(shards.len(), 2 * ATTACKS.len(), "{ran:?}");
-    assert!(shards.iter().all(|s| s.ends_with("points-40-60") || s.ends_with("points-60-80")));
+    assert!(shards
+        .iter()
+        .all(|s| s.ends_with("points-40-60") || s.ends_with("points-60-80")));
     for (i, a) in ATTACKS.iter().enumerate() {
         let got = points(&p, a);
         assert_eq!(got.len(), 80);
-        assert_eq!(got.robust[..40], whole[i].robust[..], "{a}: the first 40 changed");
+        assert_eq!(
+            got.robust[..40],
+            whole[i].robust[..],
+            "{a}: the first 40 changed"
+        );
     }
 }
 
@@ -193,11 +214,18 @@ fn a_killed_autoattack_evaluation_resumes_to_the_same_result() {
         let cmd_env = ("ROBARCH_EVAL_CHECKPOINT_SECONDS", "0");
         std::env::set_var(cmd_env.0, cmd_env.1);
         killed_at(&p, &fault, &[]);
-        let out = p.cmd(&["run", "p.yaml"]).env(cmd_env.0, cmd_env.1).output().unwrap();
+        let out = p
+            .cmd(&["run", "p.yaml"])
+            .env(cmd_env.0, cmd_env.1)
+            .output()
+            .unwrap();
         std::env::remove_var(cmd_env.0);
         assert!(out.status.success(), "{}", stderr(&out));
         let log = std::fs::read_to_string(p.path(&format!("cache/logs/points/{AA}.log"))).unwrap();
-        assert!(log.contains("resuming the evaluation from its checkpoint"), "kill {n}:\n{log}");
+        assert!(
+            log.contains("resuming the evaluation from its checkpoint"),
+            "kill {n}:\n{log}"
+        );
         let got = std::fs::read(entry_dir(&p, "p.yaml", AA).join(PER_SAMPLE)).unwrap();
         assert!(got == want, "kill after checkpoint {n}: the outputs differ");
         assert_eq!(metrics(&p), want_metrics, "kill after checkpoint {n}");
@@ -227,8 +255,17 @@ fn a_killed_autoattack_evaluation_resumes_to_the_same_result() {
     let out = p.run(&["run", "p.yaml"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let log = std::fs::read_to_string(p.path(&format!("cache/logs/points/{AA}.log"))).unwrap();
-    assert!(log.contains("discarding a damaged evaluation checkpoint"), "{log}");
-    assert!(log.contains("resuming the evaluation from its checkpoint"), "{log}");
+    assert!(
+        log.contains("discarding a damaged evaluation checkpoint"),
+        "{log}"
+    );
+    assert!(
+        log.contains("resuming the evaluation from its checkpoint"),
+        "{log}"
+    );
     let got = std::fs::read(entry_dir(&p, "p.yaml", AA).join(PER_SAMPLE)).unwrap();
-    assert!(got == want, "after a damaged checkpoint: the outputs differ");
+    assert!(
+        got == want,
+        "after a damaged checkpoint: the outputs differ"
+    );
 }
