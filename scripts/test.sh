@@ -8,8 +8,9 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     echo "cargo-nextest is not installed: installing it with cargo install (once, a few minutes)" >&2
     cargo install cargo-nextest --locked --version "$NEXTEST_VERSION" --target-dir "$(mktemp -d)"
 fi
-# The Slurm executor's test runs a real single-node Slurm: installed here when it can be (root and
-# apt-get), and then required; elsewhere that one test says it skipped.
+# The Slurm executor's tests run a real Slurm, of one node and of two (in namespaces of their own):
+# installed here when it can be (root and apt-get), and then required; elsewhere those tests say
+# they skipped (the two-node one also where namespaces cannot be created).
 if bash "$(dirname "$0")/slurm-local.sh" install; then
     export ROBARCH_SLURM=required
 else

@@ -5,10 +5,12 @@
 //! The points are armed by one environment variable, `ROBARCH_FAULT=<point>[:<stage>]@<n>=<signal>`,
 //! e.g. `commit-rename@3=kill`: the process sends itself the signal the 3rd time it reaches
 //! `commit-rename`; `stage-run:eval/*/pgd/test@1=segv` only counts that point in stages whose id
-//! matches the glob. Signals: `kill`, `segv`, `abort`; or `sleep:<seconds>`, a process that
-//! stalls there (a slow stage, a paused node) and then goes on. Counts are per process: the control plane
-//! reads `ROBARCH_FAULT`, and hands `ROBARCH_WORKER_FAULT` to its workers as their
-//! `ROBARCH_FAULT`. Unset (as for every user), a point costs one relaxed atomic load. A
+//! matches the glob (the stage a thread is running, see [`Scope`]); several rules are separated by
+//! commas, each counted on its own; with `ROBARCH_FAULT_HOST=<name>` they are armed only on the
+//! machine of that host name (one node of a cluster). Signals: `kill`, `segv`, `abort`; or
+//! `sleep:<seconds>`, a process that stalls there (a slow stage, a paused node) and then goes on.
+//! Counts are per process: the control plane reads `ROBARCH_FAULT`, and hands
+//! `ROBARCH_WORKER_FAULT` to its workers as their `ROBARCH_FAULT`. Unset (as for every user), a point costs one relaxed atomic load. A
 //! malformed value is reported once and ignored.
 //!
 //! The points (each right where a crash is most likely to leave something half-done):
@@ -24,6 +26,8 @@ use std::sync::OnceLock;
 pub const VAR: &str = "ROBARCH_FAULT";
 /// The variable whose value the control plane hands to its workers as their `ROBARCH_FAULT`.
 pub const WORKER_VAR: &str = "ROBARCH_WORKER_FAULT";
+/// The variable that arms the faults on one host only.
+pub const HOST_VAR: &str = "ROBARCH_FAULT_HOST";
 
 /// Every point, for the variable's check and the tests.
 pub const POINTS: &[&str] = &[
@@ -98,21 +102,66 @@ fn parse(v: &str) -> Result<Armed, String> {
     })
 }
 
-fn armed() -> Option<&'static Armed> {
-    static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
-    ARMED
-        .get_or_init(|| {
-            let v = std::env::var(VAR).ok()?;
-            parse(&v)
-                .map_err(|e| eprintln!("warning: {VAR} ignored: {e}"))
-                .ok()
-        })
-        .as_ref()
+/// Every rule of a value: comma-separated.
+fn parse_all(v: &str) -> Result<Vec<Armed>, String> {
+    v.split(',').map(|r| parse(r.trim())).collect()
+}
+
+fn armed() -> &'static [Armed] {
+    static ARMED: OnceLock<Vec<Armed>> = OnceLock::new();
+    ARMED.get_or_init(|| {
+        let Ok(v) = std::env::var(VAR) else {
+            return Vec::new();
+        };
+        if let Ok(only) = std::env::var(HOST_VAR) {
+            // The UTS namespace's host name, as `hostname` prints it.
+            let here = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            if here.trim() != only.trim() {
+                return Vec::new();
+            }
+        }
+        parse_all(&v)
+            .map_err(|e| eprintln!("warning: {VAR} ignored: {e}"))
+            .unwrap_or_default()
+    })
+}
+
+thread_local! {
+    static STAGE: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// While alive, the points this thread reaches count as inside `stage` (for rules scoped to
+/// stages); the stage runner holds one around a stage's computation and commit.
+pub struct Scope {
+    before: Option<String>,
+}
+
+impl Scope {
+    pub fn enter(stage: &str) -> Scope {
+        if armed().is_empty() {
+            return Scope { before: None };
+        }
+        let before = STAGE.with(|s| s.replace(Some(stage.to_string())));
+        Scope { before }
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        if !armed().is_empty() {
+            let before = self.before.take();
+            STAGE.with(|s| *s.borrow_mut() = before);
+        }
+    }
 }
 
 /// A fault point: dies here when `ROBARCH_FAULT` names this point and its count is reached.
 pub fn point(name: &str) {
-    fire(name, None)
+    if armed().is_empty() {
+        return;
+    }
+    let stage = STAGE.with(|s| s.borrow().clone());
+    fire(name, stage.as_deref())
 }
 
 /// A fault point inside stage `stage`: as [`point`], and a fault armed for some stages only
@@ -122,19 +171,23 @@ pub fn point_in(name: &str, stage: &str) {
 }
 
 fn fire(name: &str, stage: Option<&str>) {
-    let Some(a) = armed() else { return };
-    if a.point != name {
-        return;
-    }
-    if let Some(g) = &a.stage {
-        if !stage.is_some_and(|s| g.matches(s)) {
-            return;
+    for a in armed() {
+        if a.point != name {
+            continue;
+        }
+        if let Some(g) = &a.stage {
+            if !stage.is_some_and(|s| g.matches(s)) {
+                continue;
+            }
+        }
+        if a.seen.fetch_add(1, Ordering::SeqCst) + 1 == a.nth {
+            strike(a.signal);
         }
     }
-    if a.seen.fetch_add(1, Ordering::SeqCst) + 1 != a.nth {
-        return;
-    }
-    let sig = match a.signal {
+}
+
+fn strike(signal: Signal) {
+    let sig = match signal {
         Signal::Kill => libc::SIGKILL,
         Signal::Segv => libc::SIGSEGV,
         Signal::Abort => libc::SIGABRT,
@@ -172,6 +225,13 @@ mod tests {
         );
         assert!(a.stage.unwrap().matches("eval/m/pgd"));
         assert_eq!(parse("stage-run@1=sleep:2.5").unwrap().signal, Signal::Sleep(2.5));
+        let two = parse_all("checkpoint-rename:train/*@2=sleep:9, commit-rename:eval/*@1=kill").unwrap();
+        assert_eq!(
+            two.iter().map(|a| (a.point.as_str(), a.nth)).collect::<Vec<_>>(),
+            [("checkpoint-rename", 2), ("commit-rename", 1)]
+        );
+        assert!(two[0].stage.as_ref().unwrap().matches("train/m/at"));
+        assert!(parse_all("commit-rename@1=kill,nowhere@1=kill").is_err());
         for bad in [
             "stage-run@1=sleep:",
             "stage-run@1=sleep:-1",

@@ -123,7 +123,8 @@ struct RunArgs {
     #[arg(long)]
     detach: bool,
     /// With `--executor slurm`: one job whose allocation runs every stage (the pipeline's
-    /// `executor.slurm.pilot` resources), instead of a job per stage.
+    /// `executor.slurm.pilot` resources; with `nodes: N`, on each of N nodes), instead of a job
+    /// per stage.
     #[arg(long)]
     pilot: bool,
 }

@@ -220,7 +220,12 @@ impl Executor for Local {
     ) -> Result<Vec<NodeIndex>> {
         let r = self.running();
         let mut taken = Vec::new();
-        for &ix in ready {
+        // Stages another process holds (a driver on another node sharing this cache) go last: a
+        // slot would only wait for their entries, while other stages can run.
+        let (free, held): (Vec<NodeIndex>, Vec<NodeIndex>) = ready
+            .iter()
+            .partition(|&&ix| cache.stage_holder(&plan.graph[ix].key).is_none());
+        for ix in free.into_iter().chain(held) {
             let node = &plan.graph[ix];
             let Some(slot) = r.slots.take(node.stage.uses_device()) else {
                 continue;

@@ -211,6 +211,8 @@ pub fn run_stage(
 ) -> Result<Outcome> {
     let node = task;
     let _lock = cache.lock_stage(&node.key, &node.id)?;
+    // Fault points reached from here on (checkpoints, the commit) count as in this stage.
+    let _faults = crate::fault::Scope::enter(&node.id);
     if !force {
         if let Lookup::Hit(_) = cache.lookup(&node.key) {
             return Ok(Outcome::Cached);

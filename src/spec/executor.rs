@@ -148,6 +148,10 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
+    /// Nodes of the allocation (`--nodes`, one task on each): the pilot's only; it runs the local
+    /// executor on every node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<u32>,
     pub cpus: Option<u32>,
     /// Memory per node, in Slurm's form (`8G`, `16000M`).
     pub mem: Option<String>,
@@ -164,6 +168,7 @@ impl Resources {
     /// These fields, each unset one taken from `base`.
     pub fn or(&self, base: &Resources) -> Resources {
         Resources {
+            nodes: self.nodes.or(base.nodes),
             cpus: self.cpus.or(base.cpus),
             mem: self.mem.clone().or_else(|| base.mem.clone()),
             gres: self.gres.clone().or_else(|| base.gres.clone()),
@@ -287,6 +292,9 @@ fn check_resources(path: &[&str], r: &Resources, out: &mut Vec<Problem>) {
     if r.cpus == Some(0) {
         out.push(Problem::new(&at("cpus"), "must be at least 1"));
     }
+    if r.nodes == Some(0) {
+        out.push(Problem::new(&at("nodes"), "must be at least 1"));
+    }
     if let Some(m) = r.mem.as_deref().filter(|m| !valid_mem(m)) {
         out.push(
             Problem::new(&at("mem"), format!("`{m}` is not a memory size"))
@@ -339,6 +347,15 @@ pub fn check(e: &ExecutorSpec) -> Vec<Problem> {
             );
         }
         check_resources(&["executor", "slurm", "resources", kind], r, &mut out);
+        if r.nodes.is_some() {
+            out.push(
+                Problem::new(
+                    &["executor", "slurm", "resources", kind, "nodes"],
+                    "a stage runs on one node",
+                )
+                .hint("remove it; `nodes` belongs to executor.slurm.pilot, whose job runs stages on every node of its allocation"),
+            );
+        }
     }
     check_resources(&["executor", "slurm", "pilot"], &s.pilot, &mut out);
     out
@@ -399,6 +416,28 @@ mod tests {
         for good in ["--constraint=a100", "--export=ALL,X=1", "--nice=10", "--exclusive", "-C", "--gpus-per-node=2"] {
             assert!(bad_arg(&[good.to_string()]).is_none(), "{good}");
         }
+    }
+
+    #[test]
+    fn nodes_belong_to_the_pilot() {
+        let e: ExecutorSpec = serde_yaml::from_str(
+            "slurm:\n  resources:\n    default: {cpus: 2}\n  pilot: {nodes: 4, cpus: 8}\n",
+        )
+        .unwrap();
+        assert!(check(&e).is_empty(), "{:?}", check(&e));
+        assert_eq!(e.slurm.pilot_resources().nodes, Some(4));
+        assert_eq!(e.slurm.resources_for("train").nodes, None);
+        let bad: ExecutorSpec = serde_yaml::from_str(
+            "slurm:\n  resources:\n    train: {nodes: 2}\n  pilot: {nodes: 0}\n",
+        )
+        .unwrap();
+        let p: Vec<String> = check(&bad)
+            .iter()
+            .map(|p| format!("{}: {} {:?}", p.path.join("."), p.message, p.hint))
+            .collect();
+        assert_eq!(p.len(), 2, "{p:#?}");
+        assert!(p.iter().any(|p| p.starts_with("executor.slurm.resources.train.nodes: a stage runs on one node") && p.contains("executor.slurm.pilot")), "{p:#?}");
+        assert!(p.iter().any(|p| p.starts_with("executor.slurm.pilot.nodes: must be at least 1")), "{p:#?}");
     }
 
     #[test]

@@ -35,6 +35,7 @@ mod recipes;
 mod report;
 mod seeds;
 mod slurm;
+mod slurm_nodes;
 mod torchscript;
 mod training;
 mod terminal;

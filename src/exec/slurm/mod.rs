@@ -155,6 +155,10 @@ fn resource_args(plan: &Plan, r: &Resources) -> Vec<String> {
     if let Some(t) = r.time.as_ref().or(s.time.as_ref()) {
         a.push(format!("--time={t}"));
     }
+    if let Some(n) = r.nodes {
+        a.push(format!("--nodes={n}"));
+        a.push("--ntasks-per-node=1".into());
+    }
     if let Some(c) = r.cpus {
         a.push(format!("--cpus-per-task={c}"));
     }
@@ -417,10 +421,21 @@ impl Submitter<'_> {
             cmd.push("--force".into());
             cmd.push(sh_quote(f.as_str()));
         }
+        let resources = self.plan.executor.slurm.pilot_resources();
+        // On several nodes, one local executor runs on each (one srun task per node): they share
+        // the cache, and its stage locks hand every stage to exactly one of them.
+        let nodes = resources.nodes.unwrap_or(1);
+        let launch = if nodes > 1 {
+            format!(
+                "srun --nodes={nodes} --ntasks-per-node=1 --cpus-per-task=\"${{SLURM_CPUS_PER_TASK:-1}}\" --kill-on-bad-exit=0 "
+            )
+        } else {
+            String::new()
+        };
         std::fs::write(
             &script,
             format!(
-                "#!/bin/sh\n# robarch: pilot job of pipeline `{}` ({} stages)\nexec {}\n",
+                "#!/bin/sh\n# robarch: pilot job of pipeline `{}` ({} stages, {nodes} node(s))\nexec {launch}{}\n",
                 sh_comment(&self.plan.name),
                 todo.len(),
                 cmd.join(" ")
@@ -428,10 +443,7 @@ impl Submitter<'_> {
         )
         .with_context(|| format!("writing {}", script.display()))?;
         let mut args = self.common_args("pilot", "%j.out", &after);
-        args.extend(resource_args(
-            self.plan,
-            &self.plan.executor.slurm.pilot_resources(),
-        ));
+        args.extend(resource_args(self.plan, &resources));
         let id = queue::sbatch(&args, &script)?;
         for &ix in todo {
             self.record(state, ix, &id, true);
@@ -555,7 +567,10 @@ impl Executor for Slurm {
                 .collect())
         })?;
         let how = if self.sub.pilot {
-            "1 pilot job".to_string()
+            match plan.executor.slurm.pilot_resources().nodes {
+                Some(n @ 2..) => format!("1 pilot job on {n} nodes"),
+                _ => "1 pilot job".to_string(),
+            }
         } else {
             format!("{n} job(s) or job array(s)")
         };
