@@ -134,7 +134,7 @@ fn pipeline() -> String {
 }
 
 /// Stage id → (key, file → blake3) of every entry a pipeline's run committed.
-fn entries(p: &Project) -> BTreeMap<String, (String, BTreeMap<String, String>)> {
+pub(crate) fn entries(p: &Project) -> BTreeMap<String, (String, BTreeMap<String, String>)> {
     let mut out = BTreeMap::new();
     for shard in std::fs::read_dir(p.path("cache/objects")).unwrap() {
         for e in std::fs::read_dir(shard.unwrap().path()).unwrap() {
@@ -169,7 +169,8 @@ fn entries(p: &Project) -> BTreeMap<String, (String, BTreeMap<String, String>)> 
     out
 }
 
-fn jobs(p: &Project) -> BTreeMap<String, String> {
+/// Stage id → the Slurm job the pipeline `tiny` submitted it in.
+pub(crate) fn jobs(p: &Project) -> BTreeMap<String, String> {
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(p.path("cache/slurm/tiny/state.json")).unwrap())
             .unwrap();
@@ -181,7 +182,7 @@ fn jobs(p: &Project) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn wait_for(what: &str, limit: u64, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, limit: u64, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
         assert!(

@@ -10,6 +10,7 @@
 //! Skipped, saying so, only where namespaces cannot be created here, or (unless ROBARCH_SLURM is
 //! `required`, as in `scripts/test.sh`) where Slurm is not installed.
 use crate::common::*;
+use crate::slurm::{entries, jobs, wait_for};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -176,82 +177,30 @@ const SLOW_TRAIN: &str = "stage-run:train/*/at@1=sleep:3";
 
 const EXECUTOR: &str = "executor:\n  kind: slurm\n  slurm:\n    time: \"10\"\n    grace_seconds: 30\n    resources:\n      default: {cpus: 1, mem: 1G}\n    pilot: {nodes: 2, cpus: 1, mem: 1G}\n";
 
-/// Stage id → (key, host it was computed on, file → blake3) of every committed entry.
-fn entries(p: &Project) -> BTreeMap<String, (String, String, BTreeMap<String, String>)> {
+/// Stage id → the host that computed its entry (`provenance.host`).
+fn hosts_by_stage(p: &Project) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for shard in std::fs::read_dir(p.path("cache/objects")).unwrap() {
         for e in std::fs::read_dir(shard.unwrap().path()).unwrap() {
-            let dir = e.unwrap().path();
-            let meta: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(dir.join("meta.json")).unwrap()).unwrap();
-            let files = meta["files"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(f, m)| {
-                    // An evaluation's metrics record its wall time; everything else must match.
-                    let v = if f == "metrics.json" {
-                        let mut v: serde_json::Value =
-                            serde_json::from_slice(&std::fs::read(dir.join(f)).unwrap()).unwrap();
-                        v.as_object_mut().unwrap().remove("seconds");
-                        v.to_string()
-                    } else {
-                        m["blake3"].as_str().unwrap().to_string()
-                    };
-                    (f.clone(), v)
-                })
-                .collect();
+            let meta: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(e.unwrap().path().join("meta.json")).unwrap(),
+            )
+            .unwrap();
             out.insert(
                 meta["stage"].as_str().unwrap().to_string(),
-                (
-                    meta["key"].as_str().unwrap().to_string(),
-                    meta["provenance"]["host"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                    files,
-                ),
+                meta["provenance"]["host"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
             );
         }
     }
     out
 }
 
-/// The entries without the host that computed them.
-fn contents(
-    e: &BTreeMap<String, (String, String, BTreeMap<String, String>)>,
-) -> BTreeMap<String, (String, BTreeMap<String, String>)> {
-    e.iter()
-        .map(|(s, (k, _, f))| (s.clone(), (k.clone(), f.clone())))
-        .collect()
-}
-
 /// The hosts that computed `p`'s entries.
 fn hosts(p: &Project) -> BTreeSet<String> {
-    entries(p).into_values().map(|(_, h, _)| h).collect()
-}
-
-fn jobs(p: &Project) -> BTreeMap<String, String> {
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(p.path("cache/slurm/tiny/state.json")).unwrap())
-            .unwrap();
-    state["jobs"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(s, j)| (s.clone(), j["job"].as_str().unwrap().to_string()))
-        .collect()
-}
-
-fn wait_for(what: &str, limit: u64, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(limit),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    hosts_by_stage(p).into_values().collect()
 }
 
 fn log(p: &Project, stage: &str) -> String {
@@ -299,7 +248,7 @@ fn two_nodes_survive_a_lost_node_and_share_one_cache() {
     let local = Project::new();
     local.write("p.yaml", &pipeline());
     local.ok(&["run", "--format", "json", "p.yaml"]);
-    let reference = contents(&entries(&local));
+    let reference = entries(&local);
     let reference_report = reports_of(&local, "tiny");
     eprintln!("local reference: {:.1} s", t.elapsed().as_secs_f64());
 
@@ -449,15 +398,15 @@ fn node2_loses_its_power(
         !staged(key2),
         "node2's staging directory of {TRAIN2} is left"
     );
-    let e = entries(&p);
-    assert_eq!(e[TRAIN].1, "node1");
-    assert_eq!(e[TRAIN2].1, "node1");
-    let where_: BTreeSet<&str> = e.values().map(|(_, h, _)| h.as_str()).collect();
+    let by = hosts_by_stage(&p);
+    assert_eq!(by[TRAIN], "node1");
+    assert_eq!(by[TRAIN2], "node1");
+    let where_: BTreeSet<&str> = by.values().map(|h| h.as_str()).collect();
     assert!(
         where_.contains("node1") && where_.contains("node2"),
         "the stages did not land on both nodes: {where_:?}"
     );
-    assert_eq!(&contents(&e), reference);
+    assert_eq!(&entries(&p), reference);
     assert_eq!(&reports_of(&p, "tiny"), reference_report);
 }
 
@@ -485,7 +434,7 @@ fn a_pilot_uses_every_node(
         BTreeSet::from(["node1".to_string(), "node2".to_string()]),
         "pilot output:\n{out}"
     );
-    assert_eq!(&contents(&entries(&p)), reference);
+    assert_eq!(&entries(&p), reference);
     assert_eq!(&reports_of(&p, "tiny"), reference_report);
 }
 
@@ -533,11 +482,11 @@ fn two_drivers_compute_each_stage_once(
         !ran_a.is_empty() && !ran_b.is_empty(),
         "one node did everything"
     );
-    for (s, (_, h, _)) in entries(&p) {
+    for (s, h) in hosts_by_stage(&p) {
         let by = if ran_a.contains(&s) { "node1" } else { "node2" };
         assert_eq!(h, by, "{s}");
     }
-    assert_eq!(&contents(&entries(&p)), reference);
+    assert_eq!(&entries(&p), reference);
     for r in ["reports-1", "reports-2"] {
         assert_eq!(
             &report_files(&p.path(&format!("{r}/tiny"))),
