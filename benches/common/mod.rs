@@ -6,8 +6,11 @@ use robarch::spec::ModelSpec;
 use std::path::PathBuf;
 use tch::Device;
 
-/// The command line as (`--flag`, value) pairs; every flag takes a value.
+/// The command line as (`--flag`, value) pairs; every flag takes a value. Every benchmark reads it
+/// first, so it also sets the heap up as a worker does (`robarch::torch::alloc`): the benchmarks
+/// time what a worker runs.
 pub fn flags() -> Vec<(String, String)> {
+    robarch::torch::alloc::keep_freed_memory();
     let v: Vec<String> = std::env::args()
         .skip(1)
         .filter(|s| s != "--bench")

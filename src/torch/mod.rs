@@ -5,6 +5,7 @@
 //!
 //! This module imports nothing else of the crate: every layer may use it, and it can be read and
 //! re-checked against a new libtorch on its own.
+pub mod alloc;
 pub mod autocast;
 pub mod cpu;
 pub mod device;

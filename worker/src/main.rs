@@ -45,6 +45,9 @@ enum Cmd {
 fn worker_main() -> i32 {
     // Parsed as `robarch-worker serve …` (argv[0] is the program).
     let args = Args::parse();
+    // Freed tensors' memory stays in the process for the next step (robarch::torch::alloc);
+    // where the C library is not glibc, its own thresholds stay.
+    robarch::torch::alloc::keep_freed_memory();
     match args.cmd {
         Cmd::Serve { cache, log_json } => serve::serve(&cache, log_json),
         Cmd::Probe => {
