@@ -33,6 +33,45 @@ missing() {
   echo "${m[@]:-}"
 }
 
+# munged with a new random key, private to this cluster, under DIR/munge; run under the command
+# prefix that follows DIR (`on DIR ctl`), if any.
+munge_up() {
+  local dir=$1
+  shift
+  head -c 1024 /dev/urandom >"$dir/munge/munge.key"
+  chmod 400 "$dir/munge/munge.key"
+  "$@" munged --socket="$dir/munge/munge.socket" --key-file="$dir/munge/munge.key" \
+    --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" \
+    --seed-file="$dir/munge/seed" --force </dev/null >/dev/null 2>&1
+}
+
+# The slurm.conf lines every test cluster under DIR shares.
+conf_common() {
+  local dir=$1
+  cat <<EOF
+SlurmUser=$(id -un)
+SlurmdUser=$(id -un)
+AuthType=auth/munge
+AuthInfo=socket=$dir/munge/munge.socket
+CredType=cred/munge
+StateSaveLocation=$dir/state
+SlurmctldPidFile=$dir/run/slurmctld.pid
+SlurmctldLogFile=$dir/log/slurmctld.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+ReturnToService=2
+# Finished jobs stay visible to squeue for an hour (there is no accounting database here).
+MinJobAge=3600
+SchedulerParameters=sched_interval=1
+KillWait=5
+EOF
+}
+
 # Multi-node clusters: the host pid (PID 1 of its namespaces) of each machine is in DIR/ns/NAME.pid.
 ns_pid() { cat "$1/ns/$2.pid"; }
 
@@ -120,50 +159,30 @@ multi_start() {
   on "$dir" ctl ip link add br0 type bridge
   on "$dir" ctl ip addr add 10.77.0.1/24 dev br0
   on "$dir" ctl ip link set br0 up
-  head -c 1024 /dev/urandom >"$dir/munge/munge.key"
-  chmod 400 "$dir/munge/munge.key"
-  on "$dir" ctl munged --socket="$dir/munge/munge.socket" --key-file="$dir/munge/munge.key" \
-    --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" \
-    --seed-file="$dir/munge/seed" --force </dev/null >/dev/null 2>&1
+  munge_up "$dir" on "$dir" ctl
   mem=$(awk -v n="$n" '/MemTotal/ {print int($2/1024/2/n)}' /proc/meminfo)
   # Each node has two CPUs as Slurm sees it, whatever this machine has.
-  cat >"$dir/slurm.conf" <<EOF
-ClusterName=robarch-nodes
-SlurmctldHost=ctl(10.77.0.1)
-SlurmUser=$(id -un)
-SlurmdUser=$(id -un)
-AuthType=auth/munge
-AuthInfo=socket=$dir/munge/munge.socket
-CredType=cred/munge
-StateSaveLocation=$dir/state
+  {
+    echo "ClusterName=robarch-nodes"
+    echo "SlurmctldHost=ctl(10.77.0.1)"
+    conf_common "$dir"
+    cat <<EOF
 SlurmdSpoolDir=$dir/spool/%n
-SlurmctldPidFile=$dir/run/slurmctld.pid
 SlurmdPidFile=$dir/run/slurmd-%n.pid
-SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd-%n.log
 SlurmctldPort=6817
 SlurmdPort=6818
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
 SlurmdParameters=config_overrides
-MpiDefault=none
-ReturnToService=2
-MinJobAge=3600
-SchedulerParameters=sched_interval=1
-KillWait=5
 # A lost node is noticed within seconds (a real cluster waits minutes).
 SlurmdTimeout=5
 MessageTimeout=3
 TCPTimeout=2
 EOF
-  for i in $(seq 1 "$n"); do
-    echo "NodeName=node$i NodeAddr=10.77.0.$((i + 1)) CPUs=2 RealMemory=$mem State=UNKNOWN"
-  done >>"$dir/slurm.conf"
-  echo "PartitionName=debug Nodes=node[1-$n] Default=YES MaxTime=INFINITE State=UP" >>"$dir/slurm.conf"
+    for i in $(seq 1 "$n"); do
+      echo "NodeName=node$i NodeAddr=10.77.0.$((i + 1)) CPUs=2 RealMemory=$mem State=UNKNOWN"
+    done
+    echo "PartitionName=debug Nodes=node[1-$n] Default=YES MaxTime=INFINITE State=UP"
+  } >"$dir/slurm.conf"
   SLURM_CONF="$dir/slurm.conf" on "$dir" ctl slurmctld -f "$dir/slurm.conf" </dev/null >/dev/null 2>&1
   for i in $(seq 1 "$n"); do
     mkdir -p "$dir/spool/node$i"
@@ -201,48 +220,25 @@ start)
   mkdir -p "$dir"/{state,spool,log,run,munge}
   dir=$(cd "$dir" && pwd)
   chmod 700 "$dir/munge"
-  # munge's key: random, private to this cluster.
-  head -c 1024 /dev/urandom >"$dir/munge/munge.key"
-  chmod 400 "$dir/munge/munge.key"
-  munged --socket="$dir/munge/munge.socket" --key-file="$dir/munge/munge.key" \
-    --pid-file="$dir/munge/munged.pid" --log-file="$dir/munge/munged.log" \
-    --seed-file="$dir/munge/seed" --force
+  munge_up "$dir"
   free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
   # Addressed as 127.0.0.1: the host name need not resolve.
   host=$(hostname -s)
   mem=$(awk '/MemTotal/ {print int($2/1024/2)}' /proc/meminfo)
-  user=$(id -un)
-  cat >"$dir/slurm.conf" <<EOF
-ClusterName=robarch-test
-SlurmctldHost=$host(127.0.0.1)
-SlurmUser=$user
-SlurmdUser=$user
-AuthType=auth/munge
-AuthInfo=socket=$dir/munge/munge.socket
-CredType=cred/munge
-StateSaveLocation=$dir/state
+  {
+    echo "ClusterName=robarch-test"
+    echo "SlurmctldHost=$host(127.0.0.1)"
+    conf_common "$dir"
+    cat <<EOF
 SlurmdSpoolDir=$dir/spool
-SlurmctldPidFile=$dir/run/slurmctld.pid
 SlurmdPidFile=$dir/run/slurmd.pid
-SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
 SlurmctldPort=$(free_port)
 SlurmdPort=$(free_port)
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-MpiDefault=none
-ReturnToService=2
-# Finished jobs stay visible to squeue for an hour (there is no accounting database here).
-MinJobAge=3600
-SchedulerParameters=sched_interval=1
-KillWait=5
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$(nproc) RealMemory=$mem State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
+  } >"$dir/slurm.conf"
   export SLURM_CONF="$dir/slurm.conf"
   slurmctld -f "$SLURM_CONF"
   slurmd -f "$SLURM_CONF"

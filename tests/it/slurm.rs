@@ -22,33 +22,65 @@ struct Cluster {
     shim: PathBuf,
 }
 
+/// `scripts/slurm-local.sh`, which starts and stops the test clusters.
+pub(crate) fn script() -> PathBuf {
+    Path::new(ROOT).join("scripts/slurm-local.sh")
+}
+
+/// Starts a test cluster in `dir/slurm` (`scripts/slurm-local.sh start`, then `extra`); its
+/// slurm.conf, or None, saying why, where this machine cannot run one: no namespaces (exit 4),
+/// or Slurm not installed (exit 3) unless ROBARCH_SLURM is `required`.
+pub(crate) fn start_cluster(dir: &Path, extra: &[&str]) -> Option<PathBuf> {
+    let out = Command::new("bash")
+        .arg(script())
+        .arg("start")
+        .arg(dir.join("slurm"))
+        .args(extra)
+        .output()
+        .unwrap();
+    match out.status.code() {
+        Some(0) => Some(PathBuf::from(stdout(&out).trim())),
+        Some(4) => {
+            eprintln!(
+                "SKIPPED: a cluster of namespaces cannot be created here: {}",
+                stderr(&out).trim()
+            );
+            None
+        }
+        Some(3) if std::env::var("ROBARCH_SLURM").as_deref() != Ok("required") => {
+            eprintln!(
+                "SKIPPED: Slurm is not installed here and could not be: {} (scripts/slurm-local.sh install)",
+                stderr(&out).trim()
+            );
+            None
+        }
+        _ => panic!(
+            "starting the test cluster failed ({}):\n{}\n{}",
+            out.status,
+            stdout(&out),
+            stderr(&out)
+        ),
+    }
+}
+
+/// Stops the cluster in `dir/slurm`; in a failing test, keeps `dir` (the daemons' state and
+/// logs) and says where, for whoever reads the failure.
+pub(crate) fn stop_cluster(dir: &mut tempfile::TempDir) {
+    let _ = Command::new("bash")
+        .arg(script())
+        .arg("stop")
+        .arg(dir.path().join("slurm"))
+        .status();
+    if std::thread::panicking() {
+        let keep = std::mem::replace(dir, tempfile::tempdir().unwrap()).keep();
+        eprintln!("the test cluster's state and logs are kept in {}", keep.display());
+    }
+}
+
 impl Cluster {
     fn start() -> Option<Cluster> {
         let dir = tempfile::tempdir().unwrap();
-        let script = Path::new(ROOT).join("scripts/slurm-local.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .arg("start")
-            .arg(dir.path().join("slurm"))
-            .output()
-            .unwrap();
-        match out.status.code() {
-            Some(0) => {}
-            Some(3) if std::env::var("ROBARCH_SLURM").as_deref() != Ok("required") => {
-                eprintln!(
-                    "SKIPPED: Slurm is not installed here and could not be: {} (scripts/slurm-local.sh install)",
-                    stderr(&out).trim()
-                );
-                return None;
-            }
-            _ => panic!(
-                "starting the test cluster failed ({}):\n{}\n{}",
-                out.status,
-                stdout(&out),
-                stderr(&out)
-            ),
-        }
-        let conf = PathBuf::from(stdout(&out).trim());
+        let conf = start_cluster(dir.path(), &[])?;
         let shim = dir.path().join("shim");
         std::fs::create_dir_all(&shim).unwrap();
         let real = String::from_utf8(
@@ -115,16 +147,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(Path::new(ROOT).join("scripts/slurm-local.sh"))
-            .arg("stop")
-            .arg(self.dir.path().join("slurm"))
-            .status();
-        if std::thread::panicking() {
-            // The daemons' logs, for whoever reads the failure.
-            let keep = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
-            eprintln!("the test cluster's state and logs are kept in {}", keep.display());
-        }
+        stop_cluster(&mut self.dir);
     }
 }
 

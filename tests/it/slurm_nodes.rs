@@ -10,9 +10,9 @@
 //! Skipped, saying so, only where namespaces cannot be created here, or (unless ROBARCH_SLURM is
 //! `required`, as in `scripts/test.sh`) where Slurm is not installed.
 use crate::common::*;
-use crate::slurm::{entries, jobs, wait_for};
+use crate::slurm::{entries, jobs, script, start_cluster, stop_cluster, wait_for};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -29,37 +29,7 @@ struct Nodes {
 impl Nodes {
     fn start() -> Option<Nodes> {
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("bash")
-            .arg(script())
-            .arg("start")
-            .arg(dir.path().join("slurm"))
-            .args(["--nodes", "2"])
-            .output()
-            .unwrap();
-        match out.status.code() {
-            Some(0) => {}
-            Some(4) => {
-                eprintln!(
-                    "SKIPPED: a cluster of namespaces cannot be created here: {}",
-                    stderr(&out).trim()
-                );
-                return None;
-            }
-            Some(3) if std::env::var("ROBARCH_SLURM").as_deref() != Ok("required") => {
-                eprintln!(
-                    "SKIPPED: Slurm is not installed here and could not be: {} (scripts/slurm-local.sh install)",
-                    stderr(&out).trim()
-                );
-                return None;
-            }
-            _ => panic!(
-                "starting the two-node cluster failed ({}):\n{}\n{}",
-                out.status,
-                stdout(&out),
-                stderr(&out)
-            ),
-        }
-        let conf = PathBuf::from(stdout(&out).trim());
+        let conf = start_cluster(dir.path(), &["--nodes", "2"])?;
         Some(Nodes { dir, conf })
     }
 
@@ -135,23 +105,22 @@ impl Nodes {
 
 impl Drop for Nodes {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(self.slurm_dir())
-            .status();
-        if std::thread::panicking() {
-            let keep = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
-            eprintln!(
-                "the cluster's state and logs are kept in {}",
-                keep.display()
-            );
-        }
+        stop_cluster(&mut self.dir);
     }
 }
 
-fn script() -> PathBuf {
-    Path::new(ROOT).join("scripts/slurm-local.sh")
+/// What the local executor made of the pipeline: every entry, and the report.
+struct Reference {
+    entries: BTreeMap<String, (String, BTreeMap<String, String>)>,
+    report: BTreeMap<String, Vec<u8>>,
+}
+
+impl Reference {
+    /// `p`'s entries and report equal the local executor's.
+    fn check(&self, p: &Project) {
+        assert_eq!(entries(p), self.entries);
+        assert_eq!(reports_of(p, "tiny"), self.report);
+    }
 }
 
 /// Two trainings of three epochs (checkpoints to resume from), two evaluations of each.
@@ -216,31 +185,6 @@ fn ok(out: &Output, what: &str) {
     );
 }
 
-/// The files of a reports directory, by path below it.
-fn report_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    for e in walkdir(dir) {
-        let rel = e.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
-        if !rel.starts_with("runs/") {
-            out.insert(rel, std::fs::read(&e).unwrap());
-        }
-    }
-    out
-}
-
-fn walkdir(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walkdir(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn two_nodes_survive_a_lost_node_and_share_one_cache() {
     let Some(c) = Nodes::start() else { return };
@@ -248,33 +192,31 @@ fn two_nodes_survive_a_lost_node_and_share_one_cache() {
     let local = Project::new();
     local.write("p.yaml", &pipeline());
     local.ok(&["run", "--format", "json", "p.yaml"]);
-    let reference = entries(&local);
-    let reference_report = reports_of(&local, "tiny");
+    let reference = Reference {
+        entries: entries(&local),
+        report: reports_of(&local, "tiny"),
+    };
     eprintln!("local reference: {:.1} s", t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    node2_loses_its_power(&c, &reference, &reference_report);
+    node2_loses_its_power(&c, &reference);
     eprintln!("node loss: {:.1} s", t.elapsed().as_secs_f64());
 
     let t = Instant::now();
     c.script(&["power-on", "node2"]);
     wait_for("node2 to rejoin", 60, || c.node_state("node2") == "idle");
-    a_pilot_uses_every_node(&c, &reference, &reference_report);
+    a_pilot_uses_every_node(&c, &reference);
     eprintln!("pilot: {:.1} s", t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    two_drivers_compute_each_stage_once(&c, &reference, &reference_report);
+    two_drivers_compute_each_stage_once(&c, &reference);
     eprintln!("two drivers: {:.1} s", t.elapsed().as_secs_f64());
 }
 
 /// node2 trains both models (node1 is drained); once one training has its first epoch's
 /// checkpoint and the other is committing its entry, every process of node2 is killed. Slurm
 /// marks it down and requeues both jobs onto node1, where they wait out the dead node's locks.
-fn node2_loses_its_power(
-    c: &Nodes,
-    reference: &BTreeMap<String, (String, BTreeMap<String, String>)>,
-    reference_report: &BTreeMap<String, Vec<u8>>,
-) {
+fn node2_loses_its_power(c: &Nodes, reference: &Reference) {
     let p = Project::new();
     p.write("p.yaml", &format!("{}{EXECUTOR}", pipeline()));
     c.slurm(&[
@@ -301,7 +243,7 @@ fn node2_loses_its_power(
         .unwrap();
     ok(&out, "the detached run");
     let submitted = jobs(&p);
-    let (key, key2) = (&reference[TRAIN].0, &reference[TRAIN2].0);
+    let (key, key2) = (&reference.entries[TRAIN].0, &reference.entries[TRAIN2].0);
     let staged = |k: &str| {
         std::fs::read_dir(p.path("cache/tmp"))
             .map(|d| {
@@ -406,16 +348,11 @@ fn node2_loses_its_power(
         where_.contains("node1") && where_.contains("node2"),
         "the stages did not land on both nodes: {where_:?}"
     );
-    assert_eq!(&entries(&p), reference);
-    assert_eq!(&reports_of(&p, "tiny"), reference_report);
+    reference.check(&p);
 }
 
 /// A pilot of two nodes: one local executor on each, every stage computed by one of them.
-fn a_pilot_uses_every_node(
-    c: &Nodes,
-    reference: &BTreeMap<String, (String, BTreeMap<String, String>)>,
-    reference_report: &BTreeMap<String, Vec<u8>>,
-) {
+fn a_pilot_uses_every_node(c: &Nodes, reference: &Reference) {
     let p = Project::new();
     p.write("p.yaml", &format!("{}{EXECUTOR}", pipeline()));
     let out = c
@@ -434,17 +371,12 @@ fn a_pilot_uses_every_node(
         BTreeSet::from(["node1".to_string(), "node2".to_string()]),
         "pilot output:\n{out}"
     );
-    assert_eq!(&entries(&p), reference);
-    assert_eq!(&reports_of(&p, "tiny"), reference_report);
+    reference.check(&p);
 }
 
 /// `robarch run` on node1 and node2 at once, one cache: each stage is computed by one of them
 /// (`ran` there, `cached` on the other), and both write the same report.
-fn two_drivers_compute_each_stage_once(
-    c: &Nodes,
-    reference: &BTreeMap<String, (String, BTreeMap<String, String>)>,
-    reference_report: &BTreeMap<String, Vec<u8>>,
-) {
+fn two_drivers_compute_each_stage_once(c: &Nodes, reference: &Reference) {
     let p = Project::new();
     p.write("p.yaml", &pipeline());
     let run = |node: &str, reports: &str| {
@@ -473,7 +405,7 @@ fn two_drivers_compute_each_stage_once(
     ok(&a, "the run on node1");
     ok(&b, "the run on node2");
     let (ran_a, ran_b) = (stages(&a, "ran"), stages(&b, "ran"));
-    let all: BTreeSet<&String> = reference.keys().collect();
+    let all: BTreeSet<&String> = reference.entries.keys().collect();
     let both: BTreeSet<&String> = ran_a.iter().filter(|s| ran_b.contains(s)).collect();
     assert!(both.is_empty(), "computed twice: {both:?}");
     let either: BTreeSet<&String> = ran_a.iter().chain(&ran_b).collect();
@@ -486,11 +418,11 @@ fn two_drivers_compute_each_stage_once(
         let by = if ran_a.contains(&s) { "node1" } else { "node2" };
         assert_eq!(h, by, "{s}");
     }
-    assert_eq!(&entries(&p), reference);
+    assert_eq!(entries(&p), reference.entries);
     for r in ["reports-1", "reports-2"] {
         assert_eq!(
-            &report_files(&p.path(&format!("{r}/tiny"))),
-            reference_report,
+            &reports_in(&p.path(&format!("{r}/tiny"))),
+            &reference.report,
             "{r}"
         );
     }

@@ -265,6 +265,11 @@ pub fn stages(o: &Output, outcome: &str) -> Vec<String> {
 
 /// The files of `reports/<name>/`, by file name.
 pub fn reports_of(p: &Project, name: &str) -> BTreeMap<String, Vec<u8>> {
+    reports_in(&p.path(&format!("reports/{name}")))
+}
+
+/// The files of one pipeline's reports directory, by path below it (not `runs/`).
+pub fn reports_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fn walk(dir: &Path, rel: &str, out: &mut BTreeMap<String, Vec<u8>>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let e = e.unwrap();
@@ -280,7 +285,7 @@ pub fn reports_of(p: &Project, name: &str) -> BTreeMap<String, Vec<u8>> {
         }
     }
     let mut out = BTreeMap::new();
-    walk(&p.path(&format!("reports/{name}")), "", &mut out);
+    walk(dir, "", &mut out);
     out
 }
 
