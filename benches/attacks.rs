@@ -7,14 +7,19 @@
 //! i-th reference run).
 //!
 //! Run: `scripts/bench-attacks.sh [--models resnet18:tiny@16,vit:tiny@16,resnet18:cifar]
-//!       [--data DATA] [--n 128] [--batch 128] [--threads N] [--repeats 3]
-//!       [--attacks pgd,apgd-ce,apgd-t,aa]`
+//!       [--data DATA] [--n 128] [--batch 128] [--threads 1,2] [--repeats 3]
+//!       [--attacks pgd,apgd-ce,apgd-t,aa] [--device cpu|cuda] [--amp off,bf16]
+//!       [--channels-last off,on]`
 //! A model is `arch:preset[@image size]` (fresh weights, 3 channels, 10 classes) or the path of a
 //! `train/...` cache entry; the images are the first `--n` test images of a prepared
 //! `data.safetensors` (`--data`), else uniform noise. Labels are the model's own predictions, so
 //! every point is attacked on both sides.
 //! The PGD row is given twice: evaluation (points leave the batch once broken, the default) and
 //! every step (all points take every step, as in training), which isolates the kernels.
+//! `--threads`, `--amp` and `--channels-last` take lists: every combination is measured, both
+//! sides under the same settings (`--amp bf16`: forward passes under bf16 autocast, logits in
+//! float32; `--channels-last on`: weights and inputs channels-last). The last line is the
+//! geometric mean of the ratios.
 mod common;
 use robarch::attacks::{self, AttackConfig, Net, Use};
 use robarch::models::{self, ModelIo, Network};
@@ -28,21 +33,40 @@ struct Setup {
     data: Option<PathBuf>,
     n: i64,
     batch: i64,
-    threads: i32,
     repeats: usize,
     attacks: Vec<String>,
+    device: Device,
+}
+
+/// One combination of the list flags: threads, bf16 autocast, channels-last.
+#[derive(Clone, Copy)]
+struct Variant {
+    threads: i32,
+    bf16: bool,
+    channels_last: bool,
+}
+
+impl Variant {
+    /// What the row's attack name adds for this variant (nothing for float32, standard layout).
+    fn suffix(&self) -> String {
+        let mut s = String::new();
+        if self.bf16 {
+            s.push_str(", bf16");
+        }
+        if self.channels_last {
+            s.push_str(", channels-last");
+        }
+        s
+    }
 }
 
 /// A model to attack: its network, the reference's description of it, and a label.
-fn model(spec: &str) -> (Network, serde_json::Value, String) {
+fn model(spec: &str, device: Device) -> (Network, serde_json::Value, String) {
     let dir = Path::new(spec);
     if dir.join("model.json").is_file() {
-        let net = robarch::models::saved::load(
-            dir,
-            robarch::models::saved::Checkpoint::Last,
-            Device::Cpu,
-        )
-        .unwrap();
+        let net =
+            robarch::models::saved::load(dir, robarch::models::saved::Checkpoint::Last, device)
+                .unwrap();
         let info: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
         let arch = info["model"]["arch"].as_str().unwrap().to_string();
@@ -65,9 +89,13 @@ fn model(spec: &str) -> (Network, serde_json::Value, String) {
     if let Some(s) = size {
         io.image_size = s;
     }
-    let net = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], Device::Cpu, 0).unwrap();
+    let net = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], device, 0).unwrap();
     let meta = serde_json::json!({"arch": arch, "family": models::find(arch).unwrap().family, "config": p.config, "io": io, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]});
-    let label = format!("{arch} {preset} ({}px, {:.2}M params)", io.image_size, net.num_parameters() as f64 / 1e6);
+    let label = format!(
+        "{arch} {preset} ({}px, {:.2}M params)",
+        io.image_size,
+        net.num_parameters() as f64 / 1e6
+    );
     (net, meta, label)
 }
 
@@ -95,9 +123,23 @@ fn main() {
         data: None,
         n: 128,
         batch: 128,
-        threads: common::default_threads(),
         repeats: 3,
-        attacks: ["pgd", "apgd-ce", "apgd-t", "aa"].map(String::from).to_vec(),
+        attacks: ["pgd", "apgd-ce", "apgd-t", "aa"]
+            .map(String::from)
+            .to_vec(),
+        device: Device::Cpu,
+    };
+    let mut threads = vec![common::default_threads()];
+    let (mut bf16, mut channels_last) = (vec![false], vec![false]);
+    // `off`/`on` (and `bf16` for --amp) lists.
+    let switches = |flag: &str, val: &str, on: &str| -> Vec<bool> {
+        val.split(',')
+            .map(|v| match v {
+                "off" => false,
+                v if v == on => true,
+                v => panic!("{flag} takes off and {on}, not {v}"),
+            })
+            .collect()
     };
     for (k, val) in common::flags() {
         match k.as_str() {
@@ -105,34 +147,59 @@ fn main() {
             "--data" => set.data = Some(PathBuf::from(val)),
             "--n" => set.n = val.parse().expect("--n N"),
             "--batch" => set.batch = val.parse().expect("--batch N"),
-            "--threads" => set.threads = val.parse().expect("--threads N"),
+            "--threads" => {
+                threads = val
+                    .split(',')
+                    .map(|t| t.parse().expect("--threads N[,N...]"))
+                    .collect()
+            }
             "--repeats" => set.repeats = val.parse().expect("--repeats N"),
             "--attacks" => set.attacks = val.split(',').map(String::from).collect(),
+            "--device" => set.device = common::device(&val),
+            "--amp" => bf16 = switches("--amp", &val, "bf16"),
+            "--channels-last" => channels_last = switches("--channels-last", &val, "on"),
             other => panic!("unknown argument {other}"),
         }
     }
-    tch::set_num_threads(set.threads);
     println!(
-        "{} images per model, batch {} and threads {} on both sides, ε = 8/255, {} repeats per side; images/s: median (min–max)\n",
-        set.n, set.batch, set.threads, set.repeats
+        "{} images per model, batch {} on both sides, device {:?}, ε = 8/255, {} repeats per side; images/s: median (min–max)\n",
+        set.n, set.batch, set.device, set.repeats
     );
-    println!("| model | attack | robarch img/s | reference img/s | ratio (per-repeat range) | robust acc. robarch / reference |");
-    println!("|---|---|---|---|---|---|");
+    println!("| model | attack | threads | robarch img/s | reference img/s | ratio (per-repeat range) | robust acc. robarch / reference |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut ratios = Vec::new();
     for spec in models_arg.split(',') {
-        bench(spec, &set);
+        for &t in &threads {
+            for &b in &bf16 {
+                for &c in &channels_last {
+                    let v = Variant {
+                        threads: t,
+                        bf16: b,
+                        channels_last: c,
+                    };
+                    ratios.extend(bench(spec, &set, v));
+                }
+            }
+        }
     }
+    let geo = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
+    println!(
+        "\ngeometric mean of the {} ratios: {geo:.2} (range {:.2}–{:.2})",
+        ratios.len(),
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+    );
 }
 
-fn bench(spec: &str, set: &Setup) {
-    let (n, batch, repeats) = (set.n, set.batch, set.repeats);
+/// Times every attack of `set` on model `spec` under `v`, on both sides; prints a row per attack
+/// and returns their ratios (robarch's median over the reference's).
+fn bench(spec: &str, set: &Setup, v: Variant) -> Vec<f64> {
+    let (n, batch, repeats, device) = (set.n, set.batch, set.repeats, set.device);
+    tch::set_num_threads(v.threads);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (net, meta, label) = model(spec);
+    let (mut net, meta, label) = model(spec, device);
     let io: ModelIo = serde_json::from_value(meta["io"].clone()).unwrap();
-    let model = Net {
-        net: &net,
-        train: false,
-    };
     let x = match &set.data {
         // The first n test images: an attack on a trained model spends its time where real
         // points stay robust (on noise images every point breaks at once).
@@ -145,7 +212,9 @@ fn bench(spec: &str, set: &Setup) {
                 "{}: images of another shape than the model's",
                 f.display()
             );
-            test.narrow(0, 0, n.min(test.size()[0])).to_kind(Kind::Float) / 255.0
+            test.narrow(0, 0, n.min(test.size()[0]))
+                .to_kind(Kind::Float)
+                / 255.0
         }
         None => {
             tch::manual_seed(0);
@@ -156,14 +225,16 @@ fn bench(spec: &str, set: &Setup) {
         }
     };
     let n = x.size()[0];
-    // Labels = the model's predictions, so every point is attacked (the same points on both
-    // sides).
-    let y = tch::no_grad(|| net.forward_t(&x, false)).argmax(1, false);
+    // Labels = the model's predictions in float32, so every point is attacked (the same points on
+    // both sides).
+    let y = tch::no_grad(|| net.forward_t(&x.to_device(device), false)).argmax(1, false);
     let (eps, alpha, steps, apgd_steps) = (8.0 / 255.0, 2.0 / 255.0, 20, 100);
     std::fs::write(d.join("model.json"), meta.to_string()).unwrap();
     net.save(&d.join("model.safetensors")).unwrap();
-    Tensor::write_safetensors(&[("x", &x), ("y", &y)], d.join("data.safetensors")).unwrap();
-    let req = serde_json::json!({"threads": set.threads, "batch_size": batch, "eps": eps, "alpha": alpha, "steps": steps, "apgd_steps": apgd_steps, "repeats": repeats, "attacks": set.attacks});
+    let y_cpu = y.to_device(Device::Cpu);
+    Tensor::write_safetensors(&[("x", &x), ("y", &y_cpu)], d.join("data.safetensors")).unwrap();
+    let dev = if device == Device::Cpu { "cpu" } else { "cuda" };
+    let req = serde_json::json!({"threads": v.threads, "batch_size": batch, "eps": eps, "alpha": alpha, "steps": steps, "apgd_steps": apgd_steps, "repeats": repeats, "attacks": set.attacks, "device": dev, "amp": v.bf16, "channels_last": v.channels_last});
     std::fs::write(d.join("request.json"), req.to_string()).unwrap();
     let cfg = |kind: &str, f: &dyn Fn(&mut AttackSpec)| {
         let mut a = AttackSpec {
@@ -184,6 +255,22 @@ fn bench(spec: &str, set: &Setup) {
         a.set("steps", apgd_steps);
     });
     let aa = cfg("autoattack", &|_| {});
+    let x = x.to_device(device);
+    if v.bf16 {
+        net.set_autocast(Some(Kind::BFloat16));
+    }
+    if v.channels_last {
+        net.to_channels_last();
+    }
+    let model = Net {
+        net: &net,
+        train: false,
+    };
+    let sync = || {
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
     // Evaluation draws from per-point streams (as the evaluate stage does), training per batch.
     let streams = |usage: Use, lo: i64, len: i64| match usage {
         Use::Evaluation => attacks::Streams::range(0, lo as u64, len as usize),
@@ -216,6 +303,7 @@ fn bench(spec: &str, set: &Setup) {
                     )
                 })
                 .collect();
+            sync();
             rates.push(n as f64 / t0.elapsed().as_secs_f64());
             let ok = attacks::correct(&model, &Tensor::cat(&advs, 0), &y);
             robust = f64::try_from(ok.to_kind(Kind::Double).mean(Kind::Double)).unwrap();
@@ -239,7 +327,7 @@ fn bench(spec: &str, set: &Setup) {
                 continue;
             }
             let (rates, acc) = time(c, usage);
-            ours.push((format!("{name}{suffix}"), key, rates, acc));
+            ours.push((format!("{name}{suffix}{}", v.suffix()), key, rates, acc));
         }
     }
     let python = common::python();
@@ -256,6 +344,7 @@ fn bench(spec: &str, set: &Setup) {
         String::from_utf8_lossy(&out.stderr)
     );
     let reference: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
+    let mut medians = Vec::new();
     for (name, key, rates, acc) in ours {
         let r: Vec<f64> = reference[key]["rates"]
             .as_array()
@@ -266,12 +355,15 @@ fn bench(spec: &str, set: &Setup) {
         let ratios: Vec<f64> = rates.iter().zip(&r).map(|(a, b)| a / b).collect();
         let ((olo, ohi), (rlo, rhi), (qlo, qhi)) = (range(&rates), range(&r), range(&ratios));
         println!(
-            "| {label} | {name} | {:.1} ({olo:.1}–{ohi:.1}) | {:.1} ({rlo:.1}–{rhi:.1}) | {:.2} ({qlo:.2}–{qhi:.2}) | {:.1}% / {:.1}% |",
+            "| {label} | {name} | {} | {:.1} ({olo:.1}–{ohi:.1}) | {:.1} ({rlo:.1}–{rhi:.1}) | {:.2} ({qlo:.2}–{qhi:.2}) | {:.1}% / {:.1}% |",
+            v.threads,
             median(&rates),
             median(&r),
             median(&rates) / median(&r),
             100.0 * acc,
             100.0 * reference[key]["robust"].as_f64().unwrap()
         );
+        medians.push(median(&rates) / median(&r));
     }
+    medians
 }
