@@ -1,10 +1,11 @@
 //! Attack throughput, robarch against the reference libraries on the same model, data, batch and
 //! threads: PGD-20 ℓ∞ against torchattacks `PGD`, APGD-CE, APGD-T and AutoAttack `standard`
 //! (APGD-CE, APGD-T, FAB-T, Square) against fra31 AutoAttack's code (`pyautoattack`), on several
-//! models. Each side runs every attack `--repeats` times (robarch first, then the reference, one
-//! process at a time); the table gives the median images/s and the range over the repeats per
-//! side, the ratio of the medians and the range of the per-repeat ratios (i-th robarch run over
-//! i-th reference run).
+//! models. Each side runs every attack `--repeats` times, the two sides taking turns run by run (the
+//! reference in a Python process started once, idle while robarch runs: never both at once); the
+//! table gives the median images/s and the range over the repeats per side, and the median and
+//! range of the paired ratios (i-th robarch run over the i-th reference run, which ran right after
+//! it).
 //!
 //! Run: `scripts/bench-attacks.sh [--models resnet18:tiny@16,vit:tiny@16,resnet18:cifar]
 //!       [--data DATA] [--n 128] [--batch 128] [--threads 1,2] [--repeats 3]
@@ -192,8 +193,9 @@ fn main() {
 }
 
 /// Times every attack of `set` on model `spec` under `v`, on both sides; prints a row per attack
-/// and returns their ratios (robarch's median over the reference's).
+/// and returns their ratios (the medians of the paired ratios).
 fn bench(spec: &str, set: &Setup, v: Variant) -> Vec<f64> {
+    // Long because: set-up, both sides' warm-ups and paired runs, and the rows, in one place.
     let (n, batch, repeats, device) = (set.n, set.batch, set.repeats, set.device);
     tch::set_num_threads(v.threads);
     let dir = tempfile::tempdir().unwrap();
@@ -276,39 +278,25 @@ fn bench(spec: &str, set: &Setup, v: Variant) -> Vec<f64> {
         Use::Evaluation => attacks::Streams::range(0, lo as u64, len as usize),
         Use::Training => attacks::Streams::Batch(lo as u64),
     };
-    // Images/s of each repeat, and the robust accuracy of the last.
-    let time = |c: &AttackConfig, usage: Use| -> (Vec<f64>, f64) {
-        let mut rates = Vec::new();
-        let mut robust = 0.0;
-        let _ = c.perturb(
-            &model,
-            &x.narrow(0, 0, batch.min(n)),
-            &y.narrow(0, 0, batch.min(n)),
-            &streams(usage, 0, batch.min(n)),
-            usage,
-        );
-        for _ in 0..repeats {
-            // Only the attack is timed (as on the reference side), not the accuracy check.
-            let t0 = Instant::now();
-            let advs: Vec<Tensor> = (0..n)
-                .step_by(batch as usize)
-                .map(|lo| {
-                    let len = batch.min(n - lo);
-                    c.perturb(
-                        &model,
-                        &x.narrow(0, lo, len),
-                        &y.narrow(0, lo, len),
-                        &streams(usage, lo, len),
-                        usage,
-                    )
-                })
-                .collect();
-            sync();
-            rates.push(n as f64 / t0.elapsed().as_secs_f64());
-            let ok = attacks::correct(&model, &Tensor::cat(&advs, 0), &y);
-            robust = f64::try_from(ok.to_kind(Kind::Double).mean(Kind::Double)).unwrap();
-        }
-        (rates, robust)
+    // The perturbation of all n points by `c` (batch by batch) and its images/s; only the attack
+    // is timed, as on the reference side.
+    let once = |c: &AttackConfig, usage: Use| -> (f64, Tensor) {
+        let t0 = Instant::now();
+        let advs: Vec<Tensor> = (0..n)
+            .step_by(batch as usize)
+            .map(|lo| {
+                let len = batch.min(n - lo);
+                c.perturb(
+                    &model,
+                    &x.narrow(0, lo, len),
+                    &y.narrow(0, lo, len),
+                    &streams(usage, lo, len),
+                    usage,
+                )
+            })
+            .collect();
+        sync();
+        (n as f64 / t0.elapsed().as_secs_f64(), Tensor::cat(&advs, 0))
     };
     let rows = [
         ("PGD-20 (torchattacks)", &pgd, "pgd"),
@@ -316,42 +304,58 @@ fn bench(spec: &str, set: &Setup, v: Variant) -> Vec<f64> {
         ("APGD-T 100 (fra31)", &apgd_t, "apgd-t"),
         ("AutoAttack standard (fra31)", &aa, "aa"),
     ];
-    // robarch first, then the reference in its own process: never both at once.
+    // The reference runs in its own process, started once and idle while robarch runs: the two
+    // sides take turns, repeat by repeat, never both at once, so a machine that slows down or
+    // speeds up during the benchmark does so for both sides of each pair.
+    let mut reference = Reference::start(d);
     let mut ours = Vec::new();
     for (name, c, key) in rows {
         if !set.attacks.iter().any(|a| a == key) {
             continue;
         }
-        for (usage, suffix) in [(Use::Evaluation, ""), (Use::Training, ", every step")] {
-            if usage == Use::Training && key != "pgd" {
-                continue;
+        let usages: &[(Use, &str)] = if key == "pgd" {
+            &[(Use::Evaluation, ""), (Use::Training, ", every step")]
+        } else {
+            &[(Use::Evaluation, "")]
+        };
+        // Warm-ups: one batch on each side.
+        for (usage, _) in usages {
+            let _ = c.perturb(
+                &model,
+                &x.narrow(0, 0, batch.min(n)),
+                &y.narrow(0, 0, batch.min(n)),
+                &streams(*usage, 0, batch.min(n)),
+                *usage,
+            );
+        }
+        reference.call(&format!("warm {key}"));
+        let mut rates = vec![Vec::new(); usages.len()];
+        let mut robust = vec![0.0; usages.len()];
+        let (mut ref_rates, mut ref_robust) = (Vec::new(), 0.0);
+        for _ in 0..repeats {
+            for (k, (usage, _)) in usages.iter().enumerate() {
+                let (rate, adv) = once(c, *usage);
+                rates[k].push(rate);
+                let ok = attacks::correct(&model, &adv, &y);
+                robust[k] = f64::try_from(ok.to_kind(Kind::Double).mean(Kind::Double)).unwrap();
             }
-            let (rates, acc) = time(c, usage);
-            ours.push((format!("{name}{suffix}{}", v.suffix()), key, rates, acc));
+            let r = reference.call(&format!("run {key}"));
+            ref_rates.push(r["rate"].as_f64().unwrap());
+            ref_robust = r["robust"].as_f64().unwrap();
+        }
+        for (k, (_, suffix)) in usages.iter().enumerate() {
+            ours.push((
+                format!("{name}{suffix}{}", v.suffix()),
+                rates[k].clone(),
+                robust[k],
+                ref_rates.clone(),
+                ref_robust,
+            ));
         }
     }
-    let python = common::python();
-    let script =
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).join("scripts/bench_attacks.py");
-    let out = std::process::Command::new(python)
-        .arg(script)
-        .arg(d)
-        .output()
-        .expect("reference benchmark");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reference: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii()).unwrap();
+    reference.call("quit");
     let mut medians = Vec::new();
-    for (name, key, rates, acc) in ours {
-        let r: Vec<f64> = reference[key]["rates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+    for (name, rates, acc, r, ref_acc) in ours {
         let ratios: Vec<f64> = rates.iter().zip(&r).map(|(a, b)| a / b).collect();
         let ((olo, ohi), (rlo, rhi), (qlo, qhi)) = (range(&rates), range(&r), range(&ratios));
         println!(
@@ -359,11 +363,68 @@ fn bench(spec: &str, set: &Setup, v: Variant) -> Vec<f64> {
             v.threads,
             median(&rates),
             median(&r),
-            median(&rates) / median(&r),
+            median(&ratios),
             100.0 * acc,
-            100.0 * reference[key]["robust"].as_f64().unwrap()
+            100.0 * ref_acc
         );
-        medians.push(median(&rates) / median(&r));
+        medians.push(median(&ratios));
     }
     medians
+}
+
+/// scripts/bench_attacks.py, started on a benchmark directory and driven line by line: `warm KEY`,
+/// `run KEY` (one timed run of attack KEY on all points: its images/s and robust accuracy) and
+/// `quit`, each answered with one JSON line.
+struct Reference {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Reference {
+    fn start(dir: &Path) -> Reference {
+        use std::process::{Command, Stdio};
+        let script = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .join("scripts/bench_attacks.py");
+        let mut child = Command::new(common::python())
+            .arg(script)
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting scripts/bench_attacks.py");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut r = Reference {
+            child,
+            stdin,
+            stdout,
+        };
+        r.read(); // {"ready": true} once the model and data are loaded
+        r
+    }
+
+    fn read(&mut self) -> serde_json::Value {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        if line.is_empty() {
+            let status = self.child.wait().unwrap();
+            panic!("scripts/bench_attacks.py ended ({status}); its error is above");
+        }
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+
+    fn call(&mut self, command: &str) -> serde_json::Value {
+        use std::io::Write;
+        writeln!(self.stdin, "{command}").unwrap();
+        self.stdin.flush().unwrap();
+        self.read()
+    }
+}
+
+impl Drop for Reference {
+    fn drop(&mut self) {
+        let _ = self.child.wait();
+    }
 }

@@ -1,7 +1,11 @@
 """Reference side of benches/attacks.rs: times torchattacks PGD and fra31 AutoAttack's APGD
-(`pyautoattack`) on the robarch model in DIR (same files as crosscheck_attacks.py) and prints one
-JSON line: {attack: {"rates": [images/s per repeat], "robust": robust accuracy of the last repeat}}
-for attack in pgd, apgd-ce, apgd-t, aa ("aa": AutoAttack `standard`, all four members).
+(`pyautoattack`) on the robarch model in DIR (same files as crosscheck_attacks.py), driven line by
+line on standard input so that the benchmark can alternate the two sides run by run. Prints
+{"ready": true} once loaded, then answers each command with one JSON line:
+  warm KEY   one batch of attack KEY, untimed: {}
+  run KEY    attack KEY on all points: {"rate": images/s, "robust": robust accuracy}
+  quit       {} and exit
+KEY is pgd, apgd-ce, apgd-t or aa ("aa": AutoAttack `standard`, all four members).
 
 usage: bench_attacks.py DIR   (DIR/request.json: {"threads", "batch_size", "eps", "alpha", "steps",
 "apgd_steps", "repeats", "attacks", "device", "amp", "channels_last"})
@@ -10,6 +14,7 @@ usage: bench_attacks.py DIR   (DIR/request.json: {"threads", "batch_size", "eps"
 """
 import json
 import logging
+import os
 import pathlib
 import sys
 import time
@@ -19,17 +24,6 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from crosscheck_attacks import load_model  # noqa: E402
-
-
-def rates(n, f, repeats, sync):
-    """Images/s of each of `repeats` calls of f (`sync` waits for the device)."""
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f()
-        sync()
-        out.append(n / (time.perf_counter() - t0))
-    return out
 
 
 class Precision(torch.nn.Module):
@@ -61,33 +55,56 @@ def main():
     x, y, bs, n = data["x"].to(dev), data["y"].to(dev), r["batch_size"], len(data["y"])
     import torchattacks
     from pyautoattack import AutoAttack
-    out = {}
 
-    def run(key, attack):
-        """Times `attack` (returns the adversarial images of all points) `repeats` times."""
-        adv = []
-        out[key] = {"rates": rates(n, lambda: adv.append(attack()), r["repeats"], sync)}
-        with torch.no_grad():
-            out[key]["robust"] = (model(adv[-1]).argmax(1) == y).float().mean().item()
+    def make(key):
+        """(attack on a batch, attack on all points) for KEY."""
+        if key == "pgd":
+            pgd = torchattacks.PGD(model, eps=r["eps"], alpha=r["alpha"], steps=r["steps"], random_start=True)
+            return pgd, lambda: torch.cat([pgd(x[i:i + bs], y[i:i + bs]) for i in range(0, n, bs)])
+        if key in ("apgd-ce", "apgd-t"):
+            aa = AutoAttack(model, norm="Linf", eps=r["eps"], version="custom", attacks=[key], seed=0, device=dev)
+            aa.apgd.n_restarts = 1
+            aa.apgd.n_iter = aa.apgd_targeted.n_iter = r["apgd_steps"]
+            aa.apgd_targeted.n_target_classes = min(9, classes - 1)
+        else:
+            aa = AutoAttack(model, norm="Linf", eps=r["eps"], version="standard", seed=0, device=dev)
+            aa.apgd_targeted.n_target_classes = min(9, classes - 1)
+            aa.fab.n_target_classes = min(9, classes - 1)
+        return (lambda xb, yb: aa.run_standard_evaluation(xb, yb, batch_size=bs)[0]), \
+            (lambda: aa.run_standard_evaluation(x, y, batch_size=bs)[0])
 
-    if "pgd" in r["attacks"]:
-        pgd = torchattacks.PGD(model, eps=r["eps"], alpha=r["alpha"], steps=r["steps"], random_start=True)
-        pgd(x[:bs], y[:bs])  # warm-up
-        run("pgd", lambda: torch.cat([pgd(x[i:i + bs], y[i:i + bs]) for i in range(0, n, bs)]))
-    for name in ["apgd-ce", "apgd-t"]:
-        if name not in r["attacks"]:
-            continue
-        aa = AutoAttack(model, norm="Linf", eps=r["eps"], version="custom", attacks=[name], seed=0, device=dev)
-        aa.apgd.n_restarts = 1
-        aa.apgd.n_iter = aa.apgd_targeted.n_iter = r["apgd_steps"]
-        aa.apgd_targeted.n_target_classes = min(9, classes - 1)
-        run(name, lambda: aa.run_standard_evaluation(x, y, batch_size=bs)[0])
-    if "aa" in r["attacks"]:
-        aa = AutoAttack(model, norm="Linf", eps=r["eps"], version="standard", seed=0, device=dev)
-        aa.apgd_targeted.n_target_classes = min(9, classes - 1)
-        aa.fab.n_target_classes = min(9, classes - 1)
-        run("aa", lambda: aa.run_standard_evaluation(x, y, batch_size=bs)[0])
-    print(json.dumps(out))
+    # The protocol owns standard output; anything the libraries print goes to standard error.
+    proto = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def answer(obj):
+        print(json.dumps(obj), file=proto, flush=True)
+
+    attacks = {}
+    answer({"ready": True})
+    for line in sys.stdin:
+        cmd, _, key = line.strip().partition(" ")
+        if cmd == "quit":
+            answer({})
+            return
+        if key not in attacks:
+            attacks[key] = make(key)
+        on_batch, on_all = attacks[key]
+        if cmd == "warm":
+            on_batch(x[:bs], y[:bs])
+            sync()
+            answer({})
+        elif cmd == "run":
+            t0 = time.perf_counter()
+            adv = on_all()
+            sync()
+            rate = n / (time.perf_counter() - t0)
+            with torch.no_grad():
+                robust = (model(adv).argmax(1) == y).float().mean().item()
+            answer({"rate": rate, "robust": robust})
+        else:
+            raise SystemExit(f"unknown command {line!r}")
 
 
 if __name__ == "__main__":
