@@ -167,7 +167,8 @@ impl Attack for Pgd {
         self.eps = e;
     }
     fn passes(&self, _: usize) -> super::Passes {
-        // Each restart ends with a forward pass that checks which points it broke.
+        // Each restart ends with a forward pass that checks which points it broke (with one
+        // restart it is skipped: an upper bound).
         super::Passes::grads(self.steps * self.restarts) + super::Passes::forwards(self.restarts)
     }
 }
@@ -294,6 +295,12 @@ mod net {
             }
             for k in 0..=p.steps {
                 let last = k == p.steps;
+                if last && p.restarts <= 1 {
+                    // One restart: every point still in the batch ends at its last iterate,
+                    // broken by it or not, so no forward pass is needed to check it.
+                    out = out.index_copy(0, &ids, &adv);
+                    break;
+                }
                 let (l, logits, g) = if last {
                     let z = tch::no_grad(|| model.logits(&adv));
                     (attack_loss(p.loss, &z, &ys), z, Tensor::new())
