@@ -79,19 +79,9 @@ fn model(spec: &str, device: Device) -> (Network, serde_json::Value, String) {
         let meta = serde_json::json!({"arch": arch, "family": models::find(&arch).unwrap().family, "config": info["model"]["config"], "io": info["io"], "mean": info["mean"], "std": info["std"]});
         return (net, meta, label);
     }
-    let (name, size) = match spec.split_once('@') {
-        Some((n, s)) => (n, Some(s.parse::<i64>().expect("arch:preset@SIZE"))),
-        None => (spec, None),
-    };
-    let (arch, preset) = name
-        .split_once(':')
-        .unwrap_or_else(|| panic!("a model is arch:preset[@size] or a cache entry: {spec}"));
-    let (p, mut io) = common::paper_model(arch, preset);
-    if let Some(s) = size {
-        io.image_size = s;
-    }
+    let (arch, preset, p, io) = common::model_arg(spec);
     let net = Network::new(&p, &io, &[0.5; 3], &[0.25; 3], device, 0).unwrap();
-    let meta = serde_json::json!({"arch": arch, "family": models::find(arch).unwrap().family, "config": p.config, "io": io, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]});
+    let meta = serde_json::json!({"arch": arch, "family": models::find(&arch).unwrap().family, "config": p.config, "io": io, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]});
     let label = format!(
         "{arch} {preset} ({}px, {:.2}M params)",
         io.image_size,
@@ -183,13 +173,8 @@ fn main() {
             }
         }
     }
-    let geo = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
-    println!(
-        "\ngeometric mean of the {} ratios: {geo:.2} (range {:.2}–{:.2})",
-        ratios.len(),
-        ratios.iter().copied().fold(f64::INFINITY, f64::min),
-        ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-    );
+    println!();
+    common::print_geomean("geometric mean of the paired ratios", &ratios);
 }
 
 /// Times every attack of `set` on model `spec` under `v`, on both sides; prints a row per attack

@@ -144,12 +144,9 @@ fn main() {
             }
         }
     }
-    let geo = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
-    println!(
-        "geometric mean ratio robarch/pytorch (same settings) over {} rows: {geo:.2} (range {:.2}–{:.2})",
-        ratios.len(),
-        ratios.iter().copied().fold(f64::INFINITY, f64::min),
-        ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+    common::print_geomean(
+        "geometric mean ratio robarch/pytorch (same settings)",
+        &ratios,
     );
 }
 
@@ -219,17 +216,8 @@ fn loader_seconds(data: &Prepared, batch: usize, device: Device) -> f64 {
 /// One model and method at `threads` threads: prints its row and returns the ratio robarch/PyTorch
 /// under the same settings.
 fn row(spec: &str, method: &str, threads: i32, set: &Setup) -> f64 {
-    let (name, size) = match spec.split_once('@') {
-        Some((n, s)) => (n, Some(s.parse::<i64>().expect("arch:preset@SIZE"))),
-        None => (spec, None),
-    };
-    let (arch, preset) = name
-        .split_once(':')
-        .unwrap_or_else(|| panic!("a model is arch:preset[@size]: {spec}"));
-    let (mp, mut io) = common::paper_model(arch, preset);
-    if let Some(s) = size {
-        io.image_size = s;
-    }
+    let (arch, _, mp, io) = common::model_arg(spec);
+    let arch = arch.as_str();
     let (batch, iters, steps, device) = (set.batch, set.iters, set.steps, set.device);
     let n = (batch * iters) as i64;
     let data = random_data(&io, n, batch as i64);

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Where the time of an attack or a training epoch goes: robarch's process (and the PyTorch
 # reference's, in the same run) sampled with `perf`, split into libtorch's own code (its operators,
-# dispatcher and autograd engine: libtorch_cpu, libc10, libgomp and the other torch/lib libraries)
-# and everything outside it: the process's own code (robarch's, or the Python interpreter and
-# torch's Python binding), libc's allocator and copies, the kernel (page faults: memory mapped and
-# zeroed for new allocations) and the rest.
+# dispatcher and autograd engine: libtorch_cpu, libc10, libgomp and the other torch/lib libraries,
+# with the kernels oneDNN compiles at run time, which perf lists as [JIT]) and everything outside
+# it: the process's own code (robarch's, or the Python interpreter and torch's Python binding),
+# libc's allocator and copies, the kernel (page faults: memory mapped and zeroed for new
+# allocations) and the rest.
 # Usage: scripts/profile-compute.sh [--models densenet121,swin,resnet18,convnext]
 #        [--workloads pgd,apgd-ce,pgd-at] [--threads 1] [--freq 999]
 # PGD-20 and APGD-CE run through `scripts/bench-attacks.sh`'s benchmark on the trained models of
@@ -73,8 +74,8 @@ for line in open(report):
     side = "reference (Python)" if comm.startswith("python") else "robarch"
     if dso.startswith("[kernel") or dso == "[unknown]" and sym.startswith("0xffff"):
         cls = "kernel"
-    elif re.match(r"lib(torch_cpu|torch|c10|gomp|iomp|mkl|dnnl|sleef|torch_cuda|c10_cuda|cu)", dso) \
-            and not dso.startswith("libtorch_python"):
+    elif (re.match(r"lib(torch_cpu|torch|c10|gomp|iomp|mkl|dnnl|sleef|torch_cuda|c10_cuda|cu)", dso)
+          and not dso.startswith("libtorch_python")) or dso.startswith("[JIT]"):
         cls = "libtorch"
     elif dso.startswith("libc.so") or dso.startswith("libc-"):
         cls = "libc copy/fill" if re.search(r"mem(cpy|move|set)|__memcpy|__memset", sym) else "libc alloc" \

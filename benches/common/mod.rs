@@ -49,6 +49,34 @@ pub fn paper_model(arch: &str, preset: &str) -> (ModelParams, ModelIo) {
     (p, preset_io(preset))
 }
 
+/// A model argument `arch:preset[@image size]`: the architecture, the preset, its parameters and
+/// its input (the preset's, at the given image size).
+pub fn model_arg(spec: &str) -> (String, String, ModelParams, ModelIo) {
+    let (name, size) = match spec.split_once('@') {
+        Some((n, s)) => (n, Some(s.parse::<i64>().expect("arch:preset@SIZE"))),
+        None => (spec, None),
+    };
+    let (arch, preset) = name
+        .split_once(':')
+        .unwrap_or_else(|| panic!("a model is arch:preset[@size]: {spec}"));
+    let (p, mut io) = paper_model(arch, preset);
+    if let Some(s) = size {
+        io.image_size = s;
+    }
+    (arch.to_string(), preset.to_string(), p, io)
+}
+
+/// Prints the geometric mean of `ratios` and their range after `what`.
+pub fn print_geomean(what: &str, ratios: &[f64]) {
+    let geo = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
+    println!(
+        "{what} over {} rows: {geo:.2} (range {:.2}–{:.2})",
+        ratios.len(),
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+    );
+}
+
 /// `cpu`, or CUDA device 0 for anything else.
 pub fn device(s: &str) -> Device {
     if s == "cpu" {
