@@ -138,12 +138,7 @@ fn main() {
             "--data" => set.data = Some(PathBuf::from(val)),
             "--n" => set.n = val.parse().expect("--n N"),
             "--batch" => set.batch = val.parse().expect("--batch N"),
-            "--threads" => {
-                threads = val
-                    .split(',')
-                    .map(|t| t.parse().expect("--threads N[,N...]"))
-                    .collect()
-            }
+            "--threads" => threads = common::threads(&val),
             "--repeats" => set.repeats = val.parse().expect("--repeats N"),
             "--attacks" => set.attacks = val.split(',').map(String::from).collect(),
             "--device" => set.device = common::device(&val),
@@ -214,12 +209,14 @@ fn bench(spec: &str, set: &Setup, v: Variant) -> Vec<f64> {
     let n = x.size()[0];
     // Labels = the model's predictions in float32, so every point is attacked (the same points on
     // both sides).
-    let y = tch::no_grad(|| net.forward_t(&x.to_device(device), false)).argmax(1, false);
+    let x_cpu = x;
+    let x = x_cpu.to_device(device);
+    let y = tch::no_grad(|| net.forward_t(&x, false)).argmax(1, false);
     let (eps, alpha, steps, apgd_steps) = (8.0 / 255.0, 2.0 / 255.0, 20, 100);
     std::fs::write(d.join("model.json"), meta.to_string()).unwrap();
     net.save(&d.join("model.safetensors")).unwrap();
     let y_cpu = y.to_device(Device::Cpu);
-    Tensor::write_safetensors(&[("x", &x), ("y", &y_cpu)], d.join("data.safetensors")).unwrap();
+    Tensor::write_safetensors(&[("x", &x_cpu), ("y", &y_cpu)], d.join("data.safetensors")).unwrap();
     let dev = if device == Device::Cpu { "cpu" } else { "cuda" };
     let req = serde_json::json!({"threads": v.threads, "batch_size": batch, "eps": eps, "alpha": alpha, "steps": steps, "apgd_steps": apgd_steps, "repeats": repeats, "attacks": set.attacks, "device": dev, "amp": v.bf16, "channels_last": v.channels_last});
     std::fs::write(d.join("request.json"), req.to_string()).unwrap();
@@ -242,7 +239,6 @@ fn bench(spec: &str, set: &Setup, v: Variant) -> Vec<f64> {
         a.set("steps", apgd_steps);
     });
     let aa = cfg("autoattack", &|_| {});
-    let x = x.to_device(device);
     if v.bf16 {
         net.set_autocast(Some(Kind::BFloat16));
     }

@@ -73,12 +73,7 @@ fn main() {
             "--batch" => set.batch = val.parse().expect("--batch N"),
             "--iters" => set.iters = val.parse().expect("--iters N"),
             "--steps" => set.steps = val.parse().expect("--steps N"),
-            "--threads" => {
-                threads = val
-                    .split(',')
-                    .map(|t| t.parse().expect("--threads N[,N...]"))
-                    .collect()
-            }
+            "--threads" => threads = common::threads(&val),
             "--amp" => set.amp = val,
             "--channels-last" => set.channels_last = val,
             "--scripted" => set.scripted = val == "on",
@@ -263,8 +258,8 @@ fn row(spec: &str, method: &str, threads: i32, set: &Setup) -> f64 {
     };
     let (ours, epoch_s, count) = run(&params);
     let loader = loader_seconds(&data, batch, device) / epoch_s;
-    let kind = models::find(arch).unwrap().kind;
-    let family = models::find(arch).unwrap().family;
+    let entry = models::find(arch).unwrap();
+    let (kind, family) = (entry.kind, entry.family);
     let amp_on = params.amp.resolve(device).is_some();
     let cl_on = params.channels_last.resolve(kind);
     let pytorch = |amp: bool, cl: bool| -> f64 {

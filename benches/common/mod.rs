@@ -86,6 +86,13 @@ pub fn device(s: &str) -> Device {
     }
 }
 
+/// A `--threads N[,N...]` list.
+pub fn threads(val: &str) -> Vec<i32> {
+    val.split(',')
+        .map(|t| t.parse().expect("--threads N[,N...]"))
+        .collect()
+}
+
 pub fn default_threads() -> i32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as i32)
 }
